@@ -1,0 +1,2 @@
+//! ovm: an embeddable manager for Xen virtualization environments.
+#![warn(missing_docs)]

@@ -1,0 +1,1 @@
+//! C API of ovm (filled by the C API work).

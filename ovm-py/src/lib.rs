@@ -1,0 +1,1 @@
+//! Python API of ovm (filled by the Python API work).

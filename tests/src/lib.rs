@@ -1,0 +1,1 @@
+//! Workspace-level integration tests of ovm live in `tests/tests/`.
