@@ -212,6 +212,12 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<DomainChange>>;
     /// Power the host off (DPM). Drivers that cannot return [`crate::Error::Unsupported`].
     fn power_off(&self) -> Result<()>;
+    /// Create a sparse file of `size_bytes` at `path` (a repository path on the server).
+    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()>;
+    /// Copy the file at `from` to `to` (both repository paths on the server).
+    fn storage_copy(&self, from: &str, to: &str) -> Result<()>;
+    /// Delete the file at `path`; deleting a missing file succeeds.
+    fn storage_delete(&self, path: &str) -> Result<()>;
 }
 
 /// A kind of server connection, selected by address scheme.

@@ -43,6 +43,8 @@ pub enum SimOp {
     Migrate,
     /// `host_info`/`load`/`list_domains`.
     Query,
+    /// `storage_create`/`storage_copy`/`storage_delete`.
+    Storage,
 }
 
 #[derive(Debug)]
@@ -73,7 +75,6 @@ struct HostState {
 struct SimHost {
     state: Mutex<HostState>,
     changes: broadcast::Sender<DomainChange>,
-    world: std::sync::Weak<WorldInner>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +89,7 @@ struct WorldInner {
     hosts: Mutex<HashMap<String, Arc<SimHost>>>,
     faults: Mutex<Faults>,
     next_domid: AtomicU32,
+    files: Mutex<HashMap<String, u64>>,
 }
 
 /// A set of simulated servers. Cheap to clone; clones share the same world.
@@ -177,7 +179,6 @@ impl SimWorld {
                     mac: crate::model::format_mac(0x02_00_5e_00_00_00 + n),
                 }),
                 changes: broadcast::channel(1024).0,
-                world: Arc::downgrade(&self.inner),
             })
         });
         Ok(host.clone())
@@ -272,6 +273,16 @@ impl SimWorld {
             }
         }
         Err(Error::backend("sim", format!("domain {vm} is not resident anywhere")))
+    }
+
+    /// Size of a file in the simulated shared storage, if it exists.
+    pub fn file_size(&self, path: &str) -> Option<u64> {
+        lock(&self.inner.files).get(path).copied()
+    }
+
+    /// Number of files in the simulated shared storage.
+    pub fn file_count(&self) -> usize {
+        lock(&self.inner.files).len()
     }
 
     /// The names of the simulated hosts.
@@ -678,9 +689,39 @@ impl Hypervisor for SimConnection {
             st.powered_on = false;
             Ok(())
         })?;
-        let _ = self.host.world.upgrade();
         self.emit(DomainChange::HostLost);
         Ok(())
+    }
+
+    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let mut files = lock(&self.world.inner.files);
+            if files.contains_key(path) {
+                return Err(Error::backend(&st.name, format!("{path} already exists")));
+            }
+            files.insert(path.to_owned(), size_bytes);
+            Ok(())
+        })
+    }
+
+    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let mut files = lock(&self.world.inner.files);
+            let size =
+                *files.get(from).ok_or_else(|| Error::backend(&st.name, format!("{from} does not exist")))?;
+            if files.contains_key(to) {
+                return Err(Error::backend(&st.name, format!("{to} already exists")));
+            }
+            files.insert(to.to_owned(), size);
+            Ok(())
+        })
+    }
+
+    fn storage_delete(&self, path: &str) -> Result<()> {
+        self.op(SimOp::Storage, |_| {
+            lock(&self.world.inner.files).remove(path);
+            Ok(())
+        })
     }
 }
 

@@ -380,6 +380,12 @@ impl Inventory {
 
     /// Remove an object that nothing refers to any more. Returns it.
     pub fn remove(&mut self, what: ObjectRef) -> Result<Object> {
+        self.check_remove(what)?;
+        self.force_remove(what)
+    }
+
+    /// Check that `what` exists and nothing refers to it.
+    pub fn check_remove(&self, what: ObjectRef) -> Result<()> {
         if !self.contains(what) {
             return Err(Error::not_found(what.kind, what.id));
         }
@@ -389,6 +395,11 @@ impl Inventory {
             let name = self.get_object(user).map(|o| o.name().to_owned()).unwrap_or_default();
             return Err(Error::conflict(format!("{what} is still used by {} {name:?}", user.kind)));
         }
+        Ok(())
+    }
+
+    /// Remove an object without checking references (restoring an earlier consistent state).
+    pub fn force_remove(&mut self, what: ObjectRef) -> Result<Object> {
         let old = self.remove_unchecked(what).ok_or_else(|| Error::not_found(what.kind, what.id))?;
         // Drop the removed object from tags.
         let tags: Vec<Tag> =
