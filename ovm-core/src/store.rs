@@ -56,7 +56,7 @@ pub enum Undo {
         /// The object.
         object: ObjectRef,
         /// Its previous version.
-        before: Option<Object>,
+        before: Option<Box<Object>>,
     },
     /// Destroy a domain the step started (idempotent).
     DestroyDomain {

@@ -424,7 +424,7 @@ impl SimConnection {
         st.domains.values().map(|d| d.spec.memory_mib).sum()
     }
 
-    fn domain<'a>(st: &'a mut HostState, vm: VmId) -> Result<&'a mut SimDomain> {
+    fn domain(st: &mut HostState, vm: VmId) -> Result<&mut SimDomain> {
         let name = st.name.clone();
         st.domains.get_mut(&vm).ok_or_else(|| Error::backend(name, format!("domain {vm} is not resident")))
     }

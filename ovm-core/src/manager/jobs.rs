@@ -200,7 +200,7 @@ impl Tx<'_> {
         let r = obj.object_ref();
         let before = self.inv.put(obj.clone())?;
         let op = if before.is_some() { ChangeOp::Modified } else { ChangeOp::Added };
-        self.undo.push(Undo::Restore { object: r, before });
+        self.undo.push(Undo::Restore { object: r, before: before.map(Box::new) });
         self.batch.puts.retain(|p| p.object_ref() != r);
         self.batch.puts.push(obj);
         self.batch.changes.push((r, op));
@@ -222,7 +222,7 @@ impl Tx<'_> {
     /// Remove an object nothing refers to.
     pub(crate) fn remove(&mut self, r: ObjectRef) -> Result<Object> {
         let old = self.inv.remove(r)?;
-        self.undo.push(Undo::Restore { object: r, before: Some(old.clone()) });
+        self.undo.push(Undo::Restore { object: r, before: Some(Box::new(old.clone())) });
         self.batch.puts.retain(|p| p.object_ref() != r);
         self.batch.removes.push(r);
         self.batch.changes.push((r, ChangeOp::Removed));

@@ -597,9 +597,15 @@ impl Manager {
 }
 
 /// Put back an object's previous version (or remove it), recording the write and the change.
-pub(crate) fn restore(inv: &mut Inventory, batch: &mut Batch, object: ObjectRef, before: Option<Object>) {
+pub(crate) fn restore(
+    inv: &mut Inventory,
+    batch: &mut Batch,
+    object: ObjectRef,
+    before: Option<Box<Object>>,
+) {
     match before {
         Some(o) => {
+            let o = *o;
             inv.load(o.clone());
             batch.removes.retain(|r| *r != object);
             batch.puts.push(o);

@@ -520,7 +520,7 @@ impl Manager {
         p.start_policy = spec.start_policy;
         p.policy = spec.policy;
         if let Some(ip) = p.virtual_ip {
-            if self.list::<ServerPool>(|o| o.virtual_ip == Some(ip)).first().is_some() {
+            if !self.list::<ServerPool>(|o| o.virtual_ip == Some(ip)).is_empty() {
                 return Err(Error::conflict(format!("virtual IP {ip} is used by another pool")));
             }
         }

@@ -340,17 +340,18 @@ impl AntiAffinityGroup {
 }
 
 /// Parse a MAC address `aa:bb:cc:dd:ee:ff` (or with `-`) into 48 bits.
-pub fn parse_mac(s: &str) -> std::result::Result<u64, ()> {
+pub fn parse_mac(s: &str) -> Result<u64> {
+    let bad = || Error::invalid("mac", format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
-        return Err(());
+        return Err(bad());
     }
     let mut v = 0u64;
     for p in parts {
         if p.len() != 2 {
-            return Err(());
+            return Err(bad());
         }
-        v = (v << 8) | u64::from(u8::from_str_radix(p, 16).map_err(|_| ())?);
+        v = (v << 8) | u64::from(u8::from_str_radix(p, 16).map_err(|_| bad())?);
     }
     Ok(v)
 }
