@@ -472,6 +472,7 @@ impl Manager {
                 return Err(Error::conflict("remove the server from its pool first"));
             }
         }
+        self.read(|inv| inv.check_remove(r))?;
         self.submit(
             jobs::JobSpec::new(&format!("Delete{}", r.kind), &format!("Delete {} {name}", r.kind), vec![r])
                 .step("delete", move |ctx| {
