@@ -293,23 +293,20 @@ impl SimWorld {
     }
 
     fn before(&self, op: SimOp, host: &str) -> Result<()> {
-        let delay = {
-            let mut f = lock(&self.inner.faults);
-            if let Some(i) = f
-                .fail_next
-                .iter()
-                .position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
-            {
-                f.fail_next[i].2 -= 1;
-                if f.fail_next[i].2 == 0 {
-                    f.fail_next.remove(i);
-                }
-                return Err(Error::backend(host, format!("injected failure of {op:?}")));
-            }
-            f.delays.get(&op).copied()
-        };
+        // The delay comes first, so a fault armed while an operation is under way still hits it.
+        let delay = lock(&self.inner.faults).delays.get(&op).copied();
         if let Some(d) = delay {
             std::thread::sleep(d);
+        }
+        let mut f = lock(&self.inner.faults);
+        if let Some(i) =
+            f.fail_next.iter().position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
+        {
+            f.fail_next[i].2 -= 1;
+            if f.fail_next[i].2 == 0 {
+                f.fail_next.remove(i);
+            }
+            return Err(Error::backend(host, format!("injected failure of {op:?}")));
         }
         Ok(())
     }

@@ -443,6 +443,14 @@ impl Manager {
         Ok(JobHandle { id, cell, mgr: self.clone() })
     }
 
+    /// Fail with [`Error::OperationInProgress`] if a job holds `object`.
+    pub(crate) fn ensure_unlocked(&self, object: ObjectRef) -> Result<()> {
+        match self.state().locks.get(&object.id) {
+            Some(job) => Err(Error::OperationInProgress { object, job: job.to_string() }),
+            None => Ok(()),
+        }
+    }
+
     /// A handle on any job, live or historical.
     pub fn job(&self, id: JobId) -> Result<JobHandle> {
         let st = self.state();
@@ -589,8 +597,12 @@ fn finish(
     batch.jobs.push((rec.clone(), Some(j)));
     if let Some(e) = &failure {
         if !matches!(e, Error::Aborted { .. }) {
-            // A failed job raises an Error event on its first target (as Oracle VM does).
-            if let Some(t) = targets.first() {
+            // A failed job raises an Error event on its first target that still exists (as Oracle VM does).
+            let existing = {
+                let st = mgr.state();
+                targets.iter().copied().find(|t| st.inv.contains(*t))
+            };
+            if let Some(t) = existing.as_ref() {
                 let ev = Event {
                     id: EventId::new(),
                     object: *t,

@@ -94,6 +94,7 @@ fn fill_macs(inv: &Inventory, range: MacRange, config: &mut VmConfig) -> Result<
 impl Manager {
     fn vm_checked(&self, vm: VmId, op: PowerOperation) -> Result<std::sync::Arc<Vm>> {
         let v = self.vm(vm)?;
+        self.ensure_unlocked(v.object_ref())?;
         if !v.power_state.allows(op) {
             let expected: Vec<String> = PowerState::allowed_from(op).iter().map(|s| s.to_string()).collect();
             return Err(Error::state(v.object_ref(), expected.join(" or "), v.power_state));
