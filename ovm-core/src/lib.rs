@@ -51,5 +51,5 @@ pub mod model;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
-pub use uuid;
 pub use manager::{JobHandle, Manager, ManagerBuilder, Subscription};
+pub use uuid;

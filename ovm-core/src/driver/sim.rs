@@ -212,14 +212,12 @@ impl SimWorld {
     /// [`SimWorld::restore_host`].
     pub fn lose_host(&self, name: &str) -> Result<()> {
         let h = self.host(name)?;
-        let gone: Vec<(VmId, u32)> = {
+        {
             let mut st = lock(&h.state);
             st.lost = true;
-            st.domains.drain().map(|(id, d)| (id, d.domid)).collect()
-        };
-        for (id, domid) in gone {
-            let _ = h.changes.send(DomainChange::Disappeared { uuid: Some(id), domid });
+            st.domains.clear();
         }
+        // A lost host reports nothing about its domains: the manager only sees the connection go.
         let _ = h.changes.send(DomainChange::HostLost);
         Ok(())
     }
@@ -299,8 +297,10 @@ impl SimWorld {
             std::thread::sleep(d);
         }
         let mut f = lock(&self.inner.faults);
-        if let Some(i) =
-            f.fail_next.iter().position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
+        if let Some(i) = f
+            .fail_next
+            .iter()
+            .position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
         {
             f.fail_next[i].2 -= 1;
             if f.fail_next[i].2 == 0 {

@@ -564,8 +564,10 @@ fn finish(
             undone.push(name.clone());
         }
     }
+    // The final record is published to waiters only after it is stored and the locks are released,
+    // so a caller that saw the job end can immediately operate on its targets.
     let rec = {
-        let mut r = lock(&cell.record);
+        let mut r = lock(&cell.record).clone();
         r.finished = Some(now_ms());
         r.steps_undone = undone;
         match &failure {
@@ -636,8 +638,9 @@ fn finish(
         mgr.inner.jobs_idle.notify_all();
     }
     drop(st);
+    let mut guard = lock(&cell.record);
+    *guard = rec;
     cell.watch.send_replace(state);
-    let _guard = lock(&cell.record);
     cell.done.notify_all();
 }
 

@@ -1,0 +1,237 @@
+//! VM lifecycle, placement, migration, HA, master failover and out-of-band domain changes on sim servers.
+
+mod common;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+use ovm_core::driver::sim::SimOp;
+use ovm_core::manager::{CloneOptions, StopOptions};
+use ovm_core::model::*;
+use ovm_core::store::EventFilter;
+use ovm_core::{Error, ErrorKind};
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn full_power_lifecycle() {
+    let lab = lab();
+    let vm = lab.running_vm("life");
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!(v.power_state, PowerState::Running);
+    assert!(v.domid.is_some());
+    assert!(lab.mgr.vm_console(vm).unwrap().contains("guest up"));
+    ok(lab.mgr.pause_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Paused);
+    let err = lab.mgr.stop_vm(vm).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidState { expected, actual, .. } if expected == "Running" && actual == "Paused"),
+        "{err}"
+    );
+    ok(lab.mgr.resume_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    ok(lab.mgr.restart_vm(vm));
+    assert_eq!(lab.mgr.vm_console(vm).unwrap().matches("guest up").count(), 2);
+    ok(lab.mgr.suspend_vm(vm));
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.domid), (PowerState::Suspended, None));
+    ok(lab.mgr.resume_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    ok(lab.mgr.stop_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+    assert_eq!(lab.mgr.vm_console(vm).unwrap_err().kind(), ErrorKind::InvalidState);
+    ok(lab.mgr.start_vm(vm));
+    ok(lab.mgr.kill_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+    ok(lab.mgr.delete_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn stop_falls_back_to_destroy_or_fails_cleanly() {
+    let lab = lab();
+    let vm = lab.running_vm("stubborn");
+    lab.mgr.sim().ignore_shutdown(vm, true);
+    let job = lab
+        .mgr
+        .stop_vm_with(vm, StopOptions { timeout: Duration::from_millis(50), force_after_timeout: false })
+        .unwrap();
+    assert_eq!(job.wait(WAIT).unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running, "rolled back to Running");
+    ok(lab.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm)));
+    ok(lab
+        .mgr
+        .stop_vm_with(vm, StopOptions { timeout: Duration::from_millis(50), force_after_timeout: true }));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+}
+
+#[test]
+fn capacity_is_enforced_and_placement_follows_policy() {
+    // Servers with 4 GiB, 1 GiB of it for dom0: three 1 GiB VMs fit on each.
+    let lab = lab_with(ovm_core::Manager::builder().recurring_jobs(false).open().unwrap(), 4096);
+    let vms: Vec<VmId> = (0..6).map(|i| lab.running_vm(&format!("v{i}"))).collect();
+    for s in [lab.s1, lab.s2] {
+        assert_eq!(
+            vms.iter().filter(|v| lab.mgr.vm(**v).unwrap().server == Some(s)).count(),
+            3,
+            "best-server spreads by free memory"
+        );
+    }
+    let extra = lab.vm("extra");
+    let err = lab.mgr.start_vm(extra).unwrap().wait(WAIT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InsufficientResources, "{err}");
+    assert_eq!(lab.mgr.vm(extra).unwrap().power_state, PowerState::Stopped);
+    // Migration to a full server is refused and the VM stays where it was.
+    let from = lab.mgr.vm(vms[0]).unwrap().server.unwrap();
+    let to = if from == lab.s1 { lab.s2 } else { lab.s1 };
+    let err = lab.mgr.migrate_vm(vms[0], to).unwrap().wait(WAIT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InsufficientResources);
+    assert_eq!(lab.mgr.vm(vms[0]).unwrap().server, Some(from));
+    assert_eq!(lab.mgr.vm(vms[0]).unwrap().power_state, PowerState::Running);
+}
+
+#[test]
+fn anti_affinity_keeps_vms_apart() {
+    let lab = lab();
+    let a = lab.vm("aa-a");
+    let b = lab.vm("aa-b");
+    let c = lab.vm("aa-c");
+    ok(lab.mgr.create_anti_affinity_group(lab.pool, "spread", vec![a, b, c]));
+    ok(lab.mgr.start_vm(a));
+    ok(lab.mgr.start_vm(b));
+    assert_ne!(lab.mgr.vm(a).unwrap().server, lab.mgr.vm(b).unwrap().server);
+    let err = lab.mgr.start_vm(c).unwrap().wait(WAIT).unwrap_err();
+    assert!(err.to_string().contains("anti-affinity"), "{err}");
+}
+
+#[test]
+fn live_migration_moves_the_domain() {
+    let lab = lab();
+    let vm = lab.running_vm("mig");
+    let from = lab.mgr.vm(vm).unwrap().server.unwrap();
+    let to = if from == lab.s1 { lab.s2 } else { lab.s1 };
+    ok(lab.mgr.migrate_vm(vm, to));
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.server, v.power_state), (Some(to), PowerState::Running));
+    assert!(lab.mgr.vm_console(vm).unwrap().contains(&lab.server_name(to)));
+    assert_eq!(lab.mgr.migrate_vm(vm, to).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    // A failed migration leaves the VM where it was.
+    lab.mgr.sim().fail_next(SimOp::Migrate, None, 1);
+    let j = lab.mgr.migrate_vm(vm, from).unwrap().wait_done(WAIT).unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.server, v.power_state), (Some(to), PowerState::Running));
+}
+
+#[test]
+fn clones_vm_to_vm_and_vm_to_template() {
+    let lab = lab();
+    let vm = VmId(result_id(lab.mgr.clone_template(
+        lab.template,
+        "src",
+        CloneOptions { pool: Some(lab.pool), ..Default::default() },
+    )));
+    let src = lab.mgr.vm(vm).unwrap();
+    assert_eq!(src.config.disks.len(), 2);
+    assert!(src
+        .config
+        .disks
+        .iter()
+        .all(|d| matches!(d.target, DiskTarget::VirtualDisk(x) if x != lab.template_disk)));
+    let copy = VmId(result_id(lab.mgr.clone_vm(vm, "copy", CloneOptions::default())));
+    let c = lab.mgr.vm(copy).unwrap();
+    assert_ne!(c.config.vnics[0].mac, src.config.vnics[0].mac);
+    assert_eq!(c.pool, src.pool);
+    let t = TemplateId(result_id(lab.mgr.vm_to_template(copy, "golden")));
+    assert_eq!(lab.mgr.get::<Template>(t).unwrap().from_vm, Some(copy));
+    ok(lab.mgr.start_vm(copy));
+    assert_eq!(
+        lab.mgr.clone_vm(copy, "nope", CloneOptions::default()).unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+    let used = lab.mgr.repository(lab.repo).unwrap().used_bytes;
+    // The template's 6 GiB of disks, plus three clones of them.
+    assert_eq!(used, (6u64 << 30) * 4);
+}
+
+#[test]
+fn lost_server_triggers_ha_restart_and_master_failover() {
+    let lab = lab();
+    let ha = lab.vm("ha");
+    ok(lab.mgr.edit_vm(ha, |v| v.config.high_availability = true));
+    let plain = lab.vm("plain");
+    // Put both on the master (s1) by taking s2 out of placement for a moment.
+    ok(lab.mgr.set_maintenance_mode(lab.s2, true));
+    ok(lab.mgr.start_vm(ha));
+    ok(lab.mgr.start_vm(plain));
+    ok(lab.mgr.set_maintenance_mode(lab.s2, false));
+    assert_eq!(lab.mgr.pool(lab.pool).unwrap().master, Some(lab.s1));
+    lab.mgr.sim().lose_host("xen1").unwrap();
+    wait_until("the HA VM to restart on xen2", || {
+        let v = lab.mgr.vm(ha).unwrap();
+        v.power_state == PowerState::Running && v.server == Some(lab.s2)
+    });
+    assert_eq!(lab.mgr.server(lab.s1).unwrap().power_state, ServerPowerState::Unreachable);
+    assert_eq!(lab.mgr.vm(plain).unwrap().power_state, PowerState::Stopped);
+    assert_eq!(lab.mgr.pool(lab.pool).unwrap().master, Some(lab.s2));
+    let evs = lab.mgr.events(&EventFilter::default()).unwrap();
+    assert!(evs.iter().any(|e| e.event_type == "server.unreachable" && e.severity == Severity::Warning));
+    assert!(evs.iter().any(|e| e.event_type == "pool.master_failover"));
+    // The server comes back: a refresh reconnects it and says so.
+    lab.mgr.sim().restore_host("xen1").unwrap();
+    ok(lab.mgr.refresh_server(lab.s1));
+    assert_eq!(lab.mgr.server(lab.s1).unwrap().power_state, ServerPowerState::Running);
+    assert!(lab
+        .mgr
+        .events(&EventFilter::default())
+        .unwrap()
+        .iter()
+        .any(|e| e.event_type == "server.reachable"));
+}
+
+#[test]
+fn guest_crash_outside_the_manager_is_noticed() {
+    let lab = lab();
+    let vm = lab.running_vm("crashy");
+    lab.mgr.sim().crash_domain(vm).unwrap();
+    wait_until("the VM to be seen stopped", || lab.mgr.vm(vm).unwrap().power_state == PowerState::Stopped);
+    let evs = lab.mgr.events(&EventFilter { object: Some(vm.0), ..Default::default() }).unwrap();
+    assert!(evs.iter().any(|e| e.event_type == "vm.stopped" && e.severity == Severity::Warning));
+}
+
+#[test]
+fn editing_a_running_vm_changes_only_hot_settings() {
+    let lab = lab();
+    let vm = lab.running_vm("hot");
+    assert_eq!(lab.mgr.edit_vm(vm, |v| v.config.max_vcpus = 4).unwrap_err().kind(), ErrorKind::InvalidState);
+    ok(lab.mgr.edit_vm(vm, |v| v.description = "renamed while running".into()));
+    let vm2 = lab.vm("cold");
+    ok(lab.mgr.edit_vm(vm2, |v| {
+        v.config.max_vcpus = 4;
+        v.config.max_memory_mib = 2048;
+    }));
+    ok(lab.mgr.start_vm(vm2));
+    ok(lab.mgr.edit_vm(vm2, |v| {
+        v.config.vcpus = 3;
+        v.config.memory_mib = 2000;
+    }));
+    assert_eq!(lab.mgr.vm(vm2).unwrap().config.vcpus, 3);
+    assert_eq!(
+        lab.mgr.edit_vm(vm2, |v| v.config.domain_type = DomainType::Hvm).unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+    assert_eq!(
+        lab.mgr.edit_vm(vm2, |v| v.config.memory_mib = 4096).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        lab.mgr.edit_vm(vm2, |v| v.power_state = PowerState::Stopped).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
