@@ -108,13 +108,21 @@ pub struct Journal {
     pub done: usize,
 }
 
+/// A write of one object.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // Short-lived, moved once into the commit; boxing would add an allocation per write.
+pub enum ObjectWrite {
+    /// Insert or replace.
+    Put(Object),
+    /// Delete.
+    Remove(ObjectRef),
+}
+
 /// One atomic batch of writes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Objects to insert or replace.
-    pub puts: Vec<Object>,
-    /// Objects to delete.
-    pub removes: Vec<ObjectRef>,
+    /// Objects to insert, replace or delete, applied in order.
+    pub objects: Vec<ObjectWrite>,
     /// Jobs to insert or replace, with their journal when it changed.
     pub jobs: Vec<(Job, Option<Journal>)>,
     /// Events to insert or replace.
@@ -128,8 +136,7 @@ pub struct Batch {
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty()
-            && self.removes.is_empty()
+        self.objects.is_empty()
             && self.jobs.is_empty()
             && self.events.is_empty()
             && self.changes.is_empty()
@@ -283,23 +290,41 @@ impl Store {
 
     /// Write a batch in one transaction; returns the change tokens assigned, in order.
     pub fn commit(&mut self, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
+        Ok(self.commit_many(&[batch], now)?.pop().unwrap_or_default())
+    }
+
+    /// Write several batches in one transaction (group commit); returns each batch's change tokens.
+    pub fn commit_many(&mut self, batches: &[&Batch], now: Timestamp) -> Result<Vec<Vec<u64>>> {
         let tx = self.conn.transaction()?;
+        let mut all = Vec::with_capacity(batches.len());
+        for batch in batches {
+            all.push(Self::write_batch(&tx, batch, now)?);
+        }
+        tx.commit()?;
+        Ok(all)
+    }
+
+    fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
         let mut tokens = Vec::with_capacity(batch.changes.len());
         {
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO objects(id, kind, name, body) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for o in &batch.puts {
-                put.execute(params![
-                    o.uuid().to_string(),
-                    o.kind().name(),
-                    o.name(),
-                    serde_json::to_string(o)?
-                ])?;
-            }
             let mut del = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
-            for r in &batch.removes {
-                del.execute(params![r.id.to_string()])?;
+            for w in &batch.objects {
+                match w {
+                    ObjectWrite::Put(o) => {
+                        put.execute(params![
+                            o.uuid().to_string(),
+                            o.kind().name(),
+                            o.name(),
+                            serde_json::to_string(o)?
+                        ])?;
+                    }
+                    ObjectWrite::Remove(r) => {
+                        del.execute(params![r.id.to_string()])?;
+                    }
+                }
             }
             let mut job_ins = tx.prepare_cached(
                 "INSERT INTO jobs(id, kind, state, created, parent, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -352,7 +377,6 @@ impl Store {
                 meta.execute(params![k, v])?;
             }
         }
-        tx.commit()?;
         Ok(tokens)
     }
 

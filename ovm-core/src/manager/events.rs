@@ -46,21 +46,23 @@ impl Manager {
         let mut b = Batch::default();
         b.events.push(e.clone());
         b.changes.push((ObjectRef::new(ObjectKind::Event, e.id), ChangeOp::Added));
-        self.commit_locked(&mut st, b)?;
+        let seq = self.enqueue(b)?;
         if severity.blocks() {
             st.blocking_events.entry(object.id).or_default().push((e.id, severity));
         }
+        drop(st);
+        self.flush(seq)?;
         Ok(e)
     }
 
     /// Events matching `filter`, newest first.
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        self.state().db.events(filter)
+        self.db().events(filter)
     }
 
     /// One event.
     pub fn event(&self, id: EventId) -> Result<Event> {
-        self.state().db.event(id)?.ok_or_else(|| Error::not_found(ObjectKind::Event, id))
+        self.db().event(id)?.ok_or_else(|| Error::not_found(ObjectKind::Event, id))
     }
 
     /// Acknowledge an event. Returns a job.
@@ -100,7 +102,7 @@ impl Manager {
                     b.events.push(e);
                 }
                 let mut st = ctx.mgr.state();
-                ctx.mgr.commit_locked(&mut st, b.clone_events())?;
+                let seq = ctx.mgr.enqueue(b.clone_events())?;
                 for e in &b.events {
                     if let Some(v) = st.blocking_events.get_mut(&e.object.id) {
                         v.retain(|(id, _)| *id != e.id);
@@ -109,7 +111,8 @@ impl Manager {
                         }
                     }
                 }
-                Ok(())
+                drop(st);
+                ctx.mgr.flush(seq)
             },
         );
         self.submit(spec)
@@ -117,26 +120,26 @@ impl Manager {
 
     /// The newest change token. Changes after it have greater tokens.
     pub fn current_token(&self) -> Result<u64> {
-        self.state().db.last_token()
+        self.db().last_token()
     }
 
     /// Changes after `token` (oldest first, at most [`MAX_CHANGES_PER_CALL`]) and the token to resume from.
     /// If `token` is older than the retained feed, returns [`Error::EventsLost`]: re-read state and
     /// resume from the token it carries.
     pub fn events_since(&self, token: u64) -> Result<(Vec<Change>, u64)> {
-        let st = self.state();
-        let first = st.db.first_token()?;
+        let db = self.db();
+        let first = db.first_token()?;
         if first > 0 && token + 1 < first {
-            return Err(Error::EventsLost { resume_token: st.db.last_token()? });
+            return Err(Error::EventsLost { resume_token: db.last_token()? });
         }
-        let changes = st.db.changes_since(token, MAX_CHANGES_PER_CALL)?;
+        let changes = db.changes_since(token, MAX_CHANGES_PER_CALL)?;
         let next = changes.last().map(|c| c.token).unwrap_or(token);
         Ok((changes, next))
     }
 
     /// Drop all but the newest `keep` change-feed entries.
     pub fn prune_changes(&self, keep: u64) -> Result<usize> {
-        self.state().db.prune_changes(keep)
+        self.db().prune_changes(keep)
     }
 
     /// Subscribe to the change feed. With `from = Some(token)`, the changes after `token` are replayed

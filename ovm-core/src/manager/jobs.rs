@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::{lock, now_ms, restore, JobJournal, Manager, State};
 use crate::driver::Hypervisor;
 use crate::model::*;
-use crate::store::{Batch, Undo};
+use crate::store::{Batch, ObjectWrite, Undo};
 use crate::{Error, Result};
 
 type StepFn = Box<dyn FnOnce(&StepCtx<'_>) -> Result<()> + Send>;
@@ -201,8 +201,7 @@ impl Tx<'_> {
         let before = self.inv.put(obj.clone())?;
         let op = if before.is_some() { ChangeOp::Modified } else { ChangeOp::Added };
         self.undo.push(Undo::Restore { object: r, before: before.map(Box::new) });
-        self.batch.puts.retain(|p| p.object_ref() != r);
-        self.batch.puts.push(obj);
+        self.batch.objects.push(ObjectWrite::Put(obj));
         self.batch.changes.push((r, op));
         Ok(())
     }
@@ -223,8 +222,7 @@ impl Tx<'_> {
     pub(crate) fn remove(&mut self, r: ObjectRef) -> Result<Object> {
         let old = self.inv.remove(r)?;
         self.undo.push(Undo::Restore { object: r, before: Some(Box::new(old.clone())) });
-        self.batch.puts.retain(|p| p.object_ref() != r);
-        self.batch.removes.push(r);
+        self.batch.objects.push(ObjectWrite::Remove(r));
         self.batch.changes.push((r, ChangeOp::Removed));
         Ok(old)
     }
@@ -270,8 +268,8 @@ pub(crate) struct StepCtx<'a> {
 impl StepCtx<'_> {
     /// Run `f` on the inventory and commit its writes together with their undo records.
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut st = self.mgr.state();
-        let st = &mut *st;
+        let mut guard = self.mgr.state();
+        let st = &mut *guard;
         let mut tx =
             Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new() };
         let out = match f(&mut tx) {
@@ -290,25 +288,23 @@ impl StepCtx<'_> {
         let rec = lock(&self.cell.record).clone();
         batch.jobs.push((rec, Some(journal.clone())));
         let events = std::mem::take(&mut tx.new_events);
-        let at = now_ms();
-        match st.db.commit(&batch, at) {
-            Ok(tokens) => {
-                for ((object, op), token) in batch.changes.into_iter().zip(tokens) {
-                    let _ = self.mgr.inner.changes.send(Change { token, object, op, at });
-                }
-                for e in events.into_iter().filter(|e| e.severity.blocks()) {
-                    st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
-                }
-                Ok(out)
-            }
+        let seq = match self.mgr.enqueue(batch) {
+            Ok(seq) => seq,
             Err(e) => {
                 if let Some(last) = journal.steps.last_mut() {
                     last.1.truncate(saved_len);
                 }
                 tx.revert();
-                Err(e)
+                return Err(e);
             }
+        };
+        for e in events.into_iter().filter(|e| e.severity.blocks()) {
+            st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
         }
+        drop(journal);
+        drop(guard);
+        self.mgr.flush(seq)?;
+        Ok(out)
     }
 
     /// The connection to a server.
@@ -325,9 +321,8 @@ impl StepCtx<'_> {
         let mut batch = Batch::default();
         batch.jobs.push((lock(&self.cell.record).clone(), Some(journal.clone())));
         drop(journal);
-        let mut st = self.mgr.state();
-        st.db.commit(&batch, now_ms())?;
-        Ok(())
+        let st = self.mgr.state();
+        self.mgr.write(st, batch)
     }
 
     /// Report progress within the current step.
@@ -381,9 +376,8 @@ impl Manager {
         let mut batch = Batch::default();
         batch.changes.push((ObjectRef::new(ObjectKind::Job, rec.id), ChangeOp::Modified));
         batch.jobs.push((rec, journal));
-        let mut st = self.state();
-        self.commit_locked(&mut st, batch)?;
-        drop(st);
+        let st = self.state();
+        self.write(st, batch)?;
         cell.watch.send_replace(st_val);
         Ok(())
     }
@@ -429,11 +423,20 @@ impl Manager {
             batch.changes.push((ObjectRef::new(ObjectKind::Job, id), ChangeOp::Added));
             let journal = JobJournal { total: spec.steps.len(), steps: Vec::new(), done: 0 };
             batch.jobs.push((job, Some(journal)));
-            self.commit_locked(&mut st, batch)?;
+            let seq = self.enqueue(batch)?;
             for t in &spec.targets {
                 st.locks.insert(t.id, id);
             }
             st.live.insert(id, cell.clone());
+            drop(st);
+            if let Err(e) = self.flush(seq) {
+                let mut st = self.state();
+                for t in &spec.targets {
+                    st.locks.remove(&t.id);
+                }
+                st.live.remove(&id);
+                return Err(e);
+            }
         }
         let mgr = self.clone();
         let c = cell.clone();
@@ -457,13 +460,14 @@ impl Manager {
         if let Some(c) = st.live.get(&id) {
             return Ok(JobHandle { id, cell: c.clone(), mgr: self.clone() });
         }
-        let job = st.db.job(id)?.ok_or_else(|| Error::not_found(ObjectKind::Job, id))?;
+        drop(st);
+        let job = self.db().job(id)?.ok_or_else(|| Error::not_found(ObjectKind::Job, id))?;
         Ok(JobHandle { id, cell: JobCell::new(job), mgr: self.clone() })
     }
 
     /// Job history, newest first.
     pub fn jobs(&self, filter: &crate::store::JobFilter) -> Result<Vec<Job>> {
-        self.state().db.jobs(filter)
+        self.db().jobs(filter)
     }
 }
 
@@ -516,12 +520,11 @@ fn run(mgr: Manager, cell: Arc<JobCell>, steps: Vec<Step>, targets: Vec<ObjectRe
                     batch.jobs.push((r.clone(), Some(j.clone())));
                     drop(r);
                     drop(j);
-                    let mut st = mgr.state();
-                    if let Err(e) = mgr.commit_locked(&mut st, batch) {
+                    let st = mgr.state();
+                    if let Err(e) = mgr.write(st, batch) {
                         failure = Some(e);
                         break;
                     }
-                    drop(st);
                     cell.watch.send_replace(JobState::Running);
                 }
             }
@@ -621,10 +624,7 @@ fn finish(
     }
     let mut st = mgr.state();
     let events = batch.events.clone();
-    if let Err(e) = mgr.commit_locked(&mut st, batch) {
-        // The database refused the final write: the in-memory record still tells the truth.
-        lock(&cell.record).message.push_str(&format!(" (not persisted: {e})"));
-    }
+    let seq = mgr.enqueue(batch);
     for e in events {
         st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
     }
@@ -638,6 +638,11 @@ fn finish(
         mgr.inner.jobs_idle.notify_all();
     }
     drop(st);
+    let mut rec = rec;
+    if let Err(e) = seq.and_then(|seq| mgr.flush(seq)) {
+        // The database refused the final write: the in-memory record still tells the truth.
+        rec.message.push_str(&format!(" (not persisted: {e})"));
+    }
     let mut guard = lock(&cell.record);
     *guard = rec;
     cell.watch.send_replace(state);

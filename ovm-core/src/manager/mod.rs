@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use crate::driver::sim::{SimDriver, SimWorld};
 use crate::driver::{Driver, Hypervisor};
 use crate::model::*;
-use crate::store::{Batch, Durability, Journal, Store, Undo};
+use crate::store::{Batch, Durability, Journal, ObjectWrite, Store, Undo};
 use crate::{Error, Result};
 
 mod events;
@@ -129,7 +129,6 @@ impl ManagerBuilder {
 
 pub(crate) struct State {
     pub(crate) inv: Inventory,
-    pub(crate) db: Store,
     pub(crate) locks: HashMap<uuid::Uuid, JobId>,
     pub(crate) live: HashMap<JobId, Arc<jobs::JobCell>>,
     pub(crate) conns: HashMap<ServerId, Arc<dyn Hypervisor>>,
@@ -137,9 +136,20 @@ pub(crate) struct State {
     pub(crate) mac_range: MacRange,
 }
 
+/// Writes waiting for the next group commit, in inventory order.
+#[derive(Default)]
+pub(crate) struct CommitQueue {
+    pending: Vec<(u64, Batch)>,
+    next: u64,
+    durable: u64,
+    failed: Option<Error>,
+}
+
 pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) state: Mutex<State>,
+    pub(crate) db: Mutex<Store>,
+    pub(crate) queue: Mutex<CommitQueue>,
     pub(crate) changes: broadcast::Sender<Change>,
     pub(crate) drivers: Vec<Arc<dyn Driver>>,
     pub(crate) sim: SimWorld,
@@ -251,9 +261,10 @@ impl Manager {
         drivers.extend(b.drivers);
         let inner = Arc::new(Inner {
             id,
+            db: Mutex::new(db),
+            queue: Mutex::new(CommitQueue::default()),
             state: Mutex::new(State {
                 inv,
-                db,
                 locks: HashMap::new(),
                 live: HashMap::new(),
                 conns: HashMap::new(),
@@ -438,6 +449,36 @@ impl Manager {
         ))
     }
 
+    /// Create many inventory objects in one job and one transaction (an import). Every rule is
+    /// checked; if any object is refused, none is created.
+    pub fn create_objects(&self, objs: Vec<Object>) -> Result<JobHandle> {
+        if objs.is_empty() {
+            return Err(Error::invalid("objects", "nothing to create"));
+        }
+        {
+            let st = self.state();
+            let mut ids = std::collections::HashSet::new();
+            for o in &objs {
+                o.validate()?;
+                if st.inv.contains(o.object_ref()) || !ids.insert(o.uuid()) {
+                    return Err(Error::conflict(format!("{} already exists", o.object_ref())));
+                }
+            }
+        }
+        let n = objs.len();
+        self.submit(jobs::JobSpec::new("CreateObjects", &format!("Create {n} objects"), vec![]).step(
+            "create",
+            move |ctx| {
+                ctx.tx(|tx| {
+                    for o in objs {
+                        tx.put(o)?;
+                    }
+                    Ok(())
+                })
+            },
+        ))
+    }
+
     /// Replace an inventory object with an edited version after checking every rule.
     pub fn update_object(&self, obj: Object) -> Result<JobHandle> {
         obj.validate()?;
@@ -504,19 +545,78 @@ impl Manager {
             .ok_or_else(|| Error::Unsupported { what: format!("no driver handles the address {address:?}") })
     }
 
-    /// Commit a batch outside any job (used by recovery and system bookkeeping), publishing its changes.
-    pub(crate) fn commit_locked(&self, st: &mut State, batch: Batch) -> Result<()> {
-        let at = now_ms();
-        let tokens = st.db.commit(&batch, at)?;
-        for ((object, op), token) in batch.changes.into_iter().zip(tokens) {
-            let _ = self.inner.changes.send(Change { token, object, op, at });
+    /// The manager database (for reads and maintenance; writes go through [`Manager::enqueue`]).
+    pub(crate) fn db(&self) -> MutexGuard<'_, Store> {
+        lock(&self.inner.db)
+    }
+
+    /// Queue a batch for the next group commit. Call it while holding the state lock, so the database
+    /// receives writes in the order the inventory took them; then release the lock and
+    /// [`Manager::flush`] the returned sequence number before reporting success.
+    pub(crate) fn enqueue(&self, batch: Batch) -> Result<u64> {
+        let mut q = lock(&self.inner.queue);
+        if let Some(e) = &q.failed {
+            return Err(e.clone());
         }
-        Ok(())
+        q.next += 1;
+        let seq = q.next;
+        q.pending.push((seq, batch));
+        Ok(seq)
+    }
+
+    /// Wait until the batch `seq` is committed. Group commit: the first waiter to get the database
+    /// commits every queued batch in one transaction and publishes their changes in order.
+    pub(crate) fn flush(&self, seq: u64) -> Result<()> {
+        loop {
+            {
+                let q = lock(&self.inner.queue);
+                if q.durable >= seq {
+                    return match &q.failed {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(()),
+                    };
+                }
+            }
+            let mut db = lock(&self.inner.db);
+            let batches = std::mem::take(&mut lock(&self.inner.queue).pending);
+            let Some(last) = batches.last().map(|b| b.0) else { continue };
+            let at = now_ms();
+            let refs: Vec<&Batch> = batches.iter().map(|(_, b)| b).collect();
+            let result = db.commit_many(&refs, at);
+            let mut q = lock(&self.inner.queue);
+            match result {
+                Ok(tokens) => {
+                    for ((_, b), toks) in batches.into_iter().zip(tokens) {
+                        for ((object, op), token) in b.changes.into_iter().zip(toks) {
+                            let _ = self.inner.changes.send(Change { token, object, op, at });
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The file refused a write (disk full, I/O error): the inventory in memory may be
+                    // ahead of it, so the manager stops accepting writes. Reopening reloads the
+                    // last committed state.
+                    q.failed = Some(Error::Database {
+                        message: format!("a write to the manager database failed ({e}); reopen the manager"),
+                    });
+                }
+            }
+            q.durable = last;
+            drop(q);
+            drop(db);
+        }
+    }
+
+    /// Queue `batch` under the state lock `st`, release it, and wait for the commit.
+    pub(crate) fn write(&self, st: MutexGuard<'_, State>, batch: Batch) -> Result<()> {
+        let seq = self.enqueue(batch)?;
+        drop(st);
+        self.flush(seq)
     }
 
     /// Roll back or finalize every job that was unfinished when the manager last stopped.
     fn recover_jobs(&self) -> Result<()> {
-        let unfinished = self.state().db.unfinished_jobs()?;
+        let unfinished = self.db().unfinished_jobs()?;
         for (mut job, journal) in unfinished {
             let mut batch = Batch::default();
             if journal.total > 0 && journal.done >= journal.total {
@@ -556,8 +656,8 @@ impl Manager {
             job.finished = Some(now_ms());
             batch.changes.push((ObjectRef::new(ObjectKind::Job, job.id), ChangeOp::Modified));
             batch.jobs.push((job, Some(journal)));
-            let mut st = self.state();
-            self.commit_locked(&mut st, batch)?;
+            let st = self.state();
+            self.write(st, batch)?;
         }
         Ok(())
     }
@@ -570,9 +670,8 @@ impl Manager {
         }
         // Server-side undo records left by jobs interrupted by the last stop.
         let pending: Vec<(String, Vec<Undo>)> = {
-            let st = self.state();
-            let keys: Vec<String> = st
-                .db
+            let db = self.db();
+            let keys: Vec<String> = db
                 .jobs(&crate::store::JobFilter { states: vec![JobState::Failed], ..Default::default() })
                 .unwrap_or_default()
                 .into_iter()
@@ -581,7 +680,7 @@ impl Manager {
                 .collect();
             keys.into_iter()
                 .filter_map(|k| {
-                    st.db.meta(&k).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).map(|u| (k, u))
+                    db.meta(&k).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).map(|u| (k, u))
                 })
                 .collect()
         };
@@ -589,10 +688,10 @@ impl Manager {
             for u in undos {
                 let _ = jobs::undo_on_server(self, &u);
             }
-            let mut st = self.state();
+            let st = self.state();
             let mut b = Batch::default();
             b.meta.push((key, "[]".into()));
-            let _ = self.commit_locked(&mut st, b);
+            let _ = self.write(st, b);
         }
     }
 }
@@ -608,14 +707,12 @@ pub(crate) fn restore(
         Some(o) => {
             let o = *o;
             inv.load(o.clone());
-            batch.removes.retain(|r| *r != object);
-            batch.puts.push(o);
+            batch.objects.push(ObjectWrite::Put(o));
             batch.changes.push((object, ChangeOp::Modified));
         }
         None => {
             inv_remove_unchecked(inv, object);
-            batch.puts.retain(|p| p.object_ref() != object);
-            batch.removes.push(object);
+            batch.objects.push(ObjectWrite::Remove(object));
             batch.changes.push((object, ChangeOp::Removed));
         }
     }

@@ -97,7 +97,7 @@ impl Manager {
             .entries
             .get_mut(name)
             .ok_or_else(|| Error::invalid("name", format!("no recurring job {name:?}")))?;
-        self.state().db.set_recurring(name, interval.as_millis() as u64, enabled)?;
+        self.db().set_recurring(name, interval.as_millis() as u64, enabled)?;
         e.interval = interval;
         e.enabled = enabled;
         e.next = Instant::now() + interval;

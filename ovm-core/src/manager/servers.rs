@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::{JobSpec, Tx};
-use super::{lock, now_ms, restore, JobHandle, Manager};
+use super::{lock, restore, JobHandle, Manager};
 use crate::driver::{DomainChange, Hypervisor};
 use crate::model::*;
 use crate::store::{Batch, Undo};
@@ -371,8 +371,8 @@ impl Manager {
 
     /// Apply inventory writes outside any job (system bookkeeping), publishing their changes.
     pub(crate) fn system_tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut st = self.state();
-        let st = &mut *st;
+        let mut guard = self.state();
+        let st = &mut *guard;
         let mut tx =
             Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new() };
         let out = f(&mut tx);
@@ -389,14 +389,12 @@ impl Manager {
                 return Err(e);
             }
         };
-        let at = now_ms();
-        let tokens = st.db.commit(&batch, at)?;
-        for ((object, op), token) in batch.changes.into_iter().zip(tokens) {
-            let _ = self.inner.changes.send(Change { token, object, op, at });
-        }
+        let seq = self.enqueue(batch)?;
         for e in new_events.into_iter().filter(|e| e.severity.blocks()) {
             st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
         }
+        drop(guard);
+        self.flush(seq)?;
         Ok(out)
     }
 
