@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test fmt lint unit bench
+.PHONY: demo test fmt lint unit bench header header-check c-install c-examples c-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -16,7 +16,43 @@ lint:
 unit:
 	$(CARGO) test --workspace
 
-test: fmt lint unit
+test: fmt lint unit c-test
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager
+
+# --- C API -------------------------------------------------------------------------------------
+CBINDGEN ?= cbindgen
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+PREFIX ?= /usr/local
+C_PREFIX := $(CURDIR)/target/c-prefix
+
+header:
+	$(CBINDGEN) --config ovm-ffi/cbindgen.toml --crate ovm-ffi --output include/ovm.h ovm-ffi
+
+header-check:
+	$(CBINDGEN) --config ovm-ffi/cbindgen.toml --crate ovm-ffi --output target/ovm.h.check ovm-ffi
+	diff -u include/ovm.h target/ovm.h.check || (echo "include/ovm.h is out of date: run make header" && false)
+
+# Install libovm.so (versioned SONAME), libovm.a, ovm.h and ovm.pc under PREFIX.
+c-install:
+	$(CARGO) build --release -p ovm-ffi
+	@set -e; minor=$$(echo $(VERSION) | cut -d. -f2); major=$$(echo $(VERSION) | cut -d. -f1); \
+	  if [ "$$major" = 0 ]; then soname=libovm.so.0.$$minor; else soname=libovm.so.$$major; fi; \
+	  install -d $(PREFIX)/lib/pkgconfig $(PREFIX)/include; \
+	  install -m 644 include/ovm.h $(PREFIX)/include/ovm.h; \
+	  install -m 755 target/release/libovm.so $(PREFIX)/lib/libovm.so.$(VERSION); \
+	  ln -sf libovm.so.$(VERSION) $(PREFIX)/lib/$$soname; \
+	  ln -sf $$soname $(PREFIX)/lib/libovm.so; \
+	  install -m 644 target/release/libovm.a $(PREFIX)/lib/libovm.a; \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' ovm-ffi/ovm.pc.in > $(PREFIX)/lib/pkgconfig/ovm.pc
+	@echo "installed ovm $(VERSION) under $(PREFIX)"
+
+c-examples:
+	rm -rf $(C_PREFIX)
+	$(MAKE) c-install PREFIX=$(C_PREFIX)
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c clean run
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c SANITIZE=1 run
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c valgrind
+
+c-test: header-check c-examples

@@ -1,1 +1,43 @@
-//! C API of ovm (filled by the C API work).
+//! The C API of ovm: `include/ovm.h`.
+//!
+//! Conventions (see the header's preamble):
+//! * every fallible function returns an [`ovm_result`]; `OVM_RESULT_OK` is 0 and the other numbers are
+//!   stable: 1–999 are ovm-core's `ErrorKind` numbers, 1000+ are C-boundary errors;
+//! * outputs are the last parameters and are written only on success;
+//! * a failed call stores a message readable with [`ovm_last_error_message`] on the calling thread;
+//! * every pointer is NULL-checked, every entry point catches panics (`OVM_RESULT_PANIC`);
+//! * handles are opaque and freed with their `_free` function; `_free(NULL)` does nothing;
+//! * strings in are NUL-terminated UTF-8 (checked); strings out go into caller buffers (the needed size
+//!   is reported when too small) or are owned `char *` freed with [`ovm_string_free`].
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)] // Safety contracts are stated on each function for C callers.
+
+mod boundary;
+mod events;
+mod job;
+mod manager;
+mod objects;
+mod result;
+mod vm;
+
+pub use events::*;
+pub use job::*;
+pub use manager::*;
+pub use objects::*;
+pub use result::*;
+pub use vm::*;
+
+/// Version of this library, e.g. `"0.1.0"`. The string is static: do not free it.
+#[no_mangle]
+pub extern "C" fn ovm_version() -> *const std::ffi::c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Access to the Rust manager behind a handle, for this crate's benchmarks and tests.
+#[doc(hidden)]
+pub mod test_support {
+    /// The manager behind a live handle.
+    pub fn manager(m: &crate::ovm_manager) -> &ovm_core::Manager {
+        &m.mgr
+    }
+}

@@ -123,6 +123,20 @@ macro_rules! inventory {
                 }
                 old
             }
+            /// Number of objects of `kind` (0 for jobs and events, which are not inventory objects).
+            pub fn count(&self, kind: ObjectKind) -> usize {
+                match kind {
+                    $(ObjectKind::$ty => self.$field.len(),)*
+                    _ => 0,
+                }
+            }
+            /// Copies of the objects of `kind`, in name order.
+            pub fn objects_of(&self, kind: ObjectKind) -> Vec<Object> {
+                match kind {
+                    $(ObjectKind::$ty => self.$field.iter().map(|o| Object::$ty((**o).clone())).collect(),)*
+                    _ => Vec::new(),
+                }
+            }
             /// Every object, in kind then name order.
             pub fn all_objects(&self) -> Vec<Object> {
                 let mut v = Vec::new();

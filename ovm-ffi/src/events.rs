@@ -1,0 +1,403 @@
+//! Events and the change feed: raise, list, acknowledge, poll by token, and subscribe with a callback.
+
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ovm_core::model::{ChangeOp, EventId, ObjectRef, Severity};
+use ovm_core::store::EventFilter;
+use ovm_core::Error;
+
+use crate::boundary::{call, copy_out_checked, id_arg, opt_str_arg, out_arg, put, str_arg, to_json};
+use crate::job::{give_job, ovm_job};
+use crate::manager::{mgr_arg, ovm_manager};
+use crate::objects::{kind_arg, kind_code};
+use crate::result::{ovm_result, FfiError};
+
+/// Event severities.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_severity {
+    /// Informational.
+    OVM_SEVERITY_INFO = 0,
+    /// Warning.
+    OVM_SEVERITY_WARNING = 1,
+    /// Error: blocks operations on the object until acknowledged.
+    OVM_SEVERITY_ERROR = 2,
+    /// Critical: blocks operations on the object until acknowledged.
+    OVM_SEVERITY_CRITICAL = 3,
+}
+
+fn severity_arg(s: u32) -> Result<Severity, FfiError> {
+    Ok(match s {
+        0 => Severity::Info,
+        1 => Severity::Warning,
+        2 => Severity::Error,
+        3 => Severity::Critical,
+        _ => {
+            return Err(FfiError::new(
+                ovm_result::OVM_RESULT_INVALID_ENUM,
+                format!("{s} is not an ovm_severity"),
+            ))
+        }
+    })
+}
+
+/// What a change-feed entry says happened.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_change_op {
+    /// The object was created.
+    OVM_CHANGE_ADDED = 0,
+    /// The object changed.
+    OVM_CHANGE_MODIFIED = 1,
+    /// The object was deleted.
+    OVM_CHANGE_REMOVED = 2,
+    /// The subscriber fell behind: `token` is the resume token; the missed changes follow.
+    OVM_CHANGE_EVENTS_LOST = 3,
+}
+
+/// One change delivered to a subscription callback.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ovm_change {
+    /// Token of the change (for `OVM_CHANGE_EVENTS_LOST`: the token to resume after).
+    pub token: u64,
+    /// An `ovm_change_op`.
+    pub op: u32,
+    /// An `ovm_object_kind` (unset for `OVM_CHANGE_EVENTS_LOST`).
+    pub kind: u32,
+    /// The object's id, NUL-terminated (empty for `OVM_CHANGE_EVENTS_LOST`).
+    pub object_id: [c_char; 37],
+}
+
+/// Called for each change, on the subscription's own thread. `change` is valid during the call only.
+pub type ovm_change_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, change: *const ovm_change)>;
+
+/// Called once with `userdata` when the subscription ends.
+pub type ovm_free_userdata = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Raise an event about an object (e.g. from a console plugin). Error and Critical events block
+/// mutating operations on the object until acknowledged. Writes the new event's id into `buf`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_event_raise(
+    mgr: *const ovm_manager,
+    kind: u32,
+    object_id: *const c_char,
+    severity: u32,
+    event_type: *const c_char,
+    summary: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let kind = kind_arg(kind)?;
+        let sev = severity_arg(severity)?;
+        // SAFETY: per the function's contract.
+        let (id, t, s) = unsafe {
+            (
+                id_arg(object_id, "object_id")?,
+                str_arg(event_type, "event_type")?,
+                str_arg(summary, "summary")?,
+            )
+        };
+        out_arg(out_n, "out_n")?;
+        let e = m.mgr.raise_event(ObjectRef::new(kind, id), sev, t, s)?;
+        // SAFETY: per the function's contract.
+        unsafe { copy_out_checked(&e.id.to_string(), buf, len, out_n) }
+    })
+}
+
+/// Events as a JSON array, newest first: of `object_id` (NULL: all), at least `min_severity`,
+/// only unacknowledged ones if `unacknowledged_only`, at most `limit` (0: all).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_event_list_json(
+    mgr: *const ovm_manager,
+    object_id: *const c_char,
+    min_severity: u32,
+    unacknowledged_only: bool,
+    limit: usize,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let out = out_arg(out, "out")?;
+        // SAFETY: per the function's contract.
+        let given = unsafe { opt_str_arg(object_id, "object_id") }?.is_some();
+        // SAFETY: per the function's contract; non-NULL when `given`.
+        let object = if given { Some(unsafe { id_arg(object_id, "object_id") }?) } else { None };
+        let f = EventFilter {
+            object,
+            min_severity: Some(severity_arg(min_severity)?),
+            acknowledged: unacknowledged_only.then_some(false),
+            limit: (limit > 0).then_some(limit),
+            ..Default::default()
+        };
+        let s = to_json(&m.mgr.events(&f)?)?;
+        // SAFETY: checked.
+        unsafe { put(out, s) };
+        Ok(())
+    })
+}
+
+/// Acknowledge an event. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_event_acknowledge(
+    mgr: *const ovm_manager,
+    event_id: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        // SAFETY: per the function's contract.
+        let id = unsafe { id_arg(event_id, "event_id") }?;
+        let out = out_arg(out, "out")?;
+        let job = m.mgr.acknowledge_event(EventId(id))?;
+        // SAFETY: checked.
+        unsafe { give_job(out, job) };
+        Ok(())
+    })
+}
+
+/// The newest change token.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_current_token(mgr: *const ovm_manager, out: *mut u64) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let out = out_arg(out, "out")?;
+        let t = m.mgr.current_token()?;
+        // SAFETY: checked.
+        unsafe { put(out, t) };
+        Ok(())
+    })
+}
+
+/// Changes after `token` as a JSON array, oldest first; `*out_next` receives the token to pass next
+/// time. If `token` is older than the retained feed, returns `OVM_RESULT_EVENTS_LOST` with the resume
+/// token in `*out_next`: re-read the objects you track, then continue from it.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_changes_since(
+    mgr: *const ovm_manager,
+    token: u64,
+    out_json: *mut *mut c_char,
+    out_next: *mut u64,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let out_json = out_arg(out_json, "out_json")?;
+        let out_next = out_arg(out_next, "out_next")?;
+        match m.mgr.events_since(token) {
+            Ok((changes, next)) => {
+                let s = to_json(&changes)?;
+                // SAFETY: checked.
+                unsafe {
+                    put(out_json, s);
+                    put(out_next, next);
+                }
+                Ok(())
+            }
+            Err(e @ Error::EventsLost { resume_token }) => {
+                // SAFETY: checked.
+                unsafe { put(out_next, resume_token) };
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+struct SendPtr(*mut c_void);
+// SAFETY: the pointer is only handed back to the caller's callback and finaliser, which the C API
+// documents may run on the subscription's thread.
+unsafe impl Send for SendPtr {}
+
+/// A running subscription.
+#[derive(Debug)]
+pub(crate) struct SubscriptionThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SubscriptionThread {
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn fill(op: ovm_change_op, token: u64, kind: u32, id: &str) -> ovm_change {
+    let mut c = ovm_change { token, op: op as u32, kind, object_id: [0; 37] };
+    for (dst, b) in c.object_id.iter_mut().zip(id.bytes().take(36)) {
+        *dst = b as c_char;
+    }
+    c
+}
+
+/// Subscribe to the change feed. `callback(userdata, change)` runs on a thread of the subscription,
+/// never while ovm holds an internal lock, for every change after `from_token` (if `replay`) or after
+/// now. If the subscriber falls behind, it receives `OVM_CHANGE_EVENTS_LOST` with the resume token,
+/// then the missed changes are replayed from the database. `free_userdata(userdata)` (may be NULL)
+/// runs once when the subscription ends. `*out_id` receives the id for `ovm_unsubscribe`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_subscribe(
+    mgr: *const ovm_manager,
+    from_token: u64,
+    replay: bool,
+    callback: ovm_change_callback,
+    userdata: *mut c_void,
+    free_userdata: ovm_free_userdata,
+    out_id: *mut u64,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let cb = callback.ok_or_else(|| crate::boundary::null("callback"))?;
+        let out_id = out_arg(out_id, "out_id")?;
+        let mut sub = m.mgr.subscribe(replay.then_some(from_token))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let ud = SendPtr(userdata);
+        let mgr_clone = m.mgr.clone();
+        let thread = std::thread::Builder::new()
+            .name("ovm-subscription".into())
+            .spawn(move || {
+                let ud = ud;
+                while !stop2.load(Ordering::SeqCst) {
+                    match sub.next_blocking(Duration::from_millis(100)) {
+                        Ok(Some(c)) => {
+                            let op = match c.op {
+                                ChangeOp::Added => ovm_change_op::OVM_CHANGE_ADDED,
+                                ChangeOp::Modified => ovm_change_op::OVM_CHANGE_MODIFIED,
+                                ChangeOp::Removed => ovm_change_op::OVM_CHANGE_REMOVED,
+                            };
+                            let ch = fill(op, c.token, kind_code(c.object.kind), &c.object.id.to_string());
+                            // SAFETY: the caller's callback, called with its userdata and a change valid for the call.
+                            let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, &ch) });
+                        }
+                        Ok(None) => {}
+                        Err(Error::EventsLost { resume_token }) => {
+                            let ch = fill(ovm_change_op::OVM_CHANGE_EVENTS_LOST, resume_token, u32::MAX, "");
+                            // SAFETY: as above.
+                            let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, &ch) });
+                            match mgr_clone.subscribe(Some(resume_token)) {
+                                Ok(s) => sub = s,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Some(f) = free_userdata {
+                    // SAFETY: the caller's finaliser, called once with its userdata.
+                    unsafe { f(ud.0) };
+                }
+            })
+            .map_err(|e| {
+                FfiError::new(
+                    ovm_result::OVM_RESULT_INTERNAL,
+                    format!("cannot start the subscription thread: {e}"),
+                )
+            })?;
+        let id = {
+            let mut n = m.next_sub.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        m.subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, SubscriptionThread { stop, thread: Some(thread) });
+        // SAFETY: checked.
+        unsafe { put(out_id, id) };
+        Ok(())
+    })
+}
+
+/// End a subscription: waits for a callback in progress, then runs `free_userdata`. Must not be
+/// called from inside the subscription's own callback (`OVM_RESULT_INVALID_STATE`).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_unsubscribe(mgr: *const ovm_manager, id: u64) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let mut subs = m.subs.lock().unwrap_or_else(|p| p.into_inner());
+        let same_thread = subs
+            .get(&id)
+            .and_then(|s| s.thread.as_ref())
+            .is_some_and(|t| t.thread().id() == std::thread::current().id());
+        if same_thread {
+            return Err(FfiError::new(
+                ovm_result::OVM_RESULT_INVALID_STATE,
+                "ovm_unsubscribe called from its own callback",
+            ));
+        }
+        let s = subs.remove(&id).ok_or_else(|| {
+            FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, format!("no subscription {id}"))
+        })?;
+        drop(subs);
+        s.stop();
+        Ok(())
+    })
+}
+
+/// One event as JSON (owned: free with `ovm_string_free`).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_event_get_json(
+    mgr: *const ovm_manager,
+    event_id: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        // SAFETY: per the function's contract.
+        let id = unsafe { id_arg(event_id, "event_id") }?;
+        let out = out_arg(out, "out")?;
+        let s = to_json(&m.mgr.event(EventId(id))?)?;
+        // SAFETY: checked.
+        unsafe { put(out, s) };
+        Ok(())
+    })
+}
+
+/// An event's severity (an `ovm_severity`) and whether it is acknowledged.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_event_severity(
+    mgr: *const ovm_manager,
+    event_id: *const c_char,
+    out_severity: *mut u32,
+    out_acknowledged: *mut bool,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        // SAFETY: per the function's contract.
+        let id = unsafe { id_arg(event_id, "event_id") }?;
+        let out_s = out_arg(out_severity, "out_severity")?;
+        let out_a = out_arg(out_acknowledged, "out_acknowledged")?;
+        let e = m.mgr.event(EventId(id))?;
+        let s = match e.severity {
+            Severity::Info => ovm_severity::OVM_SEVERITY_INFO,
+            Severity::Warning => ovm_severity::OVM_SEVERITY_WARNING,
+            Severity::Error => ovm_severity::OVM_SEVERITY_ERROR,
+            Severity::Critical => ovm_severity::OVM_SEVERITY_CRITICAL,
+        };
+        // SAFETY: checked.
+        unsafe {
+            put(out_s, s as u32);
+            put(out_a, e.acknowledged.is_some());
+        }
+        Ok(())
+    })
+}
