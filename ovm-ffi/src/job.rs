@@ -29,7 +29,7 @@ impl Tagged for ovm_job {
 /// Job states.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ovm_job_state {
+pub enum ovm_job_status {
     /// Accepted, not started.
     OVM_JOB_STATE_QUEUED = 0,
     /// Running.
@@ -46,8 +46,8 @@ pub enum ovm_job_state {
     OVM_JOB_STATE_ABORTED = 6,
 }
 
-pub(crate) fn job_state(s: JobState) -> ovm_job_state {
-    use ovm_job_state::*;
+pub(crate) fn job_state(s: JobState) -> ovm_job_status {
+    use ovm_job_status::*;
     match s {
         JobState::Queued => OVM_JOB_STATE_QUEUED,
         JobState::Running => OVM_JOB_STATE_RUNNING,
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn ovm_job_wait(job: *const ovm_job, timeout_ms: i64) -> o
     })
 }
 
-/// The job's current state (an `ovm_job_state`).
+/// The job's current state (an `ovm_job_status`).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_state(job: *const ovm_job, out: *mut u32) -> ovm_result {
     call(|| {

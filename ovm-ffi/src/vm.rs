@@ -325,44 +325,106 @@ pub unsafe extern "C" fn ovm_vm_clone_template(
     }
 }
 
-macro_rules! vm_op {
-    ($(#[$doc:meta])* $name:ident, $method:ident) => {
-        $(#[$doc])*
-        /// `flags` must be 0. Returns a job.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(mgr: *const ovm_manager, vm: *const c_char, flags: u32, out: *mut *mut ovm_job) -> ovm_result {
-            // SAFETY: per the function's contract.
-            unsafe {
-                job_call(mgr, out, |m| {
-                    no_flags(flags)?;
-                    Ok(m.$method(VmId(id_arg(vm, "vm")?))?)
-                })
-            }
-        }
-    };
+/// One VM operation with the common checks.
+unsafe fn vm_op(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+    f: impl FnOnce(&ovm_core::Manager, VmId) -> ovm_core::Result<JobHandle>,
+) -> ovm_result {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        job_call(mgr, out, |m| {
+            no_flags(flags)?;
+            Ok(f(m, VmId(id_arg(vm, "vm")?))?)
+        })
+    }
 }
 
-vm_op!(
-    /// Start a VM on a server chosen by its pool's start policy.
-    ovm_vm_start, start_vm);
-vm_op!(
-    /// Destroy a VM's domain at once.
-    ovm_vm_kill, kill_vm);
-vm_op!(
-    /// Reboot a VM gracefully.
-    ovm_vm_restart, restart_vm);
-vm_op!(
-    /// Pause a VM in memory.
-    ovm_vm_pause, pause_vm);
-vm_op!(
-    /// Suspend a VM to its repository.
-    ovm_vm_suspend, suspend_vm);
-vm_op!(
-    /// Resume a paused or suspended VM.
-    ovm_vm_resume, resume_vm);
-vm_op!(
-    /// Delete a stopped VM.
-    ovm_vm_delete, delete_vm);
+/// Start a VM on a server chosen by its pool's start policy. `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_start(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.start_vm(id)) }
+}
+
+/// Destroy a VM's domain at once (hard power off). `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_kill(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.kill_vm(id)) }
+}
+
+/// Reboot a VM gracefully. `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_restart(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.restart_vm(id)) }
+}
+
+/// Pause a running VM in memory. `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_pause(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.pause_vm(id)) }
+}
+
+/// Suspend a running VM to a file in its repository. `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_suspend(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.suspend_vm(id)) }
+}
+
+/// Resume a paused or suspended VM. `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_resume(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.resume_vm(id)) }
+}
+
+/// Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_delete(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.delete_vm(id)) }
+}
 
 /// Stop a VM gracefully, waiting up to `timeout_ms` for the guest; with `OVM_STOP_FORCE` in `flags`
 /// the domain is destroyed after the timeout. Returns a job.
