@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test fmt lint unit bench header header-check c-install c-examples c-test
+.PHONY: demo test deps fmt lint unit bench header header-check c-install c-examples c-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -16,7 +16,11 @@ lint:
 unit:
 	$(CARGO) test --workspace
 
-test: fmt lint unit c-test
+deps:
+	scripts/install-deps
+
+test: deps
+	$(MAKE) fmt lint unit c-test
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager

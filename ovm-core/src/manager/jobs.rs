@@ -423,20 +423,13 @@ impl Manager {
             batch.changes.push((ObjectRef::new(ObjectKind::Job, id), ChangeOp::Added));
             let journal = JobJournal { total: spec.steps.len(), steps: Vec::new(), done: 0 };
             batch.jobs.push((job, Some(journal)));
-            let seq = self.enqueue(batch)?;
+            // The Queued record is committed with the job's first write (group commit): a job is
+            // durable before it changes anything, and its outcome before it is reported.
+            self.enqueue(batch)?;
             for t in &spec.targets {
                 st.locks.insert(t.id, id);
             }
             st.live.insert(id, cell.clone());
-            drop(st);
-            if let Err(e) = self.flush(seq) {
-                let mut st = self.state();
-                for t in &spec.targets {
-                    st.locks.remove(&t.id);
-                }
-                st.live.remove(&id);
-                return Err(e);
-            }
         }
         let mgr = self.clone();
         let c = cell.clone();
