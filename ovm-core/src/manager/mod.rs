@@ -252,6 +252,9 @@ impl Manager {
         let recurring = recurring::Schedule::load(&db)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(b.worker_threads)
+            // Jobs run on blocking threads; a bounded pool keeps a burst of jobs from becoming a burst of
+            // threads. Parents waiting on children hold a thread, so the bound is generous.
+            .max_blocking_threads(64)
             .thread_name("ovm-manager")
             .enable_all()
             .build()

@@ -345,26 +345,31 @@ impl Manager {
         lock(&self.inner.state).conns.insert(server, hv);
         let Ok(mut rx) = rx else { return };
         let weak = Arc::downgrade(&self.inner);
-        self.inner.handle.spawn_blocking(move || loop {
-            let msg = rx.blocking_recv();
-            let Some(inner) = weak.upgrade() else { return };
-            let mgr = Manager { inner };
-            if mgr.is_closed() {
-                return;
-            }
-            match msg {
-                Ok(DomainChange::HostLost) => {
-                    mgr.server_lost(server, "the server was lost");
+        // An async task per server waits for changes; handling one (brief locking and a commit) runs
+        // on a blocking thread, so watchers never hold a thread while idle.
+        self.inner.handle.spawn(async move {
+            loop {
+                let msg = rx.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let mgr = Manager { inner };
+                if mgr.is_closed() {
                     return;
                 }
-                Ok(DomainChange::Disappeared { uuid: Some(vm), .. }) => {
-                    let _ = mgr.domain_gone(server, vm);
+                let done = matches!(msg, Ok(DomainChange::HostLost) | Err(RecvError::Closed));
+                let handled = tokio::task::spawn_blocking(move || match msg {
+                    Ok(DomainChange::HostLost) => mgr.server_lost(server, "the server was lost"),
+                    Ok(DomainChange::Disappeared { uuid: Some(vm), .. }) => {
+                        let _ = mgr.domain_gone(server, vm);
+                    }
+                    Ok(_) | Err(RecvError::Closed) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        let _ = mgr.reconcile_domains(server);
+                    }
+                })
+                .await;
+                if done || handled.is_err() {
+                    return;
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    let _ = mgr.reconcile_domains(server);
-                }
-                Err(RecvError::Closed) => return,
             }
         });
     }
