@@ -265,3 +265,20 @@ pub unsafe extern "C" fn ovm_job_free(job: *mut ovm_job) {
         Ok(())
     });
 }
+
+/// Run a job-returning manager call with the common argument checks.
+pub(crate) unsafe fn job_call(
+    mgr: *const crate::ovm_manager,
+    out: *mut *mut ovm_job,
+    f: impl FnOnce(&ovm_core::Manager) -> Result<JobHandle, FfiError>,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the caller's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let out = out_arg(out, "out")?;
+        let job = f(&m.mgr)?;
+        // SAFETY: checked.
+        unsafe { give_job(out, job) };
+        Ok(())
+    })
+}

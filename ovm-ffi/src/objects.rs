@@ -8,7 +8,7 @@ use std::ffi::c_char;
 use ovm_core::model::{Object, ObjectKind, ObjectRef};
 
 use crate::boundary::{call, copy_out_checked, id_arg, out_arg, put, str_arg, to_json};
-use crate::job::{give_job, ovm_job};
+use crate::job::{give_job, job_call, ovm_job};
 use crate::manager::{mgr_arg, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -179,17 +179,8 @@ pub unsafe extern "C" fn ovm_object_create_json(
     json: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let json = unsafe { str_arg(json, "json") }?;
-        let out = out_arg(out, "out")?;
-        let job = m.mgr.create_object(parse_object(json)?)?;
-        // SAFETY: checked.
-        unsafe { give_job(out, job) };
-        Ok(())
-    })
+    // SAFETY: per the function's contract.
+    unsafe { job_call(mgr, out, |m| Ok(m.create_object(parse_object(str_arg(json, "json")?)?)?)) }
 }
 
 /// Replace an object with an edited JSON record (same shape as for create). Returns a job.
@@ -199,17 +190,8 @@ pub unsafe extern "C" fn ovm_object_update_json(
     json: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let json = unsafe { str_arg(json, "json") }?;
-        let out = out_arg(out, "out")?;
-        let job = m.mgr.update_object(parse_object(json)?)?;
-        // SAFETY: checked.
-        unsafe { give_job(out, job) };
-        Ok(())
-    })
+    // SAFETY: per the function's contract.
+    unsafe { job_call(mgr, out, |m| Ok(m.update_object(parse_object(str_arg(json, "json")?)?)?)) }
 }
 
 /// Delete an object nothing refers to. Returns a job.

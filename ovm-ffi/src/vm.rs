@@ -9,7 +9,7 @@ use ovm_core::model::*;
 use ovm_core::JobHandle;
 
 use crate::boundary::{call, copy_out_checked, id_arg, opt_str_arg, out_arg, owned, put, str_arg};
-use crate::job::{give_job, ovm_job};
+use crate::job::{job_call, ovm_job};
 use crate::manager::{mgr_arg, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -68,23 +68,6 @@ fn no_flags(flags: u32) -> Result<(), FfiError> {
         ));
     }
     Ok(())
-}
-
-/// Run a job-returning manager call with the common argument checks.
-unsafe fn job_call(
-    mgr: *const ovm_manager,
-    out: *mut *mut ovm_job,
-    f: impl FnOnce(&ovm_core::Manager) -> Result<JobHandle, FfiError>,
-) -> ovm_result {
-    call(|| {
-        // SAFETY: per the caller's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        let out = out_arg(out, "out")?;
-        let job = f(&m.mgr)?;
-        // SAFETY: checked.
-        unsafe { give_job(out, job) };
-        Ok(())
-    })
 }
 
 /// Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
