@@ -22,25 +22,38 @@ check() {
 wait_until() {
     local t=$1 i=0; shift
     while ! "$@" >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -gt $((t * 2)) ] && return 1
-        sleep 0.5
+        i=$((i + 1)); [ $i -gt "$t" ] && return 1
+        sleep 1
     done
 }
 
 console_log() { echo "/var/log/xen/console/guest-$1.log"; }
 # console_has NAME TEXT: the guest's console log contains TEXT
 console_has() { grep -qF -- "$2" "$(console_log "$1")" 2>/dev/null; }
-# wait_console NAME TEXT SECONDS: wait for TEXT (gives up if the domain vanishes)
+# wait_console NAME TEXT SECONDS: wait for TEXT (gives up if the domain vanishes;
+# polls cheaply: xl is slow under emulation, so only grep and xenstore)
 wait_console() {
-    local name=$1 text=$2 t=$3 i=0
+    local name=$1 text=$2 t=$3 i=0 id
+    id=$(domid_of "$name")
     until console_has "$name" "$text"; do
         i=$((i + 1)); [ $i -gt $((t * 2)) ] && return 1
-        xl domid "$name" >/dev/null 2>&1 || { sleep 1; console_has "$name" "$text"; return; }
+        if [ $((i % 10)) = 0 ] && ! xenstore-exists "/local/domain/$id" 2>/dev/null; then
+            sleep 1; console_has "$name" "$text"; return
+        fi
         sleep 0.5
     done
 }
-domain_exists() { xl domid "$1" >/dev/null 2>&1; }
-domain_gone() { ! xl domid "$1" >/dev/null 2>&1; }
+# domid_of NAME: from xenstore (cheaper than xl domid)
+domid_of() {
+    local d
+    for d in $(xenstore-list /local/domain 2>/dev/null); do
+        [ "$(xenstore-read "/local/domain/$d/name" 2>/dev/null)" = "$1" ] && { echo "$d"; return 0; }
+    done
+    return 1
+}
+domain_gone() { ! domid_of "$1" >/dev/null; }
+# backend_state DOMID KIND DEVID: xenbus state of a backend (4 = connected)
+backend_state() { xenstore-read "/local/domain/0/backend/$2/$1/$3/state" 2>/dev/null; }
 
 # guest_cfg NAME MEMORY EXTRA [VIF] [DISK]: write /tmp/NAME.cfg for the lab PV guest
 guest_cfg() {
