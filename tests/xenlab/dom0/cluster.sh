@@ -40,7 +40,7 @@ barrier() {
 }
 others() { local k; for ((k = 1; k <= NODES; k++)); do [ "$k" = "$NODE" ] || echo "$k"; done; }
 
-log "xenbr0: $(ip -o -4 addr show dev xenbr0 | awk '{print $4}'), ports: $(ls /sys/class/net/xenbr0/brif | tr '\n' ' ')"
+log "xenbr0: $(ip -o -4 addr show dev xenbr0 | awk '{print $4}'), ports: $(cd /sys/class/net/xenbr0/brif && echo *)"
 check "lab NIC lan0 is a port of xenbr0" test -e /sys/class/net/xenbr0/brif/lan0
 
 # 1. the shared disk: every server sees every other server's sector

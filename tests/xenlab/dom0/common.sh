@@ -4,6 +4,7 @@ export PATH=/usr/lib/xen-4.17/bin:/mnt/host/bin:/usr/sbin:/usr/bin:/sbin:/bin
 NODE=${OVM_LAB_NODE:-1}
 NODES=${OVM_LAB_NODES:-1}
 NET=${OVM_LAB_NET:-10.77.0}
+export NODE NODES NET
 CHECKS_FAILED=0
 CHECKS_PASSED=0
 
@@ -87,3 +88,16 @@ EOF
     chmod 755 /srv/www/cgi-bin/hello
     httpd -p 8899 -h /srv/www
 }
+
+# Keep the guests' consoles, Xen's and dom0's kernel logs in the share
+# (results/diag/) whatever happens to the run.
+save_diagnostics() {
+    local d=/mnt/host/results/diag
+    mkdir -p "$d" 2>/dev/null || return 0
+    cp /var/log/xen/console/*.log "$d/" 2>/dev/null
+    cp /var/log/xen/xen-hotplug.log "$d/" 2>/dev/null
+    xl dmesg > "$d/xl-dmesg.txt" 2>&1
+    dmesg > "$d/dom0-dmesg.txt" 2>&1
+    return 0
+}
+trap save_diagnostics EXIT
