@@ -48,7 +48,8 @@ if xl create "$cfg1"; then pass "xl create vm1 (vif + disk) in $(since "$t")s"
 else fail "xl create vm1"; tail -n 30 /var/log/xen/xen-hotplug.log 2>/dev/null; fi
 t2=$(uptime_s)
 if xl create "$cfg2"; then pass "xl create vm2 in $(since "$t2")s"; else fail "xl create vm2"; fi
-xl list
+xl list | tee /tmp/xl-list.txt
+check "xl list shows vm1 and vm2" sh -c 'grep -q "^vm1 " /tmp/xl-list.txt && grep -q "^vm2 " /tmp/xl-list.txt'
 ID1=$(xl domid vm1 2>/dev/null)
 check "xenstore has /local/domain/$ID1/name = vm1" test "$(xenstore-read "/local/domain/$ID1/name" 2>/dev/null)" = vm1
 check "vif$ID1.0 is a port of xenbr0" test -e "/sys/class/net/xenbr0/brif/vif$ID1.0"
@@ -64,7 +65,6 @@ else fail "vm1 console marker"; fi
 grep OVM-DOMU "$(console_log vm1)" | sed 's/^/    vm1 console: /'
 check "vm1 vif backend connected (xenbus state 4)" test "$(backend_state "$ID1" vif 0)" = 4
 check "vm1 disk backend connected (xenbus state 4)" test "$(backend_state "$ID1" vbd 51712)" = 4
-xl network-list vm1; xl block-list vm1
 check "vm1 read its disk (marker $DISK_MARKER)" console_has vm1 "OVM-DOMU-DISK xvda: $DISK_MARKER"
 check "vm1 pinged dom0 ($DOM0_IP)" console_has vm1 "OVM-DOMU-PING $DOM0_IP OK"
 check "dom0 pings vm1 ($VM1_IP)" ping -c 2 -W 3 "$VM1_IP"
@@ -72,9 +72,11 @@ t=$(uptime_s)
 check "xl shutdown -w vm1" timeout 120 xl shutdown -w vm1
 check "vm1 powered off cleanly (console OVM-DOMU-POWEROFF, $(since "$t")s)" console_has vm1 OVM-DOMU-POWEROFF
 check "vm1 gone (no longer in xenstore)" wait_until 20 domain_gone vm1
+xl list | tee /tmp/xl-list.txt
+check "xl list no longer shows vm1 or vm2" sh -c '! grep -qE "^vm[12] " /tmp/xl-list.txt'
+
 check "vif$ID1.0 removed from xenbr0" wait_until 20 test ! -e "/sys/class/net/xenbr0/brif/vif$ID1.0"
 check "vm1's loop device released" wait_until 20 sh -c '! losetup -a | grep -q vm1-disk'
-xl list
 
 # --- kernel modules the host kernel lacks, for later storage/network work
 log "== kernel modules"
