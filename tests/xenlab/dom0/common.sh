@@ -1,4 +1,4 @@
-# Helpers for the lab scripts that run inside dom0 (bash, sourced).
+# Functions shared by the lab scripts that run inside dom0 (bash, sourced).
 # shellcheck shell=bash
 export PATH=/usr/lib/xen-4.17/bin:/mnt/host/bin:/usr/sbin:/usr/bin:/sbin:/bin
 NODE=${OVM_LAB_NODE:-1}
