@@ -54,13 +54,13 @@ ID1=$(xl domid vm1 2>/dev/null)
 check "xenstore has /local/domain/$ID1/name = vm1" test "$(xenstore-read "/local/domain/$ID1/name" 2>/dev/null)" = vm1
 check "vif$ID1.0 is a port of xenbr0" test -e "/sys/class/net/xenbr0/brif/vif$ID1.0"
 
-if wait_console vm2 OVM-DOMU-UP 180; then pass "vm2 console marker OVM-DOMU-UP after $(since "$t2")s"
+if wait_console vm2 OVM-DOMU-UP 300; then pass "vm2 console marker OVM-DOMU-UP after $(since "$t2")s"
 else fail "vm2 console marker"; fi
 t=$(uptime_s)
 check "xl destroy vm2" xl destroy vm2
 check "vm2 gone after destroy" wait_until 20 domain_gone vm2
 
-if wait_console vm1 OVM-DOMU-READY 240; then pass "vm1 console marker OVM-DOMU-READY after $(since "$t2")s"
+if wait_console vm1 OVM-DOMU-READY 300; then pass "vm1 console marker OVM-DOMU-READY after $(since "$t2")s"
 else fail "vm1 console marker"; fi
 grep OVM-DOMU "$(console_log vm1)" | sed 's/^/    vm1 console: /'
 check "vm1 vif backend connected (xenbus state 4)" test "$(backend_state "$ID1" vif 0)" = 4
@@ -87,7 +87,7 @@ if [ -e ./lab/with-pvh ]; then
     for attempt in 1 2; do
         t=$(uptime_s)
         check "xl create pvh1 (attempt $attempt)" xl create "$cfg3"
-        if wait_console pvh1 OVM-DOMU-READY 240; then pass "pvh1 console marker OVM-DOMU-READY after $(since "$t")s"; break; fi
+        if wait_console pvh1 OVM-DOMU-READY 300; then pass "pvh1 console marker OVM-DOMU-READY after $(since "$t")s"; break; fi
         if [ $attempt = 1 ] && xl dmesg | grep -q 'Triple fault'; then
             log "pvh1 triple-faulted; retrying once"; xl destroy pvh1 2>/dev/null
             continue
