@@ -17,6 +17,16 @@ if [ -f ./lab/srcdir ]; then
         log "source tree mounted read-only on $SRC"
 fi
 
+# --servers N: tests see OVM_XENLAB_SERVERS=N; the peers (10.77.0.2, .3) are
+# waited for (they boot at the same time) before the first test starts
+export OVM_XENLAB_SERVERS=$NODES
+if [ "$NODES" -gt 1 ]; then
+    for ((k = 2; k <= NODES; k++)); do
+        if wait_until 300 ping -c 1 -W 1 "$NET.$k"; then log "peer server $k ($NET.$k) is up"
+        else log "peer server $k ($NET.$k) did not answer"; fi
+    done
+fi
+
 run_test() {
     local name=$1 limit=$2 cwd=$3 prog=$4 t0 rc
     shift 4
