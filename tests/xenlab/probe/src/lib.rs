@@ -116,7 +116,8 @@ struct PrivcmdHypercall {
 }
 
 // _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall))
-const IOCTL_PRIVCMD_HYPERCALL: u64 = ((std::mem::size_of::<PrivcmdHypercall>() as u64) << 16) | ((b'P' as u64) << 8);
+const IOCTL_PRIVCMD_HYPERCALL: u64 =
+    ((std::mem::size_of::<PrivcmdHypercall>() as u64) << 16) | ((b'P' as u64) << 8);
 const HYPERVISOR_XEN_VERSION: u64 = 17;
 const XENVER_VERSION: u64 = 0;
 const XENVER_EXTRAVERSION: u64 = 1;

@@ -51,7 +51,8 @@ fn xenstore_write_read_rm() {
 fn runs_in_package_dir_with_source_tree_visible() {
     in_lab();
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    let manifest = std::fs::read_to_string(format!("{manifest_dir}/Cargo.toml")).expect("read own Cargo.toml in dom0");
+    let manifest =
+        std::fs::read_to_string(format!("{manifest_dir}/Cargo.toml")).expect("read own Cargo.toml in dom0");
     assert!(manifest.contains("name = \"ovm-xenlab-probe\""));
     assert_eq!(std::env::current_dir().expect("cwd"), std::path::Path::new(manifest_dir));
 }
