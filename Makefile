@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps fmt lint unit bench header header-check c-install c-examples c-test
+.PHONY: demo test deps fmt lint unit bench lab-test header header-check c-install c-examples c-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -20,7 +20,7 @@ deps:
 	scripts/install-deps
 
 test: deps
-	$(MAKE) fmt lint unit c-test
+	$(MAKE) fmt lint unit c-test lab-test
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager
@@ -60,3 +60,10 @@ c-examples:
 	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c valgrind
 
 c-test: header-check c-examples
+
+# --- Real Xen (the QEMU lab) ---------------------------------------------------------------------
+# Builds the lab from Debian's repositories, boots a Xen server, runs its self-test, then runs the
+# real-Xen test binaries inside dom0 in one boot. Fails loudly if the lab cannot be built.
+lab-test:
+	tests/xenlab/lab selftest
+	tests/xenlab/lab cargo-test --manifest-path tests/xenlab/probe/Cargo.toml
