@@ -4,6 +4,8 @@
 //! * [`wire`], [`client`], [`blocking`], [`perms`], [`transport`]: our own
 //!   xenstore client (wire protocol of Xen's `xs_wire.h`), async with a
 //!   blocking façade, over xenstored's Unix socket or `/dev/xen/xenbus`.
+//! * [`privcmd`], [`sys`]: hypercalls (`xen_version`, `sysctl`, `domctl`)
+//!   through `/dev/xen/privcmd`, with the ABI structs of Xen 4.17.
 //!
 //! Everything here talks to the Xen interfaces of Xen 4.17.
 
@@ -11,6 +13,8 @@ pub mod blocking;
 pub mod client;
 pub mod error;
 pub mod perms;
+pub mod privcmd;
+pub mod sys;
 pub mod transport;
 pub mod wire;
 
@@ -23,5 +27,6 @@ pub use blocking::BlockingXsClient;
 pub use client::{Transaction, WatchStream, XsClient, XsConfig};
 pub use error::{XenError, XenResult, XsErrno};
 pub use perms::{Access, Perm, Perms};
+pub use privcmd::{DomainInfo, DomainState, PhysInfo, Privcmd, ShutdownReason, XenVersion};
 pub use transport::Transport;
 pub use wire::WatchEvent;
