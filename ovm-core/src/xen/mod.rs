@@ -6,17 +6,21 @@
 //!   blocking façade, over xenstored's Unix socket or `/dev/xen/xenbus`.
 //! * [`privcmd`], [`sys`]: hypercalls (`xen_version`, `sysctl`, `domctl`)
 //!   through `/dev/xen/privcmd`, with the ABI structs of Xen 4.17.
+//! * [`domain`]: domain operations on top of both ([`XenHost`]).
+//! * [`xl`]: domain creation through the Xen toolstack (`xl create`).
 //!
 //! Everything here talks to the Xen interfaces of Xen 4.17.
 
 pub mod blocking;
 pub mod client;
+pub mod domain;
 pub mod error;
 pub mod perms;
 pub mod privcmd;
 pub mod sys;
 pub mod transport;
 pub mod wire;
+pub mod xl;
 
 #[cfg(test)]
 mod client_tests;
@@ -25,8 +29,10 @@ mod fake;
 
 pub use blocking::BlockingXsClient;
 pub use client::{Transaction, WatchStream, XsClient, XsConfig};
+pub use domain::{Domain, DomainEvent, DomainEvents, Hypervisor, ShutdownOutcome, ShutdownRequest, XenHost};
 pub use error::{XenError, XenResult, XsErrno};
 pub use perms::{Access, Perm, Perms};
 pub use privcmd::{DomainInfo, DomainState, PhysInfo, Privcmd, ShutdownReason, XenVersion};
 pub use transport::Transport;
 pub use wire::WatchEvent;
+pub use xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
