@@ -118,6 +118,31 @@ async fn pipelined_requests_with_out_of_order_replies() {
 }
 
 #[tokio::test]
+async fn in_flight_limit_serialises_requests() {
+    let fake = FakeXenstored::start();
+    let config = XsConfig {
+        max_in_flight: Some(1),
+        request_timeout: Some(Duration::from_millis(400)),
+        ..XsConfig::default()
+    };
+    let c = client_with(&fake, config).await;
+    let before = fake.requests().len();
+    // The fake holds replies until two requests have arrived: with one
+    // request in flight the second is not sent until the first gives up.
+    fake.with_behaviour(|b| b.reorder_batch = 2);
+    let (a, b) = (c.clone(), c.clone());
+    let first = tokio::spawn(async move { a.read_string("/local/domain/0/name").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(async move { b.read_string("/local/domain/0/name").await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(fake.requests().len() - before, 1, "second request held back");
+    assert!(matches!(first.await.unwrap(), Err(XenError::Timeout(_))));
+    // Now the second goes out, fills the batch, and gets its reply.
+    assert_eq!(second.await.unwrap().unwrap(), "Domain-0");
+    assert_eq!(fake.requests().len() - before, 2);
+}
+
+#[tokio::test]
 async fn transaction_retries_on_eagain_and_wins() {
     let fake = FakeXenstored::start();
     let c = client_for(&fake).await;
