@@ -3,7 +3,13 @@
 //!
 //! Guest tests need a PV guest kernel and initramfs, given by the
 //! environment variables `OVM_LAB_GUEST_KERNEL` and `OVM_LAB_GUEST_INITRD`;
-//! those tests fail (they do not skip) when the variables are missing.
+//! those tests fail (they do not skip) when the variables are missing. In the
+//! ovm Xen lab (`OVM_XENLAB=1`) they default to the lab's guest,
+//! `/var/lib/ovm-lab/{vmlinux,domu-initrd.gz}`:
+//!
+//! ```sh
+//! tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
+//! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +21,17 @@ use ovm_core::xen::{
     XenError, XenHost, XlDomainBuilder, XlToolstack,
 };
 
+/// Fails (never skips) outside a Xen dom0.
+fn assert_dom0() {
+    let caps = std::fs::read_to_string("/proc/xen/capabilities").unwrap_or_default();
+    assert!(
+        caps.contains("control_d"),
+        "these tests must run in a Xen dom0 (/proc/xen/capabilities: {caps:?})"
+    );
+}
+
 fn socket() -> Transport {
+    assert_dom0();
     Transport::candidates()
         .into_iter()
         .find(|t| matches!(t, Transport::Socket(p) if p.exists()))
@@ -142,12 +158,14 @@ async fn watches_fire() {
 
 #[test]
 fn blocking_client_reads_dom0_name() {
+    assert_dom0();
     let c = BlockingXsClient::connect_default().unwrap();
     assert_eq!(c.read_string("/local/domain/0/name").unwrap(), "Domain-0");
 }
 
 #[test]
 fn hypercalls_version_physinfo_domains() {
+    assert_dom0();
     let p = Privcmd::open().unwrap();
     println!("hypercall buffers from /dev/xen/hypercall: {}", p.uses_hypercall_device());
     let v = p.xen_version().unwrap();
@@ -173,6 +191,7 @@ fn hypercalls_version_physinfo_domains() {
 
 #[tokio::test]
 async fn host_lists_dom0_with_name() {
+    assert_dom0();
     let host = XenHost::open().await.unwrap();
     let doms = host.list_domains().await.unwrap();
     let d0 = doms.iter().find(|d| d.domid() == 0).expect("dom0");
@@ -184,14 +203,16 @@ async fn host_lists_dom0_with_name() {
     );
 }
 
-fn required_env(var: &str) -> String {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => {
-            assert!(std::path::Path::new(&v).exists(), "{var}={v} does not exist");
-            v
-        }
-        _ => panic!("{var} must name the lab's PV guest image for this test"),
-    }
+/// The guest image named by `var`; inside the ovm lab (`OVM_XENLAB=1`) it
+/// defaults to the lab's documented PV guest. Missing means failure.
+fn guest_image(var: &str, lab_default: &str) -> String {
+    let v = match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ if std::env::var("OVM_XENLAB").as_deref() == Ok("1") => lab_default.to_string(),
+        _ => panic!("{var} must name the PV guest image for this test (or run it in the ovm Xen lab)"),
+    };
+    assert!(std::path::Path::new(&v).exists(), "{var}: {v} does not exist");
+    v
 }
 
 async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -207,8 +228,9 @@ async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) ->
 
 #[tokio::test]
 async fn pv_guest_lifecycle() {
-    let kernel = required_env("OVM_LAB_GUEST_KERNEL");
-    let initrd = required_env("OVM_LAB_GUEST_INITRD");
+    assert_dom0();
+    let kernel = guest_image("OVM_LAB_GUEST_KERNEL", "/var/lib/ovm-lab/vmlinux");
+    let initrd = guest_image("OVM_LAB_GUEST_INITRD", "/var/lib/ovm-lab/domu-initrd.gz");
     let host = XenHost::open().await.unwrap();
     let mut events = host.events(Duration::from_secs(1)).await.unwrap();
     let xl = XlToolstack::new(std::env::var("OVM_XL").unwrap_or_else(|_| "xl".into()), "/tmp/ovm-lab-xl");
