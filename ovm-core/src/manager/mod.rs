@@ -1,0 +1,630 @@
+//! The [`Manager`]: ovm's API. It owns the inventory, the manager database, the job engine, the
+//! event feed and the connections to servers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+use crate::driver::sim::{SimDriver, SimWorld};
+use crate::driver::{Driver, Hypervisor};
+use crate::model::*;
+use crate::store::{Batch, Durability, Journal, Store, Undo};
+use crate::{Error, Result};
+
+mod events;
+mod jobs;
+mod network;
+mod recurring;
+mod servers;
+mod storage;
+mod vms;
+
+pub use events::Subscription;
+pub use jobs::JobHandle;
+pub use network::NetworkSpec;
+pub use recurring::REFRESH_SERVERS;
+pub use servers::{PoolSpec, ServerEdit};
+pub use storage::RepositorySpec;
+pub use vms::{CloneOptions, StopOptions, VmSpec};
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where the manager database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A file.
+    File(PathBuf),
+    /// A private in-memory database (lost on close).
+    Memory,
+}
+
+impl DatabaseLocation {
+    /// Parse a database URI: `sqlite:///abs/path.db`, `sqlite://rel/path.db`, `sqlite::memory:`,
+    /// `:memory:`, or a plain file path.
+    pub fn parse(uri: &str) -> Result<Self> {
+        let uri = uri.trim();
+        if uri.is_empty() {
+            return Err(Error::invalid("database", "empty database location"));
+        }
+        if uri == ":memory:" || uri == "sqlite::memory:" || uri == "sqlite://:memory:" {
+            return Ok(DatabaseLocation::Memory);
+        }
+        if let Some(rest) = uri.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                return Err(Error::invalid("database", "sqlite:// needs a path"));
+            }
+            return Ok(DatabaseLocation::File(PathBuf::from(rest)));
+        }
+        if uri.contains("://") {
+            return Err(Error::invalid("database", format!("unsupported database URI {uri:?}")));
+        }
+        Ok(DatabaseLocation::File(PathBuf::from(uri)))
+    }
+}
+
+/// Builds a [`Manager`].
+#[derive(Debug)]
+pub struct ManagerBuilder {
+    location: DatabaseLocation,
+    durability: Durability,
+    sim: Option<SimWorld>,
+    drivers: Vec<Arc<dyn Driver>>,
+    change_buffer: usize,
+    worker_threads: usize,
+    recurring: bool,
+}
+
+impl ManagerBuilder {
+    /// Use the database at `location`.
+    pub fn database(mut self, location: DatabaseLocation) -> Self {
+        self.location = location;
+        self
+    }
+    /// Use the database at `uri` (see [`DatabaseLocation::parse`]).
+    pub fn database_uri(mut self, uri: &str) -> Result<Self> {
+        self.location = DatabaseLocation::parse(uri)?;
+        Ok(self)
+    }
+    /// Set the commit durability (default [`Durability::Normal`]).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Use this simulated world for `sim://` servers (default: a new, empty one).
+    pub fn sim_world(mut self, world: SimWorld) -> Self {
+        self.sim = Some(world);
+        self
+    }
+    /// Add a driver for other server address schemes.
+    pub fn driver(mut self, d: Arc<dyn Driver>) -> Self {
+        self.drivers.push(d);
+        self
+    }
+    /// How many changes a subscriber may fall behind before it gets [`Error::EventsLost`] (default 4096).
+    pub fn change_buffer(mut self, n: usize) -> Self {
+        self.change_buffer = n.max(1);
+        self
+    }
+    /// Run recurring system jobs (server refresh) in the background (default true).
+    pub fn recurring_jobs(mut self, on: bool) -> Self {
+        self.recurring = on;
+        self
+    }
+    /// Open the manager.
+    pub fn open(self) -> Result<Manager> {
+        Manager::open_with(self)
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) inv: Inventory,
+    pub(crate) db: Store,
+    pub(crate) locks: HashMap<uuid::Uuid, JobId>,
+    pub(crate) live: HashMap<JobId, Arc<jobs::JobCell>>,
+    pub(crate) conns: HashMap<ServerId, Arc<dyn Hypervisor>>,
+    pub(crate) blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>>,
+    pub(crate) mac_range: MacRange,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) state: Mutex<State>,
+    pub(crate) changes: broadcast::Sender<Change>,
+    pub(crate) drivers: Vec<Arc<dyn Driver>>,
+    pub(crate) sim: SimWorld,
+    pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) closed: AtomicBool,
+    pub(crate) recurring: Mutex<recurring::Schedule>,
+    pub(crate) jobs_idle: std::sync::Condvar,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(rt) = lock(&self.runtime).take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The ovm manager. Cheap to clone: clones share the same manager. Thread-safe.
+///
+/// ```
+/// use ovm_core::{Manager, model::*};
+/// # fn main() -> ovm_core::Result<()> {
+/// let mgr = Manager::open_in_memory()?;
+/// // Discover a simulated server (the `sim` driver; a real server is discovered by address).
+/// let job = mgr.discover_server("sim://host1?cpus=8&memory_mib=16384", ovm_core::driver::sim::DEFAULT_PASSWORD)?;
+/// let server_ref = job.wait(None)?.result.expect("the new server");
+/// let server = mgr.server(server_ref.id)?;
+/// assert_eq!(server.hardware.cpus, 8);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Manager {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Manager {
+    /// A builder with an in-memory database.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            location: DatabaseLocation::Memory,
+            durability: Durability::Normal,
+            sim: None,
+            drivers: Vec::new(),
+            change_buffer: 4096,
+            worker_threads: 2,
+            recurring: true,
+        }
+    }
+
+    /// Open (or create) the manager database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Manager> {
+        Self::builder().database(DatabaseLocation::File(path.as_ref().to_path_buf())).open()
+    }
+
+    /// Open a manager with a private in-memory database.
+    pub fn open_in_memory() -> Result<Manager> {
+        Self::builder().open()
+    }
+
+    fn open_with(b: ManagerBuilder) -> Result<Manager> {
+        let mut db = match &b.location {
+            DatabaseLocation::File(p) => Store::open(p, b.durability)?,
+            DatabaseLocation::Memory => Store::open_in_memory()?,
+        };
+        let mut inv = Inventory::new();
+        for o in db.load_objects()? {
+            inv.load(o);
+        }
+        let mut blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>> = HashMap::new();
+        for e in db.events(&crate::store::EventFilter {
+            min_severity: Some(Severity::Error),
+            acknowledged: Some(false),
+            ..Default::default()
+        })? {
+            blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
+        }
+        let mut setup = Batch::default();
+        let id = match db.meta("manager_id")? {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                setup.meta.push(("manager_id".into(), id.clone()));
+                id
+            }
+        };
+        let mac_range = match db.meta("mac_range")? {
+            Some(s) => serde_json::from_str(&s)?,
+            None => MacRange::default(),
+        };
+        if !setup.is_empty() {
+            db.commit(&setup, now_ms())?;
+        }
+        let recurring = recurring::Schedule::load(&db)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(b.worker_threads)
+            .thread_name("ovm-manager")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal { message: format!("cannot start the manager runtime: {e}") })?;
+        let sim = b.sim.unwrap_or_default();
+        let mut drivers: Vec<Arc<dyn Driver>> = vec![Arc::new(SimDriver::new(sim.clone()))];
+        drivers.extend(b.drivers);
+        let inner = Arc::new(Inner {
+            id,
+            state: Mutex::new(State {
+                inv,
+                db,
+                locks: HashMap::new(),
+                live: HashMap::new(),
+                conns: HashMap::new(),
+                blocking_events,
+                mac_range,
+            }),
+            changes: broadcast::channel(b.change_buffer).0,
+            drivers,
+            sim,
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            closed: AtomicBool::new(false),
+            recurring: Mutex::new(recurring),
+            jobs_idle: std::sync::Condvar::new(),
+        });
+        let mgr = Manager { inner };
+        mgr.recover_jobs()?;
+        mgr.reconnect_servers();
+        if b.recurring {
+            recurring::start(&mgr);
+        }
+        Ok(mgr)
+    }
+
+    /// This manager's identity (used as the owner id on servers).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The simulated world serving `sim://` servers.
+    pub fn sim(&self) -> &SimWorld {
+        &self.inner.sim
+    }
+
+    /// Close the manager: refuse new jobs, wait up to `timeout` for running ones, stop background work.
+    pub fn close(&self, timeout: Duration) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = lock(&self.inner.state);
+        while !st.live.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    what: "running jobs to finish".into(),
+                    millis: timeout.as_millis() as u64,
+                });
+            }
+            st = self
+                .inner
+                .jobs_idle
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        Ok(())
+    }
+
+    /// Whether [`Manager::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.inner.state)
+    }
+
+    /// Read the inventory under the manager's lock.
+    pub fn read<T>(&self, f: impl FnOnce(&Inventory) -> T) -> T {
+        f(&self.state().inv)
+    }
+
+    /// A copy of any object.
+    pub fn object(&self, r: ObjectRef) -> Result<Object> {
+        self.state().inv.get_object(r).ok_or_else(|| Error::not_found(r.kind, r.id))
+    }
+
+    /// Look up an object of type `T` by id.
+    pub fn get<T: InInventory>(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<T>> {
+        self.state().inv.get::<T>(id).cloned()
+    }
+
+    /// Look up an object of type `T` by name.
+    pub fn get_by_name<T: InInventory>(&self, name: &str) -> Result<Arc<T>> {
+        self.state().inv.get_by_name::<T>(name).cloned()
+    }
+
+    /// All objects of type `T` matching `filter`, in name order.
+    pub fn list<T: InInventory>(&self, filter: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
+        T::table(&self.state().inv).iter().filter(|o| filter(o)).cloned().collect()
+    }
+
+    /// All objects of type `T`, in name order.
+    pub fn list_all<T: InInventory>(&self) -> Vec<Arc<T>> {
+        T::table(&self.state().inv).iter().cloned().collect()
+    }
+
+    /// A server by id.
+    pub fn server(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<Server>> {
+        self.get::<Server>(id)
+    }
+    /// A pool by id.
+    pub fn pool(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<ServerPool>> {
+        self.get::<ServerPool>(id)
+    }
+    /// A VM by id.
+    pub fn vm(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<Vm>> {
+        self.get::<Vm>(id)
+    }
+    /// A VM by name.
+    pub fn vm_by_name(&self, name: &str) -> Result<Arc<Vm>> {
+        self.get_by_name::<Vm>(name)
+    }
+    /// A repository by id.
+    pub fn repository(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<Repository>> {
+        self.get::<Repository>(id)
+    }
+    /// A network by id.
+    pub fn network(&self, id: impl Into<uuid::Uuid>) -> Result<Arc<Network>> {
+        self.get::<Network>(id)
+    }
+    /// All servers.
+    pub fn servers(&self) -> Vec<Arc<Server>> {
+        self.list_all::<Server>()
+    }
+    /// All pools.
+    pub fn pools(&self) -> Vec<Arc<ServerPool>> {
+        self.list_all::<ServerPool>()
+    }
+    /// All VMs.
+    pub fn vms(&self) -> Vec<Arc<Vm>> {
+        self.list_all::<Vm>()
+    }
+    /// All repositories.
+    pub fn repositories(&self) -> Vec<Arc<Repository>> {
+        self.list_all::<Repository>()
+    }
+    /// All networks.
+    pub fn networks(&self) -> Vec<Arc<Network>> {
+        self.list_all::<Network>()
+    }
+
+    /// The VNIC MAC range.
+    pub fn mac_range(&self) -> MacRange {
+        self.state().mac_range
+    }
+
+    /// Set the VNIC MAC range. Returns a job.
+    pub fn set_mac_range(&self, range: MacRange) -> Result<JobHandle> {
+        MacRange::new(&format_mac(range.first), &format_mac(range.last))?;
+        self.submit(jobs::JobSpec::new("SetMacRange", "Set the VNIC MAC range", vec![]).step(
+            "set range",
+            move |ctx| {
+                ctx.tx(|tx| {
+                    tx.meta("mac_range", serde_json::to_string(&range).map_err(Error::from)?);
+                    Ok(())
+                })?;
+                lock(&ctx.mgr.inner.state).mac_range = range;
+                Ok(())
+            },
+        ))
+    }
+
+    /// Create any inventory object after checking every rule. Returns a job whose result is the object.
+    pub fn create_object(&self, obj: Object) -> Result<JobHandle> {
+        obj.validate()?;
+        let r = obj.object_ref();
+        {
+            let st = self.state();
+            if st.inv.contains(r) {
+                return Err(Error::conflict(format!("{r} already exists")));
+            }
+            st.inv.check_put(&obj)?;
+        }
+        let summary = format!("Create {} {}", r.kind, obj.name());
+        self.submit(jobs::JobSpec::new(&format!("Create{}", r.kind), &summary, vec![r]).step(
+            "create",
+            move |ctx| {
+                ctx.tx(|tx| tx.put(obj))?;
+                ctx.set_result(r);
+                Ok(())
+            },
+        ))
+    }
+
+    /// Replace an inventory object with an edited version after checking every rule.
+    pub fn update_object(&self, obj: Object) -> Result<JobHandle> {
+        obj.validate()?;
+        let r = obj.object_ref();
+        {
+            let st = self.state();
+            if !st.inv.contains(r) {
+                return Err(Error::not_found(r.kind, r.id));
+            }
+            st.inv.check_put(&obj)?;
+        }
+        let summary = format!("Edit {} {}", r.kind, obj.name());
+        self.submit(jobs::JobSpec::new(&format!("Edit{}", r.kind), &summary, vec![r]).step(
+            "edit",
+            move |ctx| {
+                ctx.tx(|tx| tx.put(obj))?;
+                ctx.set_result(r);
+                Ok(())
+            },
+        ))
+    }
+
+    /// Delete an inventory object nothing refers to.
+    pub fn delete_object(&self, r: ObjectRef) -> Result<JobHandle> {
+        let name = self.object(r)?.name().to_owned();
+        if r.kind == ObjectKind::Vm {
+            return self.delete_vm(VmId(r.id));
+        }
+        if r.kind == ObjectKind::Server {
+            let s = self.server(r.id)?;
+            if s.pool.is_some() {
+                return Err(Error::conflict("remove the server from its pool first"));
+            }
+        }
+        self.read(|inv| inv.check_remove(r))?;
+        self.submit(
+            jobs::JobSpec::new(&format!("Delete{}", r.kind), &format!("Delete {} {name}", r.kind), vec![r])
+                .step("delete", move |ctx| {
+                    ctx.tx(|tx| tx.remove(r).map(|_| ()))?;
+                    if r.kind == ObjectKind::Server {
+                        lock(&ctx.mgr.inner.state).conns.remove(&ServerId(r.id));
+                    }
+                    Ok(())
+                }),
+        )
+    }
+
+    /// The connection to an owned, reachable server.
+    pub(crate) fn hypervisor(&self, server: ServerId) -> Result<Arc<dyn Hypervisor>> {
+        let st = self.state();
+        if let Some(h) = st.conns.get(&server) {
+            return Ok(h.clone());
+        }
+        let s = st.inv.get::<Server>(server)?;
+        Err(Error::state(s.object_ref(), "Running and owned by this manager", s.power_state))
+    }
+
+    pub(crate) fn driver_for(&self, address: &str) -> Result<Arc<dyn Driver>> {
+        self.inner
+            .drivers
+            .iter()
+            .find(|d| d.handles(address))
+            .cloned()
+            .ok_or_else(|| Error::Unsupported { what: format!("no driver handles the address {address:?}") })
+    }
+
+    /// Commit a batch outside any job (used by recovery and system bookkeeping), publishing its changes.
+    pub(crate) fn commit_locked(&self, st: &mut State, batch: Batch) -> Result<()> {
+        let at = now_ms();
+        let tokens = st.db.commit(&batch, at)?;
+        for ((object, op), token) in batch.changes.into_iter().zip(tokens) {
+            let _ = self.inner.changes.send(Change { token, object, op, at });
+        }
+        Ok(())
+    }
+
+    /// Roll back or finalize every job that was unfinished when the manager last stopped.
+    fn recover_jobs(&self) -> Result<()> {
+        let unfinished = self.state().db.unfinished_jobs()?;
+        for (mut job, journal) in unfinished {
+            let mut batch = Batch::default();
+            if journal.total > 0 && journal.done >= journal.total {
+                job.state = JobState::Completed;
+                job.progress = 1.0;
+                job.recovery = Some(Recovery::Finalized);
+                job.message = "finalized after a manager restart".into();
+            } else {
+                let mut st = self.state();
+                for (name, undos) in journal.steps.iter().rev() {
+                    for u in undos.iter().rev() {
+                        if let Undo::Restore { object, before } = u {
+                            restore(&mut st.inv, &mut batch, *object, before.clone());
+                        }
+                        // Effects on servers are undone below, once servers are reconnected.
+                    }
+                    job.steps_undone.push(name.clone());
+                }
+                drop(st);
+                job.state = JobState::Failed;
+                job.error = Some(Error::Interrupted { job: job.id.to_string() });
+                job.recovery = Some(Recovery::RolledBack);
+                job.message = "rolled back after a manager restart".into();
+                let server_undos: Vec<Undo> = journal
+                    .steps
+                    .iter()
+                    .rev()
+                    .flat_map(|(_, u)| u.iter().rev().cloned())
+                    .filter(|u| !matches!(u, Undo::Restore { .. }))
+                    .collect();
+                if !server_undos.is_empty() {
+                    batch
+                        .meta
+                        .push((format!("pending_undo:{}", job.id), serde_json::to_string(&server_undos)?));
+                }
+            }
+            job.finished = Some(now_ms());
+            batch.changes.push((ObjectRef::new(ObjectKind::Job, job.id), ChangeOp::Modified));
+            batch.jobs.push((job, Some(journal)));
+            let mut st = self.state();
+            self.commit_locked(&mut st, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Reconnect to every owned server (at open). Unreachable servers are marked so, with a Warning event.
+    fn reconnect_servers(&self) {
+        let servers: Vec<Arc<Server>> = self.servers();
+        for s in servers.into_iter().filter(|s| s.ownership == Ownership::Owned) {
+            let _ = self.refresh_one(s.id);
+        }
+        // Server-side undo records left by jobs interrupted by the last stop.
+        let pending: Vec<(String, Vec<Undo>)> = {
+            let st = self.state();
+            let keys: Vec<String> = st
+                .db
+                .jobs(&crate::store::JobFilter { states: vec![JobState::Failed], ..Default::default() })
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|j| j.recovery == Some(Recovery::RolledBack))
+                .map(|j| format!("pending_undo:{}", j.id))
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| {
+                    st.db.meta(&k).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).map(|u| (k, u))
+                })
+                .collect()
+        };
+        for (key, undos) in pending {
+            for u in undos {
+                let _ = jobs::undo_on_server(self, &u);
+            }
+            let mut st = self.state();
+            let mut b = Batch::default();
+            b.meta.push((key, "[]".into()));
+            let _ = self.commit_locked(&mut st, b);
+        }
+    }
+}
+
+/// Put back an object's previous version (or remove it), recording the write and the change.
+pub(crate) fn restore(
+    inv: &mut Inventory,
+    batch: &mut Batch,
+    object: ObjectRef,
+    before: Option<Box<Object>>,
+) {
+    match before {
+        Some(o) => {
+            let o = *o;
+            inv.load(o.clone());
+            batch.removes.retain(|r| *r != object);
+            batch.puts.push(o);
+            batch.changes.push((object, ChangeOp::Modified));
+        }
+        None => {
+            inv_remove_unchecked(inv, object);
+            batch.puts.retain(|p| p.object_ref() != object);
+            batch.removes.push(object);
+            batch.changes.push((object, ChangeOp::Removed));
+        }
+    }
+}
+
+fn inv_remove_unchecked(inv: &mut Inventory, object: ObjectRef) {
+    // Restoring an earlier consistent state: references to the object were undone before it.
+    let _ = inv.remove(object).or_else(|_| inv.force_remove(object));
+}
+
+/// Journal type re-exported for the job engine.
+pub(crate) type JobJournal = Journal;

@@ -1,0 +1,115 @@
+//! Job records.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::{JobId, ObjectRef, Timestamp};
+use crate::Error;
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted, not started.
+    Queued,
+    /// Running.
+    Running,
+    /// Waiting for a queued child job.
+    ChildQueued,
+    /// Waiting for a running child job.
+    ChildRunning,
+    /// Finished successfully.
+    Completed,
+    /// Failed; its completed steps were rolled back.
+    Failed,
+    /// Aborted; its completed steps were rolled back.
+    Aborted,
+}
+
+impl JobState {
+    /// Whether the job has finished.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Aborted)
+    }
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "Queued",
+            JobState::Running => "Running",
+            JobState::ChildQueued => "ChildQueued",
+            JobState::ChildRunning => "ChildRunning",
+            JobState::Completed => "Completed",
+            JobState::Failed => "Failed",
+            JobState::Aborted => "Aborted",
+        }
+    }
+    /// Parse a stable name.
+    pub fn from_name(s: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::ChildQueued,
+            JobState::ChildRunning,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Aborted,
+        ]
+        .into_iter()
+        .find(|st| st.name() == s)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// What happened to a job that was unfinished when the manager stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Recovery {
+    /// All its steps had completed; it was marked Completed at reopen.
+    Finalized,
+    /// Its completed steps were undone at reopen; it is Failed with `Interrupted`.
+    RolledBack,
+}
+
+/// A persisted job: one mutating operation of the manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Id.
+    pub id: JobId,
+    /// Kind of operation, e.g. `StartVm`.
+    pub kind: String,
+    /// Human summary, e.g. `Start VM web01`.
+    pub summary: String,
+    /// Objects the job acts on (and locks).
+    pub targets: Vec<ObjectRef>,
+    /// State.
+    pub state: JobState,
+    /// Progress 0.0..=1.0.
+    pub progress: f32,
+    /// Latest progress message.
+    pub message: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Started running.
+    pub started: Option<Timestamp>,
+    /// Finished.
+    pub finished: Option<Timestamp>,
+    /// Object created or affected (e.g. the new VM), when the job succeeded.
+    pub result: Option<ObjectRef>,
+    /// Error, when failed or aborted.
+    pub error: Option<Error>,
+    /// Parent job.
+    pub parent: Option<JobId>,
+    /// Child jobs.
+    pub children: Vec<JobId>,
+    /// Names of the steps that completed, in order.
+    pub steps_done: Vec<String>,
+    /// Names of the steps that were undone, in order of undoing.
+    pub steps_undone: Vec<String>,
+    /// Whether an abort was requested.
+    pub abort_requested: bool,
+    /// Set when the job was recovered after a manager restart.
+    pub recovery: Option<Recovery>,
+}

@@ -1,0 +1,391 @@
+//! The object model: plain, serializable data with invariants.
+//!
+//! Nothing in this module performs I/O or knows about drivers or the database. Cross-object rules
+//! (a server is in at most one pool, MACs are unique, ...) are checked by [`Inventory`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+mod event;
+mod inventory;
+mod job;
+mod network;
+mod pool;
+mod server;
+mod storage;
+mod vm;
+
+pub use event::*;
+pub use inventory::*;
+pub use job::*;
+pub use network::*;
+pub use pool::*;
+pub use server::*;
+pub use storage::*;
+pub use vm::*;
+
+/// Milliseconds since the Unix epoch.
+pub type Timestamp = u64;
+
+macro_rules! ids {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            /// A new random id.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::new_v4())
+            }
+            /// The underlying UUID.
+            pub fn uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::Error;
+            fn from_str(s: &str) -> crate::Result<Self> {
+                uuid::Uuid::parse_str(s)
+                    .map($name)
+                    .map_err(|e| crate::Error::invalid(stringify!($name), e.to_string()))
+            }
+        }
+
+        impl From<$name> for uuid::Uuid {
+            fn from(id: $name) -> uuid::Uuid {
+                id.0
+            }
+        }
+    )*};
+}
+
+ids! {
+    /// Id of a [`Server`].
+    ServerId,
+    /// Id of a [`ServerPool`].
+    PoolId,
+    /// Id of a [`FileServer`].
+    FileServerId,
+    /// Id of a [`StorageArray`].
+    StorageArrayId,
+    /// Id of a [`FileSystem`].
+    FileSystemId,
+    /// Id of a [`PhysicalDisk`].
+    PhysicalDiskId,
+    /// Id of an [`AccessGroup`].
+    AccessGroupId,
+    /// Id of a [`Repository`].
+    RepositoryId,
+    /// Id of a [`VirtualDisk`].
+    VirtualDiskId,
+    /// Id of a [`VirtualCdrom`].
+    VirtualCdromId,
+    /// Id of a [`Template`].
+    TemplateId,
+    /// Id of an [`Assembly`].
+    AssemblyId,
+    /// Id of a [`Network`].
+    NetworkId,
+    /// Id of a [`Port`].
+    PortId,
+    /// Id of a [`BondPort`].
+    BondPortId,
+    /// Id of a [`VlanInterface`].
+    VlanInterfaceId,
+    /// Id of a [`Vm`].
+    VmId,
+    /// Id of an [`AntiAffinityGroup`].
+    AntiAffinityGroupId,
+    /// Id of a [`Tag`].
+    TagId,
+    /// Id of a [`Job`].
+    JobId,
+    /// Id of an [`Event`].
+    EventId,
+}
+
+/// Every kind of object the manager knows, including jobs and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ObjectKind {
+    /// [`Server`]
+    Server,
+    /// [`ServerPool`]
+    ServerPool,
+    /// [`FileServer`]
+    FileServer,
+    /// [`StorageArray`]
+    StorageArray,
+    /// [`FileSystem`]
+    FileSystem,
+    /// [`PhysicalDisk`]
+    PhysicalDisk,
+    /// [`AccessGroup`]
+    AccessGroup,
+    /// [`Repository`]
+    Repository,
+    /// [`VirtualDisk`]
+    VirtualDisk,
+    /// [`VirtualCdrom`]
+    VirtualCdrom,
+    /// [`Template`]
+    Template,
+    /// [`Assembly`]
+    Assembly,
+    /// [`Network`]
+    Network,
+    /// [`Port`]
+    Port,
+    /// [`BondPort`]
+    BondPort,
+    /// [`VlanInterface`]
+    VlanInterface,
+    /// [`Vm`]
+    Vm,
+    /// [`AntiAffinityGroup`]
+    AntiAffinityGroup,
+    /// [`Tag`]
+    Tag,
+    /// [`Job`]
+    Job,
+    /// [`Event`]
+    Event,
+}
+
+impl ObjectKind {
+    /// The stable name used in the database and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Server => "Server",
+            ObjectKind::ServerPool => "ServerPool",
+            ObjectKind::FileServer => "FileServer",
+            ObjectKind::StorageArray => "StorageArray",
+            ObjectKind::FileSystem => "FileSystem",
+            ObjectKind::PhysicalDisk => "PhysicalDisk",
+            ObjectKind::AccessGroup => "AccessGroup",
+            ObjectKind::Repository => "Repository",
+            ObjectKind::VirtualDisk => "VirtualDisk",
+            ObjectKind::VirtualCdrom => "VirtualCdrom",
+            ObjectKind::Template => "Template",
+            ObjectKind::Assembly => "Assembly",
+            ObjectKind::Network => "Network",
+            ObjectKind::Port => "Port",
+            ObjectKind::BondPort => "BondPort",
+            ObjectKind::VlanInterface => "VlanInterface",
+            ObjectKind::Vm => "Vm",
+            ObjectKind::AntiAffinityGroup => "AntiAffinityGroup",
+            ObjectKind::Tag => "Tag",
+            ObjectKind::Job => "Job",
+            ObjectKind::Event => "Event",
+        }
+    }
+
+    /// Parse a name produced by [`ObjectKind::name`].
+    pub fn from_name(s: &str) -> Option<ObjectKind> {
+        Self::ALL.iter().copied().find(|k| k.name() == s)
+    }
+
+    /// All kinds.
+    pub const ALL: [ObjectKind; 21] = [
+        ObjectKind::Server,
+        ObjectKind::ServerPool,
+        ObjectKind::FileServer,
+        ObjectKind::StorageArray,
+        ObjectKind::FileSystem,
+        ObjectKind::PhysicalDisk,
+        ObjectKind::AccessGroup,
+        ObjectKind::Repository,
+        ObjectKind::VirtualDisk,
+        ObjectKind::VirtualCdrom,
+        ObjectKind::Template,
+        ObjectKind::Assembly,
+        ObjectKind::Network,
+        ObjectKind::Port,
+        ObjectKind::BondPort,
+        ObjectKind::VlanInterface,
+        ObjectKind::Vm,
+        ObjectKind::AntiAffinityGroup,
+        ObjectKind::Tag,
+        ObjectKind::Job,
+        ObjectKind::Event,
+    ];
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// A reference to any object: its kind and UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Kind of the object.
+    pub kind: ObjectKind,
+    /// Its id.
+    pub id: uuid::Uuid,
+}
+
+impl ObjectRef {
+    /// A reference to `id` of `kind`.
+    pub fn new(kind: ObjectKind, id: impl Into<uuid::Uuid>) -> Self {
+        ObjectRef { kind, id: id.into() }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
+}
+
+/// Behaviour shared by every inventory object.
+pub trait ManagedObject:
+    Clone + fmt::Debug + Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static
+{
+    /// The object's kind.
+    const KIND: ObjectKind;
+    /// Its id as a UUID.
+    fn uuid(&self) -> uuid::Uuid;
+    /// Its name (unique per kind).
+    fn name(&self) -> &str;
+    /// A reference to it.
+    fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new(Self::KIND, self.uuid())
+    }
+    /// Wrap into [`Object`].
+    fn into_object(self) -> Object;
+    /// Unwrap from [`Object`].
+    fn from_object(o: &Object) -> Option<&Self>;
+    /// Check the object's own invariants (no cross-object rules).
+    fn validate(&self) -> crate::Result<()> {
+        validate_name(self.name())
+    }
+}
+
+/// Checks a user-supplied name: 1..=256 characters, no control characters.
+pub fn validate_name(name: &str) -> crate::Result<()> {
+    if name.trim().is_empty() {
+        return Err(crate::Error::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > 256 {
+        return Err(crate::Error::invalid("name", "must be at most 256 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(crate::Error::invalid("name", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+macro_rules! objects {
+    ($($variant:ident($ty:ident, $id:ident)),* $(,)?) => {
+        /// Any inventory object.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", content = "object")]
+        #[allow(clippy::large_enum_variant)]
+        pub enum Object {
+            $(
+                #[doc = concat!("A [`", stringify!($ty), "`].")]
+                $variant($ty),
+            )*
+        }
+
+        impl Object {
+            /// Kind of the object.
+            pub fn kind(&self) -> ObjectKind {
+                match self { $(Object::$variant(_) => ObjectKind::$variant,)* }
+            }
+            /// Its id.
+            pub fn uuid(&self) -> uuid::Uuid {
+                match self { $(Object::$variant(o) => o.id.0,)* }
+            }
+            /// Its name.
+            pub fn name(&self) -> &str {
+                match self { $(Object::$variant(o) => &o.name,)* }
+            }
+            /// A reference to it.
+            pub fn object_ref(&self) -> ObjectRef {
+                ObjectRef::new(self.kind(), self.uuid())
+            }
+            /// Check its own invariants.
+            pub fn validate(&self) -> crate::Result<()> {
+                match self { $(Object::$variant(o) => o.validate(),)* }
+            }
+        }
+
+        $(
+            impl ManagedObject for $ty {
+                const KIND: ObjectKind = ObjectKind::$variant;
+                fn uuid(&self) -> uuid::Uuid { self.id.0 }
+                fn name(&self) -> &str { &self.name }
+                fn into_object(self) -> Object { Object::$variant(self) }
+                fn from_object(o: &Object) -> Option<&Self> {
+                    match o { Object::$variant(x) => Some(x), #[allow(unreachable_patterns)] _ => None }
+                }
+                fn validate(&self) -> crate::Result<()> { self.check() }
+            }
+        )*
+    };
+}
+
+objects! {
+    Server(Server, ServerId),
+    ServerPool(ServerPool, PoolId),
+    FileServer(FileServer, FileServerId),
+    StorageArray(StorageArray, StorageArrayId),
+    FileSystem(FileSystem, FileSystemId),
+    PhysicalDisk(PhysicalDisk, PhysicalDiskId),
+    AccessGroup(AccessGroup, AccessGroupId),
+    Repository(Repository, RepositoryId),
+    VirtualDisk(VirtualDisk, VirtualDiskId),
+    VirtualCdrom(VirtualCdrom, VirtualCdromId),
+    Template(Template, TemplateId),
+    Assembly(Assembly, AssemblyId),
+    Network(Network, NetworkId),
+    Port(Port, PortId),
+    BondPort(BondPort, BondPortId),
+    VlanInterface(VlanInterface, VlanInterfaceId),
+    Vm(Vm, VmId),
+    AntiAffinityGroup(AntiAffinityGroup, AntiAffinityGroupId),
+    Tag(Tag, TagId),
+}
+
+/// A tag that can be attached to any object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Id.
+    pub id: TagId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Objects carrying the tag.
+    #[serde(default)]
+    pub objects: Vec<ObjectRef>,
+}
+
+impl Tag {
+    /// A new tag.
+    pub fn new(name: impl Into<String>) -> Self {
+        Tag { id: TagId::new(), name: name.into(), description: String::new(), objects: Vec::new() }
+    }
+    fn check(&self) -> crate::Result<()> {
+        validate_name(&self.name)
+    }
+}

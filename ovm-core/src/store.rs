@@ -1,0 +1,582 @@
+//! The manager database: SQLite (embedded), versioned schema, every change in one transaction.
+//!
+//! Durability: the database runs in WAL mode. With [`Durability::Normal`] (the default) a committed
+//! change survives a crash of the process; after a power loss or OS crash the changes committed
+//! since the last WAL checkpoint may be lost, but the file stays consistent. [`Durability::Full`]
+//! syncs the WAL on every commit, so a committed change also survives a power loss.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectKind, ObjectRef, Severity,
+    Timestamp,
+};
+use crate::{Error, Result};
+
+/// Newest schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How hard commits are pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: survives process crashes; a power loss may lose the latest commits.
+    #[default]
+    Normal,
+    /// WAL with `synchronous=FULL`: every commit is on stable storage when it returns.
+    Full,
+}
+
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE objects(id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL);
+     CREATE INDEX objects_kind ON objects(kind);
+     CREATE TABLE jobs(id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,
+                       parent TEXT, body TEXT NOT NULL, journal TEXT NOT NULL DEFAULT '{\"steps\":[]}');
+     CREATE INDEX jobs_created ON jobs(created);
+     CREATE INDEX jobs_state ON jobs(state);
+     CREATE TABLE job_targets(object TEXT NOT NULL, job TEXT NOT NULL, PRIMARY KEY(object, job)) WITHOUT ROWID;
+     CREATE TABLE events(id TEXT PRIMARY KEY, object TEXT NOT NULL, severity INTEGER NOT NULL,
+                         created INTEGER NOT NULL, acknowledged INTEGER, body TEXT NOT NULL);
+     CREATE INDEX events_object ON events(object);
+     CREATE INDEX events_created ON events(created);
+     CREATE TABLE changes(token INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, object TEXT NOT NULL,
+                          op TEXT NOT NULL, at INTEGER NOT NULL);
+     CREATE TABLE recurring(name TEXT PRIMARY KEY, interval_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);",
+];
+
+/// The undo record of one step, persisted with the job so a restart can roll it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Undo {
+    /// Put back the object as it was (`None`: it did not exist).
+    Restore {
+        /// The object.
+        object: ObjectRef,
+        /// Its previous version.
+        before: Option<Box<Object>>,
+    },
+    /// Destroy a domain the step started (idempotent).
+    DestroyDomain {
+        /// Server it runs on.
+        server: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+    },
+    /// Migrate a domain back to where it came from.
+    MigrateBack {
+        /// Server it was moved to.
+        from: uuid::Uuid,
+        /// Server it came from.
+        to: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+    },
+    /// Delete a file a step created on a server's storage.
+    DeleteFile {
+        /// Server that performs the delete.
+        server: uuid::Uuid,
+        /// Path of the file.
+        path: String,
+    },
+    /// Release ownership of a server agent the step took.
+    ReleaseOwnership {
+        /// The server's address.
+        address: String,
+    },
+    /// Unpause a domain the step paused.
+    Unpause {
+        /// Server.
+        server: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+    },
+}
+
+/// The persisted progress of a job's steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Number of steps the job has.
+    #[serde(default)]
+    pub total: usize,
+    /// Completed or in-progress steps with the undo records written so far, in order.
+    pub steps: Vec<(String, Vec<Undo>)>,
+    /// Number of steps fully completed.
+    #[serde(default)]
+    pub done: usize,
+}
+
+/// One atomic batch of writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Objects to insert or replace.
+    pub puts: Vec<Object>,
+    /// Objects to delete.
+    pub removes: Vec<ObjectRef>,
+    /// Jobs to insert or replace, with their journal when it changed.
+    pub jobs: Vec<(Job, Option<Journal>)>,
+    /// Events to insert or replace.
+    pub events: Vec<Event>,
+    /// Change-feed entries to append.
+    pub changes: Vec<(ObjectRef, ChangeOp)>,
+    /// Meta keys to set.
+    pub meta: Vec<(String, String)>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+            && self.removes.is_empty()
+            && self.jobs.is_empty()
+            && self.events.is_empty()
+            && self.changes.is_empty()
+            && self.meta.is_empty()
+    }
+}
+
+/// Filter for job history queries.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only jobs acting on this object.
+    pub object: Option<uuid::Uuid>,
+    /// Only jobs in these states.
+    pub states: Vec<JobState>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// Filter for event queries.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events about this object.
+    pub object: Option<uuid::Uuid>,
+    /// Only events of at least this severity.
+    pub min_severity: Option<Severity>,
+    /// Only acknowledged (`Some(true)`) or unacknowledged (`Some(false)`) events.
+    pub acknowledged: Option<bool>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// The SQLite manager database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+fn sev_num(s: Severity) -> i64 {
+    match s {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Error => 2,
+        Severity::Critical => 3,
+    }
+}
+
+fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Database { message: format!("{context}: {e}") }
+}
+
+impl Store {
+    /// Open (or create) the database file at `path`. A file that is not an ovm database, is corrupt,
+    /// or has a newer schema is refused with a clear error and left untouched.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        let existed = path.exists();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_err(&format!("cannot open {}", path.display()), e))?;
+        if existed {
+            Self::check_existing(&conn, path)?;
+        }
+        Self::init(conn, durability, true)
+    }
+
+    /// A private in-memory database.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        Self::init(conn, Durability::Normal, false)
+    }
+
+    /// Read-only checks before anything is written to an existing file.
+    fn check_existing(conn: &Connection, path: &Path) -> Result<()> {
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| {
+            db_err(&format!("{} is not a readable ovm database (left untouched)", path.display()), e)
+        })?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        }
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| {
+                db_err(&format!("{} is not a readable ovm database (left untouched)", path.display()), e)
+            })?;
+        if version == 0 && tables > 0 {
+            return Err(db_err(
+                &path.display().to_string(),
+                "is an SQLite database of another program (left untouched)",
+            ));
+        }
+        if version > 0 {
+            let ok: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| db_err(&format!("{} is corrupt (left untouched)", path.display()), e))?;
+            if ok != "ok" {
+                return Err(db_err(&format!("{} is corrupt (left untouched)", path.display()), ok));
+            }
+            let app: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key='application'", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| {
+                    db_err(&format!("{} is not an ovm database (left untouched)", path.display()), e)
+                })?;
+            if app.as_deref() != Some("ovm") {
+                return Err(db_err(&path.display().to_string(), "is not an ovm database (left untouched)"));
+            }
+        }
+        Ok(())
+    }
+
+    fn init(mut conn: Connection, durability: Durability, wal: bool) -> Result<Store> {
+        if wal {
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(db_err("cannot enable WAL", mode));
+            }
+        }
+        conn.execute_batch(match durability {
+            Durability::Normal => "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;",
+            Durability::Full => "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('application', 'ovm')", [])?;
+            tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+            tx.commit()?;
+        }
+        Ok(Store { conn })
+    }
+
+    /// Schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Write a batch in one transaction; returns the change tokens assigned, in order.
+    pub fn commit(&mut self, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
+        let tx = self.conn.transaction()?;
+        let mut tokens = Vec::with_capacity(batch.changes.len());
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO objects(id, kind, name, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for o in &batch.puts {
+                put.execute(params![
+                    o.uuid().to_string(),
+                    o.kind().name(),
+                    o.name(),
+                    serde_json::to_string(o)?
+                ])?;
+            }
+            let mut del = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+            for r in &batch.removes {
+                del.execute(params![r.id.to_string()])?;
+            }
+            let mut job_ins = tx.prepare_cached(
+                "INSERT INTO jobs(id, kind, state, created, parent, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
+            )?;
+            let mut journal = tx.prepare_cached("UPDATE jobs SET journal = ?2 WHERE id = ?1")?;
+            let mut target =
+                tx.prepare_cached("INSERT OR IGNORE INTO job_targets(object, job) VALUES (?1, ?2)")?;
+            for (j, jr) in &batch.jobs {
+                let id = j.id.to_string();
+                job_ins.execute(params![
+                    id,
+                    j.kind,
+                    j.state.name(),
+                    j.created as i64,
+                    j.parent.map(|p| p.to_string()),
+                    serde_json::to_string(j)?
+                ])?;
+                if let Some(jr) = jr {
+                    journal.execute(params![id, serde_json::to_string(jr)?])?;
+                }
+                if j.state == JobState::Queued {
+                    for t in &j.targets {
+                        target.execute(params![t.id.to_string(), id])?;
+                    }
+                }
+            }
+            let mut ev = tx.prepare_cached(
+                "INSERT OR REPLACE INTO events(id, object, severity, created, acknowledged, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in &batch.events {
+                ev.execute(params![
+                    e.id.to_string(),
+                    e.object.id.to_string(),
+                    sev_num(e.severity),
+                    e.created as i64,
+                    e.acknowledged.map(|a| a as i64),
+                    serde_json::to_string(e)?
+                ])?;
+            }
+            let mut ch =
+                tx.prepare_cached("INSERT INTO changes(kind, object, op, at) VALUES (?1, ?2, ?3, ?4)")?;
+            for (r, op) in &batch.changes {
+                ch.execute(params![r.kind.name(), r.id.to_string(), op.name(), now as i64])?;
+                tokens.push(tx.last_insert_rowid() as u64);
+            }
+            let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?;
+            for (k, v) in &batch.meta {
+                meta.execute(params![k, v])?;
+            }
+        }
+        tx.commit()?;
+        Ok(tokens)
+    }
+
+    /// Every stored object.
+    pub fn load_objects(&self) -> Result<Vec<Object>> {
+        let mut st = self.conn.prepare("SELECT kind, body FROM objects")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (kind, body) = row?;
+            let o: Object = serde_json::from_str(&body)
+                .map_err(|e| db_err(&format!("stored {kind} does not decode"), e))?;
+            v.push(o);
+        }
+        Ok(v)
+    }
+
+    /// A meta value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// One job.
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(Error::from)).transpose()
+    }
+
+    /// Unfinished jobs with their journals.
+    pub fn unfinished_jobs(&self) -> Result<Vec<(Job, Journal)>> {
+        let mut st = self.conn.prepare(
+            "SELECT body, journal FROM jobs WHERE state NOT IN ('Completed', 'Failed', 'Aborted') ORDER BY created",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (b, j) = row?;
+            v.push((serde_json::from_str(&b)?, serde_json::from_str(&j)?));
+        }
+        Ok(v)
+    }
+
+    /// Job history, newest first.
+    pub fn jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
+        let mut sql = String::from("SELECT j.body FROM jobs j WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(o) = f.object {
+            sql.push_str(" AND j.id IN (SELECT job FROM job_targets WHERE object = ?)");
+            args.push(Box::new(o.to_string()));
+        }
+        if !f.states.is_empty() {
+            sql.push_str(" AND j.state IN (");
+            sql.push_str(&vec!["?"; f.states.len()].join(","));
+            sql.push(')');
+            for s in &f.states {
+                args.push(Box::new(s.name()));
+            }
+        }
+        if let Some(s) = f.since {
+            sql.push_str(" AND j.created >= ?");
+            args.push(Box::new(s as i64));
+        }
+        if let Some(u) = f.until {
+            sql.push_str(" AND j.created < ?");
+            args.push(Box::new(u as i64));
+        }
+        sql.push_str(" ORDER BY j.created DESC, j.rowid DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(Box::new(l as i64));
+        }
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+    }
+
+    /// One event.
+    pub fn event(&self, id: EventId) -> Result<Option<Event>> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM events WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(Error::from)).transpose()
+    }
+
+    /// Events, newest first.
+    pub fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
+        let mut sql = String::from("SELECT body FROM events WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(o) = f.object {
+            sql.push_str(" AND object = ?");
+            args.push(Box::new(o.to_string()));
+        }
+        if let Some(s) = f.min_severity {
+            sql.push_str(" AND severity >= ?");
+            args.push(Box::new(sev_num(s)));
+        }
+        match f.acknowledged {
+            Some(true) => sql.push_str(" AND acknowledged IS NOT NULL"),
+            Some(false) => sql.push_str(" AND acknowledged IS NULL"),
+            None => {}
+        }
+        if let Some(s) = f.since {
+            sql.push_str(" AND created >= ?");
+            args.push(Box::new(s as i64));
+        }
+        if let Some(u) = f.until {
+            sql.push_str(" AND created < ?");
+            args.push(Box::new(u as i64));
+        }
+        sql.push_str(" ORDER BY created DESC, rowid DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(Box::new(l as i64));
+        }
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+    }
+
+    /// Change-feed entries after `token`, oldest first, at most `limit`.
+    pub fn changes_since(&self, token: u64, limit: usize) -> Result<Vec<Change>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT token, kind, object, op, at FROM changes WHERE token > ?1 ORDER BY token LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![token as i64, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (t, k, o, op, at) = row?;
+            let kind =
+                ObjectKind::from_name(&k).ok_or_else(|| db_err("changes", format!("unknown kind {k}")))?;
+            let id = uuid::Uuid::parse_str(&o).map_err(|e| db_err("changes", e))?;
+            let op = ChangeOp::from_name(&op).ok_or_else(|| db_err("changes", format!("unknown op {op}")))?;
+            v.push(Change { token: t as u64, object: ObjectRef::new(kind, id), op, at: at as u64 });
+        }
+        Ok(v)
+    }
+
+    /// The newest change token (0 when the feed is empty).
+    pub fn last_token(&self) -> Result<u64> {
+        let t: Option<i64> = self.conn.query_row("SELECT max(token) FROM changes", [], |r| r.get(0))?;
+        Ok(t.unwrap_or(0) as u64)
+    }
+
+    /// The oldest retained change token (0 when the feed is empty).
+    pub fn first_token(&self) -> Result<u64> {
+        let t: Option<i64> = self.conn.query_row("SELECT min(token) FROM changes", [], |r| r.get(0))?;
+        Ok(t.unwrap_or(0) as u64)
+    }
+
+    /// Drop change-feed entries older than the newest `keep`.
+    pub fn prune_changes(&mut self, keep: u64) -> Result<usize> {
+        let last = self.last_token()?;
+        Ok(self.conn.execute("DELETE FROM changes WHERE token <= ?1", [last.saturating_sub(keep) as i64])?)
+    }
+
+    /// Recurring job intervals (name → (interval ms, enabled)).
+    pub fn recurring(&self) -> Result<Vec<(String, u64, bool)>> {
+        let mut st = self.conn.prepare("SELECT name, interval_ms, enabled FROM recurring ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, bool>(2)?))
+        })?;
+        rows.map(|r| r.map_err(Error::from)).collect()
+    }
+
+    /// Set a recurring job's interval.
+    pub fn set_recurring(&mut self, name: &str, interval_ms: u64, enabled: bool) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO recurring(name, interval_ms, enabled) VALUES (?1, ?2, ?3)",
+            params![name, interval_ms as i64, enabled],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_garbage_and_newer_schema_without_touching() {
+        let dir = std::env::temp_dir().join(format!("ovm-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.db");
+        std::fs::write(&garbage, b"this is not a database at all, just some bytes......").unwrap();
+        let before = std::fs::read(&garbage).unwrap();
+        let err = Store::open(&garbage, Durability::Normal).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Database);
+        assert_eq!(std::fs::read(&garbage).unwrap(), before);
+
+        let newer = dir.join("newer.db");
+        {
+            let c = Connection::open(&newer).unwrap();
+            c.pragma_update(None, "user_version", 99u32).unwrap();
+        }
+        let before = std::fs::read(&newer).unwrap();
+        let err = Store::open(&newer, Durability::Normal).unwrap_err();
+        assert_eq!(err, Error::SchemaTooNew { found: 99, supported: SCHEMA_VERSION });
+        assert_eq!(std::fs::read(&newer).unwrap(), before);
+
+        let other = dir.join("other.db");
+        {
+            let c = Connection::open(&other).unwrap();
+            c.execute_batch("CREATE TABLE t(x)").unwrap();
+        }
+        assert_eq!(Store::open(&other, Durability::Normal).unwrap_err().kind(), crate::ErrorKind::Database);
+
+        let good = dir.join("good.db");
+        let s = Store::open(&good, Durability::Full).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        drop(s);
+        let s = Store::open(&good, Durability::Normal).unwrap();
+        assert_eq!(s.meta("application").unwrap().as_deref(), Some("ovm"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

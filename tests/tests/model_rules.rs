@@ -1,0 +1,214 @@
+//! The object model's rules, enforced through the Manager API with typed errors, nothing stored changed.
+
+mod common;
+use common::*;
+
+use ovm_core::manager::{PoolSpec, RepositorySpec, VmSpec};
+use ovm_core::model::*;
+use ovm_core::{Error, ErrorKind};
+
+fn kind<T: std::fmt::Debug>(r: ovm_core::Result<T>) -> ErrorKind {
+    r.expect_err("must be refused").kind()
+}
+
+#[test]
+fn clustered_pool_needs_virtual_ip_and_pool_file_system() {
+    let lab = lab();
+    let mut spec = PoolSpec::new("clustered");
+    spec.clustered = true;
+    let err = lab.mgr.create_pool(spec.clone()).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument { field, .. } if field == "virtual_ip"), "{err}");
+    spec.virtual_ip = Some("192.0.2.1".parse().unwrap());
+    let err = lab.mgr.create_pool(spec.clone()).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument { field, .. } if field == "pool_file_system"), "{err}");
+    spec.pool_file_system = Some(lab.fs);
+    ok(lab.mgr.create_pool(spec.clone()));
+    // The same virtual IP twice is a conflict.
+    spec.name = "clustered2".into();
+    assert_eq!(kind(lab.mgr.create_pool(spec)), ErrorKind::Conflict);
+    // Cluster timeout bounds.
+    let mut spec = PoolSpec::new("t");
+    spec.cluster_timeout_secs = 10;
+    assert_eq!(kind(lab.mgr.create_pool(spec)), ErrorKind::InvalidArgument);
+    assert!(lab.mgr.get_by_name::<ServerPool>("t").is_err());
+}
+
+#[test]
+fn server_belongs_to_at_most_one_pool() {
+    let lab = lab();
+    let p2 = PoolId(result_id(lab.mgr.create_pool(PoolSpec::new("pool2"))));
+    let err = lab.mgr.add_server_to_pool(p2, lab.s1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("at most one pool"), "{err}");
+    assert!(lab.mgr.pool(p2).unwrap().servers.is_empty());
+    // Editing membership around the API is refused too.
+    let mut pool2 = (*lab.mgr.pool(p2).unwrap()).clone();
+    pool2.servers.push(lab.s1);
+    assert_eq!(kind(lab.mgr.update_object(Object::ServerPool(pool2))), ErrorKind::Conflict);
+    // The first member is the master; removing it elects another.
+    assert_eq!(lab.mgr.pool(lab.pool).unwrap().master, Some(lab.s1));
+    ok(lab.mgr.remove_server_from_pool(lab.pool, lab.s1));
+    assert_eq!(lab.mgr.pool(lab.pool).unwrap().master, Some(lab.s2));
+    ok(lab.mgr.add_server_to_pool(p2, lab.s1));
+    assert_eq!(lab.mgr.server(lab.s1).unwrap().pool, Some(p2));
+}
+
+fn physical_disk(lab: &Lab) -> PhysicalDiskId {
+    let array = StorageArray {
+        id: StorageArrayId::new(),
+        name: "iscsi1".into(),
+        description: String::new(),
+        kind: StorageArrayKind::Iscsi,
+        plugin: "oracle.generic.SCSIPlugin".into(),
+        access_host: "192.0.2.50".into(),
+        access_port: 3260,
+        admin_servers: vec![lab.s1],
+        capacity_bytes: 0,
+    };
+    let aid = array.id;
+    ok(lab.mgr.create_object(Object::StorageArray(array)));
+    let lun = PhysicalDisk {
+        id: PhysicalDiskId::new(),
+        name: "lun0".into(),
+        description: String::new(),
+        array: Some(aid),
+        local_server: None,
+        size_bytes: 50 << 30,
+        shareable: true,
+        page83_id: "3600144f0".into(),
+    };
+    let id = lun.id;
+    ok(lab.mgr.create_object(Object::PhysicalDisk(lun)));
+    id
+}
+
+#[test]
+fn repository_on_physical_disk_needs_clustered_pool_and_stays_in_it() {
+    let lab = lab();
+    let lun = physical_disk(&lab);
+    let spec = |pool| RepositorySpec {
+        name: "lunrepo".into(),
+        backing: RepositoryBacking::PhysicalDisk(lun),
+        owner_pool: pool,
+        capacity_bytes: 0,
+    };
+    assert_eq!(kind(lab.mgr.create_repository(spec(None))), ErrorKind::InvalidArgument);
+    let err = lab.mgr.create_repository(spec(Some(lab.pool))).unwrap_err();
+    assert!(err.to_string().contains("not clustered"), "{err}");
+    // A clustered pool with its own server.
+    let s3 = ServerId(result_id(lab.mgr.discover_server("sim://xen3", ovm_core::driver::sim::DEFAULT_PASSWORD)));
+    let mut cp = PoolSpec::new("cpool");
+    cp.clustered = true;
+    cp.virtual_ip = Some("192.0.2.2".parse().unwrap());
+    cp.pool_file_system = Some(lab.fs);
+    let cpool = PoolId(result_id(lab.mgr.create_pool(cp)));
+    ok(lab.mgr.add_server_to_pool(cpool, s3));
+    let repo = RepositoryId(result_id(lab.mgr.create_repository(spec(Some(cpool)))));
+    ok(lab.mgr.present_repository(repo, s3));
+    // Presented to one pool only.
+    let err = lab.mgr.present_repository(repo, lab.s1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(lab.mgr.repository(repo).unwrap().presented_to, vec![s3]);
+    // The pool cannot stop being clustered while it owns the repository.
+    assert_eq!(kind(lab.mgr.edit_pool(cpool, |p| p.clustered = false)), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_port_belongs_to_at_most_one_network() {
+    let lab = lab();
+    let port = lab.mgr.server(lab.s1).unwrap().ports[0];
+    // Discovery put the port into the management network.
+    let mgmt = lab.mgr.get_by_name::<Network>("Server Management").unwrap();
+    assert!(mgmt.members.contains(&NetworkMember::Port(port)));
+    let err = lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("at most one network"), "{err}");
+    ok(lab.mgr.remove_network_member(mgmt.id, NetworkMember::Port(port)));
+    ok(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)));
+    // Bonded ports cannot be members themselves; a VLAN on the bond can.
+    ok(lab.mgr.remove_network_member(lab.net, NetworkMember::Port(port)));
+    let bond = BondPortId(result_id(lab.mgr.create_bond(lab.s1, "bond0", BondMode::ActiveBackup, vec![port])));
+    assert_eq!(lab.mgr.get::<Port>(port).unwrap().bond, Some(bond));
+    assert_eq!(kind(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port))), ErrorKind::Conflict);
+    let vlan = VlanInterfaceId(result_id(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)));
+    ok(lab.mgr.add_network_member(lab.net, NetworkMember::Vlan(vlan)));
+    assert_eq!(kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)), ErrorKind::Conflict);
+    assert_eq!(kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 4095)), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn vm_memory_within_max_within_server() {
+    let lab = lab();
+    let mut spec = VmSpec::new("big", VmConfig { memory_mib: 4096, max_memory_mib: 2048, ..VmConfig::default() });
+    let err = lab.mgr.create_vm(spec.clone()).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument { field, .. } if field == "memory_mib"), "{err}");
+    // Servers have 16 GiB, 1 GiB of which dom0 keeps.
+    spec.config = VmConfig { memory_mib: 1024, max_memory_mib: 32768, ..VmConfig::default() };
+    spec.server = Some(lab.s1);
+    let err = lab.mgr.create_vm(spec.clone()).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument { field, .. } if field == "max_memory_mib"), "{err}");
+    spec.config.max_memory_mib = 15 * 1024;
+    ok(lab.mgr.create_vm(spec));
+    let vcpus = VmSpec::new("cpu", VmConfig { vcpus: 4, max_vcpus: 2, ..VmConfig::default() });
+    assert_eq!(kind(lab.mgr.create_vm(vcpus)), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn macs_are_unique_and_allocated_from_the_range() {
+    let lab = lab();
+    let a = lab.vm("a");
+    let mac = lab.mgr.vm(a).unwrap().config.vnics[0].mac.clone();
+    assert!(mac.starts_with("00:16:3e:"), "{mac}");
+    let mut spec = VmSpec::new("b", VmConfig::default());
+    spec.config.vnics.push(Vnic { mac: mac.clone(), network: Some(lab.net) });
+    let err = lab.mgr.create_vm(spec).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("MAC"), "{err}");
+    assert!(lab.mgr.vm_by_name("b").is_err());
+    let b = lab.vm("b2");
+    assert_ne!(lab.mgr.vm(b).unwrap().config.vnics[0].mac, mac);
+    // A custom, small range gets exhausted with a clear error.
+    ok(lab.mgr.set_mac_range(MacRange::new("02:00:00:00:00:00", "02:00:00:00:00:00").unwrap()));
+    lab.vm("c");
+    let mut spec = VmSpec::new("d", VmConfig::default());
+    spec.config.vnics.push(Vnic { mac: String::new(), network: None });
+    let err = lab.mgr.create_vm(spec).unwrap_err();
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert!(MacRange::new("01:00:00:00:00:00", "01:00:00:00:00:10").is_err(), "multicast refused");
+    assert!(MacRange::new("00:00:00:00:00:10", "00:00:00:00:00:01").is_err());
+}
+
+#[test]
+fn names_unique_and_in_use_objects_not_deleted() {
+    let lab = lab();
+    let err = lab.mgr.create_network(ovm_core::manager::NetworkSpec::vm_network("vmnet", "xenbr9")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    lab.vm("user");
+    let err = lab.mgr.delete_object(ObjectRef::new(ObjectKind::Network, lab.net)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(lab.mgr.network(lab.net).is_ok());
+    let err = lab.mgr.delete_object(ObjectRef::new(ObjectKind::Repository, lab.repo)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(kind(lab.mgr.create_object(Object::Tag(Tag::new("")))), ErrorKind::InvalidArgument);
+    assert_eq!(kind(lab.mgr.create_object(Object::Tag(Tag::new("bad\nname")))), ErrorKind::InvalidArgument);
+    let unknown = ObjectRef::new(ObjectKind::Vm, ovm_core::uuid::Uuid::new_v4());
+    assert_eq!(kind(lab.mgr.delete_object(unknown)), ErrorKind::NotFound);
+    let mut t = Tag::new("prod");
+    t.objects.push(unknown);
+    assert_eq!(kind(lab.mgr.create_object(Object::Tag(t))), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn vm_networks_must_carry_vm_traffic() {
+    let lab = lab();
+    let mut spec = ovm_core::manager::NetworkSpec::vm_network("storage", "xenbr5");
+    spec.functions = [NetworkFunction::Storage].into();
+    let storage = NetworkId(result_id(lab.mgr.create_network(spec)));
+    let mut vm = VmSpec::new("x", VmConfig::default());
+    vm.config.vnics.push(Vnic { mac: String::new(), network: Some(storage) });
+    assert_eq!(kind(lab.mgr.create_vm(vm)), ErrorKind::InvalidArgument);
+    lab.vm("on-vmnet");
+    let mut n = (*lab.mgr.network(lab.net).unwrap()).clone();
+    n.functions = [NetworkFunction::Storage].into();
+    assert_eq!(kind(lab.mgr.update_object(Object::Network(n))), ErrorKind::Conflict);
+}
