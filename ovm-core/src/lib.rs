@@ -52,5 +52,5 @@ pub mod store;
 pub mod xen;
 
 pub use error::{Error, ErrorKind, Result};
-pub use uuid;
 pub use manager::{JobHandle, Manager, ManagerBuilder, Subscription};
+pub use uuid;

@@ -338,7 +338,7 @@ async fn pv_guest_lifecycle() {
     while !(appeared && gone) && Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(2), events.next()).await {
             Ok(Some(DomainEvent::Appeared(i))) if i.domid == domid => appeared = true,
-            Ok(Some(DomainEvent::Disappeared(id))) if id == domid => gone = true,
+            Ok(Some(DomainEvent::Disappeared { domid: id, .. })) if id == domid => gone = true,
             Ok(Some(DomainEvent::StateChanged { domid: id, new: DomainState::Dying, .. })) if id == domid => {
                 gone = true
             }

@@ -16,7 +16,9 @@ fn events_since_returns_changes_after_a_token_and_resumes() {
     let (changes, t1) = lab.mgr.events_since(t0).unwrap();
     assert!(t1 > t0);
     assert!(changes.windows(2).all(|w| w[0].token < w[1].token), "tokens increase");
-    assert!(changes.iter().any(|c| c.object == ObjectRef::new(ObjectKind::Vm, vm) && c.op == ChangeOp::Added));
+    assert!(changes
+        .iter()
+        .any(|c| c.object == ObjectRef::new(ObjectKind::Vm, vm) && c.op == ChangeOp::Added));
     assert!(changes.iter().any(|c| c.object.kind == ObjectKind::Job && c.op == ChangeOp::Added));
     let (none, same) = lab.mgr.events_since(t1).unwrap();
     assert!(none.is_empty());
@@ -100,6 +102,15 @@ fn async_subscription_and_job_wait() {
         let c = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
         assert!(c.token > 0);
     });
-    assert_eq!(lab.mgr.raise_event(ObjectRef::new(ObjectKind::Vm, VmId::new()), Severity::Info, "x", "y").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(lab.mgr.raise_event(ObjectRef::new(ObjectKind::Vm, vm), Severity::Info, " ", "y").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        lab.mgr
+            .raise_event(ObjectRef::new(ObjectKind::Vm, VmId::new()), Severity::Info, "x", "y")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        lab.mgr.raise_event(ObjectRef::new(ObjectKind::Vm, vm), Severity::Info, " ", "y").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }

@@ -17,7 +17,10 @@ fn failed_middle_step_rolls_back_completed_steps() {
     let files_before = lab.mgr.sim().file_count();
     let repo_before = lab.mgr.repository(lab.repo).unwrap();
     lab.mgr.sim().set_delay(SimOp::Storage, Duration::from_millis(200));
-    let job = lab.mgr.clone_template(lab.template, "web", CloneOptions { pool: Some(lab.pool), ..Default::default() }).unwrap();
+    let job = lab
+        .mgr
+        .clone_template(lab.template, "web", CloneOptions { pool: Some(lab.pool), ..Default::default() })
+        .unwrap();
     // Wait until the first disk is cloned, then arm the failure for the next storage call.
     let t0 = Instant::now();
     while !job.info().steps_done.contains(&"clone disk 1".to_string()) {
@@ -39,13 +42,21 @@ fn failed_middle_step_rolls_back_completed_steps() {
     // The lock is released: the same template clones fine now.
     lab.mgr.sim().set_delay(SimOp::Storage, Duration::ZERO);
     // A failed job raised an Error event on its target, which blocks the next job on it.
-    let err = lab.mgr.clone_template(lab.template, "web", CloneOptions { pool: Some(lab.pool), ..Default::default() });
+    let err = lab.mgr.clone_template(
+        lab.template,
+        "web",
+        CloneOptions { pool: Some(lab.pool), ..Default::default() },
+    );
     let ev = match err {
         Err(Error::UnacknowledgedEvents { event, .. }) => event,
         other => panic!("expected UnacknowledgedEvents, got {other:?}"),
     };
     ok(lab.mgr.acknowledge_event(ev.parse().unwrap()));
-    ok(lab.mgr.clone_template(lab.template, "web", CloneOptions { pool: Some(lab.pool), ..Default::default() }));
+    ok(lab.mgr.clone_template(
+        lab.template,
+        "web",
+        CloneOptions { pool: Some(lab.pool), ..Default::default() },
+    ));
     assert_eq!(lab.mgr.list::<VirtualDisk>(|d| d.name.starts_with("web")).len(), 2);
 }
 
@@ -64,11 +75,19 @@ fn unacknowledged_error_events_block_until_acknowledged() {
     assert!(lab.mgr.event(e.id).unwrap().acknowledged.is_some());
     assert_eq!(lab.mgr.acknowledge_event(e.id).unwrap_err().kind(), ErrorKind::InvalidState);
     ok(lab.mgr.stop_vm(vm));
-    let unacked = lab.mgr.events(&EventFilter { object: Some(vm.0), acknowledged: Some(false), ..Default::default() }).unwrap();
+    let unacked = lab
+        .mgr
+        .events(&EventFilter { object: Some(vm.0), acknowledged: Some(false), ..Default::default() })
+        .unwrap();
     assert_eq!(unacked.iter().map(|e| e.id).collect::<Vec<_>>(), vec![warn.id]);
     ok(lab.mgr.acknowledge_all(r));
-    assert!(lab.mgr.events(&EventFilter { object: Some(vm.0), acknowledged: Some(false), ..Default::default() }).unwrap().is_empty());
-    let crit = lab.mgr.events(&EventFilter { min_severity: Some(Severity::Error), ..Default::default() }).unwrap();
+    assert!(lab
+        .mgr
+        .events(&EventFilter { object: Some(vm.0), acknowledged: Some(false), ..Default::default() })
+        .unwrap()
+        .is_empty());
+    let crit =
+        lab.mgr.events(&EventFilter { min_severity: Some(Severity::Error), ..Default::default() }).unwrap();
     assert_eq!(crit.len(), 1);
 }
 
@@ -97,7 +116,10 @@ fn abort_stops_a_job_and_undoes_its_steps() {
     let vm = lab.vm("ab");
     lab.mgr.sim().set_delay(SimOp::Storage, Duration::from_millis(300));
     let files = lab.mgr.sim().file_count();
-    let job = lab.mgr.clone_template(lab.template, "clone-ab", CloneOptions { pool: Some(lab.pool), ..Default::default() }).unwrap();
+    let job = lab
+        .mgr
+        .clone_template(lab.template, "clone-ab", CloneOptions { pool: Some(lab.pool), ..Default::default() })
+        .unwrap();
     let t0 = Instant::now();
     while job.info().steps_done.is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(10));
@@ -115,7 +137,11 @@ fn abort_stops_a_job_and_undoes_its_steps() {
     assert_eq!(job.abort().unwrap_err().kind(), ErrorKind::InvalidState);
     // Aborted jobs raise no blocking event: the template is usable at once.
     lab.mgr.sim().set_delay(SimOp::Storage, Duration::ZERO);
-    ok(lab.mgr.clone_template(lab.template, "clone-ab", CloneOptions { pool: Some(lab.pool), ..Default::default() }));
+    ok(lab.mgr.clone_template(
+        lab.template,
+        "clone-ab",
+        CloneOptions { pool: Some(lab.pool), ..Default::default() },
+    ));
     let _ = vm;
 }
 
@@ -145,12 +171,14 @@ fn history_queries_and_waiting() {
     let latest = lab.mgr.jobs(&JobFilter { limit: Some(2), ..Default::default() }).unwrap();
     assert_eq!(latest.len(), 2);
     assert_eq!(latest[0].kind, "StopVm");
-    let completed = lab.mgr.jobs(&JobFilter { states: vec![JobState::Completed], ..Default::default() }).unwrap();
+    let completed =
+        lab.mgr.jobs(&JobFilter { states: vec![JobState::Completed], ..Default::default() }).unwrap();
     assert!(completed.iter().all(|j| j.state == JobState::Completed));
     let failed = lab.mgr.jobs(&JobFilter { states: vec![JobState::Failed], ..Default::default() }).unwrap();
     assert!(failed.is_empty());
     let t = by_vm[0].created;
-    let range = lab.mgr.jobs(&JobFilter { since: Some(t), until: Some(t + 1), ..Default::default() }).unwrap();
+    let range =
+        lab.mgr.jobs(&JobFilter { since: Some(t), until: Some(t + 1), ..Default::default() }).unwrap();
     assert!(range.iter().any(|j| j.id == by_vm[0].id));
     // A historical job handle reports the stored record.
     let h = lab.mgr.job(by_vm[0].id).unwrap();
@@ -168,7 +196,8 @@ fn maintenance_mode_migrates_vms_as_child_jobs() {
     let lab = lab();
     let a = lab.running_vm("a");
     let b = lab.running_vm("b");
-    let on_s1: Vec<VmId> = [a, b].into_iter().filter(|v| lab.mgr.vm(*v).unwrap().server == Some(lab.s1)).collect();
+    let on_s1: Vec<VmId> =
+        [a, b].into_iter().filter(|v| lab.mgr.vm(*v).unwrap().server == Some(lab.s1)).collect();
     let job = lab.mgr.set_maintenance_mode(lab.s1, true).unwrap();
     let info = job.wait(WAIT).unwrap();
     assert_eq!(info.children.len(), on_s1.len());
@@ -195,5 +224,8 @@ fn maintenance_mode_migrates_vms_as_child_jobs() {
 fn closed_manager_refuses_jobs() {
     let lab = lab();
     lab.mgr.close(Duration::from_secs(5)).unwrap();
-    assert_eq!(lab.mgr.create_vm(ovm_core::manager::VmSpec::new("x", VmConfig::default())).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        lab.mgr.create_vm(ovm_core::manager::VmSpec::new("x", VmConfig::default())).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
 }

@@ -96,7 +96,8 @@ fn repository_on_physical_disk_needs_clustered_pool_and_stays_in_it() {
     let err = lab.mgr.create_repository(spec(Some(lab.pool))).unwrap_err();
     assert!(err.to_string().contains("not clustered"), "{err}");
     // A clustered pool with its own server.
-    let s3 = ServerId(result_id(lab.mgr.discover_server("sim://xen3", ovm_core::driver::sim::DEFAULT_PASSWORD)));
+    let s3 =
+        ServerId(result_id(lab.mgr.discover_server("sim://xen3", ovm_core::driver::sim::DEFAULT_PASSWORD)));
     let mut cp = PoolSpec::new("cpool");
     cp.clustered = true;
     cp.virtual_ip = Some("192.0.2.2".parse().unwrap());
@@ -127,19 +128,24 @@ fn a_port_belongs_to_at_most_one_network() {
     ok(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)));
     // Bonded ports cannot be members themselves; a VLAN on the bond can.
     ok(lab.mgr.remove_network_member(lab.net, NetworkMember::Port(port)));
-    let bond = BondPortId(result_id(lab.mgr.create_bond(lab.s1, "bond0", BondMode::ActiveBackup, vec![port])));
+    let bond =
+        BondPortId(result_id(lab.mgr.create_bond(lab.s1, "bond0", BondMode::ActiveBackup, vec![port])));
     assert_eq!(lab.mgr.get::<Port>(port).unwrap().bond, Some(bond));
     assert_eq!(kind(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port))), ErrorKind::Conflict);
     let vlan = VlanInterfaceId(result_id(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)));
     ok(lab.mgr.add_network_member(lab.net, NetworkMember::Vlan(vlan)));
     assert_eq!(kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)), ErrorKind::Conflict);
-    assert_eq!(kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 4095)), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 4095)),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[test]
 fn vm_memory_within_max_within_server() {
     let lab = lab();
-    let mut spec = VmSpec::new("big", VmConfig { memory_mib: 4096, max_memory_mib: 2048, ..VmConfig::default() });
+    let mut spec =
+        VmSpec::new("big", VmConfig { memory_mib: 4096, max_memory_mib: 2048, ..VmConfig::default() });
     let err = lab.mgr.create_vm(spec.clone()).unwrap_err();
     assert!(matches!(&err, Error::InvalidArgument { field, .. } if field == "memory_mib"), "{err}");
     // Servers have 16 GiB, 1 GiB of which dom0 keeps.
@@ -181,7 +187,8 @@ fn macs_are_unique_and_allocated_from_the_range() {
 #[test]
 fn names_unique_and_in_use_objects_not_deleted() {
     let lab = lab();
-    let err = lab.mgr.create_network(ovm_core::manager::NetworkSpec::vm_network("vmnet", "xenbr9")).unwrap_err();
+    let err =
+        lab.mgr.create_network(ovm_core::manager::NetworkSpec::vm_network("vmnet", "xenbr9")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     lab.vm("user");
     let err = lab.mgr.delete_object(ObjectRef::new(ObjectKind::Network, lab.net)).unwrap_err();

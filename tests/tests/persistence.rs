@@ -11,7 +11,8 @@ use ovm_core::store::{EventFilter, JobFilter};
 use ovm_core::{Error, ErrorKind, Manager};
 
 fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ovm-test-{}-{}", name, ovm_core::uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("ovm-test-{}-{}", name, ovm_core::uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("manager.db")
 }
@@ -20,15 +21,31 @@ fn temp_db(name: &str) -> std::path::PathBuf {
 fn reopening_gives_back_objects_jobs_and_events() {
     let path = temp_db("reopen");
     let (vm, job_count, event, objects) = {
-        let lab = lab_with(Manager::builder().database_uri(path.to_str().unwrap()).unwrap().recurring_jobs(false).open().unwrap(), 16384);
+        let lab = lab_with(
+            Manager::builder()
+                .database_uri(path.to_str().unwrap())
+                .unwrap()
+                .recurring_jobs(false)
+                .open()
+                .unwrap(),
+            16384,
+        );
         let vm = lab.running_vm("persisted");
-        let e = lab.mgr.raise_event(ObjectRef::new(ObjectKind::Vm, vm), Severity::Warning, "t.w", "kept").unwrap();
+        let e = lab
+            .mgr
+            .raise_event(ObjectRef::new(ObjectKind::Vm, vm), Severity::Warning, "t.w", "kept")
+            .unwrap();
         let jobs = lab.mgr.jobs(&JobFilter::default()).unwrap().len();
         let objects = lab.mgr.read(|inv| inv.all_objects().len());
         lab.mgr.close(std::time::Duration::from_secs(5)).unwrap();
         (vm, jobs, e, objects)
     };
-    let mgr = Manager::builder().database_uri(path.to_str().unwrap()).unwrap().recurring_jobs(false).open().unwrap();
+    let mgr = Manager::builder()
+        .database_uri(path.to_str().unwrap())
+        .unwrap()
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
     assert_eq!(mgr.read(|inv| inv.all_objects().len()), objects);
     let v = mgr.vm(vm).unwrap();
     assert_eq!(v.name, "persisted");
@@ -38,7 +55,11 @@ fn reopening_gives_back_objects_jobs_and_events() {
     // The simulated host is new after the restart, so the VM that was running is found stopped,
     // with a Warning event, rather than believed running.
     assert_eq!(v.power_state, PowerState::Stopped);
-    assert!(mgr.events(&EventFilter { object: Some(vm.0), ..Default::default() }).unwrap().iter().any(|e| e.event_type == "vm.stopped"));
+    assert!(mgr
+        .events(&EventFilter { object: Some(vm.0), ..Default::default() })
+        .unwrap()
+        .iter()
+        .any(|e| e.event_type == "vm.stopped"));
     assert!(mgr.current_token().unwrap() > 0);
 }
 
@@ -73,7 +94,12 @@ fn a_crash_mid_job_is_rolled_back_at_reopen() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let mgr = Manager::builder().database_uri(path.to_str().unwrap()).unwrap().recurring_jobs(false).open().unwrap();
+    let mgr = Manager::builder()
+        .database_uri(path.to_str().unwrap())
+        .unwrap()
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
     let j = mgr.job(job).unwrap().info();
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.recovery, Some(Recovery::RolledBack));
@@ -83,7 +109,10 @@ fn a_crash_mid_job_is_rolled_back_at_reopen() {
     assert_eq!(v.power_state, PowerState::Stopped, "Starting was rolled back");
     assert_eq!(v.server, None, "placement was rolled back");
     // Nothing is left running or locked: the VM starts normally now.
-    assert!(mgr.jobs(&JobFilter { states: vec![JobState::Running, JobState::Queued], ..Default::default() }).unwrap().is_empty());
+    assert!(mgr
+        .jobs(&JobFilter { states: vec![JobState::Running, JobState::Queued], ..Default::default() })
+        .unwrap()
+        .is_empty());
     ok(mgr.start_vm(vm));
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
 }

@@ -299,8 +299,10 @@ impl SimWorld {
             std::thread::sleep(d);
         }
         let mut f = lock(&self.inner.faults);
-        if let Some(i) =
-            f.fail_next.iter().position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
+        if let Some(i) = f
+            .fail_next
+            .iter()
+            .position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
         {
             f.fail_next[i].2 -= 1;
             if f.fail_next[i].2 == 0 {

@@ -124,13 +124,20 @@ pub enum DomainEvent {
     StateChanged {
         /// The domain id.
         domid: u32,
+        /// The domain handle (VM UUID).
+        uuid: Uuid,
         /// The previous state.
         old: DomainState,
         /// The new state.
         new: DomainState,
     },
     /// A domain is gone.
-    Disappeared(u32),
+    Disappeared {
+        /// The domain id it had.
+        domid: u32,
+        /// The domain handle (VM UUID) it had.
+        uuid: Uuid,
+    },
 }
 
 /// Where xenconsoled writes guest console logs (`--log=guest`).
@@ -375,13 +382,13 @@ fn diff(old: &BTreeMap<u32, DomainInfo>, new: &BTreeMap<u32, DomainInfo>) -> Vec
     let mut out = Vec::new();
     for (id, o) in old {
         match new.get(id) {
-            None => out.push(DomainEvent::Disappeared(*id)),
+            None => out.push(DomainEvent::Disappeared { domid: *id, uuid: o.uuid }),
             Some(n) if n.uuid != o.uuid => {
-                out.push(DomainEvent::Disappeared(*id));
+                out.push(DomainEvent::Disappeared { domid: *id, uuid: o.uuid });
                 out.push(DomainEvent::Appeared(n.clone()));
             }
             Some(n) if n.state != o.state => {
-                out.push(DomainEvent::StateChanged { domid: *id, old: o.state, new: n.state })
+                out.push(DomainEvent::StateChanged { domid: *id, uuid: n.uuid, old: o.state, new: n.state })
             }
             Some(_) => {}
         }
@@ -439,7 +446,7 @@ impl Drop for DomainEvents {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Mutex;
 
     use super::*;
@@ -449,12 +456,12 @@ mod tests {
     use crate::xen::transport::Transport;
 
     #[derive(Debug, Default)]
-    struct FakeHv {
+    pub(crate) struct FakeHv {
         doms: Mutex<BTreeMap<u32, DomainInfo>>,
         calls: Mutex<Vec<String>>,
     }
 
-    fn info(domid: u32, state_flags: u32) -> DomainInfo {
+    pub(crate) fn info(domid: u32, state_flags: u32) -> DomainInfo {
         let raw = sys::XenDomctlGetdomaininfo {
             domain: domid as u16,
             flags: state_flags,
@@ -469,20 +476,20 @@ mod tests {
     }
 
     impl FakeHv {
-        fn with(domids: &[u32]) -> Arc<FakeHv> {
+        pub(crate) fn with(domids: &[u32]) -> Arc<FakeHv> {
             let hv = FakeHv::default();
             for d in domids {
                 hv.doms.lock().unwrap().insert(*d, info(*d, sys::XEN_DOMINF_RUNNING));
             }
             Arc::new(hv)
         }
-        fn set_flags(&self, domid: u32, flags: u32) {
+        pub(crate) fn set_flags(&self, domid: u32, flags: u32) {
             self.doms.lock().unwrap().insert(domid, info(domid, flags));
         }
-        fn remove(&self, domid: u32) {
+        pub(crate) fn remove(&self, domid: u32) {
             self.doms.lock().unwrap().remove(&domid);
         }
-        fn calls(&self) -> Vec<String> {
+        pub(crate) fn calls(&self) -> Vec<String> {
             self.calls.lock().unwrap().clone()
         }
         fn call(&self, c: String) {
@@ -661,14 +668,19 @@ mod tests {
         hv.remove(7);
         fake.fire_special("@releaseDomain");
         let got = tokio::time::timeout(Duration::from_secs(5), ev.next()).await.unwrap().unwrap();
-        assert_eq!(got, DomainEvent::Disappeared(7));
+        assert_eq!(got, DomainEvent::Disappeared { domid: 7, uuid: Uuid::from_u128(0x1007) });
         // Periodic resync catches changes without a watch event.
         let mut ev = host.events(Duration::from_millis(50)).await.unwrap();
         hv.set_flags(0, sys::XEN_DOMINF_BLOCKED);
         let got = tokio::time::timeout(Duration::from_secs(5), ev.next()).await.unwrap().unwrap();
         assert_eq!(
             got,
-            DomainEvent::StateChanged { domid: 0, old: DomainState::Running, new: DomainState::Blocked }
+            DomainEvent::StateChanged {
+                domid: 0,
+                uuid: Uuid::from_u128(0x1000),
+                old: DomainState::Running,
+                new: DomainState::Blocked
+            }
         );
     }
 
@@ -678,7 +690,13 @@ mod tests {
         let mut reused = info(3, sys::XEN_DOMINF_RUNNING);
         reused.uuid = Uuid::from_u128(99);
         let b: BTreeMap<u32, DomainInfo> = [(3, reused.clone())].into();
-        assert_eq!(diff(&a, &b), vec![DomainEvent::Disappeared(3), DomainEvent::Appeared(reused)]);
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                DomainEvent::Disappeared { domid: 3, uuid: Uuid::from_u128(0x1003) },
+                DomainEvent::Appeared(reused)
+            ]
+        );
         assert!(diff(&a, &a).is_empty());
     }
 }

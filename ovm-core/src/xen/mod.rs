@@ -8,12 +8,14 @@
 //!   through `/dev/xen/privcmd`, with the ABI structs of Xen 4.17.
 //! * [`domain`]: domain operations on top of both ([`XenHost`]).
 //! * [`xl`]: domain creation through the Xen toolstack (`xl create`).
+//! * [`driver`]: [`XenDriver`], the manager's driver for the local Xen host.
 //!
 //! Everything here talks to the Xen interfaces of Xen 4.17.
 
 pub mod blocking;
 pub mod client;
 pub mod domain;
+pub mod driver;
 pub mod error;
 pub mod perms;
 pub mod privcmd;
@@ -30,6 +32,7 @@ mod fake;
 pub use blocking::BlockingXsClient;
 pub use client::{Transaction, WatchStream, XsClient, XsConfig};
 pub use domain::{Domain, DomainEvent, DomainEvents, Hypervisor, ShutdownOutcome, ShutdownRequest, XenHost};
+pub use driver::{XenConnection, XenDriver};
 pub use error::{XenError, XenResult, XsErrno};
 pub use perms::{Access, Perm, Perms};
 pub use privcmd::{DomainInfo, DomainState, PhysInfo, Privcmd, ShutdownReason, XenVersion};

@@ -57,8 +57,12 @@ pub fn file_system(mgr: &Manager, name: &str) -> FileSystemId {
 }
 
 pub fn lab_with(mgr: Manager, memory_mib: u64) -> Lab {
-    let s1 = ServerId(result_id(mgr.discover_server(&format!("sim://xen1?memory_mib={memory_mib}"), DEFAULT_PASSWORD)));
-    let s2 = ServerId(result_id(mgr.discover_server(&format!("sim://xen2?memory_mib={memory_mib}"), DEFAULT_PASSWORD)));
+    let s1 = ServerId(result_id(
+        mgr.discover_server(&format!("sim://xen1?memory_mib={memory_mib}"), DEFAULT_PASSWORD),
+    ));
+    let s2 = ServerId(result_id(
+        mgr.discover_server(&format!("sim://xen2?memory_mib={memory_mib}"), DEFAULT_PASSWORD),
+    ));
     let fs = file_system(&mgr, "fs1");
     let pool = PoolId(result_id(mgr.create_pool(PoolSpec::new("pool1"))));
     ok(mgr.add_server_to_pool(pool, s1));
@@ -96,7 +100,8 @@ pub fn lab() -> Lab {
 
 impl Lab {
     pub fn vm(&self, name: &str) -> VmId {
-        let mut spec = VmSpec::new(name, VmConfig { memory_mib: 1024, max_memory_mib: 1024, ..VmConfig::default() });
+        let mut spec =
+            VmSpec::new(name, VmConfig { memory_mib: 1024, max_memory_mib: 1024, ..VmConfig::default() });
         spec.pool = Some(self.pool);
         spec.repository = Some(self.repo);
         spec.config.vnics.push(Vnic { mac: String::new(), network: Some(self.net) });
