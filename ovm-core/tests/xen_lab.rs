@@ -349,3 +349,104 @@ async fn pv_guest_lifecycle() {
     assert!(appeared && gone, "events: appeared={appeared} gone={gone}");
     println!("domain events: appeared and gone");
 }
+
+#[test]
+fn xen_driver_runs_a_vm_for_the_manager() {
+    use ovm_core::driver::{DiskSpec, DomainChange, DomainRunState, DomainSpec, Driver};
+    use ovm_core::model::{DomainType, RestartActions, VmId};
+    use ovm_core::xen::XenDriver;
+
+    assert_dom0();
+    let kernel = guest_image("OVM_LAB_GUEST_KERNEL", "/var/lib/ovm-lab/vmlinux");
+    let initrd = guest_image("OVM_LAB_GUEST_INITRD", "/var/lib/ovm-lab/domu-initrd.gz");
+    let driver = XenDriver::new(None).with_toolstack(XlToolstack::new(
+        std::env::var("OVM_XL").unwrap_or_else(|_| "xl".into()),
+        "/tmp/ovm-lab-xl",
+    ));
+    assert!(driver.handles("xen:///"));
+    let hv = driver.connect("xen:///", "", "lab-manager").unwrap();
+    assert!(driver.connect("xen:///", "", "another-manager").is_err(), "owned by lab-manager");
+    let info = hv.host_info().unwrap();
+    println!("host_info: {info:?}");
+    assert_eq!(info.owner.as_deref(), Some("lab-manager"));
+    assert!(info.hardware.xen_version.starts_with("4.17"));
+    assert!(info.hardware.cpus >= 1 && info.hardware.memory_mib >= 1024);
+    let load = hv.load().unwrap();
+    println!("load: {load:?}");
+    assert!(load.free_memory_mib > 256);
+    assert!(hv
+        .list_domains()
+        .unwrap()
+        .iter()
+        .any(|d| d.domid == 0 && d.uuid.is_none() && d.name == "Domain-0"));
+
+    let mut changes = hv.watch().unwrap();
+    let disk = "/tmp/ovm-lab-driver-disk.img";
+    let _ = std::fs::remove_file(disk);
+    hv.storage_create(disk, 16 << 20).unwrap();
+    let vm = VmId::new();
+    let spec = DomainSpec {
+        uuid: vm,
+        name: "ovmlab-drv1".into(),
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![DiskSpec { vdev: "xvda".into(), path: disk.into(), read_only: false, cdrom: false }],
+        nics: vec![],
+        kernel: Some(kernel),
+        initrd: Some(initrd),
+        cmdline: Some("console=hvc0".into()),
+        restart_actions: RestartActions::default(),
+    };
+    let t0 = Instant::now();
+    let domid = hv.create_domain(&spec).unwrap();
+    println!("create_domain -> {domid} after {:?}", t0.elapsed());
+    let st = hv.list_domains().unwrap().into_iter().find(|d| d.uuid == Some(vm)).expect("listed by VM id");
+    assert_eq!((st.domid, st.name.as_str(), st.memory_mib), (domid, "ovmlab-drv1", 256));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut appeared = false;
+    while !appeared && Instant::now() < deadline {
+        match changes.try_recv() {
+            Ok(DomainChange::Appeared { uuid, domid: d }) => appeared = uuid == Some(vm) && d == domid,
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    assert!(appeared, "watch() reported the new domain");
+    hv.pause(vm).unwrap();
+    assert!(hv
+        .list_domains()
+        .unwrap()
+        .iter()
+        .any(|d| d.uuid == Some(vm) && d.state == DomainRunState::Paused));
+    hv.unpause(vm).unwrap();
+    let mut console = String::new();
+    for _ in 0..240 {
+        console = hv.console(vm).unwrap_or_default();
+        if console.contains("DOMU-UP") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(console.contains("DOMU-UP"), "console: {console}");
+    // The guest powers off cleanly if it can; otherwise the manager destroys it.
+    match hv.shutdown(vm, Duration::from_secs(30)) {
+        Ok(()) => println!("graceful shutdown after {:?}", t0.elapsed()),
+        Err(e) => {
+            assert_eq!(e.kind(), ovm_core::ErrorKind::Timeout, "{e}");
+            println!("guest ignored the shutdown request: {e}; destroying");
+            hv.destroy(vm).unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hv.list_domains().unwrap().iter().any(|d| d.uuid == Some(vm) && d.state != DomainRunState::Dying) {
+        assert!(Instant::now() < deadline, "VM still resident");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(hv.pause(vm).unwrap_err().kind(), ovm_core::ErrorKind::NotFound);
+    hv.storage_delete(disk).unwrap();
+    driver.release("xen:///", "lab-manager").unwrap();
+    println!("XenDriver: create/watch/pause/console/shutdown OK");
+}

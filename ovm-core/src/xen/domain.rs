@@ -376,7 +376,19 @@ impl XenHost {
     }
 }
 
-/// Differences between two snapshots keyed by domain id. A domain id reused
+/// Run states that differ only in scheduling (running, blocked, neither)
+/// are one class: a guest flips between them all the time.
+fn class(s: DomainState) -> u8 {
+    match s {
+        DomainState::Running | DomainState::Blocked | DomainState::NoState => 0,
+        DomainState::Paused => 1,
+        DomainState::Shutdown(_) => 2,
+        DomainState::Dying => 3,
+    }
+}
+
+/// Differences between two snapshots keyed by domain id; scheduling-only
+/// changes (running/blocked) are not reported. A domain id reused
 /// by a new domain (different UUID) shows as disappeared + appeared.
 fn diff(old: &BTreeMap<u32, DomainInfo>, new: &BTreeMap<u32, DomainInfo>) -> Vec<DomainEvent> {
     let mut out = Vec::new();
@@ -387,7 +399,7 @@ fn diff(old: &BTreeMap<u32, DomainInfo>, new: &BTreeMap<u32, DomainInfo>) -> Vec
                 out.push(DomainEvent::Disappeared { domid: *id, uuid: o.uuid });
                 out.push(DomainEvent::Appeared(n.clone()));
             }
-            Some(n) if n.state != o.state => {
+            Some(n) if class(n.state) != class(o.state) => {
                 out.push(DomainEvent::StateChanged { domid: *id, uuid: n.uuid, old: o.state, new: n.state })
             }
             Some(_) => {}
@@ -672,14 +684,20 @@ pub(crate) mod tests {
         // Periodic resync catches changes without a watch event.
         let mut ev = host.events(Duration::from_millis(50)).await.unwrap();
         hv.set_flags(0, sys::XEN_DOMINF_BLOCKED);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), ev.next()).await.is_err(),
+            "blocked is not news"
+        );
+        hv.set_flags(0, sys::XEN_DOMINF_PAUSED);
         let got = tokio::time::timeout(Duration::from_secs(5), ev.next()).await.unwrap().unwrap();
         assert_eq!(
             got,
             DomainEvent::StateChanged {
                 domid: 0,
                 uuid: Uuid::from_u128(0x1000),
-                old: DomainState::Running,
-                new: DomainState::Blocked
+                old: DomainState::Blocked,
+                new: DomainState::Paused
             }
         );
     }
