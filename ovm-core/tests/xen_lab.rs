@@ -273,7 +273,7 @@ async fn pv_guest_lifecycle() {
     );
     let h = host.clone();
     wait_for("both vCPUs online", 60, || {
-        (h.hypervisor().domain(domid).unwrap().online_vcpus == 2).then_some(())
+        (h.hypercalls().domain(domid).unwrap().online_vcpus == 2).then_some(())
     })
     .await;
 
@@ -287,7 +287,7 @@ async fn pv_guest_lifecycle() {
     host.set_memory_target(domid, 192 * 1024).await.unwrap();
     assert_eq!(host.memory_target(domid).await.unwrap(), Some(192 * 1024));
     let shrunk = wait_for("balloon to shrink", 60, || {
-        let m = h.hypervisor().domain(domid).unwrap().memory_bytes;
+        let m = h.hypercalls().domain(domid).unwrap().memory_bytes;
         (m <= 200 << 20).then_some(m)
     })
     .await;
@@ -301,7 +301,7 @@ async fn pv_guest_lifecycle() {
         "offline"
     );
     wait_for("vCPU 1 offline", 60, || {
-        (h.hypervisor().domain(domid).unwrap().online_vcpus == 1).then_some(())
+        (h.hypercalls().domain(domid).unwrap().online_vcpus == 1).then_some(())
     })
     .await;
     // Making it available again is all the toolstack can do: Linux marks the
@@ -324,7 +324,7 @@ async fn pv_guest_lifecycle() {
         ShutdownOutcome::Guest(None | Some(ovm_core::xen::ShutdownReason::Poweroff))
             | ShutdownOutcome::Destroyed
     ));
-    wait_for("domain to go away", 60, || match h.hypervisor().domain(domid) {
+    wait_for("domain to go away", 60, || match h.hypercalls().domain(domid) {
         Err(XenError::NoSuchDomain(_)) => Some(()),
         Ok(i) if i.state == DomainState::Dying => Some(()),
         _ => None,

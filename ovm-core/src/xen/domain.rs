@@ -18,7 +18,7 @@ use super::privcmd::{DomainInfo, DomainState, PhysInfo, Privcmd, ShutdownReason,
 
 /// The hypervisor operations the domain layer needs. [`Privcmd`] is the real
 /// implementation; tests substitute a fake.
-pub trait Hypervisor: Send + Sync + std::fmt::Debug {
+pub trait Hypercalls: Send + Sync + std::fmt::Debug {
     /// All domains.
     fn domains(&self) -> XenResult<Vec<DomainInfo>>;
     /// One domain ([`XenError::NoSuchDomain`] if absent).
@@ -37,7 +37,7 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     fn version(&self) -> XenResult<XenVersion>;
 }
 
-impl Hypervisor for Privcmd {
+impl Hypercalls for Privcmd {
     fn domains(&self) -> XenResult<Vec<DomainInfo>> {
         Privcmd::domains(self)
     }
@@ -146,7 +146,7 @@ pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
 /// A Xen host seen from its dom0: hypercalls plus xenstore.
 #[derive(Debug, Clone)]
 pub struct XenHost {
-    hv: Arc<dyn Hypervisor>,
+    hv: Arc<dyn Hypercalls>,
     xs: XsClient,
     console_dir: PathBuf,
 }
@@ -160,7 +160,7 @@ impl XenHost {
     }
 
     /// Builds a host from its parts.
-    pub fn with_parts(hv: Arc<dyn Hypervisor>, xs: XsClient) -> XenHost {
+    pub fn with_parts(hv: Arc<dyn Hypercalls>, xs: XsClient) -> XenHost {
         XenHost { hv, xs, console_dir: CONSOLE_LOG_DIR.into() }
     }
 
@@ -175,8 +175,8 @@ impl XenHost {
         &self.xs
     }
 
-    /// The hypervisor interface.
-    pub fn hypervisor(&self) -> &Arc<dyn Hypervisor> {
+    /// The hypercall interface.
+    pub fn hypercalls(&self) -> &Arc<dyn Hypercalls> {
         &self.hv
     }
 
@@ -509,7 +509,7 @@ pub(crate) mod tests {
         }
     }
 
-    impl Hypervisor for FakeHv {
+    impl Hypercalls for FakeHv {
         fn domains(&self) -> XenResult<Vec<DomainInfo>> {
             Ok(self.doms.lock().unwrap().values().cloned().collect())
         }

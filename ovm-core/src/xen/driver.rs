@@ -176,7 +176,7 @@ impl XenConnection {
     }
 
     fn domid_of(&self, vm: VmId) -> Result<u32> {
-        let doms = self.host.hypervisor().domains().map_err(map_err)?;
+        let doms = self.host.hypercalls().domains().map_err(map_err)?;
         doms.iter()
             .find(|d| d.domid != 0 && d.uuid == vm.uuid() && d.state != DomainState::Dying)
             .map(|d| d.domid)
@@ -294,7 +294,7 @@ fn ethernet_ports() -> Vec<EthernetPort> {
 
 impl Hypervisor for XenConnection {
     fn host_info(&self) -> Result<HostInfo> {
-        let hv = self.host.hypervisor();
+        let hv = self.host.hypercalls();
         let phys = hv.physinfo().map_err(map_err)?;
         let version = hv.version().map_err(map_err)?;
         let dom0 = hv.domain(0).map_err(map_err)?;
@@ -314,7 +314,7 @@ impl Hypervisor for XenConnection {
     }
 
     fn load(&self) -> Result<HostLoad> {
-        let hv = self.host.hypervisor();
+        let hv = self.host.hypercalls();
         let sample = || -> Result<(Instant, u64, u64)> {
             let doms = hv.domains().map_err(map_err)?;
             let cpu = doms.iter().map(|d| d.cpu_time_ns).sum();
