@@ -187,6 +187,16 @@ fn hypercalls_version_physinfo_domains() {
     assert_eq!(p.domain(0).unwrap().domid, 0);
     assert!(matches!(p.domain(4000), Err(XenError::NoSuchDomain(4000))));
     assert!(matches!(p.pause_domain(4000), Err(XenError::NoSuchDomain(4000))));
+    p.check_interfaces().unwrap();
+    // Xen refuses other interface versions; that surfaces as a typed error.
+    let old_sysctl = Privcmd::open().unwrap().with_interface_versions(0x14, 0x15);
+    let e = old_sysctl.physinfo().unwrap_err();
+    println!("sysctl with interface 0x14: {e}");
+    assert!(matches!(e, XenError::InterfaceVersion { what: "sysctl", .. }), "{e}");
+    let old_domctl = Privcmd::open().unwrap().with_interface_versions(0x15, 0x14);
+    let e = old_domctl.check_interfaces().unwrap_err();
+    println!("domctl with interface 0x14: {e}");
+    assert!(matches!(e, XenError::InterfaceVersion { what: "domctl", .. }), "{e}");
 }
 
 #[tokio::test]

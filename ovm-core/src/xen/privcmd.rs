@@ -296,6 +296,8 @@ impl Drop for HypercallBuf {
 pub struct Privcmd {
     fd: File,
     bufdev: Option<File>,
+    sysctl_version: u32,
+    domctl_version: u32,
 }
 
 impl Privcmd {
@@ -307,7 +309,12 @@ impl Privcmd {
             match OpenOptions::new().read(true).write(true).open(p) {
                 Ok(fd) => {
                     let bufdev = OpenOptions::new().read(true).write(true).open(HYPERCALL_BUF_PATH).ok();
-                    return Ok(Privcmd { fd, bufdev });
+                    return Ok(Privcmd {
+                        fd,
+                        bufdev,
+                        sysctl_version: sys::XEN_SYSCTL_INTERFACE_VERSION,
+                        domctl_version: sys::XEN_DOMCTL_INTERFACE_VERSION,
+                    });
                 }
                 Err(e) => last = Some((p, e)),
             }
@@ -369,20 +376,38 @@ impl Privcmd {
         })
     }
 
-    /// Maps `EACCES` (Xen's answer to an interface-version mismatch) to a
-    /// typed error when the hypervisor is not the supported release.
-    fn check_interface(&self, e: XenError, what: &'static str) -> XenError {
+    /// Sends other sysctl/domctl interface versions than Xen 4.17's (the
+    /// structures stay those of 4.17). Only useful to exercise the mismatch
+    /// detection against a real hypervisor.
+    pub fn with_interface_versions(mut self, sysctl: u32, domctl: u32) -> Privcmd {
+        self.sysctl_version = sysctl;
+        self.domctl_version = domctl;
+        self
+    }
+
+    /// Checks that the hypervisor accepts this build's sysctl and domctl
+    /// interfaces ([`XenError::InterfaceVersion`] if not).
+    pub fn check_interfaces(&self) -> XenResult<()> {
+        self.physinfo()?;
+        // A domctl on a domain that cannot exist: Xen checks the interface
+        // version first (EACCES), then looks the domain up (ESRCH).
+        match self.unpause_domain(sys::DOMID_FIRST_RESERVED - 1) {
+            Ok(()) | Err(XenError::NoSuchDomain(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Maps `EACCES`, Xen's answer to an interface-version mismatch, to a
+    /// typed error when the versions cannot match.
+    fn check_interface(&self, e: XenError, what: &'static str, sent: u32, expected: u32) -> XenError {
         if let XenError::Hypercall { errno, .. } = &e {
-            if *errno == libc::EACCES {
-                if let Ok(v) = self.xen_version() {
-                    if (v.major, v.minor) != sys::SUPPORTED_XEN_VERSION {
-                        return XenError::InterfaceVersion {
-                            what,
-                            supported: sys::SUPPORTED_XEN,
-                            found: v.to_string(),
-                        };
-                    }
-                }
+            let xen = self.xen_version().ok();
+            if version_mismatch(*errno, sent, expected, xen.as_ref().map(|v| (v.major, v.minor))) {
+                return XenError::InterfaceVersion {
+                    what,
+                    supported: sys::SUPPORTED_XEN,
+                    found: xen.map_or_else(|| "unknown".into(), |v| v.to_string()),
+                };
             }
         }
         e
@@ -391,17 +416,23 @@ impl Privcmd {
     /// Runs a sysctl. Buffers referenced by `req` must outlive the call.
     fn sysctl(&self, req: &XenSysctl, what: &'static str) -> XenResult<XenSysctl> {
         let mut buf = self.buffer(size_of::<XenSysctl>())?;
-        buf.put(req);
-        self.hypercall(sys::HYPERVISOR_SYSCTL, [buf.addr(), 0, 0, 0, 0], what)
-            .map_err(|e| self.check_interface(e, "sysctl"))?;
+        let mut req = *req;
+        req.interface_version = self.sysctl_version;
+        buf.put(&req);
+        self.hypercall(sys::HYPERVISOR_SYSCTL, [buf.addr(), 0, 0, 0, 0], what).map_err(|e| {
+            self.check_interface(e, "sysctl", self.sysctl_version, sys::XEN_SYSCTL_INTERFACE_VERSION)
+        })?;
         Ok(buf.get(0))
     }
 
     fn domctl(&self, req: &XenDomctl, what: &'static str) -> XenResult<XenDomctl> {
         let mut buf = self.buffer(size_of::<XenDomctl>())?;
-        buf.put(req);
-        self.hypercall(sys::HYPERVISOR_DOMCTL, [buf.addr(), 0, 0, 0, 0], what)
-            .map_err(|e| self.check_interface(e, "domctl"))?;
+        let mut req = *req;
+        req.interface_version = self.domctl_version;
+        buf.put(&req);
+        self.hypercall(sys::HYPERVISOR_DOMCTL, [buf.addr(), 0, 0, 0, 0], what).map_err(|e| {
+            self.check_interface(e, "domctl", self.domctl_version, sys::XEN_DOMCTL_INTERFACE_VERSION)
+        })?;
         Ok(buf.get(0))
     }
 
@@ -528,6 +559,14 @@ impl Privcmd {
     }
 }
 
+/// Whether an error number from a sysctl/domctl means "interface version
+/// mismatch": Xen answers `EACCES` to a wrong `interface_version`, which is
+/// certain if we sent another version than 4.17's or the hypervisor is not
+/// 4.17 (an `EACCES` from a matching 4.17 is a permission problem).
+fn version_mismatch(errno: i32, sent: u32, expected: u32, xen: Option<(u32, u32)>) -> bool {
+    errno == libc::EACCES && (sent != expected || xen.is_some_and(|v| v != sys::SUPPORTED_XEN_VERSION))
+}
+
 fn check_domid(domid: u32) -> XenResult<u16> {
     if domid >= sys::DOMID_FIRST_RESERVED {
         return Err(XenError::InvalidArgument(format!("domain id {domid} is reserved or out of range")));
@@ -599,6 +638,16 @@ mod tests {
         assert_eq!((d.cmd, d.interface_version, d.domain), (3, 0x15, 7));
         assert!(check_domid(sys::DOMID_FIRST_RESERVED).is_err());
         assert_eq!(check_domid(5).unwrap(), 5);
+    }
+
+    #[test]
+    fn interface_mismatch_classification() {
+        let (iv, eacces) = (sys::XEN_SYSCTL_INTERFACE_VERSION, libc::EACCES);
+        assert!(!version_mismatch(eacces, iv, iv, Some((4, 17))), "plain permission problem");
+        assert!(version_mismatch(eacces, iv, iv, Some((4, 18))), "other hypervisor release");
+        assert!(version_mismatch(eacces, 0x14, iv, Some((4, 17))), "other version sent");
+        assert!(!version_mismatch(libc::ESRCH, iv, iv, Some((4, 18))), "only EACCES");
+        assert!(!version_mismatch(eacces, iv, iv, None), "unknown release: keep the raw error");
     }
 
     #[test]
