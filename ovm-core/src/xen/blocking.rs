@@ -1,8 +1,10 @@
 //! A blocking façade over [`XsClient`] for callers without an async runtime.
 //!
-//! It owns a small tokio runtime (one worker thread) that runs the client's
-//! reader task; each call blocks the calling thread until its reply arrives.
-//! Do not call it from inside an async context.
+//! It owns a single-threaded tokio runtime that each call drives on the
+//! calling thread (writing the request, reading the reply): no thread
+//! hand-off per request, which matters in a small dom0. Watch events are
+//! read while a call (such as [`BlockingWatch::next_timeout`]) runs; until
+//! then they wait in the socket. Do not call it from inside an async context.
 
 use std::time::Duration;
 
@@ -27,9 +29,7 @@ impl BlockingXsClient {
 
     /// Connects over `transport`.
     pub fn connect(transport: Transport, config: XsConfig) -> XenResult<BlockingXsClient> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("ovm-xenstore")
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| XenError::io("start xenstore runtime", e))?;
