@@ -371,6 +371,14 @@ impl XsClient {
         self.request(MsgType::SetTarget, NO_TX, wire::nul_strings(&[&d, &t]), &d).await.map(drop)
     }
 
+    /// `RESET_WATCHES`: xenstored drops every watch and transaction of this
+    /// connection. Local watch streams end (their `next()` returns `None`).
+    pub async fn reset_watches(&self) -> XenResult<()> {
+        self.request(MsgType::ResetWatches, NO_TX, wire::nul_strings(&[""]), "").await?;
+        lock(&self.inner.watches).clear();
+        Ok(())
+    }
+
     /// Sends a raw request and returns the raw reply (for message types
     /// without a dedicated method, e.g. `CONTROL`). `XS_ERROR` replies are
     /// still turned into errors.

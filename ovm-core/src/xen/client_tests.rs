@@ -236,6 +236,13 @@ async fn watches_fire_and_unwatch_on_drop() {
     let w2 = c.watch("/w").await.unwrap();
     w2.unwatch().await.unwrap();
     assert_eq!(fake.watch_count(), 0);
+    // RESET_WATCHES drops them on both sides; the streams end.
+    let mut w3 = c.watch("/w").await.unwrap();
+    assert_eq!(within("initial", w3.next()).await.unwrap().path, "/w");
+    assert_eq!(fake.watch_count(), 1);
+    c.reset_watches().await.unwrap();
+    assert_eq!(fake.watch_count(), 0);
+    assert_eq!(within("stream end", w3.next()).await, None);
 }
 
 #[tokio::test]

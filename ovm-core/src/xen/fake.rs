@@ -293,6 +293,10 @@ fn handle(st: &mut State, conn: u64, m: &Message) -> Message {
             }
             ok(m, wire::nul_strings(&["OK"]))
         }
+        MsgType::ResetWatches => {
+            st.watches.retain(|(c, _, _)| *c != conn);
+            ok(m, wire::nul_strings(&["OK"]))
+        }
         MsgType::GetDomainPath => ok(m, wire::nul_strings(&[&format!("/local/domain/{arg0}")])),
         MsgType::IsDomainIntroduced => ok(m, wire::nul_strings(&[if arg0 == "0" { "T" } else { "F" }])),
         MsgType::Introduce => {
