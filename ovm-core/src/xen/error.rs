@@ -160,11 +160,13 @@ pub enum XenError {
     /// The hypervisor does not speak the sysctl/domctl interface version this
     /// build was written for.
     #[error(
-        "unsupported Xen interface: {what} (this build speaks Xen {supported}; hypervisor is Xen {found})"
+        "unsupported Xen interface: {what} version {sent:#x} refused (this build speaks Xen {supported}; hypervisor is Xen {found})"
     )]
     InterfaceVersion {
         /// Which interface (`sysctl`, `domctl`).
         what: &'static str,
+        /// The interface version that was sent.
+        sent: u32,
         /// The Xen version this build supports.
         supported: &'static str,
         /// The Xen version the hypervisor reports.

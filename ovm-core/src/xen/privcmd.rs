@@ -405,6 +405,7 @@ impl Privcmd {
             if version_mismatch(*errno, sent, expected, xen.as_ref().map(|v| (v.major, v.minor))) {
                 return XenError::InterfaceVersion {
                     what,
+                    sent,
                     supported: sys::SUPPORTED_XEN,
                     found: xen.map_or_else(|| "unknown".into(), |v| v.to_string()),
                 };
