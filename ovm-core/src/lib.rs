@@ -49,6 +49,7 @@ pub mod error;
 pub mod manager;
 pub mod model;
 pub mod store;
+pub mod xen;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{JobHandle, Manager, ManagerBuilder, Subscription};

@@ -1,0 +1,662 @@
+//! [`XenDriver`]: the manager's [`Driver`] for the Xen host the library runs
+//! on (dom0), over our own xenstore client, privcmd hypercalls and, for
+//! building, saving and restoring domains, the Xen toolstack (`xl`).
+//!
+//! Addresses: `xen:///` or `xen://localhost`. Remote Xen servers need an
+//! agent on each server and are not handled here.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use super::domain::{DomainEvent, ShutdownRequest, XenHost};
+use super::error::{XenError, XsErrno};
+use super::perms::{Access, Perms};
+use super::privcmd::{DomainInfo, DomainState, ShutdownReason as XenShutdownReason};
+use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
+use crate::driver::{
+    DomainChange, DomainRunState, DomainSpec, DomainStatus, Driver, HostInfo, HostLoad, Hypervisor,
+    ShutdownReason,
+};
+use crate::model::{DomainType, EthernetPort, HostHardware, ObjectKind, RestartAction, VmId};
+use crate::{Error, Result};
+
+/// xenstore node recording which manager owns this host (dom0-only).
+pub const OWNER_PATH: &str = "/ovm/owner";
+
+const SERVER: &str = "xen:///";
+
+fn map_err(e: XenError) -> Error {
+    match e {
+        XenError::NoSuchDomain(d) => Error::not_found(ObjectKind::Vm, format!("domain {d}")),
+        XenError::InvalidArgument(m) => Error::invalid("argument", m),
+        XenError::Timeout(what) => Error::Timeout { what, millis: 0 },
+        XenError::InterfaceVersion { .. } => Error::Unsupported { what: e.to_string() },
+        XenError::Xenstore { errno: XsErrno::Eacces | XsErrno::Eperm, .. } => {
+            Error::PermissionDenied { reason: e.to_string() }
+        }
+        other => Error::backend(SERVER, other.to_string()),
+    }
+}
+
+/// The driver of the local Xen host.
+#[derive(Debug, Clone, Default)]
+pub struct XenDriver {
+    password: Option<String>,
+    xl: XlToolstack,
+}
+
+impl XenDriver {
+    /// A driver; with `password`, [`Driver::connect`] checks it (without,
+    /// being root in dom0 is the credential).
+    pub fn new(password: Option<String>) -> XenDriver {
+        XenDriver { password, xl: XlToolstack::default() }
+    }
+
+    /// Uses this `xl` toolstack (binary and configuration directory).
+    pub fn with_toolstack(mut self, xl: XlToolstack) -> XenDriver {
+        self.xl = xl;
+        self
+    }
+
+    fn open(&self, manager_id: &str, claim: bool) -> Result<Arc<dyn Hypervisor>> {
+        let rt = runtime()?;
+        let host = rt.block_on(XenHost::open()).map_err(map_err)?;
+        let conn = XenConnection::new(rt, host, self.xl.clone())?;
+        conn.claim(manager_id, claim)?;
+        Ok(Arc::new(conn))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ovm-xen")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::backend(SERVER, format!("start runtime: {e}")))
+}
+
+impl Driver for XenDriver {
+    fn handles(&self, address: &str) -> bool {
+        address == "xen:///" || address == "xen://localhost" || address == "xen://localhost/"
+    }
+
+    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+        if !self.handles(address) {
+            return Err(Error::invalid("address", format!("{address} is not a local Xen address")));
+        }
+        if let Some(p) = &self.password {
+            if p != password {
+                return Err(Error::PermissionDenied {
+                    reason: "wrong agent password for the local Xen host".into(),
+                });
+            }
+        }
+        self.open(manager_id, true)
+    }
+
+    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+        if !self.handles(address) {
+            return Err(Error::invalid("address", format!("{address} is not a local Xen address")));
+        }
+        self.open(manager_id, true)
+    }
+
+    fn release(&self, address: &str, manager_id: &str) -> Result<()> {
+        if !self.handles(address) {
+            return Err(Error::invalid("address", format!("{address} is not a local Xen address")));
+        }
+        let rt = runtime()?;
+        rt.block_on(async {
+            let xs = super::XsClient::connect_default().await.map_err(map_err)?;
+            match xs.try_read_string(OWNER_PATH).await.map_err(map_err)? {
+                Some(o) if o == manager_id => xs.rm(OWNER_PATH).await.map_err(map_err),
+                _ => Err(Error::PermissionDenied {
+                    reason: "the local Xen host is not owned by this manager".into(),
+                }),
+            }
+        })
+    }
+}
+
+/// A connection to the local Xen host (the [`Hypervisor`] of [`XenDriver`]).
+#[derive(Debug)]
+pub struct XenConnection {
+    rt: tokio::runtime::Runtime,
+    host: XenHost,
+    xl: XlToolstack,
+    changes: broadcast::Sender<DomainChange>,
+    last_cpu: Mutex<Option<(Instant, u64)>>,
+}
+
+impl XenConnection {
+    /// Wraps a host; starts forwarding its domain events to [`Hypervisor::watch`].
+    pub fn new(rt: tokio::runtime::Runtime, host: XenHost, xl: XlToolstack) -> Result<XenConnection> {
+        let (changes, _) = broadcast::channel(1024);
+        let mut events = rt.block_on(host.events(Duration::from_secs(5))).map_err(map_err)?;
+        let tx = changes.clone();
+        rt.spawn(async move {
+            while let Some(ev) = events.next().await {
+                let change = match ev {
+                    DomainEvent::Appeared(i) => DomainChange::Appeared { uuid: vm_id(&i), domid: i.domid },
+                    DomainEvent::Disappeared { domid, uuid } => {
+                        DomainChange::Disappeared { uuid: vm_uuid(domid, uuid), domid }
+                    }
+                    DomainEvent::StateChanged { domid, uuid, new, .. } => DomainChange::StateChanged {
+                        uuid: vm_uuid(domid, uuid),
+                        domid,
+                        state: run_state(new),
+                    },
+                };
+                let _ = tx.send(change);
+            }
+            let _ = tx.send(DomainChange::HostLost);
+        });
+        Ok(XenConnection { rt, host, xl, changes, last_cpu: Mutex::new(None) })
+    }
+
+    fn claim(&self, manager_id: &str, claim: bool) -> Result<()> {
+        self.rt.block_on(async {
+            let xs = self.host.xenstore();
+            match xs.try_read_string(OWNER_PATH).await.map_err(map_err)? {
+                Some(o) if o != manager_id => Err(Error::PermissionDenied {
+                    reason: format!("the local Xen host is owned by another manager ({o})"),
+                }),
+                Some(_) => Ok(()),
+                None if claim => {
+                    xs.write(OWNER_PATH, manager_id).await.map_err(map_err)?;
+                    xs.set_perms(OWNER_PATH, &Perms::owned_by(0, Access::None)).await.map_err(map_err)
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn domid_of(&self, vm: VmId) -> Result<u32> {
+        let doms = self.host.hypercalls().domains().map_err(map_err)?;
+        doms.iter()
+            .find(|d| d.domid != 0 && d.uuid == vm.uuid() && d.state != DomainState::Dying)
+            .map(|d| d.domid)
+            .ok_or_else(|| Error::not_found(ObjectKind::Vm, vm))
+    }
+
+    fn builder(&self, spec: &DomainSpec) -> Result<XlDomainBuilder> {
+        let guest_type = match spec.domain_type {
+            DomainType::Pv => GuestType::Pv,
+            DomainType::Pvh => GuestType::Pvh,
+            DomainType::Hvm | DomainType::PvHvm => {
+                return Err(Error::Unsupported { what: "HVM domains on the local Xen driver".into() })
+            }
+        };
+        let kernel = spec
+            .kernel
+            .as_ref()
+            .ok_or_else(|| Error::invalid("kernel", "PV and PVH domains are booted from a kernel"))?;
+        let action = |a: RestartAction| match a {
+            RestartAction::Destroy => LifecycleAction::Destroy,
+            RestartAction::Restart => LifecycleAction::Restart,
+            RestartAction::Preserve => LifecycleAction::Preserve,
+        };
+        let mut b = XlDomainBuilder::new(&spec.name)
+            .guest_type(guest_type)
+            .uuid(spec.uuid.uuid())
+            .kernel(kernel)
+            .memory_mib(spec.memory_mib)
+            .maxmem_mib(spec.max_memory_mib.max(spec.memory_mib))
+            .vcpus(spec.vcpus)
+            .maxvcpus(spec.max_vcpus.max(spec.vcpus))
+            .on_poweroff(action(spec.restart_actions.on_poweroff))
+            .on_reboot(action(spec.restart_actions.on_reboot))
+            .on_crash(action(spec.restart_actions.on_crash));
+        if let Some(i) = &spec.initrd {
+            b = b.ramdisk(i);
+        }
+        if let Some(c) = &spec.cmdline {
+            b = b.cmdline(c);
+        }
+        for d in &spec.disks {
+            b = b.disk(XlDisk {
+                target: PathBuf::from(&d.path),
+                vdev: d.vdev.clone(),
+                format: "raw".into(),
+                readonly: d.read_only || d.cdrom,
+            });
+        }
+        for n in &spec.nics {
+            let mac = if n.mac.is_empty() { None } else { Some(n.mac.clone()) };
+            b = b.vif(XlVif { bridge: n.bridge.clone(), mac });
+        }
+        Ok(b)
+    }
+
+    fn request(&self, vm: VmId, request: ShutdownRequest, timeout: Duration) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        self.rt.block_on(self.host.shutdown(domid, request, timeout, false)).map(drop).map_err(|e| match e {
+            XenError::Timeout(what) => Error::Timeout { what, millis: timeout.as_millis() as u64 },
+            other => map_err(other),
+        })
+    }
+}
+
+fn vm_uuid(domid: u32, uuid: uuid::Uuid) -> Option<VmId> {
+    (domid != 0 && !uuid.is_nil()).then_some(VmId(uuid))
+}
+
+fn vm_id(i: &DomainInfo) -> Option<VmId> {
+    vm_uuid(i.domid, i.uuid)
+}
+
+fn run_state(s: DomainState) -> DomainRunState {
+    match s {
+        DomainState::Running | DomainState::NoState => DomainRunState::Running,
+        DomainState::Blocked => DomainRunState::Blocked,
+        DomainState::Paused => DomainRunState::Paused,
+        DomainState::Dying => DomainRunState::Dying,
+        DomainState::Shutdown(r) => DomainRunState::Shutdown(match r {
+            XenShutdownReason::Poweroff | XenShutdownReason::Unknown(_) => ShutdownReason::Poweroff,
+            XenShutdownReason::Reboot => ShutdownReason::Reboot,
+            XenShutdownReason::Suspend => ShutdownReason::Suspend,
+            XenShutdownReason::Crash => ShutdownReason::Crash,
+            XenShutdownReason::Watchdog => ShutdownReason::Watchdog,
+            XenShutdownReason::SoftReset => ShutdownReason::SoftReset,
+        }),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Physical network interfaces of dom0 (those backed by a device).
+fn ethernet_ports() -> Vec<EthernetPort> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+    let mut ports: Vec<EthernetPort> = dir
+        .flatten()
+        .filter(|e| e.path().join("device").exists())
+        .map(|e| {
+            let p = e.path();
+            let read = |f: &str| std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_string()).ok();
+            EthernetPort {
+                name: e.file_name().to_string_lossy().into_owned(),
+                mac: read("address").unwrap_or_default(),
+                speed_mbps: read("speed")
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .and_then(|v| u32::try_from(v).ok()),
+            }
+        })
+        .collect();
+    ports.sort_by(|a, b| a.name.cmp(&b.name));
+    ports
+}
+
+impl Hypervisor for XenConnection {
+    fn host_info(&self) -> Result<HostInfo> {
+        let hv = self.host.hypercalls();
+        let phys = hv.physinfo().map_err(map_err)?;
+        let version = hv.version().map_err(map_err)?;
+        let dom0 = hv.domain(0).map_err(map_err)?;
+        let owner = self.rt.block_on(self.host.xenstore().try_read_string(OWNER_PATH)).map_err(map_err)?;
+        Ok(HostInfo {
+            hostname: hostname(),
+            hardware: HostHardware {
+                cpus: phys.nr_cpus,
+                memory_mib: phys.total_bytes >> 20,
+                xen_version: version.to_string(),
+                ports: ethernet_ports(),
+                hvm_capable: phys.hvm,
+            },
+            dom0_memory_mib: dom0.memory_bytes >> 20,
+            owner,
+        })
+    }
+
+    fn load(&self) -> Result<HostLoad> {
+        let hv = self.host.hypercalls();
+        let sample = || -> Result<(Instant, u64, u64)> {
+            let doms = hv.domains().map_err(map_err)?;
+            let cpu = doms.iter().map(|d| d.cpu_time_ns).sum();
+            let guest = doms.iter().filter(|d| d.domid != 0).map(|d| d.memory_bytes).sum::<u64>() >> 20;
+            Ok((Instant::now(), cpu, guest))
+        };
+        let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
+        let (t0, c0) = match *last {
+            Some(prev) => prev,
+            None => {
+                let (t, c, _) = sample()?;
+                std::thread::sleep(Duration::from_millis(100));
+                (t, c)
+            }
+        };
+        let (t1, c1, guest_memory_mib) = sample()?;
+        *last = Some((t1, c1));
+        let phys = hv.physinfo().map_err(map_err)?;
+        let wall = t1.duration_since(t0).as_nanos().max(1) as f64 * f64::from(phys.nr_cpus.max(1));
+        let cpu_percent = ((c1.saturating_sub(c0)) as f64 / wall * 100.0).clamp(0.0, 100.0) as f32;
+        Ok(HostLoad { cpu_percent, guest_memory_mib, free_memory_mib: phys.free_bytes >> 20 })
+    }
+
+    fn list_domains(&self) -> Result<Vec<DomainStatus>> {
+        let doms = self.rt.block_on(self.host.list_domains()).map_err(map_err)?;
+        Ok(doms
+            .into_iter()
+            .map(|d| DomainStatus {
+                uuid: vm_id(&d.info),
+                name: d.name.clone().unwrap_or_else(|| format!("domain-{}", d.info.domid)),
+                domid: d.info.domid,
+                state: run_state(d.info.state),
+                memory_mib: d.info.memory_bytes >> 20,
+                vcpus: d.info.online_vcpus,
+                cpu_time_ns: d.info.cpu_time_ns,
+            })
+            .collect())
+    }
+
+    fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
+        let b = self.builder(spec)?;
+        b.create(&self.xl).map_err(map_err)
+    }
+
+    fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
+        self.request(vm, ShutdownRequest::Poweroff, timeout)
+    }
+
+    fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
+        self.request(vm, ShutdownRequest::Reboot, timeout)
+    }
+
+    fn destroy(&self, vm: VmId) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        // The toolstack also tears down the domain's devices; without it,
+        // the hypercall alone.
+        match self.xl.destroy(domid) {
+            Ok(()) => Ok(()),
+            Err(XenError::Io { .. }) => self.host.destroy(domid).map_err(map_err),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn pause(&self, vm: VmId) -> Result<()> {
+        self.host.pause(self.domid_of(vm)?).map_err(map_err)
+    }
+
+    fn unpause(&self, vm: VmId) -> Result<()> {
+        self.host.unpause(self.domid_of(vm)?).map_err(map_err)
+    }
+
+    fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        self.xl.run(&["save", &domid.to_string(), path]).map(drop).map_err(map_err)
+    }
+
+    fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
+        self.xl.run(&["restore", path]).map_err(map_err)?;
+        self.xl.domid(&spec.name).map_err(map_err)
+    }
+
+    fn migrate(&self, _vm: VmId, destination: &str, _live: bool) -> Result<()> {
+        Err(Error::Unsupported {
+            what: format!("migration to {destination}: the local Xen driver has no agent on other servers"),
+        })
+    }
+
+    fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        self.rt.block_on(self.host.set_memory_target(domid, memory_mib * 1024)).map_err(map_err)
+    }
+
+    fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        self.rt.block_on(self.host.set_online_vcpus(domid, vcpus)).map_err(map_err)
+    }
+
+    fn console(&self, vm: VmId) -> Result<String> {
+        let domid = self.domid_of(vm)?;
+        self.rt.block_on(self.host.console_output(domid, 256 * 1024)).map_err(map_err)
+    }
+
+    fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
+        Ok(self.changes.subscribe())
+    }
+
+    fn power_off(&self) -> Result<()> {
+        Err(Error::Unsupported { what: "powering off the host the library runs on".into() })
+    }
+
+    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::backend(SERVER, format!("create {path}: {e}")))?;
+        f.set_len(size_bytes).map_err(|e| Error::backend(SERVER, format!("size {path}: {e}")))
+    }
+
+    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
+        std::fs::copy(from, to)
+            .map(drop)
+            .map_err(|e| Error::backend(SERVER, format!("copy {from} to {to}: {e}")))
+    }
+
+    fn storage_delete(&self, path: &str) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::backend(SERVER, format!("delete {path}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::driver::{DiskSpec, NicSpec};
+    use crate::model::RestartActions;
+    use crate::xen::client::{XsClient, XsConfig};
+    use crate::xen::domain::tests::FakeHv;
+    use crate::xen::fake::FakeXenstored;
+    use crate::xen::sys;
+    use crate::xen::transport::Transport;
+
+    struct Rig {
+        conn: XenConnection,
+        fake: FakeXenstored,
+        hv: Arc<FakeHv>,
+        dir: PathBuf,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A connection over the fake daemon, a fake hypervisor and a fake `xl`
+    /// script that logs its arguments and answers `domid` with 5.
+    fn rig(domids: &[u32]) -> Rig {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ovm-xen-driver-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let xl = dir.join("xl");
+        std::fs::write(
+            &xl,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {log}\nif [ \"$1\" = create ]; then cp \"$2\" {cfg}; fi\nif [ \"$1\" = domid ]; then echo 5; fi\nexit 0\n",
+                log = dir.join("xl.log").display(),
+                cfg = dir.join("last.cfg").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = runtime().unwrap();
+        let fake = {
+            let _g = rt.enter();
+            FakeXenstored::start()
+        };
+        for d in domids.iter().filter(|d| **d != 0) {
+            fake.external_write(&format!("/local/domain/{d}/name"), format!("guest{d}").as_bytes());
+        }
+        let xs =
+            rt.block_on(XsClient::connect(Transport::Socket(fake.socket()), XsConfig::default())).unwrap();
+        let hv = FakeHv::with(domids);
+        let host = XenHost::with_parts(hv.clone(), xs);
+        let conn = XenConnection::new(rt, host, XlToolstack::new(&xl, dir.join("cfg"))).unwrap();
+        Rig { conn, fake, hv, dir }
+    }
+
+    fn vm(domid: u32) -> VmId {
+        VmId(uuid::Uuid::from_u128(0x1000 + u128::from(domid)))
+    }
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            uuid: vm(5),
+            name: "web01".into(),
+            domain_type: DomainType::Pv,
+            vcpus: 1,
+            max_vcpus: 2,
+            memory_mib: 256,
+            max_memory_mib: 512,
+            disks: vec![DiskSpec {
+                vdev: "xvda".into(),
+                path: "/repo/web01.img".into(),
+                read_only: false,
+                cdrom: false,
+            }],
+            nics: vec![NicSpec { mac: "00:16:3e:01:02:03".into(), bridge: "xenbr0".into() }],
+            kernel: Some("/boot/vmlinux".into()),
+            initrd: Some("/boot/initrd.gz".into()),
+            cmdline: Some("console=hvc0".into()),
+            restart_actions: RestartActions::default(),
+        }
+    }
+
+    #[test]
+    fn handles_local_addresses_only() {
+        let d = XenDriver::new(None);
+        assert!(d.handles("xen:///"));
+        assert!(d.handles("xen://localhost"));
+        assert!(!d.handles("sim://xen1"));
+        assert!(!d.handles("xen://other-host"));
+        assert_eq!(d.connect("sim://x", "", "m").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        let d = XenDriver::new(Some("secret".into()));
+        assert_eq!(
+            d.connect("xen:///", "wrong", "m").unwrap_err().kind(),
+            crate::ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn lists_domains_and_maps_states() {
+        let r = rig(&[0, 5]);
+        r.hv.set_flags(5, sys::XEN_DOMINF_SHUTDOWN | (sys::SHUTDOWN_CRASH << sys::XEN_DOMINF_SHUTDOWNSHIFT));
+        let doms = r.conn.list_domains().unwrap();
+        assert_eq!(doms.len(), 2);
+        assert_eq!((doms[0].uuid, doms[0].name.as_str(), doms[0].domid), (None, "Domain-0", 0));
+        assert_eq!(doms[1].uuid, Some(vm(5)));
+        assert_eq!(doms[1].name, "guest5");
+        assert_eq!(doms[1].state, DomainRunState::Shutdown(ShutdownReason::Crash));
+        assert_eq!(doms[1].memory_mib, 256);
+        assert_eq!(doms[1].vcpus, 2);
+    }
+
+    #[test]
+    fn ownership_is_recorded_in_xenstore() {
+        let r = rig(&[0]);
+        r.conn.claim("manager-a", true).unwrap();
+        assert_eq!(r.fake.value(OWNER_PATH).unwrap(), b"manager-a");
+        r.conn.claim("manager-a", true).unwrap();
+        let e = r.conn.claim("manager-b", true).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn creates_domains_through_xl() {
+        let r = rig(&[0]);
+        assert_eq!(r.conn.create_domain(&spec()).unwrap(), 5);
+        let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
+        assert!(log.lines().next().unwrap().starts_with("create "), "{log}");
+        assert_eq!(log.lines().nth(1), Some("domid web01"));
+        let cfg = std::fs::read_to_string(r.dir.join("last.cfg")).unwrap();
+        for line in [
+            "name = \"web01\"",
+            &format!("uuid = \"{}\"", vm(5)),
+            "kernel = \"/boot/vmlinux\"",
+            "maxmem = 512",
+            "maxvcpus = 2",
+            "disk = [ 'format=raw,vdev=xvda,access=rw,target=/repo/web01.img' ]",
+            "vif = [ 'bridge=xenbr0,mac=00:16:3e:01:02:03' ]",
+            "on_crash = \"restart\"",
+        ] {
+            assert!(cfg.lines().any(|l| l == line), "missing {line:?} in\n{cfg}");
+        }
+        let mut hvm = spec();
+        hvm.domain_type = DomainType::Hvm;
+        assert_eq!(r.conn.create_domain(&hvm).unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        let mut nokernel = spec();
+        nokernel.kernel = None;
+        assert_eq!(r.conn.create_domain(&nokernel).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn domain_operations_by_vm_id() {
+        let r = rig(&[0, 5]);
+        r.conn.pause(vm(5)).unwrap();
+        r.conn.unpause(vm(5)).unwrap();
+        assert_eq!(r.hv.calls(), vec!["pause 5", "unpause 5"]);
+        assert_eq!(r.conn.pause(vm(9)).unwrap_err().kind(), crate::ErrorKind::NotFound);
+        r.conn.set_memory(vm(5), 128).unwrap();
+        assert_eq!(r.fake.value("/local/domain/5/memory/target").unwrap(), b"131072");
+        r.conn.set_vcpus(vm(5), 1).unwrap();
+        assert_eq!(r.fake.value("/local/domain/5/cpu/1/availability").unwrap(), b"offline");
+        let e = r.conn.shutdown(vm(5), Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(e, Error::Timeout { millis: 200, .. }), "{e}");
+        assert_eq!(r.fake.value("/local/domain/5/control/shutdown").unwrap(), b"poweroff");
+        r.conn.destroy(vm(5)).unwrap();
+        let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
+        assert!(log.lines().any(|l| l == "destroy 5"), "{log}");
+        r.conn.suspend(vm(5), "/repo/web01.save").unwrap();
+        let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
+        assert!(log.lines().any(|l| l == "save 5 /repo/web01.save"), "{log}");
+        assert_eq!(r.conn.migrate(vm(5), "xen://b", true).unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn changes_are_broadcast() {
+        let r = rig(&[0]);
+        let mut rx = r.conn.watch().unwrap();
+        r.hv.set_flags(5, sys::XEN_DOMINF_RUNNING);
+        r.fake.fire_special("@introduceDomain");
+        let got = r.conn.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.recv()).await });
+        assert_eq!(got.unwrap().unwrap(), DomainChange::Appeared { uuid: Some(vm(5)), domid: 5 });
+        r.hv.remove(5);
+        r.fake.fire_special("@releaseDomain");
+        let got = r.conn.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.recv()).await });
+        assert_eq!(got.unwrap().unwrap(), DomainChange::Disappeared { uuid: Some(vm(5)), domid: 5 });
+    }
+
+    #[test]
+    fn storage_files() {
+        let r = rig(&[0]);
+        let p = r.dir.join("disk.img");
+        let ps = p.to_str().unwrap();
+        r.conn.storage_create(ps, 1 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
+        assert!(r.conn.storage_create(ps, 1).is_err(), "never overwrites");
+        let q = r.dir.join("copy.img");
+        r.conn.storage_copy(ps, q.to_str().unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&q).unwrap().len(), 1 << 20);
+        r.conn.storage_delete(ps).unwrap();
+        r.conn.storage_delete(ps).unwrap();
+        assert!(!p.exists());
+    }
+}
