@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps fmt lint unit bench lab-test header header-check c-install c-examples c-test
+.PHONY: demo test deps fmt lint unit bench lab-test fuzz header header-check c-install c-examples c-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -20,7 +20,7 @@ deps:
 	scripts/install-deps
 
 test: deps
-	$(MAKE) fmt lint unit c-test lab-test
+	$(MAKE) fmt lint unit fuzz c-test lab-test
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager
@@ -67,3 +67,8 @@ c-test: header-check c-examples
 lab-test:
 	tests/xenlab/lab selftest
 	tests/xenlab/lab cargo-test --manifest-path tests/xenlab/probe/Cargo.toml
+	tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
+
+# A short run of the xenstore wire decoder's fuzz target (cargo-fuzz on the stable toolchain).
+fuzz:
+	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run xs_decode -- -max_total_time=20

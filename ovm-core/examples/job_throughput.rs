@@ -24,8 +24,9 @@ fn main() -> ovm_core::Result<()> {
         .recurring_jobs(false)
         .open()?;
     let t = Instant::now();
-    let jobs: Vec<_> =
-        (0..n).map(|i| mgr.create_object(Object::Tag(Tag::new(format!("tag-{i}"))))).collect::<Result<_, _>>()?;
+    let jobs: Vec<_> = (0..n)
+        .map(|i| mgr.create_object(Object::Tag(Tag::new(format!("tag-{i}")))))
+        .collect::<Result<_, _>>()?;
     for j in &jobs {
         j.wait(Some(Duration::from_secs(120)))?;
     }
