@@ -4,6 +4,48 @@ from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Optional, Union, final
 
+__all__ = [
+    "__version__",
+    "SIM_PASSWORD",
+    "_noop",
+    "error_kinds",
+    "Manager",
+    "Job",
+    "Subscription",
+    "ObjectRef",
+    "Server",
+    "ServerPool",
+    "Repository",
+    "VirtualDisk",
+    "Template",
+    "Network",
+    "Vnic",
+    "VmConfig",
+    "Vm",
+    "JobInfo",
+    "Event",
+    "Change",
+    "OvmError",
+    "NotFoundError",
+    "InvalidStateError",
+    "OperationInProgressError",
+    "InvalidArgumentError",
+    "ConflictError",
+    "UnsupportedError",
+    "BackendError",
+    "EventsLostError",
+    "AbortedError",
+    "OvmTimeoutError",
+    "InsufficientResourcesError",
+    "UnacknowledgedEventsError",
+    "DatabaseError",
+    "SchemaTooNewError",
+    "InterruptedError",
+    "ClosedError",
+    "PermissionDeniedError",
+    "InternalError",
+]
+
 __version__: str
 SIM_PASSWORD: str
 
@@ -91,8 +133,8 @@ class ObjectRef:
     def kind(self) -> str: ...
     @property
     def id(self) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -227,7 +269,7 @@ class Network:
 
 @final
 class Vnic:
-    def __new__(cls, network: Optional[str] = None, mac: str = "") -> Vnic: ...
+    def __new__(cls, network: Optional[str] = None, mac: str = ...) -> Vnic: ...
     @property
     def mac(self) -> str: ...
     @property
