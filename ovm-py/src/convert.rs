@@ -17,7 +17,9 @@ pub fn uuid(field: &str, s: &str) -> PyResult<uuid::Uuid> {
 
 /// Parse an object kind name such as `"Vm"`.
 pub fn kind(s: &str) -> PyResult<ObjectKind> {
-    ObjectKind::from_name(s).ok_or_else(|| Error::invalid("kind", format!("{s:?} is not an object kind"))).or_raise()
+    ObjectKind::from_name(s)
+        .ok_or_else(|| Error::invalid("kind", format!("{s:?} is not an object kind")))
+        .or_raise()
 }
 
 /// The serde name of a unit enum value (e.g. `PowerState::Running` → `"Running"`).
@@ -66,7 +68,9 @@ fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             }
         }
         Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Array(a) => PyList::new(py, a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+        Value::Array(a) => {
+            PyList::new(py, a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+        }
         Value::Object(o) => {
             let d = PyDict::new(py);
             for (k, x) in o {
@@ -117,5 +121,7 @@ pub fn from_python(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
 
 /// Decode plain Python data into a serde type; a mismatch is an `InvalidArgumentError` on `field`.
 pub fn decode<T: DeserializeOwned>(field: &str, v: &Bound<'_, PyAny>) -> PyResult<T> {
-    serde_json::from_value(from_python(field, v)?).map_err(|e| Error::invalid(field, e.to_string())).or_raise()
+    serde_json::from_value(from_python(field, v)?)
+        .map_err(|e| Error::invalid(field, e.to_string()))
+        .or_raise()
 }

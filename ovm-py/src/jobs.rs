@@ -50,7 +50,8 @@ impl Job {
                 Err(e) => return Err(to_py(e)),
             }
         }
-        let job = if strict { self.0.wait(Some(Duration::ZERO)) } else { self.0.wait_done(Some(Duration::ZERO)) };
+        let job =
+            if strict { self.0.wait(Some(Duration::ZERO)) } else { self.0.wait_done(Some(Duration::ZERO)) };
         job.map(JobInfo).or_raise()
     }
 }
@@ -101,7 +102,9 @@ impl Job {
     /// An awaitable that finishes like `wait()`.
     fn wait_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let h = self.0.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { h.wait_async().await.map(JobInfo).map_err(to_py) })
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            h.wait_async().await.map(JobInfo).map_err(to_py)
+        })
     }
     /// `await job` is `await job.wait_async()`.
     fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

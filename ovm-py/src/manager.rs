@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ovm_core::manager::{CloneOptions, DatabaseLocation, NetworkSpec, PoolSpec, RepositorySpec, StopOptions, VmSpec};
 use ovm_core::driver::sim::SimOp;
+use ovm_core::manager::{
+    CloneOptions, DatabaseLocation, NetworkSpec, PoolSpec, RepositorySpec, StopOptions, VmSpec,
+};
 use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
 use ovm_core::{Error, JobHandle};
@@ -146,7 +148,8 @@ impl Manager {
         power_state: Option<&str>,
     ) -> PyResult<Bound<'py, PyList>> {
         let pool = opt_uuid("pool", pool)?.map(m::PoolId);
-        let ps: Option<m::ServerPowerState> = power_state.map(|s| parse_enum("power_state", s)).transpose()?;
+        let ps: Option<m::ServerPowerState> =
+            power_state.map(|s| parse_enum("power_state", s)).transpose()?;
         let v = self.m()?.list::<m::Server>(|s| {
             pool.is_none_or(|p| s.pool == Some(p)) && ps.is_none_or(|p| s.power_state == p)
         });
@@ -167,11 +170,19 @@ impl Manager {
 
     /// Create an unclustered server pool. The job's result is the pool.
     #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None))]
-    fn create_pool(&self, py: Python<'_>, name: &str, description: String, virtual_ip: Option<&str>) -> PyResult<Job> {
+    fn create_pool(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: String,
+        virtual_ip: Option<&str>,
+    ) -> PyResult<Job> {
         let mut spec = PoolSpec::new(name);
         spec.description = description;
         spec.virtual_ip = virtual_ip
-            .map(|ip| ip.parse().map_err(|_| Error::invalid("virtual_ip", format!("{ip:?} is not an IP address"))))
+            .map(|ip| {
+                ip.parse().map_err(|_| Error::invalid("virtual_ip", format!("{ip:?} is not an IP address")))
+            })
             .transpose()
             .or_raise()?;
         self.submit(py, |m| m.create_pool(spec))
@@ -249,12 +260,14 @@ impl Manager {
     }
     /// Present (mount) a repository on a server.
     fn present_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {
-        let (rp, s) = (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
+        let (rp, s) =
+            (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.present_repository(rp, s))
     }
     /// Unpresent a repository from a server.
     fn unpresent_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {
-        let (rp, s) = (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
+        let (rp, s) =
+            (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.unpresent_repository(rp, s))
     }
     /// A repository by id.
@@ -314,7 +327,8 @@ impl Manager {
         disks: Vec<String>,
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        let disks = disks.iter().map(|d| uuid("disks", d).map(m::VirtualDiskId)).collect::<PyResult<Vec<_>>>()?;
+        let disks =
+            disks.iter().map(|d| uuid("disks", d).map(m::VirtualDiskId)).collect::<PyResult<Vec<_>>>()?;
         self.submit(py, |m| m.create_template(rp, &name, config.0, disks))
     }
     /// A template by id.
@@ -644,7 +658,6 @@ impl Manager {
         self.m()?.sim().fail_next(op, host, count);
         Ok(())
     }
-
 }
 
 fn clone_options(
@@ -678,6 +691,8 @@ fn sim_op(name: &str) -> PyResult<SimOp> {
         "Migrate" => SimOp::Migrate,
         "Query" => SimOp::Query,
         "Storage" => SimOp::Storage,
-        other => return Err(Error::invalid("op", format!("{other:?} is not a simulated operation"))).or_raise(),
+        other => {
+            return Err(Error::invalid("op", format!("{other:?} is not a simulated operation"))).or_raise()
+        }
     })
 }

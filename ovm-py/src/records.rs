@@ -398,7 +398,12 @@ impl Template {
         dict(py, &*self.0)
     }
     fn __repr__(&self) -> String {
-        format!("Template(name={:?}, id={:?}, disks={})", self.0.name, self.0.id.to_string(), self.0.disks.len())
+        format!(
+            "Template(name={:?}, id={:?}, disks={})",
+            self.0.name,
+            self.0.id.to_string(),
+            self.0.disks.len()
+        )
     }
 }
 
@@ -893,12 +898,21 @@ impl Change {
         self.0.at
     }
     fn __repr__(&self) -> String {
-        format!("Change(token={}, op={:?}, object={})", self.0.token, self.0.op.name(), ObjectRef(self.0.object).__repr__())
+        format!(
+            "Change(token={}, op={:?}, object={})",
+            self.0.token,
+            self.0.op.name(),
+            ObjectRef(self.0.object).__repr__()
+        )
     }
 }
 
 /// Convert a list of inventory objects into a Python list of records.
-pub fn list<'py, T, R>(py: Python<'py>, items: Vec<Arc<T>>, wrap: fn(Arc<T>) -> R) -> PyResult<Bound<'py, PyList>>
+pub fn list<'py, T, R>(
+    py: Python<'py>,
+    items: Vec<Arc<T>>,
+    wrap: fn(Arc<T>) -> R,
+) -> PyResult<Bound<'py, PyList>>
 where
     R: pyo3::PyClass + Into<pyo3::PyClassInitializer<R>>,
 {
