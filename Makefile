@@ -29,7 +29,7 @@ py-test:
 	$(PYTHON) -m venv $(PY_VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy
-	$(VPY) -m pip install -q --no-build-isolation ./ovm-py
+	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(VPY) -m pip install -q --no-build-isolation ./ovm-py
 	cd ovm-py && ../$(VPY) -m pytest -q
 	cd ovm-py && ../$(VPY) -m mypy.stubtest ovm._ovm --allowlist stubtest-allowlist.txt
 	cd bindings-examples/python && ../../$(VPY) -m mypy --strict .

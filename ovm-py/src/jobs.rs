@@ -185,12 +185,11 @@ impl Subscription {
         slf
     }
     fn __next__(&self, py: Python<'_>) -> PyResult<Change> {
+        // The feed of a closed manager ends the iteration (`next()` raises `ClosedError` instead).
         match self.next_impl(py, None) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(PyStopIteration::new_err(())),
-            Err(e) if self.mgr.is_closed() && e.get_type(py).name()? == "ClosedError" => {
-                Err(PyStopIteration::new_err(()))
-            }
+            Err(_) if self.mgr.is_closed() => Err(PyStopIteration::new_err(())),
             Err(e) => Err(e),
         }
     }
