@@ -20,9 +20,15 @@ import ovm
 from ovm import _ovm
 
 
-def best_ns(stmt: Callable[[], object], number: int, repeat: int = 7) -> float:
-    """Best time of one call of `stmt`, in nanoseconds (loop overhead included for every variant)."""
-    return min(timeit.repeat(stmt, number=number, repeat=repeat)) / number * 1e9
+def interleaved_ns(stmts: dict[str, str], env: dict[str, object], number: int, rounds: int = 9) -> dict[str, float]:
+    """Best time of each statement in nanoseconds, measured in alternating rounds so that load on
+    the machine affects every statement alike."""
+    best = {k: float("inf") for k in stmts}
+    timers = {k: timeit.Timer(v, globals=env) for k, v in stmts.items()}
+    for _ in range(rounds):
+        for k, t in timers.items():
+            best[k] = min(best[k], t.timeit(number) / number * 1e9)
+    return best
 
 
 def best_s(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -45,17 +51,12 @@ def main() -> None:
         assert first is not None
         vm = mgr.vm(first.id)
 
-        noop = _ovm._noop
-        n = args.calls
-        t_noop = best_ns(lambda: noop(), n)
-        t_int = best_ns(lambda: vm.memory_mib, n)
-        t_str = best_ns(lambda: vm.name, n)
-        t_opt = best_ns(lambda: vm.server, n)
-        print("Getter overhead (best of 7 runs, ns per call including the lambda call):")
-        print(f"  _noop()            {t_noop:8.1f} ns   1.00x")
-        print(f"  vm.memory_mib      {t_int:8.1f} ns   {t_int / t_noop:.2f}x")
-        print(f"  vm.name            {t_str:8.1f} ns   {t_str / t_noop:.2f}x")
-        print(f"  vm.server (None)   {t_opt:8.1f} ns   {t_opt / t_noop:.2f}x")
+        stmts = {"_noop()": "noop()", "vm.memory_mib": "vm.memory_mib", "vm.name": "vm.name",
+                 "vm.server (None)": "vm.server"}
+        t = interleaved_ns(stmts, {"noop": _ovm._noop, "vm": vm}, args.calls)
+        print("Getter overhead (best of 9 interleaved rounds, ns per operation):")
+        for k, v in t.items():
+            print(f"  {k:<18} {v:8.1f} ns   {v / t['_noop()']:.2f}x")
 
         template = vm.to_dict()
         objects = []
