@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -279,3 +280,30 @@ def test_iteration_ends_when_manager_closes(mgr: ovm.Manager) -> None:
     assert list(sub) == []
     with pytest.raises(ovm.ClosedError):
         sub.next(timeout=0.01)
+
+
+def _spin(seconds: float) -> int:
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def test_blocking_waits_release_the_gil(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("gil")
+    baseline = _spin(0.3)
+    mgr.sim_set_delay("Create", 0.6)
+    job = mgr.start_vm(vm)
+    sub = mgr.subscribe()
+    waiters = [threading.Thread(target=job.wait, args=(WAIT,)), threading.Thread(target=sub.next, args=(0.6,))]
+    for t in waiters:
+        t.start()
+    time.sleep(0.05)
+    during = _spin(0.3)
+    for t in waiters:
+        t.join()
+    mgr.sim_set_delay("Create", 0.0)
+    assert job.state == "Completed"
+    # Had the waiting threads held the GIL, this thread would have made almost no progress.
+    assert during > baseline * 0.3
