@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_open_in_memory_and_repr(mgr: ovm.Manager) -> None:
 
 def test_database_file_persists_objects(tmp_path: Path) -> None:
     db = tmp_path / "manager.db"
-    with ovm.Manager(db, recurring_jobs=False) as m:
+    with ovm.Manager(db, recurring_jobs=False, durability="full") as m:
         sid = result_id(m.discover_server("sim://persist1", ovm.SIM_PASSWORD))
         manager_id = m.id
     assert m.closed
@@ -307,3 +308,47 @@ def test_blocking_waits_release_the_gil(lab: Lab) -> None:
     assert job.state == "Completed"
     # Had the waiting threads held the GIL, this thread would have made almost no progress.
     assert during > baseline * 0.3
+
+
+def test_more_operations(lab: Lab) -> None:
+    mgr = lab.mgr
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 700 << 20))
+    assert mgr.object("VirtualCdrom", iso)["object"]["name"] == "install.iso"
+    vm = lab.vm("to-tpl")
+    mgr.edit_vm(vm, config=ovm.VmConfig(memory_mib=768, max_memory_mib=1024, vnics=mgr.vm(vm).config.vnics)).wait(WAIT)
+    assert (mgr.vm(vm).memory_mib, mgr.vm(vm).config.max_memory_mib) == (768, 1024)
+    tpl = result_id(mgr.vm_to_template(vm, "tpl2"))
+    assert mgr.template(tpl).config.memory_mib == 768
+    mgr.refresh_server(lab.s1).wait(WAIT)
+    mgr.set_maintenance_mode(lab.s2, True).wait(WAIT)
+    assert mgr.server(lab.s2).maintenance_mode
+    mgr.set_maintenance_mode(lab.s2, False).wait(WAIT)
+    disk = result_id(mgr.create_virtual_disk(lab.repo, "scratch", 1 << 30, shareable=True))
+    assert mgr.virtual_disk(disk).shareable
+    mgr.delete_virtual_disk(disk).wait(WAIT)
+    with pytest.raises(ovm.NotFoundError):
+        mgr.virtual_disk(disk)
+    lone = result_id(mgr.discover_server("sim://lone", ovm.SIM_PASSWORD))
+    mgr.add_server_to_pool(lab.pool, lone).wait(WAIT)
+    mgr.remove_server_from_pool(lab.pool, lone).wait(WAIT)
+    assert mgr.server(lone).pool is None
+    net = result_id(mgr.create_network("storage", "xenbr5", functions=["Storage"], mtu=9000))
+    assert (mgr.network(net).functions, mgr.network(net).mtu) == (["Storage"], 9000)
+    mgr.delete_object("Network", net).wait(WAIT)
+    assert [n.name for n in mgr.networks()].count("storage") == 0
+
+
+def test_create_objects_bulk_import(mgr: ovm.Manager) -> None:
+    first = result_id(mgr.create_vm("bulk-0", ovm.VmConfig(memory_mib=256)))
+    shape = mgr.vm(first).to_dict()
+    objs = [{"kind": "Vm", "object": {**shape, "id": str(uuid.uuid4()), "name": f"bulk-{i}"}} for i in range(1, 50)]
+    info = mgr.create_objects(objs).wait(WAIT)
+    assert info.kind == "CreateObjects"
+    assert len(mgr.vms()) == 50 and mgr.vm_by_name("bulk-49").memory_mib == 256
+    dup = [{"kind": "Vm", "object": {**shape, "id": str(uuid.uuid4()), "name": "bulk-new"}}, objs[0]]
+    with pytest.raises(ovm.ConflictError):
+        mgr.create_objects(dup)
+    assert len(mgr.vms()) == 50
+    with pytest.raises(ovm.InvalidArgumentError) as ei:
+        mgr.create_objects([{"kind": "Vm", "object": {"name": "broken"}}])
+    assert ei.value.field == "objects[0]"

@@ -115,6 +115,9 @@ def test_malformed_arguments_raise_invalid_argument(lab: Lab) -> None:
         ovm.ObjectRef("Spaceship", str(uuid.uuid4()))
     with pytest.raises(ovm.InvalidArgumentError):
         ovm.Manager("mysql://db")
+    with pytest.raises(ovm.InvalidArgumentError) as ei:
+        ovm.Manager(durability="fast")
+    assert ei.value.field == "durability"
     with pytest.raises(ovm.InvalidArgumentError):
         lab.mgr.job(str(uuid.uuid4()) + "x")
     assert snapshot(mgr) == before
