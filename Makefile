@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps fmt lint unit bench lab-test fuzz header header-check c-install c-examples c-test
+.PHONY: demo test deps fmt lint unit bench lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -20,7 +20,28 @@ deps:
 	scripts/install-deps
 
 test: deps
-	$(MAKE) fmt lint unit fuzz c-test lab-test
+	$(MAKE) fmt lint unit fuzz c-test py-test lab-test
+
+# Python API: a fresh venv, the wheel built by maturin and installed with pip, then pytest, stubtest,
+# mypy --strict on the examples, and the examples themselves.
+PYTHON ?= python3
+PY_VENV ?= target/py-venv
+VPY = $(PY_VENV)/bin/python
+
+py-test:
+	rm -rf $(PY_VENV)
+	$(PYTHON) -m venv $(PY_VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy
+	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(VPY) -m pip install -q --no-build-isolation ./ovm-py
+	cd ovm-py && ../$(VPY) -m pytest -q
+	cd ovm-py && ../$(VPY) -m mypy.stubtest ovm._ovm --allowlist stubtest-allowlist.txt
+	cd bindings-examples/python && ../../$(VPY) -m mypy --strict .
+	cd bindings-examples/python && for f in inventory bulk_clone_start event_watcher async_start; do \
+		../../$(VPY) -W error $$f.py > /dev/null || exit 1; done
+
+py-bench:
+	$(VPY) ovm-py/bench/bench.py
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager

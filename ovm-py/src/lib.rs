@@ -1,1 +1,56 @@
-//! Python API of ovm (filled by the Python API work).
+//! Python API of ovm: the native module `ovm._ovm`, wrapped by the pure-Python package `ovm`.
+//!
+//! The module only translates: arguments into `ovm_core` calls, results into frozen record
+//! classes, and `ovm_core::Error` into one Python exception class per `ErrorKind`.
+//! Blocking calls release the GIL; `Job.wait_async` and `Subscription.__anext__` return asyncio
+//! awaitables through `pyo3-async-runtimes` (tokio).
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod jobs;
+mod manager;
+mod records;
+
+/// Does nothing: the baseline for measuring the cost of a call into the module.
+#[pyfunction]
+fn _noop() {}
+
+/// The stable numbered error kinds, as `{name: code}`.
+#[pyfunction]
+fn error_kinds() -> Vec<(&'static str, u32)> {
+    ovm_core::ErrorKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
+}
+
+#[pymodule]
+fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The runtime that drives awaitables handed to asyncio. Jobs run on the manager's own runtime;
+    // this one only waits for them, so one worker thread is enough.
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.worker_threads(1).thread_name("ovm-py-async").enable_all();
+    pyo3_async_runtimes::tokio::init(rt);
+
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SIM_PASSWORD", ovm_core::driver::sim::DEFAULT_PASSWORD)?;
+    m.add_function(wrap_pyfunction!(_noop, m)?)?;
+    m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    m.add_class::<manager::Manager>()?;
+    m.add_class::<jobs::Job>()?;
+    m.add_class::<jobs::Subscription>()?;
+    m.add_class::<records::ObjectRef>()?;
+    m.add_class::<records::Server>()?;
+    m.add_class::<records::ServerPool>()?;
+    m.add_class::<records::Repository>()?;
+    m.add_class::<records::VirtualDisk>()?;
+    m.add_class::<records::Template>()?;
+    m.add_class::<records::Network>()?;
+    m.add_class::<records::Vnic>()?;
+    m.add_class::<records::VmConfig>()?;
+    m.add_class::<records::Vm>()?;
+    m.add_class::<records::JobInfo>()?;
+    m.add_class::<records::Event>()?;
+    m.add_class::<records::Change>()?;
+    errors::register(m)?;
+    Ok(())
+}

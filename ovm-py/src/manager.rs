@@ -1,0 +1,698 @@
+//! The `Manager` handle class: every method translates its arguments and calls `ovm_core::Manager`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ovm_core::driver::sim::SimOp;
+use ovm_core::manager::{
+    CloneOptions, DatabaseLocation, NetworkSpec, PoolSpec, RepositorySpec, StopOptions, VmSpec,
+};
+use ovm_core::model as m;
+use ovm_core::store::{Durability, EventFilter, JobFilter};
+use ovm_core::{Error, JobHandle};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::convert::{self, parse_enum, uuid};
+use crate::errors::{to_py, OrRaise};
+use crate::jobs::{Job, Subscription};
+use crate::records::{self as r, ObjectRef, VmConfig};
+
+fn opt_uuid(field: &str, s: Option<&str>) -> PyResult<Option<uuid::Uuid>> {
+    s.map(|s| uuid(field, s)).transpose()
+}
+
+/// An ovm manager: its database, jobs, events and connections to servers.
+///
+/// `Manager()` opens a private in-memory database; `Manager("path/manager.db")` opens (or creates)
+/// a database file (`":memory:"` and `sqlite://` URIs are accepted too). Use it as a context manager
+/// or call `close()`; after closing, every call raises `ClosedError`.
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct Manager {
+    inner: ovm_core::Manager,
+}
+
+impl Manager {
+    /// The core manager, or `ClosedError`.
+    fn m(&self) -> PyResult<&ovm_core::Manager> {
+        if self.inner.is_closed() {
+            return Err(to_py(Error::Closed));
+        }
+        Ok(&self.inner)
+    }
+
+    /// Submit a job with the GIL released.
+    fn submit(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&ovm_core::Manager) -> ovm_core::Result<JobHandle> + Send,
+    ) -> PyResult<Job> {
+        let m = self.m()?;
+        py.detach(|| f(m)).map(Job).or_raise()
+    }
+}
+
+#[pymethods]
+impl Manager {
+    #[new]
+    #[pyo3(signature = (database=None, *, recurring_jobs=true, durability="normal", change_buffer=4096))]
+    fn py_new(
+        py: Python<'_>,
+        database: Option<PathBuf>,
+        recurring_jobs: bool,
+        durability: &str,
+        change_buffer: usize,
+    ) -> PyResult<Self> {
+        let durability = match durability {
+            "normal" => Durability::Normal,
+            "full" => Durability::Full,
+            other => {
+                return Err(Error::invalid("durability", format!("{other:?} is not \"normal\" or \"full\"")))
+                    .or_raise()
+            }
+        };
+        let location = match database {
+            None => DatabaseLocation::Memory,
+            Some(p) => match p.to_str() {
+                Some(s) => DatabaseLocation::parse(s).or_raise()?,
+                None => DatabaseLocation::File(p),
+            },
+        };
+        let b = ovm_core::Manager::builder()
+            .database(location)
+            .durability(durability)
+            .recurring_jobs(recurring_jobs)
+            .change_buffer(change_buffer);
+        let inner = py.detach(|| b.open()).or_raise()?;
+        Ok(Manager { inner })
+    }
+
+    /// This manager's identity.
+    #[getter]
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+    /// Close: refuse new jobs and wait up to `timeout` seconds for running ones.
+    #[pyo3(signature = (timeout=30.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let t = Duration::try_from_secs_f64(timeout)
+            .map_err(|_| Error::invalid("timeout", "must be a number of seconds >= 0"))
+            .or_raise()?;
+        let m = &self.inner;
+        py.detach(|| m.close(t)).or_raise()
+    }
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py, 30.0)?;
+        Ok(false)
+    }
+    fn __repr__(&self) -> String {
+        if self.inner.is_closed() {
+            return format!("Manager(id={:?}, closed=True)", self.inner.id());
+        }
+        let (servers, pools, vms) =
+            self.inner.read(|inv| (inv.servers.len(), inv.pools.len(), inv.vms.len()));
+        format!("Manager(id={:?}, servers={servers}, pools={pools}, vms={vms})", self.inner.id())
+    }
+
+    // ---- servers -------------------------------------------------------------------------------
+
+    /// Discover the server at `address` (`sim://NAME` for a simulated one) and take ownership.
+    /// The job's result is the server.
+    fn discover_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
+        self.submit(py, |m| m.discover_server(&address, &password))
+    }
+    /// A server by id.
+    fn server(&self, id: &str) -> PyResult<r::Server> {
+        self.m()?.server(uuid("id", id)?).map(r::Server).or_raise()
+    }
+    /// A server by name.
+    fn server_by_name(&self, name: &str) -> PyResult<r::Server> {
+        self.m()?.get_by_name::<m::Server>(name).map(r::Server).or_raise()
+    }
+    /// Servers in name order, optionally only those of `pool` or in `power_state`.
+    #[pyo3(signature = (*, pool=None, power_state=None))]
+    fn servers<'py>(
+        &self,
+        py: Python<'py>,
+        pool: Option<&str>,
+        power_state: Option<&str>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let pool = opt_uuid("pool", pool)?.map(m::PoolId);
+        let ps: Option<m::ServerPowerState> =
+            power_state.map(|s| parse_enum("power_state", s)).transpose()?;
+        let v = self.m()?.list::<m::Server>(|s| {
+            pool.is_none_or(|p| s.pool == Some(p)) && ps.is_none_or(|p| s.power_state == p)
+        });
+        r::list(py, v, r::Server)
+    }
+    /// Put a server into or out of maintenance mode.
+    fn set_maintenance_mode(&self, py: Python<'_>, server: &str, on: bool) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.set_maintenance_mode(s, on))
+    }
+    /// Re-read a server's hardware and domains.
+    fn refresh_server(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.refresh_server(s))
+    }
+
+    // ---- pools ---------------------------------------------------------------------------------
+
+    /// Create an unclustered server pool. The job's result is the pool.
+    #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None))]
+    fn create_pool(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: String,
+        virtual_ip: Option<&str>,
+    ) -> PyResult<Job> {
+        let mut spec = PoolSpec::new(name);
+        spec.description = description;
+        spec.virtual_ip = virtual_ip
+            .map(|ip| {
+                ip.parse().map_err(|_| Error::invalid("virtual_ip", format!("{ip:?} is not an IP address")))
+            })
+            .transpose()
+            .or_raise()?;
+        self.submit(py, |m| m.create_pool(spec))
+    }
+    /// A pool by id.
+    fn pool(&self, id: &str) -> PyResult<r::ServerPool> {
+        self.m()?.pool(uuid("id", id)?).map(r::ServerPool).or_raise()
+    }
+    /// A pool by name.
+    fn pool_by_name(&self, name: &str) -> PyResult<r::ServerPool> {
+        self.m()?.get_by_name::<m::ServerPool>(name).map(r::ServerPool).or_raise()
+    }
+    /// All pools, in name order.
+    fn pools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        r::list(py, self.m()?.pools(), r::ServerPool)
+    }
+    /// Add a server to a pool.
+    fn add_server_to_pool(&self, py: Python<'_>, pool: &str, server: &str) -> PyResult<Job> {
+        let (p, s) = (m::PoolId(uuid("pool", pool)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.add_server_to_pool(p, s))
+    }
+    /// Remove a server from its pool.
+    fn remove_server_from_pool(&self, py: Python<'_>, pool: &str, server: &str) -> PyResult<Job> {
+        let (p, s) = (m::PoolId(uuid("pool", pool)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.remove_server_from_pool(p, s))
+    }
+
+    // ---- any object ----------------------------------------------------------------------------
+
+    /// Create any inventory object from its dict form `{"kind": "FileSystem", "object": {...}}`
+    /// (the shape `to_dict()` and `object()` produce). The job's result is the object.
+    fn create_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Job> {
+        let o: m::Object = convert::decode("object", obj)?;
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Create many objects in one job and one transaction (a bulk import); if any is refused,
+    /// none is created.
+    fn create_objects(&self, py: Python<'_>, objects: &Bound<'_, PyAny>) -> PyResult<Job> {
+        let mut objs = Vec::new();
+        for (i, o) in objects.try_iter()?.enumerate() {
+            objs.push(convert::decode::<m::Object>(&format!("objects[{i}]"), &o?)?);
+        }
+        self.submit(py, |m| m.create_objects(objs))
+    }
+    /// Any object as a dict `{"kind": ..., "object": {...}}`.
+    fn object<'py>(&self, py: Python<'py>, kind: &str, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let r = m::ObjectRef { kind: convert::kind(kind)?, id: uuid("id", id)? };
+        convert::to_python(py, &self.m()?.object(r).or_raise()?)
+    }
+    /// Delete an object nothing refers to.
+    fn delete_object(&self, py: Python<'_>, kind: &str, id: &str) -> PyResult<Job> {
+        let r = m::ObjectRef { kind: convert::kind(kind)?, id: uuid("id", id)? };
+        self.submit(py, |m| m.delete_object(r))
+    }
+
+    // ---- storage -------------------------------------------------------------------------------
+
+    /// Create a repository on a file system. The job's result is the repository.
+    #[pyo3(signature = (name, file_system, *, owner_pool=None, capacity_bytes=0))]
+    fn create_repository(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        file_system: &str,
+        owner_pool: Option<&str>,
+        capacity_bytes: u64,
+    ) -> PyResult<Job> {
+        let spec = RepositorySpec {
+            name: name.to_owned(),
+            backing: m::RepositoryBacking::FileSystem(m::FileSystemId(uuid("file_system", file_system)?)),
+            owner_pool: opt_uuid("owner_pool", owner_pool)?.map(m::PoolId),
+            capacity_bytes,
+        };
+        self.submit(py, |m| m.create_repository(spec))
+    }
+    /// Present (mount) a repository on a server.
+    fn present_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {
+        let (rp, s) =
+            (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.present_repository(rp, s))
+    }
+    /// Unpresent a repository from a server.
+    fn unpresent_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {
+        let (rp, s) =
+            (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.unpresent_repository(rp, s))
+    }
+    /// A repository by id.
+    fn repository(&self, id: &str) -> PyResult<r::Repository> {
+        self.m()?.repository(uuid("id", id)?).map(r::Repository).or_raise()
+    }
+    /// A repository by name.
+    fn repository_by_name(&self, name: &str) -> PyResult<r::Repository> {
+        self.m()?.get_by_name::<m::Repository>(name).map(r::Repository).or_raise()
+    }
+    /// All repositories, in name order.
+    fn repositories<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        r::list(py, self.m()?.repositories(), r::Repository)
+    }
+    /// Create an empty virtual disk. The job's result is the disk.
+    #[pyo3(signature = (repository, name, size_bytes, *, shareable=false))]
+    fn create_virtual_disk(
+        &self,
+        py: Python<'_>,
+        repository: &str,
+        name: String,
+        size_bytes: u64,
+        shareable: bool,
+    ) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        self.submit(py, |m| m.create_virtual_disk(rp, &name, size_bytes, shareable))
+    }
+    /// Delete a virtual disk no VM or template uses.
+    fn delete_virtual_disk(&self, py: Python<'_>, disk: &str) -> PyResult<Job> {
+        let d = m::VirtualDiskId(uuid("disk", disk)?);
+        self.submit(py, |m| m.delete_virtual_disk(d))
+    }
+    /// A virtual disk by id.
+    fn virtual_disk(&self, id: &str) -> PyResult<r::VirtualDisk> {
+        self.m()?.get::<m::VirtualDisk>(uuid("id", id)?).map(r::VirtualDisk).or_raise()
+    }
+    /// Virtual disks in name order, optionally only those of `repository`.
+    #[pyo3(signature = (*, repository=None))]
+    fn virtual_disks<'py>(&self, py: Python<'py>, repository: Option<&str>) -> PyResult<Bound<'py, PyList>> {
+        let rp = opt_uuid("repository", repository)?.map(m::RepositoryId);
+        let v = self.m()?.list::<m::VirtualDisk>(|d| rp.is_none_or(|x| d.repository == x));
+        r::list(py, v, r::VirtualDisk)
+    }
+    /// Import an ISO into a repository.
+    fn import_iso(&self, py: Python<'_>, repository: &str, name: String, size_bytes: u64) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        self.submit(py, |m| m.import_iso(rp, &name, size_bytes))
+    }
+    /// Create a template from a configuration and disks of the repository.
+    #[pyo3(signature = (repository, name, config, disks=Vec::new()))]
+    fn create_template(
+        &self,
+        py: Python<'_>,
+        repository: &str,
+        name: String,
+        config: VmConfig,
+        disks: Vec<String>,
+    ) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        let disks =
+            disks.iter().map(|d| uuid("disks", d).map(m::VirtualDiskId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.create_template(rp, &name, config.0, disks))
+    }
+    /// A template by id.
+    fn template(&self, id: &str) -> PyResult<r::Template> {
+        self.m()?.get::<m::Template>(uuid("id", id)?).map(r::Template).or_raise()
+    }
+    /// A template by name.
+    fn template_by_name(&self, name: &str) -> PyResult<r::Template> {
+        self.m()?.get_by_name::<m::Template>(name).map(r::Template).or_raise()
+    }
+    /// All templates, in name order.
+    fn templates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        r::list(py, self.m()?.list_all::<m::Template>(), r::Template)
+    }
+
+    // ---- networks ------------------------------------------------------------------------------
+
+    /// Create a network (by default a VM network). The job's result is the network.
+    #[pyo3(signature = (name, bridge, *, functions=vec!["VirtualMachine".to_owned()], mtu=1500))]
+    fn create_network(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        bridge: &str,
+        functions: Vec<String>,
+        mtu: u16,
+    ) -> PyResult<Job> {
+        let mut spec = NetworkSpec::vm_network(name, bridge);
+        spec.functions = functions.iter().map(|f| parse_enum("functions", f)).collect::<PyResult<_>>()?;
+        spec.mtu = mtu;
+        self.submit(py, |m| m.create_network(spec))
+    }
+    /// A network by id.
+    fn network(&self, id: &str) -> PyResult<r::Network> {
+        self.m()?.network(uuid("id", id)?).map(r::Network).or_raise()
+    }
+    /// A network by name.
+    fn network_by_name(&self, name: &str) -> PyResult<r::Network> {
+        self.m()?.get_by_name::<m::Network>(name).map(r::Network).or_raise()
+    }
+    /// All networks, in name order.
+    fn networks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        r::list(py, self.m()?.networks(), r::Network)
+    }
+
+    // ---- VMs -----------------------------------------------------------------------------------
+
+    /// Create a VM. VNICs with an empty MAC get one from the manager's range. The job's result is the VM.
+    #[pyo3(signature = (name, config=None, *, description=String::new(), pool=None, repository=None, server=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_vm(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        config: Option<VmConfig>,
+        description: String,
+        pool: Option<&str>,
+        repository: Option<&str>,
+        server: Option<&str>,
+    ) -> PyResult<Job> {
+        let mut spec = VmSpec::new(name, config.map(|c| c.0).unwrap_or_default());
+        spec.description = description;
+        spec.pool = opt_uuid("pool", pool)?.map(m::PoolId);
+        spec.repository = opt_uuid("repository", repository)?.map(m::RepositoryId);
+        spec.server = opt_uuid("server", server)?.map(m::ServerId);
+        self.submit(py, |m| m.create_vm(spec))
+    }
+    /// A VM by id.
+    fn vm(&self, id: &str) -> PyResult<r::Vm> {
+        self.m()?.vm(uuid("id", id)?).map(r::Vm).or_raise()
+    }
+    /// A VM by name.
+    fn vm_by_name(&self, name: &str) -> PyResult<r::Vm> {
+        self.m()?.vm_by_name(name).map(r::Vm).or_raise()
+    }
+    /// VMs in name order, optionally only those of `pool`, on `server`, or in `power_state`.
+    #[pyo3(signature = (*, pool=None, server=None, power_state=None))]
+    fn vms<'py>(
+        &self,
+        py: Python<'py>,
+        pool: Option<&str>,
+        server: Option<&str>,
+        power_state: Option<&str>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let pool = opt_uuid("pool", pool)?.map(m::PoolId);
+        let server = opt_uuid("server", server)?.map(m::ServerId);
+        let ps: Option<m::PowerState> = power_state.map(|s| parse_enum("power_state", s)).transpose()?;
+        let m = self.m()?;
+        let v = if pool.is_none() && server.is_none() && ps.is_none() {
+            m.vms()
+        } else {
+            m.list::<m::Vm>(|v| {
+                pool.is_none_or(|p| v.pool == Some(p))
+                    && server.is_none_or(|s| v.server == Some(s))
+                    && ps.is_none_or(|p| v.power_state == p)
+            })
+        };
+        r::list(py, v, r::Vm)
+    }
+    /// Start a VM.
+    fn start_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.start_vm(v))
+    }
+    /// Shut a VM down, waiting up to `timeout` seconds for the guest, then (if `force`) destroying it.
+    #[pyo3(signature = (vm, *, timeout=60.0, force=true))]
+    fn stop_vm(&self, py: Python<'_>, vm: &str, timeout: f64, force: bool) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let timeout = Duration::try_from_secs_f64(timeout)
+            .map_err(|_| Error::invalid("timeout", "must be a number of seconds >= 0"))
+            .or_raise()?;
+        self.submit(py, |m| m.stop_vm_with(v, StopOptions { timeout, force_after_timeout: force }))
+    }
+    /// Power a VM off at once.
+    fn kill_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.kill_vm(v))
+    }
+    /// Reboot a VM.
+    fn restart_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.restart_vm(v))
+    }
+    /// Pause a VM in memory.
+    fn pause_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.pause_vm(v))
+    }
+    /// Suspend a VM to its repository.
+    fn suspend_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.suspend_vm(v))
+    }
+    /// Resume a paused or suspended VM.
+    fn resume_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.resume_vm(v))
+    }
+    /// Live-migrate a running VM (or move a stopped one) to `server`.
+    fn migrate_vm(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<Job> {
+        let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.migrate_vm(v, s))
+    }
+    /// Clone a stopped VM (its disks are copied). The job's result is the new VM.
+    #[pyo3(signature = (vm, name, *, pool=None, repository=None, networks=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn clone_vm(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        name: String,
+        pool: Option<&str>,
+        repository: Option<&str>,
+        networks: Option<Vec<Option<String>>>,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let opts = clone_options(pool, repository, networks)?;
+        self.submit(py, |m| m.clone_vm(v, &name, opts))
+    }
+    /// Create a VM from a template (its disks are copied). The job's result is the new VM.
+    #[pyo3(signature = (template, name, *, pool=None, repository=None, networks=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn clone_template(
+        &self,
+        py: Python<'_>,
+        template: &str,
+        name: String,
+        pool: Option<&str>,
+        repository: Option<&str>,
+        networks: Option<Vec<Option<String>>>,
+    ) -> PyResult<Job> {
+        let t = m::TemplateId(uuid("template", template)?);
+        let opts = clone_options(pool, repository, networks)?;
+        self.submit(py, |m| m.clone_template(t, &name, opts))
+    }
+    /// Turn a stopped VM into a template. The job's result is the template.
+    fn vm_to_template(&self, py: Python<'_>, vm: &str, name: String) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.vm_to_template(v, &name))
+    }
+    /// Edit a VM: any of name, description, or a whole new configuration.
+    #[pyo3(signature = (vm, *, name=None, description=None, config=None))]
+    fn edit_vm(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        name: Option<String>,
+        description: Option<String>,
+        config: Option<VmConfig>,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| {
+            m.edit_vm(v, move |x| {
+                if let Some(n) = name {
+                    x.name = n;
+                }
+                if let Some(d) = description {
+                    x.description = d;
+                }
+                if let Some(c) = config {
+                    x.config = c.0;
+                }
+            })
+        })
+    }
+    /// Delete a stopped VM and its disks.
+    fn delete_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.delete_vm(v))
+    }
+
+    // ---- jobs ----------------------------------------------------------------------------------
+
+    /// A handle on any job, running or finished.
+    fn job(&self, py: Python<'_>, id: &str) -> PyResult<Job> {
+        let j = m::JobId(uuid("id", id)?);
+        self.submit(py, |m| m.job(j))
+    }
+    /// Job history, newest first: optionally only jobs on `object`, in `states`, at most `limit`.
+    #[pyo3(signature = (*, object=None, states=Vec::new(), limit=None))]
+    fn jobs(
+        &self,
+        py: Python<'_>,
+        object: Option<&str>,
+        states: Vec<String>,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<r::JobInfo>> {
+        let filter = JobFilter {
+            object: opt_uuid("object", object)?,
+            states: states.iter().map(|s| parse_enum("states", s)).collect::<PyResult<_>>()?,
+            limit,
+            ..Default::default()
+        };
+        let m = self.m()?;
+        let v = py.detach(|| m.jobs(&filter)).or_raise()?;
+        Ok(v.into_iter().map(r::JobInfo).collect())
+    }
+
+    // ---- events and the change feed -------------------------------------------------------------
+
+    /// Raise an event about an object. `severity` is `"Info"`, `"Warning"`, `"Error"` or `"Critical"`;
+    /// Error and Critical events block mutating operations on the object until acknowledged.
+    fn raise_event(
+        &self,
+        py: Python<'_>,
+        object: ObjectRef,
+        severity: &str,
+        event_type: &str,
+        summary: &str,
+    ) -> PyResult<r::Event> {
+        let sev: m::Severity = parse_enum("severity", severity)?;
+        let m = self.m()?;
+        py.detach(|| m.raise_event(object.0, sev, event_type, summary)).map(r::Event).or_raise()
+    }
+    /// Events, newest first, with optional filters.
+    #[pyo3(signature = (*, object=None, min_severity=None, acknowledged=None, limit=None))]
+    fn events(
+        &self,
+        py: Python<'_>,
+        object: Option<&str>,
+        min_severity: Option<&str>,
+        acknowledged: Option<bool>,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<r::Event>> {
+        let filter = EventFilter {
+            object: opt_uuid("object", object)?,
+            min_severity: min_severity.map(|s| parse_enum("min_severity", s)).transpose()?,
+            acknowledged,
+            limit,
+            ..Default::default()
+        };
+        let m = self.m()?;
+        let v = py.detach(|| m.events(&filter)).or_raise()?;
+        Ok(v.into_iter().map(r::Event).collect())
+    }
+    /// An event by id.
+    fn event(&self, py: Python<'_>, id: &str) -> PyResult<r::Event> {
+        let e = m::EventId(uuid("id", id)?);
+        let m = self.m()?;
+        py.detach(|| m.event(e)).map(r::Event).or_raise()
+    }
+    /// Acknowledge an event.
+    fn acknowledge_event(&self, py: Python<'_>, id: &str) -> PyResult<Job> {
+        let e = m::EventId(uuid("id", id)?);
+        self.submit(py, |m| m.acknowledge_event(e))
+    }
+    /// Acknowledge every event about an object.
+    fn acknowledge_all(&self, py: Python<'_>, object: ObjectRef) -> PyResult<Job> {
+        self.submit(py, |m| m.acknowledge_all(object.0))
+    }
+    /// The newest change token.
+    fn current_token(&self, py: Python<'_>) -> PyResult<u64> {
+        let m = self.m()?;
+        py.detach(|| m.current_token()).or_raise()
+    }
+    /// Changes after `token` (oldest first, a bounded batch) and the token to continue from.
+    fn events_since(&self, py: Python<'_>, token: u64) -> PyResult<(Vec<r::Change>, u64)> {
+        let m = self.m()?;
+        let (v, next) = py.detach(|| m.events_since(token)).or_raise()?;
+        Ok((v.into_iter().map(r::Change).collect(), next))
+    }
+    /// Subscribe to the change feed: from now (`from_token=None`) or replaying the changes after
+    /// `from_token` first.
+    #[pyo3(signature = (from_token=None))]
+    fn subscribe(&self, py: Python<'_>, from_token: Option<u64>) -> PyResult<Subscription> {
+        let m = self.m()?;
+        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?;
+        Ok(Subscription::new(sub, m.clone()))
+    }
+
+    // ---- simulated servers ----------------------------------------------------------------------
+
+    /// Make the simulated servers delay an operation (`"Create"`, `"Shutdown"`, `"Storage"`, ...) by
+    /// `seconds` (for demonstrations and tests of progress and abort).
+    fn sim_set_delay(&self, op: &str, seconds: f64) -> PyResult<()> {
+        let op = sim_op(op)?;
+        let d = Duration::try_from_secs_f64(seconds)
+            .map_err(|_| Error::invalid("seconds", "must be a number of seconds >= 0"))
+            .or_raise()?;
+        self.m()?.sim().set_delay(op, d);
+        Ok(())
+    }
+    /// Make the next `count` simulated operations `op` fail (on `host`, or on any host).
+    #[pyo3(signature = (op, count=1, host=None))]
+    fn sim_fail_next(&self, op: &str, count: u32, host: Option<&str>) -> PyResult<()> {
+        let op = sim_op(op)?;
+        self.m()?.sim().fail_next(op, host, count);
+        Ok(())
+    }
+}
+
+fn clone_options(
+    pool: Option<&str>,
+    repository: Option<&str>,
+    networks: Option<Vec<Option<String>>>,
+) -> PyResult<CloneOptions> {
+    Ok(CloneOptions {
+        pool: opt_uuid("pool", pool)?.map(m::PoolId),
+        repository: opt_uuid("repository", repository)?.map(m::RepositoryId),
+        networks: networks
+            .map(|v| {
+                v.iter()
+                    .map(|n| n.as_deref().map(|s| uuid("networks", s).map(m::NetworkId)).transpose())
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .transpose()?,
+    })
+}
+
+fn sim_op(name: &str) -> PyResult<SimOp> {
+    Ok(match name {
+        "Connect" => SimOp::Connect,
+        "Create" => SimOp::Create,
+        "Shutdown" => SimOp::Shutdown,
+        "Reboot" => SimOp::Reboot,
+        "Destroy" => SimOp::Destroy,
+        "Pause" => SimOp::Pause,
+        "Suspend" => SimOp::Suspend,
+        "Restore" => SimOp::Restore,
+        "Migrate" => SimOp::Migrate,
+        "Query" => SimOp::Query,
+        "Storage" => SimOp::Storage,
+        other => {
+            return Err(Error::invalid("op", format!("{other:?} is not a simulated operation"))).or_raise()
+        }
+    })
+}

@@ -1,0 +1,108 @@
+"""Shared fixtures: a manager with two simulated servers, a pool, a repository, a network and a template."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import ovm
+
+WAIT = 20.0
+
+
+@dataclass
+class Lab:
+    mgr: ovm.Manager
+    s1: str
+    s2: str
+    pool: str
+    fs: str
+    repo: str
+    net: str
+    template: str
+
+    def vm(self, name: str, memory_mib: int = 1024) -> str:
+        config = ovm.VmConfig(memory_mib=memory_mib, vnics=[ovm.Vnic(network=self.net)])
+        job = self.mgr.create_vm(name, config, pool=self.pool, repository=self.repo)
+        result = job.wait(WAIT).result
+        assert result is not None
+        return result.id
+
+    def running_vm(self, name: str) -> str:
+        vm = self.vm(name)
+        self.mgr.start_vm(vm).wait(WAIT)
+        return vm
+
+
+def result_id(job: ovm.Job) -> str:
+    r = job.wait(WAIT).result
+    assert r is not None
+    return r.id
+
+
+def file_system(mgr: ovm.Manager, name: str) -> str:
+    fsrv = str(uuid.uuid4())
+    mgr.create_object(
+        {
+            "kind": "FileServer",
+            "object": {
+                "id": fsrv,
+                "name": f"{name}-server",
+                "kind": "Nfs",
+                "access_host": "nfs.example.com",
+                "admin_servers": [],
+                "refreshed": True,
+            },
+        }
+    ).wait(WAIT)
+    fs = str(uuid.uuid4())
+    mgr.create_object(
+        {
+            "kind": "FileSystem",
+            "object": {
+                "id": fs,
+                "name": name,
+                "location": {"FileServer": fsrv},
+                "path": f"/export/{name}",
+                "size_bytes": 1 << 40,
+                "free_bytes": 1 << 40,
+            },
+        }
+    ).wait(WAIT)
+    return fs
+
+
+def make_lab(mgr: ovm.Manager) -> Lab:
+    s1 = result_id(mgr.discover_server("sim://xen1?memory_mib=16384", ovm.SIM_PASSWORD))
+    s2 = result_id(mgr.discover_server("sim://xen2?memory_mib=16384", ovm.SIM_PASSWORD))
+    fs = file_system(mgr, "fs1")
+    pool = result_id(mgr.create_pool("pool1"))
+    mgr.add_server_to_pool(pool, s1).wait(WAIT)
+    mgr.add_server_to_pool(pool, s2).wait(WAIT)
+    repo = result_id(mgr.create_repository("repo1", fs, owner_pool=pool, capacity_bytes=100 << 30))
+    mgr.present_repository(repo, s1).wait(WAIT)
+    mgr.present_repository(repo, s2).wait(WAIT)
+    net = result_id(mgr.create_network("vmnet", "xenbr1"))
+    disk = result_id(mgr.create_virtual_disk(repo, "tpl-disk", 4 << 30))
+    disk2 = result_id(mgr.create_virtual_disk(repo, "tpl-data", 2 << 30))
+    config = ovm.VmConfig(
+        memory_mib=1024, max_memory_mib=2048, max_vcpus=2, disks=[(0, disk), (1, disk2)],
+        vnics=[ovm.Vnic(network=net, mac="00:00:00:00:00:01")],
+    )
+    template = result_id(mgr.create_template(repo, "tpl", config, [disk, disk2]))
+    return Lab(mgr, s1, s2, pool, fs, repo, net, template)
+
+
+@pytest.fixture
+def mgr() -> Iterator[ovm.Manager]:
+    m = ovm.Manager(recurring_jobs=False)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def lab(mgr: ovm.Manager) -> Lab:
+    return make_lab(mgr)

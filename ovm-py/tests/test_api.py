@@ -1,0 +1,354 @@
+"""Behaviour of the Python API against simulated servers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import ovm
+from conftest import WAIT, Lab, make_lab, result_id
+
+
+def test_open_in_memory_and_repr(mgr: ovm.Manager) -> None:
+    assert not mgr.closed
+    assert len(mgr.id) == 36
+    assert repr(mgr).startswith("Manager(id=")
+    assert mgr.servers() == []
+    assert mgr.vms() == []
+
+
+def test_database_file_persists_objects(tmp_path: Path) -> None:
+    db = tmp_path / "manager.db"
+    with ovm.Manager(db, recurring_jobs=False, durability="full") as m:
+        sid = result_id(m.discover_server("sim://persist1", ovm.SIM_PASSWORD))
+        manager_id = m.id
+    assert m.closed
+    with ovm.Manager(str(db), recurring_jobs=False) as m2:
+        assert m2.id == manager_id
+        assert m2.server(sid).name == "persist1"
+
+
+def test_discover_and_lookup_servers(mgr: ovm.Manager) -> None:
+    job = mgr.discover_server("sim://host1?cpus=8&memory_mib=16384", ovm.SIM_PASSWORD)
+    info = job.wait(WAIT)
+    assert info.state == "Completed" and info.done and info.progress == pytest.approx(1.0)
+    assert info.result is not None and info.result.kind == "Server"
+    s = mgr.server(info.result.id)
+    assert (s.name, s.cpus, s.memory_mib, s.power_state, s.ownership) == ("host1", 8, 16384, "Running", "Owned")
+    assert s.address.startswith("sim://host1")
+    assert mgr.server_by_name("host1").id == s.id
+    assert s.ref == ovm.ObjectRef("Server", s.id)
+    assert "host1" in repr(s) and "Running" in repr(s)
+    assert s.to_dict()["hardware"]["cpus"] == 8
+    assert [x.id for x in mgr.servers(power_state="Running")] == [s.id]
+    assert mgr.servers(power_state="Unreachable") == []
+
+
+def test_pool_storage_network_template(lab: Lab) -> None:
+    mgr = lab.mgr
+    pool = mgr.pool(lab.pool)
+    assert sorted(pool.servers) == sorted([lab.s1, lab.s2])
+    assert pool.master in (lab.s1, lab.s2)
+    assert mgr.pool_by_name("pool1").id == lab.pool
+    assert [p.name for p in mgr.pools()] == ["pool1"]
+    assert {s.id for s in mgr.servers(pool=lab.pool)} == {lab.s1, lab.s2}
+    repo = mgr.repository(lab.repo)
+    assert sorted(repo.presented_to) == sorted([lab.s1, lab.s2])
+    assert repo.used_bytes + repo.free_bytes == repo.capacity_bytes
+    assert mgr.repository_by_name("repo1").id == lab.repo
+    assert [d.name for d in mgr.virtual_disks(repository=lab.repo)] == ["tpl-data", "tpl-disk"]
+    net = mgr.network(lab.net)
+    assert (net.bridge, net.functions, net.mtu) == ("xenbr1", ["VirtualMachine"], 1500)
+    assert mgr.network_by_name("vmnet").id == lab.net
+    tpl = mgr.template(lab.template)
+    assert tpl.config.memory_mib == 1024 and tpl.config.max_memory_mib == 2048
+    assert tpl.config.disks[0][0:2] == (0, "VirtualDisk")
+    assert mgr.template_by_name("tpl").id == lab.template
+    assert mgr.object("Repository", lab.repo)["object"]["name"] == "repo1"
+
+
+def test_vm_lifecycle(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("web01")
+    v = mgr.vm(vm)
+    assert (v.name, v.power_state, v.pool, v.memory_mib) == ("web01", "Stopped", lab.pool, 1024)
+    assert len(v.macs) == 1 and v.macs[0].startswith("00:16:3e:")
+    assert mgr.vm_by_name("web01").id == vm
+    mgr.start_vm(vm).wait(WAIT)
+    v = mgr.vm(vm)
+    assert v.power_state == "Running" and v.server in (lab.s1, lab.s2) and v.domid is not None
+    assert [x.id for x in mgr.vms(power_state="Running")] == [vm]
+    assert [x.id for x in mgr.vms(server=v.server)] == [vm]
+    mgr.pause_vm(vm).wait(WAIT)
+    assert mgr.vm(vm).power_state == "Paused"
+    mgr.resume_vm(vm).wait(WAIT)
+    mgr.suspend_vm(vm).wait(WAIT)
+    assert mgr.vm(vm).power_state == "Suspended"
+    mgr.resume_vm(vm).wait(WAIT)
+    assert mgr.vm(vm).power_state == "Running"
+    other = lab.s2 if v.server == lab.s1 else lab.s1
+    mgr.migrate_vm(vm, other).wait(WAIT)
+    assert mgr.vm(vm).server == other
+    mgr.restart_vm(vm).wait(WAIT)
+    mgr.stop_vm(vm).wait(WAIT)
+    assert mgr.vm(vm).power_state == "Stopped"
+    mgr.edit_vm(vm, name="web01-renamed", description="edited").wait(WAIT)
+    assert mgr.vm(vm).name == "web01-renamed" and mgr.vm(vm).description == "edited"
+    mgr.delete_vm(vm).wait(WAIT)
+    with pytest.raises(ovm.NotFoundError):
+        mgr.vm(vm)
+
+
+def test_clone_template_and_vm(lab: Lab) -> None:
+    mgr = lab.mgr
+    a = result_id(mgr.clone_template(lab.template, "from-tpl", pool=lab.pool))
+    va = mgr.vm(a)
+    assert va.config.max_memory_mib == 2048 and len(va.config.disks) == 2
+    b = result_id(mgr.clone_vm(a, "from-vm", pool=lab.pool))
+    vb = mgr.vm(b)
+    assert vb.name == "from-vm" and set(vb.macs).isdisjoint(va.macs)
+    assert len(mgr.virtual_disks(repository=lab.repo)) == 6
+
+
+def test_job_records_and_history(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("hist")
+    job = mgr.start_vm(vm)
+    info = job.wait(WAIT)
+    assert job.id == info.id and job.state == "Completed" and job.done and job.progress == pytest.approx(1.0)
+    assert info.kind == "StartVm" and info.steps_done and info.error is None
+    assert info.targets == [ovm.ObjectRef("Vm", vm)]
+    assert info.finished is not None and info.started is not None and info.created <= info.finished
+    assert "StartVm" in repr(job) and "Completed" in repr(info)
+    assert job.info().state == "Completed"
+    assert mgr.job(job.id).info().id == job.id
+    hist = mgr.jobs(object=vm)
+    assert [j.kind for j in hist][:2] == ["StartVm", "CreateVm"]
+    assert all(j.state == "Completed" for j in mgr.jobs(states=["Completed"], limit=3))
+    assert len(mgr.jobs(limit=2)) == 2
+
+
+def test_abort_running_job_rolls_back(lab: Lab) -> None:
+    mgr = lab.mgr
+    mgr.sim_set_delay("Storage", 0.3)
+    job = mgr.clone_template(lab.template, "clone-ab", pool=lab.pool)
+    deadline = time.monotonic() + 10
+    while not job.info().steps_done:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    job.abort()
+    with pytest.raises(ovm.AbortedError) as ei:
+        job.wait(WAIT)
+    assert ei.value.job == job.id and ei.value.kind == "Aborted" and ei.value.code == 9
+    info = job.wait_done(WAIT)
+    assert info.state == "Aborted" and isinstance(info.error, ovm.AbortedError) and info.steps_undone
+    with pytest.raises(ovm.NotFoundError):
+        mgr.vm_by_name("clone-ab")
+    with pytest.raises(ovm.InvalidStateError) as st:
+        job.abort()
+    assert st.value.actual == "Aborted" and st.value.expected == "Queued or Running"
+    mgr.sim_set_delay("Storage", 0.0)
+    result_id(mgr.clone_template(lab.template, "clone-ab", pool=lab.pool))
+
+
+def test_operation_in_progress_and_timeout(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("busy")
+    mgr.sim_set_delay("Create", 0.8)
+    first = mgr.start_vm(vm)
+    with pytest.raises(ovm.OperationInProgressError) as ei:
+        mgr.start_vm(vm)
+    assert ei.value.job == first.id and ei.value.object == ovm.ObjectRef("Vm", vm)
+    with pytest.raises(ovm.OvmTimeoutError) as te:
+        first.wait(timeout=0.05)
+    assert isinstance(te.value, TimeoutError) and te.value.millis == 50
+    first.wait(WAIT)
+    mgr.sim_set_delay("Create", 0.0)
+    assert mgr.vm(vm).power_state == "Running"
+
+
+def test_failed_job_raises_its_error(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("fails")
+    mgr.sim_fail_next("Create", 10)
+    with pytest.raises(ovm.BackendError) as ei:
+        mgr.start_vm(vm).wait(WAIT)
+    assert ei.value.kind == "Backend" and ei.value.message
+    assert mgr.vm(vm).power_state == "Stopped"
+
+
+def test_await_jobs() -> None:
+    async def main() -> list[str]:
+        with ovm.Manager(recurring_jobs=False) as m:
+            lab = make_lab(m)
+            vms = [lab.vm(f"a{i}") for i in range(4)]
+            infos = await asyncio.gather(*(m.start_vm(v) for v in vms))
+            assert all(i.state == "Completed" for i in infos)
+            stopped = await m.stop_vm(vms[0]).wait_async()
+            assert stopped.kind == "StopVm"
+            return [m.vm(v).power_state for v in vms]
+
+    assert asyncio.run(main()) == ["Stopped", "Running", "Running", "Running"]
+
+
+def test_await_failed_job_raises() -> None:
+    with ovm.Manager(recurring_jobs=False) as m:
+        lab = make_lab(m)
+        vm = lab.vm("x")
+        m.sim_fail_next("Create", 10)
+        with pytest.raises(ovm.BackendError):
+            asyncio.run(_await(m.start_vm(vm)))
+
+
+async def _await(job: ovm.Job) -> ovm.JobInfo:
+    return await job
+
+
+def test_events_block_until_acknowledged(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("ev")
+    ev = mgr.raise_event(ovm.ObjectRef("Vm", vm), "Error", "test.failure", "something broke")
+    assert (ev.severity, ev.event_type, ev.acknowledged) == ("Error", "test.failure", None)
+    assert "test.failure" in repr(ev)
+    with pytest.raises(ovm.UnacknowledgedEventsError) as ei:
+        mgr.start_vm(vm)
+    assert ei.value.event == ev.id and ei.value.severity == "Error"
+    assert [e.id for e in mgr.events(object=vm, acknowledged=False)] == [ev.id]
+    assert mgr.events(object=vm, min_severity="Critical") == []
+    mgr.acknowledge_event(ev.id).wait(WAIT)
+    assert mgr.event(ev.id).acknowledged is not None
+    mgr.start_vm(vm).wait(WAIT)
+    mgr.raise_event(ovm.ObjectRef("Vm", vm), "Warning", "test.warn", "look")
+    mgr.acknowledge_all(ovm.ObjectRef("Vm", vm)).wait(WAIT)
+    assert mgr.events(object=vm, acknowledged=False) == []
+
+
+def test_change_feed_blocking_and_resume(lab: Lab) -> None:
+    mgr = lab.mgr
+    start = mgr.current_token()
+    sub = mgr.subscribe()
+    assert sub.token == start
+    vm = lab.vm("feed")
+    seen = []
+    for change in sub:
+        seen.append(change)
+        if change.object == ovm.ObjectRef("Vm", vm):
+            break
+    assert seen[-1].op == "Added" and "Added" in repr(seen[-1])
+    assert all(a.token < b.token for a, b in zip(seen, seen[1:]))
+    assert sub.token == seen[-1].token
+    assert sub.next(timeout=0.05) is None or sub.token > seen[-1].token
+    changes, nxt = mgr.events_since(start)
+    assert [c.token for c in changes][: len(seen)] == [c.token for c in seen] and nxt >= seen[-1].token
+    replay = mgr.subscribe(from_token=start)
+    first = replay.next(timeout=1.0)
+    assert first is not None and first.token == seen[0].token
+
+
+def test_change_feed_async() -> None:
+    async def main() -> str:
+        with ovm.Manager(recurring_jobs=False) as m:
+            sub = m.subscribe()
+            job = m.discover_server("sim://feedhost", ovm.SIM_PASSWORD)
+            async for change in sub:
+                if change.object.kind == "Server":
+                    await job
+                    return change.op
+        return "none"
+
+    assert asyncio.run(main()) == "Added"
+
+
+def test_events_lost_then_resume() -> None:
+    with ovm.Manager(recurring_jobs=False, change_buffer=1) as m:
+        sub = m.subscribe()
+        for i in range(3):
+            m.discover_server(f"sim://lost{i}", ovm.SIM_PASSWORD).wait(WAIT)
+        with pytest.raises(ovm.EventsLostError) as ei:
+            sub.next(timeout=1.0)
+        resumed = m.subscribe(from_token=ei.value.resume_token)
+        assert resumed.token == ei.value.resume_token
+
+
+def test_iteration_ends_when_manager_closes(mgr: ovm.Manager) -> None:
+    sub = mgr.subscribe()
+    mgr.close()
+    assert list(sub) == []
+    with pytest.raises(ovm.ClosedError):
+        sub.next(timeout=0.01)
+
+
+def _spin(seconds: float) -> int:
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def test_blocking_waits_release_the_gil(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = lab.vm("gil")
+    baseline = _spin(0.3)
+    mgr.sim_set_delay("Create", 0.6)
+    job = mgr.start_vm(vm)
+    sub = mgr.subscribe()
+    waiters = [threading.Thread(target=job.wait, args=(WAIT,)), threading.Thread(target=sub.next, args=(0.6,))]
+    for t in waiters:
+        t.start()
+    time.sleep(0.05)
+    during = _spin(0.3)
+    for t in waiters:
+        t.join()
+    mgr.sim_set_delay("Create", 0.0)
+    assert job.state == "Completed"
+    # Had the waiting threads held the GIL, this thread would have made almost no progress.
+    assert during > baseline * 0.3
+
+
+def test_more_operations(lab: Lab) -> None:
+    mgr = lab.mgr
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 700 << 20))
+    assert mgr.object("VirtualCdrom", iso)["object"]["name"] == "install.iso"
+    vm = lab.vm("to-tpl")
+    mgr.edit_vm(vm, config=ovm.VmConfig(memory_mib=768, max_memory_mib=1024, vnics=mgr.vm(vm).config.vnics)).wait(WAIT)
+    assert (mgr.vm(vm).memory_mib, mgr.vm(vm).config.max_memory_mib) == (768, 1024)
+    tpl = result_id(mgr.vm_to_template(vm, "tpl2"))
+    assert mgr.template(tpl).config.memory_mib == 768
+    mgr.refresh_server(lab.s1).wait(WAIT)
+    mgr.set_maintenance_mode(lab.s2, True).wait(WAIT)
+    assert mgr.server(lab.s2).maintenance_mode
+    mgr.set_maintenance_mode(lab.s2, False).wait(WAIT)
+    disk = result_id(mgr.create_virtual_disk(lab.repo, "scratch", 1 << 30, shareable=True))
+    assert mgr.virtual_disk(disk).shareable
+    mgr.delete_virtual_disk(disk).wait(WAIT)
+    with pytest.raises(ovm.NotFoundError):
+        mgr.virtual_disk(disk)
+    lone = result_id(mgr.discover_server("sim://lone", ovm.SIM_PASSWORD))
+    mgr.add_server_to_pool(lab.pool, lone).wait(WAIT)
+    mgr.remove_server_from_pool(lab.pool, lone).wait(WAIT)
+    assert mgr.server(lone).pool is None
+    net = result_id(mgr.create_network("storage", "xenbr5", functions=["Storage"], mtu=9000))
+    assert (mgr.network(net).functions, mgr.network(net).mtu) == (["Storage"], 9000)
+    mgr.delete_object("Network", net).wait(WAIT)
+    assert [n.name for n in mgr.networks()].count("storage") == 0
+
+
+def test_create_objects_bulk_import(mgr: ovm.Manager) -> None:
+    first = result_id(mgr.create_vm("bulk-0", ovm.VmConfig(memory_mib=256)))
+    shape = mgr.vm(first).to_dict()
+    objs = [{"kind": "Vm", "object": {**shape, "id": str(uuid.uuid4()), "name": f"bulk-{i}"}} for i in range(1, 50)]
+    info = mgr.create_objects(objs).wait(WAIT)
+    assert info.kind == "CreateObjects"
+    assert len(mgr.vms()) == 50 and mgr.vm_by_name("bulk-49").memory_mib == 256
+    dup = [{"kind": "Vm", "object": {**shape, "id": str(uuid.uuid4()), "name": "bulk-new"}}, objs[0]]
+    with pytest.raises(ovm.ConflictError):
+        mgr.create_objects(dup)
+    assert len(mgr.vms()) == 50
+    with pytest.raises(ovm.InvalidArgumentError) as ei:
+        mgr.create_objects([{"kind": "Vm", "object": {"name": "broken"}}])
+    assert ei.value.field == "objects[0]"
