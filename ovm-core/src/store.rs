@@ -265,7 +265,7 @@ impl Store {
             }
         }
         conn.execute_batch(match durability {
-            Durability::Normal => "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;",
+            Durability::Normal => "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;",
             Durability::Full => "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -588,11 +588,10 @@ fn finish(
     let state = rec.state;
     let job_ref = ObjectRef::new(ObjectKind::Job, rec.id);
     batch.changes.push((job_ref, ChangeOp::Modified));
-    let mut j = lock(journal).clone();
-    if failure.is_none() {
-        j.done = j.total;
-    }
-    batch.jobs.push((rec.clone(), Some(j)));
+    // A completed job's journal is no longer needed (recovery only reads unfinished jobs), so it is
+    // not rewritten; a failed job keeps its journal with what was undone, for inspection.
+    let journal = if failure.is_some() { Some(lock(journal).clone()) } else { None };
+    batch.jobs.push((rec.clone(), journal));
     if let Some(e) = &failure {
         if !matches!(e, Error::Aborted { .. }) {
             // A failed job raises an Error event on its first target that still exists (as Oracle VM does).
