@@ -37,7 +37,6 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE jobs(id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,
                        parent TEXT, body TEXT NOT NULL, journal TEXT NOT NULL DEFAULT '{\"steps\":[]}');
      CREATE INDEX jobs_created ON jobs(created);
-     CREATE INDEX jobs_state ON jobs(state);
      CREATE TABLE job_targets(object TEXT NOT NULL, job TEXT NOT NULL, PRIMARY KEY(object, job)) WITHOUT ROWID;
      CREATE TABLE events(id TEXT PRIMARY KEY, object TEXT NOT NULL, severity INTEGER NOT NULL,
                          created INTEGER NOT NULL, acknowledged INTEGER, body TEXT NOT NULL);

@@ -288,22 +288,21 @@ impl StepCtx<'_> {
         let rec = lock(&self.cell.record).clone();
         batch.jobs.push((rec, Some(journal.clone())));
         let events = std::mem::take(&mut tx.new_events);
-        let seq = match self.mgr.enqueue(batch) {
-            Ok(seq) => seq,
-            Err(e) => {
-                if let Some(last) = journal.steps.last_mut() {
-                    last.1.truncate(saved_len);
-                }
-                tx.revert();
-                return Err(e);
+        if let Err(e) = self.mgr.enqueue(batch) {
+            if let Some(last) = journal.steps.last_mut() {
+                last.1.truncate(saved_len);
             }
-        };
+            tx.revert();
+            return Err(e);
+        }
         for e in events.into_iter().filter(|e| e.severity.blocks()) {
             st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
         }
         drop(journal);
         drop(guard);
-        self.mgr.flush(seq)?;
+        // Not flushed here: the batch is committed, in order, with the job's next durability point
+        // (journaling a server effect in `will_do`, or the job's end), so a crash leaves a prefix of
+        // the job's writes together with their undo records, and nothing is reported before then.
         Ok(out)
     }
 
@@ -514,10 +513,12 @@ fn run(mgr: Manager, cell: Arc<JobCell>, steps: Vec<Step>, targets: Vec<ObjectRe
                     drop(r);
                     drop(j);
                     let st = mgr.state();
-                    if let Err(e) = mgr.write(st, batch) {
+                    // Committed with the job's next durability point (see StepCtx::tx).
+                    if let Err(e) = mgr.enqueue(batch) {
                         failure = Some(e);
                         break;
                     }
+                    drop(st);
                     cell.watch.send_replace(JobState::Running);
                 }
             }

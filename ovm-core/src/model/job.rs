@@ -93,23 +93,33 @@ pub struct Job {
     /// Created.
     pub created: Timestamp,
     /// Started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Timestamp>,
     /// Finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<Timestamp>,
     /// Object created or affected (e.g. the new VM), when the job succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ObjectRef>,
     /// Error, when failed or aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
     /// Parent job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<JobId>,
     /// Child jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<JobId>,
     /// Names of the steps that completed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps_done: Vec<String>,
     /// Names of the steps that were undone, in order of undoing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps_undone: Vec<String>,
     /// Whether an abort was requested.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abort_requested: bool,
     /// Set when the job was recovered after a manager restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
 }
