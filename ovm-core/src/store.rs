@@ -42,7 +42,7 @@ const MIGRATIONS: &[&str] = &[
                          created INTEGER NOT NULL, acknowledged INTEGER, body TEXT NOT NULL);
      CREATE INDEX events_object ON events(object);
      CREATE INDEX events_created ON events(created);
-     CREATE TABLE changes(token INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, object TEXT NOT NULL,
+     CREATE TABLE changes(token INTEGER PRIMARY KEY, kind TEXT NOT NULL, object TEXT NOT NULL,
                           op TEXT NOT NULL, at INTEGER NOT NULL);
      CREATE TABLE recurring(name TEXT PRIMARY KEY, interval_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);",
 ];
@@ -537,8 +537,10 @@ impl Store {
         Ok(t.unwrap_or(0) as u64)
     }
 
-    /// Drop change-feed entries older than the newest `keep`.
+    /// Drop change-feed entries older than the newest `keep` (at least the newest entry is kept, so
+    /// tokens keep growing: a token is the row id, which continues from the largest one).
     pub fn prune_changes(&mut self, keep: u64) -> Result<usize> {
+        let keep = keep.max(1);
         let last = self.last_token()?;
         Ok(self.conn.execute("DELETE FROM changes WHERE token <= ?1", [last.saturating_sub(keep) as i64])?)
     }
