@@ -175,6 +175,47 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
+/// A filtered query over a table's JSON `body` column (job and event history).
+struct BodyQuery {
+    sql: String,
+    args: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl BodyQuery {
+    fn new(select: &str) -> Self {
+        BodyQuery { sql: select.to_owned(), args: Vec::new() }
+    }
+
+    fn cond(&mut self, clause: &str, arg: impl rusqlite::ToSql + 'static) {
+        self.sql.push_str(clause);
+        self.args.push(Box::new(arg));
+    }
+
+    fn time_range(&mut self, column: &str, since: Option<Timestamp>, until: Option<Timestamp>) {
+        if let Some(s) = since {
+            self.cond(&format!(" AND {column} >= ?"), s as i64);
+        }
+        if let Some(u) = until {
+            self.cond(&format!(" AND {column} < ?"), u as i64);
+        }
+    }
+
+    fn fetch<T: serde::de::DeserializeOwned>(
+        mut self,
+        conn: &Connection,
+        order: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>> {
+        self.sql.push_str(&format!(" ORDER BY {order}"));
+        if let Some(l) = limit {
+            self.cond(" LIMIT ?", l as i64);
+        }
+        let mut st = conn.prepare(&self.sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(self.args.iter()), |r| r.get::<_, String>(0))?;
+        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+    }
+}
+
 /// The SQLite manager database.
 #[derive(Debug)]
 pub struct Store {
@@ -423,36 +464,16 @@ impl Store {
 
     /// Job history, newest first.
     pub fn jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
-        let mut sql = String::from("SELECT j.body FROM jobs j WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut q = BodyQuery::new("SELECT j.body FROM jobs j WHERE 1=1");
         if let Some(o) = f.object {
-            sql.push_str(" AND j.id IN (SELECT job FROM job_targets WHERE object = ?)");
-            args.push(Box::new(o.to_string()));
+            q.cond(" AND j.id IN (SELECT job FROM job_targets WHERE object = ?)", o.to_string());
         }
         if !f.states.is_empty() {
-            sql.push_str(" AND j.state IN (");
-            sql.push_str(&vec!["?"; f.states.len()].join(","));
-            sql.push(')');
-            for s in &f.states {
-                args.push(Box::new(s.name()));
-            }
+            q.sql.push_str(&format!(" AND j.state IN ({})", vec!["?"; f.states.len()].join(",")));
+            q.args.extend(f.states.iter().map(|s| Box::new(s.name()) as Box<dyn rusqlite::ToSql>));
         }
-        if let Some(s) = f.since {
-            sql.push_str(" AND j.created >= ?");
-            args.push(Box::new(s as i64));
-        }
-        if let Some(u) = f.until {
-            sql.push_str(" AND j.created < ?");
-            args.push(Box::new(u as i64));
-        }
-        sql.push_str(" ORDER BY j.created DESC, j.rowid DESC");
-        if let Some(l) = f.limit {
-            sql.push_str(" LIMIT ?");
-            args.push(Box::new(l as i64));
-        }
-        let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
-        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+        q.time_range("j.created", f.since, f.until);
+        q.fetch(&self.conn, "j.created DESC, j.rowid DESC", f.limit)
     }
 
     /// One event.
@@ -466,37 +487,20 @@ impl Store {
 
     /// Events, newest first.
     pub fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
-        let mut sql = String::from("SELECT body FROM events WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut q = BodyQuery::new("SELECT body FROM events WHERE 1=1");
         if let Some(o) = f.object {
-            sql.push_str(" AND object = ?");
-            args.push(Box::new(o.to_string()));
+            q.cond(" AND object = ?", o.to_string());
         }
         if let Some(s) = f.min_severity {
-            sql.push_str(" AND severity >= ?");
-            args.push(Box::new(sev_num(s)));
+            q.cond(" AND severity >= ?", sev_num(s));
         }
         match f.acknowledged {
-            Some(true) => sql.push_str(" AND acknowledged IS NOT NULL"),
-            Some(false) => sql.push_str(" AND acknowledged IS NULL"),
+            Some(true) => q.sql.push_str(" AND acknowledged IS NOT NULL"),
+            Some(false) => q.sql.push_str(" AND acknowledged IS NULL"),
             None => {}
         }
-        if let Some(s) = f.since {
-            sql.push_str(" AND created >= ?");
-            args.push(Box::new(s as i64));
-        }
-        if let Some(u) = f.until {
-            sql.push_str(" AND created < ?");
-            args.push(Box::new(u as i64));
-        }
-        sql.push_str(" ORDER BY created DESC, rowid DESC");
-        if let Some(l) = f.limit {
-            sql.push_str(" LIMIT ?");
-            args.push(Box::new(l as i64));
-        }
-        let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
-        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+        q.time_range("created", f.since, f.until);
+        q.fetch(&self.conn, "created DESC, rowid DESC", f.limit)
     }
 
     /// Change-feed entries after `token`, oldest first, at most `limit`.
