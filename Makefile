@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps fmt lint unit bench lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
+.PHONY: demo test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -89,7 +89,17 @@ lab-test:
 	tests/xenlab/lab selftest
 	tests/xenlab/lab cargo-test --manifest-path tests/xenlab/probe/Cargo.toml
 	tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
+	$(MAKE) agent-lab-test
 
-# A short run of the xenstore wire decoder's fuzz target (cargo-fuzz on the stable toolchain).
+# The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
+agent-lab-test:
+	$(CARGO) build -p ovm-core --bin ovm-agent
+	$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab --no-run
+	tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
+		$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture
+
+# Short runs of the fuzz targets (cargo-fuzz on the stable toolchain): the xenstore wire decoder
+# and the agent protocol decoder.
 fuzz:
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run xs_decode -- -max_total_time=20
+	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run agent_decode -- -max_total_time=20

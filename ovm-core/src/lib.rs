@@ -44,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod driver;
 pub mod error;
 pub mod manager;

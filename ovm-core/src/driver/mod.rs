@@ -171,8 +171,16 @@ pub enum DomainChange {
         /// Its domid.
         domid: u32,
     },
-    /// The host itself went away (connection lost, host failed).
+    /// The host itself went away (host failed).
     HostLost,
+    /// The connection to the server's agent was lost; the server and its domains may be fine. The
+    /// manager marks the server unreachable and reconnects.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Changes were dropped: list the domains again.
+    Resync,
 }
 
 /// A connection to one server's hypervisor. Calls block; the manager runs them on job threads.

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
+use crate::agent::{AgentDriver, Identity};
 use crate::driver::sim::{SimDriver, SimWorld};
 use crate::driver::{Driver, Hypervisor};
 use crate::model::*;
@@ -28,7 +29,7 @@ pub use jobs::JobHandle;
 pub use network::NetworkSpec;
 pub use recurring::REFRESH_SERVERS;
 pub use servers::{PoolSpec, ServerEdit};
-pub use storage::RepositorySpec;
+pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
 /// Current time in milliseconds since the Unix epoch.
@@ -152,6 +153,7 @@ pub(crate) struct Inner {
     pub(crate) queue: Mutex<CommitQueue>,
     pub(crate) changes: broadcast::Sender<Change>,
     pub(crate) drivers: Vec<Arc<dyn Driver>>,
+    pub(crate) agent: Arc<AgentDriver>,
     pub(crate) sim: SimWorld,
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
@@ -242,6 +244,25 @@ impl Manager {
                 id
             }
         };
+        // The manager's certificate, presented to agents, and the pinned agent certificates.
+        let identity = match db.meta(AGENT_IDENTITY)? {
+            Some(s) => {
+                let id: Identity = serde_json::from_str(&s)?;
+                id.validate()?;
+                id
+            }
+            None => {
+                let id = Identity::generate(&format!("ovm-manager-{id}"))?;
+                setup.meta.push((AGENT_IDENTITY.into(), serde_json::to_string(&id)?));
+                id
+            }
+        };
+        let agent = Arc::new(AgentDriver::new(identity));
+        for (key, fp) in db.meta_with_prefix(AGENT_PIN)? {
+            if !fp.is_empty() {
+                agent.pin(&key[AGENT_PIN.len()..], &fp);
+            }
+        }
         let mac_range = match db.meta("mac_range")? {
             Some(s) => serde_json::from_str(&s)?,
             None => MacRange::default(),
@@ -262,6 +283,7 @@ impl Manager {
         let sim = b.sim.unwrap_or_default();
         let mut drivers: Vec<Arc<dyn Driver>> = vec![Arc::new(SimDriver::new(sim.clone()))];
         drivers.extend(b.drivers);
+        drivers.push(agent.clone());
         let inner = Arc::new(Inner {
             id,
             db: Mutex::new(db),
@@ -276,6 +298,7 @@ impl Manager {
             }),
             changes: broadcast::channel(b.change_buffer).0,
             drivers,
+            agent,
             sim,
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
@@ -295,6 +318,17 @@ impl Manager {
     /// This manager's identity (used as the owner id on servers).
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// Fingerprint of the certificate this manager presents to agents (what they pin as owner).
+    pub fn certificate_fingerprint(&self) -> Result<String> {
+        self.inner.agent.fingerprint()
+    }
+
+    /// Fingerprint of the agent certificate pinned for `server` (servers reached through an agent).
+    pub fn agent_fingerprint(&self, server: ServerId) -> Result<Option<String>> {
+        let s = self.server(server)?;
+        Ok(self.inner.agent.pinned(&s.address))
     }
 
     /// The simulated world serving `sim://` servers.
@@ -725,6 +759,11 @@ fn inv_remove_unchecked(inv: &mut Inventory, object: ObjectRef) {
     // Restoring an earlier consistent state: references to the object were undone before it.
     let _ = inv.remove(object).or_else(|_| inv.force_remove(object));
 }
+
+/// Meta key of the manager's agent identity.
+const AGENT_IDENTITY: &str = "agent.identity";
+/// Meta key prefix of pinned agent certificates, by server address.
+pub(crate) const AGENT_PIN: &str = "agent.pin:";
 
 /// Journal type re-exported for the job engine.
 pub(crate) type JobJournal = Journal;

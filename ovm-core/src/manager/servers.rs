@@ -94,7 +94,11 @@ impl Manager {
                     .clone()
                     .ok_or_else(|| Error::Internal { message: "no connection".into() })?;
                 let info = hv.host_info()?;
+                let pin = ctx.mgr.inner.agent.pinned(&addr2);
                 ctx.tx(|tx| {
+                    if let Some(fp) = &pin {
+                        tx.batch.meta.push((format!("{}{addr2}", super::AGENT_PIN), fp.clone()));
+                    }
                     let mut name = info.hostname.clone();
                     if tx.inv.servers.by_name(&name).is_some() {
                         name = format!("{name} ({addr2})");
@@ -192,7 +196,11 @@ impl Manager {
                 .step("take ownership", move |ctx| {
                     ctx.will_do(Undo::ReleaseOwnership { address: address.clone() })?;
                     let hv = driver.connect(&address, &password, ctx.mgr.id())?;
+                    let pin = ctx.mgr.inner.agent.pinned(&address);
                     ctx.tx(|tx| {
+                        if let Some(fp) = &pin {
+                            tx.batch.meta.push((format!("{}{address}", super::AGENT_PIN), fp.clone()));
+                        }
                         tx.edit::<Server>(server, |s| {
                             s.ownership = Ownership::Owned;
                             s.power_state = ServerPowerState::Running;
@@ -219,12 +227,34 @@ impl Manager {
             JobSpec::new("ReleaseOwnership", &format!("Release {}", s.name), vec![s.object_ref()]).step(
                 "release",
                 move |ctx| {
-                    ctx.tx(|tx| tx.edit::<Server>(server, |s| s.ownership = Ownership::Unowned))?;
+                    ctx.tx(|tx| {
+                        tx.batch.meta.push((format!("{}{address}", super::AGENT_PIN), String::new()));
+                        tx.edit::<Server>(server, |s| s.ownership = Ownership::Unowned)
+                    })?;
                     driver.release(&address, ctx.mgr.id())?;
                     lock(&ctx.mgr.inner.state).conns.remove(&server);
                     Ok(())
                 },
             ),
+        )
+    }
+
+    /// Restart the agent of a server reached through an agent (its VMs keep running). The connection
+    /// drops; the server is reported unreachable (Warning event) until the manager has reconnected
+    /// (Info event).
+    pub fn restart_agent(&self, server: ServerId) -> Result<JobHandle> {
+        let s = self.server(server)?;
+        if s.ownership != Ownership::Owned {
+            return Err(Error::state(s.object_ref(), "Owned", format!("{:?}", s.ownership)));
+        }
+        if crate::agent::parse_address(&s.address).is_none() {
+            return Err(Error::Unsupported { what: format!("{} is not reached through an agent", s.name) });
+        }
+        let address = s.address.clone();
+        self.submit(
+            JobSpec::new("RestartAgent", &format!("Restart the agent of {}", s.name), vec![s.object_ref()])
+                .unblockable()
+                .step("restart agent", move |ctx| ctx.mgr.inner.agent.restart_agent(&address, ctx.mgr.id())),
         )
     }
 
@@ -355,9 +385,16 @@ impl Manager {
                 if mgr.is_closed() {
                     return;
                 }
-                let done = matches!(msg, Ok(DomainChange::HostLost) | Err(RecvError::Closed));
+                let done = matches!(
+                    msg,
+                    Ok(DomainChange::HostLost | DomainChange::Disconnected { .. }) | Err(RecvError::Closed)
+                );
                 let handled = tokio::task::spawn_blocking(move || match msg {
                     Ok(DomainChange::HostLost) => mgr.server_lost(server, "the server was lost"),
+                    Ok(DomainChange::Disconnected { reason }) => mgr.server_disconnected(server, &reason),
+                    Ok(DomainChange::Resync) => {
+                        let _ = mgr.reconcile_domains(server);
+                    }
                     Ok(DomainChange::Disappeared { uuid: Some(vm), .. }) => {
                         let _ = mgr.domain_gone(server, vm);
                     }
@@ -439,6 +476,48 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// The connection to a server's agent dropped (the server and its VMs may be fine): mark the
+    /// server unreachable with a Warning event, leave its VMs as they are, and reconnect in the
+    /// background (with backoff) until it answers again, is released or removed, or the manager closes.
+    pub(crate) fn server_disconnected(&self, server: ServerId, why: &str) {
+        lock(&self.inner.state).conns.remove(&server);
+        let Ok(s) = self.server(server) else { return };
+        if s.power_state == ServerPowerState::Running {
+            let _ = self.system_tx(|tx| {
+                tx.edit::<Server>(server, |s| s.power_state = ServerPowerState::Unreachable)?;
+                tx.event(
+                    s.object_ref(),
+                    Severity::Warning,
+                    "server.unreachable",
+                    format!("Server {} is unreachable: {why}", s.name),
+                );
+                Ok(())
+            });
+        }
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.handle.spawn(async move {
+            let mut delay = std::time::Duration::from_millis(250);
+            loop {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                let Some(inner) = weak.upgrade() else { return };
+                let mgr = Manager { inner };
+                if mgr.is_closed() {
+                    return;
+                }
+                let wanted = mgr.server(server).is_ok_and(|s| s.ownership == Ownership::Owned)
+                    && !lock(&mgr.inner.state).conns.contains_key(&server);
+                if !wanted {
+                    return;
+                }
+                let ok = tokio::task::spawn_blocking(move || mgr.refresh_one(server).is_ok()).await;
+                if ok.unwrap_or(true) {
+                    return;
+                }
+            }
+        });
     }
 
     /// A server stopped answering: mark it, warn, fail over the master, restart HA VMs elsewhere.

@@ -29,6 +29,12 @@ pub fn virtual_disk_path(repo: RepositoryId, disk: VirtualDiskId) -> String {
     format!("{}/VirtualDisks/{}.img", repository_path(repo), disk.0.simple())
 }
 
+/// Paths of a boot kernel and its initial ramdisk stored in a repository under `name`.
+pub fn kernel_paths(repo: RepositoryId, name: &str) -> (String, String) {
+    let dir = format!("{}/Kernels/{name}", repository_path(repo));
+    (format!("{dir}/vmlinux"), format!("{dir}/initrd"))
+}
+
 /// Path of an ISO file.
 pub fn iso_path(repo: RepositoryId, iso: VirtualCdromId) -> String {
     format!("{}/ISOs/{}.iso", repository_path(repo), iso.0.simple())
@@ -211,6 +217,47 @@ impl Manager {
                     Ok(())
                 },
             ),
+        )
+    }
+
+    /// Store a PV/PVH boot kernel and its initial ramdisk in a repository under `name`, copied from
+    /// files on the server the repository is presented to (see [`kernel_paths`] for where they
+    /// land; VMs boot them through [`PvKernel`]). The job's result is the repository.
+    pub fn import_kernel(
+        &self,
+        repo: RepositoryId,
+        name: &str,
+        kernel_source: &str,
+        initrd_source: Option<&str>,
+    ) -> Result<JobHandle> {
+        validate_name(name)?;
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::invalid("name", "a kernel name is one path component"));
+        }
+        for p in std::iter::once(kernel_source).chain(initrd_source) {
+            if !p.starts_with('/') {
+                return Err(Error::invalid("source", format!("{p:?} is not an absolute path on the server")));
+            }
+        }
+        let r = self.repository(repo)?;
+        let (kernel, initrd) = kernel_paths(repo, name);
+        let mut files = vec![(kernel_source.to_owned(), kernel)];
+        if let Some(i) = initrd_source {
+            files.push((i.to_owned(), initrd));
+        }
+        let target = r.object_ref();
+        self.submit(
+            JobSpec::new("ImportKernel", &format!("Import kernel {name} into {}", r.name), vec![target])
+                .step("copy files", move |ctx| {
+                    let server = ctx.mgr.storage_server(repo)?;
+                    let hv = ctx.hv(server)?;
+                    for (from, to) in &files {
+                        ctx.will_do(Undo::DeleteFile { server: server.0, path: to.clone() })?;
+                        hv.storage_copy(from, to)?;
+                    }
+                    ctx.set_result(target);
+                    Ok(())
+                }),
         )
     }
 

@@ -41,6 +41,15 @@ fn map_err(e: XenError) -> Error {
     }
 }
 
+/// Creates the directory that will hold `path` (a repository's subdirectory on first use).
+fn make_parent(path: &str) -> Result<()> {
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| Error::backend(SERVER, format!("create directory {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
 /// The driver of the local Xen host.
 #[derive(Debug, Clone, Default)]
 pub struct XenDriver {
@@ -426,6 +435,7 @@ impl Hypervisor for XenConnection {
     }
 
     fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
+        make_parent(path)?;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -435,6 +445,7 @@ impl Hypervisor for XenConnection {
     }
 
     fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
+        make_parent(to)?;
         std::fs::copy(from, to)
             .map(drop)
             .map_err(|e| Error::backend(SERVER, format!("copy {from} to {to}: {e}")))

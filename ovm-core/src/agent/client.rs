@@ -1,0 +1,489 @@
+//! The manager side: [`AgentDriver`] reaches servers' agents by IP or host name.
+//!
+//! Addresses: `HOST`, `HOST:PORT`, `[IPV6]:PORT` or `ovm://HOST[:PORT]`; the port defaults to
+//! [`DEFAULT_PORT`]. The first connection to an address (discovery) accepts the agent's certificate
+//! and, once ownership is taken, pins its fingerprint; every later connection requires that
+//! fingerprint. The manager presents its own certificate, which the agent pins as its owner's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::proto::{
+    self, AgentMessage, ClientMessage, Op, Ownership, Reply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use super::tls::{self, Identity, SeenCert};
+use crate::driver::{DomainChange, DomainSpec, DomainStatus, Driver, HostInfo, HostLoad, Hypervisor};
+use crate::model::VmId;
+use crate::{Error, Result};
+
+/// The agent's TCP port.
+pub const DEFAULT_PORT: u16 = 8899;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One runtime (one thread) carries the I/O of every agent connection of the process.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ovm-agent-io")
+            .enable_all()
+            .build()
+            .expect("the agent I/O runtime starts")
+    })
+}
+
+/// Runs `fut` on the agent I/O runtime and waits for it from any thread (async or not).
+fn run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std_mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("the agent I/O runtime runs")
+}
+
+/// Host and port of an agent address; `None` if the address is not one.
+pub fn parse_address(address: &str) -> Option<(String, u16)> {
+    let a = address.trim();
+    let a = match a.strip_prefix("ovm://") {
+        Some(rest) => rest.trim_end_matches('/'),
+        None if a.contains("://") => return None,
+        None => a,
+    };
+    if a.is_empty() || a.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    if let Ok(ip) = a.parse::<std::net::Ipv6Addr>() {
+        return Some((ip.to_string(), DEFAULT_PORT));
+    }
+    if let Some(rest) = a.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match tail {
+            "" => DEFAULT_PORT,
+            t => t.strip_prefix(':')?.parse().ok()?,
+        };
+        return Some((host.to_owned(), port));
+    }
+    let (host, port) = match a.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
+        None => (a, DEFAULT_PORT),
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    (valid && port != 0).then(|| (host.to_owned(), port))
+}
+
+/// The driver of servers reached through their agent.
+#[derive(Debug, Clone)]
+pub struct AgentDriver {
+    identity: Arc<Identity>,
+    pins: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl AgentDriver {
+    /// A driver presenting `identity` (the manager's certificate) to agents.
+    pub fn new(identity: Identity) -> AgentDriver {
+        AgentDriver { identity: Arc::new(identity), pins: Arc::default() }
+    }
+
+    /// Require `fingerprint` from the agent at `address` from now on.
+    pub fn pin(&self, address: &str, fingerprint: &str) {
+        lock(&self.pins).insert(address.to_owned(), fingerprint.to_owned());
+    }
+
+    /// The pinned fingerprint of the agent at `address`.
+    pub fn pinned(&self, address: &str) -> Option<String> {
+        lock(&self.pins).get(address).cloned()
+    }
+
+    /// Forget the pin of `address`.
+    pub fn forget(&self, address: &str) {
+        lock(&self.pins).remove(address);
+    }
+
+    /// The manager certificate's fingerprint (what agents pin as their owner).
+    pub fn fingerprint(&self) -> Result<String> {
+        self.identity.fingerprint()
+    }
+
+    fn open(&self, address: &str, manager_id: &str) -> Result<(Arc<AgentConnection>, Ownership)> {
+        let (host, port) = parse_address(address)
+            .ok_or_else(|| Error::invalid("address", format!("{address:?} is not an agent address")))?;
+        let pin = self.pinned(address);
+        let seen = Arc::new(SeenCert::default());
+        let cfg = tls::client_config(&self.identity, pin.clone(), seen.clone())?;
+        let addr = address.to_owned();
+        let hello = ClientMessage::Hello {
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            manager_id: manager_id.to_owned(),
+        };
+        let seen2 = seen.clone();
+        let (stream, ownership) = run(async move {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: format!("connect to the agent at {addr}"),
+                    millis: 10_000,
+                })?
+                .map_err(|e| Error::backend(&addr, format!("connect: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            let connector = tokio_rustls::TlsConnector::from(cfg);
+            let tls_res =
+                tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls::server_name(&host), tcp))
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: format!("TLS handshake with {addr}"),
+                        millis: 10_000,
+                    })?;
+            let mut tls = match tls_res {
+                Ok(s) => s,
+                Err(e) => {
+                    return Err(match (&pin, seen2.get()) {
+                        (Some(p), Some(s)) if *p != s => Error::PermissionDenied {
+                            reason: format!(
+                                "the agent at {addr} presented certificate {s}, not the pinned {p}"
+                            ),
+                        },
+                        _ => Error::backend(&addr, format!("TLS handshake: {e}")),
+                    })
+                }
+            };
+            let frame = proto::encode(&hello)?;
+            proto::write_frame(&mut tls, &frame)
+                .await
+                .map_err(|e| Error::backend(&addr, format!("send: {e}")))?;
+            let mut buf = Vec::new();
+            tokio::time::timeout(CONNECT_TIMEOUT, proto::read_frame(&mut tls, &mut buf))
+                .await
+                .map_err(|_| Error::Timeout { what: format!("hello from {addr}"), millis: 10_000 })?
+                .map_err(|e| Error::backend(&addr, format!("hello: {e}")))?;
+            match proto::decode::<AgentMessage>(&buf).map_err(|e| Error::backend(&addr, e))? {
+                AgentMessage::Welcome { ownership, .. } => Ok((tls, ownership)),
+                AgentMessage::Refused { error } => Err(error),
+                other => Err(Error::backend(&addr, format!("unexpected answer to hello: {other:?}"))),
+            }
+        })?;
+        let fingerprint = seen.get().unwrap_or_default();
+        Ok((AgentConnection::start(address, fingerprint, stream), ownership))
+    }
+}
+
+impl AgentDriver {
+    /// Ask the agent at `address` (owned by this manager) to restart its process; its domains keep
+    /// running and existing connections drop.
+    pub fn restart_agent(&self, address: &str, manager_id: &str) -> Result<()> {
+        let (conn, ownership) = self.open(address, manager_id)?;
+        if ownership != Ownership::OwnedByYou {
+            return Err(Error::PermissionDenied {
+                reason: format!("the agent at {address} is not owned by this manager"),
+            });
+        }
+        conn.restart_agent()
+    }
+}
+
+impl Driver for AgentDriver {
+    fn handles(&self, address: &str) -> bool {
+        parse_address(address).is_some()
+    }
+
+    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+        let (conn, _) = self.open(address, manager_id)?;
+        conn.call(Op::TakeOwnership { password: password.to_owned() })?;
+        self.pin(address, &conn.fingerprint);
+        Ok(conn)
+    }
+
+    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+        if self.pinned(address).is_none() {
+            return Err(Error::PermissionDenied {
+                reason: format!(
+                    "no certificate is pinned for the agent at {address}; discover the server again"
+                ),
+            });
+        }
+        let (conn, ownership) = self.open(address, manager_id)?;
+        if ownership != Ownership::OwnedByYou {
+            return Err(Error::PermissionDenied {
+                reason: format!("the agent at {address} is no longer owned by this manager"),
+            });
+        }
+        Ok(conn)
+    }
+
+    fn release(&self, address: &str, manager_id: &str) -> Result<()> {
+        let (conn, ownership) = self.open(address, manager_id)?;
+        if ownership == Ownership::OwnedByYou {
+            conn.call(Op::ReleaseOwnership)?;
+        }
+        self.forget(address);
+        Ok(())
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, std_mpsc::Sender<Result<Reply>>>>>;
+
+/// A connection to one agent; the manager's [`Hypervisor`] for that server.
+#[derive(Debug)]
+pub struct AgentConnection {
+    address: String,
+    fingerprint: String,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    next_id: AtomicU64,
+    alive: Arc<AtomicBool>,
+    changes: broadcast::Sender<DomainChange>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for AgentConnection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl AgentConnection {
+    fn start(
+        address: &str,
+        fingerprint: String,
+        stream: tokio_rustls::client::TlsStream<TcpStream>,
+    ) -> Arc<AgentConnection> {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (frames, mut out) = mpsc::unbounded_channel::<Vec<u8>>();
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let changes = broadcast::channel(4096).0;
+        let writer = runtime().spawn(async move {
+            while let Some(f) = out.recv().await {
+                if proto::write_frame(&mut wr, &f).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (p, a, c, addr) = (pending.clone(), alive.clone(), changes.clone(), address.to_owned());
+        let reader = runtime().spawn(async move {
+            let mut buf = Vec::new();
+            let reason = loop {
+                if let Err(e) = proto::read_frame(&mut rd, &mut buf).await {
+                    break e.to_string();
+                }
+                match proto::decode::<AgentMessage>(&buf) {
+                    Ok(AgentMessage::Response { id, result }) => {
+                        if let Some(tx) = lock(&p).remove(&id) {
+                            let _ = tx.send(result);
+                        }
+                    }
+                    Ok(AgentMessage::Change { change }) => {
+                        let _ = c.send(change);
+                    }
+                    Ok(AgentMessage::Refused { error }) => break error.to_string(),
+                    Ok(AgentMessage::ProtocolError { message }) => {
+                        eprintln!("ovm: the agent at {addr} could not read a request: {message}");
+                    }
+                    Ok(AgentMessage::Welcome { .. }) => break "a second welcome from the agent".into(),
+                    Err(e) => break format!("malformed message from the agent: {e}"),
+                }
+            };
+            a.store(false, Ordering::SeqCst);
+            for (_, tx) in lock(&p).drain() {
+                let _ =
+                    tx.send(Err(Error::backend(&addr, format!("connection to the agent lost: {reason}"))));
+            }
+            let _ = c.send(DomainChange::Disconnected { reason });
+        });
+        Arc::new(AgentConnection {
+            address: address.to_owned(),
+            fingerprint,
+            frames,
+            pending,
+            next_id: AtomicU64::new(1),
+            alive,
+            changes,
+            tasks: vec![writer, reader],
+        })
+    }
+
+    /// The fingerprint of the agent's certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Send `op` and wait for its answer.
+    pub fn call(&self, op: Op) -> Result<Reply> {
+        if !self.alive.load(Ordering::SeqCst) {
+            return Err(Error::backend(&self.address, "connection to the agent lost"));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = op.timeout();
+        let frame = proto::encode(&ClientMessage::Request { id, op })?;
+        let (tx, rx) = std_mpsc::channel();
+        lock(&self.pending).insert(id, tx);
+        if self.frames.send(frame).is_err() || !self.alive.load(Ordering::SeqCst) {
+            lock(&self.pending).remove(&id);
+            return Err(Error::backend(&self.address, "connection to the agent lost"));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(Error::Timeout {
+                    what: format!("answer from the agent at {}", self.address),
+                    millis: timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+
+    fn unexpected(&self, r: Reply) -> Error {
+        Error::backend(&self.address, format!("unexpected answer from the agent: {r:?}"))
+    }
+
+    fn done(&self, op: Op) -> Result<()> {
+        match self.call(op)? {
+            Reply::Done => Ok(()),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn domid(&self, op: Op) -> Result<u32> {
+        match self.call(op)? {
+            Reply::Domid(d) => Ok(d),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    /// Ask the agent process to restart itself (its domains keep running); the connection drops.
+    pub fn restart_agent(&self) -> Result<()> {
+        self.done(Op::RestartAgent)
+    }
+}
+
+impl Hypervisor for AgentConnection {
+    fn host_info(&self) -> Result<HostInfo> {
+        match self.call(Op::HostInfo)? {
+            Reply::HostInfo(i) => Ok(i),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn load(&self) -> Result<HostLoad> {
+        match self.call(Op::Load)? {
+            Reply::Load(l) => Ok(l),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn list_domains(&self) -> Result<Vec<DomainStatus>> {
+        match self.call(Op::ListDomains)? {
+            Reply::Domains(d) => Ok(d),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
+        self.domid(Op::CreateDomain { spec: Box::new(spec.clone()) })
+    }
+
+    fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
+        self.done(Op::Shutdown { vm, timeout_ms: timeout.as_millis() as u64 })
+    }
+
+    fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
+        self.done(Op::Reboot { vm, timeout_ms: timeout.as_millis() as u64 })
+    }
+
+    fn destroy(&self, vm: VmId) -> Result<()> {
+        self.done(Op::Destroy { vm })
+    }
+
+    fn pause(&self, vm: VmId) -> Result<()> {
+        self.done(Op::Pause { vm })
+    }
+
+    fn unpause(&self, vm: VmId) -> Result<()> {
+        self.done(Op::Unpause { vm })
+    }
+
+    fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
+        self.done(Op::Suspend { vm, path: path.to_owned() })
+    }
+
+    fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
+        self.domid(Op::Restore { spec: Box::new(spec.clone()), path: path.to_owned() })
+    }
+
+    fn migrate(&self, vm: VmId, destination: &str, live: bool) -> Result<()> {
+        self.done(Op::Migrate { vm, destination: destination.to_owned(), live })
+    }
+
+    fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
+        self.done(Op::SetMemory { vm, memory_mib })
+    }
+
+    fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
+        self.done(Op::SetVcpus { vm, vcpus })
+    }
+
+    fn console(&self, vm: VmId) -> Result<String> {
+        match self.call(Op::Console { vm })? {
+            Reply::Console(c) => Ok(c),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
+        Ok(self.changes.subscribe())
+    }
+
+    fn power_off(&self) -> Result<()> {
+        self.done(Op::PowerOff)
+    }
+
+    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.done(Op::StorageCreate { path: path.to_owned(), size_bytes })
+    }
+
+    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
+        self.done(Op::StorageCopy { from: from.to_owned(), to: to.to_owned() })
+    }
+
+    fn storage_delete(&self, path: &str) -> Result<()> {
+        self.done(Op::StorageDelete { path: path.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let ok = |a: &str, h: &str, p: u16| assert_eq!(parse_address(a), Some((h.to_owned(), p)), "{a}");
+        ok("10.0.0.5", "10.0.0.5", 8899);
+        ok("10.0.0.5:18899", "10.0.0.5", 18899);
+        ok("xen1.example.com", "xen1.example.com", 8899);
+        ok("ovm://xen1:9000", "xen1", 9000);
+        ok("ovm://xen1/", "xen1", 8899);
+        ok("[::1]:8000", "::1", 8000);
+        ok("fe80::1", "fe80::1", 8899);
+        for bad in ["", "sim://x", "xen:///", "host:0", "host:99999", "a b", "h/x", "user@h", "[::1", ":80"] {
+            assert_eq!(parse_address(bad), None, "{bad}");
+        }
+    }
+}

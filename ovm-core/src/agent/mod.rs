@@ -1,0 +1,27 @@
+//! The ovm agent: what runs in dom0 of every server, and the manager's driver that talks to it.
+//!
+//! As in Oracle VM, the manager does everything on a server through its agent (TCP port
+//! [`DEFAULT_PORT`]). The manager discovers a server by IP address or host name with the agent
+//! password; the agent then belongs to that manager, which it recognises by its client certificate,
+//! until ownership is released:
+//!
+//! * [`server::Agent`] serves a [`crate::driver::Hypervisor`] (in dom0: the [`crate::xen::XenDriver`])
+//!   over mutual TLS 1.3 ([`tls`]) with the typed, versioned protocol of [`proto`]. An unowned agent
+//!   serves only "take ownership", which needs the agent password (failures are rate-limited per
+//!   address); an owned agent refuses every other certificate at the hello. Refusals and ownership
+//!   changes are logged (standard error and `audit.log`). Its key and state live in its state
+//!   directory and survive restarts.
+//! * [`client::AgentDriver`] is the manager's [`crate::driver::Driver`] for agent addresses (`HOST`,
+//!   `HOST:PORT`, `ovm://HOST[:PORT]`). It pins the agent's certificate fingerprint at discovery
+//!   (kept in the manager database) and requires it on every reconnection.
+//!
+//! The `ovm-agent` program (`ovm-core/src/bin/ovm-agent.rs`) runs an agent.
+
+pub mod client;
+pub mod proto;
+pub mod server;
+pub mod tls;
+
+pub use client::{parse_address, AgentConnection, AgentDriver, DEFAULT_PORT};
+pub use server::{Agent, AgentConfig, AuditRecord, Owner, ServeEnd};
+pub use tls::Identity;

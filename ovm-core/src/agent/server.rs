@@ -1,0 +1,722 @@
+//! The agent side: serves one server's [`Hypervisor`] to its owning manager over mutual TLS.
+//!
+//! State directory (created by [`Agent::init`], read by [`Agent::open`]):
+//! `agent-cert.pem` and `agent-key.pem` (the agent's identity, the key readable by root only),
+//! `state.json` (the password hash and the owner), `audit.log` (one line per refusal and per
+//! ownership change). Files are replaced atomically (write, fsync, rename, fsync the directory),
+//! so a crash never leaves a half-written state; a state file that does not parse stops the agent
+//! with a clear error and is left as it is.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::proto::{
+    self, AgentMessage, ClientMessage, FrameError, Op, Ownership, Reply, MAX_CONSOLE, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
+use super::tls::{self, Identity};
+use crate::driver::Hypervisor;
+use crate::{Error, Result};
+
+const STATE_VERSION: u32 = 1;
+const PBKDF2_ITERATIONS: u32 = 100_000;
+
+/// Tunables of an agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Failed password attempts from one address before it is locked out.
+    pub max_failures: u32,
+    /// First lockout; each further failure doubles it, up to five minutes.
+    pub lockout: Duration,
+    /// Time allowed for the TLS handshake and the hello.
+    pub handshake_timeout: Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl AgentConfig {
+    /// Defaults for the state directory `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            state_dir: state_dir.into(),
+            max_failures: 3,
+            lockout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordHash {
+    salt: String,
+    iterations: u32,
+    hash: String,
+}
+
+impl PasswordHash {
+    fn new(password: &str) -> Result<PasswordHash> {
+        let mut salt = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+            .map_err(|_| Error::Internal { message: "no system randomness".into() })?;
+        let mut hash = [0u8; 32];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(PBKDF2_ITERATIONS).expect("non-zero"),
+            &salt,
+            password.as_bytes(),
+            &mut hash,
+        );
+        Ok(PasswordHash { salt: hex(&salt), iterations: PBKDF2_ITERATIONS, hash: hex(&hash) })
+    }
+
+    fn verify(&self, password: &str) -> bool {
+        let (Some(salt), Some(hash), Some(iter)) =
+            (unhex(&self.salt), unhex(&self.hash), std::num::NonZeroU32::new(self.iterations))
+        else {
+            return false;
+        };
+        ring::pbkdf2::verify(ring::pbkdf2::PBKDF2_HMAC_SHA256, iter, &salt, password.as_bytes(), &hash)
+            .is_ok()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The manager owning an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// The manager's id.
+    pub manager_id: String,
+    /// Fingerprint of its client certificate.
+    pub fingerprint: String,
+    /// When ownership was taken, ms since the Unix epoch.
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    version: u32,
+    password: PasswordHash,
+    owner: Option<Owner>,
+}
+
+/// One audit record: a refusal or an ownership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// What happened (`refused: ...`, `ownership taken by ...`, ...).
+    pub what: String,
+}
+
+#[derive(Debug, Default)]
+struct Attempts {
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+/// How [`Agent::serve`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// The owner asked for a restart ([`Op::RestartAgent`]).
+    RestartRequested,
+    /// [`Agent::stop`] was called.
+    Stopped,
+}
+
+/// An agent: its identity, its state and the hypervisor it serves.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: AgentConfig,
+    identity: Identity,
+    tls: tokio_rustls::TlsAcceptor,
+    state: Mutex<State>,
+    hv: Arc<dyn Hypervisor>,
+    hostname: String,
+    attempts: Mutex<HashMap<IpAddr, Attempts>>,
+    audit: Mutex<VecDeque<AuditRecord>>,
+    conns: AtomicUsize,
+    end: watch::Sender<Option<ServeEnd>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("state_dir", &self.cfg.state_dir)
+            .field("identity", &self.identity)
+            .field("owner", &lock(&self.state).owner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::backend("ovm-agent", format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes `data` to `path` atomically, readable by the owner only.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io_err("create", &tmp, e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| io_err("write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err("rename to", path, e))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("sync", dir, e))
+}
+
+fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("agent-cert.pem"), dir.join("agent-key.pem"), dir.join("state.json"))
+}
+
+impl Agent {
+    /// Prepare `state_dir`: create the agent's identity if it has none and set the agent password
+    /// (keeping the owner, if any). Returns the certificate fingerprint, which administrators can
+    /// compare with what the manager pinned.
+    pub fn init(state_dir: &Path, password: &str) -> Result<String> {
+        if password.is_empty() {
+            return Err(Error::invalid("password", "must not be empty"));
+        }
+        fs::create_dir_all(state_dir).map_err(|e| io_err("create", state_dir, e))?;
+        let _ = fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700));
+        let (cert, key, state) = paths(state_dir);
+        let identity = match (cert.exists(), key.exists()) {
+            (true, true) => load_identity(state_dir)?,
+            (false, false) => {
+                let id = Identity::generate("ovm-agent")?;
+                write_atomic(&key, id.key_pem.as_bytes())?;
+                write_atomic(&cert, id.cert_pem.as_bytes())?;
+                id
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "state directory",
+                    format!("{} holds only half of the agent identity", state_dir.display()),
+                ))
+            }
+        };
+        let owner = if state.exists() { load_state(&state)?.owner } else { None };
+        let st = State { version: STATE_VERSION, password: PasswordHash::new(password)?, owner };
+        write_atomic(&state, &serde_json::to_vec_pretty(&st)?)?;
+        identity.fingerprint()
+    }
+
+    /// The certificate fingerprint and the owner recorded in `state_dir`, without serving.
+    pub fn inspect(state_dir: &Path) -> Result<(String, Option<Owner>)> {
+        let identity = load_identity(state_dir)?;
+        let state = load_state(&paths(state_dir).2)?;
+        Ok((identity.fingerprint()?, state.owner))
+    }
+
+    /// Open the agent of `cfg.state_dir` (prepared by [`Agent::init`]) serving `hv`.
+    pub fn open(cfg: AgentConfig, hv: Arc<dyn Hypervisor>) -> Result<Agent> {
+        let identity = load_identity(&cfg.state_dir)?;
+        let state = load_state(&paths(&cfg.state_dir).2)?;
+        let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
+        let hostname = hv.host_info().map(|i| i.hostname).unwrap_or_else(|_| "unknown".into());
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                cfg,
+                identity,
+                tls,
+                state: Mutex::new(state),
+                hv,
+                hostname,
+                attempts: Mutex::default(),
+                audit: Mutex::default(),
+                conns: AtomicUsize::new(0),
+                end: watch::channel(None).0,
+            }),
+        })
+    }
+
+    /// The agent certificate's fingerprint.
+    pub fn fingerprint(&self) -> Result<String> {
+        self.inner.identity.fingerprint()
+    }
+
+    /// The owning manager, if any.
+    pub fn owner(&self) -> Option<Owner> {
+        lock(&self.inner.state).owner.clone()
+    }
+
+    /// The newest audit records (up to 1,000), oldest first.
+    pub fn audit(&self) -> Vec<AuditRecord> {
+        lock(&self.inner.audit).iter().cloned().collect()
+    }
+
+    /// Make [`Agent::serve`] return.
+    pub fn stop(&self) {
+        self.inner.end.send_replace(Some(ServeEnd::Stopped));
+    }
+
+    /// Accept connections on `listener` until the owner asks for a restart or [`Agent::stop`].
+    pub async fn serve(&self, listener: TcpListener) -> Result<ServeEnd> {
+        let mut end = self.inner.end.subscribe();
+        loop {
+            if let Some(e) = *end.borrow_and_update() {
+                return Ok(e);
+            }
+            tokio::select! {
+                r = listener.accept() => {
+                    let (tcp, peer) = match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            eprintln!("ovm-agent: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let inner = self.inner.clone();
+                    if inner.conns.fetch_add(1, Ordering::SeqCst) >= inner.cfg.max_connections {
+                        inner.conns.fetch_sub(1, Ordering::SeqCst);
+                        inner.record(peer, "refused: too many connections".into());
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        let why = inner.clone().connection(tcp, peer).await;
+                        if let Err(why) = why {
+                            inner.record(peer, format!("refused: {why}"));
+                        }
+                        inner.conns.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                _ = end.changed() => {}
+            }
+        }
+    }
+}
+
+fn load_identity(dir: &Path) -> Result<Identity> {
+    let (cert, key, _) = paths(dir);
+    let read = |p: &Path| fs::read_to_string(p).map_err(|e| io_err("read", p, e));
+    let id = Identity { cert_pem: read(&cert)?, key_pem: read(&key)? };
+    id.validate()?;
+    Ok(id)
+}
+
+fn load_state(path: &Path) -> Result<State> {
+    let data = fs::read(path).map_err(|e| io_err("read", path, e))?;
+    let st: State = serde_json::from_slice(&data).map_err(|e| {
+        Error::invalid("agent state", format!("{} is not a valid agent state file: {e}", path.display()))
+    })?;
+    if st.version != STATE_VERSION {
+        return Err(Error::invalid(
+            "agent state",
+            format!("{} has version {}, this agent reads {STATE_VERSION}", path.display(), st.version),
+        ));
+    }
+    Ok(st)
+}
+
+impl Inner {
+    fn record(&self, peer: SocketAddr, what: String) {
+        eprintln!("ovm-agent: {peer}: {what}");
+        let rec = AuditRecord { time_ms: now_ms(), peer, what };
+        let line = format!("{} {} {}\n", rec.time_ms, rec.peer, rec.what);
+        let path = self.cfg.state_dir.join("audit.log");
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+        let mut a = lock(&self.audit);
+        if a.len() >= 1000 {
+            a.pop_front();
+        }
+        a.push_back(rec);
+    }
+
+    fn is_owner(&self, fingerprint: &str) -> bool {
+        lock(&self.state).owner.as_ref().is_some_and(|o| o.fingerprint == fingerprint)
+    }
+
+    /// Replace the persisted state; the in-memory state changes only if the write succeeded.
+    fn set_owner(&self, owner: Option<Owner>) -> Result<()> {
+        let mut st = lock(&self.state);
+        let next = State { owner, ..st.clone() };
+        write_atomic(&paths(&self.cfg.state_dir).2, &serde_json::to_vec_pretty(&next)?)?;
+        *st = next;
+        Ok(())
+    }
+
+    /// One connection: handshake, hello, then requests until the peer goes. `Err` is a refusal.
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> std::result::Result<(), String> {
+        let _ = tcp.set_nodelay(true);
+        let limit = self.cfg.handshake_timeout;
+        let tls = match tokio::time::timeout(limit, self.tls.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+            Err(_) => return Err("TLS handshake timed out".into()),
+        };
+        let fp = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            Some(c) => tls::fingerprint(c),
+            None => return Err("no client certificate".into()),
+        };
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let mut buf = Vec::new();
+        let hello = match tokio::time::timeout(limit, proto::read_frame(&mut rd, &mut buf)).await {
+            Ok(Ok(())) => proto::decode::<ClientMessage>(&buf),
+            Ok(Err(e)) => return Err(format!("no hello: {e}")),
+            Err(_) => return Err("no hello in time".into()),
+        };
+        let (manager_id, version) = match hello {
+            Ok(ClientMessage::Hello { min_version, max_version, manager_id }) => {
+                let v = max_version.min(PROTOCOL_VERSION);
+                if v < min_version.max(MIN_PROTOCOL_VERSION) || min_version > max_version {
+                    return refuse(
+                        &mut wr,
+                        Error::Unsupported {
+                            what: format!(
+                                "protocol versions {min_version}..={max_version}; this agent speaks \
+                             {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
+                            ),
+                        },
+                    )
+                    .await;
+                }
+                (manager_id, v)
+            }
+            Ok(other) => {
+                return refuse(&mut wr, Error::invalid("hello", format!("expected hello, got {other:?}")))
+                    .await
+            }
+            Err(e) => return refuse(&mut wr, Error::invalid("hello", e)).await,
+        };
+        let owner = lock(&self.state).owner.clone();
+        let ownership = match owner {
+            None => Ownership::Unowned,
+            Some(o) if o.fingerprint == fp => Ownership::OwnedByYou,
+            Some(o) => {
+                return refuse(
+                    &mut wr,
+                    Error::PermissionDenied {
+                        reason: format!(
+                        "this server is owned by manager {}; the certificate {fp} of manager {manager_id} is \
+                         not the owner's",
+                        o.manager_id
+                    ),
+                    },
+                )
+                .await
+            }
+        };
+        let welcome = AgentMessage::Welcome { version, hostname: self.hostname.clone(), ownership };
+        let frame = proto::encode(&welcome).map_err(|e| e.to_string())?;
+        proto::write_frame(&mut wr, &frame).await.map_err(|e| format!("write: {e}"))?;
+
+        // Writer task: frames from request handlers and the change forwarder.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        let writer = tokio::spawn(async move {
+            while let Some(f) = rx.recv().await {
+                if proto::write_frame(&mut wr, &f).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let forwarder = self.hv.watch().ok().map(|mut changes| {
+            let tx = tx.clone();
+            let me = self.clone();
+            let fp = fp.clone();
+            tokio::spawn(async move {
+                loop {
+                    let change = match changes.recv().await {
+                        Ok(c) => c,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            eprintln!("ovm-agent: {peer}: {n} domain changes dropped; asking for a resync");
+                            crate::driver::DomainChange::Resync
+                        }
+                        Err(_) => break,
+                    };
+                    if !me.is_owner(&fp) {
+                        continue;
+                    }
+                    let Ok(f) = proto::encode(&AgentMessage::Change { change }) else { continue };
+                    if tx.send(f).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let mut end = self.end.subscribe();
+        loop {
+            let r = tokio::select! {
+                r = proto::read_frame(&mut rd, &mut buf) => r,
+                _ = end.changed() => break,
+            };
+            match r {
+                Ok(()) => {}
+                Err(FrameError::Closed) => break,
+                Err(e @ FrameError::TooLarge(_)) => {
+                    let f = proto::encode(&AgentMessage::ProtocolError { message: e.to_string() });
+                    if let Ok(f) = f {
+                        let _ = tx.send(f).await;
+                    }
+                    self.record(peer, format!("closed: {e}"));
+                    break;
+                }
+                Err(e) => {
+                    self.record(peer, format!("closed: {e}"));
+                    break;
+                }
+            }
+            let (id, op) = match proto::decode::<ClientMessage>(&buf) {
+                Ok(ClientMessage::Request { id, op }) => (id, op),
+                Ok(ClientMessage::Hello { .. }) => {
+                    let f =
+                        proto::encode(&AgentMessage::ProtocolError { message: "hello sent twice".into() });
+                    let _ = tx.send(f.map_err(|e| e.to_string())?).await;
+                    continue;
+                }
+                Err(message) => {
+                    self.record(peer, format!("malformed frame: {message}"));
+                    let f = proto::encode(&AgentMessage::ProtocolError { message });
+                    let _ = tx.send(f.map_err(|e| e.to_string())?).await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            let tx = tx.clone();
+            let fp = fp.clone();
+            let manager_id = manager_id.clone();
+            tokio::spawn(async move {
+                let result = me.clone().handle(peer, &fp, &manager_id, op).await;
+                let f = proto::encode(&AgentMessage::Response { id, result })
+                    .or_else(|e| proto::encode(&AgentMessage::Response { id, result: Err(e) }));
+                if let Ok(f) = f {
+                    let _ = tx.send(f).await;
+                }
+            });
+        }
+        if let Some(f) = forwarder {
+            f.abort();
+        }
+        drop(tx);
+        let _ = writer.await;
+        Ok(())
+    }
+
+    async fn handle(self: Arc<Self>, peer: SocketAddr, fp: &str, manager_id: &str, op: Op) -> Result<Reply> {
+        if let Op::TakeOwnership { password } = op {
+            return self.take_ownership(peer, fp, manager_id, password).await;
+        }
+        if !op.allowed_unowned() && !self.is_owner(fp) {
+            let why =
+                format!("{op_name} refused: this manager does not own the server", op_name = op_name(&op));
+            self.record(peer, format!("refused: {why}"));
+            return Err(Error::PermissionDenied { reason: why });
+        }
+        match op {
+            Op::ReleaseOwnership => {
+                self.set_owner(None)?;
+                self.record(peer, format!("ownership released by manager {manager_id}"));
+                Ok(Reply::Done)
+            }
+            Op::RestartAgent => {
+                self.record(peer, format!("restart requested by manager {manager_id}"));
+                let me = self.clone();
+                tokio::spawn(async move {
+                    // Let the response go out first.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    me.end.send_replace(Some(ServeEnd::RestartRequested));
+                });
+                Ok(Reply::Done)
+            }
+            op => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.run(op))
+                    .await
+                    .map_err(|e| Error::Internal { message: format!("request task failed: {e}") })?
+            }
+        }
+    }
+
+    async fn take_ownership(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        fp: &str,
+        manager_id: &str,
+        password: String,
+    ) -> Result<Reply> {
+        let ip = peer.ip();
+        {
+            let attempts = lock(&self.attempts);
+            if let Some(until) = attempts.get(&ip).and_then(|a| a.locked_until) {
+                let now = Instant::now();
+                if until > now {
+                    let secs = (until - now).as_secs_f64().ceil() as u64;
+                    drop(attempts);
+                    let why = format!("too many failed password attempts from {ip}; retry in {secs} s");
+                    self.record(peer, format!("refused: {why}"));
+                    return Err(Error::PermissionDenied { reason: why });
+                }
+            }
+        }
+        let me = self.clone();
+        let ok = tokio::task::spawn_blocking(move || lock(&me.state).password.verify(&password))
+            .await
+            .map_err(|e| Error::Internal { message: format!("password check failed: {e}") })?;
+        if !ok {
+            let mut attempts = lock(&self.attempts);
+            let a = attempts.entry(ip).or_default();
+            a.failures += 1;
+            if a.failures >= self.cfg.max_failures {
+                let doublings = (a.failures - self.cfg.max_failures).min(16);
+                let wait = (self.cfg.lockout * (1u32 << doublings)).min(Duration::from_secs(300));
+                a.locked_until = Some(Instant::now() + wait);
+            }
+            drop(attempts);
+            self.record(peer, format!("refused: wrong agent password from manager {manager_id}"));
+            return Err(Error::PermissionDenied { reason: "wrong agent password".into() });
+        }
+        lock(&self.attempts).remove(&ip);
+        let current = lock(&self.state).owner.clone();
+        match current {
+            Some(o) if o.fingerprint == fp => Ok(Reply::Done),
+            Some(o) => {
+                let why = format!("this server is owned by manager {}", o.manager_id);
+                self.record(peer, format!("refused: {why}"));
+                Err(Error::PermissionDenied { reason: why })
+            }
+            None => {
+                self.set_owner(Some(Owner {
+                    manager_id: manager_id.to_owned(),
+                    fingerprint: fp.to_owned(),
+                    since_ms: now_ms(),
+                }))?;
+                self.record(peer, format!("ownership taken by manager {manager_id} (certificate {fp})"));
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    fn run(&self, op: Op) -> Result<Reply> {
+        let hv = &self.hv;
+        Ok(match op {
+            Op::HostInfo => {
+                let mut info = hv.host_info()?;
+                info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
+                Reply::HostInfo(info)
+            }
+            Op::Load => Reply::Load(hv.load()?),
+            Op::ListDomains => Reply::Domains(hv.list_domains()?),
+            Op::CreateDomain { spec } => Reply::Domid(hv.create_domain(&spec)?),
+            Op::Shutdown { vm, timeout_ms } => {
+                hv.shutdown(vm, Duration::from_millis(timeout_ms))?;
+                Reply::Done
+            }
+            Op::Reboot { vm, timeout_ms } => {
+                hv.reboot(vm, Duration::from_millis(timeout_ms))?;
+                Reply::Done
+            }
+            Op::Destroy { vm } => done(hv.destroy(vm))?,
+            Op::Pause { vm } => done(hv.pause(vm))?,
+            Op::Unpause { vm } => done(hv.unpause(vm))?,
+            Op::Suspend { vm, path } => done(hv.suspend(vm, &path))?,
+            Op::Restore { spec, path } => Reply::Domid(hv.restore(&spec, &path)?),
+            Op::Migrate { vm, destination, live } => done(hv.migrate(vm, &destination, live))?,
+            Op::SetMemory { vm, memory_mib } => done(hv.set_memory(vm, memory_mib))?,
+            Op::SetVcpus { vm, vcpus } => done(hv.set_vcpus(vm, vcpus))?,
+            Op::Console { vm } => {
+                let text = hv.console(vm)?;
+                let mut cut = text.len().saturating_sub(MAX_CONSOLE);
+                while !text.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                Reply::Console(text[cut..].to_owned())
+            }
+            Op::PowerOff => done(hv.power_off())?,
+            Op::StorageCreate { path, size_bytes } => done(hv.storage_create(&path, size_bytes))?,
+            Op::StorageCopy { from, to } => done(hv.storage_copy(&from, &to))?,
+            Op::StorageDelete { path } => done(hv.storage_delete(&path))?,
+            Op::TakeOwnership { .. } | Op::ReleaseOwnership | Op::RestartAgent => {
+                return Err(Error::Internal { message: "ownership operation on the blocking path".into() })
+            }
+        })
+    }
+}
+
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    error: Error,
+) -> std::result::Result<(), String> {
+    let msg = error.to_string();
+    if let Ok(f) = proto::encode(&AgentMessage::Refused { error }) {
+        let _ = proto::write_frame(wr, &f).await;
+    }
+    Err(msg)
+}
+
+fn done(r: Result<()>) -> Result<Reply> {
+    r.map(|()| Reply::Done)
+}
+
+fn op_name(op: &Op) -> String {
+    serde_json::to_value(op)
+        .ok()
+        .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "request".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_verifies_only_the_password() {
+        let h = PasswordHash::new("s3cret").unwrap();
+        assert!(h.verify("s3cret"));
+        assert!(!h.verify("s3cret "));
+        assert!(!h.verify(""));
+        let bad = PasswordHash { salt: "zz".into(), ..h.clone() };
+        assert!(!bad.verify("s3cret"));
+        assert_eq!(unhex(&hex(&[0, 1, 254, 255])).unwrap(), vec![0, 1, 254, 255]);
+        assert!(unhex("abc").is_none());
+    }
+}

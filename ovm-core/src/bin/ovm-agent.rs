@@ -1,0 +1,162 @@
+//! `ovm-agent`: the ovm agent, run in dom0 of every Xen server (see `ovm_core::agent`).
+//!
+//! ```text
+//! ovm-agent init --state-dir DIR --password-file FILE
+//! ovm-agent serve --state-dir DIR [--listen ADDR] [--backend xen|sim:NAME] [--password-file FILE]
+//! ovm-agent fingerprint --state-dir DIR
+//! ovm-agent status --state-dir DIR
+//! ```
+//!
+//! `serve` listens on `0.0.0.0:8899` by default and serves the local Xen host (`--backend xen`,
+//! the default) or a simulated one (`sim:NAME`, for demonstrations and tests). With
+//! `--password-file` it prepares the state directory first if it is new. When the owning manager
+//! asks for a restart, the program executes itself again with the same arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ovm_core::agent::{Agent, AgentConfig, ServeEnd};
+use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
+use ovm_core::driver::{Driver, Hypervisor};
+use ovm_core::xen::XenDriver;
+
+const USAGE: &str = "usage:
+  ovm-agent init --state-dir DIR --password-file FILE
+  ovm-agent serve --state-dir DIR [--listen ADDR] [--backend xen|sim:NAME] [--password-file FILE]
+  ovm-agent fingerprint --state-dir DIR
+  ovm-agent status --state-dir DIR";
+
+#[derive(Debug, Default)]
+struct Args {
+    state_dir: Option<PathBuf>,
+    listen: Option<String>,
+    backend: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--state-dir" => a.state_dir = Some(value()?.into()),
+            "--listen" => a.listen = Some(value()?),
+            "--backend" => a.backend = Some(value()?),
+            "--password-file" => a.password_file = Some(value()?.into()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn read_password(path: &PathBuf) -> Result<String, String> {
+    let p = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let p = p.trim_end_matches(['\n', '\r']).to_owned();
+    if p.is_empty() {
+        return Err(format!("{} holds an empty password", path.display()));
+    }
+    Ok(p)
+}
+
+fn backend(spec: &str) -> Result<Arc<dyn Hypervisor>, String> {
+    const LOCAL: &str = "ovm-agent";
+    if spec == "xen" {
+        return XenDriver::new(None)
+            .connect("xen:///", "", LOCAL)
+            .map_err(|e| format!("local Xen host: {e}"));
+    }
+    if let Some(name) = spec.strip_prefix("sim:").filter(|n| !n.is_empty()) {
+        return SimDriver::new(SimWorld::default())
+            .connect(&format!("sim://{name}"), DEFAULT_PASSWORD, LOCAL)
+            .map_err(|e| format!("simulated host: {e}"));
+    }
+    Err(format!("unknown backend {spec:?} (xen or sim:NAME)"))
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let Some(cmd) = argv.get(1) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let args = match parse(&argv[2..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ovm-agent: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(dir) = args.state_dir.clone() else {
+        eprintln!("ovm-agent: --state-dir is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "init" => match &args.password_file {
+            Some(f) => read_password(f)
+                .and_then(|p| Agent::init(&dir, &p).map_err(|e| e.to_string()))
+                .map(|fp| println!("agent state in {}; certificate {fp}", dir.display())),
+            None => Err("init needs --password-file".into()),
+        },
+        "fingerprint" | "status" => Agent::inspect(&dir).map_err(|e| e.to_string()).map(|(fp, owner)| {
+            println!("{fp}");
+            if cmd == "status" {
+                match owner {
+                    Some(o) => println!("owned by manager {} (certificate {})", o.manager_id, o.fingerprint),
+                    None => println!("unowned"),
+                }
+            }
+        }),
+        "serve" => serve(&args, dir, &argv),
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ovm-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
+    if let Some(f) = &args.password_file {
+        if !dir.join("state.json").exists() {
+            let fp = Agent::init(&dir, &read_password(f)?).map_err(|e| e.to_string())?;
+            eprintln!("ovm-agent: new agent state in {}; certificate {fp}", dir.display());
+        }
+    }
+    let hv = backend(args.backend.as_deref().unwrap_or("xen"))?;
+    let agent = Agent::open(AgentConfig::new(&dir), hv).map_err(|e| e.to_string())?;
+    let listen = args.listen.clone().unwrap_or_else(|| "0.0.0.0:8899".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let end = rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+        eprintln!(
+            "ovm-agent: listening on {listen}; certificate {}; {}",
+            agent.fingerprint().map_err(|e| e.to_string())?,
+            match agent.owner() {
+                Some(o) => format!("owned by manager {}", o.manager_id),
+                None => "unowned".into(),
+            }
+        );
+        agent.serve(listener).await.map_err(|e| e.to_string())
+    })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match end {
+        ServeEnd::Stopped => Ok(()),
+        ServeEnd::RestartRequested => {
+            use std::os::unix::process::CommandExt;
+            eprintln!("ovm-agent: restarting");
+            let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+            let err = std::process::Command::new(exe).args(&argv[1..]).exec();
+            Err(format!("restart: {err}"))
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The agent, hermetically: agents serving simulated hosts on loopback, managers discovering them by
+//! address, and every refusal (wrong password, rate limit, unknown certificate, a second manager,
+//! plaintext, a wrong protocol version, a changed agent certificate, malformed frames).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ovm_core::agent::proto::Ownership as AgentOwnership;
+use ovm_core::agent::proto::{self, AgentMessage, ClientMessage, Op, Reply};
+use ovm_core::agent::{tls, Agent, AgentConfig, AgentDriver, Identity, ServeEnd};
+use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
+use ovm_core::driver::Driver;
+use ovm_core::model::*;
+use ovm_core::store::EventFilter;
+use ovm_core::{ErrorKind, JobHandle, Manager};
+
+const PASSWORD: &str = "agent-secret";
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ovm-agent-test-{tag}-{}", uuid_str()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn uuid_str() -> String {
+    VmId::new().to_string()[..8].to_owned()
+}
+
+/// An agent serving a simulated host on 127.0.0.1, in its own thread and runtime.
+struct TestAgent {
+    agent: Agent,
+    addr: String,
+    dir: PathBuf,
+    world: SimWorld,
+    thread: Option<std::thread::JoinHandle<ServeEnd>>,
+}
+
+type Served = (Agent, String, std::thread::JoinHandle<ServeEnd>);
+
+/// Serves the simulated host `host` of `world` with the agent state of `dir` on `listen`.
+fn serve(dir: &Path, world: &SimWorld, host: &str, listen: &str) -> std::io::Result<Served> {
+    let mut cfg = AgentConfig::new(dir);
+    cfg.lockout = Duration::from_millis(500);
+    let hv = SimDriver::new(world.clone())
+        .connect(&format!("sim://{host}?cpus=8&memory_mib=16384"), DEFAULT_PASSWORD, "ovm-agent")
+        .unwrap();
+    let agent = Agent::open(cfg, hv).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
+    let addr = listener.local_addr()?.to_string();
+    let a = agent.clone();
+    let thread = std::thread::spawn(move || {
+        let end = rt.block_on(a.serve(listener)).unwrap();
+        rt.shutdown_timeout(Duration::from_secs(1));
+        end
+    });
+    Ok((agent, addr, thread))
+}
+
+impl TestAgent {
+    fn start(tag: &str) -> TestAgent {
+        let dir = temp_dir(tag);
+        Agent::init(&dir, PASSWORD).unwrap();
+        let world = SimWorld::default();
+        let (agent, addr, thread) = serve(&dir, &world, tag, "127.0.0.1:0").unwrap();
+        TestAgent { agent, addr, dir, world, thread: Some(thread) }
+    }
+
+    /// Stop serving (connections drop) and start again from the same state directory and port.
+    fn restart(&mut self) {
+        self.agent.stop();
+        let end = self.thread.take().unwrap().join().unwrap();
+        assert_eq!(end, ServeEnd::Stopped);
+        let host = self.world.host_names()[0].clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (agent, _, thread) = loop {
+            match serve(&self.dir, &self.world, &host, &self.addr) {
+                Ok(x) => break x,
+                // The port may linger for a moment.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{e}");
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        self.agent = agent;
+        self.thread = Some(thread);
+    }
+
+    fn audit_has(&self, what: &str) -> bool {
+        self.agent.audit().iter().any(|r| r.what.contains(what))
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.agent.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn manager(tag: &str) -> (Manager, PathBuf) {
+    let dir = temp_dir(tag);
+    let db = dir.join("manager.db");
+    let mgr = Manager::builder()
+        .database(ovm_core::manager::DatabaseLocation::File(db.clone()))
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
+    (mgr, db)
+}
+
+fn ok(job: ovm_core::Result<JobHandle>) -> ObjectRef {
+    let j = job.unwrap().wait(WAIT).unwrap();
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id))
+}
+
+fn job_error(job: ovm_core::Result<JobHandle>) -> ovm_core::Error {
+    match job {
+        Err(e) => e,
+        Ok(j) => j.wait(WAIT).unwrap_err(),
+    }
+}
+
+fn wait_until(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_event(mgr: &Manager, object: ObjectRef, event_type: &str) -> bool {
+    mgr.events(&EventFilter { object: Some(object.id), ..Default::default() })
+        .unwrap()
+        .iter()
+        .any(|e| e.event_type == event_type)
+}
+
+#[test]
+fn discover_by_address_then_run_a_vm_through_the_agent() {
+    let a = TestAgent::start("discover");
+    let (mgr, _) = manager("discover");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let s = mgr.server(server).unwrap();
+    assert_eq!((s.ownership.clone(), s.power_state), (Ownership::Owned, ServerPowerState::Running));
+    assert_eq!(s.address, a.addr);
+    assert_eq!((s.hardware.cpus, s.hardware.memory_mib), (8, 16384));
+    assert!(!s.ports.is_empty(), "the host's ports are recorded");
+    let mgmt: Vec<_> =
+        mgr.networks().into_iter().filter(|n| n.functions.contains(&NetworkFunction::Management)).collect();
+    assert_eq!(mgmt.len(), 1, "the server-management network is created on first discovery");
+
+    // Both sides pinned each other.
+    let owner = a.agent.owner().expect("owned");
+    assert_eq!(owner.manager_id, mgr.id());
+    assert_eq!(owner.fingerprint, mgr.certificate_fingerprint().unwrap());
+    assert_eq!(mgr.agent_fingerprint(server).unwrap(), Some(a.agent.fingerprint().unwrap()));
+    assert!(a.audit_has("ownership taken by manager"));
+
+    // A VM, run on the simulated host through the agent.
+    let cfg = VmConfig { memory_mib: 512, max_memory_mib: 512, ..VmConfig::default() };
+    let mut spec = ovm_core::manager::VmSpec::new("vm1", cfg);
+    spec.server = Some(server);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(server)));
+    assert!(mgr.vm_console(vm).unwrap().contains("guest up"));
+    ok(mgr.pause_vm(vm));
+    ok(mgr.resume_vm(vm));
+    ok(mgr.stop_vm(vm));
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+
+    // A domain that stops outside the manager is reported through the agent's change stream.
+    ok(mgr.start_vm(vm));
+    a.world.crash_domain(vm).unwrap();
+    wait_until("the crash to reach the manager", 10, || {
+        mgr.vm(vm).unwrap().power_state == PowerState::Stopped
+    });
+    assert!(has_event(&mgr, mgr.vm(vm).unwrap().object_ref(), "vm.stopped"));
+}
+
+#[test]
+fn wrong_password_is_refused_and_rate_limited() {
+    let a = TestAgent::start("password");
+    let (mgr, _) = manager("password");
+    for _ in 0..3 {
+        let e = job_error(mgr.discover_server(&a.addr, "wrong"));
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("wrong agent password"), "{e}");
+    }
+    assert!(a.agent.owner().is_none(), "nothing changed");
+    assert!(mgr.servers().is_empty(), "no server recorded");
+    // Locked out: even the right password is not checked now.
+    let e = job_error(mgr.discover_server(&a.addr, PASSWORD));
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert!(e.to_string().contains("too many failed password attempts"), "{e}");
+    assert!(a.agent.owner().is_none());
+    assert!(a.audit_has("wrong agent password") && a.audit_has("too many failed"));
+    // After the lockout the right password works.
+    std::thread::sleep(Duration::from_millis(600));
+    ok(mgr.discover_server(&a.addr, PASSWORD));
+    assert_eq!(a.agent.owner().unwrap().manager_id, mgr.id());
+}
+
+#[test]
+fn a_second_manager_is_refused() {
+    let a = TestAgent::start("second");
+    let (m1, _) = manager("second1");
+    let (m2, _) = manager("second2");
+    ok(m1.discover_server(&a.addr, PASSWORD));
+    let before = a.agent.owner();
+    let e = job_error(m2.discover_server(&a.addr, PASSWORD));
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("owned by manager"), "{e}");
+    assert_eq!(a.agent.owner(), before, "ownership unchanged");
+    assert!(m2.servers().is_empty());
+    assert!(a.audit_has("not the owner's"));
+    // The owner still works.
+    let s = m1.servers()[0].id;
+    ok(m1.refresh_server(s));
+}
+
+#[test]
+fn an_unknown_certificate_is_refused_even_with_the_owners_id() {
+    let a = TestAgent::start("unknowncert");
+    let (mgr, _) = manager("unknowncert");
+    ok(mgr.discover_server(&a.addr, PASSWORD));
+    // Another key pair claiming to be the same manager.
+    let impostor = AgentDriver::new(Identity::generate("impostor").unwrap());
+    impostor.pin(&a.addr, &a.agent.fingerprint().unwrap());
+    let e = impostor.reconnect(&a.addr, mgr.id()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let e = impostor.release(&a.addr, mgr.id()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_eq!(a.agent.owner().unwrap().manager_id, mgr.id(), "still owned");
+    assert!(a.audit_has("not the owner's"));
+}
+
+#[test]
+fn plaintext_is_refused_and_the_agent_keeps_serving() {
+    let a = TestAgent::start("plaintext");
+    let mut tcp = TcpStream::connect(&a.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hello = ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "plain".into() };
+    tcp.write_all(&proto::encode(&hello).unwrap()).unwrap();
+    let mut buf = [0u8; 256];
+    // The agent answers with a TLS alert at most, then closes: never a protocol message.
+    let mut got = Vec::new();
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(proto::decode::<AgentMessage>(got.get(4..).unwrap_or(&[])).is_err());
+    wait_until("the refusal to be logged", 5, || a.audit_has("TLS handshake failed"));
+    assert!(a.agent.owner().is_none());
+    let (mgr, _) = manager("plaintext");
+    ok(mgr.discover_server(&a.addr, PASSWORD));
+}
+
+/// A protocol client speaking TLS directly (to send what a manager never would).
+struct Raw {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: &str, identity: &Identity) -> Raw {
+        let cfg = tls::client_config(identity, None, Arc::default()).unwrap();
+        let conn = rustls::ClientConnection::new(cfg, tls::server_name("127.0.0.1")).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { tls: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
+    }
+
+    fn send_bytes(&mut self, b: &[u8]) {
+        proto::write_frame_blocking(&mut self.tls, b).unwrap();
+    }
+
+    fn send(&mut self, m: &ClientMessage) {
+        self.send_bytes(&proto::encode(m).unwrap());
+    }
+
+    fn recv(&mut self) -> Option<AgentMessage> {
+        proto::read_frame_blocking(&mut self.tls, &mut self.buf).ok()?;
+        Some(proto::decode(&self.buf).unwrap())
+    }
+
+    fn hello(&mut self, min: u32, max: u32) -> AgentMessage {
+        self.send(&ClientMessage::Hello { min_version: min, max_version: max, manager_id: "raw".into() });
+        self.recv().expect("an answer to hello")
+    }
+
+    fn request(&mut self, id: u64, op: Op) -> Result<Reply, ovm_core::Error> {
+        self.send(&ClientMessage::Request { id, op });
+        loop {
+            match self.recv().expect("a response") {
+                AgentMessage::Response { id: got, result } if got == id => return result,
+                AgentMessage::Change { .. } => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unowned_agent_serves_only_take_ownership() {
+    let a = TestAgent::start("unowned");
+    let me = Identity::generate("raw").unwrap();
+    let mut raw = Raw::connect(&a.addr, &me);
+    assert!(matches!(
+        raw.hello(1, 1),
+        AgentMessage::Welcome { ownership: AgentOwnership::Unowned, version: 1, .. }
+    ));
+    for op in [
+        Op::ListDomains,
+        Op::HostInfo,
+        Op::ReleaseOwnership,
+        Op::RestartAgent,
+        Op::StorageDelete { path: "/etc/passwd".into() },
+    ] {
+        let e = raw.request(1, op).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    }
+    assert!(a.audit_has("does not own the server"));
+    assert_eq!(raw.request(2, Op::TakeOwnership { password: PASSWORD.into() }).unwrap(), Reply::Done);
+    assert!(matches!(raw.request(3, Op::ListDomains).unwrap(), Reply::Domains(_)));
+    assert_eq!(a.agent.owner().unwrap().fingerprint, me.fingerprint().unwrap());
+}
+
+#[test]
+fn malformed_frames_get_an_error_reply_and_others_are_still_served() {
+    let a = TestAgent::start("malformed");
+    let mut raw = Raw::connect(&a.addr, &Identity::generate("raw").unwrap());
+    assert!(matches!(raw.hello(1, 1), AgentMessage::Welcome { .. }));
+    let (mgr, _) = manager("malformed");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    raw.send_bytes(&[0, 0, 0, 3, b'{', b'x', b'}']);
+    assert!(matches!(raw.recv(), Some(AgentMessage::ProtocolError { .. })));
+    let body = br#"{"type":"request","id":1,"op":{"op":"format_disk"}}"#;
+    raw.send_bytes(&[&(body.len() as u32).to_be_bytes()[..], body].concat());
+    assert!(matches!(raw.recv(), Some(AgentMessage::ProtocolError { .. })));
+    // The connection goes on after a malformed frame.
+    assert!(matches!(raw.request(5, Op::HostInfo), Err(e) if e.kind() == ErrorKind::PermissionDenied));
+    // A frame over the limit closes the connection.
+    raw.send_bytes(&[0x7f, 0xff, 0xff, 0xff]);
+    assert!(matches!(raw.recv(), Some(AgentMessage::ProtocolError { .. })));
+    assert!(raw.recv().is_none(), "closed");
+    assert!(a.audit_has("malformed frame") && a.audit_has("over the limit"));
+    // The owner was served all along.
+    ok(mgr.refresh_server(server));
+    assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Running);
+}
+
+#[test]
+fn an_unknown_protocol_version_is_refused() {
+    let a = TestAgent::start("version");
+    let mut raw = Raw::connect(&a.addr, &Identity::generate("raw").unwrap());
+    match raw.hello(7, 9) {
+        AgentMessage::Refused { error } => assert_eq!(error.kind(), ErrorKind::Unsupported),
+        other => panic!("{other:?}"),
+    }
+    assert!(raw.recv().is_none(), "closed after the refusal");
+    // A request before the hello is refused too.
+    let mut raw = Raw::connect(&a.addr, &Identity::generate("raw").unwrap());
+    raw.send(&ClientMessage::Request { id: 1, op: Op::HostInfo });
+    assert!(matches!(raw.recv(), Some(AgentMessage::Refused { .. })));
+    wait_until("the refusal to be logged", 5, || a.audit_has("expected hello"));
+}
+
+#[test]
+fn a_changed_agent_certificate_is_refused_by_the_manager() {
+    let mut a = TestAgent::start("pinning");
+    let (mgr, _) = manager("pinning");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    // Someone replaces the agent (new key, same address), and even hands it over.
+    for f in ["agent-cert.pem", "agent-key.pem", "state.json"] {
+        std::fs::remove_file(a.dir.join(f)).unwrap();
+    }
+    Agent::init(&a.dir, PASSWORD).unwrap();
+    a.restart();
+    wait_until("the manager to notice", 10, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Unreachable
+    });
+    let e = job_error(mgr.refresh_server(server));
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("not the pinned"), "{e}");
+    assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Unreachable);
+    assert!(a.agent.owner().is_none(), "the manager did not hand anything to the new agent");
+}
+
+#[test]
+fn release_returns_the_agent_to_unowned() {
+    let a = TestAgent::start("release");
+    let (m1, _) = manager("release1");
+    let server = ServerId(ok(m1.discover_server(&a.addr, PASSWORD)).id);
+    ok(m1.release_ownership(server));
+    assert!(a.agent.owner().is_none());
+    assert!(a.audit_has("ownership released"));
+    assert_eq!(m1.agent_fingerprint(server).unwrap(), None);
+    let (m2, _) = manager("release2");
+    ok(m2.discover_server(&a.addr, PASSWORD));
+    assert_eq!(a.agent.owner().unwrap().manager_id, m2.id());
+}
+
+#[test]
+fn agent_restart_keeps_its_key_and_owner_and_the_manager_recovers() {
+    let mut a = TestAgent::start("restart");
+    let (mgr, db) = manager("restart");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let mut spec = ovm_core::manager::VmSpec::new("keep", VmConfig::default());
+    spec.server = Some(server);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    let fp = a.agent.fingerprint().unwrap();
+    let token = mgr.current_token().unwrap();
+
+    a.restart();
+    assert_eq!(a.agent.fingerprint().unwrap(), fp, "same key after the restart");
+    assert_eq!(a.agent.owner().unwrap().manager_id, mgr.id(), "same owner after the restart");
+    let sref = mgr.server(server).unwrap().object_ref();
+    wait_until("the Warning event", 10, || has_event(&mgr, sref, "server.unreachable"));
+    wait_until("the reconnection", 20, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    assert!(has_event(&mgr, sref, "server.reachable"));
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!(v.power_state, PowerState::Running, "the VM kept running; no HA restart");
+    let (changes, _) = mgr.events_since(token).unwrap();
+    assert!(changes.iter().any(|c| c.object == sref));
+    ok(mgr.stop_vm(vm));
+
+    // The manager itself restarts: its key and the pin come from its database.
+    mgr.close(Duration::from_secs(10)).unwrap();
+    drop(mgr);
+    let mgr = Manager::builder()
+        .database(ovm_core::manager::DatabaseLocation::File(db))
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
+    assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Running);
+    ok(mgr.start_vm(vm));
+    assert_eq!(mgr.vm(vm).unwrap().server, Some(server));
+}
+
+#[test]
+fn a_corrupt_state_file_stops_the_agent_and_is_left_alone() {
+    let dir = temp_dir("corrupt");
+    Agent::init(&dir, PASSWORD).unwrap();
+    let state = dir.join("state.json");
+    std::fs::write(&state, b"{\"version\": 1, \"owner\": ").unwrap();
+    let hv = SimDriver::new(SimWorld::default()).connect("sim://c", DEFAULT_PASSWORD, "ovm-agent").unwrap();
+    let e = Agent::open(AgentConfig::new(&dir), hv).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(std::fs::read(&state).unwrap(), b"{\"version\": 1, \"owner\": ");
+    assert_eq!(Agent::init(&dir, PASSWORD).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(Agent::init(&dir, "").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn agent_process(dir: &Path, port: u16) -> std::process::Child {
+    let pw = dir.join("password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_ovm-agent"))
+        .args(["serve", "--backend", "sim:proc", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--password-file")
+        .arg(&pw)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_agent_program_restarts_itself_on_request() {
+    let dir = temp_dir("process");
+    let port = free_port();
+    let mut child = agent_process(&dir, port);
+    let addr = format!("127.0.0.1:{port}");
+    wait_until("the agent to listen", 20, || TcpStream::connect(&addr).is_ok());
+    let (mgr, _) = manager("process");
+    let server = ServerId(ok(mgr.discover_server(&addr, PASSWORD)).id);
+    let fp = mgr.agent_fingerprint(server).unwrap().unwrap();
+    ok(mgr.restart_agent(server));
+    let sref = mgr.server(server).unwrap().object_ref();
+    wait_until("the Warning event", 10, || has_event(&mgr, sref, "server.unreachable"));
+    wait_until("the reconnection", 30, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    assert!(has_event(&mgr, sref, "server.reachable"));
+    assert!(child.try_wait().unwrap().is_none(), "the same process runs on");
+    assert_eq!(mgr.agent_fingerprint(server).unwrap().unwrap(), fp);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovm-agent"))
+        .args(["status", "--state-dir"])
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&fp) && text.contains(mgr.id()), "{text}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_command_lines_are_refused() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ovm-agent")).args(args).output().unwrap()
+    };
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&["serve"]).status.code(), Some(2));
+    assert_eq!(run(&["serve", "--state-dir"]).status.code(), Some(2));
+    assert_eq!(run(&["serve", "--bogus", "x"]).status.code(), Some(2));
+    let dir = temp_dir("cli");
+    let out = run(&["serve", "--state-dir", dir.to_str().unwrap(), "--backend", "qemu"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["fingerprint", "--state-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "no identity yet");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn addresses_select_the_agent_driver() {
+    let (mgr, _) = manager("addresses");
+    // Nothing listens there: a typed backend error, no server recorded.
+    let port = free_port();
+    let e = job_error(mgr.discover_server(&format!("127.0.0.1:{port}"), PASSWORD));
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    let e = job_error(mgr.discover_server("no such host:1", PASSWORD));
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(mgr.servers().is_empty());
+}

@@ -1,0 +1,186 @@
+//! End to end on real Xen: the manager runs here, on the host, with a database file; the agent runs
+//! in dom0 of a lab server, reached through the lab's forwarded port. Run through the lab:
+//!
+//! ```sh
+//! tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
+//!     cargo test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture
+//! ```
+//!
+//! (`make agent-lab-test` does exactly that.) The dom0 script starts `ovm-agent serve` with the
+//! password below; the lab guest's kernel and initramfs are at `/var/lib/ovm-lab/` in dom0.
+
+use std::time::{Duration, Instant};
+
+use ovm_core::manager::{kernel_paths, DatabaseLocation, RepositorySpec, VmSpec};
+use ovm_core::model::*;
+use ovm_core::store::EventFilter;
+use ovm_core::{JobHandle, Manager};
+
+/// The agent password the dom0 script sets.
+const PASSWORD: &str = "ovm-lab-agent";
+
+fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> ObjectRef {
+    let t0 = Instant::now();
+    let j = job.unwrap_or_else(|e| panic!("{what}: {e}")).wait(Some(Duration::from_secs(secs)));
+    let j = j.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(j.state, JobState::Completed, "{what}: {j:?}");
+    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
+    j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id))
+}
+
+fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
+}
+
+fn events(mgr: &Manager, object: ObjectRef) -> Vec<Event> {
+    mgr.events(&EventFilter { object: Some(object.id), ..Default::default() }).unwrap()
+}
+
+#[test]
+fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
+    let port = std::env::var("OVM_XENLAB_PORT_1").expect(
+        "OVM_XENLAB_PORT_1 is unset: run this test through `tests/xenlab/lab serve` (make agent-lab-test)",
+    );
+    let address = format!("127.0.0.1:{port}");
+    wait_for("the agent to listen", 120, || std::net::TcpStream::connect(&address).is_ok());
+
+    let dir = std::env::temp_dir().join(format!("ovm-agent-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("manager.db");
+    let open = || Manager::builder().database(DatabaseLocation::File(db.clone())).open().unwrap();
+    let mgr = open();
+
+    // Discovery: ownership, hardware, the management network.
+    let server = ServerId(ok("discover the lab server", mgr.discover_server(&address, PASSWORD), 120).id);
+    let s = mgr.server(server).unwrap();
+    println!("server {} at {}: {:?}", s.name, s.address, s.hardware);
+    assert!(s.hardware.xen_version.starts_with("4.17"), "{:?}", s.hardware);
+    assert!(s.hardware.cpus >= 1 && s.hardware.memory_mib >= 1024);
+    assert!(!s.ports.is_empty(), "dom0's network ports are recorded");
+    assert!(mgr.networks().iter().any(|n| n.functions.contains(&NetworkFunction::Management)));
+    assert!(mgr.agent_fingerprint(server).unwrap().is_some());
+    // A wrong password from another manager is refused and changes nothing.
+    let other = Manager::open_in_memory().unwrap();
+    let e =
+        other.discover_server(&address, "wrong").unwrap().wait(Some(Duration::from_secs(60))).unwrap_err();
+    assert_eq!(e.kind(), ovm_core::ErrorKind::PermissionDenied, "{e}");
+    drop(other);
+
+    // A repository on the server's local file system, the lab guest's kernel stored in it, a disk.
+    let fsrv = FileServer {
+        id: FileServerId::new(),
+        name: "lab-local".into(),
+        description: String::new(),
+        kind: FileServerKind::Local,
+        access_host: s.name.clone(),
+        admin_servers: vec![server],
+        refreshed: true,
+    };
+    let fsrv_id = fsrv.id;
+    ok("create the local file server", mgr.create_object(Object::FileServer(fsrv)), 30);
+    let fs = FileSystem {
+        id: FileSystemId::new(),
+        name: "lab-local:/OVS".into(),
+        description: String::new(),
+        location: FileSystemLocation::FileServer(fsrv_id),
+        path: "/OVS".into(),
+        size_bytes: 1 << 30,
+        free_bytes: 1 << 30,
+    };
+    let fs_id = fs.id;
+    ok("create the file system", mgr.create_object(Object::FileSystem(fs)), 30);
+    let repo = RepositoryId(
+        ok(
+            "create the repository",
+            mgr.create_repository(RepositorySpec {
+                name: "lab-repo".into(),
+                backing: RepositoryBacking::FileSystem(fs_id),
+                owner_pool: None,
+                capacity_bytes: 0,
+            }),
+            30,
+        )
+        .id,
+    );
+    ok("present the repository", mgr.present_repository(repo, server), 30);
+    ok(
+        "import the guest kernel and initramfs into the repository",
+        mgr.import_kernel(
+            repo,
+            "lab-guest",
+            "/var/lib/ovm-lab/vmlinux",
+            Some("/var/lib/ovm-lab/domu-initrd.gz"),
+        ),
+        120,
+    );
+    let (kernel, initrd) = kernel_paths(repo, "lab-guest");
+    let disk =
+        VirtualDiskId(ok("create a disk", mgr.create_virtual_disk(repo, "lab-disk", 16 << 20, false), 60).id);
+
+    // A PV VM booted from the repository's kernel, with the disk.
+    let config = VmConfig {
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) }],
+        pv_kernel: Some(PvKernel { kernel, initrd: Some(initrd), cmdline: "console=hvc0".into() }),
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new("agent-lab-vm", config);
+    spec.server = Some(server);
+    spec.repository = Some(repo);
+    let vm = VmId(ok("create the VM", mgr.create_vm(spec), 60).id);
+    ok("start the VM", mgr.start_vm(vm), 300);
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!(v.power_state, PowerState::Running);
+    println!("VM {} running as domain {:?}", v.name, v.domid);
+    wait_for("the guest's console marker", 300, || {
+        mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+    });
+
+    // The agent restarts mid-way: the server goes unreachable, comes back, the VM ran on.
+    let sref = mgr.server(server).unwrap().object_ref();
+    ok("restart the agent", mgr.restart_agent(server), 60);
+    wait_for("the unreachable warning", 60, || {
+        events(&mgr, sref)
+            .iter()
+            .any(|e| e.event_type == "server.unreachable" && e.severity == Severity::Warning)
+    });
+    wait_for("the manager to reconnect", 120, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    assert!(events(&mgr, sref)
+        .iter()
+        .any(|e| e.event_type == "server.reachable" && e.severity == Severity::Info));
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running, "the VM kept running");
+    assert!(mgr.vm_console(vm).unwrap().contains("OVM-DOMU-UP"));
+
+    // Stop it (the guest powers off cleanly, or is destroyed after the timeout).
+    ok("stop the VM", mgr.stop_vm(vm), 300);
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+
+    // The manager restarts too: it reconnects with its key and the pinned agent certificate.
+    mgr.close(Duration::from_secs(30)).unwrap();
+    drop(mgr);
+    let mgr = open();
+    assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Running);
+    ok("start the VM again after the manager restarted", mgr.start_vm(vm), 300);
+    ok("kill the VM", mgr.kill_vm(vm), 120);
+    ok("delete the VM", mgr.delete_vm(vm), 60);
+    ok("delete the disk", mgr.delete_virtual_disk(disk), 60);
+
+    println!("events:");
+    for e in mgr.events(&EventFilter::default()).unwrap() {
+        println!("  {:<8} {:<22} {}", e.severity, e.event_type, e.summary);
+    }
+    ok("release the server", mgr.release_ownership(server), 60);
+    mgr.close(Duration::from_secs(30)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
