@@ -37,6 +37,15 @@ fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
     println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
 }
 
+/// QEMU's port forward accepts connections even when nothing listens in dom0 (and then closes
+/// them); a TLS server instead waits for the client's first message.
+fn agent_listens(address: &str) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(address) else { return false };
+    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
 fn events(mgr: &Manager, object: ObjectRef) -> Vec<Event> {
     mgr.events(&EventFilter { object: Some(object.id), ..Default::default() }).unwrap()
 }
@@ -47,7 +56,7 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
         "OVM_XENLAB_PORT_1 is unset: run this test through `tests/xenlab/lab serve` (make agent-lab-test)",
     );
     let address = format!("127.0.0.1:{port}");
-    wait_for("the agent to listen", 120, || std::net::TcpStream::connect(&address).is_ok());
+    wait_for("the agent to listen", 180, || agent_listens(&address));
 
     let dir = std::env::temp_dir().join(format!("ovm-agent-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -369,7 +369,22 @@ impl Hypervisor for XenConnection {
     }
 
     fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.request(vm, ShutdownRequest::Poweroff, timeout)
+        let t0 = Instant::now();
+        self.request(vm, ShutdownRequest::Poweroff, timeout)?;
+        // The guest has shut down; its toolstack monitor destroys the domain (on_poweroff). Wait
+        // for that, so that the domain is gone (and its name free) when this returns; clean up
+        // ourselves if the monitor does not.
+        let grace = timeout.saturating_sub(t0.elapsed()).max(Duration::from_secs(10));
+        let deadline = Instant::now() + grace;
+        loop {
+            let doms = self.host.hypercalls().domains().map_err(map_err)?;
+            let Some(d) = doms.iter().find(|d| d.domid != 0 && d.uuid == vm.uuid()) else { return Ok(()) };
+            if Instant::now() >= deadline {
+                // A dying domain goes by itself; one left shut down is destroyed.
+                return if d.state == DomainState::Dying { Ok(()) } else { self.destroy(vm) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
