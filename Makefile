@@ -2,10 +2,16 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
+.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
+
+# The walk-through on real Xen: a lab server boots with ovm-agent in dom0; the manager runs here.
+demo-xen:
+	$(CARGO) build -q -p ovm-core --bin ovm-agent --example walkthrough
+	tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
+		sh -c '$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB) --xen "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent'
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -90,6 +96,7 @@ lab-test:
 	tests/xenlab/lab cargo-test --manifest-path tests/xenlab/probe/Cargo.toml
 	tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
 	$(MAKE) agent-lab-test
+	$(MAKE) demo-xen
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 agent-lab-test:

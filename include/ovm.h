@@ -625,6 +625,15 @@ ovm_result ovm_manager_close(const ovm_manager *mgr, uint64_t timeout_ms);
 void ovm_manager_free(ovm_manager *mgr);
 
 /*
+ Copy the fingerprint (`sha256:` + hex) of the certificate the manager presents to agents into
+ `buf` (what an agent records as its owner).
+ */
+ovm_result ovm_manager_certificate_fingerprint(const ovm_manager *mgr,
+                                               char *buf,
+                                               size_t len,
+                                               size_t *out_n);
+
+/*
  Copy the manager's identity (the owner id it presents to servers) into `buf`.
  */
 ovm_result ovm_manager_id(const ovm_manager *mgr, char *buf, size_t len, size_t *out_n);
@@ -693,6 +702,21 @@ ovm_result ovm_server_discover(const ovm_manager *mgr,
                                ovm_job **out);
 
 /*
+ Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
+ */
+ovm_result ovm_server_restart_agent(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
+ `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
+ */
+ovm_result ovm_server_agent_fingerprint(const ovm_manager *mgr,
+                                        const char *server,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *out_n);
+
+/*
  Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
  */
 ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
@@ -739,6 +763,18 @@ ovm_result ovm_repository_present(const ovm_manager *mgr,
                                   const char *repository,
                                   const char *server,
                                   ovm_job **out);
+
+/*
+ Store a PV/PVH boot kernel (and an initial ramdisk, `initrd_source` may be NULL) in a repository
+ under `name`, copied from files on the server the repository is presented to. They land at
+ `REPOSITORY/Kernels/NAME/vmlinux` and `.../initrd`. The job's result is the repository.
+ */
+ovm_result ovm_repository_import_kernel(const ovm_manager *mgr,
+                                        const char *repository,
+                                        const char *name,
+                                        const char *kernel_source,
+                                        const char *initrd_source,
+                                        ovm_job **out);
 
 /*
  Create an empty virtual disk of `size_bytes` in a repository. The job's result is the disk.

@@ -57,6 +57,13 @@ int main(void) {
   expect("not a UUID", ovm_vm_power_state(mgr, "not-a-uuid", &u), OVM_RESULT_INVALID_ARGUMENT);
   expect("unknown VM", ovm_vm_power_state(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", &u), OVM_RESULT_NOT_FOUND);
   expect("unknown flags", ovm_vm_start(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", 0x80, &job), OVM_RESULT_INVALID_ARGUMENT);
+  char fp[80];
+  expect("manager certificate fingerprint", ovm_manager_certificate_fingerprint(mgr, fp, sizeof fp, &n), OVM_RESULT_OK);
+  if (n == 7 + 64 + 1 && strncmp(fp, "sha256:", 7) == 0) passed++; else { failed++; printf("FAIL fingerprint %s\n", fp); }
+  expect("agent fingerprint of an unknown server", ovm_server_agent_fingerprint(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", fp, sizeof fp, &n), OVM_RESULT_NOT_FOUND);
+  expect("restart the agent of an unknown server", ovm_server_restart_agent(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", &job), OVM_RESULT_NOT_FOUND);
+  expect("import a kernel with a NULL source", ovm_repository_import_kernel(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", "k", NULL, NULL, &job), OVM_RESULT_NULL_PARAMETER);
+  expect("import a kernel into an unknown repository", ovm_repository_import_kernel(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", "k", "/boot/vmlinuz", NULL, &job), OVM_RESULT_NOT_FOUND);
   expect("malformed JSON record", ovm_object_create_json(mgr, "{\"kind\":\"Tag\"", &job), OVM_RESULT_INVALID_ARGUMENT);
   expect("record of an unknown kind", ovm_object_create_json(mgr, "{\"kind\":\"Toaster\",\"object\":{}}", &job), OVM_RESULT_INVALID_ARGUMENT);
   expect("tag from a JSON record",

@@ -2,7 +2,14 @@
 //! storage, a network and a template, creates a VM from the template, starts it, live-migrates it,
 //! stops it, and prints the jobs and events.
 //!
-//! Run: `cargo run -p ovm-core --example walkthrough -- [DATABASE_FILE]`
+//! With `--xen ADDRESS PASSWORD` it works on a real Xen server instead: it discovers the server
+//! through its agent (`ovm-agent` in dom0), makes a pool, a repository on the server's local file
+//! system with a guest kernel imported into it (from `--kernel PATH` and `--initrd PATH` on the
+//! server, by default the Xen lab's guest), a template, a PV VM cloned from it, starts it, shows its
+//! console, stops it, and prints the jobs and events. `make demo-xen` does that on a lab server.
+//!
+//! Run: `cargo run -p ovm-core --example walkthrough -- [DATABASE_FILE] [--xen ADDRESS PASSWORD
+//! [--kernel PATH] [--initrd PATH]]`
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,8 +28,47 @@ fn done(what: &str, job: JobHandle) -> Result<ObjectRef> {
     Ok(j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id)))
 }
 
+/// A real server reached through its agent.
+struct XenTarget {
+    address: String,
+    password: String,
+    kernel: String,
+    initrd: String,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: walkthrough [DATABASE_FILE] [--xen ADDRESS PASSWORD [--kernel PATH] [--initrd PATH]]");
+    std::process::exit(2)
+}
+
 fn main() -> Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| {
+    let mut path = None;
+    let mut xen: Option<XenTarget> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--xen" => {
+                let (Some(address), Some(password)) = (args.next(), args.next()) else { usage() };
+                xen = Some(XenTarget {
+                    address,
+                    password,
+                    kernel: "/var/lib/ovm-lab/vmlinux".into(),
+                    initrd: "/var/lib/ovm-lab/domu-initrd.gz".into(),
+                });
+            }
+            "--kernel" | "--initrd" => {
+                let (Some(v), Some(x)) = (args.next(), xen.as_mut()) else { usage() };
+                if a == "--kernel" {
+                    x.kernel = v;
+                } else {
+                    x.initrd = v;
+                }
+            }
+            p if !p.starts_with('-') && path.is_none() => path = Some(p.to_owned()),
+            _ => usage(),
+        }
+    }
+    let path = path.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ovm-walkthrough-{}.db", std::process::id())).display().to_string()
     });
     println!("ovm walk-through, manager database {path}");
@@ -36,6 +82,10 @@ fn main() -> Result<()> {
             mgr.vms().len()
         );
         return Ok(());
+    }
+    if let Some(x) = xen {
+        xen_walkthrough(&mgr, &x)?;
+        return report(mgr, &path, start_token);
     }
     println!("Discover servers");
     let s1 = ServerId(
@@ -149,6 +199,120 @@ fn main() -> Result<()> {
     done("stop", mgr.stop_vm(vm)?)?;
     println!("  {} is {}", v.name, mgr.vm(vm)?.power_state);
 
+    report(mgr, &path, start_token)
+}
+
+/// The walk-through on a real Xen server through its agent.
+fn xen_walkthrough(mgr: &Manager, x: &XenTarget) -> Result<()> {
+    println!("Discover the Xen server at {} through its agent", x.address);
+    let mut tries = 0;
+    let server = loop {
+        // A freshly booted server's agent may still be starting.
+        match mgr.discover_server(&x.address, &x.password)?.wait(Some(Duration::from_secs(60))) {
+            Ok(j) => break ServerId(j.result.expect("the server").id),
+            Err(e) if e.kind() == ovm_core::ErrorKind::Backend && tries < 60 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let s = mgr.server(server)?;
+    println!(
+        "  [Completed] {} (Xen {}, {} CPUs, {} MiB), agent certificate {}",
+        s.name,
+        s.hardware.xen_version,
+        s.hardware.cpus,
+        s.hardware.memory_mib,
+        mgr.agent_fingerprint(server)?.unwrap_or_default()
+    );
+    let pool = PoolId(done("create pool xen-pool", mgr.create_pool(PoolSpec::new("xen-pool"))?)?.id);
+    done("add the server to xen-pool", mgr.add_server_to_pool(pool, server)?)?;
+
+    println!("Storage: the server's local file system, a repository, a guest kernel in it");
+    let local = FileServer {
+        id: FileServerId::new(),
+        name: format!("{}-local", s.name),
+        description: String::new(),
+        kind: FileServerKind::Local,
+        access_host: s.name.clone(),
+        admin_servers: vec![server],
+        refreshed: true,
+    };
+    let local_id = local.id;
+    done("create local file server", mgr.create_object(Object::FileServer(local))?)?;
+    let fs = FileSystem {
+        id: FileSystemId::new(),
+        name: format!("{}:/OVS", s.name),
+        description: String::new(),
+        location: FileSystemLocation::FileServer(local_id),
+        path: "/OVS".into(),
+        size_bytes: 4 << 30,
+        free_bytes: 4 << 30,
+    };
+    let fs_id = fs.id;
+    done("create file system", mgr.create_object(Object::FileSystem(fs))?)?;
+    let repo = RepositoryId(
+        done(
+            "create repository xen-repo",
+            mgr.create_repository(RepositorySpec {
+                name: "xen-repo".into(),
+                backing: RepositoryBacking::FileSystem(fs_id),
+                owner_pool: Some(pool),
+                capacity_bytes: 0,
+            })?,
+        )?
+        .id,
+    );
+    done("present xen-repo to the server", mgr.present_repository(repo, server)?)?;
+    done("import the guest kernel", mgr.import_kernel(repo, "guest", &x.kernel, Some(&x.initrd))?)?;
+    let (kernel, initrd) = ovm_core::manager::kernel_paths(repo, "guest");
+
+    println!("A PV template with a system disk, a VM cloned from it");
+    let disk = VirtualDiskId(
+        done("create disk", mgr.create_virtual_disk(repo, "guest-system", 64 << 20, false)?)?.id,
+    );
+    let config = VmConfig {
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) }],
+        pv_kernel: Some(PvKernel { kernel, initrd: Some(initrd), cmdline: "console=hvc0".into() }),
+        os_type: "Linux".into(),
+        ..VmConfig::default()
+    };
+    let tpl = TemplateId(
+        done("create template guest", mgr.create_template(repo, "guest", config, vec![disk])?)?.id,
+    );
+    let opts = ovm_core::manager::CloneOptions { pool: Some(pool), repository: None, networks: None };
+    let name = format!("guest-{}", &uuid_suffix());
+    let vm = VmId(done(&format!("clone template to VM {name}"), mgr.clone_template(tpl, &name, opts)?)?.id);
+    let start = mgr.start_vm(vm)?;
+    let j = start.wait(Some(Duration::from_secs(300)))?;
+    println!("  [{}] start", j.state);
+    let v = mgr.vm(vm)?;
+    println!("  {} is {} on {} (domain {:?})", v.name, v.power_state, s.name, v.domid);
+    let t0 = std::time::Instant::now();
+    let mut console = String::new();
+    while t0.elapsed() < Duration::from_secs(300)
+        && !console.contains("OVM-DOMU-UP")
+        && !console.contains("login")
+    {
+        std::thread::sleep(Duration::from_secs(1));
+        console = mgr.vm_console(vm)?;
+    }
+    println!("  console after {:.0} s:", t0.elapsed().as_secs_f64());
+    for line in console.lines().filter(|l| l.starts_with("OVM-")).take(8) {
+        println!("    {line}");
+    }
+    let j = mgr.stop_vm(vm)?.wait(Some(Duration::from_secs(300)))?;
+    println!("  [{}] stop: {} is {}", j.state, v.name, mgr.vm(vm)?.power_state);
+    Ok(())
+}
+
+fn report(mgr: Manager, path: &str, start_token: u64) -> Result<()> {
     println!("\nJobs (newest first):");
     for j in mgr.jobs(&JobFilter { limit: Some(30), ..Default::default() })? {
         println!("  {:<10} {:<24} {}", j.state, j.kind, j.summary);
@@ -161,7 +325,7 @@ fn main() -> Result<()> {
     println!("\nChange feed: {} changes in this run, resume token {token}", changes.len());
     mgr.close(Duration::from_secs(10))?;
     drop(mgr);
-    let again = Manager::open(&path)?;
+    let again = Manager::open(path)?;
     println!(
         "Reopened {path}: {} servers, {} VMs, {} jobs kept",
         again.servers().len(),

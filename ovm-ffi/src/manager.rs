@@ -99,6 +99,24 @@ pub unsafe extern "C" fn ovm_manager_free(mgr: *mut ovm_manager) {
     });
 }
 
+/// Copy the fingerprint (`sha256:` + hex) of the certificate the manager presents to agents into
+/// `buf` (what an agent records as its owner).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_manager_certificate_fingerprint(
+    mgr: *const ovm_manager,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        let fp = m.mgr.certificate_fingerprint()?;
+        // SAFETY: per the function's contract.
+        unsafe { copy_out_checked(&fp, buf, len, out_n) }
+    })
+}
+
 /// Copy the manager's identity (the owner id it presents to servers) into `buf`.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_id(

@@ -89,6 +89,40 @@ pub unsafe extern "C" fn ovm_server_discover(
     }
 }
 
+/// Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_restart_agent(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe { job_call(mgr, out, |m| Ok(m.restart_agent(ServerId(id_arg(server, "server")?))?)) }
+}
+
+/// Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
+/// `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_agent_fingerprint(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ovm_result {
+    call(|| {
+        // SAFETY: per the function's contract.
+        let m = unsafe { mgr_arg(mgr) }?;
+        // SAFETY: per the function's contract.
+        let id = ServerId(unsafe { id_arg(server, "server") }?);
+        let fp = m.mgr.agent_fingerprint(id)?.ok_or_else(|| {
+            FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "no agent certificate is pinned for this server")
+        })?;
+        // SAFETY: per the function's contract.
+        unsafe { copy_out_checked(&fp, buf, len, out_n) }
+    })
+}
+
 /// Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_server_set_maintenance(
@@ -186,6 +220,31 @@ pub unsafe extern "C" fn ovm_repository_present(
             Ok(m.present_repository(
                 RepositoryId(id_arg(repository, "repository")?),
                 ServerId(id_arg(server, "server")?),
+            )?)
+        })
+    }
+}
+
+/// Store a PV/PVH boot kernel (and an initial ramdisk, `initrd_source` may be NULL) in a repository
+/// under `name`, copied from files on the server the repository is presented to. They land at
+/// `REPOSITORY/Kernels/NAME/vmlinux` and `.../initrd`. The job's result is the repository.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_import_kernel(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    name: *const c_char,
+    kernel_source: *const c_char,
+    initrd_source: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    // SAFETY: per the function's contract.
+    unsafe {
+        job_call(mgr, out, |m| {
+            Ok(m.import_kernel(
+                RepositoryId(id_arg(repository, "repository")?),
+                str_arg(name, "name")?,
+                str_arg(kernel_source, "kernel_source")?,
+                opt_str_arg(initrd_source, "initrd_source")?,
             )?)
         })
     }

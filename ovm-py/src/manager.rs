@@ -131,6 +131,21 @@ impl Manager {
     fn discover_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
         self.submit(py, |m| m.discover_server(&address, &password))
     }
+    /// Restart the agent of a server reached through one (its VMs keep running; the manager
+    /// reconnects).
+    fn restart_agent(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.restart_agent(s))
+    }
+    /// Fingerprint of the agent certificate pinned for `server` (`None` if not reached through an
+    /// agent).
+    fn agent_fingerprint(&self, server: &str) -> PyResult<Option<String>> {
+        self.m()?.agent_fingerprint(m::ServerId(uuid("server", server)?)).or_raise()
+    }
+    /// Fingerprint of the certificate this manager presents to agents.
+    fn certificate_fingerprint(&self) -> PyResult<String> {
+        self.m()?.certificate_fingerprint().or_raise()
+    }
     /// A server by id.
     fn server(&self, id: &str) -> PyResult<r::Server> {
         self.m()?.server(uuid("id", id)?).map(r::Server).or_raise()
@@ -263,6 +278,20 @@ impl Manager {
         let (rp, s) =
             (m::RepositoryId(uuid("repository", repository)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.present_repository(rp, s))
+    }
+    /// Store a PV/PVH boot kernel (and initial ramdisk) in a repository under `name`, copied from
+    /// files on the server the repository is presented to. The job's result is the repository.
+    #[pyo3(signature = (repository, name, kernel_source, initrd_source=None))]
+    fn import_kernel(
+        &self,
+        py: Python<'_>,
+        repository: &str,
+        name: String,
+        kernel_source: String,
+        initrd_source: Option<String>,
+    ) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        self.submit(py, |m| m.import_kernel(rp, &name, &kernel_source, initrd_source.as_deref()))
     }
     /// Unpresent a repository from a server.
     fn unpresent_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {

@@ -352,3 +352,22 @@ def test_create_objects_bulk_import(mgr: ovm.Manager) -> None:
     with pytest.raises(ovm.InvalidArgumentError) as ei:
         mgr.create_objects([{"kind": "Vm", "object": {"name": "broken"}}])
     assert ei.value.field == "objects[0]"
+
+
+def test_agent_identity_and_kernel_import(lab: Lab) -> None:
+    fp = lab.mgr.certificate_fingerprint()
+    assert fp.startswith("sha256:") and len(fp) == 7 + 64
+    # Simulated servers are not reached through an agent.
+    assert lab.mgr.agent_fingerprint(lab.s1) is None
+    with pytest.raises(ovm.UnsupportedError):
+        lab.mgr.restart_agent(lab.s1)
+    # Nothing listens at this address: the discovery job fails with a backend error.
+    with pytest.raises(ovm.BackendError):
+        lab.mgr.discover_server("127.0.0.1:1", "pw").wait(WAIT)
+    with pytest.raises(ovm.InvalidArgumentError):
+        lab.mgr.import_kernel(lab.repo, "a/b", "/boot/vmlinuz")
+    with pytest.raises(ovm.InvalidArgumentError):
+        lab.mgr.import_kernel(lab.repo, "k", "relative/vmlinuz")
+    # The source file does not exist on the server: the job fails.
+    with pytest.raises(ovm.BackendError):
+        lab.mgr.import_kernel(lab.repo, "k", "/boot/vmlinuz", initrd_source=None).wait(WAIT)

@@ -235,3 +235,44 @@ fn editing_a_running_vm_changes_only_hot_settings() {
         ErrorKind::InvalidArgument
     );
 }
+
+#[test]
+fn a_kernel_imported_into_a_repository_boots_a_pv_vm() {
+    let lab = lab();
+    let world = lab.mgr.sim();
+    world.put_file("/srv/images/vmlinuz", 8 << 20);
+    world.put_file("/srv/images/initrd.img", 32 << 20);
+    let files = world.file_count();
+    // Bad input: refused at once, nothing stored.
+    for (name, src) in [("a/b", "/srv/images/vmlinuz"), ("..", "/srv/images/vmlinuz"), ("k", "relative/path")]
+    {
+        let e = lab.mgr.import_kernel(lab.repo, name, src, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{name} {src}: {e}");
+    }
+    // A missing initrd fails the job and the kernel already copied is removed again.
+    let e = lab.mgr.import_kernel(lab.repo, "k1", "/srv/images/vmlinuz", Some("/srv/images/nope")).unwrap();
+    assert_eq!(e.wait(Some(Duration::from_secs(10))).unwrap_err().kind(), ErrorKind::Backend);
+    assert_eq!(world.file_count(), files, "rolled back");
+    // The failure raised an Error event on the repository, which blocks it until acknowledged.
+    let repo = lab.mgr.repository(lab.repo).unwrap().object_ref();
+    assert_eq!(
+        lab.mgr.import_kernel(lab.repo, "k1", "/srv/images/vmlinuz", None).unwrap_err().kind(),
+        ErrorKind::UnacknowledgedEvents
+    );
+    ok(lab.mgr.acknowledge_all(repo));
+
+    ok(lab.mgr.import_kernel(lab.repo, "k1", "/srv/images/vmlinuz", Some("/srv/images/initrd.img")));
+    let (kernel, initrd) = ovm_core::manager::kernel_paths(lab.repo, "k1");
+    assert_eq!(world.file_size(&kernel), Some(8 << 20));
+    assert_eq!(world.file_size(&initrd), Some(32 << 20));
+    let config = VmConfig {
+        domain_type: DomainType::Pv,
+        pv_kernel: Some(PvKernel { kernel, initrd: Some(initrd), cmdline: "console=hvc0".into() }),
+        ..VmConfig::default()
+    };
+    let mut spec = ovm_core::manager::VmSpec::new("pv-kernel", config);
+    spec.pool = Some(lab.pool);
+    let vm = VmId(result_id(lab.mgr.create_vm(spec)));
+    ok(lab.mgr.start_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+}

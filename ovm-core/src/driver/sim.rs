@@ -278,6 +278,12 @@ impl SimWorld {
         lock(&self.inner.files).get(path).copied()
     }
 
+    /// Put a file of `size_bytes` at `path` in the simulated shared storage (as if an administrator
+    /// had placed it there), replacing any file at that path.
+    pub fn put_file(&self, path: &str, size_bytes: u64) {
+        lock(&self.inner.files).insert(path.to_owned(), size_bytes);
+    }
+
     /// Number of files in the simulated shared storage.
     pub fn file_count(&self) -> usize {
         lock(&self.inner.files).len()
