@@ -72,9 +72,19 @@ impl TestAgent {
 
     /// Stop serving (connections drop) and start again from the same state directory and port.
     fn restart(&mut self) {
+        self.halt();
+        self.resume();
+    }
+
+    /// Stop serving.
+    fn halt(&mut self) {
         self.agent.stop();
         let end = self.thread.take().unwrap().join().unwrap();
         assert_eq!(end, ServeEnd::Stopped);
+    }
+
+    /// Serve again after [`TestAgent::halt`].
+    fn resume(&mut self) {
         let host = self.world.host_names()[0].clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         let (agent, _, thread) = loop {
@@ -394,9 +404,13 @@ fn a_changed_agent_certificate_is_refused_by_the_manager() {
     wait_until("the manager to notice", 10, || {
         mgr.server(server).unwrap().power_state == ServerPowerState::Unreachable
     });
-    let e = job_error(mgr.refresh_server(server));
-    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
-    assert!(e.to_string().contains("not the pinned"), "{e}");
+    // The background reconnection gives up with an Error event: retrying cannot help.
+    let sref = mgr.server(server).unwrap().object_ref();
+    wait_until("the refusal event", 10, || has_event(&mgr, sref, "server.agent_refused"));
+    let ev = mgr.events(&EventFilter { object: Some(sref.id), ..Default::default() }).unwrap();
+    let refused = ev.iter().find(|e| e.event_type == "server.agent_refused").unwrap();
+    assert!(refused.summary.contains("not the pinned"), "{}", refused.summary);
+    assert_eq!(refused.severity, Severity::Error);
     assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Unreachable);
     assert!(a.agent.owner().is_none(), "the manager did not hand anything to the new agent");
 }
@@ -546,4 +560,36 @@ fn addresses_select_the_agent_driver() {
     let e = job_error(mgr.discover_server("no such host:1", PASSWORD));
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(mgr.servers().is_empty());
+}
+
+#[test]
+fn a_manager_opened_while_the_agent_is_down_reconnects_when_it_is_back() {
+    let mut a = TestAgent::start("down");
+    let (mgr, db) = manager("down");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let mut spec =
+        ovm_core::manager::VmSpec::new("ha", VmConfig { high_availability: true, ..VmConfig::default() });
+    spec.server = Some(server);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    mgr.close(Duration::from_secs(10)).unwrap();
+    drop(mgr);
+
+    a.halt();
+    let mgr = Manager::builder()
+        .database(ovm_core::manager::DatabaseLocation::File(db))
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
+    let s = mgr.server(server).unwrap();
+    assert_eq!(s.power_state, ServerPowerState::Unreachable);
+    assert!(has_event(&mgr, s.object_ref(), "server.unreachable"));
+    // An unanswering agent is not a failed server: its VMs are left alone (no HA restart).
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    a.resume();
+    wait_until("the reconnection", 30, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    assert!(has_event(&mgr, s.object_ref(), "server.reachable"));
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
 }

@@ -486,9 +486,15 @@ impl Inner {
         });
         let mut end = self.end.subscribe();
         loop {
+            // Only the owner may keep an idle connection open.
+            let idle = if self.is_owner(&fp) { Duration::MAX } else { self.cfg.handshake_timeout * 6 };
             let r = tokio::select! {
                 r = proto::read_frame(&mut rd, &mut buf) => r,
                 _ = end.changed() => break,
+                _ = tokio::time::sleep(idle) => {
+                    self.record(peer, "closed: idle connection of a manager that does not own the server".into());
+                    break;
+                }
             };
             match r {
                 Ok(()) => {}
@@ -604,6 +610,11 @@ impl Inner {
             .map_err(|e| Error::Internal { message: format!("password check failed: {e}") })?;
         if !ok {
             let mut attempts = lock(&self.attempts);
+            if attempts.len() >= 4096 {
+                // Forget addresses whose lockout is over (bounded memory under a spray of addresses).
+                let now = Instant::now();
+                attempts.retain(|_, a| a.locked_until.is_some_and(|t| t > now));
+            }
             let a = attempts.entry(ip).or_default();
             a.failures += 1;
             if a.failures >= self.cfg.max_failures {

@@ -133,6 +133,8 @@ pub(crate) struct State {
     pub(crate) locks: HashMap<uuid::Uuid, JobId>,
     pub(crate) live: HashMap<JobId, Arc<jobs::JobCell>>,
     pub(crate) conns: HashMap<ServerId, Arc<dyn Hypervisor>>,
+    /// Servers whose agent connection dropped and that a background task is reconnecting.
+    pub(crate) reconnecting: std::collections::HashSet<ServerId>,
     pub(crate) blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>>,
     pub(crate) mac_range: MacRange,
 }
@@ -293,6 +295,7 @@ impl Manager {
                 locks: HashMap::new(),
                 live: HashMap::new(),
                 conns: HashMap::new(),
+                reconnecting: Default::default(),
                 blocking_events,
                 mac_range,
             }),

@@ -363,7 +363,14 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                self.server_lost(server, &e.to_string());
+                if crate::agent::parse_address(&s.address).is_some()
+                    && e.kind() != crate::ErrorKind::PermissionDenied
+                {
+                    // An agent that does not answer says nothing about the server itself.
+                    self.server_disconnected(server, &e.to_string());
+                } else {
+                    self.server_lost(server, &e.to_string());
+                }
                 Err(e)
             }
         }
@@ -395,8 +402,8 @@ impl Manager {
                     Ok(DomainChange::Resync) => {
                         let _ = mgr.reconcile_domains(server);
                     }
-                    Ok(DomainChange::Disappeared { uuid: Some(vm), .. }) => {
-                        let _ = mgr.domain_gone(server, vm);
+                    Ok(DomainChange::Disappeared { uuid: Some(vm), domid }) => {
+                        let _ = mgr.domain_gone(server, vm, Some(domid));
                     }
                     Ok(_) | Err(RecvError::Closed) => {}
                     Err(RecvError::Lagged(_)) => {
@@ -441,13 +448,18 @@ impl Manager {
     }
 
     /// A VM's domain vanished from its server without a job doing it (guest powered off or crashed).
-    fn domain_gone(&self, server: ServerId, vm: VmId) -> Result<()> {
+    /// With `domid`, only if that is still the VM's domain: a late notice about a domain a job has
+    /// already replaced (stop, then start again) changes nothing.
+    fn domain_gone(&self, server: ServerId, vm: VmId, domid: Option<u32>) -> Result<()> {
         let locked = lock(&self.inner.state).locks.contains_key(&vm.0);
         if locked {
             return Ok(()); // A job is changing this VM; it records the outcome itself.
         }
         let v = self.vm(vm)?;
         if v.server != Some(server) || !matches!(v.power_state, PowerState::Running | PowerState::Paused) {
+            return Ok(());
+        }
+        if domid.is_some() && v.domid.is_some() && domid != v.domid {
             return Ok(());
         }
         self.system_tx(|tx| {
@@ -472,7 +484,7 @@ impl Manager {
         for vm in self.list::<Vm>(|v| v.server == Some(server)) {
             let here = resident.contains(&vm.id);
             if !here && matches!(vm.power_state, PowerState::Running | PowerState::Paused) {
-                self.domain_gone(server, vm.id)?;
+                self.domain_gone(server, vm.id, None)?;
             }
         }
         Ok(())
@@ -496,6 +508,9 @@ impl Manager {
                 Ok(())
             });
         }
+        if !lock(&self.inner.state).reconnecting.insert(server) {
+            return; // A reconnection task is already running.
+        }
         let weak = Arc::downgrade(&self.inner);
         self.inner.handle.spawn(async move {
             let mut delay = std::time::Duration::from_millis(250);
@@ -504,16 +519,43 @@ impl Manager {
                 delay = (delay * 2).min(std::time::Duration::from_secs(15));
                 let Some(inner) = weak.upgrade() else { return };
                 let mgr = Manager { inner };
-                if mgr.is_closed() {
-                    return;
-                }
-                let wanted = mgr.server(server).is_ok_and(|s| s.ownership == Ownership::Owned)
+                let wanted = !mgr.is_closed()
+                    && mgr.server(server).is_ok_and(|s| s.ownership == Ownership::Owned)
                     && !lock(&mgr.inner.state).conns.contains_key(&server);
                 if !wanted {
+                    lock(&mgr.inner.state).reconnecting.remove(&server);
                     return;
                 }
-                let ok = tokio::task::spawn_blocking(move || mgr.refresh_one(server).is_ok()).await;
-                if ok.unwrap_or(true) {
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = mgr.refresh_one(server);
+                    let done = match &r {
+                        Ok(()) => true,
+                        // The agent refuses this manager (another certificate at that address, or
+                        // it was handed over): retrying will not help; an administrator must look.
+                        Err(e) if e.kind() == crate::ErrorKind::PermissionDenied => {
+                            if let Ok(s) = mgr.server(server) {
+                                let _ = mgr.raise_event(
+                                    s.object_ref(),
+                                    Severity::Error,
+                                    "server.agent_refused",
+                                    &format!(
+                                        "The agent of server {} refused this manager: {}",
+                                        s.name,
+                                        r.as_ref().unwrap_err()
+                                    ),
+                                );
+                            }
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    if done {
+                        lock(&mgr.inner.state).reconnecting.remove(&server);
+                    }
+                    done
+                })
+                .await;
+                if done.unwrap_or(true) {
                     return;
                 }
             }
