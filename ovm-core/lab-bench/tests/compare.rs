@@ -1,64 +1,75 @@
-//! Reads and writes of one xenstore node, timed for: ovm's client (async,
-//! sequential and pipelined, over the socket and /dev/xen/xenbus; blocking),
-//! Xen's C libxenstore (`xs_open(0)`, loaded with dlopen from the dom0 image)
-//! and the xenstore-rs crate. Must run as root in a Xen dom0.
+//! Reads and writes of one xenstore node, timed for ovm's client (the
+//! blocking client and the async client, sequential and pipelined, over the
+//! socket and /dev/xen/xenbus), Xen's C libxenstore (`xs_open(0)`, loaded
+//! with dlopen from the dom0 image) and the xenstore-rs crate. Must run as
+//! root in a Xen dom0.
+//!
+//! Every measurement is repeated for several rounds, the clients taking
+//! turns within a round so that a slow phase of the emulator hits them all
+//! alike; the median of the rounds is reported with ratios against C and
+//! xenstore-rs (above 1: ovm is faster).
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_uint, c_ulong, c_void, CString};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ovm_core::xen::client::{XsClient, XsConfig};
 use ovm_core::xen::transport::Transport;
 use ovm_core::xen::BlockingXsClient;
 
-const READS: u32 = 2000;
-const WRITES: u32 = 1000;
+const ROUNDS: usize = 5;
+const OPS: u32 = 400;
 const PATH: &str = "/local/domain/0/name";
 const WPATH: &str = "/ovm-bench/key";
-
-fn report(what: &str, n: u32, d: Duration) {
-    let us = d.as_secs_f64() * 1e6 / f64::from(n);
-    println!(
-        "BENCH {what:<42} {n:>5} ops {:>9.1} ms {us:>8.1} us/op {:>8.0} ops/s",
-        d.as_secs_f64() * 1e3,
-        1e6 / us
-    );
-}
+const VALUE: &str = "12345";
 
 type XsOpen = unsafe extern "C" fn(c_ulong) -> *mut c_void;
 type XsClose = unsafe extern "C" fn(*mut c_void);
 type XsRead = unsafe extern "C" fn(*mut c_void, u32, *const c_char, *mut c_uint) -> *mut c_void;
 type XsWrite = unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_void, c_uint) -> bool;
 
-fn bench_c_libxenstore() {
-    let lib = CString::new("libxenstore.so.4").unwrap();
-    // SAFETY: dlopen of a system library by name; the handle is never closed.
-    let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW) };
-    assert!(!h.is_null(), "libxenstore.so.4 not found in dom0");
-    let sym = |name: &str| {
-        let n = CString::new(name).unwrap();
-        // SAFETY: looking up a symbol in the handle opened above.
-        let p = unsafe { libc::dlsym(h, n.as_ptr()) };
-        assert!(!p.is_null(), "{name} missing");
-        p
-    };
-    // SAFETY: the symbols have these C signatures (xenstore.h of Xen 4.17).
-    let (open, close, read, write) = unsafe {
-        (
-            std::mem::transmute::<*mut c_void, XsOpen>(sym("xs_open")),
-            std::mem::transmute::<*mut c_void, XsClose>(sym("xs_close")),
-            std::mem::transmute::<*mut c_void, XsRead>(sym("xs_read")),
-            std::mem::transmute::<*mut c_void, XsWrite>(sym("xs_write")),
-        )
-    };
-    // SAFETY: xs_open(0) returns a handle or NULL.
-    let xs = unsafe { open(0) };
-    assert!(!xs.is_null(), "xs_open failed");
-    let path = CString::new(PATH).unwrap();
-    let t = Instant::now();
-    for _ in 0..READS {
+struct CXs {
+    xs: *mut c_void,
+    close: XsClose,
+    read: XsRead,
+    write: XsWrite,
+    path: CString,
+    wpath: CString,
+}
+
+impl CXs {
+    fn open() -> CXs {
+        let lib = CString::new("libxenstore.so.4").unwrap();
+        // SAFETY: dlopen of a system library by name; the handle is never closed.
+        let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW) };
+        assert!(!h.is_null(), "libxenstore.so.4 not found in dom0");
+        let sym = |name: &str| {
+            let n = CString::new(name).unwrap();
+            // SAFETY: looking up a symbol in the handle opened above.
+            let p = unsafe { libc::dlsym(h, n.as_ptr()) };
+            assert!(!p.is_null(), "{name} missing");
+            p
+        };
+        // SAFETY: the symbols have these C signatures (xenstore.h of Xen 4.17).
+        let (open, close, read, write) = unsafe {
+            (
+                std::mem::transmute::<*mut c_void, XsOpen>(sym("xs_open")),
+                std::mem::transmute::<*mut c_void, XsClose>(sym("xs_close")),
+                std::mem::transmute::<*mut c_void, XsRead>(sym("xs_read")),
+                std::mem::transmute::<*mut c_void, XsWrite>(sym("xs_write")),
+            )
+        };
+        // SAFETY: xs_open(0) returns a handle or NULL.
+        let xs = unsafe { open(0) };
+        assert!(!xs.is_null(), "xs_open failed");
+        CXs { xs, close, read, write, path: CString::new(PATH).unwrap(), wpath: CString::new(WPATH).unwrap() }
+    }
+
+    fn read(&self) {
         let mut len: c_uint = 0;
         // SAFETY: valid handle, NUL-terminated path, out-pointer to len.
-        let v = unsafe { read(xs, 0, path.as_ptr(), &mut len) };
+        let v = unsafe { (self.read)(self.xs, 0, self.path.as_ptr(), &mut len) };
         assert!(!v.is_null());
         // SAFETY: xs_read returns a malloc'd buffer of len bytes.
         let s = unsafe { std::slice::from_raw_parts(v as *const u8, len as usize) };
@@ -66,75 +77,142 @@ fn bench_c_libxenstore() {
         // SAFETY: freeing the buffer xs_read allocated with malloc.
         unsafe { libc::free(v) };
     }
-    report("C libxenstore xs_read (xs_open(0))", READS, t.elapsed());
-    let wpath = CString::new(WPATH).unwrap();
-    let t = Instant::now();
-    for i in 0..WRITES {
-        let v = i.to_string();
+
+    fn write(&self) {
         // SAFETY: valid handle and buffers of the given lengths.
-        let ok = unsafe { write(xs, 0, wpath.as_ptr(), v.as_ptr().cast(), v.len() as c_uint) };
+        let ok = unsafe {
+            (self.write)(self.xs, 0, self.wpath.as_ptr(), VALUE.as_ptr().cast(), VALUE.len() as c_uint)
+        };
         assert!(ok);
     }
-    report("C libxenstore xs_write", WRITES, t.elapsed());
-    // SAFETY: closing the handle opened above.
-    unsafe { close(xs) };
 }
 
-fn bench_xenstore_rs() {
-    use xenstore_rs::unix::XsUnix;
-    use xenstore_rs::Xs;
-    let xs = XsUnix::new().expect("xenstore-rs connect");
-    let t = Instant::now();
-    for _ in 0..READS {
-        assert_eq!(&*xs.read(PATH).unwrap(), "Domain-0");
+impl Drop for CXs {
+    fn drop(&mut self) {
+        // SAFETY: closing the handle opened in `open`.
+        unsafe { (self.close)(self.xs) };
     }
-    report("xenstore-rs XsUnix read (socket)", READS, t.elapsed());
-    let t = Instant::now();
-    for i in 0..WRITES {
-        xs.write(WPATH, &i.to_string()).unwrap();
-    }
-    report("xenstore-rs XsUnix write", WRITES, t.elapsed());
 }
 
-/// Runs on a runtime worker (spawned), as an async application would.
-async fn bench_ovm_async(t: Transport, label: &str, reads: u32, depths: &[usize]) {
-    let c = XsClient::connect(t.clone(), XsConfig::default()).await.unwrap();
-    // Without the per-request timer (no clock reads for it).
-    let quiet =
-        XsClient::connect(t, XsConfig { request_timeout: None, ..XsConfig::default() }).await.unwrap();
-    let start = Instant::now();
-    for _ in 0..reads {
-        assert_eq!(quiet.read(PATH).await.unwrap(), b"Domain-0");
-    }
-    report(&format!("ovm async read, sequential, no timeout ({label})"), reads, start.elapsed());
-    let start = Instant::now();
-    for _ in 0..reads {
-        assert_eq!(c.read(PATH).await.unwrap(), b"Domain-0");
-    }
-    report(&format!("ovm async read, sequential ({label})"), reads, start.elapsed());
-    for &depth in depths {
-        let start = Instant::now();
-        let mut done = 0;
-        while done < reads {
-            let batch = (reads - done).min(depth as u32);
-            let futs: Vec<_> = (0..batch)
-                .map(|_| {
-                    let c = c.clone();
-                    tokio::spawn(async move { c.read(PATH).await })
-                })
-                .collect();
-            for f in futs {
-                assert_eq!(f.await.unwrap().unwrap(), b"Domain-0");
-            }
-            done += batch;
+/// Per-round durations of each measurement, by name.
+#[derive(Default)]
+struct Results {
+    order: Vec<String>,
+    runs: BTreeMap<String, (u32, Vec<Duration>)>,
+}
+
+impl Results {
+    fn add(&mut self, what: &str, n: u32, d: Duration) {
+        let us = d.as_secs_f64() * 1e6 / f64::from(n);
+        println!("  {what:<44} {n:>5} ops {us:>9.1} us/op");
+        if !self.runs.contains_key(what) {
+            self.order.push(what.to_string());
         }
-        report(&format!("ovm async read, {depth} in flight ({label})"), reads, start.elapsed());
+        self.runs.entry(what.to_string()).or_insert((n, Vec::new())).1.push(d);
     }
+
+    /// Median microseconds per operation.
+    fn median_us(&self, what: &str) -> f64 {
+        let (n, ds) = &self.runs[what];
+        let mut us: Vec<f64> = ds.iter().map(|d| d.as_secs_f64() * 1e6 / f64::from(*n)).collect();
+        us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let m = us.len() / 2;
+        if us.len() % 2 == 1 {
+            us[m]
+        } else {
+            (us[m - 1] + us[m]) / 2.0
+        }
+    }
+
+    fn spread(&self, what: &str) -> (f64, f64) {
+        let (n, ds) = &self.runs[what];
+        let us: Vec<f64> = ds.iter().map(|d| d.as_secs_f64() * 1e6 / f64::from(*n)).collect();
+        (us.iter().copied().fold(f64::MAX, f64::min), us.iter().copied().fold(0.0, f64::max))
+    }
+}
+
+fn timed(n: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    t.elapsed()
+}
+
+/// `depth` tasks, each making `n / depth` requests one after another: `depth`
+/// requests in flight all the time.
+async fn pipelined(c: &XsClient, n: u32, depth: u32, write: bool) -> Duration {
     let start = Instant::now();
-    for i in 0..WRITES.min(reads) {
-        c.write(WPATH, i.to_string()).await.unwrap();
+    let tasks: Vec<_> = (0..depth)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..n / depth {
+                    if write {
+                        c.write(WPATH, VALUE).await.unwrap();
+                    } else {
+                        assert_eq!(c.read(PATH).await.unwrap(), b"Domain-0");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
     }
-    report(&format!("ovm async write, sequential ({label})"), WRITES.min(reads), start.elapsed());
+    start.elapsed()
+}
+
+async fn sequential(c: &XsClient, n: u32, write: bool) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        if write {
+            c.write(WPATH, VALUE).await.unwrap();
+        } else {
+            assert_eq!(c.read(PATH).await.unwrap(), b"Domain-0");
+        }
+    }
+    start.elapsed()
+}
+
+fn blocking_threads(b: &Arc<BlockingXsClient>, n: u32, threads: u32) -> Duration {
+    let start = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                for _ in 0..n / threads {
+                    assert_eq!(b.read(PATH).unwrap(), b"Domain-0");
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn diagnostics() {
+    let cs = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .unwrap_or_default();
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(Instant::now());
+    }
+    let clock = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    let sys = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    println!(
+        "DIAG clocksource {} Instant::now {clock:.2} us, getppid() {sys:.2} us, cpus {}",
+        cs.trim(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
 }
 
 #[test]
@@ -143,45 +221,129 @@ fn compare_xenstore_clients() {
         std::fs::read_to_string("/proc/xen/capabilities").unwrap_or_default().contains("control_d"),
         "must run in a Xen dom0"
     );
+    diagnostics();
     let socket = Transport::candidates()
         .into_iter()
         .find(|t| matches!(t, Transport::Socket(p) if p.exists()))
         .expect("xenstored socket");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    // Warm up every path once (page cache, xenstored).
-    bench_c_libxenstore();
-    println!("---");
-    bench_c_libxenstore();
-    bench_xenstore_rs();
-    rt.block_on(rt.spawn(bench_ovm_async(socket.clone(), "socket", READS, &[8, 32]))).unwrap();
     let xenbus = Transport::Xenbus("/dev/xen/xenbus".into());
-    rt.block_on(rt.spawn(bench_ovm_async(xenbus, "xenbus", READS / 4, &[]))).unwrap();
-    // The same sequential loop driven from outside the runtime (block_on):
-    // every reply crosses from the reader task's thread to the caller.
-    rt.block_on(async {
-        let c = XsClient::connect(socket.clone(), XsConfig::default()).await.unwrap();
-        let start = Instant::now();
-        for _ in 0..READS / 4 {
-            assert_eq!(c.read(PATH).await.unwrap(), b"Domain-0");
-        }
-        report("ovm async read, from block_on (socket)", READS / 4, start.elapsed());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    let c = CXs::open();
+    let rs = {
+        use xenstore_rs::unix::XsUnix;
+        XsUnix::new().expect("xenstore-rs connect")
+    };
+    let blocking = Arc::new(BlockingXsClient::connect(socket.clone(), XsConfig::default()).unwrap());
+    let blocking_xb = BlockingXsClient::connect(xenbus.clone(), XsConfig::default()).unwrap();
+    let (ac, ac_xb) = rt.block_on(async {
+        (
+            XsClient::connect(socket.clone(), XsConfig::default()).await.unwrap(),
+            XsClient::connect(xenbus.clone(), XsConfig::default()).await.unwrap(),
+        )
     });
-    drop(rt);
-    let b = BlockingXsClient::connect(socket, XsConfig::default()).unwrap();
-    let start = Instant::now();
-    for _ in 0..READS {
-        assert_eq!(b.read(PATH).unwrap(), b"Domain-0");
+    // Warm-up: every path once (page cache, xenstored), and the node to write.
+    blocking.write(WPATH, VALUE).unwrap();
+    for _ in 0..50 {
+        c.read();
+        c.write();
+        blocking.read(PATH).unwrap();
     }
-    report("ovm blocking read (socket)", READS, start.elapsed());
-    let q = BlockingXsClient::connect(
-        Transport::Socket("/var/run/xenstored/socket".into()),
-        XsConfig { request_timeout: None, ..XsConfig::default() },
-    )
-    .unwrap();
-    let start = Instant::now();
-    for _ in 0..READS {
-        assert_eq!(q.read(PATH).unwrap(), b"Domain-0");
+    rt.block_on(async { sequential(&ac, 50, false).await });
+
+    let mut r = Results::default();
+    for round in 1..=ROUNDS {
+        println!("round {round}/{ROUNDS}");
+        r.add("C libxenstore read", OPS, timed(OPS, || c.read()));
+        r.add(
+            "xenstore-rs read",
+            OPS,
+            timed(OPS, || {
+                use xenstore_rs::Xs;
+                assert_eq!(&*rs.read(PATH).unwrap(), "Domain-0");
+            }),
+        );
+        r.add("ovm blocking read", OPS, timed(OPS, || assert_eq!(blocking.read(PATH).unwrap(), b"Domain-0")));
+        r.add("ovm blocking read, 8 threads", OPS, blocking_threads(&blocking, OPS, 8));
+        let ac2 = ac.clone();
+        let (seq, p8, p32) = rt
+            .block_on(rt.spawn(async move {
+                (
+                    sequential(&ac2, OPS, false).await,
+                    pipelined(&ac2, OPS, 8, false).await,
+                    pipelined(&ac2, OPS, 32, false).await,
+                )
+            }))
+            .unwrap();
+        r.add("ovm async read", OPS, seq);
+        r.add("ovm async read, 8 in flight", OPS, p8);
+        r.add("ovm async read, 32 in flight", OPS, p32);
+
+        r.add("C libxenstore write", OPS, timed(OPS, || c.write()));
+        r.add(
+            "xenstore-rs write",
+            OPS,
+            timed(OPS, || {
+                use xenstore_rs::Xs;
+                rs.write(WPATH, VALUE).unwrap();
+            }),
+        );
+        r.add("ovm blocking write", OPS, timed(OPS, || blocking.write(WPATH, VALUE).unwrap()));
+        let ac2 = ac.clone();
+        let (seq, p8, p32) = rt
+            .block_on(rt.spawn(async move {
+                (
+                    sequential(&ac2, OPS, true).await,
+                    pipelined(&ac2, OPS, 8, true).await,
+                    pipelined(&ac2, OPS, 32, true).await,
+                )
+            }))
+            .unwrap();
+        r.add("ovm async write", OPS, seq);
+        r.add("ovm async write, 8 in flight", OPS, p8);
+        r.add("ovm async write, 32 in flight", OPS, p32);
+
+        // The device: one request at a time, for information.
+        r.add(
+            "ovm blocking read (xenbus)",
+            OPS / 4,
+            timed(OPS / 4, || {
+                assert_eq!(blocking_xb.read(PATH).unwrap(), b"Domain-0");
+            }),
+        );
+        let x2 = ac_xb.clone();
+        let d = rt.block_on(rt.spawn(async move { sequential(&x2, OPS / 4, false).await })).unwrap();
+        r.add("ovm async read (xenbus)", OPS / 4, d);
     }
-    report("ovm blocking read, no timeout (socket)", READS, start.elapsed());
-    b.rm("/ovm-bench").unwrap();
+
+    println!("\nmedian of {ROUNDS} rounds (vs C / vs xenstore-rs: above 1 means ovm is faster)");
+    let c_read = r.median_us("C libxenstore read");
+    let c_write = r.median_us("C libxenstore write");
+    let rs_read = r.median_us("xenstore-rs read");
+    let rs_write = r.median_us("xenstore-rs write");
+    for what in &r.order {
+        let us = r.median_us(what);
+        let (lo, hi) = r.spread(what);
+        let (c_us, rs_us) = if what.contains("write") { (c_write, rs_write) } else { (c_read, rs_read) };
+        println!(
+            "BENCH {what:<38} {us:>8.1} us/op {:>7.0} ops/s  vs C {:>5.2}x  vs xenstore-rs {:>5.2}x  (rounds {lo:.0}..{hi:.0} us)",
+            1e6 / us,
+            c_us / us,
+            rs_us / us
+        );
+    }
+    let verdict = |label: &str, what: &str, base: f64, need: f64| {
+        let x = base / r.median_us(what);
+        let ok = if x >= need { "MET" } else { "NOT MET" };
+        println!("TARGET {label:<40} {x:>5.2}x C (need >= {need:.1}x): {ok}");
+    };
+    verdict("sequential read (blocking)", "ovm blocking read", c_read, 1.0);
+    verdict("sequential read (async)", "ovm async read", c_read, 1.0);
+    verdict("sequential write (blocking)", "ovm blocking write", c_write, 1.0);
+    verdict("sequential write (async)", "ovm async write", c_write, 1.0);
+    verdict("pipelined read (async, 8 in flight)", "ovm async read, 8 in flight", c_read, 2.0);
+    verdict("pipelined read (async, 32 in flight)", "ovm async read, 32 in flight", c_read, 2.0);
+    verdict("pipelined write (async, 8 in flight)", "ovm async write, 8 in flight", c_write, 2.0);
+    verdict("pipelined write (async, 32 in flight)", "ovm async write, 32 in flight", c_write, 2.0);
+    blocking.rm("/ovm-bench").unwrap();
 }
