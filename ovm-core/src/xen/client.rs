@@ -44,6 +44,12 @@ pub struct XsConfig {
     /// buffer, which the next `write(2)` overwrites, so pipelined requests
     /// there can be corrupted (seen on Linux 6.1 under Xen 4.17).
     pub max_in_flight: Option<usize>,
+    /// Give up the CPU once (`sched_yield(2)`) after writing requests to the
+    /// socket. On a dom0 with few CPUs, xenstored, just woken by the
+    /// requests, then answers all of them before this thread runs again,
+    /// instead of waking it (and being preempted by it) for every reply; when
+    /// xenstored runs elsewhere the call returns at once.
+    pub yield_after_send: bool,
 }
 
 impl Default for XsConfig {
@@ -53,6 +59,7 @@ impl Default for XsConfig {
             auto_reconnect: true,
             max_transaction_attempts: 16,
             max_in_flight: None,
+            yield_after_send: true,
         }
     }
 }
@@ -88,6 +95,9 @@ struct Conn {
     io: Arc<AsyncIo>,
     alive: AtomicBool,
     out: Mutex<OutBuf>,
+    /// Received bytes; whoever reads the connection (the reader task, or a
+    /// requester picking up replies at once) reads and routes under it.
+    dec: Mutex<Decoder>,
     /// Limits requests in flight (see [`XsConfig::max_in_flight`]).
     inflight: Option<tokio::sync::Semaphore>,
     pending: Mutex<Pending>,
@@ -105,19 +115,70 @@ impl Conn {
         self.alive.load(Ordering::Acquire)
     }
 
-    /// Marks the connection dead and fails every waiter.
-    fn kill(&self, why: impl Fn() -> XenError) {
+    /// Marks the connection dead and fails every waiter; the first time, if
+    /// watches are registered (and auto-reconnect is on), re-arms them in
+    /// the background so watch streams keep working even if no request
+    /// comes along to trigger the reconnect.
+    fn fail(&self, inner: Option<&Arc<Inner>>, why: &XenError) {
+        let first = self.alive.swap(false, Ordering::AcqRel);
         let waiters = {
             let mut p = lock(&self.pending);
             p.alive = false;
-            self.alive.store(false, Ordering::Release);
             std::mem::take(&mut p.waiters)
         };
         if let Some(s) = &self.inflight {
             s.close();
         }
         for (_, w) in waiters {
-            let _ = w.tx.send(Err(why()));
+            let e = match why {
+                XenError::Protocol(m) => XenError::Protocol(m.clone()),
+                _ => XenError::Disconnected,
+            };
+            let _ = w.tx.send(Err(e));
+        }
+        let Some(i) = inner else { return };
+        if first && i.config.auto_reconnect && !lock(&i.watches).is_empty() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(rearm_task(Arc::downgrade(i)));
+            }
+        }
+    }
+
+    /// One `read(2)` of what the connection has, then every whole message
+    /// handed to its waiter or watch. `Ok(Ok(n))`: `n` bytes read;
+    /// `Ok(Err(_))`: the connection is unusable (closed, framing lost);
+    /// `Err(_)`: the read failed (`WouldBlock`: nothing there yet).
+    fn read_dispatch(&self, inner: Option<&Inner>) -> std::io::Result<XenResult<usize>> {
+        let mut dec = lock(&self.dec);
+        let n = self.io.read_raw(dec.spare(READ_CHUNK))?;
+        if n == 0 {
+            return Ok(Err(XenError::Disconnected));
+        }
+        dec.commit(n);
+        loop {
+            match dec.next_message() {
+                Ok(Some(m)) => self.dispatch(m, inner),
+                Ok(None) => return Ok(Ok(n)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    fn dispatch(&self, m: Message, inner: Option<&Inner>) {
+        if m.ty == MsgType::WatchEvent {
+            // A malformed event does not break framing; it is dropped.
+            let Ok(ev) = WatchEvent::parse(&m.payload) else { return };
+            if let Some(i) = inner {
+                if let Some(w) = lock(&i.watches).get(&ev.token) {
+                    let _ = w.tx.send(ev);
+                }
+            }
+            return;
+        }
+        // A reply nobody waits for (timed out, or invented by a hostile peer) is dropped.
+        let waiter = lock(&self.pending).waiters.remove(&m.req_id);
+        if let Some(w) = waiter {
+            let _ = w.tx.send(Ok(m));
         }
     }
 
@@ -146,15 +207,15 @@ impl Conn {
         Ok(true)
     }
 
-    /// Returns once the stream bytes up to `end` are written (by this task
-    /// or another one).
-    async fn flush_until(&self, end: u64) -> std::io::Result<()> {
+    /// Returns once the stream bytes up to `end` are written; `Ok(true)` if
+    /// this task wrote them, `Ok(false)` if another one did.
+    async fn flush_until(&self, end: u64) -> std::io::Result<bool> {
         loop {
             if lock(&self.out).flushed >= end {
-                return Ok(());
+                return Ok(false);
             }
             if self.try_flush()? {
-                return Ok(());
+                return Ok(true);
             }
             self.io.wait_writable().await?;
         }
@@ -580,6 +641,7 @@ impl Inner {
             io: io.clone(),
             alive: AtomicBool::new(true),
             out: Mutex::new(OutBuf::default()),
+            dec: Mutex::new(Decoder::new()),
             inflight: limit.map(|n| tokio::sync::Semaphore::new(n.max(1))),
             pending: Mutex::new(Pending { alive: true, tick: 0, waiters: HashMap::new() }),
             tasks: Mutex::new(Vec::new()),
@@ -634,30 +696,40 @@ impl Inner {
             None => None,
         };
         let (tx, rx) = oneshot::channel();
-        let others_in_flight = {
+        {
             let mut p = lock(&conn.pending);
             if !p.alive {
                 return Err(XenError::Disconnected);
             }
             let born = p.tick;
             p.waiters.insert(req_id, Waiter { tx, born });
-            p.waiters.len() > 1
-        };
+        }
         let end = {
             let mut out = lock(&conn.out);
             let n = wire::encode_request(&mut out.buf, ty, req_id, tx_id, parts)?;
             out.queued += n as u64;
             out.queued
         };
-        if others_in_flight {
-            // Let the other ready tasks queue their requests first: the
-            // first of them to run again writes them all at once.
-            YieldOnce::default().await;
-        }
-        if let Err(e) = conn.flush_until(end).await {
-            conn.forget(req_id);
-            conn.kill(|| XenError::Disconnected);
-            return Err(XenError::io("write to xenstore", e));
+        // Let the other ready tasks queue their requests first: the first
+        // of them to run again writes them all at once.
+        YieldOnce::default().await;
+        match conn.flush_until(end).await {
+            Ok(true) if self.config.yield_after_send => {
+                yield_cpu();
+                // xenstored has most likely answered by now: take the
+                // replies at once instead of after a trip through the
+                // runtime's poller and the reader task. Nothing there yet
+                // (`WouldBlock`) leaves them to the reader task.
+                if let Ok(Err(e)) = conn.read_dispatch(Some(self)) {
+                    conn.fail(Some(self), &e);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                conn.forget(req_id);
+                conn.fail(Some(self), &XenError::Disconnected);
+                return Err(XenError::io("write to xenstore", e));
+            }
         }
         let reply = match rx.await {
             Ok(Err(XenError::Timeout(_))) => {
@@ -667,6 +739,12 @@ impl Inner {
         };
         check_reply(ty, req_id, what, reply)
     }
+}
+
+/// `sched_yield(2)` (see [`XsConfig::yield_after_send`]).
+pub(crate) fn yield_cpu() {
+    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+    unsafe { libc::sched_yield() };
 }
 
 /// Turns an `XS_ERROR` reply into its error and checks the reply's type.
@@ -778,42 +856,24 @@ async fn watchdog_task(conn: Weak<Conn>, timeout: Duration) {
 const READ_CHUNK: usize = 16 * 1024;
 
 async fn reader_task(io: Arc<AsyncIo>, conn: Weak<Conn>, inner: Weak<Inner>) {
-    let mut dec = Decoder::new();
-    let failure: XenError = loop {
-        let n = match io.read(dec.spare(READ_CHUNK)).await {
-            Ok(0) => break XenError::Disconnected,
-            Ok(n) => n,
+    let failure = loop {
+        let res = io
+            .read_with(|| {
+                let Some(c) = conn.upgrade() else { return Ok((Err(XenError::Disconnected), false)) };
+                let i = inner.upgrade();
+                let r = c.read_dispatch(i.as_deref())?;
+                let drained = matches!(r, Ok(n) if n < READ_CHUNK);
+                Ok((r, drained))
+            })
+            .await;
+        match res {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break e,
             Err(_) => break XenError::Disconnected,
-        };
-        dec.commit(n);
-        let mut broken = None;
-        loop {
-            match dec.next_message() {
-                Ok(Some(m)) => dispatch(m, &conn, &inner),
-                Ok(None) => break,
-                Err(e) => {
-                    broken = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = broken {
-            break e;
         }
     };
-    let msg = failure.to_string();
-    let protocol = matches!(failure, XenError::Protocol(_));
     if let Some(c) = conn.upgrade() {
-        c.kill(|| if protocol { XenError::Protocol(msg.clone()) } else { XenError::Disconnected });
-    }
-    // Re-arm watches in the background so watch streams keep working even if
-    // no request comes along to trigger the reconnect.
-    if let Some(i) = inner.upgrade() {
-        if i.config.auto_reconnect && !lock(&i.watches).is_empty() {
-            let weak = Arc::downgrade(&i);
-            drop(i);
-            tokio::spawn(rearm_task(weak));
-        }
+        c.fail(inner.upgrade().as_ref(), &failure);
     }
 }
 
@@ -834,25 +894,6 @@ async fn rearm_loop(inner: Weak<Inner>) {
             return;
         }
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-fn dispatch(m: Message, conn: &Weak<Conn>, inner: &Weak<Inner>) {
-    if m.ty == MsgType::WatchEvent {
-        // A malformed event does not break framing; it is dropped.
-        let Ok(ev) = WatchEvent::parse(&m.payload) else { return };
-        if let Some(i) = inner.upgrade() {
-            if let Some(w) = lock(&i.watches).get(&ev.token) {
-                let _ = w.tx.send(ev);
-            }
-        }
-        return;
-    }
-    let Some(c) = conn.upgrade() else { return };
-    // A reply nobody waits for (timed out, or invented by a hostile peer) is dropped.
-    let waiter = lock(&c.pending).waiters.remove(&m.req_id);
-    if let Some(w) = waiter {
-        let _ = w.tx.send(Ok(m));
     }
 }
 

@@ -226,21 +226,36 @@ impl AsyncIo {
         Ok(())
     }
 
-    /// Reads what is available (waiting for some).
-    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    /// One non-blocking `read(2)`, bypassing tokio's readiness (whoever
+    /// reads this way must handle what it gets; a later readiness event
+    /// then merely costs the reader task a read that would block).
+    pub(crate) fn read_raw(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.fd.get_ref().read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits until the connection is readable and runs `read` (which must
+    /// read it, a `WouldBlock` error meaning it found nothing); its `bool`
+    /// says it drained the socket, which then forgets the readiness at once
+    /// instead of paying a read that would block (a newer wake-up is kept:
+    /// tokio compares ticks).
+    pub(crate) async fn read_with<R>(
+        &self,
+        mut read: impl FnMut() -> std::io::Result<(R, bool)>,
+    ) -> std::io::Result<R> {
         loop {
             let mut g = self.fd.readable().await?;
-            match g.try_io(|f| (&*f.get_ref()).read(buf)) {
-                Ok(Ok(n)) => {
-                    // A short read from a stream socket drained it: forget
-                    // the readiness now instead of paying a read that would
-                    // block (a newer wake-up is kept: tokio compares ticks).
-                    if self.socket && n > 0 && n < buf.len() {
+            match g.try_io(|_| read()) {
+                Ok(Ok((r, drained))) => {
+                    if drained && self.socket {
                         g.clear_ready();
                     }
-                    return Ok(n);
+                    return Ok(r);
                 }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => {}
             }
