@@ -97,15 +97,87 @@ impl Drop for CXs {
     }
 }
 
-/// Per-round durations of each measurement, by name.
+/// CPU time and context switches so far: of xenstored and of this process.
+#[derive(Clone, Copy, Default)]
+struct Snap {
+    xs_cpu_ns: u64,
+    xs_vcsw: u64,
+    self_cpu_ns: u64,
+    self_vcsw: u64,
+    self_ivcsw: u64,
+}
+
+fn xenstored_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "xenstored" || comm.trim() == "oxenstored").then_some(pid)
+    })
+}
+
+fn schedstat_ns(path: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn status_field(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+impl Snap {
+    fn take(xenstored: Option<u32>) -> Snap {
+        let mut s = Snap::default();
+        if let Some(pid) = xenstored {
+            s.xs_cpu_ns = schedstat_ns(&format!("/proc/{pid}/schedstat"));
+            s.xs_vcsw = status_field(&format!("/proc/{pid}/status"), "voluntary_ctxt_switches:");
+        }
+        for t in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+            let p = t.path();
+            s.self_cpu_ns += schedstat_ns(&format!("{}/schedstat", p.display()));
+            let st = format!("{}/status", p.display());
+            s.self_vcsw += status_field(&st, "voluntary_ctxt_switches:");
+            s.self_ivcsw += status_field(&st, "nonvoluntary_ctxt_switches:");
+        }
+        s
+    }
+}
+
+/// Per-round durations of each measurement, by name, and the CPU time and
+/// context switches spent on each (summed over the rounds).
 #[derive(Default)]
 struct Results {
     order: Vec<String>,
     runs: BTreeMap<String, (u32, Vec<Duration>)>,
+    xenstored: Option<u32>,
+    snap: Snap,
+    cost: BTreeMap<String, (u64, Snap)>,
 }
 
 impl Results {
+    /// Marks the start of a measurement.
+    fn start(&mut self) {
+        if self.xenstored.is_none() {
+            self.xenstored = xenstored_pid();
+        }
+        self.snap = Snap::take(self.xenstored);
+    }
+
     fn add(&mut self, what: &str, n: u32, d: Duration) {
+        let now = Snap::take(self.xenstored);
+        let b = self.snap;
+        let c = self.cost.entry(what.to_string()).or_default();
+        c.0 += u64::from(n);
+        c.1.xs_cpu_ns += now.xs_cpu_ns.saturating_sub(b.xs_cpu_ns);
+        c.1.xs_vcsw += now.xs_vcsw.saturating_sub(b.xs_vcsw);
+        c.1.self_cpu_ns += now.self_cpu_ns.saturating_sub(b.self_cpu_ns);
+        c.1.self_vcsw += now.self_vcsw.saturating_sub(b.self_vcsw);
+        c.1.self_ivcsw += now.self_ivcsw.saturating_sub(b.self_ivcsw);
         if !self.runs.contains_key(what) {
             self.order.push(what.to_string());
         }
@@ -256,9 +328,9 @@ fn compare_xenstore_clients() {
     };
     let blocking = Arc::new(BlockingXsClient::connect(socket.clone(), XsConfig::default()).unwrap());
     let blocking_xb = BlockingXsClient::connect(xenbus.clone(), XsConfig::default()).unwrap();
-    let no_yield = XsConfig { yield_after_send: false, ..XsConfig::default() };
-    let blocking_ny = BlockingXsClient::connect(socket.clone(), no_yield.clone()).unwrap();
-    let ac_ny = rt.block_on(XsClient::connect(socket.clone(), no_yield)).unwrap();
+    let no_batch = XsConfig { batch_wakeups: false, ..XsConfig::default() };
+    let blocking_nb = BlockingXsClient::connect(socket.clone(), no_batch.clone()).unwrap();
+    let ac_nb = rt.block_on(XsClient::connect(socket.clone(), no_batch)).unwrap();
     let (ac, ac_xb) = rt.block_on(async {
         (
             XsClient::connect(socket.clone(), XsConfig::default()).await.unwrap(),
@@ -275,13 +347,19 @@ fn compare_xenstore_clients() {
     rt.block_on(async { sequential(&ac, 50, false).await });
 
     let mut r = Results::default();
+    r.snap = Snap::take(r.xenstored);
+    let spawn_ac = |f: std::pin::Pin<Box<dyn std::future::Future<Output = Duration> + Send>>| {
+        rt.block_on(rt.spawn(f)).unwrap()
+    };
     for round in 1..=ROUNDS {
         if round > 1 {
             let (n, d) = &r.runs["C libxenstore read"];
             let us = d.last().unwrap().as_secs_f64() * 1e6 / f64::from(*n);
             println!("round {}/{ROUNDS} done (C read {us:.0} us/op)", round - 1);
         }
+        r.start();
         r.add("C libxenstore read", OPS, timed(OPS, || c.read()));
+        r.start();
         r.add(
             "xenstore-rs read",
             OPS,
@@ -290,36 +368,38 @@ fn compare_xenstore_clients() {
                 assert_eq!(&*rs.read(PATH).unwrap(), "Domain-0");
             }),
         );
+        r.start();
         r.add("ovm blocking read", OPS, timed(OPS, || assert_eq!(blocking.read(PATH).unwrap(), b"Domain-0")));
+        r.start();
         r.add(
-            "ovm blocking read, no yield",
+            "ovm blocking read, no batch",
             OPS,
-            timed(OPS, || assert_eq!(blocking_ny.read(PATH).unwrap(), b"Domain-0")),
+            timed(OPS, || assert_eq!(blocking_nb.read(PATH).unwrap(), b"Domain-0")),
         );
+        r.start();
         r.add("ovm blocking read, 4 threads", OPS, blocking_threads(&blocking, OPS, 4));
-        let ac2 = ac.clone();
-        let (seq, p8, p32) = rt
-            .block_on(rt.spawn(async move {
-                (
-                    sequential(&ac2, OPS, false).await,
-                    pipelined(&ac2, PIPE_OPS, 8, false).await,
-                    pipelined(&ac2, PIPE_OPS, 32, false).await,
-                )
-            }))
-            .unwrap();
-        r.add("ovm async read", OPS, seq);
-        r.add("ovm async read, 8 in flight", PIPE_OPS, p8);
-        r.add("ovm async read, 32 in flight", PIPE_OPS, p32);
-        let ny = ac_ny.clone();
-        let (seq, p32) = rt
-            .block_on(rt.spawn(async move {
-                (sequential(&ny, OPS, false).await, pipelined(&ny, PIPE_OPS, 32, false).await)
-            }))
-            .unwrap();
-        r.add("ovm async read, no yield", OPS, seq);
-        r.add("ovm async read, 32 in flight, no yield", PIPE_OPS, p32);
+        for (name, client, n, depth) in [
+            ("ovm async read", &ac, OPS, 1),
+            ("ovm async read, 8 in flight", &ac, PIPE_OPS, 8),
+            ("ovm async read, 32 in flight", &ac, PIPE_OPS, 32),
+            ("ovm async read, no batch", &ac_nb, OPS, 1),
+            ("ovm async read, 32 in flight, no batch", &ac_nb, PIPE_OPS, 32),
+        ] {
+            let c2 = client.clone();
+            r.start();
+            let d = spawn_ac(Box::pin(async move {
+                if depth == 1 {
+                    sequential(&c2, n, false).await
+                } else {
+                    pipelined(&c2, n, depth, false).await
+                }
+            }));
+            r.add(name, n, d);
+        }
 
+        r.start();
         r.add("C libxenstore write", OPS, timed(OPS, || c.write()));
+        r.start();
         r.add(
             "xenstore-rs write",
             OPS,
@@ -328,22 +408,31 @@ fn compare_xenstore_clients() {
                 rs.write(WPATH, VALUE).unwrap();
             }),
         );
+        r.start();
         r.add("ovm blocking write", OPS, timed(OPS, || blocking.write(WPATH, VALUE).unwrap()));
-        let ac2 = ac.clone();
-        let (seq, p8, p32) = rt
-            .block_on(rt.spawn(async move {
-                (
-                    sequential(&ac2, OPS, true).await,
-                    pipelined(&ac2, PIPE_OPS, 8, true).await,
-                    pipelined(&ac2, PIPE_OPS, 32, true).await,
-                )
-            }))
-            .unwrap();
-        r.add("ovm async write", OPS, seq);
-        r.add("ovm async write, 8 in flight", PIPE_OPS, p8);
-        r.add("ovm async write, 32 in flight", PIPE_OPS, p32);
+        r.start();
+        r.add("ovm blocking write, no batch", OPS, timed(OPS, || blocking_nb.write(WPATH, VALUE).unwrap()));
+        for (name, n, depth) in [
+            ("ovm async write", OPS, 1),
+            ("ovm async write, no batch", OPS, 1),
+            ("ovm async write, 8 in flight", PIPE_OPS, 8),
+            ("ovm async write, 32 in flight", PIPE_OPS, 32),
+            ("ovm async write, 32 in flight, no batch", PIPE_OPS, 32),
+        ] {
+            let c2 = if name.ends_with("no batch") { ac_nb.clone() } else { ac.clone() };
+            r.start();
+            let d = spawn_ac(Box::pin(async move {
+                if depth == 1 {
+                    sequential(&c2, n, true).await
+                } else {
+                    pipelined(&c2, n, depth, true).await
+                }
+            }));
+            r.add(name, n, d);
+        }
 
         // The device: one request at a time, for information.
+        r.start();
         r.add(
             "ovm blocking read (xenbus)",
             OPS / 2,
@@ -352,7 +441,8 @@ fn compare_xenstore_clients() {
             }),
         );
         let x2 = ac_xb.clone();
-        let d = rt.block_on(rt.spawn(async move { sequential(&x2, OPS / 2, false).await })).unwrap();
+        r.start();
+        let d = spawn_ac(Box::pin(async move { sequential(&x2, OPS / 2, false).await }));
         r.add("ovm async read (xenbus)", OPS / 2, d);
     }
 
@@ -370,6 +460,19 @@ fn compare_xenstore_clients() {
             1e6 / us,
             r.median_ratio(c, what),
             r.median_ratio(rs, what)
+        );
+    }
+    println!("\nper operation, summed over the rounds (threads of this process; xenstored from /proc)");
+    for what in &r.order {
+        let (n, c) = &r.cost[what];
+        let n = *n as f64;
+        println!(
+            "COST {what:<40} client cpu {:>7.1} us, xenstored cpu {:>7.1} us; client switches {:.2} voluntary {:.2} preempted, xenstored {:.2} voluntary",
+            c.self_cpu_ns as f64 / n / 1e3,
+            c.xs_cpu_ns as f64 / n / 1e3,
+            c.self_vcsw as f64 / n,
+            c.self_ivcsw as f64 / n,
+            c.xs_vcsw as f64 / n,
         );
     }
     let c_read = "C libxenstore read";

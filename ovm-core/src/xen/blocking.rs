@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::client::{check_reply, perms_payload, yield_cpu, DirParts, XsClient, XsConfig};
+use super::client::{batch_enter, batch_leave, check_reply, perms_payload, DirParts, XsClient, XsConfig};
 use super::error::{XenError, XenResult, XsErrno};
 use super::perms::Perms;
 use super::transport::{SyncIo, Transport};
@@ -261,14 +261,13 @@ impl BlockingXsClient {
             return Err(XenError::io("write to xenstore", e));
         }
         st.waiting.push(Waiter { req_id, reply: None });
-        if self.config.yield_after_send && !st.reading {
-            // Let xenstored answer before blocking for the reply, so that it
-            // does not wake this thread for each part of it.
-            drop(st);
-            yield_cpu();
-            st = lock(&self.state);
+        if self.config.batch_wakeups {
+            batch_enter();
         }
         let res = self.wait_reply(st, &conn, req_id);
+        if self.config.batch_wakeups {
+            batch_leave();
+        }
         if device {
             let mut st = lock(&self.state);
             if st.conn.as_ref().is_some_and(|c| c.gen == conn.gen) {

@@ -6,7 +6,9 @@
 //! output buffer and written by the task that makes them; a request made
 //! while others are in flight first lets the other ready tasks queue theirs,
 //! so that a burst of requests goes out in one `write(2)`. Timeouts are kept
-//! by one coarse per-connection watchdog rather than a timer per request. Watch events are routed by token to
+//! by one coarse per-connection watchdog rather than a timer per request.
+//! While a thread waits for replies it may run as `SCHED_BATCH` (see
+//! [`XsConfig::batch_wakeups`]). Watch events are routed by token to
 //! [`WatchStream`]s. When the connection drops, outstanding requests fail with
 //! [`XenError::Disconnected`]; with auto-reconnect (the default) the client
 //! reconnects in the background and re-arms every live watch, and the next
@@ -44,12 +46,14 @@ pub struct XsConfig {
     /// buffer, which the next `write(2)` overwrites, so pipelined requests
     /// there can be corrupted (seen on Linux 6.1 under Xen 4.17).
     pub max_in_flight: Option<usize>,
-    /// Give up the CPU once (`sched_yield(2)`) after writing requests to the
-    /// socket. On a dom0 with few CPUs, xenstored, just woken by the
-    /// requests, then answers all of them before this thread runs again,
-    /// instead of waking it (and being preempted by it) for every reply; when
-    /// xenstored runs elsewhere the call returns at once.
-    pub yield_after_send: bool,
+    /// While a thread waits for replies it runs as `SCHED_BATCH` (when it
+    /// ran as `SCHED_OTHER`; other policies are left alone), so that each
+    /// reply xenstored writes makes it runnable without preempting
+    /// xenstored: on a dom0 with few CPUs, xenstored then works through all
+    /// queued requests and the replies are read in one go, instead of one
+    /// pair of context switches per reply (or per part of one). The policy
+    /// is restored once the thread has no reply left to wait for.
+    pub batch_wakeups: bool,
 }
 
 impl Default for XsConfig {
@@ -59,7 +63,7 @@ impl Default for XsConfig {
             auto_reconnect: true,
             max_transaction_attempts: 16,
             max_in_flight: None,
-            yield_after_send: true,
+            batch_wakeups: true,
         }
     }
 }
@@ -95,8 +99,8 @@ struct Conn {
     io: Arc<AsyncIo>,
     alive: AtomicBool,
     out: Mutex<OutBuf>,
-    /// Received bytes; whoever reads the connection (the reader task, or a
-    /// requester picking up replies at once) reads and routes under it.
+    /// Received bytes; the connection is read, and what arrives routed,
+    /// under this lock.
     dec: Mutex<Decoder>,
     /// Limits requests in flight (see [`XsConfig::max_in_flight`]).
     inflight: Option<tokio::sync::Semaphore>,
@@ -207,15 +211,15 @@ impl Conn {
         Ok(true)
     }
 
-    /// Returns once the stream bytes up to `end` are written; `Ok(true)` if
-    /// this task wrote them, `Ok(false)` if another one did.
-    async fn flush_until(&self, end: u64) -> std::io::Result<bool> {
+    /// Returns once the stream bytes up to `end` are written (by this task
+    /// or another one).
+    async fn flush_until(&self, end: u64) -> std::io::Result<()> {
         loop {
             if lock(&self.out).flushed >= end {
-                return Ok(false);
+                return Ok(());
             }
             if self.try_flush()? {
-                return Ok(true);
+                return Ok(());
             }
             self.io.wait_writable().await?;
         }
@@ -713,38 +717,73 @@ impl Inner {
         // Let the other ready tasks queue their requests first: the first
         // of them to run again writes them all at once.
         YieldOnce::default().await;
-        match conn.flush_until(end).await {
-            Ok(true) if self.config.yield_after_send => {
-                yield_cpu();
-                // xenstored has most likely answered by now: take the
-                // replies at once instead of after a trip through the
-                // runtime's poller and the reader task. Nothing there yet
-                // (`WouldBlock`) leaves them to the reader task.
-                if let Ok(Err(e)) = conn.read_dispatch(Some(self)) {
-                    conn.fail(Some(self), &e);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                conn.forget(req_id);
-                conn.fail(Some(self), &XenError::Disconnected);
-                return Err(XenError::io("write to xenstore", e));
-            }
+        if let Err(e) = conn.flush_until(end).await {
+            conn.forget(req_id);
+            conn.fail(Some(self), &XenError::Disconnected);
+            return Err(XenError::io("write to xenstore", e));
         }
-        let reply = match rx.await {
+        let mut rx = rx;
+        let reply = match rx.try_recv() {
+            Ok(r) => Ok(r),
+            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if self.config.batch_wakeups {
+                    batch_enter();
+                }
+                let r = rx.await.map_err(drop);
+                if self.config.batch_wakeups && lock(&conn.pending).waiters.is_empty() {
+                    batch_leave();
+                }
+                r
+            }
+        };
+        let reply = match reply {
             Ok(Err(XenError::Timeout(_))) => {
                 return Err(XenError::Timeout(format!("xenstore {} {what}", ty.name())));
             }
-            r => r.map_err(|_| XenError::Disconnected)??,
+            r => r.map_err(|()| XenError::Disconnected)??,
         };
         check_reply(ty, req_id, what, reply)
     }
 }
 
-/// `sched_yield(2)` (see [`XsConfig::yield_after_send`]).
-pub(crate) fn yield_cpu() {
-    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
-    unsafe { libc::sched_yield() };
+thread_local! {
+    /// This thread's policy as far as [`batch_enter`] knows: 0 not looked
+    /// at yet, 1 `SCHED_OTHER`, 2 switched to `SCHED_BATCH` by us, 3 another
+    /// policy (never touched).
+    static SCHED_STATE: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that lives across the call.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
+/// Makes the calling thread `SCHED_BATCH` if it is `SCHED_OTHER` (see
+/// [`XsConfig::batch_wakeups`]).
+pub(crate) fn batch_enter() {
+    SCHED_STATE.with(|s| {
+        if s.get() == 0 {
+            // SAFETY: pid 0 is the calling thread; no pointers.
+            let p = unsafe { libc::sched_getscheduler(0) };
+            s.set(if p == libc::SCHED_OTHER { 1 } else { 3 });
+        }
+        if s.get() == 1 && set_policy(libc::SCHED_BATCH) {
+            s.set(2);
+        }
+    });
+}
+
+/// Undoes [`batch_enter`] on the calling thread.
+pub(crate) fn batch_leave() {
+    SCHED_STATE.with(|s| {
+        if s.get() == 2 {
+            set_policy(libc::SCHED_OTHER);
+            s.set(1);
+        }
+    });
 }
 
 /// Turns an `XS_ERROR` reply into its error and checks the reply's type.

@@ -598,3 +598,33 @@ async fn many_pipelined_requests_coalesce_and_all_complete() {
     let reads = fake.requests().iter().filter(|(t, _)| *t == MsgType::Read).count();
     assert_eq!(reads, 16 * 20);
 }
+
+fn thread_policy() -> libc::c_int {
+    // SAFETY: pid 0 is the calling thread; no pointers.
+    unsafe { libc::sched_getscheduler(0) }
+}
+
+#[test]
+fn waiting_threads_get_their_scheduling_policy_back() {
+    let (rt, fake) = fake_outside_runtime();
+    assert_eq!(thread_policy(), libc::SCHED_OTHER);
+    let c = BlockingXsClient::connect(Transport::Socket(fake.socket()), XsConfig::default()).unwrap();
+    for _ in 0..20 {
+        c.read("/local/domain/0/name").unwrap();
+    }
+    assert_eq!(thread_policy(), libc::SCHED_OTHER, "blocking client restored the policy");
+    let local = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let policy = local.block_on(async {
+        let c = client_for(&fake).await;
+        for _ in 0..20 {
+            c.read("/local/domain/0/name").await.unwrap();
+        }
+        let futs: Vec<_> = (0..8).map(|_| c.read("/local/domain/0/name")).collect();
+        for f in futs {
+            f.await.unwrap();
+        }
+        thread_policy()
+    });
+    assert_eq!(policy, libc::SCHED_OTHER, "async client restored the policy");
+    drop(rt);
+}

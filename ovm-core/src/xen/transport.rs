@@ -226,9 +226,7 @@ impl AsyncIo {
         Ok(())
     }
 
-    /// One non-blocking `read(2)`, bypassing tokio's readiness (whoever
-    /// reads this way must handle what it gets; a later readiness event
-    /// then merely costs the reader task a read that would block).
+    /// One non-blocking `read(2)` (for use inside [`AsyncIo::read_with`]).
     pub(crate) fn read_raw(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             match self.fd.get_ref().read(buf) {
