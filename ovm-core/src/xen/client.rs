@@ -52,7 +52,10 @@ pub struct XsConfig {
     /// xenstored: on a dom0 with few CPUs, xenstored then works through all
     /// queued requests and the replies are read in one go, instead of one
     /// pair of context switches per reply (or per part of one). The policy
-    /// is restored once the thread has no reply left to wait for.
+    /// is restored once the thread has no reply left to wait for. The async
+    /// client does this only on a runtime with one worker thread (where a
+    /// task cannot move to another thread while it waits); the blocking
+    /// client always (it waits on the caller's thread).
     pub batch_wakeups: bool,
 }
 
@@ -727,11 +730,14 @@ impl Inner {
             Ok(r) => Ok(r),
             Err(oneshot::error::TryRecvError::Closed) => Err(()),
             Err(oneshot::error::TryRecvError::Empty) => {
-                if self.config.batch_wakeups {
+                // Only where the task cannot move to another thread while it
+                // waits, so that the thread it leaves is the one it entered.
+                let batch = self.config.batch_wakeups && single_worker();
+                if batch {
                     batch_enter();
                 }
                 let r = rx.await.map_err(drop);
-                if self.config.batch_wakeups && lock(&conn.pending).waiters.is_empty() {
+                if batch && lock(&conn.pending).waiters.is_empty() {
                     batch_leave();
                 }
                 r
@@ -774,6 +780,12 @@ pub(crate) fn batch_enter() {
             s.set(2);
         }
     });
+}
+
+/// Whether the current tokio runtime runs its tasks on one thread (a
+/// current-thread runtime, or a multi-thread one with one worker).
+fn single_worker() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_workers() == 1)
 }
 
 /// Undoes [`batch_enter`] on the calling thread.
