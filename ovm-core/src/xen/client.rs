@@ -237,6 +237,28 @@ impl Drop for Conn {
     }
 }
 
+/// Cleans up after a request, also when its future is dropped early: a
+/// request given up forgets its waiter, and a thread switched to
+/// `SCHED_BATCH` for the wait gets its policy back once no reply is left to
+/// wait for on the connection (at once if the request was given up).
+struct WaitGuard<'a> {
+    conn: &'a Conn,
+    req_id: u32,
+    batch: bool,
+    done: bool,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.forget(self.req_id);
+        }
+        if self.batch && (!self.done || lock(&self.conn.pending).waiters.is_empty()) {
+            batch_leave();
+        }
+    }
+}
+
 /// Gives up the thread once, to the back of the run queue, so that other
 /// ready tasks run before this one continues (no timer, no system call).
 #[derive(Default)]
@@ -711,6 +733,7 @@ impl Inner {
             let born = p.tick;
             p.waiters.insert(req_id, Waiter { tx, born });
         }
+        let mut guard = WaitGuard { conn, req_id, batch: false, done: false };
         let end = {
             let mut out = lock(&conn.out);
             let n = wire::encode_request(&mut out.buf, ty, req_id, tx_id, parts)?;
@@ -721,7 +744,6 @@ impl Inner {
         // of them to run again writes them all at once.
         YieldOnce::default().await;
         if let Err(e) = conn.flush_until(end).await {
-            conn.forget(req_id);
             conn.fail(Some(self), &XenError::Disconnected);
             return Err(XenError::io("write to xenstore", e));
         }
@@ -732,17 +754,15 @@ impl Inner {
             Err(oneshot::error::TryRecvError::Empty) => {
                 // Only where the task cannot move to another thread while it
                 // waits, so that the thread it leaves is the one it entered.
-                let batch = self.config.batch_wakeups && single_worker();
-                if batch {
+                if self.config.batch_wakeups && single_worker() {
                     batch_enter();
+                    guard.batch = true;
                 }
-                let r = rx.await.map_err(drop);
-                if batch && lock(&conn.pending).waiters.is_empty() {
-                    batch_leave();
-                }
-                r
+                rx.await.map_err(drop)
             }
         };
+        guard.done = true;
+        drop(guard);
         let reply = match reply {
             Ok(Err(XenError::Timeout(_))) => {
                 return Err(XenError::Timeout(format!("xenstore {} {what}", ty.name())));

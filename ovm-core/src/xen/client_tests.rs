@@ -623,8 +623,13 @@ fn waiting_threads_get_their_scheduling_policy_back() {
         for f in futs {
             f.await.unwrap();
         }
-        thread_policy()
+        let after_requests = thread_policy();
+        // A request given up while it waits (its reply is held back).
+        fake.with_behaviour(|b| b.reorder_batch = 2);
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), c.read("/local/domain/0/name")).await;
+        assert!(gave_up.is_err());
+        (after_requests, thread_policy())
     });
-    assert_eq!(policy, libc::SCHED_OTHER, "async client restored the policy");
+    assert_eq!(policy, (libc::SCHED_OTHER, libc::SCHED_OTHER), "async client restored the policy");
     drop(rt);
 }
