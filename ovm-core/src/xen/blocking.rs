@@ -4,7 +4,9 @@
 //! whole request in one `write(2)`, then `read(2)`s of the reply into a
 //! reused buffer (usually one). No runtime, no thread hand-off, no timer:
 //! the request timeout is the socket's receive timeout (on the xenbus device,
-//! a `poll(2)` before each read).
+//! a `poll(2)` before each read). While it waits, the calling thread runs as
+//! `SCHED_BATCH` (see [`XsConfig::batch_wakeups`]), so that xenstored writes
+//! the whole reply before the thread runs again.
 //!
 //! Watch events that arrive interleaved with replies are queued for their
 //! [`BlockingWatch`]. Several threads may share one client: their requests
