@@ -2,7 +2,13 @@
 //!
 //! One connection carries many requests at once: each request gets a fresh
 //! request id and a oneshot channel in a pending map, and a reader task routes
-//! every reply to its request by id. Watch events are routed by token to
+//! every reply to its request by id. Requests are encoded straight into one
+//! output buffer and written by the task that makes them; a request made
+//! while others are in flight first lets the other ready tasks queue theirs,
+//! so that a burst of requests goes out in one `write(2)`. Timeouts are kept
+//! by one coarse per-connection watchdog rather than a timer per request.
+//! While a thread waits for replies it may run as `SCHED_BATCH` (see
+//! [`XsConfig::batch_wakeups`]). Watch events are routed by token to
 //! [`WatchStream`]s. When the connection drops, outstanding requests fail with
 //! [`XenError::Disconnected`]; with auto-reconnect (the default) the client
 //! reconnects in the background and re-arms every live watch, and the next
@@ -11,17 +17,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{XenError, XenResult, XsErrno};
 use super::perms::Perms;
-use super::transport::{ReadHalf, Transport, WriteHalf};
+use super::transport::{AsyncIo, Transport};
 use super::wire::{self, Decoder, Message, MsgType, WatchEvent};
 
 /// Tunables of a [`XsClient`].
@@ -41,6 +46,17 @@ pub struct XsConfig {
     /// buffer, which the next `write(2)` overwrites, so pipelined requests
     /// there can be corrupted (seen on Linux 6.1 under Xen 4.17).
     pub max_in_flight: Option<usize>,
+    /// While a thread waits for replies it runs as `SCHED_BATCH` (when it
+    /// ran as `SCHED_OTHER`; other policies are left alone), so that each
+    /// reply xenstored writes makes it runnable without preempting
+    /// xenstored: on a dom0 with few CPUs, xenstored then works through all
+    /// queued requests and the replies are read in one go, instead of one
+    /// pair of context switches per reply (or per part of one). The policy
+    /// is restored once the thread has no reply left to wait for. The async
+    /// client does this only on a runtime with one worker thread (where a
+    /// task cannot move to another thread while it waits); the blocking
+    /// client always (it waits on the caller's thread).
+    pub batch_wakeups: bool,
 }
 
 impl Default for XsConfig {
@@ -50,25 +66,49 @@ impl Default for XsConfig {
             auto_reconnect: true,
             max_transaction_attempts: 16,
             max_in_flight: None,
+            batch_wakeups: true,
         }
     }
 }
 
 type Reply = XenResult<Message>;
 
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Reply>,
+    /// Watchdog tick at which the request was made.
+    born: u32,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     alive: bool,
-    waiters: HashMap<u32, oneshot::Sender<Reply>>,
+    /// Watchdog ticks so far (see [`watchdog_task`]).
+    tick: u32,
+    waiters: HashMap<u32, Waiter>,
 }
 
-/// One live connection: its write half and its pending requests.
+/// Requests encoded but not yet written: `buf` holds the stream bytes
+/// `flushed..queued` (counted since the connection was opened).
+#[derive(Debug, Default)]
+struct OutBuf {
+    buf: Vec<u8>,
+    queued: u64,
+    flushed: u64,
+}
+
+/// One live connection: its descriptor, output buffer and pending requests.
 struct Conn {
-    writer: tokio::sync::Mutex<WriteHalf>,
+    io: Arc<AsyncIo>,
+    alive: AtomicBool,
+    out: Mutex<OutBuf>,
+    /// Received bytes; the connection is read, and what arrives routed,
+    /// under this lock.
+    dec: Mutex<Decoder>,
     /// Limits requests in flight (see [`XsConfig::max_in_flight`]).
     inflight: Option<tokio::sync::Semaphore>,
     pending: Mutex<Pending>,
-    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -79,11 +119,15 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     fn is_alive(&self) -> bool {
-        lock(&self.pending).alive
+        self.alive.load(Ordering::Acquire)
     }
 
-    /// Marks the connection dead and fails every waiter.
-    fn kill(&self, why: impl Fn() -> XenError) {
+    /// Marks the connection dead and fails every waiter; the first time, if
+    /// watches are registered (and auto-reconnect is on), re-arms them in
+    /// the background so watch streams keep working even if no request
+    /// comes along to trigger the reconnect.
+    fn fail(&self, inner: Option<&Arc<Inner>>, why: &XenError) {
+        let first = self.alive.swap(false, Ordering::AcqRel);
         let waiters = {
             let mut p = lock(&self.pending);
             p.alive = false;
@@ -93,16 +137,143 @@ impl Conn {
             s.close();
         }
         for (_, w) in waiters {
-            let _ = w.send(Err(why()));
+            let e = match why {
+                XenError::Protocol(m) => XenError::Protocol(m.clone()),
+                _ => XenError::Disconnected,
+            };
+            let _ = w.tx.send(Err(e));
+        }
+        let Some(i) = inner else { return };
+        if first && i.config.auto_reconnect && !lock(&i.watches).is_empty() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(rearm_task(Arc::downgrade(i)));
+            }
+        }
+    }
+
+    /// One `read(2)` of what the connection has, then every whole message
+    /// handed to its waiter or watch. `Ok(Ok(n))`: `n` bytes read;
+    /// `Ok(Err(_))`: the connection is unusable (closed, framing lost);
+    /// `Err(_)`: the read failed (`WouldBlock`: nothing there yet).
+    fn read_dispatch(&self, inner: Option<&Inner>) -> std::io::Result<XenResult<usize>> {
+        let mut dec = lock(&self.dec);
+        let n = self.io.read_raw(dec.spare(READ_CHUNK))?;
+        if n == 0 {
+            return Ok(Err(XenError::Disconnected));
+        }
+        dec.commit(n);
+        loop {
+            match dec.next_message() {
+                Ok(Some(m)) => self.dispatch(m, inner),
+                Ok(None) => return Ok(Ok(n)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    fn dispatch(&self, m: Message, inner: Option<&Inner>) {
+        if m.ty == MsgType::WatchEvent {
+            // A malformed event does not break framing; it is dropped.
+            let Ok(ev) = WatchEvent::parse(&m.payload) else { return };
+            if let Some(i) = inner {
+                if let Some(w) = lock(&i.watches).get(&ev.token) {
+                    let _ = w.tx.send(ev);
+                }
+            }
+            return;
+        }
+        // A reply nobody waits for (timed out, or invented by a hostile peer) is dropped.
+        let waiter = lock(&self.pending).waiters.remove(&m.req_id);
+        if let Some(w) = waiter {
+            let _ = w.tx.send(Ok(m));
+        }
+    }
+
+    fn forget(&self, req_id: u32) {
+        lock(&self.pending).waiters.remove(&req_id);
+    }
+
+    /// Writes out everything queued; `Ok(false)` if the socket is full.
+    fn try_flush(&self) -> std::io::Result<bool> {
+        let mut out = lock(&self.out);
+        while !out.buf.is_empty() {
+            match self.io.try_write(&out.buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    if n == out.buf.len() {
+                        out.buf.clear();
+                    } else {
+                        out.buf.drain(..n);
+                    }
+                    out.flushed += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Returns once the stream bytes up to `end` are written (by this task
+    /// or another one).
+    async fn flush_until(&self, end: u64) -> std::io::Result<()> {
+        loop {
+            if lock(&self.out).flushed >= end {
+                return Ok(());
+            }
+            if self.try_flush()? {
+                return Ok(());
+            }
+            self.io.wait_writable().await?;
         }
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(h) = lock(&self.reader).take() {
+        for h in lock(&self.tasks).drain(..) {
             h.abort();
         }
+    }
+}
+
+/// Cleans up after a request, also when its future is dropped early: a
+/// request given up forgets its waiter, and a thread switched to
+/// `SCHED_BATCH` for the wait gets its policy back once no reply is left to
+/// wait for on the connection (at once if the request was given up).
+struct WaitGuard<'a> {
+    conn: &'a Conn,
+    req_id: u32,
+    batch: bool,
+    done: bool,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.forget(self.req_id);
+        }
+        if self.batch && (!self.done || lock(&self.conn.pending).waiters.is_empty()) {
+            batch_leave();
+        }
+    }
+}
+
+/// Gives up the thread once, to the back of the run queue, so that other
+/// ready tasks run before this one continues (no timer, no system call).
+#[derive(Default)]
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -116,7 +287,10 @@ struct WatchReg {
 struct Inner {
     transport: Transport,
     config: XsConfig,
+    /// Held while (re)connecting.
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The current connection, for the request fast path.
+    live: Mutex<Option<Arc<Conn>>>,
     watches: Mutex<HashMap<String, WatchReg>>,
     next_req: AtomicU32,
     next_token: AtomicU64,
@@ -153,6 +327,7 @@ impl XsClient {
                 transport,
                 config,
                 conn: tokio::sync::Mutex::new(None),
+                live: Mutex::new(None),
                 watches: Mutex::new(HashMap::new()),
                 next_req: AtomicU32::new(1),
                 next_token: AtomicU64::new(1),
@@ -175,7 +350,7 @@ impl XsClient {
 
     /// True while the current connection is up.
     pub async fn is_connected(&self) -> bool {
-        self.inner.conn.lock().await.as_ref().is_some_and(|c| c.is_alive())
+        lock(&self.inner.live).as_ref().is_some_and(|c| c.is_alive())
     }
 
     // -- connection management ------------------------------------------
@@ -186,36 +361,31 @@ impl XsClient {
 
     // -- the request path -----------------------------------------------
 
-    async fn request(&self, ty: MsgType, tx_id: u32, payload: Vec<u8>, what: &str) -> XenResult<Message> {
+    async fn request(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]], what: &str) -> XenResult<Message> {
         let conn = self.connection().await?;
-        Inner::request_on(&self.inner, &conn, ty, tx_id, payload, what).await
+        Inner::request_on(&self.inner, &conn, ty, tx_id, parts, what).await
     }
 
     // -- operations (tx = 0 outside a transaction) -----------------------
 
     async fn op_read(&self, tx: u32, path: &str) -> XenResult<Vec<u8>> {
         wire::check_path(path)?;
-        Ok(self.request(MsgType::Read, tx, wire::nul_strings(&[path]), path).await?.payload)
+        Ok(self.request(MsgType::Read, tx, &[path.as_bytes(), b"\0"], path).await?.payload)
     }
 
     async fn op_write(&self, tx: u32, path: &str, value: &[u8]) -> XenResult<()> {
         wire::check_path(path)?;
-        let mut p = wire::nul_strings(&[path]);
-        p.extend_from_slice(value);
-        if p.len() > wire::PAYLOAD_MAX {
-            return Err(XenError::TooLarge { len: p.len(), limit: wire::PAYLOAD_MAX });
-        }
-        self.request(MsgType::Write, tx, p, path).await.map(drop)
+        self.request(MsgType::Write, tx, &[path.as_bytes(), b"\0", value], path).await.map(drop)
     }
 
     async fn op_simple(&self, ty: MsgType, tx: u32, path: &str) -> XenResult<()> {
         wire::check_path(path)?;
-        self.request(ty, tx, wire::nul_strings(&[path]), path).await.map(drop)
+        self.request(ty, tx, &[path.as_bytes(), b"\0"], path).await.map(drop)
     }
 
     async fn op_directory(&self, tx: u32, path: &str) -> XenResult<Vec<String>> {
         wire::check_path(path)?;
-        match self.request(MsgType::Directory, tx, wire::nul_strings(&[path]), path).await {
+        match self.request(MsgType::Directory, tx, &[path.as_bytes(), b"\0"], path).await {
             Ok(m) => wire::split_strings(&m.payload),
             Err(e) if matches!(e.xs_errno(), Some(XsErrno::E2big)) => self.op_directory_part(tx, path).await,
             Err(e) => Err(e),
@@ -225,56 +395,29 @@ impl XsClient {
     /// `DIRECTORY_PART` loop for directories whose listing exceeds one
     /// payload; restarts if the node's generation changes in between.
     async fn op_directory_part(&self, tx: u32, path: &str) -> XenResult<Vec<String>> {
-        let mut restarts = 0;
-        'outer: loop {
-            let mut gen: Option<String> = None;
-            let mut acc: Vec<u8> = Vec::new();
-            loop {
-                let off = acc.len().to_string();
-                let m =
-                    self.request(MsgType::DirectoryPart, tx, wire::nul_strings(&[path, &off]), path).await?;
-                let nul =
-                    m.payload.iter().position(|b| *b == 0).ok_or_else(|| {
-                        XenError::Protocol("DIRECTORY_PART reply without generation".into())
-                    })?;
-                let g = wire::single_string(&m.payload[..nul])?;
-                match &gen {
-                    Some(prev) if *prev != g => {
-                        restarts += 1;
-                        if restarts > 8 {
-                            return Err(XenError::Protocol("directory keeps changing during listing".into()));
-                        }
-                        continue 'outer;
-                    }
-                    Some(_) => {}
-                    None => gen = Some(g),
-                }
-                let chunk = &m.payload[nul + 1..];
-                acc.extend_from_slice(chunk);
-                if chunk.is_empty() || acc.len() <= 1 || acc.ends_with(&[0, 0]) {
-                    break;
-                }
-                if acc.len() > 64 * 1024 * 1024 {
-                    return Err(XenError::Protocol("directory listing too large".into()));
-                }
+        let mut parts = DirParts::default();
+        loop {
+            let off = parts.offset();
+            let m = self
+                .request(MsgType::DirectoryPart, tx, &[path.as_bytes(), b"\0", off.as_bytes(), b"\0"], path)
+                .await?;
+            if let Some(done) = parts.feed(&m.payload)? {
+                return Ok(done);
             }
-            return wire::split_strings(acc.strip_suffix(&[0]).unwrap_or(&acc));
         }
     }
 
     async fn op_get_perms(&self, tx: u32, path: &str) -> XenResult<Perms> {
         wire::check_path(path)?;
-        let m = self.request(MsgType::GetPerms, tx, wire::nul_strings(&[path]), path).await?;
+        let m = self.request(MsgType::GetPerms, tx, &[path.as_bytes(), b"\0"], path).await?;
         Perms::from_strings(&wire::split_strings(&m.payload)?)
             .map_err(|e| XenError::Protocol(format!("GET_PERMS reply: {e}")))
     }
 
     async fn op_set_perms(&self, tx: u32, path: &str, perms: &Perms) -> XenResult<()> {
         wire::check_path(path)?;
-        let strings = perms.to_strings();
-        let mut parts: Vec<&str> = vec![path];
-        parts.extend(strings.iter().map(String::as_str));
-        self.request(MsgType::SetPerms, tx, wire::nul_strings(&parts), path).await.map(drop)
+        let payload = perms_payload(path, perms);
+        self.request(MsgType::SetPerms, tx, &[&payload], path).await.map(drop)
     }
 
     // -- public API ------------------------------------------------------
@@ -331,14 +474,14 @@ impl XsClient {
     /// The home path of a domain (`/local/domain/<domid>`).
     pub async fn get_domain_path(&self, domid: u32) -> XenResult<String> {
         let d = domid.to_string();
-        let m = self.request(MsgType::GetDomainPath, NO_TX, wire::nul_strings(&[&d]), &d).await?;
+        let m = self.request(MsgType::GetDomainPath, NO_TX, &[&wire::nul_strings(&[&d])], &d).await?;
         wire::single_string(&m.payload)
     }
 
     /// Whether xenstored is connected to a domain.
     pub async fn is_domain_introduced(&self, domid: u32) -> XenResult<bool> {
         let d = domid.to_string();
-        let m = self.request(MsgType::IsDomainIntroduced, NO_TX, wire::nul_strings(&[&d]), &d).await?;
+        let m = self.request(MsgType::IsDomainIntroduced, NO_TX, &[&wire::nul_strings(&[&d])], &d).await?;
         match wire::single_string(&m.payload)?.as_str() {
             "T" => Ok(true),
             "F" => Ok(false),
@@ -350,31 +493,31 @@ impl XsClient {
     /// channel). Only dom0 may do this.
     pub async fn introduce_domain(&self, domid: u32, gfn: u64, evtchn: u32) -> XenResult<()> {
         let (d, g, e) = (domid.to_string(), gfn.to_string(), evtchn.to_string());
-        self.request(MsgType::Introduce, NO_TX, wire::nul_strings(&[&d, &g, &e]), &d).await.map(drop)
+        self.request(MsgType::Introduce, NO_TX, &[&wire::nul_strings(&[&d, &g, &e])], &d).await.map(drop)
     }
 
     /// Makes xenstored forget a domain. Only dom0 may do this.
     pub async fn release_domain(&self, domid: u32) -> XenResult<()> {
         let d = domid.to_string();
-        self.request(MsgType::Release, NO_TX, wire::nul_strings(&[&d]), &d).await.map(drop)
+        self.request(MsgType::Release, NO_TX, &[&wire::nul_strings(&[&d])], &d).await.map(drop)
     }
 
     /// Re-enables `@releaseDomain` for a resumed domain.
     pub async fn resume_domain(&self, domid: u32) -> XenResult<()> {
         let d = domid.to_string();
-        self.request(MsgType::Resume, NO_TX, wire::nul_strings(&[&d]), &d).await.map(drop)
+        self.request(MsgType::Resume, NO_TX, &[&wire::nul_strings(&[&d])], &d).await.map(drop)
     }
 
     /// Lets domain `domid` act on behalf of domain `target` (device models).
     pub async fn set_target(&self, domid: u32, target: u32) -> XenResult<()> {
         let (d, t) = (domid.to_string(), target.to_string());
-        self.request(MsgType::SetTarget, NO_TX, wire::nul_strings(&[&d, &t]), &d).await.map(drop)
+        self.request(MsgType::SetTarget, NO_TX, &[&wire::nul_strings(&[&d, &t])], &d).await.map(drop)
     }
 
     /// `RESET_WATCHES`: xenstored drops every watch and transaction of this
     /// connection. Local watch streams end (their `next()` returns `None`).
     pub async fn reset_watches(&self) -> XenResult<()> {
-        self.request(MsgType::ResetWatches, NO_TX, wire::nul_strings(&[""]), "").await?;
+        self.request(MsgType::ResetWatches, NO_TX, &[&wire::nul_strings(&[""])], "").await?;
         lock(&self.inner.watches).clear();
         Ok(())
     }
@@ -386,7 +529,7 @@ impl XsClient {
         if ty == MsgType::WatchEvent || ty == MsgType::Error {
             return Err(XenError::InvalidArgument(format!("{} is not a request", ty.name())));
         }
-        self.request(ty, tx_id, payload, "").await
+        self.request(ty, tx_id, &[&payload], "").await
     }
 
     // -- watches ----------------------------------------------------------
@@ -416,7 +559,7 @@ impl XsClient {
             // Registered before the request: the first event may overtake the reply.
             w.insert(token.to_string(), WatchReg { path: path.to_string(), tx });
         }
-        let res = self.request(MsgType::Watch, NO_TX, wire::nul_strings(&[path, token]), path).await;
+        let res = self.request(MsgType::Watch, NO_TX, &[&wire::nul_strings(&[path, token])], path).await;
         if let Err(e) = res {
             lock(&self.inner.watches).remove(token);
             return Err(e);
@@ -434,13 +577,18 @@ impl XsClient {
         if !removed {
             return Ok(());
         }
-        let conn = inner.conn.lock().await.clone();
+        let conn = lock(&inner.live).clone();
         match conn {
-            Some(c) if c.is_alive() => {
-                Inner::request_on(inner, &c, MsgType::Unwatch, NO_TX, wire::nul_strings(&[path, token]), path)
-                    .await
-                    .map(drop)
-            }
+            Some(c) if c.is_alive() => Inner::request_on(
+                inner,
+                &c,
+                MsgType::Unwatch,
+                NO_TX,
+                &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
+                path,
+            )
+            .await
+            .map(drop),
             _ => Ok(()),
         }
     }
@@ -451,7 +599,7 @@ impl XsClient {
     /// [`Transaction::abort`]; prefer [`XsClient::transaction`], which
     /// retries on `EAGAIN`.
     pub async fn transaction_start(&self) -> XenResult<Transaction> {
-        let m = self.request(MsgType::TransactionStart, NO_TX, wire::nul_strings(&[""]), "").await?;
+        let m = self.request(MsgType::TransactionStart, NO_TX, &[&wire::nul_strings(&[""])], "").await?;
         let s = wire::single_string(&m.payload)?;
         let id = s
             .parse::<u32>()
@@ -501,6 +649,11 @@ fn utf8(v: Vec<u8>, path: &str) -> XenResult<String> {
 
 impl Inner {
     async fn connection(self: &Arc<Self>) -> XenResult<Arc<Conn>> {
+        if let Some(c) = lock(&self.live).as_ref() {
+            if c.is_alive() {
+                return Ok(c.clone());
+            }
+        }
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             if c.is_alive() {
@@ -511,20 +664,24 @@ impl Inner {
             }
         }
         let reconnect = slot.is_some();
-        let (r, w) = self.transport.connect().await?;
-        let limit = match self.transport {
-            Transport::Xenbus(_) => Some(1),
-            Transport::Socket(_) => self.config.max_in_flight,
-        };
+        let io = Arc::new(self.transport.connect_async().await?);
+        let limit = if io.is_socket() { self.config.max_in_flight } else { Some(1) };
         let conn = Arc::new(Conn {
-            writer: tokio::sync::Mutex::new(w),
+            io: io.clone(),
+            alive: AtomicBool::new(true),
+            out: Mutex::new(OutBuf::default()),
+            dec: Mutex::new(Decoder::new()),
             inflight: limit.map(|n| tokio::sync::Semaphore::new(n.max(1))),
-            pending: Mutex::new(Pending { alive: true, waiters: HashMap::new() }),
-            reader: Mutex::new(None),
+            pending: Mutex::new(Pending { alive: true, tick: 0, waiters: HashMap::new() }),
+            tasks: Mutex::new(Vec::new()),
         });
-        let handle = tokio::spawn(reader_task(r, Arc::downgrade(&conn), Arc::downgrade(self)));
-        *lock(&conn.reader) = Some(handle);
+        let mut tasks = vec![tokio::spawn(reader_task(io, Arc::downgrade(&conn), Arc::downgrade(self)))];
+        if let Some(t) = self.config.request_timeout {
+            tasks.push(tokio::spawn(watchdog_task(Arc::downgrade(&conn), t)));
+        }
+        *lock(&conn.tasks) = tasks;
         *slot = Some(conn.clone());
+        *lock(&self.live) = Some(conn.clone());
         drop(slot);
         if reconnect {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -537,7 +694,7 @@ impl Inner {
                     &conn,
                     MsgType::Watch,
                     NO_TX,
-                    wire::nul_strings(&[&path, &token]),
+                    &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
                     &path,
                 )
                 .await?;
@@ -551,14 +708,17 @@ impl Inner {
         conn: &Arc<Conn>,
         ty: MsgType,
         tx_id: u32,
-        payload: Vec<u8>,
+        parts: &[&[u8]],
         what: &str,
     ) -> XenResult<Message> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > wire::PAYLOAD_MAX {
+            return Err(XenError::TooLarge { len, limit: wire::PAYLOAD_MAX });
+        }
         let mut req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         if req_id == 0 {
             req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         }
-        let msg = Message::new(ty, req_id, tx_id, payload)?;
         // Held until the reply arrives (or the request fails).
         let _permit = match &conn.inflight {
             Some(s) => Some(s.acquire().await.map_err(|_| XenError::Disconnected)?),
@@ -570,85 +730,221 @@ impl Inner {
             if !p.alive {
                 return Err(XenError::Disconnected);
             }
-            p.waiters.insert(req_id, tx);
+            let born = p.tick;
+            p.waiters.insert(req_id, Waiter { tx, born });
         }
-        let bytes = msg.encode();
-        let write_res = {
-            let mut w = conn.writer.lock().await;
-            match w.write_all(&bytes).await {
-                Ok(()) => w.flush().await,
-                Err(e) => Err(e),
-            }
+        let mut guard = WaitGuard { conn, req_id, batch: false, done: false };
+        let end = {
+            let mut out = lock(&conn.out);
+            let n = wire::encode_request(&mut out.buf, ty, req_id, tx_id, parts)?;
+            out.queued += n as u64;
+            out.queued
         };
-        if let Err(e) = write_res {
-            lock(&conn.pending).waiters.remove(&req_id);
-            conn.kill(|| XenError::Disconnected);
+        // Let the other ready tasks queue their requests first: the first
+        // of them to run again writes them all at once.
+        YieldOnce::default().await;
+        if let Err(e) = conn.flush_until(end).await {
+            conn.fail(Some(self), &XenError::Disconnected);
             return Err(XenError::io("write to xenstore", e));
         }
-        let reply = match self.config.request_timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
-                Ok(r) => r,
-                Err(_) => {
-                    lock(&conn.pending).waiters.remove(&req_id);
-                    return Err(XenError::Timeout(format!("xenstore {} {what}", ty.name())));
+        let mut rx = rx;
+        let reply = match rx.try_recv() {
+            Ok(r) => Ok(r),
+            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                // Only where the task cannot move to another thread while it
+                // waits, so that the thread it leaves is the one it entered.
+                if self.config.batch_wakeups && single_worker() {
+                    batch_enter();
+                    guard.batch = true;
                 }
-            },
-            None => rx.await,
+                rx.await.map_err(drop)
+            }
         };
-        let reply = reply.map_err(|_| XenError::Disconnected)??;
-        if let Some(errno) = reply.error() {
-            return Err(XenError::Xenstore { op: ty.name(), path: what.to_string(), errno });
-        }
-        if reply.ty != ty {
-            return Err(XenError::Protocol(format!(
-                "reply to {} (req {req_id}) has type {}",
-                ty.name(),
-                reply.ty.name()
-            )));
-        }
-        Ok(reply)
+        guard.done = true;
+        drop(guard);
+        let reply = match reply {
+            Ok(Err(XenError::Timeout(_))) => {
+                return Err(XenError::Timeout(format!("xenstore {} {what}", ty.name())));
+            }
+            r => r.map_err(|()| XenError::Disconnected)??,
+        };
+        check_reply(ty, req_id, what, reply)
     }
 }
 
-async fn reader_task(mut r: ReadHalf, conn: Weak<Conn>, inner: Weak<Inner>) {
-    let mut dec = Decoder::new();
-    let mut buf = vec![0u8; 2 * (wire::HEADER_LEN + wire::PAYLOAD_MAX)];
-    let failure: XenError = loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) => break XenError::Disconnected,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break XenError::Disconnected,
-        };
-        dec.feed(&buf[..n]);
-        let mut broken = None;
-        loop {
-            match dec.next_message() {
-                Ok(Some(m)) => dispatch(m, &conn, &inner),
-                Ok(None) => break,
-                Err(e) => {
-                    broken = Some(e);
-                    break;
-                }
-            }
+thread_local! {
+    /// This thread's policy as far as [`batch_enter`] knows: 0 not looked
+    /// at yet, 1 `SCHED_OTHER`, 2 switched to `SCHED_BATCH` by us, 3 another
+    /// policy (never touched).
+    static SCHED_STATE: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that lives across the call.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
+/// Makes the calling thread `SCHED_BATCH` if it is `SCHED_OTHER` (see
+/// [`XsConfig::batch_wakeups`]).
+pub(crate) fn batch_enter() {
+    SCHED_STATE.with(|s| {
+        if s.get() == 0 {
+            // SAFETY: pid 0 is the calling thread; no pointers.
+            let p = unsafe { libc::sched_getscheduler(0) };
+            s.set(if p == libc::SCHED_OTHER { 1 } else { 3 });
         }
-        if let Some(e) = broken {
-            break e;
+        if s.get() == 1 && set_policy(libc::SCHED_BATCH) {
+            s.set(2);
+        }
+    });
+}
+
+/// Whether the current tokio runtime runs its tasks on one thread (a
+/// current-thread runtime, or a multi-thread one with one worker).
+fn single_worker() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_workers() == 1)
+}
+
+/// Undoes [`batch_enter`] on the calling thread.
+pub(crate) fn batch_leave() {
+    SCHED_STATE.with(|s| {
+        if s.get() == 2 {
+            set_policy(libc::SCHED_OTHER);
+            s.set(1);
+        }
+    });
+}
+
+/// Turns an `XS_ERROR` reply into its error and checks the reply's type.
+pub(crate) fn check_reply(ty: MsgType, req_id: u32, what: &str, reply: Message) -> XenResult<Message> {
+    if let Some(errno) = reply.error() {
+        return Err(XenError::Xenstore { op: ty.name(), path: what.to_string(), errno });
+    }
+    if reply.ty != ty {
+        return Err(XenError::Protocol(format!(
+            "reply to {} (req {req_id}) has type {}",
+            ty.name(),
+            reply.ty.name()
+        )));
+    }
+    Ok(reply)
+}
+
+/// The payload of `SET_PERMS`: the path and each permission, NUL-terminated.
+pub(crate) fn perms_payload(path: &str, perms: &Perms) -> Vec<u8> {
+    let strings = perms.to_strings();
+    let mut parts: Vec<&str> = vec![path];
+    parts.extend(strings.iter().map(String::as_str));
+    wire::nul_strings(&parts)
+}
+
+/// Accumulates a `DIRECTORY_PART` listing, restarting when the node's
+/// generation changes between parts.
+#[derive(Debug, Default)]
+pub(crate) struct DirParts {
+    gen: Option<String>,
+    acc: Vec<u8>,
+    restarts: u32,
+}
+
+impl DirParts {
+    /// The offset to ask for next.
+    pub(crate) fn offset(&self) -> String {
+        self.acc.len().to_string()
+    }
+
+    /// Takes one reply; `Some(listing)` when complete, `None` to ask again at
+    /// [`DirParts::offset`].
+    pub(crate) fn feed(&mut self, payload: &[u8]) -> XenResult<Option<Vec<String>>> {
+        let nul = payload
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| XenError::Protocol("DIRECTORY_PART reply without generation".into()))?;
+        let g = wire::single_string(&payload[..nul])?;
+        match &self.gen {
+            Some(prev) if *prev != g => {
+                self.restarts += 1;
+                if self.restarts > 8 {
+                    return Err(XenError::Protocol("directory keeps changing during listing".into()));
+                }
+                self.gen = None;
+                self.acc.clear();
+                return Ok(None);
+            }
+            Some(_) => {}
+            None => self.gen = Some(g),
+        }
+        let chunk = &payload[nul + 1..];
+        self.acc.extend_from_slice(chunk);
+        if chunk.is_empty() || self.acc.len() <= 1 || self.acc.ends_with(&[0, 0]) {
+            let acc = std::mem::take(&mut self.acc);
+            return wire::split_strings(acc.strip_suffix(&[0]).unwrap_or(&acc)).map(Some);
+        }
+        if self.acc.len() > 64 * 1024 * 1024 {
+            return Err(XenError::Protocol("directory listing too large".into()));
+        }
+        Ok(None)
+    }
+}
+
+/// Fails requests older than the timeout. One coarse clock per connection
+/// (a tick of a quarter of the timeout, 5 ms to 1 s) instead of a timer per
+/// request: a request times out between its timeout and that plus a tick.
+async fn watchdog_task(conn: Weak<Conn>, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let ticks = u32::try_from(timeout.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u32::MAX);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(c) = conn.upgrade() else { return };
+        let expired: Vec<Waiter> = {
+            let mut p = lock(&c.pending);
+            if !p.alive {
+                return;
+            }
+            p.tick = p.tick.wrapping_add(1);
+            let now = p.tick;
+            let old: Vec<u32> = p
+                .waiters
+                .iter()
+                .filter(|(_, w)| now.wrapping_sub(w.born) > ticks)
+                .map(|(id, _)| *id)
+                .collect();
+            old.iter().filter_map(|id| p.waiters.remove(id)).collect()
+        };
+        for w in expired {
+            let _ = w.tx.send(Err(XenError::Timeout(String::new())));
+        }
+    }
+}
+
+/// Bytes asked of each `read(2)` of the reader task.
+const READ_CHUNK: usize = 16 * 1024;
+
+async fn reader_task(io: Arc<AsyncIo>, conn: Weak<Conn>, inner: Weak<Inner>) {
+    let failure = loop {
+        let res = io
+            .read_with(|| {
+                let Some(c) = conn.upgrade() else { return Ok((Err(XenError::Disconnected), false)) };
+                let i = inner.upgrade();
+                let r = c.read_dispatch(i.as_deref())?;
+                let drained = matches!(r, Ok(n) if n < READ_CHUNK);
+                Ok((r, drained))
+            })
+            .await;
+        match res {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break e,
+            Err(_) => break XenError::Disconnected,
         }
     };
-    let msg = failure.to_string();
-    let protocol = matches!(failure, XenError::Protocol(_));
     if let Some(c) = conn.upgrade() {
-        c.kill(|| if protocol { XenError::Protocol(msg.clone()) } else { XenError::Disconnected });
-    }
-    // Re-arm watches in the background so watch streams keep working even if
-    // no request comes along to trigger the reconnect.
-    if let Some(i) = inner.upgrade() {
-        if i.config.auto_reconnect && !lock(&i.watches).is_empty() {
-            let weak = Arc::downgrade(&i);
-            drop(i);
-            tokio::spawn(rearm_task(weak));
-        }
+        c.fail(inner.upgrade().as_ref(), &failure);
     }
 }
 
@@ -669,25 +965,6 @@ async fn rearm_loop(inner: Weak<Inner>) {
             return;
         }
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-fn dispatch(m: Message, conn: &Weak<Conn>, inner: &Weak<Inner>) {
-    if m.ty == MsgType::WatchEvent {
-        // A malformed event does not break framing; it is dropped.
-        let Ok(ev) = WatchEvent::parse(&m.payload) else { return };
-        if let Some(i) = inner.upgrade() {
-            if let Some(w) = lock(&i.watches).get(&ev.token) {
-                let _ = w.tx.send(ev);
-            }
-        }
-        return;
-    }
-    let Some(c) = conn.upgrade() else { return };
-    // A reply nobody waits for (timed out, or invented by a hostile peer) is dropped.
-    let waiter = lock(&c.pending).waiters.remove(&m.req_id);
-    if let Some(w) = waiter {
-        let _ = w.send(Ok(m));
     }
 }
 
@@ -816,10 +1093,7 @@ impl Transaction {
 
     async fn end(&self, commit: bool) -> XenResult<()> {
         let flag = if commit { "T" } else { "F" };
-        self.client
-            .request(MsgType::TransactionEnd, self.id, wire::nul_strings(&[flag]), flag)
-            .await
-            .map(drop)
+        self.client.request(MsgType::TransactionEnd, self.id, &[flag.as_bytes(), b"\0"], flag).await.map(drop)
     }
 
     /// Commits; `EAGAIN` means a conflict and the transaction must be redone.

@@ -412,3 +412,224 @@ fn blocking_facade_works_without_a_runtime() {
     drop(c);
     drop(fake);
 }
+
+fn fake_outside_runtime() -> (tokio::runtime::Runtime, FakeXenstored) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = {
+        let _g = rt.enter();
+        FakeXenstored::start()
+    };
+    (rt, fake)
+}
+
+#[test]
+fn blocking_queues_watch_events_read_with_replies() {
+    let (_rt, fake) = fake_outside_runtime();
+    let c = BlockingXsClient::connect(Transport::Socket(fake.socket()), XsConfig::default()).unwrap();
+    let mut w = c.watch("/q").unwrap();
+    let mut other = c.watch("/elsewhere").unwrap();
+    // The fake sends each event before the reply of the write that fires it:
+    // they are read while waiting for the replies, and queued.
+    for i in 0..5 {
+        c.write(&format!("/q/{i}"), "x").unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(ev) = w.try_next() {
+        got.push(ev.path);
+    }
+    assert_eq!(got, ["/q", "/q/0", "/q/1", "/q/2", "/q/3", "/q/4"]);
+    assert_eq!(other.try_next().unwrap().path, "/elsewhere");
+    assert!(other.try_next().is_none());
+    assert!(w.next_timeout(Duration::from_millis(50)).is_none());
+    // Events that arrive while nobody makes a request are read by the watch.
+    fake.external_write("/q/ext", b"1");
+    assert_eq!(w.next_timeout(Duration::from_secs(5)).unwrap().path, "/q/ext");
+    drop(other);
+    assert_eq!(fake.watch_count(), 1);
+    drop(w);
+    assert_eq!(fake.watch_count(), 0);
+}
+
+#[test]
+fn blocking_client_shared_by_threads_with_a_watcher() {
+    let (_rt, fake) = fake_outside_runtime();
+    let c = std::sync::Arc::new(
+        BlockingXsClient::connect(Transport::Socket(fake.socket()), XsConfig::default()).unwrap(),
+    );
+    for i in 0..8 {
+        c.write(&format!("/mt/{i}"), format!("v{i}")).unwrap();
+    }
+    let mut w = c.watch("/mt-watch").unwrap();
+    // Replies held until all eight threads have a request in flight, then
+    // sent in reverse order.
+    fake.with_behaviour(|b| b.reorder_batch = 8);
+    std::thread::scope(|s| {
+        // A watcher waits (and reads the connection) while the others make
+        // requests whose replies come back out of order.
+        let watcher = s.spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < 4 {
+                match w.next_timeout(Duration::from_secs(10)) {
+                    Some(ev) => seen.push(ev.path),
+                    None => break,
+                }
+            }
+            seen
+        });
+        let workers: Vec<_> = (0..8)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        assert_eq!(c.read_string(&format!("/mt/{i}")).unwrap(), format!("v{i}"));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        fake.with_behaviour(|b| b.reorder_batch = 0);
+        for k in 0..3 {
+            c.write(&format!("/mt-watch/{k}"), "1").unwrap();
+        }
+        let seen = watcher.join().unwrap();
+        assert_eq!(seen, ["/mt-watch", "/mt-watch/0", "/mt-watch/1", "/mt-watch/2"]);
+    });
+}
+
+#[test]
+fn blocking_client_reconnects_and_rearms_watches() {
+    let (_rt, fake) = fake_outside_runtime();
+    let c = BlockingXsClient::connect(Transport::Socket(fake.socket()), XsConfig::default()).unwrap();
+    let mut w = c.watch("/bre").unwrap();
+    assert_eq!(w.next_timeout(Duration::from_secs(5)).unwrap().path, "/bre");
+    fake.drop_connections();
+    // The loss is seen by the next read of the connection: the watch's own
+    // wait reconnects and re-arms (the re-armed watch fires once).
+    assert_eq!(w.next_timeout(Duration::from_secs(5)).unwrap().path, "/bre");
+    assert_eq!(c.reconnect_count(), 1);
+    assert_eq!(fake.watch_count(), 1);
+    fake.external_write("/bre/x", b"1");
+    assert_eq!(w.next_timeout(Duration::from_secs(5)).unwrap().path, "/bre/x");
+    // A request after another loss fails or reconnects, and then works.
+    fake.drop_connections();
+    std::thread::sleep(Duration::from_millis(50));
+    if let Err(e) = c.read("/local/domain/0/name") {
+        assert!(matches!(e, XenError::Disconnected | XenError::Io { .. }), "{e}");
+    }
+    assert_eq!(c.read_string("/local/domain/0/name").unwrap(), "Domain-0");
+    assert_eq!(c.reconnect_count(), 2);
+
+    let n = BlockingXsClient::connect(
+        Transport::Socket(fake.socket()),
+        XsConfig { auto_reconnect: false, ..XsConfig::default() },
+    )
+    .unwrap();
+    n.read("/local/domain/0/name").unwrap();
+    fake.drop_connections();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(n.read("/local/domain/0/name").is_err());
+    assert!(matches!(n.read("/local/domain/0/name"), Err(XenError::Disconnected)));
+}
+
+#[test]
+fn blocking_client_typed_errors_and_timeouts() {
+    let (_rt, fake) = fake_outside_runtime();
+    let c = BlockingXsClient::connect(
+        Transport::Socket(fake.socket()),
+        XsConfig { request_timeout: Some(Duration::from_millis(300)), ..XsConfig::default() },
+    )
+    .unwrap();
+    let e = c.read("/missing/node").unwrap_err();
+    assert!(
+        matches!(e, XenError::Xenstore { op: "READ", ref path, errno: XsErrno::Enoent } if path == "/missing/node")
+    );
+    assert!(matches!(c.write("/x", vec![0u8; wire::PAYLOAD_MAX]), Err(XenError::TooLarge { .. })));
+    assert!(c.read("").is_err());
+    // Request ids start at 1: the first request above was id 1, the write
+    // and the empty path never went out.
+    fake.with_behaviour(|b| b.hostile.push_back(raw(MsgType::Read as u32, 4242, 1, b"x")));
+    let e = c.read("/local/domain/0/name").unwrap_err();
+    assert!(matches!(e, XenError::Timeout(ref m) if m.contains("READ")), "{e}");
+    fake.with_behaviour(|b| b.hostile.push_back(raw(99, 3, 0, b"")));
+    assert!(matches!(c.read("/local/domain/0/name"), Err(XenError::Protocol(_))));
+    assert_eq!(c.read_string("/local/domain/0/name").unwrap(), "Domain-0");
+    assert_eq!(c.reconnect_count(), 1);
+    // DIRECTORY_PART and permissions over the blocking path.
+    let names: Vec<String> = (0..30).map(|i| format!("entry-{i:03}")).collect();
+    for n in &names {
+        c.write(&format!("/bigb/{n}"), "").unwrap();
+    }
+    fake.with_behaviour(|b| b.dir_part_limit = 100);
+    let mut got = c.directory("/bigb").unwrap();
+    got.sort();
+    assert_eq!(got, names);
+    let p = Perms::owned_by(0, Access::None).grant(5, Access::Read);
+    c.set_perms("/bigb", &p).unwrap();
+    assert_eq!(c.get_perms("/bigb").unwrap(), p);
+    assert_eq!(c.get_domain_path(4).unwrap(), "/local/domain/4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pipelined_requests_coalesce_and_all_complete() {
+    let fake = FakeXenstored::start();
+    let c = client_for(&fake).await;
+    for i in 0..16 {
+        c.write(&format!("/many/{i}"), format!("{i}")).await.unwrap();
+    }
+    // Replies held until all sixteen tasks have a request in flight.
+    fake.with_behaviour(|b| b.reorder_batch = 16);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    // Writes of one task keep their order; reads see them.
+                    c.write(&format!("/many/{i}"), format!("{i}")).await.unwrap();
+                    assert_eq!(c.read_string(&format!("/many/{i}")).await.unwrap(), format!("{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        within("pipelined task", t).await.unwrap();
+    }
+    let reads = fake.requests().iter().filter(|(t, _)| *t == MsgType::Read).count();
+    assert_eq!(reads, 16 * 20);
+}
+
+fn thread_policy() -> libc::c_int {
+    // SAFETY: pid 0 is the calling thread; no pointers.
+    unsafe { libc::sched_getscheduler(0) }
+}
+
+#[test]
+fn waiting_threads_get_their_scheduling_policy_back() {
+    let (rt, fake) = fake_outside_runtime();
+    assert_eq!(thread_policy(), libc::SCHED_OTHER);
+    let c = BlockingXsClient::connect(Transport::Socket(fake.socket()), XsConfig::default()).unwrap();
+    for _ in 0..20 {
+        c.read("/local/domain/0/name").unwrap();
+    }
+    assert_eq!(thread_policy(), libc::SCHED_OTHER, "blocking client restored the policy");
+    let local = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let policy = local.block_on(async {
+        let c = client_for(&fake).await;
+        for _ in 0..20 {
+            c.read("/local/domain/0/name").await.unwrap();
+        }
+        let futs: Vec<_> = (0..8).map(|_| c.read("/local/domain/0/name")).collect();
+        for f in futs {
+            f.await.unwrap();
+        }
+        let after_requests = thread_policy();
+        // A request given up while it waits (its reply is held back).
+        fake.with_behaviour(|b| b.reorder_batch = 2);
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), c.read("/local/domain/0/name")).await;
+        assert!(gave_up.is_err());
+        (after_requests, thread_policy())
+    });
+    assert_eq!(policy, (libc::SCHED_OTHER, libc::SCHED_OTHER), "async client restored the policy");
+    drop(rt);
+}

@@ -231,10 +231,41 @@ pub fn decode(buf: &[u8]) -> XenResult<Option<(Message, usize)>> {
     )))
 }
 
+/// Appends one request (header and the concatenation of `parts` as payload)
+/// to `out`, without any intermediate allocation. Returns the encoded length.
+/// The payload limit is checked before anything is appended.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    ty: MsgType,
+    req_id: u32,
+    tx_id: u32,
+    parts: &[&[u8]],
+) -> XenResult<usize> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > PAYLOAD_MAX {
+        return Err(XenError::TooLarge { len, limit: PAYLOAD_MAX });
+    }
+    out.reserve(HEADER_LEN + len);
+    out.extend_from_slice(&Header { ty, req_id, tx_id, len: len as u32 }.encode());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    Ok(HEADER_LEN + len)
+}
+
 /// A streaming decoder: feed it bytes as they arrive, take whole messages out.
+///
+/// Consumed bytes are skipped by an offset and the buffer is compacted only
+/// when it runs out of room, so taking a message never shifts the rest.
+/// Bytes can also be read straight into the decoder ([`Decoder::spare`] and
+/// [`Decoder::commit`]) to avoid a copy.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Start of the bytes not yet returned.
+    start: usize,
+    /// End of the received bytes (`buf[end..]` is free room).
+    end: usize,
     poisoned: bool,
 }
 
@@ -246,7 +277,33 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// Free room of at least `min` bytes after the buffered ones, to read
+    /// into; follow with [`Decoder::commit`] of the bytes actually filled.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buf.len() - self.end < min {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < min {
+                self.buf.resize(self.end + min, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes of the last [`Decoder::spare`] slice as received.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// Takes the next whole message, if any. After a protocol error the
@@ -255,9 +312,9 @@ impl Decoder {
         if self.poisoned {
             return Err(XenError::Protocol("stream framing lost after an earlier error".into()));
         }
-        match decode(&self.buf) {
+        match decode(&self.buf[self.start..self.end]) {
             Ok(Some((m, used))) => {
-                self.buf.drain(..used);
+                self.start += used;
                 Ok(Some(m))
             }
             Ok(None) => Ok(None),
@@ -270,7 +327,7 @@ impl Decoder {
 
     /// Bytes buffered but not yet returned as messages.
     pub fn pending_bytes(&self) -> usize {
-        self.buf.len()
+        self.end - self.start
     }
 }
 
@@ -427,6 +484,47 @@ mod tests {
         d.feed(&[0xff; 16]);
         assert!(d.next_message().is_err());
         assert!(d.next_message().is_err(), "stays failed");
+    }
+
+    #[test]
+    fn encode_request_matches_message_encode() {
+        let mut out = vec![0xaa];
+        let n = encode_request(&mut out, MsgType::Write, 5, 2, &[b"/a/b", b"\0", b"val"]).unwrap();
+        assert_eq!(n, HEADER_LEN + 8);
+        let m = Message::new(MsgType::Write, 5, 2, b"/a/b\0val".to_vec()).unwrap();
+        assert_eq!(&out[1..], m.encode().as_slice());
+        let big = vec![0u8; PAYLOAD_MAX];
+        assert!(matches!(
+            encode_request(&mut out, MsgType::Write, 1, 0, &[&big, b"x"]),
+            Err(XenError::TooLarge { .. })
+        ));
+        assert_eq!(out.len(), 1 + n, "nothing appended on error");
+    }
+
+    #[test]
+    fn decoder_reads_in_place_and_compacts() {
+        let one = Message::new(MsgType::Read, 1, 0, vec![b'x'; 100]).unwrap().encode();
+        let mut d = Decoder::new();
+        for round in 0..50 {
+            // Fill with two and a half messages, take what is whole.
+            let mut bytes = one.repeat(3);
+            bytes.truncate(one.len() * 5 / 2 + round % 7);
+            let spare = d.spare(bytes.len());
+            spare[..bytes.len()].copy_from_slice(&bytes);
+            d.commit(bytes.len());
+            let mut n = 0;
+            while let Some(m) = d.next_message().unwrap() {
+                assert_eq!(m.payload.len(), 100);
+                n += 1;
+            }
+            assert!(n >= 2);
+            // Complete the partial message.
+            let rest = one.len() * 3 - bytes.len();
+            d.feed(&one.repeat(3)[bytes.len()..bytes.len() + rest]);
+            assert!(d.next_message().unwrap().is_some());
+            assert_eq!(d.pending_bytes(), 0);
+        }
+        assert!(d.buf.len() <= 4 * one.len(), "buffer reused, not grown: {}", d.buf.len());
     }
 
     #[test]
