@@ -240,6 +240,17 @@ impl Store {
     /// or has a newer schema is refused with a clear error and left untouched.
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
         let existed = path.exists();
+        if !existed {
+            // The database holds the manager's private key (for agents): readable by its owner only.
+            // SQLite gives its journal files the database file's permissions.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Database { message: format!("cannot create {}: {e}", path.display()) })?;
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -612,6 +623,9 @@ mod tests {
         let good = dir.join("good.db");
         let s = Store::open(&good, Durability::Full).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&good).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new database is readable by its owner only");
         drop(s);
         let s = Store::open(&good, Durability::Normal).unwrap();
         assert_eq!(s.meta("application").unwrap().as_deref(), Some("ovm"));
