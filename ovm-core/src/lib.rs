@@ -7,8 +7,11 @@
 //! crash rolls back. Every change lands in a resumable change feed, and **events** with severities
 //! report what happened to each object.
 //!
-//! Servers are reached through drivers behind the [`driver::Driver`] trait. The `sim` driver simulates
-//! servers in-process (addresses `sim://NAME`) for examples and tests.
+//! Servers are reached through drivers behind the [`driver::Driver`] trait. Real servers are
+//! discovered by IP address or host name and driven through the ovm agent in their dom0
+//! ([`agent`], the `ovm-agent` program), which serves the Xen driver ([`xen`]) over mutual TLS to
+//! the one manager that owns it. The `sim` driver simulates servers in-process (addresses
+//! `sim://NAME`) for examples and tests.
 //!
 //! # Walk-through
 //!

@@ -2,8 +2,9 @@
 //! on (dom0), over our own xenstore client, privcmd hypercalls and, for
 //! building, saving and restoring domains, the Xen toolstack (`xl`).
 //!
-//! Addresses: `xen:///` or `xen://localhost`. Remote Xen servers need an
-//! agent on each server and are not handled here.
+//! Addresses: `xen:///` or `xen://localhost`. Remote Xen servers are reached
+//! through the agent on each of them (`crate::agent`), which serves this
+//! driver in its dom0.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
