@@ -593,3 +593,20 @@ fn a_manager_opened_while_the_agent_is_down_reconnects_when_it_is_back() {
     assert!(has_event(&mgr, s.object_ref(), "server.reachable"));
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
 }
+
+#[test]
+fn of_two_managers_racing_for_an_unowned_agent_one_wins() {
+    let a = TestAgent::start("race");
+    let (m1, _) = manager("race1");
+    let (m2, _) = manager("race2");
+    let (j1, j2) =
+        (m1.discover_server(&a.addr, PASSWORD).unwrap(), m2.discover_server(&a.addr, PASSWORD).unwrap());
+    let (r1, r2) = (j1.wait(WAIT), j2.wait(WAIT));
+    let (winner, loser) = match (r1, r2) {
+        (Ok(_), Err(e)) => (&m1, e),
+        (Err(e), Ok(_)) => (&m2, e),
+        other => panic!("exactly one wins: {other:?}"),
+    };
+    assert_eq!(loser.kind(), ErrorKind::PermissionDenied, "{loser}");
+    assert_eq!(a.agent.owner().unwrap().manager_id, winner.id());
+}

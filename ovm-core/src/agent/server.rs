@@ -627,22 +627,35 @@ impl Inner {
             return Err(Error::PermissionDenied { reason: "wrong agent password".into() });
         }
         lock(&self.attempts).remove(&ip);
-        let current = lock(&self.state).owner.clone();
-        match current {
-            Some(o) if o.fingerprint == fp => Ok(Reply::Done),
-            Some(o) => {
-                let why = format!("this server is owned by manager {}", o.manager_id);
+        // Check and claim under one lock: of two managers racing for an unowned agent, one wins.
+        let outcome = {
+            let mut st = lock(&self.state);
+            match &st.owner {
+                Some(o) if o.fingerprint == fp => Ok(false),
+                Some(o) => Err(format!("this server is owned by manager {}", o.manager_id)),
+                None => {
+                    let owner = Owner {
+                        manager_id: manager_id.to_owned(),
+                        fingerprint: fp.to_owned(),
+                        since_ms: now_ms(),
+                    };
+                    let next = State { owner: Some(owner), ..st.clone() };
+                    write_atomic(&paths(&self.cfg.state_dir).2, &serde_json::to_vec_pretty(&next)?)?;
+                    *st = next;
+                    Ok(true)
+                }
+            }
+        };
+        match outcome {
+            Ok(taken) => {
+                if taken {
+                    self.record(peer, format!("ownership taken by manager {manager_id} (certificate {fp})"));
+                }
+                Ok(Reply::Done)
+            }
+            Err(why) => {
                 self.record(peer, format!("refused: {why}"));
                 Err(Error::PermissionDenied { reason: why })
-            }
-            None => {
-                self.set_owner(Some(Owner {
-                    manager_id: manager_id.to_owned(),
-                    fingerprint: fp.to_owned(),
-                    since_ms: now_ms(),
-                }))?;
-                self.record(peer, format!("ownership taken by manager {manager_id} (certificate {fp})"));
-                Ok(Reply::Done)
             }
         }
     }
