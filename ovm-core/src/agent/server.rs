@@ -168,6 +168,8 @@ struct Inner {
     attempts: Mutex<HashMap<IpAddr, Attempts>>,
     audit: Mutex<VecDeque<AuditRecord>>,
     conns: AtomicUsize,
+    /// Password checks (PBKDF2) at once: a flood of attempts cannot take the CPU.
+    password_checks: tokio::sync::Semaphore,
     end: watch::Sender<Option<ServeEnd>>,
 }
 
@@ -269,6 +271,7 @@ impl Agent {
                 attempts: Mutex::default(),
                 audit: Mutex::default(),
                 conns: AtomicUsize::new(0),
+                password_checks: tokio::sync::Semaphore::new(2),
                 end: watch::channel(None).0,
             }),
         })
@@ -591,6 +594,12 @@ impl Inner {
         password: String,
     ) -> Result<Reply> {
         let ip = peer.ip();
+        // Waiting attempts see a lockout that the ones before them caused.
+        let _permit = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal { message: "password checks closed".into() })?;
         {
             let attempts = lock(&self.attempts);
             if let Some(until) = attempts.get(&ip).and_then(|a| a.locked_until) {
@@ -604,8 +613,8 @@ impl Inner {
                 }
             }
         }
-        let me = self.clone();
-        let ok = tokio::task::spawn_blocking(move || lock(&me.state).password.verify(&password))
+        let hash = lock(&self.state).password.clone();
+        let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
             .await
             .map_err(|e| Error::Internal { message: format!("password check failed: {e}") })?;
         if !ok {
