@@ -225,6 +225,10 @@ impl Driver for AgentDriver {
         Ok(conn)
     }
 
+    fn connection_loss_is_host_loss(&self) -> bool {
+        false
+    }
+
     fn release(&self, address: &str, manager_id: &str) -> Result<()> {
         let (conn, ownership) = self.open(address, manager_id)?;
         if ownership == Ownership::OwnedByYou {

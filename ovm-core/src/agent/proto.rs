@@ -309,11 +309,10 @@ pub fn split_frames(mut bytes: &[u8]) -> Result<(Vec<&[u8]>, &[u8]), FrameError>
     Ok((out, bytes))
 }
 
-/// Reads one frame body.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
+/// Checks a frame header just read (a close there is a clean close) and sizes `buf` for the body.
+fn body_buffer(header: io::Result<()>, len: [u8; 4], buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    match header {
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         Err(e) => return Err(e.into()),
     }
@@ -323,6 +322,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> R
     }
     buf.clear();
     buf.resize(len, 0);
+    Ok(())
+}
+
+/// Reads one frame body.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    let mut len = [0u8; 4];
+    let header = r.read_exact(&mut len).await.map(drop);
+    body_buffer(header, len, buf)?;
     r.read_exact(buf).await?;
     Ok(())
 }
@@ -336,17 +343,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> io::
 /// Reads one frame body from a blocking stream.
 pub fn read_frame_blocking<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    buf.clear();
-    buf.resize(len, 0);
+    let header = r.read_exact(&mut len);
+    body_buffer(header, len, buf)?;
     r.read_exact(buf)?;
     Ok(())
 }

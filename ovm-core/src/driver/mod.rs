@@ -239,4 +239,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>>;
     /// Release ownership of a server.
     fn release(&self, address: &str, manager_id: &str) -> Result<()>;
+    /// Whether a failed connection to a server means the server itself failed (so its VMs are gone
+    /// and HA restarts them elsewhere). Drivers that reach servers through an agent return `false`:
+    /// an agent that does not answer says nothing about the server and its VMs.
+    fn connection_loss_is_host_loss(&self) -> bool {
+        true
+    }
 }

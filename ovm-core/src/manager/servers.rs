@@ -363,13 +363,11 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                if crate::agent::parse_address(&s.address).is_some()
-                    && e.kind() != crate::ErrorKind::PermissionDenied
-                {
-                    // An agent that does not answer says nothing about the server itself.
-                    self.server_disconnected(server, &e.to_string());
-                } else {
+                let host_loss = self.driver_for(&s.address).is_ok_and(|d| d.connection_loss_is_host_loss());
+                if host_loss || e.kind() == crate::ErrorKind::PermissionDenied {
                     self.server_lost(server, &e.to_string());
+                } else {
+                    self.server_disconnected(server, &e.to_string());
                 }
                 Err(e)
             }
