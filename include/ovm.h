@@ -150,6 +150,10 @@ enum ovm_result
    */
   OVM_RESULT_INTERNAL = 18,
   /*
+   The manager database is held by another live manager (its process id is in the message).
+   */
+  OVM_RESULT_DATABASE_LOCKED = 19,
+  /*
    A required pointer argument was NULL.
    */
   OVM_RESULT_NULL_PARAMETER = 1000,
@@ -608,13 +612,16 @@ void ovm_job_free(ovm_job *job);
  Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
  private in-memory database. On success `*out` receives a new handle (free it with
  `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
- `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched.
+ `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched. A database has one
+ manager: while another live manager (in any process) holds the file, this fails at once with
+ `OVM_RESULT_DATABASE_LOCKED`, and the last error message names the holder's process id.
  */
 ovm_result ovm_manager_open(const char *uri, ovm_manager **out);
 
 /*
- Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
- valid (reads still work) until `ovm_manager_free`.
+ Close a manager: refuse new jobs, wait up to `timeout_ms` for running ones, and give up the
+ database so another manager may open it. The handle stays valid (reads still work; writes fail
+ with `OVM_RESULT_CLOSED`) until `ovm_manager_free`.
  */
 ovm_result ovm_manager_close(const ovm_manager *mgr, uint64_t timeout_ms);
 

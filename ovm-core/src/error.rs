@@ -53,11 +53,13 @@ pub enum ErrorKind {
     PermissionDenied = 17,
     /// An internal invariant was broken (a bug in ovm).
     Internal = 18,
+    /// The manager database is held by another live manager (a database has one manager).
+    DatabaseLocked = 19,
 }
 
 impl ErrorKind {
     /// Every kind, in number order.
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidState,
         ErrorKind::OperationInProgress,
@@ -76,6 +78,7 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::PermissionDenied,
         ErrorKind::Internal,
+        ErrorKind::DatabaseLocked,
     ];
 
     /// The stable number of this kind.
@@ -109,6 +112,7 @@ impl ErrorKind {
             ErrorKind::Closed => "Closed",
             ErrorKind::PermissionDenied => "PermissionDenied",
             ErrorKind::Internal => "Internal",
+            ErrorKind::DatabaseLocked => "DatabaseLocked",
         }
     }
 }
@@ -257,6 +261,24 @@ pub enum Error {
         /// Details.
         message: String,
     },
+    /// See [`ErrorKind::DatabaseLocked`].
+    #[error(
+        "the manager database {path} is in use by {}; a manager database has one manager",
+        holder(*pid)
+    )]
+    DatabaseLocked {
+        /// The database file.
+        path: String,
+        /// The process holding it, when it could be read.
+        pid: Option<u32>,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("another manager (process {pid})"),
+        None => "another manager".into(),
+    }
 }
 
 impl Error {
@@ -281,6 +303,7 @@ impl Error {
             Error::Closed => ErrorKind::Closed,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Internal { .. } => ErrorKind::Internal,
+            Error::DatabaseLocked { .. } => ErrorKind::DatabaseLocked,
         }
     }
 
@@ -336,5 +359,6 @@ mod tests {
         assert_eq!(ErrorKind::from_code(0), None);
         assert_eq!(ErrorKind::NotFound.code(), 1);
         assert_eq!(ErrorKind::Internal.code(), 18);
+        assert_eq!(ErrorKind::DatabaseLocked.code(), 19);
     }
 }

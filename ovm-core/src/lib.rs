@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod manager;

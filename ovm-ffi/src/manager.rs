@@ -42,7 +42,9 @@ pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manage
 /// Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
 /// private in-memory database. On success `*out` receives a new handle (free it with
 /// `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
-/// `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched.
+/// `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched. A database has one
+/// manager: while another live manager (in any process) holds the file, this fails at once with
+/// `OVM_RESULT_DATABASE_LOCKED`, and the last error message names the holder's process id.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm_manager) -> ovm_result {
     call(|| {
@@ -62,8 +64,9 @@ pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm
     })
 }
 
-/// Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
-/// valid (reads still work) until `ovm_manager_free`.
+/// Close a manager: refuse new jobs, wait up to `timeout_ms` for running ones, and give up the
+/// database so another manager may open it. The handle stays valid (reads still work; writes fail
+/// with `OVM_RESULT_CLOSED`) until `ovm_manager_free`.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: u64) -> ovm_result {
     call(|| {

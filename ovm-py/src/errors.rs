@@ -26,6 +26,7 @@ fn class_of(kind: ErrorKind) -> (&'static str, Option<&'static str>) {
         ErrorKind::Closed => ("ClosedError", None),
         ErrorKind::PermissionDenied => ("PermissionDeniedError", Some("PermissionError")),
         ErrorKind::Internal => ("InternalError", None),
+        ErrorKind::DatabaseLocked => ("DatabaseLockedError", None),
         // `ErrorKind` is non-exhaustive: a kind added to ovm-core later maps to the root class
         // until it gets its own (its `.kind` and `.code` are still exact).
         _ => ("OvmError", None),
@@ -69,6 +70,13 @@ fn fields<'py>(py: Python<'py>, e: &Error) -> PyResult<Vec<(&'static str, Bound<
         Error::Closed => vec![],
         Error::PermissionDenied { reason } => vec![("reason", s(reason)?)],
         Error::Internal { message } => vec![("message", s(message)?)],
+        Error::DatabaseLocked { path, pid } => {
+            let pid = match pid {
+                Some(p) => u(u64::from(*p))?,
+                None => py.None().into_bound(py),
+            };
+            vec![("path", s(path)?), ("pid", pid)]
+        }
         // `Error` is non-exhaustive: a variant added later still carries its kind, code and message.
         _ => vec![],
     })

@@ -29,6 +29,7 @@ CLASSES = {
     "Closed": ovm.ClosedError,
     "PermissionDenied": ovm.PermissionDeniedError,
     "Internal": ovm.InternalError,
+    "DatabaseLocked": ovm.DatabaseLockedError,
 }
 
 

@@ -229,3 +229,25 @@ fn closed_manager_refuses_jobs() {
         ErrorKind::Closed
     );
 }
+
+#[test]
+fn jobs_events_and_changes_are_dated_by_the_managers_clock() {
+    let clock = ovm_core::clock::SimClock::new(1_700_000_000_000);
+    let mgr = ovm_core::Manager::builder()
+        .clock(std::sync::Arc::new(clock.clone()))
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
+    let first = ok(mgr.create_pool(ovm_core::manager::PoolSpec::new("p1")));
+    assert_eq!(
+        (first.created, first.started, first.finished),
+        (1_700_000_000_000, Some(1_700_000_000_000), Some(1_700_000_000_000))
+    );
+    clock.advance(std::time::Duration::from_secs(3600));
+    let second = ok(mgr.create_pool(ovm_core::manager::PoolSpec::new("p2")));
+    assert_eq!(second.created, 1_700_003_600_000);
+    let (changes, _) = mgr.events_since(0).unwrap();
+    assert!(changes.iter().all(|c| c.at == 1_700_000_000_000 || c.at == 1_700_003_600_000), "{changes:?}");
+    assert!(changes.iter().any(|c| c.at == 1_700_003_600_000));
+    assert_eq!(mgr.now(), 1_700_003_600_000);
+}

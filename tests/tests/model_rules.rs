@@ -202,7 +202,8 @@ fn names_unique_and_in_use_objects_not_deleted() {
     assert_eq!(kind(lab.mgr.delete_object(unknown)), ErrorKind::NotFound);
     let mut t = Tag::new("prod");
     t.objects.push(unknown);
-    assert_eq!(kind(lab.mgr.create_object(Object::Tag(t))), ErrorKind::InvalidArgument);
+    // A tag naming a missing object: that object is not found.
+    assert_eq!(kind(lab.mgr.create_object(Object::Tag(t))), ErrorKind::NotFound);
 }
 
 #[test]
@@ -218,4 +219,33 @@ fn vm_networks_must_carry_vm_traffic() {
     let mut n = (*lab.mgr.network(lab.net).unwrap()).clone();
     n.functions = [NetworkFunction::Storage].into();
     assert_eq!(kind(lab.mgr.update_object(Object::Network(n))), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_reference_to_a_missing_object_is_not_found_with_its_kind_and_id() {
+    let lab = lab();
+    let missing = PoolId::new();
+    let mut spec = VmSpec::new("orphan", VmConfig::default());
+    spec.pool = Some(missing);
+    let err = lab.mgr.create_vm(spec).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { kind: ObjectKind::ServerPool, id } if *id == missing.to_string()),
+        "{err:?}"
+    );
+    // Other arguments naming missing objects: a network member, a bond's port, a repository's server.
+    let port = PortId::new();
+    let err = lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { kind: ObjectKind::Port, id } if *id == port.to_string()),
+        "{err:?}"
+    );
+    let err =
+        lab.mgr.create_bond(lab.s1, "bond9", BondMode::ActiveBackup, vec![port]).map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::NotFound { kind: ObjectKind::Port, .. }), "{err:?}");
+    let server = ServerId::new();
+    let err = lab.mgr.present_repository(lab.repo, server).map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::NotFound { kind: ObjectKind::Server, .. }), "{err:?}");
+    // Nothing was stored.
+    assert!(lab.mgr.get_by_name::<Vm>("orphan").is_err());
+    assert!(lab.mgr.get_by_name::<BondPort>("bond9").is_err());
 }

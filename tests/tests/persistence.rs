@@ -90,7 +90,16 @@ fn a_crash_mid_job_is_rolled_back_at_reopen() {
     assert_eq!(parts.next(), Some("READY"), "child said {line:?}");
     let vm: VmId = parts.next().unwrap().parse().unwrap();
     let job: JobId = parts.next().unwrap().parse().unwrap();
-    // SIGKILL: no destructor, no clean shutdown.
+    // While the child lives, the database is its own: a second manager is refused at once, told who
+    // holds it, and changes nothing.
+    match Manager::builder().database_uri(path.to_str().unwrap()).unwrap().recurring_jobs(false).open() {
+        Err(Error::DatabaseLocked { pid, path: p }) => {
+            assert_eq!(pid, Some(child.id()), "the holder is the child");
+            assert_eq!(p, path.display().to_string());
+        }
+        other => panic!("expected DatabaseLocked, got {:?}", other.map(|_| ())),
+    }
+    // SIGKILL: no destructor, no clean shutdown; the kernel drops the child's lock.
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -115,4 +124,33 @@ fn a_crash_mid_job_is_rolled_back_at_reopen() {
         .is_empty());
     ok(mgr.start_vm(vm));
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
+}
+
+#[test]
+fn a_database_has_one_manager_until_it_is_closed() {
+    let path = temp_db("lock");
+    let open =
+        || Manager::builder().database_uri(path.to_str().unwrap()).unwrap().recurring_jobs(false).open();
+    let first = open().unwrap();
+    let pool = PoolId(result_id(first.create_pool(ovm_core::manager::PoolSpec::new("p"))));
+    // A second manager in the same process is refused too, naming this process.
+    let err = open().map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DatabaseLocked);
+    assert!(matches!(err, Error::DatabaseLocked { pid: Some(p), .. } if p == std::process::id()), "{err:?}");
+    assert!(err.to_string().contains(&format!("process {}", std::process::id())), "{err}");
+    // Closing gives the database up: the first manager still answers reads but refuses writes...
+    first.close(std::time::Duration::from_secs(5)).unwrap();
+    assert!(first.pool(pool).is_ok());
+    assert_eq!(
+        first.create_pool(ovm_core::manager::PoolSpec::new("q")).map(|_| ()).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    // ... and the next manager opens the file and finds what the first one wrote.
+    let second = open().unwrap();
+    assert_eq!(second.pool(pool).unwrap().name, "p");
+    drop(second);
+    // Dropping a manager without closing it releases the database as well.
+    drop(open().unwrap());
+    drop(first);
+    open().unwrap();
 }

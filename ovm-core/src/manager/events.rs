@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::jobs::JobSpec;
-use super::{now_ms, JobHandle, Manager};
+use super::{JobHandle, Manager};
 use crate::model::*;
 use crate::store::{Batch, EventFilter};
 use crate::{Error, Result};
@@ -40,7 +40,7 @@ impl Manager {
             severity,
             event_type: event_type.to_owned(),
             summary: summary.to_owned(),
-            created: now_ms(),
+            created: self.now(),
             acknowledged: None,
         };
         let mut b = Batch::default();
@@ -94,7 +94,7 @@ impl Manager {
         let spec = JobSpec::new("AcknowledgeEvents", summary, targets).unblockable().step(
             "acknowledge",
             move |ctx| {
-                let at = now_ms();
+                let at = ctx.mgr.now();
                 let mut b = Batch::default();
                 for mut e in events {
                     e.acknowledged = Some(at);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{lock, now_ms, restore, JobJournal, Manager, State};
+use super::{lock, restore, JobJournal, Manager, State};
 use crate::driver::Hypervisor;
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite, Undo};
@@ -192,6 +192,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) batch: Batch,
     pub(crate) undo: Vec<Undo>,
     pub(crate) new_events: Vec<Event>,
+    /// The time on the manager's clock when the transaction began.
+    pub(crate) now: Timestamp,
 }
 
 impl Tx<'_> {
@@ -235,7 +237,7 @@ impl Tx<'_> {
             severity,
             event_type: event_type.to_owned(),
             summary,
-            created: now_ms(),
+            created: self.now,
             acknowledged: None,
         };
         self.batch.changes.push((ObjectRef::new(ObjectKind::Event, e.id), ChangeOp::Added));
@@ -270,8 +272,9 @@ impl StepCtx<'_> {
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.mgr.state();
         let st = &mut *guard;
+        let now = self.mgr.now();
         let mut tx =
-            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new() };
+            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new(), now };
         let out = match f(&mut tx) {
             Ok(v) => v,
             Err(e) => {
@@ -394,7 +397,7 @@ impl Manager {
             state: JobState::Queued,
             progress: 0.0,
             message: String::new(),
-            created: now_ms(),
+            created: self.now(),
             started: None,
             finished: None,
             result: None,
@@ -490,7 +493,7 @@ fn run(mgr: Manager, cell: Arc<JobCell>, steps: Vec<Step>, targets: Vec<ObjectRe
             let mut r = lock(&cell.record);
             if r.state == JobState::Queued {
                 r.state = JobState::Running;
-                r.started = Some(now_ms());
+                r.started = Some(mgr.now());
                 cell.watch.send_replace(JobState::Running);
             }
             r.message = step.name.clone();
@@ -565,7 +568,7 @@ fn finish(
     // so a caller that saw the job end can immediately operate on its targets.
     let rec = {
         let mut r = lock(&cell.record).clone();
-        r.finished = Some(now_ms());
+        r.finished = Some(mgr.now());
         r.steps_undone = undone;
         match &failure {
             None => {
@@ -607,7 +610,7 @@ fn finish(
                     severity: Severity::Error,
                     event_type: format!("job.failed.{}", rec.kind),
                     summary: format!("{} failed: {e}", rec.summary),
-                    created: now_ms(),
+                    created: mgr.now(),
                     acknowledged: None,
                 };
                 batch.changes.push((ObjectRef::new(ObjectKind::Event, ev.id), ChangeOp::Added));

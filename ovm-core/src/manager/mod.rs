@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use crate::agent::{AgentDriver, Identity};
+use crate::clock::{Clock, SystemClock};
 use crate::driver::sim::{SimDriver, SimWorld};
 use crate::driver::{Driver, Hypervisor};
 use crate::model::*;
@@ -32,9 +33,10 @@ pub use servers::{PoolSpec, ServerEdit};
 pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
-/// Current time in milliseconds since the Unix epoch.
+/// Current time in milliseconds since the Unix epoch, on the system clock. A manager dates what it
+/// does with its own [`Clock`] ([`ManagerBuilder::clock`]).
 pub fn now_ms() -> Timestamp {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemClock.now_ms()
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,6 +86,7 @@ pub struct ManagerBuilder {
     change_buffer: usize,
     worker_threads: usize,
     recurring: bool,
+    clock: Arc<dyn Clock>,
 }
 
 impl ManagerBuilder {
@@ -120,6 +123,12 @@ impl ManagerBuilder {
     /// Run recurring system jobs (server refresh) in the background (default true).
     pub fn recurring_jobs(mut self, on: bool) -> Self {
         self.recurring = on;
+        self
+    }
+    /// Date jobs, events and changes with this clock (default: the system clock). Policies and the
+    /// simulator run on a [`crate::clock::SimClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
     /// Open the manager.
@@ -160,6 +169,7 @@ pub(crate) struct Inner {
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) closed: AtomicBool,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) recurring: Mutex<recurring::Schedule>,
     pub(crate) jobs_idle: std::sync::Condvar,
 }
@@ -207,10 +217,14 @@ impl Manager {
             change_buffer: 4096,
             worker_threads: 2,
             recurring: true,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// Open (or create) the manager database file at `path`.
+    /// Open (or create) the manager database file at `path`. A database has one manager: if another
+    /// live manager holds it (in this process or another), this fails at once with
+    /// [`Error::DatabaseLocked`], which names the holder's process id. The lock is the operating
+    /// system's, so a crashed holder never leaves the file locked.
     pub fn open(path: impl AsRef<Path>) -> Result<Manager> {
         Self::builder().database(DatabaseLocation::File(path.as_ref().to_path_buf())).open()
     }
@@ -270,7 +284,7 @@ impl Manager {
             None => MacRange::default(),
         };
         if !setup.is_empty() {
-            db.commit(&setup, now_ms())?;
+            db.commit(&setup, b.clock.now_ms())?;
         }
         let recurring = recurring::Schedule::load(&db)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -306,6 +320,7 @@ impl Manager {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
+            clock: b.clock.clone(),
             recurring: Mutex::new(recurring),
             jobs_idle: std::sync::Condvar::new(),
         });
@@ -339,7 +354,9 @@ impl Manager {
         &self.inner.sim
     }
 
-    /// Close the manager: refuse new jobs, wait up to `timeout` for running ones, stop background work.
+    /// Close the manager: refuse new jobs, wait up to `timeout` for running ones, stop background work,
+    /// and give up the database's lock (another manager may then open the file; this one keeps
+    /// answering reads from memory, and every write fails with [`Error::Closed`]).
     pub fn close(&self, timeout: Duration) -> Result<()> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let deadline = std::time::Instant::now() + timeout;
@@ -359,7 +376,19 @@ impl Manager {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+        drop(st);
+        // What background work queued reaches the file; later writes fail with `Closed`. Then the
+        // database's lock is given up, so another manager may open it.
+        let last = lock(&self.inner.queue).next;
+        let _ = self.flush(last);
+        lock(&self.inner.queue).failed.get_or_insert(Error::Closed);
+        self.db().release_lock();
         Ok(())
+    }
+
+    /// The time on this manager's clock, ms since the Unix epoch.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now_ms()
     }
 
     /// Whether [`Manager::close`] was called.
@@ -620,7 +649,7 @@ impl Manager {
             let mut db = lock(&self.inner.db);
             let batches = std::mem::take(&mut lock(&self.inner.queue).pending);
             let Some(last) = batches.last().map(|b| b.0) else { continue };
-            let at = now_ms();
+            let at = self.now();
             let refs: Vec<&Batch> = batches.iter().map(|(_, b)| b).collect();
             let result = db.commit_many(&refs, at);
             let mut q = lock(&self.inner.queue);
@@ -636,8 +665,13 @@ impl Manager {
                     // The file refused a write (disk full, I/O error): the inventory in memory may be
                     // ahead of it, so the manager stops accepting writes. Reopening reloads the
                     // last committed state.
-                    q.failed = Some(Error::Database {
-                        message: format!("a write to the manager database failed ({e}); reopen the manager"),
+                    q.failed = Some(match e {
+                        Error::Closed => Error::Closed,
+                        e => Error::Database {
+                            message: format!(
+                                "a write to the manager database failed ({e}); reopen the manager"
+                            ),
+                        },
                     });
                 }
             }
@@ -693,7 +727,7 @@ impl Manager {
                         .push((format!("pending_undo:{}", job.id), serde_json::to_string(&server_undos)?));
                 }
             }
-            job.finished = Some(now_ms());
+            job.finished = Some(self.now());
             batch.changes.push((ObjectRef::new(ObjectKind::Job, job.id), ChangeOp::Modified));
             batch.jobs.push((job, Some(journal)));
             let st = self.state();

@@ -420,8 +420,9 @@ impl Manager {
     pub(crate) fn system_tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.state();
         let st = &mut *guard;
+        let now = self.now();
         let mut tx =
-            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new() };
+            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new(), now };
         let out = f(&mut tx);
         let Tx { batch, undo, new_events, .. } = tx;
         let out = match out {

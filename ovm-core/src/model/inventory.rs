@@ -425,11 +425,12 @@ impl Inventory {
         Ok(old)
     }
 
-    fn must_exist(&self, field: &str, r: ObjectRef) -> Result<()> {
+    /// A reference to an object that does not exist is [`Error::NotFound`] with its kind and id.
+    fn must_exist(&self, r: ObjectRef) -> Result<()> {
         if self.contains(r) {
             Ok(())
         } else {
-            Err(Error::invalid(field, format!("{r} does not exist")))
+            Err(Error::not_found(r.kind, r.id))
         }
     }
 
@@ -455,15 +456,15 @@ impl Inventory {
             Object::Vm(vm) => self.check_vm(vm),
             Object::AccessGroup(g) => self.check_access_group(g),
             Object::AntiAffinityGroup(g) => {
-                self.must_exist("pool", r(ObjectKind::ServerPool, g.pool))?;
+                self.must_exist(r(ObjectKind::ServerPool, g.pool))?;
                 for v in &g.vms {
-                    self.must_exist("vms", r(ObjectKind::Vm, *v))?;
+                    self.must_exist(r(ObjectKind::Vm, *v))?;
                 }
                 Ok(())
             }
             Object::Tag(t) => {
                 for o in &t.objects {
-                    self.must_exist("objects", *o)?;
+                    self.must_exist(*o)?;
                 }
                 Ok(())
             }
@@ -481,7 +482,7 @@ impl Inventory {
                     _ => Vec::new(),
                 };
                 for rf in refs {
-                    self.must_exist(rf.kind.name(), rf)?;
+                    self.must_exist(rf)?;
                 }
                 Ok(())
             }
@@ -490,9 +491,7 @@ impl Inventory {
 
     fn check_server(&self, s: &Server) -> Result<()> {
         if let Some(p) = s.pool {
-            let pool = self
-                .get::<ServerPool>(p)
-                .map_err(|_| Error::invalid("pool", format!("pool {p} does not exist")))?;
+            let pool = self.get::<ServerPool>(p)?;
             if !pool.servers.contains(&s.id) {
                 return Err(Error::invalid(
                     "pool",
@@ -516,12 +515,10 @@ impl Inventory {
 
     fn check_pool(&self, p: &ServerPool) -> Result<()> {
         if let Some(fs) = p.pool_file_system {
-            self.must_exist("pool_file_system", r(ObjectKind::FileSystem, fs))?;
+            self.must_exist(r(ObjectKind::FileSystem, fs))?;
         }
         for s in &p.servers {
-            let server = self
-                .get::<Server>(*s)
-                .map_err(|_| Error::invalid("servers", format!("server {s} does not exist")))?;
+            let server = self.get::<Server>(*s)?;
             if let Some(other) = server.pool {
                 if other != p.id {
                     return Err(Error::conflict(format!(
@@ -532,7 +529,7 @@ impl Inventory {
             }
         }
         for (n, _) in &p.policy.networks {
-            self.must_exist("policy.networks", r(ObjectKind::Network, *n))?;
+            self.must_exist(r(ObjectKind::Network, *n))?;
         }
         if !p.clustered {
             if let Some(rp) = self.repositories.iter().find(|rp| {
@@ -549,7 +546,7 @@ impl Inventory {
 
     fn check_repository(&self, rp: &Repository) -> Result<()> {
         for rf in rp.references() {
-            self.must_exist(rf.kind.name(), rf)?;
+            self.must_exist(rf)?;
         }
         if let RepositoryBacking::PhysicalDisk(_) = rp.backing {
             let pool_id = rp.owner_pool.ok_or_else(|| {
@@ -574,7 +571,7 @@ impl Inventory {
             }
         }
         for s in &rp.presented_to {
-            self.must_exist("presented_to", r(ObjectKind::Server, *s))?;
+            self.must_exist(r(ObjectKind::Server, *s))?;
         }
         Ok(())
     }
@@ -590,9 +587,7 @@ impl Inventory {
     fn check_network(&self, n: &Network) -> Result<()> {
         let mut servers = std::collections::HashSet::new();
         for m in &n.members {
-            let server = self
-                .member_server(*m)
-                .map_err(|_| Error::invalid("members", format!("{m:?} does not exist")))?;
+            let server = self.member_server(*m)?;
             if !servers.insert(server) {
                 return Err(Error::conflict("a network has at most one member per server"));
             }
@@ -624,11 +619,9 @@ impl Inventory {
     }
 
     fn check_bond(&self, b: &BondPort) -> Result<()> {
-        self.must_exist("server", r(ObjectKind::Server, b.server))?;
+        self.must_exist(r(ObjectKind::Server, b.server))?;
         for p in &b.ports {
-            let port = self
-                .get::<Port>(*p)
-                .map_err(|_| Error::invalid("ports", format!("port {p} does not exist")))?;
+            let port = self.get::<Port>(*p)?;
             if port.server != b.server {
                 return Err(Error::invalid("ports", "all ports of a bond are on its server"));
             }
@@ -648,7 +641,7 @@ impl Inventory {
     }
 
     fn check_vlan(&self, v: &VlanInterface) -> Result<()> {
-        self.must_exist("server", r(ObjectKind::Server, v.server))?;
+        self.must_exist(r(ObjectKind::Server, v.server))?;
         let parent_server = match v.parent {
             VlanParent::Port(p) => self.get::<Port>(p)?.server,
             VlanParent::Bond(b) => self.get::<BondPort>(b)?.server,
@@ -664,7 +657,7 @@ impl Inventory {
     }
 
     fn check_access_group(&self, g: &AccessGroup) -> Result<()> {
-        self.must_exist("array", r(ObjectKind::StorageArray, g.array))?;
+        self.must_exist(r(ObjectKind::StorageArray, g.array))?;
         for d in &g.disks {
             let disk = self.get::<PhysicalDisk>(*d)?;
             if disk.array != Some(g.array) {
@@ -672,14 +665,14 @@ impl Inventory {
             }
         }
         for s in &g.servers {
-            self.must_exist("servers", r(ObjectKind::Server, *s))?;
+            self.must_exist(r(ObjectKind::Server, *s))?;
         }
         Ok(())
     }
 
     fn check_vm(&self, vm: &Vm) -> Result<()> {
         for rf in vm.references() {
-            self.must_exist(rf.kind.name(), rf)?;
+            self.must_exist(rf)?;
         }
         for n in &vm.config.vnics {
             let mac = parse_mac(&n.mac).map_err(|_| Error::invalid("vnics.mac", "not a MAC"))?;

@@ -44,6 +44,7 @@ __all__ = [
     "ClosedError",
     "PermissionDeniedError",
     "InternalError",
+    "DatabaseLockedError",
 ]
 
 __version__: str
@@ -123,6 +124,10 @@ class PermissionDeniedError(OvmError, PermissionError):
 
 class InternalError(OvmError):
     message: str
+
+class DatabaseLockedError(OvmError):
+    path: str
+    pid: Optional[int]
 
 # ---- records --------------------------------------------------------------------------------------
 

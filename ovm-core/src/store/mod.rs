@@ -16,6 +16,9 @@ use crate::model::{
 };
 use crate::{Error, Result};
 
+mod lock;
+use lock::DatabaseLock;
+
 /// Newest schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -220,6 +223,10 @@ impl BodyQuery {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The database file's exclusive lock (`None` for an in-memory database, or once released).
+    lock: Option<DatabaseLock>,
+    /// Set when the lock was released: the store takes no more writes.
+    released: bool,
 }
 
 fn sev_num(s: Severity) -> i64 {
@@ -237,8 +244,11 @@ fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
 
 impl Store {
     /// Open (or create) the database file at `path`. A file that is not an ovm database, is corrupt,
-    /// or has a newer schema is refused with a clear error and left untouched.
+    /// or has a newer schema is refused with a clear error and left untouched. A database has one
+    /// manager: while another live process (or another manager in this one) holds the file, opening
+    /// it fails at once with [`Error::DatabaseLocked`] naming the holder's process id.
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        let lock = DatabaseLock::acquire(path)?;
         let existed = path.exists();
         if !existed {
             // The database holds the manager's private key (for agents): readable by its owner only.
@@ -261,7 +271,9 @@ impl Store {
         if existed {
             Self::check_existing(&conn, path)?;
         }
-        Self::init(conn, durability, true)
+        let mut store = Self::init(conn, durability, true)?;
+        store.lock = Some(lock);
+        Ok(store)
     }
 
     /// A private in-memory database.
@@ -331,7 +343,22 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as u32)?;
             tx.commit()?;
         }
-        Ok(Store { conn })
+        Ok(Store { conn, lock: None, released: false })
+    }
+
+    /// Give up the database's lock, so that another manager may open it; from then on every write
+    /// fails with [`Error::Closed`] (reads still work).
+    pub fn release_lock(&mut self) {
+        self.lock = None;
+        self.released = true;
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.released {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// Schema version of the open database.
@@ -346,6 +373,7 @@ impl Store {
 
     /// Write several batches in one transaction (group commit); returns each batch's change tokens.
     pub fn commit_many(&mut self, batches: &[&Batch], now: Timestamp) -> Result<Vec<Vec<u64>>> {
+        self.writable()?;
         let tx = self.conn.transaction()?;
         let mut all = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -564,6 +592,7 @@ impl Store {
     /// Drop change-feed entries older than the newest `keep` (at least the newest entry is kept, so
     /// tokens keep growing: a token is the row id, which continues from the largest one).
     pub fn prune_changes(&mut self, keep: u64) -> Result<usize> {
+        self.writable()?;
         let keep = keep.max(1);
         let last = self.last_token()?;
         Ok(self.conn.execute("DELETE FROM changes WHERE token <= ?1", [last.saturating_sub(keep) as i64])?)
@@ -580,6 +609,7 @@ impl Store {
 
     /// Set a recurring job's interval.
     pub fn set_recurring(&mut self, name: &str, interval_ms: u64, enabled: bool) -> Result<()> {
+        self.writable()?;
         self.conn.execute(
             "INSERT OR REPLACE INTO recurring(name, interval_ms, enabled) VALUES (?1, ?2, ?3)",
             params![name, interval_ms as i64, enabled],
