@@ -53,6 +53,7 @@ pub mod driver;
 pub mod error;
 pub mod manager;
 pub mod model;
+pub mod policy;
 pub mod store;
 pub mod xen;
 

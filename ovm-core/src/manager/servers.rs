@@ -745,87 +745,11 @@ impl Manager {
         self.update_object(Object::ServerPool(p))
     }
 
-    /// The server a VM should start or move on, following its pool's start policy, capacity,
-    /// maintenance mode and anti-affinity.
+    /// The server a VM should start or move on ([`crate::policy::placement::pick`]), among the
+    /// servers this manager is connected to and `allow` accepts.
     pub(crate) fn pick_server(&self, vm: &Vm, allow: impl Fn(ServerId) -> bool) -> Result<ServerId> {
         let st = self.state();
-        let inv = &st.inv;
-        let candidates: Vec<Arc<Server>> = match vm.pool {
-            Some(p) => inv
-                .get::<ServerPool>(p)?
-                .servers
-                .iter()
-                .filter_map(|s| inv.get::<Server>(*s).ok().cloned())
-                .collect(),
-            None => vm.server.and_then(|s| inv.get::<Server>(s).ok().cloned()).into_iter().collect(),
-        };
-        let policy = vm.pool.and_then(|p| inv.get::<ServerPool>(p).ok()).map(|p| p.start_policy);
-        let group_peers: Vec<ServerId> = vm
-            .anti_affinity_group
-            .and_then(|g| inv.get::<AntiAffinityGroup>(g).ok())
-            .map(|g| {
-                g.vms
-                    .iter()
-                    .filter(|v| **v != vm.id)
-                    .filter_map(|v| inv.get::<Vm>(*v).ok())
-                    .filter(|v| v.power_state.is_resident())
-                    .filter_map(|v| v.server)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let used = |s: ServerId| -> u64 {
-            inv.vms
-                .iter()
-                .filter(|v| v.server == Some(s) && v.power_state.is_resident() && v.id != vm.id)
-                .map(|v| v.config.memory_mib)
-                .sum()
-        };
-        let mut best: Option<(ServerId, i64)> = None;
-        let mut reasons = Vec::new();
-        for s in candidates {
-            if !allow(s.id) {
-                continue;
-            }
-            if s.power_state != ServerPowerState::Running || !st.conns.contains_key(&s.id) {
-                reasons.push(format!("{} is {}", s.name, s.power_state));
-                continue;
-            }
-            if s.maintenance_mode {
-                reasons.push(format!("{} is in maintenance mode", s.name));
-                continue;
-            }
-            if !s.roles.contains(&ServerRole::VirtualMachine) {
-                continue;
-            }
-            if group_peers.contains(&s.id) {
-                reasons.push(format!("{} runs a VM of the same anti-affinity group", s.name));
-                continue;
-            }
-            let free = s.guest_memory_mib().saturating_sub(used(s.id));
-            if free < vm.config.memory_mib || s.guest_memory_mib() < vm.config.max_memory_mib {
-                reasons.push(format!("{} has {free} MiB free", s.name));
-                continue;
-            }
-            let resident =
-                inv.vms.iter().filter(|v| v.server == Some(s.id) && v.power_state.is_resident()).count()
-                    as i64;
-            let score = match policy {
-                Some(StartPolicy::CurrentServer) if vm.server == Some(s.id) => i64::MAX,
-                Some(StartPolicy::BalanceServer) => -resident,
-                _ => free as i64,
-            };
-            if best.is_none_or(|(_, b)| score > b) {
-                best = Some((s.id, score));
-            }
-        }
-        best.map(|(s, _)| s).ok_or_else(|| Error::InsufficientResources {
-            object: vm.object_ref(),
-            resource: format!(
-                "a server to run it ({})",
-                if reasons.is_empty() { "no candidate servers".to_owned() } else { reasons.join("; ") }
-            ),
-            needed: vm.config.memory_mib,
-            available: 0,
-        })
+        let usage = crate::policy::placement::Usage::of(&st.inv);
+        crate::policy::placement::pick(&st.inv, &usage, vm, allow, |s| st.conns.contains_key(&s))
     }
 }
