@@ -51,6 +51,7 @@ pub mod agent;
 pub mod clock;
 pub mod driver;
 pub mod error;
+pub mod job;
 pub mod manager;
 pub mod model;
 pub mod policy;

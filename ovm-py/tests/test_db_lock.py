@@ -37,6 +37,8 @@ def test_a_database_held_by_another_process_is_refused_until_the_holder_dies(tmp
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert holder.returncode == -signal.SIGKILL
     # The kernel dropped the killed holder's lock: the database opens.
     with ovm.Manager(path, recurring_jobs=False) as mgr:

@@ -15,8 +15,9 @@ use tokio::sync::watch;
 
 use super::{lock, restore, JobJournal, Manager, State};
 use crate::driver::Hypervisor;
+use crate::job::{DomainUndo, ServerUndo, StorageUndo, Undo};
 use crate::model::*;
-use crate::store::{Batch, ObjectWrite, Undo};
+use crate::store::{Batch, ObjectWrite};
 use crate::{Error, Result};
 
 type StepFn = Box<dyn FnOnce(&StepCtx<'_>) -> Result<()> + Send>;
@@ -202,7 +203,7 @@ impl Tx<'_> {
         let r = obj.object_ref();
         let before = self.inv.put(obj.clone())?;
         let op = if before.is_some() { ChangeOp::Modified } else { ChangeOp::Added };
-        self.undo.push(Undo::Restore { object: r, before: before.map(Box::new) });
+        self.undo.push(Undo::RevertObject { object: r, before: before.map(Box::new) });
         self.batch.objects.push(ObjectWrite::Put(obj));
         self.batch.changes.push((r, op));
         Ok(())
@@ -223,7 +224,7 @@ impl Tx<'_> {
     /// Remove an object nothing refers to.
     pub(crate) fn remove(&mut self, r: ObjectRef) -> Result<Object> {
         let old = self.inv.remove(r)?;
-        self.undo.push(Undo::Restore { object: r, before: Some(Box::new(old.clone())) });
+        self.undo.push(Undo::RevertObject { object: r, before: Some(Box::new(old.clone())) });
         self.batch.objects.push(ObjectWrite::Remove(r));
         self.batch.changes.push((r, ChangeOp::Removed));
         Ok(old)
@@ -253,7 +254,7 @@ impl Tx<'_> {
     fn revert(self) {
         let mut scratch = Batch::default();
         for u in self.undo.into_iter().rev() {
-            if let Undo::Restore { object, before } = u {
+            if let Undo::RevertObject { object, before } = u {
                 restore(self.inv, &mut scratch, object, before);
             }
         }
@@ -550,7 +551,7 @@ fn finish(
         for (name, undos) in steps.iter().rev() {
             for u in undos.iter().rev() {
                 match u {
-                    Undo::Restore { object, before } => {
+                    Undo::RevertObject { object, before } => {
                         let mut st = mgr.state();
                         restore(&mut st.inv, &mut batch, *object, before.clone());
                     }
@@ -648,8 +649,16 @@ fn finish(
 /// Undo an effect on a server. Idempotent: an effect that is already gone is not an error.
 pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
     match u {
-        Undo::Restore { .. } => Ok(()),
-        Undo::DestroyDomain { server, vm } => {
+        Undo::RevertObject { .. } => Ok(()),
+        Undo::Domain(d) => undo_domain(mgr, d),
+        Undo::Storage(s) => undo_storage(mgr, s),
+        Undo::Server(s) => undo_server(mgr, s),
+    }
+}
+
+fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
+    match u {
+        DomainUndo::Destroy { server, vm } => {
             let hv = mgr.hypervisor(ServerId(*server))?;
             let resident = hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm)));
             if resident {
@@ -657,7 +666,7 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
             }
             Ok(())
         }
-        Undo::MigrateBack { from, to, vm } => {
+        DomainUndo::MigrateBack { from, to, vm } => {
             let hv = mgr.hypervisor(ServerId(*from))?;
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
                 let addr = mgr.server(*to)?.address.clone();
@@ -665,12 +674,22 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
             }
             Ok(())
         }
-        Undo::Unpause { server, vm } => {
+        DomainUndo::Unpause { server, vm } => {
             let hv = mgr.hypervisor(ServerId(*server))?;
             hv.unpause(VmId(*vm))
         }
-        Undo::DeleteFile { server, path } => mgr.hypervisor(ServerId(*server))?.storage_delete(path),
-        Undo::ReleaseOwnership { address } => {
+    }
+}
+
+fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
+    match u {
+        StorageUndo::DeleteFile { server, path } => mgr.hypervisor(ServerId(*server))?.storage_delete(path),
+    }
+}
+
+fn undo_server(mgr: &Manager, u: &ServerUndo) -> Result<()> {
+    match u {
+        ServerUndo::ReleaseOwnership { address } => {
             mgr.driver_for(address)?.release(address, mgr.id()).or_else(|e| match e {
                 Error::PermissionDenied { .. } => Ok(()),
                 e => Err(e),

@@ -13,8 +13,9 @@ use crate::agent::{AgentDriver, Identity};
 use crate::clock::{Clock, SystemClock};
 use crate::driver::sim::{SimDriver, SimWorld};
 use crate::driver::{Driver, Hypervisor};
+use crate::job::{Journal, Undo};
 use crate::model::*;
-use crate::store::{Batch, Durability, Journal, ObjectWrite, Store, Undo};
+use crate::store::{Batch, Durability, ObjectWrite, Store};
 use crate::{Error, Result};
 
 mod events;
@@ -702,7 +703,7 @@ impl Manager {
                 let mut st = self.state();
                 for (name, undos) in journal.steps.iter().rev() {
                     for u in undos.iter().rev() {
-                        if let Undo::Restore { object, before } = u {
+                        if let Undo::RevertObject { object, before } = u {
                             restore(&mut st.inv, &mut batch, *object, before.clone());
                         }
                         // Effects on servers are undone below, once servers are reconnected.
@@ -719,7 +720,7 @@ impl Manager {
                     .iter()
                     .rev()
                     .flat_map(|(_, u)| u.iter().rev().cloned())
-                    .filter(|u| !matches!(u, Undo::Restore { .. }))
+                    .filter(|u| u.is_server_effect())
                     .collect();
                 if !server_undos.is_empty() {
                     batch

@@ -9,8 +9,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::jobs::{JobSpec, Tx};
 use super::{lock, restore, JobHandle, Manager};
 use crate::driver::{DomainChange, Hypervisor};
+use crate::job::{ServerUndo, Undo};
 use crate::model::*;
-use crate::store::{Batch, Undo};
+use crate::store::Batch;
 use crate::{Error, Result};
 
 /// Settings of a new server pool.
@@ -84,7 +85,7 @@ impl Manager {
         let addr2 = address.clone();
         let spec = JobSpec::new("DiscoverServer", &format!("Discover server {address}"), vec![target])
             .step("connect and take ownership", move |ctx| {
-                ctx.will_do(Undo::ReleaseOwnership { address: address.clone() })?;
+                ctx.will_do(Undo::Server(ServerUndo::ReleaseOwnership { address: address.clone() }))?;
                 let hv = driver.connect(&address, &password, ctx.mgr.id())?;
                 *lock(&conn) = Some(hv);
                 Ok(())
@@ -194,7 +195,7 @@ impl Manager {
         self.submit(
             JobSpec::new("TakeOwnership", &format!("Take ownership of {}", s.name), vec![s.object_ref()])
                 .step("take ownership", move |ctx| {
-                    ctx.will_do(Undo::ReleaseOwnership { address: address.clone() })?;
+                    ctx.will_do(Undo::Server(ServerUndo::ReleaseOwnership { address: address.clone() }))?;
                     let hv = driver.connect(&address, &password, ctx.mgr.id())?;
                     let pin = ctx.mgr.inner.agent.pinned(&address);
                     ctx.tx(|tx| {
@@ -430,7 +431,7 @@ impl Manager {
             Err(e) => {
                 let mut scratch = Batch::default();
                 for u in undo.into_iter().rev() {
-                    if let Undo::Restore { object, before } = u {
+                    if let Undo::RevertObject { object, before } = u {
                         restore(&mut st.inv, &mut scratch, object, before);
                     }
                 }

@@ -2,8 +2,8 @@
 
 use super::jobs::JobSpec;
 use super::{JobHandle, Manager};
+use crate::job::{StorageUndo, Undo};
 use crate::model::*;
-use crate::store::Undo;
 use crate::{Error, Result};
 
 /// Settings of a new repository.
@@ -175,7 +175,10 @@ impl Manager {
             )
             .step("create file", move |ctx| {
                 let server = ctx.mgr.storage_server(repo)?;
-                ctx.will_do(Undo::DeleteFile { server: server.0, path: disk.path.clone() })?;
+                ctx.will_do(Undo::Storage(StorageUndo::DeleteFile {
+                    server: server.0,
+                    path: disk.path.clone(),
+                }))?;
                 ctx.hv(server)?.storage_create(&disk.path, size_bytes)?;
                 ctx.tx(|tx| {
                     tx.put(Object::VirtualDisk(disk))?;
@@ -207,7 +210,10 @@ impl Manager {
                 "store file",
                 move |ctx| {
                     let server = ctx.mgr.storage_server(repo)?;
-                    ctx.will_do(Undo::DeleteFile { server: server.0, path: iso.path.clone() })?;
+                    ctx.will_do(Undo::Storage(StorageUndo::DeleteFile {
+                        server: server.0,
+                        path: iso.path.clone(),
+                    }))?;
                     ctx.hv(server)?.storage_create(&iso.path, size_bytes)?;
                     ctx.tx(|tx| {
                         tx.put(Object::VirtualCdrom(iso))?;
@@ -252,7 +258,10 @@ impl Manager {
                     let server = ctx.mgr.storage_server(repo)?;
                     let hv = ctx.hv(server)?;
                     for (from, to) in &files {
-                        ctx.will_do(Undo::DeleteFile { server: server.0, path: to.clone() })?;
+                        ctx.will_do(Undo::Storage(StorageUndo::DeleteFile {
+                            server: server.0,
+                            path: to.clone(),
+                        }))?;
                         hv.storage_copy(from, to)?;
                     }
                     ctx.set_result(target);

@@ -6,8 +6,8 @@ use super::jobs::{JobSpec, StepCtx, Tx};
 use super::storage::{add_used, repository_path, virtual_disk_path};
 use super::{JobHandle, Manager};
 use crate::driver::{DiskSpec, DomainSpec, NicSpec};
+use crate::job::{DomainUndo, StorageUndo, Undo};
 use crate::model::*;
-use crate::store::Undo;
 use crate::{Error, Result};
 
 /// Settings of a new VM. VNICs whose `mac` is empty get a MAC from the manager's range.
@@ -365,7 +365,7 @@ impl Manager {
                         .server
                         .ok_or_else(|| Error::Internal { message: "unplaced".into() })?;
                     let spec = ctx.mgr.domain_spec(vm)?;
-                    ctx.will_do(Undo::DestroyDomain { server: server.0, vm: vm.0 })?;
+                    ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
                     let domid = ctx.hv(server)?.create_domain(&spec)?;
                     set_state(ctx, vm, PowerState::Running, Some(domid))?;
                     ctx.set_result(r);
@@ -444,7 +444,7 @@ impl Manager {
         self.submit(JobSpec::new("PauseVm", &format!("Pause VM {}", v.name), vec![v.object_ref()]).step(
             "pause",
             move |ctx| {
-                ctx.will_do(Undo::Unpause { server: server.0, vm: vm.0 })?;
+                ctx.will_do(Undo::Domain(DomainUndo::Unpause { server: server.0, vm: vm.0 }))?;
                 ctx.hv(server)?.pause(vm)?;
                 let domid = ctx.mgr.vm(vm)?.domid;
                 set_state(ctx, vm, PowerState::Paused, domid)
@@ -491,7 +491,7 @@ impl Manager {
                 } else {
                     let spec = ctx.mgr.domain_spec(vm)?;
                     let path = path.ok_or_else(|| Error::invalid("vm", "no suspend image"))?;
-                    ctx.will_do(Undo::DestroyDomain { server: server.0, vm: vm.0 })?;
+                    ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
                     let domid = hv.restore(&spec, &path)?;
                     set_state(ctx, vm, PowerState::Running, Some(domid))
                 }
@@ -537,7 +537,11 @@ impl Manager {
                         ctx.tx(|tx| {
                             tx.edit::<Vm>(vm, |v| v.power_state = PowerState::Migrating).map(|_| ())
                         })?;
-                        ctx.will_do(Undo::MigrateBack { from: target.0, to: from.0, vm: vm.0 })?;
+                        ctx.will_do(Undo::Domain(DomainUndo::MigrateBack {
+                            from: target.0,
+                            to: from.0,
+                            vm: vm.0,
+                        }))?;
                         ctx.hv(from)?.migrate(vm, &dest.address, true)?;
                         let domid = ctx
                             .hv(target)?
@@ -714,7 +718,7 @@ fn clone_disk(
     let server = ctx.mgr.storage_server(source.repository)?;
     let path = virtual_disk_path(repo, dst);
     ctx.message(format!("copying {} to {name}", source.name));
-    ctx.will_do(Undo::DeleteFile { server: server.0, path: path.clone() })?;
+    ctx.will_do(Undo::Storage(StorageUndo::DeleteFile { server: server.0, path: path.clone() }))?;
     ctx.hv(server)?.storage_copy(&source.path, &path)?;
     ctx.tx(|tx: &mut Tx<'_>| {
         let mut dname = name.to_owned();

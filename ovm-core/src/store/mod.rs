@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use serde::{Deserialize, Serialize};
 
+pub use crate::job::Journal;
 use crate::model::{
     Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectKind, ObjectRef, Severity,
     Timestamp,
@@ -49,66 +49,6 @@ const MIGRATIONS: &[&str] = &[
                           op TEXT NOT NULL, at INTEGER NOT NULL);
      CREATE TABLE recurring(name TEXT PRIMARY KEY, interval_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);",
 ];
-
-/// The undo record of one step, persisted with the job so a restart can roll it back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Undo {
-    /// Put back the object as it was (`None`: it did not exist).
-    Restore {
-        /// The object.
-        object: ObjectRef,
-        /// Its previous version.
-        before: Option<Box<Object>>,
-    },
-    /// Destroy a domain the step started (idempotent).
-    DestroyDomain {
-        /// Server it runs on.
-        server: uuid::Uuid,
-        /// The VM.
-        vm: uuid::Uuid,
-    },
-    /// Migrate a domain back to where it came from.
-    MigrateBack {
-        /// Server it was moved to.
-        from: uuid::Uuid,
-        /// Server it came from.
-        to: uuid::Uuid,
-        /// The VM.
-        vm: uuid::Uuid,
-    },
-    /// Delete a file a step created on a server's storage.
-    DeleteFile {
-        /// Server that performs the delete.
-        server: uuid::Uuid,
-        /// Path of the file.
-        path: String,
-    },
-    /// Release ownership of a server agent the step took.
-    ReleaseOwnership {
-        /// The server's address.
-        address: String,
-    },
-    /// Unpause a domain the step paused.
-    Unpause {
-        /// Server.
-        server: uuid::Uuid,
-        /// The VM.
-        vm: uuid::Uuid,
-    },
-}
-
-/// The persisted progress of a job's steps.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Journal {
-    /// Number of steps the job has.
-    #[serde(default)]
-    pub total: usize,
-    /// Completed or in-progress steps with the undo records written so far, in order.
-    pub steps: Vec<(String, Vec<Undo>)>,
-    /// Number of steps fully completed.
-    #[serde(default)]
-    pub done: usize,
-}
 
 /// A write of one object.
 #[derive(Debug, Clone)]
