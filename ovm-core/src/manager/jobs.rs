@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{lock, restore, JobJournal, Manager, State};
+use super::{lock, revert_object, JobJournal, Manager, State};
 use crate::driver::Hypervisor;
 use crate::job::{DomainUndo, ServerUndo, StorageUndo, Undo};
 use crate::model::*;
@@ -197,7 +197,12 @@ pub(crate) struct Tx<'a> {
     pub(crate) now: Timestamp,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    /// A transaction on `inv` begun at `now`.
+    pub(crate) fn new(inv: &'a mut Inventory, now: Timestamp) -> Tx<'a> {
+        Tx { inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new(), now }
+    }
+
     /// Insert or replace an object (all rules checked).
     pub(crate) fn put(&mut self, obj: Object) -> Result<()> {
         let r = obj.object_ref();
@@ -251,11 +256,12 @@ impl Tx<'_> {
         self.batch.meta.push((key.to_owned(), value));
     }
 
-    fn revert(self) {
+    /// Put the inventory back as it was before the transaction; nothing was written.
+    pub(crate) fn revert(self) {
         let mut scratch = Batch::default();
         for u in self.undo.into_iter().rev() {
             if let Undo::RevertObject { object, before } = u {
-                restore(self.inv, &mut scratch, object, before);
+                revert_object(self.inv, &mut scratch, object, before);
             }
         }
     }
@@ -273,9 +279,7 @@ impl StepCtx<'_> {
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.mgr.state();
         let st = &mut *guard;
-        let now = self.mgr.now();
-        let mut tx =
-            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new(), now };
+        let mut tx = Tx::new(&mut st.inv, self.mgr.now());
         let out = match f(&mut tx) {
             Ok(v) => v,
             Err(e) => {
@@ -553,7 +557,7 @@ fn finish(
                 match u {
                     Undo::RevertObject { object, before } => {
                         let mut st = mgr.state();
-                        restore(&mut st.inv, &mut batch, *object, before.clone());
+                        revert_object(&mut st.inv, &mut batch, *object, before.clone());
                     }
                     other => {
                         if let Err(e) = undo_on_server(mgr, other) {

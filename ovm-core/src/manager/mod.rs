@@ -704,7 +704,7 @@ impl Manager {
                 for (name, undos) in journal.steps.iter().rev() {
                     for u in undos.iter().rev() {
                         if let Undo::RevertObject { object, before } = u {
-                            restore(&mut st.inv, &mut batch, *object, before.clone());
+                            revert_object(&mut st.inv, &mut batch, *object, before.clone());
                         }
                         // Effects on servers are undone below, once servers are reconnected.
                     }
@@ -772,7 +772,7 @@ impl Manager {
 }
 
 /// Put back an object's previous version (or remove it), recording the write and the change.
-pub(crate) fn restore(
+pub(crate) fn revert_object(
     inv: &mut Inventory,
     batch: &mut Batch,
     object: ObjectRef,

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::{JobSpec, Tx};
-use super::{lock, restore, JobHandle, Manager};
+use super::{lock, JobHandle, Manager};
 use crate::driver::{DomainChange, Hypervisor};
 use crate::job::{ServerUndo, Undo};
 use crate::model::*;
-use crate::store::Batch;
 use crate::{Error, Result};
 
 /// Settings of a new server pool.
@@ -421,23 +420,15 @@ impl Manager {
     pub(crate) fn system_tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.state();
         let st = &mut *guard;
-        let now = self.now();
-        let mut tx =
-            Tx { inv: &mut st.inv, batch: Batch::default(), undo: Vec::new(), new_events: Vec::new(), now };
-        let out = f(&mut tx);
-        let Tx { batch, undo, new_events, .. } = tx;
-        let out = match out {
+        let mut tx = Tx::new(&mut st.inv, self.now());
+        let out = match f(&mut tx) {
             Ok(v) => v,
             Err(e) => {
-                let mut scratch = Batch::default();
-                for u in undo.into_iter().rev() {
-                    if let Undo::RevertObject { object, before } = u {
-                        restore(&mut st.inv, &mut scratch, object, before);
-                    }
-                }
+                tx.revert();
                 return Err(e);
             }
         };
+        let Tx { batch, new_events, .. } = tx;
         let seq = self.enqueue(batch)?;
         for e in new_events.into_iter().filter(|e| e.severity.blocks()) {
             st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
