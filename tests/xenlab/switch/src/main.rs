@@ -1,0 +1,73 @@
+//! `ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT ... [--on-wol COMMAND] [--seed N]`
+//!
+//! Runs the lab switch until killed. Each port's machine plugs in with QEMU's
+//! `-netdev dgram,id=ID,local.type=unix,local.path=DIR/PORT.machine,remote.type=unix,remote.path=DIR/PORT.switch`.
+//! `DIR/control` takes the commands of `ovm_lab_switch::Switch::command`, one per line; each reply
+//! ends with `ok` or is one `error: ...` line. `--on-wol COMMAND` runs `COMMAND MAC` for every
+//! Wake-on-LAN magic packet seen (the lab's power controller).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ovm_lab_switch::{mac_str, serve, Switch};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT... [--on-wol COMMAND] [--seed N]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut dir, mut ports, mut on_wol, mut seed) = (None::<PathBuf>, Vec::new(), None::<String>, 1u64);
+    while let Some(a) = args.next() {
+        let Some(v) = args.next() else { return usage() };
+        match a.as_str() {
+            "--dir" => dir = Some(v.into()),
+            "--port" => match v.split_once(':') {
+                Some((name, seg)) if !seg.is_empty() => ports.push((name.to_owned(), seg.to_owned())),
+                _ => return usage(),
+            },
+            "--on-wol" => on_wol = Some(v),
+            "--seed" => match v.parse() {
+                Ok(s) => seed = s,
+                Err(_) => return usage(),
+            },
+            _ => return usage(),
+        }
+    }
+    let Some(dir) = dir else { return usage() };
+    if ports.is_empty() {
+        return usage();
+    }
+    let switch = match Switch::new(&ports, seed) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ovm-lab-switch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let hook: Option<Arc<dyn Fn([u8; 6]) + Send + Sync>> = on_wol.map(|cmd| {
+        Arc::new(move |mac: [u8; 6]| {
+            let m = mac_str(&mac);
+            match std::process::Command::new(&cmd).arg(&m).spawn() {
+                Ok(mut child) => {
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(e) => eprintln!("ovm-lab-switch: cannot run {cmd} {m}: {e}"),
+            }
+        }) as Arc<dyn Fn([u8; 6]) + Send + Sync>
+    });
+    match serve(switch, &dir, hook) {
+        Ok(_running) => {
+            eprintln!("ovm-lab-switch: {} ports, control at {}", ports.len(), dir.join("control").display());
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            eprintln!("ovm-lab-switch: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
