@@ -1,4 +1,4 @@
-//! The agent side: serves one server's [`Hypervisor`] to its owning manager over mutual TLS.
+//! The agent side: serves one server's [`ServerConnection`] to its owning manager over mutual TLS.
 //!
 //! State directory (created by [`Agent::init`], read by [`Agent::open`]):
 //! `agent-cert.pem` and `agent-key.pem` (the agent's identity, the key readable by root only),
@@ -26,7 +26,7 @@ use super::proto::{
     PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity};
-use crate::driver::Hypervisor;
+use crate::driver::{MigrationTicket, ServerConnection};
 use crate::{Error, Result};
 
 const STATE_VERSION: u32 = 1;
@@ -163,7 +163,7 @@ struct Inner {
     identity: Identity,
     tls: tokio_rustls::TlsAcceptor,
     state: Mutex<State>,
-    hv: Arc<dyn Hypervisor>,
+    hv: Arc<dyn ServerConnection>,
     hostname: String,
     attempts: Mutex<HashMap<IpAddr, Attempts>>,
     audit: Mutex<VecDeque<AuditRecord>>,
@@ -255,7 +255,7 @@ impl Agent {
     }
 
     /// Open the agent of `cfg.state_dir` (prepared by [`Agent::init`]) serving `hv`.
-    pub fn open(cfg: AgentConfig, hv: Arc<dyn Hypervisor>) -> Result<Agent> {
+    pub fn open(cfg: AgentConfig, hv: Arc<dyn ServerConnection>) -> Result<Agent> {
         let identity = load_identity(&cfg.state_dir)?;
         let state = load_state(&paths(&cfg.state_dir).2)?;
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
@@ -480,7 +480,9 @@ impl Inner {
                     if !me.is_owner(&fp) {
                         continue;
                     }
-                    let Ok(f) = proto::encode(&AgentMessage::Change { change }) else { continue };
+                    let Ok(f) = proto::encode(&AgentMessage::Change { change: change.into() }) else {
+                        continue;
+                    };
                     if tx.send(f).await.is_err() {
                         break;
                     }
@@ -675,11 +677,11 @@ impl Inner {
             Op::HostInfo => {
                 let mut info = hv.host_info()?;
                 info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
-                Reply::HostInfo(info)
+                Reply::HostInfo(info.into())
             }
-            Op::Load => Reply::Load(hv.load()?),
-            Op::ListDomains => Reply::Domains(hv.list_domains()?),
-            Op::CreateDomain { spec } => Reply::Domid(hv.create_domain(&spec)?),
+            Op::Load => Reply::Load(hv.load()?.into()),
+            Op::ListDomains => Reply::Domains(hv.list_domains()?.into_iter().map(Into::into).collect()),
+            Op::CreateDomain { spec } => Reply::Domid(hv.create_domain(&(*spec).try_into()?)?),
             Op::Shutdown { vm, timeout_ms } => {
                 hv.shutdown(vm, Duration::from_millis(timeout_ms))?;
                 Reply::Done
@@ -692,8 +694,12 @@ impl Inner {
             Op::Pause { vm } => done(hv.pause(vm))?,
             Op::Unpause { vm } => done(hv.unpause(vm))?,
             Op::Suspend { vm, path } => done(hv.suspend(vm, &path))?,
-            Op::Restore { spec, path } => Reply::Domid(hv.restore(&spec, &path)?),
-            Op::Migrate { vm, destination, live } => done(hv.migrate(vm, &destination, live))?,
+            Op::Restore { spec, path } => Reply::Domid(hv.restore(&(*spec).try_into()?, &path)?),
+            Op::Migrate { vm, destination, live } => {
+                // v1 names the destination by address: the ticket that destination would issue.
+                let ticket = MigrationTicket { vm, destination, token: String::new() };
+                done(capability(hv.migration(), "migration")?.send(vm, &ticket, live))?
+            }
             Op::SetMemory { vm, memory_mib } => done(hv.set_memory(vm, memory_mib))?,
             Op::SetVcpus { vm, vcpus } => done(hv.set_vcpus(vm, vcpus))?,
             Op::Console { vm } => {
@@ -705,9 +711,15 @@ impl Inner {
                 Reply::Console(text[cut..].to_owned())
             }
             Op::PowerOff => done(hv.power_off())?,
-            Op::StorageCreate { path, size_bytes } => done(hv.storage_create(&path, size_bytes))?,
-            Op::StorageCopy { from, to } => done(hv.storage_copy(&from, &to))?,
-            Op::StorageDelete { path } => done(hv.storage_delete(&path))?,
+            Op::StorageCreate { path, size_bytes } => {
+                done(capability(hv.file_storage(), "file storage")?.create_file(&path, size_bytes))?
+            }
+            Op::StorageCopy { from, to } => {
+                done(capability(hv.file_storage(), "file storage")?.copy_file(&from, &to))?
+            }
+            Op::StorageDelete { path } => {
+                done(capability(hv.file_storage(), "file storage")?.delete_file(&path))?
+            }
             Op::TakeOwnership { .. } | Op::ReleaseOwnership | Op::RestartAgent => {
                 return Err(Error::Internal { message: "ownership operation on the blocking path".into() })
             }
@@ -724,6 +736,11 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
         let _ = proto::write_frame(wr, &f).await;
     }
     Err(msg)
+}
+
+/// A capability of the served connection, or `Unsupported` if it lacks it.
+fn capability<'a, T: ?Sized>(c: Option<&'a T>, what: &str) -> Result<&'a T> {
+    c.ok_or_else(|| Error::Unsupported { what: format!("{what} on this server") })
 }
 
 fn done(r: Result<()>) -> Result<Reply> {

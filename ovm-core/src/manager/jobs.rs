@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{lock, now_ms, restore, JobJournal, Manager, State};
-use crate::driver::Hypervisor;
+use crate::driver::ServerConnection;
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite, Undo};
 use crate::{Error, Result};
@@ -307,7 +307,7 @@ impl StepCtx<'_> {
     }
 
     /// The connection to a server.
-    pub(crate) fn hv(&self, server: ServerId) -> Result<Arc<dyn Hypervisor>> {
+    pub(crate) fn hv(&self, server: ServerId) -> Result<Arc<dyn ServerConnection>> {
         self.mgr.hypervisor(server)
     }
 
@@ -657,8 +657,9 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
         Undo::MigrateBack { from, to, vm } => {
             let hv = mgr.hypervisor(ServerId(*from))?;
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
-                let addr = mgr.server(*to)?.address.clone();
-                hv.migrate(VmId(*vm), &addr, true)?;
+                let spec = mgr.domain_spec(VmId(*vm))?;
+                let ticket = super::migration(&*mgr.hypervisor(ServerId(*to))?)?.prepare_incoming(&spec)?;
+                super::migration(&*hv)?.send(VmId(*vm), &ticket, true)?;
             }
             Ok(())
         }
@@ -666,7 +667,9 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
             let hv = mgr.hypervisor(ServerId(*server))?;
             hv.unpause(VmId(*vm))
         }
-        Undo::DeleteFile { server, path } => mgr.hypervisor(ServerId(*server))?.storage_delete(path),
+        Undo::DeleteFile { server, path } => {
+            super::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
+        }
         Undo::ReleaseOwnership { address } => {
             mgr.driver_for(address)?.release(address, mgr.id()).or_else(|e| match e {
                 Error::PermissionDenied { .. } => Ok(()),

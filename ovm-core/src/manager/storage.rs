@@ -176,7 +176,7 @@ impl Manager {
             .step("create file", move |ctx| {
                 let server = ctx.mgr.storage_server(repo)?;
                 ctx.will_do(Undo::DeleteFile { server: server.0, path: disk.path.clone() })?;
-                ctx.hv(server)?.storage_create(&disk.path, size_bytes)?;
+                super::file_storage(&*ctx.hv(server)?)?.create_file(&disk.path, size_bytes)?;
                 ctx.tx(|tx| {
                     tx.put(Object::VirtualDisk(disk))?;
                     add_used(tx, repo, size_bytes as i64)
@@ -208,7 +208,7 @@ impl Manager {
                 move |ctx| {
                     let server = ctx.mgr.storage_server(repo)?;
                     ctx.will_do(Undo::DeleteFile { server: server.0, path: iso.path.clone() })?;
-                    ctx.hv(server)?.storage_create(&iso.path, size_bytes)?;
+                    super::file_storage(&*ctx.hv(server)?)?.create_file(&iso.path, size_bytes)?;
                     ctx.tx(|tx| {
                         tx.put(Object::VirtualCdrom(iso))?;
                         add_used(tx, repo, size_bytes as i64)
@@ -253,7 +253,7 @@ impl Manager {
                     let hv = ctx.hv(server)?;
                     for (from, to) in &files {
                         ctx.will_do(Undo::DeleteFile { server: server.0, path: to.clone() })?;
-                        hv.storage_copy(from, to)?;
+                        super::file_storage(&*hv)?.copy_file(from, to)?;
                     }
                     ctx.set_result(target);
                     Ok(())
@@ -303,7 +303,7 @@ impl Manager {
                     })?;
                     // The record is gone; the file follows (a failure here leaves an orphan file only).
                     let server = ctx.mgr.storage_server(repo)?;
-                    ctx.hv(server)?.storage_delete(&d.path)
+                    super::file_storage(&*ctx.hv(server)?)?.delete_file(&d.path)
                 },
             ),
         )
