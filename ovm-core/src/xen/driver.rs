@@ -531,9 +531,11 @@ fn fs_usage(path: &str) -> Result<FsUsage> {
     }
     // SAFETY: statvfs returned 0, so it filled `s`.
     let s = unsafe { s.assume_init() };
-    let frsize = s.f_frsize as u64;
-    let total = s.f_blocks as u64 * frsize;
-    Ok(FsUsage { total_bytes: total, used_bytes: total - s.f_bfree as u64 * frsize })
+    // The fields are u64 on 64-bit Linux and narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    let (frsize, blocks, free) = (u64::from(s.f_frsize), u64::from(s.f_blocks), u64::from(s.f_bfree));
+    let total = blocks * frsize;
+    Ok(FsUsage { total_bytes: total, used_bytes: total - free * frsize })
 }
 
 /// Host, domains and local file storage; no storage arrays, network configuration, cluster or
