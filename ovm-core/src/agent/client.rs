@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::proto::{
-    self, AgentMessage, ClientMessage, Op, Ownership, Reply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    self, AgentMessage, Client, ClientMessage, Op, Ownership, Reply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity, SeenCert};
 use crate::driver::{
@@ -296,7 +296,7 @@ impl Driver for AgentDriver {
 
     fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let (conn, _) = self.open(address, manager_id)?;
-        conn.call(Op::TakeOwnership { password: password.to_owned() })?;
+        conn.take_ownership(password.to_owned())?;
         self.pin(address, &conn.fingerprint);
         Ok(conn)
     }
@@ -325,7 +325,7 @@ impl Driver for AgentDriver {
     fn release(&self, address: &str, manager_id: &str) -> Result<()> {
         let (conn, ownership) = self.open(address, manager_id)?;
         if ownership == Ownership::OwnedByYou {
-            conn.call(Op::ReleaseOwnership)?;
+            conn.release_ownership()?;
         }
         self.forget(address);
         Ok(())
@@ -446,104 +446,80 @@ impl AgentConnection {
             }
         }
     }
+}
+
+/// Every v1 operation as a method (from the one declaration in [`proto::v1`]).
+impl Client for AgentConnection {
+    fn call(&self, op: Op) -> Result<Reply> {
+        AgentConnection::call(self, op)
+    }
 
     fn unexpected(&self, r: Reply) -> Error {
         Error::backend(&self.address, format!("unexpected answer from the agent: {r:?}"))
-    }
-
-    fn done(&self, op: Op) -> Result<()> {
-        match self.call(op)? {
-            Reply::Done => Ok(()),
-            r => Err(self.unexpected(r)),
-        }
-    }
-
-    fn domid(&self, op: Op) -> Result<u32> {
-        match self.call(op)? {
-            Reply::Domid(d) => Ok(d),
-            r => Err(self.unexpected(r)),
-        }
-    }
-
-    /// Ask the agent process to restart itself (its domains keep running); the connection drops.
-    pub fn restart_agent(&self) -> Result<()> {
-        self.done(Op::RestartAgent)
     }
 }
 
 impl HostOps for AgentConnection {
     fn host_info(&self) -> Result<HostInfo> {
-        match self.call(Op::HostInfo)? {
-            Reply::HostInfo(i) => Ok(i.into()),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::host_info(self)?.into())
     }
 
     fn load(&self) -> Result<HostLoad> {
-        match self.call(Op::Load)? {
-            Reply::Load(l) => Ok(l.into()),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::load(self)?.into())
     }
 
     fn power_off(&self) -> Result<()> {
-        self.done(Op::PowerOff)
+        Client::power_off(self)
     }
 }
 
 impl DomainOps for AgentConnection {
     fn list_domains(&self) -> Result<Vec<DomainStatus>> {
-        match self.call(Op::ListDomains)? {
-            Reply::Domains(d) => Ok(d.into_iter().map(Into::into).collect()),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::list_domains(self)?.into_iter().map(Into::into).collect())
     }
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
-        self.domid(Op::CreateDomain { spec: Box::new(spec.into()) })
+        Client::create_domain(self, Box::new(spec.into()))
     }
 
     fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.done(Op::Shutdown { vm, timeout_ms: timeout.as_millis() as u64 })
+        Client::shutdown(self, vm, timeout.as_millis() as u64)
     }
 
     fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.done(Op::Reboot { vm, timeout_ms: timeout.as_millis() as u64 })
+        Client::reboot(self, vm, timeout.as_millis() as u64)
     }
 
     fn destroy(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Destroy { vm })
+        Client::destroy(self, vm)
     }
 
     fn pause(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Pause { vm })
+        Client::pause(self, vm)
     }
 
     fn unpause(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Unpause { vm })
+        Client::unpause(self, vm)
     }
 
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
-        self.done(Op::Suspend { vm, path: path.to_owned() })
+        Client::suspend(self, vm, path.to_owned())
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
-        self.domid(Op::Restore { spec: Box::new(spec.into()), path: path.to_owned() })
+        Client::restore(self, Box::new(spec.into()), path.to_owned())
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
-        self.done(Op::SetMemory { vm, memory_mib })
+        Client::set_memory(self, vm, memory_mib)
     }
 
     fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
-        self.done(Op::SetVcpus { vm, vcpus })
+        Client::set_vcpus(self, vm, vcpus)
     }
 
     fn console(&self, vm: VmId) -> Result<String> {
-        match self.call(Op::Console { vm })? {
-            Reply::Console(c) => Ok(c),
-            r => Err(self.unexpected(r)),
-        }
+        Client::console(self, vm)
     }
 
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
@@ -576,7 +552,7 @@ impl FileStoragePlugin for AgentConnection {
     }
 
     fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
-        self.done(Op::StorageCreate { path: path.to_owned(), size_bytes })
+        self.storage_create(path.to_owned(), size_bytes)
     }
 
     fn resize_file(&self, _path: &str, _size_bytes: u64) -> Result<()> {
@@ -584,11 +560,11 @@ impl FileStoragePlugin for AgentConnection {
     }
 
     fn copy_file(&self, from: &str, to: &str) -> Result<()> {
-        self.done(Op::StorageCopy { from: from.to_owned(), to: to.to_owned() })
+        self.storage_copy(from.to_owned(), to.to_owned())
     }
 
     fn delete_file(&self, path: &str) -> Result<()> {
-        self.done(Op::StorageDelete { path: path.to_owned() })
+        self.storage_delete(path.to_owned())
     }
 
     fn file_size(&self, _path: &str) -> Result<Option<u64>> {
@@ -608,7 +584,7 @@ impl MigrationOps for AgentConnection {
     }
 
     fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()> {
-        self.done(Op::Migrate { vm, destination: ticket.destination.clone(), live })
+        self.migrate(vm, ticket.destination.clone(), live)
     }
 }
 

@@ -22,11 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::proto::{
-    self, AgentMessage, ClientMessage, FrameError, Op, Ownership, Reply, MAX_CONSOLE, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    self, v1, AgentMessage, ClientMessage, FrameError, Op, Ownership, Reply, Serve, MAX_CONSOLE,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity};
 use crate::driver::{MigrationTicket, ServerConnection};
+use crate::model::VmId;
 use crate::{Error, Result};
 
 const STATE_VERSION: u32 = 1;
@@ -672,59 +673,113 @@ impl Inner {
     }
 
     fn run(&self, op: Op) -> Result<Reply> {
-        let hv = &self.hv;
-        Ok(match op {
-            Op::HostInfo => {
-                let mut info = hv.host_info()?;
-                info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
-                Reply::HostInfo(info.into())
-            }
-            Op::Load => Reply::Load(hv.load()?.into()),
-            Op::ListDomains => Reply::Domains(hv.list_domains()?.into_iter().map(Into::into).collect()),
-            Op::CreateDomain { spec } => Reply::Domid(hv.create_domain(&(*spec).try_into()?)?),
-            Op::Shutdown { vm, timeout_ms } => {
-                hv.shutdown(vm, Duration::from_millis(timeout_ms))?;
-                Reply::Done
-            }
-            Op::Reboot { vm, timeout_ms } => {
-                hv.reboot(vm, Duration::from_millis(timeout_ms))?;
-                Reply::Done
-            }
-            Op::Destroy { vm } => done(hv.destroy(vm))?,
-            Op::Pause { vm } => done(hv.pause(vm))?,
-            Op::Unpause { vm } => done(hv.unpause(vm))?,
-            Op::Suspend { vm, path } => done(hv.suspend(vm, &path))?,
-            Op::Restore { spec, path } => Reply::Domid(hv.restore(&(*spec).try_into()?, &path)?),
-            Op::Migrate { vm, destination, live } => {
-                // v1 names the destination by address: the ticket that destination would issue.
-                let ticket = MigrationTicket { vm, destination, token: String::new() };
-                done(capability(hv.migration(), "migration")?.send(vm, &ticket, live))?
-            }
-            Op::SetMemory { vm, memory_mib } => done(hv.set_memory(vm, memory_mib))?,
-            Op::SetVcpus { vm, vcpus } => done(hv.set_vcpus(vm, vcpus))?,
-            Op::Console { vm } => {
-                let text = hv.console(vm)?;
-                let mut cut = text.len().saturating_sub(MAX_CONSOLE);
-                while !text.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                Reply::Console(text[cut..].to_owned())
-            }
-            Op::PowerOff => done(hv.power_off())?,
-            Op::StorageCreate { path, size_bytes } => {
-                done(capability(hv.file_storage(), "file storage")?.create_file(&path, size_bytes))?
-            }
-            Op::StorageCopy { from, to } => {
-                done(capability(hv.file_storage(), "file storage")?.copy_file(&from, &to))?
-            }
-            Op::StorageDelete { path } => {
-                done(capability(hv.file_storage(), "file storage")?.delete_file(&path))?
-            }
-            Op::TakeOwnership { .. } | Op::ReleaseOwnership | Op::RestartAgent => {
-                return Err(Error::Internal { message: "ownership operation on the blocking path".into() })
-            }
-        })
+        v1::dispatch(self, op)
     }
+}
+
+/// The operations served on blocking threads, on the served connection. (Ownership operations run
+/// on the connection's task: see `Inner::handle`.)
+impl Serve for Inner {
+    fn take_ownership(&self, _password: String) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn release_ownership(&self) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn restart_agent(&self) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn host_info(&self) -> Result<v1::HostInfo> {
+        let mut info = self.hv.host_info()?;
+        info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
+        Ok(info.into())
+    }
+
+    fn load(&self) -> Result<v1::HostLoad> {
+        Ok(self.hv.load()?.into())
+    }
+
+    fn list_domains(&self) -> Result<Vec<v1::DomainStatus>> {
+        Ok(self.hv.list_domains()?.into_iter().map(Into::into).collect())
+    }
+
+    fn create_domain(&self, spec: Box<v1::DomainSpec>) -> Result<u32> {
+        self.hv.create_domain(&(*spec).try_into()?)
+    }
+
+    fn shutdown(&self, vm: VmId, timeout_ms: u64) -> Result<()> {
+        self.hv.shutdown(vm, Duration::from_millis(timeout_ms))
+    }
+
+    fn reboot(&self, vm: VmId, timeout_ms: u64) -> Result<()> {
+        self.hv.reboot(vm, Duration::from_millis(timeout_ms))
+    }
+
+    fn destroy(&self, vm: VmId) -> Result<()> {
+        self.hv.destroy(vm)
+    }
+
+    fn pause(&self, vm: VmId) -> Result<()> {
+        self.hv.pause(vm)
+    }
+
+    fn unpause(&self, vm: VmId) -> Result<()> {
+        self.hv.unpause(vm)
+    }
+
+    fn suspend(&self, vm: VmId, path: String) -> Result<()> {
+        self.hv.suspend(vm, &path)
+    }
+
+    fn restore(&self, spec: Box<v1::DomainSpec>, path: String) -> Result<u32> {
+        self.hv.restore(&(*spec).try_into()?, &path)
+    }
+
+    fn migrate(&self, vm: VmId, destination: String, live: bool) -> Result<()> {
+        // v1 names the destination by address: the ticket that destination would issue.
+        let ticket = MigrationTicket { vm, destination, token: String::new() };
+        capability(self.hv.migration(), "migration")?.send(vm, &ticket, live)
+    }
+
+    fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
+        self.hv.set_memory(vm, memory_mib)
+    }
+
+    fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
+        self.hv.set_vcpus(vm, vcpus)
+    }
+
+    fn console(&self, vm: VmId) -> Result<String> {
+        let text = self.hv.console(vm)?;
+        let mut cut = text.len().saturating_sub(MAX_CONSOLE);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        Ok(text[cut..].to_owned())
+    }
+
+    fn power_off(&self) -> Result<()> {
+        self.hv.power_off()
+    }
+
+    fn storage_create(&self, path: String, size_bytes: u64) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.create_file(&path, size_bytes)
+    }
+
+    fn storage_copy(&self, from: String, to: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.copy_file(&from, &to)
+    }
+
+    fn storage_delete(&self, path: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.delete_file(&path)
+    }
+}
+
+fn on_the_blocking_path() -> Error {
+    Error::Internal { message: "ownership operation on the blocking path".into() }
 }
 
 async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
@@ -741,10 +796,6 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
 /// A capability of the served connection, or `Unsupported` if it lacks it.
 fn capability<'a, T: ?Sized>(c: Option<&'a T>, what: &str) -> Result<&'a T> {
     c.ok_or_else(|| Error::Unsupported { what: format!("{what} on this server") })
-}
-
-fn done(r: Result<()>) -> Result<Reply> {
-    r.map(|()| Reply::Done)
 }
 
 fn op_name(op: &Op) -> String {

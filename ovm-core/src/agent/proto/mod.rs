@@ -23,7 +23,7 @@ pub use frame::{
     decode, encode, read_frame, read_frame_blocking, split_frames, write_frame, write_frame_blocking,
     FrameError, MAX_FRAME,
 };
-pub use v1::{AgentMessage, ClientMessage, Op, Ownership, Reply};
+pub use v1::{dispatch, AgentMessage, Client, ClientMessage, Op, Ownership, Reply, Serve};
 
 /// The protocol version this build speaks (also the newest).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -37,123 +37,197 @@ pub enum ClientMessage {
     },
 }
 
-/// An operation requested by the manager.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Op {
+/// Declares every remote operation once. From one declaration
+/// `method => Variant { fields } -> ReplyVariant(Type);` come:
+///
+/// * the [`Op`] variant (its JSON tag is the variant name in snake case);
+/// * the [`Client`] method that sends it and unpacks the expected [`Reply`];
+/// * the [`Serve`] method an agent implements, and the arm of [`dispatch`] that calls it and packs
+///   its value into the reply.
+macro_rules! remote_ops {
+    ($(
+        $(#[$doc:meta])*
+        $method:ident => $variant:ident $({ $( $(#[$fdoc:meta])* $field:ident : $fty:ty ),* $(,)? })?
+            -> $reply:ident $(($rty:ty))? ;
+    )*) => {
+        /// An operation requested by the manager.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+        pub enum Op {
+            $( $(#[$doc])* $variant $({ $( $(#[$fdoc])* $field: $fty ),* })?, )*
+        }
+
+        /// The manager's side of every operation: send it, wait, and unpack the expected reply.
+        pub trait Client {
+            /// Send `op` and wait for its answer.
+            fn call(&self, op: Op) -> Result<Reply, Error>;
+            /// The error for an answer of the wrong kind.
+            fn unexpected(&self, reply: Reply) -> Error;
+            $(
+                $(#[$doc])*
+                fn $method(&self $($(, $field: $fty)*)?) -> Result<remote_ops!(@ret $($rty)?), Error> {
+                    let r = self.call(Op::$variant $({ $($field),* })?)?;
+                    remote_ops!(@unpack self, r, $reply $(, $rty)?)
+                }
+            )*
+        }
+
+        /// The agent's side of every operation.
+        pub trait Serve {
+            $(
+                $(#[$doc])*
+                fn $method(&self $($(, $field: $fty)*)?) -> Result<remote_ops!(@ret $($rty)?), Error>;
+            )*
+        }
+
+        /// Runs `op` on `server` and packs the outcome into its reply.
+        pub fn dispatch<S: Serve + ?Sized>(server: &S, op: Op) -> Result<Reply, Error> {
+            Ok(match op {
+                $(
+                    Op::$variant $({ $($field),* })? => {
+                        remote_ops!(@pack $reply, server.$method($($($field),*)?) $(, $rty)?)
+                    }
+                )*
+            })
+        }
+    };
+    (@ret) => { () };
+    (@ret $t:ty) => { $t };
+    (@unpack $c:expr, $r:expr, $reply:ident) => {
+        match $r {
+            Reply::$reply => Ok(()),
+            other => Err($c.unexpected(other)),
+        }
+    };
+    (@unpack $c:expr, $r:expr, $reply:ident, $t:ty) => {
+        match $r {
+            Reply::$reply(v) => Ok(v),
+            other => Err($c.unexpected(other)),
+        }
+    };
+    (@pack $reply:ident, $v:expr) => {{
+        $v?;
+        Reply::$reply
+    }};
+    (@pack $reply:ident, $v:expr, $t:ty) => {
+        Reply::$reply($v?)
+    };
+}
+
+remote_ops! {
     /// Present the agent password and take ownership: from then on only this manager's certificate
     /// is accepted. Allowed when unowned (or already owned by the caller).
-    TakeOwnership {
+    take_ownership => TakeOwnership {
         /// The agent password.
         password: String,
-    },
+    } -> Done;
     /// Return the agent to unowned.
-    ReleaseOwnership,
+    release_ownership => ReleaseOwnership -> Done;
     /// Host information.
-    HostInfo,
+    host_info => HostInfo -> HostInfo(HostInfo);
     /// Current load.
-    Load,
+    load => Load -> Load(HostLoad);
     /// Resident domains.
-    ListDomains,
+    list_domains => ListDomains -> Domains(Vec<DomainStatus>);
     /// Build and start a domain.
-    CreateDomain {
+    create_domain => CreateDomain {
         /// The domain.
         spec: Box<DomainSpec>,
-    },
+    } -> Domid(u32);
     /// Graceful shutdown with a timeout.
-    Shutdown {
+    shutdown => Shutdown {
         /// VM.
         vm: VmId,
         /// Timeout, ms.
         timeout_ms: u64,
-    },
+    } -> Done;
     /// Graceful reboot with a timeout.
-    Reboot {
+    reboot => Reboot {
         /// VM.
         vm: VmId,
         /// Timeout, ms.
         timeout_ms: u64,
-    },
+    } -> Done;
     /// Destroy at once.
-    Destroy {
+    destroy => Destroy {
         /// VM.
         vm: VmId,
-    },
+    } -> Done;
     /// Pause.
-    Pause {
+    pause => Pause {
         /// VM.
         vm: VmId,
-    },
+    } -> Done;
     /// Unpause.
-    Unpause {
+    unpause => Unpause {
         /// VM.
         vm: VmId,
-    },
+    } -> Done;
     /// Save to a file and destroy.
-    Suspend {
+    suspend => Suspend {
         /// VM.
         vm: VmId,
         /// Path on the server.
         path: String,
-    },
+    } -> Done;
     /// Restore from a file.
-    Restore {
+    restore => Restore {
         /// The domain.
         spec: Box<DomainSpec>,
         /// Path on the server.
         path: String,
-    },
+    } -> Domid(u32);
     /// Live-migrate.
-    Migrate {
+    migrate => Migrate {
         /// VM.
         vm: VmId,
         /// Destination address.
         destination: String,
         /// Live.
         live: bool,
-    },
+    } -> Done;
     /// Memory target.
-    SetMemory {
+    set_memory => SetMemory {
         /// VM.
         vm: VmId,
         /// MiB.
         memory_mib: u64,
-    },
+    } -> Done;
     /// Online vCPUs.
-    SetVcpus {
+    set_vcpus => SetVcpus {
         /// VM.
         vm: VmId,
         /// Count.
         vcpus: u32,
-    },
+    } -> Done;
     /// Console output (the last [`super::MAX_CONSOLE`] bytes).
-    Console {
+    console => Console {
         /// VM.
         vm: VmId,
-    },
+    } -> Console(String);
     /// Power the host off.
-    PowerOff,
+    power_off => PowerOff -> Done;
     /// Create a sparse file.
-    StorageCreate {
+    storage_create => StorageCreate {
         /// Path.
         path: String,
         /// Size.
         size_bytes: u64,
-    },
+    } -> Done;
     /// Copy a file.
-    StorageCopy {
+    storage_copy => StorageCopy {
         /// From.
         from: String,
         /// To.
         to: String,
-    },
+    } -> Done;
     /// Delete a file.
-    StorageDelete {
+    storage_delete => StorageDelete {
         /// Path.
         path: String,
-    },
+    } -> Done;
     /// Restart the agent process (its supervisor starts it again); domains keep running.
-    RestartAgent,
+    restart_agent => RestartAgent -> Done;
 }
 
 impl Op {
