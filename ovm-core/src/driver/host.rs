@@ -27,6 +27,9 @@ pub struct HostInfo {
     pub dom0_memory_mib: u64,
     /// Identifier of the manager owning the server, if any.
     pub owner: Option<String>,
+    /// The bridge a guest NIC joins when its network names none (Xen: `xenbr0`); the manager names
+    /// the management network's bridge after it at the first discovery.
+    pub default_bridge: String,
 }
 
 /// Host operations every server connection offers. Calls block; the manager runs them on job threads.

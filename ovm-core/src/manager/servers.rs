@@ -152,7 +152,7 @@ impl Manager {
                                     NetworkFunction::VirtualMachine,
                                 ]),
                                 members: member.into_iter().collect(),
-                                bridge: "xenbr0".into(),
+                                bridge: info.default_bridge.clone(),
                                 mtu: 1500,
                             };
                             tx.put(Object::Network(n))?;

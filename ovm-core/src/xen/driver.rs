@@ -330,6 +330,7 @@ impl HostOps for XenConnection {
             },
             dom0_memory_mib: dom0.memory_bytes >> 20,
             owner,
+            default_bridge: naming::DEFAULT_BRIDGE.into(),
         })
     }
 

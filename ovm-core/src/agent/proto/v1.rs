@@ -759,6 +759,8 @@ impl From<HostInfo> for driver::HostInfo {
             },
             dom0_memory_mib: i.dom0_memory_mib,
             owner: i.owner,
+            // v1 agents serve Xen hosts, whose default bridge is Xen's.
+            default_bridge: naming::DEFAULT_BRIDGE.into(),
         }
     }
 }

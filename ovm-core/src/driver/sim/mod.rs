@@ -241,6 +241,8 @@ impl HostOps for SimConnection {
                 },
                 dom0_memory_mib: st.dom0_memory_mib,
                 owner: st.owner.clone(),
+                // Simulated Xen hosts have Xen's default bridge.
+                default_bridge: crate::xen::naming::DEFAULT_BRIDGE.into(),
             })
         })
     }
