@@ -9,7 +9,7 @@ demo:
 
 # The walk-through on real Xen: a lab server boots with ovm-agent in dom0; the manager runs here.
 demo-xen:
-	$(CARGO) build -q -p ovm-core --bin ovm-agent --example walkthrough
+	$(CARGO) build -q -p ovm-core --features xen,agent-server --bin ovm-agent --example walkthrough
 	tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
 		sh -c '$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB) --xen "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent'
 
@@ -100,7 +100,7 @@ lab-test:
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 agent-lab-test:
-	$(CARGO) build -p ovm-core --bin ovm-agent
+	$(CARGO) build -p ovm-core --features xen,agent-server --bin ovm-agent
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab --no-run
 	tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, Criterion};
 use ovm_core::agent::{Agent, AgentConfig, AgentDriver, Identity};
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
-use ovm_core::driver::{Driver, Hypervisor};
+use ovm_core::driver::{Driver, ServerConnection};
 
 const PASSWORD: &str = "bench";
 
 struct Setup {
-    direct: Arc<dyn Hypervisor>,
-    remote: Arc<dyn Hypervisor>,
+    direct: Arc<dyn ServerConnection>,
+    remote: Arc<dyn ServerConnection>,
     driver: AgentDriver,
     addr: String,
     _rt: tokio::runtime::Runtime,

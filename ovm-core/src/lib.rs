@@ -7,11 +7,19 @@
 //! crash rolls back. Every change lands in a resumable change feed, and **events** with severities
 //! report what happened to each object.
 //!
-//! Servers are reached through drivers behind the [`driver::Driver`] trait. Real servers are
-//! discovered by IP address or host name and driven through the ovm agent in their dom0
-//! ([`agent`], the `ovm-agent` program), which serves the Xen driver ([`xen`]) over mutual TLS to
-//! the one manager that owns it. The `sim` driver simulates servers in-process (addresses
-//! `sim://NAME`) for examples and tests.
+//! Servers are reached through drivers behind the [`driver::Driver`] trait, registered on the
+//! [`ManagerBuilder`]; [`backends`] assembles the default set. Real servers are discovered by IP
+//! address or host name and driven through the ovm agent in their dom0 ([`agent`], the `ovm-agent`
+//! program), which serves the Xen driver ([`xen`]) over mutual TLS to the one manager that owns it.
+//! The `sim` driver simulates servers in-process (addresses `sim://NAME`) for examples and tests.
+//!
+//! # Features
+//!
+//! * `xen` (default): the dom0 side: the xenstore client, privcmd hypercalls and the Xen driver.
+//! * `agent-server` (default): the agent's server side, and with `xen` the `ovm-agent` program.
+//!
+//! Without them the crate is the manager side only (model, store, manager, driver seam, sim,
+//! agent client), which is what the C and Python bindings build.
 //!
 //! # Walk-through
 //!
@@ -48,6 +56,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod backends;
 pub mod clock;
 pub mod driver;
 pub mod error;

@@ -393,7 +393,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
     let mut changes = hv.watch().unwrap();
     let disk = "/tmp/ovm-lab-driver-disk.img";
     let _ = std::fs::remove_file(disk);
-    hv.storage_create(disk, 16 << 20).unwrap();
+    hv.file_storage().unwrap().create_file(disk, 16 << 20).unwrap();
     let vm = VmId::new();
     let spec = DomainSpec {
         uuid: vm,
@@ -403,7 +403,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         max_vcpus: 1,
         memory_mib: 256,
         max_memory_mib: 256,
-        disks: vec![DiskSpec { vdev: "xvda".into(), path: disk.into(), read_only: false, cdrom: false }],
+        disks: vec![DiskSpec { slot: 0, path: disk.into(), read_only: false, cdrom: false }],
         nics: vec![],
         kernel: Some(kernel),
         initrd: Some(initrd),
@@ -456,7 +456,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(hv.pause(vm).unwrap_err().kind(), ovm_core::ErrorKind::NotFound);
-    hv.storage_delete(disk).unwrap();
+    hv.file_storage().unwrap().delete_file(disk).unwrap();
     driver.release("xen:///", "lab-manager").unwrap();
     println!("XenDriver: create/watch/pause/console/shutdown OK");
 }

@@ -130,6 +130,29 @@ fn live_migration_moves_the_domain() {
 }
 
 #[test]
+fn a_failed_send_gives_the_destination_its_reservation_back() {
+    // Each server has room for exactly one 1024 MiB VM.
+    let lab = lab_with(ovm_core::Manager::builder().recurring_jobs(false).open().unwrap(), 2048);
+    let vm = lab.running_vm("mig");
+    let from = lab.mgr.vm(vm).unwrap().server.unwrap();
+    let to = if from == lab.s1 { lab.s2 } else { lab.s1 };
+    // The destination prepares (reserving the memory), then the source fails to send.
+    lab.mgr.sim().fail_next(SimOp::Migrate, Some(&lab.server_name(from)), 1);
+    let j = lab.mgr.migrate_vm(vm, to).unwrap().wait_done(WAIT).unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(lab.mgr.vm(vm).unwrap().server, Some(from));
+    // The manager cancelled the ticket: the destination has room again.
+    match lab.mgr.migrate_vm(vm, to) {
+        Err(Error::UnacknowledgedEvents { event, .. }) => {
+            ok(lab.mgr.acknowledge_event(event.parse().unwrap()))
+        }
+        other => panic!("expected the failure's event to block, got {other:?}"),
+    };
+    ok(lab.mgr.migrate_vm(vm, to));
+    assert_eq!(lab.mgr.vm(vm).unwrap().server, Some(to));
+}
+
+#[test]
 fn clones_vm_to_vm_and_vm_to_template() {
     let lab = lab();
     let vm = VmId(result_id(lab.mgr.clone_template(

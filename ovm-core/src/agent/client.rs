@@ -15,10 +15,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::proto::{
-    self, AgentMessage, ClientMessage, Op, Ownership, Reply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    self, AgentMessage, Client, ClientMessage, Op, Ownership, Reply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity, SeenCert};
-use crate::driver::{DomainChange, DomainSpec, DomainStatus, Driver, HostInfo, HostLoad, Hypervisor};
+use crate::driver::{
+    DomainChange, DomainOps, DomainSpec, DomainStatus, Driver, DriverContext, DriverState, FileStoragePlugin,
+    FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MigrationOps, MigrationTicket, RemoteAgents,
+    ServerConnection,
+};
 use crate::model::VmId;
 use crate::{Error, Result};
 
@@ -86,22 +90,51 @@ pub fn parse_address(address: &str) -> Option<(String, u16)> {
     (valid && port != 0).then(|| (host.to_owned(), port))
 }
 
+/// Key of the manager's certificate in the driver's state (stored as `agent.identity`).
+const IDENTITY_KEY: &str = "identity";
+/// Key prefix of pinned agent certificates, by address (stored as `agent.pin:ADDRESS`).
+const PIN_KEY: &str = "pin:";
+
 /// The driver of servers reached through their agent.
-#[derive(Debug, Clone)]
+///
+/// Its persistent state (the manager's certificate and the pinned agent certificates) lives in the
+/// [`DriverState`] the manager hands it at [`Driver::attach`]; a driver made with
+/// [`AgentDriver::new`] and never attached keeps its pins in memory.
+#[derive(Debug, Clone, Default)]
 pub struct AgentDriver {
-    identity: Arc<Identity>,
+    identity: Arc<OnceLock<Arc<Identity>>>,
     pins: Arc<Mutex<HashMap<String, String>>>,
+    state: Arc<OnceLock<Arc<dyn DriverState>>>,
 }
 
 impl AgentDriver {
     /// A driver presenting `identity` (the manager's certificate) to agents.
     pub fn new(identity: Identity) -> AgentDriver {
-        AgentDriver { identity: Arc::new(identity), pins: Arc::default() }
+        let d = AgentDriver::default();
+        let _ = d.identity.set(Arc::new(identity));
+        d
     }
 
-    /// Require `fingerprint` from the agent at `address` from now on.
+    /// A driver whose certificate comes from its persistent state when the manager attaches it
+    /// (generated and stored the first time).
+    pub fn persistent() -> AgentDriver {
+        AgentDriver::default()
+    }
+
+    fn identity(&self) -> Result<Arc<Identity>> {
+        self.identity.get().cloned().ok_or_else(|| Error::Internal {
+            message: "the agent driver has no certificate: attach it to a manager first".into(),
+        })
+    }
+
+    /// Require `fingerprint` from the agent at `address` from now on (persisted when attached).
     pub fn pin(&self, address: &str, fingerprint: &str) {
         lock(&self.pins).insert(address.to_owned(), fingerprint.to_owned());
+        if let Some(st) = self.state.get() {
+            if let Err(e) = st.put(&format!("{PIN_KEY}{address}"), fingerprint) {
+                eprintln!("ovm: cannot persist the certificate pin of {address}: {e}");
+            }
+        }
     }
 
     /// The pinned fingerprint of the agent at `address`.
@@ -112,11 +145,16 @@ impl AgentDriver {
     /// Forget the pin of `address`.
     pub fn forget(&self, address: &str) {
         lock(&self.pins).remove(address);
+        if let Some(st) = self.state.get() {
+            if let Err(e) = st.delete(&format!("{PIN_KEY}{address}")) {
+                eprintln!("ovm: cannot forget the certificate pin of {address}: {e}");
+            }
+        }
     }
 
     /// The manager certificate's fingerprint (what agents pin as their owner).
     pub fn fingerprint(&self) -> Result<String> {
-        self.identity.fingerprint()
+        self.identity()?.fingerprint()
     }
 
     fn open(&self, address: &str, manager_id: &str) -> Result<(Arc<AgentConnection>, Ownership)> {
@@ -124,7 +162,7 @@ impl AgentDriver {
             .ok_or_else(|| Error::invalid("address", format!("{address:?} is not an agent address")))?;
         let pin = self.pinned(address);
         let seen = Arc::new(SeenCert::default());
-        let cfg = tls::client_config(&self.identity, pin.clone(), seen.clone())?;
+        let cfg = tls::client_config(&*self.identity()?, pin.clone(), seen.clone())?;
         let addr = address.to_owned();
         let hello = ClientMessage::Hello {
             min_version: MIN_PROTOCOL_VERSION,
@@ -196,19 +234,74 @@ impl AgentDriver {
     }
 }
 
+impl RemoteAgents for AgentDriver {
+    fn certificate_fingerprint(&self) -> Result<String> {
+        self.fingerprint()
+    }
+
+    fn pinned_fingerprint(&self, address: &str) -> Option<String> {
+        self.pinned(address)
+    }
+
+    fn restart_agent(&self, address: &str, manager_id: &str) -> Result<()> {
+        AgentDriver::restart_agent(self, address, manager_id)
+    }
+}
+
 impl Driver for AgentDriver {
+    fn name(&self) -> &'static str {
+        "agent"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn handles(&self, address: &str) -> bool {
         parse_address(address).is_some()
     }
 
-    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn attach(&self, ctx: DriverContext) -> Result<()> {
+        let st = ctx.state;
+        match st.get(IDENTITY_KEY)? {
+            Some(s) => {
+                let id: Identity = serde_json::from_str(&s)?;
+                id.validate()?;
+                let _ = self.identity.set(Arc::new(id));
+            }
+            None => {
+                let id = match self.identity.get() {
+                    Some(id) => id.clone(),
+                    None => Arc::new(Identity::generate(&format!("ovm-manager-{}", ctx.manager_id))?),
+                };
+                st.put(IDENTITY_KEY, &serde_json::to_string(&*id)?)?;
+                let _ = self.identity.set(id);
+            }
+        }
+        {
+            let mut pins = lock(&self.pins);
+            for (key, fp) in st.list(PIN_KEY)? {
+                if !fp.is_empty() {
+                    pins.insert(key[PIN_KEY.len()..].to_owned(), fp);
+                }
+            }
+        }
+        let _ = self.state.set(st);
+        Ok(())
+    }
+
+    fn remote_agents(&self) -> Option<&dyn RemoteAgents> {
+        Some(self)
+    }
+
+    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let (conn, _) = self.open(address, manager_id)?;
-        conn.call(Op::TakeOwnership { password: password.to_owned() })?;
+        conn.take_ownership(password.to_owned())?;
         self.pin(address, &conn.fingerprint);
         Ok(conn)
     }
 
-    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         if self.pinned(address).is_none() {
             return Err(Error::PermissionDenied {
                 reason: format!(
@@ -232,7 +325,7 @@ impl Driver for AgentDriver {
     fn release(&self, address: &str, manager_id: &str) -> Result<()> {
         let (conn, ownership) = self.open(address, manager_id)?;
         if ownership == Ownership::OwnedByYou {
-            conn.call(Op::ReleaseOwnership)?;
+            conn.release_ownership()?;
         }
         self.forget(address);
         Ok(())
@@ -241,7 +334,7 @@ impl Driver for AgentDriver {
 
 type Pending = Arc<Mutex<HashMap<u64, std_mpsc::Sender<Result<Reply>>>>>;
 
-/// A connection to one agent; the manager's [`Hypervisor`] for that server.
+/// A connection to one agent; the manager's [`ServerConnection`] for that server.
 #[derive(Debug)]
 pub struct AgentConnection {
     address: String,
@@ -294,7 +387,7 @@ impl AgentConnection {
                         }
                     }
                     Ok(AgentMessage::Change { change }) => {
-                        let _ = c.send(change);
+                        let _ = c.send(change.into());
                     }
                     Ok(AgentMessage::Refused { error }) => break error.to_string(),
                     Ok(AgentMessage::ProtocolError { message }) => {
@@ -353,122 +446,156 @@ impl AgentConnection {
             }
         }
     }
+}
+
+/// Every v1 operation as a method (from the one declaration in [`proto::v1`]).
+impl Client for AgentConnection {
+    fn call(&self, op: Op) -> Result<Reply> {
+        AgentConnection::call(self, op)
+    }
 
     fn unexpected(&self, r: Reply) -> Error {
         Error::backend(&self.address, format!("unexpected answer from the agent: {r:?}"))
     }
-
-    fn done(&self, op: Op) -> Result<()> {
-        match self.call(op)? {
-            Reply::Done => Ok(()),
-            r => Err(self.unexpected(r)),
-        }
-    }
-
-    fn domid(&self, op: Op) -> Result<u32> {
-        match self.call(op)? {
-            Reply::Domid(d) => Ok(d),
-            r => Err(self.unexpected(r)),
-        }
-    }
-
-    /// Ask the agent process to restart itself (its domains keep running); the connection drops.
-    pub fn restart_agent(&self) -> Result<()> {
-        self.done(Op::RestartAgent)
-    }
 }
 
-impl Hypervisor for AgentConnection {
+impl HostOps for AgentConnection {
     fn host_info(&self) -> Result<HostInfo> {
-        match self.call(Op::HostInfo)? {
-            Reply::HostInfo(i) => Ok(i),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::host_info(self)?.into())
     }
 
     fn load(&self) -> Result<HostLoad> {
-        match self.call(Op::Load)? {
-            Reply::Load(l) => Ok(l),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::load(self)?.into())
     }
 
+    fn power_off(&self) -> Result<()> {
+        Client::power_off(self)
+    }
+}
+
+impl DomainOps for AgentConnection {
     fn list_domains(&self) -> Result<Vec<DomainStatus>> {
-        match self.call(Op::ListDomains)? {
-            Reply::Domains(d) => Ok(d),
-            r => Err(self.unexpected(r)),
-        }
+        Ok(Client::list_domains(self)?.into_iter().map(Into::into).collect())
     }
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
-        self.domid(Op::CreateDomain { spec: Box::new(spec.clone()) })
+        Client::create_domain(self, Box::new(spec.into()))
     }
 
     fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.done(Op::Shutdown { vm, timeout_ms: timeout.as_millis() as u64 })
+        Client::shutdown(self, vm, timeout.as_millis() as u64)
     }
 
     fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.done(Op::Reboot { vm, timeout_ms: timeout.as_millis() as u64 })
+        Client::reboot(self, vm, timeout.as_millis() as u64)
     }
 
     fn destroy(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Destroy { vm })
+        Client::destroy(self, vm)
     }
 
     fn pause(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Pause { vm })
+        Client::pause(self, vm)
     }
 
     fn unpause(&self, vm: VmId) -> Result<()> {
-        self.done(Op::Unpause { vm })
+        Client::unpause(self, vm)
     }
 
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
-        self.done(Op::Suspend { vm, path: path.to_owned() })
+        Client::suspend(self, vm, path.to_owned())
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
-        self.domid(Op::Restore { spec: Box::new(spec.clone()), path: path.to_owned() })
-    }
-
-    fn migrate(&self, vm: VmId, destination: &str, live: bool) -> Result<()> {
-        self.done(Op::Migrate { vm, destination: destination.to_owned(), live })
+        Client::restore(self, Box::new(spec.into()), path.to_owned())
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
-        self.done(Op::SetMemory { vm, memory_mib })
+        Client::set_memory(self, vm, memory_mib)
     }
 
     fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
-        self.done(Op::SetVcpus { vm, vcpus })
+        Client::set_vcpus(self, vm, vcpus)
     }
 
     fn console(&self, vm: VmId) -> Result<String> {
-        match self.call(Op::Console { vm })? {
-            Reply::Console(c) => Ok(c),
-            r => Err(self.unexpected(r)),
-        }
+        Client::console(self, vm)
     }
 
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.changes.subscribe())
     }
+}
 
-    fn power_off(&self) -> Result<()> {
-        self.done(Op::PowerOff)
+impl AgentConnection {
+    fn not_in_v1(&self, what: &str) -> Error {
+        Error::Unsupported { what: format!("{what} through protocol v1 of the agent at {}", self.address) }
+    }
+}
+
+/// The file operations protocol v1 carries (create, copy, delete); the rest is not in v1.
+impl FileStoragePlugin for AgentConnection {
+    fn mount(&self, _export: &str, _mount_point: &str) -> Result<()> {
+        Err(self.not_in_v1("mounting a file system"))
     }
 
-    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
-        self.done(Op::StorageCreate { path: path.to_owned(), size_bytes })
+    fn unmount(&self, _mount_point: &str) -> Result<()> {
+        Err(self.not_in_v1("unmounting a file system"))
     }
 
-    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
-        self.done(Op::StorageCopy { from: from.to_owned(), to: to.to_owned() })
+    fn mounts(&self) -> Result<Vec<FileSystemMount>> {
+        Err(self.not_in_v1("listing mounts"))
     }
 
-    fn storage_delete(&self, path: &str) -> Result<()> {
-        self.done(Op::StorageDelete { path: path.to_owned() })
+    fn usage(&self, _path: &str) -> Result<FsUsage> {
+        Err(self.not_in_v1("file system usage"))
+    }
+
+    fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.storage_create(path.to_owned(), size_bytes)
+    }
+
+    fn resize_file(&self, _path: &str, _size_bytes: u64) -> Result<()> {
+        Err(self.not_in_v1("resizing a file"))
+    }
+
+    fn copy_file(&self, from: &str, to: &str) -> Result<()> {
+        self.storage_copy(from.to_owned(), to.to_owned())
+    }
+
+    fn delete_file(&self, path: &str) -> Result<()> {
+        self.storage_delete(path.to_owned())
+    }
+
+    fn file_size(&self, _path: &str) -> Result<Option<u64>> {
+        Err(self.not_in_v1("file sizes"))
+    }
+}
+
+/// Protocol v1 migrates by destination address: the ticket of an agent destination is its address,
+/// and the source agent sends the domain there.
+impl MigrationOps for AgentConnection {
+    fn prepare_incoming(&self, spec: &DomainSpec) -> Result<MigrationTicket> {
+        Ok(MigrationTicket { vm: spec.uuid, destination: self.address.clone(), token: String::new() })
+    }
+
+    fn cancel_incoming(&self, _ticket: &MigrationTicket) -> Result<()> {
+        Ok(())
+    }
+
+    fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()> {
+        self.migrate(vm, ticket.destination.clone(), live)
+    }
+}
+
+/// What the agent forwards: host, domains, file storage and migration as protocol v1 carries them.
+impl ServerConnection for AgentConnection {
+    fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
+        Some(self)
+    }
+
+    fn migration(&self) -> Option<&dyn MigrationOps> {
+        Some(self)
     }
 }
 

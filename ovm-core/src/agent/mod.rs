@@ -5,7 +5,7 @@
 //! password; the agent then belongs to that manager, which it recognises by its client certificate,
 //! until ownership is released:
 //!
-//! * [`server::Agent`] serves a [`crate::driver::Hypervisor`] (in dom0: the [`crate::xen::XenDriver`])
+//! * `server::Agent` (feature `agent-server`) serves a [`crate::driver::ServerConnection`] (in dom0: the Xen driver, feature `xen`)
 //!   over mutual TLS 1.3 ([`tls`]) with the typed, versioned protocol of [`proto`]. An unowned agent
 //!   serves only "take ownership", which needs the agent password (failures are rate-limited per
 //!   address); an owned agent refuses every other certificate at the hello. Refusals and ownership
@@ -19,9 +19,11 @@
 
 pub mod client;
 pub mod proto;
+#[cfg(feature = "agent-server")]
 pub mod server;
 pub mod tls;
 
 pub use client::{parse_address, AgentConnection, AgentDriver, DEFAULT_PORT};
+#[cfg(feature = "agent-server")]
 pub use server::{Agent, AgentConfig, AuditRecord, Owner, ServeEnd};
 pub use tls::Identity;

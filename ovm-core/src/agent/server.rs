@@ -1,4 +1,4 @@
-//! The agent side: serves one server's [`Hypervisor`] to its owning manager over mutual TLS.
+//! The agent side: serves one server's [`ServerConnection`] to its owning manager over mutual TLS.
 //!
 //! State directory (created by [`Agent::init`], read by [`Agent::open`]):
 //! `agent-cert.pem` and `agent-key.pem` (the agent's identity, the key readable by root only),
@@ -22,11 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::proto::{
-    self, AgentMessage, ClientMessage, FrameError, Op, Ownership, Reply, MAX_CONSOLE, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    self, v1, AgentMessage, ClientMessage, FrameError, Op, Ownership, Reply, Serve, MAX_CONSOLE,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity};
-use crate::driver::Hypervisor;
+use crate::driver::{MigrationTicket, ServerConnection};
+use crate::model::VmId;
 use crate::{Error, Result};
 
 const STATE_VERSION: u32 = 1;
@@ -163,7 +164,7 @@ struct Inner {
     identity: Identity,
     tls: tokio_rustls::TlsAcceptor,
     state: Mutex<State>,
-    hv: Arc<dyn Hypervisor>,
+    hv: Arc<dyn ServerConnection>,
     hostname: String,
     attempts: Mutex<HashMap<IpAddr, Attempts>>,
     audit: Mutex<VecDeque<AuditRecord>>,
@@ -255,7 +256,7 @@ impl Agent {
     }
 
     /// Open the agent of `cfg.state_dir` (prepared by [`Agent::init`]) serving `hv`.
-    pub fn open(cfg: AgentConfig, hv: Arc<dyn Hypervisor>) -> Result<Agent> {
+    pub fn open(cfg: AgentConfig, hv: Arc<dyn ServerConnection>) -> Result<Agent> {
         let identity = load_identity(&cfg.state_dir)?;
         let state = load_state(&paths(&cfg.state_dir).2)?;
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
@@ -480,7 +481,9 @@ impl Inner {
                     if !me.is_owner(&fp) {
                         continue;
                     }
-                    let Ok(f) = proto::encode(&AgentMessage::Change { change }) else { continue };
+                    let Ok(f) = proto::encode(&AgentMessage::Change { change: change.into() }) else {
+                        continue;
+                    };
                     if tx.send(f).await.is_err() {
                         break;
                     }
@@ -670,49 +673,113 @@ impl Inner {
     }
 
     fn run(&self, op: Op) -> Result<Reply> {
-        let hv = &self.hv;
-        Ok(match op {
-            Op::HostInfo => {
-                let mut info = hv.host_info()?;
-                info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
-                Reply::HostInfo(info)
-            }
-            Op::Load => Reply::Load(hv.load()?),
-            Op::ListDomains => Reply::Domains(hv.list_domains()?),
-            Op::CreateDomain { spec } => Reply::Domid(hv.create_domain(&spec)?),
-            Op::Shutdown { vm, timeout_ms } => {
-                hv.shutdown(vm, Duration::from_millis(timeout_ms))?;
-                Reply::Done
-            }
-            Op::Reboot { vm, timeout_ms } => {
-                hv.reboot(vm, Duration::from_millis(timeout_ms))?;
-                Reply::Done
-            }
-            Op::Destroy { vm } => done(hv.destroy(vm))?,
-            Op::Pause { vm } => done(hv.pause(vm))?,
-            Op::Unpause { vm } => done(hv.unpause(vm))?,
-            Op::Suspend { vm, path } => done(hv.suspend(vm, &path))?,
-            Op::Restore { spec, path } => Reply::Domid(hv.restore(&spec, &path)?),
-            Op::Migrate { vm, destination, live } => done(hv.migrate(vm, &destination, live))?,
-            Op::SetMemory { vm, memory_mib } => done(hv.set_memory(vm, memory_mib))?,
-            Op::SetVcpus { vm, vcpus } => done(hv.set_vcpus(vm, vcpus))?,
-            Op::Console { vm } => {
-                let text = hv.console(vm)?;
-                let mut cut = text.len().saturating_sub(MAX_CONSOLE);
-                while !text.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                Reply::Console(text[cut..].to_owned())
-            }
-            Op::PowerOff => done(hv.power_off())?,
-            Op::StorageCreate { path, size_bytes } => done(hv.storage_create(&path, size_bytes))?,
-            Op::StorageCopy { from, to } => done(hv.storage_copy(&from, &to))?,
-            Op::StorageDelete { path } => done(hv.storage_delete(&path))?,
-            Op::TakeOwnership { .. } | Op::ReleaseOwnership | Op::RestartAgent => {
-                return Err(Error::Internal { message: "ownership operation on the blocking path".into() })
-            }
-        })
+        v1::dispatch(self, op)
     }
+}
+
+/// The operations served on blocking threads, on the served connection. (Ownership operations run
+/// on the connection's task: see `Inner::handle`.)
+impl Serve for Inner {
+    fn take_ownership(&self, _password: String) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn release_ownership(&self) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn restart_agent(&self) -> Result<()> {
+        Err(on_the_blocking_path())
+    }
+
+    fn host_info(&self) -> Result<v1::HostInfo> {
+        let mut info = self.hv.host_info()?;
+        info.owner = lock(&self.state).owner.as_ref().map(|o| o.manager_id.clone());
+        Ok(info.into())
+    }
+
+    fn load(&self) -> Result<v1::HostLoad> {
+        Ok(self.hv.load()?.into())
+    }
+
+    fn list_domains(&self) -> Result<Vec<v1::DomainStatus>> {
+        Ok(self.hv.list_domains()?.into_iter().map(Into::into).collect())
+    }
+
+    fn create_domain(&self, spec: Box<v1::DomainSpec>) -> Result<u32> {
+        self.hv.create_domain(&(*spec).try_into()?)
+    }
+
+    fn shutdown(&self, vm: VmId, timeout_ms: u64) -> Result<()> {
+        self.hv.shutdown(vm, Duration::from_millis(timeout_ms))
+    }
+
+    fn reboot(&self, vm: VmId, timeout_ms: u64) -> Result<()> {
+        self.hv.reboot(vm, Duration::from_millis(timeout_ms))
+    }
+
+    fn destroy(&self, vm: VmId) -> Result<()> {
+        self.hv.destroy(vm)
+    }
+
+    fn pause(&self, vm: VmId) -> Result<()> {
+        self.hv.pause(vm)
+    }
+
+    fn unpause(&self, vm: VmId) -> Result<()> {
+        self.hv.unpause(vm)
+    }
+
+    fn suspend(&self, vm: VmId, path: String) -> Result<()> {
+        self.hv.suspend(vm, &path)
+    }
+
+    fn restore(&self, spec: Box<v1::DomainSpec>, path: String) -> Result<u32> {
+        self.hv.restore(&(*spec).try_into()?, &path)
+    }
+
+    fn migrate(&self, vm: VmId, destination: String, live: bool) -> Result<()> {
+        // v1 names the destination by address: the ticket that destination would issue.
+        let ticket = MigrationTicket { vm, destination, token: String::new() };
+        capability(self.hv.migration(), "migration")?.send(vm, &ticket, live)
+    }
+
+    fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
+        self.hv.set_memory(vm, memory_mib)
+    }
+
+    fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()> {
+        self.hv.set_vcpus(vm, vcpus)
+    }
+
+    fn console(&self, vm: VmId) -> Result<String> {
+        let text = self.hv.console(vm)?;
+        let mut cut = text.len().saturating_sub(MAX_CONSOLE);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        Ok(text[cut..].to_owned())
+    }
+
+    fn power_off(&self) -> Result<()> {
+        self.hv.power_off()
+    }
+
+    fn storage_create(&self, path: String, size_bytes: u64) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.create_file(&path, size_bytes)
+    }
+
+    fn storage_copy(&self, from: String, to: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.copy_file(&from, &to)
+    }
+
+    fn storage_delete(&self, path: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.delete_file(&path)
+    }
+}
+
+fn on_the_blocking_path() -> Error {
+    Error::Internal { message: "ownership operation on the blocking path".into() }
 }
 
 async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
@@ -726,8 +793,9 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     Err(msg)
 }
 
-fn done(r: Result<()>) -> Result<Reply> {
-    r.map(|()| Reply::Done)
+/// A capability of the served connection, or `Unsupported` if it lacks it.
+fn capability<'a, T: ?Sized>(c: Option<&'a T>, what: &str) -> Result<&'a T> {
+    c.ok_or_else(|| Error::Unsupported { what: format!("{what} on this server") })
 }
 
 fn op_name(op: &Op) -> String {

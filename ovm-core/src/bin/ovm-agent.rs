@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ovm_core::agent::{Agent, AgentConfig, ServeEnd};
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
-use ovm_core::driver::{Driver, Hypervisor};
+use ovm_core::driver::{Driver, ServerConnection};
 use ovm_core::xen::XenDriver;
 
 const USAGE: &str = "usage:
@@ -60,7 +60,7 @@ fn read_password(path: &PathBuf) -> Result<String, String> {
     Ok(p)
 }
 
-fn backend(spec: &str) -> Result<Arc<dyn Hypervisor>, String> {
+fn backend(spec: &str) -> Result<Arc<dyn ServerConnection>, String> {
     const LOCAL: &str = "ovm-agent";
     if spec == "xen" {
         return XenDriver::new(None)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{lock, revert_object, JobJournal, Manager, State};
-use crate::driver::Hypervisor;
+use crate::driver::ServerConnection;
 use crate::job::{DomainUndo, ServerUndo, StorageUndo, Undo};
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite};
@@ -315,7 +315,7 @@ impl StepCtx<'_> {
     }
 
     /// The connection to a server.
-    pub(crate) fn hv(&self, server: ServerId) -> Result<Arc<dyn Hypervisor>> {
+    pub(crate) fn hv(&self, server: ServerId) -> Result<Arc<dyn ServerConnection>> {
         self.mgr.hypervisor(server)
     }
 
@@ -673,8 +673,9 @@ fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
         DomainUndo::MigrateBack { from, to, vm } => {
             let hv = mgr.hypervisor(ServerId(*from))?;
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
-                let addr = mgr.server(*to)?.address.clone();
-                hv.migrate(VmId(*vm), &addr, true)?;
+                let spec = mgr.domain_spec(VmId(*vm))?;
+                let ticket = super::migration(&*mgr.hypervisor(ServerId(*to))?)?.prepare_incoming(&spec)?;
+                super::migration(&*hv)?.send(VmId(*vm), &ticket, true)?;
             }
             Ok(())
         }
@@ -687,7 +688,9 @@ fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
 
 fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
     match u {
-        StorageUndo::DeleteFile { server, path } => mgr.hypervisor(ServerId(*server))?.storage_delete(path),
+        StorageUndo::DeleteFile { server, path } => {
+            super::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
+        }
     }
 }
 

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::agent::{AgentDriver, Identity};
 use crate::clock::{Clock, SystemClock};
-use crate::driver::sim::{SimDriver, SimWorld};
-use crate::driver::{Driver, Hypervisor};
+use crate::driver::{Driver, DriverContext, DriverState, FileStoragePlugin, MigrationOps, ServerConnection};
 use crate::job::{Journal, Undo};
 use crate::model::*;
 use crate::store::{Batch, Durability, ObjectWrite, Store};
@@ -77,12 +75,15 @@ impl DatabaseLocation {
     }
 }
 
-/// Builds a [`Manager`].
+/// Builds a [`Manager`]: the database, and the drivers that reach servers.
+///
+/// A builder from [`ManagerBuilder::new`] has no drivers: register each with
+/// [`ManagerBuilder::driver`]. [`Manager::builder`] starts from the default set instead (see
+/// [`crate::backends`]).
 #[derive(Debug)]
 pub struct ManagerBuilder {
     location: DatabaseLocation,
     durability: Durability,
-    sim: Option<SimWorld>,
     drivers: Vec<Arc<dyn Driver>>,
     change_buffer: usize,
     worker_threads: usize,
@@ -91,6 +92,19 @@ pub struct ManagerBuilder {
 }
 
 impl ManagerBuilder {
+    /// A builder with an in-memory database and no drivers.
+    pub fn new() -> ManagerBuilder {
+        ManagerBuilder {
+            location: DatabaseLocation::Memory,
+            durability: Durability::Normal,
+            drivers: Vec::new(),
+            change_buffer: 4096,
+            worker_threads: 2,
+            recurring: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
     /// Use the database at `location`.
     pub fn database(mut self, location: DatabaseLocation) -> Self {
         self.location = location;
@@ -106,15 +120,20 @@ impl ManagerBuilder {
         self.durability = d;
         self
     }
-    /// Use this simulated world for `sim://` servers (default: a new, empty one).
-    pub fn sim_world(mut self, world: SimWorld) -> Self {
-        self.sim = Some(world);
-        self
-    }
-    /// Add a driver for other server address schemes.
+    /// Register a driver. A server's address goes to the first registered driver that handles it.
     pub fn driver(mut self, d: Arc<dyn Driver>) -> Self {
         self.drivers.push(d);
         self
+    }
+    /// Register a driver ahead of the others, replacing any registered driver of the same name.
+    pub fn replace_driver(mut self, d: Arc<dyn Driver>) -> Self {
+        self.drivers.retain(|x| x.name() != d.name());
+        self.drivers.insert(0, d);
+        self
+    }
+    /// The drivers registered so far, in order.
+    pub fn drivers(&self) -> &[Arc<dyn Driver>] {
+        &self.drivers
     }
     /// How many changes a subscriber may fall behind before it gets [`Error::EventsLost`] (default 4096).
     pub fn change_buffer(mut self, n: usize) -> Self {
@@ -142,7 +161,7 @@ pub(crate) struct State {
     pub(crate) inv: Inventory,
     pub(crate) locks: HashMap<uuid::Uuid, JobId>,
     pub(crate) live: HashMap<JobId, Arc<jobs::JobCell>>,
-    pub(crate) conns: HashMap<ServerId, Arc<dyn Hypervisor>>,
+    pub(crate) conns: HashMap<ServerId, Arc<dyn ServerConnection>>,
     /// Servers whose agent connection dropped and that a background task is reconnecting.
     pub(crate) reconnecting: std::collections::HashSet<ServerId>,
     pub(crate) blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>>,
@@ -165,8 +184,6 @@ pub(crate) struct Inner {
     pub(crate) queue: Mutex<CommitQueue>,
     pub(crate) changes: broadcast::Sender<Change>,
     pub(crate) drivers: Vec<Arc<dyn Driver>>,
-    pub(crate) agent: Arc<AgentDriver>,
-    pub(crate) sim: SimWorld,
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) closed: AtomicBool,
@@ -207,30 +224,22 @@ pub struct Manager {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl Manager {
-    /// A builder with an in-memory database.
-    pub fn builder() -> ManagerBuilder {
-        ManagerBuilder {
-            location: DatabaseLocation::Memory,
-            durability: Durability::Normal,
-            sim: None,
-            drivers: Vec::new(),
-            change_buffer: 4096,
-            worker_threads: 2,
-            recurring: true,
-            clock: Arc::new(SystemClock),
-        }
+impl Default for ManagerBuilder {
+    fn default() -> Self {
+        ManagerBuilder::new()
     }
+}
 
-    /// Open (or create) the manager database file at `path`. A database has one manager: if another
-    /// live manager holds it (in this process or another), this fails at once with
-    /// [`Error::DatabaseLocked`], which names the holder's process id. The lock is the operating
-    /// system's, so a crashed holder never leaves the file locked.
+impl Manager {
+    /// Open (or create) the manager database file at `path`, with the default drivers. A database
+    /// has one manager: if another live manager holds it (in this process or another), this fails
+    /// at once with [`Error::DatabaseLocked`], which names the holder's process id. The lock is the
+    /// operating system's, so a crashed holder never leaves the file locked.
     pub fn open(path: impl AsRef<Path>) -> Result<Manager> {
         Self::builder().database(DatabaseLocation::File(path.as_ref().to_path_buf())).open()
     }
 
-    /// Open a manager with a private in-memory database.
+    /// Open a manager with a private in-memory database, with the default drivers.
     pub fn open_in_memory() -> Result<Manager> {
         Self::builder().open()
     }
@@ -261,25 +270,6 @@ impl Manager {
                 id
             }
         };
-        // The manager's certificate, presented to agents, and the pinned agent certificates.
-        let identity = match db.meta(AGENT_IDENTITY)? {
-            Some(s) => {
-                let id: Identity = serde_json::from_str(&s)?;
-                id.validate()?;
-                id
-            }
-            None => {
-                let id = Identity::generate(&format!("ovm-manager-{id}"))?;
-                setup.meta.push((AGENT_IDENTITY.into(), serde_json::to_string(&id)?));
-                id
-            }
-        };
-        let agent = Arc::new(AgentDriver::new(identity));
-        for (key, fp) in db.meta_with_prefix(AGENT_PIN)? {
-            if !fp.is_empty() {
-                agent.pin(&key[AGENT_PIN.len()..], &fp);
-            }
-        }
         let mac_range = match db.meta("mac_range")? {
             Some(s) => serde_json::from_str(&s)?,
             None => MacRange::default(),
@@ -297,10 +287,7 @@ impl Manager {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal { message: format!("cannot start the manager runtime: {e}") })?;
-        let sim = b.sim.unwrap_or_default();
-        let mut drivers: Vec<Arc<dyn Driver>> = vec![Arc::new(SimDriver::new(sim.clone()))];
-        drivers.extend(b.drivers);
-        drivers.push(agent.clone());
+        let drivers = b.drivers;
         let inner = Arc::new(Inner {
             id,
             db: Mutex::new(db),
@@ -316,8 +303,6 @@ impl Manager {
             }),
             changes: broadcast::channel(b.change_buffer).0,
             drivers,
-            agent,
-            sim,
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
@@ -325,6 +310,10 @@ impl Manager {
             recurring: Mutex::new(recurring),
             jobs_idle: std::sync::Condvar::new(),
         });
+        for d in &inner.drivers {
+            let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });
+            d.attach(DriverContext { manager_id: inner.id.clone(), state })?;
+        }
         let mgr = Manager { inner };
         mgr.recover_jobs()?;
         mgr.reconnect_servers();
@@ -339,20 +328,27 @@ impl Manager {
         &self.inner.id
     }
 
-    /// Fingerprint of the certificate this manager presents to agents (what they pin as owner).
+    /// Fingerprint of the certificate this manager presents to agents (what they pin as owner), from
+    /// the first registered driver that reaches servers through agents.
     pub fn certificate_fingerprint(&self) -> Result<String> {
-        self.inner.agent.fingerprint()
+        match self.inner.drivers.iter().find_map(|d| d.remote_agents()) {
+            Some(a) => a.certificate_fingerprint(),
+            None => {
+                Err(Error::Unsupported { what: "no registered driver reaches servers through agents".into() })
+            }
+        }
     }
 
     /// Fingerprint of the agent certificate pinned for `server` (servers reached through an agent).
     pub fn agent_fingerprint(&self, server: ServerId) -> Result<Option<String>> {
         let s = self.server(server)?;
-        Ok(self.inner.agent.pinned(&s.address))
+        let d = self.driver_for(&s.address)?;
+        Ok(d.remote_agents().and_then(|a| a.pinned_fingerprint(&s.address)))
     }
 
-    /// The simulated world serving `sim://` servers.
-    pub fn sim(&self) -> &SimWorld {
-        &self.inner.sim
+    /// The registered drivers, in order.
+    pub fn drivers(&self) -> &[Arc<dyn Driver>] {
+        &self.inner.drivers
     }
 
     /// Close the manager: refuse new jobs, wait up to `timeout` for running ones, stop background work,
@@ -597,7 +593,7 @@ impl Manager {
     }
 
     /// The connection to an owned, reachable server.
-    pub(crate) fn hypervisor(&self, server: ServerId) -> Result<Arc<dyn Hypervisor>> {
+    pub(crate) fn hypervisor(&self, server: ServerId) -> Result<Arc<dyn ServerConnection>> {
         let st = self.state();
         if let Some(h) = st.conns.get(&server) {
             return Ok(h.clone());
@@ -798,10 +794,67 @@ fn inv_remove_unchecked(inv: &mut Inventory, object: ObjectRef) {
     let _ = inv.remove(object).or_else(|_| inv.force_remove(object));
 }
 
-/// Meta key of the manager's agent identity.
-const AGENT_IDENTITY: &str = "agent.identity";
-/// Meta key prefix of pinned agent certificates, by server address.
-pub(crate) const AGENT_PIN: &str = "agent.pin:";
+/// A driver's persistent state in the manager database: key `K` of driver `NAME` is the meta key
+/// `NAME.K` (so the agent driver's certificate is `agent.identity` and its pins `agent.pin:ADDRESS`).
+/// The meta table has no deletion: an empty value is a deleted key.
+struct StoredDriverState {
+    inner: std::sync::Weak<Inner>,
+    namespace: &'static str,
+}
+
+impl std::fmt::Debug for StoredDriverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredDriverState").field("namespace", &self.namespace).finish()
+    }
+}
+
+impl StoredDriverState {
+    fn manager(&self) -> Result<Manager> {
+        self.inner
+            .upgrade()
+            .map(|inner| Manager { inner })
+            .ok_or_else(|| Error::Internal { message: "the manager is closed".into() })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}.{key}", self.namespace)
+    }
+}
+
+impl DriverState for StoredDriverState {
+    fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.manager()?.db().meta(&self.key(key))?.filter(|v| !v.is_empty()))
+    }
+
+    fn put(&self, key: &str, value: &str) -> Result<()> {
+        let mgr = self.manager()?;
+        let mut b = Batch::default();
+        b.meta.push((self.key(key), value.to_owned()));
+        let st = mgr.state();
+        mgr.write(st, b)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.put(key, "")
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let full = self.key(prefix);
+        let skip = self.namespace.len() + 1;
+        let rows = self.manager()?.db().meta_with_prefix(&full)?;
+        Ok(rows.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k[skip..].to_owned(), v)).collect())
+    }
+}
+
+/// The file storage of a server, or `Unsupported`.
+pub(crate) fn file_storage(hv: &dyn ServerConnection) -> Result<&dyn FileStoragePlugin> {
+    hv.file_storage().ok_or_else(|| Error::Unsupported { what: "file storage on this server".into() })
+}
+
+/// The migration capability of a server, or `Unsupported`.
+pub(crate) fn migration(hv: &dyn ServerConnection) -> Result<&dyn MigrationOps> {
+    hv.migration().ok_or_else(|| Error::Unsupported { what: "migration to or from this server".into() })
+}
 
 /// Journal type re-exported for the job engine.
 pub(crate) type JobJournal = Journal;

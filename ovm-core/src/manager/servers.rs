@@ -8,7 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::{JobSpec, Tx};
 use super::{lock, JobHandle, Manager};
-use crate::driver::{DomainChange, Hypervisor};
+use crate::driver::{DomainChange, ServerConnection};
 use crate::job::{ServerUndo, Undo};
 use crate::model::*;
 use crate::{Error, Result};
@@ -79,7 +79,7 @@ impl Manager {
         let password = password.to_owned();
         let id = ServerId::new();
         let target = ObjectRef::new(ObjectKind::Server, id);
-        let conn: Arc<std::sync::Mutex<Option<Arc<dyn Hypervisor>>>> = Arc::default();
+        let conn: Arc<std::sync::Mutex<Option<Arc<dyn ServerConnection>>>> = Arc::default();
         let conn2 = conn.clone();
         let addr2 = address.clone();
         let spec = JobSpec::new("DiscoverServer", &format!("Discover server {address}"), vec![target])
@@ -94,11 +94,7 @@ impl Manager {
                     .clone()
                     .ok_or_else(|| Error::Internal { message: "no connection".into() })?;
                 let info = hv.host_info()?;
-                let pin = ctx.mgr.inner.agent.pinned(&addr2);
                 ctx.tx(|tx| {
-                    if let Some(fp) = &pin {
-                        tx.batch.meta.push((format!("{}{addr2}", super::AGENT_PIN), fp.clone()));
-                    }
                     let mut name = info.hostname.clone();
                     if tx.inv.servers.by_name(&name).is_some() {
                         name = format!("{name} ({addr2})");
@@ -156,7 +152,7 @@ impl Manager {
                                     NetworkFunction::VirtualMachine,
                                 ]),
                                 members: member.into_iter().collect(),
-                                bridge: "xenbr0".into(),
+                                bridge: info.default_bridge.clone(),
                                 mtu: 1500,
                             };
                             tx.put(Object::Network(n))?;
@@ -196,11 +192,7 @@ impl Manager {
                 .step("take ownership", move |ctx| {
                     ctx.will_do(Undo::Server(ServerUndo::ReleaseOwnership { address: address.clone() }))?;
                     let hv = driver.connect(&address, &password, ctx.mgr.id())?;
-                    let pin = ctx.mgr.inner.agent.pinned(&address);
                     ctx.tx(|tx| {
-                        if let Some(fp) = &pin {
-                            tx.batch.meta.push((format!("{}{address}", super::AGENT_PIN), fp.clone()));
-                        }
                         tx.edit::<Server>(server, |s| {
                             s.ownership = Ownership::Owned;
                             s.power_state = ServerPowerState::Running;
@@ -227,10 +219,7 @@ impl Manager {
             JobSpec::new("ReleaseOwnership", &format!("Release {}", s.name), vec![s.object_ref()]).step(
                 "release",
                 move |ctx| {
-                    ctx.tx(|tx| {
-                        tx.batch.meta.push((format!("{}{address}", super::AGENT_PIN), String::new()));
-                        tx.edit::<Server>(server, |s| s.ownership = Ownership::Unowned)
-                    })?;
+                    ctx.tx(|tx| tx.edit::<Server>(server, |s| s.ownership = Ownership::Unowned))?;
                     driver.release(&address, ctx.mgr.id())?;
                     lock(&ctx.mgr.inner.state).conns.remove(&server);
                     Ok(())
@@ -247,14 +236,20 @@ impl Manager {
         if s.ownership != Ownership::Owned {
             return Err(Error::state(s.object_ref(), "Owned", format!("{:?}", s.ownership)));
         }
-        if crate::agent::parse_address(&s.address).is_none() {
+        let driver = self.driver_for(&s.address)?;
+        if driver.remote_agents().is_none() {
             return Err(Error::Unsupported { what: format!("{} is not reached through an agent", s.name) });
         }
         let address = s.address.clone();
         self.submit(
             JobSpec::new("RestartAgent", &format!("Restart the agent of {}", s.name), vec![s.object_ref()])
                 .unblockable()
-                .step("restart agent", move |ctx| ctx.mgr.inner.agent.restart_agent(&address, ctx.mgr.id())),
+                .step("restart agent", move |ctx| match driver.remote_agents() {
+                    Some(a) => a.restart_agent(&address, ctx.mgr.id()),
+                    None => {
+                        Err(Error::Unsupported { what: format!("{address} is not reached through an agent") })
+                    }
+                }),
         )
     }
 
@@ -375,7 +370,7 @@ impl Manager {
     }
 
     /// Keep a connection and watch its domain changes.
-    pub(crate) fn attach(&self, server: ServerId, hv: Arc<dyn Hypervisor>) {
+    pub(crate) fn attach(&self, server: ServerId, hv: Arc<dyn ServerConnection>) {
         let rx = hv.watch();
         lock(&self.inner.state).conns.insert(server, hv);
         let Ok(mut rx) = rx else { return };

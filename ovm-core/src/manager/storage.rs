@@ -179,7 +179,7 @@ impl Manager {
                     server: server.0,
                     path: disk.path.clone(),
                 }))?;
-                ctx.hv(server)?.storage_create(&disk.path, size_bytes)?;
+                super::file_storage(&*ctx.hv(server)?)?.create_file(&disk.path, size_bytes)?;
                 ctx.tx(|tx| {
                     tx.put(Object::VirtualDisk(disk))?;
                     add_used(tx, repo, size_bytes as i64)
@@ -214,7 +214,7 @@ impl Manager {
                         server: server.0,
                         path: iso.path.clone(),
                     }))?;
-                    ctx.hv(server)?.storage_create(&iso.path, size_bytes)?;
+                    super::file_storage(&*ctx.hv(server)?)?.create_file(&iso.path, size_bytes)?;
                     ctx.tx(|tx| {
                         tx.put(Object::VirtualCdrom(iso))?;
                         add_used(tx, repo, size_bytes as i64)
@@ -262,7 +262,7 @@ impl Manager {
                             server: server.0,
                             path: to.clone(),
                         }))?;
-                        hv.storage_copy(from, to)?;
+                        super::file_storage(&*hv)?.copy_file(from, to)?;
                     }
                     ctx.set_result(target);
                     Ok(())
@@ -312,7 +312,7 @@ impl Manager {
                     })?;
                     // The record is gone; the file follows (a failure here leaves an orphan file only).
                     let server = ctx.mgr.storage_server(repo)?;
-                    ctx.hv(server)?.storage_delete(&d.path)
+                    super::file_storage(&*ctx.hv(server)?)?.delete_file(&d.path)
                 },
             ),
         )

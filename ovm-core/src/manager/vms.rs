@@ -70,14 +70,6 @@ impl Default for StopOptions {
     }
 }
 
-fn vdev(t: DomainType, slot: u8) -> String {
-    let letter = (b'a' + (slot % 26)) as char;
-    match t {
-        DomainType::Hvm => format!("hd{letter}"),
-        _ => format!("xvd{letter}"),
-    }
-}
-
 fn fill_macs(inv: &Inventory, range: MacRange, config: &mut VmConfig) -> Result<()> {
     let missing = config.vnics.iter().filter(|n| n.mac.is_empty()).count();
     if missing == 0 {
@@ -112,31 +104,26 @@ impl Manager {
         let mut mappings = c.disks.clone();
         mappings.sort_by_key(|d| d.slot);
         for d in &mappings {
-            let dev = vdev(c.domain_type, d.slot);
+            let slot = d.slot;
             match d.target {
                 DiskTarget::VirtualDisk(id) => {
                     let disk = inv.get::<VirtualDisk>(id)?;
-                    disks.push(DiskSpec {
-                        vdev: dev,
-                        path: disk.path.clone(),
-                        read_only: false,
-                        cdrom: false,
-                    });
+                    disks.push(DiskSpec { slot, path: disk.path.clone(), read_only: false, cdrom: false });
                 }
                 DiskTarget::Cdrom(id) => {
                     let iso = inv.get::<VirtualCdrom>(id)?;
-                    disks.push(DiskSpec { vdev: dev, path: iso.path.clone(), read_only: true, cdrom: true });
+                    disks.push(DiskSpec { slot, path: iso.path.clone(), read_only: true, cdrom: true });
                 }
                 DiskTarget::EmptyCdrom => {
-                    disks.push(DiskSpec { vdev: dev, path: String::new(), read_only: true, cdrom: true });
+                    disks.push(DiskSpec { slot, path: String::new(), read_only: true, cdrom: true });
                 }
             }
         }
         let mut nics = Vec::new();
         for n in &c.vnics {
             let bridge = match n.network {
-                Some(net) => inv.get::<Network>(net)?.bridge.clone(),
-                None => "xenbr0".to_owned(),
+                Some(net) => Some(inv.get::<Network>(net)?.bridge.clone()),
+                None => None,
             };
             nics.push(NicSpec { mac: n.mac.clone(), bridge });
         }
@@ -528,7 +515,7 @@ impl Manager {
                 .parent(parent)
                 .step("migrate", move |ctx| {
                     let v = ctx.mgr.vm(vm)?;
-                    let dest = ctx.mgr.server(target)?;
+                    ctx.mgr.server(target)?;
                     if running {
                         let from = source
                             .ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
@@ -542,7 +529,16 @@ impl Manager {
                             to: from.0,
                             vm: vm.0,
                         }))?;
-                        ctx.hv(from)?.migrate(vm, &dest.address, true)?;
+                        // The destination prepares and issues a ticket; the source sends the domain.
+                        let spec = ctx.mgr.domain_spec(vm)?;
+                        let dest_conn = ctx.hv(target)?;
+                        let ticket = super::migration(&*dest_conn)?.prepare_incoming(&spec)?;
+                        let sent =
+                            ctx.hv(from).and_then(|src| super::migration(&*src)?.send(vm, &ticket, true));
+                        if let Err(e) = sent {
+                            let _ = super::migration(&*dest_conn).and_then(|m| m.cancel_incoming(&ticket));
+                            return Err(e);
+                        }
                         let domid = ctx
                             .hv(target)?
                             .list_domains()?
@@ -719,7 +715,7 @@ fn clone_disk(
     let path = virtual_disk_path(repo, dst);
     ctx.message(format!("copying {} to {name}", source.name));
     ctx.will_do(Undo::Storage(StorageUndo::DeleteFile { server: server.0, path: path.clone() }))?;
-    ctx.hv(server)?.storage_copy(&source.path, &path)?;
+    super::file_storage(&*ctx.hv(server)?)?.copy_file(&source.path, &path)?;
     ctx.tx(|tx: &mut Tx<'_>| {
         let mut dname = name.to_owned();
         while tx.inv.virtual_disks.by_name(&dname).is_some() {

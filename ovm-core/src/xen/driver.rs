@@ -14,12 +14,13 @@ use tokio::sync::broadcast;
 
 use super::domain::{DomainEvent, ShutdownRequest, XenHost};
 use super::error::{XenError, XsErrno};
+use super::naming;
 use super::perms::{Access, Perms};
 use super::privcmd::{DomainInfo, DomainState, ShutdownReason as XenShutdownReason};
 use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
 use crate::driver::{
-    DomainChange, DomainRunState, DomainSpec, DomainStatus, Driver, HostInfo, HostLoad, Hypervisor,
-    ShutdownReason,
+    DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver, FileStoragePlugin,
+    FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, ServerConnection, ShutdownReason,
 };
 use crate::model::{DomainType, EthernetPort, HostHardware, ObjectKind, RestartAction, VmId};
 use crate::{Error, Result};
@@ -71,7 +72,7 @@ impl XenDriver {
         self
     }
 
-    fn open(&self, manager_id: &str, claim: bool) -> Result<Arc<dyn Hypervisor>> {
+    fn open(&self, manager_id: &str, claim: bool) -> Result<Arc<dyn ServerConnection>> {
         let rt = runtime()?;
         let host = rt.block_on(XenHost::open()).map_err(map_err)?;
         let conn = XenConnection::new(rt, host, self.xl.clone())?;
@@ -90,11 +91,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 impl Driver for XenDriver {
+    fn name(&self) -> &'static str {
+        "xen"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn handles(&self, address: &str) -> bool {
         address == "xen:///" || address == "xen://localhost" || address == "xen://localhost/"
     }
 
-    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         if !self.handles(address) {
             return Err(Error::invalid("address", format!("{address} is not a local Xen address")));
         }
@@ -108,7 +117,7 @@ impl Driver for XenDriver {
         self.open(manager_id, true)
     }
 
-    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         if !self.handles(address) {
             return Err(Error::invalid("address", format!("{address} is not a local Xen address")));
         }
@@ -132,7 +141,7 @@ impl Driver for XenDriver {
     }
 }
 
-/// A connection to the local Xen host (the [`Hypervisor`] of [`XenDriver`]).
+/// A connection to the local Xen host (the [`ServerConnection`] of [`XenDriver`]).
 #[derive(Debug)]
 pub struct XenConnection {
     rt: tokio::runtime::Runtime,
@@ -143,7 +152,7 @@ pub struct XenConnection {
 }
 
 impl XenConnection {
-    /// Wraps a host; starts forwarding its domain events to [`Hypervisor::watch`].
+    /// Wraps a host; starts forwarding its domain events to [`DomainOps::watch`].
     pub fn new(rt: tokio::runtime::Runtime, host: XenHost, xl: XlToolstack) -> Result<XenConnection> {
         let (changes, _) = broadcast::channel(1024);
         let mut events = rt.block_on(host.events(Duration::from_secs(5))).map_err(map_err)?;
@@ -230,14 +239,15 @@ impl XenConnection {
         for d in &spec.disks {
             b = b.disk(XlDisk {
                 target: PathBuf::from(&d.path),
-                vdev: d.vdev.clone(),
+                vdev: naming::disk_device(spec.domain_type, d.slot),
                 format: "raw".into(),
                 readonly: d.read_only || d.cdrom,
             });
         }
         for n in &spec.nics {
             let mac = if n.mac.is_empty() { None } else { Some(n.mac.clone()) };
-            b = b.vif(XlVif { bridge: n.bridge.clone(), mac });
+            let bridge = n.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned());
+            b = b.vif(XlVif { bridge, mac });
         }
         Ok(b)
     }
@@ -302,7 +312,7 @@ fn ethernet_ports() -> Vec<EthernetPort> {
     ports
 }
 
-impl Hypervisor for XenConnection {
+impl HostOps for XenConnection {
     fn host_info(&self) -> Result<HostInfo> {
         let hv = self.host.hypercalls();
         let phys = hv.physinfo().map_err(map_err)?;
@@ -320,6 +330,7 @@ impl Hypervisor for XenConnection {
             },
             dom0_memory_mib: dom0.memory_bytes >> 20,
             owner,
+            default_bridge: naming::DEFAULT_BRIDGE.into(),
         })
     }
 
@@ -348,6 +359,12 @@ impl Hypervisor for XenConnection {
         Ok(HostLoad { cpu_percent, guest_memory_mib, free_memory_mib: phys.free_bytes >> 20 })
     }
 
+    fn power_off(&self) -> Result<()> {
+        Err(Error::Unsupported { what: "powering off the host the library runs on".into() })
+    }
+}
+
+impl DomainOps for XenConnection {
     fn list_domains(&self) -> Result<Vec<DomainStatus>> {
         let doms = self.rt.block_on(self.host.list_domains()).map_err(map_err)?;
         Ok(doms
@@ -421,12 +438,6 @@ impl Hypervisor for XenConnection {
         self.xl.domid(&spec.name).map_err(map_err)
     }
 
-    fn migrate(&self, _vm: VmId, destination: &str, _live: bool) -> Result<()> {
-        Err(Error::Unsupported {
-            what: format!("migration to {destination}: the local Xen driver has no agent on other servers"),
-        })
-    }
-
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
         let domid = self.domid_of(vm)?;
         self.rt.block_on(self.host.set_memory_target(domid, memory_mib * 1024)).map_err(map_err)
@@ -445,12 +456,29 @@ impl Hypervisor for XenConnection {
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.changes.subscribe())
     }
+}
 
-    fn power_off(&self) -> Result<()> {
-        Err(Error::Unsupported { what: "powering off the host the library runs on".into() })
+/// Files on the local file systems; mounting is not done by this driver (dom0's own mounts serve).
+impl FileStoragePlugin for XenConnection {
+    fn mount(&self, export: &str, mount_point: &str) -> Result<()> {
+        Err(Error::Unsupported {
+            what: format!("mounting {export} at {mount_point} on the local Xen driver"),
+        })
     }
 
-    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
+    fn unmount(&self, mount_point: &str) -> Result<()> {
+        Err(Error::Unsupported { what: format!("unmounting {mount_point} on the local Xen driver") })
+    }
+
+    fn mounts(&self) -> Result<Vec<FileSystemMount>> {
+        Ok(Vec::new())
+    }
+
+    fn usage(&self, path: &str) -> Result<FsUsage> {
+        fs_usage(path)
+    }
+
+    fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
         make_parent(path)?;
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -460,19 +488,62 @@ impl Hypervisor for XenConnection {
         f.set_len(size_bytes).map_err(|e| Error::backend(SERVER, format!("size {path}: {e}")))
     }
 
-    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
+    fn copy_file(&self, from: &str, to: &str) -> Result<()> {
         make_parent(to)?;
         std::fs::copy(from, to)
             .map(drop)
             .map_err(|e| Error::backend(SERVER, format!("copy {from} to {to}: {e}")))
     }
 
-    fn storage_delete(&self, path: &str) -> Result<()> {
+    fn delete_file(&self, path: &str) -> Result<()> {
         match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::backend(SERVER, format!("delete {path}: {e}"))),
         }
+    }
+
+    fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::backend(SERVER, format!("open {path}: {e}")))?;
+        f.set_len(size_bytes).map_err(|e| Error::backend(SERVER, format!("size {path}: {e}")))
+    }
+
+    fn file_size(&self, path: &str) -> Result<Option<u64>> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::backend(SERVER, format!("stat {path}: {e}"))),
+        }
+    }
+}
+
+/// Capacity and usage of the file system holding `path` (`statvfs(3)`).
+fn fs_usage(path: &str) -> Result<FsUsage> {
+    let c = std::ffi::CString::new(path).map_err(|_| Error::invalid("path", "contains a NUL byte"))?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated string and `s` points to writable memory for one statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::backend(SERVER, format!("statvfs {path}: {e}")));
+    }
+    // SAFETY: statvfs returned 0, so it filled `s`.
+    let s = unsafe { s.assume_init() };
+    // The fields are u64 on 64-bit Linux and narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    let (frsize, blocks, free) = (u64::from(s.f_frsize), u64::from(s.f_blocks), u64::from(s.f_bfree));
+    let total = blocks * frsize;
+    Ok(FsUsage { total_bytes: total, used_bytes: total - free * frsize })
+}
+
+/// Host, domains and local file storage; no storage arrays, network configuration, cluster or
+/// migration (the local driver has no agents on other servers).
+impl ServerConnection for XenConnection {
+    fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
+        Some(self)
     }
 }
 
@@ -552,13 +623,8 @@ mod tests {
             max_vcpus: 2,
             memory_mib: 256,
             max_memory_mib: 512,
-            disks: vec![DiskSpec {
-                vdev: "xvda".into(),
-                path: "/repo/web01.img".into(),
-                read_only: false,
-                cdrom: false,
-            }],
-            nics: vec![NicSpec { mac: "00:16:3e:01:02:03".into(), bridge: "xenbr0".into() }],
+            disks: vec![DiskSpec { slot: 0, path: "/repo/web01.img".into(), read_only: false, cdrom: false }],
+            nics: vec![NicSpec { mac: "00:16:3e:01:02:03".into(), bridge: None }],
             kernel: Some("/boot/vmlinux".into()),
             initrd: Some("/boot/initrd.gz".into()),
             cmdline: Some("console=hvc0".into()),
@@ -653,7 +719,7 @@ mod tests {
         r.conn.suspend(vm(5), "/repo/web01.save").unwrap();
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
         assert!(log.lines().any(|l| l == "save 5 /repo/web01.save"), "{log}");
-        assert_eq!(r.conn.migrate(vm(5), "xen://b", true).unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        assert!(r.conn.migration().is_none() && r.conn.cluster().is_none() && r.conn.network().is_none());
         assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
     }
 
@@ -676,14 +742,20 @@ mod tests {
         let r = rig(&[0]);
         let p = r.dir.join("disk.img");
         let ps = p.to_str().unwrap();
-        r.conn.storage_create(ps, 1 << 20).unwrap();
+        let fs = r.conn.file_storage().unwrap();
+        fs.create_file(ps, 1 << 20).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
-        assert!(r.conn.storage_create(ps, 1).is_err(), "never overwrites");
+        assert!(fs.create_file(ps, 1).is_err(), "never overwrites");
         let q = r.dir.join("copy.img");
-        r.conn.storage_copy(ps, q.to_str().unwrap()).unwrap();
+        fs.copy_file(ps, q.to_str().unwrap()).unwrap();
         assert_eq!(std::fs::metadata(&q).unwrap().len(), 1 << 20);
-        r.conn.storage_delete(ps).unwrap();
-        r.conn.storage_delete(ps).unwrap();
+        fs.resize_file(ps, 2 << 20).unwrap();
+        assert_eq!(fs.file_size(ps).unwrap(), Some(2 << 20));
+        let u = fs.usage(ps).unwrap();
+        assert!(u.total_bytes > 0 && u.used_bytes <= u.total_bytes);
+        fs.delete_file(ps).unwrap();
+        fs.delete_file(ps).unwrap();
         assert!(!p.exists());
+        assert_eq!(fs.file_size(ps).unwrap(), None);
     }
 }

@@ -10,6 +10,8 @@
 //! * [`xl`]: domain creation through the Xen toolstack (`xl create`).
 //! * [`driver`]: [`XenDriver`], the manager's driver for the local Xen host.
 //!
+//! * [`naming`]: Xen's device and bridge names (always compiled; the rest needs the `xen` feature).
+//!
 //! Everything here talks to the Xen interfaces of Xen 4.17.
 //!
 //! # Testing
@@ -37,30 +39,55 @@
 //!   kernel; bringing it back only makes it present, and the guest's
 //!   userspace (udev) onlines it.
 
+// Without the `xen` feature only `naming` is built, and the links above have no target.
+#![cfg_attr(not(feature = "xen"), allow(rustdoc::broken_intra_doc_links))]
+
+#[cfg(feature = "xen")]
 pub mod blocking;
+#[cfg(feature = "xen")]
 pub mod client;
+#[cfg(feature = "xen")]
 pub mod domain;
+#[cfg(feature = "xen")]
 pub mod driver;
+#[cfg(feature = "xen")]
 pub mod error;
+pub mod naming;
+#[cfg(feature = "xen")]
 pub mod perms;
+#[cfg(feature = "xen")]
 pub mod privcmd;
+#[cfg(feature = "xen")]
 pub mod sys;
+#[cfg(feature = "xen")]
 pub mod transport;
+#[cfg(feature = "xen")]
 pub mod wire;
+#[cfg(feature = "xen")]
 pub mod xl;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "xen"))]
 mod client_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "xen"))]
 mod fake;
 
+#[cfg(feature = "xen")]
 pub use blocking::BlockingXsClient;
+#[cfg(feature = "xen")]
 pub use client::{Transaction, WatchStream, XsClient, XsConfig};
+#[cfg(feature = "xen")]
 pub use domain::{Domain, DomainEvent, DomainEvents, Hypercalls, ShutdownOutcome, ShutdownRequest, XenHost};
+#[cfg(feature = "xen")]
 pub use driver::{XenConnection, XenDriver};
+#[cfg(feature = "xen")]
 pub use error::{XenError, XenResult, XsErrno};
+#[cfg(feature = "xen")]
 pub use perms::{Access, Perm, Perms};
+#[cfg(feature = "xen")]
 pub use privcmd::{DomainInfo, DomainState, PhysInfo, Privcmd, ShutdownReason, XenVersion};
+#[cfg(feature = "xen")]
 pub use transport::Transport;
+#[cfg(feature = "xen")]
 pub use wire::WatchEvent;
+#[cfg(feature = "xen")]
 pub use xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};

@@ -4,18 +4,36 @@
 //! `sim://NAME?cpus=16&memory_mib=65536&password=secret`; a host is created on first contact).
 //! Hosts enforce CPU-independent memory capacity and power-state rules, report load, emit
 //! [`DomainChange`]s, and can be told to fail: a host lost, the next N calls of an operation
-//! failing, operations delayed, guests ignoring shutdown requests.
+//! failing, operations delayed, guests ignoring shutdown requests ([`faults`]).
+//!
+//! The sim driver has every capability of the seam, simulated: shared file storage with mounts and
+//! usage, storage arrays with LUNs and access groups ([`storage`]), dom0 bridges, bonds and VLANs
+//! ([`network`]), cluster membership with a master and an epoch ([`cluster`]), and migration by
+//! ticket between two simulated hosts ([`migration`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{DomainChange, DomainRunState, DomainSpec, DomainStatus, Driver, HostInfo, HostLoad, Hypervisor};
+use super::{
+    lock, ClusterOps, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
+    FileStoragePlugin, HostInfo, HostLoad, HostOps, MigrationOps, NetworkOps, ServerConnection,
+    ShutdownReason, StorageArrayPlugin,
+};
 use crate::model::{EthernetPort, HostHardware, VmId};
 use crate::{Error, Result};
+
+pub mod cluster;
+pub mod faults;
+pub mod migration;
+pub mod network;
+pub mod storage;
+pub mod world;
+
+use world::{HostState, SimDomain, SimHost};
+pub use world::{SimWorld, DEFAULT_FILE_SYSTEM_BYTES};
 
 /// The agent password simulated hosts accept unless their address sets another.
 pub const DEFAULT_PASSWORD: &str = "ovm-sim";
@@ -39,283 +57,16 @@ pub enum SimOp {
     Suspend,
     /// `restore`.
     Restore,
-    /// `migrate`.
+    /// `prepare_incoming`/`send` of a migration.
     Migrate,
     /// `host_info`/`load`/`list_domains`.
     Query,
-    /// `storage_create`/`storage_copy`/`storage_delete`.
+    /// File storage and storage-array operations.
     Storage,
-}
-
-#[derive(Debug)]
-struct SimDomain {
-    spec: DomainSpec,
-    domid: u32,
-    state: DomainRunState,
-    cpu_load_percent: f32,
-    console: String,
-}
-
-#[derive(Debug)]
-struct HostState {
-    name: String,
-    cpus: u32,
-    memory_mib: u64,
-    dom0_memory_mib: u64,
-    password: String,
-    owner: Option<String>,
-    powered_on: bool,
-    lost: bool,
-    domains: HashMap<VmId, SimDomain>,
-    saved: HashMap<String, DomainSpec>,
-    mac: String,
-}
-
-#[derive(Debug)]
-struct SimHost {
-    state: Mutex<HostState>,
-    changes: broadcast::Sender<DomainChange>,
-}
-
-#[derive(Debug, Default)]
-struct Faults {
-    fail_next: Vec<(SimOp, Option<String>, u32)>,
-    delays: HashMap<SimOp, Duration>,
-    ignore_shutdown: Vec<VmId>,
-}
-
-#[derive(Debug, Default)]
-struct WorldInner {
-    hosts: Mutex<HashMap<String, Arc<SimHost>>>,
-    faults: Mutex<Faults>,
-    next_domid: AtomicU32,
-    files: Mutex<HashMap<String, u64>>,
-}
-
-/// A set of simulated servers. Cheap to clone; clones share the same world.
-#[derive(Debug, Clone, Default)]
-pub struct SimWorld {
-    inner: Arc<WorldInner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Parsed `sim://` address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SimAddress {
-    name: String,
-    cpus: u32,
-    memory_mib: u64,
-    password: String,
-}
-
-fn parse_address(address: &str) -> Result<SimAddress> {
-    let rest = address
-        .strip_prefix("sim://")
-        .ok_or_else(|| Error::invalid("address", format!("{address:?} is not a sim:// address")))?;
-    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if name.is_empty()
-        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
-        return Err(Error::invalid("address", format!("{name:?} is not a valid simulated host name")));
-    }
-    let mut a = SimAddress {
-        name: name.to_owned(),
-        cpus: 8,
-        memory_mib: 32 * 1024,
-        password: DEFAULT_PASSWORD.to_owned(),
-    };
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) =
-            kv.split_once('=').ok_or_else(|| Error::invalid("address", format!("bad parameter {kv:?}")))?;
-        let num = || v.parse::<u64>().map_err(|_| Error::invalid("address", format!("{k} must be a number")));
-        match k {
-            "cpus" => {
-                a.cpus = u32::try_from(num()?).map_err(|_| Error::invalid("address", "cpus too large"))?
-            }
-            "memory_mib" => a.memory_mib = num()?,
-            "password" => a.password = v.to_owned(),
-            _ => return Err(Error::invalid("address", format!("unknown parameter {k:?}"))),
-        }
-    }
-    if a.cpus == 0 || a.memory_mib < 1024 {
-        return Err(Error::invalid("address", "a simulated host needs ≥1 CPU and ≥1024 MiB"));
-    }
-    Ok(a)
-}
-
-impl SimWorld {
-    /// An empty world.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn host(&self, name: &str) -> Result<Arc<SimHost>> {
-        lock(&self.inner.hosts)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::backend(name, "no such simulated host"))
-    }
-
-    fn host_for(&self, address: &str) -> Result<Arc<SimHost>> {
-        let a = parse_address(address)?;
-        let mut hosts = lock(&self.inner.hosts);
-        let n = hosts.len() as u64;
-        let host = hosts.entry(a.name.clone()).or_insert_with(|| {
-            Arc::new(SimHost {
-                state: Mutex::new(HostState {
-                    name: a.name.clone(),
-                    cpus: a.cpus,
-                    memory_mib: a.memory_mib,
-                    dom0_memory_mib: 1024,
-                    password: a.password.clone(),
-                    owner: None,
-                    powered_on: true,
-                    lost: false,
-                    domains: HashMap::new(),
-                    saved: HashMap::new(),
-                    mac: crate::model::format_mac(0x02_00_5e_00_00_00 + n),
-                }),
-                changes: broadcast::channel(1024).0,
-            })
-        });
-        Ok(host.clone())
-    }
-
-    /// Make the next `count` calls of `op` fail (on `host` only, if given).
-    pub fn fail_next(&self, op: SimOp, host: Option<&str>, count: u32) {
-        lock(&self.inner.faults).fail_next.push((op, host.map(str::to_owned), count));
-    }
-
-    /// Delay every call of `op` by `delay` (zero removes the delay).
-    pub fn set_delay(&self, op: SimOp, delay: Duration) {
-        let mut f = lock(&self.inner.faults);
-        if delay.is_zero() {
-            f.delays.remove(&op);
-        } else {
-            f.delays.insert(op, delay);
-        }
-    }
-
-    /// Make a guest ignore graceful shutdown and reboot requests.
-    pub fn ignore_shutdown(&self, vm: VmId, ignore: bool) {
-        let mut f = lock(&self.inner.faults);
-        f.ignore_shutdown.retain(|v| *v != vm);
-        if ignore {
-            f.ignore_shutdown.push(vm);
-        }
-    }
-
-    /// Simulate the loss of a host: its domains die and every call to it fails until
-    /// [`SimWorld::restore_host`].
-    pub fn lose_host(&self, name: &str) -> Result<()> {
-        let h = self.host(name)?;
-        {
-            let mut st = lock(&h.state);
-            st.lost = true;
-            st.domains.clear();
-        }
-        // A lost host reports nothing about its domains: the manager only sees the connection go.
-        let _ = h.changes.send(DomainChange::HostLost);
-        Ok(())
-    }
-
-    /// Bring a lost host back (empty, as after a reboot).
-    pub fn restore_host(&self, name: &str) -> Result<()> {
-        let h = self.host(name)?;
-        let mut st = lock(&h.state);
-        st.lost = false;
-        st.powered_on = true;
-        Ok(())
-    }
-
-    /// Power a host on, as Wake-on-LAN would.
-    pub fn wake(&self, name: &str) -> Result<()> {
-        let h = self.host(name)?;
-        lock(&h.state).powered_on = true;
-        Ok(())
-    }
-
-    /// Whether a host is powered on and not lost.
-    pub fn is_up(&self, name: &str) -> bool {
-        self.host(name).map(|h| {
-            let st = lock(&h.state);
-            st.powered_on && !st.lost
-        }) == Ok(true)
-    }
-
-    /// Set the CPU load a domain generates, percent of one vCPU (default 10).
-    pub fn set_domain_load(&self, vm: VmId, percent: f32) {
-        for h in lock(&self.inner.hosts).values() {
-            if let Some(d) = lock(&h.state).domains.get_mut(&vm) {
-                d.cpu_load_percent = percent.clamp(0.0, 100.0);
-            }
-        }
-    }
-
-    /// Make the guest inside a domain crash (Xen reports shutdown reason `crash`).
-    pub fn crash_domain(&self, vm: VmId) -> Result<()> {
-        for h in lock(&self.inner.hosts).values() {
-            let mut st = lock(&h.state);
-            if let Some(d) = st.domains.remove(&vm) {
-                drop(st);
-                let _ = h.changes.send(DomainChange::StateChanged {
-                    uuid: Some(vm),
-                    domid: d.domid,
-                    state: DomainRunState::Shutdown(super::ShutdownReason::Crash),
-                });
-                let _ = h.changes.send(DomainChange::Disappeared { uuid: Some(vm), domid: d.domid });
-                return Ok(());
-            }
-        }
-        Err(Error::backend("sim", format!("domain {vm} is not resident anywhere")))
-    }
-
-    /// Size of a file in the simulated shared storage, if it exists.
-    pub fn file_size(&self, path: &str) -> Option<u64> {
-        lock(&self.inner.files).get(path).copied()
-    }
-
-    /// Put a file of `size_bytes` at `path` in the simulated shared storage (as if an administrator
-    /// had placed it there), replacing any file at that path.
-    pub fn put_file(&self, path: &str, size_bytes: u64) {
-        lock(&self.inner.files).insert(path.to_owned(), size_bytes);
-    }
-
-    /// Number of files in the simulated shared storage.
-    pub fn file_count(&self) -> usize {
-        lock(&self.inner.files).len()
-    }
-
-    /// The names of the simulated hosts.
-    pub fn host_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = lock(&self.inner.hosts).keys().cloned().collect();
-        v.sort();
-        v
-    }
-
-    fn before(&self, op: SimOp, host: &str) -> Result<()> {
-        // The delay comes first, so a fault armed while an operation is under way still hits it.
-        let delay = lock(&self.inner.faults).delays.get(&op).copied();
-        if let Some(d) = delay {
-            std::thread::sleep(d);
-        }
-        let mut f = lock(&self.inner.faults);
-        if let Some(i) = f
-            .fail_next
-            .iter()
-            .position(|(o, h, n)| *o == op && *n > 0 && h.as_deref().is_none_or(|h| h == host))
-        {
-            f.fail_next[i].2 -= 1;
-            if f.fail_next[i].2 == 0 {
-                f.fail_next.remove(i);
-            }
-            return Err(Error::backend(host, format!("injected failure of {op:?}")));
-        }
-        Ok(())
-    }
+    /// Network configuration.
+    Network,
+    /// Cluster membership.
+    Cluster,
 }
 
 /// The driver for `sim://` addresses.
@@ -336,11 +87,19 @@ impl SimDriver {
 }
 
 impl Driver for SimDriver {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn handles(&self, address: &str) -> bool {
         address.starts_with("sim://")
     }
 
-    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let host = self.world.host_for(address)?;
         let name = lock(&host.state).name.clone();
         self.world.before(SimOp::Connect, &name)?;
@@ -366,7 +125,7 @@ impl Driver for SimDriver {
         Ok(Arc::new(SimConnection { host, world: self.world.clone() }))
     }
 
-    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn Hypervisor>> {
+    fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let host = self.world.host_for(address)?;
         let name = lock(&host.state).name.clone();
         self.world.before(SimOp::Connect, &name)?;
@@ -436,7 +195,8 @@ impl SimConnection {
         if st.domains.contains_key(&spec.uuid) {
             return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
         }
-        let free = st.memory_mib - st.dom0_memory_mib - Self::used_memory(st);
+        let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
+        let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
         if spec.memory_mib > free {
             return Err(Error::InsufficientResources {
                 object: crate::model::ObjectRef::new(crate::model::ObjectKind::Vm, spec.uuid),
@@ -463,7 +223,7 @@ impl SimConnection {
     }
 }
 
-impl Hypervisor for SimConnection {
+impl HostOps for SimConnection {
     fn host_info(&self) -> Result<HostInfo> {
         self.op(SimOp::Query, |st| {
             Ok(HostInfo {
@@ -481,6 +241,8 @@ impl Hypervisor for SimConnection {
                 },
                 dom0_memory_mib: st.dom0_memory_mib,
                 owner: st.owner.clone(),
+                // Simulated Xen hosts have Xen's default bridge.
+                default_bridge: crate::xen::naming::DEFAULT_BRIDGE.into(),
             })
         })
     }
@@ -502,6 +264,20 @@ impl Hypervisor for SimConnection {
         })
     }
 
+    fn power_off(&self) -> Result<()> {
+        self.op(SimOp::Query, |st| {
+            if !st.domains.is_empty() {
+                return Err(Error::backend(&st.name, "domains are still running"));
+            }
+            st.powered_on = false;
+            Ok(())
+        })?;
+        self.emit(DomainChange::HostLost);
+        Ok(())
+    }
+}
+
+impl DomainOps for SimConnection {
     fn list_domains(&self) -> Result<Vec<DomainStatus>> {
         self.op(SimOp::Query, |st| {
             let mut v = vec![DomainStatus {
@@ -535,7 +311,7 @@ impl Hypervisor for SimConnection {
     }
 
     fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        let ignores = lock(&self.world.inner.faults).ignore_shutdown.contains(&vm);
+        let ignores = self.world.ignores_shutdown(vm);
         if ignores {
             self.op(SimOp::Shutdown, |st| Self::domain(st, vm).map(|_| ()))?;
             std::thread::sleep(timeout);
@@ -551,14 +327,14 @@ impl Hypervisor for SimConnection {
         self.emit(DomainChange::StateChanged {
             uuid: Some(vm),
             domid,
-            state: DomainRunState::Shutdown(super::ShutdownReason::Poweroff),
+            state: DomainRunState::Shutdown(ShutdownReason::Poweroff),
         });
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
         Ok(())
     }
 
     fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        if lock(&self.world.inner.faults).ignore_shutdown.contains(&vm) {
+        if self.world.ignores_shutdown(vm) {
             std::thread::sleep(timeout);
             return Err(Error::Timeout {
                 what: format!("guest {vm} to reboot"),
@@ -631,23 +407,6 @@ impl Hypervisor for SimConnection {
         Ok(domid)
     }
 
-    fn migrate(&self, vm: VmId, destination: &str, _live: bool) -> Result<()> {
-        let dest_host = self.world.host_for(destination)?;
-        if Arc::ptr_eq(&dest_host, &self.host) {
-            return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
-        }
-        let dest = SimConnection { host: dest_host, world: self.world.clone() };
-        let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
-            let d = Self::domain(st, vm)?;
-            Ok((d.spec.clone(), d.domid))
-        })?;
-        let new_domid = dest.op(SimOp::Migrate, |st| dest.admit(st, &spec))?;
-        dest.emit(DomainChange::Appeared { uuid: Some(vm), domid: new_domid });
-        lock(&self.host.state).domains.remove(&vm);
-        self.emit(DomainChange::Disappeared { uuid: Some(vm), domid: old_domid });
-        Ok(())
-    }
-
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
         self.op(SimOp::Query, |st| {
             let name = st.name.clone();
@@ -683,56 +442,32 @@ impl Hypervisor for SimConnection {
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.host.changes.subscribe())
     }
+}
 
-    fn power_off(&self) -> Result<()> {
-        self.op(SimOp::Query, |st| {
-            if !st.domains.is_empty() {
-                return Err(Error::backend(&st.name, "domains are still running"));
-            }
-            st.powered_on = false;
-            Ok(())
-        })?;
-        self.emit(DomainChange::HostLost);
-        Ok(())
+impl ServerConnection for SimConnection {
+    fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
+        Some(self)
     }
-
-    fn storage_create(&self, path: &str, size_bytes: u64) -> Result<()> {
-        self.op(SimOp::Storage, |st| {
-            let mut files = lock(&self.world.inner.files);
-            if files.contains_key(path) {
-                return Err(Error::backend(&st.name, format!("{path} already exists")));
-            }
-            files.insert(path.to_owned(), size_bytes);
-            Ok(())
-        })
+    fn array_storage(&self) -> Option<&dyn StorageArrayPlugin> {
+        Some(self)
     }
-
-    fn storage_copy(&self, from: &str, to: &str) -> Result<()> {
-        self.op(SimOp::Storage, |st| {
-            let mut files = lock(&self.world.inner.files);
-            let size =
-                *files.get(from).ok_or_else(|| Error::backend(&st.name, format!("{from} does not exist")))?;
-            if files.contains_key(to) {
-                return Err(Error::backend(&st.name, format!("{to} already exists")));
-            }
-            files.insert(to.to_owned(), size);
-            Ok(())
-        })
+    fn network(&self) -> Option<&dyn NetworkOps> {
+        Some(self)
     }
-
-    fn storage_delete(&self, path: &str) -> Result<()> {
-        self.op(SimOp::Storage, |_| {
-            lock(&self.world.inner.files).remove(path);
-            Ok(())
-        })
+    fn cluster(&self) -> Option<&dyn ClusterOps> {
+        Some(self)
+    }
+    fn migration(&self) -> Option<&dyn MigrationOps> {
+        Some(self)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use super::world::parse_address;
     use super::*;
 
-    fn spec(mem: u64) -> DomainSpec {
+    pub(crate) fn spec(mem: u64) -> DomainSpec {
         DomainSpec {
             uuid: VmId::new(),
             name: "d".into(),

@@ -1,0 +1,1150 @@
+//! Protocol version 1: the messages, and wire types of their own for what they carry.
+//!
+//! The wire types mirror what the driver seam's structs were when version 1 was fixed, and convert
+//! to and from the seam's types; the JSON of every message is pinned by the `golden_frames` test. A
+//! change that alters that JSON is a new protocol version, not an edit here. Version 1 carries Xen
+//! device names for disks (`xvda`, `hda`) and always a bridge name, so the conversions name devices
+//! and the default bridge the way the Xen driver does ([`crate::xen::naming`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver;
+use crate::model::{self, VmId};
+use crate::xen::naming;
+use crate::Error;
+
+/// A message from the manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message of a connection.
+    Hello {
+        /// Oldest protocol version the manager speaks.
+        min_version: u32,
+        /// Newest protocol version the manager speaks.
+        max_version: u32,
+        /// The manager's id.
+        manager_id: String,
+    },
+    /// A request.
+    Request {
+        /// Chosen by the manager; echoed in the response.
+        id: u64,
+        /// What to do.
+        op: Op,
+    },
+}
+
+/// Declares every remote operation once. From one declaration
+/// `method => Variant { fields } -> ReplyVariant(Type);` come:
+///
+/// * the [`Op`] variant (its JSON tag is the variant name in snake case);
+/// * the [`Client`] method that sends it and unpacks the expected [`Reply`];
+/// * the [`Serve`] method an agent implements, and the arm of [`dispatch`] that calls it and packs
+///   its value into the reply.
+macro_rules! remote_ops {
+    ($(
+        $(#[$doc:meta])*
+        $method:ident => $variant:ident $({ $( $(#[$fdoc:meta])* $field:ident : $fty:ty ),* $(,)? })?
+            -> $reply:ident $(($rty:ty))? ;
+    )*) => {
+        /// An operation requested by the manager.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+        pub enum Op {
+            $( $(#[$doc])* $variant $({ $( $(#[$fdoc])* $field: $fty ),* })?, )*
+        }
+
+        /// The manager's side of every operation: send it, wait, and unpack the expected reply.
+        pub trait Client {
+            /// Send `op` and wait for its answer.
+            fn call(&self, op: Op) -> Result<Reply, Error>;
+            /// The error for an answer of the wrong kind.
+            fn unexpected(&self, reply: Reply) -> Error;
+            $(
+                $(#[$doc])*
+                fn $method(&self $($(, $field: $fty)*)?) -> Result<remote_ops!(@ret $($rty)?), Error> {
+                    let r = self.call(Op::$variant $({ $($field),* })?)?;
+                    remote_ops!(@unpack self, r, $reply $(, $rty)?)
+                }
+            )*
+        }
+
+        /// The agent's side of every operation.
+        pub trait Serve {
+            $(
+                $(#[$doc])*
+                fn $method(&self $($(, $field: $fty)*)?) -> Result<remote_ops!(@ret $($rty)?), Error>;
+            )*
+        }
+
+        /// Runs `op` on `server` and packs the outcome into its reply.
+        pub fn dispatch<S: Serve + ?Sized>(server: &S, op: Op) -> Result<Reply, Error> {
+            Ok(match op {
+                $(
+                    Op::$variant $({ $($field),* })? => {
+                        remote_ops!(@pack $reply, server.$method($($($field),*)?) $(, $rty)?)
+                    }
+                )*
+            })
+        }
+    };
+    (@ret) => { () };
+    (@ret $t:ty) => { $t };
+    (@unpack $c:expr, $r:expr, $reply:ident) => {
+        match $r {
+            Reply::$reply => Ok(()),
+            other => Err($c.unexpected(other)),
+        }
+    };
+    (@unpack $c:expr, $r:expr, $reply:ident, $t:ty) => {
+        match $r {
+            Reply::$reply(v) => Ok(v),
+            other => Err($c.unexpected(other)),
+        }
+    };
+    (@pack $reply:ident, $v:expr) => {{
+        $v?;
+        Reply::$reply
+    }};
+    (@pack $reply:ident, $v:expr, $t:ty) => {
+        Reply::$reply($v?)
+    };
+}
+
+remote_ops! {
+    /// Present the agent password and take ownership: from then on only this manager's certificate
+    /// is accepted. Allowed when unowned (or already owned by the caller).
+    take_ownership => TakeOwnership {
+        /// The agent password.
+        password: String,
+    } -> Done;
+    /// Return the agent to unowned.
+    release_ownership => ReleaseOwnership -> Done;
+    /// Host information.
+    host_info => HostInfo -> HostInfo(HostInfo);
+    /// Current load.
+    load => Load -> Load(HostLoad);
+    /// Resident domains.
+    list_domains => ListDomains -> Domains(Vec<DomainStatus>);
+    /// Build and start a domain.
+    create_domain => CreateDomain {
+        /// The domain.
+        spec: Box<DomainSpec>,
+    } -> Domid(u32);
+    /// Graceful shutdown with a timeout.
+    shutdown => Shutdown {
+        /// VM.
+        vm: VmId,
+        /// Timeout, ms.
+        timeout_ms: u64,
+    } -> Done;
+    /// Graceful reboot with a timeout.
+    reboot => Reboot {
+        /// VM.
+        vm: VmId,
+        /// Timeout, ms.
+        timeout_ms: u64,
+    } -> Done;
+    /// Destroy at once.
+    destroy => Destroy {
+        /// VM.
+        vm: VmId,
+    } -> Done;
+    /// Pause.
+    pause => Pause {
+        /// VM.
+        vm: VmId,
+    } -> Done;
+    /// Unpause.
+    unpause => Unpause {
+        /// VM.
+        vm: VmId,
+    } -> Done;
+    /// Save to a file and destroy.
+    suspend => Suspend {
+        /// VM.
+        vm: VmId,
+        /// Path on the server.
+        path: String,
+    } -> Done;
+    /// Restore from a file.
+    restore => Restore {
+        /// The domain.
+        spec: Box<DomainSpec>,
+        /// Path on the server.
+        path: String,
+    } -> Domid(u32);
+    /// Live-migrate.
+    migrate => Migrate {
+        /// VM.
+        vm: VmId,
+        /// Destination address.
+        destination: String,
+        /// Live.
+        live: bool,
+    } -> Done;
+    /// Memory target.
+    set_memory => SetMemory {
+        /// VM.
+        vm: VmId,
+        /// MiB.
+        memory_mib: u64,
+    } -> Done;
+    /// Online vCPUs.
+    set_vcpus => SetVcpus {
+        /// VM.
+        vm: VmId,
+        /// Count.
+        vcpus: u32,
+    } -> Done;
+    /// Console output (the last [`super::MAX_CONSOLE`] bytes).
+    console => Console {
+        /// VM.
+        vm: VmId,
+    } -> Console(String);
+    /// Power the host off.
+    power_off => PowerOff -> Done;
+    /// Create a sparse file.
+    storage_create => StorageCreate {
+        /// Path.
+        path: String,
+        /// Size.
+        size_bytes: u64,
+    } -> Done;
+    /// Copy a file.
+    storage_copy => StorageCopy {
+        /// From.
+        from: String,
+        /// To.
+        to: String,
+    } -> Done;
+    /// Delete a file.
+    storage_delete => StorageDelete {
+        /// Path.
+        path: String,
+    } -> Done;
+    /// Restart the agent process (its supervisor starts it again); domains keep running.
+    restart_agent => RestartAgent -> Done;
+}
+
+impl Op {
+    /// Whether an unowned agent serves this operation.
+    pub fn allowed_unowned(&self) -> bool {
+        matches!(self, Op::TakeOwnership { .. })
+    }
+
+    /// How long the manager waits for the answer.
+    pub fn timeout(&self) -> Duration {
+        let base = Duration::from_secs(60);
+        match self {
+            Op::Shutdown { timeout_ms, .. } | Op::Reboot { timeout_ms, .. } => {
+                base + Duration::from_millis(*timeout_ms)
+            }
+            Op::CreateDomain { .. }
+            | Op::Restore { .. }
+            | Op::Suspend { .. }
+            | Op::Migrate { .. }
+            | Op::StorageCopy { .. } => Duration::from_secs(900),
+            _ => base,
+        }
+    }
+}
+
+/// Whether the agent is owned, seen from the connecting manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ownership {
+    /// No manager owns the agent: only [`Op::TakeOwnership`] is served.
+    Unowned,
+    /// The connecting manager owns it.
+    OwnedByYou,
+}
+
+/// A message from the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMessage {
+    /// Answer to a [`ClientMessage::Hello`] the agent accepts.
+    Welcome {
+        /// The protocol version of this connection.
+        version: u32,
+        /// The agent's host name.
+        hostname: String,
+        /// Ownership seen from this manager.
+        ownership: Ownership,
+    },
+    /// The connection is refused; the agent closes it.
+    Refused {
+        /// Why.
+        error: Error,
+    },
+    /// The answer to a request.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        result: Result<Reply, Error>,
+    },
+    /// A domain changed (sent to the owning manager only).
+    Change {
+        /// What changed.
+        change: DomainChange,
+    },
+    /// A frame could not be understood; the connection goes on.
+    ProtocolError {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The value of a successful request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Reply {
+    /// Nothing to return.
+    Done,
+    /// Host information.
+    HostInfo(HostInfo),
+    /// Load.
+    Load(HostLoad),
+    /// Domains.
+    Domains(Vec<DomainStatus>),
+    /// A domid.
+    Domid(u32),
+    /// Console text.
+    Console(String),
+}
+
+/// Xen domain types (v1).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainType {
+    Hvm,
+    Pv,
+    PvHvm,
+    Pvh,
+}
+
+/// What Xen does when the domain powers off, reboots or crashes (v1).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartAction {
+    Destroy,
+    Restart,
+    Preserve,
+}
+
+/// Restart actions (v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartActions {
+    /// On guest power-off.
+    pub on_poweroff: RestartAction,
+    /// On guest reboot.
+    pub on_reboot: RestartAction,
+    /// On crash.
+    pub on_crash: RestartAction,
+}
+
+/// A domain to build (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// Stable id.
+    pub uuid: VmId,
+    /// Domain name.
+    pub name: String,
+    /// Domain type.
+    pub domain_type: DomainType,
+    /// vCPUs online.
+    pub vcpus: u32,
+    /// Maximum vCPUs.
+    pub max_vcpus: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Maximum memory, MiB.
+    pub max_memory_mib: u64,
+    /// Disks.
+    pub disks: Vec<DiskSpec>,
+    /// NICs.
+    pub nics: Vec<NicSpec>,
+    /// PV/PVH direct boot.
+    pub kernel: Option<String>,
+    /// Initrd.
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+    /// Restart actions.
+    pub restart_actions: RestartActions,
+}
+
+/// A disk (v1): named by its Xen guest device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// Guest device, e.g. `xvda`.
+    pub vdev: String,
+    /// Backing path on the server.
+    pub path: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// Whether it is a CD-ROM.
+    pub cdrom: bool,
+}
+
+/// A NIC (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// MAC.
+    pub mac: String,
+    /// Bridge on the server.
+    pub bridge: String,
+}
+
+/// Why a domain shut down (v1).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShutdownReason {
+    Poweroff,
+    Reboot,
+    Suspend,
+    Crash,
+    Watchdog,
+    SoftReset,
+}
+
+/// Run state of a domain (v1).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainRunState {
+    Running,
+    Blocked,
+    Paused,
+    Shutdown(ShutdownReason),
+    Dying,
+}
+
+/// A resident domain (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainStatus {
+    /// Stable id.
+    pub uuid: Option<VmId>,
+    /// Name.
+    pub name: String,
+    /// Runtime domain id.
+    pub domid: u32,
+    /// Run state.
+    pub state: DomainRunState,
+    /// Current memory, MiB.
+    pub memory_mib: u64,
+    /// Online vCPUs.
+    pub vcpus: u32,
+    /// CPU time used, ns.
+    pub cpu_time_ns: u64,
+}
+
+/// A server's load (v1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HostLoad {
+    /// CPU utilisation, percent of all CPUs.
+    pub cpu_percent: f32,
+    /// Memory used by guests, MiB.
+    pub guest_memory_mib: u64,
+    /// Memory free for guests, MiB.
+    pub free_memory_mib: u64,
+}
+
+/// A physical Ethernet port (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EthernetPort {
+    /// Interface name in dom0.
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// Link speed in Mbit/s, when known.
+    pub speed_mbps: Option<u32>,
+}
+
+/// Hardware facts (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHardware {
+    /// Physical CPU threads.
+    pub cpus: u32,
+    /// Total memory, MiB.
+    pub memory_mib: u64,
+    /// Xen version string.
+    pub xen_version: String,
+    /// Physical ports.
+    pub ports: Vec<EthernetPort>,
+    /// Whether HVM is available.
+    pub hvm_capable: bool,
+}
+
+/// What the host says about itself (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Hardware.
+    pub hardware: HostHardware,
+    /// Memory kept by dom0, MiB.
+    pub dom0_memory_mib: u64,
+    /// Owning manager's id.
+    pub owner: Option<String>,
+}
+
+/// A change of a domain (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DomainChange {
+    /// A domain appeared.
+    Appeared {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+    },
+    /// A domain's run state changed.
+    StateChanged {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+        /// New state.
+        state: DomainRunState,
+    },
+    /// A domain disappeared.
+    Disappeared {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+    },
+    /// The host went away.
+    HostLost,
+    /// The connection was lost.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Changes were dropped.
+    Resync,
+}
+
+// Conversions between the seam and v1. Enums map variant by variant, so a variant added to the seam
+// fails to compile here instead of changing the protocol.
+
+macro_rules! same_variants {
+    ($a:ty, $b:ty, [$($v:ident),*]) => {
+        impl From<$a> for $b {
+            fn from(x: $a) -> $b {
+                match x { $(<$a>::$v => <$b>::$v),* }
+            }
+        }
+        impl From<$b> for $a {
+            fn from(x: $b) -> $a {
+                match x { $(<$b>::$v => <$a>::$v),* }
+            }
+        }
+    };
+}
+
+same_variants!(model::DomainType, DomainType, [Hvm, Pv, PvHvm, Pvh]);
+same_variants!(model::RestartAction, RestartAction, [Destroy, Restart, Preserve]);
+same_variants!(
+    driver::ShutdownReason,
+    ShutdownReason,
+    [Poweroff, Reboot, Suspend, Crash, Watchdog, SoftReset]
+);
+
+impl From<model::RestartActions> for RestartActions {
+    fn from(r: model::RestartActions) -> Self {
+        RestartActions {
+            on_poweroff: r.on_poweroff.into(),
+            on_reboot: r.on_reboot.into(),
+            on_crash: r.on_crash.into(),
+        }
+    }
+}
+
+impl From<RestartActions> for model::RestartActions {
+    fn from(r: RestartActions) -> Self {
+        model::RestartActions {
+            on_poweroff: r.on_poweroff.into(),
+            on_reboot: r.on_reboot.into(),
+            on_crash: r.on_crash.into(),
+        }
+    }
+}
+
+impl From<&driver::DomainSpec> for DomainSpec {
+    fn from(s: &driver::DomainSpec) -> Self {
+        DomainSpec {
+            uuid: s.uuid,
+            name: s.name.clone(),
+            domain_type: s.domain_type.into(),
+            vcpus: s.vcpus,
+            max_vcpus: s.max_vcpus,
+            memory_mib: s.memory_mib,
+            max_memory_mib: s.max_memory_mib,
+            disks: s
+                .disks
+                .iter()
+                .map(|d| DiskSpec {
+                    vdev: naming::disk_device(s.domain_type, d.slot),
+                    path: d.path.clone(),
+                    read_only: d.read_only,
+                    cdrom: d.cdrom,
+                })
+                .collect(),
+            nics: s
+                .nics
+                .iter()
+                .map(|n| NicSpec {
+                    mac: n.mac.clone(),
+                    bridge: n.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned()),
+                })
+                .collect(),
+            kernel: s.kernel.clone(),
+            initrd: s.initrd.clone(),
+            cmdline: s.cmdline.clone(),
+            restart_actions: s.restart_actions.into(),
+        }
+    }
+}
+
+impl TryFrom<DomainSpec> for driver::DomainSpec {
+    type Error = Error;
+
+    fn try_from(s: DomainSpec) -> Result<Self, Error> {
+        let mut disks = Vec::with_capacity(s.disks.len());
+        for d in s.disks {
+            let slot = naming::disk_slot(&d.vdev).ok_or_else(|| {
+                Error::invalid("vdev", format!("{:?} is not a Xen disk device name", d.vdev))
+            })?;
+            disks.push(driver::DiskSpec { slot, path: d.path, read_only: d.read_only, cdrom: d.cdrom });
+        }
+        Ok(driver::DomainSpec {
+            uuid: s.uuid,
+            name: s.name,
+            domain_type: s.domain_type.into(),
+            vcpus: s.vcpus,
+            max_vcpus: s.max_vcpus,
+            memory_mib: s.memory_mib,
+            max_memory_mib: s.max_memory_mib,
+            disks,
+            nics: s
+                .nics
+                .into_iter()
+                .map(|n| driver::NicSpec { mac: n.mac, bridge: Some(n.bridge) })
+                .collect(),
+            kernel: s.kernel,
+            initrd: s.initrd,
+            cmdline: s.cmdline,
+            restart_actions: s.restart_actions.into(),
+        })
+    }
+}
+
+impl From<driver::DomainRunState> for DomainRunState {
+    fn from(s: driver::DomainRunState) -> Self {
+        use driver::DomainRunState as D;
+        match s {
+            D::Running => Self::Running,
+            D::Blocked => Self::Blocked,
+            D::Paused => Self::Paused,
+            D::Shutdown(r) => Self::Shutdown(r.into()),
+            D::Dying => Self::Dying,
+        }
+    }
+}
+
+impl From<DomainRunState> for driver::DomainRunState {
+    fn from(s: DomainRunState) -> Self {
+        use driver::DomainRunState as D;
+        match s {
+            DomainRunState::Running => D::Running,
+            DomainRunState::Blocked => D::Blocked,
+            DomainRunState::Paused => D::Paused,
+            DomainRunState::Shutdown(r) => D::Shutdown(r.into()),
+            DomainRunState::Dying => D::Dying,
+        }
+    }
+}
+
+impl From<driver::DomainStatus> for DomainStatus {
+    fn from(d: driver::DomainStatus) -> Self {
+        DomainStatus {
+            uuid: d.uuid,
+            name: d.name,
+            domid: d.domid,
+            state: d.state.into(),
+            memory_mib: d.memory_mib,
+            vcpus: d.vcpus,
+            cpu_time_ns: d.cpu_time_ns,
+        }
+    }
+}
+
+impl From<DomainStatus> for driver::DomainStatus {
+    fn from(d: DomainStatus) -> Self {
+        driver::DomainStatus {
+            uuid: d.uuid,
+            name: d.name,
+            domid: d.domid,
+            state: d.state.into(),
+            memory_mib: d.memory_mib,
+            vcpus: d.vcpus,
+            cpu_time_ns: d.cpu_time_ns,
+        }
+    }
+}
+
+impl From<driver::HostLoad> for HostLoad {
+    fn from(l: driver::HostLoad) -> Self {
+        HostLoad {
+            cpu_percent: l.cpu_percent,
+            guest_memory_mib: l.guest_memory_mib,
+            free_memory_mib: l.free_memory_mib,
+        }
+    }
+}
+
+impl From<HostLoad> for driver::HostLoad {
+    fn from(l: HostLoad) -> Self {
+        driver::HostLoad {
+            cpu_percent: l.cpu_percent,
+            guest_memory_mib: l.guest_memory_mib,
+            free_memory_mib: l.free_memory_mib,
+        }
+    }
+}
+
+impl From<driver::HostInfo> for HostInfo {
+    fn from(i: driver::HostInfo) -> Self {
+        let h = i.hardware;
+        HostInfo {
+            hostname: i.hostname,
+            hardware: HostHardware {
+                cpus: h.cpus,
+                memory_mib: h.memory_mib,
+                xen_version: h.xen_version,
+                ports: h
+                    .ports
+                    .into_iter()
+                    .map(|p| EthernetPort { name: p.name, mac: p.mac, speed_mbps: p.speed_mbps })
+                    .collect(),
+                hvm_capable: h.hvm_capable,
+            },
+            dom0_memory_mib: i.dom0_memory_mib,
+            owner: i.owner,
+        }
+    }
+}
+
+impl From<HostInfo> for driver::HostInfo {
+    fn from(i: HostInfo) -> Self {
+        let h = i.hardware;
+        driver::HostInfo {
+            hostname: i.hostname,
+            hardware: model::HostHardware {
+                cpus: h.cpus,
+                memory_mib: h.memory_mib,
+                xen_version: h.xen_version,
+                ports: h
+                    .ports
+                    .into_iter()
+                    .map(|p| model::EthernetPort { name: p.name, mac: p.mac, speed_mbps: p.speed_mbps })
+                    .collect(),
+                hvm_capable: h.hvm_capable,
+            },
+            dom0_memory_mib: i.dom0_memory_mib,
+            owner: i.owner,
+            // v1 agents serve Xen hosts, whose default bridge is Xen's.
+            default_bridge: naming::DEFAULT_BRIDGE.into(),
+        }
+    }
+}
+
+impl From<driver::DomainChange> for DomainChange {
+    fn from(c: driver::DomainChange) -> Self {
+        use driver::DomainChange as D;
+        match c {
+            D::Appeared { uuid, domid } => Self::Appeared { uuid, domid },
+            D::StateChanged { uuid, domid, state } => Self::StateChanged { uuid, domid, state: state.into() },
+            D::Disappeared { uuid, domid } => Self::Disappeared { uuid, domid },
+            D::HostLost => Self::HostLost,
+            D::Disconnected { reason } => Self::Disconnected { reason },
+            D::Resync => Self::Resync,
+        }
+    }
+}
+
+impl From<DomainChange> for driver::DomainChange {
+    fn from(c: DomainChange) -> Self {
+        use driver::DomainChange as D;
+        match c {
+            DomainChange::Appeared { uuid, domid } => D::Appeared { uuid, domid },
+            DomainChange::StateChanged { uuid, domid, state } => {
+                D::StateChanged { uuid, domid, state: state.into() }
+            }
+            DomainChange::Disappeared { uuid, domid } => D::Disappeared { uuid, domid },
+            DomainChange::HostLost => D::HostLost,
+            DomainChange::Disconnected { reason } => D::Disconnected { reason },
+            DomainChange::Resync => D::Resync,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{decode, encode, split_frames, FrameError, MAX_FRAME};
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m".into() },
+            ClientMessage::Request { id: 7, op: Op::TakeOwnership { password: "pw".into() } },
+            ClientMessage::Request { id: 8, op: Op::Shutdown { vm: VmId::new(), timeout_ms: 5 } },
+            ClientMessage::Request { id: 9, op: Op::ListDomains },
+        ];
+        for m in msgs {
+            let f = encode(&m).unwrap();
+            let (frames, rest) = split_frames(&f).unwrap();
+            assert!(rest.is_empty());
+            assert_eq!(decode::<ClientMessage>(frames[0]).unwrap(), m);
+        }
+        let r =
+            AgentMessage::Response { id: 3, result: Err(Error::PermissionDenied { reason: "no".into() }) };
+        assert_eq!(decode::<AgentMessage>(&encode(&r).unwrap()[4..]).unwrap(), r);
+        let r = AgentMessage::Response { id: 4, result: Ok(Reply::Domid(12)) };
+        assert_eq!(decode::<AgentMessage>(&encode(&r).unwrap()[4..]).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_frames_are_typed_errors() {
+        assert!(matches!(split_frames(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::TooLarge(_))));
+        let (frames, rest) = split_frames(&[0, 0, 0, 5, b'{']).unwrap();
+        assert!(frames.is_empty() && rest.len() == 5);
+        assert!(decode::<ClientMessage>(b"{").is_err());
+        assert!(decode::<ClientMessage>(br#"{"type":"request","id":1,"op":{"op":"nuke"}}"#).is_err());
+        assert!(decode::<ClientMessage>(br#"{"type":"hello","min_version":1}"#).is_err());
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_at_encoding() {
+        let big = Reply::Console("x".repeat(MAX_FRAME + 1));
+        let err = encode(&AgentMessage::Response { id: 1, result: Ok(big) }).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    /// The encoding of every v1 message, pinned byte for byte, both ways. These strings are protocol
+    /// version 1: a manager and an agent built before and after a change must still exchange them.
+    #[test]
+    fn golden_frames() {
+        let vm = VmId("00000000-0000-4000-8000-000000000001".parse().unwrap());
+        const VM: &str = r#""00000000-0000-4000-8000-000000000001""#;
+        let spec = DomainSpec {
+            uuid: vm,
+            name: "web01".into(),
+            domain_type: DomainType::Pv,
+            vcpus: 1,
+            max_vcpus: 2,
+            memory_mib: 512,
+            max_memory_mib: 1024,
+            disks: vec![
+                DiskSpec { vdev: "xvda".into(), path: "/r/web01.img".into(), read_only: false, cdrom: false },
+                DiskSpec { vdev: "xvdb".into(), path: "/r/boot.iso".into(), read_only: true, cdrom: true },
+            ],
+            nics: vec![NicSpec { mac: "00:16:3e:00:00:01".into(), bridge: "xenbr0".into() }],
+            kernel: Some("/boot/vmlinuz".into()),
+            initrd: None,
+            cmdline: Some("console=hvc0".into()),
+            restart_actions: RestartActions {
+                on_poweroff: RestartAction::Destroy,
+                on_reboot: RestartAction::Restart,
+                on_crash: RestartAction::Preserve,
+            },
+        };
+        let spec_json = format!(
+            concat!(
+                r#"{{"uuid":{},"name":"web01","domain_type":"Pv","vcpus":1,"max_vcpus":2,"memory_mib":512,"#,
+                r#""max_memory_mib":1024,"disks":[{{"vdev":"xvda","path":"/r/web01.img","read_only":false,"#,
+                r#""cdrom":false}},{{"vdev":"xvdb","path":"/r/boot.iso","read_only":true,"cdrom":true}}],"#,
+                r#""nics":[{{"mac":"00:16:3e:00:00:01","bridge":"xenbr0"}}],"kernel":"/boot/vmlinuz","#,
+                r#""initrd":null,"cmdline":"console=hvc0","restart_actions":{{"on_poweroff":"Destroy","#,
+                r#""on_reboot":"Restart","on_crash":"Preserve"}}}}"#
+            ),
+            VM
+        );
+        let req = |op: Op| ClientMessage::Request { id: 7, op };
+        let client: Vec<(ClientMessage, String)> = vec![
+            (
+                ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m1".into() },
+                r#"{"type":"hello","min_version":1,"max_version":1,"manager_id":"m1"}"#.into(),
+            ),
+            (
+                req(Op::TakeOwnership { password: "pw".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"take_ownership","password":"pw"}}"#.into(),
+            ),
+            (req(Op::ReleaseOwnership), r#"{"type":"request","id":7,"op":{"op":"release_ownership"}}"#.into()),
+            (req(Op::HostInfo), r#"{"type":"request","id":7,"op":{"op":"host_info"}}"#.into()),
+            (req(Op::Load), r#"{"type":"request","id":7,"op":{"op":"load"}}"#.into()),
+            (req(Op::ListDomains), r#"{"type":"request","id":7,"op":{"op":"list_domains"}}"#.into()),
+            (
+                req(Op::CreateDomain { spec: Box::new(spec.clone()) }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"create_domain","spec":{spec_json}}}}}"#),
+            ),
+            (
+                req(Op::Shutdown { vm, timeout_ms: 60000 }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"shutdown","vm":{VM},"timeout_ms":60000}}}}"#),
+            ),
+            (
+                req(Op::Reboot { vm, timeout_ms: 5 }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"reboot","vm":{VM},"timeout_ms":5}}}}"#),
+            ),
+            (req(Op::Destroy { vm }), format!(r#"{{"type":"request","id":7,"op":{{"op":"destroy","vm":{VM}}}}}"#)),
+            (req(Op::Pause { vm }), format!(r#"{{"type":"request","id":7,"op":{{"op":"pause","vm":{VM}}}}}"#)),
+            (req(Op::Unpause { vm }), format!(r#"{{"type":"request","id":7,"op":{{"op":"unpause","vm":{VM}}}}}"#)),
+            (
+                req(Op::Suspend { vm, path: "/r/web01.save".into() }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"suspend","vm":{VM},"path":"/r/web01.save"}}}}"#),
+            ),
+            (
+                req(Op::Restore { spec: Box::new(spec.clone()), path: "/r/web01.save".into() }),
+                format!(
+                    r#"{{"type":"request","id":7,"op":{{"op":"restore","spec":{spec_json},"path":"/r/web01.save"}}}}"#
+                ),
+            ),
+            (
+                req(Op::Migrate { vm, destination: "10.0.0.2:8899".into(), live: true }),
+                format!(
+                    r#"{{"type":"request","id":7,"op":{{"op":"migrate","vm":{VM},"destination":"10.0.0.2:8899","live":true}}}}"#
+                ),
+            ),
+            (
+                req(Op::SetMemory { vm, memory_mib: 768 }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"set_memory","vm":{VM},"memory_mib":768}}}}"#),
+            ),
+            (
+                req(Op::SetVcpus { vm, vcpus: 2 }),
+                format!(r#"{{"type":"request","id":7,"op":{{"op":"set_vcpus","vm":{VM},"vcpus":2}}}}"#),
+            ),
+            (req(Op::Console { vm }), format!(r#"{{"type":"request","id":7,"op":{{"op":"console","vm":{VM}}}}}"#)),
+            (req(Op::PowerOff), r#"{"type":"request","id":7,"op":{"op":"power_off"}}"#.into()),
+            (
+                req(Op::StorageCreate { path: "/r/a.img".into(), size_bytes: 1073741824 }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_create","path":"/r/a.img","size_bytes":1073741824}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StorageCopy { from: "/r/a.img".into(), to: "/r/b.img".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_copy","from":"/r/a.img","to":"/r/b.img"}}"#.into(),
+            ),
+            (
+                req(Op::StorageDelete { path: "/r/a.img".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_delete","path":"/r/a.img"}}"#.into(),
+            ),
+            (req(Op::RestartAgent), r#"{"type":"request","id":7,"op":{"op":"restart_agent"}}"#.into()),
+        ];
+        let info = HostInfo {
+            hostname: "xen1".into(),
+            hardware: HostHardware {
+                cpus: 8,
+                memory_mib: 32768,
+                xen_version: "4.17.7".into(),
+                ports: vec![EthernetPort {
+                    name: "eth0".into(),
+                    mac: "52:54:00:12:34:56".into(),
+                    speed_mbps: Some(1000),
+                }],
+                hvm_capable: false,
+            },
+            dom0_memory_mib: 1024,
+            owner: Some("m1".into()),
+        };
+        let status = DomainStatus {
+            uuid: Some(vm),
+            name: "web01".into(),
+            domid: 3,
+            state: DomainRunState::Blocked,
+            memory_mib: 512,
+            vcpus: 1,
+            cpu_time_ns: 123456789,
+        };
+        let dom0 = DomainStatus {
+            uuid: None,
+            name: "Domain-0".into(),
+            domid: 0,
+            state: DomainRunState::Running,
+            ..status.clone()
+        };
+        let resp = |result: Result<Reply, Error>| AgentMessage::Response { id: 7, result };
+        let change = |change: DomainChange| AgentMessage::Change { change };
+        let agent: Vec<(AgentMessage, String)> = vec![
+            (
+                AgentMessage::Welcome { version: 1, hostname: "xen1".into(), ownership: Ownership::Unowned },
+                r#"{"type":"welcome","version":1,"hostname":"xen1","ownership":"unowned"}"#.into(),
+            ),
+            (
+                AgentMessage::Welcome { version: 1, hostname: "xen1".into(), ownership: Ownership::OwnedByYou },
+                r#"{"type":"welcome","version":1,"hostname":"xen1","ownership":"owned_by_you"}"#.into(),
+            ),
+            (
+                AgentMessage::Refused { error: Error::PermissionDenied { reason: "not the owner".into() } },
+                r#"{"type":"refused","error":{"PermissionDenied":{"reason":"not the owner"}}}"#.into(),
+            ),
+            (resp(Ok(Reply::Done)), r#"{"type":"response","id":7,"result":{"Ok":{"kind":"done"}}}"#.into()),
+            (
+                resp(Ok(Reply::HostInfo(info))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"host_info","value":{"hostname":"xen1","#,
+                    r#""hardware":{"cpus":8,"memory_mib":32768,"xen_version":"4.17.7","ports":[{"name":"eth0","#,
+                    r#""mac":"52:54:00:12:34:56","speed_mbps":1000}],"hvm_capable":false},"dom0_memory_mib":1024,"#,
+                    r#""owner":"m1"}}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::Load(HostLoad { cpu_percent: 12.5, guest_memory_mib: 2048, free_memory_mib: 29696 }))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"load","value":{"cpu_percent":12.5,"#,
+                    r#""guest_memory_mib":2048,"free_memory_mib":29696}}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::Domains(vec![dom0, status]))),
+                format!(
+                    concat!(
+                        r#"{{"type":"response","id":7,"result":{{"Ok":{{"kind":"domains","value":[{{"uuid":null,"#,
+                        r#""name":"Domain-0","domid":0,"state":"Running","memory_mib":512,"vcpus":1,"#,
+                        r#""cpu_time_ns":123456789}},{{"uuid":{},"name":"web01","domid":3,"state":"Blocked","#,
+                        r#""memory_mib":512,"vcpus":1,"cpu_time_ns":123456789}}]}}}}}}"#
+                    ),
+                    VM
+                ),
+            ),
+            (resp(Ok(Reply::Domid(12))), r#"{"type":"response","id":7,"result":{"Ok":{"kind":"domid","value":12}}}"#.into()),
+            (
+                resp(Ok(Reply::Console("boot\n".into()))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"console","value":"boot\n"}}}"#.into(),
+            ),
+            (
+                resp(Err(Error::Unsupported { what: "x".into() })),
+                r#"{"type":"response","id":7,"result":{"Err":{"Unsupported":{"what":"x"}}}}"#.into(),
+            ),
+            (
+                change(DomainChange::Appeared { uuid: Some(vm), domid: 3 }),
+                format!(r#"{{"type":"change","change":{{"Appeared":{{"uuid":{VM},"domid":3}}}}}}"#),
+            ),
+            (
+                change(DomainChange::StateChanged {
+                    uuid: Some(vm),
+                    domid: 3,
+                    state: DomainRunState::Shutdown(ShutdownReason::Crash),
+                }),
+                format!(
+                    r#"{{"type":"change","change":{{"StateChanged":{{"uuid":{VM},"domid":3,"state":{{"Shutdown":"Crash"}}}}}}}}"#
+                ),
+            ),
+            (
+                change(DomainChange::StateChanged { uuid: None, domid: 4, state: DomainRunState::Paused }),
+                r#"{"type":"change","change":{"StateChanged":{"uuid":null,"domid":4,"state":"Paused"}}}"#.into(),
+            ),
+            (
+                change(DomainChange::Disappeared { uuid: Some(vm), domid: 3 }),
+                format!(r#"{{"type":"change","change":{{"Disappeared":{{"uuid":{VM},"domid":3}}}}}}"#),
+            ),
+            (change(DomainChange::HostLost), r#"{"type":"change","change":"HostLost"}"#.into()),
+            (
+                change(DomainChange::Disconnected { reason: "eof".into() }),
+                r#"{"type":"change","change":{"Disconnected":{"reason":"eof"}}}"#.into(),
+            ),
+            (change(DomainChange::Resync), r#"{"type":"change","change":"Resync"}"#.into()),
+            (
+                AgentMessage::ProtocolError { message: "malformed".into() },
+                r#"{"type":"protocol_error","message":"malformed"}"#.into(),
+            ),
+        ];
+        fn check<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(m: &T, json: &str) {
+            let frame = encode(m).unwrap();
+            assert_eq!(std::str::from_utf8(&frame[4..]).unwrap(), json);
+            assert_eq!(frame[..4], (json.len() as u32).to_be_bytes());
+            assert_eq!(&decode::<T>(json.as_bytes()).unwrap(), m, "{json}");
+        }
+        for (m, json) in &client {
+            check(m, json);
+        }
+        for (m, json) in &agent {
+            check(m, json);
+        }
+        // Every operation is pinned above (a new one fails to compile here until it is).
+        let ops: Vec<&Op> = client
+            .iter()
+            .filter_map(|(m, _)| if let ClientMessage::Request { op, .. } = m { Some(op) } else { None })
+            .collect();
+        for op in &ops {
+            match op {
+                Op::TakeOwnership { .. }
+                | Op::ReleaseOwnership
+                | Op::HostInfo
+                | Op::Load
+                | Op::ListDomains
+                | Op::CreateDomain { .. }
+                | Op::Shutdown { .. }
+                | Op::Reboot { .. }
+                | Op::Destroy { .. }
+                | Op::Pause { .. }
+                | Op::Unpause { .. }
+                | Op::Suspend { .. }
+                | Op::Restore { .. }
+                | Op::Migrate { .. }
+                | Op::SetMemory { .. }
+                | Op::SetVcpus { .. }
+                | Op::Console { .. }
+                | Op::PowerOff
+                | Op::StorageCreate { .. }
+                | Op::StorageCopy { .. }
+                | Op::StorageDelete { .. }
+                | Op::RestartAgent => {}
+            }
+        }
+        assert_eq!(ops.len(), 22);
+    }
+
+    #[test]
+    fn seam_conversions_name_devices_and_bridges() {
+        let seam = driver::DomainSpec {
+            uuid: VmId::new(),
+            name: "h".into(),
+            domain_type: model::DomainType::Hvm,
+            vcpus: 1,
+            max_vcpus: 1,
+            memory_mib: 512,
+            max_memory_mib: 512,
+            disks: vec![
+                driver::DiskSpec { slot: 0, path: "/r/a.img".into(), read_only: false, cdrom: false },
+                driver::DiskSpec { slot: 2, path: String::new(), read_only: true, cdrom: true },
+            ],
+            nics: vec![
+                driver::NicSpec { mac: "m1".into(), bridge: None },
+                driver::NicSpec { mac: "m2".into(), bridge: Some("br1".into()) },
+            ],
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            restart_actions: Default::default(),
+        };
+        let wire = DomainSpec::from(&seam);
+        assert_eq!(wire.disks.iter().map(|d| d.vdev.as_str()).collect::<Vec<_>>(), ["hda", "hdc"]);
+        assert_eq!(wire.nics.iter().map(|n| n.bridge.as_str()).collect::<Vec<_>>(), ["xenbr0", "br1"]);
+        let back = driver::DomainSpec::try_from(wire.clone()).unwrap();
+        assert_eq!(back.disks, seam.disks);
+        assert_eq!(back.nics[1], seam.nics[1]);
+        assert_eq!(back.nics[0].bridge.as_deref(), Some("xenbr0"));
+        let mut bad = wire;
+        bad.disks[0].vdev = "sda".into();
+        assert_eq!(driver::DomainSpec::try_from(bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
+}

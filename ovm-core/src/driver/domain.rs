@@ -1,0 +1,185 @@
+//! Domain operations: building, running and watching the domains resident on a server.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DomainType, RestartActions, VmId};
+use crate::Result;
+
+/// Everything a hypervisor needs to build a domain; produced by the manager from a [`crate::model::Vm`].
+///
+/// The spec says what the guest gets, not how the hypervisor names it: disks are numbered slots and
+/// NICs may leave the bridge to the server's default. The driver names devices (Xen: `xvda`, `hda`)
+/// and picks the default bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// Stable id, used as the Xen domain handle.
+    pub uuid: VmId,
+    /// Domain name.
+    pub name: String,
+    /// Domain type.
+    pub domain_type: DomainType,
+    /// vCPUs online.
+    pub vcpus: u32,
+    /// Maximum vCPUs.
+    pub max_vcpus: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Maximum memory, MiB.
+    pub max_memory_mib: u64,
+    /// Disks, in slot order.
+    pub disks: Vec<DiskSpec>,
+    /// NICs.
+    pub nics: Vec<NicSpec>,
+    /// PV/PVH direct boot.
+    pub kernel: Option<String>,
+    /// Initrd.
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+    /// Restart actions.
+    pub restart_actions: RestartActions,
+}
+
+/// A disk of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// Disk slot, from 0 (the boot disk); the driver derives the guest device name from it.
+    pub slot: u8,
+    /// Backing path on the server (empty for an empty CD-ROM drive).
+    pub path: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// Whether it is a CD-ROM drive.
+    pub cdrom: bool,
+}
+
+/// A NIC of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// MAC.
+    pub mac: String,
+    /// Bridge on the server; `None` for the server's default bridge (the driver knows which it is).
+    pub bridge: Option<String>,
+}
+
+/// Run state of a resident domain, as Xen reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DomainRunState {
+    /// Running on a CPU.
+    Running,
+    /// Blocked (idle, waiting for events): still "running" for users.
+    Blocked,
+    /// Paused.
+    Paused,
+    /// Shut down, with the reason, not yet destroyed.
+    Shutdown(ShutdownReason),
+    /// Being destroyed.
+    Dying,
+}
+
+/// Why a domain shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ShutdownReason {
+    /// Powered off.
+    Poweroff,
+    /// Rebooting.
+    Reboot,
+    /// Suspended.
+    Suspend,
+    /// Crashed.
+    Crash,
+    /// Watchdog fired.
+    Watchdog,
+    /// Soft reset.
+    SoftReset,
+}
+
+/// A resident domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainStatus {
+    /// Stable id (`None` for dom0 or domains ovm did not create).
+    pub uuid: Option<VmId>,
+    /// Name.
+    pub name: String,
+    /// Runtime domain id.
+    pub domid: u32,
+    /// Run state.
+    pub state: DomainRunState,
+    /// Current memory, MiB.
+    pub memory_mib: u64,
+    /// Online vCPUs.
+    pub vcpus: u32,
+    /// CPU time used, ns.
+    pub cpu_time_ns: u64,
+}
+
+/// A change of a domain seen by the hypervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DomainChange {
+    /// A domain appeared.
+    Appeared {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+    },
+    /// A domain's run state changed.
+    StateChanged {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+        /// New state.
+        state: DomainRunState,
+    },
+    /// A domain disappeared (destroyed, or migrated away).
+    Disappeared {
+        /// Its id.
+        uuid: Option<VmId>,
+        /// Its domid.
+        domid: u32,
+    },
+    /// The host itself went away (host failed).
+    HostLost,
+    /// The connection to the server's agent was lost; the server and its domains may be fine. The
+    /// manager marks the server unreachable and reconnects.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Changes were dropped: list the domains again.
+    Resync,
+}
+
+/// Domain operations every server connection offers. Calls block; the manager runs them on job threads.
+pub trait DomainOps: Send + Sync {
+    /// Resident domains.
+    fn list_domains(&self) -> Result<Vec<DomainStatus>>;
+    /// Build and start a domain; returns its domid.
+    fn create_domain(&self, spec: &DomainSpec) -> Result<u32>;
+    /// Ask the guest to power off and wait up to `timeout` for it to go; on timeout returns
+    /// [`crate::Error::Timeout`] and leaves the domain running (the caller decides on destroy).
+    fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()>;
+    /// Ask the guest to reboot.
+    fn reboot(&self, vm: VmId, timeout: Duration) -> Result<()>;
+    /// Destroy the domain at once.
+    fn destroy(&self, vm: VmId) -> Result<()>;
+    /// Pause.
+    fn pause(&self, vm: VmId) -> Result<()>;
+    /// Unpause.
+    fn unpause(&self, vm: VmId) -> Result<()>;
+    /// Save the domain's memory to `path` (on the server) and destroy it.
+    fn suspend(&self, vm: VmId, path: &str) -> Result<()>;
+    /// Restore a domain saved at `path`; returns its domid.
+    fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32>;
+    /// Set the memory target, MiB.
+    fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()>;
+    /// Set the number of online vCPUs.
+    fn set_vcpus(&self, vm: VmId, vcpus: u32) -> Result<()>;
+    /// Console output collected so far.
+    fn console(&self, vm: VmId) -> Result<String>;
+    /// Subscribe to domain changes.
+    fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<DomainChange>>;
+}

@@ -1,0 +1,122 @@
+//! Simulated migration by ticket: the destination reserves the domain's memory and issues a ticket;
+//! the source sends the domain, which the destination admits in place of the reservation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{SimConnection, SimOp};
+use crate::driver::migration::{MigrationOps, MigrationTicket};
+use crate::driver::{lock, DomainChange, DomainSpec};
+use crate::model::VmId;
+use crate::{Error, Result};
+
+impl MigrationOps for SimConnection {
+    fn prepare_incoming(&self, spec: &DomainSpec) -> Result<MigrationTicket> {
+        self.op(SimOp::Migrate, |st| {
+            if st.domains.contains_key(&spec.uuid) {
+                return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
+            }
+            let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
+            let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
+            if spec.memory_mib > free {
+                return Err(Error::InsufficientResources {
+                    object: crate::model::ObjectRef::new(crate::model::ObjectKind::Vm, spec.uuid),
+                    resource: "memory (MiB)".into(),
+                    needed: spec.memory_mib,
+                    available: free,
+                });
+            }
+            let n = self.world.inner.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
+            let token = format!("{}-{n}", st.name);
+            let ticket = MigrationTicket {
+                vm: spec.uuid,
+                destination: format!("sim://{}", st.name),
+                token: token.clone(),
+            };
+            st.incoming.insert(token.clone(), (spec.uuid, spec.memory_mib));
+            lock(&self.world.inner.tickets).insert(token, (st.name.clone(), ticket.clone()));
+            Ok(ticket)
+        })
+    }
+
+    fn cancel_incoming(&self, ticket: &MigrationTicket) -> Result<()> {
+        lock(&self.world.inner.tickets).remove(&ticket.token);
+        lock(&self.host.state).incoming.remove(&ticket.token);
+        Ok(())
+    }
+
+    fn send(&self, vm: VmId, ticket: &MigrationTicket, _live: bool) -> Result<()> {
+        let (dest_name, issued) = lock(&self.world.inner.tickets)
+            .get(&ticket.token)
+            .cloned()
+            .ok_or_else(|| Error::invalid("ticket", "no destination issued this migration ticket"))?;
+        if issued != *ticket || ticket.vm != vm {
+            return Err(Error::invalid("ticket", format!("the ticket admits {}, not {vm}", issued.vm)));
+        }
+        let dest_host = self.world.host(&dest_name)?;
+        if Arc::ptr_eq(&dest_host, &self.host) {
+            return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
+        }
+        let dest = SimConnection { host: dest_host, world: self.world.clone() };
+        let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
+            let d = Self::domain(st, vm)?;
+            Ok((d.spec.clone(), d.domid))
+        })?;
+        let new_domid = dest.op(SimOp::Query, |st| {
+            let reservation = st.incoming.remove(&ticket.token);
+            let admitted = dest.admit(st, &spec);
+            if admitted.is_err() {
+                if let Some(r) = reservation {
+                    st.incoming.insert(ticket.token.clone(), r);
+                }
+            }
+            admitted
+        })?;
+        lock(&self.world.inner.tickets).remove(&ticket.token);
+        dest.emit(DomainChange::Appeared { uuid: Some(vm), domid: new_domid });
+        lock(&self.host.state).domains.remove(&vm);
+        self.emit(DomainChange::Disappeared { uuid: Some(vm), domid: old_domid });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::driver::sim::tests::spec;
+    use crate::driver::sim::{SimDriver, SimOp, DEFAULT_PASSWORD};
+    use crate::driver::Driver;
+
+    #[test]
+    fn migration_by_ticket() {
+        let d = SimDriver::default();
+        let src = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
+        let dst = d.connect("sim://s2?memory_mib=4096", DEFAULT_PASSWORD, "m").unwrap();
+        let s = spec(2048);
+        src.create_domain(&s).unwrap();
+        let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+        let t = md.prepare_incoming(&s).unwrap();
+        assert_eq!(t.destination, "sim://s2");
+        // The reservation holds the memory: 4096 - 1024 dom0 - 2048 reserved leaves 1024.
+        assert_eq!(
+            dst.create_domain(&spec(2048)).unwrap_err().kind(),
+            crate::ErrorKind::InsufficientResources
+        );
+        assert!(ms.send(crate::model::VmId::new(), &t, true).is_err(), "the ticket is for another VM");
+        d.world().fail_next(SimOp::Migrate, Some("s1"), 1);
+        assert!(ms.send(s.uuid, &t, true).is_err());
+        ms.send(s.uuid, &t, true).unwrap();
+        assert_eq!(src.list_domains().unwrap().len(), 1);
+        assert!(dst.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)));
+        assert!(ms.send(s.uuid, &t, true).is_err(), "a ticket is used once");
+        // Back, and a cancelled ticket frees its reservation.
+        let back = ms.prepare_incoming(&s).unwrap();
+        md.send(s.uuid, &back, true).unwrap();
+        let t = md.prepare_incoming(&spec(3072)).unwrap();
+        md.cancel_incoming(&t).unwrap();
+        dst.create_domain(&spec(3072)).unwrap();
+        assert_eq!(
+            md.prepare_incoming(&spec(1024)).unwrap_err().kind(),
+            crate::ErrorKind::InsufficientResources
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! Simulated storage: one shared file store seen by every host (as an NFS repository would be),
+//! file systems that hosts mount, and iSCSI storage arrays with LUNs and access groups.
+//!
+//! Files are not confined to mounted file systems (a repository path is valid on every simulated
+//! host); [`FileStoragePlugin::usage`] counts the files under the mount point holding a path.
+
+use super::{SimConnection, SimOp};
+use crate::driver::storage::{
+    AccessGroup, ArrayManagement, FileStoragePlugin, FileSystemMount, FsUsage, Lun,
+};
+use crate::driver::{lock, StorageArrayPlugin};
+use crate::{Error, Result};
+
+fn under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl SimConnection {
+    fn initiator_of(name: &str) -> String {
+        format!("iqn.2026-01.ovm.sim:{name}")
+    }
+
+    fn array<T>(&self, target: &str, f: impl FnOnce(&mut super::world::SimArray) -> Result<T>) -> Result<T> {
+        self.op(SimOp::Storage, |st| {
+            let mut arrays = lock(&self.world.inner.arrays);
+            let a = arrays.get_mut(target).ok_or_else(|| {
+                Error::backend(&st.name, format!("no storage array serves target {target}"))
+            })?;
+            f(a)
+        })
+    }
+}
+
+impl FileStoragePlugin for SimConnection {
+    fn mount(&self, export: &str, mount_point: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            if !mount_point.starts_with('/') {
+                return Err(Error::invalid("mount_point", "must be an absolute path"));
+            }
+            match st.mounts.get(mount_point) {
+                Some(e) if e == export => return Ok(()),
+                Some(e) => {
+                    return Err(Error::backend(&st.name, format!("{e} is already mounted at {mount_point}")))
+                }
+                None => {}
+            }
+            lock(&self.world.inner.file_systems)
+                .entry(export.to_owned())
+                .or_insert(super::DEFAULT_FILE_SYSTEM_BYTES);
+            st.mounts.insert(mount_point.to_owned(), export.to_owned());
+            Ok(())
+        })
+    }
+
+    fn unmount(&self, mount_point: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            st.mounts
+                .remove(mount_point)
+                .map(drop)
+                .ok_or_else(|| Error::backend(&st.name, format!("nothing is mounted at {mount_point}")))
+        })
+    }
+
+    fn mounts(&self) -> Result<Vec<FileSystemMount>> {
+        self.op(SimOp::Storage, |st| {
+            Ok(st
+                .mounts
+                .iter()
+                .map(|(m, e)| FileSystemMount { export: e.clone(), mount_point: m.clone() })
+                .collect())
+        })
+    }
+
+    fn usage(&self, path: &str) -> Result<FsUsage> {
+        self.op(SimOp::Storage, |st| {
+            let (mount_point, export) =
+                st.mounts.iter().filter(|(m, _)| under(path, m)).max_by_key(|(m, _)| m.len()).ok_or_else(
+                    || Error::backend(&st.name, format!("no file system is mounted at {path}")),
+                )?;
+            let total = lock(&self.world.inner.file_systems).get(export).copied().unwrap_or_default();
+            let used = lock(&self.world.inner.files)
+                .iter()
+                .filter(|(p, _)| under(p, mount_point))
+                .map(|(_, s)| s)
+                .sum();
+            Ok(FsUsage { total_bytes: total, used_bytes: used })
+        })
+    }
+
+    fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let mut files = lock(&self.world.inner.files);
+            if files.contains_key(path) {
+                return Err(Error::backend(&st.name, format!("{path} already exists")));
+            }
+            files.insert(path.to_owned(), size_bytes);
+            Ok(())
+        })
+    }
+
+    fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let mut files = lock(&self.world.inner.files);
+            let size = files
+                .get_mut(path)
+                .ok_or_else(|| Error::backend(&st.name, format!("{path} does not exist")))?;
+            *size = size_bytes;
+            Ok(())
+        })
+    }
+
+    fn copy_file(&self, from: &str, to: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let mut files = lock(&self.world.inner.files);
+            let size =
+                *files.get(from).ok_or_else(|| Error::backend(&st.name, format!("{from} does not exist")))?;
+            if files.contains_key(to) {
+                return Err(Error::backend(&st.name, format!("{to} already exists")));
+            }
+            files.insert(to.to_owned(), size);
+            Ok(())
+        })
+    }
+
+    fn delete_file(&self, path: &str) -> Result<()> {
+        self.op(SimOp::Storage, |_| {
+            lock(&self.world.inner.files).remove(path);
+            Ok(())
+        })
+    }
+
+    fn file_size(&self, path: &str) -> Result<Option<u64>> {
+        self.op(SimOp::Storage, |_| Ok(lock(&self.world.inner.files).get(path).copied()))
+    }
+}
+
+impl StorageArrayPlugin for SimConnection {
+    fn initiator(&self) -> Result<String> {
+        self.op(SimOp::Storage, |st| Ok(Self::initiator_of(&st.name)))
+    }
+
+    fn login(&self, target: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            if !lock(&self.world.inner.arrays).contains_key(target) {
+                return Err(Error::backend(&st.name, format!("no storage array serves target {target}")));
+            }
+            if !st.sessions.iter().any(|t| t == target) {
+                st.sessions.push(target.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    fn logout(&self, target: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            st.sessions.retain(|t| t != target);
+            Ok(())
+        })
+    }
+
+    fn sessions(&self) -> Result<Vec<String>> {
+        self.op(SimOp::Storage, |st| Ok(st.sessions.clone()))
+    }
+
+    fn list_luns(&self, target: &str) -> Result<Vec<Lun>> {
+        self.op(SimOp::Storage, |st| {
+            if !st.sessions.iter().any(|t| t == target) {
+                return Err(Error::backend(&st.name, format!("not logged in to {target}")));
+            }
+            let me = Self::initiator_of(&st.name);
+            let arrays = lock(&self.world.inner.arrays);
+            let a = arrays.get(target).ok_or_else(|| {
+                Error::backend(&st.name, format!("no storage array serves target {target}"))
+            })?;
+            // An array without access groups presents every LUN to everyone (a generic array).
+            let visible = |l: &Lun| {
+                a.groups.is_empty()
+                    || a.groups.values().any(|g| g.initiators.contains(&me) && g.luns.contains(&l.id))
+            };
+            Ok(a.luns.values().filter(|l| visible(l)).cloned().collect())
+        })
+    }
+
+    fn management(&self) -> Option<&dyn ArrayManagement> {
+        Some(self)
+    }
+}
+
+impl ArrayManagement for SimConnection {
+    fn create_lun(&self, target: &str, name: &str, size_bytes: u64) -> Result<Lun> {
+        self.array(target, |a| {
+            a.next_lun += 1;
+            let lun = Lun {
+                id: format!("lun{}", a.next_lun),
+                name: name.to_owned(),
+                size_bytes,
+                thin_clone_of: None,
+            };
+            a.luns.insert(lun.id.clone(), lun.clone());
+            Ok(lun)
+        })
+    }
+
+    fn resize_lun(&self, target: &str, lun: &str, size_bytes: u64) -> Result<()> {
+        self.array(target, |a| {
+            let l = a.luns.get_mut(lun).ok_or_else(|| Error::backend(target, format!("no LUN {lun}")))?;
+            l.size_bytes = size_bytes;
+            Ok(())
+        })
+    }
+
+    fn clone_lun(&self, target: &str, lun: &str, name: &str) -> Result<Lun> {
+        self.array(target, |a| {
+            let src = a.luns.get(lun).ok_or_else(|| Error::backend(target, format!("no LUN {lun}")))?;
+            let size_bytes = src.size_bytes;
+            a.next_lun += 1;
+            let clone = Lun {
+                id: format!("lun{}", a.next_lun),
+                name: name.to_owned(),
+                size_bytes,
+                thin_clone_of: Some(lun.to_owned()),
+            };
+            a.luns.insert(clone.id.clone(), clone.clone());
+            Ok(clone)
+        })
+    }
+
+    fn delete_lun(&self, target: &str, lun: &str) -> Result<()> {
+        self.array(target, |a| {
+            a.luns.remove(lun).ok_or_else(|| Error::backend(target, format!("no LUN {lun}")))?;
+            for g in a.groups.values_mut() {
+                g.luns.retain(|l| l != lun);
+            }
+            Ok(())
+        })
+    }
+
+    fn access_groups(&self, target: &str) -> Result<Vec<AccessGroup>> {
+        self.array(target, |a| Ok(a.groups.values().cloned().collect()))
+    }
+
+    fn create_access_group(&self, target: &str, group: &str) -> Result<()> {
+        self.array(target, |a| {
+            if a.groups.contains_key(group) {
+                return Err(Error::conflict(format!("access group {group} exists on {target}")));
+            }
+            a.groups.insert(group.to_owned(), AccessGroup { name: group.to_owned(), ..Default::default() });
+            Ok(())
+        })
+    }
+
+    fn delete_access_group(&self, target: &str, group: &str) -> Result<()> {
+        self.array(target, |a| {
+            a.groups
+                .remove(group)
+                .map(drop)
+                .ok_or_else(|| Error::backend(target, format!("no access group {group}")))
+        })
+    }
+
+    fn add_initiator(&self, target: &str, group: &str, initiator: &str) -> Result<()> {
+        self.array(target, |a| {
+            let g = a
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| Error::backend(target, format!("no access group {group}")))?;
+            if !g.initiators.iter().any(|i| i == initiator) {
+                g.initiators.push(initiator.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_initiator(&self, target: &str, group: &str, initiator: &str) -> Result<()> {
+        self.array(target, |a| {
+            let g = a
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| Error::backend(target, format!("no access group {group}")))?;
+            g.initiators.retain(|i| i != initiator);
+            Ok(())
+        })
+    }
+
+    fn present(&self, target: &str, group: &str, lun: &str) -> Result<()> {
+        self.array(target, |a| {
+            if !a.luns.contains_key(lun) {
+                return Err(Error::backend(target, format!("no LUN {lun}")));
+            }
+            let g = a
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| Error::backend(target, format!("no access group {group}")))?;
+            if !g.luns.iter().any(|l| l == lun) {
+                g.luns.push(lun.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    fn unpresent(&self, target: &str, group: &str, lun: &str) -> Result<()> {
+        self.array(target, |a| {
+            let g = a
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| Error::backend(target, format!("no access group {group}")))?;
+            g.luns.retain(|l| l != lun);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::driver::sim::{SimDriver, DEFAULT_PASSWORD};
+    use crate::driver::Driver;
+
+    #[test]
+    fn files_mounts_and_usage() {
+        let d = SimDriver::default();
+        d.world().add_file_system("nfs1:/repo", 10_000);
+        let h1 = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
+        let h2 = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
+        let (f1, f2) = (h1.file_storage().unwrap(), h2.file_storage().unwrap());
+        f1.mount("nfs1:/repo", "/OVS/Repositories/r1").unwrap();
+        f1.mount("nfs1:/repo", "/OVS/Repositories/r1").unwrap();
+        assert!(f1.mount("nfs2:/other", "/OVS/Repositories/r1").is_err());
+        f1.create_file("/OVS/Repositories/r1/a.img", 1000).unwrap();
+        assert!(f1.create_file("/OVS/Repositories/r1/a.img", 1).is_err());
+        // The store is shared: the other host sees the file.
+        f2.copy_file("/OVS/Repositories/r1/a.img", "/OVS/Repositories/r1/b.img").unwrap();
+        f2.resize_file("/OVS/Repositories/r1/b.img", 3000).unwrap();
+        assert_eq!(f1.file_size("/OVS/Repositories/r1/b.img").unwrap(), Some(3000));
+        f1.create_file("/elsewhere/c.img", 50).unwrap();
+        assert_eq!(
+            f1.usage("/OVS/Repositories/r1/x").unwrap(),
+            crate::driver::FsUsage { total_bytes: 10_000, used_bytes: 4000 }
+        );
+        assert!(f2.usage("/OVS/Repositories/r1").is_err(), "s2 has not mounted it");
+        f1.delete_file("/OVS/Repositories/r1/a.img").unwrap();
+        f1.delete_file("/OVS/Repositories/r1/a.img").unwrap();
+        assert_eq!(f1.file_size("/OVS/Repositories/r1/a.img").unwrap(), None);
+        assert_eq!(f1.mounts().unwrap().len(), 1);
+        f1.unmount("/OVS/Repositories/r1").unwrap();
+        assert!(f1.unmount("/OVS/Repositories/r1").is_err());
+        assert!(f1.mounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn luns_sessions_and_access_groups() {
+        let d = SimDriver::default();
+        let t = "iqn.2026-01.ovm.sim:array1";
+        let h1 = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
+        let h2 = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
+        let (a1, a2) = (h1.array_storage().unwrap(), h2.array_storage().unwrap());
+        assert!(a1.login(t).is_err(), "no array yet");
+        d.world().add_array(t);
+        a1.login(t).unwrap();
+        a2.login(t).unwrap();
+        assert_eq!(a1.sessions().unwrap(), vec![t.to_owned()]);
+        let m = a1.management().unwrap();
+        let lun = m.create_lun(t, "pool-fs", 1 << 30).unwrap();
+        // No access groups: a generic array shows every LUN to everyone.
+        assert_eq!(a2.list_luns(t).unwrap(), vec![lun.clone()]);
+        m.resize_lun(t, &lun.id, 2 << 30).unwrap();
+        let clone = m.clone_lun(t, &lun.id, "copy").unwrap();
+        assert_eq!((clone.size_bytes, clone.thin_clone_of.as_deref()), (2 << 30, Some(lun.id.as_str())));
+        m.create_access_group(t, "g1").unwrap();
+        assert!(m.create_access_group(t, "g1").is_err());
+        m.add_initiator(t, "g1", &a1.initiator().unwrap()).unwrap();
+        m.present(t, "g1", &clone.id).unwrap();
+        assert_eq!(a1.list_luns(t).unwrap(), vec![clone.clone()]);
+        assert!(a2.list_luns(t).unwrap().is_empty(), "s2 is in no group");
+        m.delete_lun(t, &clone.id).unwrap();
+        assert!(m.access_groups(t).unwrap()[0].luns.is_empty());
+        m.remove_initiator(t, "g1", &a1.initiator().unwrap()).unwrap();
+        m.unpresent(t, "g1", &lun.id).unwrap();
+        m.delete_access_group(t, "g1").unwrap();
+        a2.logout(t).unwrap();
+        assert!(a2.list_luns(t).is_err(), "logged out");
+    }
+}

@@ -1,0 +1,277 @@
+//! The simulated world: hosts, their domains, shared storage, storage arrays and clusters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use super::faults::Faults;
+use super::DEFAULT_PASSWORD;
+use crate::driver::network::NetworkConfig;
+use crate::driver::storage::{AccessGroup, Lun};
+use crate::driver::{lock, DomainChange, DomainRunState, DomainSpec, MigrationTicket, ShutdownReason};
+use crate::model::VmId;
+use crate::{Error, Result};
+
+#[derive(Debug)]
+pub(super) struct SimDomain {
+    pub(super) spec: DomainSpec,
+    pub(super) domid: u32,
+    pub(super) state: DomainRunState,
+    pub(super) cpu_load_percent: f32,
+    pub(super) console: String,
+}
+
+#[derive(Debug)]
+pub(super) struct HostState {
+    pub(super) name: String,
+    pub(super) cpus: u32,
+    pub(super) memory_mib: u64,
+    pub(super) dom0_memory_mib: u64,
+    pub(super) password: String,
+    pub(super) owner: Option<String>,
+    pub(super) powered_on: bool,
+    pub(super) lost: bool,
+    pub(super) domains: HashMap<VmId, SimDomain>,
+    pub(super) saved: HashMap<String, DomainSpec>,
+    pub(super) mac: String,
+    /// Mount point → export.
+    pub(super) mounts: BTreeMap<String, String>,
+    /// Targets logged in to.
+    pub(super) sessions: Vec<String>,
+    pub(super) network: NetworkConfig,
+    /// Memory promised to incoming migrations, by ticket token.
+    pub(super) incoming: HashMap<String, (VmId, u64)>,
+}
+
+#[derive(Debug)]
+pub(super) struct SimHost {
+    pub(super) state: Mutex<HostState>,
+    pub(super) changes: broadcast::Sender<DomainChange>,
+}
+
+/// A simulated storage array (an iSCSI target).
+#[derive(Debug, Default)]
+pub(super) struct SimArray {
+    pub(super) luns: BTreeMap<String, Lun>,
+    pub(super) groups: BTreeMap<String, AccessGroup>,
+    pub(super) next_lun: u64,
+}
+
+/// A simulated cluster.
+#[derive(Debug, Default, Clone)]
+pub(super) struct SimCluster {
+    pub(super) members: Vec<String>,
+    pub(super) master: Option<String>,
+    pub(super) epoch: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct WorldInner {
+    pub(super) hosts: Mutex<HashMap<String, Arc<SimHost>>>,
+    pub(super) faults: Mutex<Faults>,
+    pub(super) next_domid: AtomicU32,
+    pub(super) files: Mutex<HashMap<String, u64>>,
+    /// Export → capacity, bytes.
+    pub(super) file_systems: Mutex<BTreeMap<String, u64>>,
+    pub(super) arrays: Mutex<BTreeMap<String, SimArray>>,
+    pub(super) clusters: Mutex<BTreeMap<String, SimCluster>>,
+    /// Ticket token → (destination host, ticket).
+    pub(super) tickets: Mutex<HashMap<String, (String, MigrationTicket)>>,
+    pub(super) next_ticket: AtomicU32,
+}
+
+/// A set of simulated servers. Cheap to clone; clones share the same world.
+#[derive(Debug, Clone, Default)]
+pub struct SimWorld {
+    pub(super) inner: Arc<WorldInner>,
+}
+
+/// Capacity of a simulated file system mounted without being added first: 1 TiB.
+pub const DEFAULT_FILE_SYSTEM_BYTES: u64 = 1 << 40;
+
+/// Parsed `sim://` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SimAddress {
+    pub(super) name: String,
+    pub(super) cpus: u32,
+    pub(super) memory_mib: u64,
+    pub(super) password: String,
+}
+
+pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
+    let rest = address
+        .strip_prefix("sim://")
+        .ok_or_else(|| Error::invalid("address", format!("{address:?} is not a sim:// address")))?;
+    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if name.is_empty()
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return Err(Error::invalid("address", format!("{name:?} is not a valid simulated host name")));
+    }
+    let mut a = SimAddress {
+        name: name.to_owned(),
+        cpus: 8,
+        memory_mib: 32 * 1024,
+        password: DEFAULT_PASSWORD.to_owned(),
+    };
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) =
+            kv.split_once('=').ok_or_else(|| Error::invalid("address", format!("bad parameter {kv:?}")))?;
+        let num = || v.parse::<u64>().map_err(|_| Error::invalid("address", format!("{k} must be a number")));
+        match k {
+            "cpus" => {
+                a.cpus = u32::try_from(num()?).map_err(|_| Error::invalid("address", "cpus too large"))?
+            }
+            "memory_mib" => a.memory_mib = num()?,
+            "password" => a.password = v.to_owned(),
+            _ => return Err(Error::invalid("address", format!("unknown parameter {k:?}"))),
+        }
+    }
+    if a.cpus == 0 || a.memory_mib < 1024 {
+        return Err(Error::invalid("address", "a simulated host needs ≥1 CPU and ≥1024 MiB"));
+    }
+    Ok(a)
+}
+
+impl SimWorld {
+    /// An empty world.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(super) fn host(&self, name: &str) -> Result<Arc<SimHost>> {
+        lock(&self.inner.hosts)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::backend(name, "no such simulated host"))
+    }
+
+    pub(super) fn host_for(&self, address: &str) -> Result<Arc<SimHost>> {
+        let a = parse_address(address)?;
+        let mut hosts = lock(&self.inner.hosts);
+        let n = hosts.len() as u64;
+        let host = hosts.entry(a.name.clone()).or_insert_with(|| {
+            Arc::new(SimHost {
+                state: Mutex::new(HostState {
+                    name: a.name.clone(),
+                    cpus: a.cpus,
+                    memory_mib: a.memory_mib,
+                    dom0_memory_mib: 1024,
+                    password: a.password.clone(),
+                    owner: None,
+                    powered_on: true,
+                    lost: false,
+                    domains: HashMap::new(),
+                    saved: HashMap::new(),
+                    mac: crate::model::format_mac(0x02_00_5e_00_00_00 + n),
+                    mounts: BTreeMap::new(),
+                    sessions: Vec::new(),
+                    network: NetworkConfig::default(),
+                    incoming: HashMap::new(),
+                }),
+                changes: broadcast::channel(1024).0,
+            })
+        });
+        Ok(host.clone())
+    }
+
+    /// Simulate the loss of a host: its domains die and every call to it fails until
+    /// [`SimWorld::restore_host`].
+    pub fn lose_host(&self, name: &str) -> Result<()> {
+        let h = self.host(name)?;
+        {
+            let mut st = lock(&h.state);
+            st.lost = true;
+            st.domains.clear();
+        }
+        // A lost host reports nothing about its domains: the manager only sees the connection go.
+        let _ = h.changes.send(DomainChange::HostLost);
+        Ok(())
+    }
+
+    /// Bring a lost host back (empty, as after a reboot).
+    pub fn restore_host(&self, name: &str) -> Result<()> {
+        let h = self.host(name)?;
+        let mut st = lock(&h.state);
+        st.lost = false;
+        st.powered_on = true;
+        Ok(())
+    }
+
+    /// Power a host on, as Wake-on-LAN would.
+    pub fn wake(&self, name: &str) -> Result<()> {
+        let h = self.host(name)?;
+        lock(&h.state).powered_on = true;
+        Ok(())
+    }
+
+    /// Whether a host is powered on and not lost.
+    pub fn is_up(&self, name: &str) -> bool {
+        self.host(name).map(|h| {
+            let st = lock(&h.state);
+            st.powered_on && !st.lost
+        }) == Ok(true)
+    }
+
+    /// Set the CPU load a domain generates, percent of one vCPU (default 10).
+    pub fn set_domain_load(&self, vm: VmId, percent: f32) {
+        for h in lock(&self.inner.hosts).values() {
+            if let Some(d) = lock(&h.state).domains.get_mut(&vm) {
+                d.cpu_load_percent = percent.clamp(0.0, 100.0);
+            }
+        }
+    }
+
+    /// Make the guest inside a domain crash (Xen reports shutdown reason `crash`).
+    pub fn crash_domain(&self, vm: VmId) -> Result<()> {
+        for h in lock(&self.inner.hosts).values() {
+            let mut st = lock(&h.state);
+            if let Some(d) = st.domains.remove(&vm) {
+                drop(st);
+                let _ = h.changes.send(DomainChange::StateChanged {
+                    uuid: Some(vm),
+                    domid: d.domid,
+                    state: DomainRunState::Shutdown(ShutdownReason::Crash),
+                });
+                let _ = h.changes.send(DomainChange::Disappeared { uuid: Some(vm), domid: d.domid });
+                return Ok(());
+            }
+        }
+        Err(Error::backend("sim", format!("domain {vm} is not resident anywhere")))
+    }
+
+    /// Size of a file in the simulated shared storage, if it exists.
+    pub fn file_size(&self, path: &str) -> Option<u64> {
+        lock(&self.inner.files).get(path).copied()
+    }
+
+    /// Put a file of `size_bytes` at `path` in the simulated shared storage (as if an administrator
+    /// had placed it there), replacing any file at that path.
+    pub fn put_file(&self, path: &str, size_bytes: u64) {
+        lock(&self.inner.files).insert(path.to_owned(), size_bytes);
+    }
+
+    /// Number of files in the simulated shared storage.
+    pub fn file_count(&self) -> usize {
+        lock(&self.inner.files).len()
+    }
+
+    /// Add a file system that servers can mount (an NFS export, say) of `capacity_bytes`.
+    pub fn add_file_system(&self, export: &str, capacity_bytes: u64) {
+        lock(&self.inner.file_systems).insert(export.to_owned(), capacity_bytes);
+    }
+
+    /// Add a storage array serving iSCSI target `target` (an empty one replaces nothing).
+    pub fn add_array(&self, target: &str) {
+        lock(&self.inner.arrays).entry(target.to_owned()).or_default();
+    }
+
+    /// The names of the simulated hosts.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.inner.hosts).keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
