@@ -1,11 +1,14 @@
 //! `ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT ... [--on-wol COMMAND] [--seed N]`
+//! `ovm-lab-switch ctl DIR COMMAND...`
 //!
 //! Runs the lab switch until killed. Each port's machine plugs in with QEMU's
 //! `-netdev dgram,id=ID,local.type=unix,local.path=DIR/PORT.machine,remote.type=unix,remote.path=DIR/PORT.switch`.
 //! `DIR/control` takes the commands of `ovm_lab_switch::Switch::command`, one per line; each reply
 //! ends with `ok` or is one `error: ...` line. `--on-wol COMMAND` runs `COMMAND MAC` for every
-//! Wake-on-LAN magic packet seen (the lab's power controller).
+//! Wake-on-LAN magic packet seen (the lab's power controller). `ctl` sends one command to the
+//! switch serving `DIR` and prints its reply (exit status 1 for an `error:` reply).
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,11 +17,45 @@ use ovm_lab_switch::{mac_str, serve, Switch};
 
 fn usage() -> ExitCode {
     eprintln!("usage: ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT... [--on-wol COMMAND] [--seed N]");
+    eprintln!("       ovm-lab-switch ctl DIR COMMAND...");
     ExitCode::from(2)
 }
 
+/// `ctl DIR COMMAND...`: one command, its reply on standard output.
+fn ctl(dir: &str, command: &[String]) -> ExitCode {
+    let path = PathBuf::from(dir).join("control");
+    let mut conn = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ovm-lab-switch: cannot reach {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    if conn.write_all(format!("{}\n", command.join(" ")).as_bytes()).is_err() {
+        return ExitCode::from(1);
+    }
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { break };
+        if line == "ok" {
+            return ExitCode::SUCCESS;
+        }
+        println!("{line}");
+        if line.starts_with("error: ") {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::from(1)
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("ctl") {
+        return match all.get(1) {
+            Some(dir) if all.len() > 2 => ctl(dir, &all[2..]),
+            _ => usage(),
+        };
+    }
+    let mut args = all.into_iter();
     let (mut dir, mut ports, mut on_wol, mut seed) = (None::<PathBuf>, Vec::new(), None::<String>, 1u64);
     while let Some(a) = args.next() {
         let Some(v) = args.next() else { return usage() };
