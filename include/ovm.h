@@ -27,6 +27,9 @@
 #define OVM_VERSION_PATCH 0
 #define OVM_ID_LEN 37
 
+/* The simulator's agent password: what ovm_server_discover takes for a sim://NAME address. */
+#define OVM_SIM_PASSWORD "ovm-sim"
+
 /* A manager: its database, jobs, events and server connections. Thread-safe: use it from any number
  * of threads at once; free it with ovm_manager_free once no other call on it is running. */
 typedef struct ovm_manager ovm_manager;
@@ -34,11 +37,6 @@ typedef struct ovm_manager ovm_manager;
 /* A job: one mutating operation. Thread-safe. Free with ovm_job_free; the job itself runs on. */
 typedef struct ovm_job ovm_job;
 
-
-/*
- `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
- */
-#define OVM_STOP_FORCE 1
 
 /*
  Network function bits for `ovm_network_create`.
@@ -64,6 +62,11 @@ typedef struct ovm_job ovm_job;
  Storage traffic.
  */
 #define OVM_NETWORK_STORAGE 16
+
+/*
+ `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
+ */
+#define OVM_STOP_FORCE 1
 
 /*
  Result of every fallible ovm call. Numbers are stable and never reused.
@@ -179,7 +182,8 @@ typedef uint32_t ovm_result;
 #endif // __cplusplus
 
 /*
- Object kinds.
+ Object kinds. The values are ovm-core's stable `ObjectKind` codes (a test checks the header
+ against them).
  */
 enum ovm_object_kind
 #ifdef __cplusplus
@@ -605,6 +609,14 @@ ovm_result ovm_job_list_json(const ovm_manager *mgr, size_t limit, char **out);
 void ovm_job_free(ovm_job *job);
 
 /*
+ Copy the calling thread's last error message (empty after a successful call) into `buf` as a
+ NUL-terminated string. `*out_n` receives the message length plus one. If `len` is too small,
+ returns `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to the size needed. This call does not
+ reset the last error.
+ */
+ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
+
+/*
  Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
  private in-memory database. On success `*out` receives a new handle (free it with
  `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
@@ -614,9 +626,11 @@ ovm_result ovm_manager_open(const char *uri, ovm_manager **out);
 
 /*
  Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
- valid (reads still work) until `ovm_manager_free`.
+ valid until `ovm_manager_free`; after close, reads (get, list, count, lookup, events, jobs) still
+ work and every mutation fails with `OVM_RESULT_CLOSED` — the same rule as ovm-core's and Python's.
  */
-ovm_result ovm_manager_close(const ovm_manager *mgr, uint64_t timeout_ms);
+ovm_result ovm_manager_close(const ovm_manager *mgr,
+                             uint64_t timeout_ms);
 
 /*
  Free a manager handle: stops its subscriptions (their `free_userdata` finalisers run) and releases
@@ -637,6 +651,15 @@ ovm_result ovm_manager_certificate_fingerprint(const ovm_manager *mgr,
  Copy the manager's identity (the owner id it presents to servers) into `buf`.
  */
 ovm_result ovm_manager_id(const ovm_manager *mgr, char *buf, size_t len, size_t *out_n);
+
+/*
+ Create a network carrying the `OVM_NETWORK_*` function bits in `functions`, on `bridge`.
+ */
+ovm_result ovm_network_create(const ovm_manager *mgr,
+                              const char *name,
+                              const char *bridge,
+                              uint32_t functions,
+                              ovm_job **out);
 
 /*
  One object as JSON (owned: free with `ovm_string_free`).
@@ -677,52 +700,6 @@ ovm_result ovm_object_update_json(const ovm_manager *mgr, const char *json, ovm_
  Delete an object nothing refers to. Returns a job.
  */
 ovm_result ovm_object_delete(const ovm_manager *mgr, uint32_t kind, const char *id, ovm_job **out);
-
-/*
- Copy the calling thread's last error message (empty after a successful call) into `buf` as a
- NUL-terminated string. `*out_n` receives the message length plus one. If `len` is too small,
- returns `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to the size needed. This call does not
- reset the last error.
- */
-ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
-
-/*
- A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`
- for a number that is not a result code. Do not free.
- */
-const char *ovm_result_name(uint32_t code);
-
-/*
- Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
- ownership. The job's result is the server.
- */
-ovm_result ovm_server_discover(const ovm_manager *mgr,
-                               const char *address,
-                               const char *password,
-                               ovm_job **out);
-
-/*
- Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
- */
-ovm_result ovm_server_restart_agent(const ovm_manager *mgr, const char *server, ovm_job **out);
-
-/*
- Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
- `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
- */
-ovm_result ovm_server_agent_fingerprint(const ovm_manager *mgr,
-                                        const char *server,
-                                        char *buf,
-                                        size_t len,
-                                        size_t *out_n);
-
-/*
- Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
- */
-ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
-                                      const char *server,
-                                      bool on,
-                                      ovm_job **out);
 
 /*
  Create an unclustered server pool. The job's result is the pool.
@@ -786,13 +763,42 @@ ovm_result ovm_virtual_disk_create(const ovm_manager *mgr,
                                    ovm_job **out);
 
 /*
- Create a network carrying the `OVM_NETWORK_*` function bits in `functions`, on `bridge`.
+ A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`
+ for a number that is not a result code. Do not free.
  */
-ovm_result ovm_network_create(const ovm_manager *mgr,
-                              const char *name,
-                              const char *bridge,
-                              uint32_t functions,
-                              ovm_job **out);
+const char *ovm_result_name(uint32_t code);
+
+/*
+ Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
+ ownership. The job's result is the server.
+ */
+ovm_result ovm_server_discover(const ovm_manager *mgr,
+                               const char *address,
+                               const char *password,
+                               ovm_job **out);
+
+/*
+ Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
+ */
+ovm_result ovm_server_restart_agent(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
+ `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
+ */
+ovm_result ovm_server_agent_fingerprint(const ovm_manager *mgr,
+                                        const char *server,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *out_n);
+
+/*
+ Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
+ */
+ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
+                                      const char *server,
+                                      bool on,
+                                      ovm_job **out);
 
 /*
  Create a PV VM in `pool` (may be NULL) with `memory_mib`, `vcpus` and `vnics` NICs (MACs from the

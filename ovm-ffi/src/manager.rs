@@ -1,43 +1,13 @@
 //! `ovm_manager`: opening and closing a manager.
 
-use std::collections::HashMap;
 use std::ffi::c_char;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use ovm_core::Manager;
 
-use crate::boundary::{call, copy_out_checked, handle, out_arg, put, str_arg, Tagged};
-use crate::events::SubscriptionThread;
-use crate::result::{ovm_result, FfiError};
-
-/// A manager: its database, jobs, events and server connections.
-///
-/// Thread safety: an `ovm_manager` may be used from any number of threads at once. It owns its own
-/// worker threads (an async runtime): C never sees a future. Free it with `ovm_manager_free` once no
-/// other call on it is running.
-#[repr(C)]
-#[derive(Debug)]
-pub struct ovm_manager {
-    tag: u64,
-    pub(crate) mgr: Manager,
-    pub(crate) subs: Mutex<HashMap<u64, SubscriptionThread>>,
-    pub(crate) next_sub: Mutex<u64>,
-}
-
-impl Tagged for ovm_manager {
-    const TAG: u64 = 0x6f76_6d5f_6d67_7231; // "ovm_mgr1"
-    const NAME: &'static str = "ovm_manager";
-}
-
-/// Borrow the manager behind a handle argument.
-///
-/// # Safety
-/// As [`handle`].
-pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manager, FfiError> {
-    // SAFETY: per the contract.
-    unsafe { handle(p, "manager") }
-}
+use crate::boundary::{copy_out_checked, entry, out_arg, put, str_arg, with_mgr};
+use crate::handles::{mgr_arg, ovm_manager, SubscriptionThread};
+use crate::result::ovm_result;
 
 /// Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
 /// private in-memory database. On success `*out` receives a new handle (free it with
@@ -45,30 +15,21 @@ pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manage
 /// `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm_manager) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let uri = unsafe { str_arg(uri, "uri") }?;
+    entry!({
+        let uri = str_arg(uri, "uri")?;
         let out = out_arg(out, "out")?;
         let mgr = Manager::builder().database_uri(uri)?.open()?;
-        let h = Box::new(ovm_manager {
-            tag: ovm_manager::TAG,
-            mgr,
-            subs: Mutex::new(HashMap::new()),
-            next_sub: Mutex::new(1),
-        });
-        // SAFETY: out was checked.
-        unsafe { put(out, Box::into_raw(h)) };
+        put(out, Box::into_raw(Box::new(ovm_manager::new(mgr))));
         Ok(())
     })
 }
 
 /// Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
-/// valid (reads still work) until `ovm_manager_free`.
+/// valid until `ovm_manager_free`; after close, reads (get, list, count, lookup, events, jobs) still
+/// work and every mutation fails with `OVM_RESULT_CLOSED` — the same rule as ovm-core's and Python's.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: u64) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         m.mgr.close(Duration::from_millis(timeout_ms))?;
         Ok(())
     })
@@ -78,9 +39,8 @@ pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: 
 /// it. NULL does nothing; a handle of another type is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_free(mgr: *mut ovm_manager) {
-    let _ = call(|| {
-        // SAFETY: per the function's contract.
-        let m = match unsafe { mgr_arg(mgr) } {
+    let _ = entry!({
+        let m = match mgr_arg(mgr) {
             Ok(m) => m,
             Err(_) => return Ok(()),
         };
@@ -89,12 +49,10 @@ pub unsafe extern "C" fn ovm_manager_free(mgr: *mut ovm_manager) {
         for s in subs {
             s.stop();
         }
-        // SAFETY: mgr came from Box::into_raw in ovm_manager_open and is freed once; the tag is
-        // cleared first so a stale pointer is refused by later calls where the memory is still mapped.
-        unsafe {
-            (*mgr).tag = 0;
-            drop(Box::from_raw(mgr));
-        }
+        // mgr came from Box::into_raw in ovm_manager_open and is freed once; the tag is cleared first
+        // so a stale pointer is refused by later calls where the memory is still mapped.
+        (*mgr).tag = 0;
+        drop(Box::from_raw(mgr));
         Ok(())
     });
 }
@@ -108,12 +66,9 @@ pub unsafe extern "C" fn ovm_manager_certificate_fingerprint(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let fp = m.mgr.certificate_fingerprint()?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&fp, buf, len, out_n) }
+        copy_out_checked(&fp, buf, len, out_n)
     })
 }
 
@@ -125,10 +80,5 @@ pub unsafe extern "C" fn ovm_manager_id(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(m.mgr.id(), buf, len, out_n) }
-    })
+    with_mgr!(mgr, |m| { copy_out_checked(m.mgr.id(), buf, len, out_n) })
 }

@@ -24,7 +24,7 @@ mod servers;
 mod storage;
 mod vms;
 
-pub use events::Subscription;
+pub use events::{LostEvents, Subscription};
 pub use jobs::JobHandle;
 pub use network::NetworkSpec;
 pub use recurring::REFRESH_SERVERS;
