@@ -248,8 +248,11 @@ impl Subscription {
         Error::EventsLost { resume_token: self.last }
     }
 
-    /// The next change, waiting asynchronously.
+    /// The next change, waiting asynchronously. Once the manager is closed, [`Error::Closed`].
     pub async fn next(&mut self) -> Result<Change> {
+        if self.mgr.is_closed() {
+            return Err(Error::Closed);
+        }
         if let Some(resume_token) = self.failed {
             return Err(Error::EventsLost { resume_token });
         }
