@@ -64,6 +64,41 @@ typedef struct ovm_job ovm_job;
 #define OVM_NETWORK_STORAGE 16
 
 /*
+ `ovm_server_list_json` power state: any.
+ */
+#define OVM_SERVER_POWER_ANY UINT32_MAX
+
+/*
+ `ovm_file_server_create` kind: a server's local file system.
+ */
+#define OVM_FILE_SERVER_LOCAL 0
+
+/*
+ `ovm_file_server_create` kind: an NFS server.
+ */
+#define OVM_FILE_SERVER_NFS 1
+
+/*
+ `ovm_storage_array_create` kind: iSCSI.
+ */
+#define OVM_STORAGE_ARRAY_ISCSI 0
+
+/*
+ `ovm_storage_array_create` kind: Fibre Channel.
+ */
+#define OVM_STORAGE_ARRAY_FIBRE_CHANNEL 1
+
+/*
+ `ovm_storage_array_create` kind: a vendor plug-in that creates LUNs and access groups.
+ */
+#define OVM_STORAGE_ARRAY_VENDOR 2
+
+/*
+ `ovm_vm_list_json` power state: any.
+ */
+#define OVM_POWER_ANY UINT32_MAX
+
+/*
  `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
  */
 #define OVM_STOP_FORCE 1
@@ -362,6 +397,81 @@ typedef uint32_t ovm_power_state;
 #endif // __cplusplus
 
 /*
+ Server states for `ovm_server_list_json`.
+ */
+enum ovm_server_power_state
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Reachable and running.
+   */
+  OVM_SERVER_RUNNING = 0,
+  /*
+   Powered off by the manager.
+   */
+  OVM_SERVER_STOPPED = 1,
+  /*
+   Not reachable.
+   */
+  OVM_SERVER_UNREACHABLE = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_server_power_state;
+#endif // __cplusplus
+
+/*
+ Bond modes for `ovm_bond_create`.
+ */
+enum ovm_bond_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   active-backup (mode 1).
+   */
+  OVM_BOND_ACTIVE_BACKUP = 0,
+  /*
+   802.3ad LACP (mode 4).
+   */
+  OVM_BOND_LACP = 1,
+  /*
+   Adaptive load balancing (balance-alb, mode 6).
+   */
+  OVM_BOND_ADAPTIVE_LOAD_BALANCING = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_bond_mode;
+#endif // __cplusplus
+
+/*
+ Member kinds for `ovm_network_add_member` and `ovm_network_remove_member`.
+ */
+enum ovm_network_member
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   A port.
+   */
+  OVM_MEMBER_PORT = 0,
+  /*
+   A bond.
+   */
+  OVM_MEMBER_BOND = 1,
+  /*
+   A VLAN interface.
+   */
+  OVM_MEMBER_VLAN = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_network_member;
+#endif // __cplusplus
+
+/*
  Event severities.
  */
 enum ovm_severity
@@ -625,12 +735,12 @@ ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
 ovm_result ovm_manager_open(const char *uri, ovm_manager **out);
 
 /*
- Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
- valid until `ovm_manager_free`; after close, reads (get, list, count, lookup, events, jobs) still
- work and every mutation fails with `OVM_RESULT_CLOSED` — the same rule as ovm-core's and Python's.
+ Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones; its subscriptions
+ end (their `free_userdata` finalisers run). The handle stays valid until `ovm_manager_free`, but
+ every other call on it then fails with `OVM_RESULT_CLOSED` except `ovm_manager_id` and closing
+ again — the same rule as Python's `Manager`. Job handles stay readable.
  */
-ovm_result ovm_manager_close(const ovm_manager *mgr,
-                             uint64_t timeout_ms);
+ovm_result ovm_manager_close(const ovm_manager *mgr, uint64_t timeout_ms);
 
 /*
  Free a manager handle: stops its subscriptions (their `free_userdata` finalisers run) and releases
@@ -653,13 +763,73 @@ ovm_result ovm_manager_certificate_fingerprint(const ovm_manager *mgr,
 ovm_result ovm_manager_id(const ovm_manager *mgr, char *buf, size_t len, size_t *out_n);
 
 /*
- Create a network carrying the `OVM_NETWORK_*` function bits in `functions`, on `bridge`.
+ The manager's recurring jobs (name, interval, enabled) as a JSON array.
+ */
+ovm_result ovm_recurring_job_list_json(const ovm_manager *mgr, char **out);
+
+/*
+ Set a recurring job's interval and whether it runs.
+ */
+ovm_result ovm_recurring_job_set(const ovm_manager *mgr,
+                                 const char *name,
+                                 uint64_t interval_ms,
+                                 bool enabled);
+
+/*
+ Run a recurring job now. Returns a job.
+ */
+ovm_result ovm_recurring_job_run(const ovm_manager *mgr, const char *name, ovm_job **out);
+
+/*
+ Create a network carrying the `OVM_NETWORK_*` function bits in `functions` (0: a VM network), on
+ `bridge`, with ovm-core's default MTU (`NetworkSpec::new`). The job's result is the network.
  */
 ovm_result ovm_network_create(const ovm_manager *mgr,
                               const char *name,
                               const char *bridge,
                               uint32_t functions,
                               ovm_job **out);
+
+/*
+ Bond the `n_ports` ports in `ports` of `server` as interface `interface` in `mode` (an
+ `ovm_bond_mode`). The job's result is the bond.
+ */
+ovm_result ovm_bond_create(const ovm_manager *mgr,
+                           const char *server,
+                           const char *interface,
+                           uint32_t mode,
+                           const char *const *ports,
+                           size_t n_ports,
+                           ovm_job **out);
+
+/*
+ Create VLAN `vlan_id` on a port (`port`) or a bond (`bond`) of `server`: exactly one of them is
+ non-NULL. The job's result is the VLAN interface.
+ */
+ovm_result ovm_vlan_interface_create(const ovm_manager *mgr,
+                                     const char *server,
+                                     const char *port,
+                                     const char *bond,
+                                     uint16_t vlan_id,
+                                     ovm_job **out);
+
+/*
+ Add a port, bond or VLAN interface (`kind`, an `ovm_network_member`) to a network. Returns a job.
+ */
+ovm_result ovm_network_add_member(const ovm_manager *mgr,
+                                  const char *network,
+                                  uint32_t kind,
+                                  const char *member,
+                                  ovm_job **out);
+
+/*
+ Remove a member from a network. Returns a job.
+ */
+ovm_result ovm_network_remove_member(const ovm_manager *mgr,
+                                     const char *network,
+                                     uint32_t kind,
+                                     const char *member,
+                                     ovm_job **out);
 
 /*
  One object as JSON (owned: free with `ovm_string_free`).
@@ -763,6 +933,34 @@ ovm_result ovm_virtual_disk_create(const ovm_manager *mgr,
                                    ovm_job **out);
 
 /*
+ Stop presenting a repository to a server. Returns a job.
+ */
+ovm_result ovm_repository_unpresent(const ovm_manager *mgr,
+                                    const char *repository,
+                                    const char *server,
+                                    ovm_job **out);
+
+/*
+ Import an ISO of `size_bytes` into a repository as a virtual CD-ROM. The job's result is the ISO.
+ */
+ovm_result ovm_repository_import_iso(const ovm_manager *mgr,
+                                     const char *repository,
+                                     const char *name,
+                                     uint64_t size_bytes,
+                                     ovm_job **out);
+
+/*
+ Delete a virtual disk no VM or template uses, with its file. Returns a job.
+ */
+ovm_result ovm_virtual_disk_delete(const ovm_manager *mgr, const char *disk, ovm_job **out);
+
+/*
+ Virtual disks as a JSON array in name order, of `repository` (NULL: all). The filter is
+ ovm-core's `DiskFilter`.
+ */
+ovm_result ovm_virtual_disk_list_json(const ovm_manager *mgr, const char *repository, char **out);
+
+/*
  A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`
  for a number that is not a result code. Do not free.
  */
@@ -801,8 +999,109 @@ ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
                                       ovm_job **out);
 
 /*
+ Servers as a JSON array in name order: of `pool` (NULL: any), in `power_state` (an
+ `ovm_server_power_state`, or `OVM_SERVER_POWER_ANY`). The filter is ovm-core's `ServerFilter`.
+ */
+ovm_result ovm_server_list_json(const ovm_manager *mgr,
+                                const char *pool,
+                                uint32_t power_state,
+                                char **out);
+
+/*
+ Take ownership of a discovered server that is not owned (with its agent password). Returns a job.
+ */
+ovm_result ovm_server_take_ownership(const ovm_manager *mgr,
+                                     const char *server,
+                                     const char *password,
+                                     ovm_job **out);
+
+/*
+ Release ownership of a server (not in a pool, no VMs on it). Returns a job.
+ */
+ovm_result ovm_server_release_ownership(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Re-read a server's hardware, ports and domains. Returns a job.
+ */
+ovm_result ovm_server_refresh(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is
+ the file server.
+ */
+ovm_result ovm_file_server_create(const ovm_manager *mgr,
+                                  const char *name,
+                                  uint32_t kind,
+                                  const char *access_host,
+                                  ovm_job **out);
+
+/*
+ Record a file system exported by `file_server` at `path`, of `size_bytes` with `free_bytes`
+ free. The job's result is the file system (what `ovm_repository_create` takes).
+ */
+ovm_result ovm_file_system_create(const ovm_manager *mgr,
+                                  const char *name,
+                                  const char *file_server,
+                                  const char *path,
+                                  uint64_t size_bytes,
+                                  uint64_t free_bytes,
+                                  ovm_job **out);
+
+/*
+ Record a storage array (`OVM_STORAGE_ARRAY_*` `kind`) managed through `plugin` at
+ `access_host:access_port`. The job's result is the array.
+ */
+ovm_result ovm_storage_array_create(const ovm_manager *mgr,
+                                    const char *name,
+                                    uint32_t kind,
+                                    const char *plugin,
+                                    const char *access_host,
+                                    uint16_t access_port,
+                                    uint64_t capacity_bytes,
+                                    ovm_job **out);
+
+/*
+ Record a physical disk of `size_bytes`: a LUN of `array`, or (with `array` NULL) a local disk
+ of `local_server`. The job's result is the disk.
+ */
+ovm_result ovm_physical_disk_create(const ovm_manager *mgr,
+                                    const char *name,
+                                    const char *array,
+                                    const char *local_server,
+                                    uint64_t size_bytes,
+                                    bool shareable,
+                                    const char *page83_id,
+                                    ovm_job **out);
+
+/*
+ Record an access group of `array` (servers and disks are added with `ovm_object_update_json`).
+ The job's result is the group.
+ */
+ovm_result ovm_access_group_create(const ovm_manager *mgr,
+                                   const char *name,
+                                   const char *array,
+                                   ovm_job **out);
+
+/*
+ Create a tag. The job's result is the tag.
+ */
+ovm_result ovm_tag_create(const ovm_manager *mgr, const char *name, ovm_job **out);
+
+/*
+ Attach (`on` true) or detach a tag to the object of `kind` (an `ovm_object_kind`) with id
+ `object_id`. Returns a job.
+ */
+ovm_result ovm_tag_set(const ovm_manager *mgr,
+                       const char *tag,
+                       uint32_t kind,
+                       const char *object_id,
+                       bool on,
+                       ovm_job **out);
+
+/*
  Create a PV VM in `pool` (may be NULL) with `memory_mib`, `vcpus` and `vnics` NICs (MACs from the
- manager's range). The job's result is the VM.
+ manager's range, at most 64), with ovm-core's defaults for the rest (`VmConfig::sized`: maxima
+ equal to the start values). The job's result is the VM.
  */
 ovm_result ovm_vm_create(const ovm_manager *mgr,
                          const char *name,
@@ -811,6 +1110,59 @@ ovm_result ovm_vm_create(const ovm_manager *mgr,
                          uint32_t vcpus,
                          uint32_t vnics,
                          ovm_job **out);
+
+/*
+ Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel
+ command line `cmdline`, may be NULL for none), paths as `ovm_repository_import_kernel` stores
+ them; `kernel` NULL removes direct boot. Returns a job.
+ */
+ovm_result ovm_vm_set_kernel(const ovm_manager *mgr,
+                             const char *vm,
+                             const char *kernel,
+                             const char *initrd,
+                             const char *cmdline,
+                             ovm_job **out);
+
+/*
+ Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
+ Returns a job.
+ */
+ovm_result ovm_vm_attach_disk(const ovm_manager *mgr,
+                              const char *vm,
+                              uint8_t slot,
+                              const char *disk,
+                              ovm_job **out);
+
+/*
+ Connect VNIC number `index` (from 0) of a stopped VM to `network` (NULL: disconnect). Returns a
+ job.
+ */
+ovm_result ovm_vm_set_vnic_network(const ovm_manager *mgr,
+                                   const char *vm,
+                                   uint32_t index,
+                                   const char *network,
+                                   ovm_job **out);
+
+/*
+ VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
+ `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
+ */
+ovm_result ovm_vm_list_json(const ovm_manager *mgr,
+                            const char *pool,
+                            const char *server,
+                            uint32_t power_state,
+                            char **out);
+
+/*
+ Create an anti-affinity group in `pool` holding the `n_vms` VMs in `vms` (may be NULL when
+ `n_vms` is 0). The job's result is the group.
+ */
+ovm_result ovm_anti_affinity_group_create(const ovm_manager *mgr,
+                                          const char *pool,
+                                          const char *name,
+                                          const char *const *vms,
+                                          size_t n_vms,
+                                          ovm_job **out);
 
 /*
  Create a VM by cloning a template into `pool` (may be NULL). The job's result is the VM.

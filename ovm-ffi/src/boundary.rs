@@ -50,11 +50,17 @@ macro_rules! entry {
     };
 }
 
-/// The body of an entry point on a manager handle `$mgr`, bound to `$m` (an `&ovm_manager`).
+/// The body of an entry point on an open manager handle `$mgr`, bound to `$m` (an `&ovm_manager`).
+/// A closed manager is refused with `OVM_RESULT_CLOSED`: after `ovm_manager_close`, every call on
+/// it fails that way except `ovm_manager_close` (again), `ovm_manager_id` and `ovm_manager_free` —
+/// the rule Python's `Manager` follows too.
 macro_rules! with_mgr {
     ($mgr:expr, |$m:ident| $body:block) => {
         $crate::boundary::entry!({
             let $m: &$crate::handles::ovm_manager = $crate::handles::mgr_arg($mgr)?;
+            if $m.mgr.is_closed() {
+                return Err(ovm_core::Error::Closed.into());
+            }
             $body
         })
     };
@@ -145,6 +151,31 @@ pub(crate) unsafe fn opt_id_arg(
         Some(s) => parse_uuid(s, name).map(Some),
         None => Ok(None),
     }
+}
+
+/// An array of `n` UUID strings (`p` may be NULL when `n` is 0).
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of pointers each NULL or as [`str_arg`].
+pub(crate) unsafe fn id_list(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<ovm_core::uuid::Uuid>, FfiError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(null(name));
+    }
+    (0..n)
+        .map(|i| {
+            // SAFETY: i < n, and p is valid for n reads per the contract.
+            let item = unsafe { p.add(i).read() };
+            // SAFETY: per the contract.
+            unsafe { id_arg(item, &format!("{name}[{i}]")) }
+        })
+        .collect()
 }
 
 /// Check an output pointer.

@@ -14,7 +14,7 @@
 
 // Layers, bottom up (each module uses only those above it in this list):
 // result → last_error → handles → boundary → job → objects → events, manager, and the typed
-// operations per object (server, pool, repository, network, vm).
+// operations per object (server, pool, storage, repository, network, vm, tag).
 mod boundary;
 mod events;
 mod handles;
@@ -27,6 +27,8 @@ mod pool;
 mod repository;
 mod result;
 mod server;
+mod storage;
+mod tag;
 mod vm;
 
 pub use boundary::ovm_string_free;
@@ -41,6 +43,8 @@ pub use pool::*;
 pub use repository::*;
 pub use result::*;
 pub use server::*;
+pub use storage::*;
+pub use tag::*;
 pub use vm::*;
 
 /// Version of this library, e.g. `"0.1.0"`. The string is static: do not free it.

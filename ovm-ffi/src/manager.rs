@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use ovm_core::Manager;
 
-use crate::boundary::{copy_out_checked, entry, out_arg, put, str_arg, with_mgr};
+use crate::boundary::{copy_out_checked, entry, job_entry, out_arg, put, put_json, str_arg, with_mgr};
+use crate::handles::ovm_job;
 use crate::handles::{mgr_arg, ovm_manager, SubscriptionThread};
 use crate::result::ovm_result;
 
@@ -24,12 +25,14 @@ pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm
     })
 }
 
-/// Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones. The handle stays
-/// valid until `ovm_manager_free`; after close, reads (get, list, count, lookup, events, jobs) still
-/// work and every mutation fails with `OVM_RESULT_CLOSED` — the same rule as ovm-core's and Python's.
+/// Close a manager: refuse new jobs and wait up to `timeout_ms` for running ones; its subscriptions
+/// end (their `free_userdata` finalisers run). The handle stays valid until `ovm_manager_free`, but
+/// every other call on it then fails with `OVM_RESULT_CLOSED` except `ovm_manager_id` and closing
+/// again — the same rule as Python's `Manager`. Job handles stay readable.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: u64) -> ovm_result {
-    with_mgr!(mgr, |m| {
+    entry!({
+        let m = mgr_arg(mgr)?;
         m.mgr.close(Duration::from_millis(timeout_ms))?;
         Ok(())
     })
@@ -80,5 +83,48 @@ pub unsafe extern "C" fn ovm_manager_id(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    with_mgr!(mgr, |m| { copy_out_checked(m.mgr.id(), buf, len, out_n) })
+    entry!({ copy_out_checked(mgr_arg(mgr)?.mgr.id(), buf, len, out_n) })
+}
+
+/// The manager's recurring jobs (name, interval, enabled) as a JSON array.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_list_json(
+    mgr: *const ovm_manager,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let all: Vec<serde_json::Value> = m
+            .mgr
+            .recurring_jobs()
+            .into_iter()
+            .map(|(name, every, on)| {
+                serde_json::json!({"name": name, "interval_ms": every.as_millis() as u64, "enabled": on})
+            })
+            .collect();
+        put_json(out, &all)
+    })
+}
+
+/// Set a recurring job's interval and whether it runs.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_set(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    interval_ms: u64,
+    enabled: bool,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        m.mgr.set_recurring_job(str_arg(name, "name")?, Duration::from_millis(interval_ms), enabled)?;
+        Ok(())
+    })
+}
+
+/// Run a recurring job now. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_run(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.run_recurring(str_arg(name, "name")?))
 }

@@ -72,7 +72,7 @@ pub(crate) fn kind_code(k: ObjectKind) -> u32 {
     k.code()
 }
 
-fn inventory_kind(k: ObjectKind) -> Result<ObjectKind, FfiError> {
+pub(crate) fn inventory_kind(k: ObjectKind) -> Result<ObjectKind, FfiError> {
     if matches!(k, ObjectKind::Job | ObjectKind::Event) {
         Err(FfiError::new(
             ovm_result::OVM_RESULT_INVALID_ARGUMENT,

@@ -3,11 +3,12 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use ovm_core::manager::{CloneOptions, StopOptions, VmSpec};
+use ovm_core::manager::{CloneOptions, StopOptions, VmFilter, VmSpec};
 use ovm_core::model::*;
 
 use crate::boundary::{
-    copy_out_checked, flags_arg, id_arg, job_entry, opt_str_arg, out_arg, owned, put, str_arg, with_mgr,
+    copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, out_arg, owned, put,
+    put_json, str_arg, with_mgr,
 };
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
@@ -45,11 +46,34 @@ fn power(p: PowerState) -> ovm_power_state {
     }
 }
 
+/// `ovm_vm_list_json` power state: any.
+pub const OVM_POWER_ANY: u32 = u32::MAX;
+
+fn power_arg(p: u32) -> Result<Option<PowerState>, FfiError> {
+    use ovm_power_state::*;
+    let all = [
+        (OVM_POWER_STOPPED, PowerState::Stopped),
+        (OVM_POWER_STARTING, PowerState::Starting),
+        (OVM_POWER_RUNNING, PowerState::Running),
+        (OVM_POWER_PAUSED, PowerState::Paused),
+        (OVM_POWER_SUSPENDED, PowerState::Suspended),
+        (OVM_POWER_STOPPING, PowerState::Stopping),
+        (OVM_POWER_MIGRATING, PowerState::Migrating),
+    ];
+    if p == OVM_POWER_ANY {
+        return Ok(None);
+    }
+    all.iter().find(|(c, _)| *c as u32 == p).map(|(_, s)| Some(*s)).ok_or_else(|| {
+        FfiError::new(ovm_result::OVM_RESULT_INVALID_ENUM, format!("{p} is not an ovm_power_state"))
+    })
+}
+
 /// `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
 pub const OVM_STOP_FORCE: u32 = 1;
 
 /// Create a PV VM in `pool` (may be NULL) with `memory_mib`, `vcpus` and `vnics` NICs (MACs from the
-/// manager's range). The job's result is the VM.
+/// manager's range, at most 64), with ovm-core's defaults for the rest (`VmConfig::sized`: maxima
+/// equal to the start values). The job's result is the VM.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_vm_create(
     mgr: *const ovm_manager,
@@ -61,22 +85,117 @@ pub unsafe extern "C" fn ovm_vm_create(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        if vnics > 64 {
-            return Err(FfiError::new(ovm_result::OVM_RESULT_INVALID_ARGUMENT, "at most 64 VNICs"));
-        }
-        let config = VmConfig {
-            memory_mib,
-            max_memory_mib: memory_mib,
-            vcpus,
-            max_vcpus: vcpus.max(1),
-            vnics: (0..vnics).map(|_| Vnic { mac: String::new(), network: None }).collect(),
-            ..VmConfig::default()
-        };
+        let config = VmConfig::sized(memory_mib, None, vcpus, None, vnics as usize)?;
         let mut spec = VmSpec::new(str_arg(name, "name")?, config);
-        if opt_str_arg(pool, "pool")?.is_some() {
-            spec.pool = Some(PoolId(id_arg(pool, "pool")?));
-        }
+        spec.pool = opt_id_arg(pool, "pool")?.map(PoolId);
         m.create_vm(spec)
+    })
+}
+
+/// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel
+/// command line `cmdline`, may be NULL for none), paths as `ovm_repository_import_kernel` stores
+/// them; `kernel` NULL removes direct boot. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_kernel(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    kernel: *const c_char,
+    initrd: *const c_char,
+    cmdline: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let initrd = opt_str_arg(initrd, "initrd")?.map(str::to_owned);
+        let cmdline = opt_str_arg(cmdline, "cmdline")?.unwrap_or_default().to_owned();
+        let pv_kernel = match opt_str_arg(kernel, "kernel")? {
+            Some(k) => Some(PvKernel { kernel: k.to_owned(), initrd, cmdline }),
+            None if initrd.is_some() || !cmdline.is_empty() => {
+                return Err(FfiError::invalid("initrd and cmdline need a kernel"));
+            }
+            None => None,
+        };
+        m.edit_vm(id, move |v| v.config.pv_kernel = pv_kernel)
+    })
+}
+
+/// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
+/// Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_attach_disk(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    slot: u8,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let target = DiskTarget::VirtualDisk(VirtualDiskId(id_arg(disk, "disk")?));
+        m.edit_vm(id, move |v| {
+            v.config.disks.retain(|d| d.slot != slot);
+            v.config.disks.push(DiskMapping { slot, target });
+            v.config.disks.sort_by_key(|d| d.slot);
+        })
+    })
+}
+
+/// Connect VNIC number `index` (from 0) of a stopped VM to `network` (NULL: disconnect). Returns a
+/// job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_vnic_network(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    index: u32,
+    network: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let net = opt_id_arg(network, "network")?.map(NetworkId);
+        let n = m.vm(id)?.config.vnics.len();
+        if index as usize >= n {
+            return Err(FfiError::invalid(format!("the VM has {n} VNICs, no VNIC {index}")));
+        }
+        m.edit_vm(id, move |v| v.config.vnics[index as usize].network = net)
+    })
+}
+
+/// VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
+/// `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_list_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    server: *const c_char,
+    power_state: u32,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let filter = VmFilter {
+            pool: opt_id_arg(pool, "pool")?.map(PoolId),
+            server: opt_id_arg(server, "server")?.map(ServerId),
+            power_state: power_arg(power_state)?,
+        };
+        put_json(out, &m.mgr.vms_where(&filter))
+    })
+}
+
+/// Create an anti-affinity group in `pool` holding the `n_vms` VMs in `vms` (may be NULL when
+/// `n_vms` is 0). The job's result is the group.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_anti_affinity_group_create(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    name: *const c_char,
+    vms: *const *const c_char,
+    n_vms: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let pool = PoolId(id_arg(pool, "pool")?);
+        let vms = id_list(vms, n_vms, "vms")?.into_iter().map(VmId).collect();
+        m.create_anti_affinity_group(pool, str_arg(name, "name")?, vms)
     })
 }
 
