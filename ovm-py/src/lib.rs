@@ -11,7 +11,7 @@ mod convert;
 mod errors;
 mod jobs;
 mod manager;
-mod records;
+pub mod records;
 
 /// Does nothing: the baseline for measuring the cost of a call into the module.
 #[pyfunction]
@@ -39,15 +39,9 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;
     m.add_class::<records::ObjectRef>()?;
-    m.add_class::<records::Server>()?;
-    m.add_class::<records::ServerPool>()?;
-    m.add_class::<records::Repository>()?;
-    m.add_class::<records::VirtualDisk>()?;
-    m.add_class::<records::Template>()?;
-    m.add_class::<records::Network>()?;
+    records::register(m)?;
     m.add_class::<records::Vnic>()?;
     m.add_class::<records::VmConfig>()?;
-    m.add_class::<records::Vm>()?;
     m.add_class::<records::JobInfo>()?;
     m.add_class::<records::Event>()?;
     m.add_class::<records::Change>()?;

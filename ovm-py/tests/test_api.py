@@ -371,3 +371,25 @@ def test_agent_identity_and_kernel_import(lab: Lab) -> None:
     # The source file does not exist on the server: the job fails.
     with pytest.raises(ovm.BackendError):
         lab.mgr.import_kernel(lab.repo, "k", "/boot/vmlinuz", initrd_source=None).wait(WAIT)
+
+
+def test_every_inventory_kind_has_a_typed_record(lab: Lab) -> None:
+    mgr = lab.mgr
+    fs = mgr.record("FileSystem", lab.fs)
+    assert isinstance(fs, ovm.FileSystem)
+    assert fs.path == "/export/fs1" and fs.file_server is not None and fs.physical_disk is None
+    fsrv = mgr.record("FileServer", fs.file_server)
+    assert isinstance(fsrv, ovm.FileServer) and fsrv.kind == "Nfs" and fsrv.access_host == "nfs.example.com"
+    vm = lab.vm("typed")
+    mgr.create_object({"kind": "Tag", "object": {"id": str(uuid.uuid4()), "name": "gold", "objects": [{"kind": "Vm", "id": vm}]}}).wait(WAIT)
+    (tag,) = mgr.records("Tag")
+    assert isinstance(tag, ovm.Tag) and tag.objects == [mgr.vm(vm).ref] and "gold" in repr(tag)
+    for kind, cls in [("Server", ovm.Server), ("Vm", ovm.Vm), ("Network", ovm.Network)]:
+        records = mgr.records(kind)
+        assert records and all(isinstance(r, cls) for r in records)
+        assert records[0].to_dict()["id"] == records[0].id
+    assert mgr.records("Port") == [] or all(isinstance(p, ovm.Port) for p in mgr.records("Port"))
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.records("Job")
+    with pytest.raises(ovm.NotFoundError):
+        mgr.record("Tag", lab.fs)

@@ -25,7 +25,7 @@ CLASSES = {
     "UnacknowledgedEvents": ovm.UnacknowledgedEventsError,
     "Database": ovm.DatabaseError,
     "SchemaTooNew": ovm.SchemaTooNewError,
-    "Interrupted": ovm.InterruptedError,
+    "Interrupted": ovm.JobInterruptedError,
     "Closed": ovm.ClosedError,
     "PermissionDenied": ovm.PermissionDeniedError,
     "Internal": ovm.InternalError,
@@ -189,3 +189,12 @@ def test_closed_manager_raises_closed_and_stores_nothing(tmp_path: Any) -> None:
     with ovm.Manager(db, recurring_jobs=False) as again:
         assert [s.name for s in again.servers()] == ["c1"]
         assert again.pools() == []
+
+
+def test_no_export_shadows_a_builtin() -> None:
+    import builtins
+
+    shadowing = [name for name in ovm.__all__ if hasattr(builtins, name) and not name.startswith("__")]
+    assert shadowing == []
+    assert ovm.JobInterruptedError.__name__ == "JobInterruptedError"
+    assert ovm.JobInterruptedError is not InterruptedError
