@@ -47,13 +47,7 @@ pub unsafe extern "C" fn ovm_network_create(
         }
         let set: BTreeSet<NetworkFunction> =
             all.iter().filter(|(b, _)| functions & b != 0).map(|(_, f)| *f).collect();
-        let spec = NetworkSpec {
-            name: str_arg(name, "name")?.to_owned(),
-            functions: set,
-            members: Vec::new(),
-            bridge: str_arg(bridge, "bridge")?.to_owned(),
-            mtu: 1500,
-        };
+        let spec = NetworkSpec::new(str_arg(name, "name")?, str_arg(bridge, "bridge")?, set, None);
         m.create_network(spec)
     })
 }
