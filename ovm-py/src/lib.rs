@@ -23,6 +23,12 @@ fn error_kinds() -> Vec<(&'static str, u32)> {
     ovm_core::ErrorKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
 }
 
+/// The object kinds with their stable codes (the C enum `ovm_object_kind`), as `(name, code)`.
+#[pyfunction]
+fn object_kinds() -> Vec<(&'static str, u32)> {
+    ovm_core::model::ObjectKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
+}
+
 #[pymodule]
 fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The runtime that drives awaitables handed to asyncio. Jobs run on the manager's own runtime;
@@ -35,6 +41,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SIM_PASSWORD", ovm_core::driver::sim::DEFAULT_PASSWORD)?;
     m.add_function(wrap_pyfunction!(_noop, m)?)?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(object_kinds, m)?)?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;

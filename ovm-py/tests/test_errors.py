@@ -198,3 +198,16 @@ def test_no_export_shadows_a_builtin() -> None:
     assert shadowing == []
     assert ovm.JobInterruptedError.__name__ == "JobInterruptedError"
     assert ovm.JobInterruptedError is not InterruptedError
+
+
+def test_object_kind_codes_are_the_c_enum() -> None:
+    import re
+    from pathlib import Path
+
+    header = (Path(__file__).resolve().parents[2] / "include" / "ovm.h").read_text()
+    body = header[header.index("enum ovm_object_kind") :]
+    body = body[: body.index("};")]
+    c = [(name, int(value)) for name, value in re.findall(r"OVM_OBJECT_(\w+) = (\d+)", body)]
+    py = [(re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(), code) for name, code in ovm.object_kinds()]
+    assert py == c
+    assert dict(ovm.object_kinds())["Vm"] == 16

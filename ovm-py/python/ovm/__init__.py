@@ -61,6 +61,7 @@ from ovm._ovm import (
     Vnic,
     __version__,
     error_kinds,
+    object_kinds,
 )
 
 __all__ = [
@@ -115,4 +116,5 @@ __all__ = [
     "Vnic",
     "__version__",
     "error_kinds",
+    "object_kinds",
 ]

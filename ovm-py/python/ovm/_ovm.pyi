@@ -9,6 +9,7 @@ __all__ = [
     "SIM_PASSWORD",
     "_noop",
     "error_kinds",
+    "object_kinds",
     "Manager",
     "Job",
     "Subscription",
@@ -64,6 +65,7 @@ SIM_PASSWORD: str
 
 def _noop() -> None: ...
 def error_kinds() -> list[tuple[str, int]]: ...
+def object_kinds() -> list[tuple[str, int]]: ...
 
 # ---- errors ---------------------------------------------------------------------------------------
 
