@@ -1074,13 +1074,24 @@ ovm_result ovm_physical_disk_create(const ovm_manager *mgr,
                                     ovm_job **out);
 
 /*
- Record an access group of `array` (servers and disks are added with `ovm_object_update_json`).
+ Record an access group of `array` (its servers and disks are set with `ovm_access_group_set`).
  The job's result is the group.
  */
 ovm_result ovm_access_group_create(const ovm_manager *mgr,
                                    const char *name,
                                    const char *array,
                                    ovm_job **out);
+
+/*
+ Add (`on` true) or remove a server (`disk` false) or a physical disk (`disk` true) of an access
+ group: its servers see its disks. Returns a job.
+ */
+ovm_result ovm_access_group_set(const ovm_manager *mgr,
+                                const char *group,
+                                bool disk,
+                                const char *member,
+                                bool on,
+                                ovm_job **out);
 
 /*
  Create a tag. The job's result is the tag.

@@ -43,6 +43,15 @@ int main(void) {
   run_job(job, lun);
   CHECK(ovm_access_group_create(mgr, "ag1", array, &job));
   run_job(job, id);
+  CHECK(ovm_access_group_set(mgr, id, false, s1, true, &job));
+  run_job(job, NULL);
+  CHECK(ovm_access_group_set(mgr, id, true, lun, true, &job));
+  run_job(job, NULL);
+  char *ag = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_ACCESS_GROUP, id, &ag));
+  int in_group = strstr(ag, s1) && strstr(ag, lun);
+  ovm_string_free(ag);
+  if (!in_group) return 1;
   CHECK(ovm_file_server_create(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", &job));
   run_job(job, nfs);
   CHECK(ovm_file_system_create(mgr, "fs1", nfs, "/export/fs1", 1ULL << 40, 1ULL << 40, &job));

@@ -132,7 +132,7 @@ pub unsafe extern "C" fn ovm_physical_disk_create(
     })
 }
 
-/// Record an access group of `array` (servers and disks are added with `ovm_object_update_json`).
+/// Record an access group of `array` (its servers and disks are set with `ovm_access_group_set`).
 /// The job's result is the group.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_access_group_create(
@@ -150,5 +150,36 @@ pub unsafe extern "C" fn ovm_access_group_create(
             servers: Vec::new(),
             disks: Vec::new(),
         }))
+    })
+}
+
+/// Add (`on` true) or remove a server (`disk` false) or a physical disk (`disk` true) of an access
+/// group: its servers see its disks. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_access_group_set(
+    mgr: *const ovm_manager,
+    group: *const c_char,
+    disk: bool,
+    member: *const c_char,
+    on: bool,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let member = id_arg(member, "member")?;
+        let mut g = (*m.get::<AccessGroup>(id_arg(group, "group")?)?).clone();
+        if disk {
+            m.get::<PhysicalDisk>(member)?;
+            g.disks.retain(|d| d.0 != member);
+            if on {
+                g.disks.push(PhysicalDiskId(member));
+            }
+        } else {
+            m.server(member)?;
+            g.servers.retain(|s| s.0 != member);
+            if on {
+                g.servers.push(ServerId(member));
+            }
+        }
+        m.update_object(Object::AccessGroup(g))
     })
 }

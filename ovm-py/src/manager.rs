@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ovm_core::driver::sim::SimOp;
 use ovm_core::manager::{
-    CloneOptions, DatabaseLocation, DiskFilter, NetworkSpec, PoolSpec, RepositorySpec, ServerFilter,
-    StopOptions, VmFilter, VmSpec,
+    CloneOptions, DatabaseLocation, DiskFilter, LostEvents, NetworkSpec, PoolSpec, RepositorySpec,
+    ServerFilter, StopOptions, VmFilter, VmSpec,
 };
 use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
@@ -954,11 +954,15 @@ impl Manager {
         Ok((v.into_iter().map(r::Change).collect(), next))
     }
     /// Subscribe to the change feed: from now (`from_token=None`) or replaying the changes after
-    /// `from_token` first.
-    #[pyo3(signature = (from_token=None))]
-    fn subscribe(&self, py: Python<'_>, from_token: Option<u64>) -> PyResult<Subscription> {
+    /// `from_token` first. Falling behind raises `EventsLostError`; by default the subscription then
+    /// stays failed (subscribe again from `resume_token`). With `resume=True` it is a notice: the
+    /// missed changes follow, replayed from the database (ovm-core's `LostEvents::Resume`, what C
+    /// subscriptions do).
+    #[pyo3(signature = (from_token=None, *, resume=false))]
+    fn subscribe(&self, py: Python<'_>, from_token: Option<u64>, resume: bool) -> PyResult<Subscription> {
         let m = self.m()?;
-        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?;
+        let mode = if resume { LostEvents::Resume } else { LostEvents::Fail };
+        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?.on_lost(mode);
         Ok(Subscription::new(sub, m.clone()))
     }
 

@@ -273,6 +273,30 @@ def test_events_lost_then_resume() -> None:
             sub.next(timeout=1.0)
         resumed = m.subscribe(from_token=ei.value.resume_token)
         assert resumed.token == ei.value.resume_token
+        with pytest.raises(ovm.EventsLostError):
+            sub.next(timeout=0.1)  # a failed subscription stays failed
+
+
+def test_a_resuming_subscription_replays_what_it_missed() -> None:
+    with ovm.Manager(recurring_jobs=False, change_buffer=1) as m:
+        sub = m.subscribe(resume=True)
+        start = sub.token
+        for i in range(3):
+            m.discover_server(f"sim://gap{i}", ovm.SIM_PASSWORD).wait(WAIT)
+        end = m.current_token()
+        tokens: list[int] = []
+        notices = 0
+        while True:
+            try:
+                change = sub.next(timeout=0.3)
+            except ovm.EventsLostError:
+                notices += 1
+                continue
+            if change is None:
+                break
+            tokens.append(change.token)
+        assert notices == 1
+        assert tokens == list(range(start + 1, end + 1))
 
 
 def test_iteration_ends_when_manager_closes(mgr: ovm.Manager) -> None:
