@@ -49,6 +49,28 @@ impl ObjectRef {
     }
 }
 
+/// A disk mapping argument: `(slot, virtual_disk_id)`, or the getter's shape `(slot, kind, id)` with
+/// kind `"VirtualDisk"`, `"Cdrom"` (an ISO's id) or `"EmptyCdrom"` (id `None`).
+fn disk_mapping(d: &Bound<'_, PyAny>) -> PyResult<(u8, m::DiskTarget)> {
+    if let Ok((slot, disk)) = d.extract::<(u8, String)>() {
+        return Ok((slot, m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &disk)?))));
+    }
+    let (slot, kind, id) = d.extract::<(u8, String, Option<String>)>()?;
+    let target = match (kind.as_str(), id) {
+        ("VirtualDisk", Some(id)) => m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &id)?)),
+        ("Cdrom", Some(id)) => m::DiskTarget::Cdrom(m::VirtualCdromId(convert::uuid("disks", &id)?)),
+        ("EmptyCdrom", None) => m::DiskTarget::EmptyCdrom,
+        (k, _) => {
+            return Err(ovm_core::Error::invalid(
+                "disks",
+                format!("{k:?} with that id is not a disk mapping (VirtualDisk or Cdrom with an id, EmptyCdrom without)"),
+            ))
+            .or_raise()
+        }
+    };
+    Ok((slot, target))
+}
+
 /// A virtual NIC: its MAC and network. An empty `mac` asks the manager to allocate one.
 #[pyclass(module = "ovm", frozen, from_py_object)]
 #[derive(Debug, Clone)]
@@ -99,7 +121,7 @@ impl VmConfig {
         max_memory_mib: Option<u64>,
         domain_type: &str,
         vnics: Vec<Vnic>,
-        disks: Vec<(u8, String)>,
+        disks: Vec<Bound<'_, PyAny>>,
         high_availability: bool,
         os_type: String,
         start_priority: u8,
@@ -123,8 +145,8 @@ impl VmConfig {
             }
             None => {}
         }
-        for (slot, disk) in disks {
-            let target = m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &disk)?));
+        for d in disks {
+            let (slot, target) = disk_mapping(&d)?;
             c.disks.push(m::DiskMapping { slot, target });
         }
         if let Some(order) = boot_order {

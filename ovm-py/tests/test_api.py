@@ -461,6 +461,12 @@ def test_typed_storage_network_and_vm_setup(lab: Lab) -> None:
     mgr.set_kernel(vm, None).wait(WAIT)
     assert mgr.vm(vm).config.kernel is None
     assert ovm.VmConfig(kernel="/k", cmdline="x").cmdline == "x"
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 1 << 29))
+    both = ovm.VmConfig(disks=[(0, disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)])
+    assert both.disks == [(0, "VirtualDisk", disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)]
+    assert ovm.VmConfig(disks=both.disks).disks == both.disks
+    with pytest.raises(ovm.InvalidArgumentError):
+        ovm.VmConfig(disks=[(0, "EmptyCdrom", iso)])
 
     tag = result_id(mgr.create_tag("gold"))
     mgr.set_tag(tag, mgr.vm(vm).ref).wait(WAIT)

@@ -171,7 +171,7 @@ class VmConfig:
         max_memory_mib: Optional[int] = None,
         domain_type: str = "Pv",
         vnics: Sequence[Vnic] = ...,
-        disks: Sequence[tuple[int, str]] = ...,
+        disks: Sequence[Union[tuple[int, str], tuple[int, str, Optional[str]]]] = ...,
         high_availability: bool = False,
         os_type: str = ...,
         start_priority: int = 50,
