@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench
+.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench parity-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -45,6 +45,20 @@ py-test:
 	cd bindings-examples/python && ../../$(VPY) -m mypy --strict .
 	cd bindings-examples/python && for f in inventory bulk_clone_start event_watcher async_start; do \
 		../../$(VPY) -W error $$f.py > /dev/null || exit 1; done
+	$(MAKE) parity-test
+
+# Parity: one scenario (ovm-core/examples/parity.rs, bindings-examples/c/parity.c,
+# bindings-examples/python/parity.py) through Rust, C and Python; the answers must agree once ids
+# are replaced by names. Needs the venv of py-test.
+PARITY = target/parity
+parity-test:
+	$(MAKE) c-install PREFIX=$(C_PREFIX)
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig $(MAKE) -C bindings-examples/c build/parity
+	mkdir -p $(PARITY)
+	$(CARGO) run -q -p ovm-core --example parity > $(PARITY)/rust.json
+	LD_LIBRARY_PATH=$(C_PREFIX)/lib bindings-examples/c/build/parity > $(PARITY)/c.json
+	$(VPY) -W error bindings-examples/python/parity.py > $(PARITY)/python.json
+	$(VPY) bindings-examples/parity_compare.py $(PARITY)/rust.json $(PARITY)/c.json $(PARITY)/python.json
 
 py-bench:
 	$(VPY) ovm-py/bench/bench.py

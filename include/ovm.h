@@ -27,6 +27,9 @@
 #define OVM_VERSION_PATCH 0
 #define OVM_ID_LEN 37
 
+/* The simulator's agent password: what ovm_server_discover takes for a sim://NAME address. */
+#define OVM_SIM_PASSWORD "ovm-sim"
+
 /* A manager: its database, jobs, events and server connections. Thread-safe: use it from any number
  * of threads at once; free it with ovm_manager_free once no other call on it is running. */
 typedef struct ovm_manager ovm_manager;
@@ -34,11 +37,6 @@ typedef struct ovm_manager ovm_manager;
 /* A job: one mutating operation. Thread-safe. Free with ovm_job_free; the job itself runs on. */
 typedef struct ovm_job ovm_job;
 
-
-/*
- `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
- */
-#define OVM_STOP_FORCE 1
 
 /*
  Network function bits for `ovm_network_create`.
@@ -64,6 +62,46 @@ typedef struct ovm_job ovm_job;
  Storage traffic.
  */
 #define OVM_NETWORK_STORAGE 16
+
+/*
+ `ovm_server_list_json` power state: any.
+ */
+#define OVM_SERVER_POWER_ANY UINT32_MAX
+
+/*
+ `ovm_file_server_create` kind: a server's local file system.
+ */
+#define OVM_FILE_SERVER_LOCAL 0
+
+/*
+ `ovm_file_server_create` kind: an NFS server.
+ */
+#define OVM_FILE_SERVER_NFS 1
+
+/*
+ `ovm_storage_array_create` kind: iSCSI.
+ */
+#define OVM_STORAGE_ARRAY_ISCSI 0
+
+/*
+ `ovm_storage_array_create` kind: Fibre Channel.
+ */
+#define OVM_STORAGE_ARRAY_FIBRE_CHANNEL 1
+
+/*
+ `ovm_storage_array_create` kind: a vendor plug-in that creates LUNs and access groups.
+ */
+#define OVM_STORAGE_ARRAY_VENDOR 2
+
+/*
+ `ovm_vm_list_json` power state: any.
+ */
+#define OVM_POWER_ANY UINT32_MAX
+
+/*
+ `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
+ */
+#define OVM_STOP_FORCE 1
 
 /*
  Result of every fallible ovm call. Numbers are stable and never reused.
@@ -183,7 +221,8 @@ typedef uint32_t ovm_result;
 #endif // __cplusplus
 
 /*
- Object kinds.
+ Object kinds. The values are ovm-core's stable `ObjectKind` codes (a test checks the header
+ against them).
  */
 enum ovm_object_kind
 #ifdef __cplusplus
@@ -359,6 +398,81 @@ enum ovm_power_state
 };
 #ifndef __cplusplus
 typedef uint32_t ovm_power_state;
+#endif // __cplusplus
+
+/*
+ Server states for `ovm_server_list_json`.
+ */
+enum ovm_server_power_state
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Reachable and running.
+   */
+  OVM_SERVER_RUNNING = 0,
+  /*
+   Powered off by the manager.
+   */
+  OVM_SERVER_STOPPED = 1,
+  /*
+   Not reachable.
+   */
+  OVM_SERVER_UNREACHABLE = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_server_power_state;
+#endif // __cplusplus
+
+/*
+ Bond modes for `ovm_bond_create`.
+ */
+enum ovm_bond_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   active-backup (mode 1).
+   */
+  OVM_BOND_ACTIVE_BACKUP = 0,
+  /*
+   802.3ad LACP (mode 4).
+   */
+  OVM_BOND_LACP = 1,
+  /*
+   Adaptive load balancing (balance-alb, mode 6).
+   */
+  OVM_BOND_ADAPTIVE_LOAD_BALANCING = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_bond_mode;
+#endif // __cplusplus
+
+/*
+ Member kinds for `ovm_network_add_member` and `ovm_network_remove_member`.
+ */
+enum ovm_network_member
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   A port.
+   */
+  OVM_MEMBER_PORT = 0,
+  /*
+   A bond.
+   */
+  OVM_MEMBER_BOND = 1,
+  /*
+   A VLAN interface.
+   */
+  OVM_MEMBER_VLAN = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_network_member;
 #endif // __cplusplus
 
 /*
@@ -609,6 +723,14 @@ ovm_result ovm_job_list_json(const ovm_manager *mgr, size_t limit, char **out);
 void ovm_job_free(ovm_job *job);
 
 /*
+ Copy the calling thread's last error message (empty after a successful call) into `buf` as a
+ NUL-terminated string. `*out_n` receives the message length plus one. If `len` is too small,
+ returns `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to the size needed. This call does not
+ reset the last error.
+ */
+ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
+
+/*
  Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
  private in-memory database. On success `*out` receives a new handle (free it with
  `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
@@ -620,8 +742,10 @@ ovm_result ovm_manager_open(const char *uri, ovm_manager **out);
 
 /*
  Close a manager: refuse new jobs, wait up to `timeout_ms` for running ones, and give up the
- database so another manager may open it. The handle stays valid (reads still work; writes fail
- with `OVM_RESULT_CLOSED`) until `ovm_manager_free`.
+ database so another manager may open it; its subscriptions end (their `free_userdata` finalisers
+ run). The handle stays valid until `ovm_manager_free`, but every other call on it then fails with
+ `OVM_RESULT_CLOSED` except `ovm_manager_id` and closing again — the same rule as Python's
+ `Manager`. Job handles stay readable.
  */
 ovm_result ovm_manager_close(const ovm_manager *mgr, uint64_t timeout_ms);
 
@@ -644,6 +768,75 @@ ovm_result ovm_manager_certificate_fingerprint(const ovm_manager *mgr,
  Copy the manager's identity (the owner id it presents to servers) into `buf`.
  */
 ovm_result ovm_manager_id(const ovm_manager *mgr, char *buf, size_t len, size_t *out_n);
+
+/*
+ The manager's recurring jobs (name, interval, enabled) as a JSON array.
+ */
+ovm_result ovm_recurring_job_list_json(const ovm_manager *mgr, char **out);
+
+/*
+ Set a recurring job's interval and whether it runs.
+ */
+ovm_result ovm_recurring_job_set(const ovm_manager *mgr,
+                                 const char *name,
+                                 uint64_t interval_ms,
+                                 bool enabled);
+
+/*
+ Run a recurring job now. Returns a job.
+ */
+ovm_result ovm_recurring_job_run(const ovm_manager *mgr, const char *name, ovm_job **out);
+
+/*
+ Create a network carrying the `OVM_NETWORK_*` function bits in `functions` (0: a VM network), on
+ `bridge`, with ovm-core's default MTU (`NetworkSpec::new`). The job's result is the network.
+ */
+ovm_result ovm_network_create(const ovm_manager *mgr,
+                              const char *name,
+                              const char *bridge,
+                              uint32_t functions,
+                              ovm_job **out);
+
+/*
+ Bond the `n_ports` ports in `ports` of `server` as interface `interface` in `mode` (an
+ `ovm_bond_mode`). The job's result is the bond.
+ */
+ovm_result ovm_bond_create(const ovm_manager *mgr,
+                           const char *server,
+                           const char *interface,
+                           uint32_t mode,
+                           const char *const *ports,
+                           size_t n_ports,
+                           ovm_job **out);
+
+/*
+ Create VLAN `vlan_id` on a port (`port`) or a bond (`bond`) of `server`: exactly one of them is
+ non-NULL. The job's result is the VLAN interface.
+ */
+ovm_result ovm_vlan_interface_create(const ovm_manager *mgr,
+                                     const char *server,
+                                     const char *port,
+                                     const char *bond,
+                                     uint16_t vlan_id,
+                                     ovm_job **out);
+
+/*
+ Add a port, bond or VLAN interface (`kind`, an `ovm_network_member`) to a network. Returns a job.
+ */
+ovm_result ovm_network_add_member(const ovm_manager *mgr,
+                                  const char *network,
+                                  uint32_t kind,
+                                  const char *member,
+                                  ovm_job **out);
+
+/*
+ Remove a member from a network. Returns a job.
+ */
+ovm_result ovm_network_remove_member(const ovm_manager *mgr,
+                                     const char *network,
+                                     uint32_t kind,
+                                     const char *member,
+                                     ovm_job **out);
 
 /*
  One object as JSON (owned: free with `ovm_string_free`).
@@ -684,52 +877,6 @@ ovm_result ovm_object_update_json(const ovm_manager *mgr, const char *json, ovm_
  Delete an object nothing refers to. Returns a job.
  */
 ovm_result ovm_object_delete(const ovm_manager *mgr, uint32_t kind, const char *id, ovm_job **out);
-
-/*
- Copy the calling thread's last error message (empty after a successful call) into `buf` as a
- NUL-terminated string. `*out_n` receives the message length plus one. If `len` is too small,
- returns `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to the size needed. This call does not
- reset the last error.
- */
-ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
-
-/*
- A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`
- for a number that is not a result code. Do not free.
- */
-const char *ovm_result_name(uint32_t code);
-
-/*
- Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
- ownership. The job's result is the server.
- */
-ovm_result ovm_server_discover(const ovm_manager *mgr,
-                               const char *address,
-                               const char *password,
-                               ovm_job **out);
-
-/*
- Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
- */
-ovm_result ovm_server_restart_agent(const ovm_manager *mgr, const char *server, ovm_job **out);
-
-/*
- Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
- `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
- */
-ovm_result ovm_server_agent_fingerprint(const ovm_manager *mgr,
-                                        const char *server,
-                                        char *buf,
-                                        size_t len,
-                                        size_t *out_n);
-
-/*
- Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
- */
-ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
-                                      const char *server,
-                                      bool on,
-                                      ovm_job **out);
 
 /*
  Create an unclustered server pool. The job's result is the pool.
@@ -793,17 +940,186 @@ ovm_result ovm_virtual_disk_create(const ovm_manager *mgr,
                                    ovm_job **out);
 
 /*
- Create a network carrying the `OVM_NETWORK_*` function bits in `functions`, on `bridge`.
+ Stop presenting a repository to a server. Returns a job.
  */
-ovm_result ovm_network_create(const ovm_manager *mgr,
-                              const char *name,
-                              const char *bridge,
-                              uint32_t functions,
-                              ovm_job **out);
+ovm_result ovm_repository_unpresent(const ovm_manager *mgr,
+                                    const char *repository,
+                                    const char *server,
+                                    ovm_job **out);
+
+/*
+ Import an ISO of `size_bytes` into a repository as a virtual CD-ROM. The job's result is the ISO.
+ */
+ovm_result ovm_repository_import_iso(const ovm_manager *mgr,
+                                     const char *repository,
+                                     const char *name,
+                                     uint64_t size_bytes,
+                                     ovm_job **out);
+
+/*
+ Delete a virtual disk no VM or template uses, with its file. Returns a job.
+ */
+ovm_result ovm_virtual_disk_delete(const ovm_manager *mgr, const char *disk, ovm_job **out);
+
+/*
+ Virtual disks as a JSON array in name order, of `repository` (NULL: all). The filter is
+ ovm-core's `DiskFilter`.
+ */
+ovm_result ovm_virtual_disk_list_json(const ovm_manager *mgr, const char *repository, char **out);
+
+/*
+ A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`
+ for a number that is not a result code. Do not free.
+ */
+const char *ovm_result_name(uint32_t code);
+
+/*
+ Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
+ ownership. The job's result is the server.
+ */
+ovm_result ovm_server_discover(const ovm_manager *mgr,
+                               const char *address,
+                               const char *password,
+                               ovm_job **out);
+
+/*
+ Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
+ */
+ovm_result ovm_server_restart_agent(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
+ `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
+ */
+ovm_result ovm_server_agent_fingerprint(const ovm_manager *mgr,
+                                        const char *server,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *out_n);
+
+/*
+ Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
+ */
+ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
+                                      const char *server,
+                                      bool on,
+                                      ovm_job **out);
+
+/*
+ Servers as a JSON array in name order: of `pool` (NULL: any), in `power_state` (an
+ `ovm_server_power_state`, or `OVM_SERVER_POWER_ANY`). The filter is ovm-core's `ServerFilter`.
+ */
+ovm_result ovm_server_list_json(const ovm_manager *mgr,
+                                const char *pool,
+                                uint32_t power_state,
+                                char **out);
+
+/*
+ Take ownership of a discovered server that is not owned (with its agent password). Returns a job.
+ */
+ovm_result ovm_server_take_ownership(const ovm_manager *mgr,
+                                     const char *server,
+                                     const char *password,
+                                     ovm_job **out);
+
+/*
+ Release ownership of a server (not in a pool, no VMs on it). Returns a job.
+ */
+ovm_result ovm_server_release_ownership(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Re-read a server's hardware, ports and domains. Returns a job.
+ */
+ovm_result ovm_server_refresh(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is
+ the file server.
+ */
+ovm_result ovm_file_server_create(const ovm_manager *mgr,
+                                  const char *name,
+                                  uint32_t kind,
+                                  const char *access_host,
+                                  ovm_job **out);
+
+/*
+ Record a file system exported by `file_server` at `path`, of `size_bytes` with `free_bytes`
+ free. The job's result is the file system (what `ovm_repository_create` takes).
+ */
+ovm_result ovm_file_system_create(const ovm_manager *mgr,
+                                  const char *name,
+                                  const char *file_server,
+                                  const char *path,
+                                  uint64_t size_bytes,
+                                  uint64_t free_bytes,
+                                  ovm_job **out);
+
+/*
+ Record a storage array (`OVM_STORAGE_ARRAY_*` `kind`) managed through `plugin` at
+ `access_host:access_port`. The job's result is the array.
+ */
+ovm_result ovm_storage_array_create(const ovm_manager *mgr,
+                                    const char *name,
+                                    uint32_t kind,
+                                    const char *plugin,
+                                    const char *access_host,
+                                    uint16_t access_port,
+                                    uint64_t capacity_bytes,
+                                    ovm_job **out);
+
+/*
+ Record a physical disk of `size_bytes`: a LUN of `array`, or (with `array` NULL) a local disk
+ of `local_server`. The job's result is the disk.
+ */
+ovm_result ovm_physical_disk_create(const ovm_manager *mgr,
+                                    const char *name,
+                                    const char *array,
+                                    const char *local_server,
+                                    uint64_t size_bytes,
+                                    bool shareable,
+                                    const char *page83_id,
+                                    ovm_job **out);
+
+/*
+ Record an access group of `array` (its servers and disks are set with `ovm_access_group_set`).
+ The job's result is the group.
+ */
+ovm_result ovm_access_group_create(const ovm_manager *mgr,
+                                   const char *name,
+                                   const char *array,
+                                   ovm_job **out);
+
+/*
+ Add (`on` true) or remove a server (`disk` false) or a physical disk (`disk` true) of an access
+ group: its servers see its disks. Returns a job.
+ */
+ovm_result ovm_access_group_set(const ovm_manager *mgr,
+                                const char *group,
+                                bool disk,
+                                const char *member,
+                                bool on,
+                                ovm_job **out);
+
+/*
+ Create a tag. The job's result is the tag.
+ */
+ovm_result ovm_tag_create(const ovm_manager *mgr, const char *name, ovm_job **out);
+
+/*
+ Attach (`on` true) or detach a tag to the object of `kind` (an `ovm_object_kind`) with id
+ `object_id`. Returns a job.
+ */
+ovm_result ovm_tag_set(const ovm_manager *mgr,
+                       const char *tag,
+                       uint32_t kind,
+                       const char *object_id,
+                       bool on,
+                       ovm_job **out);
 
 /*
  Create a PV VM in `pool` (may be NULL) with `memory_mib`, `vcpus` and `vnics` NICs (MACs from the
- manager's range). The job's result is the VM.
+ manager's range, at most 64), with ovm-core's defaults for the rest (`VmConfig::sized`: maxima
+ equal to the start values). The job's result is the VM.
  */
 ovm_result ovm_vm_create(const ovm_manager *mgr,
                          const char *name,
@@ -812,6 +1128,59 @@ ovm_result ovm_vm_create(const ovm_manager *mgr,
                          uint32_t vcpus,
                          uint32_t vnics,
                          ovm_job **out);
+
+/*
+ Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel
+ command line `cmdline`, may be NULL for none), paths as `ovm_repository_import_kernel` stores
+ them; `kernel` NULL removes direct boot. Returns a job.
+ */
+ovm_result ovm_vm_set_kernel(const ovm_manager *mgr,
+                             const char *vm,
+                             const char *kernel,
+                             const char *initrd,
+                             const char *cmdline,
+                             ovm_job **out);
+
+/*
+ Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
+ Returns a job.
+ */
+ovm_result ovm_vm_attach_disk(const ovm_manager *mgr,
+                              const char *vm,
+                              uint8_t slot,
+                              const char *disk,
+                              ovm_job **out);
+
+/*
+ Connect VNIC number `index` (from 0) of a stopped VM to `network` (NULL: disconnect). Returns a
+ job.
+ */
+ovm_result ovm_vm_set_vnic_network(const ovm_manager *mgr,
+                                   const char *vm,
+                                   uint32_t index,
+                                   const char *network,
+                                   ovm_job **out);
+
+/*
+ VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
+ `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
+ */
+ovm_result ovm_vm_list_json(const ovm_manager *mgr,
+                            const char *pool,
+                            const char *server,
+                            uint32_t power_state,
+                            char **out);
+
+/*
+ Create an anti-affinity group in `pool` holding the `n_vms` VMs in `vms` (may be NULL when
+ `n_vms` is 0). The job's result is the group.
+ */
+ovm_result ovm_anti_affinity_group_create(const ovm_manager *mgr,
+                                          const char *pool,
+                                          const char *name,
+                                          const char *const *vms,
+                                          size_t n_vms,
+                                          ovm_job **out);
 
 /*
  Create a VM by cloning a template into `pool` (may be NULL). The job's result is the VM.

@@ -78,6 +78,12 @@ int main(void) {
   expect("unknown subscription", ovm_unsubscribe(mgr, 12345), OVM_RESULT_NOT_FOUND);
   expect("close", ovm_manager_close(mgr, 1000), OVM_RESULT_OK);
   expect("mutating call on a closed manager", ovm_pool_create(mgr, "late", &job), OVM_RESULT_CLOSED);
+  size_t count_after_close = 0;
+  expect("read on a closed manager", ovm_object_count(mgr, OVM_OBJECT_TAG, &count_after_close), OVM_RESULT_CLOSED);
+  char closed_id[OVM_ID_LEN + 64];
+  size_t closed_n = 0;
+  expect("the id of a closed manager", ovm_manager_id(mgr, closed_id, sizeof closed_id, &closed_n), OVM_RESULT_OK);
+  expect("closing again", ovm_manager_close(mgr, 0), OVM_RESULT_OK);
 
   ovm_job_free(NULL);
   ovm_manager_free(NULL);

@@ -1,9 +1,20 @@
-//! The panic boundary, argument checks and string helpers shared by every entry point.
+//! The panic boundary, argument checks, string helpers, and the macros every entry point's body is
+//! written with.
+//!
+//! Entry points keep their `extern "C"` signatures written out (cbindgen reads them); their bodies
+//! are one of:
+//! * [`with_mgr!`]`(mgr, |m| { ... })`: a call on a manager handle;
+//! * [`job_entry!`]`(mgr, out, |m| expr)`: a mutation that hands a job to `*out`;
+//! * [`entry!`]`({ ... })`: anything else inside the boundary.
+//!
+//! Each macro opens the one `unsafe` block of the entry point; the argument helpers below are the
+//! only unsafe operations in it, and each checks what it can (NULL, handle tags, UTF-8, UUIDs).
 
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::result::{clear_last_error, ovm_result, set_last_error, FfiError};
+use crate::last_error::{clear_last_error, copy_out, set_last_error};
+use crate::result::{ovm_result, FfiError};
 
 /// Run an entry point: reset the last error, catch panics, map errors to codes and messages.
 pub(crate) fn call(f: impl FnOnce() -> Result<(), FfiError>) -> ovm_result {
@@ -26,8 +37,61 @@ pub(crate) fn call(f: impl FnOnce() -> Result<(), FfiError>) -> ovm_result {
     }
 }
 
+/// The body of an entry point inside the panic boundary, in an `unsafe` context for the argument
+/// helpers.
+macro_rules! entry {
+    ($body:block) => {
+        $crate::boundary::call(|| {
+            // SAFETY: the pointer arguments of every entry point are NULL or valid as its documentation
+            // and the conventions of ovm.h state; the helpers used on them check NULL, handle tags,
+            // UTF-8 and UUIDs before use.
+            unsafe { $body }
+        })
+    };
+}
+
+/// The body of an entry point on an open manager handle `$mgr`, bound to `$m` (an `&ovm_manager`).
+/// A closed manager is refused with `OVM_RESULT_CLOSED`: after `ovm_manager_close`, every call on
+/// it fails that way except `ovm_manager_close` (again), `ovm_manager_id` and `ovm_manager_free` —
+/// the rule Python's `Manager` follows too.
+macro_rules! with_mgr {
+    ($mgr:expr, |$m:ident| $body:block) => {
+        $crate::boundary::entry!({
+            let $m: &$crate::handles::ovm_manager = $crate::handles::mgr_arg($mgr)?;
+            if $m.mgr.is_closed() {
+                return Err(ovm_core::Error::Closed.into());
+            }
+            $body
+        })
+    };
+}
+
+/// The body of a mutating entry point: `$body` (with the manager's `ovm_core::Manager` bound to `$m`)
+/// returns a job, handed to the caller through `$out`.
+macro_rules! job_entry {
+    ($mgr:expr, $out:expr, |$m:ident| $body:expr) => {
+        $crate::boundary::with_mgr!($mgr, |h| {
+            let out = $crate::boundary::out_arg($out, "out")?;
+            let $m: &ovm_core::Manager = &h.mgr;
+            let job = $body?;
+            $crate::handles::give_job(out, job);
+            Ok(())
+        })
+    };
+}
+
+pub(crate) use {entry, job_entry, with_mgr};
+
 pub(crate) fn null(name: &str) -> FfiError {
-    FfiError::new(ovm_result::OVM_RESULT_NULL_PARAMETER, format!("{name} is NULL"))
+    FfiError::null(name)
+}
+
+/// Refuse flag bits outside `allowed`.
+pub(crate) fn flags_arg(flags: u32, allowed: u32) -> Result<(), FfiError> {
+    if flags & !allowed != 0 {
+        return Err(FfiError::invalid(format!("unknown flags {:#x}", flags & !allowed)));
+    }
+    Ok(())
 }
 
 /// A NUL-terminated UTF-8 string argument.
@@ -58,6 +122,12 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, name: &str) -> Result<Opt
     }
 }
 
+fn parse_uuid(s: &str, name: &str) -> Result<ovm_core::uuid::Uuid, FfiError> {
+    ovm_core::uuid::Uuid::parse_str(s).map_err(|e| {
+        FfiError::new(ovm_result::OVM_RESULT_INVALID_ARGUMENT, format!("{name} is not a UUID: {e}"))
+    })
+}
+
 /// Parse a UUID argument.
 ///
 /// # Safety
@@ -65,9 +135,47 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, name: &str) -> Result<Opt
 pub(crate) unsafe fn id_arg(p: *const c_char, name: &str) -> Result<ovm_core::uuid::Uuid, FfiError> {
     // SAFETY: as the caller's contract.
     let s = unsafe { str_arg(p, name) }?;
-    ovm_core::uuid::Uuid::parse_str(s).map_err(|e| {
-        FfiError::new(ovm_result::OVM_RESULT_INVALID_ARGUMENT, format!("{name} is not a UUID: {e}"))
-    })
+    parse_uuid(s, name)
+}
+
+/// Parse an optional UUID argument (NULL means none).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_id_arg(
+    p: *const c_char,
+    name: &str,
+) -> Result<Option<ovm_core::uuid::Uuid>, FfiError> {
+    // SAFETY: as the caller's contract.
+    match unsafe { opt_str_arg(p, name) }? {
+        Some(s) => parse_uuid(s, name).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// An array of `n` UUID strings (`p` may be NULL when `n` is 0).
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of pointers each NULL or as [`str_arg`].
+pub(crate) unsafe fn id_list(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<ovm_core::uuid::Uuid>, FfiError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(null(name));
+    }
+    (0..n)
+        .map(|i| {
+            // SAFETY: i < n, and p is valid for n reads per the contract.
+            let item = unsafe { p.add(i).read() };
+            // SAFETY: per the contract.
+            unsafe { id_arg(item, &format!("{name}[{i}]")) }
+        })
+        .collect()
 }
 
 /// Check an output pointer.
@@ -88,30 +196,10 @@ pub(crate) unsafe fn put<T>(p: *mut T, value: T) {
     unsafe { p.write(value) }
 }
 
-/// Copy `s` into a caller buffer as a NUL-terminated string, reporting the needed size.
-///
-/// # Safety
-/// `buf` is NULL or valid for `len` bytes; `out_n` is valid for a write.
-pub(crate) unsafe fn copy_out(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> ovm_result {
-    let needed = s.len() + 1;
-    // SAFETY: out_n is valid per the contract.
-    unsafe { out_n.write(needed) };
-    if buf.is_null() || len < needed {
-        set_last_error(&format!("buffer too small: {needed} bytes needed"));
-        return ovm_result::OVM_RESULT_BUFFER_TOO_SMALL;
-    }
-    // SAFETY: buf holds at least `needed` bytes; the regions do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
-        buf.add(s.len()).write(0);
-    }
-    ovm_result::OVM_RESULT_OK
-}
-
 /// Copy into a caller buffer inside [`call`].
 ///
 /// # Safety
-/// As [`copy_out`].
+/// `buf` is NULL or valid for `len` bytes; `out_n` is NULL or valid for a write.
 pub(crate) unsafe fn copy_out_checked(
     s: &str,
     buf: *mut c_char,
@@ -141,35 +229,21 @@ pub unsafe extern "C" fn ovm_string_free(s: *mut c_char) {
     }
 }
 
-/// Handles carry a type tag so a handle of another type, or a freed one, is refused.
-pub(crate) trait Tagged {
-    const TAG: u64;
-    const NAME: &'static str;
-}
-
-/// Borrow a handle after checking it is non-NULL and of the right type.
-///
-/// # Safety
-/// `p` is NULL or points to a live handle created by ovm (of any type).
-pub(crate) unsafe fn handle<'a, T: Tagged>(p: *const T, name: &str) -> Result<&'a T, FfiError> {
-    if p.is_null() {
-        return Err(null(name));
-    }
-    // SAFETY: all ovm handles start with their u64 tag (repr(C)), so reading it is valid for any of them.
-    let tag = unsafe { p.cast::<u64>().read() };
-    if tag != T::TAG {
-        return Err(FfiError::new(
-            ovm_result::OVM_RESULT_WRONG_HANDLE,
-            format!("{name} is not a live {} handle", T::NAME),
-        ));
-    }
-    // SAFETY: the tag matched, so p is a live T.
-    Ok(unsafe { &*p })
-}
-
 /// Check a JSON-serializable value into an owned string.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<*mut c_char, FfiError> {
     serde_json::to_string(v)
         .map(owned)
         .map_err(|e| FfiError::new(ovm_result::OVM_RESULT_INTERNAL, format!("cannot encode JSON: {e}")))
+}
+
+/// Write a JSON value to a `char **` output.
+///
+/// # Safety
+/// `out` is NULL or valid for a write.
+pub(crate) unsafe fn put_json<T: serde::Serialize>(out: *mut *mut c_char, v: &T) -> Result<(), FfiError> {
+    let out = out_arg(out, "out")?;
+    let s = to_json(v)?;
+    // SAFETY: checked non-NULL; valid per the contract.
+    unsafe { put(out, s) };
+    Ok(())
 }

@@ -3,16 +3,17 @@
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ovm_core::manager::{LostEvents, Subscription};
 use ovm_core::model::{ChangeOp, EventId, ObjectRef, Severity};
 use ovm_core::store::EventFilter;
 use ovm_core::Error;
 
-use crate::boundary::{call, copy_out_checked, id_arg, opt_str_arg, out_arg, put, str_arg, to_json};
-use crate::job::{give_job, ovm_job};
-use crate::manager::{mgr_arg, ovm_manager};
+use crate::boundary::{
+    copy_out_checked, id_arg, job_entry, opt_id_arg, out_arg, put, put_json, str_arg, to_json, with_mgr,
+};
+use crate::handles::{ovm_job, ovm_manager, SubscriptionThread};
 use crate::objects::{kind_arg, kind_code};
 use crate::result::{ovm_result, FfiError};
 
@@ -93,23 +94,17 @@ pub unsafe extern "C" fn ovm_event_raise(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let kind = kind_arg(kind)?;
         let sev = severity_arg(severity)?;
-        // SAFETY: per the function's contract.
-        let (id, t, s) = unsafe {
-            (
-                id_arg(object_id, "object_id")?,
-                str_arg(event_type, "event_type")?,
-                str_arg(summary, "summary")?,
-            )
-        };
+        let (id, t, s) = (
+            id_arg(object_id, "object_id")?,
+            str_arg(event_type, "event_type")?,
+            str_arg(summary, "summary")?,
+        );
         out_arg(out_n, "out_n")?;
         let e = m.mgr.raise_event(ObjectRef::new(kind, id), sev, t, s)?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&e.id.to_string(), buf, len, out_n) }
+        copy_out_checked(&e.id.to_string(), buf, len, out_n)
     })
 }
 
@@ -124,14 +119,9 @@ pub unsafe extern "C" fn ovm_event_list_json(
     limit: usize,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let out = out_arg(out, "out")?;
-        // SAFETY: per the function's contract.
-        let given = unsafe { opt_str_arg(object_id, "object_id") }?.is_some();
-        // SAFETY: per the function's contract; non-NULL when `given`.
-        let object = if given { Some(unsafe { id_arg(object_id, "object_id") }?) } else { None };
+        let object = opt_id_arg(object_id, "object_id")?;
         let f = EventFilter {
             object,
             min_severity: Some(severity_arg(min_severity)?),
@@ -139,10 +129,7 @@ pub unsafe extern "C" fn ovm_event_list_json(
             limit: (limit > 0).then_some(limit),
             ..Default::default()
         };
-        let s = to_json(&m.mgr.events(&f)?)?;
-        // SAFETY: checked.
-        unsafe { put(out, s) };
-        Ok(())
+        put_json(out, &m.mgr.events(&f)?)
     })
 }
 
@@ -153,29 +140,16 @@ pub unsafe extern "C" fn ovm_event_acknowledge(
     event_id: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(event_id, "event_id") }?;
-        let out = out_arg(out, "out")?;
-        let job = m.mgr.acknowledge_event(EventId(id))?;
-        // SAFETY: checked.
-        unsafe { give_job(out, job) };
-        Ok(())
-    })
+    job_entry!(mgr, out, |m| m.acknowledge_event(EventId(id_arg(event_id, "event_id")?)))
 }
 
 /// The newest change token.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_current_token(mgr: *const ovm_manager, out: *mut u64) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let out = out_arg(out, "out")?;
         let t = m.mgr.current_token()?;
-        // SAFETY: checked.
-        unsafe { put(out, t) };
+        put(out, t);
         Ok(())
     })
 }
@@ -190,24 +164,18 @@ pub unsafe extern "C" fn ovm_changes_since(
     out_json: *mut *mut c_char,
     out_next: *mut u64,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let out_json = out_arg(out_json, "out_json")?;
         let out_next = out_arg(out_next, "out_next")?;
         match m.mgr.events_since(token) {
             Ok((changes, next)) => {
                 let s = to_json(&changes)?;
-                // SAFETY: checked.
-                unsafe {
-                    put(out_json, s);
-                    put(out_next, next);
-                }
+                put(out_json, s);
+                put(out_next, next);
                 Ok(())
             }
             Err(e @ Error::EventsLost { resume_token }) => {
-                // SAFETY: checked.
-                unsafe { put(out_next, resume_token) };
+                put(out_next, resume_token);
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
@@ -220,28 +188,52 @@ struct SendPtr(*mut c_void);
 // documents may run on the subscription's thread.
 unsafe impl Send for SendPtr {}
 
-/// A running subscription.
-#[derive(Debug)]
-pub(crate) struct SubscriptionThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SubscriptionThread {
-    pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn fill(op: ovm_change_op, token: u64, kind: u32, id: &str) -> ovm_change {
     let mut c = ovm_change { token, op: op as u32, kind, object_id: [0; 37] };
     for (dst, b) in c.object_id.iter_mut().zip(id.bytes().take(36)) {
         *dst = b as c_char;
     }
     c
+}
+
+type ChangeFn = unsafe extern "C" fn(userdata: *mut c_void, change: *const ovm_change);
+
+/// The loop of a subscription thread: every change to the callback until stopped or the manager ends,
+/// then the finaliser.
+fn deliver(
+    mut sub: Subscription,
+    stop: &AtomicBool,
+    cb: ChangeFn,
+    ud: SendPtr,
+    free_userdata: ovm_free_userdata,
+) {
+    let send = |ch: &ovm_change| {
+        // SAFETY: the caller's callback, called with its userdata and a change valid for the call, on
+        // this thread, as ovm_subscribe documents.
+        let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, ch) });
+    };
+    while !stop.load(Ordering::SeqCst) {
+        match sub.next_blocking(Duration::from_millis(100)) {
+            Ok(Some(c)) => {
+                let op = match c.op {
+                    ChangeOp::Added => ovm_change_op::OVM_CHANGE_ADDED,
+                    ChangeOp::Modified => ovm_change_op::OVM_CHANGE_MODIFIED,
+                    ChangeOp::Removed => ovm_change_op::OVM_CHANGE_REMOVED,
+                };
+                send(&fill(op, c.token, kind_code(c.object.kind), &c.object.id.to_string()));
+            }
+            Ok(None) => {}
+            // A notice in resuming mode: the missed changes follow.
+            Err(Error::EventsLost { resume_token }) => {
+                send(&fill(ovm_change_op::OVM_CHANGE_EVENTS_LOST, resume_token, u32::MAX, ""));
+            }
+            Err(_) => break,
+        }
+    }
+    if let Some(f) = free_userdata {
+        // SAFETY: the caller's finaliser, called once with its userdata.
+        unsafe { f(ud.0) };
+    }
 }
 
 /// Subscribe to the change feed. `callback(userdata, change)` runs on a thread of the subscription,
@@ -259,50 +251,18 @@ pub unsafe extern "C" fn ovm_subscribe(
     free_userdata: ovm_free_userdata,
     out_id: *mut u64,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let cb = callback.ok_or_else(|| crate::boundary::null("callback"))?;
         let out_id = out_arg(out_id, "out_id")?;
-        let mut sub = m.mgr.subscribe(replay.then_some(from_token))?;
+        // Core's resuming mode: after a lag the subscription replays the missed changes from the
+        // database itself; the loss is reported to the callback as OVM_CHANGE_EVENTS_LOST first.
+        let sub = m.mgr.subscribe(replay.then_some(from_token))?.on_lost(LostEvents::Resume);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let ud = SendPtr(userdata);
-        let mgr_clone = m.mgr.clone();
         let thread = std::thread::Builder::new()
             .name("ovm-subscription".into())
-            .spawn(move || {
-                let ud = ud;
-                while !stop2.load(Ordering::SeqCst) {
-                    match sub.next_blocking(Duration::from_millis(100)) {
-                        Ok(Some(c)) => {
-                            let op = match c.op {
-                                ChangeOp::Added => ovm_change_op::OVM_CHANGE_ADDED,
-                                ChangeOp::Modified => ovm_change_op::OVM_CHANGE_MODIFIED,
-                                ChangeOp::Removed => ovm_change_op::OVM_CHANGE_REMOVED,
-                            };
-                            let ch = fill(op, c.token, kind_code(c.object.kind), &c.object.id.to_string());
-                            // SAFETY: the caller's callback, called with its userdata and a change valid for the call.
-                            let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, &ch) });
-                        }
-                        Ok(None) => {}
-                        Err(Error::EventsLost { resume_token }) => {
-                            let ch = fill(ovm_change_op::OVM_CHANGE_EVENTS_LOST, resume_token, u32::MAX, "");
-                            // SAFETY: as above.
-                            let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, &ch) });
-                            match mgr_clone.subscribe(Some(resume_token)) {
-                                Ok(s) => sub = s,
-                                Err(_) => break,
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if let Some(f) = free_userdata {
-                    // SAFETY: the caller's finaliser, called once with its userdata.
-                    unsafe { f(ud.0) };
-                }
-            })
+            .spawn(move || deliver(sub, &stop2, cb, ud, free_userdata))
             .map_err(|e| {
                 FfiError::new(
                     ovm_result::OVM_RESULT_INTERNAL,
@@ -318,8 +278,7 @@ pub unsafe extern "C" fn ovm_subscribe(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, SubscriptionThread { stop, thread: Some(thread) });
-        // SAFETY: checked.
-        unsafe { put(out_id, id) };
+        put(out_id, id);
         Ok(())
     })
 }
@@ -328,9 +287,7 @@ pub unsafe extern "C" fn ovm_subscribe(
 /// called from inside the subscription's own callback (`OVM_RESULT_INVALID_STATE`).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_unsubscribe(mgr: *const ovm_manager, id: u64) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let mut subs = m.subs.lock().unwrap_or_else(|p| p.into_inner());
         let same_thread = subs
             .get(&id)
@@ -358,15 +315,11 @@ pub unsafe extern "C" fn ovm_event_get_json(
     event_id: *const c_char,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(event_id, "event_id") }?;
+    with_mgr!(mgr, |m| {
+        let id = id_arg(event_id, "event_id")?;
         let out = out_arg(out, "out")?;
         let s = to_json(&m.mgr.event(EventId(id))?)?;
-        // SAFETY: checked.
-        unsafe { put(out, s) };
+        put(out, s);
         Ok(())
     })
 }
@@ -379,11 +332,8 @@ pub unsafe extern "C" fn ovm_event_severity(
     out_severity: *mut u32,
     out_acknowledged: *mut bool,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(event_id, "event_id") }?;
+    with_mgr!(mgr, |m| {
+        let id = id_arg(event_id, "event_id")?;
         let out_s = out_arg(out_severity, "out_severity")?;
         let out_a = out_arg(out_acknowledged, "out_acknowledged")?;
         let e = m.mgr.event(EventId(id))?;
@@ -393,11 +343,8 @@ pub unsafe extern "C" fn ovm_event_severity(
             Severity::Error => ovm_severity::OVM_SEVERITY_ERROR,
             Severity::Critical => ovm_severity::OVM_SEVERITY_CRITICAL,
         };
-        // SAFETY: checked.
-        unsafe {
-            put(out_s, s as u32);
-            put(out_a, e.acknowledged.is_some());
-        }
+        put(out_s, s as u32);
+        put(out_a, e.acknowledged.is_some());
         Ok(())
     })
 }

@@ -12,19 +12,39 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // Safety contracts are stated on each function for C callers.
 
+// Layers, bottom up (each module uses only those above it in this list):
+// result → last_error → handles → boundary → job → objects → events, manager, and the typed
+// operations per object (server, pool, storage, repository, network, vm, tag).
 mod boundary;
 mod events;
+mod handles;
 mod job;
+mod last_error;
 mod manager;
+mod network;
 mod objects;
+mod pool;
+mod repository;
 mod result;
+mod server;
+mod storage;
+mod tag;
 mod vm;
 
+pub use boundary::ovm_string_free;
 pub use events::*;
+pub use handles::{ovm_job, ovm_manager};
 pub use job::*;
+pub use last_error::ovm_last_error_message;
 pub use manager::*;
+pub use network::*;
 pub use objects::*;
+pub use pool::*;
+pub use repository::*;
 pub use result::*;
+pub use server::*;
+pub use storage::*;
+pub use tag::*;
 pub use vm::*;
 
 /// Version of this library, e.g. `"0.1.0"`. The string is static: do not free it.

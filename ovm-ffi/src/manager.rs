@@ -1,43 +1,14 @@
 //! `ovm_manager`: opening and closing a manager.
 
-use std::collections::HashMap;
 use std::ffi::c_char;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use ovm_core::Manager;
 
-use crate::boundary::{call, copy_out_checked, handle, out_arg, put, str_arg, Tagged};
-use crate::events::SubscriptionThread;
-use crate::result::{ovm_result, FfiError};
-
-/// A manager: its database, jobs, events and server connections.
-///
-/// Thread safety: an `ovm_manager` may be used from any number of threads at once. It owns its own
-/// worker threads (an async runtime): C never sees a future. Free it with `ovm_manager_free` once no
-/// other call on it is running.
-#[repr(C)]
-#[derive(Debug)]
-pub struct ovm_manager {
-    tag: u64,
-    pub(crate) mgr: Manager,
-    pub(crate) subs: Mutex<HashMap<u64, SubscriptionThread>>,
-    pub(crate) next_sub: Mutex<u64>,
-}
-
-impl Tagged for ovm_manager {
-    const TAG: u64 = 0x6f76_6d5f_6d67_7231; // "ovm_mgr1"
-    const NAME: &'static str = "ovm_manager";
-}
-
-/// Borrow the manager behind a handle argument.
-///
-/// # Safety
-/// As [`handle`].
-pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manager, FfiError> {
-    // SAFETY: per the contract.
-    unsafe { handle(p, "manager") }
-}
+use crate::boundary::{copy_out_checked, entry, job_entry, out_arg, put, put_json, str_arg, with_mgr};
+use crate::handles::ovm_job;
+use crate::handles::{mgr_arg, ovm_manager, SubscriptionThread};
+use crate::result::ovm_result;
 
 /// Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
 /// private in-memory database. On success `*out` receives a new handle (free it with
@@ -47,31 +18,24 @@ pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manage
 /// `OVM_RESULT_DATABASE_LOCKED`, and the last error message names the holder's process id.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm_manager) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let uri = unsafe { str_arg(uri, "uri") }?;
+    entry!({
+        let uri = str_arg(uri, "uri")?;
         let out = out_arg(out, "out")?;
         let mgr = Manager::builder().database_uri(uri)?.open()?;
-        let h = Box::new(ovm_manager {
-            tag: ovm_manager::TAG,
-            mgr,
-            subs: Mutex::new(HashMap::new()),
-            next_sub: Mutex::new(1),
-        });
-        // SAFETY: out was checked.
-        unsafe { put(out, Box::into_raw(h)) };
+        put(out, Box::into_raw(Box::new(ovm_manager::new(mgr))));
         Ok(())
     })
 }
 
 /// Close a manager: refuse new jobs, wait up to `timeout_ms` for running ones, and give up the
-/// database so another manager may open it. The handle stays valid (reads still work; writes fail
-/// with `OVM_RESULT_CLOSED`) until `ovm_manager_free`.
+/// database so another manager may open it; its subscriptions end (their `free_userdata` finalisers
+/// run). The handle stays valid until `ovm_manager_free`, but every other call on it then fails with
+/// `OVM_RESULT_CLOSED` except `ovm_manager_id` and closing again — the same rule as Python's
+/// `Manager`. Job handles stay readable.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: u64) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    entry!({
+        let m = mgr_arg(mgr)?;
         m.mgr.close(Duration::from_millis(timeout_ms))?;
         Ok(())
     })
@@ -81,9 +45,8 @@ pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: 
 /// it. NULL does nothing; a handle of another type is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_free(mgr: *mut ovm_manager) {
-    let _ = call(|| {
-        // SAFETY: per the function's contract.
-        let m = match unsafe { mgr_arg(mgr) } {
+    let _ = entry!({
+        let m = match mgr_arg(mgr) {
             Ok(m) => m,
             Err(_) => return Ok(()),
         };
@@ -92,12 +55,10 @@ pub unsafe extern "C" fn ovm_manager_free(mgr: *mut ovm_manager) {
         for s in subs {
             s.stop();
         }
-        // SAFETY: mgr came from Box::into_raw in ovm_manager_open and is freed once; the tag is
-        // cleared first so a stale pointer is refused by later calls where the memory is still mapped.
-        unsafe {
-            (*mgr).tag = 0;
-            drop(Box::from_raw(mgr));
-        }
+        // mgr came from Box::into_raw in ovm_manager_open and is freed once; the tag is cleared first
+        // so a stale pointer is refused by later calls where the memory is still mapped.
+        (*mgr).tag = 0;
+        drop(Box::from_raw(mgr));
         Ok(())
     });
 }
@@ -111,12 +72,9 @@ pub unsafe extern "C" fn ovm_manager_certificate_fingerprint(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let fp = m.mgr.certificate_fingerprint()?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&fp, buf, len, out_n) }
+        copy_out_checked(&fp, buf, len, out_n)
     })
 }
 
@@ -128,10 +86,48 @@ pub unsafe extern "C" fn ovm_manager_id(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(m.mgr.id(), buf, len, out_n) }
+    entry!({ copy_out_checked(mgr_arg(mgr)?.mgr.id(), buf, len, out_n) })
+}
+
+/// The manager's recurring jobs (name, interval, enabled) as a JSON array.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_list_json(
+    mgr: *const ovm_manager,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let all: Vec<serde_json::Value> = m
+            .mgr
+            .recurring_jobs()
+            .into_iter()
+            .map(|(name, every, on)| {
+                serde_json::json!({"name": name, "interval_ms": every.as_millis() as u64, "enabled": on})
+            })
+            .collect();
+        put_json(out, &all)
     })
+}
+
+/// Set a recurring job's interval and whether it runs.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_set(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    interval_ms: u64,
+    enabled: bool,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        m.mgr.set_recurring_job(str_arg(name, "name")?, Duration::from_millis(interval_ms), enabled)?;
+        Ok(())
+    })
+}
+
+/// Run a recurring job now. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_recurring_job_run(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.run_recurring(str_arg(name, "name")?))
 }

@@ -7,12 +7,12 @@ use std::ffi::c_char;
 
 use ovm_core::model::{Object, ObjectKind, ObjectRef};
 
-use crate::boundary::{call, copy_out_checked, id_arg, out_arg, put, str_arg, to_json};
-use crate::job::{give_job, job_call, ovm_job};
-use crate::manager::{mgr_arg, ovm_manager};
+use crate::boundary::{copy_out_checked, id_arg, job_entry, out_arg, put, put_json, str_arg, with_mgr};
+use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
-/// Object kinds.
+/// Object kinds. The values are ovm-core's stable `ObjectKind` codes (a test checks the header
+/// against them).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ovm_object_kind {
@@ -62,17 +62,17 @@ pub enum ovm_object_kind {
 
 /// Map a C kind number to ovm-core's kind (`OVM_RESULT_INVALID_ENUM` when out of range).
 pub(crate) fn kind_arg(k: u32) -> Result<ObjectKind, FfiError> {
-    ObjectKind::ALL.get(k as usize).copied().ok_or_else(|| {
+    ObjectKind::from_code(k).ok_or_else(|| {
         FfiError::new(ovm_result::OVM_RESULT_INVALID_ENUM, format!("{k} is not an ovm_object_kind"))
     })
 }
 
-/// The C number of an ovm-core kind.
+/// The C number of an ovm-core kind: its stable code.
 pub(crate) fn kind_code(k: ObjectKind) -> u32 {
-    ObjectKind::ALL.iter().position(|x| *x == k).map(|p| p as u32).unwrap_or(u32::MAX)
+    k.code()
 }
 
-fn inventory_kind(k: ObjectKind) -> Result<ObjectKind, FfiError> {
+pub(crate) fn inventory_kind(k: ObjectKind) -> Result<ObjectKind, FfiError> {
     if matches!(k, ObjectKind::Job | ObjectKind::Event) {
         Err(FfiError::new(
             ovm_result::OVM_RESULT_INVALID_ARGUMENT,
@@ -91,18 +91,11 @@ pub unsafe extern "C" fn ovm_object_get_json(
     id: *const c_char,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(id, "id") }?;
+        let id = id_arg(id, "id")?;
         let out = out_arg(out, "out")?;
-        let o = m.mgr.object(ObjectRef::new(kind, id))?;
-        let s = to_json(&o)?;
-        // SAFETY: checked.
-        unsafe { put(out, s) };
-        Ok(())
+        put_json(out, &m.mgr.object(ObjectRef::new(kind, id))?)
     })
 }
 
@@ -116,32 +109,24 @@ pub unsafe extern "C" fn ovm_object_lookup_by_name(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
-        // SAFETY: per the function's contract.
-        let name = unsafe { str_arg(name, "name") }?;
+        let name = str_arg(name, "name")?;
         let id = m
             .mgr
             .read(|inv| inv.id_by_name(kind, name))
             .ok_or_else(|| FfiError::from(ovm_core::Error::not_found(kind, name)))?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&id.to_string(), buf, len, out_n) }
+        copy_out_checked(&id.to_string(), buf, len, out_n)
     })
 }
 
 /// Number of objects of `kind`.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_object_count(mgr: *const ovm_manager, kind: u32, out: *mut usize) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
         let out = out_arg(out, "out")?;
-        let n = m.mgr.read(|inv| inv.count(kind));
-        // SAFETY: checked.
-        unsafe { put(out, n) };
+        put(out, m.mgr.read(|inv| inv.count(kind)));
         Ok(())
     })
 }
@@ -153,16 +138,11 @@ pub unsafe extern "C" fn ovm_object_list_json(
     kind: u32,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
         let out = out_arg(out, "out")?;
         let all: Vec<Object> = m.mgr.read(|inv| inv.objects_of(kind));
-        let s = to_json(&all)?;
-        // SAFETY: checked.
-        unsafe { put(out, s) };
-        Ok(())
+        put_json(out, &all)
     })
 }
 
@@ -179,8 +159,7 @@ pub unsafe extern "C" fn ovm_object_create_json(
     json: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { job_call(mgr, out, |m| Ok(m.create_object(parse_object(str_arg(json, "json")?)?)?)) }
+    job_entry!(mgr, out, |m| m.create_object(parse_object(str_arg(json, "json")?)?))
 }
 
 /// Replace an object with an edited JSON record (same shape as for create). Returns a job.
@@ -190,8 +169,7 @@ pub unsafe extern "C" fn ovm_object_update_json(
     json: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { job_call(mgr, out, |m| Ok(m.update_object(parse_object(str_arg(json, "json")?)?)?)) }
+    job_entry!(mgr, out, |m| m.update_object(parse_object(str_arg(json, "json")?)?))
 }
 
 /// Delete an object nothing refers to. Returns a job.
@@ -202,16 +180,8 @@ pub unsafe extern "C" fn ovm_object_delete(
     id: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
+    job_entry!(mgr, out, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(id, "id") }?;
-        let out = out_arg(out, "out")?;
-        let job = m.mgr.delete_object(ObjectRef::new(kind, id))?;
-        // SAFETY: checked.
-        unsafe { give_job(out, job) };
-        Ok(())
+        m.delete_object(ObjectRef::new(kind, id_arg(id, "id")?))
     })
 }

@@ -1,6 +1,6 @@
-//! Result codes and the per-thread last error.
+//! Result codes and the boundary error type. The bottom module of the crate: it depends on nothing
+//! else in it.
 
-use std::cell::RefCell;
 use std::ffi::c_char;
 
 use ovm_core::{Error, ErrorKind};
@@ -103,46 +103,20 @@ impl FfiError {
     pub(crate) fn new(code: ovm_result, message: impl Into<String>) -> Self {
         FfiError { code, message: message.into() }
     }
+    /// A required pointer argument was NULL.
+    pub(crate) fn null(name: &str) -> Self {
+        FfiError::new(ovm_result::OVM_RESULT_NULL_PARAMETER, format!("{name} is NULL"))
+    }
+    /// Arguments the caller may not pass (unknown flag bits, out-of-range values).
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        FfiError::new(ovm_result::OVM_RESULT_INVALID_ARGUMENT, message)
+    }
 }
 
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
         FfiError { code: result_of_kind(e.kind()), message: e.to_string() }
     }
-}
-
-thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|l| l.borrow_mut().clear());
-}
-
-pub(crate) fn set_last_error(msg: &str) {
-    LAST_ERROR.with(|l| {
-        let mut l = l.borrow_mut();
-        l.clear();
-        l.push_str(msg);
-    });
-}
-
-/// Copy the calling thread's last error message (empty after a successful call) into `buf` as a
-/// NUL-terminated string. `*out_n` receives the message length plus one. If `len` is too small,
-/// returns `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to the size needed. This call does not
-/// reset the last error.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_last_error_message(
-    buf: *mut c_char,
-    len: usize,
-    out_n: *mut usize,
-) -> ovm_result {
-    if out_n.is_null() {
-        return ovm_result::OVM_RESULT_NULL_PARAMETER;
-    }
-    let msg = LAST_ERROR.with(|l| l.borrow().clone());
-    // SAFETY: the caller passes `buf` valid for `len` bytes and a valid `out_n`.
-    unsafe { crate::boundary::copy_out(&msg, buf, len, out_n) }
 }
 
 /// A static, NUL-terminated name of a result code, e.g. `"OVM_RESULT_NOT_FOUND"`; `"OVM_RESULT_UNKNOWN"`

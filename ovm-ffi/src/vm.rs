@@ -1,16 +1,16 @@
-//! Typed operations: servers, pools, storage, networks and the VM lifecycle.
+//! Typed operations on virtual machines: create, clone, the lifecycle, and reading their state.
 
-use std::collections::BTreeSet;
 use std::ffi::c_char;
 use std::time::Duration;
 
-use ovm_core::manager::{CloneOptions, NetworkSpec, PoolSpec, RepositorySpec, StopOptions, VmSpec};
+use ovm_core::manager::{CloneOptions, StopOptions, VmFilter, VmSpec};
 use ovm_core::model::*;
-use ovm_core::JobHandle;
 
-use crate::boundary::{call, copy_out_checked, id_arg, opt_str_arg, out_arg, owned, put, str_arg};
-use crate::job::{job_call, ovm_job};
-use crate::manager::{mgr_arg, ovm_manager};
+use crate::boundary::{
+    copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, out_arg, owned, put,
+    put_json, str_arg, with_mgr,
+};
+use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
 /// VM power states.
@@ -46,273 +46,34 @@ fn power(p: PowerState) -> ovm_power_state {
     }
 }
 
-/// `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
-pub const OVM_STOP_FORCE: u32 = 1;
+/// `ovm_vm_list_json` power state: any.
+pub const OVM_POWER_ANY: u32 = u32::MAX;
 
-/// Network function bits for `ovm_network_create`.
-pub const OVM_NETWORK_MANAGEMENT: u32 = 1;
-/// Live migration traffic.
-pub const OVM_NETWORK_LIVE_MIGRATE: u32 = 2;
-/// Cluster heartbeat.
-pub const OVM_NETWORK_CLUSTER_HEARTBEAT: u32 = 4;
-/// Virtual machine traffic.
-pub const OVM_NETWORK_VIRTUAL_MACHINE: u32 = 8;
-/// Storage traffic.
-pub const OVM_NETWORK_STORAGE: u32 = 16;
-
-fn no_flags(flags: u32) -> Result<(), FfiError> {
-    if flags != 0 {
-        return Err(FfiError::new(
-            ovm_result::OVM_RESULT_INVALID_ARGUMENT,
-            format!("unknown flags {flags:#x}"),
-        ));
+fn power_arg(p: u32) -> Result<Option<PowerState>, FfiError> {
+    use ovm_power_state::*;
+    let all = [
+        (OVM_POWER_STOPPED, PowerState::Stopped),
+        (OVM_POWER_STARTING, PowerState::Starting),
+        (OVM_POWER_RUNNING, PowerState::Running),
+        (OVM_POWER_PAUSED, PowerState::Paused),
+        (OVM_POWER_SUSPENDED, PowerState::Suspended),
+        (OVM_POWER_STOPPING, PowerState::Stopping),
+        (OVM_POWER_MIGRATING, PowerState::Migrating),
+    ];
+    if p == OVM_POWER_ANY {
+        return Ok(None);
     }
-    Ok(())
-}
-
-/// Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
-/// ownership. The job's result is the server.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_server_discover(
-    mgr: *const ovm_manager,
-    address: *const c_char,
-    password: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            let a = str_arg(address, "address")?;
-            let p = str_arg(password, "password")?;
-            Ok(m.discover_server(a, p)?)
-        })
-    }
-}
-
-/// Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
-#[no_mangle]
-pub unsafe extern "C" fn ovm_server_restart_agent(
-    mgr: *const ovm_manager,
-    server: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { job_call(mgr, out, |m| Ok(m.restart_agent(ServerId(id_arg(server, "server")?))?)) }
-}
-
-/// Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
-/// `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_server_agent_fingerprint(
-    mgr: *const ovm_manager,
-    server: *const c_char,
-    buf: *mut c_char,
-    len: usize,
-    out_n: *mut usize,
-) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = ServerId(unsafe { id_arg(server, "server") }?);
-        let fp = m.mgr.agent_fingerprint(id)?.ok_or_else(|| {
-            FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "no agent certificate is pinned for this server")
-        })?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&fp, buf, len, out_n) }
+    all.iter().find(|(c, _)| *c as u32 == p).map(|(_, s)| Some(*s)).ok_or_else(|| {
+        FfiError::new(ovm_result::OVM_RESULT_INVALID_ENUM, format!("{p} is not an ovm_power_state"))
     })
 }
 
-/// Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_server_set_maintenance(
-    mgr: *const ovm_manager,
-    server: *const c_char,
-    on: bool,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { job_call(mgr, out, |m| Ok(m.set_maintenance_mode(ServerId(id_arg(server, "server")?), on)?)) }
-}
-
-/// Create an unclustered server pool. The job's result is the pool.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_pool_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { job_call(mgr, out, |m| Ok(m.create_pool(PoolSpec::new(str_arg(name, "name")?))?)) }
-}
-
-/// Add a server to a pool (the first member becomes the master).
-#[no_mangle]
-pub unsafe extern "C" fn ovm_pool_add_server(
-    mgr: *const ovm_manager,
-    pool: *const c_char,
-    server: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            Ok(m.add_server_to_pool(PoolId(id_arg(pool, "pool")?), ServerId(id_arg(server, "server")?))?)
-        })
-    }
-}
-
-/// Remove a server (without running VMs) from its pool.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_pool_remove_server(
-    mgr: *const ovm_manager,
-    pool: *const c_char,
-    server: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            Ok(m.remove_server_from_pool(PoolId(id_arg(pool, "pool")?), ServerId(id_arg(server, "server")?))?)
-        })
-    }
-}
-
-/// Create a repository on a file system, owned by `pool` (may be NULL), with `capacity_bytes`
-/// (0: the file system's free space). The job's result is the repository.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_repository_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    file_system: *const c_char,
-    pool: *const c_char,
-    capacity_bytes: u64,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            let spec = RepositorySpec {
-                name: str_arg(name, "name")?.to_owned(),
-                backing: RepositoryBacking::FileSystem(FileSystemId(id_arg(file_system, "file_system")?)),
-                owner_pool: match opt_str_arg(pool, "pool")? {
-                    Some(_) => Some(PoolId(id_arg(pool, "pool")?)),
-                    None => None,
-                },
-                capacity_bytes,
-            };
-            Ok(m.create_repository(spec)?)
-        })
-    }
-}
-
-/// Present a repository to a server.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_repository_present(
-    mgr: *const ovm_manager,
-    repository: *const c_char,
-    server: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            Ok(m.present_repository(
-                RepositoryId(id_arg(repository, "repository")?),
-                ServerId(id_arg(server, "server")?),
-            )?)
-        })
-    }
-}
-
-/// Store a PV/PVH boot kernel (and an initial ramdisk, `initrd_source` may be NULL) in a repository
-/// under `name`, copied from files on the server the repository is presented to. They land at
-/// `REPOSITORY/Kernels/NAME/vmlinux` and `.../initrd`. The job's result is the repository.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_repository_import_kernel(
-    mgr: *const ovm_manager,
-    repository: *const c_char,
-    name: *const c_char,
-    kernel_source: *const c_char,
-    initrd_source: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            Ok(m.import_kernel(
-                RepositoryId(id_arg(repository, "repository")?),
-                str_arg(name, "name")?,
-                str_arg(kernel_source, "kernel_source")?,
-                opt_str_arg(initrd_source, "initrd_source")?,
-            )?)
-        })
-    }
-}
-
-/// Create an empty virtual disk of `size_bytes` in a repository. The job's result is the disk.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_virtual_disk_create(
-    mgr: *const ovm_manager,
-    repository: *const c_char,
-    name: *const c_char,
-    size_bytes: u64,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            Ok(m.create_virtual_disk(
-                RepositoryId(id_arg(repository, "repository")?),
-                str_arg(name, "name")?,
-                size_bytes,
-                false,
-            )?)
-        })
-    }
-}
-
-/// Create a network carrying the `OVM_NETWORK_*` function bits in `functions`, on `bridge`.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_network_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    bridge: *const c_char,
-    functions: u32,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            let all = [
-                (OVM_NETWORK_MANAGEMENT, NetworkFunction::Management),
-                (OVM_NETWORK_LIVE_MIGRATE, NetworkFunction::LiveMigrate),
-                (OVM_NETWORK_CLUSTER_HEARTBEAT, NetworkFunction::ClusterHeartbeat),
-                (OVM_NETWORK_VIRTUAL_MACHINE, NetworkFunction::VirtualMachine),
-                (OVM_NETWORK_STORAGE, NetworkFunction::Storage),
-            ];
-            if functions & !0x1f != 0 {
-                return Err(FfiError::new(
-                    ovm_result::OVM_RESULT_INVALID_ENUM,
-                    format!("unknown network function bits {functions:#x}"),
-                ));
-            }
-            let set: BTreeSet<NetworkFunction> =
-                all.iter().filter(|(b, _)| functions & b != 0).map(|(_, f)| *f).collect();
-            let spec = NetworkSpec {
-                name: str_arg(name, "name")?.to_owned(),
-                functions: set,
-                members: Vec::new(),
-                bridge: str_arg(bridge, "bridge")?.to_owned(),
-                mtu: 1500,
-            };
-            Ok(m.create_network(spec)?)
-        })
-    }
-}
+/// `ovm_vm_stop` flag: destroy the domain if the guest does not power off within the timeout.
+pub const OVM_STOP_FORCE: u32 = 1;
 
 /// Create a PV VM in `pool` (may be NULL) with `memory_mib`, `vcpus` and `vnics` NICs (MACs from the
-/// manager's range). The job's result is the VM.
+/// manager's range, at most 64), with ovm-core's defaults for the rest (`VmConfig::sized`: maxima
+/// equal to the start values). The job's result is the VM.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_vm_create(
     mgr: *const ovm_manager,
@@ -323,27 +84,119 @@ pub unsafe extern "C" fn ovm_vm_create(
     vnics: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            if vnics > 64 {
-                return Err(FfiError::new(ovm_result::OVM_RESULT_INVALID_ARGUMENT, "at most 64 VNICs"));
+    job_entry!(mgr, out, |m| {
+        let config = VmConfig::sized(memory_mib, None, vcpus, None, vnics as usize)?;
+        let mut spec = VmSpec::new(str_arg(name, "name")?, config);
+        spec.pool = opt_id_arg(pool, "pool")?.map(PoolId);
+        m.create_vm(spec)
+    })
+}
+
+/// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel
+/// command line `cmdline`, may be NULL for none), paths as `ovm_repository_import_kernel` stores
+/// them; `kernel` NULL removes direct boot. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_kernel(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    kernel: *const c_char,
+    initrd: *const c_char,
+    cmdline: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let initrd = opt_str_arg(initrd, "initrd")?.map(str::to_owned);
+        let cmdline = opt_str_arg(cmdline, "cmdline")?.unwrap_or_default().to_owned();
+        let pv_kernel = match opt_str_arg(kernel, "kernel")? {
+            Some(k) => Some(PvKernel { kernel: k.to_owned(), initrd, cmdline }),
+            None if initrd.is_some() || !cmdline.is_empty() => {
+                return Err(FfiError::invalid("initrd and cmdline need a kernel"));
             }
-            let config = VmConfig {
-                memory_mib,
-                max_memory_mib: memory_mib,
-                vcpus,
-                max_vcpus: vcpus.max(1),
-                vnics: (0..vnics).map(|_| Vnic { mac: String::new(), network: None }).collect(),
-                ..VmConfig::default()
-            };
-            let mut spec = VmSpec::new(str_arg(name, "name")?, config);
-            if opt_str_arg(pool, "pool")?.is_some() {
-                spec.pool = Some(PoolId(id_arg(pool, "pool")?));
-            }
-            Ok(m.create_vm(spec)?)
+            None => None,
+        };
+        m.edit_vm(id, move |v| v.config.pv_kernel = pv_kernel)
+    })
+}
+
+/// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
+/// Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_attach_disk(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    slot: u8,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let target = DiskTarget::VirtualDisk(VirtualDiskId(id_arg(disk, "disk")?));
+        m.edit_vm(id, move |v| {
+            v.config.disks.retain(|d| d.slot != slot);
+            v.config.disks.push(DiskMapping { slot, target });
+            v.config.disks.sort_by_key(|d| d.slot);
         })
-    }
+    })
+}
+
+/// Connect VNIC number `index` (from 0) of a stopped VM to `network` (NULL: disconnect). Returns a
+/// job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_vnic_network(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    index: u32,
+    network: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let net = opt_id_arg(network, "network")?.map(NetworkId);
+        let n = m.vm(id)?.config.vnics.len();
+        if index as usize >= n {
+            return Err(FfiError::invalid(format!("the VM has {n} VNICs, no VNIC {index}")));
+        }
+        m.edit_vm(id, move |v| v.config.vnics[index as usize].network = net)
+    })
+}
+
+/// VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
+/// `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_list_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    server: *const c_char,
+    power_state: u32,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let filter = VmFilter {
+            pool: opt_id_arg(pool, "pool")?.map(PoolId),
+            server: opt_id_arg(server, "server")?.map(ServerId),
+            power_state: power_arg(power_state)?,
+        };
+        put_json(out, &m.mgr.vms_where(&filter))
+    })
+}
+
+/// Create an anti-affinity group in `pool` holding the `n_vms` VMs in `vms` (may be NULL when
+/// `n_vms` is 0). The job's result is the group.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_anti_affinity_group_create(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    name: *const c_char,
+    vms: *const *const c_char,
+    n_vms: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let pool = PoolId(id_arg(pool, "pool")?);
+        let vms = id_list(vms, n_vms, "vms")?.into_iter().map(VmId).collect();
+        m.create_anti_affinity_group(pool, str_arg(name, "name")?, vms)
+    })
 }
 
 /// Create a VM by cloning a template into `pool` (may be NULL). The job's result is the VM.
@@ -355,33 +208,24 @@ pub unsafe extern "C" fn ovm_vm_clone_template(
     pool: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            let mut opts = CloneOptions::default();
-            if opt_str_arg(pool, "pool")?.is_some() {
-                opts.pool = Some(PoolId(id_arg(pool, "pool")?));
-            }
-            Ok(m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)?)
-        })
-    }
+    job_entry!(mgr, out, |m| {
+        let mut opts = CloneOptions::default();
+        if opt_str_arg(pool, "pool")?.is_some() {
+            opts.pool = Some(PoolId(id_arg(pool, "pool")?));
+        }
+        m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)
+    })
 }
 
-/// One VM operation with the common checks.
-unsafe fn vm_op(
-    mgr: *const ovm_manager,
-    vm: *const c_char,
-    flags: u32,
-    out: *mut *mut ovm_job,
-    f: impl FnOnce(&ovm_core::Manager, VmId) -> ovm_core::Result<JobHandle>,
-) -> ovm_result {
-    // SAFETY: per the caller's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            no_flags(flags)?;
-            Ok(f(m, VmId(id_arg(vm, "vm")?))?)
+/// The body of a VM operation that takes `flags` (which must be 0): `$f(manager, VmId)` gives the job.
+macro_rules! vm_entry {
+    ($mgr:expr, $vm:expr, $flags:expr, $out:expr, |$m:ident, $id:ident| $body:expr) => {
+        job_entry!($mgr, $out, |$m| {
+            flags_arg($flags, 0)?;
+            let $id = VmId(id_arg($vm, "vm")?);
+            $body
         })
-    }
+    };
 }
 
 /// Start a VM on a server chosen by its pool's start policy. `flags` must be 0. Returns a job.
@@ -392,8 +236,7 @@ pub unsafe extern "C" fn ovm_vm_start(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.start_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.start_vm(id))
 }
 
 /// Destroy a VM's domain at once (hard power off). `flags` must be 0. Returns a job.
@@ -404,8 +247,7 @@ pub unsafe extern "C" fn ovm_vm_kill(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.kill_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.kill_vm(id))
 }
 
 /// Reboot a VM gracefully. `flags` must be 0. Returns a job.
@@ -416,8 +258,7 @@ pub unsafe extern "C" fn ovm_vm_restart(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.restart_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.restart_vm(id))
 }
 
 /// Pause a running VM in memory. `flags` must be 0. Returns a job.
@@ -428,8 +269,7 @@ pub unsafe extern "C" fn ovm_vm_pause(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.pause_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.pause_vm(id))
 }
 
 /// Suspend a running VM to a file in its repository. `flags` must be 0. Returns a job.
@@ -440,8 +280,7 @@ pub unsafe extern "C" fn ovm_vm_suspend(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.suspend_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.suspend_vm(id))
 }
 
 /// Resume a paused or suspended VM. `flags` must be 0. Returns a job.
@@ -452,8 +291,7 @@ pub unsafe extern "C" fn ovm_vm_resume(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.resume_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.resume_vm(id))
 }
 
 /// Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.
@@ -464,8 +302,7 @@ pub unsafe extern "C" fn ovm_vm_delete(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe { vm_op(mgr, vm, flags, out, |m, id| m.delete_vm(id)) }
+    vm_entry!(mgr, vm, flags, out, |m, id| m.delete_vm(id))
 }
 
 /// Stop a VM gracefully, waiting up to `timeout_ms` for the guest; with `OVM_STOP_FORCE` in `flags`
@@ -478,22 +315,19 @@ pub unsafe extern "C" fn ovm_vm_stop(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            if flags & !OVM_STOP_FORCE != 0 {
-                return Err(FfiError::new(
-                    ovm_result::OVM_RESULT_INVALID_ARGUMENT,
-                    format!("unknown flags {flags:#x}"),
-                ));
-            }
-            let opts = StopOptions {
-                timeout: Duration::from_millis(timeout_ms),
-                force_after_timeout: flags & OVM_STOP_FORCE != 0,
-            };
-            Ok(m.stop_vm_with(VmId(id_arg(vm, "vm")?), opts)?)
-        })
-    }
+    job_entry!(mgr, out, |m| {
+        if flags & !OVM_STOP_FORCE != 0 {
+            return Err(FfiError::new(
+                ovm_result::OVM_RESULT_INVALID_ARGUMENT,
+                format!("unknown flags {flags:#x}"),
+            ));
+        }
+        let opts = StopOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            force_after_timeout: flags & OVM_STOP_FORCE != 0,
+        };
+        m.stop_vm_with(VmId(id_arg(vm, "vm")?), opts)
+    })
 }
 
 /// Live-migrate a running VM (or move a stopped one) to `server` in its pool. `flags` must be 0.
@@ -505,13 +339,10 @@ pub unsafe extern "C" fn ovm_vm_migrate(
     flags: u32,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    // SAFETY: per the function's contract.
-    unsafe {
-        job_call(mgr, out, |m| {
-            no_flags(flags)?;
-            Ok(m.migrate_vm(VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?))?)
-        })
-    }
+    job_entry!(mgr, out, |m| {
+        flags_arg(flags, 0)?;
+        m.migrate_vm(VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?))
+    })
 }
 
 /// A VM's power state (an `ovm_power_state`).
@@ -521,15 +352,11 @@ pub unsafe extern "C" fn ovm_vm_power_state(
     vm: *const c_char,
     out: *mut u32,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(vm, "vm") }?;
+    with_mgr!(mgr, |m| {
+        let id = id_arg(vm, "vm")?;
         let out = out_arg(out, "out")?;
         let state = m.mgr.vm(id)?.power_state;
-        // SAFETY: checked.
-        unsafe { put(out, power(state) as u32) };
+        put(out, power(state) as u32);
         Ok(())
     })
 }
@@ -543,16 +370,12 @@ pub unsafe extern "C" fn ovm_vm_server(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let v = m.mgr.vm(unsafe { id_arg(vm, "vm") }?)?;
+    with_mgr!(mgr, |m| {
+        let v = m.mgr.vm(id_arg(vm, "vm")?)?;
         let s = v.server.ok_or_else(|| {
             FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, format!("VM {} has no server", v.name))
         })?;
-        // SAFETY: per the function's contract.
-        unsafe { copy_out_checked(&s.to_string(), buf, len, out_n) }
+        copy_out_checked(&s.to_string(), buf, len, out_n)
     })
 }
 
@@ -563,15 +386,11 @@ pub unsafe extern "C" fn ovm_vm_console(
     vm: *const c_char,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    call(|| {
-        // SAFETY: per the function's contract.
-        let m = unsafe { mgr_arg(mgr) }?;
-        // SAFETY: per the function's contract.
-        let id = unsafe { id_arg(vm, "vm") }?;
+    with_mgr!(mgr, |m| {
+        let id = id_arg(vm, "vm")?;
         let out = out_arg(out, "out")?;
         let text = m.mgr.vm_console(VmId(id))?;
-        // SAFETY: checked.
-        unsafe { put(out, owned(text)) };
+        put(out, owned(text));
         Ok(())
     })
 }

@@ -22,7 +22,7 @@ fn class_of(kind: ErrorKind) -> (&'static str, Option<&'static str>) {
         ErrorKind::UnacknowledgedEvents => ("UnacknowledgedEventsError", None),
         ErrorKind::Database => ("DatabaseError", None),
         ErrorKind::SchemaTooNew => ("SchemaTooNewError", None),
-        ErrorKind::Interrupted => ("InterruptedError", None),
+        ErrorKind::Interrupted => ("JobInterruptedError", None),
         ErrorKind::Closed => ("ClosedError", None),
         ErrorKind::PermissionDenied => ("PermissionDeniedError", Some("PermissionError")),
         ErrorKind::Internal => ("InternalError", None),

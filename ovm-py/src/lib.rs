@@ -11,7 +11,7 @@ mod convert;
 mod errors;
 mod jobs;
 mod manager;
-mod records;
+pub mod records;
 
 /// Does nothing: the baseline for measuring the cost of a call into the module.
 #[pyfunction]
@@ -21,6 +21,12 @@ fn _noop() {}
 #[pyfunction]
 fn error_kinds() -> Vec<(&'static str, u32)> {
     ovm_core::ErrorKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
+}
+
+/// The object kinds with their stable codes (the C enum `ovm_object_kind`), as `(name, code)`.
+#[pyfunction]
+fn object_kinds() -> Vec<(&'static str, u32)> {
+    ovm_core::model::ObjectKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
 }
 
 #[pymodule]
@@ -35,19 +41,14 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SIM_PASSWORD", ovm_core::driver::sim::DEFAULT_PASSWORD)?;
     m.add_function(wrap_pyfunction!(_noop, m)?)?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(object_kinds, m)?)?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;
     m.add_class::<records::ObjectRef>()?;
-    m.add_class::<records::Server>()?;
-    m.add_class::<records::ServerPool>()?;
-    m.add_class::<records::Repository>()?;
-    m.add_class::<records::VirtualDisk>()?;
-    m.add_class::<records::Template>()?;
-    m.add_class::<records::Network>()?;
+    records::register(m)?;
     m.add_class::<records::Vnic>()?;
     m.add_class::<records::VmConfig>()?;
-    m.add_class::<records::Vm>()?;
     m.add_class::<records::JobInfo>()?;
     m.add_class::<records::Event>()?;
     m.add_class::<records::Change>()?;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use ovm_core::driver::sim::SimOp;
 use ovm_core::manager::{
-    CloneOptions, DatabaseLocation, NetworkSpec, PoolSpec, RepositorySpec, StopOptions, VmSpec,
+    CloneOptions, DatabaseLocation, DiskFilter, LostEvents, NetworkSpec, PoolSpec, RepositorySpec,
+    ServerFilter, StopOptions, VmFilter, VmSpec,
 };
 use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
@@ -162,13 +163,11 @@ impl Manager {
         pool: Option<&str>,
         power_state: Option<&str>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let pool = opt_uuid("pool", pool)?.map(m::PoolId);
-        let ps: Option<m::ServerPowerState> =
-            power_state.map(|s| parse_enum("power_state", s)).transpose()?;
-        let v = self.m()?.list::<m::Server>(|s| {
-            pool.is_none_or(|p| s.pool == Some(p)) && ps.is_none_or(|p| s.power_state == p)
-        });
-        r::list(py, v, r::Server)
+        let filter = ServerFilter {
+            pool: opt_uuid("pool", pool)?.map(m::PoolId),
+            power_state: power_state.map(|s| parse_enum("power_state", s)).transpose()?,
+        };
+        r::list(py, self.m()?.servers_where(&filter), r::Server)
     }
     /// Put a server into or out of maintenance mode.
     fn set_maintenance_mode(&self, py: Python<'_>, server: &str, on: bool) -> PyResult<Job> {
@@ -179,6 +178,32 @@ impl Manager {
     fn refresh_server(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
         let s = m::ServerId(uuid("server", server)?);
         self.submit(py, |m| m.refresh_server(s))
+    }
+
+    /// Take ownership of a discovered, unowned server with its agent password.
+    fn take_ownership(&self, py: Python<'_>, server: &str, password: String) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.take_ownership(s, &password))
+    }
+    /// Release ownership of a server (not in a pool, no VMs on it).
+    fn release_ownership(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.release_ownership(s))
+    }
+    /// The recurring jobs: `(name, interval seconds, enabled)`.
+    fn recurring_jobs(&self) -> PyResult<Vec<(String, f64, bool)>> {
+        Ok(self.m()?.recurring_jobs().into_iter().map(|(n, d, on)| (n, d.as_secs_f64(), on)).collect())
+    }
+    /// Set a recurring job's interval (seconds) and whether it runs.
+    fn set_recurring_job(&self, name: &str, interval: f64, enabled: bool) -> PyResult<()> {
+        let d = Duration::try_from_secs_f64(interval)
+            .map_err(|_| Error::invalid("interval", "must be a number of seconds >= 0"))
+            .or_raise()?;
+        self.m()?.set_recurring_job(name, d, enabled).or_raise()
+    }
+    /// Run a recurring job now.
+    fn run_recurring(&self, py: Python<'_>, name: &str) -> PyResult<Job> {
+        self.submit(py, |m| m.run_recurring(name))
     }
 
     // ---- pools ---------------------------------------------------------------------------------
@@ -242,15 +267,151 @@ impl Manager {
         }
         self.submit(py, |m| m.create_objects(objs))
     }
+    /// Replace an object with an edited dict form. The typed operations' rules hold: a VM is edited
+    /// as `edit_vm` edits it, and fields the manager owns (power state, placement, pool members, ...)
+    /// raise `InvalidArgumentError`.
+    fn update_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Job> {
+        let o: m::Object = convert::decode("object", obj)?;
+        self.submit(py, |m| m.update_object(o))
+    }
     /// Any object as a dict `{"kind": ..., "object": {...}}`.
     fn object<'py>(&self, py: Python<'py>, kind: &str, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let r = m::ObjectRef { kind: convert::kind(kind)?, id: uuid("id", id)? };
         convert::to_python(py, &self.m()?.object(r).or_raise()?)
     }
+    /// Any inventory object as its record class (`Server`, `FileSystem`, `Tag`, ...).
+    fn record<'py>(&self, py: Python<'py>, kind: &str, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let r = m::ObjectRef { kind: convert::kind(kind)?, id: uuid("id", id)? };
+        r::object_record(py, self.m()?.object(r).or_raise()?)
+    }
+    /// Every object of `kind` as record classes, in name order.
+    fn records<'py>(&self, py: Python<'py>, kind: &str) -> PyResult<Bound<'py, PyList>> {
+        let kind = convert::kind(kind)?;
+        if matches!(kind, m::ObjectKind::Job | m::ObjectKind::Event) {
+            return Err(to_py(Error::invalid("kind", "jobs and events have their own methods")));
+        }
+        let all = self.m()?.read(|inv| inv.objects_of(kind));
+        let items = all.into_iter().map(|o| r::object_record(py, o)).collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
     /// Delete an object nothing refers to.
     fn delete_object(&self, py: Python<'_>, kind: &str, id: &str) -> PyResult<Job> {
         let r = m::ObjectRef { kind: convert::kind(kind)?, id: uuid("id", id)? };
         self.submit(py, |m| m.delete_object(r))
+    }
+
+    // ---- storage providers -----------------------------------------------------------------------
+
+    /// Record a file server (`kind` `"Nfs"` or `"Local"`) reached at `access_host`.
+    fn create_file_server(
+        &self,
+        py: Python<'_>,
+        name: String,
+        kind: &str,
+        access_host: String,
+    ) -> PyResult<Job> {
+        let o = m::Object::FileServer(m::FileServer {
+            id: m::FileServerId::new(),
+            name,
+            description: String::new(),
+            kind: parse_enum("kind", kind)?,
+            access_host,
+            admin_servers: Vec::new(),
+            refreshed: false,
+        });
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Record a file system exported by `file_server` at `path`.
+    fn create_file_system(
+        &self,
+        py: Python<'_>,
+        name: String,
+        file_server: &str,
+        path: String,
+        size_bytes: u64,
+        free_bytes: u64,
+    ) -> PyResult<Job> {
+        let o = m::Object::FileSystem(m::FileSystem {
+            id: m::FileSystemId::new(),
+            name,
+            description: String::new(),
+            location: m::FileSystemLocation::FileServer(m::FileServerId(uuid("file_server", file_server)?)),
+            path,
+            size_bytes,
+            free_bytes,
+        });
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Record a storage array (`kind` `"Iscsi"`, `"FibreChannel"` or `"Vendor"`).
+    #[pyo3(signature = (name, kind, plugin, access_host, access_port, *, capacity_bytes=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_storage_array(
+        &self,
+        py: Python<'_>,
+        name: String,
+        kind: &str,
+        plugin: String,
+        access_host: String,
+        access_port: u16,
+        capacity_bytes: u64,
+    ) -> PyResult<Job> {
+        let o = m::Object::StorageArray(m::StorageArray {
+            id: m::StorageArrayId::new(),
+            name,
+            description: String::new(),
+            kind: parse_enum("kind", kind)?,
+            plugin,
+            access_host,
+            access_port,
+            admin_servers: Vec::new(),
+            capacity_bytes,
+        });
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Record a physical disk: a LUN of `array`, or a local disk of `local_server`.
+    #[pyo3(signature = (name, size_bytes, *, array=None, local_server=None, shareable=false, page83_id=String::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_physical_disk(
+        &self,
+        py: Python<'_>,
+        name: String,
+        size_bytes: u64,
+        array: Option<&str>,
+        local_server: Option<&str>,
+        shareable: bool,
+        page83_id: String,
+    ) -> PyResult<Job> {
+        let o = m::Object::PhysicalDisk(m::PhysicalDisk {
+            id: m::PhysicalDiskId::new(),
+            name,
+            description: String::new(),
+            array: opt_uuid("array", array)?.map(m::StorageArrayId),
+            local_server: opt_uuid("local_server", local_server)?.map(m::ServerId),
+            size_bytes,
+            shareable,
+            page83_id,
+        });
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Record an access group of `array`: `servers` see `disks`.
+    #[pyo3(signature = (name, array, *, servers=Vec::new(), disks=Vec::new()))]
+    fn create_access_group(
+        &self,
+        py: Python<'_>,
+        name: String,
+        array: &str,
+        servers: Vec<String>,
+        disks: Vec<String>,
+    ) -> PyResult<Job> {
+        let o = m::Object::AccessGroup(m::AccessGroup {
+            id: m::AccessGroupId::new(),
+            name,
+            description: String::new(),
+            array: m::StorageArrayId(uuid("array", array)?),
+            servers: servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<_>>()?,
+            disks: disks.iter().map(|d| uuid("disks", d).map(m::PhysicalDiskId)).collect::<PyResult<_>>()?,
+        });
+        self.submit(py, |m| m.create_object(o))
     }
 
     // ---- storage -------------------------------------------------------------------------------
@@ -336,9 +497,8 @@ impl Manager {
     /// Virtual disks in name order, optionally only those of `repository`.
     #[pyo3(signature = (*, repository=None))]
     fn virtual_disks<'py>(&self, py: Python<'py>, repository: Option<&str>) -> PyResult<Bound<'py, PyList>> {
-        let rp = opt_uuid("repository", repository)?.map(m::RepositoryId);
-        let v = self.m()?.list::<m::VirtualDisk>(|d| rp.is_none_or(|x| d.repository == x));
-        r::list(py, v, r::VirtualDisk)
+        let filter = DiskFilter { repository: opt_uuid("repository", repository)?.map(m::RepositoryId) };
+        r::list(py, self.m()?.virtual_disks_where(&filter), r::VirtualDisk)
     }
     /// Import an ISO into a repository.
     fn import_iso(&self, py: Python<'_>, repository: &str, name: String, size_bytes: u64) -> PyResult<Job> {
@@ -376,18 +536,18 @@ impl Manager {
     // ---- networks ------------------------------------------------------------------------------
 
     /// Create a network (by default a VM network). The job's result is the network.
-    #[pyo3(signature = (name, bridge, *, functions=vec!["VirtualMachine".to_owned()], mtu=1500))]
+    /// With no `functions`, a VM network; with no `mtu`, ovm's default MTU (1500).
+    #[pyo3(signature = (name, bridge, *, functions=Vec::new(), mtu=None))]
     fn create_network(
         &self,
         py: Python<'_>,
         name: &str,
         bridge: &str,
         functions: Vec<String>,
-        mtu: u16,
+        mtu: Option<u16>,
     ) -> PyResult<Job> {
-        let mut spec = NetworkSpec::vm_network(name, bridge);
-        spec.functions = functions.iter().map(|f| parse_enum("functions", f)).collect::<PyResult<_>>()?;
-        spec.mtu = mtu;
+        let functions = functions.iter().map(|f| parse_enum("functions", f)).collect::<PyResult<_>>()?;
+        let spec = NetworkSpec::new(name, bridge, functions, mtu);
         self.submit(py, |m| m.create_network(spec))
     }
     /// A network by id.
@@ -401,6 +561,58 @@ impl Manager {
     /// All networks, in name order.
     fn networks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         r::list(py, self.m()?.networks(), r::Network)
+    }
+
+    /// Bond `ports` of `server` as `interface` in `mode` (`"ActiveBackup"`, `"Lacp"` or
+    /// `"AdaptiveLoadBalancing"`).
+    fn create_bond(
+        &self,
+        py: Python<'_>,
+        server: &str,
+        interface: String,
+        mode: &str,
+        ports: Vec<String>,
+    ) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        let mode: m::BondMode = parse_enum("mode", mode)?;
+        let ports = ports.iter().map(|p| uuid("ports", p).map(m::PortId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.create_bond(s, &interface, mode, ports))
+    }
+    /// Create VLAN `vlan_id` on a `port` or a `bond` of `server` (exactly one of them).
+    #[pyo3(signature = (server, vlan_id, *, port=None, bond=None))]
+    fn create_vlan_interface(
+        &self,
+        py: Python<'_>,
+        server: &str,
+        vlan_id: u16,
+        port: Option<&str>,
+        bond: Option<&str>,
+    ) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        let parent = match (opt_uuid("port", port)?, opt_uuid("bond", bond)?) {
+            (Some(p), None) => m::VlanParent::Port(m::PortId(p)),
+            (None, Some(b)) => m::VlanParent::Bond(m::BondPortId(b)),
+            _ => return Err(to_py(Error::invalid("port", "give exactly one of port and bond"))),
+        };
+        self.submit(py, |m| m.create_vlan_interface(s, parent, vlan_id))
+    }
+    /// Add a port, bond or VLAN interface (`kind` `"Port"`, `"Bond"` or `"Vlan"`) to a network.
+    fn add_network_member(&self, py: Python<'_>, network: &str, kind: &str, member: &str) -> PyResult<Job> {
+        let n = m::NetworkId(uuid("network", network)?);
+        let mb = network_member(kind, member)?;
+        self.submit(py, |m| m.add_network_member(n, mb))
+    }
+    /// Remove a member from a network.
+    fn remove_network_member(
+        &self,
+        py: Python<'_>,
+        network: &str,
+        kind: &str,
+        member: &str,
+    ) -> PyResult<Job> {
+        let n = m::NetworkId(uuid("network", network)?);
+        let mb = network_member(kind, member)?;
+        self.submit(py, |m| m.remove_network_member(n, mb))
     }
 
     // ---- VMs -----------------------------------------------------------------------------------
@@ -442,20 +654,12 @@ impl Manager {
         server: Option<&str>,
         power_state: Option<&str>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let pool = opt_uuid("pool", pool)?.map(m::PoolId);
-        let server = opt_uuid("server", server)?.map(m::ServerId);
-        let ps: Option<m::PowerState> = power_state.map(|s| parse_enum("power_state", s)).transpose()?;
-        let m = self.m()?;
-        let v = if pool.is_none() && server.is_none() && ps.is_none() {
-            m.vms()
-        } else {
-            m.list::<m::Vm>(|v| {
-                pool.is_none_or(|p| v.pool == Some(p))
-                    && server.is_none_or(|s| v.server == Some(s))
-                    && ps.is_none_or(|p| v.power_state == p)
-            })
+        let filter = VmFilter {
+            pool: opt_uuid("pool", pool)?.map(m::PoolId),
+            server: opt_uuid("server", server)?.map(m::ServerId),
+            power_state: power_state.map(|s| parse_enum("power_state", s)).transpose()?,
         };
-        r::list(py, v, r::Vm)
+        r::list(py, self.m()?.vms_where(&filter), r::Vm)
     }
     /// Start a VM.
     fn start_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
@@ -569,6 +773,96 @@ impl Manager {
         self.submit(py, |m| m.delete_vm(v))
     }
 
+    /// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd` and `cmdline`); `kernel=None`
+    /// removes direct boot.
+    #[pyo3(signature = (vm, kernel, *, initrd=None, cmdline=String::new()))]
+    fn set_kernel(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: String,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let k = match kernel {
+            Some(kernel) => Some(m::PvKernel { kernel, initrd, cmdline }),
+            None if initrd.is_some() || !cmdline.is_empty() => {
+                return Err(to_py(Error::invalid("kernel", "initrd and cmdline need a kernel")))
+            }
+            None => None,
+        };
+        self.submit(py, |m| m.edit_vm(v, move |x| x.config.pv_kernel = k))
+    }
+    /// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
+    fn attach_disk(&self, py: Python<'_>, vm: &str, slot: u8, disk: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let target = m::DiskTarget::VirtualDisk(m::VirtualDiskId(uuid("disk", disk)?));
+        self.submit(py, |m| {
+            m.edit_vm(v, move |x| {
+                x.config.disks.retain(|d| d.slot != slot);
+                x.config.disks.push(m::DiskMapping { slot, target });
+                x.config.disks.sort_by_key(|d| d.slot);
+            })
+        })
+    }
+    /// Connect VNIC `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
+    #[pyo3(signature = (vm, index, network))]
+    fn set_vnic_network(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        index: usize,
+        network: Option<&str>,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let net = opt_uuid("network", network)?.map(m::NetworkId);
+        let n = self.m()?.vm(v).or_raise()?.config.vnics.len();
+        if index >= n {
+            return Err(to_py(Error::invalid("index", format!("the VM has {n} VNICs, no VNIC {index}"))));
+        }
+        self.submit(py, |m| m.edit_vm(v, move |x| x.config.vnics[index].network = net))
+    }
+    /// Console output of a running VM.
+    fn vm_console(&self, py: Python<'_>, vm: &str) -> PyResult<String> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let m = self.m()?;
+        py.detach(|| m.vm_console(v)).or_raise()
+    }
+    /// Create an anti-affinity group of `vms` in `pool`. The job's result is the group.
+    #[pyo3(signature = (pool, name, vms=Vec::new()))]
+    fn create_anti_affinity_group(
+        &self,
+        py: Python<'_>,
+        pool: &str,
+        name: String,
+        vms: Vec<String>,
+    ) -> PyResult<Job> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let vms = vms.iter().map(|v| uuid("vms", v).map(m::VmId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.create_anti_affinity_group(p, &name, vms))
+    }
+    /// Create a tag. The job's result is the tag.
+    fn create_tag(&self, py: Python<'_>, name: &str) -> PyResult<Job> {
+        let o = m::Object::Tag(m::Tag::new(name));
+        self.submit(py, |m| m.create_object(o))
+    }
+    /// Attach (`on=True`) or detach a tag to an object.
+    #[pyo3(signature = (tag, object, on=true))]
+    fn set_tag(&self, py: Python<'_>, tag: &str, object: ObjectRef, on: bool) -> PyResult<Job> {
+        let t = uuid("tag", tag)?;
+        let target = object.0;
+        self.submit(py, |m| {
+            m.object(target)?;
+            let mut tag = (*m.get::<m::Tag>(t)?).clone();
+            tag.objects.retain(|o| *o != target);
+            if on {
+                tag.objects.push(target);
+            }
+            m.update_object(m::Object::Tag(tag))
+        })
+    }
+
     // ---- jobs ----------------------------------------------------------------------------------
 
     /// A handle on any job, running or finished.
@@ -660,11 +954,15 @@ impl Manager {
         Ok((v.into_iter().map(r::Change).collect(), next))
     }
     /// Subscribe to the change feed: from now (`from_token=None`) or replaying the changes after
-    /// `from_token` first.
-    #[pyo3(signature = (from_token=None))]
-    fn subscribe(&self, py: Python<'_>, from_token: Option<u64>) -> PyResult<Subscription> {
+    /// `from_token` first. Falling behind raises `EventsLostError`; by default the subscription then
+    /// stays failed (subscribe again from `resume_token`). With `resume=True` it is a notice: the
+    /// missed changes follow, replayed from the database (ovm-core's `LostEvents::Resume`, what C
+    /// subscriptions do).
+    #[pyo3(signature = (from_token=None, *, resume=false))]
+    fn subscribe(&self, py: Python<'_>, from_token: Option<u64>, resume: bool) -> PyResult<Subscription> {
         let m = self.m()?;
-        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?;
+        let mode = if resume { LostEvents::Resume } else { LostEvents::Fail };
+        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?.on_lost(mode);
         Ok(Subscription::new(sub, m.clone()))
     }
 
@@ -687,6 +985,16 @@ impl Manager {
         self.m()?.sim().fail_next(op, host, count);
         Ok(())
     }
+}
+
+fn network_member(kind: &str, id: &str) -> PyResult<m::NetworkMember> {
+    let id = uuid("member", id)?;
+    Ok(match kind {
+        "Port" => m::NetworkMember::Port(m::PortId(id)),
+        "Bond" => m::NetworkMember::Bond(m::BondPortId(id)),
+        "Vlan" => m::NetworkMember::Vlan(m::VlanInterfaceId(id)),
+        _ => return Err(to_py(Error::invalid("kind", format!("{kind:?} is not Port, Bond or Vlan")))),
+    })
 }
 
 fn clone_options(

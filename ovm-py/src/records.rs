@@ -6,7 +6,11 @@ use ovm_core::model as m;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::convert::{self, enum_name, ids, opt_id};
+use crate::convert::{self, enum_name, opt_id};
+use crate::errors::OrRaise;
+
+mod inventory;
+pub use inventory::*;
 
 /// Build the `to_dict()` of a serde value.
 fn dict<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py, PyAny>> {
@@ -45,424 +49,26 @@ impl ObjectRef {
     }
 }
 
-/// Common parts of the records wrapping an inventory object.
-macro_rules! common {
-    ($ty:ident) => {
-        impl $ty {
-            pub fn new(inner: Arc<m::$ty>) -> Self {
-                $ty(inner)
-            }
+/// A disk mapping argument: `(slot, virtual_disk_id)`, or the getter's shape `(slot, kind, id)` with
+/// kind `"VirtualDisk"`, `"Cdrom"` (an ISO's id) or `"EmptyCdrom"` (id `None`).
+fn disk_mapping(d: &Bound<'_, PyAny>) -> PyResult<(u8, m::DiskTarget)> {
+    if let Ok((slot, disk)) = d.extract::<(u8, String)>() {
+        return Ok((slot, m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &disk)?))));
+    }
+    let (slot, kind, id) = d.extract::<(u8, String, Option<String>)>()?;
+    let target = match (kind.as_str(), id) {
+        ("VirtualDisk", Some(id)) => m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &id)?)),
+        ("Cdrom", Some(id)) => m::DiskTarget::Cdrom(m::VirtualCdromId(convert::uuid("disks", &id)?)),
+        ("EmptyCdrom", None) => m::DiskTarget::EmptyCdrom,
+        (k, _) => {
+            return Err(ovm_core::Error::invalid(
+                "disks",
+                format!("{k:?} with that id is not a disk mapping (VirtualDisk or Cdrom with an id, EmptyCdrom without)"),
+            ))
+            .or_raise()
         }
     };
-}
-
-/// A Xen server.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Server(pub Arc<m::Server>);
-common!(Server);
-
-#[pymethods]
-impl Server {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Description.
-    #[getter]
-    fn description(&self) -> &str {
-        &self.0.description
-    }
-    /// Address of the agent (`sim://NAME` for simulated servers).
-    #[getter]
-    fn address(&self) -> &str {
-        &self.0.address
-    }
-    /// Physical CPU threads.
-    #[getter]
-    fn cpus(&self) -> u32 {
-        self.0.hardware.cpus
-    }
-    /// Total memory, MiB.
-    #[getter]
-    fn memory_mib(&self) -> u64 {
-        self.0.hardware.memory_mib
-    }
-    /// Memory available to guests, MiB.
-    #[getter]
-    fn guest_memory_mib(&self) -> u64 {
-        self.0.guest_memory_mib()
-    }
-    /// Xen version.
-    #[getter]
-    fn xen_version(&self) -> &str {
-        &self.0.hardware.xen_version
-    }
-    /// `"Running"`, `"Stopped"` or `"Unreachable"`.
-    #[getter]
-    fn power_state(&self) -> String {
-        enum_name(&self.0.power_state)
-    }
-    /// `"Unowned"`, `"Owned"` or `"OwnedByOther"`.
-    #[getter]
-    fn ownership(&self) -> &'static str {
-        match self.0.ownership {
-            m::Ownership::Unowned => "Unowned",
-            m::Ownership::Owned => "Owned",
-            m::Ownership::OwnedByOther(_) => "OwnedByOther",
-        }
-    }
-    /// In maintenance mode.
-    #[getter]
-    fn maintenance_mode(&self) -> bool {
-        self.0.maintenance_mode
-    }
-    /// Pool id, if in a pool.
-    #[getter]
-    fn pool(&self) -> Option<String> {
-        opt_id(self.0.pool)
-    }
-    /// Roles, e.g. `["VirtualMachine", "Utility"]`.
-    #[getter]
-    fn roles(&self) -> Vec<String> {
-        self.0.roles.iter().map(enum_name).collect()
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Server(name={:?}, id={:?}, address={:?}, power_state={:?}, pool={:?}, cpus={}, memory_mib={})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.address,
-            enum_name(&self.0.power_state),
-            opt_id(self.0.pool),
-            self.0.hardware.cpus,
-            self.0.hardware.memory_mib
-        )
-    }
-}
-
-/// A server pool.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct ServerPool(pub Arc<m::ServerPool>);
-common!(ServerPool);
-
-#[pymethods]
-impl ServerPool {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Description.
-    #[getter]
-    fn description(&self) -> &str {
-        &self.0.description
-    }
-    /// Whether the pool is clustered.
-    #[getter]
-    fn clustered(&self) -> bool {
-        self.0.clustered
-    }
-    /// The virtual IP, if any.
-    #[getter]
-    fn virtual_ip(&self) -> Option<String> {
-        self.0.virtual_ip.map(|ip| ip.to_string())
-    }
-    /// Member server ids.
-    #[getter]
-    fn servers(&self) -> Vec<String> {
-        ids(&self.0.servers)
-    }
-    /// The master server's id.
-    #[getter]
-    fn master(&self) -> Option<String> {
-        opt_id(self.0.master)
-    }
-    /// Start policy name.
-    #[getter]
-    fn start_policy(&self) -> String {
-        enum_name(&self.0.start_policy)
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "ServerPool(name={:?}, id={:?}, servers={}, master={:?})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.servers.len(),
-            opt_id(self.0.master)
-        )
-    }
-}
-
-/// A storage repository.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Repository(pub Arc<m::Repository>);
-common!(Repository);
-
-#[pymethods]
-impl Repository {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Description.
-    #[getter]
-    fn description(&self) -> &str {
-        &self.0.description
-    }
-    /// Owning pool id.
-    #[getter]
-    fn owner_pool(&self) -> Option<String> {
-        opt_id(self.0.owner_pool)
-    }
-    /// Ids of the servers it is presented to.
-    #[getter]
-    fn presented_to(&self) -> Vec<String> {
-        ids(&self.0.presented_to)
-    }
-    /// Capacity, bytes.
-    #[getter]
-    fn capacity_bytes(&self) -> u64 {
-        self.0.capacity_bytes
-    }
-    /// Used, bytes.
-    #[getter]
-    fn used_bytes(&self) -> u64 {
-        self.0.used_bytes
-    }
-    /// Free, bytes.
-    #[getter]
-    fn free_bytes(&self) -> u64 {
-        self.0.free_bytes()
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Repository(name={:?}, id={:?}, used_bytes={}, capacity_bytes={}, presented_to={})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.used_bytes,
-            self.0.capacity_bytes,
-            self.0.presented_to.len()
-        )
-    }
-}
-
-/// A virtual disk in a repository.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct VirtualDisk(pub Arc<m::VirtualDisk>);
-common!(VirtualDisk);
-
-#[pymethods]
-impl VirtualDisk {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Repository id.
-    #[getter]
-    fn repository(&self) -> String {
-        self.0.repository.to_string()
-    }
-    /// Size, bytes.
-    #[getter]
-    fn size_bytes(&self) -> u64 {
-        self.0.size_bytes
-    }
-    /// `"Raw"`, `"Sparse"` or `"Qcow2"`.
-    #[getter]
-    fn format(&self) -> String {
-        enum_name(&self.0.format)
-    }
-    /// Shareable between VMs.
-    #[getter]
-    fn shareable(&self) -> bool {
-        self.0.shareable
-    }
-    /// File path on the servers.
-    #[getter]
-    fn path(&self) -> &str {
-        &self.0.path
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "VirtualDisk(name={:?}, id={:?}, size_bytes={})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.size_bytes
-        )
-    }
-}
-
-/// A VM template.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Template(pub Arc<m::Template>);
-common!(Template);
-
-#[pymethods]
-impl Template {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Repository id.
-    #[getter]
-    fn repository(&self) -> String {
-        self.0.repository.to_string()
-    }
-    /// Configuration of the VMs cloned from it.
-    #[getter]
-    fn config(&self) -> VmConfig {
-        VmConfig(self.0.config.clone())
-    }
-    /// Its disks' ids.
-    #[getter]
-    fn disks(&self) -> Vec<String> {
-        ids(&self.0.disks)
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Template(name={:?}, id={:?}, disks={})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.disks.len()
-        )
-    }
-}
-
-/// A logical network.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Network(pub Arc<m::Network>);
-common!(Network);
-
-#[pymethods]
-impl Network {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Description.
-    #[getter]
-    fn description(&self) -> &str {
-        &self.0.description
-    }
-    /// Functions carried, e.g. `["VirtualMachine"]`.
-    #[getter]
-    fn functions(&self) -> Vec<String> {
-        self.0.functions.iter().map(enum_name).collect()
-    }
-    /// Bridge name on the servers.
-    #[getter]
-    fn bridge(&self) -> &str {
-        &self.0.bridge
-    }
-    /// MTU.
-    #[getter]
-    fn mtu(&self) -> u16 {
-        self.0.mtu
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Network(name={:?}, id={:?}, bridge={:?}, functions={:?})",
-            self.0.name,
-            self.0.id.to_string(),
-            self.0.bridge,
-            self.functions()
-        )
-    }
+    Ok((slot, target))
 }
 
 /// A virtual NIC: its MAC and network. An empty `mac` asks the manager to allocate one.
@@ -505,7 +111,7 @@ impl VmConfig {
     #[pyo3(signature = (
         *, vcpus=1, max_vcpus=None, memory_mib=512, max_memory_mib=None, domain_type="Pv",
         vnics=Vec::new(), disks=Vec::new(), high_availability=false, os_type=String::new(),
-        start_priority=50, boot_order=None
+        start_priority=50, boot_order=None, kernel=None, initrd=None, cmdline=String::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -515,26 +121,32 @@ impl VmConfig {
         max_memory_mib: Option<u64>,
         domain_type: &str,
         vnics: Vec<Vnic>,
-        disks: Vec<(u8, String)>,
+        disks: Vec<Bound<'_, PyAny>>,
         high_availability: bool,
         os_type: String,
         start_priority: u8,
         boot_order: Option<Vec<String>>,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: String,
     ) -> PyResult<Self> {
-        let mut c = m::VmConfig {
-            domain_type: convert::parse_enum("domain_type", domain_type)?,
-            vcpus,
-            max_vcpus: max_vcpus.unwrap_or(vcpus),
-            memory_mib,
-            max_memory_mib: max_memory_mib.unwrap_or(memory_mib),
-            vnics: vnics.into_iter().map(|v| v.0).collect(),
-            high_availability,
-            os_type,
-            start_priority,
-            ..m::VmConfig::default()
-        };
-        for (slot, disk) in disks {
-            let target = m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &disk)?));
+        // ovm-core's defaults for what is not given (the C API builds VMs with the same call).
+        let mut c =
+            m::VmConfig::sized(memory_mib, max_memory_mib, vcpus, max_vcpus, vnics.len()).or_raise()?;
+        c.domain_type = convert::parse_enum("domain_type", domain_type)?;
+        c.vnics = vnics.into_iter().map(|v| v.0).collect();
+        c.high_availability = high_availability;
+        c.os_type = os_type;
+        c.start_priority = start_priority;
+        match kernel {
+            Some(kernel) => c.pv_kernel = Some(m::PvKernel { kernel, initrd, cmdline }),
+            None if initrd.is_some() || !cmdline.is_empty() => {
+                return Err(ovm_core::Error::invalid("kernel", "initrd and cmdline need a kernel")).or_raise()
+            }
+            None => {}
+        }
+        for d in disks {
+            let (slot, target) = disk_mapping(&d)?;
             c.disks.push(m::DiskMapping { slot, target });
         }
         if let Some(order) = boot_order {
@@ -547,6 +159,21 @@ impl VmConfig {
     #[getter]
     fn domain_type(&self) -> String {
         enum_name(&self.0.domain_type)
+    }
+    /// PV/PVH direct-boot kernel path, if the VM boots one (see `Manager.import_kernel`).
+    #[getter]
+    fn kernel(&self) -> Option<String> {
+        self.0.pv_kernel.as_ref().map(|k| k.kernel.clone())
+    }
+    /// Initial ramdisk path of the direct-boot kernel, if any.
+    #[getter]
+    fn initrd(&self) -> Option<String> {
+        self.0.pv_kernel.as_ref().and_then(|k| k.initrd.clone())
+    }
+    /// Kernel command line of the direct-boot kernel (empty without one).
+    #[getter]
+    fn cmdline(&self) -> String {
+        self.0.pv_kernel.as_ref().map(|k| k.cmdline.clone()).unwrap_or_default()
     }
     /// vCPUs at start.
     #[getter]
@@ -620,96 +247,6 @@ impl VmConfig {
             self.0.max_memory_mib,
             self.0.vnics.len(),
             self.0.disks.len()
-        )
-    }
-}
-
-/// A virtual machine.
-#[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Vm(pub Arc<m::Vm>);
-common!(Vm);
-
-#[pymethods]
-impl Vm {
-    /// Id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    /// Name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Description.
-    #[getter]
-    fn description(&self) -> &str {
-        &self.0.description
-    }
-    /// Configuration.
-    #[getter]
-    fn config(&self) -> VmConfig {
-        VmConfig(self.0.config.clone())
-    }
-    /// Memory at start, MiB (`config.memory_mib`).
-    #[getter]
-    fn memory_mib(&self) -> u64 {
-        self.0.config.memory_mib
-    }
-    /// vCPUs at start (`config.vcpus`).
-    #[getter]
-    fn vcpus(&self) -> u32 {
-        self.0.config.vcpus
-    }
-    /// MACs of its VNICs.
-    #[getter]
-    fn macs(&self) -> Vec<String> {
-        self.0.config.vnics.iter().map(|v| v.mac.clone()).collect()
-    }
-    /// Repository id.
-    #[getter]
-    fn repository(&self) -> Option<String> {
-        opt_id(self.0.repository)
-    }
-    /// Pool id.
-    #[getter]
-    fn pool(&self) -> Option<String> {
-        opt_id(self.0.pool)
-    }
-    /// Server id.
-    #[getter]
-    fn server(&self) -> Option<String> {
-        opt_id(self.0.server)
-    }
-    /// `"Stopped"`, `"Starting"`, `"Running"`, `"Paused"`, `"Suspended"`, `"Stopping"` or `"Migrating"`.
-    #[getter]
-    fn power_state(&self) -> String {
-        enum_name(&self.0.power_state)
-    }
-    /// Xen domain id while resident.
-    #[getter]
-    fn domid(&self) -> Option<u32> {
-        self.0.domid
-    }
-    /// Reference to this object.
-    #[getter(r#ref)]
-    fn object_ref(&self) -> ObjectRef {
-        ObjectRef(m::ManagedObject::object_ref(&*self.0))
-    }
-    /// Every field, as plain Python data (the form `Manager.create_objects` accepts under `"object"`).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        dict(py, &*self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Vm(name={:?}, id={:?}, power_state={:?}, server={:?}, vcpus={}, memory_mib={})",
-            self.0.name,
-            self.0.id.to_string(),
-            enum_name(&self.0.power_state),
-            opt_id(self.0.server),
-            self.0.config.vcpus,
-            self.0.config.memory_mib
         )
     }
 }

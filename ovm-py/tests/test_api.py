@@ -273,6 +273,30 @@ def test_events_lost_then_resume() -> None:
             sub.next(timeout=1.0)
         resumed = m.subscribe(from_token=ei.value.resume_token)
         assert resumed.token == ei.value.resume_token
+        with pytest.raises(ovm.EventsLostError):
+            sub.next(timeout=0.1)  # a failed subscription stays failed
+
+
+def test_a_resuming_subscription_replays_what_it_missed() -> None:
+    with ovm.Manager(recurring_jobs=False, change_buffer=1) as m:
+        sub = m.subscribe(resume=True)
+        start = sub.token
+        for i in range(3):
+            m.discover_server(f"sim://gap{i}", ovm.SIM_PASSWORD).wait(WAIT)
+        end = m.current_token()
+        tokens: list[int] = []
+        notices = 0
+        while True:
+            try:
+                change = sub.next(timeout=0.3)
+            except ovm.EventsLostError:
+                notices += 1
+                continue
+            if change is None:
+                break
+            tokens.append(change.token)
+        assert notices == 1
+        assert tokens == list(range(start + 1, end + 1))
 
 
 def test_iteration_ends_when_manager_closes(mgr: ovm.Manager) -> None:
@@ -371,3 +395,110 @@ def test_agent_identity_and_kernel_import(lab: Lab) -> None:
     # The source file does not exist on the server: the job fails.
     with pytest.raises(ovm.BackendError):
         lab.mgr.import_kernel(lab.repo, "k", "/boot/vmlinuz", initrd_source=None).wait(WAIT)
+
+
+def test_every_inventory_kind_has_a_typed_record(lab: Lab) -> None:
+    mgr = lab.mgr
+    fs = mgr.record("FileSystem", lab.fs)
+    assert isinstance(fs, ovm.FileSystem)
+    assert fs.path == "/export/fs1" and fs.file_server is not None and fs.physical_disk is None
+    fsrv = mgr.record("FileServer", fs.file_server)
+    assert isinstance(fsrv, ovm.FileServer) and fsrv.kind == "Nfs" and fsrv.access_host == "nfs.example.com"
+    vm = lab.vm("typed")
+    mgr.create_object({"kind": "Tag", "object": {"id": str(uuid.uuid4()), "name": "gold", "objects": [{"kind": "Vm", "id": vm}]}}).wait(WAIT)
+    (tag,) = mgr.records("Tag")
+    assert isinstance(tag, ovm.Tag) and tag.objects == [mgr.vm(vm).ref] and "gold" in repr(tag)
+    for kind, cls in [("Server", ovm.Server), ("Vm", ovm.Vm), ("Network", ovm.Network)]:
+        records = mgr.records(kind)
+        assert records and all(isinstance(r, cls) for r in records)
+        assert records[0].to_dict()["id"] == records[0].id
+    assert mgr.records("Port") == [] or all(isinstance(p, ovm.Port) for p in mgr.records("Port"))
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.records("Job")
+    with pytest.raises(ovm.NotFoundError):
+        mgr.record("Tag", lab.fs)
+
+
+def test_typed_storage_network_and_vm_setup(lab: Lab) -> None:
+    mgr = lab.mgr
+    array = result_id(mgr.create_storage_array("array1", "Iscsi", "generic", "iscsi.example.com", 3260))
+    lun = result_id(mgr.create_physical_disk("lun0", 1 << 36, array=array, shareable=True))
+    group = result_id(mgr.create_access_group("ag1", array, servers=[lab.s1], disks=[lun]))
+    ag = mgr.record("AccessGroup", group)
+    assert isinstance(ag, ovm.AccessGroup) and ag.servers == [lab.s1] and ag.disks == [lun]
+    pd = mgr.record("PhysicalDisk", lun)
+    assert isinstance(pd, ovm.PhysicalDisk) and pd.array == array and pd.shareable
+    nfs = result_id(mgr.create_file_server("nfs2", "Nfs", "nfs2.example.com"))
+    fs = result_id(mgr.create_file_system("fs2", nfs, "/export/fs2", 1 << 40, 1 << 39))
+    assert mgr.record("FileSystem", fs).to_dict()["free_bytes"] == 1 << 39
+
+    port = mgr.records("Port")[0]
+    assert isinstance(port, ovm.Port)
+    vlan = result_id(mgr.create_vlan_interface(port.server, 100, port=port.id))
+    v = mgr.record("VlanInterface", vlan)
+    assert isinstance(v, ovm.VlanInterface) and v.vlan_id == 100 and v.port == port.id and v.bond is None
+    net = result_id(mgr.create_network("vlan100", "xenbr100"))
+    assert mgr.network(net).mtu == 1500 and mgr.network(net).functions == ["VirtualMachine"]
+    mgr.add_network_member(net, "Vlan", vlan).wait(WAIT)
+    mgr.remove_network_member(net, "Vlan", vlan).wait(WAIT)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_vlan_interface(port.server, 7, port=port.id, bond=port.id)
+
+    disk = result_id(mgr.create_virtual_disk(lab.repo, "root", 4 << 30))
+    vm = result_id(mgr.create_vm("guest", ovm.VmConfig(memory_mib=512, vnics=[ovm.Vnic()]), pool=lab.pool))
+    assert mgr.vm(vm).config.max_memory_mib == 512 and mgr.vm(vm).config.max_vcpus == 1
+    mgr.attach_disk(vm, 0, disk).wait(WAIT)
+    mgr.set_vnic_network(vm, 0, net).wait(WAIT)
+    mgr.set_kernel(vm, "/boot/vmlinuz", initrd="/boot/initrd.img", cmdline="root=/dev/xvda ro").wait(WAIT)
+    c = mgr.vm(vm).config
+    assert (c.kernel, c.initrd, c.cmdline) == ("/boot/vmlinuz", "/boot/initrd.img", "root=/dev/xvda ro")
+    assert c.disks == [(0, "VirtualDisk", disk)]
+    assert c.vnics[0].network == net
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_vnic_network(vm, 3, net)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_kernel(vm, None, cmdline="quiet")
+    mgr.set_kernel(vm, None).wait(WAIT)
+    assert mgr.vm(vm).config.kernel is None
+    assert ovm.VmConfig(kernel="/k", cmdline="x").cmdline == "x"
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 1 << 29))
+    both = ovm.VmConfig(disks=[(0, disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)])
+    assert both.disks == [(0, "VirtualDisk", disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)]
+    assert ovm.VmConfig(disks=both.disks).disks == both.disks
+    with pytest.raises(ovm.InvalidArgumentError):
+        ovm.VmConfig(disks=[(0, "EmptyCdrom", iso)])
+
+    tag = result_id(mgr.create_tag("gold"))
+    mgr.set_tag(tag, mgr.vm(vm).ref).wait(WAIT)
+    assert mgr.record("Tag", tag).objects == [mgr.vm(vm).ref]
+    mgr.set_tag(tag, mgr.vm(vm).ref, on=False).wait(WAIT)
+    group_id = result_id(mgr.create_anti_affinity_group(lab.pool, "spread", [vm]))
+    aag = mgr.record("AntiAffinityGroup", group_id)
+    assert isinstance(aag, ovm.AntiAffinityGroup) and aag.vms == [vm]
+    mgr.start_vm(vm).wait(WAIT)
+    assert isinstance(mgr.vm_console(vm), str)
+
+    assert [name for name, _, _ in mgr.recurring_jobs()] == ["RefreshServers"]
+    mgr.set_recurring_job("RefreshServers", 120.0, False)
+    assert mgr.recurring_jobs()[0][1:] == (120.0, False)
+    mgr.run_recurring("RefreshServers").wait(WAIT)
+    spare = result_id(mgr.discover_server("sim://spare", ovm.SIM_PASSWORD))
+    mgr.release_ownership(spare).wait(WAIT)
+    assert mgr.server(spare).ownership == "Unowned"
+    mgr.take_ownership(spare, ovm.SIM_PASSWORD).wait(WAIT)
+    assert mgr.server(spare).ownership == "Owned"
+
+
+def test_generic_update_keeps_the_typed_rules(lab: Lab) -> None:
+    vm = lab.vm("generic")
+    record = lab.mgr.object("Vm", vm)
+    record["object"]["power_state"] = "Running"
+    with pytest.raises(ovm.InvalidArgumentError):
+        lab.mgr.update_object(record)
+    assert lab.mgr.vm(vm).power_state == "Stopped"
+    record["object"]["power_state"] = "Stopped"
+    record["object"]["description"] = "edited"
+    lab.mgr.update_object(record).wait(WAIT)
+    assert lab.mgr.vm(vm).description == "edited"
+    disk = result_id(lab.mgr.create_virtual_disk(lab.repo, "scratch", 1 << 30))
+    assert lab.mgr.delete_object("VirtualDisk", disk).wait(WAIT).kind == "DeleteVirtualDisk"

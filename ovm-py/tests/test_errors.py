@@ -25,7 +25,7 @@ CLASSES = {
     "UnacknowledgedEvents": ovm.UnacknowledgedEventsError,
     "Database": ovm.DatabaseError,
     "SchemaTooNew": ovm.SchemaTooNewError,
-    "Interrupted": ovm.InterruptedError,
+    "Interrupted": ovm.JobInterruptedError,
     "Closed": ovm.ClosedError,
     "PermissionDenied": ovm.PermissionDeniedError,
     "Internal": ovm.InternalError,
@@ -190,3 +190,25 @@ def test_closed_manager_raises_closed_and_stores_nothing(tmp_path: Any) -> None:
     with ovm.Manager(db, recurring_jobs=False) as again:
         assert [s.name for s in again.servers()] == ["c1"]
         assert again.pools() == []
+
+
+def test_no_export_shadows_a_builtin() -> None:
+    import builtins
+
+    shadowing = [name for name in ovm.__all__ if hasattr(builtins, name) and not name.startswith("__")]
+    assert shadowing == []
+    assert ovm.JobInterruptedError.__name__ == "JobInterruptedError"
+    assert ovm.JobInterruptedError is not InterruptedError
+
+
+def test_object_kind_codes_are_the_c_enum() -> None:
+    import re
+    from pathlib import Path
+
+    header = (Path(__file__).resolve().parents[2] / "include" / "ovm.h").read_text()
+    body = header[header.index("enum ovm_object_kind") :]
+    body = body[: body.index("};")]
+    c = [(name, int(value)) for name, value in re.findall(r"OVM_OBJECT_(\w+) = (\d+)", body)]
+    py = [(re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(), code) for name, code in ovm.object_kinds()]
+    assert py == c
+    assert dict(ovm.object_kinds())["Vm"] == 16

@@ -90,6 +90,45 @@ fn subscription_delivers_in_order_and_lag_surfaces_as_events_lost() {
 }
 
 #[test]
+fn lag_in_fail_mode_stays_failed_and_in_resume_mode_replays_the_gap() {
+    use ovm_core::manager::LostEvents;
+    let mgr = Manager::builder().recurring_jobs(false).change_buffer(8).open().unwrap();
+    let lab = lab_with(mgr, 16384);
+    let mut strict = lab.mgr.subscribe(None).unwrap();
+    assert_eq!(strict.lost_events_mode(), LostEvents::Fail);
+    let mut resuming = lab.mgr.subscribe(None).unwrap().on_lost(LostEvents::Resume);
+    let start = resuming.token();
+    for i in 0..20 {
+        lab.vm(&format!("lag{i}"));
+    }
+    let end = lab.mgr.current_token().unwrap();
+    // Fail: the loss is reported, and reported again: a gap is never delivered as a whole feed.
+    let lost = match strict.next_blocking(Duration::from_secs(5)) {
+        Err(Error::EventsLost { resume_token }) => resume_token,
+        other => panic!("expected EventsLost, got {other:?}"),
+    };
+    assert!(matches!(
+        strict.next_blocking(Duration::from_millis(50)),
+        Err(Error::EventsLost { resume_token }) if resume_token == lost
+    ));
+    // Resume: one notice, then every change after the last one delivered, no gaps, no duplicates.
+    let mut seen = Vec::new();
+    let mut notices = 0;
+    loop {
+        match resuming.next_blocking(Duration::from_millis(200)) {
+            Ok(Some(c)) => seen.push(c.token),
+            Ok(None) => break,
+            Err(Error::EventsLost { .. }) => notices += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(notices, 1, "one lag, one notice");
+    assert_eq!(seen.first(), Some(&(start + 1)));
+    assert_eq!(seen.last(), Some(&end));
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "no gaps, no duplicates: {seen:?}");
+}
+
+#[test]
 fn async_subscription_and_job_wait() {
     let lab = lab();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

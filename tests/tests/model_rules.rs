@@ -249,3 +249,47 @@ fn a_reference_to_a_missing_object_is_not_found_with_its_kind_and_id() {
     assert!(lab.mgr.get_by_name::<Vm>("orphan").is_err());
     assert!(lab.mgr.get_by_name::<BondPort>("bond9").is_err());
 }
+
+#[test]
+fn generic_edits_keep_the_typed_rules() {
+    let lab = lab();
+    let vm = lab.vm("generic");
+    // A VM's power state, server and domid are the manager's: a generic edit may not set them.
+    let mut running = (*lab.mgr.vm(vm).unwrap()).clone();
+    running.power_state = PowerState::Running;
+    assert_eq!(kind(lab.mgr.update_object(Object::Vm(running))), ErrorKind::InvalidArgument);
+    let mut placed = (*lab.mgr.vm(vm).unwrap()).clone();
+    placed.server = Some(lab.s1);
+    assert_eq!(kind(lab.mgr.update_object(Object::Vm(placed))), ErrorKind::InvalidArgument);
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+    // What a typed edit may change, a generic edit may too.
+    let mut renamed = (*lab.mgr.vm(vm).unwrap()).clone();
+    renamed.description = "edited".into();
+    ok(lab.mgr.update_object(Object::Vm(renamed)));
+    assert_eq!(lab.mgr.vm(vm).unwrap().description, "edited");
+    // A server's state and a repository's presentations change through operations only.
+    let mut server = (*lab.mgr.server(lab.s1).unwrap()).clone();
+    server.power_state = ServerPowerState::Stopped;
+    assert_eq!(kind(lab.mgr.update_object(Object::Server(server))), ErrorKind::InvalidArgument);
+    let mut repo = (*lab.mgr.get::<Repository>(lab.repo).unwrap()).clone();
+    repo.presented_to.clear();
+    assert_eq!(kind(lab.mgr.update_object(Object::Repository(repo))), ErrorKind::InvalidArgument);
+    // A VM is created stopped, whatever the record says.
+    let mut copy = (*lab.mgr.vm(vm).unwrap()).clone();
+    copy.id = VmId::new();
+    copy.name = "copy".into();
+    copy.power_state = PowerState::Running;
+    copy.config.vnics.clear();
+    assert_eq!(kind(lab.mgr.create_object(Object::Vm(copy))), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn generic_delete_of_a_virtual_disk_is_the_typed_delete() {
+    let lab = lab();
+    let disk = VirtualDiskId(result_id(lab.mgr.create_virtual_disk(lab.repo, "scratch", 1 << 30, false)));
+    let used = lab.mgr.get::<Repository>(lab.repo).unwrap().used_bytes;
+    let info =
+        lab.mgr.delete_object(ObjectRef::new(ObjectKind::VirtualDisk, disk)).unwrap().wait(WAIT).unwrap();
+    assert_eq!(info.kind, "DeleteVirtualDisk", "the disk's file is removed with its record");
+    assert_eq!(lab.mgr.get::<Repository>(lab.repo).unwrap().used_bytes, used - (1 << 30));
+}

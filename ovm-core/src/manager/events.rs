@@ -163,7 +163,7 @@ impl Manager {
             }
             None => (VecDeque::new(), self.current_token()?),
         };
-        Ok(Subscription { rx, backlog, last, mgr: self.clone() })
+        Ok(Subscription { rx, backlog, last, mgr: self.clone(), on_lost: LostEvents::Fail, failed: None })
     }
 }
 
@@ -173,18 +173,64 @@ impl Batch {
     }
 }
 
+/// What a [`Subscription`] does when it falls behind by more than the manager's change buffer.
+///
+/// Both modes report the loss as [`Error::EventsLost`] with the token of the last change delivered.
+/// The C API subscribes with [`LostEvents::Resume`] (its callback sees `OVM_CHANGE_EVENTS_LOST`, then
+/// the missed changes); Python's `Subscription` uses [`LostEvents::Fail`] (it raises
+/// `EventsLostError`, and `Manager.subscribe(from_token=e.resume_token)` resumes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LostEvents {
+    /// The loss ends the subscription: every later receive returns [`Error::EventsLost`] again.
+    /// Re-read state, then [`Manager::subscribe`] again from the resume token.
+    #[default]
+    Fail,
+    /// The loss is a notice: the subscription has already resumed, and the next receives replay the
+    /// missed changes from the database, in order, then continue live.
+    Resume,
+}
+
 /// A live subscription to the change feed. If it falls behind by more than the manager's change
-/// buffer, the next receive returns [`Error::EventsLost`] with the token to resume from
-/// (re-read state, then [`Manager::subscribe`] again from that token).
+/// buffer, the next receive returns [`Error::EventsLost`] with the token to resume from; what
+/// follows depends on its [`LostEvents`] mode (default [`LostEvents::Fail`]).
 #[derive(Debug)]
 pub struct Subscription {
     rx: broadcast::Receiver<Change>,
     backlog: VecDeque<Change>,
     last: u64,
     mgr: Manager,
+    on_lost: LostEvents,
+    /// Set once a [`LostEvents::Fail`] subscription lagged: the error every receive returns.
+    failed: Option<u64>,
 }
 
 impl Subscription {
+    /// Choose what happens when the subscription falls behind.
+    pub fn on_lost(mut self, mode: LostEvents) -> Self {
+        self.on_lost = mode;
+        self
+    }
+
+    /// Its [`LostEvents`] mode.
+    pub fn lost_events_mode(&self) -> LostEvents {
+        self.on_lost
+    }
+
+    /// After a lag in [`LostEvents::Resume`] mode: listen again and queue the missed changes.
+    fn resume(&mut self) -> Result<()> {
+        self.rx = self.mgr.inner.changes.subscribe();
+        let mut cursor = self.last;
+        loop {
+            let (v, next) = self.mgr.events_since(cursor)?;
+            let n = v.len();
+            self.backlog.extend(v);
+            cursor = next;
+            if n < MAX_CHANGES_PER_CALL {
+                return Ok(());
+            }
+        }
+    }
+
     /// The token of the last change delivered.
     pub fn token(&self) -> u64 {
         self.last
@@ -202,8 +248,14 @@ impl Subscription {
         Error::EventsLost { resume_token: self.last }
     }
 
-    /// The next change, waiting asynchronously.
+    /// The next change, waiting asynchronously. Once the manager is closed, [`Error::Closed`].
     pub async fn next(&mut self) -> Result<Change> {
+        if self.mgr.is_closed() {
+            return Err(Error::Closed);
+        }
+        if let Some(resume_token) = self.failed {
+            return Err(Error::EventsLost { resume_token });
+        }
         loop {
             if let Some(c) = self.backlog.pop_front() {
                 if let Some(c) = self.take(c) {
@@ -217,7 +269,15 @@ impl Subscription {
                         return Ok(c);
                     }
                 }
-                Err(RecvError::Lagged(_)) => return Err(self.lost()),
+                Err(RecvError::Lagged(_)) => {
+                    let lost = self.lost();
+                    match self.on_lost {
+                        // Stay failed: a gap in the feed is never delivered as if it were whole.
+                        LostEvents::Fail => self.failed = Some(self.last),
+                        LostEvents::Resume => self.resume()?,
+                    }
+                    return Err(lost);
+                }
                 Err(RecvError::Closed) => return Err(Error::Closed),
             }
         }

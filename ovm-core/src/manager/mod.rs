@@ -19,14 +19,16 @@ use crate::{Error, Result};
 mod events;
 mod jobs;
 mod network;
+pub mod query;
 mod recurring;
 mod servers;
 mod storage;
 mod vms;
 
-pub use events::Subscription;
+pub use events::{LostEvents, Subscription};
 pub use jobs::JobHandle;
 pub use network::NetworkSpec;
+pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
 pub use servers::{PoolSpec, ServerEdit};
 pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
@@ -494,8 +496,10 @@ impl Manager {
     }
 
     /// Create any inventory object after checking every rule. Returns a job whose result is the object.
+    /// A VM must be created stopped, without a domain (as [`Manager::create_vm`] creates it).
     pub fn create_object(&self, obj: Object) -> Result<JobHandle> {
         obj.validate()?;
+        check_generic_create(&obj)?;
         let r = obj.object_ref();
         {
             let st = self.state();
@@ -526,6 +530,7 @@ impl Manager {
             let mut ids = std::collections::HashSet::new();
             for o in &objs {
                 o.validate()?;
+                check_generic_create(o)?;
                 if st.inv.contains(o.object_ref()) || !ids.insert(o.uuid()) {
                     return Err(Error::conflict(format!("{} already exists", o.object_ref())));
                 }
@@ -545,16 +550,22 @@ impl Manager {
         ))
     }
 
-    /// Replace an inventory object with an edited version after checking every rule.
+    /// Replace an inventory object with an edited version after checking every rule, the typed
+    /// operations' included: a VM goes through [`Manager::edit_vm`]; fields the manager owns (a VM's
+    /// power state, server and domain id, a server's state, pool, ownership and hardware, a pool's
+    /// members and master, a repository's presentations) are refused with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind) — change them with their operations.
     pub fn update_object(&self, obj: Object) -> Result<JobHandle> {
         obj.validate()?;
         let r = obj.object_ref();
+        if let Object::Vm(vm) = obj {
+            return self.edit_vm(vm.id, move |v| *v = vm);
+        }
         {
             let st = self.state();
-            if !st.inv.contains(r) {
-                return Err(Error::not_found(r.kind, r.id));
-            }
+            let old = st.inv.get_object(r).ok_or_else(|| Error::not_found(r.kind, r.id))?;
             st.inv.check_put(&obj)?;
+            check_generic_edit(&old, &obj)?;
         }
         let summary = format!("Edit {} {}", r.kind, obj.name());
         self.submit(jobs::JobSpec::new(&format!("Edit{}", r.kind), &summary, vec![r]).step(
@@ -567,11 +578,15 @@ impl Manager {
         ))
     }
 
-    /// Delete an inventory object nothing refers to.
+    /// Delete an inventory object nothing refers to. A VM and a virtual disk are deleted as
+    /// [`Manager::delete_vm`] and [`Manager::delete_virtual_disk`] do (a disk's file goes with it).
     pub fn delete_object(&self, r: ObjectRef) -> Result<JobHandle> {
         let name = self.object(r)?.name().to_owned();
         if r.kind == ObjectKind::Vm {
             return self.delete_vm(VmId(r.id));
+        }
+        if r.kind == ObjectKind::VirtualDisk {
+            return self.delete_virtual_disk(VirtualDiskId(r.id));
         }
         if r.kind == ObjectKind::Server {
             let s = self.server(r.id)?;
@@ -858,3 +873,42 @@ pub(crate) fn migration(hv: &dyn ServerConnection) -> Result<&dyn MigrationOps> 
 
 /// Journal type re-exported for the job engine.
 pub(crate) type JobJournal = Journal;
+
+/// The rules of the typed create calls that the generic one must keep too.
+fn check_generic_create(obj: &Object) -> Result<()> {
+    if let Object::Vm(v) = obj {
+        if v.power_state != PowerState::Stopped || v.domid.is_some() {
+            return Err(Error::invalid(
+                "vm",
+                "a VM is created stopped: its power state and domid are set by operations",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse generic edits of the fields the manager owns (see [`Manager::update_object`]).
+fn check_generic_edit(old: &Object, new: &Object) -> Result<()> {
+    let owned_changed = match (old, new) {
+        (Object::Server(a), Object::Server(b)) => {
+            let mut probe = b.clone();
+            probe.name.clone_from(&a.name);
+            probe.description.clone_from(&a.description);
+            probe.roles.clone_from(&a.roles);
+            probe.wol_mac.clone_from(&a.wol_mac);
+            (probe != *a).then_some(
+                "only a server's name, description, roles and wake-on-LAN MAC change by editing; its \
+                 state, pool, ownership and hardware change through operations",
+            )
+        }
+        (Object::ServerPool(a), Object::ServerPool(b)) => (a.servers != b.servers || a.master != b.master)
+            .then_some("a pool's servers and master change through add/remove server operations"),
+        (Object::Repository(a), Object::Repository(b)) => (a.presented_to != b.presented_to)
+            .then_some("a repository's presentations change through present/unpresent operations"),
+        _ => None,
+    };
+    match owned_changed {
+        Some(why) => Err(Error::invalid(old.kind().name(), why)),
+        None => Ok(()),
+    }
+}

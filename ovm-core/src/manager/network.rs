@@ -25,13 +25,7 @@ pub struct NetworkSpec {
 impl NetworkSpec {
     /// A VM network named `name` on bridge `bridge`.
     pub fn vm_network(name: &str, bridge: &str) -> Self {
-        NetworkSpec {
-            name: name.to_owned(),
-            functions: BTreeSet::from([NetworkFunction::VirtualMachine]),
-            members: Vec::new(),
-            bridge: bridge.to_owned(),
-            mtu: 1500,
-        }
+        NetworkSpec::new(name, bridge, BTreeSet::new(), None)
     }
 }
 

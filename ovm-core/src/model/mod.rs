@@ -119,111 +119,91 @@ ids! {
     EventId,
 }
 
-/// Every kind of object the manager knows, including jobs and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ObjectKind {
+macro_rules! object_kinds {
+    ($($(#[$m:meta])* $variant:ident = $code:literal),* $(,)?) => {
+        /// Every kind of object the manager knows, including jobs and events.
+        ///
+        /// The numbers are stable codes shared by every binding (the C enum `ovm_object_kind`,
+        /// Python's `ObjectKind`): a code is never changed or reused; new kinds take new numbers.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[repr(u32)]
+        #[non_exhaustive]
+        pub enum ObjectKind {
+            $($(#[$m])* $variant = $code,)*
+        }
+
+        impl ObjectKind {
+            /// All kinds, in code order.
+            pub const ALL: [ObjectKind; [$($code),*].len()] = [$(ObjectKind::$variant),*];
+
+            /// The stable name used in the database and in messages.
+            pub const fn name(self) -> &'static str {
+                match self { $(ObjectKind::$variant => stringify!($variant),)* }
+            }
+
+            /// The stable numeric code of the kind (the C enum value).
+            pub const fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// The kind with this code, if any.
+            pub const fn from_code(code: u32) -> Option<ObjectKind> {
+                match code { $($code => Some(ObjectKind::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+object_kinds! {
     /// [`Server`]
-    Server,
+    Server = 0,
     /// [`ServerPool`]
-    ServerPool,
+    ServerPool = 1,
     /// [`FileServer`]
-    FileServer,
+    FileServer = 2,
     /// [`StorageArray`]
-    StorageArray,
+    StorageArray = 3,
     /// [`FileSystem`]
-    FileSystem,
+    FileSystem = 4,
     /// [`PhysicalDisk`]
-    PhysicalDisk,
+    PhysicalDisk = 5,
     /// [`AccessGroup`]
-    AccessGroup,
+    AccessGroup = 6,
     /// [`Repository`]
-    Repository,
+    Repository = 7,
     /// [`VirtualDisk`]
-    VirtualDisk,
+    VirtualDisk = 8,
     /// [`VirtualCdrom`]
-    VirtualCdrom,
+    VirtualCdrom = 9,
     /// [`Template`]
-    Template,
+    Template = 10,
     /// [`Assembly`]
-    Assembly,
+    Assembly = 11,
     /// [`Network`]
-    Network,
+    Network = 12,
     /// [`Port`]
-    Port,
+    Port = 13,
     /// [`BondPort`]
-    BondPort,
+    BondPort = 14,
     /// [`VlanInterface`]
-    VlanInterface,
+    VlanInterface = 15,
     /// [`Vm`]
-    Vm,
+    Vm = 16,
     /// [`AntiAffinityGroup`]
-    AntiAffinityGroup,
+    AntiAffinityGroup = 17,
     /// [`Tag`]
-    Tag,
+    Tag = 18,
     /// [`Job`]
-    Job,
+    Job = 19,
     /// [`Event`]
-    Event,
+    Event = 20,
 }
 
 impl ObjectKind {
-    /// The stable name used in the database and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            ObjectKind::Server => "Server",
-            ObjectKind::ServerPool => "ServerPool",
-            ObjectKind::FileServer => "FileServer",
-            ObjectKind::StorageArray => "StorageArray",
-            ObjectKind::FileSystem => "FileSystem",
-            ObjectKind::PhysicalDisk => "PhysicalDisk",
-            ObjectKind::AccessGroup => "AccessGroup",
-            ObjectKind::Repository => "Repository",
-            ObjectKind::VirtualDisk => "VirtualDisk",
-            ObjectKind::VirtualCdrom => "VirtualCdrom",
-            ObjectKind::Template => "Template",
-            ObjectKind::Assembly => "Assembly",
-            ObjectKind::Network => "Network",
-            ObjectKind::Port => "Port",
-            ObjectKind::BondPort => "BondPort",
-            ObjectKind::VlanInterface => "VlanInterface",
-            ObjectKind::Vm => "Vm",
-            ObjectKind::AntiAffinityGroup => "AntiAffinityGroup",
-            ObjectKind::Tag => "Tag",
-            ObjectKind::Job => "Job",
-            ObjectKind::Event => "Event",
-        }
-    }
-
     /// Parse a name produced by [`ObjectKind::name`].
     pub fn from_name(s: &str) -> Option<ObjectKind> {
         Self::ALL.iter().copied().find(|k| k.name() == s)
     }
-
-    /// All kinds.
-    pub const ALL: [ObjectKind; 21] = [
-        ObjectKind::Server,
-        ObjectKind::ServerPool,
-        ObjectKind::FileServer,
-        ObjectKind::StorageArray,
-        ObjectKind::FileSystem,
-        ObjectKind::PhysicalDisk,
-        ObjectKind::AccessGroup,
-        ObjectKind::Repository,
-        ObjectKind::VirtualDisk,
-        ObjectKind::VirtualCdrom,
-        ObjectKind::Template,
-        ObjectKind::Assembly,
-        ObjectKind::Network,
-        ObjectKind::Port,
-        ObjectKind::BondPort,
-        ObjectKind::VlanInterface,
-        ObjectKind::Vm,
-        ObjectKind::AntiAffinityGroup,
-        ObjectKind::Tag,
-        ObjectKind::Job,
-        ObjectKind::Event,
-    ];
 }
 
 impl fmt::Display for ObjectKind {
@@ -387,5 +367,26 @@ impl Tag {
     }
     fn check(&self) -> crate::Result<()> {
         validate_name(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn kind_codes_are_unique_in_order_and_round_trip() {
+        for (i, k) in ObjectKind::ALL.iter().enumerate() {
+            assert_eq!(ObjectKind::from_code(k.code()), Some(*k));
+            assert_eq!(ObjectKind::from_name(k.name()), Some(*k));
+            if i > 0 {
+                assert!(ObjectKind::ALL[i - 1].code() < k.code(), "{k:?} out of code order");
+            }
+        }
+        assert_eq!(ObjectKind::from_code(u32::MAX), None);
+        // The published numbers (the C ABI) never change.
+        assert_eq!(ObjectKind::Server.code(), 0);
+        assert_eq!(ObjectKind::Vm.code(), 16);
+        assert_eq!(ObjectKind::Event.code(), 20);
     }
 }

@@ -1,0 +1,107 @@
+/* The binding parity scenario through C (see ovm-core/examples/parity.rs): builds the same inventory
+ * with the typed calls and prints the same JSON document the Rust and Python versions print;
+ * bindings-examples/parity_compare.py compares them (make parity-test). */
+#include "common.h"
+#include <string.h>
+
+/* The error code of a call refused at once or failing in its job (0: it succeeded). */
+static unsigned code(ovm_result rc, ovm_job *job) {
+  if (rc != OVM_RESULT_OK) return (unsigned)rc;
+  rc = ovm_job_wait(job, 30000);
+  ovm_job_free(job);
+  return (unsigned)rc;
+}
+
+/* Print `name: <owned JSON>` and free the JSON. */
+static void section(const char *name, char *json, int last) {
+  printf("  \"%s\": %s%s\n", name, json, last ? "" : ",");
+  ovm_string_free(json);
+}
+
+int main(void) {
+  ovm_manager *mgr = NULL;
+  ovm_job *job = NULL;
+  char s1[OVM_ID_LEN], s2[OVM_ID_LEN], pool[OVM_ID_LEN], nfs[OVM_ID_LEN], fs[OVM_ID_LEN], repo[OVM_ID_LEN];
+  char net[OVM_ID_LEN], disk[OVM_ID_LEN], web[OVM_ID_LEN], db[OVM_ID_LEN];
+  char *running = NULL, *json = NULL;
+
+  CHECK(ovm_manager_open(":memory:", &mgr));
+  sim_pool(mgr, s1, s2, pool);
+  CHECK(ovm_file_server_create(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", &job));
+  run_job(job, nfs);
+  CHECK(ovm_file_system_create(mgr, "fs1", nfs, "/export/fs1", 1ULL << 40, 1ULL << 40, &job));
+  run_job(job, fs);
+  CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));
+  run_job(job, repo);
+  CHECK(ovm_repository_present(mgr, repo, s1, &job));
+  run_job(job, NULL);
+  CHECK(ovm_repository_present(mgr, repo, s2, &job));
+  run_job(job, NULL);
+  CHECK(ovm_network_create(mgr, "vmnet", "xenbr1", 0, &job));
+  run_job(job, net);
+  CHECK(ovm_virtual_disk_create(mgr, repo, "web-disk", 1ULL << 30, &job));
+  run_job(job, disk);
+
+  CHECK(ovm_vm_create(mgr, "web", pool, 1024, 2, 1, &job));
+  run_job(job, web);
+  CHECK(ovm_vm_set_vnic_network(mgr, web, 0, net, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_attach_disk(mgr, web, 0, disk, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_create(mgr, "db", pool, 2048, 1, 0, &job));
+  run_job(job, db);
+  CHECK(ovm_vm_set_kernel(mgr, db, "/boot/vmlinuz", NULL, "console=hvc0", &job));
+  run_job(job, NULL);
+
+  CHECK(ovm_vm_start(mgr, web, 0, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_list_json(mgr, pool, NULL, OVM_POWER_RUNNING, &running));
+  CHECK(ovm_vm_stop(mgr, web, 10000, OVM_STOP_FORCE, &job));
+  run_job(job, NULL);
+
+  /* The edit the generic path must refuse: the VM's record with its power state set. */
+  char *vm_json = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_VM, web, &vm_json));
+  const char *stopped = "\"power_state\":\"Stopped\"";
+  char *at = strstr(vm_json, stopped);
+  if (!at) {
+    fprintf(stderr, "no power state in %s\n", vm_json);
+    return 1;
+  }
+  size_t edit_len = strlen(vm_json) + 64;
+  char *edit = malloc(edit_len);
+  if (!edit) return 1;
+  snprintf(edit, edit_len, "{\"kind\":\"Vm\",\"object\":%.*s\"power_state\":\"Running\"%s}", (int)(at - vm_json), vm_json,
+           at + strlen(stopped));
+  ovm_string_free(vm_json);
+
+  unsigned duplicate_pool, edit_power_state, start_unknown_vm;
+  job = NULL;
+  duplicate_pool = code(ovm_pool_create(mgr, "pool1", &job), job);
+  job = NULL;
+  edit_power_state = code(ovm_object_update_json(mgr, edit, &job), job);
+  free(edit);
+  job = NULL;
+  start_unknown_vm = code(ovm_vm_start(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", 0, &job), job);
+
+  printf("{\n");
+  CHECK(ovm_server_list_json(mgr, pool, OVM_SERVER_POWER_ANY, &json));
+  section("servers_in_pool", json, 0);
+  CHECK(ovm_object_list_json(mgr, OVM_OBJECT_FILE_SYSTEM, &json));
+  section("file_systems", json, 0);
+  CHECK(ovm_object_list_json(mgr, OVM_OBJECT_REPOSITORY, &json));
+  section("repositories", json, 0);
+  CHECK(ovm_object_list_json(mgr, OVM_OBJECT_NETWORK, &json));
+  section("networks", json, 0);
+  CHECK(ovm_virtual_disk_list_json(mgr, repo, &json));
+  section("disks_in_repo", json, 0);
+  CHECK(ovm_vm_list_json(mgr, NULL, NULL, OVM_POWER_ANY, &json));
+  section("vms", json, 0);
+  section("running_in_pool", running, 0);
+  CHECK(ovm_vm_list_json(mgr, NULL, NULL, OVM_POWER_STOPPED, &json));
+  section("stopped", json, 0);
+  printf("  \"errors\": {\"duplicate_pool\": %u, \"edit_power_state\": %u, \"start_unknown_vm\": %u}\n}\n",
+         duplicate_pool, edit_power_state, start_unknown_vm);
+  ovm_manager_free(mgr);
+  return 0;
+}

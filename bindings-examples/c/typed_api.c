@@ -1,0 +1,179 @@
+/* The typed calls beyond the VM lifecycle: storage providers, ISOs and disks, bonds, VLANs and
+ * network members, tags, anti-affinity groups, ownership, refresh and recurring jobs, and a VM set
+ * up for direct kernel boot — no JSON records written by hand. */
+#include "common.h"
+#include <string.h>
+
+/* Copy the first "id" of the JSON array `json` of `kind` objects into `id`. */
+static void first_id(ovm_manager *mgr, uint32_t kind, char id[OVM_ID_LEN]) {
+  char *json = NULL;
+  CHECK(ovm_object_list_json(mgr, kind, &json));
+  const char *at = strstr(json, "\"id\":\"");
+  if (!at) {
+    fprintf(stderr, "no object of kind %u: %s\n", kind, json);
+    exit(1);
+  }
+  memcpy(id, at + 6, OVM_ID_LEN - 1);
+  id[OVM_ID_LEN - 1] = 0;
+  ovm_string_free(json);
+}
+
+static size_t count(ovm_manager *mgr, uint32_t kind) {
+  size_t n = 0;
+  CHECK(ovm_object_count(mgr, kind, &n));
+  return n;
+}
+
+int main(void) {
+  ovm_manager *mgr = NULL;
+  ovm_job *job = NULL;
+  char s1[OVM_ID_LEN], s2[OVM_ID_LEN], pool[OVM_ID_LEN], id[OVM_ID_LEN], array[OVM_ID_LEN], lun[OVM_ID_LEN];
+  char nfs[OVM_ID_LEN], fs[OVM_ID_LEN], repo[OVM_ID_LEN], iso[OVM_ID_LEN], disk[OVM_ID_LEN], vm[OVM_ID_LEN];
+  char port[OVM_ID_LEN], bond[OVM_ID_LEN], vlan[OVM_ID_LEN], net[OVM_ID_LEN], tag[OVM_ID_LEN];
+  size_t n = 0;
+
+  CHECK(ovm_manager_open(":memory:", &mgr));
+  sim_pool(mgr, s1, s2, pool);
+
+  /* Storage providers. */
+  CHECK(ovm_storage_array_create(mgr, "array1", OVM_STORAGE_ARRAY_ISCSI, "generic", "iscsi.example.com", 3260,
+                                 1ULL << 42, &job));
+  run_job(job, array);
+  CHECK(ovm_physical_disk_create(mgr, "lun0", array, NULL, 1ULL << 36, true, "3600a0b80000", &job));
+  run_job(job, lun);
+  CHECK(ovm_access_group_create(mgr, "ag1", array, &job));
+  run_job(job, id);
+  CHECK(ovm_access_group_set(mgr, id, false, s1, true, &job));
+  run_job(job, NULL);
+  CHECK(ovm_access_group_set(mgr, id, true, lun, true, &job));
+  run_job(job, NULL);
+  char *ag = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_ACCESS_GROUP, id, &ag));
+  int in_group = strstr(ag, s1) && strstr(ag, lun);
+  ovm_string_free(ag);
+  if (!in_group) return 1;
+  CHECK(ovm_file_server_create(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", &job));
+  run_job(job, nfs);
+  CHECK(ovm_file_system_create(mgr, "fs1", nfs, "/export/fs1", 1ULL << 40, 1ULL << 40, &job));
+  run_job(job, fs);
+  if (count(mgr, OVM_OBJECT_STORAGE_ARRAY) != 1 || count(mgr, OVM_OBJECT_PHYSICAL_DISK) != 1 ||
+      count(mgr, OVM_OBJECT_ACCESS_GROUP) != 1 || count(mgr, OVM_OBJECT_FILE_SYSTEM) != 1)
+    return 1;
+  printf("storage: array, LUN, access group, file server and file system recorded\n");
+
+  /* A repository, an ISO, disks. */
+  CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));
+  run_job(job, repo);
+  CHECK(ovm_repository_present(mgr, repo, s1, &job));
+  run_job(job, NULL);
+  CHECK(ovm_repository_import_iso(mgr, repo, "install.iso", 1ULL << 29, &job));
+  run_job(job, iso);
+  CHECK(ovm_virtual_disk_create(mgr, repo, "scratch", 1ULL << 30, &job));
+  run_job(job, disk);
+  CHECK(ovm_virtual_disk_delete(mgr, disk, &job));
+  run_job(job, NULL);
+  CHECK(ovm_virtual_disk_create(mgr, repo, "root", 4ULL << 30, &job));
+  run_job(job, disk);
+  char *disks = NULL;
+  CHECK(ovm_virtual_disk_list_json(mgr, repo, &disks));
+  int only_root = strstr(disks, "\"root\"") && !strstr(disks, "\"scratch\"");
+  ovm_string_free(disks);
+  if (!only_root || count(mgr, OVM_OBJECT_VIRTUAL_CDROM) != 1) return 1;
+  printf("repository: ISO imported, a disk created and deleted, one disk left\n");
+
+  /* Bonds, VLANs, networks. */
+  CHECK(ovm_server_refresh(mgr, s1, &job));
+  run_job(job, NULL);
+  first_id(mgr, OVM_OBJECT_PORT, port);
+  const char *ports[] = {port};
+  ovm_result bond_rc = ovm_bond_create(mgr, s1, "bond1", OVM_BOND_ACTIVE_BACKUP, ports, 1, &job);
+  if (bond_rc == OVM_RESULT_OK) {
+    CHECK(ovm_job_wait(job, 30000));
+    CHECK(ovm_job_result_id(job, bond, OVM_ID_LEN, &n));
+    ovm_job_free(job);
+    CHECK(ovm_vlan_interface_create(mgr, s1, NULL, bond, 100, &job));
+  } else if (bond_rc == OVM_RESULT_CONFLICT) {
+    /* The port carries the management network, so it cannot be bonded: VLAN on the port itself. */
+    CHECK(ovm_vlan_interface_create(mgr, s1, port, NULL, 100, &job));
+  } else {
+    CHECK(bond_rc);
+  }
+  run_job(job, vlan);
+  CHECK(ovm_network_create(mgr, "vlan100", "xenbr100", OVM_NETWORK_VIRTUAL_MACHINE, &job));
+  run_job(job, net);
+  CHECK(ovm_network_add_member(mgr, net, OVM_MEMBER_VLAN, vlan, &job));
+  run_job(job, NULL);
+  CHECK(ovm_network_remove_member(mgr, net, OVM_MEMBER_VLAN, vlan, &job));
+  run_job(job, NULL);
+  CHECK(ovm_network_add_member(mgr, net, OVM_MEMBER_VLAN, vlan, &job));
+  run_job(job, NULL);
+  ovm_result both = ovm_vlan_interface_create(mgr, s1, port, port, 7, &job);
+  if (both != OVM_RESULT_INVALID_ARGUMENT) {
+    fprintf(stderr, "a VLAN on a port and a bond at once was not refused: %s\n", ovm_result_name(both));
+    return 1;
+  }
+  printf("network: %s, VLAN 100, network member added and removed\n", bond_rc == OVM_RESULT_OK ? "bond" : "bond refused on a network member; VLAN on the port");
+
+  /* A VM set up for direct kernel boot, its disk and NIC wired, started. */
+  CHECK(ovm_vm_create(mgr, "guest", pool, 1024, 1, 1, &job));
+  run_job(job, vm);
+  CHECK(ovm_vm_attach_disk(mgr, vm, 0, disk, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_set_vnic_network(mgr, vm, 0, net, &job));
+  run_job(job, NULL);
+  if (ovm_vm_set_vnic_network(mgr, vm, 5, net, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  CHECK(ovm_vm_set_kernel(mgr, vm, "/OVS/Repositories/r/Kernels/k/vmlinux", NULL, "root=/dev/xvda ro", &job));
+  run_job(job, NULL);
+  char *vms = NULL;
+  CHECK(ovm_vm_list_json(mgr, pool, NULL, OVM_POWER_STOPPED, &vms));
+  int wired = strstr(vms, "root=/dev/xvda ro") && strstr(vms, net) && strstr(vms, disk);
+  ovm_string_free(vms);
+  if (!wired) return 1;
+  CHECK(ovm_vm_set_kernel(mgr, vm, NULL, NULL, NULL, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_start(mgr, vm, 0, &job));
+  run_job(job, NULL);
+  char *console = NULL;
+  CHECK(ovm_vm_console(mgr, vm, &console));
+  ovm_string_free(console);
+  printf("vm: kernel, disk and network set through typed calls, started\n");
+
+  /* Tags and anti-affinity. */
+  CHECK(ovm_tag_create(mgr, "gold", &job));
+  run_job(job, tag);
+  CHECK(ovm_tag_set(mgr, tag, OVM_OBJECT_VM, vm, true, &job));
+  run_job(job, NULL);
+  char *tag_json = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_TAG, tag, &tag_json));
+  int tagged = strstr(tag_json, vm) != NULL;
+  ovm_string_free(tag_json);
+  if (!tagged) return 1;
+  CHECK(ovm_tag_set(mgr, tag, OVM_OBJECT_VM, vm, false, &job));
+  run_job(job, NULL);
+  const char *members[] = {vm};
+  CHECK(ovm_anti_affinity_group_create(mgr, pool, "spread", members, 1, &job));
+  run_job(job, id);
+  printf("tags: attached and detached; anti-affinity group created\n");
+
+  /* Servers: filtered list, ownership, recurring jobs. */
+  char *servers = NULL;
+  CHECK(ovm_server_list_json(mgr, pool, OVM_SERVER_RUNNING, &servers));
+  int both_running = strstr(servers, s1) && strstr(servers, s2);
+  ovm_string_free(servers);
+  if (!both_running) return 1;
+  char *recurring = NULL;
+  CHECK(ovm_recurring_job_list_json(mgr, &recurring));
+  printf("recurring jobs: %.120s\n", recurring);
+  ovm_string_free(recurring);
+  CHECK(ovm_server_discover(mgr, "sim://spare", OVM_SIM_PASSWORD, &job));
+  run_job(job, id);
+  CHECK(ovm_server_release_ownership(mgr, id, &job));
+  run_job(job, NULL);
+  CHECK(ovm_server_take_ownership(mgr, id, OVM_SIM_PASSWORD, &job));
+  run_job(job, NULL);
+  printf("servers: filtered list, ownership released and taken again\n");
+
+  ovm_manager_free(mgr);
+  printf("typed_api: OK\n");
+  return 0;
+}

@@ -1,0 +1,122 @@
+//! The handle types C holds (`ovm_manager`, `ovm_job`) and their checked borrowing. Below every
+//! module that defines entry points: it depends only on [`crate::result`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ovm_core::Manager;
+
+use crate::result::{ovm_result, FfiError};
+
+/// Handles carry a type tag so a handle of another type, or a freed one, is refused.
+pub(crate) trait Tagged {
+    const TAG: u64;
+    const NAME: &'static str;
+}
+
+/// Borrow a handle after checking it is non-NULL and of the right type.
+///
+/// # Safety
+/// `p` is NULL or points to a live handle created by ovm (of any type).
+pub(crate) unsafe fn handle<'a, T: Tagged>(p: *const T, name: &str) -> Result<&'a T, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::null(name));
+    }
+    // SAFETY: all ovm handles start with their u64 tag (repr(C)), so reading it is valid for any of them.
+    let tag = unsafe { p.cast::<u64>().read() };
+    if tag != T::TAG {
+        return Err(FfiError::new(
+            ovm_result::OVM_RESULT_WRONG_HANDLE,
+            format!("{name} is not a live {} handle", T::NAME),
+        ));
+    }
+    // SAFETY: the tag matched, so p is a live T.
+    Ok(unsafe { &*p })
+}
+
+/// A manager: its database, jobs, events and server connections.
+///
+/// Thread safety: an `ovm_manager` may be used from any number of threads at once. It owns its own
+/// worker threads (an async runtime): C never sees a future. Free it with `ovm_manager_free` once no
+/// other call on it is running.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ovm_manager {
+    pub(crate) tag: u64,
+    pub(crate) mgr: Manager,
+    pub(crate) subs: Mutex<HashMap<u64, SubscriptionThread>>,
+    pub(crate) next_sub: Mutex<u64>,
+}
+
+impl Tagged for ovm_manager {
+    const TAG: u64 = 0x6f76_6d5f_6d67_7231; // "ovm_mgr1"
+    const NAME: &'static str = "ovm_manager";
+}
+
+impl ovm_manager {
+    pub(crate) fn new(mgr: Manager) -> Self {
+        ovm_manager { tag: Self::TAG, mgr, subs: Mutex::new(HashMap::new()), next_sub: Mutex::new(1) }
+    }
+}
+
+/// Borrow the manager behind a handle argument.
+///
+/// # Safety
+/// As [`handle`].
+pub(crate) unsafe fn mgr_arg<'a>(p: *const ovm_manager) -> Result<&'a ovm_manager, FfiError> {
+    // SAFETY: per the contract.
+    unsafe { handle(p, "manager") }
+}
+
+/// A job: one mutating operation of the manager.
+///
+/// Thread safety: an `ovm_job` may be used from several threads at once (waiting in one while
+/// reading its state in another). Free it with `ovm_job_free`; the job itself runs on regardless.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ovm_job {
+    pub(crate) tag: u64,
+    pub(crate) job: ovm_core::JobHandle,
+}
+
+impl Tagged for ovm_job {
+    const TAG: u64 = 0x6f76_6d5f_6a6f_6231; // "ovm_job1"
+    const NAME: &'static str = "ovm_job";
+}
+
+/// Borrow the job behind a handle argument.
+///
+/// # Safety
+/// As [`handle`].
+pub(crate) unsafe fn job_arg<'a>(p: *const ovm_job) -> Result<&'a ovm_job, FfiError> {
+    // SAFETY: per the caller's contract.
+    unsafe { handle(p, "job") }
+}
+
+/// Hand a new job handle to the caller.
+///
+/// # Safety
+/// `out` is non-NULL and valid for a write.
+pub(crate) unsafe fn give_job(out: *mut *mut ovm_job, job: ovm_core::JobHandle) {
+    let h = Box::new(ovm_job { tag: ovm_job::TAG, job });
+    // SAFETY: per the contract.
+    unsafe { out.write(Box::into_raw(h)) }
+}
+
+/// A running subscription thread, owned by its manager handle.
+#[derive(Debug)]
+pub(crate) struct SubscriptionThread {
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+impl SubscriptionThread {
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Typed operations on repositories and what they hold: virtual disks, kernels.
+
+use std::ffi::c_char;
+
+use ovm_core::manager::{DiskFilter, RepositorySpec};
+use ovm_core::model::*;
+
+use crate::boundary::{id_arg, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
+use crate::handles::{ovm_job, ovm_manager};
+use crate::result::ovm_result;
+
+/// Create a repository on a file system, owned by `pool` (may be NULL), with `capacity_bytes`
+/// (0: the file system's free space). The job's result is the repository.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_create(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    file_system: *const c_char,
+    pool: *const c_char,
+    capacity_bytes: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let spec = RepositorySpec {
+            name: str_arg(name, "name")?.to_owned(),
+            backing: RepositoryBacking::FileSystem(FileSystemId(id_arg(file_system, "file_system")?)),
+            owner_pool: opt_id_arg(pool, "pool")?.map(PoolId),
+            capacity_bytes,
+        };
+        m.create_repository(spec)
+    })
+}
+
+/// Present a repository to a server.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_present(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.present_repository(
+            RepositoryId(id_arg(repository, "repository")?),
+            ServerId(id_arg(server, "server")?),
+        )
+    })
+}
+
+/// Store a PV/PVH boot kernel (and an initial ramdisk, `initrd_source` may be NULL) in a repository
+/// under `name`, copied from files on the server the repository is presented to. They land at
+/// `REPOSITORY/Kernels/NAME/vmlinux` and `.../initrd`. The job's result is the repository.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_import_kernel(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    name: *const c_char,
+    kernel_source: *const c_char,
+    initrd_source: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.import_kernel(
+            RepositoryId(id_arg(repository, "repository")?),
+            str_arg(name, "name")?,
+            str_arg(kernel_source, "kernel_source")?,
+            opt_str_arg(initrd_source, "initrd_source")?,
+        )
+    })
+}
+
+/// Create an empty virtual disk of `size_bytes` in a repository. The job's result is the disk.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_virtual_disk_create(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    name: *const c_char,
+    size_bytes: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.create_virtual_disk(
+            RepositoryId(id_arg(repository, "repository")?),
+            str_arg(name, "name")?,
+            size_bytes,
+            false,
+        )
+    })
+}
+
+/// Stop presenting a repository to a server. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_unpresent(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.unpresent_repository(
+            RepositoryId(id_arg(repository, "repository")?),
+            ServerId(id_arg(server, "server")?),
+        )
+    })
+}
+
+/// Import an ISO of `size_bytes` into a repository as a virtual CD-ROM. The job's result is the ISO.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_import_iso(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    name: *const c_char,
+    size_bytes: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.import_iso(RepositoryId(id_arg(repository, "repository")?), str_arg(name, "name")?, size_bytes)
+    })
+}
+
+/// Delete a virtual disk no VM or template uses, with its file. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_virtual_disk_delete(
+    mgr: *const ovm_manager,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.delete_virtual_disk(VirtualDiskId(id_arg(disk, "disk")?)))
+}
+
+/// Virtual disks as a JSON array in name order, of `repository` (NULL: all). The filter is
+/// ovm-core's `DiskFilter`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_virtual_disk_list_json(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let filter = DiskFilter { repository: opt_id_arg(repository, "repository")?.map(RepositoryId) };
+        put_json(out, &m.mgr.virtual_disks_where(&filter))
+    })
+}

@@ -1,0 +1,142 @@
+//! Typed operations on servers: discovery, agents, maintenance mode.
+
+use std::ffi::c_char;
+
+use ovm_core::model::*;
+
+use ovm_core::manager::ServerFilter;
+
+use crate::boundary::{copy_out_checked, id_arg, job_entry, opt_id_arg, put_json, str_arg, with_mgr};
+use crate::handles::{ovm_job, ovm_manager};
+use crate::result::{ovm_result, FfiError};
+
+/// Discover a server by address (IP, host name or `sim://NAME`) with its agent password, and take
+/// ownership. The job's result is the server.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_discover(
+    mgr: *const ovm_manager,
+    address: *const c_char,
+    password: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let a = str_arg(address, "address")?;
+        let p = str_arg(password, "password")?;
+        m.discover_server(a, p)
+    })
+}
+
+/// Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_restart_agent(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.restart_agent(ServerId(id_arg(server, "server")?)))
+}
+
+/// Copy the fingerprint (`sha256:` + hex) of the agent certificate pinned for `server` into `buf`;
+/// `OVM_RESULT_NOT_FOUND` for a server not reached through an agent.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_agent_fingerprint(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let id = ServerId(id_arg(server, "server")?);
+        let fp = m.mgr.agent_fingerprint(id)?.ok_or_else(|| {
+            FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "no agent certificate is pinned for this server")
+        })?;
+        copy_out_checked(&fp, buf, len, out_n)
+    })
+}
+
+/// Put a server into maintenance mode (`on` true: its VMs migrate away as child jobs) or take it out.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_set_maintenance(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    on: bool,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.set_maintenance_mode(ServerId(id_arg(server, "server")?), on))
+}
+
+/// Servers as a JSON array in name order: of `pool` (NULL: any), in `power_state` (an
+/// `ovm_server_power_state`, or `OVM_SERVER_POWER_ANY`). The filter is ovm-core's `ServerFilter`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_list_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    power_state: u32,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let power_state = match power_state {
+            OVM_SERVER_POWER_ANY => None,
+            0 => Some(ServerPowerState::Running),
+            1 => Some(ServerPowerState::Stopped),
+            2 => Some(ServerPowerState::Unreachable),
+            p => {
+                return Err(FfiError::new(
+                    ovm_result::OVM_RESULT_INVALID_ENUM,
+                    format!("{p} is not an ovm_server_power_state"),
+                ))
+            }
+        };
+        let filter = ServerFilter { pool: opt_id_arg(pool, "pool")?.map(PoolId), power_state };
+        put_json(out, &m.mgr.servers_where(&filter))
+    })
+}
+
+/// Server states for `ovm_server_list_json`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_server_power_state {
+    /// Reachable and running.
+    OVM_SERVER_RUNNING = 0,
+    /// Powered off by the manager.
+    OVM_SERVER_STOPPED = 1,
+    /// Not reachable.
+    OVM_SERVER_UNREACHABLE = 2,
+}
+
+/// `ovm_server_list_json` power state: any.
+pub const OVM_SERVER_POWER_ANY: u32 = u32::MAX;
+
+/// Take ownership of a discovered server that is not owned (with its agent password). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_take_ownership(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    password: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.take_ownership(ServerId(id_arg(server, "server")?), str_arg(password, "password")?)
+    })
+}
+
+/// Release ownership of a server (not in a pool, no VMs on it). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_release_ownership(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.release_ownership(ServerId(id_arg(server, "server")?)))
+}
+
+/// Re-read a server's hardware, ports and domains. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_refresh(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.refresh_server(ServerId(id_arg(server, "server")?)))
+}
