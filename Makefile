@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench parity-test
+.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test dc-lab-test fuzz header header-check c-install c-examples c-test py-test py-bench parity-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -110,7 +110,13 @@ lab-test:
 	tests/xenlab/lab cargo-test --manifest-path tests/xenlab/probe/Cargo.toml
 	tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
 	$(MAKE) agent-lab-test
+	$(MAKE) dc-lab-test
 	$(MAKE) demo-xen
+
+# The lab as a data centre: two servers on the lab switch; a cut link, a partition, a hung and a
+# killed server seen from the other, and the killed one booted again by a Wake-on-LAN magic packet.
+dc-lab-test:
+	tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 agent-lab-test:
