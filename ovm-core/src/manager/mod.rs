@@ -38,9 +38,7 @@ pub fn now_ms() -> Timestamp {
     SystemClock.now_ms()
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 /// Where the manager database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
