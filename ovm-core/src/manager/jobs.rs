@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{lock, revert_object, JobJournal, Manager, State};
 use crate::driver::ServerConnection;
-use crate::job::{DomainUndo, ServerUndo, StorageUndo, Undo};
+use crate::job::{DomainUndo, StorageUndo, Undo};
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite};
 use crate::{Error, Result};
@@ -656,7 +656,7 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
         Undo::RevertObject { .. } => Ok(()),
         Undo::Domain(d) => undo_domain(mgr, d),
         Undo::Storage(s) => undo_storage(mgr, s),
-        Undo::Server(s) => undo_server(mgr, s),
+        Undo::Server(s) => super::servers::undo_server(mgr, s),
     }
 }
 
@@ -690,17 +690,6 @@ fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
     match u {
         StorageUndo::DeleteFile { server, path } => {
             super::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
-        }
-    }
-}
-
-fn undo_server(mgr: &Manager, u: &ServerUndo) -> Result<()> {
-    match u {
-        ServerUndo::ReleaseOwnership { address } => {
-            mgr.driver_for(address)?.release(address, mgr.id()).or_else(|e| match e {
-                Error::PermissionDenied { .. } => Ok(()),
-                e => Err(e),
-            })
         }
     }
 }

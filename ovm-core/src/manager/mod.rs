@@ -16,9 +16,11 @@ use crate::model::*;
 use crate::store::{Batch, Durability, ObjectWrite, Store};
 use crate::{Error, Result};
 
+mod cluster;
 mod events;
 mod jobs;
 mod network;
+mod pools;
 mod recurring;
 mod servers;
 mod storage;
@@ -27,8 +29,9 @@ mod vms;
 pub use events::Subscription;
 pub use jobs::JobHandle;
 pub use network::NetworkSpec;
+pub use pools::PoolSpec;
 pub use recurring::REFRESH_SERVERS;
-pub use servers::{PoolSpec, ServerEdit};
+pub use servers::ServerEdit;
 pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
