@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{lock, revert_object, JobJournal, Manager, State};
 use crate::driver::ServerConnection;
-use crate::job::{DomainUndo, StorageUndo, Undo};
+use crate::job::{StorageUndo, Undo};
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite};
 use crate::{Error, Result};
@@ -654,35 +654,9 @@ fn finish(
 pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
     match u {
         Undo::RevertObject { .. } => Ok(()),
-        Undo::Domain(d) => undo_domain(mgr, d),
+        Undo::Domain(d) => super::vms::undo_domain(mgr, d),
         Undo::Storage(s) => undo_storage(mgr, s),
         Undo::Server(s) => super::servers::undo_server(mgr, s),
-    }
-}
-
-fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
-    match u {
-        DomainUndo::Destroy { server, vm } => {
-            let hv = mgr.hypervisor(ServerId(*server))?;
-            let resident = hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm)));
-            if resident {
-                hv.destroy(VmId(*vm))?;
-            }
-            Ok(())
-        }
-        DomainUndo::MigrateBack { from, to, vm } => {
-            let hv = mgr.hypervisor(ServerId(*from))?;
-            if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
-                let spec = mgr.domain_spec(VmId(*vm))?;
-                let ticket = super::migration(&*mgr.hypervisor(ServerId(*to))?)?.prepare_incoming(&spec)?;
-                super::migration(&*hv)?.send(VmId(*vm), &ticket, true)?;
-            }
-            Ok(())
-        }
-        DomainUndo::Unpause { server, vm } => {
-            let hv = mgr.hypervisor(ServerId(*server))?;
-            hv.unpause(VmId(*vm))
-        }
     }
 }
 
