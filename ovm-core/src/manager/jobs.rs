@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{lock, revert_object, JobJournal, Manager, State};
 use crate::driver::ServerConnection;
-use crate::job::{StorageUndo, Undo};
+use crate::job::Undo;
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite};
 use crate::{Error, Result};
@@ -655,15 +655,7 @@ pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
     match u {
         Undo::RevertObject { .. } => Ok(()),
         Undo::Domain(d) => super::vms::undo_domain(mgr, d),
-        Undo::Storage(s) => undo_storage(mgr, s),
+        Undo::Storage(s) => super::storage::undo_storage(mgr, s),
         Undo::Server(s) => super::servers::undo_server(mgr, s),
-    }
-}
-
-fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
-    match u {
-        StorageUndo::DeleteFile { server, path } => {
-            super::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
-        }
     }
 }
