@@ -47,14 +47,27 @@ impl PoolSpec {
 impl Manager {
     /// Create a server pool. The job's result is the pool.
     pub fn create_pool(&self, spec: PoolSpec) -> Result<JobHandle> {
-        let mut p = ServerPool::new(spec.name);
-        p.description = spec.description;
-        p.clustered = spec.clustered;
-        p.virtual_ip = spec.virtual_ip;
-        p.pool_file_system = spec.pool_file_system;
-        p.cluster_timeout_secs = spec.cluster_timeout_secs;
-        p.start_policy = spec.start_policy;
-        p.policy = spec.policy;
+        // Destructured in full so that a new setting cannot be left out of the pool.
+        let PoolSpec {
+            name,
+            description,
+            clustered,
+            virtual_ip,
+            pool_file_system,
+            cluster_timeout_secs,
+            start_policy,
+            policy,
+        } = spec;
+        let p = ServerPool {
+            description,
+            clustered,
+            virtual_ip,
+            pool_file_system,
+            cluster_timeout_secs,
+            start_policy,
+            policy,
+            ..ServerPool::new(name)
+        };
         if let Some(ip) = p.virtual_ip {
             if !self.list::<ServerPool>(|o| o.virtual_ip == Some(ip)).is_empty() {
                 return Err(Error::conflict(format!("virtual IP {ip} is used by another pool")));

@@ -8,6 +8,9 @@ use crate::model::*;
 use crate::store::Batch;
 use crate::{Error, Result};
 
+/// Meta key prefix of the server undo records an interrupted job left (`pending_undo:JOB`).
+const PENDING_UNDO: &str = "pending_undo:";
+
 impl Manager {
     /// Roll back or finalize every job that was unfinished when the manager last stopped.
     pub(crate) fn recover_jobs(&self) -> Result<()> {
@@ -45,7 +48,7 @@ impl Manager {
                 if !server_undos.is_empty() {
                     batch
                         .meta
-                        .push((format!("pending_undo:{}", job.id), serde_json::to_string(&server_undos)?));
+                        .push((format!("{PENDING_UNDO}{}", job.id), serde_json::to_string(&server_undos)?));
                 }
             }
             job.finished = Some(self.now());
@@ -68,7 +71,7 @@ impl Manager {
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|j| j.recovery == Some(Recovery::RolledBack))
-                .map(|j| format!("pending_undo:{}", j.id))
+                .map(|j| format!("{PENDING_UNDO}{}", j.id))
                 .collect();
             keys.into_iter()
                 .filter_map(|k| {
