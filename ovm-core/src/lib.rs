@@ -65,6 +65,7 @@ pub mod manager;
 pub mod model;
 pub mod policy;
 pub mod store;
+mod sync;
 pub mod xen;
 
 pub use error::{Error, ErrorKind, Result};

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -24,16 +24,13 @@ use crate::driver::{
     ServerConnection,
 };
 use crate::model::VmId;
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// The agent's TCP port.
 pub const DEFAULT_PORT: u16 = 8899;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One runtime (one thread) carries the I/O of every agent connection of the process.
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -132,7 +129,7 @@ impl AgentDriver {
         lock(&self.pins).insert(address.to_owned(), fingerprint.to_owned());
         if let Some(st) = self.state.get() {
             if let Err(e) = st.put(&format!("{PIN_KEY}{address}"), fingerprint) {
-                eprintln!("ovm: cannot persist the certificate pin of {address}: {e}");
+                log::warn!("cannot persist the certificate pin of {address}: {e}");
             }
         }
     }
@@ -147,7 +144,7 @@ impl AgentDriver {
         lock(&self.pins).remove(address);
         if let Some(st) = self.state.get() {
             if let Err(e) = st.delete(&format!("{PIN_KEY}{address}")) {
-                eprintln!("ovm: cannot forget the certificate pin of {address}: {e}");
+                log::warn!("cannot forget the certificate pin of {address}: {e}");
             }
         }
     }
@@ -391,7 +388,7 @@ impl AgentConnection {
                     }
                     Ok(AgentMessage::Refused { error }) => break error.to_string(),
                     Ok(AgentMessage::ProtocolError { message }) => {
-                        eprintln!("ovm: the agent at {addr} could not read a request: {message}");
+                        log::warn!("the agent at {addr} could not read a request: {message}");
                     }
                     Ok(AgentMessage::Welcome { .. }) => break "a second welcome from the agent".into(),
                     Err(e) => break format!("malformed message from the agent: {e}"),

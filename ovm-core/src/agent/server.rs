@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ use super::proto::{
 use super::tls::{self, Identity};
 use crate::driver::{MigrationTicket, ServerConnection};
 use crate::model::VmId;
+use crate::sync::lock;
 use crate::{Error, Result};
 
 const STATE_VERSION: u32 = 1;
@@ -184,10 +185,6 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -310,7 +307,7 @@ impl Agent {
                     let (tcp, peer) = match r {
                         Ok(x) => x,
                         Err(e) => {
-                            eprintln!("ovm-agent: accept: {e}");
+                            log::error!("accept: {e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
@@ -359,7 +356,7 @@ fn load_state(path: &Path) -> Result<State> {
 
 impl Inner {
     fn record(&self, peer: SocketAddr, what: String) {
-        eprintln!("ovm-agent: {peer}: {what}");
+        log::info!("{peer}: {what}");
         let rec = AuditRecord { time_ms: now_ms(), peer, what };
         let line = format!("{} {} {}\n", rec.time_ms, rec.peer, rec.what);
         let path = self.cfg.state_dir.join("audit.log");
@@ -473,7 +470,7 @@ impl Inner {
                     let change = match changes.recv().await {
                         Ok(c) => c,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            eprintln!("ovm-agent: {peer}: {n} domain changes dropped; asking for a resync");
+                            log::warn!("{peer}: {n} domain changes dropped; asking for a resync");
                             crate::driver::DomainChange::Resync
                         }
                         Err(_) => break,

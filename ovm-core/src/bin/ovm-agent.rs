@@ -75,7 +75,30 @@ fn backend(spec: &str) -> Result<Arc<dyn ServerConnection>, String> {
     Err(format!("unknown backend {spec:?} (xen or sim:NAME)"))
 }
 
+/// Writes the library's log records at level info and above to stderr, one line each, as
+/// `ovm-agent: MESSAGE`: the program's connection and audit lines.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("ovm-agent: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
 fn main() -> ExitCode {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1) else {
         eprintln!("{USAGE}");

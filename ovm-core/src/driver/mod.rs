@@ -23,7 +23,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::Result;
 
@@ -48,9 +48,7 @@ pub use storage::{
     AccessGroup, ArrayManagement, FileStoragePlugin, FileSystemMount, FsUsage, Lun, StorageArrayPlugin,
 };
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 /// A connection to one server: host and domain operations, plus the optional capabilities the
 /// driver has. Calls block; the manager runs them on job threads.

@@ -11,14 +11,16 @@ use tokio::sync::broadcast;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, DriverContext, DriverState, FileStoragePlugin, MigrationOps, ServerConnection};
-use crate::job::{Journal, Undo};
+use crate::job::Journal;
 use crate::model::*;
-use crate::store::{Batch, Durability, ObjectWrite, Store};
+use crate::store::{Batch, Durability, Store};
 use crate::{Error, Result};
 
+mod cluster;
 mod events;
 mod jobs;
 mod network;
+mod pools;
 pub mod query;
 mod recurring;
 mod servers;
@@ -28,9 +30,10 @@ mod vms;
 pub use events::{LostEvents, Subscription};
 pub use jobs::JobHandle;
 pub use network::NetworkSpec;
+pub use pools::PoolSpec;
 pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
-pub use servers::{PoolSpec, ServerEdit};
+pub use servers::ServerEdit;
 pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
@@ -40,9 +43,7 @@ pub fn now_ms() -> Timestamp {
     SystemClock.now_ms()
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 /// Where the manager database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,113 +701,14 @@ impl Manager {
         self.flush(seq)
     }
 
-    /// Roll back or finalize every job that was unfinished when the manager last stopped.
-    fn recover_jobs(&self) -> Result<()> {
-        let unfinished = self.db().unfinished_jobs()?;
-        for (mut job, journal) in unfinished {
-            let mut batch = Batch::default();
-            if journal.total > 0 && journal.done >= journal.total {
-                job.state = JobState::Completed;
-                job.progress = 1.0;
-                job.recovery = Some(Recovery::Finalized);
-                job.message = "finalized after a manager restart".into();
-            } else {
-                let mut st = self.state();
-                for (name, undos) in journal.steps.iter().rev() {
-                    for u in undos.iter().rev() {
-                        if let Undo::RevertObject { object, before } = u {
-                            revert_object(&mut st.inv, &mut batch, *object, before.clone());
-                        }
-                        // Effects on servers are undone below, once servers are reconnected.
-                    }
-                    job.steps_undone.push(name.clone());
-                }
-                drop(st);
-                job.state = JobState::Failed;
-                job.error = Some(Error::Interrupted { job: job.id.to_string() });
-                job.recovery = Some(Recovery::RolledBack);
-                job.message = "rolled back after a manager restart".into();
-                let server_undos: Vec<Undo> = journal
-                    .steps
-                    .iter()
-                    .rev()
-                    .flat_map(|(_, u)| u.iter().rev().cloned())
-                    .filter(|u| u.is_server_effect())
-                    .collect();
-                if !server_undos.is_empty() {
-                    batch
-                        .meta
-                        .push((format!("pending_undo:{}", job.id), serde_json::to_string(&server_undos)?));
-                }
-            }
-            job.finished = Some(self.now());
-            batch.changes.push((ObjectRef::new(ObjectKind::Job, job.id), ChangeOp::Modified));
-            batch.jobs.push((job, Some(journal)));
-            let st = self.state();
-            self.write(st, batch)?;
-        }
-        Ok(())
-    }
-
     /// Reconnect to every owned server (at open). Unreachable servers are marked so, with a Warning event.
     fn reconnect_servers(&self) {
         let servers: Vec<Arc<Server>> = self.servers();
         for s in servers.into_iter().filter(|s| s.ownership == Ownership::Owned) {
             let _ = self.refresh_one(s.id);
         }
-        // Server-side undo records left by jobs interrupted by the last stop.
-        let pending: Vec<(String, Vec<Undo>)> = {
-            let db = self.db();
-            let keys: Vec<String> = db
-                .jobs(&crate::store::JobFilter { states: vec![JobState::Failed], ..Default::default() })
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|j| j.recovery == Some(Recovery::RolledBack))
-                .map(|j| format!("pending_undo:{}", j.id))
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| {
-                    db.meta(&k).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).map(|u| (k, u))
-                })
-                .collect()
-        };
-        for (key, undos) in pending {
-            for u in undos {
-                let _ = jobs::undo_on_server(self, &u);
-            }
-            let st = self.state();
-            let mut b = Batch::default();
-            b.meta.push((key, "[]".into()));
-            let _ = self.write(st, b);
-        }
+        self.run_pending_undos();
     }
-}
-
-/// Put back an object's previous version (or remove it), recording the write and the change.
-pub(crate) fn revert_object(
-    inv: &mut Inventory,
-    batch: &mut Batch,
-    object: ObjectRef,
-    before: Option<Box<Object>>,
-) {
-    match before {
-        Some(o) => {
-            let o = *o;
-            inv.load(o.clone());
-            batch.objects.push(ObjectWrite::Put(o));
-            batch.changes.push((object, ChangeOp::Modified));
-        }
-        None => {
-            inv_remove_unchecked(inv, object);
-            batch.objects.push(ObjectWrite::Remove(object));
-            batch.changes.push((object, ChangeOp::Removed));
-        }
-    }
-}
-
-fn inv_remove_unchecked(inv: &mut Inventory, object: ObjectRef) {
-    // Restoring an earlier consistent state: references to the object were undone before it.
-    let _ = inv.remove(object).or_else(|_| inv.force_remove(object));
 }
 
 /// A driver's persistent state in the manager database: key `K` of driver `NAME` is the meta key

@@ -24,6 +24,7 @@ use super::error::{XenError, XenResult, XsErrno};
 use super::perms::Perms;
 use super::transport::{SyncIo, Transport};
 use super::wire::{self, Decoder, Message, MsgType, WatchEvent};
+use crate::sync::lock;
 
 /// The transaction id of "no transaction".
 const NO_TX: u32 = 0;
@@ -84,12 +85,6 @@ struct State {
     dec: Decoder,
     /// Request buffer, reused.
     wbuf: Vec<u8>,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // The state stays consistent at every unlock point, so a panic of another
-    // thread (poisoning) does not make it unusable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a reading thread waits for.

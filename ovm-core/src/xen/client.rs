@@ -28,6 +28,7 @@ use super::error::{XenError, XenResult, XsErrno};
 use super::perms::Perms;
 use super::transport::{AsyncIo, Transport};
 use super::wire::{self, Decoder, Message, MsgType, WatchEvent};
+use crate::sync::lock;
 
 /// Tunables of a [`XsClient`].
 #[derive(Debug, Clone)]
@@ -295,12 +296,6 @@ struct Inner {
     next_req: AtomicU32,
     next_token: AtomicU64,
     reconnects: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these short critical sections cannot leave
-    // the maps inconsistent, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An asynchronous xenstore client (cheap to clone; clones share the

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::wire::{self, Decoder, Message, MsgType};
+use crate::sync::lock;
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -63,10 +64,6 @@ pub(crate) struct FakeXenstored {
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl FakeXenstored {
     /// Starts a daemon on a fresh socket path (inside a tokio runtime).

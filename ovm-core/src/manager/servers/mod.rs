@@ -1,0 +1,47 @@
+//! Servers: discovery and ownership ([`discover`]), editing and maintenance mode ([`maintenance`]),
+//! refresh, connection monitoring and reconnection ([`monitor`]), and the undo of effects on servers.
+//! Pools are in [`super::pools`]; what happens when a server is lost, in [`super::cluster`].
+
+mod discover;
+mod maintenance;
+mod monitor;
+
+use crate::job::ServerUndo;
+use crate::manager::Manager;
+use crate::model::*;
+use crate::{Error, Result};
+
+/// Editable properties of a server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerEdit {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New roles.
+    pub roles: Option<Vec<ServerRole>>,
+    /// Wake-on-LAN MAC (`Some(None)` clears it).
+    pub wol_mac: Option<Option<String>>,
+}
+
+impl Manager {
+    /// The server a VM should start or move on ([`crate::policy::placement::pick`]), among the
+    /// servers this manager is connected to and `allow` accepts.
+    pub(crate) fn pick_server(&self, vm: &Vm, allow: impl Fn(ServerId) -> bool) -> Result<ServerId> {
+        let st = self.state();
+        let usage = crate::policy::placement::Usage::of(&st.inv);
+        crate::policy::placement::pick(&st.inv, &usage, vm, allow, |s| st.conns.contains_key(&s))
+    }
+}
+
+/// Undo an effect on a server's ownership (see [`crate::job::ServerUndo`]).
+pub(crate) fn undo_server(mgr: &Manager, u: &ServerUndo) -> Result<()> {
+    match u {
+        ServerUndo::ReleaseOwnership { address } => {
+            mgr.driver_for(address)?.release(address, mgr.id()).or_else(|e| match e {
+                Error::PermissionDenied { .. } => Ok(()),
+                e => Err(e),
+            })
+        }
+    }
+}

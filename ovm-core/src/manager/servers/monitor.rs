@@ -1,0 +1,257 @@
+//! Refresh, connection monitoring: keeping a connection and its domain-change watch, reconciling
+//! VM power states, and reconnecting with backoff after a disconnection.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::driver::{DomainChange, ServerConnection};
+use crate::manager::jobs::{JobSpec, Tx};
+use crate::manager::{lock, JobHandle, Manager};
+use crate::model::*;
+use crate::Result;
+
+impl Manager {
+    /// Refresh a server's hardware and reachability now. Returns a job.
+    pub fn refresh_server(&self, server: ServerId) -> Result<JobHandle> {
+        let s = self.server(server)?;
+        self.submit(
+            JobSpec::new("RefreshServer", &format!("Refresh {}", s.name), vec![s.object_ref()])
+                .unblockable()
+                .step("refresh", move |ctx| ctx.mgr.refresh_one(server)),
+        )
+    }
+
+    /// Reconnect if needed, then update hardware and power state; raise Warning/Info events on
+    /// reachability changes.
+    pub(crate) fn refresh_one(&self, server: ServerId) -> Result<()> {
+        let s = self.server(server)?;
+        if s.ownership != Ownership::Owned {
+            return Ok(());
+        }
+        let existing = lock(&self.inner.state).conns.get(&server).cloned();
+        let attempt = match existing {
+            Some(hv) => hv.host_info().map(|i| (hv, i)),
+            None => self
+                .driver_for(&s.address)
+                .and_then(|d| d.reconnect(&s.address, self.id()))
+                .and_then(|hv| hv.host_info().map(|i| (hv, i))),
+        };
+        match attempt {
+            Ok((hv, info)) => {
+                let was = s.power_state;
+                let fresh = !lock(&self.inner.state).conns.contains_key(&server);
+                if fresh {
+                    self.attach(server, hv);
+                }
+                self.system_tx(|tx| {
+                    tx.edit::<Server>(server, |s| {
+                        s.hardware = info.hardware.clone();
+                        s.power_state = ServerPowerState::Running;
+                    })?;
+                    if was == ServerPowerState::Unreachable {
+                        tx.event(
+                            ObjectRef::new(ObjectKind::Server, server),
+                            Severity::Info,
+                            "server.reachable",
+                            format!("Server {} is reachable again", s.name),
+                        );
+                    }
+                    Ok(())
+                })?;
+                if fresh {
+                    self.reconcile_domains(server)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let host_loss = self.driver_for(&s.address).is_ok_and(|d| d.connection_loss_is_host_loss());
+                if host_loss || e.kind() == crate::ErrorKind::PermissionDenied {
+                    self.server_lost(server, &e.to_string());
+                } else {
+                    self.server_disconnected(server, &e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Keep a connection and watch its domain changes.
+    pub(crate) fn attach(&self, server: ServerId, hv: Arc<dyn ServerConnection>) {
+        let rx = hv.watch();
+        lock(&self.inner.state).conns.insert(server, hv);
+        let Ok(mut rx) = rx else { return };
+        let weak = Arc::downgrade(&self.inner);
+        // An async task per server waits for changes; handling one (brief locking and a commit) runs
+        // on a blocking thread, so watchers never hold a thread while idle.
+        self.inner.handle.spawn(async move {
+            loop {
+                let msg = rx.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let mgr = Manager { inner };
+                if mgr.is_closed() {
+                    return;
+                }
+                let done = matches!(
+                    msg,
+                    Ok(DomainChange::HostLost | DomainChange::Disconnected { .. }) | Err(RecvError::Closed)
+                );
+                let handled = tokio::task::spawn_blocking(move || match msg {
+                    Ok(DomainChange::HostLost) => mgr.server_lost(server, "the server was lost"),
+                    Ok(DomainChange::Disconnected { reason }) => mgr.server_disconnected(server, &reason),
+                    Ok(DomainChange::Resync) => {
+                        let _ = mgr.reconcile_domains(server);
+                    }
+                    Ok(DomainChange::Disappeared { uuid: Some(vm), domid }) => {
+                        let _ = mgr.domain_gone(server, vm, Some(domid));
+                    }
+                    Ok(_) | Err(RecvError::Closed) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        let _ = mgr.reconcile_domains(server);
+                    }
+                })
+                .await;
+                if done || handled.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Apply inventory writes outside any job (system bookkeeping), publishing their changes.
+    pub(crate) fn system_tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.state();
+        let st = &mut *guard;
+        let mut tx = Tx::new(&mut st.inv, self.now());
+        let out = match f(&mut tx) {
+            Ok(v) => v,
+            Err(e) => {
+                tx.revert();
+                return Err(e);
+            }
+        };
+        let Tx { batch, new_events, .. } = tx;
+        let seq = self.enqueue(batch)?;
+        for e in new_events.into_iter().filter(|e| e.severity.blocks()) {
+            st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
+        }
+        drop(guard);
+        self.flush(seq)?;
+        Ok(out)
+    }
+
+    /// A VM's domain vanished from its server without a job doing it (guest powered off or crashed).
+    /// With `domid`, only if that is still the VM's domain: a late notice about a domain a job has
+    /// already replaced (stop, then start again) changes nothing.
+    fn domain_gone(&self, server: ServerId, vm: VmId, domid: Option<u32>) -> Result<()> {
+        let locked = lock(&self.inner.state).locks.contains_key(&vm.0);
+        if locked {
+            return Ok(()); // A job is changing this VM; it records the outcome itself.
+        }
+        let v = self.vm(vm)?;
+        if v.server != Some(server) || !matches!(v.power_state, PowerState::Running | PowerState::Paused) {
+            return Ok(());
+        }
+        if domid.is_some() && v.domid.is_some() && domid != v.domid {
+            return Ok(());
+        }
+        self.system_tx(|tx| {
+            tx.edit::<Vm>(vm, |v| {
+                v.power_state = PowerState::Stopped;
+                v.domid = None;
+            })?;
+            tx.event(
+                v.object_ref(),
+                Severity::Warning,
+                "vm.stopped",
+                format!("VM {} stopped outside the manager (guest shutdown or crash)", v.name),
+            );
+            Ok(())
+        })
+    }
+
+    /// Align VM power states with what the server reports.
+    pub(crate) fn reconcile_domains(&self, server: ServerId) -> Result<()> {
+        let hv = self.hypervisor(server)?;
+        let resident: Vec<VmId> = hv.list_domains()?.into_iter().filter_map(|d| d.uuid).collect();
+        for vm in self.list::<Vm>(|v| v.server == Some(server)) {
+            let here = resident.contains(&vm.id);
+            if !here && matches!(vm.power_state, PowerState::Running | PowerState::Paused) {
+                self.domain_gone(server, vm.id, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection to a server's agent dropped (the server and its VMs may be fine): mark the
+    /// server unreachable with a Warning event, leave its VMs as they are, and reconnect in the
+    /// background (with backoff) until it answers again, is released or removed, or the manager closes.
+    pub(crate) fn server_disconnected(&self, server: ServerId, why: &str) {
+        lock(&self.inner.state).conns.remove(&server);
+        let Ok(s) = self.server(server) else { return };
+        if s.power_state == ServerPowerState::Running {
+            let _ = self.system_tx(|tx| {
+                tx.edit::<Server>(server, |s| s.power_state = ServerPowerState::Unreachable)?;
+                tx.event(
+                    s.object_ref(),
+                    Severity::Warning,
+                    "server.unreachable",
+                    format!("Server {} is unreachable: {why}", s.name),
+                );
+                Ok(())
+            });
+        }
+        if !lock(&self.inner.state).reconnecting.insert(server) {
+            return; // A reconnection task is already running.
+        }
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.handle.spawn(async move {
+            let mut delay = std::time::Duration::from_millis(250);
+            loop {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                let Some(inner) = weak.upgrade() else { return };
+                let mgr = Manager { inner };
+                let wanted = !mgr.is_closed()
+                    && mgr.server(server).is_ok_and(|s| s.ownership == Ownership::Owned)
+                    && !lock(&mgr.inner.state).conns.contains_key(&server);
+                if !wanted {
+                    lock(&mgr.inner.state).reconnecting.remove(&server);
+                    return;
+                }
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = mgr.refresh_one(server);
+                    let done = match &r {
+                        Ok(()) => true,
+                        // The agent refuses this manager (another certificate at that address, or
+                        // it was handed over): retrying will not help; an administrator must look.
+                        Err(e) if e.kind() == crate::ErrorKind::PermissionDenied => {
+                            if let Ok(s) = mgr.server(server) {
+                                let _ = mgr.raise_event(
+                                    s.object_ref(),
+                                    Severity::Error,
+                                    "server.agent_refused",
+                                    &format!(
+                                        "The agent of server {} refused this manager: {}",
+                                        s.name,
+                                        r.as_ref().unwrap_err()
+                                    ),
+                                );
+                            }
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    if done {
+                        lock(&mgr.inner.state).reconnecting.remove(&server);
+                    }
+                    done
+                })
+                .await;
+                if done.unwrap_or(true) {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,61 @@
+//! Storage: repositories and their presentation to servers ([`repositories`]), virtual disks, ISOs,
+//! kernels and templates ([`disks`]), where their files live ([`layout`]), and the undo of effects on
+//! storage.
+
+mod disks;
+mod layout;
+mod repositories;
+
+pub use layout::{iso_path, kernel_paths, repository_path, virtual_disk_path};
+pub use repositories::RepositorySpec;
+
+use crate::job::StorageUndo;
+use crate::manager::Manager;
+use crate::model::*;
+use crate::{Error, Result};
+
+impl Manager {
+    /// A server that can do storage work on a repository.
+    pub(crate) fn storage_server(&self, repo: RepositoryId) -> Result<ServerId> {
+        let r = self.repository(repo)?;
+        let st = self.state();
+        r.presented_to
+            .iter()
+            .copied()
+            .find(|s| {
+                st.conns.contains_key(s)
+                    && st.inv.get::<Server>(*s).is_ok_and(|x| x.power_state == ServerPowerState::Running)
+            })
+            .ok_or_else(|| {
+                Error::state(
+                    r.object_ref(),
+                    "presented to a running server",
+                    "not presented to any running server",
+                )
+            })
+    }
+}
+
+/// Change the bytes used in a repository by `delta`, refusing to exceed its capacity.
+pub(crate) fn add_used(tx: &mut crate::manager::jobs::Tx<'_>, repo: RepositoryId, delta: i64) -> Result<()> {
+    let r = tx.inv.get::<Repository>(repo)?;
+    let used = r.used_bytes as i64 + delta;
+    if used < 0 || used as u64 > r.capacity_bytes {
+        return Err(Error::InsufficientResources {
+            object: r.object_ref(),
+            resource: "space (bytes)".into(),
+            needed: delta.max(0) as u64,
+            available: r.free_bytes(),
+        });
+    }
+    tx.edit::<Repository>(repo, |r| r.used_bytes = used as u64).map(|_| ())
+}
+
+/// Undo an effect on storage (see [`crate::job::StorageUndo`]).
+pub(crate) fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
+    match u {
+        StorageUndo::DeleteFile { server, path } => {
+            crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Cloning: a VM from a template or from another VM, and a template from a VM; their disks are copied.
+
+use super::fill_macs;
+use crate::job::{StorageUndo, Undo};
+use crate::manager::jobs::{JobSpec, StepCtx, Tx};
+use crate::manager::storage::{add_used, virtual_disk_path};
+use crate::manager::{JobHandle, Manager};
+use crate::model::*;
+use crate::{Error, Result};
+
+/// Where a clone goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloneOptions {
+    /// Pool of the new VM.
+    pub pool: Option<PoolId>,
+    /// Repository for the cloned disks (default: the source's).
+    pub repository: Option<RepositoryId>,
+    /// Networks for the new VNICs, replacing the source's networks in order.
+    pub networks: Option<Vec<Option<NetworkId>>>,
+}
+
+/// The virtual disks a configuration maps, in mapping order.
+fn virtual_disks(config: &VmConfig) -> Vec<VirtualDiskId> {
+    config
+        .disks
+        .iter()
+        .filter_map(|d| if let DiskTarget::VirtualDisk(x) = d.target { Some(x) } else { None })
+        .collect()
+}
+
+/// The disks a clone copies: each source disk and the id of its copy.
+struct DiskCopies {
+    source: Vec<VirtualDiskId>,
+    new: Vec<VirtualDiskId>,
+}
+
+impl DiskCopies {
+    /// A fresh id for the copy of each of `source`.
+    fn new(source: Vec<VirtualDiskId>) -> Self {
+        let new = source.iter().map(|_| VirtualDiskId::new()).collect();
+        DiskCopies { source, new }
+    }
+
+    /// Add one step per disk to `spec`, copying it into `repo` as `{name}-disk{n}`.
+    fn steps(&self, mut spec: JobSpec, repo: RepositoryId, name: &str) -> JobSpec {
+        for (i, (src, dst)) in self.source.iter().copied().zip(self.new.iter().copied()).enumerate() {
+            let disk_name = format!("{name}-disk{}", i + 1);
+            spec = spec.step(&format!("clone disk {}", i + 1), move |ctx| {
+                clone_disk(ctx, src, dst, repo, &disk_name)
+            });
+        }
+        spec
+    }
+
+    /// Point the disk mappings of `config` at the copies.
+    fn remap(&self, config: &mut VmConfig) {
+        for d in &mut config.disks {
+            if let DiskTarget::VirtualDisk(old) = d.target {
+                if let Some(pos) = self.source.iter().position(|x| *x == old) {
+                    d.target = DiskTarget::VirtualDisk(self.new[pos]);
+                }
+            }
+        }
+    }
+}
+
+impl Manager {
+    /// Create a VM by cloning a template (its disks are copied, MACs freshly allocated).
+    /// The job's result is the new VM.
+    pub fn clone_template(&self, template: TemplateId, name: &str, opts: CloneOptions) -> Result<JobHandle> {
+        let t = self.get::<Template>(template)?;
+        self.clone_into_vm(
+            &t.name,
+            t.object_ref(),
+            t.repository,
+            t.config.clone(),
+            t.disks.clone(),
+            name,
+            opts,
+        )
+    }
+
+    /// Clone a stopped VM into a new VM. The job's result is the new VM.
+    pub fn clone_vm(&self, vm: VmId, name: &str, opts: CloneOptions) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Start)?;
+        let repo =
+            v.repository.ok_or_else(|| Error::invalid("vm", "the VM has no repository to clone from"))?;
+        let disks = virtual_disks(&v.config);
+        let mut opts = opts;
+        if opts.pool.is_none() {
+            opts.pool = v.pool;
+        }
+        self.clone_into_vm(&v.name, v.object_ref(), repo, v.config.clone(), disks, name, opts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn clone_into_vm(
+        &self,
+        source_name: &str,
+        source: ObjectRef,
+        source_repo: RepositoryId,
+        mut config: VmConfig,
+        source_disks: Vec<VirtualDiskId>,
+        name: &str,
+        opts: CloneOptions,
+    ) -> Result<JobHandle> {
+        validate_name(name)?;
+        if self.get_by_name::<Vm>(name).is_ok() {
+            return Err(Error::conflict(format!("a Vm named {name:?} already exists")));
+        }
+        let repo = opts.repository.unwrap_or(source_repo);
+        self.repository(repo)?;
+        if let Some(p) = opts.pool {
+            self.pool(p)?;
+        }
+        if let Some(nets) = &opts.networks {
+            config.vnics = nets.iter().map(|n| Vnic { mac: String::new(), network: *n }).collect();
+        } else {
+            for n in &mut config.vnics {
+                n.mac.clear();
+            }
+        }
+        let vm_id = VmId::new();
+        let target = ObjectRef::new(ObjectKind::Vm, vm_id);
+        let mut spec =
+            JobSpec::new("CloneVm", &format!("Clone {source_name} to VM {name}"), vec![target, source]);
+        let copies = DiskCopies::new(source_disks);
+        spec = copies.steps(spec, repo, name);
+        let name = name.to_owned();
+        spec = spec.step("create VM", move |ctx| {
+            let range = ctx.mgr.mac_range();
+            ctx.tx(|tx| {
+                copies.remap(&mut config);
+                fill_macs(tx.inv, range, &mut config)?;
+                let vm = Vm {
+                    id: vm_id,
+                    name: name.clone(),
+                    description: String::new(),
+                    config: config.clone(),
+                    repository: Some(repo),
+                    pool: opts.pool,
+                    server: None,
+                    power_state: PowerState::Stopped,
+                    domid: None,
+                    anti_affinity_group: None,
+                };
+                tx.put(Object::Vm(vm))
+            })?;
+            ctx.set_result(target);
+            Ok(())
+        });
+        self.submit(spec)
+    }
+
+    /// Make a template from a stopped VM (its disks are copied). The job's result is the template.
+    pub fn vm_to_template(&self, vm: VmId, name: &str) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Start)?;
+        validate_name(name)?;
+        let repo = v.repository.ok_or_else(|| Error::invalid("vm", "the VM has no repository"))?;
+        let copies = DiskCopies::new(virtual_disks(&v.config));
+        let tid = TemplateId::new();
+        let target = ObjectRef::new(ObjectKind::Template, tid);
+        let mut spec = JobSpec::new(
+            "VmToTemplate",
+            &format!("Make template {name} from {}", v.name),
+            vec![target, v.object_ref()],
+        );
+        spec = copies.steps(spec, repo, name);
+        let name = name.to_owned();
+        let mut config = v.config.clone();
+        spec = spec.step("create template", move |ctx| {
+            copies.remap(&mut config);
+            for n in &mut config.vnics {
+                n.mac = "00:00:00:00:00:00".into();
+            }
+            ctx.tx(|tx| {
+                tx.put(Object::Template(Template {
+                    id: tid,
+                    name: name.clone(),
+                    description: String::new(),
+                    repository: repo,
+                    config: config.clone(),
+                    disks: copies.new.clone(),
+                    from_assembly: None,
+                    from_vm: Some(vm),
+                }))
+            })?;
+            ctx.set_result(target);
+            Ok(())
+        });
+        self.submit(spec)
+    }
+}
+
+fn clone_disk(
+    ctx: &StepCtx<'_>,
+    src: VirtualDiskId,
+    dst: VirtualDiskId,
+    repo: RepositoryId,
+    name: &str,
+) -> Result<()> {
+    let source = ctx.mgr.get::<VirtualDisk>(src)?;
+    let server = ctx.mgr.storage_server(source.repository)?;
+    let path = virtual_disk_path(repo, dst);
+    ctx.message(format!("copying {} to {name}", source.name));
+    ctx.will_do(Undo::Storage(StorageUndo::DeleteFile { server: server.0, path: path.clone() }))?;
+    crate::manager::file_storage(&*ctx.hv(server)?)?.copy_file(&source.path, &path)?;
+    ctx.tx(|tx: &mut Tx<'_>| {
+        let mut dname = name.to_owned();
+        while tx.inv.virtual_disks.by_name(&dname).is_some() {
+            dname.push('\'');
+        }
+        tx.put(Object::VirtualDisk(VirtualDisk {
+            id: dst,
+            name: dname,
+            description: format!("clone of {}", source.name),
+            repository: repo,
+            size_bytes: source.size_bytes,
+            format: source.format,
+            shareable: false,
+            path,
+        }))?;
+        add_used(tx, repo, source.size_bytes as i64)
+    })
+}

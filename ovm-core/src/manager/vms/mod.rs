@@ -1,0 +1,150 @@
+//! Virtual machines: creation ([`create`]), cloning and templates ([`clone`]), the power lifecycle
+//! ([`power`]), live migration ([`migrate`]), editing ([`edit`]), the domain spec a driver is given
+//! ([`spec`]), deletion, consoles, anti-affinity groups, and the undo of effects on domains.
+
+mod clone;
+mod create;
+mod edit;
+mod migrate;
+mod power;
+mod spec;
+
+pub use clone::CloneOptions;
+pub use create::VmSpec;
+pub use power::StopOptions;
+
+use crate::job::DomainUndo;
+use crate::manager::jobs::{JobSpec, StepCtx};
+use crate::manager::{JobHandle, Manager};
+use crate::model::*;
+use crate::{Error, Result};
+
+impl Manager {
+    pub(crate) fn vm_checked(&self, vm: VmId, op: PowerOperation) -> Result<std::sync::Arc<Vm>> {
+        let v = self.vm(vm)?;
+        self.ensure_unlocked(v.object_ref())?;
+        if !v.power_state.allows(op) {
+            let expected: Vec<String> = PowerState::allowed_from(op).iter().map(|s| s.to_string()).collect();
+            return Err(Error::state(v.object_ref(), expected.join(" or "), v.power_state));
+        }
+        Ok(v)
+    }
+
+    /// Delete a stopped VM (its virtual disks stay in the repository).
+    pub fn delete_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Start)?;
+        let r = v.object_ref();
+        self.read(|inv| inv.check_remove(r))?;
+        self.submit(JobSpec::new("DeleteVm", &format!("Delete VM {}", v.name), vec![r]).step(
+            "delete",
+            move |ctx| {
+                ctx.tx(|tx| {
+                    for g in tx
+                        .inv
+                        .anti_affinity_groups
+                        .iter()
+                        .filter(|g| g.vms.contains(&vm))
+                        .map(|g| g.id)
+                        .collect::<Vec<_>>()
+                    {
+                        tx.edit::<AntiAffinityGroup>(g, |g| g.vms.retain(|x| *x != vm))?;
+                    }
+                    tx.remove(r).map(|_| ())
+                })
+            },
+        ))
+    }
+
+    /// Console output of a running VM.
+    pub fn vm_console(&self, vm: VmId) -> Result<String> {
+        let v = self.vm(vm)?;
+        if !v.power_state.is_resident() {
+            return Err(Error::state(v.object_ref(), "Running or Paused", v.power_state));
+        }
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "resident VM without server".into() })?;
+        self.hypervisor(server)?.console(vm)
+    }
+
+    /// Create an anti-affinity group in a pool. The job's result is the group.
+    pub fn create_anti_affinity_group(&self, pool: PoolId, name: &str, vms: Vec<VmId>) -> Result<JobHandle> {
+        let g = AntiAffinityGroup {
+            id: AntiAffinityGroupId::new(),
+            name: name.to_owned(),
+            description: String::new(),
+            pool,
+            vms: vms.clone(),
+        };
+        let r = ObjectRef::new(ObjectKind::AntiAffinityGroup, g.id);
+        let obj = Object::AntiAffinityGroup(g.clone());
+        obj.validate()?;
+        self.state().inv.check_put(&obj)?;
+        let mut targets = vec![r];
+        targets.extend(vms.iter().map(|v| ObjectRef::new(ObjectKind::Vm, *v)));
+        self.submit(
+            JobSpec::new("CreateAntiAffinityGroup", &format!("Create anti-affinity group {name}"), targets)
+                .step("create", move |ctx| {
+                    ctx.tx(|tx| {
+                        tx.put(obj)?;
+                        for v in &vms {
+                            tx.edit::<Vm>(*v, |v| v.anti_affinity_group = Some(g.id))?;
+                        }
+                        Ok(())
+                    })?;
+                    ctx.set_result(r);
+                    Ok(())
+                }),
+        )
+    }
+}
+
+pub(super) fn set_state(ctx: &StepCtx<'_>, vm: VmId, state: PowerState, domid: Option<u32>) -> Result<()> {
+    ctx.tx(|tx| {
+        tx.edit::<Vm>(vm, |v| {
+            v.power_state = state;
+            v.domid = domid;
+        })
+        .map(|_| ())
+    })
+}
+
+/// Undo an effect on a domain (see [`crate::job::DomainUndo`]).
+pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
+    match u {
+        DomainUndo::Destroy { server, vm } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            let resident = hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm)));
+            if resident {
+                hv.destroy(VmId(*vm))?;
+            }
+            Ok(())
+        }
+        DomainUndo::MigrateBack { from, to, vm } => {
+            let hv = mgr.hypervisor(ServerId(*from))?;
+            if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
+                let spec = mgr.domain_spec(VmId(*vm))?;
+                let ticket = super::migration(&*mgr.hypervisor(ServerId(*to))?)?.prepare_incoming(&spec)?;
+                super::migration(&*hv)?.send(VmId(*vm), &ticket, true)?;
+            }
+            Ok(())
+        }
+        DomainUndo::Unpause { server, vm } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            hv.unpause(VmId(*vm))
+        }
+    }
+}
+
+/// Give the VNICs of `config` whose MAC is empty a free MAC from `range`.
+pub(super) fn fill_macs(inv: &Inventory, range: MacRange, config: &mut VmConfig) -> Result<()> {
+    let missing = config.vnics.iter().filter(|n| n.mac.is_empty()).count();
+    if missing == 0 {
+        return Ok(());
+    }
+    let taken: Vec<u64> = config.vnics.iter().filter_map(|n| parse_mac(&n.mac).ok()).collect();
+    let mut macs = inv.allocate_macs(range, missing, &taken)?.into_iter();
+    for n in config.vnics.iter_mut().filter(|n| n.mac.is_empty()) {
+        n.mac = macs.next().unwrap_or_default();
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The power lifecycle: start, stop, kill, restart, pause, suspend and resume.
+
+use std::time::Duration;
+
+use super::set_state;
+use crate::job::{DomainUndo, Undo};
+use crate::manager::jobs::JobSpec;
+use crate::manager::storage::repository_path;
+use crate::manager::{JobHandle, Manager};
+use crate::model::*;
+use crate::{Error, Result};
+
+/// How to stop a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopOptions {
+    /// How long the guest may take to power off.
+    pub timeout: Duration,
+    /// Destroy the domain if the guest did not power off in time.
+    pub force_after_timeout: bool,
+}
+
+impl Default for StopOptions {
+    fn default() -> Self {
+        StopOptions { timeout: Duration::from_secs(60), force_after_timeout: true }
+    }
+}
+
+impl Manager {
+    /// Start a VM on a server chosen by its pool's start policy. The job's result is the VM.
+    pub fn start_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Start)?;
+        if v.pool.is_none() && v.server.is_none() {
+            return Err(Error::invalid("vm", "assign the VM to a pool or a server before starting it"));
+        }
+        let r = v.object_ref();
+        self.submit(
+            JobSpec::new("StartVm", &format!("Start VM {}", v.name), vec![r])
+                .step("place", move |ctx| {
+                    let v = ctx.mgr.vm(vm)?;
+                    let server = ctx.mgr.pick_server(&v, |_| true)?;
+                    ctx.message(format!("placing on {server}"));
+                    ctx.tx(|tx| {
+                        tx.edit::<Vm>(vm, |v| {
+                            v.power_state = PowerState::Starting;
+                            v.server = Some(server);
+                        })
+                    })?;
+                    Ok(())
+                })
+                .step("start domain", move |ctx| {
+                    let server = ctx
+                        .mgr
+                        .vm(vm)?
+                        .server
+                        .ok_or_else(|| Error::Internal { message: "unplaced".into() })?;
+                    let spec = ctx.mgr.domain_spec(vm)?;
+                    ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
+                    let domid = ctx.hv(server)?.create_domain(&spec)?;
+                    set_state(ctx, vm, PowerState::Running, Some(domid))?;
+                    ctx.set_result(r);
+                    Ok(())
+                }),
+        )
+    }
+
+    /// Gracefully stop a VM (with [`StopOptions::default`]).
+    pub fn stop_vm(&self, vm: VmId) -> Result<JobHandle> {
+        self.stop_vm_with(vm, StopOptions::default())
+    }
+
+    /// Gracefully stop a VM, destroying it after the timeout if `opts.force_after_timeout`.
+    pub fn stop_vm_with(&self, vm: VmId, opts: StopOptions) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Stop)?;
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        self.submit(
+            JobSpec::new("StopVm", &format!("Stop VM {}", v.name), vec![v.object_ref()])
+                .step("request shutdown", move |ctx| {
+                    set_state(ctx, vm, PowerState::Stopping, None).map(|_| ())
+                })
+                .step("wait for power off", move |ctx| {
+                    let hv = ctx.hv(server)?;
+                    match hv.shutdown(vm, opts.timeout) {
+                        Ok(()) => {}
+                        Err(Error::Timeout { .. }) if opts.force_after_timeout => {
+                            ctx.message("guest did not stop in time; destroying");
+                            hv.destroy(vm)?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    set_state(ctx, vm, PowerState::Stopped, None)
+                }),
+        )
+    }
+
+    /// Destroy a VM's domain at once (hard power off).
+    pub fn kill_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Kill)?;
+        let server = v.server;
+        let was = v.power_state;
+        self.submit(JobSpec::new("KillVm", &format!("Kill VM {}", v.name), vec![v.object_ref()]).step(
+            "destroy",
+            move |ctx| {
+                if was != PowerState::Suspended {
+                    if let Some(s) = server {
+                        let hv = ctx.hv(s)?;
+                        if hv.list_domains()?.iter().any(|d| d.uuid == Some(vm)) {
+                            hv.destroy(vm)?;
+                        }
+                    }
+                }
+                set_state(ctx, vm, PowerState::Stopped, None)
+            },
+        ))
+    }
+
+    /// Gracefully reboot a VM.
+    pub fn restart_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Restart)?;
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        self.submit(
+            JobSpec::new("RestartVm", &format!("Restart VM {}", v.name), vec![v.object_ref()])
+                .step("reboot", move |ctx| ctx.hv(server)?.reboot(vm, Duration::from_secs(60))),
+        )
+    }
+
+    /// Pause a running VM in memory.
+    pub fn pause_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Pause)?;
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        self.submit(JobSpec::new("PauseVm", &format!("Pause VM {}", v.name), vec![v.object_ref()]).step(
+            "pause",
+            move |ctx| {
+                ctx.will_do(Undo::Domain(DomainUndo::Unpause { server: server.0, vm: vm.0 }))?;
+                ctx.hv(server)?.pause(vm)?;
+                let domid = ctx.mgr.vm(vm)?.domid;
+                set_state(ctx, vm, PowerState::Paused, domid)
+            },
+        ))
+    }
+
+    fn suspend_path(&self, vm: &Vm) -> Result<String> {
+        let repo = vm
+            .repository
+            .ok_or_else(|| Error::invalid("vm", "suspending needs the VM to have a repository"))?;
+        Ok(format!("{}/VirtualMachines/{}/suspend.img", repository_path(repo), vm.id.0.simple()))
+    }
+
+    /// Suspend a running VM to a file in its repository.
+    pub fn suspend_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Suspend)?;
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        let path = self.suspend_path(&v)?;
+        self.submit(JobSpec::new("SuspendVm", &format!("Suspend VM {}", v.name), vec![v.object_ref()]).step(
+            "save",
+            move |ctx| {
+                ctx.hv(server)?.suspend(vm, &path)?;
+                set_state(ctx, vm, PowerState::Suspended, None)
+            },
+        ))
+    }
+
+    /// Resume a paused or suspended VM.
+    pub fn resume_vm(&self, vm: VmId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Resume)?;
+        let server = v.server.ok_or_else(|| Error::invalid("vm", "the VM has no server to resume on"))?;
+        let was = v.power_state;
+        let path = self.suspend_path(&v).ok();
+        self.submit(JobSpec::new("ResumeVm", &format!("Resume VM {}", v.name), vec![v.object_ref()]).step(
+            "resume",
+            move |ctx| {
+                let hv = ctx.hv(server)?;
+                if was == PowerState::Paused {
+                    hv.unpause(vm)?;
+                    let domid = ctx.mgr.vm(vm)?.domid;
+                    set_state(ctx, vm, PowerState::Running, domid)
+                } else {
+                    let spec = ctx.mgr.domain_spec(vm)?;
+                    let path = path.ok_or_else(|| Error::invalid("vm", "no suspend image"))?;
+                    ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
+                    let domid = hv.restore(&spec, &path)?;
+                    set_state(ctx, vm, PowerState::Running, Some(domid))
+                }
+            },
+        ))
+    }
+}
