@@ -38,7 +38,7 @@ fn fields<'py>(py: Python<'py>, e: &Error) -> PyResult<Vec<(&'static str, Bound<
     let s = |v: &str| -> PyResult<Bound<'py, PyAny>> { Ok(v.into_pyobject(py)?.into_any()) };
     let u = |v: u64| -> PyResult<Bound<'py, PyAny>> { Ok(v.into_pyobject(py)?.into_any()) };
     let obj = |r: &ovm_core::model::ObjectRef| -> PyResult<Bound<'py, PyAny>> {
-        Ok(Bound::new(py, crate::records::ObjectRef::from(*r))?.into_any())
+        Ok(Bound::new(py, crate::ids::ObjectRef::from(*r))?.into_any())
     };
     Ok(match e {
         Error::NotFound { kind, id } => vec![("object_kind", s(kind.name())?), ("id", s(id)?)],
@@ -165,6 +165,12 @@ pub fn to_py(e: Error) -> PyErr {
 pub trait OrRaise<T> {
     /// Map an ovm error to its Python exception.
     fn or_raise(self) -> PyResult<T>;
+}
+
+impl From<crate::ids::Raised> for PyErr {
+    fn from(r: crate::ids::Raised) -> PyErr {
+        to_py(r.0)
+    }
 }
 
 impl<T> OrRaise<T> for ovm_core::Result<T> {

@@ -17,37 +17,7 @@ fn dict<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py,
     convert::to_python(py, v)
 }
 
-/// A reference to any object: its kind (e.g. `"Vm"`) and id.
-#[pyclass(module = "ovm", frozen, eq, hash, from_py_object)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ObjectRef(pub m::ObjectRef);
-
-impl From<m::ObjectRef> for ObjectRef {
-    fn from(r: m::ObjectRef) -> Self {
-        ObjectRef(r)
-    }
-}
-
-#[pymethods]
-impl ObjectRef {
-    #[new]
-    fn new(kind: &str, id: &str) -> PyResult<Self> {
-        Ok(ObjectRef(m::ObjectRef { kind: convert::kind(kind)?, id: convert::uuid("id", id)? }))
-    }
-    /// Kind name, e.g. `"Vm"`.
-    #[getter]
-    fn kind(&self) -> &'static str {
-        self.0.kind.name()
-    }
-    /// The object's id.
-    #[getter]
-    fn id(&self) -> String {
-        self.0.id.to_string()
-    }
-    fn __repr__(&self) -> String {
-        format!("ObjectRef({:?}, {:?})", self.0.kind.name(), self.0.id.to_string())
-    }
-}
+pub use crate::ids::ObjectRef;
 
 /// A disk mapping argument: `(slot, virtual_disk_id)`, or the getter's shape `(slot, kind, id)` with
 /// kind `"VirtualDisk"`, `"Cdrom"` (an ISO's id) or `"EmptyCdrom"` (id `None`).

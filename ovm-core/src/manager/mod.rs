@@ -814,3 +814,18 @@ fn check_generic_edit(old: &Object, new: &Object) -> Result<()> {
         None => Ok(()),
     }
 }
+
+impl Manager {
+    /// Undo an effect on a server, in the subsystem that made it. Idempotent: an effect that is
+    /// already gone is not an error. (Here, at the top of the manager, so that the job engine names
+    /// no subsystem.)
+    pub(crate) fn undo_on_server(&self, u: &crate::job::Undo) -> Result<()> {
+        use crate::job::Undo;
+        match u {
+            Undo::RevertObject { .. } => Ok(()),
+            Undo::Domain(d) => vms::undo_domain(self, d),
+            Undo::Storage(s) => storage::undo_storage(self, s),
+            Undo::Server(s) => servers::undo_server(self, s),
+        }
+    }
+}

@@ -15,6 +15,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The bridge a simulated server reports for guests: the one a Xen host has by default.
+pub const SIM_BRIDGE: &str = "xenbr0";
+
 use tokio::sync::broadcast;
 
 use super::{
@@ -242,7 +245,7 @@ impl HostOps for SimConnection {
                 dom0_memory_mib: st.dom0_memory_mib,
                 owner: st.owner.clone(),
                 // Simulated Xen hosts have Xen's default bridge.
-                default_bridge: crate::xen::naming::DEFAULT_BRIDGE.into(),
+                default_bridge: SIM_BRIDGE.into(),
             })
         })
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::{revert_object, undo_on_server, JobCell, JobHandle, JobSpec, Step, StepCtx};
+use super::{revert_object, JobCell, JobHandle, JobSpec, Step, StepCtx};
 use crate::job::Undo;
 use crate::manager::{lock, JobJournal, Manager, State};
 use crate::model::*;
@@ -100,7 +100,7 @@ fn finish(
                         revert_object(&mut st.inv, &mut batch, *object, before.clone());
                     }
                     other => {
-                        if let Err(e) = undo_on_server(mgr, other) {
+                        if let Err(e) = mgr.undo_on_server(other) {
                             undo_errors.push(format!("{name}: {e}"));
                         }
                     }

@@ -24,8 +24,6 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::watch;
 
-use crate::job::Undo;
-use crate::manager::Manager;
 use crate::model::*;
 use crate::store::{Batch, ObjectWrite};
 use crate::Result;
@@ -96,16 +94,6 @@ impl JobCell {
             watch: watch::channel(st).0,
             abort: AtomicBool::new(false),
         })
-    }
-}
-
-/// Undo an effect on a server. Idempotent: an effect that is already gone is not an error.
-pub(crate) fn undo_on_server(mgr: &Manager, u: &Undo) -> Result<()> {
-    match u {
-        Undo::RevertObject { .. } => Ok(()),
-        Undo::Domain(d) => super::vms::undo_domain(mgr, d),
-        Undo::Storage(s) => super::storage::undo_storage(mgr, s),
-        Undo::Server(s) => super::servers::undo_server(mgr, s),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Recovery at open: jobs the last stop interrupted are rolled back (or finalized if every step had
 //! finished), and the effects on servers they left behind are undone once servers are reconnected.
 
-use super::{revert_object, undo_on_server};
+use super::revert_object;
 use crate::job::Undo;
 use crate::manager::Manager;
 use crate::model::*;
@@ -81,7 +81,7 @@ impl Manager {
         };
         for (key, undos) in pending {
             for u in undos {
-                let _ = undo_on_server(self, &u);
+                let _ = self.undo_on_server(&u);
             }
             let st = self.state();
             let mut b = Batch::default();
