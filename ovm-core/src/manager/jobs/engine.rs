@@ -91,23 +91,21 @@ fn finish(
     let mut undone = Vec::new();
     let mut undo_errors = Vec::new();
     if failure.is_some() {
-        let steps = lock(journal).steps.clone();
-        for (name, undos) in steps.iter().rev() {
-            for u in undos.iter().rev() {
-                match u {
-                    Undo::RevertObject { object, before } => {
-                        let mut st = mgr.state();
-                        revert_object(&mut st.inv, &mut batch, *object, before.clone());
-                    }
-                    other => {
-                        if let Err(e) = mgr.undo_on_server(other) {
-                            undo_errors.push(format!("{name}: {e}"));
-                        }
+        let journal = lock(journal).clone();
+        for (name, u) in journal.rollback_order() {
+            match u {
+                Undo::RevertObject { object, before } => {
+                    let mut st = mgr.state();
+                    revert_object(&mut st.inv, &mut batch, *object, before.clone());
+                }
+                other => {
+                    if let Err(e) = mgr.undo_on_server(other) {
+                        undo_errors.push(format!("{name}: {e}"));
                     }
                 }
             }
-            undone.push(name.clone());
         }
+        undone = journal.steps_undone();
     }
     // The final record is published to waiters only after it is stored and the locks are released,
     // so a caller that saw the job end can immediately operate on its targets.

@@ -17,34 +17,26 @@ impl Manager {
         let unfinished = self.db().unfinished_jobs()?;
         for (mut job, journal) in unfinished {
             let mut batch = Batch::default();
-            if journal.total > 0 && journal.done >= journal.total {
+            if journal.all_steps_done() {
                 job.state = JobState::Completed;
                 job.progress = 1.0;
                 job.recovery = Some(Recovery::Finalized);
                 job.message = "finalized after a manager restart".into();
             } else {
                 let mut st = self.state();
-                for (name, undos) in journal.steps.iter().rev() {
-                    for u in undos.iter().rev() {
-                        if let Undo::RevertObject { object, before } = u {
-                            revert_object(&mut st.inv, &mut batch, *object, before.clone());
-                        }
-                        // Effects on servers are undone below, once servers are reconnected.
+                // Effects on servers are undone later, once servers are reconnected.
+                for (_, u) in journal.rollback_order() {
+                    if let Undo::RevertObject { object, before } = u {
+                        revert_object(&mut st.inv, &mut batch, *object, before.clone());
                     }
-                    job.steps_undone.push(name.clone());
                 }
                 drop(st);
+                job.steps_undone = journal.steps_undone();
                 job.state = JobState::Failed;
                 job.error = Some(Error::Interrupted { job: job.id.to_string() });
                 job.recovery = Some(Recovery::RolledBack);
                 job.message = "rolled back after a manager restart".into();
-                let server_undos: Vec<Undo> = journal
-                    .steps
-                    .iter()
-                    .rev()
-                    .flat_map(|(_, u)| u.iter().rev().cloned())
-                    .filter(|u| u.is_server_effect())
-                    .collect();
+                let server_undos: Vec<Undo> = journal.server_effects().cloned().collect();
                 if !server_undos.is_empty() {
                     batch
                         .meta
