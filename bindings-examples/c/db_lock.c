@@ -24,7 +24,10 @@ static void expect_locked_by(const char *path, long pid) {
 }
 
 int main(void) {
-  char dir[] = "/tmp/ovm-db-lock-XXXXXX";
+  /* A private directory for the database, under $TMPDIR (mkdtemp fills in the Xs). */
+  const char *tmp = getenv("TMPDIR");
+  char dir[96];
+  snprintf(dir, sizeof dir, "%s/ovm-db-lock-XXXXXX", tmp && *tmp && strlen(tmp) < 64 ? tmp : "/tmp");
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
   char path[128];
   snprintf(path, sizeof path, "%s/manager.db", dir);

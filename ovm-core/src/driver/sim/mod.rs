@@ -181,6 +181,17 @@ impl SimConnection {
         f(&mut st)
     }
 
+    /// Pause or unpause a domain (one simulated operation, `SimOp::Pause`, for both) and report it.
+    fn set_run_state(&self, vm: VmId, state: DomainRunState) -> Result<()> {
+        let domid = self.op(SimOp::Pause, |st| {
+            let d = Self::domain(st, vm)?;
+            d.state = state;
+            Ok(d.domid)
+        })?;
+        self.emit(DomainChange::StateChanged { uuid: Some(vm), domid, state });
+        Ok(())
+    }
+
     fn emit(&self, c: DomainChange) {
         let _ = self.host.changes.send(c);
     }
@@ -362,23 +373,11 @@ impl DomainOps for SimConnection {
     }
 
     fn pause(&self, vm: VmId) -> Result<()> {
-        let domid = self.op(SimOp::Pause, |st| {
-            let d = Self::domain(st, vm)?;
-            d.state = DomainRunState::Paused;
-            Ok(d.domid)
-        })?;
-        self.emit(DomainChange::StateChanged { uuid: Some(vm), domid, state: DomainRunState::Paused });
-        Ok(())
+        self.set_run_state(vm, DomainRunState::Paused)
     }
 
     fn unpause(&self, vm: VmId) -> Result<()> {
-        let domid = self.op(SimOp::Pause, |st| {
-            let d = Self::domain(st, vm)?;
-            d.state = DomainRunState::Running;
-            Ok(d.domid)
-        })?;
-        self.emit(DomainChange::StateChanged { uuid: Some(vm), domid, state: DomainRunState::Running });
-        Ok(())
+        self.set_run_state(vm, DomainRunState::Running)
     }
 
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
