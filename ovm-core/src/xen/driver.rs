@@ -545,6 +545,62 @@ impl ServerConnection for XenConnection {
     fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
         Some(self)
     }
+
+    fn migration_streams(&self) -> Option<&dyn crate::driver::MigrationStreams> {
+        Some(self)
+    }
+}
+
+/// Migration streams through the toolstack (`xl migrate` and `xl migrate-receive`, see
+/// [`crate::xen::migration`]); the agent carries them between servers.
+impl crate::driver::MigrationStreams for XenConnection {
+    fn check_incoming(&self, spec: &DomainSpec) -> Result<()> {
+        if self.domid_of(spec.uuid).is_ok() {
+            return Err(Error::invalid("destination", "the domain already runs on this server"));
+        }
+        if !matches!(spec.domain_type, DomainType::Pv | DomainType::Pvh) {
+            return Err(Error::Unsupported { what: "migrating HVM domains on the local Xen driver".into() });
+        }
+        let free = self.host.hypercalls().physinfo().map_err(map_err)?.free_bytes >> 20;
+        let need = spec.max_memory_mib.max(spec.memory_mib);
+        if need > free {
+            return Err(Error::InsufficientResources {
+                object: crate::model::ObjectRef::new(ObjectKind::Vm, spec.uuid),
+                resource: "memory (MiB)".into(),
+                needed: need,
+                available: free,
+            });
+        }
+        for d in spec.disks.iter().filter(|d| !d.path.is_empty()) {
+            if !std::path::Path::new(&d.path).exists() {
+                return Err(Error::invalid("disk", format!("{} is not on this server", d.path)));
+            }
+        }
+        for n in &spec.nics {
+            let br = n.bridge.as_deref().unwrap_or(naming::DEFAULT_BRIDGE);
+            if !std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir() {
+                return Err(Error::invalid("bridge", format!("bridge {br} does not exist on this server")));
+            }
+        }
+        Ok(())
+    }
+
+    fn receive_stream(&self, spec: &DomainSpec, stream: std::os::unix::net::UnixStream) -> Result<u32> {
+        crate::xen::migration::receive(self.xl.binary(), spec, stream)?;
+        self.domid_of(spec.uuid)
+    }
+
+    fn send_stream(&self, vm: VmId, live: bool, stream: std::os::unix::net::UnixStream) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        if !live {
+            self.pause(vm)?;
+        }
+        let sent = crate::xen::migration::send(self.xl.binary(), domid, stream);
+        if sent.is_err() && !live && self.domid_of(vm).is_ok() {
+            let _ = self.unpause(vm);
+        }
+        sent
+    }
 }
 
 #[cfg(test)]
