@@ -226,3 +226,46 @@ pub(crate) fn send(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::sim::{SimDriver, DEFAULT_PASSWORD};
+    use crate::driver::Driver;
+
+    const SOURCE: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn spec() -> DomainSpec {
+        crate::driver::sim::tests::spec(256)
+    }
+
+    #[test]
+    fn a_ticket_admits_its_vm_once_before_it_expires_from_its_source() {
+        let conn = SimDriver::default().connect("sim://d", DEFAULT_PASSWORD, "m").unwrap();
+        let streams = conn.migration_streams().unwrap();
+        let incoming = Incoming::default();
+        let s = spec();
+        let token = incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).unwrap();
+        assert_eq!(token.len(), 64, "256 random bits");
+        assert!(
+            incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).is_err(),
+            "one prepared migration per VM"
+        );
+        let other = SOURCE.replace("01", "02");
+        assert!(incoming.admit(&token, s.uuid, &other).is_err(), "another source");
+        assert!(incoming.admit(&token, VmId::new(), SOURCE).is_err(), "another VM");
+        assert_eq!(incoming.admit(&token, s.uuid, SOURCE).unwrap().spec, s);
+        assert!(incoming.admit(&token, s.uuid, SOURCE).is_err(), "used once");
+
+        let expired = incoming.prepare(streams, s.clone(), SOURCE, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let e = incoming.admit(&expired, s.uuid, SOURCE).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+
+        let cancelled = incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).unwrap();
+        incoming.cancel(&cancelled);
+        incoming.cancel(&cancelled);
+        assert!(incoming.admit(&cancelled, s.uuid, SOURCE).is_err());
+        assert!(incoming.prepare(streams, s, "not-a-fingerprint", Duration::from_secs(60)).is_err());
+    }
+}
