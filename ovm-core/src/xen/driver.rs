@@ -219,7 +219,7 @@ impl XenConnection {
             RestartAction::Restart => LifecycleAction::Restart,
             RestartAction::Preserve => LifecycleAction::Preserve,
         };
-        let mut b = XlDomainBuilder::new(&spec.name)
+        let mut b = XlDomainBuilder::new(naming::domain_name(&spec.name, spec.uuid.uuid()))
             .guest_type(guest_type)
             .uuid(spec.uuid.uuid())
             .kernel(kernel)
@@ -430,12 +430,14 @@ impl DomainOps for XenConnection {
 
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
         let domid = self.domid_of(vm)?;
+        // `xl save` makes no directories; the VM's directory in the repository may not exist yet.
+        make_parent(path)?;
         self.xl.run(&["save", &domid.to_string(), path]).map(drop).map_err(map_err)
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
         self.xl.run(&["restore", path]).map_err(map_err)?;
-        self.xl.domid(&spec.name).map_err(map_err)
+        self.xl.domid(&naming::domain_name(&spec.name, spec.uuid.uuid())).map_err(map_err)
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {

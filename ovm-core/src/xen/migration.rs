@@ -243,8 +243,10 @@ pub fn send(xl: &std::path::Path, domid: u32, stream: UnixStream) -> Result<()> 
         cleanup(&dir);
         return Err(Error::backend("xen", "cannot make the migration FIFOs"));
     }
-    // With an empty transport command, xl runs its "host" argument under sh as the transport.
-    let rune = format!("cat >'{}' & exec cat <'{}'", tx.display(), rx.display());
+    // With an empty transport command, xl runs its "host" argument under sh as the transport. The
+    // background `cat` reads the FIFO (sh gives an asynchronous command /dev/null as its standard
+    // input unless it redirects it), the foreground one reads what xl sends.
+    let rune = format!("cat <'{}' & exec cat >'{}'", rx.display(), tx.display());
     let child = match Command::new(xl)
         .args(["migrate", "-s", "", &domid.to_string(), &rune])
         .stdin(Stdio::null())
