@@ -111,6 +111,7 @@ lab-test:
 	tests/xenlab/lab cargo-test -p ovm-core --features xen-lab-tests --test xen_lab
 	$(MAKE) agent-lab-test
 	$(MAKE) dc-lab-test
+	$(MAKE) migration-lab-test
 	$(MAKE) demo-xen
 
 # The lab as a data centre: two servers on the lab switch; a cut link, a partition, a hung and a
