@@ -127,7 +127,8 @@ migration-lab-test:
 	$(CARGO) build -p ovm-core --features xen,agent-server --bin ovm-agent
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test migration_lab --no-run
 	OVM_XENLAB_XEN_VERSION=$(MIGRATION_XEN) tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/agent-dom0.sh \
-		--dom0-file target/debug/ovm-agent -- \
+		--dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
+		--dom0-file tests/xenlab/migrate-peer.sh -- \
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test migration_lab -- --nocapture
 
 agent-lab-test:

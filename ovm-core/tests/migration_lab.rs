@@ -53,6 +53,39 @@ fn address(k: u32) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Run `cmd` in server `k`'s dom0 (through the lab's command runner) and return its output; panics
+/// if it fails.
+fn on(k: u32, cmd: &str, secs: u64) -> String {
+    let share = std::path::PathBuf::from(
+        std::env::var(format!("OVM_XENLAB_SHARE_{k}")).expect("run under lab serve"),
+    );
+    let (rc, out) = (share.join("cmd.rc"), share.join("cmd.out"));
+    let _ = std::fs::remove_file(&rc);
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(share.join("cmd.sh"), cmd).unwrap();
+    std::fs::rename(share.join("cmd.sh"), share.join("cmd.go")).unwrap();
+    let t0 = Instant::now();
+    while !rc.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "server {k} did not finish {cmd:?} in {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let status = std::fs::read_to_string(&rc).unwrap();
+    assert_eq!(status.trim(), "0", "server {k}: {cmd:?} failed: {text}");
+    text
+}
+
+/// Start pinging `addr` from server 1's dom0 every 0.2 s, into `log`.
+fn start_ping(addr: &str, log: &str) {
+    on(1, &format!("/mnt/host/bin/migrate-peer.sh ping-start {addr} {log}"), 30);
+}
+
+/// Stop the ping into `log`: the longest time the guest did not answer, in seconds.
+fn ping_gap(log: &str) -> f64 {
+    let out = on(1, &format!("/mnt/host/bin/migrate-peer.sh ping-gap {log}"), 30);
+    out.trim().parse().unwrap_or_else(|_| panic!("ping log {log}: {out:?}"))
+}
+
 /// The newest heartbeat on the VM's console: its counter, and whether the guest reached the
 /// address it pings.
 fn alive(mgr: &Manager, vm: VmId) -> Option<(u64, bool)> {
@@ -97,7 +130,7 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         vnics: vec![Vnic { mac: String::new(), network: Some(mgmt) }],
         ..VmConfig::default()
     };
-    let mut spec = VmSpec::new("migrating-guest", config);
+    let mut spec = VmSpec::new("migrating-guest", config.clone());
     spec.server = Some(s1);
     spec.pool = Some(pool);
     let vm = VmId(ok("create the VM", mgr.create_vm(spec), 60).0.id);
@@ -111,7 +144,9 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     });
     let before = alive(&mgr, vm).unwrap().0;
 
+    start_ping("10.77.0.50", "/tmp/ping-ovm.log");
     let (_, there) = ok("live-migrate the VM to server 2", mgr.migrate_vm(vm, s2), 600);
+    let ovm_gap = ping_gap("/tmp/ping-ovm.log");
     let v = mgr.vm(vm).unwrap();
     assert_eq!((v.power_state, v.server), (PowerState::Running, Some(s2)));
     println!("VM on server 2 as domain {:?}", v.domid);
@@ -126,8 +161,50 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     wait_for("the guest's heartbeat back on server 1", 120, || {
         alive(&mgr, vm).is_some_and(|(n, net)| n > after && net)
     });
-    println!("MIGRATION s1->s2 {:.1} s, s2->s1 {:.1} s", there.as_secs_f64(), back.as_secs_f64());
 
-    ok("kill the VM", mgr.kill_vm(vm), 120);
-    ok("delete the VM", mgr.delete_vm(vm), 60);
+    // Maintenance mode evacuates server 1: the VM and a second one migrate to server 2 and run on.
+    let mut second = VmSpec::new("second-guest", config.clone());
+    if let Some(k) = second.config.pv_kernel.as_mut() {
+        k.cmdline = "console=hvc0 ovm.ip=10.77.0.52/24 ovm.ping=10.77.0.1".into();
+    }
+    second.server = Some(s1);
+    second.pool = Some(pool);
+    let vm2 = VmId(ok("create a second VM", mgr.create_vm(second), 60).0.id);
+    ok("start the second VM on server 1", mgr.start_vm(vm2), 300);
+    wait_for("the second guest's heartbeat", 300, || alive(&mgr, vm2).is_some_and(|(_, net)| net));
+    let counts = [alive(&mgr, vm).unwrap().0, alive(&mgr, vm2).unwrap().0];
+    let (_, evacuated) =
+        ok("maintenance mode on server 1 (evacuation)", mgr.set_maintenance_mode(s1, true), 1200);
+    for (v, before) in [vm, vm2].into_iter().zip(counts) {
+        let r = mgr.vm(v).unwrap();
+        assert_eq!((r.power_state, r.server), (PowerState::Running, Some(s2)), "{} was evacuated", r.name);
+        wait_for(&format!("{}'s heartbeat on server 2", r.name), 120, || {
+            alive(&mgr, v).is_some_and(|(n, net)| n > before && net)
+        });
+    }
+    assert!(mgr.server(s1).unwrap().maintenance_mode);
+    println!("EVACUATION of 2 VMs: {:.1} s", evacuated.as_secs_f64());
+    ok("maintenance mode off", mgr.set_maintenance_mode(s1, false), 60);
+    for v in [vm, vm2] {
+        ok("kill a VM", mgr.kill_vm(v), 120);
+        ok("delete a VM", mgr.delete_vm(v), 60);
+    }
+
+    // The peer, in the same run: the same guest (kernel, memory, NIC) started with xl on server 1
+    // and live-migrated with plain `xl migrate` over an unencrypted TCP pipe (busybox nc) to
+    // server 2, with no manager and no agent.
+    on(1, "/mnt/host/bin/migrate-peer.sh create", 400);
+    on(2, "/mnt/host/bin/migrate-peer.sh receive", 30);
+    start_ping("10.77.0.51", "/tmp/ping-peer.log");
+    let out = on(1, "/mnt/host/bin/migrate-peer.sh send 10.77.0.2", 900);
+    let peer_gap = ping_gap("/tmp/ping-peer.log");
+    let peer: f64 = out.lines().last().and_then(|w| w.trim().parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    on(2, "xl destroy peer-guest", 60);
+    println!(
+        "MIGRATION ovm s1->s2 {:.1} s (ping gap {ovm_gap:.1} s), s2->s1 {:.1} s; plain xl migrate over TCP {peer:.1} s \
+         (ping gap {peer_gap:.1} s); ovm/plain {:.2}",
+        there.as_secs_f64(),
+        back.as_secs_f64(),
+        there.as_secs_f64() / peer
+    );
 }

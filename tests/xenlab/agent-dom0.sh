@@ -4,6 +4,8 @@
 # state directory and the password the end-to-end test presents (ovm-core/tests/agent_lab.rs).
 # Other agents reach it for migrations at its address on the lab LAN (xenbr0).
 set -e
+# With --dom0-file tests/xenlab/dom0-runner.sh, host tests can also run commands in dom0.
+[ ! -x /mnt/host/bin/dom0-runner.sh ] || /mnt/host/bin/dom0-runner.sh &
 printf '%s\n' ovm-lab-agent > /tmp/ovm-agent-password
 lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit }')
 [ -n "$lan" ] || { echo "agent-dom0: xenbr0 has no IPv4 address" >&2; exit 1; }
