@@ -113,10 +113,12 @@ lab-test:
 	$(MAKE) dc-lab-test
 	$(MAKE) demo-xen
 
-# The lab as a data centre: two servers on the lab switch; a cut link, a partition, a hung and a
-# killed server seen from the other, and the killed one booted again by a Wake-on-LAN magic packet.
+# The lab as a data centre, one boot: three servers and the storage server on the lab switch; NFS
+# on every server over bonds, a shared iSCSI LUN, a bond failover, a VLAN, guests on two servers
+# talking, a cut link, a partition, a hung server, server 1 killed while the rest carry on, and
+# server 1 booted again by a Wake-on-LAN magic packet.
 dc-lab-test:
-	tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
+	tests/xenlab/lab serve -n 3 --storage --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 agent-lab-test:
