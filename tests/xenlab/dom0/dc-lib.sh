@@ -26,6 +26,15 @@ wait_active() {
     echo "active slave: $(active_slave), not $1"; return 1
 }
 
+# ping_received LOG MIN SECONDS: the ping that writes LOG finishes within SECONDS with MIN or more replies
+ping_received() {
+    local i r
+    for ((i = 0; i < $3 * 2; i++)); do grep -q 'packets received' "$1" && break; sleep 0.5; done
+    tail -n 2 "$1"
+    r=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' "$1")
+    [ "${r:-0}" -ge "$2" ]
+}
+
 # vlan_up NIC ID [ADDR/NN]: NIC.ID, an 802.1Q VLAN interface on NIC, up (with ADDR)
 vlan_up() {
     modprobe 8021q || return 1
@@ -37,7 +46,6 @@ vlan_up() {
 # bridge_up BRIDGE PORT: a Linux bridge with PORT in it (a VM network)
 bridge_up() {
     [ -e "/sys/class/net/$1" ] || brctl addbr "$1" || return 1
-    brctl setfd "$1" 0; brctl stp "$1" off
     brctl addif "$1" "$2" && ip link set "$1" up
 }
 
