@@ -1,16 +1,18 @@
 #!/bin/bash
 # The data-centre self-test, on the host, under
-#   lab serve -n 3 --storage --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
-# (make dc-lab-test): three Xen servers and the storage server on the lab switch, one boot for all:
+#   lab serve -n 3 --storage --manager --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
+# (make dc-lab-test): three Xen servers and the storage server on the lab switch, one boot for all,
+# this script in the manager's network namespace on the management LAN (10.77.0.250):
+# the manager reaching every dom0 and the storage server directly,
 # NFS mounted on every server over an active-backup bond of two storage NICs, an iSCSI LUN shared by
 # two servers, a bond that loses a link at the switch and carries on, a VLAN between two servers,
 # a guest on server 2 reaching a guest on server 3 over a VLAN-backed VM network, a cut link, a
 # partition and a hung server seen and healed, server 1 killed while servers 2 and 3 and the storage
-# server carry on, and server 1 booted again by a magic packet. Each phase prints its time.
+# server carry on, and server 1 booted again by the manager's magic packet. Each phase prints its time.
 # shellcheck disable=SC2016  # the commands in single quotes expand in dom0, not here
 set -uo pipefail
 : "${OVM_XENLAB_RUN:?run under lab serve}" "${OVM_XENLAB_SWITCH_DIR:?run with the lab switch}"
-: "${OVM_XENLAB_STORAGE_SHARE:?run with lab serve --storage}"
+: "${OVM_XENLAB_STORAGE_SHARE:?run with lab serve --storage}" "${OVM_XENLAB_MANAGER_IP:?run with lab serve --manager}"
 [ "${OVM_XENLAB_NODES:-0}" = 3 ] || { echo "dc-selftest: needs three servers (lab serve -n 3)" >&2; exit 2; }
 LAB=$OVM_XENLAB_LAB SW=$OVM_XENLAB_SWITCH DIR=$OVM_XENLAB_SWITCH_DIR RUN=$OVM_XENLAB_RUN
 STORAGE_IP=$OVM_XENLAB_STORAGE_IP
@@ -66,6 +68,24 @@ wait_serving() {   # wait_serving K SECONDS
     while [ ! -e "$RUN/node$1/share/results/serving" ] && [ "$t" -gt 0 ]; do sleep 1; t=$((t - 1)); done
     [ -e "$RUN/node$1/share/results/serving" ]
 }
+# http_get IP TEXT: the manager fetches / from IP port 8080 and finds TEXT in it
+http_get() {
+    timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/8080" && printf "GET / HTTP/1.0\r\n\r\n" >&3 && cat <&3' "$1" 2>/dev/null |
+        grep -qx "$2"
+}
+tcp_open() { timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
+manager_sees() { http_get 10.77.0.1 "server 1" && http_get 10.77.0.2 "server 2" && http_get 10.77.0.3 "server 3"; }
+manager_sees_2_3_not_1() { ! http_get 10.77.0.1 "server 1" && http_get 10.77.0.2 "server 2" && http_get 10.77.0.3 "server 3"; }
+# wake MAC IP: a Wake-on-LAN magic packet for MAC, a UDP datagram to port 9 of IP, whose neighbour
+# entry is set to MAC (the server sleeps and answers no ARP), sent as one write: one datagram
+wake() {
+    local hex m i p='\xff\xff\xff\xff\xff\xff'
+    hex=$(for m in ${1//:/ }; do printf '\\x%s' "$m"; done)
+    for ((i = 0; i < 16; i++)); do p+=$hex; done
+    # shellcheck disable=SC2059  # the packet's bytes are printf escapes
+    ip neigh replace "$2" lladdr "$1" dev mgr0 nud permanent &&
+        printf "$p" > "$RUN/magic" && cat "$RUN/magic" > "/dev/udp/$2/9"
+}
 arp_from() { "$SW" ctl "$DIR" arp "$1" | grep -q "^$2 $3 "; }   # arp_from IP MAC PORT: who answered
 
 IQN=iqn.2026-01.lab.ovm
@@ -79,6 +99,15 @@ check "the switch saw server 2 (52:54:00:0a:00:02) answer ARP for 10.77.0.2" arp
 check "four NICs up in every dom0 (lan0, stor0, stor1, vm0)" on_each \
     'for n in lan0 stor0 stor1 vm0; do grep -qx up /sys/class/net/$n/operstate || { echo "$n not up"; exit 1; }; done' 1 2 3
 check "the storage server answers on the management LAN (10.77.0.254)" reaches 1 "$OVM_XENLAB_STORAGE_LAN_IP"
+
+phase manager
+check "a web service on port 8080 in every dom0" on_each 'web_up $K' 1 2 3
+check "the manager ($OVM_XENLAB_MANAGER_IP, on the LAN) fetches a page from every dom0 directly (10.77.0.K:8080)" manager_sees
+check "the manager reaches the storage server's NFS and iSCSI ports on the LAN" \
+    eval 'tcp_open "$OVM_XENLAB_STORAGE_LAN_IP" 2049 && tcp_open "$OVM_XENLAB_STORAGE_LAN_IP" 3260'
+check "server 1's dom0 reaches the manager" reaches 1 "$OVM_XENLAB_MANAGER_IP"
+check "the switch saw the manager ($OVM_XENLAB_MANAGER_MAC) answer ARP for $OVM_XENLAB_MANAGER_IP" \
+    arp_from "$OVM_XENLAB_MANAGER_IP" "$OVM_XENLAB_MANAGER_MAC" manager.lan
 
 phase bonds
 check "every server bonds stor0 and stor1 (active-backup, ARP-monitored) and reaches the storage server over bond0" \
@@ -170,15 +199,17 @@ nfs_2_to_3() {
 check "the storage server keeps serving: server 2 writes to NFS, server 3 reads it" nfs_2_to_3
 check "the storage server keeps serving: server 3 reads the shared LUN" on 3 "[ \"\$(sector_read \$(lun_dev $LUN0) 0)\" = '$marker' ]"
 check "guest g2 still runs on server 2 (console alive)" on 2 'xl list g2 >/dev/null'
+check "the manager sees server 1 gone, servers 2 and 3 answering" manager_sees_2_3_not_1
 check "the switch still serves servers 2, 3 and the storage server" \
     sh -c "'$SW' ctl '$DIR' ports | grep -cE '^(node2\.lan|node3\.lan|storage\.storage) [a-z]+ up' | grep -qx 3"
 
 phase wake-server1
-check "server 2 sends a magic packet for server 1's management MAC" on 2 'magic_packet 52:54:00:0a:00:01 10.77.0.1'
-check "the switch saw the magic packet" sh -c "'$SW' ctl '$DIR' wol | grep -q '^52:54:00:0a:00:01 node2.lan '"
+check "the manager sends a magic packet for server 1's management MAC" wake 52:54:00:0a:00:01 10.77.0.1
+check "the switch saw the magic packet come from the manager" sh -c "'$SW' ctl '$DIR' wol | grep -q '^52:54:00:0a:00:01 manager.lan '"
 check "the power controller booted server 1" wait_serving 1 400
 say "    server 1 was back $(secs "$t0")s after it was killed"
 check "server 1 reaches server 2 after its power-on" reaches 1 10.77.0.2
+check "the manager reaches server 1 again" eval 'on 1 "web_up 1" && http_get 10.77.0.1 "server 1"'
 check "server 1, booted again, mounts the NFS export (over the LAN) and reads what server 2 wrote while it was off" \
     on 1 "nfs_mount $OVM_XENLAB_STORAGE_LAN_IP:/srv/nfs/repo /mnt/repo && grep -qx 'while server 1 was off' /mnt/repo/s1-off.txt"
 check "the power log shows the magic packet and the power-on" sh -c "grep -q 'wol 52:54:00:0a:00:01: server 1 is off' '$RUN/power.log' && grep -q 'node1 on' '$RUN/power.log'"

@@ -4,6 +4,11 @@
 # shellcheck shell=bash
 STORAGE_IP=${STORAGE_IP:-10.77.1.254}
 
+# web_up K: a small web service on port 8080 that answers "server K" (for the manager to reach)
+web_up() {
+    mkdir -p /tmp/www && echo "server $1" > /tmp/www/index.html && httpd -p 8080 -h /tmp/www
+}
+
 # bond_up K: bond0 = stor0 + stor1, active-backup with stor0 primary, link state by ARP monitoring of
 # the storage server (a link cut at the switch leaves the NIC's carrier up, so MII monitoring would
 # not see it), address 10.77.1.K/24.
@@ -101,15 +106,4 @@ guest_wait() {
     done
     echo "guest $1: no '$2' on its console:"; grep OVM-DOMU "/var/log/xen/console/guest-$1.log" 2>/dev/null
     return 1
-}
-
-# magic_packet MAC IP: a Wake-on-LAN magic packet for MAC, as a UDP datagram to port 9 of IP (whose
-# ARP entry is set to MAC, as a manager's agent does for a sleeping server). One write, one datagram.
-magic_packet() {
-    local m i hex=''
-    for m in $(echo "$1" | tr ':' ' '); do hex="$hex\\x$m"; done
-    local p='\xff\xff\xff\xff\xff\xff'
-    for ((i = 0; i < 16; i++)); do p="$p$hex"; done
-    # shellcheck disable=SC2059  # the packet's bytes are printf escapes
-    arp -i xenbr0 -s "$2" "$1" && printf "$p" > /tmp/magic && cat /tmp/magic > "/dev/udp/$2/9"
 }
