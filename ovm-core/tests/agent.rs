@@ -43,15 +43,16 @@ type Served = (Agent, String, std::thread::JoinHandle<ServeEnd>);
 
 /// Serves the simulated host `host` of `world` with the agent state of `dir` on `listen`.
 fn serve(dir: &Path, world: &SimWorld, host: &str, listen: &str) -> std::io::Result<Served> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
+    let addr = listener.local_addr()?.to_string();
     let mut cfg = AgentConfig::new(dir);
     cfg.lockout = Duration::from_millis(500);
+    cfg.migration_address = Some(addr.clone());
     let hv = SimDriver::new(world.clone())
         .connect(&format!("sim://{host}?cpus=8&memory_mib=16384"), DEFAULT_PASSWORD, "ovm-agent")
         .unwrap();
     let agent = Agent::open(cfg, hv).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
-    let addr = listener.local_addr()?.to_string();
     let a = agent.clone();
     let thread = std::thread::spawn(move || {
         let end = rt.block_on(a.serve(listener)).unwrap();
@@ -609,4 +610,118 @@ fn of_two_managers_racing_for_an_unowned_agent_one_wins() {
     };
     assert_eq!(loser.kind(), ErrorKind::PermissionDenied, "{loser}");
     assert_eq!(a.agent.owner().unwrap().manager_id, winner.id());
+}
+
+/// Two agents with their own simulated hosts, both owned by one manager and in one pool.
+fn two_agent_pool(tag: &str) -> (TestAgent, TestAgent, Manager, ServerId, ServerId, PoolId) {
+    let (a, b) = (TestAgent::start(&format!("{tag}-a")), TestAgent::start(&format!("{tag}-b")));
+    let (mgr, _) = manager(tag);
+    let sa = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let sb = ServerId(ok(mgr.discover_server(&b.addr, PASSWORD)).id);
+    let pool = PoolId(ok(mgr.create_pool(ovm_core::manager::PoolSpec::new("pool"))).id);
+    ok(mgr.add_server_to_pool(pool, sa));
+    ok(mgr.add_server_to_pool(pool, sb));
+    (a, b, mgr, sa, sb, pool)
+}
+
+fn resident(agent: &TestAgent, vm: VmId) -> bool {
+    agent.world.resident_on(vm).is_some()
+}
+
+#[test]
+fn a_running_vm_migrates_between_two_agents_over_their_own_tls_and_back() {
+    let (a, b, mgr, sa, sb, pool) = two_agent_pool("migrate");
+    let cfg = VmConfig { memory_mib: 512, max_memory_mib: 512, ..VmConfig::default() };
+    let mut spec = ovm_core::manager::VmSpec::new("mig1", cfg);
+    spec.server = Some(sa);
+    spec.pool = Some(pool);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    assert!(resident(&a, vm));
+
+    ok(mgr.migrate_vm(vm, sb));
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(sb)));
+    assert!(resident(&b, vm), "the domain runs on the destination's host");
+    assert!(!resident(&a, vm), "and no longer on the source's");
+    assert!(b.audit_has(&format!(
+        "migration of VM {vm} admitted from the agent {}",
+        a.agent.fingerprint().unwrap()
+    )));
+    assert!(b.audit_has(&format!("migration of VM {vm} received")));
+
+    ok(mgr.migrate_vm(vm, sa));
+    assert_eq!(mgr.vm(vm).unwrap().server, Some(sa));
+    assert!(resident(&a, vm) && !resident(&b, vm));
+    ok(mgr.stop_vm(vm));
+}
+
+#[test]
+fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
+    use ovm_core::driver::{DomainSpec, MigrationTicket};
+    let (a, b) = (TestAgent::start("tickets-a"), TestAgent::start("tickets-b"));
+    let driver = ovm_core::agent::AgentDriver::new(ovm_core::agent::Identity::generate("manager").unwrap());
+    let src = driver.connect(&a.addr, PASSWORD, "m").unwrap();
+    let dst = driver.connect(&b.addr, PASSWORD, "m").unwrap();
+    let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+    let spec = DomainSpec {
+        uuid: VmId::new(),
+        name: "t1".into(),
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![],
+        nics: vec![],
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        restart_actions: Default::default(),
+    };
+    src.create_domain(&spec).unwrap();
+    let src_id = ms.identity().unwrap();
+    assert_eq!(src_id, a.agent.fingerprint().unwrap());
+    let denied = |r: ovm_core::Result<()>| match r {
+        Err(ovm_core::Error::PermissionDenied { reason }) => reason,
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    };
+
+    // A forged token.
+    let real = md.prepare_incoming(&spec, &src_id).unwrap();
+    assert_eq!(real.peer, b.agent.fingerprint().unwrap());
+    let forged = MigrationTicket { token: "00".repeat(32), ..real.clone() };
+    assert!(denied(ms.send(spec.uuid, &forged, true)).contains("no such ticket"));
+    assert!(b.audit_has("migration ticket refused: no such ticket"));
+    // A destination that is not the one the manager pinned: the source refuses to send.
+    let impostor = MigrationTicket { peer: src_id.clone(), ..real.clone() };
+    assert!(denied(ms.send(spec.uuid, &impostor, true)).contains("presented certificate"));
+    assert!(resident(&a, spec.uuid), "nothing left the source");
+    // The real ticket, once; then it is spent.
+    ms.send(spec.uuid, &real, true).unwrap();
+    assert!(resident(&b, spec.uuid) && !resident(&a, spec.uuid));
+    let back = ms.prepare_incoming(&spec, &md.identity().unwrap()).unwrap();
+    md.send(spec.uuid, &back, true).unwrap();
+    assert!(denied(ms.send(spec.uuid, &real, true)).contains("no such ticket"), "a used ticket is refused");
+    // A ticket issued for another source certificate.
+    let for_other = md.prepare_incoming(&spec, &md.identity().unwrap()).unwrap();
+    assert!(denied(ms.send(spec.uuid, &for_other, true)).contains("issued for the agent"));
+    md.cancel_incoming(&for_other).unwrap();
+    // A stream carrying another domain than the one prepared: refused, and the VM stays.
+    let mut bigger = spec.clone();
+    bigger.memory_mib = 512;
+    bigger.max_memory_mib = 512;
+    let mismatched = md.prepare_incoming(&bigger, &src_id).unwrap();
+    let e = ms.send(spec.uuid, &mismatched, true).unwrap_err();
+    assert!(
+        resident(&a, spec.uuid) && !resident(&b, spec.uuid),
+        "a refused migration leaves the VM at the source: {e}"
+    );
+    // Preparation checks: a spec that does not fit, a source that is not a fingerprint.
+    let mut huge = spec.clone();
+    huge.uuid = VmId::new();
+    huge.memory_mib = 1 << 20;
+    huge.max_memory_mib = 1 << 20;
+    assert_eq!(md.prepare_incoming(&huge, &src_id).unwrap_err().kind(), ErrorKind::InsufficientResources);
+    assert_eq!(md.prepare_incoming(&spec, "someone").unwrap_err().kind(), ErrorKind::InvalidArgument);
 }

@@ -9,7 +9,7 @@ use ovm_core::agent::Identity;
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
 use ovm_core::driver::{Driver, DriverContext, DriverState, ServerConnection};
 use ovm_core::manager::{DatabaseLocation, ManagerBuilder};
-use ovm_core::store::{Batch, Durability, Store};
+use ovm_core::store::{Batch, Durability, SqliteStore, Store};
 use ovm_core::{ErrorKind, Manager, Result};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
@@ -118,7 +118,7 @@ fn driver_state_is_namespaced_and_persisted_in_the_manager_database() {
     mgr.close(Duration::from_secs(5)).unwrap();
     drop((mgr, st));
     // Under the driver's namespace in the meta table.
-    let db = Store::open(&path, Durability::Normal).unwrap();
+    let db = SqliteStore::open(&path, Durability::Normal).unwrap();
     assert_eq!(db.meta("note.a").unwrap().as_deref(), Some("1"));
     assert_eq!(db.meta("a").unwrap(), None);
 }
@@ -128,7 +128,7 @@ fn the_agent_driver_reads_the_keys_existing_databases_have() {
     let path = temp_db("agentkeys");
     let identity = Identity::generate("ovm-manager-old").unwrap();
     {
-        let mut db = Store::open(&path, Durability::Normal).unwrap();
+        let mut db = SqliteStore::open(&path, Durability::Normal).unwrap();
         let mut b = Batch::default();
         b.meta.push(("agent.identity".into(), serde_json::to_string(&identity).unwrap()));
         b.meta.push(("agent.pin:10.0.0.7".into(), "AB:CD".into()));
@@ -151,7 +151,7 @@ fn the_agent_driver_reads_the_keys_existing_databases_have() {
     agent.forget("10.0.0.7");
     mgr.close(Duration::from_secs(5)).unwrap();
     drop(mgr);
-    let db = Store::open(&path, Durability::Normal).unwrap();
+    let db = SqliteStore::open(&path, Durability::Normal).unwrap();
     assert_eq!(db.meta("agent.pin:10.0.0.8").unwrap().as_deref(), Some("EF:01"));
     assert_eq!(db.meta("agent.pin:10.0.0.7").unwrap().as_deref(), Some(""), "deleted");
 }

@@ -171,16 +171,26 @@ fn clones_vm_to_vm_and_vm_to_template() {
     let c = lab.mgr.vm(copy).unwrap();
     assert_ne!(c.config.vnics[0].mac, src.config.vnics[0].mac);
     assert_eq!(c.pool, src.pool);
+    // A VM with two VNICs becomes a template (placeholder MACs, distinct), and its clones get
+    // fresh MACs.
+    ok(lab.mgr.edit_vm(copy, |v| v.config.vnics.push(Vnic { mac: String::new(), network: Some(lab.net) })));
     let t = TemplateId(result_id(lab.mgr.vm_to_template(copy, "golden")));
-    assert_eq!(lab.mgr.get::<Template>(t).unwrap().from_vm, Some(copy));
+    let tpl = lab.mgr.get::<Template>(t).unwrap();
+    assert_eq!(tpl.from_vm, Some(copy));
+    assert_eq!(tpl.config.vnics.len(), 2);
+    let from_golden = VmId(result_id(lab.mgr.clone_template(t, "from-golden", CloneOptions::default())));
+    let g = lab.mgr.vm(from_golden).unwrap();
+    assert_ne!(g.config.vnics[0].mac, g.config.vnics[1].mac);
+    assert!(g.config.vnics.iter().all(|n| !tpl.config.vnics.iter().any(|t| t.mac == n.mac)));
+    ok(lab.mgr.delete_vm(from_golden));
     ok(lab.mgr.start_vm(copy));
     assert_eq!(
         lab.mgr.clone_vm(copy, "nope", CloneOptions::default()).unwrap_err().kind(),
         ErrorKind::InvalidState
     );
     let used = lab.mgr.repository(lab.repo).unwrap().used_bytes;
-    // The template's 6 GiB of disks, plus three clones of them.
-    assert_eq!(used, (6u64 << 30) * 4);
+    // The template's 6 GiB of disks, plus four clones of them (a deleted VM keeps its disks).
+    assert_eq!(used, (6u64 << 30) * 5);
 }
 
 #[test]

@@ -391,6 +391,9 @@ impl AgentConnection {
                         log::warn!("the agent at {addr} could not read a request: {message}");
                     }
                     Ok(AgentMessage::Welcome { .. }) => break "a second welcome from the agent".into(),
+                    Ok(AgentMessage::Receiving) => {
+                        break "a migration answer on a manager's connection".into()
+                    }
                     Err(e) => break format!("malformed message from the agent: {e}"),
                 }
             };
@@ -569,19 +572,33 @@ impl FileStoragePlugin for AgentConnection {
     }
 }
 
-/// Protocol v1 migrates by destination address: the ticket of an agent destination is its address,
-/// and the source agent sends the domain there.
+/// Migration between agents: the destination agent issues a one-time ticket for the source agent's
+/// certificate (this connection's pin of it), and the source agent sends the domain to the
+/// destination agent directly, checking its certificate against the manager's pin.
 impl MigrationOps for AgentConnection {
-    fn prepare_incoming(&self, spec: &DomainSpec) -> Result<MigrationTicket> {
-        Ok(MigrationTicket { vm: spec.uuid, destination: self.address.clone(), token: String::new() })
+    fn identity(&self) -> Result<String> {
+        Ok(self.fingerprint.clone())
     }
 
-    fn cancel_incoming(&self, _ticket: &MigrationTicket) -> Result<()> {
-        Ok(())
+    fn prepare_incoming(&self, spec: &DomainSpec, source: &str) -> Result<MigrationTicket> {
+        let t = Client::prepare_incoming(self, Box::new(spec.into()), source.to_owned())?;
+        Ok(MigrationTicket {
+            vm: spec.uuid,
+            destination: t.destination,
+            token: t.token,
+            peer: self.fingerprint.clone(),
+        })
+    }
+
+    fn cancel_incoming(&self, ticket: &MigrationTicket) -> Result<()> {
+        Client::cancel_incoming(self, ticket.token.clone())
     }
 
     fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()> {
-        self.migrate(vm, ticket.destination.clone(), live)
+        if ticket.vm != vm {
+            return Err(Error::invalid("ticket", format!("the ticket admits {}, not {vm}", ticket.vm)));
+        }
+        self.send_domain(vm, ticket.destination.clone(), ticket.token.clone(), ticket.peer.clone(), live)
     }
 }
 

@@ -18,6 +18,8 @@
 //! The `ovm-agent` program (`ovm-core/src/bin/ovm-agent.rs`) runs an agent.
 
 pub mod client;
+#[cfg(feature = "agent-server")]
+mod migration;
 pub mod proto;
 #[cfg(feature = "agent-server")]
 pub mod server;

@@ -26,7 +26,7 @@ use super::proto::{
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::tls::{self, Identity};
-use crate::driver::{MigrationTicket, ServerConnection};
+use crate::driver::ServerConnection;
 use crate::model::VmId;
 use crate::sync::lock;
 use crate::{Error, Result};
@@ -47,6 +47,11 @@ pub struct AgentConfig {
     pub handshake_timeout: Duration,
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Where other agents reach this one to migrate domains here (`host:port` on the pool's live
+    /// migrate network). Without it the agent refuses to prepare incoming migrations.
+    pub migration_address: Option<String>,
+    /// How long an incoming-migration ticket stays valid.
+    pub incoming_ttl: Duration,
 }
 
 impl AgentConfig {
@@ -58,6 +63,8 @@ impl AgentConfig {
             lockout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 64,
+            migration_address: None,
+            incoming_ttl: Duration::from_secs(120),
         }
     }
 }
@@ -173,6 +180,7 @@ struct Inner {
     /// Password checks (PBKDF2) at once: a flood of attempts cannot take the CPU.
     password_checks: tokio::sync::Semaphore,
     end: watch::Sender<Option<ServeEnd>>,
+    incoming: super::migration::Incoming,
 }
 
 impl std::fmt::Debug for Inner {
@@ -271,6 +279,7 @@ impl Agent {
                 conns: AtomicUsize::new(0),
                 password_checks: tokio::sync::Semaphore::new(2),
                 end: watch::channel(None).0,
+                incoming: Default::default(),
             }),
         })
     }
@@ -400,13 +409,17 @@ impl Inner {
             Some(c) => tls::fingerprint(c),
             None => return Err("no client certificate".into()),
         };
-        let (mut rd, mut wr) = tokio::io::split(tls);
+        let mut tls = tls;
         let mut buf = Vec::new();
-        let hello = match tokio::time::timeout(limit, proto::read_frame(&mut rd, &mut buf)).await {
+        let hello = match tokio::time::timeout(limit, proto::read_frame(&mut tls, &mut buf)).await {
             Ok(Ok(())) => proto::decode::<ClientMessage>(&buf),
             Ok(Err(e)) => return Err(format!("no hello: {e}")),
             Err(_) => return Err("no hello in time".into()),
         };
+        if let Ok(ClientMessage::Migration { token, vm }) = hello {
+            return self.incoming_migration(tls, peer, &fp, &token, vm).await;
+        }
+        let (mut rd, mut wr) = tokio::io::split(tls);
         let (manager_id, version) = match hello {
             Ok(ClientMessage::Hello { min_version, max_version, manager_id }) => {
                 let v = max_version.min(PROTOCOL_VERSION);
@@ -517,9 +530,10 @@ impl Inner {
             }
             let (id, op) = match proto::decode::<ClientMessage>(&buf) {
                 Ok(ClientMessage::Request { id, op }) => (id, op),
-                Ok(ClientMessage::Hello { .. }) => {
-                    let f =
-                        proto::encode(&AgentMessage::ProtocolError { message: "hello sent twice".into() });
+                Ok(ClientMessage::Hello { .. } | ClientMessage::Migration { .. }) => {
+                    let f = proto::encode(&AgentMessage::ProtocolError {
+                        message: "a hello or a migration ticket is only a connection's first message".into(),
+                    });
                     let _ = tx.send(f.map_err(|e| e.to_string())?).await;
                     continue;
                 }
@@ -549,6 +563,35 @@ impl Inner {
         drop(tx);
         let _ = writer.await;
         Ok(())
+    }
+
+    /// A source agent presents a migration ticket: admit it (or refuse and audit), then receive
+    /// the domain over this connection.
+    async fn incoming_migration(
+        self: Arc<Self>,
+        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+        peer: SocketAddr,
+        fp: &str,
+        token: &str,
+        vm: VmId,
+    ) -> std::result::Result<(), String> {
+        let prepared = match self.incoming.admit(token, vm, fp) {
+            Ok(p) => p,
+            Err(e) => return refuse(&mut tls, e).await,
+        };
+        self.record(peer, format!("migration of VM {vm} admitted from the agent {fp}"));
+        let me = self.clone();
+        let received = super::migration::receive(tls, prepared, move |spec, stream| {
+            capability(me.hv.migration_streams(), "migration streams")?.receive_stream(&spec, stream)
+        })
+        .await;
+        match received {
+            Ok(domid) => {
+                self.record(peer, format!("migration of VM {vm} received: domain {domid}"));
+                Ok(())
+            }
+            Err(e) => Err(format!("migration of VM {vm} not received: {e}")),
+        }
     }
 
     async fn handle(self: Arc<Self>, peer: SocketAddr, fp: &str, manager_id: &str, op: Op) -> Result<Reply> {
@@ -670,6 +713,12 @@ impl Inner {
     }
 
     fn run(&self, op: Op) -> Result<Reply> {
+        if let Op::SendDomain { vm, .. } = &op {
+            // Carried by this agent: it connects to the destination agent with its own identity.
+            let streams = capability(self.hv.migration_streams(), "migration streams")?;
+            super::migration::send(&self.identity, streams, *vm, &op)?;
+            return Ok(Reply::Done);
+        }
         v1::dispatch(self, op)
     }
 }
@@ -735,10 +784,24 @@ impl Serve for Inner {
         self.hv.restore(&(*spec).try_into()?, &path)
     }
 
-    fn migrate(&self, vm: VmId, destination: String, live: bool) -> Result<()> {
-        // v1 names the destination by address: the ticket that destination would issue.
-        let ticket = MigrationTicket { vm, destination, token: String::new() };
-        capability(self.hv.migration(), "migration")?.send(vm, &ticket, live)
+    fn prepare_incoming(&self, spec: Box<v1::DomainSpec>, source: String) -> Result<v1::IncomingTicket> {
+        let destination = self.cfg.migration_address.clone().ok_or_else(|| Error::Unsupported {
+            what: "incoming migrations on an agent started without a migration address".into(),
+        })?;
+        let spec = crate::driver::DomainSpec::try_from(*spec)?;
+        let streams = capability(self.hv.migration_streams(), "migration streams")?;
+        let token = self.incoming.prepare(streams, spec, &source, self.cfg.incoming_ttl)?;
+        Ok(v1::IncomingTicket { destination, token })
+    }
+
+    fn cancel_incoming(&self, token: String) -> Result<()> {
+        self.incoming.cancel(&token);
+        Ok(())
+    }
+
+    fn send_domain(&self, _vm: VmId, _d: String, _t: String, _p: String, _live: bool) -> Result<()> {
+        // `run` carries it (it needs the agent's identity and runtime); never dispatched here.
+        Err(Error::Internal { message: "send_domain on the dispatch path".into() })
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {

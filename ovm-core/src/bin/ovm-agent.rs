@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ovm-agent init --state-dir DIR --password-file FILE
-//! ovm-agent serve --state-dir DIR [--listen ADDR] [--backend xen|sim:NAME] [--password-file FILE]
+//! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE]
 //! ovm-agent fingerprint --state-dir DIR
 //! ovm-agent status --state-dir DIR
 //! ```
@@ -23,7 +23,7 @@ use ovm_core::xen::XenDriver;
 
 const USAGE: &str = "usage:
   ovm-agent init --state-dir DIR --password-file FILE
-  ovm-agent serve --state-dir DIR [--listen ADDR] [--backend xen|sim:NAME] [--password-file FILE]
+  ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE]
   ovm-agent fingerprint --state-dir DIR
   ovm-agent status --state-dir DIR";
 
@@ -31,6 +31,7 @@ const USAGE: &str = "usage:
 struct Args {
     state_dir: Option<PathBuf>,
     listen: Option<String>,
+    migration_address: Option<String>,
     backend: Option<String>,
     password_file: Option<PathBuf>,
 }
@@ -43,6 +44,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
         match flag.as_str() {
             "--state-dir" => a.state_dir = Some(value()?.into()),
             "--listen" => a.listen = Some(value()?),
+            "--migration-address" => {
+                let v = value()?;
+                if ovm_core::agent::parse_address(&v).is_none() {
+                    return Err(format!("--migration-address {v:?} is not HOST:PORT"));
+                }
+                a.migration_address = Some(v)
+            }
             "--backend" => a.backend = Some(value()?),
             "--password-file" => a.password_file = Some(value()?.into()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -151,7 +159,10 @@ fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
         }
     }
     let hv = backend(args.backend.as_deref().unwrap_or("xen"))?;
-    let agent = Agent::open(AgentConfig::new(&dir), hv).map_err(|e| e.to_string())?;
+    let mut cfg = AgentConfig::new(&dir);
+    // Where other agents send domains migrating here (the pool's live migrate network).
+    cfg.migration_address = args.migration_address.clone();
+    let agent = Agent::open(cfg, hv).map_err(|e| e.to_string())?;
     let listen = args.listen.clone().unwrap_or_else(|| "0.0.0.0:8899".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

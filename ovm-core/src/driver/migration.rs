@@ -1,5 +1,16 @@
 //! Migration, orchestrated by the manager at both ends: the destination prepares for an incoming
 //! domain and returns a [`MigrationTicket`]; the source sends the domain using that ticket.
+//!
+//! Each end has an identity ([`MigrationOps::identity`]: for servers behind agents, the agent's
+//! certificate fingerprint that the manager pinned). The manager tells the destination whom to
+//! expect (the source's identity) and the source whom to trust (the ticket's `peer`), so the two
+//! servers authenticate each other with what the manager already verified.
+//!
+//! A backend that moves domains as a byte stream ([`MigrationStreams`], the Xen toolstack's
+//! migration stream) lets whoever connects the two servers carry it: the agents carry it over
+//! mutual TLS between themselves.
+
+use std::os::unix::net::UnixStream;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,16 +25,37 @@ pub struct MigrationTicket {
     pub vm: VmId,
     /// Where to send it, in the destination driver's terms (an address).
     pub destination: String,
-    /// A token the destination recognises (empty when the destination needs none).
+    /// A one-time token the destination recognises.
     pub token: String,
+    /// The destination's identity, which the source checks before it sends anything.
+    #[serde(default)]
+    pub peer: String,
 }
 
 /// Both ends of a migration.
 pub trait MigrationOps: Send + Sync {
-    /// Destination side: prepare to receive the domain described by `spec` (checking that it fits).
-    fn prepare_incoming(&self, spec: &DomainSpec) -> Result<MigrationTicket>;
+    /// What this end proves to the other end of a migration.
+    fn identity(&self) -> Result<String>;
+    /// Destination side: prepare to receive the domain described by `spec` from the source whose
+    /// identity is `source` (checking that the domain fits and that its disks and networks are
+    /// here), and issue the one-time ticket the source needs.
+    fn prepare_incoming(&self, spec: &DomainSpec, source: &str) -> Result<MigrationTicket>;
     /// Destination side: give up a prepared migration that will not happen.
     fn cancel_incoming(&self, ticket: &MigrationTicket) -> Result<()>;
     /// Source side: send the domain to the destination that issued `ticket`.
     fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()>;
+}
+
+/// Both ends of a migration as a byte stream that the caller carries between the two servers.
+pub trait MigrationStreams: Send + Sync {
+    /// Destination side: check, before any ticket is issued, that a domain described by `spec`
+    /// may come here (memory, disk paths inside this server's repositories, bridges present).
+    fn check_incoming(&self, spec: &DomainSpec) -> Result<()>;
+    /// Destination side: receive the domain described by `spec` from `stream`, refusing a stream
+    /// whose domain is not the one `spec` describes; returns its domid here.
+    fn receive_stream(&self, spec: &DomainSpec, stream: UnixStream) -> Result<u32>;
+    /// Source side: send domain `vm` through `stream`, which reaches the destination's
+    /// [`MigrationStreams::receive_stream`]. On success the domain runs there and no longer here;
+    /// on failure it still runs here.
+    fn send_stream(&self, vm: VmId, live: bool, stream: UnixStream) -> Result<()>;
 }

@@ -41,7 +41,7 @@ pub use domain::{
     DiskSpec, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec, ShutdownReason,
 };
 pub use host::{HostInfo, HostLoad, HostOps};
-pub use migration::{MigrationOps, MigrationTicket};
+pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
 pub use network::{BondConfig, BridgeConfig, NetworkConfig, NetworkOps, VlanConfig};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
@@ -71,6 +71,10 @@ pub trait ServerConnection: HostOps + DomainOps + fmt::Debug {
     }
     /// Migration to and from this server.
     fn migration(&self) -> Option<&dyn MigrationOps> {
+        None
+    }
+    /// Migration as a byte stream carried by the caller (what an agent serves its peers with).
+    fn migration_streams(&self) -> Option<&dyn MigrationStreams> {
         None
     }
 }

@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, DriverContext, DriverState, FileStoragePlugin, MigrationOps, ServerConnection};
 use crate::job::Journal;
 use crate::model::*;
-use crate::store::{Batch, Durability, Store};
+use crate::store::{Batch, Durability, SqliteStore, Store};
 use crate::{Error, Result};
 
 mod cluster;
@@ -92,6 +92,7 @@ pub struct ManagerBuilder {
     worker_threads: usize,
     recurring: bool,
     clock: Arc<dyn Clock>,
+    store: Option<Box<dyn Store>>,
 }
 
 impl ManagerBuilder {
@@ -105,12 +106,19 @@ impl ManagerBuilder {
             worker_threads: 2,
             recurring: true,
             clock: Arc::new(SystemClock),
+            store: None,
         }
     }
 
     /// Use the database at `location`.
     pub fn database(mut self, location: DatabaseLocation) -> Self {
         self.location = location;
+        self
+    }
+    /// Keep the manager's data in `store` instead of a database at a location (for example a
+    /// [`crate::store::MemoryStore`], which tests share with the manager to see what it committed).
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Box::new(store));
         self
     }
     /// Use the database at `uri` (see [`DatabaseLocation::parse`]).
@@ -183,7 +191,7 @@ pub(crate) struct CommitQueue {
 pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) state: Mutex<State>,
-    pub(crate) db: Mutex<Store>,
+    pub(crate) db: Mutex<Box<dyn Store>>,
     pub(crate) queue: Mutex<CommitQueue>,
     pub(crate) changes: broadcast::Sender<Change>,
     pub(crate) drivers: Vec<Arc<dyn Driver>>,
@@ -248,9 +256,10 @@ impl Manager {
     }
 
     fn open_with(b: ManagerBuilder) -> Result<Manager> {
-        let mut db = match &b.location {
-            DatabaseLocation::File(p) => Store::open(p, b.durability)?,
-            DatabaseLocation::Memory => Store::open_in_memory()?,
+        let mut db: Box<dyn Store> = match (b.store, &b.location) {
+            (Some(store), _) => store,
+            (None, DatabaseLocation::File(p)) => Box::new(SqliteStore::open(p, b.durability)?),
+            (None, DatabaseLocation::Memory) => Box::new(SqliteStore::open_in_memory()?),
         };
         let mut inv = Inventory::new();
         for o in db.load_objects()? {
@@ -280,7 +289,7 @@ impl Manager {
         if !setup.is_empty() {
             db.commit(&setup, b.clock.now_ms())?;
         }
-        let recurring = recurring::Schedule::load(&db)?;
+        let recurring = recurring::Schedule::load(&*db)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(b.worker_threads)
             // Jobs run on blocking threads; a bounded pool keeps a burst of jobs from becoming a burst of
@@ -628,7 +637,7 @@ impl Manager {
     }
 
     /// The manager database (for reads and maintenance; writes go through [`Manager::enqueue`]).
-    pub(crate) fn db(&self) -> MutexGuard<'_, Store> {
+    pub(crate) fn db(&self) -> MutexGuard<'_, Box<dyn Store>> {
         lock(&self.inner.db)
     }
 

@@ -28,7 +28,7 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    pub(crate) fn load(db: &Store) -> Result<Schedule> {
+    pub(crate) fn load(db: &dyn Store) -> Result<Schedule> {
         let mut s = Schedule::default();
         for (name, ms) in DEFAULTS {
             s.entries.insert(

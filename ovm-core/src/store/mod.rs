@@ -1,23 +1,77 @@
-//! The manager database: SQLite (embedded), versioned schema, every change in one transaction.
+//! The manager database, behind one seam: the [`Store`] trait, what the manager reads and writes.
 //!
-//! Durability: the database runs in WAL mode. With [`Durability::Normal`] (the default) a committed
-//! change survives a crash of the process; after a power loss or OS crash the changes committed
-//! since the last WAL checkpoint may be lost, but the file stays consistent. [`Durability::Full`]
-//! syncs the WAL on every commit, so a committed change also survives a power loss.
-
-use std::path::Path;
-
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+//! Two stores implement it. [`SqliteStore`] is the manager database (embedded SQLite, versioned
+//! schema, every group commit in one transaction). [`MemoryStore`] keeps the same tables in process
+//! memory, with no SQL at all: the job engine and recovery are unit-tested on it, a commit failure
+//! can be injected into it, and its contents outlive the manager that wrote them (a clone shares
+//! them), so a test can reopen a manager on what a stopped one left.
+//!
+//! Durability of the SQLite store: the database runs in WAL mode. With [`Durability::Normal`] (the
+//! default) a committed change survives a crash of the process; after a power loss or OS crash the
+//! changes committed since the last WAL checkpoint may be lost, but the file stays consistent.
+//! [`Durability::Full`] syncs the WAL on every commit, so a committed change also survives a power
+//! loss.
 
 pub use crate::job::Journal;
 use crate::model::{
-    Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectKind, ObjectRef, Severity,
-    Timestamp,
+    Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectRef, Severity, Timestamp,
 };
-use crate::{Error, Result};
+use crate::Result;
 
 mod lock;
-use lock::DatabaseLock;
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// What the manager keeps: objects, jobs with their journals, events, the change feed, meta keys
+/// and recurring-job settings. Writes arrive as [`Batch`]es; a group of batches is committed
+/// atomically (all or none), in order.
+pub trait Store: Send + std::fmt::Debug {
+    /// Write several batches atomically (group commit); returns each batch's change tokens, which
+    /// grow across commits and are never reused.
+    fn commit_many(&mut self, batches: &[&Batch], now: Timestamp) -> Result<Vec<Vec<u64>>>;
+
+    /// Write one batch atomically; returns the change tokens assigned, in order.
+    fn commit(&mut self, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
+        Ok(self.commit_many(&[batch], now)?.pop().unwrap_or_default())
+    }
+
+    /// Give up the store (its file's lock, for a file): every later write fails with
+    /// [`crate::Error::Closed`]; reads still work.
+    fn release_lock(&mut self);
+
+    /// Every stored object.
+    fn load_objects(&self) -> Result<Vec<Object>>;
+    /// A meta value.
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+    /// Every meta entry whose key starts with `prefix`, by key.
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// One job.
+    fn job(&self, id: JobId) -> Result<Option<Job>>;
+    /// Unfinished jobs with their journals, oldest first.
+    fn unfinished_jobs(&self) -> Result<Vec<(Job, Journal)>>;
+    /// Job history, newest first.
+    fn jobs(&self, f: &JobFilter) -> Result<Vec<Job>>;
+    /// One event.
+    fn event(&self, id: EventId) -> Result<Option<Event>>;
+    /// Events, newest first.
+    fn events(&self, f: &EventFilter) -> Result<Vec<Event>>;
+    /// Change-feed entries after `token`, oldest first, at most `limit`.
+    fn changes_since(&self, token: u64, limit: usize) -> Result<Vec<Change>>;
+    /// The newest change token (0 when the feed is empty).
+    fn last_token(&self) -> Result<u64>;
+    /// The oldest retained change token (0 when the feed is empty).
+    fn first_token(&self) -> Result<u64>;
+    /// Drop change-feed entries older than the newest `keep` (at least the newest entry is kept, so
+    /// tokens keep growing).
+    fn prune_changes(&mut self, keep: u64) -> Result<usize>;
+    /// Recurring job intervals (name → (interval ms, enabled)), by name.
+    fn recurring(&self) -> Result<Vec<(String, u64, bool)>>;
+    /// Set a recurring job's interval.
+    fn set_recurring(&mut self, name: &str, interval_ms: u64, enabled: bool) -> Result<()>;
+}
 
 /// Newest schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -31,24 +85,6 @@ pub enum Durability {
     /// WAL with `synchronous=FULL`: every commit is on stable storage when it returns.
     Full,
 }
-
-const MIGRATIONS: &[&str] = &[
-    // Version 1.
-    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE objects(id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL);
-     CREATE INDEX objects_kind ON objects(kind);
-     CREATE TABLE jobs(id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,
-                       parent TEXT, body TEXT NOT NULL, journal TEXT NOT NULL DEFAULT '{\"steps\":[]}');
-     CREATE INDEX jobs_created ON jobs(created);
-     CREATE TABLE job_targets(object TEXT NOT NULL, job TEXT NOT NULL, PRIMARY KEY(object, job)) WITHOUT ROWID;
-     CREATE TABLE events(id TEXT PRIMARY KEY, object TEXT NOT NULL, severity INTEGER NOT NULL,
-                         created INTEGER NOT NULL, acknowledged INTEGER, body TEXT NOT NULL);
-     CREATE INDEX events_object ON events(object);
-     CREATE INDEX events_created ON events(created);
-     CREATE TABLE changes(token INTEGER PRIMARY KEY, kind TEXT NOT NULL, object TEXT NOT NULL,
-                          op TEXT NOT NULL, at INTEGER NOT NULL);
-     CREATE TABLE recurring(name TEXT PRIMARY KEY, interval_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);",
-];
 
 /// A write of one object.
 #[derive(Debug, Clone)]
@@ -118,487 +154,192 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
-/// A filtered query over a table's JSON `body` column (job and event history).
-struct BodyQuery {
-    sql: String,
-    args: Vec<Box<dyn rusqlite::ToSql>>,
-}
-
-impl BodyQuery {
-    fn new(select: &str) -> Self {
-        BodyQuery { sql: select.to_owned(), args: Vec::new() }
-    }
-
-    fn cond(&mut self, clause: &str, arg: impl rusqlite::ToSql + 'static) {
-        self.sql.push_str(clause);
-        self.args.push(Box::new(arg));
-    }
-
-    fn time_range(&mut self, column: &str, since: Option<Timestamp>, until: Option<Timestamp>) {
-        if let Some(s) = since {
-            self.cond(&format!(" AND {column} >= ?"), s as i64);
-        }
-        if let Some(u) = until {
-            self.cond(&format!(" AND {column} < ?"), u as i64);
-        }
-    }
-
-    fn fetch<T: serde::de::DeserializeOwned>(
-        mut self,
-        conn: &Connection,
-        order: &str,
-        limit: Option<usize>,
-    ) -> Result<Vec<T>> {
-        self.sql.push_str(&format!(" ORDER BY {order}"));
-        if let Some(l) = limit {
-            self.cond(" LIMIT ?", l as i64);
-        }
-        let mut st = conn.prepare(&self.sql)?;
-        let rows = st.query_map(rusqlite::params_from_iter(self.args.iter()), |r| r.get::<_, String>(0))?;
-        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
-    }
-}
-
-/// The SQLite manager database.
-#[derive(Debug)]
-pub struct Store {
-    conn: Connection,
-    /// The database file's exclusive lock (`None` for an in-memory database, or once released).
-    lock: Option<DatabaseLock>,
-    /// Set when the lock was released: the store takes no more writes.
-    released: bool,
-}
-
-fn sev_num(s: Severity) -> i64 {
-    match s {
-        Severity::Info => 0,
-        Severity::Warning => 1,
-        Severity::Error => 2,
-        Severity::Critical => 3,
-    }
-}
-
-fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
-    Error::Database { message: format!("{context}: {e}") }
-}
-
-impl Store {
-    /// Open (or create) the database file at `path`. A file that is not an ovm database, is corrupt,
-    /// or has a newer schema is refused with a clear error and left untouched. A database has one
-    /// manager: while another live process (or another manager in this one) holds the file, opening
-    /// it fails at once with [`Error::DatabaseLocked`] naming the holder's process id.
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
-        let lock = DatabaseLock::acquire(path)?;
-        let existed = path.exists();
-        if !existed {
-            // The database holds the manager's private key (for agents): readable by its owner only.
-            // SQLite gives its journal files the database file's permissions.
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::Database { message: format!("cannot create {}: {e}", path.display()) })?;
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| db_err(&format!("cannot open {}", path.display()), e))?;
-        if existed {
-            Self::check_existing(&conn, path)?;
-        }
-        let mut store = Self::init(conn, durability, true)?;
-        store.lock = Some(lock);
-        Ok(store)
-    }
-
-    /// A private in-memory database.
-    pub fn open_in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory()?;
-        Self::init(conn, Durability::Normal, false)
-    }
-
-    /// Read-only checks before anything is written to an existing file.
-    fn check_existing(conn: &Connection, path: &Path) -> Result<()> {
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| {
-            db_err(&format!("{} is not a readable ovm database (left untouched)", path.display()), e)
-        })?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
-        }
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| {
-                db_err(&format!("{} is not a readable ovm database (left untouched)", path.display()), e)
-            })?;
-        if version == 0 && tables > 0 {
-            return Err(db_err(
-                &path.display().to_string(),
-                "is an SQLite database of another program (left untouched)",
-            ));
-        }
-        if version > 0 {
-            let ok: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| db_err(&format!("{} is corrupt (left untouched)", path.display()), e))?;
-            if ok != "ok" {
-                return Err(db_err(&format!("{} is corrupt (left untouched)", path.display()), ok));
-            }
-            let app: Option<String> = conn
-                .query_row("SELECT value FROM meta WHERE key='application'", [], |r| r.get(0))
-                .optional()
-                .map_err(|e| {
-                    db_err(&format!("{} is not an ovm database (left untouched)", path.display()), e)
-                })?;
-            if app.as_deref() != Some("ovm") {
-                return Err(db_err(&path.display().to_string(), "is not an ovm database (left untouched)"));
-            }
-        }
-        Ok(())
-    }
-
-    fn init(mut conn: Connection, durability: Durability, wal: bool) -> Result<Store> {
-        if wal {
-            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(db_err("cannot enable WAL", mode));
-            }
-        }
-        conn.execute_batch(match durability {
-            Durability::Normal => "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;",
-            Durability::Full => "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
-        })?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
-        }
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(m)?;
-            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('application', 'ovm')", [])?;
-            tx.pragma_update(None, "user_version", (i + 1) as u32)?;
-            tx.commit()?;
-        }
-        Ok(Store { conn, lock: None, released: false })
-    }
-
-    /// Give up the database's lock, so that another manager may open it; from then on every write
-    /// fails with [`Error::Closed`] (reads still work).
-    pub fn release_lock(&mut self) {
-        self.lock = None;
-        self.released = true;
-    }
-
-    fn writable(&self) -> Result<()> {
-        if self.released {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Schema version of the open database.
-    pub fn schema_version(&self) -> Result<u32> {
-        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    }
-
-    /// Write a batch in one transaction; returns the change tokens assigned, in order.
-    pub fn commit(&mut self, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
-        Ok(self.commit_many(&[batch], now)?.pop().unwrap_or_default())
-    }
-
-    /// Write several batches in one transaction (group commit); returns each batch's change tokens.
-    pub fn commit_many(&mut self, batches: &[&Batch], now: Timestamp) -> Result<Vec<Vec<u64>>> {
-        self.writable()?;
-        let tx = self.conn.transaction()?;
-        let mut all = Vec::with_capacity(batches.len());
-        for batch in batches {
-            all.push(Self::write_batch(&tx, batch, now)?);
-        }
-        tx.commit()?;
-        Ok(all)
-    }
-
-    fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch, now: Timestamp) -> Result<Vec<u64>> {
-        let mut tokens = Vec::with_capacity(batch.changes.len());
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO objects(id, kind, name, body) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut del = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
-            for w in &batch.objects {
-                match w {
-                    ObjectWrite::Put(o) => {
-                        put.execute(params![
-                            o.uuid().to_string(),
-                            o.kind().name(),
-                            o.name(),
-                            serde_json::to_string(o)?
-                        ])?;
-                    }
-                    ObjectWrite::Remove(r) => {
-                        del.execute(params![r.id.to_string()])?;
-                    }
-                }
-            }
-            let mut job_ins = tx.prepare_cached(
-                "INSERT INTO jobs(id, kind, state, created, parent, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
-            )?;
-            let mut journal = tx.prepare_cached("UPDATE jobs SET journal = ?2 WHERE id = ?1")?;
-            let mut target =
-                tx.prepare_cached("INSERT OR IGNORE INTO job_targets(object, job) VALUES (?1, ?2)")?;
-            for (j, jr) in &batch.jobs {
-                let id = j.id.to_string();
-                job_ins.execute(params![
-                    id,
-                    j.kind,
-                    j.state.name(),
-                    j.created as i64,
-                    j.parent.map(|p| p.to_string()),
-                    serde_json::to_string(j)?
-                ])?;
-                if let Some(jr) = jr {
-                    journal.execute(params![id, serde_json::to_string(jr)?])?;
-                }
-                if j.state == JobState::Queued {
-                    for t in &j.targets {
-                        target.execute(params![t.id.to_string(), id])?;
-                    }
-                }
-            }
-            let mut ev = tx.prepare_cached(
-                "INSERT OR REPLACE INTO events(id, object, severity, created, acknowledged, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for e in &batch.events {
-                ev.execute(params![
-                    e.id.to_string(),
-                    e.object.id.to_string(),
-                    sev_num(e.severity),
-                    e.created as i64,
-                    e.acknowledged.map(|a| a as i64),
-                    serde_json::to_string(e)?
-                ])?;
-            }
-            let mut ch =
-                tx.prepare_cached("INSERT INTO changes(kind, object, op, at) VALUES (?1, ?2, ?3, ?4)")?;
-            for (r, op) in &batch.changes {
-                ch.execute(params![r.kind.name(), r.id.to_string(), op.name(), now as i64])?;
-                tokens.push(tx.last_insert_rowid() as u64);
-            }
-            let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?;
-            for (k, v) in &batch.meta {
-                meta.execute(params![k, v])?;
-            }
-        }
-        Ok(tokens)
-    }
-
-    /// Every stored object.
-    pub fn load_objects(&self) -> Result<Vec<Object>> {
-        let mut st = self.conn.prepare("SELECT kind, body FROM objects")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut v = Vec::new();
-        for row in rows {
-            let (kind, body) = row?;
-            let o: Object = serde_json::from_str(&body)
-                .map_err(|e| db_err(&format!("stored {kind} does not decode"), e))?;
-            v.push(o);
-        }
-        Ok(v)
-    }
-
-    /// Every meta entry whose key starts with `prefix`, by key.
-    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")?;
-        let rows = st.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// A meta value.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
-    }
-
-    /// One job.
-    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
-        let body: Option<String> = self
-            .conn
-            .query_row("SELECT body FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
-            .optional()?;
-        body.map(|b| serde_json::from_str(&b).map_err(Error::from)).transpose()
-    }
-
-    /// Unfinished jobs with their journals.
-    pub fn unfinished_jobs(&self) -> Result<Vec<(Job, Journal)>> {
-        let mut st = self.conn.prepare(
-            "SELECT body, journal FROM jobs WHERE state NOT IN ('Completed', 'Failed', 'Aborted') ORDER BY created",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut v = Vec::new();
-        for row in rows {
-            let (b, j) = row?;
-            v.push((serde_json::from_str(&b)?, serde_json::from_str(&j)?));
-        }
-        Ok(v)
-    }
-
-    /// Job history, newest first.
-    pub fn jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
-        let mut q = BodyQuery::new("SELECT j.body FROM jobs j WHERE 1=1");
-        if let Some(o) = f.object {
-            q.cond(" AND j.id IN (SELECT job FROM job_targets WHERE object = ?)", o.to_string());
-        }
-        if !f.states.is_empty() {
-            q.sql.push_str(&format!(" AND j.state IN ({})", vec!["?"; f.states.len()].join(",")));
-            q.args.extend(f.states.iter().map(|s| Box::new(s.name()) as Box<dyn rusqlite::ToSql>));
-        }
-        q.time_range("j.created", f.since, f.until);
-        q.fetch(&self.conn, "j.created DESC, j.rowid DESC", f.limit)
-    }
-
-    /// One event.
-    pub fn event(&self, id: EventId) -> Result<Option<Event>> {
-        let body: Option<String> = self
-            .conn
-            .query_row("SELECT body FROM events WHERE id = ?1", [id.to_string()], |r| r.get(0))
-            .optional()?;
-        body.map(|b| serde_json::from_str(&b).map_err(Error::from)).transpose()
-    }
-
-    /// Events, newest first.
-    pub fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
-        let mut q = BodyQuery::new("SELECT body FROM events WHERE 1=1");
-        if let Some(o) = f.object {
-            q.cond(" AND object = ?", o.to_string());
-        }
-        if let Some(s) = f.min_severity {
-            q.cond(" AND severity >= ?", sev_num(s));
-        }
-        match f.acknowledged {
-            Some(true) => q.sql.push_str(" AND acknowledged IS NOT NULL"),
-            Some(false) => q.sql.push_str(" AND acknowledged IS NULL"),
-            None => {}
-        }
-        q.time_range("created", f.since, f.until);
-        q.fetch(&self.conn, "created DESC, rowid DESC", f.limit)
-    }
-
-    /// Change-feed entries after `token`, oldest first, at most `limit`.
-    pub fn changes_since(&self, token: u64, limit: usize) -> Result<Vec<Change>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT token, kind, object, op, at FROM changes WHERE token > ?1 ORDER BY token LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![token as i64, limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
-        let mut v = Vec::new();
-        for row in rows {
-            let (t, k, o, op, at) = row?;
-            let kind =
-                ObjectKind::from_name(&k).ok_or_else(|| db_err("changes", format!("unknown kind {k}")))?;
-            let id = uuid::Uuid::parse_str(&o).map_err(|e| db_err("changes", e))?;
-            let op = ChangeOp::from_name(&op).ok_or_else(|| db_err("changes", format!("unknown op {op}")))?;
-            v.push(Change { token: t as u64, object: ObjectRef::new(kind, id), op, at: at as u64 });
-        }
-        Ok(v)
-    }
-
-    /// The newest change token (0 when the feed is empty).
-    pub fn last_token(&self) -> Result<u64> {
-        let t: Option<i64> = self.conn.query_row("SELECT max(token) FROM changes", [], |r| r.get(0))?;
-        Ok(t.unwrap_or(0) as u64)
-    }
-
-    /// The oldest retained change token (0 when the feed is empty).
-    pub fn first_token(&self) -> Result<u64> {
-        let t: Option<i64> = self.conn.query_row("SELECT min(token) FROM changes", [], |r| r.get(0))?;
-        Ok(t.unwrap_or(0) as u64)
-    }
-
-    /// Drop change-feed entries older than the newest `keep` (at least the newest entry is kept, so
-    /// tokens keep growing: a token is the row id, which continues from the largest one).
-    pub fn prune_changes(&mut self, keep: u64) -> Result<usize> {
-        self.writable()?;
-        let keep = keep.max(1);
-        let last = self.last_token()?;
-        Ok(self.conn.execute("DELETE FROM changes WHERE token <= ?1", [last.saturating_sub(keep) as i64])?)
-    }
-
-    /// Recurring job intervals (name → (interval ms, enabled)).
-    pub fn recurring(&self) -> Result<Vec<(String, u64, bool)>> {
-        let mut st = self.conn.prepare("SELECT name, interval_ms, enabled FROM recurring ORDER BY name")?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, bool>(2)?))
-        })?;
-        rows.map(|r| r.map_err(Error::from)).collect()
-    }
-
-    /// Set a recurring job's interval.
-    pub fn set_recurring(&mut self, name: &str, interval_ms: u64, enabled: bool) -> Result<()> {
-        self.writable()?;
-        self.conn.execute(
-            "INSERT OR REPLACE INTO recurring(name, interval_ms, enabled) VALUES (?1, ?2, ?3)",
-            params![name, interval_ms as i64, enabled],
-        )?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-mod tests {
+mod conformance {
+    //! The same writes on the SQLite store and the memory store give the same answers.
+
     use super::*;
+    use crate::model::{ObjectKind, Tag};
+
+    fn job(created: Timestamp, state: JobState, targets: Vec<ObjectRef>) -> Job {
+        Job {
+            id: JobId::new(),
+            kind: "k".into(),
+            summary: String::new(),
+            targets,
+            state,
+            progress: 0.0,
+            message: String::new(),
+            created,
+            started: None,
+            finished: None,
+            result: None,
+            error: None,
+            parent: None,
+            children: Vec::new(),
+            steps_done: Vec::new(),
+            steps_undone: Vec::new(),
+            abort_requested: false,
+            recovery: None,
+        }
+    }
+
+    fn event(object: ObjectRef, severity: Severity, created: Timestamp, acked: bool) -> Event {
+        Event {
+            id: EventId::new(),
+            object,
+            severity,
+            event_type: "t".into(),
+            summary: String::new(),
+            created,
+            acknowledged: acked.then_some(created + 1),
+        }
+    }
+
+    /// Writes every kind of record, then asks every query; returns the answers as text.
+    fn exercise(store: &mut dyn Store) -> Vec<String> {
+        let tag = Tag::new("t");
+        let vm = Tag::new("v");
+        let (t, v) = (ObjectRef::new(ObjectKind::Tag, tag.id), ObjectRef::new(ObjectKind::Tag, vm.id));
+        let mut j1 = job(10, JobState::Queued, vec![t]);
+        let j2 = job(10, JobState::Queued, vec![v]);
+        let j3 = job(5, JobState::Queued, vec![t, v]);
+        let mut e1 = event(t, Severity::Error, 3, false);
+        let e2 = event(v, Severity::Info, 3, true);
+        let e3 = event(t, Severity::Critical, 7, false);
+        let mut b = Batch::default();
+        b.objects.push(ObjectWrite::Put(crate::model::Object::Tag(tag.clone())));
+        b.objects.push(ObjectWrite::Put(crate::model::Object::Tag(vm.clone())));
+        b.jobs.extend([
+            (j1.clone(), Some(Journal::new(2))),
+            (j2.clone(), None),
+            (j3.clone(), Some(Journal::new(1))),
+        ]);
+        b.events.extend([e1.clone(), e2.clone(), e3.clone()]);
+        b.changes.extend([(t, ChangeOp::Added), (v, ChangeOp::Added)]);
+        b.meta.extend([("a.x".into(), "1".into()), ("a.y".into(), "2".into()), ("b".into(), "3".into())]);
+        let mut out = vec![format!("{:?}", store.commit(&b, 100).unwrap())];
+        // Second group: a job finishes with a journal, an event is acknowledged (and re-inserted),
+        // the VM is removed.
+        j1.state = JobState::Completed;
+        e1.acknowledged = Some(50);
+        let mut b2 = Batch::default();
+        b2.jobs.push((j1.clone(), Some(Journal { total: 2, steps: vec![("s".into(), vec![])], done: 2 })));
+        b2.events.push(e1.clone());
+        b2.objects.push(ObjectWrite::Remove(v));
+        b2.changes.extend([(v, ChangeOp::Removed), (t, ChangeOp::Modified), (t, ChangeOp::Modified)]);
+        let empty = Batch::default();
+        out.push(format!("{:?}", store.commit_many(&[&b2, &empty], 200).unwrap()));
+
+        let ids = |jobs: Vec<Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+        let mut objects: Vec<_> = store.load_objects().unwrap().iter().map(|o| o.object_ref()).collect();
+        objects.sort_by_key(|r| r.id);
+        out.push(format!("{objects:?}"));
+        out.push(format!("{:?}", store.meta("b").unwrap()));
+        out.push(format!("{:?}", store.meta("zz").unwrap()));
+        out.push(format!("{:?}", store.meta_with_prefix("a.").unwrap()));
+        out.push(format!("{:?}", store.job(j1.id).unwrap().map(|j| j.state)));
+        let unfinished: Vec<_> =
+            store.unfinished_jobs().unwrap().into_iter().map(|(j, jr)| (j.id, jr)).collect();
+        out.push(format!("{unfinished:?}"));
+        out.push(format!("{:?}", ids(store.jobs(&JobFilter::default()).unwrap())));
+        out.push(format!(
+            "{:?}",
+            ids(store.jobs(&JobFilter { object: Some(t.id), ..Default::default() }).unwrap())
+        ));
+        out.push(format!(
+            "{:?}",
+            ids(store
+                .jobs(&JobFilter { states: vec![JobState::Queued], limit: Some(1), ..Default::default() })
+                .unwrap())
+        ));
+        out.push(format!(
+            "{:?}",
+            ids(store.jobs(&JobFilter { since: Some(6), until: Some(11), ..Default::default() }).unwrap())
+        ));
+        let eids = |ev: Vec<Event>| ev.iter().map(|e| e.id).collect::<Vec<_>>();
+        out.push(format!("{:?}", eids(store.events(&EventFilter::default()).unwrap())));
+        out.push(format!(
+            "{:?}",
+            eids(
+                store
+                    .events(&EventFilter {
+                        min_severity: Some(Severity::Error),
+                        acknowledged: Some(false),
+                        ..Default::default()
+                    })
+                    .unwrap()
+            )
+        ));
+        out.push(format!(
+            "{:?}",
+            eids(
+                store
+                    .events(&EventFilter { object: Some(t.id), limit: Some(1), ..Default::default() })
+                    .unwrap()
+            )
+        ));
+        out.push(format!("{:?}", store.event(e1.id).unwrap().and_then(|e| e.acknowledged)));
+        let feed = |s: &dyn Store, from| {
+            s.changes_since(from, 3).unwrap().iter().map(|c| (c.token, c.op, c.at)).collect::<Vec<_>>()
+        };
+        out.push(format!("{:?}", feed(store, 0)));
+        out.push(format!("{:?} {:?}", store.first_token().unwrap(), store.last_token().unwrap()));
+        out.push(format!("{:?}", store.prune_changes(2).unwrap()));
+        out.push(format!(
+            "{:?} {:?} {:?}",
+            store.first_token().unwrap(),
+            store.last_token().unwrap(),
+            feed(store, 0)
+        ));
+        let mut b3 = Batch::default();
+        b3.changes.push((t, ChangeOp::Modified));
+        out.push(format!("{:?}", store.commit(&b3, 300).unwrap()));
+        store.set_recurring("refresh", 1000, true).unwrap();
+        store.set_recurring("a", 5, false).unwrap();
+        store.set_recurring("refresh", 2000, true).unwrap();
+        out.push(format!("{:?}", store.recurring().unwrap()));
+        store.release_lock();
+        out.push(format!("{:?}", store.commit(&b3, 400).map_err(|e| e.kind())));
+        out.push(format!("{:?}", store.set_recurring("x", 1, true).map_err(|e| e.kind())));
+        out.push(format!("{:?}", store.prune_changes(1).map_err(|e| e.kind())));
+        out.push(format!("{:?}", store.last_token().unwrap()));
+        out
+    }
 
     #[test]
-    fn refuses_garbage_and_newer_schema_without_touching() {
-        let dir = std::env::temp_dir().join(format!("ovm-store-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let garbage = dir.join("garbage.db");
-        std::fs::write(&garbage, b"this is not a database at all, just some bytes......").unwrap();
-        let before = std::fs::read(&garbage).unwrap();
-        let err = Store::open(&garbage, Durability::Normal).unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Database);
-        assert_eq!(std::fs::read(&garbage).unwrap(), before);
-
-        let newer = dir.join("newer.db");
-        {
-            let c = Connection::open(&newer).unwrap();
-            c.pragma_update(None, "user_version", 99u32).unwrap();
+    fn the_memory_store_answers_as_the_sqlite_store_does() {
+        let mut sqlite = SqliteStore::open_in_memory().unwrap();
+        let mut memory = MemoryStore::new();
+        let (a, b) = (exercise(&mut sqlite), exercise(&mut memory));
+        // The records differ by their fresh ids, so compare the shapes: the same ids in the same
+        // places once each is replaced by its first position.
+        let normalize = |lines: Vec<String>| -> Vec<String> {
+            let re = |s: &str| -> Vec<String> {
+                s.split(|c: char| !(c.is_ascii_hexdigit() || c == '-')).map(str::to_owned).collect()
+            };
+            let mut seen: Vec<String> = Vec::new();
+            lines
+                .into_iter()
+                .map(|l| {
+                    let mut l = l;
+                    for w in re(&l.clone()) {
+                        if w.len() == 36 && w.matches('-').count() == 4 {
+                            let n = seen.iter().position(|x| *x == w).unwrap_or_else(|| {
+                                seen.push(w.clone());
+                                seen.len() - 1
+                            });
+                            l = l.replace(&w, &format!("#{n}"));
+                        }
+                    }
+                    l
+                })
+                .collect()
+        };
+        let (a, b) = (normalize(a), normalize(b));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x, y, "answer {i} differs (sqlite left, memory right)");
         }
-        let before = std::fs::read(&newer).unwrap();
-        let err = Store::open(&newer, Durability::Normal).unwrap_err();
-        assert_eq!(err, Error::SchemaTooNew { found: 99, supported: SCHEMA_VERSION });
-        assert_eq!(std::fs::read(&newer).unwrap(), before);
-
-        let other = dir.join("other.db");
-        {
-            let c = Connection::open(&other).unwrap();
-            c.execute_batch("CREATE TABLE t(x)").unwrap();
-        }
-        assert_eq!(Store::open(&other, Durability::Normal).unwrap_err().kind(), crate::ErrorKind::Database);
-
-        let good = dir.join("good.db");
-        let s = Store::open(&good, Durability::Full).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&good).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "a new database is readable by its owner only");
-        drop(s);
-        let s = Store::open(&good, Durability::Normal).unwrap();
-        assert_eq!(s.meta("application").unwrap().as_deref(), Some("ovm"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(a.len(), b.len());
     }
 }

@@ -219,7 +219,7 @@ impl XenConnection {
             RestartAction::Restart => LifecycleAction::Restart,
             RestartAction::Preserve => LifecycleAction::Preserve,
         };
-        let mut b = XlDomainBuilder::new(&spec.name)
+        let mut b = XlDomainBuilder::new(naming::domain_name(&spec.name, spec.uuid.uuid()))
             .guest_type(guest_type)
             .uuid(spec.uuid.uuid())
             .kernel(kernel)
@@ -430,12 +430,14 @@ impl DomainOps for XenConnection {
 
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
         let domid = self.domid_of(vm)?;
+        // `xl save` makes no directories; the VM's directory in the repository may not exist yet.
+        make_parent(path)?;
         self.xl.run(&["save", &domid.to_string(), path]).map(drop).map_err(map_err)
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
         self.xl.run(&["restore", path]).map_err(map_err)?;
-        self.xl.domid(&spec.name).map_err(map_err)
+        self.xl.domid(&naming::domain_name(&spec.name, spec.uuid.uuid())).map_err(map_err)
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
@@ -544,6 +546,62 @@ fn fs_usage(path: &str) -> Result<FsUsage> {
 impl ServerConnection for XenConnection {
     fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
         Some(self)
+    }
+
+    fn migration_streams(&self) -> Option<&dyn crate::driver::MigrationStreams> {
+        Some(self)
+    }
+}
+
+/// Migration streams through the toolstack (`xl migrate` and `xl migrate-receive`, see
+/// [`crate::xen::migration`]); the agent carries them between servers.
+impl crate::driver::MigrationStreams for XenConnection {
+    fn check_incoming(&self, spec: &DomainSpec) -> Result<()> {
+        if self.domid_of(spec.uuid).is_ok() {
+            return Err(Error::invalid("destination", "the domain already runs on this server"));
+        }
+        if !matches!(spec.domain_type, DomainType::Pv | DomainType::Pvh) {
+            return Err(Error::Unsupported { what: "migrating HVM domains on the local Xen driver".into() });
+        }
+        let free = self.host.hypercalls().physinfo().map_err(map_err)?.free_bytes >> 20;
+        let need = spec.max_memory_mib.max(spec.memory_mib);
+        if need > free {
+            return Err(Error::InsufficientResources {
+                object: crate::model::ObjectRef::new(ObjectKind::Vm, spec.uuid),
+                resource: "memory (MiB)".into(),
+                needed: need,
+                available: free,
+            });
+        }
+        for d in spec.disks.iter().filter(|d| !d.path.is_empty()) {
+            if !std::path::Path::new(&d.path).exists() {
+                return Err(Error::invalid("disk", format!("{} is not on this server", d.path)));
+            }
+        }
+        for n in &spec.nics {
+            let br = n.bridge.as_deref().unwrap_or(naming::DEFAULT_BRIDGE);
+            if !std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir() {
+                return Err(Error::invalid("bridge", format!("bridge {br} does not exist on this server")));
+            }
+        }
+        Ok(())
+    }
+
+    fn receive_stream(&self, spec: &DomainSpec, stream: std::os::unix::net::UnixStream) -> Result<u32> {
+        crate::xen::migration::receive(self.xl.binary(), spec, stream)?;
+        self.domid_of(spec.uuid)
+    }
+
+    fn send_stream(&self, vm: VmId, live: bool, stream: std::os::unix::net::UnixStream) -> Result<()> {
+        let domid = self.domid_of(vm)?;
+        if !live {
+            self.pause(vm)?;
+        }
+        let sent = crate::xen::migration::send(self.xl.binary(), domid, stream);
+        if sent.is_err() && !live && self.domid_of(vm).is_ok() {
+            let _ = self.unpause(vm);
+        }
+        sent
     }
 }
 

@@ -52,6 +52,8 @@ pub mod domain;
 pub mod driver;
 #[cfg(feature = "xen")]
 pub mod error;
+#[cfg(feature = "xen")]
+pub mod migration;
 pub mod naming;
 #[cfg(feature = "xen")]
 pub mod perms;

@@ -25,9 +25,47 @@ pub fn disk_slot(device: &str) -> Option<u8> {
     }
 }
 
+/// The longest domain name ovm gives a domain.
+const MAX_DOMAIN_NAME: usize = 64;
+
+/// The Xen domain name of a VM: its name when the toolstack takes it as it is (ASCII letters,
+/// digits, `_`, `.` and `-`, at most 64 bytes, not only digits), otherwise the name with every other
+/// character replaced by `_`, cut short, and the first 8 hex digits of the VM's UUID appended, so
+/// that "web 01" and "web_01" remain two domains.
+pub fn domain_name(name: &str, uuid: uuid::Uuid) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !name.is_empty()
+        && name.len() <= MAX_DOMAIN_NAME
+        && name.chars().all(plain)
+        && !name.chars().all(|c| c.is_ascii_digit())
+    {
+        return name.to_owned();
+    }
+    let mut base: String =
+        name.chars().map(|c| if plain(c) { c } else { '_' }).take(MAX_DOMAIN_NAME - 9).collect();
+    if base.is_empty() {
+        base.push_str("vm");
+    }
+    format!("{base}-{}", &uuid.simple().to_string()[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_names_are_the_vm_name_or_a_safe_name_with_the_uuid() {
+        let u = uuid::Uuid::parse_str("1234abcd-0000-4000-8000-000000000000").unwrap();
+        assert_eq!(domain_name("web01", u), "web01");
+        assert_eq!(domain_name("a.b_c-d", u), "a.b_c-d");
+        assert_eq!(domain_name("web 01", u), "web_01-1234abcd");
+        assert_eq!(domain_name("Grüße", u), "Gr__e-1234abcd");
+        assert_eq!(domain_name("", u), "vm-1234abcd");
+        assert_eq!(domain_name("42", u), "42-1234abcd", "xl would read a number as a domid");
+        let long = "x".repeat(100);
+        assert_eq!(domain_name(&long, u).len(), MAX_DOMAIN_NAME);
+        assert_ne!(domain_name("web 01", u), domain_name("web_01", u));
+    }
 
     #[test]
     fn device_names_round_trip() {

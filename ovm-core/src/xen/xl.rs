@@ -326,6 +326,11 @@ impl XlToolstack {
         XlToolstack { binary: binary.into(), config_dir: config_dir.into(), ..XlToolstack::default() }
     }
 
+    /// The `xl` program.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// The directory for generated configuration files.
     pub fn config_dir(&self) -> &Path {
         &self.config_dir

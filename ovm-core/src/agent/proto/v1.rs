@@ -35,6 +35,15 @@ pub enum ClientMessage {
         /// What to do.
         op: Op,
     },
+    /// First (and only) message of a migration connection from a source agent: the ticket it
+    /// holds. Once the agent answers [`AgentMessage::Receiving`], the connection carries the
+    /// domain's migration stream.
+    Migration {
+        /// The ticket's token.
+        token: String,
+        /// The VM the ticket admits.
+        vm: VmId,
+    },
 }
 
 /// Declares every remote operation once. From one declaration
@@ -177,13 +186,31 @@ remote_ops! {
         /// Path on the server.
         path: String,
     } -> Domid(u32);
-    /// Live-migrate.
-    migrate => Migrate {
+    /// Destination side of a migration: check that the domain may come here and issue a one-time
+    /// ticket for the agent whose certificate has the fingerprint `source`.
+    prepare_incoming => PrepareIncoming {
+        /// The domain to expect.
+        spec: Box<DomainSpec>,
+        /// Fingerprint of the source agent's certificate (the manager's pin).
+        source: String,
+    } -> Ticket(IncomingTicket);
+    /// Destination side: give up a prepared migration.
+    cancel_incoming => CancelIncoming {
+        /// The ticket's token.
+        token: String,
+    } -> Done;
+    /// Source side: send a domain to the agent that issued a ticket, over mutual TLS between the
+    /// agents; answered once the domain runs there (or still runs here, on failure).
+    send_domain => SendDomain {
         /// VM.
         vm: VmId,
-        /// Destination address.
+        /// The destination agent's migration address (`host:port`), from its ticket.
         destination: String,
-        /// Live.
+        /// The ticket's token.
+        token: String,
+        /// Fingerprint of the destination agent's certificate (the manager's pin).
+        peer: String,
+        /// Live (the domain keeps running while its memory is copied).
         live: bool,
     } -> Done;
     /// Memory target.
@@ -246,7 +273,7 @@ impl Op {
             Op::CreateDomain { .. }
             | Op::Restore { .. }
             | Op::Suspend { .. }
-            | Op::Migrate { .. }
+            | Op::SendDomain { .. }
             | Op::StorageCopy { .. } => Duration::from_secs(900),
             _ => base,
         }
@@ -293,6 +320,9 @@ pub enum AgentMessage {
         /// What changed.
         change: DomainChange,
     },
+    /// The migration ticket is accepted: from now on the connection carries the domain's
+    /// migration stream.
+    Receiving,
     /// A frame could not be understood; the connection goes on.
     ProtocolError {
         /// What was wrong.
@@ -316,6 +346,18 @@ pub enum Reply {
     Domid(u32),
     /// Console text.
     Console(String),
+    /// A migration ticket.
+    Ticket(IncomingTicket),
+}
+
+/// What a destination agent issues for an incoming migration (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingTicket {
+    /// Where the source agent connects (`host:port` on the migration network).
+    pub destination: String,
+    /// The one-time token.
+    pub token: String,
 }
 
 /// Xen domain types (v1).
@@ -917,10 +959,30 @@ mod tests {
                 ),
             ),
             (
-                req(Op::Migrate { vm, destination: "10.0.0.2:8899".into(), live: true }),
+                req(Op::PrepareIncoming { spec: Box::new(spec.clone()), source: "sha256:ab".into() }),
                 format!(
-                    r#"{{"type":"request","id":7,"op":{{"op":"migrate","vm":{VM},"destination":"10.0.0.2:8899","live":true}}}}"#
+                    r#"{{"type":"request","id":7,"op":{{"op":"prepare_incoming","spec":{spec_json},"source":"sha256:ab"}}}}"#
                 ),
+            ),
+            (
+                req(Op::CancelIncoming { token: "t1".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"cancel_incoming","token":"t1"}}"#.into(),
+            ),
+            (
+                req(Op::SendDomain {
+                    vm,
+                    destination: "10.0.0.2:8899".into(),
+                    token: "t1".into(),
+                    peer: "sha256:cd".into(),
+                    live: true,
+                }),
+                format!(
+                    r#"{{"type":"request","id":7,"op":{{"op":"send_domain","vm":{VM},"destination":"10.0.0.2:8899","token":"t1","peer":"sha256:cd","live":true}}}}"#
+                ),
+            ),
+            (
+                ClientMessage::Migration { token: "t1".into(), vm },
+                format!(r#"{{"type":"migration","token":"t1","vm":{VM}}}"#),
             ),
             (
                 req(Op::SetMemory { vm, memory_mib: 768 }),
@@ -1031,6 +1093,11 @@ mod tests {
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"console","value":"boot\n"}}}"#.into(),
             ),
             (
+                resp(Ok(Reply::Ticket(IncomingTicket { destination: "10.0.0.2:8899".into(), token: "t1".into() }))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"ticket","value":{"destination":"10.0.0.2:8899","token":"t1"}}}}"#.into(),
+            ),
+            (AgentMessage::Receiving, r#"{"type":"receiving"}"#.into()),
+            (
                 resp(Err(Error::Unsupported { what: "x".into() })),
                 r#"{"type":"response","id":7,"result":{"Err":{"Unsupported":{"what":"x"}}}}"#.into(),
             ),
@@ -1099,7 +1166,9 @@ mod tests {
                 | Op::Unpause { .. }
                 | Op::Suspend { .. }
                 | Op::Restore { .. }
-                | Op::Migrate { .. }
+                | Op::PrepareIncoming { .. }
+                | Op::CancelIncoming { .. }
+                | Op::SendDomain { .. }
                 | Op::SetMemory { .. }
                 | Op::SetVcpus { .. }
                 | Op::Console { .. }
@@ -1110,7 +1179,7 @@ mod tests {
                 | Op::RestartAgent => {}
             }
         }
-        assert_eq!(ops.len(), 22);
+        assert_eq!(ops.len(), 24);
     }
 
     #[test]

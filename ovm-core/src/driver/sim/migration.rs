@@ -1,37 +1,116 @@
 //! Simulated migration by ticket: the destination reserves the domain's memory and issues a ticket;
 //! the source sends the domain, which the destination admits in place of the reservation.
+//!
+//! The same moves as a byte stream ([`MigrationStreams`]): the source writes the domain's
+//! description as one JSON line and waits for the destination's one-byte verdict; the destination
+//! admits only the domain it was told to expect.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{SimConnection, SimOp};
-use crate::driver::migration::{MigrationOps, MigrationTicket};
+use super::{HostState, SimConnection, SimOp};
+use crate::driver::migration::{MigrationOps, MigrationStreams, MigrationTicket};
 use crate::driver::{lock, DomainChange, DomainSpec};
 use crate::model::VmId;
 use crate::{Error, Result};
 
+/// The sim stream's verdict byte: the domain runs at the destination.
+const ADMITTED: u8 = 0;
+/// The longest domain description a sim stream carries.
+const MAX_DESCRIPTION: u64 = 1 << 20;
+
+impl SimConnection {
+    /// Whether `spec` may come here: not already resident, and its memory free beside the
+    /// reservations of other incoming domains.
+    fn fits_incoming(st: &HostState, spec: &DomainSpec) -> Result<()> {
+        if st.domains.contains_key(&spec.uuid) {
+            return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
+        }
+        let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
+        let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
+        if spec.memory_mib > free {
+            return Err(Error::InsufficientResources {
+                object: crate::model::ObjectRef::new(crate::model::ObjectKind::Vm, spec.uuid),
+                resource: "memory (MiB)".into(),
+                needed: spec.memory_mib,
+                available: free,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl MigrationStreams for SimConnection {
+    fn check_incoming(&self, spec: &DomainSpec) -> Result<()> {
+        self.op(SimOp::Migrate, |st| Self::fits_incoming(st, spec))
+    }
+
+    fn receive_stream(&self, spec: &DomainSpec, stream: UnixStream) -> Result<u32> {
+        let mut line = String::new();
+        let mut rd = BufReader::new((&stream).take(MAX_DESCRIPTION));
+        rd.read_line(&mut line).map_err(|e| Error::backend("sim", format!("migration stream: {e}")))?;
+        let sent: DomainSpec = serde_json::from_str(line.trim_end())
+            .map_err(|e| Error::invalid("migration stream", format!("not a domain description: {e}")))?;
+        if sent != *spec {
+            let _ = (&stream).write_all(&[1]);
+            return Err(Error::invalid(
+                "migration stream",
+                format!(
+                    "the stream carries domain {}, not the domain {} this server expects",
+                    sent.uuid, spec.uuid
+                ),
+            ));
+        }
+        let domid = self.op(SimOp::Migrate, |st| self.admit(st, spec)).inspect_err(|_| {
+            let _ = (&stream).write_all(&[1]);
+        })?;
+        (&stream)
+            .write_all(&[ADMITTED])
+            .map_err(|e| Error::backend("sim", format!("migration stream: {e}")))?;
+        self.emit(DomainChange::Appeared { uuid: Some(spec.uuid), domid });
+        Ok(domid)
+    }
+
+    fn send_stream(&self, vm: VmId, _live: bool, mut stream: UnixStream) -> Result<()> {
+        let (spec, domid) = self.op(SimOp::Migrate, |st| {
+            let d = Self::domain(st, vm)?;
+            Ok((d.spec.clone(), d.domid))
+        })?;
+        let mut line = serde_json::to_string(&spec)?;
+        line.push('\n');
+        let io = |e: std::io::Error| Error::backend("sim", format!("migration stream: {e}"));
+        stream.write_all(line.as_bytes()).map_err(io)?;
+        let mut verdict = [0u8; 1];
+        stream.read_exact(&mut verdict).map_err(io)?;
+        if verdict[0] != ADMITTED {
+            return Err(Error::backend(
+                "sim",
+                format!("the destination refused domain {vm}; it still runs here"),
+            ));
+        }
+        lock(&self.host.state).domains.remove(&vm);
+        self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
+        Ok(())
+    }
+}
+
 impl MigrationOps for SimConnection {
-    fn prepare_incoming(&self, spec: &DomainSpec) -> Result<MigrationTicket> {
+    fn identity(&self) -> Result<String> {
+        Ok(format!("sim:{}", lock(&self.host.state).name))
+    }
+
+    fn prepare_incoming(&self, spec: &DomainSpec, _source: &str) -> Result<MigrationTicket> {
         self.op(SimOp::Migrate, |st| {
-            if st.domains.contains_key(&spec.uuid) {
-                return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
-            }
-            let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
-            let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
-            if spec.memory_mib > free {
-                return Err(Error::InsufficientResources {
-                    object: crate::model::ObjectRef::new(crate::model::ObjectKind::Vm, spec.uuid),
-                    resource: "memory (MiB)".into(),
-                    needed: spec.memory_mib,
-                    available: free,
-                });
-            }
+            Self::fits_incoming(st, spec)?;
             let n = self.world.inner.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
             let token = format!("{}-{n}", st.name);
             let ticket = MigrationTicket {
                 vm: spec.uuid,
                 destination: format!("sim://{}", st.name),
                 token: token.clone(),
+                peer: format!("sim:{}", st.name),
             };
             st.incoming.insert(token.clone(), (spec.uuid, spec.memory_mib));
             lock(&self.world.inner.tickets).insert(token, (st.name.clone(), ticket.clone()));
@@ -94,7 +173,7 @@ mod tests {
         let s = spec(2048);
         src.create_domain(&s).unwrap();
         let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
-        let t = md.prepare_incoming(&s).unwrap();
+        let t = md.prepare_incoming(&s, "sim:s1").unwrap();
         assert_eq!(t.destination, "sim://s2");
         // The reservation holds the memory: 4096 - 1024 dom0 - 2048 reserved leaves 1024.
         assert_eq!(
@@ -109,13 +188,13 @@ mod tests {
         assert!(dst.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)));
         assert!(ms.send(s.uuid, &t, true).is_err(), "a ticket is used once");
         // Back, and a cancelled ticket frees its reservation.
-        let back = ms.prepare_incoming(&s).unwrap();
+        let back = ms.prepare_incoming(&s, "sim:s2").unwrap();
         md.send(s.uuid, &back, true).unwrap();
-        let t = md.prepare_incoming(&spec(3072)).unwrap();
+        let t = md.prepare_incoming(&spec(3072), "sim:s1").unwrap();
         md.cancel_incoming(&t).unwrap();
         dst.create_domain(&spec(3072)).unwrap();
         assert_eq!(
-            md.prepare_incoming(&spec(1024)).unwrap_err().kind(),
+            md.prepare_incoming(&spec(1024), "sim:s1").unwrap_err().kind(),
             crate::ErrorKind::InsufficientResources
         );
     }

@@ -462,6 +462,10 @@ impl ServerConnection for SimConnection {
     fn migration(&self) -> Option<&dyn MigrationOps> {
         Some(self)
     }
+
+    fn migration_streams(&self) -> Option<&dyn crate::driver::MigrationStreams> {
+        Some(self)
+    }
 }
 
 #[cfg(test)]

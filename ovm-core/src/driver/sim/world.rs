@@ -224,6 +224,14 @@ impl SimWorld {
         }
     }
 
+    /// The host a domain is resident on, if any.
+    pub fn resident_on(&self, vm: VmId) -> Option<String> {
+        lock(&self.inner.hosts).values().find_map(|h| {
+            let st = lock(&h.state);
+            st.domains.contains_key(&vm).then(|| st.name.clone())
+        })
+    }
+
     /// Make the guest inside a domain crash (Xen reports shutdown reason `crash`).
     pub fn crash_domain(&self, vm: VmId) -> Result<()> {
         for h in lock(&self.inner.hosts).values() {

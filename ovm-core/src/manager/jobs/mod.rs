@@ -15,6 +15,8 @@ mod ctx;
 mod engine;
 mod handle;
 mod recovery;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use ctx::{StepCtx, Tx};
 pub use handle::JobHandle;

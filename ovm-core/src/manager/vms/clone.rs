@@ -170,8 +170,10 @@ impl Manager {
         let mut config = v.config.clone();
         spec = spec.step("create template", move |ctx| {
             copies.remap(&mut config);
-            for n in &mut config.vnics {
-                n.mac = "00:00:00:00:00:00".into();
+            // A template's MACs are placeholders (each clone gets fresh ones), distinct because a
+            // configuration never repeats a MAC.
+            for (i, n) in config.vnics.iter_mut().enumerate() {
+                n.mac = crate::model::format_mac(i as u64);
             }
             ctx.tx(|tx| {
                 tx.put(Object::Template(Template {

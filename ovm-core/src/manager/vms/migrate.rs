@@ -53,15 +53,7 @@ impl Manager {
                         // The destination prepares and issues a ticket; the source sends the domain.
                         let spec = ctx.mgr.domain_spec(vm)?;
                         let dest_conn = ctx.hv(target)?;
-                        let ticket = crate::manager::migration(&*dest_conn)?.prepare_incoming(&spec)?;
-                        let sent = ctx
-                            .hv(from)
-                            .and_then(|src| crate::manager::migration(&*src)?.send(vm, &ticket, true));
-                        if let Err(e) = sent {
-                            let _ = crate::manager::migration(&*dest_conn)
-                                .and_then(|m| m.cancel_incoming(&ticket));
-                            return Err(e);
-                        }
+                        super::send_domain(&*ctx.hv(from)?, &*dest_conn, &spec, true)?;
                         let domid = ctx
                             .hv(target)?
                             .list_domains()?

@@ -108,6 +108,24 @@ pub(super) fn set_state(ctx: &StepCtx<'_>, vm: VmId, state: PowerState, domid: O
     })
 }
 
+/// Move the domain of `spec` from `source` to `dest`: the destination, told the source's identity,
+/// prepares and issues a one-time ticket naming its own identity; the source sends the domain with
+/// it. A failed send gives the ticket back.
+pub(crate) fn send_domain(
+    source: &dyn crate::driver::ServerConnection,
+    dest: &dyn crate::driver::ServerConnection,
+    spec: &crate::driver::DomainSpec,
+    live: bool,
+) -> Result<()> {
+    let (from, to) = (super::migration(source)?, super::migration(dest)?);
+    let ticket = to.prepare_incoming(spec, &from.identity()?)?;
+    if let Err(e) = from.send(spec.uuid, &ticket, live) {
+        let _ = to.cancel_incoming(&ticket);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Undo an effect on a domain (see [`crate::job::DomainUndo`]).
 pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
     match u {
@@ -123,8 +141,7 @@ pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
             let hv = mgr.hypervisor(ServerId(*from))?;
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
                 let spec = mgr.domain_spec(VmId(*vm))?;
-                let ticket = super::migration(&*mgr.hypervisor(ServerId(*to))?)?.prepare_incoming(&spec)?;
-                super::migration(&*hv)?.send(VmId(*vm), &ticket, true)?;
+                send_domain(&*hv, &*mgr.hypervisor(ServerId(*to))?, &spec, true)?;
             }
             Ok(())
         }

@@ -1,0 +1,427 @@
+//! Migration streams on Xen: `xl migrate` at the source and `xl migrate-receive` at the destination,
+//! with the stream carried by the caller (the agents carry it over mutual TLS).
+//!
+//! The receiving toolstack builds the domain from the configuration inside the stream, so the
+//! destination reads the stream's xl header and configuration first and refuses the stream unless
+//! that configuration is the domain it prepared for: the same UUID, only the prepared disks, only
+//! bridges that exist here, no more memory or vCPUs, and no device that reaches into dom0 (PCI
+//! pass-through, I/O ports, IRQs, a bootloader, device-model arguments, ...). Only then does any byte
+//! reach `xl migrate-receive`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::driver::DomainSpec;
+use crate::xen::naming;
+use crate::{Error, Result};
+
+/// The xl save/migration header's magic (`savefileheader_magic` of xl).
+const MAGIC: &[u8; 32] = b"Xen saved domain, xl format\n \0 \r";
+/// `SAVEFILE_BYTEORDER_VALUE`, written in the sender's byte order.
+const BYTEORDER: u32 = 0x0102_0304;
+/// Mandatory flag: the configuration is JSON.
+const FLAG_JSON: u32 = 1;
+/// Mandatory flag: the libxl stream is version 2.
+const FLAG_STREAM_V2: u32 = 2;
+/// The largest configuration a stream may carry.
+const MAX_CONFIG: u32 = 1 << 20;
+
+fn bad(why: impl Into<String>) -> Error {
+    Error::invalid("migration stream", why)
+}
+
+/// Read the xl header and the configuration at the start of a migration stream. Returns the bytes
+/// read (to be passed on unchanged) and the configuration.
+pub fn read_header(r: &mut impl Read) -> Result<(Vec<u8>, Value)> {
+    let mut fixed = [0u8; 48];
+    r.read_exact(&mut fixed).map_err(|e| bad(format!("no xl header: {e}")))?;
+    if &fixed[..32] != MAGIC {
+        return Err(bad("not an xl migration stream (bad magic)"));
+    }
+    let word = |i: usize| u32::from_le_bytes(fixed[32 + 4 * i..36 + 4 * i].try_into().expect("4 bytes"));
+    if word(0) != BYTEORDER {
+        return Err(bad("the stream's byte order is not this server's"));
+    }
+    let (mandatory, optional_len) = (word(1), word(3));
+    if mandatory & !(FLAG_JSON | FLAG_STREAM_V2) != 0 || mandatory & FLAG_JSON == 0 {
+        return Err(bad(format!(
+            "unsupported xl header flags {mandatory:#x} (a JSON configuration is required)"
+        )));
+    }
+    if !(4..=MAX_CONFIG + 4).contains(&optional_len) {
+        return Err(bad(format!("configuration block of {optional_len} bytes")));
+    }
+    let mut optional = vec![0u8; optional_len as usize];
+    r.read_exact(&mut optional).map_err(|e| bad(format!("truncated configuration: {e}")))?;
+    let len = u32::from_le_bytes(optional[..4].try_into().expect("4 bytes")) as usize;
+    if len > optional.len() - 4 {
+        return Err(bad("the configuration is longer than its block"));
+    }
+    let text = &optional[4..4 + len];
+    let text = text.strip_suffix(b"\0").unwrap_or(text);
+    let config: Value =
+        serde_json::from_slice(text).map_err(|e| bad(format!("the configuration is not JSON: {e}")))?;
+    let mut raw = fixed.to_vec();
+    raw.extend_from_slice(&optional);
+    Ok((raw, config))
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_u64() == Some(0),
+    }
+}
+
+/// Check that `config` (libxl's JSON domain configuration, as `xl migrate` sends it) describes the
+/// domain `spec` and nothing more. `bridge_exists` tells whether a bridge exists on this server.
+pub fn validate_config(
+    config: &Value,
+    spec: &DomainSpec,
+    bridge_exists: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let obj = config.as_object().ok_or_else(|| bad("the configuration is not an object"))?;
+    const ALLOWED: &[&str] = &[
+        "c_info",
+        "b_info",
+        "disks",
+        "nics",
+        "on_poweroff",
+        "on_reboot",
+        "on_watchdog",
+        "on_crash",
+        "on_soft_reset",
+    ];
+    for (k, v) in obj {
+        if !ALLOWED.contains(&k.as_str()) && !is_empty(v) {
+            return Err(bad(format!("the configuration has {k:?}, which ovm does not give domains")));
+        }
+    }
+    let uuid = config["c_info"]["uuid"].as_str().unwrap_or("");
+    if !uuid.eq_ignore_ascii_case(&spec.uuid.to_string()) {
+        return Err(bad(format!("the stream carries domain {uuid:?}, not {}", spec.uuid)));
+    }
+    let b = &config["b_info"];
+    for k in [
+        "iomem",
+        "ioports",
+        "irqs",
+        "bootloader",
+        "bootloader_args",
+        "device_model",
+        "extra",
+        "extra_pv",
+        "extra_hvm",
+    ] {
+        if !is_empty(&b[k]) {
+            return Err(bad(format!("the configuration sets b_info.{k}")));
+        }
+    }
+    if let Some(o) = b.as_object() {
+        if let Some(k) = o.keys().find(|k| k.starts_with("device_model_args") && !is_empty(&o[k.as_str()])) {
+            return Err(bad(format!("the configuration sets b_info.{k}")));
+        }
+    }
+    let max_kb = spec.max_memory_mib.max(spec.memory_mib) * 1024;
+    for k in ["max_memkb", "target_memkb"] {
+        if b[k].as_u64().unwrap_or(0) > max_kb {
+            return Err(bad(format!("b_info.{k} is {} KiB; the domain has {max_kb} KiB", b[k])));
+        }
+    }
+    if b["max_vcpus"].as_u64().unwrap_or(0) > u64::from(spec.max_vcpus.max(spec.vcpus)) {
+        return Err(bad(format!(
+            "b_info.max_vcpus is {}; the domain has {}",
+            b["max_vcpus"], spec.max_vcpus
+        )));
+    }
+    let empty = Vec::new();
+    let paths: Vec<&str> =
+        spec.disks.iter().filter(|d| !d.path.is_empty()).map(|d| d.path.as_str()).collect();
+    for d in config["disks"].as_array().unwrap_or(&empty) {
+        let p = d["pdev_path"].as_str().unwrap_or("");
+        if !p.is_empty() && !paths.contains(&p) {
+            return Err(bad(format!("disk {p:?} is not one of the domain's disks")));
+        }
+        if !is_empty(&d["script"]) {
+            return Err(bad(format!("disk {p:?} names a hotplug script")));
+        }
+    }
+    let bridges: Vec<&str> =
+        spec.nics.iter().map(|n| n.bridge.as_deref().unwrap_or(naming::DEFAULT_BRIDGE)).collect();
+    for n in config["nics"].as_array().unwrap_or(&empty) {
+        let br = n["bridge"].as_str().unwrap_or(naming::DEFAULT_BRIDGE);
+        if !bridges.contains(&br) {
+            return Err(bad(format!("bridge {br:?} is not one of the domain's networks")));
+        }
+        if !bridge_exists(br) {
+            return Err(bad(format!("bridge {br:?} does not exist on this server")));
+        }
+        match n["script"].as_str() {
+            None | Some("vif-bridge") | Some("/etc/xen/scripts/vif-bridge") => {}
+            Some(s) => return Err(bad(format!("a NIC names the script {s:?}"))),
+        }
+    }
+    Ok(())
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::backend("xen", format!("{what}: {e}"))
+}
+
+/// Receive a domain with `xl migrate-receive`, passing it the stream once its configuration has been
+/// validated. Returns when xl has finished (the domain runs here when it succeeded).
+pub fn receive(xl: &std::path::Path, spec: &DomainSpec, stream: UnixStream) -> Result<()> {
+    let mut child = Command::new(xl)
+        .arg("migrate-receive")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("start xl migrate-receive"))?;
+    let mut xl_out = child.stdout.take().expect("piped");
+    let mut to_peer = stream.try_clone().map_err(io("migration socket"))?;
+    // The receiver speaks first (its banner) and answers the sender's handshakes.
+    let out = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut xl_out, &mut to_peer);
+        let _ = to_peer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_peer = stream;
+    let mut xl_in = child.stdin.take().expect("piped");
+    let checked = read_header(&mut from_peer).and_then(|(raw, config)| {
+        validate_config(&config, spec, |br| {
+            std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir()
+        })?;
+        Ok(raw)
+    });
+    let raw = match checked {
+        Ok(raw) => raw,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = from_peer.shutdown(std::net::Shutdown::Both);
+            let _ = out.join();
+            return Err(e);
+        }
+    };
+    let fed = xl_in.write_all(&raw).and_then(|_| std::io::copy(&mut from_peer, &mut xl_in).map(drop));
+    drop(xl_in);
+    let status = child.wait().map_err(io("wait for xl migrate-receive"))?;
+    let _ = from_peer.shutdown(std::net::Shutdown::Both);
+    let _ = out.join();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if !status.success() {
+        return Err(Error::backend("xen", format!("xl migrate-receive failed ({status}): {}", err.trim())));
+    }
+    fed.map_err(io("feed xl migrate-receive"))
+}
+
+/// Send domain `domid` with `xl migrate`, the stream going through `stream`. `xl` talks to its
+/// transport through the standard input and output of a command it runs; here that command relays
+/// through two FIFOs in a private directory, which this process connects to `stream`.
+pub fn send(xl: &std::path::Path, domid: u32, stream: UnixStream) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("ovm-migrate-{}", uuid::Uuid::new_v4()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io("migration directory"))?;
+    }
+    let cleanup = |d: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(d);
+    };
+    let (tx, rx) = (dir.join("tx"), dir.join("rx"));
+    let made = Command::new("mkfifo").arg(&tx).arg(&rx).status().map_err(io("mkfifo"));
+    if !matches!(made, Ok(s) if s.success()) {
+        cleanup(&dir);
+        return Err(Error::backend("xen", "cannot make the migration FIFOs"));
+    }
+    // With an empty transport command, xl runs its "host" argument under sh as the transport. The
+    // background `cat` reads the FIFO (sh gives an asynchronous command /dev/null as its standard
+    // input unless it redirects it), the foreground one reads what xl sends.
+    let rune = format!("cat <'{}' & exec cat >'{}'", rx.display(), tx.display());
+    let child = match Command::new(xl)
+        .args(["migrate", "-s", "", &domid.to_string(), &rune])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            cleanup(&dir);
+            return Err(io("start xl migrate")(e));
+        }
+    };
+    let (mut up, mut down) = (stream.try_clone().map_err(io("migration socket"))?, stream);
+    let (tx2, rx2) = (tx.clone(), rx.clone());
+    // xl → peer: what xl writes to its transport arrives in `tx`.
+    let outgoing = std::thread::spawn(move || {
+        if let Ok(mut f) = std::fs::File::open(&tx2) {
+            let _ = std::io::copy(&mut f, &mut up);
+        }
+        let _ = up.shutdown(std::net::Shutdown::Write);
+    });
+    // peer → xl: what the receiver answers goes into `rx`.
+    let incoming = std::thread::spawn(move || {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&rx2) {
+            let _ = std::io::copy(&mut down, &mut f);
+        }
+    });
+    let out = child.wait_with_output().map_err(io("wait for xl migrate"));
+    // If xl ended before its transport opened the FIFOs, open their other ends so the relays end.
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(&tx);
+    let _ = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(&rx);
+    let _ = outgoing.join();
+    cleanup(&dir);
+    let out = out?;
+    // The peer side of `incoming` ends when the destination closes the connection.
+    drop(incoming);
+    if !out.status.success() {
+        return Err(Error::backend(
+            "xen",
+            format!("xl migrate failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    Ok(())
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{DiskSpec, NicSpec};
+    use crate::model::{DomainType, VmId};
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            uuid: VmId::new(),
+            name: "web01".into(),
+            domain_type: DomainType::Pv,
+            vcpus: 1,
+            max_vcpus: 2,
+            memory_mib: 256,
+            max_memory_mib: 512,
+            disks: vec![DiskSpec {
+                slot: 0,
+                path: "/OVS/Repositories/r/VirtualDisks/a.img".into(),
+                read_only: false,
+                cdrom: false,
+            }],
+            nics: vec![NicSpec { mac: "00:16:3e:00:00:01".into(), bridge: None }],
+            kernel: Some("/boot/vmlinuz".into()),
+            initrd: None,
+            cmdline: None,
+            restart_actions: Default::default(),
+        }
+    }
+
+    fn config(s: &DomainSpec) -> Value {
+        serde_json::json!({
+            "c_info": {"type": "pv", "name": s.name, "uuid": s.uuid.to_string()},
+            "b_info": {"max_vcpus": 2, "max_memkb": 524288, "target_memkb": 262144, "type.pv": {"kernel": "/boot/vmlinuz"}},
+            "disks": [{"pdev_path": s.disks[0].path, "vdev": "xvda", "format": "raw", "readwrite": 1}],
+            "nics": [{"devid": 0, "mac": "00:16:3e:00:00:01", "bridge": "xenbr0"}],
+            "on_reboot": "restart",
+            "pcidevs": [],
+        })
+    }
+
+    fn stream(config: &Value, mandatory: u32) -> Vec<u8> {
+        let mut text = serde_json::to_vec(config).unwrap();
+        text.push(0);
+        let mut b = MAGIC.to_vec();
+        for w in [BYTEORDER, mandatory, 0, 4 + text.len() as u32] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        b.extend_from_slice(&text);
+        b.extend_from_slice(b"LibxlFmt...");
+        b
+    }
+
+    #[test]
+    fn the_header_and_configuration_are_read_and_passed_on_unchanged() {
+        let s = spec();
+        let bytes = stream(&config(&s), FLAG_JSON | FLAG_STREAM_V2);
+        let mut r = &bytes[..];
+        let (raw, cfg) = read_header(&mut r).unwrap();
+        assert_eq!(cfg, config(&s));
+        assert_eq!([raw.as_slice(), r].concat(), bytes, "nothing is lost or changed");
+        assert_eq!(r, b"LibxlFmt...");
+        validate_config(&cfg, &s, |b| b == "xenbr0").unwrap();
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        let s = spec();
+        let good = stream(&config(&s), FLAG_JSON | FLAG_STREAM_V2);
+        let mut bad_magic = good.clone();
+        bad_magic[0] = b'Y';
+        let no_json = stream(&config(&s), FLAG_STREAM_V2);
+        let unknown_flag = stream(&config(&s), FLAG_JSON | 8);
+        let mut huge = good.clone();
+        huge[44..48].copy_from_slice(&(MAX_CONFIG + 5).to_le_bytes());
+        let mut long_config = good.clone();
+        long_config[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut not_json = good.clone();
+        not_json[52] = b'!';
+        for (what, b) in [
+            ("bad magic", bad_magic),
+            ("no JSON", no_json),
+            ("unknown flag", unknown_flag),
+            ("huge", huge),
+            ("config longer than block", long_config),
+            ("not JSON", not_json),
+            ("truncated", good[..60].to_vec()),
+            ("empty", vec![]),
+        ] {
+            assert!(read_header(&mut &b[..]).is_err(), "{what} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_configuration_reaching_beyond_the_prepared_domain_is_refused() {
+        let s = spec();
+        let refused = |f: &dyn Fn(&mut Value)| {
+            let mut c = config(&s);
+            f(&mut c);
+            validate_config(&c, &s, |b| b == "xenbr0").unwrap_err().to_string()
+        };
+        assert!(refused(&|c| c["c_info"]["uuid"] = VmId::new().to_string().into()).contains("carries domain"));
+        assert!(refused(&|c| c["disks"][0]["pdev_path"] = "/etc/shadow".into())
+            .contains("not one of the domain's disks"));
+        assert!(refused(&|c| c["disks"][0]["script"] = "/tmp/x".into()).contains("hotplug script"));
+        assert!(refused(&|c| c["nics"][0]["bridge"] = "br-other".into())
+            .contains("not one of the domain's networks"));
+        assert!(refused(&|c| c["nics"][0]["script"] = "/tmp/evil".into()).contains("script"));
+        assert!(refused(&|c| c["b_info"]["max_memkb"] = 1048576.into()).contains("max_memkb"));
+        assert!(refused(&|c| c["b_info"]["max_vcpus"] = 64.into()).contains("max_vcpus"));
+        assert!(refused(&|c| c["b_info"]["bootloader"] = "pygrub".into()).contains("bootloader"));
+        assert!(refused(&|c| c["b_info"]["ioports"] = serde_json::json!(["0x3f8-0x3ff"])).contains("ioports"));
+        assert!(refused(&|c| c["b_info"]["device_model_args_pv"] = serde_json::json!(["-x"]))
+            .contains("device_model_args"));
+        assert!(refused(&|c| c["pcidevs"] = serde_json::json!([{"bus": 0}])).contains("pcidevs"));
+        assert!(refused(&|c| c["p9s"] = serde_json::json!([{"path": "/"}])).contains("p9s"));
+        // A bridge of the domain that this server does not have.
+        let c = config(&s);
+        assert!(validate_config(&c, &s, |_| false).unwrap_err().to_string().contains("does not exist"));
+    }
+}
