@@ -8,7 +8,8 @@
 # two servers, a bond that loses a link at the switch and carries on, a VLAN between two servers,
 # a guest on server 2 reaching a guest on server 3 over a VLAN-backed VM network, a cut link, a
 # partition and a hung server seen and healed, server 1 killed while servers 2 and 3 and the storage
-# server carry on, and server 1 booted again by the manager's magic packet. Each phase prints its time.
+# server carry on, server 1 booted again by the manager's magic packet, and the storage server
+# killed and booted again with its clients recovering. Each phase prints its time.
 # shellcheck disable=SC2016  # the commands in single quotes expand in dom0, not here
 set -uo pipefail
 : "${OVM_XENLAB_RUN:?run under lab serve}" "${OVM_XENLAB_SWITCH_DIR:?run with the lab switch}"
@@ -85,6 +86,11 @@ wake() {
     # shellcheck disable=SC2059  # the packet's bytes are printf escapes
     ip neigh replace "$2" lladdr "$1" dev mgr0 nud permanent &&
         printf "$p" > "$RUN/magic" && cat "$RUN/magic" > "/dev/udp/$2/9"
+}
+storage_ready() {   # storage_ready SECONDS: until the storage server serves
+    local t=$1
+    while [ ! -e "$OVM_XENLAB_STORAGE_SHARE/results/ready" ] && [ "$t" -gt 0 ]; do sleep 1; t=$((t - 1)); done
+    [ -e "$OVM_XENLAB_STORAGE_SHARE/results/ready" ]
 }
 arp_from() { "$SW" ctl "$DIR" arp "$1" | grep -q "^$2 $3 "; }   # arp_from IP MAC PORT: who answered
 
@@ -213,6 +219,19 @@ check "the manager reaches server 1 again" eval 'on 1 "web_up 1" && http_get 10.
 check "server 1, booted again, mounts the NFS export (over the LAN) and reads what server 2 wrote while it was off" \
     on 1 "nfs_mount $OVM_XENLAB_STORAGE_LAN_IP:/srv/nfs/repo /mnt/repo && grep -qx 'while server 1 was off' /mnt/repo/s1-off.txt"
 check "the power log shows the magic packet and the power-on" sh -c "grep -q 'wol 52:54:00:0a:00:01: server 1 is off' '$RUN/power.log' && grep -q 'node1 on' '$RUN/power.log'"
+
+phase storage-restart
+t0=$(now)
+"$LAB" power "$RUN" storage kill >/dev/null 2>&1
+check "the storage server killed is seen as off" test "$(state storage)" = off
+"$LAB" power "$RUN" storage on >/dev/null 2>&1
+check "the storage server boots again and serves (its disk kept)" storage_ready 120
+say "    the storage server served again $(secs "$t0")s after it was killed"
+check "NFS: server 2's mount recovers and reads the files written before the restart" \
+    on 2 'timeout 100 grep -qx "while server 1 was off" /mnt/repo/s1-off.txt' 110
+check "iSCSI: server 3's session recovers and reads the shared LUN's sector written before the restart" \
+    on 3 "for i in \$(seq 50); do [ \"\$(sector_read \$(lun_dev $LUN0) 0)\" = '$marker' ] && exit 0; sleep 2; done; exit 1" 120
+say "    storage clients recovered $(secs "$t0")s after the storage server was killed"
 
 phase cleanup
 on_each 'xl destroy g$K 2>/dev/null; iscsiadm -m node --logoutall=all >/dev/null 2>&1; umount /mnt/repo 2>/dev/null; true' 2 3 >/dev/null 2>&1
