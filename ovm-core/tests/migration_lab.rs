@@ -53,6 +53,15 @@ fn address(k: u32) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The newest heartbeat on the VM's console: its counter, and whether the guest reached the
+/// address it pings.
+fn alive(mgr: &Manager, vm: VmId) -> Option<(u64, bool)> {
+    let console = mgr.vm_console(vm).ok()?;
+    let line = console.lines().rev().find(|l| l.starts_with("OVM-DOMU-ALIVE "))?;
+    let n = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((n, line.ends_with("net=OK")))
+}
+
 #[test]
 fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents() {
     let (a1, a2) = (address(1), address(2));
@@ -66,7 +75,14 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     ok("add server 2", mgr.add_server_to_pool(pool, s2), 60);
 
     // A PV guest booted from the lab guest's kernel, which every dom0 has at the same path (a
-    // restored domain does not read its kernel again).
+    // restored domain does not read its kernel again), with a NIC on the management network
+    // (xenbr0 on the lab LAN) from which it pings server 1's dom0 every 3 s.
+    let mgmt = mgr
+        .networks()
+        .into_iter()
+        .find(|n| n.functions.contains(&NetworkFunction::Management))
+        .expect("the management network")
+        .id;
     let config = VmConfig {
         domain_type: DomainType::Pv,
         vcpus: 1,
@@ -76,8 +92,9 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         pv_kernel: Some(PvKernel {
             kernel: "/var/lib/ovm-lab/vmlinux".into(),
             initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
-            cmdline: "console=hvc0".into(),
+            cmdline: "console=hvc0 ovm.ip=10.77.0.50/24 ovm.ping=10.77.0.1".into(),
         }),
+        vnics: vec![Vnic { mac: String::new(), network: Some(mgmt) }],
         ..VmConfig::default()
     };
     let mut spec = VmSpec::new("migrating-guest", config);
@@ -89,13 +106,26 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
     });
 
+    wait_for("the guest's heartbeat with the network up on server 1", 120, || {
+        alive(&mgr, vm).is_some_and(|(_, net)| net)
+    });
+    let before = alive(&mgr, vm).unwrap().0;
+
     let (_, there) = ok("live-migrate the VM to server 2", mgr.migrate_vm(vm, s2), 600);
     let v = mgr.vm(vm).unwrap();
     assert_eq!((v.power_state, v.server), (PowerState::Running, Some(s2)));
     println!("VM on server 2 as domain {:?}", v.domid);
-    assert!(mgr.vm_console(vm).map(|c| !c.is_empty()).unwrap_or(false), "the console answers on server 2");
+    // The same guest runs on: its heartbeat counter goes on from where it was (a new boot would
+    // start again at 1), and it still reaches server 1's dom0, now from server 2.
+    wait_for("the guest's heartbeat on server 2, continuing, with the network up", 120, || {
+        alive(&mgr, vm).is_some_and(|(n, net)| n > before && net)
+    });
+    let after = alive(&mgr, vm).unwrap().0;
     let (_, back) = ok("live-migrate the VM back to server 1", mgr.migrate_vm(vm, s1), 600);
     assert_eq!(mgr.vm(vm).unwrap().server, Some(s1));
+    wait_for("the guest's heartbeat back on server 1", 120, || {
+        alive(&mgr, vm).is_some_and(|(n, net)| n > after && net)
+    });
     println!("MIGRATION s1->s2 {:.1} s, s2->s1 {:.1} s", there.as_secs_f64(), back.as_secs_f64());
 
     ok("kill the VM", mgr.kill_vm(vm), 120);

@@ -337,11 +337,21 @@ impl XenHost {
     }
 
     /// The last `max_bytes` of a domain's console output (from xenconsoled's
-    /// log file; needs xenconsoled started with `--log=guest`).
+    /// log file; needs xenconsoled started with `--log=guest`). A domain that
+    /// migrated here was created as `NAME--incoming` and renamed once it
+    /// arrived, and xenconsoled keeps the log it opened at creation: of the two
+    /// logs, the one written last is the domain's.
     pub async fn console_output(&self, domid: u32, max_bytes: usize) -> XenResult<String> {
         let d = self.domain(domid).await?;
         let name = d.name.ok_or_else(|| XenError::InvalidArgument(format!("domain {domid} has no name")))?;
-        let path = self.console_log_path(&name)?;
+        let plain = self.console_log_path(&name)?;
+        let incoming = self.console_log_path(&format!("{name}--incoming"))?;
+        let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let path = match (modified(&plain), modified(&incoming)) {
+            (Some(a), Some(b)) if b > a => incoming,
+            (None, Some(_)) => incoming,
+            _ => plain,
+        };
         read_tail(&path, max_bytes)
     }
 
@@ -652,6 +662,10 @@ pub(crate) mod tests {
         let host = host.with_console_dir(&dir);
         assert_eq!(host.console_output(5, 1 << 20).await.unwrap(), "line1\nline2\nDOMU-UP\n");
         assert_eq!(host.console_output(5, 8).await.unwrap(), "DOMU-UP\n");
+        // A domain that migrated in: its console is the log of its incoming name, written last.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.join("guest-guest5--incoming.log"), "ALIVE 7\n").unwrap();
+        assert_eq!(host.console_output(5, 1 << 20).await.unwrap(), "ALIVE 7\n");
         assert!(host.console_output(0, 100).await.is_err(), "no log for Domain-0");
         assert!(host.console_log_path("../etc/passwd").is_err());
         assert!(host.console_log_path("").is_err());

@@ -171,6 +171,25 @@ pub fn validate_config(
     Ok(())
 }
 
+/// Copy until end of input, writing each read out at once. (`std::io::copy` between a socket and
+/// a FIFO uses a kernel-side copy that holds a handshake's few bytes back, and both sides of a
+/// migration then wait for each other.)
+fn pump(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+        total += n as u64;
+    }
+}
+
 fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::backend("xen", format!("{what}: {e}"))
 }
@@ -178,6 +197,18 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 /// Receive a domain with `xl migrate-receive`, passing it the stream once its configuration has been
 /// validated. Returns when xl has finished (the domain runs here when it succeeded).
 pub fn receive(xl: &std::path::Path, spec: &DomainSpec, stream: UnixStream) -> Result<()> {
+    receive_checked(xl, spec, stream, |br| {
+        std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir()
+    })
+}
+
+/// [`receive`], with `bridge_exists` telling which bridges this server has.
+fn receive_checked(
+    xl: &std::path::Path,
+    spec: &DomainSpec,
+    stream: UnixStream,
+    bridge_exists: impl Fn(&str) -> bool,
+) -> Result<()> {
     let mut child = Command::new(xl)
         .arg("migrate-receive")
         .stdin(Stdio::piped())
@@ -189,15 +220,13 @@ pub fn receive(xl: &std::path::Path, spec: &DomainSpec, stream: UnixStream) -> R
     let mut to_peer = stream.try_clone().map_err(io("migration socket"))?;
     // The receiver speaks first (its banner) and answers the sender's handshakes.
     let out = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut xl_out, &mut to_peer);
+        let _ = pump(&mut xl_out, &mut to_peer);
         let _ = to_peer.shutdown(std::net::Shutdown::Write);
     });
     let mut from_peer = stream;
     let mut xl_in = child.stdin.take().expect("piped");
     let checked = read_header(&mut from_peer).and_then(|(raw, config)| {
-        validate_config(&config, spec, |br| {
-            std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir()
-        })?;
+        validate_config(&config, spec, &bridge_exists)?;
         Ok(raw)
     });
     let raw = match checked {
@@ -210,7 +239,7 @@ pub fn receive(xl: &std::path::Path, spec: &DomainSpec, stream: UnixStream) -> R
             return Err(e);
         }
     };
-    let fed = xl_in.write_all(&raw).and_then(|_| std::io::copy(&mut from_peer, &mut xl_in).map(drop));
+    let fed = xl_in.write_all(&raw).and_then(|_| pump(&mut from_peer, &mut xl_in).map(drop));
     drop(xl_in);
     let status = child.wait().map_err(io("wait for xl migrate-receive"))?;
     let _ = from_peer.shutdown(std::net::Shutdown::Both);
@@ -265,14 +294,14 @@ pub fn send(xl: &std::path::Path, domid: u32, stream: UnixStream) -> Result<()> 
     // xl → peer: what xl writes to its transport arrives in `tx`.
     let outgoing = std::thread::spawn(move || {
         if let Ok(mut f) = std::fs::File::open(&tx2) {
-            let _ = std::io::copy(&mut f, &mut up);
+            let _ = pump(&mut f, &mut up);
         }
         let _ = up.shutdown(std::net::Shutdown::Write);
     });
     // peer → xl: what the receiver answers goes into `rx`.
     let incoming = std::thread::spawn(move || {
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&rx2) {
-            let _ = std::io::copy(&mut down, &mut f);
+            let _ = pump(&mut down, &mut f);
         }
     });
     let out = child.wait_with_output().map_err(io("wait for xl migrate"));
@@ -367,6 +396,102 @@ mod tests {
         assert_eq!([raw.as_slice(), r].concat(), bytes, "nothing is lost or changed");
         assert_eq!(r, b"LibxlFmt...");
         validate_config(&cfg, &s, |b| b == "xenbr0").unwrap();
+    }
+
+    /// A stand-in for `xl` speaking xl's migration handshake (banner, header and configuration,
+    /// stream, "ready", "go", status byte) on both sides, so that the relays of [`send`] and
+    /// [`receive`] are tested against each other without Xen. The receiver writes what it got to
+    /// `received` next to itself.
+    const FAKE_XL: &str = r#"#!/usr/bin/env python3
+import os, subprocess, sys
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+BANNER = b"xl migration receiver ready, send binary domain data.\n"
+READY = b"domain received, ready to unpause\0"
+GO = b"domain is yours, you are cleared to unpause\0"
+RESULT = b"my copy unpause results are as follows\0"
+def read_n(f, n):
+    b = b""
+    while len(b) < n:
+        c = f.read(n - len(b))
+        if not c:
+            sys.exit("eof after %d of %d bytes" % (len(b), n))
+        b += c
+    return b
+if sys.argv[1] == "migrate":
+    assert sys.argv[2:4] == ["-s", ""], sys.argv
+    t = subprocess.Popen(["sh", "-c", sys.argv[5]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert read_n(t.stdout, len(BANNER)) == BANNER
+    t.stdin.write(open(os.path.join(here, "stream"), "rb").read()); t.stdin.flush()
+    assert read_n(t.stdout, len(READY)) == READY
+    t.stdin.write(GO); t.stdin.flush()
+    assert read_n(t.stdout, len(RESULT)) == RESULT
+    status = read_n(t.stdout, 1)
+    t.stdin.close(); t.wait()
+    sys.exit(status[0])
+elif sys.argv[1] == "migrate-receive":
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    out.write(BANNER); out.flush()
+    fixed = read_n(inp, 48)
+    opt = read_n(inp, int.from_bytes(fixed[44:48], "little"))
+    payload = read_n(inp, int(open(os.path.join(here, "payload_len")).read()))
+    open(os.path.join(here, "received"), "wb").write(fixed + opt + payload)
+    out.write(READY); out.flush()
+    assert read_n(inp, len(GO)) == GO
+    out.write(RESULT + b"\0"); out.flush()
+else:
+    sys.exit("unexpected " + " ".join(sys.argv))
+"#;
+
+    #[test]
+    fn send_and_receive_relay_xl_handshake_and_stream_through_a_socket() {
+        let dir = std::env::temp_dir().join(format!("ovm-xl-migrate-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let xl = dir.join("xl");
+        std::fs::write(&xl, FAKE_XL).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = spec();
+        let mut bytes = stream(&config(&s), FLAG_JSON | FLAG_STREAM_V2);
+        // A stream of a few MiB, larger than any pipe or socket buffer on the way.
+        let payload: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        bytes.truncate(bytes.len() - b"LibxlFmt...".len());
+        let header_len = bytes.len();
+        bytes.extend_from_slice(&payload);
+        std::fs::write(dir.join("stream"), &bytes).unwrap();
+        std::fs::write(dir.join("payload_len"), payload.len().to_string()).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (xl2, s2) = (xl.clone(), s.clone());
+        let receiver = std::thread::spawn(move || receive_checked(&xl2, &s2, b, |br| br == "xenbr0"));
+        let sent = send(&xl, 7, a);
+        receiver.join().unwrap().unwrap();
+        sent.unwrap();
+        let got = std::fs::read(dir.join("received")).unwrap();
+        assert_eq!(got.len(), bytes.len());
+        assert!(got == bytes, "the stream arrived unchanged ({header_len} header bytes)");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stream_for_another_domain_never_reaches_the_receiving_toolstack() {
+        let dir = std::env::temp_dir().join(format!("ovm-xl-migrate-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let xl = dir.join("xl");
+        std::fs::write(&xl, FAKE_XL).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = spec();
+        let mut other = config(&s);
+        other["disks"][0]["pdev_path"] = "/etc/shadow".into();
+        std::fs::write(dir.join("stream"), stream(&other, FLAG_JSON | FLAG_STREAM_V2)).unwrap();
+        std::fs::write(dir.join("payload_len"), "11").unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (xl2, s2) = (xl.clone(), s.clone());
+        let receiver = std::thread::spawn(move || receive_checked(&xl2, &s2, b, |br| br == "xenbr0"));
+        assert!(send(&xl, 7, a).is_err(), "the source sees the migration fail");
+        let e = receiver.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("not one of the domain's disks"), "{e}");
+        assert!(!dir.join("received").exists(), "xl migrate-receive got nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
