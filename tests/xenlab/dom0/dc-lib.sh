@@ -4,6 +4,19 @@
 # shellcheck shell=bash
 STORAGE_IP=${STORAGE_IP:-10.77.1.254}
 
+# guest_heartbeat NAME SECONDS: a new OVM-DOMU-ALIVE line with net=OK on the guest's console within
+# SECONDS (the guest runs and its first ping address answers now, not only at boot)
+guest_heartbeat() {
+    local log=/var/log/xen/console/guest-$1.log i n
+    n=$(grep -c 'OVM-DOMU-ALIVE .* net=OK' "$log" 2>/dev/null)
+    for ((i = 0; i < $2 * 2; i++)); do
+        [ "$(grep -c 'OVM-DOMU-ALIVE .* net=OK' "$log" 2>/dev/null)" -gt "${n:-0}" ] && { grep 'OVM-DOMU-ALIVE' "$log" | tail -n1; return 0; }
+        sleep 0.5
+    done
+    echo "guest $1: no new heartbeat with net=OK:"; grep 'OVM-DOMU-ALIVE' "$log" | tail -n3
+    return 1
+}
+
 # web_up K: a small web service on port 8080 that answers "server K" (for the manager to reach)
 web_up() {
     mkdir -p /tmp/www && echo "server $1" > /tmp/www/index.html && httpd -p 8080 -h /tmp/www
