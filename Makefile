@@ -114,10 +114,13 @@ lab-test:
 	$(MAKE) migration-lab-test
 	$(MAKE) demo-xen
 
-# The lab as a data centre: two servers on the lab switch; a cut link, a partition, a hung and a
-# killed server seen from the other, and the killed one booted again by a Wake-on-LAN magic packet.
+# The lab as a data centre, one boot: three servers and the storage server on the lab switch, the
+# test as the manager on the management LAN (a network namespace on the host) reaching them; NFS
+# on every server over bonds, a shared iSCSI LUN, a bond failover, a VLAN, guests on two servers
+# talking, a cut link, a partition, a hung server, server 1 killed while the rest carry on, and
+# server 1 booted again by a Wake-on-LAN magic packet.
 dc-lab-test:
-	tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
+	tests/xenlab/lab serve -n 3 --storage --manager --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 # Live migration between two lab servers through their agents, on the Xen build that live-migrates

@@ -27,6 +27,14 @@ if [ "$NODES" -gt 1 ]; then
     done
 fi
 
+# --storage: the storage server's addresses; the tests start once it answers on the LAN
+if [ -f ./lab/storage ]; then
+    read -r OVM_XENLAB_STORAGE_IP OVM_XENLAB_STORAGE_LAN_IP < ./lab/storage
+    export OVM_XENLAB_STORAGE_IP OVM_XENLAB_STORAGE_LAN_IP
+    if wait_until 300 ping -c 1 -W 1 "$OVM_XENLAB_STORAGE_LAN_IP"; then log "storage server ($OVM_XENLAB_STORAGE_LAN_IP) is up"
+    else log "storage server ($OVM_XENLAB_STORAGE_LAN_IP) did not answer"; fi
+fi
+
 run_test() {
     local name=$1 limit=$2 cwd=$3 prog=$4 t0 rc
     shift 4

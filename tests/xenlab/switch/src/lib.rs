@@ -17,6 +17,8 @@
 //! and unit-tested); [`serve`] runs it on sockets, with a control socket speaking the line protocol
 //! of [`Switch::command`].
 
+pub mod tap;
+
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixDatagram, UnixListener};

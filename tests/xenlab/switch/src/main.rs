@@ -1,23 +1,27 @@
 //! `ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT ... [--on-wol COMMAND] [--seed N]`
 //! `ovm-lab-switch ctl DIR COMMAND...`
+//! `ovm-lab-switch tap DIR PORT IFNAME`
 //!
 //! Runs the lab switch until killed. Each port's machine plugs in with QEMU's
 //! `-netdev dgram,id=ID,local.type=unix,local.path=DIR/PORT.machine,remote.type=unix,remote.path=DIR/PORT.switch`.
 //! `DIR/control` takes the commands of `ovm_lab_switch::Switch::command`, one per line; each reply
 //! ends with `ok` or is one `error: ...` line. `--on-wol COMMAND` runs `COMMAND MAC` for every
 //! Wake-on-LAN magic packet seen (the lab's power controller). `ctl` sends one command to the
-//! switch serving `DIR` and prints its reply (exit status 1 for an `error:` reply).
+//! switch serving `DIR` and prints its reply (exit status 1 for an `error:` reply). `tap` creates the
+//! TAP interface `IFNAME` (in the caller's network namespace) and plugs it into the switch's port
+//! `PORT` until the interface or the switch goes away (the lab's manager on the management LAN).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use ovm_lab_switch::{mac_str, serve, Switch};
+use ovm_lab_switch::{mac_str, serve, tap, Switch};
 
 fn usage() -> ExitCode {
     eprintln!("usage: ovm-lab-switch --dir DIR --port MACHINE.NIC:SEGMENT... [--on-wol COMMAND] [--seed N]");
     eprintln!("       ovm-lab-switch ctl DIR COMMAND...");
+    eprintln!("       ovm-lab-switch tap DIR PORT IFNAME");
     ExitCode::from(2)
 }
 
@@ -47,11 +51,36 @@ fn ctl(dir: &str, command: &[String]) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// `tap DIR PORT IFNAME`: a TAP interface plugged into a port, until one side goes away.
+fn plug(dir: &str, port: &str, ifname: &str) -> ExitCode {
+    let dev = match tap::open_tap(ifname) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ovm-lab-switch: cannot create TAP interface {ifname}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("ovm-lab-switch: {ifname} plugged into port {port} of {dir}");
+    match tap::plug_tap(std::path::Path::new(dir), port, dev) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ovm-lab-switch: {ifname} on port {port}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("ctl") {
         return match all.get(1) {
             Some(dir) if all.len() > 2 => ctl(dir, &all[2..]),
+            _ => usage(),
+        };
+    }
+    if all.first().map(String::as_str) == Some("tap") {
+        return match all.as_slice() {
+            [_, dir, port, ifname] => plug(dir, port, ifname),
             _ => usage(),
         };
     }
