@@ -9,7 +9,11 @@
 //! (`make agent-lab-test` does exactly that.) The dom0 script starts `ovm-agent serve` with the
 //! password below; the lab guest's kernel and initramfs are at `/var/lib/ovm-lab/` in dom0.
 
-use std::time::{Duration, Instant};
+mod lab;
+
+use std::time::Duration;
+
+use lab::{agent_listens, wait_for};
 
 use ovm_core::manager::{kernel_paths, DatabaseLocation, RepositorySpec, VmSpec};
 use ovm_core::model::*;
@@ -20,30 +24,7 @@ use ovm_core::{JobHandle, Manager};
 const PASSWORD: &str = "ovm-lab-agent";
 
 fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> ObjectRef {
-    let t0 = Instant::now();
-    let j = job.unwrap_or_else(|e| panic!("{what}: {e}")).wait(Some(Duration::from_secs(secs)));
-    let j = j.unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(j.state, JobState::Completed, "{what}: {j:?}");
-    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
-    j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id))
-}
-
-fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
-}
-
-/// QEMU's port forward accepts connections even when nothing listens in dom0 (and then closes
-/// them); a TLS server instead waits for the client's first message.
-fn agent_listens(address: &str) -> bool {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(address) else { return false };
-    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
-    matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    lab::ok_timed(what, job, secs).0
 }
 
 fn events(mgr: &Manager, object: ObjectRef) -> Vec<Event> {

@@ -11,7 +11,11 @@
 //!
 //! (`make migration-lab-test` does exactly that.)
 
+mod lab;
+
 use std::time::{Duration, Instant};
+
+use lab::{agent_listens, wait_for};
 
 use ovm_core::manager::{PoolSpec, VmSpec};
 use ovm_core::model::*;
@@ -21,29 +25,7 @@ use ovm_core::{JobHandle, Manager};
 const PASSWORD: &str = "ovm-lab-agent";
 
 fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> (ObjectRef, Duration) {
-    let t0 = Instant::now();
-    let j = job.unwrap_or_else(|e| panic!("{what}: {e}")).wait(Some(Duration::from_secs(secs)));
-    let j = j.unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(j.state, JobState::Completed, "{what}: {j:?}");
-    let took = t0.elapsed();
-    println!("[{:>6.1} s] {what}", took.as_secs_f64());
-    (j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id)), took)
-}
-
-fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
-}
-
-fn agent_listens(address: &str) -> bool {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(address) else { return false };
-    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
-    matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    lab::ok_timed(what, job, secs)
 }
 
 fn address(k: u32) -> String {

@@ -123,3 +123,34 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
 }
+
+impl Job {
+    /// A new job of `kind` on `targets`, queued at `created`, nothing done yet.
+    pub fn queued(
+        kind: impl Into<String>,
+        summary: impl Into<String>,
+        targets: Vec<ObjectRef>,
+        created: Timestamp,
+    ) -> Job {
+        Job {
+            id: JobId::new(),
+            kind: kind.into(),
+            summary: summary.into(),
+            targets,
+            state: JobState::Queued,
+            progress: 0.0,
+            message: String::new(),
+            created,
+            started: None,
+            finished: None,
+            result: None,
+            error: None,
+            parent: None,
+            children: Vec::new(),
+            steps_done: Vec::new(),
+            steps_undone: Vec::new(),
+            abort_requested: false,
+            recovery: None,
+        }
+    }
+}

@@ -162,26 +162,7 @@ mod conformance {
     use crate::model::{ObjectKind, Tag};
 
     fn job(created: Timestamp, state: JobState, targets: Vec<ObjectRef>) -> Job {
-        Job {
-            id: JobId::new(),
-            kind: "k".into(),
-            summary: String::new(),
-            targets,
-            state,
-            progress: 0.0,
-            message: String::new(),
-            created,
-            started: None,
-            finished: None,
-            result: None,
-            error: None,
-            parent: None,
-            children: Vec::new(),
-            steps_done: Vec::new(),
-            steps_undone: Vec::new(),
-            abort_requested: false,
-            recovery: None,
-        }
+        Job { state, ..Job::queued("k", "", targets, created) }
     }
 
     fn event(object: ObjectRef, severity: Severity, created: Timestamp, acked: bool) -> Event {

@@ -442,14 +442,20 @@ else:
     sys.exit("unexpected " + " ".join(sys.argv))
 "#;
 
-    #[test]
-    fn send_and_receive_relay_xl_handshake_and_stream_through_a_socket() {
+    /// A directory holding the stand-in `xl`, and its path.
+    fn fake_xl() -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("ovm-xl-migrate-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let xl = dir.join("xl");
         std::fs::write(&xl, FAKE_XL).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, xl)
+    }
+
+    #[test]
+    fn send_and_receive_relay_xl_handshake_and_stream_through_a_socket() {
+        let (dir, xl) = fake_xl();
         let s = spec();
         let mut bytes = stream(&config(&s), FLAG_JSON | FLAG_STREAM_V2);
         // A stream of a few MiB, larger than any pipe or socket buffer on the way.
@@ -473,12 +479,7 @@ else:
 
     #[test]
     fn a_stream_for_another_domain_never_reaches_the_receiving_toolstack() {
-        let dir = std::env::temp_dir().join(format!("ovm-xl-migrate-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let xl = dir.join("xl");
-        std::fs::write(&xl, FAKE_XL).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (dir, xl) = fake_xl();
         let s = spec();
         let mut other = config(&s);
         other["disks"][0]["pdev_path"] = "/etc/shadow".into();

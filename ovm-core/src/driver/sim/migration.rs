@@ -22,23 +22,12 @@ const ADMITTED: u8 = 0;
 const MAX_DESCRIPTION: u64 = 1 << 20;
 
 impl SimConnection {
-    /// Whether `spec` may come here: not already resident, and its memory free beside the
-    /// reservations of other incoming domains.
+    /// Whether `spec` may come here: not already resident, and its memory free.
     fn fits_incoming(st: &HostState, spec: &DomainSpec) -> Result<()> {
         if st.domains.contains_key(&spec.uuid) {
             return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
         }
-        let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
-        let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
-        if spec.memory_mib > free {
-            return Err(Error::InsufficientResources {
-                object: crate::model::ObjectRef::new(crate::model::ObjectKind::Vm, spec.uuid),
-                resource: "memory (MiB)".into(),
-                needed: spec.memory_mib,
-                available: free,
-            });
-        }
-        Ok(())
+        Self::memory_fits(st, spec)
     }
 }
 

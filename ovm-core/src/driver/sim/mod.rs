@@ -205,10 +205,9 @@ impl SimConnection {
         st.domains.get_mut(&vm).ok_or_else(|| Error::backend(name, format!("domain {vm} is not resident")))
     }
 
-    fn admit(&self, st: &mut HostState, spec: &DomainSpec) -> Result<u32> {
-        if st.domains.contains_key(&spec.uuid) {
-            return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
-        }
+    /// Whether `spec`'s memory is free beside dom0, the resident domains and the reservations of
+    /// incoming migrations.
+    fn memory_fits(st: &HostState, spec: &DomainSpec) -> Result<()> {
         let reserved: u64 = st.incoming.values().map(|(_, m)| m).sum();
         let free = (st.memory_mib - st.dom0_memory_mib - Self::used_memory(st)).saturating_sub(reserved);
         if spec.memory_mib > free {
@@ -219,6 +218,14 @@ impl SimConnection {
                 available: free,
             });
         }
+        Ok(())
+    }
+
+    fn admit(&self, st: &mut HostState, spec: &DomainSpec) -> Result<u32> {
+        if st.domains.contains_key(&spec.uuid) {
+            return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
+        }
+        Self::memory_fits(st, spec)?;
         let domid = self.world.inner.next_domid.fetch_add(1, Ordering::Relaxed) + 1;
         st.domains.insert(
             spec.uuid,

@@ -216,26 +216,8 @@ impl Manager {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let job = Job {
-            id: JobId::new(),
-            kind: spec.kind,
-            summary: spec.summary,
-            targets: spec.targets.clone(),
-            state: JobState::Queued,
-            progress: 0.0,
-            message: String::new(),
-            created: self.now(),
-            started: None,
-            finished: None,
-            result: None,
-            error: None,
-            parent: spec.parent,
-            children: Vec::new(),
-            steps_done: Vec::new(),
-            steps_undone: Vec::new(),
-            abort_requested: false,
-            recovery: None,
-        };
+        let mut job = Job::queued(spec.kind, spec.summary, spec.targets.clone(), self.now());
+        job.parent = spec.parent;
         let id = job.id;
         let cell = JobCell::new(job.clone());
         {

@@ -348,26 +348,8 @@ fn a_job_whose_steps_all_completed_is_finalized_after_a_crash_not_rolled_back() 
                 Backend::Memory(m) => Box::new(m.clone()),
                 Backend::Sqlite(p) => Box::new(SqliteStore::open(p, Default::default()).unwrap()),
             };
-            let mut job = Job {
-                id,
-                kind: "test.finalize".into(),
-                summary: "finalize".into(),
-                targets: vec![tag_ref(&a)],
-                state: JobState::Queued,
-                progress: 0.0,
-                message: String::new(),
-                created: 1,
-                started: None,
-                finished: None,
-                result: None,
-                error: None,
-                parent: None,
-                children: Vec::new(),
-                steps_done: Vec::new(),
-                steps_undone: Vec::new(),
-                abort_requested: false,
-                recovery: None,
-            };
+            let mut job = Job::queued("test.finalize", "finalize", vec![tag_ref(&a)], 1);
+            job.id = id;
             let mut batch = crate::store::Batch::default();
             batch.jobs.push((job.clone(), Some(crate::job::Journal::new(1))));
             store.commit(&batch, 1).unwrap();

@@ -1,0 +1,37 @@
+//! What the lab's end-to-end tests share: timed job waits, polling, and telling an agent that
+//! listens from QEMU's port forward.
+
+use std::time::{Duration, Instant};
+
+use ovm_core::model::{JobState, ObjectKind, ObjectRef};
+use ovm_core::JobHandle;
+
+/// Wait up to `secs` for `job` to complete; its result and how long it took (printed).
+pub fn ok_timed(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> (ObjectRef, Duration) {
+    let t0 = Instant::now();
+    let j = job.unwrap_or_else(|e| panic!("{what}: {e}")).wait(Some(Duration::from_secs(secs)));
+    let j = j.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(j.state, JobState::Completed, "{what}: {j:?}");
+    let took = t0.elapsed();
+    println!("[{:>6.1} s] {what}", took.as_secs_f64());
+    (j.result.unwrap_or(ObjectRef::new(ObjectKind::Job, j.id)), took)
+}
+
+/// Poll `f` every 250 ms for up to `secs` (printing how long it took).
+pub fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
+}
+
+/// QEMU's port forward accepts connections even when nothing listens in dom0 (and then closes
+/// them); a TLS server instead waits for the client's first message.
+pub fn agent_listens(address: &str) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(address) else { return false };
+    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
