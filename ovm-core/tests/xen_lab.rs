@@ -391,7 +391,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         .any(|d| d.domid == 0 && d.uuid.is_none() && d.name == "Domain-0"));
 
     let mut changes = hv.watch().unwrap();
-    let disk = "/tmp/ovm-lab-driver-disk.img";
+    let disk = "/OVS/lab-driver-disk.img";
     let _ = std::fs::remove_file(disk);
     hv.file_storage().unwrap().create_file(disk, 16 << 20).unwrap();
     let vm = VmId::new();

@@ -19,9 +19,9 @@ use super::proto::{
 };
 use super::tls::{self, Identity, SeenCert};
 use crate::driver::{
-    DomainChange, DomainOps, DomainSpec, DomainStatus, Driver, DriverContext, DriverState, FileStoragePlugin,
-    FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MigrationOps, MigrationTicket, RemoteAgents,
-    ServerConnection,
+    DiscoveredFileSystem, DomainChange, DomainOps, DomainSpec, DomainStatus, Driver, DriverContext,
+    DriverState, FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps,
+    MigrationOps, MigrationTicket, MountSource, RemoteAgents, ServerConnection,
 };
 use crate::model::VmId;
 use crate::sync::lock;
@@ -527,36 +527,42 @@ impl DomainOps for AgentConnection {
     }
 }
 
-impl AgentConnection {
-    fn not_in_v1(&self, what: &str) -> Error {
-        Error::Unsupported { what: format!("{what} through protocol v1 of the agent at {}", self.address) }
-    }
-}
-
-/// The file operations protocol v1 carries (create, copy, delete); the rest is not in v1.
+/// File storage through the agent: every operation of the file-system plug-in side.
 impl FileStoragePlugin for AgentConnection {
-    fn mount(&self, _export: &str, _mount_point: &str) -> Result<()> {
-        Err(self.not_in_v1("mounting a file system"))
+    fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>> {
+        Ok(self.storage_discover(server.into())?.into_iter().map(Into::into).collect())
     }
 
-    fn unmount(&self, _mount_point: &str) -> Result<()> {
-        Err(self.not_in_v1("unmounting a file system"))
+    fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()> {
+        self.storage_mount(source.into(), mount_point.to_owned())
+    }
+
+    fn unmount(&self, mount_point: &str) -> Result<()> {
+        self.storage_unmount(mount_point.to_owned())
     }
 
     fn mounts(&self) -> Result<Vec<FileSystemMount>> {
-        Err(self.not_in_v1("listing mounts"))
+        Ok(self.storage_mounts()?.into_iter().map(Into::into).collect())
     }
 
-    fn usage(&self, _path: &str) -> Result<FsUsage> {
-        Err(self.not_in_v1("file system usage"))
+    fn init_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.storage_init_repository(mount_point.to_owned(), repository.to_owned())
+    }
+
+    fn remove_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.storage_remove_repository(mount_point.to_owned(), repository.to_owned())
+    }
+
+    fn usage(&self, path: &str) -> Result<FsUsage> {
+        self.storage_usage(path.to_owned()).map(Into::into)
     }
 
     fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
         self.storage_create(path.to_owned(), size_bytes)
     }
 
-    fn resize_file(&self, _path: &str, _size_bytes: u64) -> Result<()> {
-        Err(self.not_in_v1("resizing a file"))
+    fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.storage_resize(path.to_owned(), size_bytes)
     }
 
     fn copy_file(&self, from: &str, to: &str) -> Result<()> {
@@ -567,8 +573,8 @@ impl FileStoragePlugin for AgentConnection {
         self.storage_delete(path.to_owned())
     }
 
-    fn file_size(&self, _path: &str) -> Result<Option<u64>> {
-        Err(self.not_in_v1("file sizes"))
+    fn file_size(&self, path: &str) -> Result<Option<u64>> {
+        self.storage_file_size(path.to_owned())
     }
 }
 

@@ -836,6 +836,49 @@ impl Serve for Inner {
     fn storage_delete(&self, path: String) -> Result<()> {
         capability(self.hv.file_storage(), "file storage")?.delete_file(&path)
     }
+
+    fn storage_discover(&self, server: v1::FileServerAccess) -> Result<Vec<v1::DiscoveredFileSystem>> {
+        let found = capability(self.hv.file_storage(), "file storage")?.discover(&server.into())?;
+        Ok(found.into_iter().map(Into::into).collect())
+    }
+
+    fn storage_mount(&self, source: v1::MountSource, mount_point: String) -> Result<()> {
+        let source: crate::driver::MountSource = source.into();
+        // What comes over the wire is checked here again, before any backend sees it.
+        source.check()?;
+        crate::driver::check_abs_path("mount_point", &mount_point)?;
+        capability(self.hv.file_storage(), "file storage")?.mount(&source, &mount_point)
+    }
+
+    fn storage_unmount(&self, mount_point: String) -> Result<()> {
+        crate::driver::check_abs_path("mount_point", &mount_point)?;
+        capability(self.hv.file_storage(), "file storage")?.unmount(&mount_point)
+    }
+
+    fn storage_mounts(&self) -> Result<Vec<v1::FileSystemMount>> {
+        let m = capability(self.hv.file_storage(), "file storage")?.mounts()?;
+        Ok(m.into_iter().map(Into::into).collect())
+    }
+
+    fn storage_init_repository(&self, mount_point: String, repository: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.init_repository(&mount_point, &repository)
+    }
+
+    fn storage_remove_repository(&self, mount_point: String, repository: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.remove_repository(&mount_point, &repository)
+    }
+
+    fn storage_usage(&self, path: String) -> Result<v1::FsUsage> {
+        capability(self.hv.file_storage(), "file storage")?.usage(&path).map(Into::into)
+    }
+
+    fn storage_resize(&self, path: String, size_bytes: u64) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.resize_file(&path, size_bytes)
+    }
+
+    fn storage_file_size(&self, path: String) -> Result<Option<u64>> {
+        capability(self.hv.file_storage(), "file storage")?.file_size(&path)
+    }
 }
 
 fn on_the_blocking_path() -> Error {

@@ -45,7 +45,8 @@ pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
 pub use network::{BondConfig, BridgeConfig, NetworkConfig, NetworkOps, VlanConfig};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
-    AccessGroup, ArrayManagement, FileStoragePlugin, FileSystemMount, FsUsage, Lun, StorageArrayPlugin,
+    check_abs_path, AccessGroup, ArrayManagement, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin,
+    FileSystemMount, FsUsage, Lun, MountSource, StorageArrayPlugin,
 };
 
 pub(crate) use crate::sync::lock;

@@ -10,13 +10,116 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+/// What a server mounts: a file system of a file server, as a Storage Connect file-system plug-in
+/// reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MountSource {
+    /// An NFS export `host:export`.
+    Nfs {
+        /// The NFS server's host name or address.
+        host: String,
+        /// The exported path.
+        export: String,
+        /// NFS major version (3 or 4); `None` lets the client negotiate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u8>,
+    },
+    /// A directory of the server's own file system, bound at the mount point.
+    Local {
+        /// The directory.
+        path: String,
+    },
+}
+
+impl MountSource {
+    /// Check the fields (what a server is asked to mount comes from the manager's records, but an
+    /// agent checks it again before it reaches `mount`).
+    pub fn check(&self) -> Result<()> {
+        match self {
+            MountSource::Nfs { host, export, version } => {
+                let host_ok = !host.is_empty()
+                    && host.len() <= 253
+                    && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+                if !host_ok {
+                    return Err(crate::Error::invalid(
+                        "host",
+                        format!("{host:?} is not a host name or address"),
+                    ));
+                }
+                check_abs_path("export", export)?;
+                if let Some(v) = version {
+                    if !matches!(v, 3 | 4) {
+                        return Err(crate::Error::invalid("version", format!("NFS version {v} (3 or 4)")));
+                    }
+                }
+                Ok(())
+            }
+            MountSource::Local { path } => check_abs_path("path", path),
+        }
+    }
+}
+
+impl std::fmt::Display for MountSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountSource::Nfs { host, export, .. } if host.contains(':') => write!(f, "[{host}]:{export}"),
+            MountSource::Nfs { host, export, .. } => write!(f, "{host}:{export}"),
+            MountSource::Local { path } => write!(f, "{path}"),
+        }
+    }
+}
+
+/// `path` is absolute, has no `..`, `.` or empty components and no control characters.
+pub fn check_abs_path(what: &str, path: &str) -> Result<()> {
+    let ok = path.starts_with('/')
+        && path.len() <= 4096
+        && !path.chars().any(char::is_control)
+        && (path == "/" || path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(what, format!("{path:?} is not a plain absolute path")))
+    }
+}
+
 /// A file system mounted on a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSystemMount {
-    /// What is mounted, e.g. `nfs1:/export/repo` or a block device.
-    pub export: String,
+    /// What is mounted.
+    pub source: MountSource,
     /// Where, on the server.
     pub mount_point: String,
+}
+
+/// A file server as an admin server reaches it for discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileServerAccess {
+    /// An NFS server.
+    Nfs {
+        /// Host name or address.
+        host: String,
+    },
+    /// The admin server's own file system under `root`.
+    Local {
+        /// The directory whose file system is offered.
+        root: String,
+    },
+}
+
+/// A file system a file server offers, as discovered from the storage itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveredFileSystem {
+    /// Export path (NFS) or directory (local).
+    pub path: String,
+    /// Capacity, bytes.
+    pub total_bytes: u64,
+    /// Free, bytes.
+    pub free_bytes: u64,
+    /// The id of the ovm repository that already lives on it (its `.ovsrepo` marker), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// Capacity and usage of a mounted file system, bytes.
@@ -30,12 +133,24 @@ pub struct FsUsage {
 
 /// The file-system plug-in side of a server's storage.
 pub trait FileStoragePlugin: Send + Sync {
-    /// Mount `export` at `mount_point`. Mounting the same export at the same place again succeeds.
-    fn mount(&self, export: &str, mount_point: &str) -> Result<()>;
-    /// Unmount the file system at `mount_point`.
+    /// The file systems `server` offers, with their real capacity and free space, found by asking the
+    /// storage (for NFS: the server's export list, each export mounted briefly to measure it).
+    fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>>;
+    /// Mount `source` at `mount_point`. Mounting the same source at the same place again succeeds;
+    /// another source already mounted there is an error.
+    fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()>;
+    /// Unmount the file system at `mount_point`; unmounting where nothing is mounted succeeds.
     fn unmount(&self, mount_point: &str) -> Result<()>;
-    /// The file systems mounted through this plug-in.
+    /// The file systems mounted through this plug-in (under the repositories' root).
     fn mounts(&self) -> Result<Vec<FileSystemMount>>;
+    /// Make Oracle VM's repository layout (`Templates/`, `Assemblies/`, `ISOs/`, `VirtualDisks/`,
+    /// `VirtualMachines/`) and the `.ovsrepo` marker naming `repository` on the file system mounted
+    /// at `mount_point`. Idempotent for the same repository; a file system whose marker names
+    /// another repository is refused (`Conflict`), and nothing is written to it.
+    fn init_repository(&self, mount_point: &str, repository: &str) -> Result<()>;
+    /// Remove the marker of `repository` from the file system mounted at `mount_point` (a marker
+    /// naming another repository stays). The layout's directories are kept.
+    fn remove_repository(&self, mount_point: &str, repository: &str) -> Result<()>;
     /// Capacity and usage of the file system holding `path`.
     fn usage(&self, path: &str) -> Result<FsUsage>;
     /// Create a sparse file of `size_bytes` at `path`; fails if a file exists there.

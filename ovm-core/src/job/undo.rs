@@ -69,6 +69,31 @@ pub enum StorageUndo {
         /// Path of the file.
         path: String,
     },
+    /// Unmount a file system a step mounted on a server.
+    Unmount {
+        /// The server.
+        server: uuid::Uuid,
+        /// Where it is mounted.
+        mount_point: String,
+    },
+    /// Mount again a file system a step unmounted from a server.
+    Mount {
+        /// The server.
+        server: uuid::Uuid,
+        /// What was mounted.
+        source: crate::driver::MountSource,
+        /// Where.
+        mount_point: String,
+    },
+    /// Remove the marker a step wrote for a new repository.
+    RemoveMarker {
+        /// The server that wrote it.
+        server: uuid::Uuid,
+        /// Where the repository's file system is mounted.
+        mount_point: String,
+        /// The repository's id.
+        repository: String,
+    },
 }
 
 /// Effects on servers.

@@ -34,7 +34,10 @@ pub use pools::PoolSpec;
 pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
 pub use servers::ServerEdit;
-pub use storage::{iso_path, kernel_paths, repository_path, virtual_disk_path, RepositorySpec};
+pub use storage::{
+    iso_path, kernel_paths, repository_path, virtual_disk_path, FileServerSpec, RepositorySpec,
+    LOCAL_FILE_SYSTEM_ROOT,
+};
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
 /// Current time in milliseconds since the Unix epoch, on the system clock. A manager dates what it

@@ -206,6 +206,29 @@ pub enum RepositoryBacking {
     PhysicalDisk(PhysicalDiskId),
 }
 
+/// The state of a repository's mount on one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MountState {
+    /// Mounted, as the repository's presentation wants.
+    Mounted,
+    /// Presented, but the server could not mount it (see the message); ovm mounts it again when
+    /// the server is back or the repository is presented again.
+    Failed,
+}
+
+/// A repository's mount on one server it is presented to (XAPI's PBD): the server, the state and,
+/// when the mount failed, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryMount {
+    /// The server.
+    pub server: ServerId,
+    /// State.
+    pub state: MountState,
+    /// Why the mount failed (empty when mounted).
+    #[serde(default)]
+    pub message: String,
+}
+
 /// A storage repository holding templates, assemblies, ISOs, VM files and virtual disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Repository {
@@ -222,6 +245,9 @@ pub struct Repository {
     pub owner_pool: Option<PoolId>,
     /// Servers it is presented to (mounted on).
     pub presented_to: Vec<ServerId>,
+    /// The mount on each server it is presented to.
+    #[serde(default)]
+    pub mounts: Vec<RepositoryMount>,
     /// Capacity, bytes.
     pub capacity_bytes: u64,
     /// Used, bytes.
@@ -229,6 +255,11 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// The state of the mount on `server`, if the repository is presented to it and ovm tried.
+    pub fn mount_on(&self, server: ServerId) -> Option<&RepositoryMount> {
+        self.mounts.iter().find(|m| m.server == server)
+    }
+
     /// Free space, bytes.
     pub fn free_bytes(&self) -> u64 {
         self.capacity_bytes.saturating_sub(self.used_bytes)
@@ -237,6 +268,12 @@ impl Repository {
         validate_name(&self.name)?;
         if self.used_bytes > self.capacity_bytes {
             return Err(Error::invalid("used_bytes", "exceeds capacity"));
+        }
+        if let Some(m) = self.mounts.iter().find(|m| !self.presented_to.contains(&m.server)) {
+            return Err(Error::invalid(
+                "mounts",
+                format!("a mount on server {} it is not presented to", m.server),
+            ));
         }
         if matches!(self.backing, RepositoryBacking::PhysicalDisk(_)) && self.owner_pool.is_none() {
             return Err(Error::invalid(

@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    AntiAffinityGroup, Inventory, ManagedObject, Server, ServerId, ServerPool, ServerPowerState, ServerRole,
-    StartPolicy, Vm,
+    AntiAffinityGroup, DiskTarget, Inventory, ManagedObject, MountState, Repository, RepositoryId, Server,
+    ServerId, ServerPool, ServerPowerState, ServerRole, StartPolicy, VirtualCdrom, VirtualDisk, Vm,
 };
 use crate::{Error, Result};
 
@@ -69,6 +69,22 @@ impl Usage {
     }
 }
 
+/// The repositories whose files a VM runs from: its own (its configuration file) and those of its
+/// virtual disks and ISOs.
+pub fn repositories_of<'a>(inv: &'a Inventory, vm: &Vm) -> Vec<&'a Repository> {
+    let mut ids: Vec<RepositoryId> = vm.repository.into_iter().collect();
+    for d in &vm.config.disks {
+        match d.target {
+            DiskTarget::VirtualDisk(id) => ids.extend(inv.get::<VirtualDisk>(id).ok().map(|d| d.repository)),
+            DiskTarget::Cdrom(id) => ids.extend(inv.get::<VirtualCdrom>(id).ok().map(|c| c.repository)),
+            DiskTarget::EmptyCdrom => {}
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids.iter().filter_map(|r| inv.get::<Repository>(*r).ok().map(|r| &**r)).collect()
+}
+
 /// Pick the server `vm` should run on. `allow` is the operation's filter (servers it rejects are
 /// skipped without a reason, say the server a VM is leaving); `reachable` says which servers the
 /// manager can command now. Fails with [`Error::InsufficientResources`] listing why each candidate
@@ -102,10 +118,21 @@ pub fn pick(
                 .collect()
         })
         .unwrap_or_default();
+    let repositories = repositories_of(inv, vm);
     let mut best: Option<(ServerId, i64)> = None;
     let mut reasons = Vec::new();
     for s in candidates {
         if !allow(s.id) {
+            continue;
+        }
+        if let Some(r) = repositories.iter().find(|r| !r.presented_to.contains(&s.id)) {
+            reasons.push(format!("{} does not have repository {} presented", s.name, r.name));
+            continue;
+        }
+        if let Some(r) =
+            repositories.iter().find(|r| r.mount_on(s.id).is_some_and(|m| m.state == MountState::Failed))
+        {
+            reasons.push(format!("{} could not mount repository {}", s.name, r.name));
             continue;
         }
         if s.power_state != ServerPowerState::Running {

@@ -17,10 +17,12 @@ use super::error::{XenError, XsErrno};
 use super::naming;
 use super::perms::{Access, Perms};
 use super::privcmd::{DomainInfo, DomainState, ShutdownReason as XenShutdownReason};
+use super::storage::LocalStorage;
 use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
 use crate::driver::{
-    DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver, FileStoragePlugin,
-    FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, ServerConnection, ShutdownReason,
+    DiscoveredFileSystem, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
+    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MountSource,
+    ServerConnection, ShutdownReason,
 };
 use crate::model::{DomainType, EthernetPort, HostHardware, ObjectKind, RestartAction, VmId};
 use crate::{Error, Result};
@@ -44,14 +46,6 @@ fn map_err(e: XenError) -> Error {
 }
 
 /// Creates the directory that will hold `path` (a repository's subdirectory on first use).
-fn make_parent(path: &str) -> Result<()> {
-    match std::path::Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| Error::backend(SERVER, format!("create directory {}: {e}", dir.display()))),
-        _ => Ok(()),
-    }
-}
-
 /// The driver of the local Xen host.
 #[derive(Debug, Clone, Default)]
 pub struct XenDriver {
@@ -149,9 +143,16 @@ pub struct XenConnection {
     xl: XlToolstack,
     changes: broadcast::Sender<DomainChange>,
     last_cpu: Mutex<Option<(Instant, u64)>>,
+    storage: LocalStorage,
 }
 
 impl XenConnection {
+    /// The same connection with its file storage rooted elsewhere than `/OVS` (tests).
+    pub fn with_storage(mut self, storage: LocalStorage) -> Self {
+        self.storage = storage;
+        self
+    }
+
     /// Wraps a host; starts forwarding its domain events to [`DomainOps::watch`].
     pub fn new(rt: tokio::runtime::Runtime, host: XenHost, xl: XlToolstack) -> Result<XenConnection> {
         let (changes, _) = broadcast::channel(1024);
@@ -174,7 +175,14 @@ impl XenConnection {
             }
             let _ = tx.send(DomainChange::HostLost);
         });
-        Ok(XenConnection { rt, host, xl, changes, last_cpu: Mutex::new(None) })
+        Ok(XenConnection {
+            rt,
+            host,
+            xl,
+            changes,
+            last_cpu: Mutex::new(None),
+            storage: LocalStorage::default(),
+        })
     }
 
     fn claim(&self, manager_id: &str, claim: bool) -> Result<()> {
@@ -431,7 +439,7 @@ impl DomainOps for XenConnection {
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
         let domid = self.domid_of(vm)?;
         // `xl save` makes no directories; the VM's directory in the repository may not exist yet.
-        make_parent(path)?;
+        self.storage.prepare_write(path)?;
         self.xl.run(&["save", &domid.to_string(), path]).map(drop).map_err(map_err)
     }
 
@@ -462,83 +470,53 @@ impl DomainOps for XenConnection {
 
 /// Files on the local file systems; mounting is not done by this driver (dom0's own mounts serve).
 impl FileStoragePlugin for XenConnection {
-    fn mount(&self, export: &str, mount_point: &str) -> Result<()> {
-        Err(Error::Unsupported {
-            what: format!("mounting {export} at {mount_point} on the local Xen driver"),
-        })
+    fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>> {
+        self.storage.discover(server)
+    }
+
+    fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()> {
+        self.storage.mount(source, mount_point)
     }
 
     fn unmount(&self, mount_point: &str) -> Result<()> {
-        Err(Error::Unsupported { what: format!("unmounting {mount_point} on the local Xen driver") })
+        self.storage.unmount(mount_point)
     }
 
     fn mounts(&self) -> Result<Vec<FileSystemMount>> {
-        Ok(Vec::new())
+        self.storage.mounts()
+    }
+
+    fn init_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.storage.init_repository(mount_point, repository)
+    }
+
+    fn remove_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.storage.remove_repository(mount_point, repository)
     }
 
     fn usage(&self, path: &str) -> Result<FsUsage> {
-        fs_usage(path)
+        self.storage.usage(path)
     }
 
     fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
-        make_parent(path)?;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| Error::backend(SERVER, format!("create {path}: {e}")))?;
-        f.set_len(size_bytes).map_err(|e| Error::backend(SERVER, format!("size {path}: {e}")))
+        self.storage.create_file(path, size_bytes)
     }
 
     fn copy_file(&self, from: &str, to: &str) -> Result<()> {
-        make_parent(to)?;
-        std::fs::copy(from, to)
-            .map(drop)
-            .map_err(|e| Error::backend(SERVER, format!("copy {from} to {to}: {e}")))
+        self.storage.copy_file(from, to)
     }
 
     fn delete_file(&self, path: &str) -> Result<()> {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::backend(SERVER, format!("delete {path}: {e}"))),
-        }
+        self.storage.delete_file(path)
     }
 
     fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::backend(SERVER, format!("open {path}: {e}")))?;
-        f.set_len(size_bytes).map_err(|e| Error::backend(SERVER, format!("size {path}: {e}")))
+        self.storage.resize_file(path, size_bytes)
     }
 
     fn file_size(&self, path: &str) -> Result<Option<u64>> {
-        match std::fs::metadata(path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::backend(SERVER, format!("stat {path}: {e}"))),
-        }
+        self.storage.file_size(path)
     }
-}
-
-/// Capacity and usage of the file system holding `path` (`statvfs(3)`).
-fn fs_usage(path: &str) -> Result<FsUsage> {
-    let c = std::ffi::CString::new(path).map_err(|_| Error::invalid("path", "contains a NUL byte"))?;
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a NUL-terminated string and `s` points to writable memory for one statvfs.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Error::backend(SERVER, format!("statvfs {path}: {e}")));
-    }
-    // SAFETY: statvfs returned 0, so it filled `s`.
-    let s = unsafe { s.assume_init() };
-    // The fields are u64 on 64-bit Linux and narrower elsewhere.
-    #[allow(clippy::useless_conversion)]
-    let (frsize, blocks, free) = (u64::from(s.f_frsize), u64::from(s.f_blocks), u64::from(s.f_bfree));
-    let total = blocks * frsize;
-    Ok(FsUsage { total_bytes: total, used_bytes: total - free * frsize })
 }
 
 /// Host, domains and local file storage; no storage arrays, network configuration, cluster or
@@ -664,7 +642,9 @@ mod tests {
             rt.block_on(XsClient::connect(Transport::Socket(fake.socket()), XsConfig::default())).unwrap();
         let hv = FakeHv::with(domids);
         let host = XenHost::with_parts(hv.clone(), xs);
-        let conn = XenConnection::new(rt, host, XlToolstack::new(&xl, dir.join("cfg"))).unwrap();
+        let conn = XenConnection::new(rt, host, XlToolstack::new(&xl, dir.join("cfg")))
+            .unwrap()
+            .with_storage(LocalStorage::with_root(&dir));
         Rig { conn, fake, hv, dir }
     }
 
@@ -774,9 +754,12 @@ mod tests {
         r.conn.destroy(vm(5)).unwrap();
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
         assert!(log.lines().any(|l| l == "destroy 5"), "{log}");
-        r.conn.suspend(vm(5), "/repo/web01.save").unwrap();
+        let save = r.dir.join("VirtualMachines/web01/web01.save");
+        r.conn.suspend(vm(5), save.to_str().unwrap()).unwrap();
+        assert!(save.parent().unwrap().is_dir(), "suspend makes the VM's directory");
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
-        assert!(log.lines().any(|l| l == "save 5 /repo/web01.save"), "{log}");
+        assert!(log.lines().any(|l| l == format!("save 5 {}", save.display())), "{log}");
+        assert!(r.conn.suspend(vm(5), "/etc/web01.save").is_err(), "outside the storage root");
         assert!(r.conn.migration().is_none() && r.conn.cluster().is_none() && r.conn.network().is_none());
         assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
     }

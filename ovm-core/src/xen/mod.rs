@@ -60,6 +60,8 @@ pub mod perms;
 #[cfg(feature = "xen")]
 pub mod privcmd;
 #[cfg(feature = "xen")]
+pub mod storage;
+#[cfg(feature = "xen")]
 pub mod sys;
 #[cfg(feature = "xen")]
 pub mod transport;

@@ -255,6 +255,57 @@ remote_ops! {
     } -> Done;
     /// Restart the agent process (its supervisor starts it again); domains keep running.
     restart_agent => RestartAgent -> Done;
+    /// The file systems a file server offers, with their real sizes (this server as its admin
+    /// server).
+    storage_discover => StorageDiscover {
+        /// The file server.
+        server: FileServerAccess,
+    } -> FileSystems(Vec<DiscoveredFileSystem>);
+    /// Mount a file system at a repository's mount point.
+    storage_mount => StorageMount {
+        /// What.
+        source: MountSource,
+        /// Where.
+        mount_point: String,
+    } -> Done;
+    /// Unmount a repository's mount point.
+    storage_unmount => StorageUnmount {
+        /// Where.
+        mount_point: String,
+    } -> Done;
+    /// The repositories' file systems mounted.
+    storage_mounts => StorageMounts -> Mounts(Vec<FileSystemMount>);
+    /// Write a repository's layout and marker on the file system mounted at `mount_point`.
+    storage_init_repository => StorageInitRepository {
+        /// Where.
+        mount_point: String,
+        /// The repository's id.
+        repository: String,
+    } -> Done;
+    /// Remove a repository's marker from the file system mounted at `mount_point`.
+    storage_remove_repository => StorageRemoveRepository {
+        /// Where.
+        mount_point: String,
+        /// The repository's id.
+        repository: String,
+    } -> Done;
+    /// Capacity and usage of the file system holding a path.
+    storage_usage => StorageUsage {
+        /// Path.
+        path: String,
+    } -> Usage(FsUsage);
+    /// Grow or shrink a file.
+    storage_resize => StorageResize {
+        /// Path.
+        path: String,
+        /// Size.
+        size_bytes: u64,
+    } -> Done;
+    /// Size of a file (`None`: no file there).
+    storage_file_size => StorageFileSize {
+        /// Path.
+        path: String,
+    } -> FileSize(Option<u64>);
 }
 
 impl Op {
@@ -275,6 +326,9 @@ impl Op {
             | Op::Suspend { .. }
             | Op::SendDomain { .. }
             | Op::StorageCopy { .. } => Duration::from_secs(900),
+            // showmount and a brief mount of each export, each within 30 s.
+            Op::StorageDiscover { .. } => Duration::from_secs(300),
+            Op::StorageMount { .. } | Op::StorageUnmount { .. } => Duration::from_secs(120),
             _ => base,
         }
     }
@@ -348,6 +402,166 @@ pub enum Reply {
     Console(String),
     /// A migration ticket.
     Ticket(IncomingTicket),
+    /// File systems of a file server.
+    FileSystems(Vec<DiscoveredFileSystem>),
+    /// Mounted file systems.
+    Mounts(Vec<FileSystemMount>),
+    /// Capacity and usage.
+    Usage(FsUsage),
+    /// A file's size, if there is a file.
+    FileSize(Option<u64>),
+}
+
+/// What a server mounts (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MountSource {
+    /// An NFS export.
+    Nfs {
+        /// Host.
+        host: String,
+        /// Export path.
+        export: String,
+        /// NFS major version, if fixed.
+        version: Option<u8>,
+    },
+    /// A local directory.
+    Local {
+        /// The directory.
+        path: String,
+    },
+}
+
+/// A file server as its admin server reaches it (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FileServerAccess {
+    /// An NFS server.
+    Nfs {
+        /// Host.
+        host: String,
+    },
+    /// The admin server's file system under `root`.
+    Local {
+        /// Directory.
+        root: String,
+    },
+}
+
+/// A discovered file system (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredFileSystem {
+    /// Export path or directory.
+    pub path: String,
+    /// Capacity, bytes.
+    pub total_bytes: u64,
+    /// Free, bytes.
+    pub free_bytes: u64,
+    /// Repository marker found on it.
+    pub repository: Option<String>,
+}
+
+/// A mounted file system (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSystemMount {
+    /// What.
+    pub source: MountSource,
+    /// Where.
+    pub mount_point: String,
+}
+
+/// Capacity and usage (v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsUsage {
+    /// Capacity, bytes.
+    pub total_bytes: u64,
+    /// Used, bytes.
+    pub used_bytes: u64,
+}
+
+impl From<&driver::MountSource> for MountSource {
+    fn from(s: &driver::MountSource) -> Self {
+        match s.clone() {
+            driver::MountSource::Nfs { host, export, version } => MountSource::Nfs { host, export, version },
+            driver::MountSource::Local { path } => MountSource::Local { path },
+        }
+    }
+}
+
+impl From<MountSource> for driver::MountSource {
+    fn from(s: MountSource) -> Self {
+        match s {
+            MountSource::Nfs { host, export, version } => driver::MountSource::Nfs { host, export, version },
+            MountSource::Local { path } => driver::MountSource::Local { path },
+        }
+    }
+}
+
+impl From<&driver::FileServerAccess> for FileServerAccess {
+    fn from(s: &driver::FileServerAccess) -> Self {
+        match s.clone() {
+            driver::FileServerAccess::Nfs { host } => FileServerAccess::Nfs { host },
+            driver::FileServerAccess::Local { root } => FileServerAccess::Local { root },
+        }
+    }
+}
+
+impl From<FileServerAccess> for driver::FileServerAccess {
+    fn from(s: FileServerAccess) -> Self {
+        match s {
+            FileServerAccess::Nfs { host } => driver::FileServerAccess::Nfs { host },
+            FileServerAccess::Local { root } => driver::FileServerAccess::Local { root },
+        }
+    }
+}
+
+impl From<driver::DiscoveredFileSystem> for DiscoveredFileSystem {
+    fn from(f: driver::DiscoveredFileSystem) -> Self {
+        DiscoveredFileSystem {
+            path: f.path,
+            total_bytes: f.total_bytes,
+            free_bytes: f.free_bytes,
+            repository: f.repository,
+        }
+    }
+}
+
+impl From<DiscoveredFileSystem> for driver::DiscoveredFileSystem {
+    fn from(f: DiscoveredFileSystem) -> Self {
+        driver::DiscoveredFileSystem {
+            path: f.path,
+            total_bytes: f.total_bytes,
+            free_bytes: f.free_bytes,
+            repository: f.repository,
+        }
+    }
+}
+
+impl From<driver::FileSystemMount> for FileSystemMount {
+    fn from(m: driver::FileSystemMount) -> Self {
+        FileSystemMount { source: (&m.source).into(), mount_point: m.mount_point }
+    }
+}
+
+impl From<FileSystemMount> for driver::FileSystemMount {
+    fn from(m: FileSystemMount) -> Self {
+        driver::FileSystemMount { source: m.source.into(), mount_point: m.mount_point }
+    }
+}
+
+impl From<driver::FsUsage> for FsUsage {
+    fn from(u: driver::FsUsage) -> Self {
+        FsUsage { total_bytes: u.total_bytes, used_bytes: u.used_bytes }
+    }
+}
+
+impl From<FsUsage> for driver::FsUsage {
+    fn from(u: FsUsage) -> Self {
+        driver::FsUsage { total_bytes: u.total_bytes, used_bytes: u.used_bytes }
+    }
 }
 
 /// What a destination agent issues for an incoming migration (v1).
@@ -1008,6 +1222,71 @@ mod tests {
                 r#"{"type":"request","id":7,"op":{"op":"storage_delete","path":"/r/a.img"}}"#.into(),
             ),
             (req(Op::RestartAgent), r#"{"type":"request","id":7,"op":{"op":"restart_agent"}}"#.into()),
+            (
+                req(Op::StorageDiscover { server: FileServerAccess::Nfs { host: "nfs1".into() } }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_discover","server":{"kind":"nfs","host":"nfs1"}}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StorageDiscover { server: FileServerAccess::Local { root: "/OVS/Local".into() } }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_discover","server":{"kind":"local","root":"/OVS/Local"}}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StorageMount {
+                    source: MountSource::Nfs { host: "nfs1".into(), export: "/e".into(), version: Some(3) },
+                    mount_point: "/OVS/Repositories/r".into(),
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_mount","source":{"kind":"nfs","host":"nfs1","#,
+                    r#""export":"/e","version":3},"mount_point":"/OVS/Repositories/r"}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::StorageMount {
+                    source: MountSource::Local { path: "/OVS/Local".into() },
+                    mount_point: "/OVS/Repositories/r".into(),
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_mount","source":{"kind":"local","path":"/OVS/Local"},"#,
+                    r#""mount_point":"/OVS/Repositories/r"}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::StorageUnmount { mount_point: "/OVS/Repositories/r".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_unmount","mount_point":"/OVS/Repositories/r"}}"#.into(),
+            ),
+            (req(Op::StorageMounts), r#"{"type":"request","id":7,"op":{"op":"storage_mounts"}}"#.into()),
+            (
+                req(Op::StorageInitRepository { mount_point: "/OVS/Repositories/r".into(), repository: "r".into() }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_init_repository","#,
+                    r#""mount_point":"/OVS/Repositories/r","repository":"r"}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::StorageRemoveRepository { mount_point: "/OVS/Repositories/r".into(), repository: "r".into() }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_remove_repository","#,
+                    r#""mount_point":"/OVS/Repositories/r","repository":"r"}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::StorageUsage { path: "/r".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_usage","path":"/r"}}"#.into(),
+            ),
+            (
+                req(Op::StorageResize { path: "/r/a.img".into(), size_bytes: 2 }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_resize","path":"/r/a.img","size_bytes":2}}"#.into(),
+            ),
+            (
+                req(Op::StorageFileSize { path: "/r/a.img".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_file_size","path":"/r/a.img"}}"#.into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -1098,6 +1377,39 @@ mod tests {
             ),
             (AgentMessage::Receiving, r#"{"type":"receiving"}"#.into()),
             (
+                resp(Ok(Reply::FileSystems(vec![DiscoveredFileSystem {
+                    path: "/e".into(),
+                    total_bytes: 10,
+                    free_bytes: 4,
+                    repository: Some("r".into()),
+                }]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"file_systems","value":[{"path":"/e","#,
+                    r#""total_bytes":10,"free_bytes":4,"repository":"r"}]}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::Mounts(vec![FileSystemMount {
+                    source: MountSource::Nfs { host: "nfs1".into(), export: "/e".into(), version: None },
+                    mount_point: "/OVS/Repositories/r".into(),
+                }]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"mounts","value":[{"source":{"kind":"nfs","#,
+                    r#""host":"nfs1","export":"/e","version":null},"mount_point":"/OVS/Repositories/r"}]}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::Usage(FsUsage { total_bytes: 10, used_bytes: 6 }))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"usage","value":{"total_bytes":10,"used_bytes":6}}}}"#
+                    .into(),
+            ),
+            (
+                resp(Ok(Reply::FileSize(None))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"file_size","value":null}}}"#.into(),
+            ),
+            (
                 resp(Err(Error::Unsupported { what: "x".into() })),
                 r#"{"type":"response","id":7,"result":{"Err":{"Unsupported":{"what":"x"}}}}"#.into(),
             ),
@@ -1176,10 +1488,19 @@ mod tests {
                 | Op::StorageCreate { .. }
                 | Op::StorageCopy { .. }
                 | Op::StorageDelete { .. }
-                | Op::RestartAgent => {}
+                | Op::RestartAgent
+                | Op::StorageDiscover { .. }
+                | Op::StorageMount { .. }
+                | Op::StorageUnmount { .. }
+                | Op::StorageMounts
+                | Op::StorageInitRepository { .. }
+                | Op::StorageRemoveRepository { .. }
+                | Op::StorageUsage { .. }
+                | Op::StorageResize { .. }
+                | Op::StorageFileSize { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 24);
+        assert_eq!(ops.len(), 33);
     }
 
     #[test]

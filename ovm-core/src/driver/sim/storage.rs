@@ -6,7 +6,8 @@
 
 use super::{SimConnection, SimOp};
 use crate::driver::storage::{
-    AccessGroup, ArrayManagement, FileStoragePlugin, FileSystemMount, FsUsage, Lun,
+    check_abs_path, AccessGroup, ArrayManagement, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin,
+    FileSystemMount, FsUsage, Lun, MountSource,
 };
 use crate::driver::{lock, StorageArrayPlugin};
 use crate::{Error, Result};
@@ -32,33 +33,97 @@ impl SimConnection {
     }
 }
 
+impl SimConnection {
+    /// The file systems of NFS server `host` the world knows: (export, key) pairs.
+    fn exports_of(&self, host: &str) -> Vec<(String, String)> {
+        let prefix = format!("{host}:");
+        lock(&self.world.inner.file_systems)
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(|e| (e.to_owned(), k.clone())))
+            .collect()
+    }
+
+    /// Bytes used on file system `key`: the files under every mount point where a host mounts it.
+    fn used_on(&self, key: &str) -> u64 {
+        let mut points: Vec<String> = Vec::new();
+        for h in lock(&self.world.inner.hosts).values() {
+            let st = lock(&h.state);
+            points.extend(st.mounts.iter().filter(|(_, s)| s.to_string() == key).map(|(m, _)| m.clone()));
+        }
+        points.sort();
+        points.dedup();
+        lock(&self.world.inner.files)
+            .iter()
+            .filter(|(p, _)| points.iter().any(|m| under(p, m)))
+            .map(|(_, s)| s)
+            .sum()
+    }
+}
+
 impl FileStoragePlugin for SimConnection {
-    fn mount(&self, export: &str, mount_point: &str) -> Result<()> {
-        self.op(SimOp::Storage, |st| {
-            if !mount_point.starts_with('/') {
-                return Err(Error::invalid("mount_point", "must be an absolute path"));
+    fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>> {
+        let exports = match server {
+            FileServerAccess::Nfs { host } => {
+                let e = self.exports_of(host);
+                if e.is_empty() {
+                    return Err(Error::backend(host, "no NFS server answers there"));
+                }
+                e
             }
+            FileServerAccess::Local { root } => {
+                check_abs_path("root", root)?;
+                let key = MountSource::Local { path: root.clone() }.to_string();
+                lock(&self.world.inner.file_systems)
+                    .entry(key.clone())
+                    .or_insert(super::DEFAULT_FILE_SYSTEM_BYTES);
+                vec![(root.clone(), key)]
+            }
+        };
+        self.op(SimOp::Storage, |_| Ok(()))?;
+        Ok(exports
+            .into_iter()
+            .map(|(path, key)| {
+                let total = lock(&self.world.inner.file_systems).get(&key).copied().unwrap_or_default();
+                let used = self.used_on(&key);
+                DiscoveredFileSystem {
+                    path,
+                    total_bytes: total,
+                    free_bytes: total.saturating_sub(used),
+                    repository: lock(&self.world.inner.markers).get(&key).cloned(),
+                }
+            })
+            .collect())
+    }
+
+    fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()> {
+        source.check()?;
+        check_abs_path("mount_point", mount_point)?;
+        if let MountSource::Nfs { host, export, .. } = source {
+            let exports = self.exports_of(host);
+            if !exports.is_empty() && !exports.iter().any(|(e, _)| e == export) {
+                return Err(Error::backend(host, format!("{export} is not exported")));
+            }
+        }
+        self.op(SimOp::Storage, |st| {
             match st.mounts.get(mount_point) {
-                Some(e) if e == export => return Ok(()),
+                Some(e) if e == source => return Ok(()),
                 Some(e) => {
                     return Err(Error::backend(&st.name, format!("{e} is already mounted at {mount_point}")))
                 }
                 None => {}
             }
             lock(&self.world.inner.file_systems)
-                .entry(export.to_owned())
+                .entry(source.to_string())
                 .or_insert(super::DEFAULT_FILE_SYSTEM_BYTES);
-            st.mounts.insert(mount_point.to_owned(), export.to_owned());
+            st.mounts.insert(mount_point.to_owned(), source.clone());
             Ok(())
         })
     }
 
     fn unmount(&self, mount_point: &str) -> Result<()> {
         self.op(SimOp::Storage, |st| {
-            st.mounts
-                .remove(mount_point)
-                .map(drop)
-                .ok_or_else(|| Error::backend(&st.name, format!("nothing is mounted at {mount_point}")))
+            st.mounts.remove(mount_point);
+            Ok(())
         })
     }
 
@@ -67,8 +132,40 @@ impl FileStoragePlugin for SimConnection {
             Ok(st
                 .mounts
                 .iter()
-                .map(|(m, e)| FileSystemMount { export: e.clone(), mount_point: m.clone() })
+                .map(|(m, e)| FileSystemMount { source: e.clone(), mount_point: m.clone() })
                 .collect())
+        })
+    }
+
+    fn init_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let source = st
+                .mounts
+                .get(mount_point)
+                .ok_or_else(|| Error::backend(&st.name, format!("nothing is mounted at {mount_point}")))?;
+            let mut markers = lock(&self.world.inner.markers);
+            match markers.get(&source.to_string()) {
+                Some(r) if r == repository => Ok(()),
+                Some(r) => Err(Error::conflict(format!("{source} holds repository {r}"))),
+                None => {
+                    markers.insert(source.to_string(), repository.to_owned());
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn remove_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            let source = st
+                .mounts
+                .get(mount_point)
+                .ok_or_else(|| Error::backend(&st.name, format!("nothing is mounted at {mount_point}")))?;
+            let mut markers = lock(&self.world.inner.markers);
+            if markers.get(&source.to_string()).is_some_and(|r| r == repository) {
+                markers.remove(&source.to_string());
+            }
+            Ok(())
         })
     }
 
@@ -78,7 +175,8 @@ impl FileStoragePlugin for SimConnection {
                 st.mounts.iter().filter(|(m, _)| under(path, m)).max_by_key(|(m, _)| m.len()).ok_or_else(
                     || Error::backend(&st.name, format!("no file system is mounted at {path}")),
                 )?;
-            let total = lock(&self.world.inner.file_systems).get(export).copied().unwrap_or_default();
+            let total =
+                lock(&self.world.inner.file_systems).get(&export.to_string()).copied().unwrap_or_default();
             let used = lock(&self.world.inner.files)
                 .iter()
                 .filter(|(p, _)| under(p, mount_point))
@@ -314,18 +412,22 @@ impl ArrayManagement for SimConnection {
 #[cfg(test)]
 mod tests {
     use crate::driver::sim::{SimDriver, DEFAULT_PASSWORD};
-    use crate::driver::Driver;
+    use crate::driver::{Driver, FileServerAccess, FileSystemMount, MountSource};
 
     #[test]
     fn files_mounts_and_usage() {
         let d = SimDriver::default();
-        d.world().add_file_system("nfs1:/repo", 10_000);
+        d.world().add_nfs_export("nfs1", "/repo", 10_000);
+        d.world().add_nfs_export("nfs1", "/iso", 500);
         let h1 = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
         let h2 = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
         let (f1, f2) = (h1.file_storage().unwrap(), h2.file_storage().unwrap());
-        f1.mount("nfs1:/repo", "/OVS/Repositories/r1").unwrap();
-        f1.mount("nfs1:/repo", "/OVS/Repositories/r1").unwrap();
-        assert!(f1.mount("nfs2:/other", "/OVS/Repositories/r1").is_err());
+        let repo = nfs("nfs1", "/repo");
+        f1.mount(&repo, "/OVS/Repositories/r1").unwrap();
+        f1.mount(&repo, "/OVS/Repositories/r1").unwrap();
+        assert!(f1.mount(&nfs("nfs2", "/other"), "/OVS/Repositories/r1").is_err());
+        assert!(f1.mount(&nfs("nfs1", "/nope"), "/OVS/Repositories/r2").is_err(), "not exported");
+        assert!(f1.mount(&nfs("nfs1", "/../x"), "/OVS/Repositories/r2").is_err(), "not a plain path");
         f1.create_file("/OVS/Repositories/r1/a.img", 1000).unwrap();
         assert!(f1.create_file("/OVS/Repositories/r1/a.img", 1).is_err());
         // The store is shared: the other host sees the file.
@@ -338,13 +440,33 @@ mod tests {
             crate::driver::FsUsage { total_bytes: 10_000, used_bytes: 4000 }
         );
         assert!(f2.usage("/OVS/Repositories/r1").is_err(), "s2 has not mounted it");
+        // Discovery: the exports with their sizes, the repository marker once made.
+        f1.init_repository("/OVS/Repositories/r1", "r1").unwrap();
+        f1.init_repository("/OVS/Repositories/r1", "r1").unwrap();
+        assert!(
+            f1.init_repository("/OVS/Repositories/r1", "r9").is_err(),
+            "another repository's file system"
+        );
+        let found = f2.discover(&FileServerAccess::Nfs { host: "nfs1".into() }).unwrap();
+        assert_eq!(found.len(), 2);
+        let r = found.iter().find(|f| f.path == "/repo").unwrap();
+        assert_eq!((r.total_bytes, r.free_bytes, r.repository.as_deref()), (10_000, 6000, Some("r1")));
+        assert!(f2.discover(&FileServerAccess::Nfs { host: "nfs9".into() }).is_err(), "no such server");
         f1.delete_file("/OVS/Repositories/r1/a.img").unwrap();
         f1.delete_file("/OVS/Repositories/r1/a.img").unwrap();
         assert_eq!(f1.file_size("/OVS/Repositories/r1/a.img").unwrap(), None);
-        assert_eq!(f1.mounts().unwrap().len(), 1);
+        assert_eq!(
+            f1.mounts().unwrap(),
+            vec![FileSystemMount { source: repo, mount_point: "/OVS/Repositories/r1".into() }]
+        );
+        f1.remove_repository("/OVS/Repositories/r1", "r1").unwrap();
         f1.unmount("/OVS/Repositories/r1").unwrap();
-        assert!(f1.unmount("/OVS/Repositories/r1").is_err());
+        f1.unmount("/OVS/Repositories/r1").unwrap();
         assert!(f1.mounts().unwrap().is_empty());
+    }
+
+    fn nfs(host: &str, export: &str) -> MountSource {
+        MountSource::Nfs { host: host.into(), export: export.into(), version: None }
     }
 
     #[test]

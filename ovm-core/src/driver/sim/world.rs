@@ -36,8 +36,8 @@ pub(super) struct HostState {
     pub(super) domains: HashMap<VmId, SimDomain>,
     pub(super) saved: HashMap<String, DomainSpec>,
     pub(super) mac: String,
-    /// Mount point → export.
-    pub(super) mounts: BTreeMap<String, String>,
+    /// Mount point → what is mounted there.
+    pub(super) mounts: BTreeMap<String, crate::driver::storage::MountSource>,
     /// Targets logged in to.
     pub(super) sessions: Vec<String>,
     pub(super) network: NetworkConfig,
@@ -73,8 +73,10 @@ pub(super) struct WorldInner {
     pub(super) faults: Mutex<Faults>,
     pub(super) next_domid: AtomicU32,
     pub(super) files: Mutex<HashMap<String, u64>>,
-    /// Export → capacity, bytes.
+    /// File system (a mount source's text, `host:/export`) → capacity, bytes.
     pub(super) file_systems: Mutex<BTreeMap<String, u64>>,
+    /// File system → the id of the repository whose marker it holds.
+    pub(super) markers: Mutex<BTreeMap<String, String>>,
     pub(super) arrays: Mutex<BTreeMap<String, SimArray>>,
     pub(super) clusters: Mutex<BTreeMap<String, SimCluster>>,
     /// Ticket token → (destination host, ticket).
@@ -266,9 +268,18 @@ impl SimWorld {
         lock(&self.inner.files).len()
     }
 
-    /// Add a file system that servers can mount (an NFS export, say) of `capacity_bytes`.
-    pub fn add_file_system(&self, export: &str, capacity_bytes: u64) {
-        lock(&self.inner.file_systems).insert(export.to_owned(), capacity_bytes);
+    /// Add an export `export` of `capacity_bytes` to the simulated NFS server `host`. Once a host
+    /// has an export, discovery lists its exports and mounting one it does not export fails (a host
+    /// with none is lenient: whatever is mounted from it is made with
+    /// [`DEFAULT_FILE_SYSTEM_BYTES`]).
+    pub fn add_nfs_export(&self, host: &str, export: &str, capacity_bytes: u64) {
+        let key = crate::driver::storage::MountSource::Nfs {
+            host: host.to_owned(),
+            export: export.to_owned(),
+            version: None,
+        }
+        .to_string();
+        lock(&self.inner.file_systems).insert(key, capacity_bytes);
     }
 
     /// Add a storage array serving iSCSI target `target` (an empty one replaces nothing).

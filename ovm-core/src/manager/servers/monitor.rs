@@ -61,6 +61,7 @@ impl Manager {
                 })?;
                 if fresh {
                     self.reconcile_domains(server)?;
+                    self.remount_repositories(server);
                 }
                 Ok(())
             }

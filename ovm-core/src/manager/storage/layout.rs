@@ -2,6 +2,10 @@
 
 use crate::model::*;
 
+/// The directory a local file server offers on its admin server (its file system holds one
+/// repository, bound at the repository's mount point when presented).
+pub const LOCAL_FILE_SYSTEM_ROOT: &str = "/OVS/Local";
+
 /// Path of a repository on every server it is presented to.
 pub fn repository_path(repo: RepositoryId) -> String {
     format!("/OVS/Repositories/{}", repo.0.simple())

@@ -3,9 +3,12 @@
 //! storage.
 
 mod disks;
+mod file_servers;
 mod layout;
 mod repositories;
 
+pub use file_servers::FileServerSpec;
+pub use layout::LOCAL_FILE_SYSTEM_ROOT;
 pub use layout::{iso_path, kernel_paths, repository_path, virtual_disk_path};
 pub use repositories::RepositorySpec;
 
@@ -56,6 +59,16 @@ pub(crate) fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
     match u {
         StorageUndo::DeleteFile { server, path } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
+        }
+        StorageUndo::Unmount { server, mount_point } => {
+            crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.unmount(mount_point)
+        }
+        StorageUndo::Mount { server, source, mount_point } => {
+            crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.mount(source, mount_point)
+        }
+        StorageUndo::RemoveMarker { server, mount_point, repository } => {
+            crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?
+                .remove_repository(mount_point, repository)
         }
     }
 }

@@ -1,0 +1,614 @@
+//! File storage of the local Xen host (dom0): the generic file-system plug-ins of Storage Connect,
+//! NFS (v3 and v4, through `mount.nfs` and `showmount`) and local (a directory bound at the mount
+//! point), and the files of the repositories mounted under `/OVS/Repositories`.
+//!
+//! Everything this side writes is confined to the storage root (`/OVS`), and a file inside a
+//! repository (`/OVS/Repositories/<id>/…`) is written only while that repository is mounted: a
+//! repository path that is not mounted would otherwise land on dom0's own disk.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::driver::storage::{
+    check_abs_path, DiscoveredFileSystem, FileServerAccess, FileSystemMount, FsUsage, MountSource,
+};
+use crate::{Error, Result};
+
+const SERVER: &str = "xen:///";
+
+/// Where repositories are mounted, under the storage root.
+pub const REPOSITORIES: &str = "Repositories";
+
+/// The marker file at the top of a repository's file system: the repository's id.
+pub const MARKER: &str = ".ovsrepo";
+
+/// Directories of a repository (Oracle VM's layout).
+pub const LAYOUT: [&str; 5] = ["Templates", "Assemblies", "ISOs", "VirtualDisks", "VirtualMachines"];
+
+/// How long `mount.nfs` and `showmount` may take before the server is taken as unreachable.
+const NFS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The dom0 file storage, rooted at `root` (`/OVS` on a server).
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl Default for LocalStorage {
+    fn default() -> Self {
+        LocalStorage { root: PathBuf::from("/OVS") }
+    }
+}
+
+fn backend(what: impl std::fmt::Display) -> Error {
+    Error::backend(SERVER, what.to_string())
+}
+
+/// Run `program args` with a time limit; its standard output, or an error with its standard error.
+fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| backend(format!("run {program}: {e}")))?;
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| backend(format!("wait for {program}: {e}")))? {
+            Some(s) => break s,
+            None if t0.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(backend(format!(
+                    "{program} {} did not finish in {} s",
+                    args.join(" "),
+                    limit.as_secs()
+                )));
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if !status.success() {
+        return Err(backend(format!("{program} {}: {} ({status})", args.join(" "), err.trim())));
+    }
+    Ok(out)
+}
+
+/// Capacity and usage of the file system holding `path` (`statvfs(3)`).
+pub(crate) fn fs_usage(path: &str) -> Result<FsUsage> {
+    let c = std::ffi::CString::new(path).map_err(|_| Error::invalid("path", "contains a NUL byte"))?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated string and `s` points to writable memory for one statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(backend(format!("statvfs {path}: {e}")));
+    }
+    // SAFETY: statvfs returned 0, so it filled `s`.
+    let s = unsafe { s.assume_init() };
+    // The fields are u64 on 64-bit Linux and narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    let (frsize, blocks, free) = (u64::from(s.f_frsize), u64::from(s.f_blocks), u64::from(s.f_bavail));
+    let total = blocks * frsize;
+    Ok(FsUsage { total_bytes: total, used_bytes: total.saturating_sub(free * frsize) })
+}
+
+/// One line of `/proc/self/mountinfo`: the mount point, the root of the mount within its file
+/// system, the file system type and the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountInfo {
+    pub mount_point: String,
+    pub root: String,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// Undo the octal escapes of `/proc/self/mountinfo` (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse `/proc/self/mountinfo` text.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let mut post = post.split(' ');
+            Some(MountInfo {
+                root: unescape(pre.get(3)?),
+                mount_point: unescape(pre.get(4)?),
+                fstype: post.next()?.to_owned(),
+                source: unescape(post.next()?),
+            })
+        })
+        .collect()
+}
+
+fn mountinfo() -> Result<Vec<MountInfo>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| backend(format!("read /proc/self/mountinfo: {e}")))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// What a mount of the table is, as a [`MountSource`].
+fn source_of(m: &MountInfo) -> MountSource {
+    if m.fstype.starts_with("nfs") {
+        if let Some((host, export)) = m.source.rsplit_once(":/") {
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            return MountSource::Nfs { host, export: format!("/{export}"), version: None };
+        }
+    }
+    MountSource::Local { path: m.root.clone() }
+}
+
+/// Whether two sources name the same file system (an NFS version is how, not what).
+fn same_source(a: &MountSource, b: &MountSource) -> bool {
+    match (a, b) {
+        (MountSource::Nfs { host: h1, export: e1, .. }, MountSource::Nfs { host: h2, export: e2, .. }) => {
+            h1 == h2 && e1.trim_end_matches('/') == e2.trim_end_matches('/')
+        }
+        _ => a == b,
+    }
+}
+
+/// `host:export` for `mount.nfs`.
+fn nfs_spec(host: &str, export: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{export}")
+    } else {
+        format!("{host}:{export}")
+    }
+}
+
+/// Mount options for an NFS repository: hard mounts (a VM's disk must never see a soft error),
+/// TCP; NFSv3 without the lock manager (dom0 runs no `rpc.statd`; a VM's disk is locked by ovm's
+/// ownership of the VM, not by NLM).
+fn nfs_options(version: Option<u8>, read_only: bool) -> String {
+    let mut o = String::from("hard,proto=tcp,timeo=100,retrans=3");
+    match version {
+        Some(3) => o.push_str(",vers=3,nolock,mountproto=tcp"),
+        Some(4) => o.push_str(",vers=4"),
+        _ => {}
+    }
+    if read_only {
+        o.push_str(",ro");
+    }
+    o
+}
+
+fn c_path(p: &str) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(p).map_err(|_| Error::invalid("path", "contains a NUL byte"))
+}
+
+fn bind_mount(from: &str, to: &str) -> Result<()> {
+    let (f, t) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both are NUL-terminated strings; a bind mount takes no file system type or data.
+    let rc =
+        unsafe { libc::mount(f.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    if rc != 0 {
+        return Err(backend(format!("bind {from} at {to}: {}", std::io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
+/// Unmount `at`; nothing mounted there is success.
+fn umount(at: &str) -> Result<()> {
+    let t = c_path(at)?;
+    // SAFETY: `t` is a NUL-terminated string.
+    let rc = unsafe { libc::umount2(t.as_ptr(), 0) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+            _ => Err(backend(format!("unmount {at}: {e}"))),
+        };
+    }
+    Ok(())
+}
+
+/// The NFS exports `host` lists (`showmount -e`): paths.
+fn nfs_exports(host: &str) -> Result<Vec<String>> {
+    let out = run("showmount", &["--no-headers", "-e", host], NFS_TIMEOUT)
+        .map_err(|e| Error::backend(host, format!("no NFS export list: {e}")))?;
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| check_abs_path("export", p).is_ok())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn read_marker(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(MARKER)).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("OVS_REPO_UUID=").map(|v| v.trim().to_owned()))
+}
+
+impl LocalStorage {
+    /// Storage rooted at `root` instead of `/OVS` (tests).
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    fn repositories(&self) -> PathBuf {
+        self.root.join(REPOSITORIES)
+    }
+
+    /// A path this side may write: plain, absolute, under the storage root, and, inside a
+    /// repository, only while the repository is mounted.
+    fn writable(&self, what: &str, path: &str) -> Result<()> {
+        check_abs_path(what, path)?;
+        let p = Path::new(path);
+        if !p.starts_with(&self.root) || p == self.root {
+            return Err(Error::invalid(what, format!("{path:?} is outside {}", self.root.display())));
+        }
+        if let Ok(rest) = p.strip_prefix(self.repositories()) {
+            let mut parts = rest.components();
+            let repo = parts.next().ok_or_else(|| Error::invalid(what, "names no repository"))?;
+            if parts.next().is_none() {
+                return Err(Error::invalid(what, format!("{path:?} is a repository, not a file in one")));
+            }
+            let dir = self.repositories().join(repo);
+            let dir = dir.to_str().unwrap_or_default();
+            if !mountinfo()?.iter().any(|m| m.mount_point == dir) {
+                return Err(backend(format!("repository {dir} is not mounted on this server")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A mount point ovm manages: `<root>/Repositories/<name>` with one plain component.
+    fn mount_point_ok(&self, mount_point: &str) -> Result<()> {
+        check_abs_path("mount_point", mount_point)?;
+        let p = Path::new(mount_point);
+        match p.strip_prefix(self.repositories()) {
+            Ok(rest) if rest.components().count() == 1 => Ok(()),
+            _ => Err(Error::invalid(
+                "mount_point",
+                format!("{mount_point:?} is not a repository under {}", self.repositories().display()),
+            )),
+        }
+    }
+
+    fn scratch(&self) -> Result<PathBuf> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.root.join(".discover").join(format!("{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| backend(format!("create {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// Discover the file systems of a file server with their real sizes.
+    pub fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>> {
+        match server {
+            FileServerAccess::Nfs { host } => {
+                MountSource::Nfs { host: host.clone(), export: "/".into(), version: None }.check()?;
+                let mut found = Vec::new();
+                for export in nfs_exports(host)? {
+                    let dir = self.scratch()?;
+                    let d = dir.to_str().unwrap_or_default().to_owned();
+                    let mounted = run(
+                        "mount.nfs",
+                        &[&nfs_spec(host, &export), &d, "-o", &nfs_options(None, true)],
+                        NFS_TIMEOUT,
+                    );
+                    let measured = mounted.and_then(|_| {
+                        let u = fs_usage(&d);
+                        let marker = read_marker(&dir);
+                        umount(&d)?;
+                        u.map(|u| (u, marker))
+                    });
+                    let _ = std::fs::remove_dir(&dir);
+                    let (u, marker) =
+                        measured.map_err(|e| Error::backend(host, format!("export {export}: {e}")))?;
+                    found.push(DiscoveredFileSystem {
+                        path: export,
+                        total_bytes: u.total_bytes,
+                        free_bytes: u.total_bytes - u.used_bytes,
+                        repository: marker,
+                    });
+                }
+                Ok(found)
+            }
+            FileServerAccess::Local { root } => {
+                self.writable("root", &format!("{root}/x")).map_err(|_| {
+                    Error::invalid(
+                        "root",
+                        format!("{root:?} is not a directory under {}", self.root.display()),
+                    )
+                })?;
+                if Path::new(root).starts_with(self.repositories()) {
+                    return Err(Error::invalid("root", "a local file system lies outside the repositories"));
+                }
+                std::fs::create_dir_all(root).map_err(|e| backend(format!("create {root}: {e}")))?;
+                let u = fs_usage(root)?;
+                Ok(vec![DiscoveredFileSystem {
+                    path: root.clone(),
+                    total_bytes: u.total_bytes,
+                    free_bytes: u.total_bytes - u.used_bytes,
+                    repository: read_marker(Path::new(root)),
+                }])
+            }
+        }
+    }
+
+    /// Mount `source` at `mount_point` (idempotent for the same source).
+    pub fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()> {
+        source.check()?;
+        self.mount_point_ok(mount_point)?;
+        if let Some(m) = mountinfo()?.iter().find(|m| m.mount_point == mount_point) {
+            let there = source_of(m);
+            return if same_source(&there, source) {
+                Ok(())
+            } else {
+                Err(backend(format!("{there} is already mounted at {mount_point}")))
+            };
+        }
+        std::fs::create_dir_all(mount_point).map_err(|e| backend(format!("create {mount_point}: {e}")))?;
+        let done = match source {
+            MountSource::Nfs { host, export, version } => run(
+                "mount.nfs",
+                &[&nfs_spec(host, export), mount_point, "-o", &nfs_options(*version, false)],
+                NFS_TIMEOUT,
+            )
+            .map(drop)
+            .map_err(|e| Error::backend(host, format!("mount {export}: {e}"))),
+            MountSource::Local { path } => {
+                if Path::new(path).starts_with(self.repositories())
+                    || !Path::new(path).starts_with(&self.root)
+                {
+                    Err(Error::invalid(
+                        "path",
+                        format!("{path:?} is not a local file system of the storage root"),
+                    ))
+                } else if !Path::new(path).is_dir() {
+                    Err(backend(format!("{path} is not a directory")))
+                } else {
+                    bind_mount(path, mount_point)
+                }
+            }
+        };
+        if done.is_err() {
+            let _ = std::fs::remove_dir(mount_point);
+        }
+        done
+    }
+
+    /// Unmount what is mounted at `mount_point` and remove the empty mount point.
+    pub fn unmount(&self, mount_point: &str) -> Result<()> {
+        self.mount_point_ok(mount_point)?;
+        umount(mount_point)?;
+        match std::fs::remove_dir(mount_point) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("mount point {mount_point} stays: {e}");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The repositories mounted.
+    pub fn mounts(&self) -> Result<Vec<FileSystemMount>> {
+        let repos = self.repositories();
+        Ok(mountinfo()?
+            .iter()
+            .filter(|m| Path::new(&m.mount_point).parent() == Some(repos.as_path()))
+            .map(|m| FileSystemMount { source: source_of(m), mount_point: m.mount_point.clone() })
+            .collect())
+    }
+
+    /// Write the layout and the marker of `repository` at `mount_point`.
+    pub fn init_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.mount_point_ok(mount_point)?;
+        let ok_id = !repository.is_empty()
+            && repository.len() <= 64
+            && repository.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok_id {
+            return Err(Error::invalid("repository", format!("{repository:?} is not a repository id")));
+        }
+        if !mountinfo()?.iter().any(|m| m.mount_point == mount_point) {
+            return Err(backend(format!("nothing is mounted at {mount_point}")));
+        }
+        let dir = Path::new(mount_point);
+        match read_marker(dir) {
+            Some(r) if r == repository => {}
+            Some(r) => {
+                return Err(Error::conflict(format!("the file system at {mount_point} holds repository {r}")))
+            }
+            None => {
+                let tmp = dir.join(format!("{MARKER}.tmp"));
+                std::fs::write(&tmp, format!("OVS_REPO_UUID={repository}\nOVS_REPO_VERSION=3.0\n"))
+                    .and_then(|_| std::fs::rename(&tmp, dir.join(MARKER)))
+                    .map_err(|e| backend(format!("write {}: {e}", dir.join(MARKER).display())))?;
+            }
+        }
+        for d in LAYOUT {
+            std::fs::create_dir_all(dir.join(d)).map_err(|e| backend(format!("create {d}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the marker of `repository` at `mount_point`.
+    pub fn remove_repository(&self, mount_point: &str, repository: &str) -> Result<()> {
+        self.mount_point_ok(mount_point)?;
+        let dir = Path::new(mount_point);
+        if read_marker(dir).as_deref() == Some(repository) {
+            std::fs::remove_file(dir.join(MARKER))
+                .map_err(|e| backend(format!("remove {}: {e}", dir.join(MARKER).display())))?;
+        }
+        Ok(())
+    }
+
+    /// Capacity and usage of the file system holding `path`.
+    pub fn usage(&self, path: &str) -> Result<FsUsage> {
+        check_abs_path("path", path)?;
+        fs_usage(path)
+    }
+
+    /// Check that `path` may be written (see the module) and make the directories above it.
+    pub fn prepare_write(&self, path: &str) -> Result<()> {
+        self.writable("path", path)?;
+        self.make_parent(path)
+    }
+
+    /// Make the directories above `path`.
+    fn make_parent(&self, path: &str) -> Result<()> {
+        match Path::new(path).parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("create directory {}: {e}", dir.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Create a sparse file.
+    pub fn create_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.writable("path", path)?;
+        self.make_parent(path)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| backend(format!("create {path}: {e}")))?;
+        f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
+    }
+
+    /// Copy a file (the source may be anywhere dom0 can read; the copy lands under the root).
+    pub fn copy_file(&self, from: &str, to: &str) -> Result<()> {
+        check_abs_path("from", from)?;
+        self.writable("to", to)?;
+        self.make_parent(to)?;
+        if Path::new(to).exists() {
+            return Err(backend(format!("{to} already exists")));
+        }
+        std::fs::copy(from, to).map(drop).map_err(|e| backend(format!("copy {from} to {to}: {e}")))
+    }
+
+    /// Delete a file; a missing file is success.
+    pub fn delete_file(&self, path: &str) -> Result<()> {
+        self.writable("path", path)?;
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(backend(format!("delete {path}: {e}"))),
+        }
+    }
+
+    /// Grow or shrink a file.
+    pub fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
+        self.writable("path", path)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| backend(format!("open {path}: {e}")))?;
+        f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
+    }
+
+    /// Size of a file.
+    pub fn file_size(&self, path: &str) -> Result<Option<u64>> {
+        check_abs_path("path", path)?;
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(format!("stat {path}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let text = "36 25 0:32 / /OVS/Repositories/abc rw,relatime shared:1 - nfs4 10.77.1.254:/srv/nfs/repo rw,vers=4.2\n\
+                    37 25 8:1 /srv/local\\040disk /OVS/Repositories/def rw - ext4 /dev/sda1 rw\n\
+                    garbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            source_of(&m[0]),
+            MountSource::Nfs { host: "10.77.1.254".into(), export: "/srv/nfs/repo".into(), version: None }
+        );
+        assert_eq!(m[1].mount_point, "/OVS/Repositories/def");
+        assert_eq!(source_of(&m[1]), MountSource::Local { path: "/srv/local disk".into() });
+        let v6 = parse_mountinfo("1 2 0:3 / /x rw - nfs [fd00::1]:/e rw\n");
+        assert_eq!(
+            source_of(&v6[0]),
+            MountSource::Nfs { host: "fd00::1".into(), export: "/e".into(), version: None }
+        );
+    }
+
+    #[test]
+    fn same_file_system_whatever_the_version() {
+        let a = MountSource::Nfs { host: "h".into(), export: "/e/".into(), version: Some(3) };
+        let b = MountSource::Nfs { host: "h".into(), export: "/e".into(), version: None };
+        assert!(same_source(&a, &b));
+        assert!(!same_source(&a, &MountSource::Nfs { host: "h".into(), export: "/f".into(), version: None }));
+        assert_eq!(nfs_spec("fd00::1", "/e"), "[fd00::1]:/e");
+        assert!(nfs_options(Some(3), false).contains("nolock"));
+        assert!(nfs_options(None, true).ends_with(",ro"));
+    }
+
+    #[test]
+    fn writes_stay_under_the_root_and_inside_mounted_repositories() {
+        let dir = std::env::temp_dir().join(format!("ovm-local-storage-{}", std::process::id()));
+        let s = LocalStorage::with_root(&dir);
+        let inside = format!("{}/Kernels/k", dir.display());
+        s.create_file(&inside, 10).unwrap();
+        assert_eq!(s.file_size(&inside).unwrap(), Some(10));
+        for bad in ["/etc/passwd", "relative", "/OVS/../etc/x"] {
+            assert!(matches!(s.create_file(bad, 1), Err(Error::InvalidArgument { .. })), "{bad}");
+            assert!(s.delete_file(bad).is_err(), "{bad}");
+        }
+        let escape = format!("{}/Kernels/../../x", dir.display());
+        assert!(s.create_file(&escape, 1).is_err());
+        // A repository that is not mounted: nothing lands on the local disk.
+        let unmounted = format!("{}/{REPOSITORIES}/r1/VirtualDisks/a.img", dir.display());
+        assert!(s.create_file(&unmounted, 1).is_err());
+        assert!(!Path::new(&unmounted).exists());
+        assert!(s.copy_file(&inside, &unmounted).is_err());
+        assert!(s
+            .mount(
+                &MountSource::Local { path: "/etc".into() },
+                &format!("{}/{REPOSITORIES}/r1", dir.display())
+            )
+            .is_err());
+        assert!(
+            s.mount(&MountSource::Local { path: inside.clone() }, "/mnt").is_err(),
+            "mount point outside"
+        );
+        assert!(
+            s.init_repository(&format!("{}/{REPOSITORIES}/r1", dir.display()), "r1").is_err(),
+            "not mounted"
+        );
+        s.delete_file(&inside).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
