@@ -105,11 +105,12 @@ fn repository_on_physical_disk_needs_clustered_pool_and_stays_in_it() {
     let cpool = PoolId(result_id(lab.mgr.create_pool(cp)));
     ok(lab.mgr.add_server_to_pool(cpool, s3));
     let repo = RepositoryId(result_id(lab.mgr.create_repository(spec(Some(cpool)))));
-    ok(lab.mgr.present_repository(repo, s3));
-    // Presented to one pool only.
+    // Presented to one pool only (the rule is checked before anything is mounted).
     let err = lab.mgr.present_repository(repo, lab.s1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert_eq!(lab.mgr.repository(repo).unwrap().presented_to, vec![s3]);
+    // Mounting OCFS2 on a LUN comes with the clustered pools; until then it is refused, not faked.
+    assert_eq!(kind(lab.mgr.present_repository(repo, s3)), ErrorKind::Unsupported);
+    assert!(lab.mgr.repository(repo).unwrap().presented_to.is_empty());
     // The pool cannot stop being clustered while it owns the repository.
     assert_eq!(kind(lab.mgr.edit_pool(cpool, |p| p.clustered = false)), ErrorKind::Conflict);
 }

@@ -1500,7 +1500,7 @@ mod tests {
                 | Op::StorageFileSize { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 33);
+        assert_eq!(ops.len(), 35);
     }
 
     #[test]

@@ -61,7 +61,6 @@ impl Manager {
         if servers.is_empty() {
             return Err(Error::invalid("servers", "no server to present the repository to"));
         }
-        let (source, local_owner) = self.mount_source_of(&r)?;
         let mut names = Vec::new();
         for (i, server) in servers.iter().enumerate() {
             let s = self.server(*server)?;
@@ -71,7 +70,7 @@ impl Manager {
                     r.name, s.name
                 )));
             }
-            if local_owner.is_some_and(|o| o != *server) {
+            if self.local_owner_of(&r).is_some_and(|o| o != *server) {
                 return Err(Error::invalid(
                     "server",
                     format!("repository {:?} is on another server's local file system", r.name),
@@ -82,6 +81,7 @@ impl Manager {
         let mut edited = (*r).clone();
         edited.presented_to.extend_from_slice(servers);
         self.state().inv.check_put(&Object::Repository(edited))?;
+        let (source, _) = self.mount_source_of(&r)?;
         let mount_point = super::repository_path(repo);
         let first = r.presented_to.is_empty();
         let mut spec = JobSpec::new(
@@ -122,6 +122,16 @@ impl Manager {
             });
         }
         self.submit(spec)
+    }
+
+    /// The server whose local file system holds the repository, if one does.
+    fn local_owner_of(&self, r: &Repository) -> Option<ServerId> {
+        let RepositoryBacking::FileSystem(f) = r.backing else { return None };
+        let FileSystemLocation::FileServer(id) = self.get::<FileSystem>(f).ok()?.location else {
+            return None;
+        };
+        let fsrv = self.get::<FileServer>(id).ok()?;
+        (fsrv.kind == FileServerKind::Local).then(|| fsrv.admin_servers.first().copied()).flatten()
     }
 
     /// What servers mount for a repository, and the one server it may be presented to when it

@@ -1,0 +1,198 @@
+//! Storage through the file-system plug-ins, on simulated servers: a file server's file systems
+//! discovered with their sizes, repositories mounted on the servers they are presented to (and
+//! unmounted), bad input refused with nothing left behind, and placement that follows the mounts.
+
+mod common;
+
+use common::{ok, result_id, WAIT};
+use ovm_core::driver::sim::{SimDriver, SimOp, SimWorld, DEFAULT_PASSWORD};
+use ovm_core::driver::{Driver, MountSource};
+use ovm_core::manager::{repository_path, FileServerSpec, PoolSpec, RepositorySpec, VmSpec};
+use ovm_core::model::*;
+use ovm_core::{ErrorKind, Manager};
+
+const GIB: u64 = 1 << 30;
+
+struct Dc {
+    mgr: Manager,
+    world: SimWorld,
+    servers: Vec<ServerId>,
+    pool: PoolId,
+}
+
+fn dc() -> Dc {
+    let world = SimWorld::default();
+    world.add_nfs_export("nfs1", "/srv/repo", 200 * GIB);
+    world.add_nfs_export("nfs1", "/srv/iso", 20 * GIB);
+    let mgr = Manager::builder().sim_world(world.clone()).recurring_jobs(false).open().unwrap();
+    let servers: Vec<ServerId> = (1..=3)
+        .map(|k| ServerId(result_id(mgr.discover_server(&format!("sim://xen{k}"), DEFAULT_PASSWORD))))
+        .collect();
+    let pool = PoolId(result_id(mgr.create_pool(PoolSpec::new("pool1"))));
+    for s in &servers {
+        ok(mgr.add_server_to_pool(pool, *s));
+    }
+    Dc { mgr, world, servers, pool }
+}
+
+fn failed(job: ovm_core::Result<ovm_core::JobHandle>) -> ovm_core::Error {
+    job.expect("job accepted").wait(WAIT).expect_err("the job fails")
+}
+
+/// What a simulated server has mounted, as the driver reports it.
+fn mounts(dc: &Dc, host: &str) -> Vec<(MountSource, String)> {
+    let hv = SimDriver::new(dc.world.clone())
+        .connect(&format!("sim://{host}"), DEFAULT_PASSWORD, dc.mgr.id())
+        .unwrap();
+    hv.file_storage().unwrap().mounts().unwrap().into_iter().map(|m| (m.source, m.mount_point)).collect()
+}
+
+fn nfs_repository(dc: &Dc) -> (FileServerId, FileSystemId, RepositoryId) {
+    let fsrv = FileServerId(result_id(dc.mgr.register_file_server(FileServerSpec::nfs(
+        "nfs1",
+        "nfs1",
+        vec![dc.servers[0]],
+    ))));
+    let fs = dc.mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == "/srv/repo").unwrap().id;
+    let repo = RepositoryId(result_id(dc.mgr.create_repository(RepositorySpec {
+        name: "repo1".into(),
+        backing: RepositoryBacking::FileSystem(fs),
+        owner_pool: Some(dc.pool),
+        capacity_bytes: 0,
+    })));
+    (fsrv, fs, repo)
+}
+
+#[test]
+fn a_file_server_is_discovered_with_the_sizes_the_storage_reports() {
+    let dc = dc();
+    let (fsrv, _, _) = nfs_repository(&dc);
+    let mut found: Vec<(String, String, u64, u64)> = dc
+        .mgr
+        .file_systems_of(fsrv)
+        .iter()
+        .map(|f| (f.name.clone(), f.path.clone(), f.size_bytes, f.free_bytes))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("nfs1:/srv/iso".into(), "/srv/iso".into(), 20 * GIB, 20 * GIB),
+            ("nfs1:/srv/repo".into(), "/srv/repo".into(), 200 * GIB, 200 * GIB),
+        ]
+    );
+    // A new export appears, one vanishes: refresh follows the storage.
+    dc.world.add_nfs_export("nfs1", "/srv/new", GIB);
+    ok(dc.mgr.refresh_file_server(fsrv));
+    assert_eq!(dc.mgr.file_systems_of(fsrv).len(), 3);
+}
+
+#[test]
+fn bad_file_servers_are_refused_and_nothing_is_stored() {
+    let dc = dc();
+    let before = dc.mgr.read(|inv| inv.all_objects().len());
+    // Nobody answers there: the job fails, nothing is kept.
+    let e = failed(dc.mgr.register_file_server(FileServerSpec::nfs("ghost", "nfs9", vec![dc.servers[0]])));
+    assert!(e.to_string().contains("no NFS server answers"), "{e}");
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+    // Bad arguments are refused at once.
+    let e = dc.mgr.register_file_server(FileServerSpec::nfs("x", "nfs1", vec![])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = dc
+        .mgr
+        .register_file_server(FileServerSpec::nfs("x", "bad host;rm", vec![dc.servers[0]]))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = dc.mgr.register_file_server(FileServerSpec::nfs("x", "nfs1", vec![ServerId::new()])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+}
+
+#[test]
+fn presenting_mounts_on_every_server_and_unpresenting_unmounts() {
+    let dc = dc();
+    let (_, _, repo) = nfs_repository(&dc);
+    let at = repository_path(repo);
+    let source = MountSource::Nfs { host: "nfs1".into(), export: "/srv/repo".into(), version: None };
+    ok(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+    for host in ["xen1", "xen2"] {
+        assert_eq!(mounts(&dc, host), vec![(source.clone(), at.clone())], "{host}");
+    }
+    assert!(mounts(&dc, "xen3").is_empty());
+    let r = dc.mgr.repository(repo).unwrap();
+    assert_eq!(r.presented_to, dc.servers[..2]);
+    assert!(r.mounts.iter().all(|m| m.state == MountState::Mounted) && r.mounts.len() == 2);
+    // Another repository cannot take the same file system.
+    let fs = match r.backing {
+        RepositoryBacking::FileSystem(f) => f,
+        RepositoryBacking::PhysicalDisk(_) => unreachable!(),
+    };
+    let e = dc
+        .mgr
+        .create_repository(RepositorySpec {
+            name: "again".into(),
+            backing: RepositoryBacking::FileSystem(fs),
+            owner_pool: None,
+            capacity_bytes: 0,
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    ok(dc.mgr.unpresent_repository(repo, dc.servers[1]));
+    assert!(mounts(&dc, "xen2").is_empty());
+    assert_eq!(dc.mgr.repository(repo).unwrap().presented_to, vec![dc.servers[0]]);
+}
+
+#[test]
+fn a_mount_that_fails_on_the_second_server_is_undone_on_the_first() {
+    let dc = dc();
+    let (_, _, repo) = nfs_repository(&dc);
+    dc.world.fail_next(SimOp::Storage, Some("xen2"), 1);
+    let e = failed(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+    assert!(e.to_string().contains("injected failure"), "{e}");
+    for host in ["xen1", "xen2"] {
+        assert!(mounts(&dc, host).is_empty(), "{host} keeps nothing mounted");
+    }
+    let r = dc.mgr.repository(repo).unwrap();
+    assert!(r.presented_to.is_empty() && r.mounts.is_empty());
+    // The marker the first server wrote is gone too: the file system is free again.
+    let hv = SimDriver::new(dc.world.clone()).connect("sim://xen3", DEFAULT_PASSWORD, dc.mgr.id()).unwrap();
+    let found = hv
+        .file_storage()
+        .unwrap()
+        .discover(&ovm_core::driver::FileServerAccess::Nfs { host: "nfs1".into() })
+        .unwrap();
+    assert!(found.iter().all(|f| f.repository.is_none()), "{found:?}");
+    // The failure is an Error event on the repository; once acknowledged, presenting works.
+    ok(dc.mgr.acknowledge_all(r.object_ref()));
+    ok(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+}
+
+#[test]
+fn a_vm_runs_only_where_its_repository_is_mounted() {
+    let dc = dc();
+    let (_, _, repo) = nfs_repository(&dc);
+    ok(dc.mgr.present_repository(repo, dc.servers[1]));
+    let disk = VirtualDiskId(result_id(dc.mgr.create_virtual_disk(repo, "d", GIB, false)));
+    let config = VmConfig {
+        memory_mib: 512,
+        max_memory_mib: 512,
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) }],
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new("web", config);
+    spec.pool = Some(dc.pool);
+    let vm = VmId(result_id(dc.mgr.create_vm(spec)));
+    for _ in 0..3 {
+        ok(dc.mgr.start_vm(vm));
+        assert_eq!(dc.mgr.vm(vm).unwrap().server, Some(dc.servers[1]), "only server 2 has the repository");
+        ok(dc.mgr.kill_vm(vm));
+    }
+    // Unpresenting it from the server the VM runs on is refused.
+    ok(dc.mgr.start_vm(vm));
+    let e = dc.mgr.unpresent_repository(repo, dc.servers[1]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    ok(dc.mgr.kill_vm(vm));
+    ok(dc.mgr.unpresent_repository(repo, dc.servers[1]));
+    let e = dc.mgr.start_vm(vm).and_then(|j| j.wait(WAIT)).map(|j| j.state);
+    assert!(matches!(e, Err(_) | Ok(JobState::Failed)), "no server has the repository: {e:?}");
+}
