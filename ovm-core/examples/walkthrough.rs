@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ovm_core::driver::sim::DEFAULT_PASSWORD;
-use ovm_core::manager::{NetworkSpec, PoolSpec, RepositorySpec};
+use ovm_core::manager::{FileServerSpec, NetworkSpec, PoolSpec, RepositorySpec};
 use ovm_core::model::*;
 use ovm_core::store::{EventFilter, JobFilter};
 use ovm_core::{JobHandle, Manager, Result};
@@ -72,7 +72,15 @@ fn main() -> Result<()> {
         std::env::temp_dir().join(format!("ovm-walkthrough-{}.db", std::process::id())).display().to_string()
     });
     println!("ovm walk-through, manager database {path}");
-    let mgr = Manager::open(&path)?;
+    // The simulated data centre has an NFS server, nfs1.example.com, exporting /export/ovs (2 TiB)
+    // and /export/iso (100 GiB); the manager discovers them through a server.
+    let world = ovm_core::driver::sim::SimWorld::default();
+    world.add_nfs_export("nfs1.example.com", "/export/ovs", 2 << 40);
+    world.add_nfs_export("nfs1.example.com", "/export/iso", 100 << 30);
+    let mgr = Manager::builder()
+        .database(ovm_core::manager::DatabaseLocation::File(path.clone().into()))
+        .sim_world(world)
+        .open()?;
     let start_token = mgr.current_token()?;
 
     if !mgr.servers().is_empty() {
@@ -103,29 +111,18 @@ fn main() -> Result<()> {
         .id,
     );
 
-    println!("Storage: an NFS file server, a file system, a repository");
-    let nfs = FileServer {
-        id: FileServerId::new(),
-        name: "nfs1".into(),
-        description: String::new(),
-        kind: FileServerKind::Nfs,
-        access_host: "nfs1.example.com".into(),
-        admin_servers: vec![s1],
-        refreshed: true,
-    };
-    let nfs_id = nfs.id;
-    done("create file server nfs1", mgr.create_object(Object::FileServer(nfs))?)?;
-    let fs = FileSystem {
-        id: FileSystemId::new(),
-        name: "nfs1:/export/ovs".into(),
-        description: String::new(),
-        location: FileSystemLocation::FileServer(nfs_id),
-        path: "/export/ovs".into(),
-        size_bytes: 2 << 40,
-        free_bytes: 1 << 40,
-    };
-    let fs_id = fs.id;
-    done("create file system", mgr.create_object(Object::FileSystem(fs))?)?;
+    println!("Storage: an NFS file server and its file systems, discovered through xen1; a repository");
+    let nfs = FileServerId(
+        done(
+            "register NFS file server nfs1",
+            mgr.register_file_server(FileServerSpec::nfs("nfs1", "nfs1.example.com", vec![s1]))?,
+        )?
+        .id,
+    );
+    for f in mgr.file_systems_of(nfs) {
+        println!("  file system {}: {} GiB, {} GiB free", f.name, f.size_bytes >> 30, f.free_bytes >> 30);
+    }
+    let fs_id = mgr.get_by_name::<FileSystem>("nfs1.example.com:/export/ovs")?.id;
 
     println!("A clustered server pool with both servers");
     let mut ps = PoolSpec::new("pool1");
@@ -230,28 +227,14 @@ fn xen_walkthrough(mgr: &Manager, x: &XenTarget) -> Result<()> {
     done("add the server to xen-pool", mgr.add_server_to_pool(pool, server)?)?;
 
     println!("Storage: the server's local file system, a repository, a guest kernel in it");
-    let local = FileServer {
-        id: FileServerId::new(),
-        name: format!("{}-local", s.name),
-        description: String::new(),
-        kind: FileServerKind::Local,
-        access_host: s.name.clone(),
-        admin_servers: vec![server],
-        refreshed: true,
-    };
-    let local_id = local.id;
-    done("create local file server", mgr.create_object(Object::FileServer(local))?)?;
-    let fs = FileSystem {
-        id: FileSystemId::new(),
-        name: format!("{}:/OVS", s.name),
-        description: String::new(),
-        location: FileSystemLocation::FileServer(local_id),
-        path: "/OVS".into(),
-        size_bytes: 4 << 30,
-        free_bytes: 4 << 30,
-    };
-    let fs_id = fs.id;
-    done("create file system", mgr.create_object(Object::FileSystem(fs))?)?;
+    let local = FileServerId(
+        done(
+            "register the server's local file system",
+            mgr.register_file_server(FileServerSpec::local(&format!("{}-local", s.name), server))?,
+        )?
+        .id,
+    );
+    let fs_id = mgr.file_systems_of(local).first().expect("the local file system").id;
     let repo = RepositoryId(
         done(
             "create repository xen-repo",

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lab::{agent_listens, wait_for};
 
-use ovm_core::manager::{kernel_paths, DatabaseLocation, RepositorySpec, VmSpec};
+use ovm_core::manager::{kernel_paths, DatabaseLocation, FileServerSpec, RepositorySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::store::EventFilter;
 use ovm_core::{JobHandle, Manager};
@@ -62,28 +62,20 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     drop(other);
 
     // A repository on the server's local file system, the lab guest's kernel stored in it, a disk.
-    let fsrv = FileServer {
-        id: FileServerId::new(),
-        name: "lab-local".into(),
-        description: String::new(),
-        kind: FileServerKind::Local,
-        access_host: s.name.clone(),
-        admin_servers: vec![server],
-        refreshed: true,
-    };
-    let fsrv_id = fsrv.id;
-    ok("create the local file server", mgr.create_object(Object::FileServer(fsrv)), 30);
-    let fs = FileSystem {
-        id: FileSystemId::new(),
-        name: "lab-local:/OVS".into(),
-        description: String::new(),
-        location: FileSystemLocation::FileServer(fsrv_id),
-        path: "/OVS".into(),
-        size_bytes: 1 << 30,
-        free_bytes: 1 << 30,
-    };
-    let fs_id = fs.id;
-    ok("create the file system", mgr.create_object(Object::FileSystem(fs)), 30);
+    // The local file server is discovered from the server: its file system with the real size.
+    let fsrv = FileServerId(
+        ok(
+            "register the local file server",
+            mgr.register_file_server(FileServerSpec::local("lab-local", server)),
+            60,
+        )
+        .id,
+    );
+    let fss = mgr.file_systems_of(fsrv);
+    assert_eq!(fss.len(), 1, "{fss:?}");
+    assert_eq!(fss[0].path, ovm_core::manager::LOCAL_FILE_SYSTEM_ROOT);
+    assert!(fss[0].size_bytes > 0 && fss[0].free_bytes <= fss[0].size_bytes, "{:?}", fss[0]);
+    let fs_id = fss[0].id;
     let repo = RepositoryId(
         ok(
             "create the repository",
