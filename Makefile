@@ -118,9 +118,17 @@ lab-test:
 # test as the manager on the management LAN (a network namespace on the host) reaching them; NFS
 # on every server over bonds, a shared iSCSI LUN, a bond failover, a VLAN, guests on two servers
 # talking, a cut link, a partition, a hung server, server 1 killed while the rest carry on, and
-# server 1 booted again by a Wake-on-LAN magic packet.
+# server 1 booted again by a Wake-on-LAN magic packet. In the same boot, first, with an ovm agent in
+# every dom0: shared NFS storage discovered, presented to two servers and a VM run from it
+# (ovm-core/tests/storage_lab.rs).
 dc-lab-test:
-	tests/xenlab/lab serve -n 3 --storage --manager --dom0 tests/xenlab/dom0-runner.sh -- tests/xenlab/dc-selftest.sh
+	$(CARGO) build -p ovm-core --features xen,agent-server --bin ovm-agent
+	$(CARGO) test -p ovm-core --features agent-lab-tests --test storage_lab --no-run --message-format=json \
+		| grep -o '"executable":"[^"]*storage_lab[^"]*"' | cut -d'"' -f4 > target/storage-lab-test
+	test -x "$$(cat target/storage-lab-test)"
+	tests/xenlab/lab serve -n 3 --storage --manager --dom0 tests/xenlab/agent-dom0.sh \
+		--dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh -- \
+		sh -c '"$$0" --nocapture --test-threads=1 && tests/xenlab/dc-selftest.sh' "$$(cat target/storage-lab-test)"
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 # Live migration between two lab servers through their agents, on the Xen build that live-migrates

@@ -13,7 +13,7 @@
 
 mod lab;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lab::{agent_listens, wait_for};
 
@@ -38,23 +38,7 @@ fn address(k: u32) -> String {
 /// Run `cmd` in server `k`'s dom0 (through the lab's command runner) and return its output; panics
 /// if it fails.
 fn on(k: u32, cmd: &str, secs: u64) -> String {
-    let share = std::path::PathBuf::from(
-        std::env::var(format!("OVM_XENLAB_SHARE_{k}")).expect("run under lab serve"),
-    );
-    let (rc, out) = (share.join("cmd.rc"), share.join("cmd.out"));
-    let _ = std::fs::remove_file(&rc);
-    let _ = std::fs::remove_file(&out);
-    std::fs::write(share.join("cmd.sh"), cmd).unwrap();
-    std::fs::rename(share.join("cmd.sh"), share.join("cmd.go")).unwrap();
-    let t0 = Instant::now();
-    while !rc.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "server {k} did not finish {cmd:?} in {secs} s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let status = std::fs::read_to_string(&rc).unwrap();
-    assert_eq!(status.trim(), "0", "server {k}: {cmd:?} failed: {text}");
-    text
+    lab::on(k, cmd, secs)
 }
 
 /// Start pinging `addr` from server 1's dom0 every 0.2 s, into `log`.

@@ -1,5 +1,6 @@
 //! What the lab's end-to-end tests share: timed job waits, polling, and telling an agent that
 //! listens from QEMU's port forward.
+#![allow(dead_code)] // each lab test uses part of it
 
 use std::time::{Duration, Instant};
 
@@ -34,4 +35,31 @@ pub fn agent_listens(address: &str) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(address) else { return false };
     s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
     matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+/// Run `cmd` through the lab's command runner in `share` (a dom0's or the storage server's), and
+/// return its output; panics if it fails or takes longer than `secs`.
+pub fn run_in(share: &std::path::Path, who: &str, cmd: &str, secs: u64) -> String {
+    let (rc, out) = (share.join("cmd.rc"), share.join("cmd.out"));
+    let _ = std::fs::remove_file(&rc);
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(share.join("cmd.sh"), cmd).unwrap();
+    std::fs::rename(share.join("cmd.sh"), share.join("cmd.go")).unwrap();
+    let t0 = Instant::now();
+    while !rc.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "{who} did not finish {cmd:?} in {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let status = std::fs::read_to_string(&rc).unwrap();
+    assert_eq!(status.trim(), "0", "{who}: {cmd:?} failed: {text}");
+    text
+}
+
+/// Run `cmd` in server `k`'s dom0 (its share's command runner, `dom0-runner.sh`).
+pub fn on(k: u32, cmd: &str, secs: u64) -> String {
+    let share = std::path::PathBuf::from(
+        std::env::var(format!("OVM_XENLAB_SHARE_{k}")).expect("run under tests/xenlab/lab serve"),
+    );
+    run_in(&share, &format!("server {k}"), cmd, secs)
 }

@@ -1,0 +1,260 @@
+//! Shared storage on real servers: the manager on the lab's management LAN, an ovm agent in the dom0
+//! of two Xen servers, and the lab's storage server (knfsd). The NFS file server is discovered
+//! through an agent with the sizes the storage server reports, a repository on it is presented to
+//! both servers (mounted by each agent, read back from each dom0), a disk written from server 1 is
+//! read by a VM started on server 2, and bad input leaves nothing mounted anywhere. Run through the
+//! lab, in the data-centre boot (`make dc-lab-test`):
+//!
+//! ```sh
+//! tests/xenlab/lab serve -n 3 --storage --manager --dom0 tests/xenlab/agent-dom0.sh \
+//!     --dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh -- \
+//!     target/debug/deps/storage_lab-* --nocapture
+//! ```
+
+mod lab;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lab::{agent_listens, on, run_in, wait_for};
+
+use ovm_core::manager::{
+    repository_path, virtual_disk_path, FileServerSpec, PoolSpec, RepositorySpec, VmSpec,
+};
+use ovm_core::model::*;
+use ovm_core::{JobHandle, Manager};
+
+/// The agent password the dom0 script sets.
+const PASSWORD: &str = "ovm-lab-agent";
+
+fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> (ObjectRef, Duration) {
+    lab::ok_timed(what, job, secs)
+}
+
+fn fails(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> ovm_core::Error {
+    let e = job
+        .unwrap_or_else(|e| panic!("{what}: refused at once: {e}"))
+        .wait(Some(Duration::from_secs(secs)))
+        .expect_err(what);
+    println!("refused as it should be: {what}: {e}");
+    e
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is unset: run this test through `tests/xenlab/lab serve --storage --manager` (make dc-lab-test)")
+    })
+}
+
+/// Run `cmd` on the storage server.
+fn on_storage(cmd: &str, secs: u64) -> String {
+    run_in(&PathBuf::from(env("OVM_XENLAB_STORAGE_SHARE")), "the storage server", cmd, secs)
+}
+
+/// Whether anything is mounted on server `k` at `at`.
+fn mounted(k: u32, at: &str) -> bool {
+    on(k, &format!("grep -c ' {at} ' /proc/mounts || true"), 30).trim() != "0"
+}
+
+/// `df -B1` of a path on the storage server: (total, available) bytes.
+fn df(path: &str) -> (u64, u64) {
+    let out = on_storage(&format!("df -B1 -P {path} | tail -n 1"), 30);
+    let f: Vec<u64> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(f.len() >= 3, "df: {out:?}");
+    (f[0], f[2])
+}
+
+#[test]
+fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() {
+    env("OVM_XENLAB_MANAGER_IP");
+    let storage = env("OVM_XENLAB_STORAGE_LAN_IP");
+    let (a1, a2) = ("10.77.0.1:8899".to_owned(), "10.77.0.2:8899".to_owned());
+    wait_for("agent 1 to listen", 240, || agent_listens(&a1));
+    wait_for("agent 2 to listen", 240, || agent_listens(&a2));
+    let mgr = Manager::builder().recurring_jobs(false).open().unwrap();
+    let s1 = ServerId(ok("discover server 1", mgr.discover_server(&a1, PASSWORD), 120).0.id);
+    let s2 = ServerId(ok("discover server 2", mgr.discover_server(&a2, PASSWORD), 120).0.id);
+    let pool = PoolId(ok("create the pool", mgr.create_pool(PoolSpec::new("storage-pool")), 30).0.id);
+    ok("add server 1", mgr.add_server_to_pool(pool, s1), 60);
+    ok("add server 2", mgr.add_server_to_pool(pool, s2), 60);
+
+    // An address where no NFS server answers: the job fails and nothing is stored.
+    let e = fails(
+        "register an NFS server nobody runs",
+        mgr.register_file_server(FileServerSpec::nfs("ghost", "10.77.0.99", vec![s1])),
+        180,
+    );
+    assert_eq!(e.kind(), ovm_core::ErrorKind::Backend, "{e}");
+    assert!(mgr.list_all::<FileServer>().is_empty() && mgr.list_all::<FileSystem>().is_empty());
+
+    // Discovery through server 1's agent: every export, with the sizes the storage server reports.
+    let (fsrv, t_discover) = ok(
+        "discover the NFS server",
+        mgr.register_file_server(FileServerSpec::nfs("lab-nfs", &storage, vec![s1])),
+        180,
+    );
+    let fsrv = FileServerId(fsrv.id);
+    let fss = mgr.file_systems_of(fsrv);
+    let mut paths: Vec<&str> = fss.iter().map(|f| f.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/srv/nfs/iso", "/srv/nfs/repo"]);
+    let repo_fs = fss.iter().find(|f| f.path == "/srv/nfs/repo").unwrap().clone();
+    let (total, avail) = df("/srv/nfs/repo");
+    println!(
+        "discovered {}: {} bytes, {} free; df on the storage server: {total}, {avail}",
+        repo_fs.name, repo_fs.size_bytes, repo_fs.free_bytes
+    );
+    assert_eq!(repo_fs.size_bytes, total, "the size is the storage's own");
+    assert!(repo_fs.free_bytes.abs_diff(avail) < 64 << 20, "free space as the storage reports it");
+
+    // An export the server does not have (a record typed by hand): presenting it fails on the
+    // server and leaves nothing mounted.
+    let bogus = FileSystemId::new();
+    ok(
+        "record a file system the server does not export",
+        mgr.create_object(Object::FileSystem(FileSystem {
+            id: bogus,
+            name: "lab-nfs:/srv/nfs/nope".into(),
+            description: String::new(),
+            location: FileSystemLocation::FileServer(fsrv),
+            path: "/srv/nfs/nope".into(),
+            size_bytes: 1 << 30,
+            free_bytes: 1 << 30,
+        })),
+        30,
+    );
+    let nope = RepositoryId(
+        ok(
+            "create a repository on it",
+            mgr.create_repository(RepositorySpec {
+                name: "nope".into(),
+                backing: RepositoryBacking::FileSystem(bogus),
+                owner_pool: Some(pool),
+                capacity_bytes: 0,
+            }),
+            30,
+        )
+        .0
+        .id,
+    );
+    fails("present a repository on an export that does not exist", mgr.present_repository(nope, s1), 120);
+    assert!(!mounted(1, &repository_path(nope)), "nothing stays mounted on server 1");
+    assert!(mgr.repository(nope).unwrap().presented_to.is_empty());
+    ok("acknowledge", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Repository, nope.0)), 30);
+    ok("delete that repository", mgr.delete_object(ObjectRef::new(ObjectKind::Repository, nope.0)), 30);
+    ok("delete that record", mgr.delete_object(ObjectRef::new(ObjectKind::FileSystem, bogus.0)), 30);
+
+    // The repository on the real export.
+    let repo = RepositoryId(
+        ok(
+            "create the repository",
+            mgr.create_repository(RepositorySpec {
+                name: "nfs-repo".into(),
+                backing: RepositoryBacking::FileSystem(repo_fs.id),
+                owner_pool: Some(pool),
+                capacity_bytes: 0,
+            }),
+            30,
+        )
+        .0
+        .id,
+    );
+    let at = repository_path(repo);
+
+    // Server 2's mount point is taken (a tmpfs there): presenting to both fails on server 2, and
+    // server 1's mount and the marker it wrote are undone.
+    on(2, &format!("mkdir -p {at} && mount -t tmpfs ovm-blocker {at}"), 30);
+    fails(
+        "present to servers 1 and 2 while server 2 cannot mount",
+        mgr.present_repository_to(repo, &[s1, s2]),
+        180,
+    );
+    assert!(!mounted(1, &at), "server 1's mount was undone");
+    on_storage("test ! -e /srv/nfs/repo/.ovsrepo", 30);
+    on(2, &format!("umount {at} && rmdir {at}"), 30);
+    ok("acknowledge", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Repository, repo.0)), 30);
+
+    // Presented to both: each dom0 has it mounted from the storage server, with the layout and
+    // the marker on the storage.
+    let (_, t_present) = ok("present to servers 1 and 2", mgr.present_repository_to(repo, &[s1, s2]), 240);
+    for k in [1, 2] {
+        let line = on(k, &format!("grep ' {at} ' /proc/mounts"), 30);
+        assert!(
+            line.starts_with(&format!("{storage}:/srv/nfs/repo ")) && line.contains(" nfs"),
+            "server {k}: {line}"
+        );
+        let listing = on(k, &format!("cat {at}/.ovsrepo; ls {at}"), 30);
+        assert!(listing.contains(&format!("OVS_REPO_UUID={}", repo.0)), "server {k}: {listing}");
+        for d in ["Templates", "Assemblies", "ISOs", "VirtualDisks", "VirtualMachines"] {
+            assert!(listing.lines().any(|l| l == d), "server {k} lacks {d}: {listing}");
+        }
+    }
+    assert!(on_storage("cat /srv/nfs/repo/.ovsrepo", 30).contains(&repo.0.to_string()));
+    let r = mgr.repository(repo).unwrap();
+    assert_eq!(r.mounts.len(), 2);
+    assert!(r.mounts.iter().all(|m| m.state == MountState::Mounted));
+
+    // A disk created through server 1 and written from server 1's dom0, read by a VM started on
+    // server 2 from the same file.
+    let disk = VirtualDiskId(
+        ok("create a disk", mgr.create_virtual_disk(repo, "shared-disk", 64 << 20, false), 120).0.id,
+    );
+    let path = virtual_disk_path(repo, disk);
+    let mark = format!("OVM-NFS-DISK-{}", &repo.0.simple().to_string()[..8]);
+    on(1, &format!("printf '{mark}' | dd of={path} conv=notrunc 2>/dev/null && sync"), 30);
+    on_storage(
+        &format!(
+            "head -c {} /srv/nfs/repo/VirtualDisks/{}.img | grep -q {mark}",
+            mark.len(),
+            disk.0.simple()
+        ),
+        30,
+    );
+    let config = VmConfig {
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 128,
+        max_memory_mib: 128,
+        pv_kernel: Some(PvKernel {
+            kernel: "/var/lib/ovm-lab/vmlinux".into(),
+            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
+            cmdline: "console=hvc0".into(),
+        }),
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) }],
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new("nfs-guest", config);
+    spec.repository = Some(repo);
+    spec.pool = Some(pool);
+    let vm = VmId(ok("create the VM", mgr.create_vm(spec), 60).0.id);
+    ok("server 1 into maintenance", mgr.set_maintenance_mode(s1, true), 120);
+    ok("start the VM (placed on server 2)", mgr.start_vm(vm), 300);
+    assert_eq!(mgr.vm(vm).unwrap().server, Some(s2));
+    wait_for("the guest on server 2 to read the disk server 1 wrote", 300, || {
+        mgr.vm_console(vm).is_ok_and(|c| c.contains(&format!("OVM-DOMU-DISK xvda: {mark}")))
+    });
+    // The repository cannot be taken from the server the VM runs on.
+    assert_eq!(mgr.unpresent_repository(repo, s2).unwrap_err().kind(), ovm_core::ErrorKind::Conflict);
+    ok("kill the VM", mgr.kill_vm(vm), 120);
+    ok("server 1 out of maintenance", mgr.set_maintenance_mode(s1, false), 120);
+    ok("delete the VM", mgr.delete_object(ObjectRef::new(ObjectKind::Vm, vm.0)), 60);
+    ok("delete the disk", mgr.delete_object(ObjectRef::new(ObjectKind::VirtualDisk, disk.0)), 60);
+    on_storage(&format!("test ! -e /srv/nfs/repo/VirtualDisks/{}.img", disk.0.simple()), 30);
+
+    // Refresh: the sizes follow the storage.
+    ok("refresh the NFS server", mgr.refresh_file_server(fsrv), 180);
+
+    // Unpresent: each server unmounts.
+    let (_, t_un1) = ok("unpresent from server 1", mgr.unpresent_repository(repo, s1), 120);
+    let (_, t_un2) = ok("unpresent from server 2", mgr.unpresent_repository(repo, s2), 120);
+    for k in [1, 2] {
+        assert!(!mounted(k, &at), "server {k} unmounted the repository");
+    }
+    println!(
+        "STORAGE-FIGURES discover={:.1}s present-to-2={:.1}s unpresent-from-2={:.1}s",
+        t_discover.as_secs_f64(),
+        t_present.as_secs_f64(),
+        (t_un1 + t_un2).as_secs_f64()
+    );
+}
