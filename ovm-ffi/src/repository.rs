@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use ovm_core::manager::{DiskFilter, RepositorySpec};
 use ovm_core::model::*;
 
-use crate::boundary::{id_arg, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
+use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::ovm_result;
 
@@ -44,6 +44,23 @@ pub unsafe extern "C" fn ovm_repository_present(
             RepositoryId(id_arg(repository, "repository")?),
             ServerId(id_arg(server, "server")?),
         )
+    })
+}
+
+/// Present a repository to the `n_servers` servers in `servers` in one job: each mounts it; a
+/// server that fails undoes the mounts made on the others.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_present_to(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    servers: *const *const c_char,
+    n_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let servers: Vec<ServerId> =
+            id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
+        m.present_repository_to(RepositoryId(id_arg(repository, "repository")?), &servers)
     })
 }
 

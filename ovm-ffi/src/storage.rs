@@ -5,7 +5,9 @@ use std::ffi::c_char;
 
 use ovm_core::model::*;
 
-use crate::boundary::{id_arg, job_entry, opt_id_arg, str_arg};
+use ovm_core::manager::FileServerSpec;
+
+use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -27,6 +29,58 @@ fn enum_value<T: serde::de::DeserializeOwned>(what: &str, names: &[&str], code: 
     })?;
     serde_json::from_value(serde_json::Value::String((*name).to_owned()))
         .map_err(|e| FfiError::new(ovm_result::OVM_RESULT_INTERNAL, format!("{what} {name}: {e}")))
+}
+
+/// Register a file server (`OVM_FILE_SERVER_*` `kind`) and discover its file systems, with their
+/// real sizes, through the first reachable of the `n_admin_servers` servers in `admin_servers`. An
+/// NFS server is reached at `access_host`; a local one (`access_host` NULL or empty) is the file
+/// system of its one admin server. Nothing is stored if discovery fails. The job's result is the
+/// file server; `ovm_file_system_list_json` lists what was found.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_file_server_register(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    kind: u32,
+    access_host: *const c_char,
+    admin_servers: *const *const c_char,
+    n_admin_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let spec = FileServerSpec {
+            name: str_arg(name, "name")?.to_owned(),
+            kind: enum_value("file server kind", &["Local", "Nfs"], kind)?,
+            access_host: opt_str_arg(access_host, "access_host")?.unwrap_or_default().to_owned(),
+            admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
+                .into_iter()
+                .map(ServerId)
+                .collect(),
+        };
+        m.register_file_server(spec)
+    })
+}
+
+/// Discover a file server's file systems again: sizes, new ones, vanished ones.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_file_server_refresh(
+    mgr: *const ovm_manager,
+    file_server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.refresh_file_server(FileServerId(id_arg(file_server, "file_server")?)))
+}
+
+/// The file systems of `file_server`, as a JSON array in name order.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_file_system_list_json(
+    mgr: *const ovm_manager,
+    file_server: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let f = FileServerId(id_arg(file_server, "file_server")?);
+        put_json(out, &m.mgr.file_systems_of(f))
+    })
 }
 
 /// Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is

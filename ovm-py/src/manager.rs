@@ -302,6 +302,40 @@ impl Manager {
 
     // ---- storage providers -----------------------------------------------------------------------
 
+    /// Register a file server and discover its file systems, with their real sizes, through its
+    /// first reachable admin server (`kind` `"Nfs"` with `access_host`, or `"Local"`: the local
+    /// file system of its one admin server). Nothing is stored if discovery fails. The job's
+    /// result is the file server.
+    #[pyo3(signature = (name, kind, admin_servers, access_host=String::new()))]
+    fn register_file_server(
+        &self,
+        py: Python<'_>,
+        name: String,
+        kind: &str,
+        admin_servers: Vec<String>,
+        access_host: String,
+    ) -> PyResult<Job> {
+        let spec = ovm_core::manager::FileServerSpec {
+            name,
+            kind: parse_enum("kind", kind)?,
+            access_host,
+            admin_servers: admin_servers
+                .iter()
+                .map(|s| uuid("admin_servers", s).map(m::ServerId))
+                .collect::<PyResult<Vec<_>>>()?,
+        };
+        self.submit(py, |m| m.register_file_server(spec))
+    }
+    /// Discover a file server's file systems again (sizes, new and vanished ones).
+    fn refresh_file_server(&self, py: Python<'_>, file_server: &str) -> PyResult<Job> {
+        let f = m::FileServerId(uuid("file_server", file_server)?);
+        self.submit(py, |m| m.refresh_file_server(f))
+    }
+    /// The file systems of a file server, in name order.
+    fn file_systems_of<'py>(&self, py: Python<'py>, file_server: &str) -> PyResult<Bound<'py, PyList>> {
+        let f = m::FileServerId(uuid("file_server", file_server)?);
+        r::list(py, self.m()?.file_systems_of(f), r::FileSystem)
+    }
     /// Record a file server (`kind` `"Nfs"` or `"Local"`) reached at `access_host`.
     fn create_file_server(
         &self,
@@ -453,6 +487,13 @@ impl Manager {
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
         self.submit(py, |m| m.import_kernel(rp, &name, &kernel_source, initrd_source.as_deref()))
+    }
+    /// Present a repository to several servers in one job: each mounts it; a server that fails
+    /// undoes the mounts made on the others.
+    fn present_repository_to(&self, py: Python<'_>, repository: &str, servers: Vec<String>) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.present_repository_to(rp, &ss))
     }
     /// Unpresent a repository from a server.
     fn unpresent_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {

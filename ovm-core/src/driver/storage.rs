@@ -134,7 +134,9 @@ pub struct FsUsage {
 /// The file-system plug-in side of a server's storage.
 pub trait FileStoragePlugin: Send + Sync {
     /// The file systems `server` offers, with their real capacity and free space, found by asking the
-    /// storage (for NFS: the server's export list, each export mounted briefly to measure it).
+    /// storage (for NFS: the server's export list, each export mounted briefly, read-only, to
+    /// measure it). Exports this server is not allowed to mount are left out; none at all is an
+    /// error.
     fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>>;
     /// Mount `source` at `mount_point`. Mounting the same source at the same place again succeeds;
     /// another source already mounted there is an error.

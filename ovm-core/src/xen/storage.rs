@@ -186,12 +186,12 @@ fn nfs_spec(host: &str, export: &str) -> String {
 }
 
 /// Mount options for an NFS repository: hard mounts (a VM's disk must never see a soft error),
-/// TCP; NFSv3 without the lock manager (dom0 runs no `rpc.statd`; a VM's disk is locked by ovm's
-/// ownership of the VM, not by NLM).
+/// TCP; NFSv3 (chosen, or fallen back to) without the lock manager: dom0 runs no `rpc.statd`, and a
+/// VM's disk is guarded by ovm's ownership of the VM, not by NLM (NFSv4 locks in the protocol).
 fn nfs_options(version: Option<u8>, read_only: bool) -> String {
-    let mut o = String::from("hard,proto=tcp,timeo=100,retrans=3");
+    let mut o = String::from("hard,proto=tcp,timeo=100,retrans=3,nolock");
     match version {
-        Some(3) => o.push_str(",vers=3,nolock,mountproto=tcp"),
+        Some(3) => o.push_str(",vers=3,mountproto=tcp"),
         Some(4) => o.push_str(",vers=4"),
         _ => {}
     }
@@ -311,6 +311,7 @@ impl LocalStorage {
             FileServerAccess::Nfs { host } => {
                 MountSource::Nfs { host: host.clone(), export: "/".into(), version: None }.check()?;
                 let mut found = Vec::new();
+                let mut refused: Vec<String> = Vec::new();
                 for export in nfs_exports(host)? {
                     let dir = self.scratch()?;
                     let d = dir.to_str().unwrap_or_default().to_owned();
@@ -326,14 +327,28 @@ impl LocalStorage {
                         u.map(|u| (u, marker))
                     });
                     let _ = std::fs::remove_dir(&dir);
-                    let (u, marker) =
-                        measured.map_err(|e| Error::backend(host, format!("export {export}: {e}")))?;
+                    // An export this server may not mount (exported to other clients only) is not
+                    // one it can offer: it is left out, and said so.
+                    let (u, marker) = match measured {
+                        Ok(m) => m,
+                        Err(e) => {
+                            log::info!("NFS export {host}:{export} left out: {e}");
+                            refused.push(format!("{export}: {e}"));
+                            continue;
+                        }
+                    };
                     found.push(DiscoveredFileSystem {
                         path: export,
                         total_bytes: u.total_bytes,
                         free_bytes: u.total_bytes - u.used_bytes,
                         repository: marker,
                     });
+                }
+                if found.is_empty() && !refused.is_empty() {
+                    return Err(Error::backend(
+                        host,
+                        format!("no export can be mounted here: {}", refused.join("; ")),
+                    ));
                 }
                 Ok(found)
             }

@@ -316,6 +316,13 @@ record! {
         owner_pool: Option<String> as "Optional[str]" = |o| opt_id(o.owner_pool);
         /// Ids of the servers it is presented to.
         presented_to: Vec<String> as "list[str]" = |o| ids(&o.presented_to);
+        /// The mount on each server it is presented to: (server id, `"Mounted"` or `"Failed"`,
+        /// why it failed).
+        mounts: Vec<(String, String, String)> as "list[tuple[str, str, str]]" = |o| o
+            .mounts
+            .iter()
+            .map(|m| (m.server.to_string(), enum_name(&m.state), m.message.clone()))
+            .collect();
         /// Capacity, bytes.
         capacity_bytes: u64 as "int" = |o| o.capacity_bytes;
         /// Used, bytes.
