@@ -61,6 +61,42 @@ int main(void) {
     return 1;
   printf("storage: array, LUN, access group, file server and file system recorded\n");
 
+  /* A server's local file system, discovered through the server (sizes from the server), and a
+   * repository on it mounted there; an NFS server nobody runs is refused with nothing stored. */
+  char local[OVM_ID_LEN], local_fs[OVM_ID_LEN], local_repo[OVM_ID_LEN];
+  const char *admins[] = {s1};
+  CHECK(ovm_file_server_register(mgr, "xen1-local", OVM_FILE_SERVER_LOCAL, NULL, admins, 1, &job));
+  run_job(job, local);
+  char *fss = NULL;
+  CHECK(ovm_file_system_list_json(mgr, local, &fss));
+  const char *at = strstr(fss, "\"id\":\"");
+  int one_local = at && strstr(fss, "\"/OVS/Local\"") && !strstr(fss, "\"size_bytes\":0,");
+  if (one_local) {
+    memcpy(local_fs, at + 6, OVM_ID_LEN - 1);
+    local_fs[OVM_ID_LEN - 1] = '\0';
+  }
+  ovm_string_free(fss);
+  if (!one_local) return 1;
+  CHECK(ovm_repository_create(mgr, "local-repo", local_fs, NULL, 0, &job));
+  run_job(job, local_repo);
+  const char *both[] = {s1, s2};
+  if (ovm_repository_present_to(mgr, local_repo, both, 2, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  CHECK(ovm_repository_present_to(mgr, local_repo, admins, 1, &job));
+  run_job(job, NULL);
+  char *lr = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_REPOSITORY, local_repo, &lr));
+  int mounted = strstr(lr, "\"state\":\"Mounted\"") != NULL;
+  ovm_string_free(lr);
+  if (!mounted) return 1;
+  size_t servers_before = count(mgr, OVM_OBJECT_FILE_SERVER);
+  CHECK(ovm_file_server_register(mgr, "ghost", OVM_FILE_SERVER_NFS, "nfs9.example.com", admins, 1, &job));
+  ovm_result failed = ovm_job_wait(job, 30000);
+  ovm_job_free(job);
+  if (failed != OVM_RESULT_BACKEND || count(mgr, OVM_OBJECT_FILE_SERVER) != servers_before) return 1;
+  CHECK(ovm_file_server_refresh(mgr, local, &job));
+  run_job(job, NULL);
+  printf("storage: a local file system discovered and mounted; an NFS server nobody runs refused\n");
+
   /* A repository, an ISO, disks. */
   CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));
   run_job(job, repo);

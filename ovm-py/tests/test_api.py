@@ -502,3 +502,32 @@ def test_generic_update_keeps_the_typed_rules(lab: Lab) -> None:
     assert lab.mgr.vm(vm).description == "edited"
     disk = result_id(lab.mgr.create_virtual_disk(lab.repo, "scratch", 1 << 30))
     assert lab.mgr.delete_object("VirtualDisk", disk).wait(WAIT).kind == "DeleteVirtualDisk"
+
+
+def test_file_servers_are_discovered_and_repositories_mounted(lab: Lab) -> None:
+    mgr = lab.mgr
+    # A server's local file system, discovered through the server: one file system, sized by it.
+    local = result_id(mgr.register_file_server("xen1-local", "Local", [lab.s1]))
+    fss = mgr.file_systems_of(local)
+    assert [f.path for f in fss] == ["/OVS/Local"]
+    assert fss[0].size_bytes > 0 and fss[0].free_bytes <= fss[0].size_bytes
+    repo = result_id(mgr.create_repository("local-repo", fss[0].id))
+    # On a server's local file system: presented to that server only.
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.present_repository_to(repo, [lab.s1, lab.s2])
+    mgr.present_repository_to(repo, [lab.s1]).wait(WAIT)
+    r = mgr.repository(repo)
+    assert r.presented_to == [lab.s1]
+    assert r.mounts == [(lab.s1, "Mounted", "")]
+    mgr.unpresent_repository(repo, lab.s1).wait(WAIT)
+    assert mgr.repository(repo).mounts == []
+    mgr.refresh_file_server(local).wait(WAIT)
+    # Nobody serves NFS there: the job fails with the backend's error and nothing is stored.
+    before = len(mgr.records("FileServer"))
+    with pytest.raises(ovm.BackendError):
+        mgr.register_file_server("ghost", "Nfs", [lab.s1], access_host="nfs9.example.com").wait(WAIT)
+    assert len(mgr.records("FileServer")) == before
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.register_file_server("x", "Nfs", [], access_host="nfs1.example.com")
+    with pytest.raises(ovm.NotFoundError):
+        mgr.register_file_server("x", "Nfs", [str(uuid.uuid4())], access_host="nfs1.example.com")

@@ -196,3 +196,19 @@ fn a_vm_runs_only_where_its_repository_is_mounted() {
     let e = dc.mgr.start_vm(vm).and_then(|j| j.wait(WAIT)).map(|j| j.state);
     assert!(matches!(e, Err(_) | Ok(JobState::Failed)), "no server has the repository: {e:?}");
 }
+
+#[test]
+fn a_failed_mount_leaves_what_was_mounted_there_before() {
+    let dc = dc();
+    let (_, _, repo) = nfs_repository(&dc);
+    let at = repository_path(repo);
+    // Something else is mounted at server 2's mount point: its mount fails, and the undo of the
+    // step (journaled before the mount) must not unmount it.
+    let other = MountSource::Nfs { host: "nfs1".into(), export: "/srv/iso".into(), version: None };
+    let hv = SimDriver::new(dc.world.clone()).connect("sim://xen2", DEFAULT_PASSWORD, dc.mgr.id()).unwrap();
+    hv.file_storage().unwrap().mount(&other, &at).unwrap();
+    let e = failed(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+    assert!(e.to_string().contains("already mounted"), "{e}");
+    assert!(mounts(&dc, "xen1").is_empty(), "server 1's mount was undone");
+    assert_eq!(mounts(&dc, "xen2"), vec![(other, at)], "server 2 keeps what it had");
+}

@@ -45,8 +45,9 @@ pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
 pub use network::{BondConfig, BridgeConfig, NetworkConfig, NetworkOps, VlanConfig};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
-    check_abs_path, AccessGroup, ArrayManagement, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin,
-    FileSystemMount, FsUsage, Lun, MountSource, StorageArrayPlugin,
+    check_abs_path, check_portal, check_target, AccessGroup, ArrayManagement, DiscoveredFileSystem,
+    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, IscsiSession, Lun, MountSource,
+    StorageArrayPlugin,
 };
 
 pub(crate) use crate::sync::lock;

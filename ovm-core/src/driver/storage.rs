@@ -60,6 +60,23 @@ impl MountSource {
     }
 }
 
+impl MountSource {
+    /// Whether `self` and `other` name the same file system (the NFS version is how it is
+    /// mounted, not what; a trailing `/` changes nothing).
+    pub fn same_file_system(&self, other: &MountSource) -> bool {
+        match (self, other) {
+            (
+                MountSource::Nfs { host: h1, export: e1, .. },
+                MountSource::Nfs { host: h2, export: e2, .. },
+            ) => h1 == h2 && e1.trim_end_matches('/') == e2.trim_end_matches('/'),
+            (MountSource::Local { path: a }, MountSource::Local { path: b }) => {
+                a.trim_end_matches('/') == b.trim_end_matches('/')
+            }
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for MountSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -170,9 +187,10 @@ pub trait FileStoragePlugin: Send + Sync {
 /// A LUN of a storage array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lun {
-    /// The array's id of the LUN (unique within the target).
+    /// The array's id of the LUN: its SCSI identifier (page 83 WWID, e.g. `naa.6001405...`) as
+    /// servers see it, or the array's own id where the array names it (vendor management).
     pub id: String,
-    /// Name.
+    /// Name (the unit serial number, or the array's name for it).
     pub name: String,
     /// Size, bytes.
     pub size_bytes: u64,
@@ -191,17 +209,59 @@ pub struct AccessGroup {
     pub luns: Vec<String>,
 }
 
+/// An iSCSI session of a server: the portal (`host:port`) and the target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IscsiSession {
+    /// The portal, `host:port`.
+    pub portal: String,
+    /// The target's name (IQN).
+    pub target: String,
+}
+
+/// An iSCSI target name: `iqn.`/`eui.`/`naa.` followed by the characters RFC 3720 allows.
+pub fn check_target(target: &str) -> Result<()> {
+    let ok = (target.starts_with("iqn.") || target.starts_with("eui.") || target.starts_with("naa."))
+        && target.len() <= 223
+        && target.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid("target", format!("{target:?} is not an iSCSI name")))
+    }
+}
+
+/// An iSCSI portal: `host` or `host:port` with a plain host name or address.
+pub fn check_portal(portal: &str) -> Result<()> {
+    let (host, port) = match portal.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p)),
+        _ => (portal, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid("portal", format!("{portal:?} is not host[:port]")))
+    }
+}
+
 /// The storage-array side of a server's storage: what the server does as an initiator.
 pub trait StorageArrayPlugin: Send + Sync {
     /// This server's initiator name (its iSCSI IQN).
     fn initiator(&self) -> Result<String>;
-    /// Log in to `target` (a target name such as an IQN).
-    fn login(&self, target: &str) -> Result<()>;
+    /// The targets the portal (`host[:port]`) offers this server (iSCSI SendTargets).
+    fn discover_targets(&self, portal: &str) -> Result<Vec<String>>;
+    /// Log in to `target` through `portal`; logging in again succeeds. Returns once the target's
+    /// LUNs are disks of this server.
+    fn login(&self, portal: &str, target: &str) -> Result<()>;
     /// Log out of `target`; logging out of a target not logged in to succeeds.
-    fn logout(&self, target: &str) -> Result<()>;
-    /// The targets this server is logged in to.
-    fn sessions(&self) -> Result<Vec<String>>;
-    /// The LUNs of `target` this server sees (it must be logged in).
+    fn logout(&self, portal: &str, target: &str) -> Result<()>;
+    /// The sessions of this server.
+    fn sessions(&self) -> Result<Vec<IscsiSession>>;
+    /// The LUNs of `target` this server sees (it must be logged in), with their SCSI identifiers
+    /// and real sizes.
     fn list_luns(&self, target: &str) -> Result<Vec<Lun>>;
     /// Management of arrays like a vendor plug-in does it, if this server can; `None` for generic
     /// arrays, whose LUNs are managed outside ovm.

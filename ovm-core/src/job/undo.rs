@@ -69,12 +69,17 @@ pub enum StorageUndo {
         /// Path of the file.
         path: String,
     },
-    /// Unmount a file system a step mounted on a server.
+    /// Unmount a file system a step mounted on a server. Journaled before the mount, so it
+    /// unmounts only when `source` is what is mounted there: a mount that failed must not take
+    /// away something else mounted at that place.
     Unmount {
         /// The server.
         server: uuid::Uuid,
         /// Where it is mounted.
         mount_point: String,
+        /// What the step mounted (`None` in journals of earlier versions: whatever is there).
+        #[serde(default)]
+        source: Option<crate::driver::MountSource>,
     },
     /// Mount again a file system a step unmounted from a server.
     Mount {

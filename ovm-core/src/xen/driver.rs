@@ -144,6 +144,7 @@ pub struct XenConnection {
     changes: broadcast::Sender<DomainChange>,
     last_cpu: Mutex<Option<(Instant, u64)>>,
     storage: LocalStorage,
+    iscsi: super::iscsi::Iscsi,
 }
 
 impl XenConnection {
@@ -182,6 +183,7 @@ impl XenConnection {
             changes,
             last_cpu: Mutex::new(None),
             storage: LocalStorage::default(),
+            iscsi: super::iscsi::Iscsi::default(),
         })
     }
 
@@ -519,9 +521,40 @@ impl FileStoragePlugin for XenConnection {
     }
 }
 
-/// Host, domains and local file storage; no storage arrays, network configuration, cluster or
+/// The generic iSCSI plug-in (open-iscsi); no vendor management.
+impl crate::driver::StorageArrayPlugin for XenConnection {
+    fn initiator(&self) -> Result<String> {
+        self.iscsi.initiator()
+    }
+
+    fn discover_targets(&self, portal: &str) -> Result<Vec<String>> {
+        self.iscsi.discover_targets(portal)
+    }
+
+    fn login(&self, portal: &str, target: &str) -> Result<()> {
+        self.iscsi.login(portal, target)
+    }
+
+    fn logout(&self, portal: &str, target: &str) -> Result<()> {
+        self.iscsi.logout(portal, target)
+    }
+
+    fn sessions(&self) -> Result<Vec<crate::driver::IscsiSession>> {
+        self.iscsi.sessions()
+    }
+
+    fn list_luns(&self, target: &str) -> Result<Vec<crate::driver::Lun>> {
+        self.iscsi.list_luns(target)
+    }
+}
+
+/// Host, domains, local file storage (NFS and local) and the generic iSCSI initiator; no network configuration, cluster or
 /// migration (the local driver has no agents on other servers).
 impl ServerConnection for XenConnection {
+    fn array_storage(&self) -> Option<&dyn crate::driver::StorageArrayPlugin> {
+        Some(self)
+    }
+
     fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
         Some(self)
     }

@@ -53,6 +53,8 @@ pub mod driver;
 #[cfg(feature = "xen")]
 pub mod error;
 #[cfg(feature = "xen")]
+pub mod iscsi;
+#[cfg(feature = "xen")]
 pub mod migration;
 pub mod naming;
 #[cfg(feature = "xen")]

@@ -47,7 +47,7 @@ fn backend(what: impl std::fmt::Display) -> Error {
 }
 
 /// Run `program args` with a time limit; its standard output, or an error with its standard error.
-fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
+pub(crate) fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -166,14 +166,8 @@ fn source_of(m: &MountInfo) -> MountSource {
     MountSource::Local { path: m.root.clone() }
 }
 
-/// Whether two sources name the same file system (an NFS version is how, not what).
 fn same_source(a: &MountSource, b: &MountSource) -> bool {
-    match (a, b) {
-        (MountSource::Nfs { host: h1, export: e1, .. }, MountSource::Nfs { host: h2, export: e2, .. }) => {
-            h1 == h2 && e1.trim_end_matches('/') == e2.trim_end_matches('/')
-        }
-        _ => a == b,
-    }
+    a.same_file_system(b)
 }
 
 /// `host:export` for `mount.nfs`.
@@ -383,7 +377,7 @@ impl LocalStorage {
             return if same_source(&there, source) {
                 Ok(())
             } else {
-                Err(backend(format!("{there} is already mounted at {mount_point}")))
+                Err(backend(format!("{} ({}) is already mounted at {mount_point}", m.source, m.fstype)))
             };
         }
         std::fs::create_dir_all(mount_point).map_err(|e| backend(format!("create {mount_point}: {e}")))?;

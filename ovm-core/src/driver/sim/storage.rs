@@ -6,8 +6,8 @@
 
 use super::{SimConnection, SimOp};
 use crate::driver::storage::{
-    check_abs_path, AccessGroup, ArrayManagement, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin,
-    FileSystemMount, FsUsage, Lun, MountSource,
+    check_abs_path, check_portal, check_target, AccessGroup, ArrayManagement, DiscoveredFileSystem,
+    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, IscsiSession, Lun, MountSource,
 };
 use crate::driver::{lock, StorageArrayPlugin};
 use crate::{Error, Result};
@@ -238,32 +238,59 @@ impl StorageArrayPlugin for SimConnection {
         self.op(SimOp::Storage, |st| Ok(Self::initiator_of(&st.name)))
     }
 
-    fn login(&self, target: &str) -> Result<()> {
+    fn discover_targets(&self, portal: &str) -> Result<Vec<String>> {
+        check_portal(portal)?;
         self.op(SimOp::Storage, |st| {
-            if !lock(&self.world.inner.arrays).contains_key(target) {
-                return Err(Error::backend(&st.name, format!("no storage array serves target {target}")));
+            let me = Self::initiator_of(&st.name);
+            let arrays = lock(&self.world.inner.arrays);
+            let t: Vec<String> = arrays
+                .iter()
+                .filter(|(_, a)| a.allowed.is_empty() || a.allowed.contains(&me))
+                .map(|(t, _)| t.clone())
+                .collect();
+            if arrays.is_empty() {
+                return Err(Error::backend(portal, "no iSCSI target answers there"));
             }
-            if !st.sessions.iter().any(|t| t == target) {
-                st.sessions.push(target.to_owned());
+            Ok(t)
+        })
+    }
+
+    fn login(&self, portal: &str, target: &str) -> Result<()> {
+        check_portal(portal)?;
+        check_target(target)?;
+        self.op(SimOp::Storage, |st| {
+            let me = Self::initiator_of(&st.name);
+            match lock(&self.world.inner.arrays).get(target) {
+                None => {
+                    return Err(Error::backend(&st.name, format!("no storage array serves target {target}")))
+                }
+                Some(a) if !a.allowed.is_empty() && !a.allowed.contains(&me) => {
+                    return Err(Error::backend(portal, format!("{target} refuses initiator {me}")))
+                }
+                Some(_) => {}
+            }
+            let s = IscsiSession { portal: portal.to_owned(), target: target.to_owned() };
+            if !st.sessions.iter().any(|x| x.target == target) {
+                st.sessions.push(s);
             }
             Ok(())
         })
     }
 
-    fn logout(&self, target: &str) -> Result<()> {
+    fn logout(&self, _portal: &str, target: &str) -> Result<()> {
         self.op(SimOp::Storage, |st| {
-            st.sessions.retain(|t| t != target);
+            st.sessions.retain(|t| t.target != target);
             Ok(())
         })
     }
 
-    fn sessions(&self) -> Result<Vec<String>> {
+    fn sessions(&self) -> Result<Vec<IscsiSession>> {
         self.op(SimOp::Storage, |st| Ok(st.sessions.clone()))
     }
 
     fn list_luns(&self, target: &str) -> Result<Vec<Lun>> {
         self.op(SimOp::Storage, |st| {
-            if !st.sessions.iter().any(|t| t == target) {
+            if !st.sessions.iter().any(|t| t.target == target) {
                 return Err(Error::backend(&st.name, format!("not logged in to {target}")));
             }
             let me = Self::initiator_of(&st.name);
@@ -476,11 +503,19 @@ mod tests {
         let h1 = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
         let h2 = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
         let (a1, a2) = (h1.array_storage().unwrap(), h2.array_storage().unwrap());
-        assert!(a1.login(t).is_err(), "no array yet");
+        let p = "storage:3260";
+        assert!(a1.login(p, t).is_err(), "no array yet");
+        assert!(a1.discover_targets(p).is_err(), "nobody answers");
         d.world().add_array(t);
-        a1.login(t).unwrap();
-        a2.login(t).unwrap();
-        assert_eq!(a1.sessions().unwrap(), vec![t.to_owned()]);
+        assert_eq!(a1.discover_targets(p).unwrap(), vec![t.to_owned()]);
+        assert!(a1.login("bad portal", t).is_err() && a1.login(p, "not-an-iqn").is_err());
+        a1.login(p, t).unwrap();
+        a1.login(p, t).unwrap();
+        a2.login(p, t).unwrap();
+        assert_eq!(
+            a1.sessions().unwrap(),
+            vec![crate::driver::IscsiSession { portal: p.into(), target: t.into() }]
+        );
         let m = a1.management().unwrap();
         let lun = m.create_lun(t, "pool-fs", 1 << 30).unwrap();
         // No access groups: a generic array shows every LUN to everyone.
@@ -499,7 +534,16 @@ mod tests {
         m.remove_initiator(t, "g1", &a1.initiator().unwrap()).unwrap();
         m.unpresent(t, "g1", &lun.id).unwrap();
         m.delete_access_group(t, "g1").unwrap();
-        a2.logout(t).unwrap();
+        a2.logout(p, t).unwrap();
+        a2.logout(p, t).unwrap();
         assert!(a2.list_luns(t).is_err(), "logged out");
+        // An ACL: only s1 may log in to the second array, and only s1 discovers it.
+        let t2 = "iqn.2026-01.ovm.sim:array2";
+        let wwid = d.world().add_lun(t2, "lun0", 5 << 30);
+        d.world().allow_initiators(t2, &["s1"]);
+        assert!(a2.login(p, t2).is_err());
+        assert!(!a2.discover_targets(p).unwrap().contains(&t2.to_owned()));
+        a1.login(p, t2).unwrap();
+        assert_eq!(a1.list_luns(t2).unwrap()[0].id, wwid);
     }
 }

@@ -38,8 +38,8 @@ pub(super) struct HostState {
     pub(super) mac: String,
     /// Mount point → what is mounted there.
     pub(super) mounts: BTreeMap<String, crate::driver::storage::MountSource>,
-    /// Targets logged in to.
-    pub(super) sessions: Vec<String>,
+    /// iSCSI sessions.
+    pub(super) sessions: Vec<crate::driver::storage::IscsiSession>,
     pub(super) network: NetworkConfig,
     /// Memory promised to incoming migrations, by ticket token.
     pub(super) incoming: HashMap<String, (VmId, u64)>,
@@ -54,6 +54,8 @@ pub(super) struct SimHost {
 /// A simulated storage array (an iSCSI target).
 #[derive(Debug, Default)]
 pub(super) struct SimArray {
+    /// Initiators allowed to log in (empty: anyone).
+    pub(super) allowed: Vec<String>,
     pub(super) luns: BTreeMap<String, Lun>,
     pub(super) groups: BTreeMap<String, AccessGroup>,
     pub(super) next_lun: u64,
@@ -280,6 +282,30 @@ impl SimWorld {
         }
         .to_string();
         lock(&self.inner.file_systems).insert(key, capacity_bytes);
+    }
+
+    /// Give the array serving `target` a LUN `name` of `size_bytes` (as an administrator would on a
+    /// generic array); its id is a made-up WWID.
+    pub fn add_lun(&self, target: &str, name: &str, size_bytes: u64) -> String {
+        let mut arrays = lock(&self.inner.arrays);
+        let a = arrays.entry(target.to_owned()).or_default();
+        a.next_lun += 1;
+        let tag: u64 = target
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let id = format!("naa.6001405{:09x}{tag:016x}", a.next_lun);
+        a.luns.insert(
+            id.clone(),
+            Lun { id: id.clone(), name: name.to_owned(), size_bytes, thin_clone_of: None },
+        );
+        id
+    }
+
+    /// Let only these simulated hosts log in to the array serving `target` (its ACL).
+    pub fn allow_initiators(&self, target: &str, hosts: &[&str]) {
+        let mut arrays = lock(&self.inner.arrays);
+        arrays.entry(target.to_owned()).or_default().allowed =
+            hosts.iter().map(|h| format!("iqn.2026-01.ovm.sim:{h}")).collect();
     }
 
     /// Add a storage array serving iSCSI target `target` (an empty one replaces nothing).

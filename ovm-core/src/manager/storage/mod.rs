@@ -60,8 +60,20 @@ pub(crate) fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
         StorageUndo::DeleteFile { server, path } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.delete_file(path)
         }
-        StorageUndo::Unmount { server, mount_point } => {
-            crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.unmount(mount_point)
+        StorageUndo::Unmount { server, mount_point, source } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            let fs = crate::manager::file_storage(&*hv)?;
+            let ours = match source {
+                None => true,
+                Some(s) => {
+                    fs.mounts()?.iter().any(|m| m.mount_point == *mount_point && m.source.same_file_system(s))
+                }
+            };
+            if ours {
+                fs.unmount(mount_point)
+            } else {
+                Ok(())
+            }
         }
         StorageUndo::Mount { server, source, mount_point } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.mount(source, mount_point)

@@ -97,6 +97,7 @@ impl Manager {
                 ctx.will_do(Undo::Storage(StorageUndo::Unmount {
                     server: server.0,
                     mount_point: mount_point.clone(),
+                    source: Some(source.clone()),
                 }))?;
                 fs.mount(&source, &mount_point)?;
                 if first && i == 0 {
