@@ -19,7 +19,7 @@ use std::time::Duration;
 use lab::{agent_listens, on, run_in, wait_for};
 
 use ovm_core::manager::{
-    repository_path, virtual_disk_path, FileServerSpec, PoolSpec, RepositorySpec, VmSpec,
+    repository_path, virtual_disk_path, FileServerSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec,
 };
 use ovm_core::model::*;
 use ovm_core::{JobHandle, Manager};
@@ -252,10 +252,47 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     for k in [1, 2] {
         assert!(!mounted(k, &at), "server {k} unmounted the repository");
     }
+
+    // The LIO target: discovered through server 1, which the shared target admits and the private
+    // one (server 3 only) refuses; its LUNs with the sizes the storage server gave them.
+    let (array, t_array) = ok(
+        "discover the iSCSI array",
+        mgr.register_storage_array(StorageArraySpec::iscsi("lab-lio", &storage, vec![s1])),
+        240,
+    );
+    let array = StorageArrayId(array.id);
+    let mut luns: Vec<(String, u64, String)> = mgr
+        .physical_disks_of(array)
+        .iter()
+        .map(|d| (d.name.clone(), d.size_bytes, d.target.clone()))
+        .collect();
+    luns.sort();
+    let shared = "iqn.2026-01.lab.ovm:shared".to_owned();
+    assert_eq!(
+        luns,
+        [
+            ("lab-lio:ovm-lab-shared-lun0".to_owned(), 1 << 30, shared.clone()),
+            ("lab-lio:ovm-lab-shared-lun1".to_owned(), 256 << 20, shared.clone()),
+        ]
+    );
+    let (_, t_login) = ok("present the array to server 2", mgr.present_storage_array_to(array, &[s2]), 240);
+    for k in [1, 2] {
+        let wwids = on(k, "cat /sys/block/sd*/device/wwid", 30);
+        for d in mgr.physical_disks_of(array) {
+            assert!(wwids.contains(&d.page83_id), "server {k} sees {}: {wwids}", d.page83_id);
+        }
+    }
+    ok("log server 2 out", mgr.unpresent_storage_array(array, s2), 120);
+    ok("log server 1 out", mgr.unpresent_storage_array(array, s1), 120);
+    for k in [1, 2] {
+        assert!(!on(k, "iscsiadm -m session 2>&1 || true", 30).contains(&shared), "server {k} logged out");
+    }
     println!(
-        "STORAGE-FIGURES discover={:.1}s present-to-2={:.1}s unpresent-from-2={:.1}s",
+        "STORAGE-FIGURES nfs-discover={:.1}s present-to-2={:.1}s unpresent-from-2={:.1}s iscsi-discover={:.1}s iscsi-login={:.1}s",
         t_discover.as_secs_f64(),
         t_present.as_secs_f64(),
-        (t_un1 + t_un2).as_secs_f64()
+        (t_un1 + t_un2).as_secs_f64(),
+        t_array.as_secs_f64(),
+        t_login.as_secs_f64()
     );
 }

@@ -182,6 +182,7 @@ pub unsafe extern "C" fn ovm_physical_disk_create(
             size_bytes,
             shareable,
             page83_id: str_arg(page83_id, "page83_id")?.to_owned(),
+            target: String::new(),
         }))
     })
 }

@@ -424,6 +424,7 @@ impl Manager {
             size_bytes,
             shareable,
             page83_id,
+            target: String::new(),
         });
         self.submit(py, |m| m.create_object(o))
     }

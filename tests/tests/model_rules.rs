@@ -76,6 +76,7 @@ fn physical_disk(lab: &Lab) -> PhysicalDiskId {
         size_bytes: 50 << 30,
         shareable: true,
         page83_id: "3600144f0".into(),
+        target: String::new(),
     };
     let id = lun.id;
     ok(lab.mgr.create_object(Object::PhysicalDisk(lun)));

@@ -7,7 +7,9 @@ mod common;
 use common::{ok, result_id, WAIT};
 use ovm_core::driver::sim::{SimDriver, SimOp, SimWorld, DEFAULT_PASSWORD};
 use ovm_core::driver::{Driver, MountSource};
-use ovm_core::manager::{repository_path, FileServerSpec, PoolSpec, RepositorySpec, VmSpec};
+use ovm_core::manager::{
+    repository_path, FileServerSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec,
+};
 use ovm_core::model::*;
 use ovm_core::{ErrorKind, Manager};
 
@@ -211,4 +213,63 @@ fn a_failed_mount_leaves_what_was_mounted_there_before() {
     assert!(e.to_string().contains("already mounted"), "{e}");
     assert!(mounts(&dc, "xen1").is_empty(), "server 1's mount was undone");
     assert_eq!(mounts(&dc, "xen2"), vec![(other, at)], "server 2 keeps what it had");
+}
+
+#[test]
+fn an_iscsi_array_is_discovered_and_presented_to_servers_with_undo() {
+    let dc = dc();
+    let (shared, private) = ("iqn.2026-01.ovm.sim:shared", "iqn.2026-01.ovm.sim:private");
+    let lun0 = dc.world.add_lun(shared, "lun0", 4 * GIB);
+    let lun1 = dc.world.add_lun(shared, "lun1", GIB);
+    dc.world.add_lun(private, "lun0", GIB);
+    dc.world.allow_initiators(private, &["xen3"]);
+    let before = dc.mgr.read(|inv| inv.all_objects().len());
+    // A portal nobody serves: nothing stored.
+    let empty = SimWorld::default();
+    let lonely = Manager::builder().sim_world(empty).recurring_jobs(false).open().unwrap();
+    let s = ServerId(result_id(lonely.discover_server("sim://xen9", DEFAULT_PASSWORD)));
+    let e = failed(lonely.register_storage_array(StorageArraySpec::iscsi("a", "iscsi9", vec![s])));
+    assert!(e.to_string().contains("no iSCSI target"), "{e}");
+    assert!(lonely.list_all::<StorageArray>().is_empty());
+    let e = dc
+        .mgr
+        .register_storage_array(StorageArraySpec::iscsi("a", "bad portal", vec![dc.servers[0]]))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+
+    // Discovered through server 1: the targets that admit it, their LUNs with sizes and WWIDs.
+    let array = StorageArrayId(result_id(dc.mgr.register_storage_array(StorageArraySpec::iscsi(
+        "lio",
+        "storage",
+        vec![dc.servers[0]],
+    ))));
+    let mut disks: Vec<(String, u64, String)> = dc
+        .mgr
+        .physical_disks_of(array)
+        .iter()
+        .map(|d| (d.page83_id.clone(), d.size_bytes, d.target.clone()))
+        .collect();
+    disks.sort();
+    let mut want = vec![(lun0, 4 * GIB, shared.to_owned()), (lun1, GIB, shared.to_owned())];
+    want.sort();
+    assert_eq!(disks, want);
+
+    // Presented to servers 1 and 2: both log in. A failure on server 2 logs server 1 out again
+    // only if the job logged it in (server 1, the admin server, stays logged in).
+    let logged_in = |host: &str| {
+        let hv = SimDriver::new(dc.world.clone())
+            .connect(&format!("sim://{host}"), DEFAULT_PASSWORD, dc.mgr.id())
+            .unwrap();
+        hv.array_storage().unwrap().sessions().unwrap().iter().map(|s| s.target.clone()).collect::<Vec<_>>()
+    };
+    dc.world.fail_next(SimOp::Storage, Some("xen3"), 1);
+    failed(dc.mgr.present_storage_array_to(array, &[dc.servers[1], dc.servers[2]]));
+    assert!(logged_in("xen2").is_empty(), "server 2's login was undone");
+    assert_eq!(logged_in("xen1"), vec![shared.to_owned()], "the admin server keeps its session");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, array.0)));
+    ok(dc.mgr.present_storage_array_to(array, &[dc.servers[1], dc.servers[2]]));
+    assert_eq!(logged_in("xen2"), vec![shared.to_owned()]);
+    ok(dc.mgr.unpresent_storage_array(array, dc.servers[1]));
+    assert!(logged_in("xen2").is_empty());
 }

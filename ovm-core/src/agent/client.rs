@@ -527,6 +527,33 @@ impl DomainOps for AgentConnection {
     }
 }
 
+/// The storage-array side through the agent: the server's generic iSCSI initiator.
+impl crate::driver::StorageArrayPlugin for AgentConnection {
+    fn initiator(&self) -> Result<String> {
+        self.iscsi_initiator()
+    }
+
+    fn discover_targets(&self, portal: &str) -> Result<Vec<String>> {
+        self.iscsi_discover(portal.to_owned())
+    }
+
+    fn login(&self, portal: &str, target: &str) -> Result<()> {
+        self.iscsi_login(portal.to_owned(), target.to_owned())
+    }
+
+    fn logout(&self, portal: &str, target: &str) -> Result<()> {
+        self.iscsi_logout(portal.to_owned(), target.to_owned())
+    }
+
+    fn sessions(&self) -> Result<Vec<crate::driver::IscsiSession>> {
+        Ok(Client::iscsi_sessions(self)?.into_iter().map(Into::into).collect())
+    }
+
+    fn list_luns(&self, target: &str) -> Result<Vec<crate::driver::Lun>> {
+        Ok(self.iscsi_luns(target.to_owned())?.into_iter().map(Into::into).collect())
+    }
+}
+
 /// File storage through the agent: every operation of the file-system plug-in side.
 impl FileStoragePlugin for AgentConnection {
     fn discover(&self, server: &FileServerAccess) -> Result<Vec<DiscoveredFileSystem>> {
@@ -610,6 +637,10 @@ impl MigrationOps for AgentConnection {
 
 /// What the agent forwards: host, domains, file storage and migration as protocol v1 carries them.
 impl ServerConnection for AgentConnection {
+    fn array_storage(&self) -> Option<&dyn crate::driver::StorageArrayPlugin> {
+        Some(self)
+    }
+
     fn file_storage(&self) -> Option<&dyn FileStoragePlugin> {
         Some(self)
     }

@@ -879,6 +879,44 @@ impl Serve for Inner {
     fn storage_file_size(&self, path: String) -> Result<Option<u64>> {
         capability(self.hv.file_storage(), "file storage")?.file_size(&path)
     }
+
+    fn iscsi_initiator(&self) -> Result<String> {
+        capability(self.hv.array_storage(), "storage arrays")?.initiator()
+    }
+
+    fn iscsi_discover(&self, portal: String) -> Result<Vec<String>> {
+        crate::driver::check_portal(&portal)?;
+        capability(self.hv.array_storage(), "storage arrays")?.discover_targets(&portal)
+    }
+
+    fn iscsi_login(&self, portal: String, target: String) -> Result<()> {
+        crate::driver::check_portal(&portal)?;
+        crate::driver::check_target(&target)?;
+        capability(self.hv.array_storage(), "storage arrays")?.login(&portal, &target)
+    }
+
+    fn iscsi_logout(&self, portal: String, target: String) -> Result<()> {
+        crate::driver::check_portal(&portal)?;
+        crate::driver::check_target(&target)?;
+        capability(self.hv.array_storage(), "storage arrays")?.logout(&portal, &target)
+    }
+
+    fn iscsi_sessions(&self) -> Result<Vec<v1::IscsiSession>> {
+        Ok(capability(self.hv.array_storage(), "storage arrays")?
+            .sessions()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    fn iscsi_luns(&self, target: String) -> Result<Vec<v1::Lun>> {
+        crate::driver::check_target(&target)?;
+        Ok(capability(self.hv.array_storage(), "storage arrays")?
+            .list_luns(&target)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
 }
 
 fn on_the_blocking_path() -> Error {

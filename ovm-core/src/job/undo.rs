@@ -90,6 +90,24 @@ pub enum StorageUndo {
         /// Where.
         mount_point: String,
     },
+    /// Log a server out of an iSCSI target a step logged it in to.
+    Logout {
+        /// The server.
+        server: uuid::Uuid,
+        /// The portal.
+        portal: String,
+        /// The target.
+        target: String,
+    },
+    /// Log a server in again to an iSCSI target a step logged it out of.
+    Login {
+        /// The server.
+        server: uuid::Uuid,
+        /// The portal.
+        portal: String,
+        /// The target.
+        target: String,
+    },
     /// Remove the marker a step wrote for a new repository.
     RemoveMarker {
         /// The server that wrote it.

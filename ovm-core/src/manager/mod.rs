@@ -36,7 +36,7 @@ pub use recurring::REFRESH_SERVERS;
 pub use servers::ServerEdit;
 pub use storage::{
     iso_path, kernel_paths, repository_path, virtual_disk_path, FileServerSpec, RepositorySpec,
-    LOCAL_FILE_SYSTEM_ROOT,
+    StorageArraySpec, GENERIC_ISCSI_PLUGIN, LOCAL_FILE_SYSTEM_ROOT,
 };
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 

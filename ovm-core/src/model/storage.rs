@@ -158,6 +158,9 @@ pub struct PhysicalDisk {
     pub shareable: bool,
     /// Page83 / WWID identifier.
     pub page83_id: String,
+    /// The iSCSI target that serves it (empty for local and Fibre Channel disks).
+    #[serde(default)]
+    pub target: String,
 }
 
 impl PhysicalDisk {

@@ -306,6 +306,34 @@ remote_ops! {
         /// Path.
         path: String,
     } -> FileSize(Option<u64>);
+    /// This server's iSCSI initiator name.
+    iscsi_initiator => IscsiInitiator -> Initiator(String);
+    /// The targets an iSCSI portal offers this server.
+    iscsi_discover => IscsiDiscover {
+        /// `host[:port]`.
+        portal: String,
+    } -> Targets(Vec<String>);
+    /// Log in to an iSCSI target.
+    iscsi_login => IscsiLogin {
+        /// `host[:port]`.
+        portal: String,
+        /// Target name.
+        target: String,
+    } -> Done;
+    /// Log out of an iSCSI target.
+    iscsi_logout => IscsiLogout {
+        /// `host[:port]`.
+        portal: String,
+        /// Target name.
+        target: String,
+    } -> Done;
+    /// This server's iSCSI sessions.
+    iscsi_sessions => IscsiSessions -> Sessions(Vec<IscsiSession>);
+    /// The LUNs of a target this server sees.
+    iscsi_luns => IscsiLuns {
+        /// Target name.
+        target: String,
+    } -> Luns(Vec<Lun>);
 }
 
 impl Op {
@@ -329,6 +357,8 @@ impl Op {
             // showmount and a brief mount of each export, each within 30 s.
             Op::StorageDiscover { .. } => Duration::from_secs(300),
             Op::StorageMount { .. } | Op::StorageUnmount { .. } => Duration::from_secs(120),
+            // Discovery, then the login and the SCSI scan of its LUNs.
+            Op::IscsiLogin { .. } => Duration::from_secs(180),
             _ => base,
         }
     }
@@ -410,6 +440,62 @@ pub enum Reply {
     Usage(FsUsage),
     /// A file's size, if there is a file.
     FileSize(Option<u64>),
+    /// An iSCSI initiator name.
+    Initiator(String),
+    /// iSCSI target names.
+    Targets(Vec<String>),
+    /// iSCSI sessions.
+    Sessions(Vec<IscsiSession>),
+    /// LUNs.
+    Luns(Vec<Lun>),
+}
+
+/// An iSCSI session (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiSession {
+    /// `host:port`.
+    pub portal: String,
+    /// Target name.
+    pub target: String,
+}
+
+/// A LUN (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lun {
+    /// SCSI identifier or the array's id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Size, bytes.
+    pub size_bytes: u64,
+    /// The LUN it is a thin clone of.
+    pub thin_clone_of: Option<String>,
+}
+
+impl From<driver::IscsiSession> for IscsiSession {
+    fn from(s: driver::IscsiSession) -> Self {
+        IscsiSession { portal: s.portal, target: s.target }
+    }
+}
+
+impl From<IscsiSession> for driver::IscsiSession {
+    fn from(s: IscsiSession) -> Self {
+        driver::IscsiSession { portal: s.portal, target: s.target }
+    }
+}
+
+impl From<driver::Lun> for Lun {
+    fn from(l: driver::Lun) -> Self {
+        Lun { id: l.id, name: l.name, size_bytes: l.size_bytes, thin_clone_of: l.thin_clone_of }
+    }
+}
+
+impl From<Lun> for driver::Lun {
+    fn from(l: Lun) -> Self {
+        driver::Lun { id: l.id, name: l.name, size_bytes: l.size_bytes, thin_clone_of: l.thin_clone_of }
+    }
 }
 
 /// What a server mounts (v1).
@@ -1287,6 +1373,26 @@ mod tests {
                 req(Op::StorageFileSize { path: "/r/a.img".into() }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_file_size","path":"/r/a.img"}}"#.into(),
             ),
+            (req(Op::IscsiInitiator), r#"{"type":"request","id":7,"op":{"op":"iscsi_initiator"}}"#.into()),
+            (
+                req(Op::IscsiDiscover { portal: "10.0.0.9:3260".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_discover","portal":"10.0.0.9:3260"}}"#.into(),
+            ),
+            (
+                req(Op::IscsiLogin { portal: "10.0.0.9".into(), target: "iqn.2026-01.x:t".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_login","portal":"10.0.0.9","target":"iqn.2026-01.x:t"}}"#
+                    .into(),
+            ),
+            (
+                req(Op::IscsiLogout { portal: "10.0.0.9".into(), target: "iqn.2026-01.x:t".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_logout","portal":"10.0.0.9","target":"iqn.2026-01.x:t"}}"#
+                    .into(),
+            ),
+            (req(Op::IscsiSessions), r#"{"type":"request","id":7,"op":{"op":"iscsi_sessions"}}"#.into()),
+            (
+                req(Op::IscsiLuns { target: "iqn.2026-01.x:t".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_luns","target":"iqn.2026-01.x:t"}}"#.into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -1406,6 +1512,38 @@ mod tests {
                     .into(),
             ),
             (
+                resp(Ok(Reply::Initiator("iqn.2026-01.x:s1".into()))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"initiator","value":"iqn.2026-01.x:s1"}}}"#.into(),
+            ),
+            (
+                resp(Ok(Reply::Targets(vec!["iqn.2026-01.x:t".into()]))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"targets","value":["iqn.2026-01.x:t"]}}}"#.into(),
+            ),
+            (
+                resp(Ok(Reply::Sessions(vec![IscsiSession {
+                    portal: "10.0.0.9:3260".into(),
+                    target: "iqn.2026-01.x:t".into(),
+                }]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"sessions","value":[{"portal":"10.0.0.9:3260","#,
+                    r#""target":"iqn.2026-01.x:t"}]}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::Luns(vec![Lun {
+                    id: "naa.6001405".into(),
+                    name: "lun0".into(),
+                    size_bytes: 512,
+                    thin_clone_of: None,
+                }]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"luns","value":[{"id":"naa.6001405","#,
+                    r#""name":"lun0","size_bytes":512,"thin_clone_of":null}]}}}"#
+                )
+                .into(),
+            ),
+            (
                 resp(Ok(Reply::FileSize(None))),
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"file_size","value":null}}}"#.into(),
             ),
@@ -1497,10 +1635,16 @@ mod tests {
                 | Op::StorageRemoveRepository { .. }
                 | Op::StorageUsage { .. }
                 | Op::StorageResize { .. }
-                | Op::StorageFileSize { .. } => {}
+                | Op::StorageFileSize { .. }
+                | Op::IscsiInitiator
+                | Op::IscsiDiscover { .. }
+                | Op::IscsiLogin { .. }
+                | Op::IscsiLogout { .. }
+                | Op::IscsiSessions
+                | Op::IscsiLuns { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 35);
+        assert_eq!(ops.len(), 41);
     }
 
     #[test]

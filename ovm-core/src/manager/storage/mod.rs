@@ -2,11 +2,13 @@
 //! kernels and templates ([`disks`]), where their files live ([`layout`]), and the undo of effects on
 //! storage.
 
+mod arrays;
 mod disks;
 mod file_servers;
 mod layout;
 mod repositories;
 
+pub use arrays::{StorageArraySpec, GENERIC_ISCSI_PLUGIN};
 pub use file_servers::FileServerSpec;
 pub use layout::LOCAL_FILE_SYSTEM_ROOT;
 pub use layout::{iso_path, kernel_paths, repository_path, virtual_disk_path};
@@ -77,6 +79,18 @@ pub(crate) fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
         }
         StorageUndo::Mount { server, source, mount_point } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?.mount(source, mount_point)
+        }
+        StorageUndo::Logout { server, portal, target } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            hv.array_storage()
+                .ok_or_else(|| Error::Unsupported { what: "storage arrays on this server".into() })?
+                .logout(portal, target)
+        }
+        StorageUndo::Login { server, portal, target } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            hv.array_storage()
+                .ok_or_else(|| Error::Unsupported { what: "storage arrays on this server".into() })?
+                .login(portal, target)
         }
         StorageUndo::RemoveMarker { server, mount_point, repository } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?
