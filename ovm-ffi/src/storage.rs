@@ -5,7 +5,7 @@ use std::ffi::c_char;
 
 use ovm_core::model::*;
 
-use ovm_core::manager::FileServerSpec;
+use ovm_core::manager::{FileServerSpec, StorageArraySpec};
 
 use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
 use crate::handles::{ovm_job, ovm_manager};
@@ -128,6 +128,81 @@ pub unsafe extern "C" fn ovm_file_system_create(
             size_bytes,
             free_bytes,
         }))
+    })
+}
+
+/// Register a generic iSCSI array at `access_host:access_port`: the first reachable of the
+/// `n_admin_servers` servers in `admin_servers` discovers the targets that admit it, logs in, and
+/// its LUNs become physical disks with their real sizes and identifiers
+/// (`ovm_physical_disk_list_json`). Nothing is stored if the portal does not answer. The job's
+/// result is the array.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_storage_array_register(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    access_host: *const c_char,
+    access_port: u16,
+    admin_servers: *const *const c_char,
+    n_admin_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let spec = StorageArraySpec {
+            name: str_arg(name, "name")?.to_owned(),
+            access_host: str_arg(access_host, "access_host")?.to_owned(),
+            access_port,
+            admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
+                .into_iter()
+                .map(ServerId)
+                .collect(),
+        };
+        m.register_storage_array(spec)
+    })
+}
+
+/// Log the `n_servers` servers in `servers` in to every target of a generic array, in one job: a
+/// server that fails is logged out again on the others.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_storage_array_present_to(
+    mgr: *const ovm_manager,
+    array: *const c_char,
+    servers: *const *const c_char,
+    n_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let servers: Vec<ServerId> =
+            id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
+        m.present_storage_array_to(StorageArrayId(id_arg(array, "array")?), &servers)
+    })
+}
+
+/// Log a server out of every target of a generic array.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_storage_array_unpresent(
+    mgr: *const ovm_manager,
+    array: *const c_char,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.unpresent_storage_array(
+            StorageArrayId(id_arg(array, "array")?),
+            ServerId(id_arg(server, "server")?),
+        )
+    })
+}
+
+/// The physical disks (LUNs) of `array`, as a JSON array in name order.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_physical_disk_list_json(
+    mgr: *const ovm_manager,
+    array: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let a = StorageArrayId(id_arg(array, "array")?);
+        put_json(out, &m.mgr.physical_disks_of(a))
     })
 }
 

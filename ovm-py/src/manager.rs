@@ -331,6 +331,46 @@ impl Manager {
         let f = m::FileServerId(uuid("file_server", file_server)?);
         self.submit(py, |m| m.refresh_file_server(f))
     }
+    /// Register a generic iSCSI array at `access_host:access_port`: its first admin server
+    /// discovers the targets that admit it, logs in, and its LUNs become physical disks with their
+    /// real sizes. Nothing is stored if the portal does not answer. The job's result is the array.
+    #[pyo3(signature = (name, access_host, admin_servers, access_port=3260))]
+    fn register_storage_array(
+        &self,
+        py: Python<'_>,
+        name: String,
+        access_host: String,
+        admin_servers: Vec<String>,
+        access_port: u16,
+    ) -> PyResult<Job> {
+        let spec = ovm_core::manager::StorageArraySpec {
+            name,
+            access_host,
+            access_port,
+            admin_servers: admin_servers
+                .iter()
+                .map(|s| uuid("admin_servers", s).map(m::ServerId))
+                .collect::<PyResult<Vec<_>>>()?,
+        };
+        self.submit(py, |m| m.register_storage_array(spec))
+    }
+    /// Log servers in to every target of a generic array (one job: a server that fails is undone
+    /// on the others).
+    fn present_storage_array_to(&self, py: Python<'_>, array: &str, servers: Vec<String>) -> PyResult<Job> {
+        let a = m::StorageArrayId(uuid("array", array)?);
+        let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.present_storage_array_to(a, &ss))
+    }
+    /// Log a server out of every target of a generic array.
+    fn unpresent_storage_array(&self, py: Python<'_>, array: &str, server: &str) -> PyResult<Job> {
+        let (a, s) = (m::StorageArrayId(uuid("array", array)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.unpresent_storage_array(a, s))
+    }
+    /// The physical disks (LUNs) of a storage array, in name order.
+    fn physical_disks_of<'py>(&self, py: Python<'py>, array: &str) -> PyResult<Bound<'py, PyList>> {
+        let a = m::StorageArrayId(uuid("array", array)?);
+        r::list(py, self.m()?.physical_disks_of(a), r::PhysicalDisk)
+    }
     /// The file systems of a file server, in name order.
     fn file_systems_of<'py>(&self, py: Python<'py>, file_server: &str) -> PyResult<Bound<'py, PyList>> {
         let f = m::FileServerId(uuid("file_server", file_server)?);

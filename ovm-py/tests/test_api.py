@@ -527,6 +527,12 @@ def test_file_servers_are_discovered_and_repositories_mounted(lab: Lab) -> None:
     with pytest.raises(ovm.BackendError):
         mgr.register_file_server("ghost", "Nfs", [lab.s1], access_host="nfs9.example.com").wait(WAIT)
     assert len(mgr.records("FileServer")) == before
+    # No iSCSI portal answers in this simulated data centre: nothing is stored.
+    with pytest.raises(ovm.BackendError):
+        mgr.register_storage_array("lio", "iscsi.example.com", [lab.s1]).wait(WAIT)
+    assert mgr.records("StorageArray") == [] or all(a.name != "lio" for a in mgr.records("StorageArray"))
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.register_storage_array("lio", "bad portal", [lab.s1])
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.register_file_server("x", "Nfs", [], access_host="nfs1.example.com")
     with pytest.raises(ovm.NotFoundError):

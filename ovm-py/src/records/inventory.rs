@@ -294,6 +294,8 @@ record! {
         shareable: bool as "bool" = |o| o.shareable;
         /// SCSI page 83 id.
         page83_id: &str as "str" = |o| &o.page83_id;
+        /// The iSCSI target serving it (empty for local and Fibre Channel disks).
+        target: &str as "str" = |o| &o.target;
     }
 
     /// An access group: which servers see which disks of a storage array.
