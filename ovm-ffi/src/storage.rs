@@ -230,6 +230,7 @@ pub unsafe extern "C" fn ovm_storage_array_create(
             access_port,
             admin_servers: Vec::new(),
             capacity_bytes,
+            presented_to: Vec::new(),
         }))
     })
 }

@@ -119,6 +119,27 @@ pub unsafe extern "C" fn ovm_vm_set_kernel(
     })
 }
 
+/// Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
+/// the VM then runs only on servers logged in to the LUN's array. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_attach_physical_disk(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    slot: u8,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let target = DiskTarget::PhysicalDisk(PhysicalDiskId(id_arg(disk, "disk")?));
+        m.edit_vm(id, move |v| {
+            v.config.disks.retain(|d| d.slot != slot);
+            v.config.disks.push(DiskMapping { slot, target });
+            v.config.disks.sort_by_key(|d| d.slot);
+        })
+    })
+}
+
 /// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
 /// Returns a job.
 #[no_mangle]

@@ -439,6 +439,7 @@ impl Manager {
             access_port,
             admin_servers: Vec::new(),
             capacity_bytes,
+            presented_to: Vec::new(),
         });
         self.submit(py, |m| m.create_object(o))
     }
@@ -875,6 +876,19 @@ impl Manager {
             None => None,
         };
         self.submit(py, |m| m.edit_vm(v, move |x| x.config.pv_kernel = k))
+    }
+    /// Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot
+    /// held); the VM then runs only on servers logged in to the LUN's array.
+    fn attach_physical_disk(&self, py: Python<'_>, vm: &str, slot: u8, disk: &str) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let target = m::DiskTarget::PhysicalDisk(m::PhysicalDiskId(uuid("disk", disk)?));
+        self.submit(py, |m| {
+            m.edit_vm(v, move |x| {
+                x.config.disks.retain(|d| d.slot != slot);
+                x.config.disks.push(m::DiskMapping { slot, target });
+                x.config.disks.sort_by_key(|d| d.slot);
+            })
+        })
     }
     /// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
     fn attach_disk(&self, py: Python<'_>, vm: &str, slot: u8, disk: &str) -> PyResult<Job> {

@@ -20,7 +20,8 @@ fn dict<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py,
 pub use crate::ids::ObjectRef;
 
 /// A disk mapping argument: `(slot, virtual_disk_id)`, or the getter's shape `(slot, kind, id)` with
-/// kind `"VirtualDisk"`, `"Cdrom"` (an ISO's id) or `"EmptyCdrom"` (id `None`).
+/// kind `"VirtualDisk"`, `"Cdrom"` (an ISO's id), `"PhysicalDisk"` (a LUN's id) or `"EmptyCdrom"`
+/// (id `None`).
 fn disk_mapping(d: &Bound<'_, PyAny>) -> PyResult<(u8, m::DiskTarget)> {
     if let Ok((slot, disk)) = d.extract::<(u8, String)>() {
         return Ok((slot, m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &disk)?))));
@@ -30,10 +31,11 @@ fn disk_mapping(d: &Bound<'_, PyAny>) -> PyResult<(u8, m::DiskTarget)> {
         ("VirtualDisk", Some(id)) => m::DiskTarget::VirtualDisk(m::VirtualDiskId(convert::uuid("disks", &id)?)),
         ("Cdrom", Some(id)) => m::DiskTarget::Cdrom(m::VirtualCdromId(convert::uuid("disks", &id)?)),
         ("EmptyCdrom", None) => m::DiskTarget::EmptyCdrom,
+        ("PhysicalDisk", Some(id)) => m::DiskTarget::PhysicalDisk(m::PhysicalDiskId(convert::uuid("disks", &id)?)),
         (k, _) => {
             return Err(ovm_core::Error::invalid(
                 "disks",
-                format!("{k:?} with that id is not a disk mapping (VirtualDisk or Cdrom with an id, EmptyCdrom without)"),
+                format!("{k:?} with that id is not a disk mapping (VirtualDisk, Cdrom or PhysicalDisk with an id, EmptyCdrom without)"),
             ))
             .or_raise()
         }
@@ -170,7 +172,8 @@ impl VmConfig {
     fn vnics(&self) -> Vec<Vnic> {
         self.0.vnics.iter().cloned().map(Vnic).collect()
     }
-    /// Disk mappings as `(slot, kind, target id)`; kind is `"VirtualDisk"`, `"Cdrom"` or `"EmptyCdrom"`.
+    /// Disk mappings as `(slot, kind, target id)`; kind is `"VirtualDisk"`, `"Cdrom"`, `"PhysicalDisk"`
+    /// or `"EmptyCdrom"`.
     #[getter]
     fn disks(&self) -> Vec<(u8, &'static str, Option<String>)> {
         self.0
@@ -180,6 +183,7 @@ impl VmConfig {
                 m::DiskTarget::VirtualDisk(id) => (d.slot, "VirtualDisk", Some(id.to_string())),
                 m::DiskTarget::Cdrom(id) => (d.slot, "Cdrom", Some(id.to_string())),
                 m::DiskTarget::EmptyCdrom => (d.slot, "EmptyCdrom", None),
+                m::DiskTarget::PhysicalDisk(id) => (d.slot, "PhysicalDisk", Some(id.to_string())),
             })
             .collect()
     }

@@ -64,6 +64,7 @@ fn physical_disk(lab: &Lab) -> PhysicalDiskId {
         access_port: 3260,
         admin_servers: vec![lab.s1],
         capacity_bytes: 0,
+        presented_to: Vec::new(),
     };
     let aid = array.id;
     ok(lab.mgr.create_object(Object::StorageArray(array)));

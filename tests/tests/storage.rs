@@ -273,3 +273,68 @@ fn an_iscsi_array_is_discovered_and_presented_to_servers_with_undo() {
     ok(dc.mgr.unpresent_storage_array(array, dc.servers[1]));
     assert!(logged_in("xen2").is_empty());
 }
+
+#[test]
+fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
+    let dc = dc();
+    let target = "iqn.2026-01.ovm.sim:shared";
+    dc.world.add_lun(target, "lun0", 4 * GIB);
+    dc.world.add_lun(target, "lun1", GIB);
+    let array = StorageArrayId(result_id(dc.mgr.register_storage_array(StorageArraySpec::iscsi(
+        "lio",
+        "storage",
+        vec![dc.servers[0]],
+    ))));
+    ok(dc.mgr.present_storage_array_to(array, &[dc.servers[1]]));
+    let luns = dc.mgr.physical_disks_of(array);
+    let (a, b) = (luns[0].id, luns[1].id);
+    let mut spec = VmSpec::new(
+        "db",
+        VmConfig {
+            memory_mib: 512,
+            max_memory_mib: 512,
+            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(a) }],
+            ..VmConfig::default()
+        },
+    );
+    spec.pool = Some(dc.pool);
+    let vm = VmId(result_id(dc.mgr.create_vm(spec)));
+    // Servers 1 and 2 are logged in; server 3 is not and is never chosen.
+    ok(dc.mgr.set_maintenance_mode(dc.servers[0], true));
+    for _ in 0..2 {
+        ok(dc.mgr.start_vm(vm));
+        assert_eq!(dc.mgr.vm(vm).unwrap().server, Some(dc.servers[1]));
+        ok(dc.mgr.kill_vm(vm));
+    }
+    ok(dc.mgr.start_vm(vm));
+    // The array cannot be taken from a server running a VM on one of its LUNs.
+    assert_eq!(dc.mgr.unpresent_storage_array(array, dc.servers[1]).unwrap_err().kind(), ErrorKind::Conflict);
+    ok(dc.mgr.kill_vm(vm));
+    ok(dc.mgr.unpresent_storage_array(array, dc.servers[1]));
+    assert!(dc.mgr.start_vm(vm).and_then(|j| j.wait(WAIT)).is_err(), "no server sees the LUN and may run it");
+    ok(dc.mgr.set_maintenance_mode(dc.servers[0], false));
+    // A LUN is one VM's: a second VM cannot take it, nor can a repository.
+    let mut other = VmSpec::new(
+        "db2",
+        VmConfig {
+            memory_mib: 512,
+            max_memory_mib: 512,
+            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(a) }],
+            ..VmConfig::default()
+        },
+    );
+    other.pool = Some(dc.pool);
+    assert_eq!(dc.mgr.create_vm(other).unwrap_err().kind(), ErrorKind::Conflict);
+    // The other LUN is free for another VM.
+    let mut third = VmSpec::new(
+        "db3",
+        VmConfig {
+            memory_mib: 512,
+            max_memory_mib: 512,
+            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(b) }],
+            ..VmConfig::default()
+        },
+    );
+    third.pool = Some(dc.pool);
+    ok(dc.mgr.create_vm(third));
+}

@@ -42,12 +42,30 @@ pub struct DomainSpec {
     pub restart_actions: RestartActions,
 }
 
+/// How a [`DiskSpec`] names a LUN (a physical disk): by its SCSI identifier, which each server
+/// resolves to its own device for that LUN when it builds the domain.
+pub const LUN_PATH_PREFIX: &str = "lun:";
+
+/// The disk path of the LUN whose SCSI identifier (WWID) is `id`.
+pub fn lun_path(id: &str) -> String {
+    format!("{LUN_PATH_PREFIX}{id}")
+}
+
+/// The SCSI identifier a disk path names, if it names a LUN.
+pub fn lun_of(path: &str) -> Option<&str> {
+    path.strip_prefix(LUN_PATH_PREFIX).filter(|id| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    })
+}
+
 /// A disk of a domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskSpec {
     /// Disk slot, from 0 (the boot disk); the driver derives the guest device name from it.
     pub slot: u8,
-    /// Backing path on the server (empty for an empty CD-ROM drive).
+    /// Backing path on the server (empty for an empty CD-ROM drive), or a LUN ([`lun_path`]).
     pub path: String,
     /// Read-only.
     pub read_only: bool,

@@ -38,7 +38,8 @@ pub mod storage;
 
 pub use cluster::{ClusterOps, ClusterStatus};
 pub use domain::{
-    DiskSpec, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec, ShutdownReason,
+    lun_of, lun_path, DiskSpec, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec,
+    ShutdownReason, LUN_PATH_PREFIX,
 };
 pub use host::{HostInfo, HostLoad, HostOps};
 pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};

@@ -254,6 +254,7 @@ fn config_refs(c: &VmConfig, v: &mut Vec<ObjectRef>) {
             DiskTarget::VirtualDisk(x) => v.push(r(ObjectKind::VirtualDisk, x)),
             DiskTarget::Cdrom(x) => v.push(r(ObjectKind::VirtualCdrom, x)),
             DiskTarget::EmptyCdrom => {}
+            DiskTarget::PhysicalDisk(x) => v.push(r(ObjectKind::PhysicalDisk, x)),
         }
     }
     v.extend(c.vnics.iter().filter_map(|n| n.network).map(|n| r(ObjectKind::Network, n)));
@@ -726,6 +727,25 @@ impl Inventory {
                             disk.name, other.name
                         )));
                     }
+                }
+            }
+            if let DiskTarget::PhysicalDisk(id) = d.target {
+                let disk = self.get::<PhysicalDisk>(id)?;
+                if let Some(r) =
+                    self.repositories.iter().find(|r| r.backing == RepositoryBacking::PhysicalDisk(id))
+                {
+                    return Err(Error::conflict(format!(
+                        "physical disk {:?} holds repository {:?}",
+                        disk.name, r.name
+                    )));
+                }
+                if let Some(other) = self.vms.iter().find(|o| {
+                    o.id != vm.id && o.config.disks.iter().any(|od| od.target == DiskTarget::PhysicalDisk(id))
+                }) {
+                    return Err(Error::conflict(format!(
+                        "physical disk {:?} is used by VM {:?}",
+                        disk.name, other.name
+                    )));
                 }
             }
         }

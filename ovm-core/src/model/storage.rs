@@ -80,6 +80,9 @@ pub struct StorageArray {
     pub admin_servers: Vec<ServerId>,
     /// Capacity for LUN creation, bytes (vendor arrays).
     pub capacity_bytes: u64,
+    /// Servers logged in to its targets (that see its LUNs).
+    #[serde(default)]
+    pub presented_to: Vec<ServerId>,
 }
 
 impl StorageArray {

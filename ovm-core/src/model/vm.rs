@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::{
-    validate_name, AntiAffinityGroupId, NetworkId, PoolId, RepositoryId, ServerId, VirtualCdromId,
-    VirtualDiskId, VmId,
+    validate_name, AntiAffinityGroupId, NetworkId, PhysicalDiskId, PoolId, RepositoryId, ServerId,
+    VirtualCdromId, VirtualDiskId, VmId,
 };
 use crate::{Error, Result};
 
@@ -145,6 +145,8 @@ pub enum DiskTarget {
     Cdrom(VirtualCdromId),
     /// An empty CD-ROM drive.
     EmptyCdrom,
+    /// A physical disk (a LUN of a storage array), attached directly.
+    PhysicalDisk(PhysicalDiskId),
 }
 
 /// A disk mapping at a slot (0 = xvda / hda).

@@ -16,8 +16,9 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    AntiAffinityGroup, DiskTarget, Inventory, ManagedObject, MountState, Repository, RepositoryId, Server,
-    ServerId, ServerPool, ServerPowerState, ServerRole, StartPolicy, VirtualCdrom, VirtualDisk, Vm,
+    AntiAffinityGroup, DiskTarget, Inventory, ManagedObject, MountState, PhysicalDisk, Repository,
+    RepositoryId, Server, ServerId, ServerPool, ServerPowerState, ServerRole, StartPolicy, StorageArray,
+    StorageArrayId, VirtualCdrom, VirtualDisk, Vm,
 };
 use crate::{Error, Result};
 
@@ -77,12 +78,28 @@ pub fn repositories_of<'a>(inv: &'a Inventory, vm: &Vm) -> Vec<&'a Repository> {
         match d.target {
             DiskTarget::VirtualDisk(id) => ids.extend(inv.get::<VirtualDisk>(id).ok().map(|d| d.repository)),
             DiskTarget::Cdrom(id) => ids.extend(inv.get::<VirtualCdrom>(id).ok().map(|c| c.repository)),
-            DiskTarget::EmptyCdrom => {}
+            DiskTarget::EmptyCdrom | DiskTarget::PhysicalDisk(_) => {}
         }
     }
     ids.sort();
     ids.dedup();
     ids.iter().filter_map(|r| inv.get::<Repository>(*r).ok().map(|r| &**r)).collect()
+}
+
+/// The storage arrays whose LUNs a VM has attached.
+pub fn arrays_of<'a>(inv: &'a Inventory, vm: &Vm) -> Vec<&'a StorageArray> {
+    let mut ids: Vec<StorageArrayId> = vm
+        .config
+        .disks
+        .iter()
+        .filter_map(|d| match d.target {
+            DiskTarget::PhysicalDisk(id) => inv.get::<PhysicalDisk>(id).ok().and_then(|p| p.array),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.iter().filter_map(|a| inv.get::<StorageArray>(*a).ok().map(|a| &**a)).collect()
 }
 
 /// Pick the server `vm` should run on. `allow` is the operation's filter (servers it rejects are
@@ -119,6 +136,7 @@ pub fn pick(
         })
         .unwrap_or_default();
     let repositories = repositories_of(inv, vm);
+    let arrays = arrays_of(inv, vm);
     let mut best: Option<(ServerId, i64)> = None;
     let mut reasons = Vec::new();
     for s in candidates {
@@ -127,6 +145,10 @@ pub fn pick(
         }
         if let Some(r) = repositories.iter().find(|r| !r.presented_to.contains(&s.id)) {
             reasons.push(format!("{} does not have repository {} presented", s.name, r.name));
+            continue;
+        }
+        if let Some(a) = arrays.iter().find(|a| !a.presented_to.contains(&s.id)) {
+            reasons.push(format!("{} is not logged in to storage array {}", s.name, a.name));
             continue;
         }
         if let Some(r) =

@@ -247,8 +247,18 @@ impl XenConnection {
             b = b.cmdline(c);
         }
         for d in &spec.disks {
+            // A LUN is named by its SCSI identifier; this server's device for it is found now.
+            let target = match crate::driver::lun_of(&d.path) {
+                Some(id) => self.iscsi.device_of(id).ok_or_else(|| {
+                    Error::backend(SERVER, format!("LUN {id} is not a disk of this server (not logged in?)"))
+                })?,
+                None if d.path.starts_with(crate::driver::LUN_PATH_PREFIX) => {
+                    return Err(Error::invalid("disks", format!("{:?} is not a LUN identifier", d.path)))
+                }
+                None => PathBuf::from(&d.path),
+            };
             b = b.disk(XlDisk {
-                target: PathBuf::from(&d.path),
+                target,
                 vdev: naming::disk_device(spec.domain_type, d.slot),
                 format: "raw".into(),
                 readonly: d.read_only || d.cdrom,

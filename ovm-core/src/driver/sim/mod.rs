@@ -326,6 +326,15 @@ impl DomainOps for SimConnection {
     }
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
+        for d in &spec.disks {
+            if let Some(id) = crate::driver::lun_of(&d.path) {
+                let seen = self.sees_lun(id)?;
+                if !seen {
+                    let host = lock(&self.host.state).name.clone();
+                    return Err(Error::backend(host, format!("LUN {id} is not a disk of this server")));
+                }
+            }
+        }
         let domid = self.op(SimOp::Create, |st| self.admit(st, spec))?;
         self.emit(DomainChange::Appeared { uuid: Some(spec.uuid), domid });
         Ok(domid)

@@ -34,6 +34,17 @@ impl SimConnection {
 }
 
 impl SimConnection {
+    /// Whether this host sees LUN `id` through one of its sessions.
+    pub(super) fn sees_lun(&self, id: &str) -> Result<bool> {
+        let targets: Vec<String> = self.sessions()?.into_iter().map(|s| s.target).collect();
+        for t in targets {
+            if self.list_luns(&t)?.iter().any(|l| l.id == id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The file systems of NFS server `host` the world knows: (export, key) pairs.
     fn exports_of(&self, host: &str) -> Vec<(String, String)> {
         let prefix = format!("{host}:");

@@ -74,6 +74,7 @@ impl Manager {
             access_port: spec.access_port,
             admin_servers: spec.admin_servers,
             capacity_bytes: 0,
+            presented_to: Vec::new(),
         };
         check_portal(&portal(&array))?;
         self.state().inv.check_put(&Object::StorageArray(array.clone()))?;
@@ -125,6 +126,8 @@ impl Manager {
                     ));
                 }
                 ctx.message(format!("{} LUNs", disks.len()));
+                let mut array = array.clone();
+                array.presented_to = vec![admin];
                 ctx.tx(|tx| {
                     tx.put(Object::StorageArray(array.clone()))?;
                     for d in disks {
@@ -186,7 +189,14 @@ impl Manager {
                         ));
                     }
                 }
-                Ok(())
+                ctx.tx(|tx| {
+                    tx.edit::<StorageArray>(array, |a| {
+                        if !a.presented_to.contains(&server) {
+                            a.presented_to.push(server);
+                        }
+                    })
+                    .map(drop)
+                })
             });
         }
         self.submit(spec)
@@ -196,6 +206,19 @@ impl Manager {
     pub fn unpresent_storage_array(&self, array: StorageArrayId, server: ServerId) -> Result<JobHandle> {
         let a = self.get::<StorageArray>(array)?;
         self.server(server)?;
+        let in_use: Option<String> = self.read(|inv| {
+            Vm::table(inv)
+                .iter()
+                .find(|v| {
+                    v.server == Some(server)
+                        && v.power_state.is_resident()
+                        && crate::policy::placement::arrays_of(inv, v).iter().any(|a| a.id == array)
+                })
+                .map(|v| v.name.clone())
+        });
+        if let Some(vm) = in_use {
+            return Err(Error::conflict(format!("VM {vm:?} on that server uses a disk of the array")));
+        }
         let mut targets: Vec<String> = self
             .physical_disks_of(array)
             .iter()
@@ -219,7 +242,9 @@ impl Manager {
                         }))?;
                         side.logout(&p, t)?;
                     }
-                    Ok(())
+                    ctx.tx(|tx| {
+                        tx.edit::<StorageArray>(array, |a| a.presented_to.retain(|s| *s != server)).map(drop)
+                    })
                 }),
         )
     }

@@ -29,6 +29,15 @@ impl Manager {
                 DiskTarget::EmptyCdrom => {
                     disks.push(DiskSpec { slot, path: String::new(), read_only: true, cdrom: true });
                 }
+                DiskTarget::PhysicalDisk(id) => {
+                    let pd = inv.get::<PhysicalDisk>(id)?;
+                    disks.push(DiskSpec {
+                        slot,
+                        path: crate::driver::lun_path(&pd.page83_id),
+                        read_only: false,
+                        cdrom: false,
+                    });
+                }
             }
         }
         let mut nics = Vec::new();
