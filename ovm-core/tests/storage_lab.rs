@@ -282,6 +282,43 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
             assert!(wwids.contains(&d.page83_id), "server {k} sees {}: {wwids}", d.page83_id);
         }
     }
+    // A LUN attached to a VM directly: server 1 writes a mark into its first sector, and a VM
+    // started on a server logged in to the array reads it from its own device for the LUN.
+    let lun = mgr.physical_disks_of(array).into_iter().find(|d| d.name.ends_with("lun1")).unwrap();
+    let lun_mark = "OVM-LUN-DISK-MARK";
+    on(
+        1,
+        &format!(
+            "for x in /sys/block/sd*; do [ \"$(cat $x/device/wwid)\" = '{}' ] && d=/dev/${{x##*/}}; done; \
+             printf '%-512s' '{lun_mark}' | dd of=$d bs=512 count=1 oflag=direct conv=notrunc 2>/dev/null",
+            lun.page83_id
+        ),
+        30,
+    );
+    let config = VmConfig {
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 128,
+        max_memory_mib: 128,
+        pv_kernel: Some(PvKernel {
+            kernel: "/var/lib/ovm-lab/vmlinux".into(),
+            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
+            cmdline: "console=hvc0".into(),
+        }),
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(lun.id) }],
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new("lun-guest", config);
+    spec.pool = Some(pool);
+    let lvm = VmId(ok("create a VM on the LUN", mgr.create_vm(spec), 60).0.id);
+    ok("start the VM on the LUN", mgr.start_vm(lvm), 300);
+    println!("the LUN's VM runs on {:?}", mgr.vm(lvm).unwrap().server);
+    wait_for("the guest to read the mark on its LUN", 300, || {
+        mgr.vm_console(lvm).is_ok_and(|c| c.contains(&format!("OVM-DOMU-DISK xvda: {lun_mark}")))
+    });
+    ok("kill the LUN's VM", mgr.kill_vm(lvm), 120);
+    ok("delete the LUN's VM", mgr.delete_object(ObjectRef::new(ObjectKind::Vm, lvm.0)), 60);
     ok("log server 2 out", mgr.unpresent_storage_array(array, s2), 120);
     ok("log server 1 out", mgr.unpresent_storage_array(array, s1), 120);
     for k in [1, 2] {
