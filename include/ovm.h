@@ -919,6 +919,16 @@ ovm_result ovm_repository_present(const ovm_manager *mgr,
                                   ovm_job **out);
 
 /*
+ Present a repository to the `n_servers` servers in `servers` in one job: each mounts it; a
+ server that fails undoes the mounts made on the others.
+ */
+ovm_result ovm_repository_present_to(const ovm_manager *mgr,
+                                     const char *repository,
+                                     const char *const *servers,
+                                     size_t n_servers,
+                                     ovm_job **out);
+
+/*
  Store a PV/PVH boot kernel (and an initial ramdisk, `initrd_source` may be NULL) in a repository
  under `name`, copied from files on the server the repository is presented to. They land at
  `REPOSITORY/Kernels/NAME/vmlinux` and `.../initrd`. The job's result is the repository.
@@ -1033,6 +1043,31 @@ ovm_result ovm_server_release_ownership(const ovm_manager *mgr, const char *serv
 ovm_result ovm_server_refresh(const ovm_manager *mgr, const char *server, ovm_job **out);
 
 /*
+ Register a file server (`OVM_FILE_SERVER_*` `kind`) and discover its file systems, with their
+ real sizes, through the first reachable of the `n_admin_servers` servers in `admin_servers`. An
+ NFS server is reached at `access_host`; a local one (`access_host` NULL or empty) is the file
+ system of its one admin server. Nothing is stored if discovery fails. The job's result is the
+ file server; `ovm_file_system_list_json` lists what was found.
+ */
+ovm_result ovm_file_server_register(const ovm_manager *mgr,
+                                    const char *name,
+                                    uint32_t kind,
+                                    const char *access_host,
+                                    const char *const *admin_servers,
+                                    size_t n_admin_servers,
+                                    ovm_job **out);
+
+/*
+ Discover a file server's file systems again: sizes, new ones, vanished ones.
+ */
+ovm_result ovm_file_server_refresh(const ovm_manager *mgr, const char *file_server, ovm_job **out);
+
+/*
+ The file systems of `file_server`, as a JSON array in name order.
+ */
+ovm_result ovm_file_system_list_json(const ovm_manager *mgr, const char *file_server, char **out);
+
+/*
  Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is
  the file server.
  */
@@ -1053,6 +1088,44 @@ ovm_result ovm_file_system_create(const ovm_manager *mgr,
                                   uint64_t size_bytes,
                                   uint64_t free_bytes,
                                   ovm_job **out);
+
+/*
+ Register a generic iSCSI array at `access_host:access_port`: the first reachable of the
+ `n_admin_servers` servers in `admin_servers` discovers the targets that admit it, logs in, and
+ its LUNs become physical disks with their real sizes and identifiers
+ (`ovm_physical_disk_list_json`). Nothing is stored if the portal does not answer. The job's
+ result is the array.
+ */
+ovm_result ovm_storage_array_register(const ovm_manager *mgr,
+                                      const char *name,
+                                      const char *access_host,
+                                      uint16_t access_port,
+                                      const char *const *admin_servers,
+                                      size_t n_admin_servers,
+                                      ovm_job **out);
+
+/*
+ Log the `n_servers` servers in `servers` in to every target of a generic array, in one job: a
+ server that fails is logged out again on the others.
+ */
+ovm_result ovm_storage_array_present_to(const ovm_manager *mgr,
+                                        const char *array,
+                                        const char *const *servers,
+                                        size_t n_servers,
+                                        ovm_job **out);
+
+/*
+ Log a server out of every target of a generic array.
+ */
+ovm_result ovm_storage_array_unpresent(const ovm_manager *mgr,
+                                       const char *array,
+                                       const char *server,
+                                       ovm_job **out);
+
+/*
+ The physical disks (LUNs) of `array`, as a JSON array in name order.
+ */
+ovm_result ovm_physical_disk_list_json(const ovm_manager *mgr, const char *array, char **out);
 
 /*
  Record a storage array (`OVM_STORAGE_ARRAY_*` `kind`) managed through `plugin` at
@@ -1140,6 +1213,16 @@ ovm_result ovm_vm_set_kernel(const ovm_manager *mgr,
                              const char *initrd,
                              const char *cmdline,
                              ovm_job **out);
+
+/*
+ Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
+ the VM then runs only on servers logged in to the LUN's array. Returns a job.
+ */
+ovm_result ovm_vm_attach_physical_disk(const ovm_manager *mgr,
+                                       const char *vm,
+                                       uint8_t slot,
+                                       const char *disk,
+                                       ovm_job **out);
 
 /*
  Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
