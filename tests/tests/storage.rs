@@ -325,6 +325,16 @@ fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
     );
     other.pool = Some(dc.pool);
     assert_eq!(dc.mgr.create_vm(other).unwrap_err().kind(), ErrorKind::Conflict);
+    let e = dc
+        .mgr
+        .create_repository(RepositorySpec {
+            name: "on-the-lun".into(),
+            backing: RepositoryBacking::PhysicalDisk(a),
+            owner_pool: Some(dc.pool),
+            capacity_bytes: 0,
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     // The other LUN is free for another VM.
     let mut third = VmSpec::new(
         "db3",

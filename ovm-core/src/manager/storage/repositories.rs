@@ -26,6 +26,12 @@ impl Manager {
         if let Some(other) = self.list::<Repository>(|r| r.backing == spec.backing).first() {
             return Err(Error::conflict(format!("repository {:?} already lives there", other.name)));
         }
+        if let RepositoryBacking::PhysicalDisk(pd) = spec.backing {
+            let target = DiskTarget::PhysicalDisk(pd);
+            if let Some(vm) = self.list::<Vm>(|v| v.config.disks.iter().any(|d| d.target == target)).first() {
+                return Err(Error::conflict(format!("the physical disk is attached to VM {:?}", vm.name)));
+            }
+        }
         let capacity = if spec.capacity_bytes > 0 {
             spec.capacity_bytes
         } else {
