@@ -79,8 +79,8 @@ int main(void) {
   if (!one_local) return 1;
   CHECK(ovm_repository_create(mgr, "local-repo", local_fs, NULL, 0, &job));
   run_job(job, local_repo);
-  const char *both[] = {s1, s2};
-  if (ovm_repository_present_to(mgr, local_repo, both, 2, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  const char *two_servers[] = {s1, s2};
+  if (ovm_repository_present_to(mgr, local_repo, two_servers, 2, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
   CHECK(ovm_repository_present_to(mgr, local_repo, admins, 1, &job));
   run_job(job, NULL);
   char *lr = NULL;

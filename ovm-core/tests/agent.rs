@@ -725,3 +725,55 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
     assert_eq!(md.prepare_incoming(&huge, &src_id).unwrap_err().kind(), ErrorKind::InsufficientResources);
     assert_eq!(md.prepare_incoming(&spec, "someone").unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn storage_through_the_agent_nfs_and_iscsi() {
+    let a = TestAgent::start("storage");
+    a.world.add_nfs_export("nfs1", "/srv/repo", 50 << 30);
+    let target = "iqn.2026-01.ovm.sim:lio";
+    let wwid = a.world.add_lun(target, "lun0", 2 << 30);
+    let (mgr, _) = manager("storage");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    // The agent's host, seen directly (as the agent serves it).
+    let host = SimDriver::new(a.world.clone())
+        .connect("sim://storage?cpus=8&memory_mib=16384", DEFAULT_PASSWORD, "ovm-agent")
+        .unwrap();
+
+    // NFS: discovered through the agent with the storage's size, mounted and unmounted by it.
+    let spec = ovm_core::manager::FileServerSpec::nfs("nfs1", "nfs1", vec![server]);
+    let fsrv = FileServerId(ok(mgr.register_file_server(spec)).id);
+    let fss = mgr.file_systems_of(fsrv);
+    assert_eq!(
+        fss.iter().map(|f| (f.path.as_str(), f.size_bytes)).collect::<Vec<_>>(),
+        [("/srv/repo", 50 << 30)]
+    );
+    let repo = RepositoryId(
+        ok(mgr.create_repository(ovm_core::manager::RepositorySpec {
+            name: "repo".into(),
+            backing: RepositoryBacking::FileSystem(fss[0].id),
+            owner_pool: None,
+            capacity_bytes: 0,
+        }))
+        .id,
+    );
+    ok(mgr.present_repository(repo, server));
+    let mounts = host.file_storage().unwrap().mounts().unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0].mount_point, ovm_core::manager::repository_path(repo));
+    let disk = VirtualDiskId(ok(mgr.create_virtual_disk(repo, "d", 1 << 30, false)).id);
+    assert_eq!(a.world.file_size(&ovm_core::manager::virtual_disk_path(repo, disk)), Some(1 << 30));
+    ok(mgr.unpresent_repository(repo, server));
+    assert!(host.file_storage().unwrap().mounts().unwrap().is_empty());
+
+    // iSCSI: the array's LUN discovered through the agent, the session opened and closed by it.
+    let spec = ovm_core::manager::StorageArraySpec::iscsi("lio", "storage", vec![server]);
+    let array = StorageArrayId(ok(mgr.register_storage_array(spec)).id);
+    let luns = mgr.physical_disks_of(array);
+    assert_eq!(
+        luns.iter().map(|l| (l.page83_id.as_str(), l.size_bytes)).collect::<Vec<_>>(),
+        [(wwid.as_str(), 2 << 30)]
+    );
+    assert_eq!(host.array_storage().unwrap().sessions().unwrap().len(), 1);
+    ok(mgr.unpresent_storage_array(array, server));
+    assert!(host.array_storage().unwrap().sessions().unwrap().is_empty());
+}
