@@ -85,8 +85,20 @@ fn a_file_server_is_discovered_with_the_sizes_the_storage_reports() {
     );
     // A new export appears, one vanishes: refresh follows the storage.
     dc.world.add_nfs_export("nfs1", "/srv/new", GIB);
+    dc.world.remove_nfs_export("nfs1", "/srv/iso");
     ok(dc.mgr.refresh_file_server(fsrv));
-    assert_eq!(dc.mgr.file_systems_of(fsrv).len(), 3);
+    let mut paths: Vec<String> = dc.mgr.file_systems_of(fsrv).iter().map(|f| f.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/srv/new", "/srv/repo"]);
+    // The one holding a repository stays, with an Error event, when it vanishes.
+    dc.world.remove_nfs_export("nfs1", "/srv/repo");
+    ok(dc.mgr.refresh_file_server(fsrv));
+    let repo_fs = dc.mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == "/srv/repo").expect("kept");
+    let events = dc
+        .mgr
+        .events(&ovm_core::store::EventFilter { object: Some(repo_fs.id.0), ..Default::default() })
+        .unwrap();
+    assert!(events.iter().any(|e| e.event_type == "file_system.vanished"), "{events:?}");
 }
 
 #[test]
@@ -100,11 +112,10 @@ fn bad_file_servers_are_refused_and_nothing_is_stored() {
     // Bad arguments are refused at once.
     let e = dc.mgr.register_file_server(FileServerSpec::nfs("x", "nfs1", vec![])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-    let e = dc
-        .mgr
-        .register_file_server(FileServerSpec::nfs("x", "bad host;rm", vec![dc.servers[0]]))
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    for host in ["bad host;rm", "-oexec", "[fd00::1]", ""] {
+        let e = dc.mgr.register_file_server(FileServerSpec::nfs("x", host, vec![dc.servers[0]])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{host:?}");
+    }
     let e = dc.mgr.register_file_server(FileServerSpec::nfs("x", "nfs1", vec![ServerId::new()])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
@@ -272,6 +283,23 @@ fn an_iscsi_array_is_discovered_and_presented_to_servers_with_undo() {
     assert_eq!(logged_in("xen2"), vec![shared.to_owned()]);
     ok(dc.mgr.unpresent_storage_array(array, dc.servers[1]));
     assert!(logged_in("xen2").is_empty());
+    // Presenting to the admin server, already logged in, and a failure after it: its session was
+    // not opened by the job, so the undo leaves it.
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, array.0)));
+    dc.world.fail_next(SimOp::Storage, Some("xen3"), 1);
+    failed(dc.mgr.present_storage_array_to(array, &[dc.servers[0], dc.servers[2]]));
+    assert_eq!(logged_in("xen1"), vec![shared.to_owned()], "the admin server keeps its session");
+    // The same storage registered again: its LUNs are known, and it is refused with nothing kept.
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, array.0)));
+    let arrays = dc.mgr.list_all::<StorageArray>().len();
+    let e = failed(dc.mgr.register_storage_array(StorageArraySpec::iscsi(
+        "lio2",
+        "storage",
+        vec![dc.servers[1]],
+    )));
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(dc.mgr.list_all::<StorageArray>().len(), arrays);
+    assert!(logged_in("xen2").is_empty(), "the refused registration logged server 2 out again");
 }
 
 #[test]

@@ -38,15 +38,7 @@ impl MountSource {
     pub fn check(&self) -> Result<()> {
         match self {
             MountSource::Nfs { host, export, version } => {
-                let host_ok = !host.is_empty()
-                    && host.len() <= 253
-                    && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
-                if !host_ok {
-                    return Err(crate::Error::invalid(
-                        "host",
-                        format!("{host:?} is not a host name or address"),
-                    ));
-                }
+                crate::model::validate_host("host", host)?;
                 check_abs_path("export", export)?;
                 if let Some(v) = version {
                     if !matches!(v, 3 | 4) {
@@ -81,6 +73,7 @@ impl std::fmt::Display for MountSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MountSource::Nfs { host, export, .. } if host.contains(':') => write!(f, "[{host}]:{export}"),
+            // (hosts are bare: validate_host refuses brackets)
             MountSource::Nfs { host, export, .. } => write!(f, "{host}:{export}"),
             MountSource::Local { path } => write!(f, "{path}"),
         }
@@ -236,9 +229,8 @@ pub fn check_portal(portal: &str) -> Result<()> {
         Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p)),
         _ => (portal, None),
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 255
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host_ok = crate::model::validate_host("portal", bare).is_ok();
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
     if host_ok && port_ok {
         Ok(())

@@ -258,6 +258,21 @@ pub trait ManagedObject:
     }
 }
 
+/// A host name or a bare IPv4/IPv6 address, as storage is reached: letters, digits, `-`, `.`, `_`
+/// and `:`, starting with a letter, a digit or `:` (never `-`, which an external tool would take
+/// for an option), at most 253 characters.
+pub fn validate_host(field: &str, host: &str) -> crate::Result<()> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host.starts_with(|c: char| c.is_ascii_alphanumeric() || c == ':')
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(field, format!("{host:?} is not a host name or address")))
+    }
+}
+
 /// Checks a user-supplied name: 1..=256 characters, no control characters.
 pub fn validate_name(name: &str) -> crate::Result<()> {
     if name.trim().is_empty() {

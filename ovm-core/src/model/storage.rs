@@ -40,8 +40,8 @@ pub struct FileServer {
 impl FileServer {
     pub(crate) fn check(&self) -> Result<()> {
         validate_name(&self.name)?;
-        if self.kind == FileServerKind::Nfs && self.access_host.trim().is_empty() {
-            return Err(Error::invalid("access_host", "an NFS file server needs a host"));
+        if self.kind == FileServerKind::Nfs {
+            super::validate_host("access_host", &self.access_host)?;
         }
         Ok(())
     }
@@ -95,8 +95,8 @@ impl StorageArray {
         if self.plugin.trim().is_empty() {
             return Err(Error::invalid("plugin", "a storage array needs a plugin"));
         }
-        if self.kind == StorageArrayKind::Iscsi && self.access_host.trim().is_empty() {
-            return Err(Error::invalid("access_host", "an iSCSI array needs an access host"));
+        if self.kind == StorageArrayKind::Iscsi {
+            super::validate_host("access_host", &self.access_host)?;
         }
         Ok(())
     }

@@ -55,6 +55,18 @@ pub(crate) fn run(program: &str, args: &[&str], limit: Duration) -> Result<Strin
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| backend(format!("run {program}: {e}")))?;
+    // The pipes are drained while the program runs (a full pipe would stall it until the limit).
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out_t = drain(child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>));
+    let err_t = drain(child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>));
     let t0 = Instant::now();
     let status = loop {
         match child.try_wait().map_err(|e| backend(format!("wait for {program}: {e}")))? {
@@ -71,14 +83,8 @@ pub(crate) fn run(program: &str, args: &[&str], limit: Duration) -> Result<Strin
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let out = out_t.join().unwrap_or_default();
+    let err = err_t.join().unwrap_or_default();
     if !status.success() {
         return Err(backend(format!("{program} {}: {} ({status})", args.join(" "), err.trim())));
     }
@@ -182,8 +188,16 @@ fn nfs_spec(host: &str, export: &str) -> String {
 /// Mount options for an NFS repository: hard mounts (a VM's disk must never see a soft error),
 /// TCP; NFSv3 (chosen, or fallen back to) without the lock manager: dom0 runs no `rpc.statd`, and a
 /// VM's disk is guarded by ovm's ownership of the VM, not by NLM (NFSv4 locks in the protocol).
+///
+/// Nothing on a repository may act on dom0: `nosuid,nodev`. The brief read-only mount that
+/// measures an export during discovery is `soft`, so a server that stops answering cannot hang the
+/// agent.
 fn nfs_options(version: Option<u8>, read_only: bool) -> String {
-    let mut o = String::from("hard,proto=tcp,timeo=100,retrans=3,nolock");
+    let mut o = String::from(if read_only {
+        "soft,proto=tcp,timeo=50,retrans=1,nolock,nosuid,nodev"
+    } else {
+        "hard,proto=tcp,timeo=100,retrans=3,nolock,nosuid,nodev"
+    });
     match version {
         Some(3) => o.push_str(",vers=3,mountproto=tcp"),
         Some(4) => o.push_str(",vers=4"),
@@ -207,6 +221,15 @@ fn bind_mount(from: &str, to: &str) -> Result<()> {
     if rc != 0 {
         return Err(backend(format!("bind {from} at {to}: {}", std::io::Error::last_os_error())));
     }
+    // A bind mount takes its flags only from a remount.
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: as above.
+    let rc = unsafe { libc::mount(std::ptr::null(), t.as_ptr(), std::ptr::null(), flags, std::ptr::null()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = umount(to);
+        return Err(backend(format!("make {to} nosuid,nodev: {e}")));
+    }
     Ok(())
 }
 
@@ -227,7 +250,7 @@ fn umount(at: &str) -> Result<()> {
 
 /// The NFS exports `host` lists (`showmount -e`): paths.
 fn nfs_exports(host: &str) -> Result<Vec<String>> {
-    let out = run("showmount", &["--no-headers", "-e", host], NFS_TIMEOUT)
+    let out = run("showmount", &["--no-headers", "-e", "--", host], NFS_TIMEOUT)
         .map_err(|e| Error::backend(host, format!("no NFS export list: {e}")))?;
     let mut v: Vec<String> = out
         .lines()
@@ -240,8 +263,15 @@ fn nfs_exports(host: &str) -> Result<Vec<String>> {
     Ok(v)
 }
 
+/// Open for reading without following a symbolic link at the last component.
+fn open_nofollow(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p)
+}
+
 fn read_marker(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(MARKER)).ok()?;
+    let mut text = String::new();
+    open_nofollow(&dir.join(MARKER)).ok()?.read_to_string(&mut text).ok()?;
     text.lines().find_map(|l| l.strip_prefix("OVS_REPO_UUID=").map(|v| v.trim().to_owned()))
 }
 
@@ -253,6 +283,11 @@ impl LocalStorage {
 
     fn repositories(&self) -> PathBuf {
         self.root.join(REPOSITORIES)
+    }
+
+    /// Where local file systems are offered from (`/OVS/Local`).
+    fn local_root(&self) -> PathBuf {
+        self.root.join("Local")
     }
 
     /// A path this side may write: plain, absolute, under the storage root, and, inside a
@@ -270,9 +305,32 @@ impl LocalStorage {
                 return Err(Error::invalid(what, format!("{path:?} is a repository, not a file in one")));
             }
             let dir = self.repositories().join(repo);
-            let dir = dir.to_str().unwrap_or_default();
-            if !mountinfo()?.iter().any(|m| m.mount_point == dir) {
-                return Err(backend(format!("repository {dir} is not mounted on this server")));
+            let d = dir.to_str().unwrap_or_default();
+            if !mountinfo()?.iter().any(|m| m.mount_point == d) {
+                return Err(backend(format!("repository {d} is not mounted on this server")));
+            }
+            // A repository's file system comes from elsewhere: a symbolic link on it must not lead
+            // a write out of it.
+            return self.contained(what, p, &dir);
+        }
+        self.contained(what, p, &self.root)
+    }
+
+    /// The directories above `p` that exist resolve to a place inside `within`.
+    fn contained(&self, what: &str, p: &Path, within: &Path) -> Result<()> {
+        let base = std::fs::canonicalize(within).unwrap_or_else(|_| within.to_path_buf());
+        let mut dir = p.parent();
+        // Only the directories from `within` down are looked at: above it nothing is created.
+        while let Some(d) = dir.filter(|d| d.starts_with(within)) {
+            match std::fs::canonicalize(d) {
+                Ok(real) if real.starts_with(&base) => return Ok(()),
+                Ok(real) => {
+                    return Err(Error::invalid(
+                        what,
+                        format!("{} leads to {}, outside {}", p.display(), real.display(), within.display()),
+                    ))
+                }
+                Err(_) => dir = d.parent(),
             }
         }
         Ok(())
@@ -347,14 +405,12 @@ impl LocalStorage {
                 Ok(found)
             }
             FileServerAccess::Local { root } => {
-                self.writable("root", &format!("{root}/x")).map_err(|_| {
-                    Error::invalid(
+                check_abs_path("root", root)?;
+                if !Path::new(root).starts_with(self.local_root()) {
+                    return Err(Error::invalid(
                         "root",
-                        format!("{root:?} is not a directory under {}", self.root.display()),
-                    )
-                })?;
-                if Path::new(root).starts_with(self.repositories()) {
-                    return Err(Error::invalid("root", "a local file system lies outside the repositories"));
+                        format!("{root:?} is not under {}", self.local_root().display()),
+                    ));
                 }
                 std::fs::create_dir_all(root).map_err(|e| backend(format!("create {root}: {e}")))?;
                 let u = fs_usage(root)?;
@@ -387,15 +443,21 @@ impl LocalStorage {
                 &[&nfs_spec(host, export), mount_point, "-o", &nfs_options(*version, false)],
                 NFS_TIMEOUT,
             )
-            .map(drop)
-            .map_err(|e| Error::backend(host, format!("mount {export}: {e}"))),
+            .map_err(|e| Error::backend(host, format!("mount {export}: {e}")))
+            .and_then(|_| {
+                // mount.nfs may exit 0 without mounting (say, for an argument it takes as an
+                // option): only the mount table says it is mounted.
+                if mountinfo()?.iter().any(|m| m.mount_point == mount_point) {
+                    Ok(())
+                } else {
+                    Err(Error::backend(host, format!("mount.nfs mounted nothing at {mount_point}")))
+                }
+            }),
             MountSource::Local { path } => {
-                if Path::new(path).starts_with(self.repositories())
-                    || !Path::new(path).starts_with(&self.root)
-                {
+                if !Path::new(path).starts_with(self.local_root()) {
                     Err(Error::invalid(
                         "path",
-                        format!("{path:?} is not a local file system of the storage root"),
+                        format!("{path:?} is not under {}", self.local_root().display()),
                     ))
                 } else if !Path::new(path).is_dir() {
                     Err(backend(format!("{path} is not a directory")))
@@ -453,9 +515,20 @@ impl LocalStorage {
             }
             None => {
                 let tmp = dir.join(format!("{MARKER}.tmp"));
-                std::fs::write(&tmp, format!("OVS_REPO_UUID={repository}\nOVS_REPO_VERSION=3.0\n"))
-                    .and_then(|_| std::fs::rename(&tmp, dir.join(MARKER)))
-                    .map_err(|e| backend(format!("write {}: {e}", dir.join(MARKER).display())))?;
+                let _ = std::fs::remove_file(&tmp); // a crash's leftover (never followed)
+                let written = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        f.write_all(format!("OVS_REPO_UUID={repository}\nOVS_REPO_VERSION=3.0\n").as_bytes())
+                    })
+                    .and_then(|_| std::fs::rename(&tmp, dir.join(MARKER)));
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                written.map_err(|e| backend(format!("write {}: {e}", dir.join(MARKER).display())))?;
             }
         }
         for d in LAYOUT {
@@ -513,10 +586,17 @@ impl LocalStorage {
         check_abs_path("from", from)?;
         self.writable("to", to)?;
         self.make_parent(to)?;
-        if Path::new(to).exists() {
-            return Err(backend(format!("{to} already exists")));
-        }
-        std::fs::copy(from, to).map(drop).map_err(|e| backend(format!("copy {from} to {to}: {e}")))
+        let mut src = std::fs::File::open(from).map_err(|e| backend(format!("open {from}: {e}")))?;
+        // create_new: never over an existing file, nor through a symbolic link.
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(|e| backend(format!("create {to}: {e}")))?;
+        std::io::copy(&mut src, &mut dst).map(drop).map_err(|e| {
+            let _ = std::fs::remove_file(to);
+            backend(format!("copy {from} to {to}: {e}"))
+        })
     }
 
     /// Delete a file; a missing file is success.
@@ -532,8 +612,10 @@ impl LocalStorage {
     /// Grow or shrink a file.
     pub fn resize_file(&self, path: &str, size_bytes: u64) -> Result<()> {
         self.writable("path", path)?;
+        use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| backend(format!("open {path}: {e}")))?;
         f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
@@ -617,6 +699,15 @@ mod tests {
             s.init_repository(&format!("{}/{REPOSITORIES}/r1", dir.display()), "r1").is_err(),
             "not mounted"
         );
+        // A symbolic link inside the root does not lead a write out of it.
+        let outside = std::env::temp_dir().join(format!("ovm-local-storage-out-{}", std::process::id()));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("Kernels/escape")).unwrap();
+        let through = format!("{}/Kernels/escape/x", dir.display());
+        assert!(matches!(s.create_file(&through, 1), Err(Error::InvalidArgument { .. })));
+        assert!(s.copy_file(&inside, &through).is_err());
+        assert!(!outside.join("x").exists());
+        std::fs::remove_dir_all(&outside).unwrap();
         s.delete_file(&inside).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

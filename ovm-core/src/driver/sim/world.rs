@@ -284,6 +284,17 @@ impl SimWorld {
         lock(&self.inner.file_systems).insert(key, capacity_bytes);
     }
 
+    /// Take an export away from the simulated NFS server `host` (as its administrator would).
+    pub fn remove_nfs_export(&self, host: &str, export: &str) {
+        let key = crate::driver::storage::MountSource::Nfs {
+            host: host.to_owned(),
+            export: export.to_owned(),
+            version: None,
+        }
+        .to_string();
+        lock(&self.inner.file_systems).remove(&key);
+    }
+
     /// Give the array serving `target` a LUN `name` of `size_bytes` (as an administrator would on a
     /// generic array); its id is a made-up WWID.
     pub fn add_lun(&self, target: &str, name: &str, size_bytes: u64) -> String {

@@ -37,7 +37,7 @@ impl StorageArraySpec {
     }
 }
 
-fn portal(a: &StorageArray) -> String {
+pub(super) fn portal(a: &StorageArray) -> String {
     if a.access_host.contains(':') {
         format!("[{}]:{}", a.access_host, a.access_port)
     } else {
@@ -129,6 +129,17 @@ impl Manager {
                 let mut array = array.clone();
                 array.presented_to = vec![admin];
                 ctx.tx(|tx| {
+                    // A LUN is known once: registering the same storage again is refused.
+                    for d in &disks {
+                        if let Some(o) =
+                            PhysicalDisk::table(tx.inv).iter().find(|o| o.page83_id == d.page83_id)
+                        {
+                            return Err(Error::conflict(format!(
+                                "LUN {} is already physical disk {:?}",
+                                d.page83_id, o.name
+                            )));
+                        }
+                    }
                     tx.put(Object::StorageArray(array.clone()))?;
                     for d in disks {
                         tx.put(Object::PhysicalDisk(d))?;

@@ -30,12 +30,13 @@ impl Manager {
             .find(|s| {
                 st.conns.contains_key(s)
                     && st.inv.get::<Server>(*s).is_ok_and(|x| x.power_state == ServerPowerState::Running)
+                    && r.mount_on(*s).is_none_or(|m| m.state == MountState::Mounted)
             })
             .ok_or_else(|| {
                 Error::state(
                     r.object_ref(),
-                    "presented to a running server",
-                    "not presented to any running server",
+                    "mounted on a running server",
+                    "not mounted on any running server",
                 )
             })
     }

@@ -212,6 +212,31 @@ impl Manager {
     /// repository presented to it; a mount that fails is recorded with an Error event.
     pub(crate) fn remount_repositories(&self, server: ServerId) {
         let Ok(hv) = self.hypervisor(server) else { return };
+        // The generic arrays presented to it: log in again (a rebooted server has no sessions).
+        if let Some(side) = hv.array_storage() {
+            for a in self.list::<StorageArray>(|a| a.presented_to.contains(&server)) {
+                let mut targets: Vec<String> = self
+                    .physical_disks_of(a.id)
+                    .iter()
+                    .map(|d| d.target.clone())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                targets.sort();
+                targets.dedup();
+                let portal = super::arrays::portal(&a);
+                for t in targets {
+                    if let Err(e) = side.login(&portal, &t) {
+                        let name = self.server(server).map(|s| s.name.clone()).unwrap_or_default();
+                        let _ = self.raise_event(
+                            a.object_ref(),
+                            Severity::Error,
+                            "storage_array.login_failed",
+                            &format!("{name} could not log in to {t} again: {e}"),
+                        );
+                    }
+                }
+            }
+        }
         let Ok(fs) = crate::manager::file_storage(&*hv) else { return };
         for r in self.list::<Repository>(|r| r.presented_to.contains(&server)) {
             let outcome = self
