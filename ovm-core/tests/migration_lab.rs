@@ -83,18 +83,8 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         .expect("the management network")
         .id;
     let config = VmConfig {
-        domain_type: DomainType::Pv,
-        vcpus: 1,
-        max_vcpus: 1,
-        memory_mib: 128,
-        max_memory_mib: 128,
-        pv_kernel: Some(PvKernel {
-            kernel: "/var/lib/ovm-lab/vmlinux".into(),
-            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
-            cmdline: "console=hvc0 ovm.ip=10.77.0.50/24 ovm.ping=10.77.0.1".into(),
-        }),
         vnics: vec![Vnic { mac: String::new(), network: Some(mgmt) }],
-        ..VmConfig::default()
+        ..lab::lab_guest("console=hvc0 ovm.ip=10.77.0.50/24 ovm.ping=10.77.0.1")
     };
     let mut spec = VmSpec::new("migrating-guest", config.clone());
     spec.server = Some(s1);

@@ -212,18 +212,8 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
         30,
     );
     let config = VmConfig {
-        domain_type: DomainType::Pv,
-        vcpus: 1,
-        max_vcpus: 1,
-        memory_mib: 128,
-        max_memory_mib: 128,
-        pv_kernel: Some(PvKernel {
-            kernel: "/var/lib/ovm-lab/vmlinux".into(),
-            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
-            cmdline: "console=hvc0".into(),
-        }),
         disks: vec![DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) }],
-        ..VmConfig::default()
+        ..lab::lab_guest("console=hvc0")
     };
     let mut spec = VmSpec::new("nfs-guest", config);
     spec.repository = Some(repo);
@@ -296,18 +286,8 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
         30,
     );
     let config = VmConfig {
-        domain_type: DomainType::Pv,
-        vcpus: 1,
-        max_vcpus: 1,
-        memory_mib: 128,
-        max_memory_mib: 128,
-        pv_kernel: Some(PvKernel {
-            kernel: "/var/lib/ovm-lab/vmlinux".into(),
-            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
-            cmdline: "console=hvc0".into(),
-        }),
         disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(lun.id) }],
-        ..VmConfig::default()
+        ..lab::lab_guest("console=hvc0")
     };
     let mut spec = VmSpec::new("lun-guest", config);
     spec.pool = Some(pool);

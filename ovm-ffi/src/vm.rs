@@ -130,13 +130,8 @@ pub unsafe extern "C" fn ovm_vm_attach_physical_disk(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        let id = VmId(id_arg(vm, "vm")?);
         let target = DiskTarget::PhysicalDisk(PhysicalDiskId(id_arg(disk, "disk")?));
-        m.edit_vm(id, move |v| {
-            v.config.disks.retain(|d| d.slot != slot);
-            v.config.disks.push(DiskMapping { slot, target });
-            v.config.disks.sort_by_key(|d| d.slot);
-        })
+        m.map_disk(VmId(id_arg(vm, "vm")?), slot, target)
     })
 }
 
@@ -151,13 +146,8 @@ pub unsafe extern "C" fn ovm_vm_attach_disk(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        let id = VmId(id_arg(vm, "vm")?);
         let target = DiskTarget::VirtualDisk(VirtualDiskId(id_arg(disk, "disk")?));
-        m.edit_vm(id, move |v| {
-            v.config.disks.retain(|d| d.slot != slot);
-            v.config.disks.push(DiskMapping { slot, target });
-            v.config.disks.sort_by_key(|d| d.slot);
-        })
+        m.map_disk(VmId(id_arg(vm, "vm")?), slot, target)
     })
 }
 

@@ -882,25 +882,13 @@ impl Manager {
     fn attach_physical_disk(&self, py: Python<'_>, vm: &str, slot: u8, disk: &str) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
         let target = m::DiskTarget::PhysicalDisk(m::PhysicalDiskId(uuid("disk", disk)?));
-        self.submit(py, |m| {
-            m.edit_vm(v, move |x| {
-                x.config.disks.retain(|d| d.slot != slot);
-                x.config.disks.push(m::DiskMapping { slot, target });
-                x.config.disks.sort_by_key(|d| d.slot);
-            })
-        })
+        self.submit(py, |m| m.map_disk(v, slot, target))
     }
     /// Map virtual disk `disk` into slot `slot` of a stopped VM (replacing what the slot held).
     fn attach_disk(&self, py: Python<'_>, vm: &str, slot: u8, disk: &str) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
         let target = m::DiskTarget::VirtualDisk(m::VirtualDiskId(uuid("disk", disk)?));
-        self.submit(py, |m| {
-            m.edit_vm(v, move |x| {
-                x.config.disks.retain(|d| d.slot != slot);
-                x.config.disks.push(m::DiskMapping { slot, target });
-                x.config.disks.sort_by_key(|d| d.slot);
-            })
-        })
+        self.submit(py, |m| m.map_disk(v, slot, target))
     }
     /// Connect VNIC `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
     #[pyo3(signature = (vm, index, network))]

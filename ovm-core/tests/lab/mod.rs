@@ -63,3 +63,22 @@ pub fn on(k: u32, cmd: &str, secs: u64) -> String {
     );
     run_in(&share, &format!("server {k}"), cmd, secs)
 }
+
+/// The lab's PV guest (its kernel and initramfs are at the same paths in every dom0), 128 MiB and
+/// one vCPU, booted with `cmdline`; it prints the first bytes of its `xvda` and a heartbeat.
+pub fn lab_guest(cmdline: &str) -> ovm_core::model::VmConfig {
+    use ovm_core::model::{DomainType, PvKernel, VmConfig};
+    VmConfig {
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 128,
+        max_memory_mib: 128,
+        pv_kernel: Some(PvKernel {
+            kernel: "/var/lib/ovm-lab/vmlinux".into(),
+            initrd: Some("/var/lib/ovm-lab/domu-initrd.gz".into()),
+            cmdline: cmdline.into(),
+        }),
+        ..VmConfig::default()
+    }
+}

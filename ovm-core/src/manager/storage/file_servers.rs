@@ -61,10 +61,20 @@ pub(crate) fn mount_source(server: &FileServer, path: &str) -> MountSource {
     }
 }
 
-fn file_system_name(server: &FileServer, path: &str) -> String {
-    match server.kind {
-        FileServerKind::Nfs => format!("{}:{path}", server.access_host),
-        FileServerKind::Local => format!("{}:{path}", server.name),
+/// The record of a file system `server` offers, as discovered.
+fn file_system(server: &FileServer, f: &DiscoveredFileSystem) -> FileSystem {
+    let host = match server.kind {
+        FileServerKind::Nfs => &server.access_host,
+        FileServerKind::Local => &server.name,
+    };
+    FileSystem {
+        id: FileSystemId::new(),
+        name: format!("{host}:{}", f.path),
+        description: String::new(),
+        location: FileSystemLocation::FileServer(server.id),
+        path: f.path.clone(),
+        size_bytes: f.total_bytes,
+        free_bytes: f.free_bytes.min(f.total_bytes),
     }
 }
 
@@ -108,15 +118,7 @@ impl Manager {
                     ctx.tx(|tx| {
                         tx.put(Object::FileServer(fsrv.clone()))?;
                         for f in &found {
-                            tx.put(Object::FileSystem(FileSystem {
-                                id: FileSystemId::new(),
-                                name: file_system_name(&fsrv, &f.path),
-                                description: String::new(),
-                                location: FileSystemLocation::FileServer(fsrv.id),
-                                path: f.path.clone(),
-                                size_bytes: f.total_bytes,
-                                free_bytes: f.free_bytes.min(f.total_bytes),
-                            }))?;
+                            tx.put(Object::FileSystem(file_system(&fsrv, f)))?;
                         }
                         Ok(())
                     })?;
@@ -158,15 +160,7 @@ impl Manager {
                                     k.free_bytes = f.free_bytes.min(f.total_bytes);
                                 })
                                 .map(drop)?,
-                            None => tx.put(Object::FileSystem(FileSystem {
-                                id: FileSystemId::new(),
-                                name: file_system_name(&fsrv, &f.path),
-                                description: String::new(),
-                                location: FileSystemLocation::FileServer(fsrv.id),
-                                path: f.path.clone(),
-                                size_bytes: f.total_bytes,
-                                free_bytes: f.free_bytes.min(f.total_bytes),
-                            }))?,
+                            None => tx.put(Object::FileSystem(file_system(&fsrv, f)))?,
                         }
                     }
                     for k in known.iter().filter(|k| !found.iter().any(|f| f.path == k.path)) {

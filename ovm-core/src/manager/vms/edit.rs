@@ -7,6 +7,16 @@ use crate::model::*;
 use crate::{Error, Result};
 
 impl Manager {
+    /// Map `target` (a virtual disk, an ISO, an empty CD-ROM drive or a LUN) into slot `slot` of a
+    /// stopped VM, replacing what the slot held.
+    pub fn map_disk(&self, vm: VmId, slot: u8, target: DiskTarget) -> Result<JobHandle> {
+        self.edit_vm(vm, move |v| {
+            v.config.disks.retain(|d| d.slot != slot);
+            v.config.disks.push(DiskMapping { slot, target });
+            v.config.disks.sort_by_key(|d| d.slot);
+        })
+    }
+
     /// Edit a VM. While it runs, only name, description, HA, memory (≤ max) and vCPUs (≤ max) may change;
     /// memory and vCPU changes are applied to the running domain.
     pub fn edit_vm(&self, vm: VmId, f: impl FnOnce(&mut Vm)) -> Result<JobHandle> {
