@@ -217,16 +217,10 @@ impl Manager {
     pub fn unpresent_storage_array(&self, array: StorageArrayId, server: ServerId) -> Result<JobHandle> {
         let a = self.get::<StorageArray>(array)?;
         self.server(server)?;
-        let in_use: Option<String> = self.read(|inv| {
-            Vm::table(inv)
-                .iter()
-                .find(|v| {
-                    v.server == Some(server)
-                        && v.power_state.is_resident()
-                        && crate::policy::placement::arrays_of(inv, v).iter().any(|a| a.id == array)
-                })
-                .map(|v| v.name.clone())
-        });
+        let uses = move |inv: &Inventory, v: &Vm| {
+            crate::policy::placement::arrays_of(inv, v).iter().any(|a| a.id == array)
+        };
+        let in_use = self.read(|inv| super::repositories::vm_using(inv, server, uses));
         if let Some(vm) = in_use {
             return Err(Error::conflict(format!("VM {vm:?} on that server uses a disk of the array")));
         }
@@ -244,6 +238,15 @@ impl Manager {
                 .step("log out", move |ctx| {
                     let hv = ctx.hv(server)?;
                     let side = array_side(&*hv)?;
+                    // Taken from the server in the inventory first (see unpresent_repository).
+                    ctx.tx(|tx| {
+                        if let Some(vm) = super::repositories::vm_using(tx.inv, server, uses) {
+                            return Err(Error::conflict(format!(
+                                "VM {vm:?} on that server uses a disk of the array"
+                            )));
+                        }
+                        tx.edit::<StorageArray>(array, |a| a.presented_to.retain(|s| *s != server)).map(drop)
+                    })?;
                     let had = side.sessions()?;
                     for t in targets.iter().filter(|t| had.iter().any(|s| &s.target == *t)) {
                         ctx.will_do(Undo::Storage(StorageUndo::Login {
@@ -253,9 +256,7 @@ impl Manager {
                         }))?;
                         side.logout(&p, t)?;
                     }
-                    ctx.tx(|tx| {
-                        tx.edit::<StorageArray>(array, |a| a.presented_to.retain(|s| *s != server)).map(drop)
-                    })
+                    Ok(())
                 }),
         )
     }

@@ -174,11 +174,9 @@ impl Manager {
             return Err(Error::invalid("server", "the repository is not presented to that server"));
         }
         let in_use = self.read(|inv| {
-            Vm::table(inv)
-                .iter()
-                .filter(|v| v.server == Some(server) && v.power_state.is_resident())
-                .find(|v| crate::policy::placement::repositories_of(inv, v).iter().any(|x| x.id == repo))
-                .map(|v| v.name.clone())
+            vm_using(inv, server, |inv, v| {
+                crate::policy::placement::repositories_of(inv, v).iter().any(|x| x.id == repo)
+            })
         });
         if let Some(vm) = in_use {
             return Err(Error::conflict(format!("VM {vm:?} on that server uses the repository")));
@@ -190,19 +188,28 @@ impl Manager {
                 "unmount",
                 move |ctx| {
                     let hv = ctx.hv(server)?;
-                    ctx.will_do(Undo::Storage(StorageUndo::Mount {
-                        server: server.0,
-                        source,
-                        mount_point: mount_point.clone(),
-                    }))?;
-                    crate::manager::file_storage(&*hv)?.unmount(&mount_point)?;
+                    // Taken from the server in the inventory first: from then on placement chooses
+                    // another server, and a VM that came to run there since the check is seen.
                     ctx.tx(|tx| {
+                        if let Some(vm) = vm_using(tx.inv, server, |inv, v| {
+                            crate::policy::placement::repositories_of(inv, v).iter().any(|x| x.id == repo)
+                        }) {
+                            return Err(Error::conflict(format!(
+                                "VM {vm:?} on that server uses the repository"
+                            )));
+                        }
                         tx.edit::<Repository>(repo, |r| {
                             r.presented_to.retain(|s| *s != server);
                             r.mounts.retain(|m| m.server != server);
                         })
                         .map(drop)
-                    })
+                    })?;
+                    ctx.will_do(Undo::Storage(StorageUndo::Mount {
+                        server: server.0,
+                        source,
+                        mount_point: mount_point.clone(),
+                    }))?;
+                    crate::manager::file_storage(&*hv)?.unmount(&mount_point)
                 },
             ),
         )
@@ -273,4 +280,16 @@ impl Manager {
             });
         }
     }
+}
+
+/// The name of a VM resident on `server` for which `uses` holds.
+pub(super) fn vm_using(
+    inv: &Inventory,
+    server: ServerId,
+    uses: impl Fn(&Inventory, &Vm) -> bool,
+) -> Option<String> {
+    Vm::table(inv)
+        .iter()
+        .find(|v| v.server == Some(server) && v.power_state.is_resident() && uses(inv, v))
+        .map(|v| v.name.clone())
 }
