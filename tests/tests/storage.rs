@@ -376,3 +376,23 @@ fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
     third.pool = Some(dc.pool);
     ok(dc.mgr.create_vm(third));
 }
+
+#[test]
+fn a_failed_presentation_keeps_the_marker_an_earlier_one_wrote() {
+    let dc = dc();
+    let (_, _, repo) = nfs_repository(&dc);
+    ok(dc.mgr.present_repository(repo, dc.servers[0]));
+    ok(dc.mgr.unpresent_repository(repo, dc.servers[0]));
+    // Presented again, to two servers, and the second fails: the marker written the first time
+    // stays on the file system.
+    dc.world.fail_next(SimOp::Storage, Some("xen2"), 1);
+    failed(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+    let hv = SimDriver::new(dc.world.clone()).connect("sim://xen3", DEFAULT_PASSWORD, dc.mgr.id()).unwrap();
+    let found = hv
+        .file_storage()
+        .unwrap()
+        .discover(&ovm_core::driver::FileServerAccess::Nfs { host: "nfs1".into() })
+        .unwrap();
+    let marker = found.iter().find(|f| f.path == "/srv/repo").and_then(|f| f.repository.clone());
+    assert_eq!(marker, Some(repo.0.to_string()));
+}

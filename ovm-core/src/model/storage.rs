@@ -254,6 +254,9 @@ pub struct Repository {
     /// The mount on each server it is presented to.
     #[serde(default)]
     pub mounts: Vec<RepositoryMount>,
+    /// Whether its layout and marker were written on its file system (by its first presentation).
+    #[serde(default)]
+    pub initialized: bool,
     /// Capacity, bytes.
     pub capacity_bytes: u64,
     /// Used, bytes.

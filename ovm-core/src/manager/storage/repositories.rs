@@ -48,6 +48,7 @@ impl Manager {
             owner_pool: spec.owner_pool,
             presented_to: Vec::new(),
             mounts: Vec::new(),
+            initialized: false,
             capacity_bytes: capacity,
             used_bytes: 0,
         }))
@@ -89,7 +90,10 @@ impl Manager {
         self.state().inv.check_put(&Object::Repository(edited))?;
         let (source, _) = self.mount_source_of(&r)?;
         let mount_point = super::repository_path(repo);
-        let first = r.presented_to.is_empty();
+        // Only the presentation that writes the repository's marker for the first time may take it
+        // away again on failure; a marker written before (the repository presented, then
+        // unpresented everywhere) stays.
+        let first = !r.initialized;
         let mut spec = JobSpec::new(
             "PresentRepository",
             &format!("Present {} to {}", r.name, names.join(", ")),
@@ -118,6 +122,7 @@ impl Manager {
                     tx.edit::<Repository>(repo, |r| {
                         r.presented_to.push(server);
                         r.mounts.retain(|m| m.server != server);
+                        r.initialized = true;
                         r.mounts.push(RepositoryMount {
                             server,
                             state: MountState::Mounted,
