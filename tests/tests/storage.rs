@@ -302,6 +302,19 @@ fn an_iscsi_array_is_discovered_and_presented_to_servers_with_undo() {
     assert!(logged_in("xen2").is_empty(), "the refused registration logged server 2 out again");
 }
 
+/// A VM of the pool whose disk is LUN `disk`.
+fn lun_vm(dc: &Dc, name: &str, disk: PhysicalDiskId) -> VmSpec {
+    let config = VmConfig {
+        memory_mib: 512,
+        max_memory_mib: 512,
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(disk) }],
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new(name, config);
+    spec.pool = Some(dc.pool);
+    spec
+}
+
 #[test]
 fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
     let dc = dc();
@@ -316,16 +329,7 @@ fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
     ok(dc.mgr.present_storage_array_to(array, &[dc.servers[1]]));
     let luns = dc.mgr.physical_disks_of(array);
     let (a, b) = (luns[0].id, luns[1].id);
-    let mut spec = VmSpec::new(
-        "db",
-        VmConfig {
-            memory_mib: 512,
-            max_memory_mib: 512,
-            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(a) }],
-            ..VmConfig::default()
-        },
-    );
-    spec.pool = Some(dc.pool);
+    let spec = lun_vm(&dc, "db", a);
     let vm = VmId(result_id(dc.mgr.create_vm(spec)));
     // Servers 1 and 2 are logged in; server 3 is not and is never chosen.
     ok(dc.mgr.set_maintenance_mode(dc.servers[0], true));
@@ -342,16 +346,7 @@ fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
     assert!(dc.mgr.start_vm(vm).and_then(|j| j.wait(WAIT)).is_err(), "no server sees the LUN and may run it");
     ok(dc.mgr.set_maintenance_mode(dc.servers[0], false));
     // A LUN is one VM's: a second VM cannot take it, nor can a repository.
-    let mut other = VmSpec::new(
-        "db2",
-        VmConfig {
-            memory_mib: 512,
-            max_memory_mib: 512,
-            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(a) }],
-            ..VmConfig::default()
-        },
-    );
-    other.pool = Some(dc.pool);
+    let other = lun_vm(&dc, "db2", a);
     assert_eq!(dc.mgr.create_vm(other).unwrap_err().kind(), ErrorKind::Conflict);
     let e = dc
         .mgr
@@ -364,16 +359,7 @@ fn a_lun_attached_to_a_vm_runs_it_only_where_the_array_is_presented() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     // The other LUN is free for another VM.
-    let mut third = VmSpec::new(
-        "db3",
-        VmConfig {
-            memory_mib: 512,
-            max_memory_mib: 512,
-            disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(b) }],
-            ..VmConfig::default()
-        },
-    );
-    third.pool = Some(dc.pool);
+    let third = lun_vm(&dc, "db3", b);
     ok(dc.mgr.create_vm(third));
 }
 

@@ -152,6 +152,19 @@ impl Manager {
         )
     }
 
+    /// The iSCSI targets serving a storage array's LUNs, each once.
+    pub(crate) fn array_targets(&self, array: StorageArrayId) -> Vec<String> {
+        let mut targets: Vec<String> = self
+            .physical_disks_of(array)
+            .iter()
+            .map(|d| d.target.clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
     /// The physical disks (LUNs) of a storage array.
     pub fn physical_disks_of(&self, array: StorageArrayId) -> Vec<std::sync::Arc<PhysicalDisk>> {
         self.list::<PhysicalDisk>(|d| d.array == Some(array))
@@ -166,10 +179,7 @@ impl Manager {
             return Err(Error::invalid("servers", "no server to present the array to"));
         }
         let disks = self.physical_disks_of(array);
-        let mut targets: Vec<String> =
-            disks.iter().map(|d| d.target.clone()).filter(|t| !t.is_empty()).collect();
-        targets.sort();
-        targets.dedup();
+        let targets = self.array_targets(array);
         let mut spec =
             JobSpec::new("PresentStorageArray", &format!("Present {}", a.name), vec![a.object_ref()]);
         for server in servers.iter().copied() {
@@ -224,14 +234,7 @@ impl Manager {
         if let Some(vm) = in_use {
             return Err(Error::conflict(format!("VM {vm:?} on that server uses a disk of the array")));
         }
-        let mut targets: Vec<String> = self
-            .physical_disks_of(array)
-            .iter()
-            .map(|d| d.target.clone())
-            .filter(|t| !t.is_empty())
-            .collect();
-        targets.sort();
-        targets.dedup();
+        let targets = self.array_targets(array);
         let p = portal(&a);
         self.submit(
             JobSpec::new("UnpresentStorageArray", &format!("Unpresent {}", a.name), vec![a.object_ref()])

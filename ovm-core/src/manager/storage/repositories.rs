@@ -227,14 +227,7 @@ impl Manager {
         // The generic arrays presented to it: log in again (a rebooted server has no sessions).
         if let Some(side) = hv.array_storage() {
             for a in self.list::<StorageArray>(|a| a.presented_to.contains(&server)) {
-                let mut targets: Vec<String> = self
-                    .physical_disks_of(a.id)
-                    .iter()
-                    .map(|d| d.target.clone())
-                    .filter(|t| !t.is_empty())
-                    .collect();
-                targets.sort();
-                targets.dedup();
+                let targets = self.array_targets(a.id);
                 let portal = super::arrays::portal(&a);
                 for t in targets {
                     if let Err(e) = side.login(&portal, &t) {
