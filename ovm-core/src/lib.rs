@@ -61,6 +61,7 @@ pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod job;
+pub mod lio;
 pub mod manager;
 pub mod model;
 pub mod policy;

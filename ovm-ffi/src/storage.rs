@@ -155,6 +155,7 @@ pub unsafe extern "C" fn ovm_storage_array_register(
                 .into_iter()
                 .map(ServerId)
                 .collect(),
+            management: None,
         };
         m.register_storage_array(spec)
     })

@@ -351,6 +351,7 @@ impl Manager {
                 .iter()
                 .map(|s| uuid("admin_servers", s).map(m::ServerId))
                 .collect::<PyResult<Vec<_>>>()?,
+            management: None,
         };
         self.submit(py, |m| m.register_storage_array(spec))
     }

@@ -8,7 +8,7 @@ use common::{ok, result_id, WAIT};
 use ovm_core::driver::sim::{SimDriver, SimOp, SimWorld, DEFAULT_PASSWORD};
 use ovm_core::driver::{Driver, MountSource};
 use ovm_core::manager::{
-    repository_path, FileServerSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec,
+    repository_path, ArrayManagementSpec, FileServerSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec,
 };
 use ovm_core::model::*;
 use ovm_core::{ErrorKind, Manager};
@@ -381,4 +381,133 @@ fn a_failed_presentation_keeps_the_marker_an_earlier_one_wrote() {
         .unwrap();
     let marker = found.iter().find(|f| f.path == "/srv/repo").and_then(|f| f.repository.clone());
     assert_eq!(marker, Some(repo.0.to_string()));
+}
+
+#[test]
+fn a_vendor_array_creates_luns_and_presents_them_through_access_groups() {
+    let dc = dc();
+    let target = "iqn.2026-01.ovm.sim:managed";
+    dc.world.add_managed_array("lio-admin", "admin", "secret", &[target]);
+    let spec = |password: &str, fingerprint: Option<String>| {
+        let mut m = ArrayManagementSpec::lio("lio-admin", "admin", password);
+        m.fingerprint = fingerprint;
+        StorageArraySpec::vendor("lio", "storage", vec![dc.servers[0]], m)
+    };
+    let before = dc.mgr.read(|inv| inv.all_objects().len());
+    // Refused credentials, a certificate that is not the one given, no management interface
+    // there, an unknown plug-in: nothing stored.
+    assert_eq!(
+        failed(dc.mgr.register_storage_array(spec("wrong", None))).kind(),
+        ErrorKind::PermissionDenied
+    );
+    let e = failed(dc.mgr.register_storage_array(spec("secret", Some(format!("sha256:{}", "0".repeat(64))))));
+    assert!(e.to_string().contains("not the"), "{e}");
+    let mut m = ArrayManagementSpec::lio("nobody", "admin", "secret");
+    assert_eq!(
+        failed(dc.mgr.register_storage_array(StorageArraySpec::vendor(
+            "x",
+            "s",
+            vec![dc.servers[0]],
+            m.clone()
+        )))
+        .kind(),
+        ErrorKind::Backend
+    );
+    m.plugin = "acme".into();
+    assert_eq!(
+        failed(dc.mgr.register_storage_array(StorageArraySpec::vendor("x", "s", vec![dc.servers[0]], m)))
+            .kind(),
+        ErrorKind::Unsupported
+    );
+    let mut bad = ArrayManagementSpec::lio("-oProxy", "admin", "secret");
+    assert_eq!(
+        dc.mgr
+            .register_storage_array(StorageArraySpec::vendor("x", "s", vec![dc.servers[0]], bad.clone()))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    bad.host = "lio-admin".into();
+    bad.password = String::new();
+    assert!(dc
+        .mgr
+        .register_storage_array(StorageArraySpec::vendor("x", "s", vec![dc.servers[0]], bad))
+        .is_err());
+    assert!(dc.mgr.list_all::<StorageArray>().is_empty());
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+
+    // Registered, pinning the certificate it presents; a generic array cannot make LUNs.
+    let array = StorageArrayId(result_id(dc.mgr.register_storage_array(spec("secret", None))));
+    assert!(dc.mgr.physical_disks_of(array).is_empty());
+    assert!(dc.mgr.get::<StorageArray>(array).unwrap().can_create_luns());
+    assert_eq!(
+        dc.mgr.create_lun(array, None, "bad name/", GIB).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        dc.mgr.create_lun(array, Some("iqn.2026-01.x:other"), "d", GIB).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(dc.mgr.create_lun(array, None, "d", 0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let lun = PhysicalDiskId(result_id(dc.mgr.create_lun(array, None, "data", 2 * GIB)));
+    let d = dc.mgr.get::<PhysicalDisk>(lun).unwrap();
+    assert_eq!((d.size_bytes, d.target.as_str(), d.name.as_str()), (2 * GIB, target, "lio:data"));
+    assert_eq!(failed(dc.mgr.create_lun(array, None, "data", GIB)).kind(), ErrorKind::Conflict, "same name");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, array.0)));
+
+    // An access group of servers 1 and 2. Presenting fails on server 2: undone on the array and
+    // on server 1.
+    let sees = |host: &str| {
+        let hv = SimDriver::new(dc.world.clone())
+            .connect(&format!("sim://{host}"), DEFAULT_PASSWORD, dc.mgr.id())
+            .unwrap();
+        let side = hv.array_storage().unwrap();
+        if !side.sessions().unwrap().iter().any(|s| s.target == target) {
+            return Vec::new();
+        }
+        side.list_luns(target).unwrap().into_iter().map(|l| l.id).collect::<Vec<_>>()
+    };
+    let group =
+        AccessGroupId(result_id(dc.mgr.create_access_group(array, "pool1", &[dc.servers[0], dc.servers[1]])));
+    assert_eq!(dc.mgr.create_access_group(array, "pool1", &[]).unwrap_err().kind(), ErrorKind::Conflict);
+    dc.world.fail_next(SimOp::Storage, Some("xen2"), 1);
+    failed(dc.mgr.present_lun(group, lun));
+    assert!(dc.mgr.get::<AccessGroup>(group).unwrap().disks.is_empty());
+    assert!(sees("xen1").is_empty(), "server 1's login was undone");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::PhysicalDisk, lun.0)));
+    ok(dc.mgr.present_lun(group, lun));
+    assert_eq!(sees("xen1"), vec![d.page83_id.clone()]);
+    assert_eq!(sees("xen2"), vec![d.page83_id.clone()]);
+    assert!(sees("xen3").is_empty(), "not in the group");
+
+    // A VM on the LUN runs only on the group's servers.
+    let vm = VmId(result_id(dc.mgr.create_vm(lun_vm(&dc, "db", lun))));
+    ok(dc.mgr.set_maintenance_mode(dc.servers[0], true));
+    ok(dc.mgr.start_vm(vm));
+    assert_eq!(dc.mgr.vm(vm).unwrap().server, Some(dc.servers[1]));
+    assert_eq!(dc.mgr.delete_lun(lun).unwrap_err().kind(), ErrorKind::Conflict, "in use");
+    assert_eq!(dc.mgr.unpresent_lun(group, lun).unwrap_err().kind(), ErrorKind::Conflict, "in use");
+    ok(dc.mgr.kill_vm(vm));
+    ok(dc.mgr.set_maintenance_mode(dc.servers[0], false));
+
+    // Grown (never shrunk), cloned.
+    assert_eq!(dc.mgr.resize_lun(lun, GIB).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    ok(dc.mgr.resize_lun(lun, 3 * GIB));
+    assert_eq!(dc.mgr.get::<PhysicalDisk>(lun).unwrap().size_bytes, 3 * GIB);
+    let copy = PhysicalDiskId(result_id(dc.mgr.clone_lun(lun, "data-copy")));
+    let c = dc.mgr.get::<PhysicalDisk>(copy).unwrap();
+    assert_eq!((c.size_bytes, c.name.as_str()), (3 * GIB, "lio:data-copy"));
+    assert!(!sees("xen1").contains(&c.page83_id), "a clone is presented to nobody");
+
+    // Taken apart: a group presenting a LUN is not deleted; the VM goes, the LUN is unpresented
+    // (the servers stop seeing it) and deleted, then the group.
+    assert_eq!(dc.mgr.delete_access_group(group).unwrap_err().kind(), ErrorKind::Conflict);
+    ok(dc.mgr.delete_vm(vm));
+    ok(dc.mgr.unpresent_lun(group, lun));
+    assert!(sees("xen2").is_empty());
+    ok(dc.mgr.delete_lun(lun));
+    ok(dc.mgr.delete_lun(copy));
+    ok(dc.mgr.delete_access_group(group));
+    assert!(dc.mgr.physical_disks_of(array).is_empty());
+    assert!(dc.mgr.list_all::<AccessGroup>().is_empty());
 }

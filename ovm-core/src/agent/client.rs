@@ -552,6 +552,23 @@ impl crate::driver::StorageArrayPlugin for AgentConnection {
     fn list_luns(&self, target: &str) -> Result<Vec<crate::driver::Lun>> {
         Ok(self.iscsi_luns(target.to_owned())?.into_iter().map(Into::into).collect())
     }
+
+    fn rescan(&self, target: &str) -> Result<()> {
+        self.iscsi_rescan(target.to_owned())
+    }
+
+    fn forget_lun(&self, target: &str, id: &str) -> Result<()> {
+        self.iscsi_forget(target.to_owned(), id.to_owned())
+    }
+
+    fn array_management(
+        &self,
+        access: &crate::driver::ArrayAdminAccess,
+    ) -> Result<Box<dyn crate::driver::ArrayManagement + '_>> {
+        access.check()?;
+        let access = access.clone();
+        Ok(Box::new(crate::driver::ArrayOpClient(move |call| self.array_manage(access.clone(), call))))
+    }
 }
 
 /// File storage through the agent: every operation of the file-system plug-in side.

@@ -917,6 +917,29 @@ impl Serve for Inner {
             .map(Into::into)
             .collect())
     }
+
+    fn iscsi_rescan(&self, target: String) -> Result<()> {
+        crate::driver::check_target(&target)?;
+        capability(self.hv.array_storage(), "storage arrays")?.rescan(&target)
+    }
+
+    fn iscsi_forget(&self, target: String, lun: String) -> Result<()> {
+        crate::driver::check_target(&target)?;
+        capability(self.hv.array_storage(), "storage arrays")?.forget_lun(&target, &lun)
+    }
+
+    fn array_manage(
+        &self,
+        access: crate::driver::ArrayAdminAccess,
+        call: crate::driver::ArrayOp,
+    ) -> Result<crate::driver::ArrayAnswer> {
+        // What the manager sends is checked again here: the access (host, credentials, pin) and
+        // the call's arguments.
+        access.check()?;
+        let side = capability(self.hv.array_storage(), "storage arrays")?;
+        let m = side.array_management(&access)?;
+        call.apply(&*m)
+    }
 }
 
 fn on_the_blocking_path() -> Error {

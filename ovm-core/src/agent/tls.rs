@@ -140,6 +140,33 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// A client configuration that checks only the server (no client certificate): TLS 1.3 and the
+/// server's certificate accepted only if its fingerprint is `pin` (any, recorded in `seen`, when
+/// `pin` is `None`).
+pub fn server_only_client_config(
+    pin: Option<String>,
+    seen: Arc<SeenCert>,
+) -> Result<Arc<rustls::ClientConfig>> {
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServerCert { pin, seen, algs: algorithms() }))
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// A server configuration without client certificates (clients authenticate otherwise).
+pub fn server_config_no_client_auth(identity: &Identity) -> Result<Arc<rustls::ServerConfig>> {
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
+        .map_err(|e| Error::invalid("identity", e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
 /// The server name to present for `host` (a DNS name or an IP address; certificates are pinned,
 /// not checked against names).
 pub fn server_name(host: &str) -> ServerName<'static> {
@@ -212,7 +239,7 @@ impl ServerCertVerifier for PinnedServerCert {
         *self.seen.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp.clone());
         match &self.pin {
             Some(pin) if *pin != fp => {
-                Err(rustls::Error::General(format!("the agent's certificate {fp} is not the pinned {pin}")))
+                Err(rustls::Error::General(format!("the peer's certificate {fp} is not the pinned {pin}")))
             }
             _ => Ok(ServerCertVerified::assertion()),
         }

@@ -46,9 +46,9 @@ pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
 pub use network::{BondConfig, BridgeConfig, NetworkConfig, NetworkOps, VlanConfig};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
-    check_abs_path, check_portal, check_target, AccessGroup, ArrayManagement, DiscoveredFileSystem,
-    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, IscsiSession, Lun, MountSource,
-    StorageArrayPlugin,
+    check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,
+    ArrayOp, ArrayOpClient, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin, FileSystemMount,
+    FsUsage, IscsiSession, Lun, MountSource, StorageArrayPlugin, LIO_PLUGIN,
 };
 
 pub(crate) use crate::sync::lock;

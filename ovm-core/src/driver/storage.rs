@@ -255,15 +255,427 @@ pub trait StorageArrayPlugin: Send + Sync {
     /// The LUNs of `target` this server sees (it must be logged in), with their SCSI identifiers
     /// and real sizes.
     fn list_luns(&self, target: &str) -> Result<Vec<Lun>>;
-    /// Management of arrays like a vendor plug-in does it, if this server can; `None` for generic
-    /// arrays, whose LUNs are managed outside ovm.
-    fn management(&self) -> Option<&dyn ArrayManagement> {
-        None
+    /// Rescan `target`'s session so that LUNs granted to this server since it logged in become
+    /// disks (returns once they have); not logged in is an error.
+    fn rescan(&self, target: &str) -> Result<()>;
+    /// Forget LUN `id` of `target` on this server (its SCSI device is removed) before the array
+    /// stops presenting it; forgetting a LUN the server does not see succeeds.
+    fn forget_lun(&self, target: &str, id: &str) -> Result<()>;
+    /// Vendor-style management of the array `access` names, with this server as its admin server
+    /// (as Storage Connect runs a vendor plug-in on an admin server). Drivers without the plug-in
+    /// answer [`crate::Error::Unsupported`].
+    fn array_management(&self, access: &ArrayAdminAccess) -> Result<Box<dyn ArrayManagement + '_>> {
+        Err(crate::Error::Unsupported { what: format!("the storage-array plug-in {:?}", access.plugin) })
+    }
+}
+
+/// The name of ovm's vendor-style plug-in for Linux LIO targets (managed through `ovm-lio`).
+pub const LIO_PLUGIN: &str = "ovm-lio";
+
+/// How an admin server reaches an array's management interface.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayAdminAccess {
+    /// The plug-in (e.g. [`LIO_PLUGIN`]).
+    pub plugin: String,
+    /// The management interface's host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The administrator's name.
+    pub username: String,
+    /// The administrator's password.
+    pub password: String,
+    /// Fingerprint (`sha256:` and hex) of the certificate the management interface must present;
+    /// `None` on first contact only (see [`ArrayManagement::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+impl std::fmt::Debug for ArrayAdminAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrayAdminAccess")
+            .field("plugin", &self.plugin)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl ArrayAdminAccess {
+    /// Check the fields (an agent checks them again before it connects).
+    pub fn check(&self) -> Result<()> {
+        crate::model::validate_host("host", &self.host)?;
+        if self.port == 0 {
+            return Err(crate::Error::invalid("port", "port 0"));
+        }
+        if self.username.is_empty() || self.username.len() > 64 || self.username.contains(':') {
+            return Err(crate::Error::invalid("username", "1 to 64 characters, no ':'"));
+        }
+        if self.password.is_empty() || self.password.len() > 256 {
+            return Err(crate::Error::invalid("password", "1 to 256 characters"));
+        }
+        if let Some(f) = &self.fingerprint {
+            let hex = f.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(crate::Error::invalid("fingerprint", "sha256: and 64 hex digits"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One call of [`ArrayManagement`] as data: what an agent is asked to do on an array and what the
+/// `ovm-lio` management interface answers (JSON-RPC methods of the same names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum ArrayOp {
+    /// The certificate's fingerprint (no credentials are sent).
+    Fingerprint,
+    /// The targets the array manages.
+    Targets,
+    /// The LUNs of a target.
+    Luns {
+        /// Target.
+        target: String,
+    },
+    /// Create a LUN.
+    CreateLun {
+        /// Target.
+        target: String,
+        /// Name.
+        name: String,
+        /// Size, bytes.
+        size_bytes: u64,
+    },
+    /// Resize a LUN.
+    ResizeLun {
+        /// Target.
+        target: String,
+        /// The LUN's id.
+        lun: String,
+        /// New size, bytes.
+        size_bytes: u64,
+    },
+    /// Clone a LUN.
+    CloneLun {
+        /// Target.
+        target: String,
+        /// The LUN's id.
+        lun: String,
+        /// The clone's name.
+        name: String,
+    },
+    /// Delete a LUN.
+    DeleteLun {
+        /// Target.
+        target: String,
+        /// The LUN's id.
+        lun: String,
+    },
+    /// The access groups of a target.
+    AccessGroups {
+        /// Target.
+        target: String,
+    },
+    /// Create an access group.
+    CreateAccessGroup {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+    },
+    /// Delete an access group.
+    DeleteAccessGroup {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+    },
+    /// Add an initiator to a group.
+    AddInitiator {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+        /// Initiator (IQN).
+        initiator: String,
+    },
+    /// Remove an initiator from a group.
+    RemoveInitiator {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+        /// Initiator (IQN).
+        initiator: String,
+    },
+    /// Present a LUN to a group.
+    Present {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+        /// The LUN's id.
+        lun: String,
+    },
+    /// Stop presenting a LUN to a group.
+    Unpresent {
+        /// Target.
+        target: String,
+        /// Group.
+        group: String,
+        /// The LUN's id.
+        lun: String,
+    },
+}
+
+impl ArrayOp {
+    /// Check the arguments: target names, LUN and group names, initiators.
+    pub fn check(&self) -> Result<()> {
+        let name = |what: &str, n: &str| -> Result<()> {
+            let ok = !n.is_empty()
+                && n.len() <= 64
+                && !n.starts_with(['.', '-'])
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if ok {
+                Ok(())
+            } else {
+                Err(crate::Error::invalid(
+                    what,
+                    format!("{n:?}: 1 to 64 of [A-Za-z0-9-_.:], not starting with '.' or '-'"),
+                ))
+            }
+        };
+        match self {
+            ArrayOp::Fingerprint | ArrayOp::Targets => Ok(()),
+            ArrayOp::Luns { target } | ArrayOp::AccessGroups { target } => check_target(target),
+            ArrayOp::CreateLun { target, name: n, size_bytes } => {
+                check_target(target)?;
+                name("name", n)?;
+                if *size_bytes == 0 {
+                    return Err(crate::Error::invalid("size_bytes", "a LUN of 0 bytes"));
+                }
+                Ok(())
+            }
+            ArrayOp::ResizeLun { target, lun, .. } | ArrayOp::DeleteLun { target, lun } => {
+                check_target(target)?;
+                name("lun", lun)
+            }
+            ArrayOp::CloneLun { target, lun, name: n } => {
+                check_target(target)?;
+                name("lun", lun)?;
+                name("name", n)
+            }
+            ArrayOp::CreateAccessGroup { target, group } | ArrayOp::DeleteAccessGroup { target, group } => {
+                check_target(target)?;
+                name("group", group)
+            }
+            ArrayOp::AddInitiator { target, group, initiator }
+            | ArrayOp::RemoveInitiator { target, group, initiator } => {
+                check_target(target)?;
+                name("group", group)?;
+                check_target(initiator)
+            }
+            ArrayOp::Present { target, group, lun } | ArrayOp::Unpresent { target, group, lun } => {
+                check_target(target)?;
+                name("group", group)?;
+                name("lun", lun)
+            }
+        }
+    }
+
+    /// The target the call is about, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            ArrayOp::Fingerprint | ArrayOp::Targets => None,
+            ArrayOp::Luns { target }
+            | ArrayOp::AccessGroups { target }
+            | ArrayOp::CreateLun { target, .. }
+            | ArrayOp::ResizeLun { target, .. }
+            | ArrayOp::CloneLun { target, .. }
+            | ArrayOp::DeleteLun { target, .. }
+            | ArrayOp::CreateAccessGroup { target, .. }
+            | ArrayOp::DeleteAccessGroup { target, .. }
+            | ArrayOp::AddInitiator { target, .. }
+            | ArrayOp::RemoveInitiator { target, .. }
+            | ArrayOp::Present { target, .. }
+            | ArrayOp::Unpresent { target, .. } => Some(target),
+        }
+    }
+
+    /// Run the call on `m` (after checking its arguments).
+    pub fn apply(self, m: &dyn ArrayManagement) -> Result<ArrayAnswer> {
+        self.check()?;
+        Ok(match self {
+            ArrayOp::Fingerprint => ArrayAnswer::Fingerprint(m.fingerprint()?),
+            ArrayOp::Targets => ArrayAnswer::Targets(m.targets()?),
+            ArrayOp::Luns { target } => ArrayAnswer::Luns(m.luns(&target)?),
+            ArrayOp::CreateLun { target, name, size_bytes } => {
+                ArrayAnswer::Lun(m.create_lun(&target, &name, size_bytes)?)
+            }
+            ArrayOp::ResizeLun { target, lun, size_bytes } => {
+                m.resize_lun(&target, &lun, size_bytes)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::CloneLun { target, lun, name } => ArrayAnswer::Lun(m.clone_lun(&target, &lun, &name)?),
+            ArrayOp::DeleteLun { target, lun } => {
+                m.delete_lun(&target, &lun)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::AccessGroups { target } => ArrayAnswer::AccessGroups(m.access_groups(&target)?),
+            ArrayOp::CreateAccessGroup { target, group } => {
+                m.create_access_group(&target, &group)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::DeleteAccessGroup { target, group } => {
+                m.delete_access_group(&target, &group)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::AddInitiator { target, group, initiator } => {
+                m.add_initiator(&target, &group, &initiator)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::RemoveInitiator { target, group, initiator } => {
+                m.remove_initiator(&target, &group, &initiator)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::Present { target, group, lun } => {
+                m.present(&target, &group, &lun)?;
+                ArrayAnswer::Done
+            }
+            ArrayOp::Unpresent { target, group, lun } => {
+                m.unpresent(&target, &group, &lun)?;
+                ArrayAnswer::Done
+            }
+        })
+    }
+}
+
+/// The answer to an [`ArrayOp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ArrayAnswer {
+    /// Done, nothing to say.
+    Done,
+    /// A certificate fingerprint.
+    Fingerprint(String),
+    /// Targets.
+    Targets(Vec<String>),
+    /// One LUN.
+    Lun(Lun),
+    /// LUNs.
+    Luns(Vec<Lun>),
+    /// Access groups.
+    AccessGroups(Vec<AccessGroup>),
+}
+
+fn unexpected(op: &str, a: &ArrayAnswer) -> crate::Error {
+    crate::Error::backend("storage array", format!("unexpected answer to {op}: {a:?}"))
+}
+
+/// [`ArrayManagement`] over a function that carries each call somewhere else (an agent, or a
+/// management interface over the network) and returns its answer.
+pub struct ArrayOpClient<F: Fn(ArrayOp) -> Result<ArrayAnswer> + Send + Sync>(pub F);
+
+impl<F: Fn(ArrayOp) -> Result<ArrayAnswer> + Send + Sync> std::fmt::Debug for ArrayOpClient<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArrayOpClient")
+    }
+}
+
+impl<F: Fn(ArrayOp) -> Result<ArrayAnswer> + Send + Sync> ArrayOpClient<F> {
+    fn done(&self, op: ArrayOp) -> Result<()> {
+        match (self.0)(op)? {
+            ArrayAnswer::Done => Ok(()),
+            a => Err(unexpected("a change", &a)),
+        }
+    }
+    fn lun(&self, op: ArrayOp) -> Result<Lun> {
+        match (self.0)(op)? {
+            ArrayAnswer::Lun(l) => Ok(l),
+            a => Err(unexpected("a LUN's creation", &a)),
+        }
+    }
+}
+
+impl<F: Fn(ArrayOp) -> Result<ArrayAnswer> + Send + Sync> ArrayManagement for ArrayOpClient<F> {
+    fn fingerprint(&self) -> Result<String> {
+        match (self.0)(ArrayOp::Fingerprint)? {
+            ArrayAnswer::Fingerprint(f) => Ok(f),
+            a => Err(unexpected("fingerprint", &a)),
+        }
+    }
+    fn targets(&self) -> Result<Vec<String>> {
+        match (self.0)(ArrayOp::Targets)? {
+            ArrayAnswer::Targets(t) => Ok(t),
+            a => Err(unexpected("targets", &a)),
+        }
+    }
+    fn luns(&self, target: &str) -> Result<Vec<Lun>> {
+        match (self.0)(ArrayOp::Luns { target: target.into() })? {
+            ArrayAnswer::Luns(l) => Ok(l),
+            a => Err(unexpected("luns", &a)),
+        }
+    }
+    fn create_lun(&self, target: &str, name: &str, size_bytes: u64) -> Result<Lun> {
+        self.lun(ArrayOp::CreateLun { target: target.into(), name: name.into(), size_bytes })
+    }
+    fn resize_lun(&self, target: &str, lun: &str, size_bytes: u64) -> Result<()> {
+        self.done(ArrayOp::ResizeLun { target: target.into(), lun: lun.into(), size_bytes })
+    }
+    fn clone_lun(&self, target: &str, lun: &str, name: &str) -> Result<Lun> {
+        self.lun(ArrayOp::CloneLun { target: target.into(), lun: lun.into(), name: name.into() })
+    }
+    fn delete_lun(&self, target: &str, lun: &str) -> Result<()> {
+        self.done(ArrayOp::DeleteLun { target: target.into(), lun: lun.into() })
+    }
+    fn access_groups(&self, target: &str) -> Result<Vec<AccessGroup>> {
+        match (self.0)(ArrayOp::AccessGroups { target: target.into() })? {
+            ArrayAnswer::AccessGroups(g) => Ok(g),
+            a => Err(unexpected("access_groups", &a)),
+        }
+    }
+    fn create_access_group(&self, target: &str, group: &str) -> Result<()> {
+        self.done(ArrayOp::CreateAccessGroup { target: target.into(), group: group.into() })
+    }
+    fn delete_access_group(&self, target: &str, group: &str) -> Result<()> {
+        self.done(ArrayOp::DeleteAccessGroup { target: target.into(), group: group.into() })
+    }
+    fn add_initiator(&self, target: &str, group: &str, initiator: &str) -> Result<()> {
+        self.done(ArrayOp::AddInitiator {
+            target: target.into(),
+            group: group.into(),
+            initiator: initiator.into(),
+        })
+    }
+    fn remove_initiator(&self, target: &str, group: &str, initiator: &str) -> Result<()> {
+        self.done(ArrayOp::RemoveInitiator {
+            target: target.into(),
+            group: group.into(),
+            initiator: initiator.into(),
+        })
+    }
+    fn present(&self, target: &str, group: &str, lun: &str) -> Result<()> {
+        self.done(ArrayOp::Present { target: target.into(), group: group.into(), lun: lun.into() })
+    }
+    fn unpresent(&self, target: &str, group: &str, lun: &str) -> Result<()> {
+        self.done(ArrayOp::Unpresent { target: target.into(), group: group.into(), lun: lun.into() })
     }
 }
 
 /// Vendor-style management of a storage array's LUNs and access groups.
 pub trait ArrayManagement: Send + Sync {
+    /// Fingerprint (`sha256:` and hex) of the management interface's certificate, learnt without
+    /// sending credentials (to be pinned in the array's access); drivers without one answer an
+    /// empty string.
+    fn fingerprint(&self) -> Result<String>;
+    /// The targets the array manages (LUNs are created on these).
+    fn targets(&self) -> Result<Vec<String>>;
+    /// The LUNs of `target`, with their SCSI identifiers as servers see them and real sizes.
+    fn luns(&self, target: &str) -> Result<Vec<Lun>>;
     /// Create a LUN of `size_bytes` named `name`.
     fn create_lun(&self, target: &str, name: &str, size_bytes: u64) -> Result<Lun>;
     /// Resize a LUN.

@@ -108,6 +108,16 @@ pub enum StorageUndo {
         /// The target.
         target: String,
     },
+    /// Run a call on a vendor-style storage array through an admin server (deleting a LUN a step
+    /// created, unpresenting one it presented...); what is already gone counts as undone.
+    ArrayCall {
+        /// The admin server.
+        server: uuid::Uuid,
+        /// The array.
+        array: uuid::Uuid,
+        /// The call.
+        call: crate::driver::ArrayOp,
+    },
     /// Remove the marker a step wrote for a new repository.
     RemoveMarker {
         /// The server that wrote it.

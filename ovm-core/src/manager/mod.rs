@@ -35,8 +35,8 @@ pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
 pub use servers::ServerEdit;
 pub use storage::{
-    iso_path, kernel_paths, repository_path, virtual_disk_path, FileServerSpec, RepositorySpec,
-    StorageArraySpec, GENERIC_ISCSI_PLUGIN, LOCAL_FILE_SYSTEM_ROOT,
+    iso_path, kernel_paths, repository_path, virtual_disk_path, ArrayManagementSpec, FileServerSpec,
+    RepositorySpec, StorageArraySpec, GENERIC_ISCSI_PLUGIN, LOCAL_FILE_SYSTEM_ROOT,
 };
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 

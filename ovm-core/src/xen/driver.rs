@@ -531,7 +531,7 @@ impl FileStoragePlugin for XenConnection {
     }
 }
 
-/// The generic iSCSI plug-in (open-iscsi); no vendor management.
+/// The generic iSCSI plug-in (open-iscsi), and ovm's LIO plug-in for vendor-style management.
 impl crate::driver::StorageArrayPlugin for XenConnection {
     fn initiator(&self) -> Result<String> {
         self.iscsi.initiator()
@@ -555,6 +555,29 @@ impl crate::driver::StorageArrayPlugin for XenConnection {
 
     fn list_luns(&self, target: &str) -> Result<Vec<crate::driver::Lun>> {
         self.iscsi.list_luns(target)
+    }
+
+    fn rescan(&self, target: &str) -> Result<()> {
+        self.iscsi.rescan(target)
+    }
+
+    fn forget_lun(&self, target: &str, id: &str) -> Result<()> {
+        self.iscsi.forget_lun(target, id)
+    }
+
+    /// ovm's LIO plug-in: JSON-RPC to the target's `ovm-lio` from this server.
+    fn array_management(
+        &self,
+        access: &crate::driver::ArrayAdminAccess,
+    ) -> Result<Box<dyn crate::driver::ArrayManagement + '_>> {
+        if access.plugin != crate::driver::LIO_PLUGIN {
+            return Err(Error::Unsupported {
+                what: format!("the storage-array plug-in {:?}", access.plugin),
+            });
+        }
+        access.check()?;
+        let access = access.clone();
+        Ok(Box::new(crate::driver::ArrayOpClient(move |call| crate::lio::call(&access, call))))
     }
 }
 

@@ -128,8 +128,42 @@ impl Iscsi {
         }
         run("iscsiadm", &["-m", "node", "-T", target, "-p", &p, "--login"], ISCSIADM_TIMEOUT)
             .map_err(|e| Error::backend(portal, format!("log in to {target}: {e}")))?;
-        // The SCSI scan of the new session runs on after the login returns: wait until the
-        // session's disks stop changing.
+        // The SCSI scan of the new session runs on after the login returns.
+        self.settle(target);
+        Ok(())
+    }
+
+    /// Rescan the session with `target`: LUNs granted since the login become disks, and disks
+    /// that grew show their new size.
+    pub fn rescan(&self, target: &str) -> Result<()> {
+        check_target(target)?;
+        self.disks_of(target)?; // logged in?
+        run("iscsiadm", &["-m", "node", "-T", target, "--rescan"], ISCSIADM_TIMEOUT)
+            .map_err(|e| backend(format!("rescan {target}: {e}")))?;
+        self.settle(target);
+        Ok(())
+    }
+
+    /// Remove the SCSI device of LUN `id` of `target` (none: nothing to do).
+    pub fn forget_lun(&self, target: &str, id: &str) -> Result<()> {
+        check_target(target)?;
+        let disks = match self.disks_of(target) {
+            Ok(d) => d,
+            Err(_) => return Ok(()), // not logged in: nothing seen
+        };
+        for d in disks {
+            let dev = self.sys.join("block").join(&d);
+            if read_trim(&dev.join("device/wwid")).as_deref() == Some(id) {
+                let _ = run("blockdev", &["--flushbufs", &format!("/dev/{d}")], ISCSIADM_TIMEOUT);
+                std::fs::write(dev.join("device/delete"), "1")
+                    .map_err(|e| backend(format!("remove {d} ({id}): {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the session's disks stop changing (a SCSI scan runs on after iscsiadm returns).
+    fn settle(&self, target: &str) {
         let t0 = Instant::now();
         let mut last = usize::MAX;
         let mut stable_since = Instant::now();
@@ -143,7 +177,6 @@ impl Iscsi {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        Ok(())
     }
 
     /// Log out of `target` (no session is success).

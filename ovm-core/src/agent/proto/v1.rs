@@ -334,6 +334,25 @@ remote_ops! {
         /// Target name.
         target: String,
     } -> Luns(Vec<Lun>);
+    /// Rescan a target's session for LUNs granted since the login.
+    iscsi_rescan => IscsiRescan {
+        /// Target name.
+        target: String,
+    } -> Done;
+    /// Remove a LUN's SCSI device before the array stops presenting it.
+    iscsi_forget => IscsiForget {
+        /// Target name.
+        target: String,
+        /// The LUN's SCSI identifier.
+        lun: String,
+    } -> Done;
+    /// Run a call of a storage array's vendor-style plug-in on this (admin) server.
+    array_manage => ArrayManage {
+        /// The array's management interface and credentials.
+        access: driver::ArrayAdminAccess,
+        /// The call.
+        call: driver::ArrayOp,
+    } -> Array(driver::ArrayAnswer);
 }
 
 impl Op {
@@ -358,7 +377,9 @@ impl Op {
             Op::StorageDiscover { .. } => Duration::from_secs(300),
             Op::StorageMount { .. } | Op::StorageUnmount { .. } => Duration::from_secs(120),
             // Discovery, then the login and the SCSI scan of its LUNs.
-            Op::IscsiLogin { .. } => Duration::from_secs(180),
+            Op::IscsiLogin { .. } | Op::IscsiRescan { .. } => Duration::from_secs(180),
+            // A clone copies a LUN on the array.
+            Op::ArrayManage { .. } => Duration::from_secs(960),
             _ => base,
         }
     }
@@ -448,6 +469,8 @@ pub enum Reply {
     Sessions(Vec<IscsiSession>),
     /// LUNs.
     Luns(Vec<Lun>),
+    /// The answer of a storage array's plug-in.
+    Array(driver::ArrayAnswer),
 }
 
 /// An iSCSI session (v1).
@@ -1393,6 +1416,56 @@ mod tests {
                 req(Op::IscsiLuns { target: "iqn.2026-01.x:t".into() }),
                 r#"{"type":"request","id":7,"op":{"op":"iscsi_luns","target":"iqn.2026-01.x:t"}}"#.into(),
             ),
+            (
+                req(Op::IscsiRescan { target: "iqn.2026-01.x:t".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_rescan","target":"iqn.2026-01.x:t"}}"#.into(),
+            ),
+            (
+                req(Op::IscsiForget { target: "iqn.2026-01.x:t".into(), lun: "naa.6001405ab".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"iscsi_forget","target":"iqn.2026-01.x:t","lun":"naa.6001405ab"}}"#
+                    .into(),
+            ),
+            (
+                req(Op::ArrayManage {
+                    access: driver::ArrayAdminAccess {
+                        plugin: "ovm-lio".into(),
+                        host: "10.0.0.9".into(),
+                        port: 3261,
+                        username: "admin".into(),
+                        password: "pw".into(),
+                        fingerprint: Some("sha256:00".into()),
+                    },
+                    call: driver::ArrayOp::CreateLun {
+                        target: "iqn.2026-01.x:t".into(),
+                        name: "l1".into(),
+                        size_bytes: 1024,
+                    },
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"array_manage","access":{"plugin":"ovm-lio","#,
+                    r#""host":"10.0.0.9","port":3261,"username":"admin","password":"pw","fingerprint":"sha256:00"},"#,
+                    r#""call":{"method":"create_lun","params":{"target":"iqn.2026-01.x:t","name":"l1","size_bytes":1024}}}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::ArrayManage {
+                    access: driver::ArrayAdminAccess {
+                        plugin: "ovm-lio".into(),
+                        host: "a".into(),
+                        port: 1,
+                        username: "u".into(),
+                        password: "p".into(),
+                        fingerprint: None,
+                    },
+                    call: driver::ArrayOp::Fingerprint,
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"array_manage","access":{"plugin":"ovm-lio","#,
+                    r#""host":"a","port":1,"username":"u","password":"p"},"call":{"method":"fingerprint"}}}"#
+                )
+                .into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -1641,10 +1714,13 @@ mod tests {
                 | Op::IscsiLogin { .. }
                 | Op::IscsiLogout { .. }
                 | Op::IscsiSessions
-                | Op::IscsiLuns { .. } => {}
+                | Op::IscsiLuns { .. }
+                | Op::IscsiRescan { .. }
+                | Op::IscsiForget { .. }
+                | Op::ArrayManage { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 41);
+        assert_eq!(ops.len(), 45);
     }
 
     #[test]

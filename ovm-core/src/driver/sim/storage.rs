@@ -6,10 +6,11 @@
 
 use super::{SimConnection, SimOp};
 use crate::driver::storage::{
-    check_abs_path, check_portal, check_target, AccessGroup, ArrayManagement, DiscoveredFileSystem,
-    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, IscsiSession, Lun, MountSource,
+    check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,
+    ArrayOp, ArrayOpClient, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin, FileSystemMount,
+    FsUsage, IscsiSession, Lun, MountSource,
 };
-use crate::driver::{lock, StorageArrayPlugin};
+use crate::driver::{lock, StorageArrayPlugin, LIO_PLUGIN};
 use crate::{Error, Result};
 
 fn under(path: &str, dir: &str) -> bool {
@@ -318,12 +319,81 @@ impl StorageArrayPlugin for SimConnection {
         })
     }
 
-    fn management(&self) -> Option<&dyn ArrayManagement> {
-        Some(self)
+    fn rescan(&self, target: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            if st.sessions.iter().any(|t| t.target == target) {
+                Ok(())
+            } else {
+                Err(Error::backend(&st.name, format!("not logged in to {target}")))
+            }
+        })
+    }
+
+    fn forget_lun(&self, _target: &str, _id: &str) -> Result<()> {
+        self.op(SimOp::Storage, |_| Ok(()))
+    }
+
+    fn array_management(&self, access: &ArrayAdminAccess) -> Result<Box<dyn ArrayManagement + '_>> {
+        if access.plugin != LIO_PLUGIN {
+            return Err(Error::Unsupported {
+                what: format!("the storage-array plug-in {:?}", access.plugin),
+            });
+        }
+        access.check()?;
+        let access = access.clone();
+        Ok(Box::new(ArrayOpClient(move |call: ArrayOp| {
+            let where_ = format!("{}:{}", access.host, access.port);
+            let admin = lock(&self.world.inner.array_admins)
+                .get(&access.host)
+                .cloned()
+                .ok_or_else(|| Error::backend(&where_, "no management interface answers there"))?;
+            let fp = super::SimWorld::array_admin_fingerprint(&access.host);
+            if access.fingerprint.as_ref().is_some_and(|f| *f != fp) {
+                return Err(Error::backend(&where_, format!("the certificate {fp} is not the pinned one")));
+            }
+            if call == ArrayOp::Fingerprint {
+                return Ok(ArrayAnswer::Fingerprint(fp));
+            }
+            if access.fingerprint.is_none() {
+                return Err(Error::invalid(
+                    "fingerprint",
+                    "the management interface's certificate is not pinned",
+                ));
+            }
+            if access.username != admin.username || access.password != admin.password {
+                return Err(Error::PermissionDenied {
+                    reason: format!("{where_}: the array refused the credentials"),
+                });
+            }
+            if let Some(t) = call.target() {
+                if !admin.targets.iter().any(|x| x == t) {
+                    return Err(Error::NotFound {
+                        kind: crate::model::ObjectKind::StorageArray,
+                        id: format!("target {t}"),
+                    });
+                }
+            }
+            match call {
+                ArrayOp::Targets => Ok(ArrayAnswer::Targets(admin.targets.clone())),
+                call => call.apply(self),
+            }
+        })))
     }
 }
 
 impl ArrayManagement for SimConnection {
+    fn fingerprint(&self) -> Result<String> {
+        Ok(String::new())
+    }
+
+    fn targets(&self) -> Result<Vec<String>> {
+        Ok(lock(&self.world.inner.arrays).keys().cloned().collect())
+    }
+
+    fn luns(&self, target: &str) -> Result<Vec<Lun>> {
+        self.array(target, |a| Ok(a.luns.values().cloned().collect()))
+    }
+
     fn create_lun(&self, target: &str, name: &str, size_bytes: u64) -> Result<Lun> {
         self.array(target, |a| {
             a.next_lun += 1;
@@ -364,7 +434,18 @@ impl ArrayManagement for SimConnection {
 
     fn delete_lun(&self, target: &str, lun: &str) -> Result<()> {
         self.array(target, |a| {
-            a.luns.remove(lun).ok_or_else(|| Error::backend(target, format!("no LUN {lun}")))?;
+            // By id, or by name (as an undo names a LUN it created).
+            let id = a
+                .luns
+                .iter()
+                .find(|(id, l)| *id == lun || l.name == lun)
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| Error::NotFound {
+                    kind: crate::model::ObjectKind::PhysicalDisk,
+                    id: lun.to_owned(),
+                })?;
+            let lun = id.as_str();
+            a.luns.remove(lun);
             for g in a.groups.values_mut() {
                 g.luns.retain(|l| l != lun);
             }
@@ -527,7 +608,20 @@ mod tests {
             a1.sessions().unwrap(),
             vec![crate::driver::IscsiSession { portal: p.into(), target: t.into() }]
         );
-        let m = a1.management().unwrap();
+        d.world().add_managed_array("lio", "admin", "pw", &[t]);
+        let mut access = crate::driver::ArrayAdminAccess {
+            plugin: crate::driver::LIO_PLUGIN.into(),
+            host: "lio".into(),
+            port: 3261,
+            username: "admin".into(),
+            password: "pw".into(),
+            fingerprint: None,
+        };
+        let fp = a1.array_management(&access).unwrap().fingerprint().unwrap();
+        assert!(a1.array_management(&access).unwrap().targets().is_err(), "credentials need a pin");
+        access.fingerprint = Some(fp);
+        let m = a1.array_management(&access).unwrap();
+        assert_eq!(m.targets().unwrap(), vec![t.to_owned()]);
         let lun = m.create_lun(t, "pool-fs", 1 << 30).unwrap();
         // No access groups: a generic array shows every LUN to everyone.
         assert_eq!(a2.list_luns(t).unwrap(), vec![lun.clone()]);

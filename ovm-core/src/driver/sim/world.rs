@@ -61,6 +61,14 @@ pub(super) struct SimArray {
     pub(super) next_lun: u64,
 }
 
+/// The management interface of a simulated vendor-style array (as `ovm-lio` is for LIO).
+#[derive(Debug, Clone)]
+pub(super) struct SimArrayAdmin {
+    pub(super) username: String,
+    pub(super) password: String,
+    pub(super) targets: Vec<String>,
+}
+
 /// A simulated cluster.
 #[derive(Debug, Default, Clone)]
 pub(super) struct SimCluster {
@@ -80,6 +88,8 @@ pub(super) struct WorldInner {
     /// File system → the id of the repository whose marker it holds.
     pub(super) markers: Mutex<BTreeMap<String, String>>,
     pub(super) arrays: Mutex<BTreeMap<String, SimArray>>,
+    /// Management interfaces of vendor-style arrays, by host.
+    pub(super) array_admins: Mutex<BTreeMap<String, SimArrayAdmin>>,
     pub(super) clusters: Mutex<BTreeMap<String, SimCluster>>,
     /// Ticket token → (destination host, ticket).
     pub(super) tickets: Mutex<HashMap<String, (String, MigrationTicket)>>,
@@ -317,6 +327,29 @@ impl SimWorld {
         let mut arrays = lock(&self.inner.arrays);
         arrays.entry(target.to_owned()).or_default().allowed =
             hosts.iter().map(|h| format!("iqn.2026-01.ovm.sim:{h}")).collect();
+    }
+
+    /// Add a vendor-style array managed at `host` (its management interface, reached with
+    /// `username` and `password` through the [`crate::driver::LIO_PLUGIN`] plug-in) serving
+    /// `targets`, with no LUNs: its LUNs are created through the plug-in, and a server sees only
+    /// those presented to an access group it is in.
+    pub fn add_managed_array(&self, host: &str, username: &str, password: &str, targets: &[&str]) {
+        for t in targets {
+            self.add_array(t);
+        }
+        lock(&self.inner.array_admins).insert(
+            host.to_owned(),
+            SimArrayAdmin {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+            },
+        );
+    }
+
+    /// The certificate fingerprint of the simulated management interface at `host`.
+    pub fn array_admin_fingerprint(host: &str) -> String {
+        crate::agent::tls::fingerprint(host.as_bytes())
     }
 
     /// Add a storage array serving iSCSI target `target` (an empty one replaces nothing).

@@ -23,6 +23,9 @@ pub struct StorageArraySpec {
     pub access_port: u16,
     /// The servers that discover it (at least one).
     pub admin_servers: Vec<ServerId>,
+    /// For a vendor-style array: its management interface (LUNs and access groups are then
+    /// managed through ovm); `None` for a generic array.
+    pub management: Option<super::luns::ArrayManagementSpec>,
 }
 
 impl StorageArraySpec {
@@ -33,6 +36,21 @@ impl StorageArraySpec {
             access_host: host.to_owned(),
             access_port: 3260,
             admin_servers,
+            management: None,
+        }
+    }
+
+    /// A vendor-style array: iSCSI portal at `host:3260`, LUNs and access groups managed through
+    /// `management` (e.g. [`super::luns::ArrayManagementSpec::lio`]).
+    pub fn vendor(
+        name: &str,
+        host: &str,
+        admin_servers: Vec<ServerId>,
+        management: super::luns::ArrayManagementSpec,
+    ) -> Self {
+        StorageArraySpec {
+            management: Some(management),
+            ..StorageArraySpec::iscsi(name, host, admin_servers)
         }
     }
 }
@@ -50,7 +68,8 @@ fn array_side(hv: &dyn crate::driver::ServerConnection) -> Result<&dyn StorageAr
 }
 
 impl Manager {
-    /// Register a generic iSCSI array: its first reachable admin server discovers the portal's
+    /// Register a storage array. A vendor-style one (with `management`) is reached through its
+    /// management interface (see [`Manager::create_lun`]). A generic iSCSI array: its first reachable admin server discovers the portal's
     /// targets, logs in to each that admits it (and stays logged in) and reports their LUNs, which
     /// become physical disks with their real sizes and identifiers. Nothing is stored if the
     /// portal does not answer. The job's result is the array.
@@ -63,6 +82,9 @@ impl Manager {
         }
         for s in &spec.admin_servers {
             self.server(*s)?;
+        }
+        if let Some(m) = spec.management.clone() {
+            return self.register_vendor_array(spec, m);
         }
         let array = StorageArray {
             id: StorageArrayId::new(),

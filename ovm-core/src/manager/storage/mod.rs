@@ -6,12 +6,14 @@ mod arrays;
 mod disks;
 mod file_servers;
 mod layout;
+mod luns;
 mod repositories;
 
 pub use arrays::{StorageArraySpec, GENERIC_ISCSI_PLUGIN};
 pub use file_servers::FileServerSpec;
 pub use layout::LOCAL_FILE_SYSTEM_ROOT;
 pub use layout::{iso_path, kernel_paths, repository_path, virtual_disk_path};
+pub use luns::ArrayManagementSpec;
 pub use repositories::RepositorySpec;
 
 use crate::job::StorageUndo;
@@ -92,6 +94,9 @@ pub(crate) fn undo_storage(mgr: &Manager, u: &StorageUndo) -> Result<()> {
             hv.array_storage()
                 .ok_or_else(|| Error::Unsupported { what: "storage arrays on this server".into() })?
                 .login(portal, target)
+        }
+        StorageUndo::ArrayCall { server, array, call } => {
+            luns::undo_array_call(mgr, ServerId(*server), StorageArrayId(*array), call)
         }
         StorageUndo::RemoveMarker { server, mount_point, repository } => {
             crate::manager::file_storage(&*mgr.hypervisor(ServerId(*server))?)?
