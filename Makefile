@@ -122,12 +122,12 @@ lab-test:
 # every dom0: shared NFS storage discovered, presented to two servers and a VM run from it
 # (ovm-core/tests/storage_lab.rs).
 dc-lab-test:
-	$(CARGO) build -p ovm-core --features xen,agent-server --bin ovm-agent
+	$(CARGO) build -p ovm-core --features xen,agent-server,lio-server --bin ovm-agent --bin ovm-lio
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test storage_lab --no-run --message-format=json \
 		| grep -o '"executable":"[^"]*storage_lab[^"]*"' | cut -d'"' -f4 > target/storage-lab-test
 	test -x "$$(cat target/storage-lab-test)"
-	tests/xenlab/lab serve -n 3 --storage --manager --dom0 tests/xenlab/agent-dom0.sh \
-		--dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh -- \
+	tests/xenlab/lab serve -n 3 --storage --storage-file target/debug/ovm-lio --manager \
+		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh -- \
 		sh -c '"$$0" --nocapture --test-threads=1 && tests/xenlab/dc-selftest.sh' "$$(cat target/storage-lab-test)"
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).

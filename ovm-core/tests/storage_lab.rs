@@ -19,7 +19,8 @@ use std::time::Duration;
 use lab::{agent_listens, on, run_in, wait_for};
 
 use ovm_core::manager::{
-    repository_path, virtual_disk_path, FileServerSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec,
+    repository_path, virtual_disk_path, ArrayManagementSpec, FileServerSpec, PoolSpec, RepositorySpec,
+    StorageArraySpec, VmSpec,
 };
 use ovm_core::model::*;
 use ovm_core::{JobHandle, Manager};
@@ -304,6 +305,143 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     for k in [1, 2] {
         assert!(!on(k, "iscsiadm -m session 2>&1 || true", 30).contains(&shared), "server {k} logged out");
     }
+
+    // The LIO target as a vendor-style array: ovm-lio on the storage server is its management
+    // interface, reached from server 1 (the admin server) over the LAN with the password the lab
+    // gave it; its certificate is the one it printed at start.
+    let ready = std::fs::read_to_string(PathBuf::from(env("OVM_XENLAB_STORAGE_SHARE")).join("results/ready"))
+        .unwrap();
+    let fingerprint = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("ovm-lio "))
+        .expect("the storage server runs ovm-lio (storage.conf: managed, lio-admin)")
+        .trim()
+        .to_owned();
+    let vendor = |password: &str, fp: Option<String>| {
+        let mut m = ArrayManagementSpec::lio(&storage, "admin", password);
+        m.fingerprint = fp;
+        StorageArraySpec::vendor("lab-lio-managed", &storage, vec![s1], m)
+    };
+    let arrays_before = mgr.list_all::<StorageArray>().len();
+    let e = fails(
+        "register the array with a wrong password",
+        mgr.register_storage_array(vendor("wrong", None)),
+        120,
+    );
+    assert_eq!(e.kind(), ovm_core::ErrorKind::PermissionDenied, "{e}");
+    let other = format!("sha256:{}", "0".repeat(64));
+    let e = fails(
+        "register the array pinning another certificate",
+        mgr.register_storage_array(vendor("ovm-lab-array", Some(other))),
+        120,
+    );
+    assert!(e.to_string().contains("not the"), "{e}");
+    assert_eq!(mgr.list_all::<StorageArray>().len(), arrays_before, "nothing stored");
+    let (varray, t_vendor) = ok(
+        "register the LIO array through ovm-lio",
+        mgr.register_storage_array(vendor("ovm-lab-array", Some(fingerprint))),
+        120,
+    );
+    let varray = StorageArrayId(varray.id);
+    let managed = "iqn.2026-01.lab.ovm:managed";
+    let (lun, t_create) =
+        ok("create a LUN on the array", mgr.create_lun(varray, None, "lab-data", 64 << 20), 120);
+    let lun = mgr.get::<PhysicalDisk>(PhysicalDiskId(lun.id)).unwrap();
+    assert_eq!((lun.size_bytes, lun.target.as_str()), (64 << 20, managed));
+    on_storage(
+        &format!("test \"$(stat -c %s /srv/ovm-lio/luns/{managed}/lab-data.img)\" = {}", 64 << 20),
+        30,
+    );
+    let e =
+        fails("create a LUN larger than the array", mgr.create_lun(varray, None, "too-big", 1 << 50), 120);
+    assert_eq!(e.kind(), ovm_core::ErrorKind::InvalidArgument, "{e}");
+    ok("acknowledge", mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, varray.0)), 30);
+    let device = |k: u32, id: &str| {
+        on(k, &format!("for x in /sys/block/sd*; do [ \"$(cat $x/device/wwid 2>/dev/null)\" = '{id}' ] && echo /dev/${{x##*/}}; done; true"), 30)
+            .trim()
+            .to_owned()
+    };
+    for k in [1, 2] {
+        assert_eq!(device(k, &lun.page83_id), "", "server {k} sees the LUN before it is presented");
+    }
+    let group = AccessGroupId(
+        ok(
+            "create an access group of servers 1 and 2",
+            mgr.create_access_group(varray, "storage-pool", &[s1, s2]),
+            120,
+        )
+        .0
+        .id,
+    );
+    let (_, t_grant) = ok("present the LUN to the group", mgr.present_lun(group, lun.id), 300);
+    // Each server sees it under the identifier the array gave (the kernel's own page 83 id) and
+    // with its size.
+    for k in [1, 2] {
+        let d = device(k, &lun.page83_id);
+        assert!(d.starts_with("/dev/sd"), "server {k} sees {}: {d:?}", lun.page83_id);
+        assert_eq!(on(k, &format!("blockdev --getsize64 {d}"), 30).trim(), (64u64 << 20).to_string());
+    }
+    // A VM on server 2 reads what server 1 wrote on the LUN.
+    let vmark = "OVM-VENDOR-LUN-MARK";
+    let d1 = device(1, &lun.page83_id);
+    on(
+        1,
+        &format!(
+            "printf '%-512s' '{vmark}' | dd of={d1} bs=512 count=1 oflag=direct conv=notrunc 2>/dev/null"
+        ),
+        30,
+    );
+    let config = VmConfig {
+        disks: vec![DiskMapping { slot: 0, target: DiskTarget::PhysicalDisk(lun.id) }],
+        ..lab::lab_guest("console=hvc0")
+    };
+    let mut spec = VmSpec::new("vendor-lun-guest", config);
+    spec.pool = Some(pool);
+    let vvm = VmId(ok("create a VM on the new LUN", mgr.create_vm(spec), 60).0.id);
+    ok("server 1 into maintenance", mgr.set_maintenance_mode(s1, true), 120);
+    ok("start the VM on the new LUN", mgr.start_vm(vvm), 300);
+    assert_eq!(mgr.vm(vvm).unwrap().server, Some(s2));
+    wait_for("the guest on server 2 to read the mark on the new LUN", 300, || {
+        mgr.vm_console(vvm).is_ok_and(|c| c.contains(&format!("OVM-DOMU-DISK xvda: {vmark}")))
+    });
+    assert_eq!(mgr.delete_lun(lun.id).unwrap_err().kind(), ovm_core::ErrorKind::Conflict, "in use");
+    ok("kill the VM", mgr.kill_vm(vvm), 120);
+    ok("server 1 out of maintenance", mgr.set_maintenance_mode(s1, false), 120);
+    ok("delete the VM", mgr.delete_object(ObjectRef::new(ObjectKind::Vm, vvm.0)), 60);
+    // Grown while presented: both servers see the new size after their rescan.
+    let (_, t_grow) = ok("grow the LUN", mgr.resize_lun(lun.id, 128 << 20), 300);
+    for k in [1, 2] {
+        let d = device(k, &lun.page83_id);
+        assert_eq!(
+            on(k, &format!("blockdev --getsize64 {d}"), 30).trim(),
+            (128u64 << 20).to_string(),
+            "server {k}"
+        );
+    }
+    // Cloned on the array: the copy holds the mark and is presented to nobody.
+    let (copy, t_clone) = ok("clone the LUN", mgr.clone_lun(lun.id, "lab-data-copy"), 300);
+    let copy = PhysicalDiskId(copy.id);
+    on_storage(&format!("head -c 512 /srv/ovm-lio/luns/{managed}/lab-data-copy.img | grep -q {vmark}"), 30);
+    // Taken apart: unpresented (the servers forget it), deleted, the servers logged out, the
+    // group deleted; nothing is left on the storage server.
+    ok("unpresent the LUN", mgr.unpresent_lun(group, lun.id), 120);
+    for k in [1, 2] {
+        assert_eq!(device(k, &lun.page83_id), "", "server {k} forgot the LUN");
+    }
+    ok("delete the LUN", mgr.delete_lun(lun.id), 120);
+    ok("delete the copy", mgr.delete_lun(copy), 120);
+    ok("log server 1 out of the array", mgr.unpresent_storage_array(varray, s1), 120);
+    ok("log server 2 out of the array", mgr.unpresent_storage_array(varray, s2), 120);
+    ok("delete the access group", mgr.delete_access_group(group), 120);
+    on_storage(&format!("test -z \"$(ls /srv/ovm-lio/luns/{managed})\" && test -z \"$(ls /sys/kernel/config/target/iscsi/{managed}/tpgt_1/acls)\""), 30);
+    println!(
+        "VENDOR-FIGURES register={:.1}s create-lun={:.1}s present-to-2={:.1}s grow={:.1}s clone={:.1}s",
+        t_vendor.as_secs_f64(),
+        t_create.as_secs_f64(),
+        t_grant.as_secs_f64(),
+        t_grow.as_secs_f64(),
+        t_clone.as_secs_f64()
+    );
     println!(
         "STORAGE-FIGURES nfs-discover={:.1}s present-to-2={:.1}s unpresent-from-2={:.1}s iscsi-discover={:.1}s iscsi-login={:.1}s",
         t_discover.as_secs_f64(),

@@ -182,6 +182,10 @@ impl Manager {
             .map(|d| d.target.clone())
             .filter(|t| !t.is_empty())
             .collect();
+        // A vendor-style array's targets are known even without LUNs.
+        if let Ok(v) = self.vendor_array(array) {
+            targets.extend(v.targets);
+        }
         targets.sort();
         targets.dedup();
         targets
