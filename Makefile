@@ -7,11 +7,12 @@ CARGO ?= cargo
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
 
-# The walk-through on real Xen: a lab server boots with ovm-agent in dom0; the manager runs here.
+# The walk-through on real Xen: a lab server boots with ovm-agent in dom0, and the lab's storage
+# server; the manager runs here, the repository is on the storage server's NFS export.
 demo-xen:
 	$(CARGO) build -q -p ovm-core --features xen,agent-server --bin ovm-agent --example walkthrough
-	tests/xenlab/lab serve --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
-		sh -c '$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB) --xen "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent'
+	tests/xenlab/lab serve --storage --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
+		sh -c '$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB) --xen "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent --nfs "$$OVM_XENLAB_STORAGE_LAN_IP"'
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -3,13 +3,14 @@
 //! stops it, and prints the jobs and events.
 //!
 //! With `--xen ADDRESS PASSWORD` it works on a real Xen server instead: it discovers the server
-//! through its agent (`ovm-agent` in dom0), makes a pool, a repository on the server's local file
-//! system with a guest kernel imported into it (from `--kernel PATH` and `--initrd PATH` on the
+//! through its agent (`ovm-agent` in dom0), makes a pool, a repository on an NFS server's export
+//! (`--nfs HOST`: discovered through the server, mounted by its agent) or else on the server's
+//! local file system, with a guest kernel imported into it (from `--kernel PATH` and `--initrd PATH` on the
 //! server, by default the Xen lab's guest), a template, a PV VM cloned from it, starts it, shows its
 //! console, stops it, and prints the jobs and events. `make demo-xen` does that on a lab server.
 //!
 //! Run: `cargo run -p ovm-core --example walkthrough -- [DATABASE_FILE] [--xen ADDRESS PASSWORD
-//! [--kernel PATH] [--initrd PATH]]`
+//! [--nfs HOST] [--kernel PATH] [--initrd PATH]]`
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -34,10 +35,12 @@ struct XenTarget {
     password: String,
     kernel: String,
     initrd: String,
+    /// An NFS server for the repository (else the server's local file system).
+    nfs: Option<String>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: walkthrough [DATABASE_FILE] [--xen ADDRESS PASSWORD [--kernel PATH] [--initrd PATH]]");
+    eprintln!("usage: walkthrough [DATABASE_FILE] [--xen ADDRESS PASSWORD [--nfs HOST] [--kernel PATH] [--initrd PATH]]");
     std::process::exit(2)
 }
 
@@ -54,7 +57,12 @@ fn main() -> Result<()> {
                     password,
                     kernel: "/var/lib/ovm-lab/vmlinux".into(),
                     initrd: "/var/lib/ovm-lab/domu-initrd.gz".into(),
+                    nfs: None,
                 });
+            }
+            "--nfs" => {
+                let (Some(v), Some(x)) = (args.next(), xen.as_mut()) else { usage() };
+                x.nfs = Some(v);
             }
             "--kernel" | "--initrd" => {
                 let (Some(v), Some(x)) = (args.next(), xen.as_mut()) else { usage() };
@@ -226,15 +234,40 @@ fn xen_walkthrough(mgr: &Manager, x: &XenTarget) -> Result<()> {
     let pool = PoolId(done("create pool xen-pool", mgr.create_pool(PoolSpec::new("xen-pool"))?)?.id);
     done("add the server to xen-pool", mgr.add_server_to_pool(pool, server)?)?;
 
-    println!("Storage: the server's local file system, a repository, a guest kernel in it");
-    let local = FileServerId(
-        done(
-            "register the server's local file system",
-            mgr.register_file_server(FileServerSpec::local(&format!("{}-local", s.name), server))?,
-        )?
-        .id,
-    );
-    let fs_id = mgr.file_systems_of(local).first().expect("the local file system").id;
+    let fs_id = match &x.nfs {
+        Some(host) => {
+            println!("Storage: the NFS server {host}, discovered through the server; a repository, a guest kernel in it");
+            let nfs = FileServerId(
+                done(
+                    &format!("discover the NFS server {host}"),
+                    mgr.register_file_server(FileServerSpec::nfs("nfs", host, vec![server]))?,
+                )?
+                .id,
+            );
+            let fss = mgr.file_systems_of(nfs);
+            for f in &fss {
+                println!(
+                    "  {} {}: {} GiB, {} GiB free",
+                    f.name,
+                    f.path,
+                    f.size_bytes >> 30,
+                    f.free_bytes >> 30
+                );
+            }
+            fss.first().expect("an export").id
+        }
+        None => {
+            println!("Storage: the server's local file system, a repository, a guest kernel in it");
+            let local = FileServerId(
+                done(
+                    "register the server's local file system",
+                    mgr.register_file_server(FileServerSpec::local(&format!("{}-local", s.name), server))?,
+                )?
+                .id,
+            );
+            mgr.file_systems_of(local).first().expect("the local file system").id
+        }
+    };
     let repo = RepositoryId(
         done(
             "create repository xen-repo",
@@ -247,7 +280,7 @@ fn xen_walkthrough(mgr: &Manager, x: &XenTarget) -> Result<()> {
         )?
         .id,
     );
-    done("present xen-repo to the server", mgr.present_repository(repo, server)?)?;
+    done("present xen-repo to the server (its agent mounts it)", mgr.present_repository(repo, server)?)?;
     done("import the guest kernel", mgr.import_kernel(repo, "guest", &x.kernel, Some(&x.initrd))?)?;
     let (kernel, initrd) = ovm_core::manager::kernel_paths(repo, "guest");
 

@@ -470,6 +470,12 @@ fn a_vendor_array_creates_luns_and_presents_them_through_access_groups() {
     let group =
         AccessGroupId(result_id(dc.mgr.create_access_group(array, "pool1", &[dc.servers[0], dc.servers[1]])));
     assert_eq!(dc.mgr.create_access_group(array, "pool1", &[]).unwrap_err().kind(), ErrorKind::Conflict);
+    // A group naming a server (an initiator) ovm does not know: refused, nothing stored.
+    assert_eq!(
+        dc.mgr.create_access_group(array, "ghosts", &[ServerId::new()]).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(dc.mgr.list_all::<AccessGroup>().len(), 1);
     dc.world.fail_next(SimOp::Storage, Some("xen2"), 1);
     failed(dc.mgr.present_lun(group, lun));
     assert!(dc.mgr.get::<AccessGroup>(group).unwrap().disks.is_empty());

@@ -183,6 +183,16 @@ fn loop_attach(file: &Path) -> Result<(PathBuf, File)> {
     Err(backend("no free loop device (they were taken meanwhile)"))
 }
 
+/// The loop device attached to `file`, from sysfs.
+fn loop_of(file: &Path) -> Option<PathBuf> {
+    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let backing = fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+        (name.starts_with("loop") && Path::new(backing.trim()) == file)
+            .then(|| PathBuf::from("/dev").join(name))
+    })
+}
+
 /// Copy `from` to a new file `to`, leaving holes where `from` reads zeros.
 fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
     let mut src = File::open(from).map_err(io(format_args!("open {}", from.display())))?;
@@ -314,6 +324,8 @@ impl Lio {
             fs::create_dir_all(&bs).map_err(io(format_args!("create backstore {}", bs.display())))?;
             let (dev, hold) = loop_attach(&self.lun_file(target, name))?;
             write_attr(&bs.join("control"), &format!("udev_path={}", dev.display()))?;
+            // (the `udev_path` attribute is what is shown; the control parameter alone leaves it empty)
+            write_attr(&bs.join("udev_path"), &dev.display().to_string())?;
             write_attr(&bs.join("wwn/vpd_unit_serial"), &l.serial)?;
             write_attr(&bs.join("enable"), "1")?;
             drop(hold); // the backstore holds the loop device now
@@ -491,7 +503,6 @@ impl ArrayManagement for Lio {
     fn resize_lun(&self, target: &str, lun: &str, size_bytes: u64) -> Result<()> {
         self.with_target(target, |me, ts| {
             let name = Self::name_of(ts, target, lun)?;
-            let l = &ts.luns[&name];
             let file = me.lun_file(target, &name);
             let f = OpenOptions::new()
                 .write(true)
@@ -509,12 +520,10 @@ impl ArrayManagement for Lio {
                 return Err(Error::invalid("size_bytes", "more than the array's free space"));
             }
             f.set_len(size_bytes).map_err(io("grow the LUN"))?;
-            let udev =
-                fs::read_to_string(me.backstore(&l.serial).join("udev_path")).map_err(io("udev_path"))?;
-            let dev = udev.trim();
-            if !dev.starts_with("/dev/loop") {
-                return Err(backend(format!("the backstore of {name} is on {dev:?}, not a loop device")));
-            }
+            let dev = loop_of(&file)
+                .ok_or_else(|| backend(format!("no loop device is attached to {}", file.display())))?;
+            let dev = dev.to_string_lossy();
+            let dev = dev.as_ref();
             let lo = OpenOptions::new().read(true).open(dev).map_err(io(format_args!("open {dev}")))?;
             // SAFETY: LOOP_SET_CAPACITY takes no argument.
             if unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_CAPACITY as _, 0) } < 0 {
