@@ -787,6 +787,112 @@ mod tests {
         );
     }
 
+    /// Storage rooted in a new temporary directory with test plug-ins (shell scripts) that
+    /// mount a tmpfs.
+    fn with_test_plugins(tag: &str) -> (PathBuf, LocalStorage) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ovm-ext-storage-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ok = r#"printf '{"protocol":1,"ok":true,"result":{}}'"#;
+        let head = r#"req=$(cat); mp=$(printf '%s' "$req" | sed -n 's/.*"mount_point":"\([^"]*\)".*/\1/p')"#;
+        let scripts = [
+            ("liar", format!("{head}; {ok}")),
+            (
+                "tmpfs",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs -o nosuid,nodev ovm-test "$mp" || exit 1;; *'"op":"unmount"'*) umount "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+            (
+                "suid",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs ovm-test "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+            (
+                "stubborn",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs -o nosuid,nodev ovm-test "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+        ];
+        for (name, body) in scripts {
+            let p = plugins.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let s = LocalStorage::with_root(dir.join("OVS")).with_plugins(PluginRunner::new(&plugins));
+        (dir, s)
+    }
+
+    fn ext(plugin: &str) -> MountSource {
+        MountSource::External { plugin: plugin.into(), host: "nas1:/e".into(), path: "/e/a".into() }
+    }
+
+    #[test]
+    fn a_plugin_that_mounts_nothing_is_caught() {
+        let (dir, s) = with_test_plugins("liar");
+        let at = format!("{}/OVS/{REPOSITORIES}/r1", dir.display());
+        match s.mount(&ext("liar"), &at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("mounted nothing"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!Path::new(&at).exists(), "the mount point is taken away again");
+        assert!(matches!(s.mount(&ext("../liar"), &at), Err(Error::InvalidArgument { .. })));
+        assert!(s.mount(&ext("liar"), "/mnt").is_err(), "a mount point outside the root");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Real mounts (a tmpfs), where this process may mount: as root outside a restricted container.
+    #[test]
+    fn what_a_plugin_mounts_is_checked_recorded_and_unmounted() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the mounts of this test cannot be made");
+            return;
+        }
+        let (dir, s) = with_test_plugins("mounts");
+        let at = format!("{}/OVS/{REPOSITORIES}/r1", dir.display());
+        match s.mount(&ext("tmpfs"), &at) {
+            Err(Error::Backend { message, .. }) if message.contains("permission denied") => {
+                eprintln!("mount(2) is not allowed here: {message}");
+                std::fs::remove_dir_all(&dir).unwrap();
+                return;
+            }
+            r => r.unwrap(),
+        }
+        // Mounted, recorded as the plug-in's, again (the same source) without harm.
+        assert_eq!(
+            s.mounts().unwrap(),
+            vec![FileSystemMount { source: ext("tmpfs"), mount_point: at.clone() }]
+        );
+        s.mount(&ext("tmpfs"), &at).unwrap();
+        assert!(s.mount(&ext("stubborn"), &at).is_err(), "another source is there");
+        assert!(s.usage(&at).unwrap().total_bytes > 0);
+        s.init_repository(&at, "r1").unwrap();
+        s.create_file(&format!("{at}/VirtualDisks/d.img"), 4096).unwrap();
+        s.unmount(&at).unwrap();
+        assert!(s.mounts().unwrap().is_empty());
+        assert!(!dir.join("OVS").join(PLUGIN_MOUNTS).join("r1").exists(), "the record goes");
+        // Without nosuid,nodev: unmounted again, refused.
+        match s.mount(&ext("suid"), &at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("not nosuid,nodev"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(mountinfo().unwrap().iter().all(|m| m.mount_point != at));
+        // A plug-in that says it unmounted but did not.
+        s.mount(&ext("stubborn"), &at).unwrap();
+        match s.unmount(&at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("left"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        umount(&at).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn same_file_system_whatever_the_version() {
         let a = MountSource::Nfs { host: "h".into(), export: "/e/".into(), version: Some(3) };
