@@ -243,9 +243,11 @@ impl PluginRunner {
     }
 
     /// `discover`: the file systems the file server `host` offers, checked (plain absolute paths,
-    /// once each; free space no more than the size).
+    /// once each; free space no more than the size). The plug-in is asked to `describe` itself
+    /// first: one of another family, or that does not speak this protocol, is refused.
     pub fn discover(&self, name: &str, host: &str) -> Result<Vec<DiscoveredFileSystem>> {
         check_plugin_host(host)?;
+        self.describe(name)?;
         let v = self.call(name, "discover", json!({ "host": host }), host)?;
         let offered: Vec<Offered> =
             serde_json::from_value(v).map_err(|e| broke(name, "discover", format!("the result: {e}")))?;
@@ -460,6 +462,16 @@ mod tests {
             self
         }
 
+        /// A plug-in of the file-system family: it describes itself, and answers the rest with
+        /// `body`.
+        fn fs_script(&self, name: &str, body: &str) -> &Dir {
+            let describe = r#"{"protocol":1,"ok":true,"result":{"name":"t","version":"0","family":"file_system","protocols":[1]}}"#;
+            self.script(
+                name,
+                &format!("req=$(cat); case \"$req\" in *'\"op\":\"describe\"'*) printf '%s' '{describe}'; exit 0;; esac\n{body}"),
+            )
+        }
+
         fn runner(&self) -> PluginRunner {
             PluginRunner::new(&self.0).with_limit(Duration::from_secs(10))
         }
@@ -478,7 +490,7 @@ mod tests {
     #[test]
     fn a_good_answer_is_checked_and_converted() {
         let d = Dir::new("good");
-        d.script(
+        d.fs_script(
             "good",
             &answer(
                 r#"{"protocol":1,"ok":true,"result":[{"name":"a","path":"/e/a","size_bytes":100,"free_bytes":40},
@@ -546,7 +558,7 @@ mod tests {
             ),
         ];
         for (name, body, says) in cases {
-            d.script(name, body);
+            d.fs_script(name, body);
             match d.runner().discover(name, "nas1:/e") {
                 Err(Error::Backend { message, .. }) => assert!(message.contains(says), "{name}: {message}"),
                 other => panic!("{name}: {other:?}"),
@@ -565,6 +577,8 @@ mod tests {
         assert!(d.runner().unmount("none", "/m").is_err());
         d.script("nfs4-family", &answer(r#"{"protocol":1,"ok":true,"result":{"name":"x","version":"1","family":"block","protocols":[1]}}"#));
         assert!(matches!(d.runner().describe("nfs4-family"), Err(Error::Unsupported { .. })));
+        // Discovery asks first.
+        assert!(matches!(d.runner().discover("nfs4-family", "nas1:/e"), Err(Error::Unsupported { .. })));
     }
 
     #[test]
