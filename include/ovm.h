@@ -79,6 +79,12 @@ typedef struct ovm_job ovm_job;
 #define OVM_FILE_SERVER_NFS 1
 
 /*
+ A file server's kind: reached through an external storage plug-in (registered with
+ `ovm_file_server_register_external`).
+ */
+#define OVM_FILE_SERVER_EXTERNAL 2
+
+/*
  `ovm_storage_array_create` kind: iSCSI.
  */
 #define OVM_STORAGE_ARRAY_ISCSI 0
@@ -1047,7 +1053,8 @@ ovm_result ovm_server_refresh(const ovm_manager *mgr, const char *server, ovm_jo
  real sizes, through the first reachable of the `n_admin_servers` servers in `admin_servers`. An
  NFS server is reached at `access_host`; a local one (`access_host` NULL or empty) is the file
  system of its one admin server. Nothing is stored if discovery fails. The job's result is the
- file server; `ovm_file_system_list_json` lists what was found.
+ file server; `ovm_file_system_list_json` lists what was found. A file server reached through an
+ external plug-in is registered with `ovm_file_server_register_external`.
  */
 ovm_result ovm_file_server_register(const ovm_manager *mgr,
                                     const char *name,
@@ -1056,6 +1063,21 @@ ovm_result ovm_file_server_register(const ovm_manager *mgr,
                                     const char *const *admin_servers,
                                     size_t n_admin_servers,
                                     ovm_job **out);
+
+/*
+ Register a file server reached through the external storage plug-in `plugin` (installed on
+ the admin servers and on every server its file systems are presented to), which names it
+ `host` (what `host` means is the plug-in's), and discover its file systems through the first
+ reachable of the `n_admin_servers` servers in `admin_servers`. Nothing is stored if discovery
+ fails. The job's result is the file server.
+ */
+ovm_result ovm_file_server_register_external(const ovm_manager *mgr,
+                                             const char *name,
+                                             const char *plugin,
+                                             const char *host,
+                                             const char *const *admin_servers,
+                                             size_t n_admin_servers,
+                                             ovm_job **out);
 
 /*
  Discover a file server's file systems again: sizes, new ones, vanished ones.

@@ -93,6 +93,18 @@ int main(void) {
   ovm_result failed = ovm_job_wait(job, 30000);
   ovm_job_free(job);
   if (failed != OVM_RESULT_BACKEND || count(mgr, OVM_OBJECT_FILE_SERVER) != servers_before) return 1;
+  /* A file server reached through an external plug-in: a bad plug-in name is refused at once, the
+   * kind alone (without the plug-in) too, and a file server no plug-in reaches is not stored. */
+  if (ovm_file_server_register_external(mgr, "nas", "../sh", "nas1:/shares", admins, 1, &job) !=
+      OVM_RESULT_INVALID_ARGUMENT)
+    return 1;
+  if (ovm_file_server_register(mgr, "nas", OVM_FILE_SERVER_EXTERNAL, "nas1:/shares", admins, 1, &job) !=
+      OVM_RESULT_INVALID_ARGUMENT)
+    return 1;
+  CHECK(ovm_file_server_register_external(mgr, "nas", "nas-shares", "nas1:/shares", admins, 1, &job));
+  failed = ovm_job_wait(job, 30000);
+  ovm_job_free(job);
+  if (failed != OVM_RESULT_BACKEND || count(mgr, OVM_OBJECT_FILE_SERVER) != servers_before) return 1;
   size_t arrays_before = count(mgr, OVM_OBJECT_STORAGE_ARRAY);
   CHECK(ovm_storage_array_register(mgr, "lio", "iscsi9.example.com", 3260, admins, 1, &job));
   failed = ovm_job_wait(job, 30000);
@@ -100,7 +112,7 @@ int main(void) {
   if (failed != OVM_RESULT_BACKEND || count(mgr, OVM_OBJECT_STORAGE_ARRAY) != arrays_before) return 1;
   CHECK(ovm_file_server_refresh(mgr, local, &job));
   run_job(job, NULL);
-  printf("storage: a local file system discovered and mounted; an NFS server and an iSCSI portal nobody runs refused\n");
+  printf("storage: a local file system discovered and mounted; an NFS server, an external plug-in's file server and an iSCSI portal nobody runs refused\n");
 
   /* A repository, an ISO, disks. */
   CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));

@@ -44,6 +44,7 @@ fn main() -> Result<()> {
         access_host: "nfs.example.com".into(),
         admin_servers: Vec::new(),
         refreshed: false,
+        plugin: String::new(),
     }))));
     let fs = FileSystemId(run(mgr.create_object(Object::FileSystem(FileSystem {
         id: FileSystemId::new(),

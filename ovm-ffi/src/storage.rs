@@ -15,6 +15,12 @@ use crate::result::{ovm_result, FfiError};
 pub const OVM_FILE_SERVER_LOCAL: u32 = 0;
 /// `ovm_file_server_create` kind: an NFS server.
 pub const OVM_FILE_SERVER_NFS: u32 = 1;
+/// A file server's kind: reached through an external storage plug-in (registered with
+/// `ovm_file_server_register_external`).
+pub const OVM_FILE_SERVER_EXTERNAL: u32 = 2;
+
+/// The names of the `OVM_FILE_SERVER_*` kinds, by number.
+const FILE_SERVER_KINDS: [&str; 3] = ["Local", "Nfs", "External"];
 
 /// `ovm_storage_array_create` kind: iSCSI.
 pub const OVM_STORAGE_ARRAY_ISCSI: u32 = 0;
@@ -35,7 +41,8 @@ fn enum_value<T: serde::de::DeserializeOwned>(what: &str, names: &[&str], code: 
 /// real sizes, through the first reachable of the `n_admin_servers` servers in `admin_servers`. An
 /// NFS server is reached at `access_host`; a local one (`access_host` NULL or empty) is the file
 /// system of its one admin server. Nothing is stored if discovery fails. The job's result is the
-/// file server; `ovm_file_system_list_json` lists what was found.
+/// file server; `ovm_file_system_list_json` lists what was found. A file server reached through an
+/// external plug-in is registered with `ovm_file_server_register_external`.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_file_server_register(
     mgr: *const ovm_manager,
@@ -47,16 +54,50 @@ pub unsafe extern "C" fn ovm_file_server_register(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
+        if kind == OVM_FILE_SERVER_EXTERNAL {
+            return Err(FfiError::new(
+                ovm_result::OVM_RESULT_INVALID_ARGUMENT,
+                "an external file server needs its plug-in: ovm_file_server_register_external",
+            ));
+        }
         let spec = FileServerSpec {
             name: str_arg(name, "name")?.to_owned(),
-            kind: enum_value("file server kind", &["Local", "Nfs"], kind)?,
+            kind: enum_value("file server kind", &FILE_SERVER_KINDS, kind)?,
             access_host: opt_str_arg(access_host, "access_host")?.unwrap_or_default().to_owned(),
             admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
                 .into_iter()
                 .map(ServerId)
                 .collect(),
+            plugin: String::new(),
         };
         m.register_file_server(spec)
+    })
+}
+
+/// Register a file server reached through the external storage plug-in `plugin` (installed on
+/// the admin servers and on every server its file systems are presented to), which names it
+/// `host` (what `host` means is the plug-in's), and discover its file systems through the first
+/// reachable of the `n_admin_servers` servers in `admin_servers`. Nothing is stored if discovery
+/// fails. The job's result is the file server.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_file_server_register_external(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    plugin: *const c_char,
+    host: *const c_char,
+    admin_servers: *const *const c_char,
+    n_admin_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let admins =
+            id_list(admin_servers, n_admin_servers, "admin_servers")?.into_iter().map(ServerId).collect();
+        m.register_file_server(FileServerSpec::external(
+            str_arg(name, "name")?,
+            str_arg(plugin, "plugin")?,
+            str_arg(host, "host")?,
+            admins,
+        ))
     })
 }
 
@@ -98,10 +139,11 @@ pub unsafe extern "C" fn ovm_file_server_create(
             id: FileServerId::new(),
             name: str_arg(name, "name")?.to_owned(),
             description: String::new(),
-            kind: enum_value("file server kind", &["Local", "Nfs"], kind)?,
+            kind: enum_value("file server kind", &FILE_SERVER_KINDS, kind)?,
             access_host: str_arg(access_host, "access_host")?.to_owned(),
             admin_servers: Vec::new(),
             refreshed: false,
+            plugin: String::new(),
         }))
     })
 }

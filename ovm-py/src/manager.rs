@@ -303,10 +303,11 @@ impl Manager {
     // ---- storage providers -----------------------------------------------------------------------
 
     /// Register a file server and discover its file systems, with their real sizes, through its
-    /// first reachable admin server (`kind` `"Nfs"` with `access_host`, or `"Local"`: the local
-    /// file system of its one admin server). Nothing is stored if discovery fails. The job's
-    /// result is the file server.
-    #[pyo3(signature = (name, kind, admin_servers, access_host=String::new()))]
+    /// first reachable admin server (`kind` `"Nfs"` with `access_host`, `"Local"`: the local
+    /// file system of its one admin server, or `"External"`: reached through the external storage
+    /// plug-in `plugin`, which names the file server `access_host`). Nothing is stored if
+    /// discovery fails. The job's result is the file server.
+    #[pyo3(signature = (name, kind, admin_servers, access_host=String::new(), plugin=String::new()))]
     fn register_file_server(
         &self,
         py: Python<'_>,
@@ -314,6 +315,7 @@ impl Manager {
         kind: &str,
         admin_servers: Vec<String>,
         access_host: String,
+        plugin: String,
     ) -> PyResult<Job> {
         let spec = ovm_core::manager::FileServerSpec {
             name,
@@ -323,6 +325,7 @@ impl Manager {
                 .iter()
                 .map(|s| uuid("admin_servers", s).map(m::ServerId))
                 .collect::<PyResult<Vec<_>>>()?,
+            plugin,
         };
         self.submit(py, |m| m.register_file_server(spec))
     }
@@ -393,6 +396,7 @@ impl Manager {
             access_host,
             admin_servers: Vec::new(),
             refreshed: false,
+            plugin: String::new(),
         });
         self.submit(py, |m| m.create_object(o))
     }

@@ -533,6 +533,17 @@ def test_file_servers_are_discovered_and_repositories_mounted(lab: Lab) -> None:
     assert mgr.records("StorageArray") == [] or all(a.name != "lio" for a in mgr.records("StorageArray"))
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.register_storage_array("lio", "bad portal", [lab.s1])
+    # A file server reached through an external plug-in: the plug-in's name is checked here, and a
+    # file server no server's plug-in reaches is not stored.
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.register_file_server("nas", "External", [lab.s1], access_host="nas1:/shares", plugin="../sh")
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.register_file_server("nas", "External", [lab.s1], access_host="-o:/shares", plugin="nas-shares")
+    with pytest.raises(ovm.BackendError):
+        mgr.register_file_server(
+            "nas", "External", [lab.s1], access_host="nas1:/shares", plugin="nas-shares"
+        ).wait(WAIT)
+    assert len(mgr.records("FileServer")) == before
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.register_file_server("x", "Nfs", [], access_host="nfs1.example.com")
     with pytest.raises(ovm.NotFoundError):

@@ -122,6 +122,95 @@ fn bad_file_servers_are_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn an_external_plugin_file_server_is_registered_refreshed_and_presented() {
+    let dc = dc();
+    let (plugin, host) = ("nas-shares", "nas1:/export/shares");
+    dc.world.add_external_file_server(
+        plugin,
+        host,
+        &[("/export/shares/vm1", 300 * GIB), ("/export/shares/iso", GIB)],
+    );
+    let fsrv = FileServerId(result_id(dc.mgr.register_file_server(FileServerSpec::external(
+        "nas1",
+        plugin,
+        host,
+        vec![dc.servers[0], dc.servers[1]],
+    ))));
+    let record = dc.mgr.get::<FileServer>(fsrv).unwrap();
+    assert_eq!(
+        (record.kind, record.plugin.as_str(), record.access_host.as_str()),
+        (FileServerKind::External, plugin, host)
+    );
+    let mut found: Vec<(String, String, u64)> =
+        dc.mgr.file_systems_of(fsrv).iter().map(|f| (f.name.clone(), f.path.clone(), f.size_bytes)).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("nas1:/export/shares/iso".into(), "/export/shares/iso".into(), GIB),
+            ("nas1:/export/shares/vm1".into(), "/export/shares/vm1".into(), 300 * GIB),
+        ]
+    );
+    // A new share appears: refresh finds it.
+    dc.world.add_external_file_server(plugin, host, &[("/export/shares/new", 2 * GIB)]);
+    ok(dc.mgr.refresh_file_server(fsrv));
+    assert_eq!(dc.mgr.file_systems_of(fsrv).len(), 3);
+    // A repository on one share, presented to two servers: each mounts it through the plug-in.
+    let fs = dc.mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == "/export/shares/vm1").unwrap().id;
+    let repo = RepositoryId(result_id(dc.mgr.create_repository(RepositorySpec {
+        name: "nas-repo".into(),
+        backing: RepositoryBacking::FileSystem(fs),
+        owner_pool: Some(dc.pool),
+        capacity_bytes: 0,
+    })));
+    ok(dc.mgr.present_repository_to(repo, &dc.servers[..2]));
+    let source =
+        MountSource::External { plugin: plugin.into(), host: host.into(), path: "/export/shares/vm1".into() };
+    let at = repository_path(repo);
+    for h in ["xen1", "xen2"] {
+        assert_eq!(mounts(&dc, h), vec![(source.clone(), at.clone())], "{h}");
+    }
+    let r = dc.mgr.repository(repo).unwrap();
+    assert_eq!(r.presented_to, dc.servers[..2]);
+    assert!(r.mounts.iter().all(|m| m.state == MountState::Mounted) && r.mounts.len() == 2);
+    ok(dc.mgr.create_virtual_disk(repo, "d", GIB, false));
+    // A failure on the third server is undone there, the others keep theirs.
+    dc.world.fail_next(SimOp::Storage, Some("xen3"), 1);
+    failed(dc.mgr.present_repository(repo, dc.servers[2]));
+    assert!(mounts(&dc, "xen3").is_empty());
+    assert_eq!(dc.mgr.repository(repo).unwrap().presented_to, dc.servers[..2]);
+    ok(dc.mgr.acknowledge_all(r.object_ref()));
+    ok(dc.mgr.unpresent_repository(repo, dc.servers[1]));
+    assert!(mounts(&dc, "xen2").is_empty());
+    assert_eq!(mounts(&dc, "xen1"), vec![(source, at)]);
+}
+
+#[test]
+fn bad_external_file_servers_are_refused_and_nothing_is_stored() {
+    let dc = dc();
+    dc.world.add_external_file_server("nas-shares", "nas1:/export", &[("/export/a", GIB)]);
+    let before = dc.mgr.read(|inv| inv.all_objects().len());
+    let admins = vec![dc.servers[0]];
+    for plugin in ["../bin/sh", "a/b", "..", "Nas", "-x", "", &"p".repeat(65), "nas shares"] {
+        let e = dc
+            .mgr
+            .register_file_server(FileServerSpec::external("x", plugin, "nas1:/export", admins.clone()))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{plugin:?}");
+    }
+    for host in ["-oexec", "", "nas1 /export", "nas1:/export\n"] {
+        let e = dc
+            .mgr
+            .register_file_server(FileServerSpec::external("x", "nas-shares", host, admins.clone()))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{host:?}");
+    }
+    // The plug-in reaches no such file server: the job fails, nothing is kept.
+    failed(dc.mgr.register_file_server(FileServerSpec::external("x", "nas-shares", "nas2:/export", admins)));
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+}
+
+#[test]
 fn presenting_mounts_on_every_server_and_unpresenting_unmounts() {
     let dc = dc();
     let (_, _, repo) = nfs_repository(&dc);

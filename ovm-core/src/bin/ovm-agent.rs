@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ovm-agent init --state-dir DIR --password-file FILE
-//! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE]
+//! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR]
 //! ovm-agent fingerprint --state-dir DIR
 //! ovm-agent status --state-dir DIR
 //! ```
@@ -10,7 +10,9 @@
 //! `serve` listens on `0.0.0.0:8899` by default and serves the local Xen host (`--backend xen`,
 //! the default) or a simulated one (`sim:NAME`, for demonstrations and tests). With
 //! `--password-file` it prepares the state directory first if it is new. When the owning manager
-//! asks for a restart, the program executes itself again with the same arguments.
+//! asks for a restart, the program executes itself again with the same arguments. External storage
+//! plug-ins are looked for in `--storage-plugin-dir` (default `/usr/lib/ovm/storage-plugins`; see
+//! `docs/storage-plugins.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +25,7 @@ use ovm_core::xen::XenDriver;
 
 const USAGE: &str = "usage:
   ovm-agent init --state-dir DIR --password-file FILE
-  ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE]
+  ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR]
   ovm-agent fingerprint --state-dir DIR
   ovm-agent status --state-dir DIR";
 
@@ -34,6 +36,7 @@ struct Args {
     migration_address: Option<String>,
     backend: Option<String>,
     password_file: Option<PathBuf>,
+    storage_plugin_dir: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -53,6 +56,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
             }
             "--backend" => a.backend = Some(value()?),
             "--password-file" => a.password_file = Some(value()?.into()),
+            "--storage-plugin-dir" => {
+                let v = value()?;
+                if !v.starts_with('/') {
+                    return Err(format!("--storage-plugin-dir {v:?} is not an absolute path"));
+                }
+                a.storage_plugin_dir = Some(v.into())
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -68,12 +78,14 @@ fn read_password(path: &PathBuf) -> Result<String, String> {
     Ok(p)
 }
 
-fn backend(spec: &str) -> Result<Arc<dyn ServerConnection>, String> {
+fn backend(spec: &str, plugin_dir: Option<&PathBuf>) -> Result<Arc<dyn ServerConnection>, String> {
     const LOCAL: &str = "ovm-agent";
     if spec == "xen" {
-        return XenDriver::new(None)
-            .connect("xen:///", "", LOCAL)
-            .map_err(|e| format!("local Xen host: {e}"));
+        let mut driver = XenDriver::new(None);
+        if let Some(dir) = plugin_dir {
+            driver = driver.with_storage_plugin_dir(dir);
+        }
+        return driver.connect("xen:///", "", LOCAL).map_err(|e| format!("local Xen host: {e}"));
     }
     if let Some(name) = spec.strip_prefix("sim:").filter(|n| !n.is_empty()) {
         return SimDriver::new(SimWorld::default())
@@ -158,7 +170,7 @@ fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
             eprintln!("ovm-agent: new agent state in {}; certificate {fp}", dir.display());
         }
     }
-    let hv = backend(args.backend.as_deref().unwrap_or("xen"))?;
+    let hv = backend(args.backend.as_deref().unwrap_or("xen"), args.storage_plugin_dir.as_ref())?;
     let mut cfg = AgentConfig::new(&dir);
     // Where other agents send domains migrating here (the pool's live migrate network).
     cfg.migration_address = args.migration_address.clone();

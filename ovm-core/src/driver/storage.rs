@@ -30,6 +30,16 @@ pub enum MountSource {
         /// The directory.
         path: String,
     },
+    /// A file system of a file server reached through an external plug-in (an executable on each
+    /// server that speaks ovm's storage plug-in protocol: see `docs/storage-plugins.md`).
+    External {
+        /// The plug-in's name (see [`check_plugin_name`]).
+        plugin: String,
+        /// The file server, as the plug-in names it (see [`check_plugin_host`]).
+        host: String,
+        /// The file system, as the plug-in's discovery named it: a plain absolute path.
+        path: String,
+    },
 }
 
 impl MountSource {
@@ -48,6 +58,11 @@ impl MountSource {
                 Ok(())
             }
             MountSource::Local { path } => check_abs_path("path", path),
+            MountSource::External { plugin, host, path } => {
+                check_plugin_name(plugin)?;
+                check_plugin_host(host)?;
+                check_abs_path("path", path)
+            }
         }
     }
 }
@@ -64,6 +79,10 @@ impl MountSource {
             (MountSource::Local { path: a }, MountSource::Local { path: b }) => {
                 a.trim_end_matches('/') == b.trim_end_matches('/')
             }
+            (
+                MountSource::External { plugin: p1, host: h1, path: a },
+                MountSource::External { plugin: p2, host: h2, path: b },
+            ) => p1 == p2 && h1 == h2 && a.trim_end_matches('/') == b.trim_end_matches('/'),
             _ => false,
         }
     }
@@ -76,7 +95,42 @@ impl std::fmt::Display for MountSource {
             // (hosts are bare: validate_host refuses brackets)
             MountSource::Nfs { host, export, .. } => write!(f, "{host}:{export}"),
             MountSource::Local { path } => write!(f, "{path}"),
+            MountSource::External { plugin, host, path } => write!(f, "{plugin}:{host}:{path}"),
         }
+    }
+}
+
+/// The longest plug-in name.
+pub const PLUGIN_NAME_MAX: usize = 64;
+
+/// An external plug-in's name: `[a-z0-9][a-z0-9_-]{0,63}` (a file name in the plug-in directory;
+/// never a path).
+pub fn check_plugin_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= PLUGIN_NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            "plugin",
+            format!("{name:?} is not a plug-in name ([a-z0-9][a-z0-9_-]{{0,63}})"),
+        ))
+    }
+}
+
+/// A file server as an external plug-in names it (its meaning is the plug-in's): 1 to 1024
+/// printable ASCII characters without spaces, not starting with `-` (never an option to anything).
+pub fn check_plugin_host(host: &str) -> Result<()> {
+    let ok = !host.is_empty()
+        && host.len() <= 1024
+        && !host.starts_with('-')
+        && host.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid("host", format!("{host:?} is not a file server a plug-in can be given")))
     }
 }
 
@@ -116,12 +170,33 @@ pub enum FileServerAccess {
         /// The directory whose file system is offered.
         root: String,
     },
+    /// A file server reached through an external plug-in.
+    External {
+        /// The plug-in's name (see [`check_plugin_name`]).
+        plugin: String,
+        /// The file server, as the plug-in names it (see [`check_plugin_host`]).
+        host: String,
+    },
+}
+
+impl FileServerAccess {
+    /// Check the fields (an agent checks them again before anything runs).
+    pub fn check(&self) -> Result<()> {
+        match self {
+            FileServerAccess::Nfs { host } => crate::model::validate_host("host", host),
+            FileServerAccess::Local { root } => check_abs_path("root", root),
+            FileServerAccess::External { plugin, host } => {
+                check_plugin_name(plugin)?;
+                check_plugin_host(host)
+            }
+        }
+    }
 }
 
 /// A file system a file server offers, as discovered from the storage itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscoveredFileSystem {
-    /// Export path (NFS) or directory (local).
+    /// Export path (NFS), directory (local) or the path an external plug-in names it by.
     pub path: String,
     /// Capacity, bytes.
     pub total_bytes: u64,

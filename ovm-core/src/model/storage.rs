@@ -15,6 +15,9 @@ pub enum FileServerKind {
     Local,
     /// An NFS server.
     Nfs,
+    /// A file server reached through an external plug-in installed on its admin servers and on
+    /// the servers its file systems are presented to (see `docs/storage-plugins.md`).
+    External,
 }
 
 /// A file server exporting file systems.
@@ -29,19 +32,36 @@ pub struct FileServer {
     pub description: String,
     /// Kind.
     pub kind: FileServerKind,
-    /// Host name or IP (empty for local).
+    /// Host name or IP (empty for local); for an external plug-in, the file server as the
+    /// plug-in names it.
     pub access_host: String,
     /// Servers that perform storage operations for it (admin servers).
     pub admin_servers: Vec<ServerId>,
     /// Whether the file server is refreshed and usable.
     pub refreshed: bool,
+    /// The external plug-in that reaches it (empty for NFS and local file servers).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
 }
 
 impl FileServer {
     pub(crate) fn check(&self) -> Result<()> {
         validate_name(&self.name)?;
-        if self.kind == FileServerKind::Nfs {
-            super::validate_host("access_host", &self.access_host)?;
+        match self.kind {
+            FileServerKind::Nfs => super::validate_host("access_host", &self.access_host)?,
+            FileServerKind::External => {
+                crate::driver::storage::check_plugin_name(&self.plugin)?;
+                crate::driver::storage::check_plugin_host(&self.access_host).map_err(|_| {
+                    Error::invalid(
+                        "access_host",
+                        format!("{:?} is not a file server a plug-in can be given", self.access_host),
+                    )
+                })?;
+            }
+            FileServerKind::Local => {}
+        }
+        if self.kind != FileServerKind::External && !self.plugin.is_empty() {
+            return Err(Error::invalid("plugin", "only an external file server has a plug-in"));
         }
         Ok(())
     }

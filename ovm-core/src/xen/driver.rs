@@ -51,13 +51,21 @@ fn map_err(e: XenError) -> Error {
 pub struct XenDriver {
     password: Option<String>,
     xl: XlToolstack,
+    plugins: super::plugin::PluginRunner,
 }
 
 impl XenDriver {
     /// A driver; with `password`, [`Driver::connect`] checks it (without,
     /// being root in dom0 is the credential).
     pub fn new(password: Option<String>) -> XenDriver {
-        XenDriver { password, xl: XlToolstack::default() }
+        XenDriver { password, xl: XlToolstack::default(), plugins: Default::default() }
+    }
+
+    /// Runs the external storage plug-ins of `dir` (instead of
+    /// [`super::plugin::DEFAULT_PLUGIN_DIR`]).
+    pub fn with_storage_plugin_dir(mut self, dir: impl Into<std::path::PathBuf>) -> XenDriver {
+        self.plugins = super::plugin::PluginRunner::new(dir);
+        self
     }
 
     /// Uses this `xl` toolstack (binary and configuration directory).
@@ -69,7 +77,8 @@ impl XenDriver {
     fn open(&self, manager_id: &str, claim: bool) -> Result<Arc<dyn ServerConnection>> {
         let rt = runtime()?;
         let host = rt.block_on(XenHost::open()).map_err(map_err)?;
-        let conn = XenConnection::new(rt, host, self.xl.clone())?;
+        let conn = XenConnection::new(rt, host, self.xl.clone())?
+            .with_storage(LocalStorage::default().with_plugins(self.plugins.clone()));
         conn.claim(manager_id, claim)?;
         Ok(Arc::new(conn))
     }

@@ -60,6 +60,8 @@ pub mod naming;
 #[cfg(feature = "xen")]
 pub mod perms;
 #[cfg(feature = "xen")]
+pub mod plugin;
+#[cfg(feature = "xen")]
 pub mod privcmd;
 #[cfg(feature = "xen")]
 pub mod storage;

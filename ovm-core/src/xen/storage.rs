@@ -1,6 +1,12 @@
 //! File storage of the local Xen host (dom0): the generic file-system plug-ins of Storage Connect,
 //! NFS (v3 and v4, through `mount.nfs` and `showmount`) and local (a directory bound at the mount
-//! point), and the files of the repositories mounted under `/OVS/Repositories`.
+//! point), external plug-ins ([`super::plugin`]), and the files of the repositories mounted under
+//! `/OVS/Repositories`.
+//!
+//! What an external plug-in did is checked in the mount table: after `mount` the mount point is
+//! mounted, `nosuid,nodev` (else it is unmounted again and the mount refused), after `unmount` it
+//! is not. Which plug-in mounted what is recorded under `<root>/.plugin-mounts`, one file per
+//! mount point, valid while the mount table shows the same file system there.
 //!
 //! Everything this side writes is confined to the storage root (`/OVS`), and a file inside a
 //! repository (`/OVS/Repositories/<id>/…`) is written only while that repository is mounted: a
@@ -11,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use super::plugin::PluginRunner;
 use crate::driver::storage::{
     check_abs_path, DiscoveredFileSystem, FileServerAccess, FileSystemMount, FsUsage, MountSource,
 };
@@ -30,16 +39,29 @@ pub const LAYOUT: [&str; 5] = ["Templates", "Assemblies", "ISOs", "VirtualDisks"
 /// How long `mount.nfs` and `showmount` may take before the server is taken as unreachable.
 const NFS_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The dom0 file storage, rooted at `root` (`/OVS` on a server).
+/// Where the records of external plug-ins' mounts are kept, under the storage root.
+const PLUGIN_MOUNTS: &str = ".plugin-mounts";
+
+/// The dom0 file storage, rooted at `root` (`/OVS` on a server), with the external plug-ins of
+/// one directory.
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
+    plugins: PluginRunner,
 }
 
 impl Default for LocalStorage {
     fn default() -> Self {
-        LocalStorage { root: PathBuf::from("/OVS") }
+        LocalStorage { root: PathBuf::from("/OVS"), plugins: PluginRunner::default() }
     }
+}
+
+/// The record of a mount an external plug-in made: what, and what the mount table showed then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PluginMount {
+    source: MountSource,
+    fstype: String,
+    fs_source: String,
 }
 
 fn backend(what: impl std::fmt::Display) -> Error {
@@ -118,6 +140,8 @@ pub(crate) struct MountInfo {
     pub root: String,
     pub fstype: String,
     pub source: String,
+    /// The mount's own options (`rw,nosuid,nodev,relatime`).
+    pub options: String,
 }
 
 /// Undo the octal escapes of `/proc/self/mountinfo` (`\040` for a space).
@@ -148,6 +172,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             Some(MountInfo {
                 root: unescape(pre.get(3)?),
                 mount_point: unescape(pre.get(4)?),
+                options: pre.get(5)?.to_string(),
                 fstype: post.next()?.to_owned(),
                 source: unescape(post.next()?),
             })
@@ -278,7 +303,90 @@ fn read_marker(dir: &Path) -> Option<String> {
 impl LocalStorage {
     /// Storage rooted at `root` instead of `/OVS` (tests).
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into() }
+        LocalStorage { root: root.into(), plugins: PluginRunner::default() }
+    }
+
+    /// The same storage with the external plug-ins of `dir` (instead of
+    /// [`super::plugin::DEFAULT_PLUGIN_DIR`]).
+    pub fn with_plugins(mut self, plugins: PluginRunner) -> Self {
+        self.plugins = plugins;
+        self
+    }
+
+    /// The record of the external plug-in's mount at `mount_point` (a checked mount point).
+    fn plugin_record(&self, mount_point: &str) -> PathBuf {
+        let leaf = Path::new(mount_point).file_name().unwrap_or_default();
+        self.root.join(PLUGIN_MOUNTS).join(leaf)
+    }
+
+    /// What an external plug-in mounted at `m`, if one did and the table still shows it.
+    fn plugin_mount_at(&self, m: &MountInfo) -> Option<MountSource> {
+        let text = std::fs::read(self.plugin_record(&m.mount_point)).ok()?;
+        let r: PluginMount = serde_json::from_slice(&text).ok()?;
+        (r.fstype == m.fstype && r.fs_source == m.source).then_some(r.source)
+    }
+
+    /// What is mounted at `m`.
+    fn source_at(&self, m: &MountInfo) -> MountSource {
+        self.plugin_mount_at(m).unwrap_or_else(|| source_of(m))
+    }
+
+    fn write_plugin_record(&self, mount_point: &str, r: &PluginMount) -> Result<()> {
+        let path = self.plugin_record(mount_point);
+        let dir = self.root.join(PLUGIN_MOUNTS);
+        std::fs::create_dir_all(&dir).map_err(|e| backend(format!("create {}: {e}", dir.display())))?;
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_vec(r).map_err(|e| backend(format!("record of {mount_point}: {e}")))?;
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| backend(format!("write {}: {e}", path.display())))
+    }
+
+    /// The last mount at `mount_point` in the mount table.
+    fn mounted_at(mount_point: &str) -> Result<Option<MountInfo>> {
+        Ok(mountinfo()?.into_iter().rfind(|m| m.mount_point == mount_point))
+    }
+
+    /// Mount through an external plug-in and check what it did.
+    fn mount_external(&self, source: &MountSource, mount_point: &str) -> Result<()> {
+        let MountSource::External { plugin, host, path } = source else {
+            return Err(Error::Internal { message: "not an external mount source".into() });
+        };
+        let done = self.plugins.mount(plugin, host, path, mount_point);
+        let here = Self::mounted_at(mount_point)?;
+        let m = match (done, here) {
+            (Ok(()), Some(m)) => m,
+            (Ok(()), None) => {
+                return Err(Error::backend(
+                    host,
+                    format!("storage plug-in {plugin} mounted nothing at {mount_point}"),
+                ))
+            }
+            (Err(e), here) => {
+                // Nothing was mounted there before: what a failed plug-in left is taken away.
+                if here.is_some() {
+                    let _ = umount(mount_point);
+                }
+                return Err(e);
+            }
+        };
+        let opts: Vec<&str> = m.options.split(',').collect();
+        if !(opts.contains(&"nosuid") && opts.contains(&"nodev")) {
+            let _ = umount(mount_point);
+            return Err(Error::backend(
+                host,
+                format!(
+                    "storage plug-in {plugin} mounted {path} at {mount_point} with {}, not nosuid,nodev: \
+                     unmounted again",
+                    m.options
+                ),
+            ));
+        }
+        let record =
+            PluginMount { source: source.clone(), fstype: m.fstype.clone(), fs_source: m.source.clone() };
+        self.write_plugin_record(mount_point, &record).inspect_err(|_| {
+            let _ = umount(mount_point);
+        })
     }
 
     fn repositories(&self) -> PathBuf {
@@ -404,6 +512,10 @@ impl LocalStorage {
                 }
                 Ok(found)
             }
+            FileServerAccess::External { plugin, host } => {
+                server.check()?;
+                self.plugins.discover(plugin, host)
+            }
             FileServerAccess::Local { root } => {
                 check_abs_path("root", root)?;
                 if !Path::new(root).starts_with(self.local_root()) {
@@ -428,8 +540,8 @@ impl LocalStorage {
     pub fn mount(&self, source: &MountSource, mount_point: &str) -> Result<()> {
         source.check()?;
         self.mount_point_ok(mount_point)?;
-        if let Some(m) = mountinfo()?.iter().find(|m| m.mount_point == mount_point) {
-            let there = source_of(m);
+        if let Some(m) = Self::mounted_at(mount_point)? {
+            let there = self.source_at(&m);
             return if same_source(&there, source) {
                 Ok(())
             } else {
@@ -453,6 +565,7 @@ impl LocalStorage {
                     Err(Error::backend(host, format!("mount.nfs mounted nothing at {mount_point}")))
                 }
             }),
+            MountSource::External { .. } => self.mount_external(source, mount_point),
             MountSource::Local { path } => {
                 if !Path::new(path).starts_with(self.local_root()) {
                     Err(Error::invalid(
@@ -475,7 +588,25 @@ impl LocalStorage {
     /// Unmount what is mounted at `mount_point` and remove the empty mount point.
     pub fn unmount(&self, mount_point: &str) -> Result<()> {
         self.mount_point_ok(mount_point)?;
-        umount(mount_point)?;
+        let here = Self::mounted_at(mount_point)?;
+        match here.as_ref().and_then(|m| self.plugin_mount_at(m)) {
+            Some(MountSource::External { plugin, host, .. }) => {
+                self.plugins.unmount(&plugin, mount_point)?;
+                if Self::mounted_at(mount_point)?.is_some() {
+                    return Err(Error::backend(
+                        host,
+                        format!("storage plug-in {plugin} left {mount_point} mounted"),
+                    ));
+                }
+            }
+            _ => umount(mount_point)?,
+        }
+        match std::fs::remove_file(self.plugin_record(mount_point)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("record of {mount_point} stays: {e}");
+            }
+            _ => {}
+        }
         match std::fs::remove_dir(mount_point) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 log::warn!("mount point {mount_point} stays: {e}");
@@ -491,7 +622,7 @@ impl LocalStorage {
         Ok(mountinfo()?
             .iter()
             .filter(|m| Path::new(&m.mount_point).parent() == Some(repos.as_path()))
-            .map(|m| FileSystemMount { source: source_of(m), mount_point: m.mount_point.clone() })
+            .map(|m| FileSystemMount { source: self.source_at(m), mount_point: m.mount_point.clone() })
             .collect())
     }
 
@@ -654,6 +785,112 @@ mod tests {
             source_of(&v6[0]),
             MountSource::Nfs { host: "fd00::1".into(), export: "/e".into(), version: None }
         );
+    }
+
+    /// Storage rooted in a new temporary directory with test plug-ins (shell scripts) that
+    /// mount a tmpfs.
+    fn with_test_plugins(tag: &str) -> (PathBuf, LocalStorage) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ovm-ext-storage-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ok = r#"printf '{"protocol":1,"ok":true,"result":{}}'"#;
+        let head = r#"req=$(cat); mp=$(printf '%s' "$req" | sed -n 's/.*"mount_point":"\([^"]*\)".*/\1/p')"#;
+        let scripts = [
+            ("liar", format!("{head}; {ok}")),
+            (
+                "tmpfs",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs -o nosuid,nodev ovm-test "$mp" || exit 1;; *'"op":"unmount"'*) umount "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+            (
+                "suid",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs ovm-test "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+            (
+                "stubborn",
+                format!(
+                    r#"{head}; case "$req" in *'"op":"mount"'*) mount -t tmpfs -o nosuid,nodev ovm-test "$mp" || exit 1;; esac; {ok}"#
+                ),
+            ),
+        ];
+        for (name, body) in scripts {
+            let p = plugins.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let s = LocalStorage::with_root(dir.join("OVS")).with_plugins(PluginRunner::new(&plugins));
+        (dir, s)
+    }
+
+    fn ext(plugin: &str) -> MountSource {
+        MountSource::External { plugin: plugin.into(), host: "nas1:/e".into(), path: "/e/a".into() }
+    }
+
+    #[test]
+    fn a_plugin_that_mounts_nothing_is_caught() {
+        let (dir, s) = with_test_plugins("liar");
+        let at = format!("{}/OVS/{REPOSITORIES}/r1", dir.display());
+        match s.mount(&ext("liar"), &at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("mounted nothing"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!Path::new(&at).exists(), "the mount point is taken away again");
+        assert!(matches!(s.mount(&ext("../liar"), &at), Err(Error::InvalidArgument { .. })));
+        assert!(s.mount(&ext("liar"), "/mnt").is_err(), "a mount point outside the root");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Real mounts (a tmpfs), where this process may mount: as root outside a restricted container.
+    #[test]
+    fn what_a_plugin_mounts_is_checked_recorded_and_unmounted() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the mounts of this test cannot be made");
+            return;
+        }
+        let (dir, s) = with_test_plugins("mounts");
+        let at = format!("{}/OVS/{REPOSITORIES}/r1", dir.display());
+        match s.mount(&ext("tmpfs"), &at) {
+            Err(Error::Backend { message, .. }) if message.contains("permission denied") => {
+                eprintln!("mount(2) is not allowed here: {message}");
+                std::fs::remove_dir_all(&dir).unwrap();
+                return;
+            }
+            r => r.unwrap(),
+        }
+        // Mounted, recorded as the plug-in's, again (the same source) without harm.
+        assert_eq!(
+            s.mounts().unwrap(),
+            vec![FileSystemMount { source: ext("tmpfs"), mount_point: at.clone() }]
+        );
+        s.mount(&ext("tmpfs"), &at).unwrap();
+        assert!(s.mount(&ext("stubborn"), &at).is_err(), "another source is there");
+        assert!(s.usage(&at).unwrap().total_bytes > 0);
+        s.init_repository(&at, "r1").unwrap();
+        s.create_file(&format!("{at}/VirtualDisks/d.img"), 4096).unwrap();
+        s.unmount(&at).unwrap();
+        assert!(s.mounts().unwrap().is_empty());
+        assert!(!dir.join("OVS").join(PLUGIN_MOUNTS).join("r1").exists(), "the record goes");
+        // Without nosuid,nodev: unmounted again, refused.
+        match s.mount(&ext("suid"), &at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("not nosuid,nodev"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(mountinfo().unwrap().iter().all(|m| m.mount_point != at));
+        // A plug-in that says it unmounted but did not.
+        s.mount(&ext("stubborn"), &at).unwrap();
+        match s.unmount(&at) {
+            Err(Error::Backend { message, .. }) => assert!(message.contains("left"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        umount(&at).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

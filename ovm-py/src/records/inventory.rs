@@ -226,18 +226,20 @@ record! {
         start_policy: String as "str" = |o| enum_name(&o.start_policy);
     }
 
-    /// A file server (NFS, or a server's local file system).
+    /// A file server (NFS, a server's local file system, or reached through an external plug-in).
     FileServer repr(kind, access_host) {
         /// Description.
         description: &str as "str" = |o| &o.description;
-        /// `"Local"` or `"Nfs"`.
+        /// `"Local"`, `"Nfs"` or `"External"`.
         kind: String as "str" = |o| enum_name(&o.kind);
-        /// Host the servers reach it at.
+        /// Host the servers reach it at (for an external plug-in, the file server as it names it).
         access_host: &str as "str" = |o| &o.access_host;
         /// Ids of the servers that administer it.
         admin_servers: Vec<String> as "list[str]" = |o| ids(&o.admin_servers);
         /// Whether its file systems have been discovered.
         refreshed: bool as "bool" = |o| o.refreshed;
+        /// The external storage plug-in that reaches it (empty for NFS and local).
+        plugin: &str as "str" = |o| &o.plugin;
     }
 
     /// A storage array (iSCSI or Fibre Channel).

@@ -39,6 +39,7 @@ pub fn file_system(mgr: &Manager, name: &str) -> FileSystemId {
         access_host: "nfs.example.com".into(),
         admin_servers: vec![],
         refreshed: true,
+        plugin: String::new(),
     };
     let fsrv_id = fsrv.id;
     ok(mgr.create_object(Object::FileServer(fsrv)));

@@ -539,6 +539,15 @@ pub enum MountSource {
         /// The directory.
         path: String,
     },
+    /// A file system reached through an external plug-in.
+    External {
+        /// The plug-in's name.
+        plugin: String,
+        /// The file server, as the plug-in names it.
+        host: String,
+        /// The file system, as the plug-in names it.
+        path: String,
+    },
 }
 
 /// A file server as its admin server reaches it (v1).
@@ -554,6 +563,13 @@ pub enum FileServerAccess {
     Local {
         /// Directory.
         root: String,
+    },
+    /// A file server reached through an external plug-in.
+    External {
+        /// The plug-in's name.
+        plugin: String,
+        /// The file server, as the plug-in names it.
+        host: String,
     },
 }
 
@@ -596,6 +612,9 @@ impl From<&driver::MountSource> for MountSource {
         match s.clone() {
             driver::MountSource::Nfs { host, export, version } => MountSource::Nfs { host, export, version },
             driver::MountSource::Local { path } => MountSource::Local { path },
+            driver::MountSource::External { plugin, host, path } => {
+                MountSource::External { plugin, host, path }
+            }
         }
     }
 }
@@ -605,6 +624,9 @@ impl From<MountSource> for driver::MountSource {
         match s {
             MountSource::Nfs { host, export, version } => driver::MountSource::Nfs { host, export, version },
             MountSource::Local { path } => driver::MountSource::Local { path },
+            MountSource::External { plugin, host, path } => {
+                driver::MountSource::External { plugin, host, path }
+            }
         }
     }
 }
@@ -614,6 +636,9 @@ impl From<&driver::FileServerAccess> for FileServerAccess {
         match s.clone() {
             driver::FileServerAccess::Nfs { host } => FileServerAccess::Nfs { host },
             driver::FileServerAccess::Local { root } => FileServerAccess::Local { root },
+            driver::FileServerAccess::External { plugin, host } => {
+                FileServerAccess::External { plugin, host }
+            }
         }
     }
 }
@@ -623,6 +648,9 @@ impl From<FileServerAccess> for driver::FileServerAccess {
         match s {
             FileServerAccess::Nfs { host } => driver::FileServerAccess::Nfs { host },
             FileServerAccess::Local { root } => driver::FileServerAccess::Local { root },
+            FileServerAccess::External { plugin, host } => {
+                driver::FileServerAccess::External { plugin, host }
+            }
         }
     }
 }
@@ -1353,6 +1381,35 @@ mod tests {
                 .into(),
             ),
             (
+                req(Op::StorageDiscover {
+                    server: FileServerAccess::External {
+                        plugin: "ovm-example-nfs-shares".into(),
+                        host: "nas1:/export/shares".into(),
+                    },
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_discover","server":{"kind":"external","#,
+                    r#""plugin":"ovm-example-nfs-shares","host":"nas1:/export/shares"}}}"#
+                )
+                .into(),
+            ),
+            (
+                req(Op::StorageMount {
+                    source: MountSource::External {
+                        plugin: "ovm-example-nfs-shares".into(),
+                        host: "nas1:/export/shares".into(),
+                        path: "/export/shares/vm1".into(),
+                    },
+                    mount_point: "/OVS/Repositories/r".into(),
+                }),
+                concat!(
+                    r#"{"type":"request","id":7,"op":{"op":"storage_mount","source":{"kind":"external","#,
+                    r#""plugin":"ovm-example-nfs-shares","host":"nas1:/export/shares","path":"/export/shares/vm1"},"#,
+                    r#""mount_point":"/OVS/Repositories/r"}}"#
+                )
+                .into(),
+            ),
+            (
                 req(Op::StorageMount {
                     source: MountSource::Local { path: "/OVS/Local".into() },
                     mount_point: "/OVS/Repositories/r".into(),
@@ -1580,6 +1637,21 @@ mod tests {
                 .into(),
             ),
             (
+                resp(Ok(Reply::Mounts(vec![FileSystemMount {
+                    source: MountSource::External {
+                        plugin: "p1".into(),
+                        host: "nas1:/x".into(),
+                        path: "/x/a".into(),
+                    },
+                    mount_point: "/OVS/Repositories/r".into(),
+                }]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"mounts","value":[{"source":{"kind":"external","#,
+                    r#""plugin":"p1","host":"nas1:/x","path":"/x/a"},"mount_point":"/OVS/Repositories/r"}]}}}"#
+                )
+                .into(),
+            ),
+            (
                 resp(Ok(Reply::Usage(FsUsage { total_bytes: 10, used_bytes: 6 }))),
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"usage","value":{"total_bytes":10,"used_bytes":6}}}}"#
                     .into(),
@@ -1720,7 +1792,7 @@ mod tests {
                 | Op::ArrayManage { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 45);
+        assert_eq!(ops.len(), 47);
     }
 
     #[test]

@@ -90,6 +90,27 @@ impl FileStoragePlugin for SimConnection {
                     .or_insert(super::DEFAULT_FILE_SYSTEM_BYTES);
                 vec![(root.clone(), key)]
             }
+            FileServerAccess::External { plugin, host } => {
+                server.check()?;
+                let paths = lock(&self.world.inner.external_servers)
+                    .get(&(plugin.clone(), host.clone()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::backend(host, format!("plug-in {plugin} reaches no file server there"))
+                    })?;
+                paths
+                    .into_iter()
+                    .map(|path| {
+                        let key = MountSource::External {
+                            plugin: plugin.clone(),
+                            host: host.clone(),
+                            path: path.clone(),
+                        }
+                        .to_string();
+                        (path, key)
+                    })
+                    .collect()
+            }
         };
         self.op(SimOp::Storage, |_| Ok(()))?;
         Ok(exports
@@ -114,6 +135,18 @@ impl FileStoragePlugin for SimConnection {
             let exports = self.exports_of(host);
             if !exports.is_empty() && !exports.iter().any(|(e, _)| e == export) {
                 return Err(Error::backend(host, format!("{export} is not exported")));
+            }
+        }
+        if let MountSource::External { plugin, host, path } = source {
+            let servers = lock(&self.world.inner.external_servers);
+            let paths = servers.get(&(plugin.clone(), host.clone())).ok_or_else(|| {
+                Error::backend(host, format!("plug-in {plugin} reaches no file server there"))
+            })?;
+            if !paths.contains(path) {
+                return Err(Error::NotFound {
+                    kind: crate::model::ObjectKind::FileSystem,
+                    id: source.to_string(),
+                });
             }
         }
         self.op(SimOp::Storage, |st| {
@@ -580,6 +613,40 @@ mod tests {
         );
         f1.remove_repository("/OVS/Repositories/r1", "r1").unwrap();
         f1.unmount("/OVS/Repositories/r1").unwrap();
+        f1.unmount("/OVS/Repositories/r1").unwrap();
+        assert!(f1.mounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn external_file_servers_answer_without_running_anything() {
+        let d = SimDriver::default();
+        d.world().add_external_file_server(
+            "nas-shares",
+            "nas1:/shares",
+            &[("/shares/a", 5000), ("/shares/b", 700)],
+        );
+        let h1 = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
+        let f1 = h1.file_storage().unwrap();
+        let at = |plugin: &str, host: &str| FileServerAccess::External {
+            plugin: plugin.into(),
+            host: host.into(),
+        };
+        let found = f1.discover(&at("nas-shares", "nas1:/shares")).unwrap();
+        let sizes: Vec<(String, u64)> = found.iter().map(|f| (f.path.clone(), f.total_bytes)).collect();
+        assert_eq!(sizes, vec![("/shares/a".into(), 5000), ("/shares/b".into(), 700)]);
+        assert!(f1.discover(&at("nas-shares", "nas2:/shares")).is_err(), "no such file server");
+        assert!(f1.discover(&at("../nas-shares", "nas1:/shares")).is_err(), "not a plug-in name");
+        assert!(f1.discover(&at("nas-shares", "-o")).is_err(), "an option");
+        let src = |path: &str| MountSource::External {
+            plugin: "nas-shares".into(),
+            host: "nas1:/shares".into(),
+            path: path.into(),
+        };
+        f1.mount(&src("/shares/a"), "/OVS/Repositories/r1").unwrap();
+        assert!(f1.mount(&src("/shares/c"), "/OVS/Repositories/r2").is_err(), "not offered");
+        f1.create_file("/OVS/Repositories/r1/x.img", 1000).unwrap();
+        assert_eq!(f1.usage("/OVS/Repositories/r1").unwrap().total_bytes, 5000);
+        assert_eq!(f1.mounts().unwrap()[0].source, src("/shares/a"));
         f1.unmount("/OVS/Repositories/r1").unwrap();
         assert!(f1.mounts().unwrap().is_empty());
     }

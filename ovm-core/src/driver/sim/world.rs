@@ -87,6 +87,9 @@ pub(super) struct WorldInner {
     pub(super) file_systems: Mutex<BTreeMap<String, u64>>,
     /// File system → the id of the repository whose marker it holds.
     pub(super) markers: Mutex<BTreeMap<String, String>>,
+    /// File servers reached through an external plug-in: (plug-in, host) → their file systems'
+    /// paths (each also in `file_systems`, keyed by its mount source's text).
+    pub(super) external_servers: Mutex<BTreeMap<(String, String), Vec<String>>>,
     pub(super) arrays: Mutex<BTreeMap<String, SimArray>>,
     /// Management interfaces of vendor-style arrays, by host.
     pub(super) array_admins: Mutex<BTreeMap<String, SimArrayAdmin>>,
@@ -303,6 +306,27 @@ impl SimWorld {
         }
         .to_string();
         lock(&self.inner.file_systems).remove(&key);
+    }
+
+    /// Add a file server reached through the external plug-in `plugin`, which names it `host`,
+    /// offering `file_systems` (path, capacity in bytes). No executable runs: every simulated
+    /// server answers for the plug-in as if it were installed there. A file server added again
+    /// gets the new file systems too.
+    pub fn add_external_file_server(&self, plugin: &str, host: &str, file_systems: &[(&str, u64)]) {
+        let mut servers = lock(&self.inner.external_servers);
+        let paths = servers.entry((plugin.to_owned(), host.to_owned())).or_default();
+        for (path, capacity) in file_systems {
+            let key = crate::driver::storage::MountSource::External {
+                plugin: plugin.to_owned(),
+                host: host.to_owned(),
+                path: (*path).to_owned(),
+            }
+            .to_string();
+            lock(&self.inner.file_systems).insert(key, *capacity);
+            if !paths.iter().any(|p| p == path) {
+                paths.push((*path).to_owned());
+            }
+        }
     }
 
     /// Give the array serving `target` a LUN `name` of `size_bytes` (as an administrator would on a

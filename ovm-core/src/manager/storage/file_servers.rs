@@ -13,12 +13,16 @@ use crate::{Error, Result};
 pub struct FileServerSpec {
     /// Name.
     pub name: String,
-    /// NFS, or the local file system of its (one) admin server.
+    /// NFS, the local file system of its (one) admin server, or reached through an external
+    /// plug-in.
     pub kind: FileServerKind,
-    /// The NFS server's host name or address, as the servers reach it (empty for local).
+    /// The NFS server's host name or address, as the servers reach it (empty for local); for an
+    /// external plug-in, the file server as the plug-in names it.
     pub access_host: String,
     /// The servers that discover and administer it (at least one; a local file server has one).
     pub admin_servers: Vec<ServerId>,
+    /// The external plug-in's name (empty for NFS and local).
+    pub plugin: String,
 }
 
 impl FileServerSpec {
@@ -29,6 +33,7 @@ impl FileServerSpec {
             kind: FileServerKind::Nfs,
             access_host: host.to_owned(),
             admin_servers,
+            plugin: String::new(),
         }
     }
 
@@ -39,6 +44,20 @@ impl FileServerSpec {
             kind: FileServerKind::Local,
             access_host: String::new(),
             admin_servers: vec![server],
+            plugin: String::new(),
+        }
+    }
+
+    /// A file server reached through the external plug-in `plugin` (installed on the admin
+    /// servers and on every server its file systems are presented to), which names it `host`
+    /// (what `host` means is the plug-in's; see `docs/storage-plugins.md`).
+    pub fn external(name: &str, plugin: &str, host: &str, admin_servers: Vec<ServerId>) -> Self {
+        FileServerSpec {
+            name: name.to_owned(),
+            kind: FileServerKind::External,
+            access_host: host.to_owned(),
+            admin_servers,
+            plugin: plugin.to_owned(),
         }
     }
 }
@@ -48,6 +67,9 @@ pub(crate) fn access(fs: &FileServer) -> FileServerAccess {
     match fs.kind {
         FileServerKind::Nfs => FileServerAccess::Nfs { host: fs.access_host.clone() },
         FileServerKind::Local => FileServerAccess::Local { root: LOCAL_FILE_SYSTEM_ROOT.to_owned() },
+        FileServerKind::External => {
+            FileServerAccess::External { plugin: fs.plugin.clone(), host: fs.access_host.clone() }
+        }
     }
 }
 
@@ -58,6 +80,11 @@ pub(crate) fn mount_source(server: &FileServer, path: &str) -> MountSource {
             MountSource::Nfs { host: server.access_host.clone(), export: path.to_owned(), version: None }
         }
         FileServerKind::Local => MountSource::Local { path: path.to_owned() },
+        FileServerKind::External => MountSource::External {
+            plugin: server.plugin.clone(),
+            host: server.access_host.clone(),
+            path: path.to_owned(),
+        },
     }
 }
 
@@ -65,7 +92,7 @@ pub(crate) fn mount_source(server: &FileServer, path: &str) -> MountSource {
 fn file_system(server: &FileServer, f: &DiscoveredFileSystem) -> FileSystem {
     let host = match server.kind {
         FileServerKind::Nfs => &server.access_host,
-        FileServerKind::Local => &server.name,
+        FileServerKind::Local | FileServerKind::External => &server.name,
     };
     FileSystem {
         id: FileSystemId::new(),
@@ -93,8 +120,16 @@ impl Manager {
         if spec.kind == FileServerKind::Local && spec.admin_servers.len() != 1 {
             return Err(Error::invalid("admin_servers", "a local file system belongs to one server"));
         }
-        if spec.kind == FileServerKind::Nfs {
-            MountSource::Nfs { host: spec.access_host.clone(), export: "/".into(), version: None }.check()?;
+        match spec.kind {
+            FileServerKind::Nfs => {
+                MountSource::Nfs { host: spec.access_host.clone(), export: "/".into(), version: None }
+                    .check()?
+            }
+            FileServerKind::External => {
+                FileServerAccess::External { plugin: spec.plugin.clone(), host: spec.access_host.clone() }
+                    .check()?
+            }
+            FileServerKind::Local => {}
         }
         for s in &spec.admin_servers {
             self.server(*s)?;
@@ -107,6 +142,7 @@ impl Manager {
             access_host: spec.access_host,
             admin_servers: spec.admin_servers,
             refreshed: true,
+            plugin: spec.plugin,
         };
         self.state().inv.check_put(&Object::FileServer(fsrv.clone()))?;
         let target = ObjectRef::new(ObjectKind::FileServer, fsrv.id);
