@@ -128,7 +128,8 @@ dc-lab-test:
 		| grep -o '"executable":"[^"]*storage_lab[^"]*"' | cut -d'"' -f4 > target/storage-lab-test
 	test -x "$$(cat target/storage-lab-test)"
 	tests/xenlab/lab serve -n 3 --storage --storage-file target/debug/ovm-lio --manager \
-		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh -- \
+		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
+		--dom0-file bindings-examples/storage-plugins/ovm-example-nfs-shares -- \
 		sh -c '"$$0" --nocapture --test-threads=1 && tests/xenlab/dc-selftest.sh' "$$(cat target/storage-lab-test)"
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).

@@ -96,9 +96,10 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     );
     let fsrv = FileServerId(fsrv.id);
     let fss = mgr.file_systems_of(fsrv);
-    let paths: Vec<&str> = fss.iter().map(|f| f.path.as_str()).collect();
+    let mut paths: Vec<&str> = fss.iter().map(|f| f.path.as_str()).collect();
+    paths.sort();
     // /srv/nfs/iso is exported to the storage segment only: server 1, on the LAN, cannot offer it.
-    assert_eq!(paths, ["/srv/nfs/repo"]);
+    assert_eq!(paths, ["/srv/nfs/repo", "/srv/nfs/shares"]);
     let repo_fs = fss.iter().find(|f| f.path == "/srv/nfs/repo").unwrap().clone();
     let (total, avail) = df("/srv/nfs/repo");
     println!(
@@ -243,6 +244,87 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     for k in [1, 2] {
         assert!(!mounted(k, &at), "server {k} unmounted the repository");
     }
+
+    // An external plug-in serves a repository: ovm's Python example, installed in each dom0, for a
+    // NAS whose file systems are the subdirectories of an export (/srv/nfs/shares/projects).
+    let e = fails(
+        "register a file server through a plug-in no server has",
+        mgr.register_file_server(FileServerSpec::external(
+            "ghost-nas",
+            "acme-nas",
+            &format!("{storage}:/srv/nfs/shares"),
+            vec![s1],
+        )),
+        120,
+    );
+    println!("({:?})", e.kind());
+    assert!(mgr.list_all::<FileServer>().iter().all(|f| f.name != "ghost-nas"), "nothing stored");
+    let (nas, t_ext) = ok(
+        "discover the NAS through the example plug-in",
+        mgr.register_file_server(FileServerSpec::external(
+            "lab-nas",
+            "ovm-example-nfs-shares",
+            &format!("{storage}:/srv/nfs/shares"),
+            vec![s1],
+        )),
+        180,
+    );
+    let shares = mgr.file_systems_of(FileServerId(nas.id));
+    let share =
+        shares.iter().find(|f| f.path == "/srv/nfs/shares/projects").unwrap_or_else(|| panic!("{shares:?}"));
+    let (total, _) = df("/srv/nfs/shares/projects");
+    assert!(
+        share.size_bytes.abs_diff(total) <= 1 << 20,
+        "the share's size is the storage's: {} vs {total}",
+        share.size_bytes
+    );
+    let ext_repo = RepositoryId(
+        ok(
+            "create a repository on the share",
+            mgr.create_repository(RepositorySpec {
+                name: "nas-repo".into(),
+                backing: RepositoryBacking::FileSystem(share.id),
+                owner_pool: Some(pool),
+                capacity_bytes: 0,
+            }),
+            30,
+        )
+        .0
+        .id,
+    );
+    let ext_at = repository_path(ext_repo);
+    let (_, t_ext_present) = ok(
+        "present the plug-in's repository to servers 1 and 2",
+        mgr.present_repository_to(ext_repo, &[s1, s2]),
+        240,
+    );
+    for k in [1, 2] {
+        let line = on(k, &format!("grep ' {ext_at} ' /proc/mounts"), 30);
+        assert!(line.starts_with(&format!("{storage}:/srv/nfs/shares/projects ")), "server {k}: {line}");
+        assert!(line.contains("nosuid") && line.contains("nodev"), "server {k}: {line}");
+    }
+    assert!(on_storage("cat /srv/nfs/shares/projects/.ovsrepo", 30).contains(&ext_repo.0.to_string()));
+    let ext_disk = VirtualDiskId(
+        ok("create a disk on the share", mgr.create_virtual_disk(ext_repo, "nas-disk", 8 << 20, false), 120)
+            .0
+            .id,
+    );
+    on_storage(&format!("test -e /srv/nfs/shares/projects/VirtualDisks/{}.img", ext_disk.0.simple()), 30);
+    ok(
+        "delete the disk on the share",
+        mgr.delete_object(ObjectRef::new(ObjectKind::VirtualDisk, ext_disk.0)),
+        60,
+    );
+    ok("unpresent the plug-in's repository from server 1", mgr.unpresent_repository(ext_repo, s1), 120);
+    ok("unpresent the plug-in's repository from server 2", mgr.unpresent_repository(ext_repo, s2), 120);
+    for k in [1, 2] {
+        assert!(!mounted(k, &ext_at), "server {k} unmounted the plug-in's repository");
+    }
+    println!(
+        "EXTERNAL-FIGURES discover={:.1}s present-to-2={:.1}s",
+        t_ext.as_secs_f64(),
+        t_ext_present.as_secs_f64()
+    );
 
     // The LIO target: discovered through server 1, which the shared target admits and the private
     // one (server 3 only) refuses; its LUNs with the sizes the storage server gave them.

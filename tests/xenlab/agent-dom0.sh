@@ -6,8 +6,15 @@
 set -e
 # With --dom0-file tests/xenlab/dom0-runner.sh, host tests can also run commands in dom0.
 [ ! -x /mnt/host/bin/dom0-runner.sh ] || /mnt/host/bin/dom0-runner.sh &
+# With --dom0-file bindings-examples/storage-plugins/ovm-example-nfs-shares, the example external
+# storage plug-in is installed where the agent looks for plug-ins (owned by root, writable by root only).
+plugins=/usr/lib/ovm/storage-plugins
+mkdir -p "$plugins" && chmod 755 /usr/lib/ovm "$plugins"
+if [ -e /mnt/host/bin/ovm-example-nfs-shares ]; then
+    cp /mnt/host/bin/ovm-example-nfs-shares "$plugins/" && chmod 755 "$plugins/ovm-example-nfs-shares"
+fi
 printf '%s\n' ovm-lab-agent > /tmp/ovm-agent-password
 lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit }')
 [ -n "$lan" ] || { echo "agent-dom0: xenbr0 has no IPv4 address" >&2; exit 1; }
 exec /mnt/host/bin/ovm-agent serve --backend xen --listen 0.0.0.0:8899 --migration-address "$lan:8899" \
-    --state-dir /var/lib/ovm-agent --password-file /tmp/ovm-agent-password
+    --state-dir /var/lib/ovm-agent --password-file /tmp/ovm-agent-password --storage-plugin-dir "$plugins"
