@@ -118,8 +118,8 @@ int main(void) {
   if (ovm_lun_create(mgr, varray, NULL, "bad name/", 1ULL << 30, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
   CHECK(ovm_lun_create(mgr, varray, NULL, "data", 2ULL << 30, &job));
   run_job(job, vlun);
-  const char *both[] = {s1, s2};
-  CHECK(ovm_array_access_group_create(mgr, varray, "pool1", both, 2, &job));
+  const char *group_servers[] = {s1, s2};
+  CHECK(ovm_array_access_group_create(mgr, varray, "pool1", group_servers, 2, &job));
   run_job(job, group);
   CHECK(ovm_lun_present(mgr, group, vlun, &job));
   run_job(job, NULL);

@@ -1187,7 +1187,13 @@ impl Manager {
     /// Give the simulated world a vendor-style array whose management interface is `host` (plug-in
     /// `"ovm-lio"`), accepting `username` and `password`, serving the iSCSI `targets`, with no LUN
     /// yet.
-    fn sim_add_managed_array(&self, host: &str, username: &str, password: &str, targets: Vec<String>) -> PyResult<()> {
+    fn sim_add_managed_array(
+        &self,
+        host: &str,
+        username: &str,
+        password: &str,
+        targets: Vec<String>,
+    ) -> PyResult<()> {
         let ts: Vec<&str> = targets.iter().map(String::as_str).collect();
         self.m()?.sim().add_managed_array(host, username, password, &ts);
         Ok(())
