@@ -1127,6 +1127,125 @@ ovm_result ovm_storage_array_register(const ovm_manager *mgr,
                                       ovm_job **out);
 
 /*
+ Register a vendor-style array whose iSCSI portal is `access_host:access_port`, its LUNs and
+ access groups managed through the storage plug-in `plugin` (NULL: `"ovm-lio"`, ovm's LIO
+ plug-in) at `mgmt_host:mgmt_port` (3261 for `ovm-lio`) as `username` with `password` (kept in
+ the manager's database, never logged nor in an object). The first of the `n_admin_servers`
+ servers in `admin_servers` reaches the management interface and pins its certificate:
+ `fingerprint` (`"sha256:..."`), or NULL to pin the one it presents now; then the array's
+ targets and LUNs are listed, the LUNs becoming physical disks. Nothing is stored if the call
+ fails. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, host, portal or empty password), and
+ through the job `OVM_RESULT_PERMISSION_DENIED` (credentials refused), `OVM_RESULT_BACKEND` (no
+ interface answers, or its certificate is not `fingerprint`), `OVM_RESULT_UNSUPPORTED` (an
+ unknown plug-in). The job's result is the array.
+ */
+ovm_result ovm_storage_array_register_vendor(const ovm_manager *mgr,
+                                             const char *name,
+                                             const char *access_host,
+                                             uint16_t access_port,
+                                             const char *const *admin_servers,
+                                             size_t n_admin_servers,
+                                             const char *plugin,
+                                             const char *mgmt_host,
+                                             uint16_t mgmt_port,
+                                             const char *username,
+                                             const char *password,
+                                             const char *fingerprint,
+                                             ovm_job **out);
+
+/*
+ Create a LUN `name` of `size_bytes` on a vendor-style array, on its target `target` (NULL: its
+ first target). It becomes a physical disk that no server sees until it is presented to an
+ access group (`ovm_lun_present`). Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, a size of
+ 0, a target the array does not have), `OVM_RESULT_INVALID_STATE` (a generic array), and through
+ the job `OVM_RESULT_CONFLICT` (the target has a LUN of that name). The job's result is the
+ disk.
+ */
+ovm_result ovm_lun_create(const ovm_manager *mgr,
+                          const char *array,
+                          const char *target,
+                          const char *name,
+                          uint64_t size_bytes,
+                          ovm_job **out);
+
+/*
+ Clone a LUN of a vendor-style array (thin where the array can) into a new LUN `name` on the
+ same target, presented to nobody. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, a disk
+ that is not a LUN of an array), and through the job `OVM_RESULT_CONFLICT` (a LUN of that name
+ exists). The job's result is the new disk.
+ */
+ovm_result ovm_lun_clone(const ovm_manager *mgr, const char *disk, const char *name, ovm_job **out);
+
+/*
+ Grow a LUN of a vendor-style array to `size_bytes`; the servers that see it rescan. Errors:
+ `OVM_RESULT_INVALID_ARGUMENT` (a size below the LUN's: a LUN never shrinks).
+ */
+ovm_result ovm_lun_resize(const ovm_manager *mgr,
+                          const char *disk,
+                          uint64_t size_bytes,
+                          ovm_job **out);
+
+/*
+ Delete a LUN of a vendor-style array with its presentations: the servers that see it forget
+ it first. Not undoable. Errors: `OVM_RESULT_CONFLICT` (a VM or a repository uses it).
+ */
+ovm_result ovm_lun_delete(const ovm_manager *mgr, const char *disk, ovm_job **out);
+
+/*
+ Create an access group `name` on a vendor-style array with the initiators of the `n_servers`
+ servers in `servers` (on each of the array's targets); LUNs presented to it
+ (`ovm_lun_present`) are seen by those servers. (`ovm_access_group_create` only records a
+ group.) Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
+ `OVM_RESULT_CONFLICT` (the array has a group of that name). The job's result is the group.
+ */
+ovm_result ovm_array_access_group_create(const ovm_manager *mgr,
+                                         const char *array,
+                                         const char *name,
+                                         const char *const *servers,
+                                         size_t n_servers,
+                                         ovm_job **out);
+
+/*
+ Delete an access group of a vendor-style array, on the array too. Errors:
+ `OVM_RESULT_CONFLICT` (it still presents a LUN: `ovm_lun_unpresent` first).
+ */
+ovm_result ovm_access_group_delete(const ovm_manager *mgr, const char *group, ovm_job **out);
+
+/*
+ Present a LUN of a vendor-style array to an access group of the same array: the array maps it,
+ then each server of the group logs in to its target (or rescans) until it sees it. One job: a
+ server that does not see it undoes the presentation and the logins. Errors:
+ `OVM_RESULT_INVALID_ARGUMENT` (a LUN of another array), and through the job
+ `OVM_RESULT_BACKEND` (a server does not see it).
+ */
+ovm_result ovm_lun_present(const ovm_manager *mgr,
+                           const char *group,
+                           const char *disk,
+                           ovm_job **out);
+
+/*
+ Stop presenting a LUN to an access group: the group's servers forget it, then the array unmaps
+ it. Errors: `OVM_RESULT_INVALID_ARGUMENT` (not presented to the group), `OVM_RESULT_CONFLICT` (a
+ VM or a repository uses it).
+ */
+ovm_result ovm_lun_unpresent(const ovm_manager *mgr,
+                             const char *group,
+                             const char *disk,
+                             ovm_job **out);
+
+/*
+ For tests and demonstrations: give the simulated world a vendor-style array whose management
+ interface is `host` (plug-in `"ovm-lio"`), accepting `username` and `password`, serving the
+ `n_targets` iSCSI targets in `targets`, with no LUN yet.
+ */
+ovm_result ovm_sim_add_managed_array(const ovm_manager *mgr,
+                                     const char *host,
+                                     const char *username,
+                                     const char *password,
+                                     const char *const *targets,
+                                     size_t n_targets);
+
+/*
  Log the `n_servers` servers in `servers` in to every target of a generic array, in one job: a
  server that fails is logged out again on the others.
  */

@@ -114,6 +114,63 @@ int main(void) {
   run_job(job, NULL);
   printf("storage: a local file system discovered and mounted; an NFS server, an external plug-in's file server and an iSCSI portal nobody runs refused\n");
 
+  /* A vendor-style array (the simulated ovm-lio management interface): LUNs and access groups. */
+  const char *targets[] = {"iqn.2026-01.ovm.sim:managed"};
+  CHECK(ovm_sim_add_managed_array(mgr, "lio-admin", "admin", "secret", targets, 1));
+  arrays_before = count(mgr, OVM_OBJECT_STORAGE_ARRAY);
+  CHECK(ovm_storage_array_register_vendor(mgr, "vendor1", "storage", 3260, admins, 1, NULL, "lio-admin", 3261,
+                                          "admin", "wrong", NULL, &job));
+  failed = ovm_job_wait(job, 30000);
+  ovm_job_free(job);
+  if (failed != OVM_RESULT_PERMISSION_DENIED || count(mgr, OVM_OBJECT_STORAGE_ARRAY) != arrays_before) return 1;
+  char varray[OVM_ID_LEN], vlun[OVM_ID_LEN], group[OVM_ID_LEN], copy[OVM_ID_LEN];
+  CHECK(ovm_storage_array_register_vendor(mgr, "vendor1", "storage", 3260, admins, 1, "ovm-lio", "lio-admin", 3261,
+                                          "admin", "secret", NULL, &job));
+  run_job(job, varray);
+  if (ovm_lun_create(mgr, varray, NULL, "bad name/", 1ULL << 30, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  CHECK(ovm_lun_create(mgr, varray, NULL, "data", 2ULL << 30, &job));
+  run_job(job, vlun);
+  const char *group_servers[] = {s1, s2};
+  CHECK(ovm_array_access_group_create(mgr, varray, "pool1", group_servers, 2, &job));
+  run_job(job, group);
+  CHECK(ovm_lun_present(mgr, group, vlun, &job));
+  run_job(job, NULL);
+  /* Each server's step checked that it sees the LUN; the array records both as presented to. */
+  char *va = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_STORAGE_ARRAY, varray, &va));
+  int seen = strstr(va, s1) && strstr(va, s2);
+  ovm_string_free(va);
+  char *vg = NULL;
+  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_ACCESS_GROUP, group, &vg));
+  seen = seen && strstr(vg, vlun);
+  ovm_string_free(vg);
+  if (!seen) return 1;
+  CHECK(ovm_lun_resize(mgr, vlun, 3ULL << 30, &job));
+  run_job(job, NULL);
+  if (ovm_lun_resize(mgr, vlun, 1ULL << 30, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  CHECK(ovm_lun_clone(mgr, vlun, "data-copy", &job));
+  run_job(job, copy);
+  char *luns = NULL;
+  CHECK(ovm_physical_disk_list_json(mgr, varray, &luns));
+  int cloned = strstr(luns, "\"vendor1:data-copy\"") && strstr(luns, "\"size_bytes\":3221225472");
+  ovm_string_free(luns);
+  if (!cloned) return 1;
+  if (ovm_access_group_delete(mgr, group, &job) != OVM_RESULT_CONFLICT) return 1;
+  CHECK(ovm_lun_unpresent(mgr, group, vlun, &job));
+  run_job(job, NULL);
+  CHECK(ovm_lun_delete(mgr, vlun, &job));
+  run_job(job, NULL);
+  CHECK(ovm_lun_delete(mgr, copy, &job));
+  run_job(job, NULL);
+  CHECK(ovm_access_group_delete(mgr, group, &job));
+  run_job(job, NULL);
+  CHECK(ovm_physical_disk_list_json(mgr, varray, &luns));
+  int none = strcmp(luns, "[]") == 0;
+  ovm_string_free(luns);
+  if (!none) return 1;
+  printf("vendor array: wrong password refused; a LUN created, presented to two servers, grown, cloned, "
+         "unpresented and deleted; an access group created and deleted\n");
+
   /* A repository, an ISO, disks. */
   CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));
   run_job(job, repo);

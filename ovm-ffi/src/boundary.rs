@@ -178,6 +178,31 @@ pub(crate) unsafe fn id_list(
         .collect()
 }
 
+/// An array of `n` strings (`p` may be NULL when `n` is 0).
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of pointers each NULL or as [`str_arg`].
+pub(crate) unsafe fn str_list<'a>(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<&'a str>, FfiError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(null(name));
+    }
+    (0..n)
+        .map(|i| {
+            // SAFETY: i < n, and p is valid for n reads per the contract.
+            let item = unsafe { p.add(i).read() };
+            // SAFETY: per the contract.
+            unsafe { str_arg(item, &format!("{name}[{i}]")) }
+        })
+        .collect()
+}
+
 /// Check an output pointer.
 pub(crate) fn out_arg<T>(p: *mut T, name: &str) -> Result<*mut T, FfiError> {
     if p.is_null() {

@@ -5,9 +5,11 @@ use std::ffi::c_char;
 
 use ovm_core::model::*;
 
-use ovm_core::manager::{FileServerSpec, StorageArraySpec};
+use ovm_core::manager::{ArrayManagementSpec, FileServerSpec, StorageArraySpec};
 
-use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
+use crate::boundary::{
+    id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, str_list, with_mgr,
+};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -200,6 +202,208 @@ pub unsafe extern "C" fn ovm_storage_array_register(
             management: None,
         };
         m.register_storage_array(spec)
+    })
+}
+
+/// Register a vendor-style array whose iSCSI portal is `access_host:access_port`, its LUNs and
+/// access groups managed through the storage plug-in `plugin` (NULL: `"ovm-lio"`, ovm's LIO
+/// plug-in) at `mgmt_host:mgmt_port` (3261 for `ovm-lio`) as `username` with `password` (kept in
+/// the manager's database, never logged nor in an object). The first of the `n_admin_servers`
+/// servers in `admin_servers` reaches the management interface and pins its certificate:
+/// `fingerprint` (`"sha256:..."`), or NULL to pin the one it presents now; then the array's
+/// targets and LUNs are listed, the LUNs becoming physical disks. Nothing is stored if the call
+/// fails. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, host, portal or empty password), and
+/// through the job `OVM_RESULT_PERMISSION_DENIED` (credentials refused), `OVM_RESULT_BACKEND` (no
+/// interface answers, or its certificate is not `fingerprint`), `OVM_RESULT_UNSUPPORTED` (an
+/// unknown plug-in). The job's result is the array.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_storage_array_register_vendor(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    access_host: *const c_char,
+    access_port: u16,
+    admin_servers: *const *const c_char,
+    n_admin_servers: usize,
+    plugin: *const c_char,
+    mgmt_host: *const c_char,
+    mgmt_port: u16,
+    username: *const c_char,
+    password: *const c_char,
+    fingerprint: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let mut management = ArrayManagementSpec::lio(
+            str_arg(mgmt_host, "mgmt_host")?,
+            str_arg(username, "username")?,
+            str_arg(password, "password")?,
+        );
+        if let Some(p) = opt_str_arg(plugin, "plugin")? {
+            p.clone_into(&mut management.plugin);
+        }
+        management.port = mgmt_port;
+        management.fingerprint = opt_str_arg(fingerprint, "fingerprint")?.map(str::to_owned);
+        let spec = StorageArraySpec {
+            name: str_arg(name, "name")?.to_owned(),
+            access_host: str_arg(access_host, "access_host")?.to_owned(),
+            access_port,
+            admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
+                .into_iter()
+                .map(ServerId)
+                .collect(),
+            management: Some(management),
+        };
+        m.register_storage_array(spec)
+    })
+}
+
+/// Create a LUN `name` of `size_bytes` on a vendor-style array, on its target `target` (NULL: its
+/// first target). It becomes a physical disk that no server sees until it is presented to an
+/// access group (`ovm_lun_present`). Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, a size of
+/// 0, a target the array does not have), `OVM_RESULT_INVALID_STATE` (a generic array), and through
+/// the job `OVM_RESULT_CONFLICT` (the target has a LUN of that name). The job's result is the
+/// disk.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_create(
+    mgr: *const ovm_manager,
+    array: *const c_char,
+    target: *const c_char,
+    name: *const c_char,
+    size_bytes: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.create_lun(
+            StorageArrayId(id_arg(array, "array")?),
+            opt_str_arg(target, "target")?,
+            str_arg(name, "name")?,
+            size_bytes,
+        )
+    })
+}
+
+/// Clone a LUN of a vendor-style array (thin where the array can) into a new LUN `name` on the
+/// same target, presented to nobody. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name, a disk
+/// that is not a LUN of an array), and through the job `OVM_RESULT_CONFLICT` (a LUN of that name
+/// exists). The job's result is the new disk.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_clone(
+    mgr: *const ovm_manager,
+    disk: *const c_char,
+    name: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.clone_lun(PhysicalDiskId(id_arg(disk, "disk")?), str_arg(name, "name")?))
+}
+
+/// Grow a LUN of a vendor-style array to `size_bytes`; the servers that see it rescan. Errors:
+/// `OVM_RESULT_INVALID_ARGUMENT` (a size below the LUN's: a LUN never shrinks).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_resize(
+    mgr: *const ovm_manager,
+    disk: *const c_char,
+    size_bytes: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.resize_lun(PhysicalDiskId(id_arg(disk, "disk")?), size_bytes))
+}
+
+/// Delete a LUN of a vendor-style array with its presentations: the servers that see it forget
+/// it first. Not undoable. Errors: `OVM_RESULT_CONFLICT` (a VM or a repository uses it).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_delete(
+    mgr: *const ovm_manager,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.delete_lun(PhysicalDiskId(id_arg(disk, "disk")?)))
+}
+
+/// Create an access group `name` on a vendor-style array with the initiators of the `n_servers`
+/// servers in `servers` (on each of the array's targets); LUNs presented to it
+/// (`ovm_lun_present`) are seen by those servers. (`ovm_access_group_create` only records a
+/// group.) Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
+/// `OVM_RESULT_CONFLICT` (the array has a group of that name). The job's result is the group.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_array_access_group_create(
+    mgr: *const ovm_manager,
+    array: *const c_char,
+    name: *const c_char,
+    servers: *const *const c_char,
+    n_servers: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let servers: Vec<ServerId> =
+            id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
+        m.create_access_group(StorageArrayId(id_arg(array, "array")?), str_arg(name, "name")?, &servers)
+    })
+}
+
+/// Delete an access group of a vendor-style array, on the array too. Errors:
+/// `OVM_RESULT_CONFLICT` (it still presents a LUN: `ovm_lun_unpresent` first).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_access_group_delete(
+    mgr: *const ovm_manager,
+    group: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.delete_access_group(AccessGroupId(id_arg(group, "group")?)))
+}
+
+/// Present a LUN of a vendor-style array to an access group of the same array: the array maps it,
+/// then each server of the group logs in to its target (or rescans) until it sees it. One job: a
+/// server that does not see it undoes the presentation and the logins. Errors:
+/// `OVM_RESULT_INVALID_ARGUMENT` (a LUN of another array), and through the job
+/// `OVM_RESULT_BACKEND` (a server does not see it).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_present(
+    mgr: *const ovm_manager,
+    group: *const c_char,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.present_lun(AccessGroupId(id_arg(group, "group")?), PhysicalDiskId(id_arg(disk, "disk")?))
+    })
+}
+
+/// Stop presenting a LUN to an access group: the group's servers forget it, then the array unmaps
+/// it. Errors: `OVM_RESULT_INVALID_ARGUMENT` (not presented to the group), `OVM_RESULT_CONFLICT` (a
+/// VM or a repository uses it).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_lun_unpresent(
+    mgr: *const ovm_manager,
+    group: *const c_char,
+    disk: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.unpresent_lun(AccessGroupId(id_arg(group, "group")?), PhysicalDiskId(id_arg(disk, "disk")?))
+    })
+}
+
+/// For tests and demonstrations: give the simulated world a vendor-style array whose management
+/// interface is `host` (plug-in `"ovm-lio"`), accepting `username` and `password`, serving the
+/// `n_targets` iSCSI targets in `targets`, with no LUN yet.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_sim_add_managed_array(
+    mgr: *const ovm_manager,
+    host: *const c_char,
+    username: *const c_char,
+    password: *const c_char,
+    targets: *const *const c_char,
+    n_targets: usize,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let targets = str_list(targets, n_targets, "targets")?;
+        m.mgr.sim().add_managed_array(
+            str_arg(host, "host")?,
+            str_arg(username, "username")?,
+            str_arg(password, "password")?,
+            &targets,
+        );
+        Ok(())
     })
 }
 

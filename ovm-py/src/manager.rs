@@ -19,6 +19,18 @@ use crate::errors::{to_py, OrRaise};
 use crate::jobs::{Job, Subscription};
 use crate::records::{self as r, ObjectRef, VmConfig};
 
+// `register_vendor_storage_array`'s defaults, written as literals so that Python sees them.
+const _: () = assert!(ovm_core::lio::DEFAULT_PORT == 3261);
+const _: () = {
+    let (a, b) = (ovm_core::driver::LIO_PLUGIN.as_bytes(), b"ovm-lio");
+    assert!(a.len() == b.len());
+    let mut i = 0;
+    while i < a.len() {
+        assert!(a[i] == b[i]);
+        i += 1;
+    }
+};
+
 fn opt_uuid(field: &str, s: Option<&str>) -> PyResult<Option<uuid::Uuid>> {
     s.map(|s| uuid(field, s)).transpose()
 }
@@ -374,6 +386,115 @@ impl Manager {
     fn physical_disks_of<'py>(&self, py: Python<'py>, array: &str) -> PyResult<Bound<'py, PyList>> {
         let a = m::StorageArrayId(uuid("array", array)?);
         r::list(py, self.m()?.physical_disks_of(a), r::PhysicalDisk)
+    }
+    /// Register a vendor-style array whose iSCSI portal is `access_host:access_port`, its LUNs and
+    /// access groups managed through the storage plug-in `plugin` (ovm's LIO plug-in by default)
+    /// at `management_host:management_port` as `username` with `password` (kept in the manager's
+    /// database, never logged). Its first admin server pins the management interface's certificate
+    /// (`fingerprint`, `"sha256:..."`, or the one it presents now) and lists its targets and LUNs,
+    /// which become physical disks. Nothing is stored if the job fails (`PermissionDeniedError`:
+    /// credentials refused). The job's result is the array.
+    #[pyo3(signature = (
+        name, access_host, admin_servers, *, management_host, username, password,
+        plugin="ovm-lio", management_port=3261, fingerprint=None, access_port=3260
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn register_vendor_storage_array(
+        &self,
+        py: Python<'_>,
+        name: String,
+        access_host: String,
+        admin_servers: Vec<String>,
+        management_host: String,
+        username: String,
+        password: String,
+        plugin: &str,
+        management_port: u16,
+        fingerprint: Option<String>,
+        access_port: u16,
+    ) -> PyResult<Job> {
+        let spec = ovm_core::manager::StorageArraySpec {
+            name,
+            access_host,
+            access_port,
+            admin_servers: admin_servers
+                .iter()
+                .map(|s| uuid("admin_servers", s).map(m::ServerId))
+                .collect::<PyResult<Vec<_>>>()?,
+            management: Some(ovm_core::manager::ArrayManagementSpec {
+                plugin: plugin.to_owned(),
+                host: management_host,
+                port: management_port,
+                username,
+                password,
+                fingerprint,
+            }),
+        };
+        self.submit(py, |m| m.register_storage_array(spec))
+    }
+    /// Create a LUN `name` of `size_bytes` on a vendor-style array (on `target`, or its first
+    /// target); no server sees it until it is presented to an access group. The job's result is
+    /// the physical disk.
+    #[pyo3(signature = (array, name, size_bytes, *, target=None))]
+    fn create_lun(
+        &self,
+        py: Python<'_>,
+        array: &str,
+        name: &str,
+        size_bytes: u64,
+        target: Option<&str>,
+    ) -> PyResult<Job> {
+        let a = m::StorageArrayId(uuid("array", array)?);
+        self.submit(py, |m| m.create_lun(a, target, name, size_bytes))
+    }
+    /// Clone a LUN of a vendor-style array into a new LUN `name`, presented to nobody. The job's
+    /// result is the new physical disk.
+    fn clone_lun(&self, py: Python<'_>, disk: &str, name: &str) -> PyResult<Job> {
+        let d = m::PhysicalDiskId(uuid("disk", disk)?);
+        self.submit(py, |m| m.clone_lun(d, name))
+    }
+    /// Grow a LUN of a vendor-style array to `size_bytes` (a LUN never shrinks); the servers that
+    /// see it rescan.
+    fn resize_lun(&self, py: Python<'_>, disk: &str, size_bytes: u64) -> PyResult<Job> {
+        let d = m::PhysicalDiskId(uuid("disk", disk)?);
+        self.submit(py, |m| m.resize_lun(d, size_bytes))
+    }
+    /// Delete a LUN of a vendor-style array (no VM or repository may use it); the servers that see
+    /// it forget it first. Not undoable.
+    fn delete_lun(&self, py: Python<'_>, disk: &str) -> PyResult<Job> {
+        let d = m::PhysicalDiskId(uuid("disk", disk)?);
+        self.submit(py, |m| m.delete_lun(d))
+    }
+    /// Create an access group `name` on a vendor-style array with these servers' initiators: the
+    /// LUNs presented to it are seen by them (`create_access_group` only records a group). The
+    /// job's result is the group.
+    fn create_array_access_group(
+        &self,
+        py: Python<'_>,
+        array: &str,
+        name: &str,
+        servers: Vec<String>,
+    ) -> PyResult<Job> {
+        let a = m::StorageArrayId(uuid("array", array)?);
+        let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.create_access_group(a, name, &ss))
+    }
+    /// Delete an access group of a vendor-style array that presents no LUN.
+    fn delete_access_group(&self, py: Python<'_>, group: &str) -> PyResult<Job> {
+        let g = m::AccessGroupId(uuid("group", group)?);
+        self.submit(py, |m| m.delete_access_group(g))
+    }
+    /// Present a LUN to an access group of its array: the array maps it, then each server of the
+    /// group logs in (or rescans) until it sees it; one job, undone if a server does not.
+    fn present_lun(&self, py: Python<'_>, group: &str, disk: &str) -> PyResult<Job> {
+        let (g, d) = (m::AccessGroupId(uuid("group", group)?), m::PhysicalDiskId(uuid("disk", disk)?));
+        self.submit(py, |m| m.present_lun(g, d))
+    }
+    /// Stop presenting a LUN to an access group (no VM or repository may use it): its servers
+    /// forget it, then the array unmaps it.
+    fn unpresent_lun(&self, py: Python<'_>, group: &str, disk: &str) -> PyResult<Job> {
+        let (g, d) = (m::AccessGroupId(uuid("group", group)?), m::PhysicalDiskId(uuid("disk", disk)?));
+        self.submit(py, |m| m.unpresent_lun(g, d))
     }
     /// The file systems of a file server, in name order.
     fn file_systems_of<'py>(&self, py: Python<'py>, file_server: &str) -> PyResult<Bound<'py, PyList>> {
@@ -1065,6 +1186,20 @@ impl Manager {
             .map_err(|_| Error::invalid("seconds", "must be a number of seconds >= 0"))
             .or_raise()?;
         self.m()?.sim().set_delay(op, d);
+        Ok(())
+    }
+    /// Give the simulated world a vendor-style array whose management interface is `host` (plug-in
+    /// `"ovm-lio"`), accepting `username` and `password`, serving the iSCSI `targets`, with no LUN
+    /// yet.
+    fn sim_add_managed_array(
+        &self,
+        host: &str,
+        username: &str,
+        password: &str,
+        targets: Vec<String>,
+    ) -> PyResult<()> {
+        let ts: Vec<&str> = targets.iter().map(String::as_str).collect();
+        self.m()?.sim().add_managed_array(host, username, password, &ts);
         Ok(())
     }
     /// Make the next `count` simulated operations `op` fail (on `host`, or on any host).

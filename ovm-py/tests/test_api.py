@@ -548,3 +548,56 @@ def test_file_servers_are_discovered_and_repositories_mounted(lab: Lab) -> None:
         mgr.register_file_server("x", "Nfs", [], access_host="nfs1.example.com")
     with pytest.raises(ovm.NotFoundError):
         mgr.register_file_server("x", "Nfs", [str(uuid.uuid4())], access_host="nfs1.example.com")
+
+
+def test_vendor_array_luns_and_access_groups(lab: Lab) -> None:
+    mgr = lab.mgr
+    target = "iqn.2026-01.ovm.sim:managed"
+    mgr.sim_add_managed_array("lio-admin", "admin", "secret", [target])
+
+    def register(password: str) -> ovm.Job:
+        return mgr.register_vendor_storage_array(
+            "vendor1", "storage", [lab.s1], management_host="lio-admin", username="admin", password=password
+        )
+
+    # Credentials refused: nothing stored.
+    before = len(mgr.records("StorageArray"))
+    with pytest.raises(ovm.PermissionDeniedError):
+        register("wrong").wait(WAIT)
+    assert len(mgr.records("StorageArray")) == before
+    array = result_id(register("secret"))
+    assert mgr.physical_disks_of(array) == []
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_lun(array, "bad name/", 1 << 30)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_lun(array, "d", 1 << 30, target="iqn.2026-01.x:other")
+    lun = result_id(mgr.create_lun(array, "data", 2 << 30, target=target))
+    [d] = mgr.physical_disks_of(array)
+    assert (d.id, d.name, d.size_bytes) == (lun, "vendor1:data", 2 << 30)
+
+    # An access group of both servers; presenting logs each in until it sees the LUN.
+    group = result_id(mgr.create_array_access_group(array, "pool1", [lab.s1, lab.s2]))
+    g = mgr.record("AccessGroup", group)
+    assert isinstance(g, ovm.AccessGroup) and g.servers == [lab.s1, lab.s2] and g.disks == []
+    mgr.present_lun(group, lun).wait(WAIT)
+    assert mgr.record("AccessGroup", group).disks == [lun]
+    assert sorted(mgr.object("StorageArray", array)["object"]["presented_to"]) == sorted([lab.s1, lab.s2])
+
+    # Grown, never shrunk; cloned.
+    mgr.resize_lun(lun, 3 << 30).wait(WAIT)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.resize_lun(lun, 1 << 30)
+    copy = result_id(mgr.clone_lun(lun, "data-copy"))
+    sizes = {p.name: p.size_bytes for p in mgr.physical_disks_of(array)}
+    assert sizes == {"vendor1:data": 3 << 30, "vendor1:data-copy": 3 << 30}
+
+    # Taken apart: a group presenting a LUN is not deleted.
+    with pytest.raises(ovm.ConflictError):
+        mgr.delete_access_group(group)
+    mgr.unpresent_lun(group, lun).wait(WAIT)
+    assert mgr.record("AccessGroup", group).disks == []
+    mgr.delete_lun(lun).wait(WAIT)
+    mgr.delete_lun(copy).wait(WAIT)
+    mgr.delete_access_group(group).wait(WAIT)
+    assert mgr.physical_disks_of(array) == []
+    assert all(a.id != group for a in mgr.records("AccessGroup"))
