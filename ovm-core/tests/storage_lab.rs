@@ -386,6 +386,8 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     ok("log server 1 out", mgr.unpresent_storage_array(array, s1), 120);
     for k in [1, 2] {
         assert!(!on(k, "iscsiadm -m session 2>&1 || true", 30).contains(&shared), "server {k} logged out");
+        let nodes = on(k, "iscsiadm -m node 2>&1 || true", 30);
+        assert!(!nodes.contains(&shared), "server {k} keeps no node record of the target: {nodes}");
     }
 
     // The LIO target as a vendor-style array: ovm-lio on the storage server is its management

@@ -183,12 +183,15 @@ impl Iscsi {
     pub fn logout(&self, portal: &str, target: &str) -> Result<()> {
         check_portal(portal)?;
         check_target(target)?;
-        if !self.sessions()?.iter().any(|s| s.target == target) {
-            return Ok(());
+        let p = with_port(portal);
+        if self.sessions()?.iter().any(|s| s.target == target) {
+            run("iscsiadm", &["-m", "node", "-T", target, "-p", &p, "--logout"], ISCSIADM_TIMEOUT)
+                .map_err(|e| Error::backend(portal, format!("log out of {target}: {e}")))?;
         }
-        run("iscsiadm", &["-m", "node", "-T", target, "-p", &with_port(portal), "--logout"], ISCSIADM_TIMEOUT)
-            .map(drop)
-            .map_err(|e| Error::backend(portal, format!("log out of {target}: {e}")))
+        // The node records discovery left go too: iscsid must not log in again on its own (at its
+        // next start) to a target this server no longer uses, through any portal. (None is fine.)
+        let _ = run("iscsiadm", &["-m", "node", "-T", target, "-o", "delete"], ISCSIADM_TIMEOUT);
+        Ok(())
     }
 
     /// The SCSI disks (`sdX`) of the session with `target`.
