@@ -534,4 +534,34 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
         t_array.as_secs_f64(),
         t_login.as_secs_f64()
     );
+    // The peer, in the same run: what the same work costs done by hand in a dom0 (timed there, so
+    // without ovm's jobs, agents and TLS): mounting the export on one server and unmounting it,
+    // and an iSCSI discovery and login with iscsiadm, logout included.
+    let timed = |cmd: &str| -> f64 {
+        let out = on(
+            1,
+            &format!(
+                "t0=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null 2>&1 || echo FAILED; \
+                 t1=$(cut -d' ' -f1 /proc/uptime); echo \"$t0 $t1\""
+            ),
+            120,
+        );
+        assert!(!out.contains("FAILED"), "{cmd}: {out}");
+        let t: Vec<f64> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        t[1] - t[0]
+    };
+    let nfs_peer = timed(&format!(
+        "mkdir -p /tmp/peer && mount.nfs {storage}:/srv/nfs/repo /tmp/peer -o hard,nolock && umount /tmp/peer"
+    ));
+    let iscsi_peer = timed(&format!(
+        "iscsiadm -m discovery -t sendtargets -p {storage}:3260 && \
+         iscsiadm -m node -T {shared} -p {storage}:3260 --login && \
+         iscsiadm -m node -T {shared} -p {storage}:3260 --logout && iscsiadm -m node -T {shared} -o delete"
+    ));
+    println!(
+        "STORAGE-PEER by-hand mount+umount={nfs_peer:.2}s (ovm present-to-2 / (2 x by hand) = {:.1}) \
+         by-hand iscsi discover+login+logout={iscsi_peer:.2}s (ovm present-array-to-1 / by hand = {:.1})",
+        t_present.as_secs_f64() / (2.0 * nfs_peer),
+        t_login.as_secs_f64() / iscsi_peer
+    );
 }
