@@ -571,7 +571,30 @@ fn a_vendor_array_creates_luns_and_presents_them_through_access_groups() {
     assert!(sees("xen1").is_empty(), "server 1's login was undone");
     ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::PhysicalDisk, lun.0)));
     ok(dc.mgr.present_lun(group, lun));
+    ok(dc.mgr.present_lun(group, lun)); // again: nothing to do
     assert_eq!(sees("xen1"), vec![d.page83_id.clone()]);
+    // A group made on the array outside ovm is not taken over (its undo would delete it).
+    let hv = SimDriver::new(dc.world.clone()).connect("sim://xen1", DEFAULT_PASSWORD, dc.mgr.id()).unwrap();
+    let access = ovm_core::driver::ArrayAdminAccess {
+        plugin: ovm_core::driver::LIO_PLUGIN.into(),
+        host: "lio-admin".into(),
+        port: 3261,
+        username: "admin".into(),
+        password: "secret".into(),
+        fingerprint: Some(SimWorld::array_admin_fingerprint("lio-admin")),
+    };
+    hv.array_storage()
+        .unwrap()
+        .array_management(&access)
+        .unwrap()
+        .create_access_group(target, "theirs")
+        .unwrap();
+    let e = failed(dc.mgr.create_access_group(array, "theirs", &[dc.servers[2]]));
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::StorageArray, array.0)));
+    let groups =
+        hv.array_storage().unwrap().array_management(&access).unwrap().access_groups(target).unwrap();
+    assert!(groups.iter().any(|g| g.name == "theirs"), "still there");
     assert_eq!(sees("xen2"), vec![d.page83_id.clone()]);
     assert!(sees("xen3").is_empty(), "not in the group");
 

@@ -433,6 +433,14 @@ impl Manager {
                     |s| ctx.hv(s),
                     |admin, m| {
                         for t in &v.targets {
+                            // A group of that name made outside ovm is not ours to take over (nor
+                            // would the undo be ours to run).
+                            if m.access_groups(t)?.iter().any(|x| x.name == g.name) {
+                                return Err(Error::conflict(format!(
+                                    "{t} already has an access group named {}",
+                                    g.name
+                                )));
+                            }
                             ctx.will_do(Undo::Storage(StorageUndo::ArrayCall {
                                 server: admin.0,
                                 array: array.0,
@@ -507,6 +515,14 @@ impl Manager {
                             array,
                             |s| ctx.hv(s),
                             |admin, m| {
+                                // Presented already: nothing to do, and nothing to undo.
+                                let had = m
+                                    .access_groups(&t)?
+                                    .iter()
+                                    .any(|x| x.name == gname && x.luns.contains(&id));
+                                if had {
+                                    return Ok(());
+                                }
                                 ctx.will_do(Undo::Storage(StorageUndo::ArrayCall {
                                     server: admin.0,
                                     array: array.0,
