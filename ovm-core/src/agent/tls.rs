@@ -130,14 +130,23 @@ pub fn client_config(
     pin: Option<String>,
     seen: Arc<SeenCert>,
 ) -> Result<Arc<rustls::ClientConfig>> {
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls_err(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServerCert { pin, seen, algs: algorithms() }))
+    let cfg = pinned_client(pin, seen)?
         .with_client_auth_cert(vec![identity.cert_der()?], identity.key_der()?)
         .map_err(|e| Error::invalid("identity", e.to_string()))?;
     Ok(Arc::new(cfg))
+}
+
+/// A client configuration being built: TLS 1.3 and the server's certificate pinned (see
+/// [`client_config`]).
+fn pinned_client(
+    pin: Option<String>,
+    seen: Arc<SeenCert>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServerCert { pin, seen, algs: algorithms() })))
 }
 
 /// A client configuration that checks only the server (no client certificate): TLS 1.3 and the
@@ -147,13 +156,7 @@ pub fn server_only_client_config(
     pin: Option<String>,
     seen: Arc<SeenCert>,
 ) -> Result<Arc<rustls::ClientConfig>> {
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls_err(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServerCert { pin, seen, algs: algorithms() }))
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    Ok(Arc::new(pinned_client(pin, seen)?.with_no_client_auth()))
 }
 
 /// A server configuration without client certificates (clients authenticate otherwise).

@@ -55,6 +55,28 @@ impl StorageArraySpec {
     }
 }
 
+/// Store a newly registered array with its LUNs. A LUN is known once: registering the same
+/// storage again is refused.
+pub(super) fn put_array_and_disks(
+    tx: &mut crate::manager::jobs::Tx<'_>,
+    array: &StorageArray,
+    disks: Vec<PhysicalDisk>,
+) -> Result<()> {
+    for d in &disks {
+        if let Some(o) = PhysicalDisk::table(tx.inv).iter().find(|o| o.page83_id == d.page83_id) {
+            return Err(Error::conflict(format!(
+                "LUN {} is already physical disk {:?}",
+                d.page83_id, o.name
+            )));
+        }
+    }
+    tx.put(Object::StorageArray(array.clone()))?;
+    for d in disks {
+        tx.put(Object::PhysicalDisk(d))?;
+    }
+    Ok(())
+}
+
 pub(super) fn portal(a: &StorageArray) -> String {
     if a.access_host.contains(':') {
         format!("[{}]:{}", a.access_host, a.access_port)
@@ -150,24 +172,7 @@ impl Manager {
                 ctx.message(format!("{} LUNs", disks.len()));
                 let mut array = array.clone();
                 array.presented_to = vec![admin];
-                ctx.tx(|tx| {
-                    // A LUN is known once: registering the same storage again is refused.
-                    for d in &disks {
-                        if let Some(o) =
-                            PhysicalDisk::table(tx.inv).iter().find(|o| o.page83_id == d.page83_id)
-                        {
-                            return Err(Error::conflict(format!(
-                                "LUN {} is already physical disk {:?}",
-                                d.page83_id, o.name
-                            )));
-                        }
-                    }
-                    tx.put(Object::StorageArray(array.clone()))?;
-                    for d in disks {
-                        tx.put(Object::PhysicalDisk(d))?;
-                    }
-                    Ok(())
-                })?;
+                ctx.tx(|tx| put_array_and_disks(tx, &array, disks))?;
                 ctx.set_result(target);
                 Ok(())
             }),

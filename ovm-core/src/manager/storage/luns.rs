@@ -167,20 +167,7 @@ impl Manager {
                 ctx.message(format!("certificate {seen}; {} targets, {} LUNs", targets.len(), disks.len()));
                 let v = VendorArray { access: access.clone(), targets };
                 ctx.tx(|tx| {
-                    for d in &disks {
-                        if let Some(o) =
-                            PhysicalDisk::table(tx.inv).iter().find(|o| o.page83_id == d.page83_id)
-                        {
-                            return Err(Error::conflict(format!(
-                                "LUN {} is already physical disk {:?}",
-                                d.page83_id, o.name
-                            )));
-                        }
-                    }
-                    tx.put(Object::StorageArray(array.clone()))?;
-                    for d in disks {
-                        tx.put(Object::PhysicalDisk(d))?;
-                    }
+                    super::arrays::put_array_and_disks(tx, &array, disks)?;
                     tx.meta(&meta_key(array.id), serde_json::to_string(&v).map_err(Error::from)?);
                     Ok(())
                 })?;
@@ -241,27 +228,7 @@ impl Manager {
         self.submit(
             JobSpec::new("CreateLun", &format!("Create LUN {name} on {}", a.name), vec![a.object_ref()])
                 .step("create on the array", move |ctx| {
-                    let lun = ctx.mgr.with_array(
-                        array,
-                        |s| ctx.hv(s),
-                        |admin, m| {
-                            if m.luns(&t)?.iter().any(|l| l.name == name) {
-                                return Err(Error::conflict(format!("{t} has a LUN named {name}")));
-                            }
-                            ctx.will_do(Undo::Storage(StorageUndo::ArrayCall {
-                                server: admin.0,
-                                array: array.0,
-                                call: ArrayOp::DeleteLun { target: t.clone(), lun: name.clone() },
-                            }))?;
-                            m.create_lun(&t, &name, size_bytes)
-                        },
-                    )?;
-                    let a = ctx.mgr.get::<StorageArray>(array)?;
-                    let d = disk_of(&a, &t, &lun);
-                    let r = d.object_ref();
-                    ctx.tx(|tx| tx.put(Object::PhysicalDisk(d)))?;
-                    ctx.set_result(r);
-                    Ok(())
+                    new_lun(ctx, array, &t, &name, |m| m.create_lun(&t, &name, size_bytes))
                 }),
         )
     }
@@ -270,36 +237,14 @@ impl Manager {
     pub fn clone_lun(&self, disk: PhysicalDiskId, name: &str) -> Result<JobHandle> {
         let d = self.get::<PhysicalDisk>(disk)?;
         let array = d.array.ok_or_else(|| Error::invalid("disk", "not a LUN of an array"))?;
-        let a = self.get::<StorageArray>(array)?;
         self.vendor_array(array)?;
         let (t, src, name) = (d.target.clone(), d.page83_id.clone(), name.to_owned());
         ArrayOp::CloneLun { target: t.clone(), lun: src.clone(), name: name.clone() }.check()?;
         self.submit(
-            JobSpec::new("CloneLun", &format!("Clone {} as {name}", d.name), vec![d.object_ref()]).step(
-                "clone on the array",
-                move |ctx| {
-                    let lun = ctx.mgr.with_array(
-                        array,
-                        |s| ctx.hv(s),
-                        |admin, m| {
-                            if m.luns(&t)?.iter().any(|l| l.name == name) {
-                                return Err(Error::conflict(format!("{t} has a LUN named {name}")));
-                            }
-                            ctx.will_do(Undo::Storage(StorageUndo::ArrayCall {
-                                server: admin.0,
-                                array: array.0,
-                                call: ArrayOp::DeleteLun { target: t.clone(), lun: name.clone() },
-                            }))?;
-                            m.clone_lun(&t, &src, &name)
-                        },
-                    )?;
-                    let d = disk_of(&a, &t, &lun);
-                    let r = d.object_ref();
-                    ctx.tx(|tx| tx.put(Object::PhysicalDisk(d)))?;
-                    ctx.set_result(r);
-                    Ok(())
-                },
-            ),
+            JobSpec::new("CloneLun", &format!("Clone {} as {name}", d.name), vec![d.object_ref()])
+                .step("clone on the array", move |ctx| {
+                    new_lun(ctx, array, &t, &name, |m| m.clone_lun(&t, &src, &name))
+                }),
         )
     }
 
@@ -609,6 +554,38 @@ impl Manager {
             }),
         )
     }
+}
+
+/// The step that makes LUN `name` on `target` of `array` with `make` (a creation or a clone): a
+/// name already taken there is refused (the undo, deleting the LUN by that name, would otherwise
+/// delete another's), the undo is journaled, and the new LUN becomes the job's physical disk.
+fn new_lun(
+    ctx: &crate::manager::jobs::StepCtx<'_>,
+    array: StorageArrayId,
+    target: &str,
+    name: &str,
+    make: impl FnOnce(&dyn ArrayManagement) -> Result<crate::driver::Lun>,
+) -> Result<()> {
+    let lun = ctx.mgr.with_array(
+        array,
+        |s| ctx.hv(s),
+        |admin, m| {
+            if m.luns(target)?.iter().any(|l| l.name == name) {
+                return Err(Error::conflict(format!("{target} has a LUN named {name}")));
+            }
+            ctx.will_do(Undo::Storage(StorageUndo::ArrayCall {
+                server: admin.0,
+                array: array.0,
+                call: ArrayOp::DeleteLun { target: target.to_owned(), lun: name.to_owned() },
+            }))?;
+            make(m)
+        },
+    )?;
+    let d = disk_of(&*ctx.mgr.get::<StorageArray>(array)?, target, &lun);
+    let r = d.object_ref();
+    ctx.tx(|tx| tx.put(Object::PhysicalDisk(d)))?;
+    ctx.set_result(r);
+    Ok(())
 }
 
 /// A LUN is in use if a VM maps it or a repository lives on it.
