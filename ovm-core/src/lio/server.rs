@@ -699,3 +699,147 @@ pub fn serve(lio: Arc<Lio>, listener: TcpListener) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::storage::{ArrayAdminAccess, ArrayOp, LIO_PLUGIN};
+    use crate::ErrorKind;
+
+    const T: &str = "iqn.2026-01.test.ovm:managed";
+
+    /// A Lio on a configfs made of plain directories (enough for targets, groups and ACLs; LUNs
+    /// need the kernel's loop devices and LIO, which the lab tests).
+    fn lio(tag: &str) -> (PathBuf, Lio) {
+        let root = std::env::temp_dir().join(format!("ovm-lio-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/attrib")).unwrap();
+        fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/np")).unwrap();
+        fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/acls")).unwrap();
+        let cfg = LioConfig {
+            configfs: root.join("cfs"),
+            state_dir: root.join("state"),
+            targets: vec![T.into()],
+            username: "admin".into(),
+            password: "pw".into(),
+        };
+        (root, Lio::open(cfg).unwrap())
+    }
+
+    fn rpc(lio: &Lio, auth: Option<&str>, body: &str) -> (u16, RpcResponse) {
+        let req = http::Request {
+            method: "POST".into(),
+            path: RPC_PATH.into(),
+            authorization: auth.map(str::to_owned),
+            body: body.as_bytes().to_vec(),
+        };
+        let (status, out) = answer(lio, &req);
+        (status, serde_json::from_slice(&out).unwrap())
+    }
+
+    #[test]
+    fn requests_are_authenticated_checked_and_answered_with_typed_errors() {
+        let (root, lio) = lio("answer");
+        let good = http::basic_auth("admin", "pw");
+        let req = |m: &str, p: &str| format!(r#"{{"jsonrpc":"2.0","id":4,"method":"{m}","params":{p}}}"#);
+        // Not the endpoint; no or wrong credentials; not a request.
+        let (s, _) = answer(
+            &lio,
+            &http::Request { method: "GET".into(), path: "/".into(), authorization: None, body: vec![] },
+        );
+        assert_eq!(s, 404);
+        assert_eq!(rpc(&lio, None, &req("targets", "null")).0, 401);
+        assert_eq!(rpc(&lio, Some(&http::basic_auth("admin", "nope")), &req("targets", "null")).0, 401);
+        let (s, r) = rpc(&lio, Some(&good), "{not json");
+        assert_eq!((s, r.error.unwrap().code), (400, -32700));
+        // Targets; a group with an initiator makes the initiator's ACL; removing it takes it away.
+        let (_, r) = rpc(&lio, Some(&good), r#"{"jsonrpc":"2.0","id":1,"method":"targets"}"#);
+        assert_eq!(r.result, Some(ArrayAnswer::Targets(vec![T.into()])));
+        let g = format!(r#"{{"target":"{T}","group":"g1"}}"#);
+        assert_eq!(rpc(&lio, Some(&good), &req("create_access_group", &g)).1.result, Some(ArrayAnswer::Done));
+        let e = rpc(&lio, Some(&good), &req("create_access_group", &g)).1.error.unwrap();
+        assert_eq!(e.data.unwrap().kind(), ErrorKind::Conflict);
+        let ini = format!(r#"{{"target":"{T}","group":"g1","initiator":"iqn.2026-01.test.ovm:s1"}}"#);
+        rpc(&lio, Some(&good), &req("add_initiator", &ini)).1.result.unwrap();
+        let acl = root.join("cfs/iscsi").join(T).join("tpgt_1/acls/iqn.2026-01.test.ovm:s1");
+        assert!(acl.is_dir(), "the initiator has an ACL");
+        rpc(&lio, Some(&good), &req("remove_initiator", &ini)).1.result.unwrap();
+        assert!(!acl.exists(), "and no longer");
+        // Typed refusals: an unknown target, an unknown LUN, a LUN larger than the disk, a bad name.
+        let e = rpc(&lio, Some(&good), &req("luns", r#"{"target":"iqn.2026-01.test.ovm:other"}"#))
+            .1
+            .error
+            .unwrap();
+        assert_eq!(e.data.unwrap().kind(), ErrorKind::NotFound);
+        let p = format!(r#"{{"target":"{T}","group":"g1","lun":"naa.60014050"}}"#);
+        assert_eq!(
+            rpc(&lio, Some(&good), &req("present", &p)).1.error.unwrap().data.unwrap().kind(),
+            ErrorKind::NotFound
+        );
+        let big = format!(r#"{{"target":"{T}","name":"big","size_bytes":{}}}"#, 1u64 << 60);
+        let e = rpc(&lio, Some(&good), &req("create_lun", &big)).1.error.unwrap();
+        assert_eq!(e.data.unwrap().kind(), ErrorKind::InvalidArgument);
+        let bad = format!(r#"{{"target":"{T}","name":"../x","size_bytes":1}}"#);
+        let e = rpc(&lio, Some(&good), &req("create_lun", &bad)).1.error.unwrap();
+        assert_eq!(e.data.unwrap().kind(), ErrorKind::InvalidArgument);
+        // The state survives a restart.
+        drop(lio);
+        let cfg = LioConfig {
+            configfs: root.join("cfs"),
+            state_dir: root.join("state"),
+            targets: vec![T.into()],
+            username: "admin".into(),
+            password: "pw".into(),
+        };
+        let again = Lio::open(cfg).unwrap();
+        assert_eq!(again.access_groups(T).unwrap().len(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_plugin_talks_to_it_over_pinned_tls() {
+        let (root, lio) = lio("tls");
+        let fp = lio.fingerprint_of().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lio = Arc::new(lio);
+        std::thread::spawn(move || serve(lio, listener));
+        let mut access = ArrayAdminAccess {
+            plugin: LIO_PLUGIN.into(),
+            host: "127.0.0.1".into(),
+            port,
+            username: "admin".into(),
+            password: "pw".into(),
+            fingerprint: None,
+        };
+        // First contact: the certificate only, no credentials sent.
+        assert_eq!(
+            super::super::call(&access, ArrayOp::Fingerprint).unwrap(),
+            ArrayAnswer::Fingerprint(fp.clone())
+        );
+        assert_eq!(
+            super::super::call(&access, ArrayOp::Targets).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        access.fingerprint = Some(fp);
+        assert_eq!(
+            super::super::call(&access, ArrayOp::Targets).unwrap(),
+            ArrayAnswer::Targets(vec![T.into()])
+        );
+        // Another certificate pinned: refused before any credentials go out; a wrong password.
+        let mut other = access.clone();
+        other.fingerprint = Some(format!("sha256:{}", "0".repeat(64)));
+        assert_eq!(super::super::call(&other, ArrayOp::Targets).unwrap_err().kind(), ErrorKind::Backend);
+        let mut wrong = access.clone();
+        wrong.password = "nope".into();
+        assert_eq!(
+            super::super::call(&wrong, ArrayOp::Targets).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        // A typed error crosses the wire as it is.
+        let e = super::super::call(&access, ArrayOp::Luns { target: "iqn.2026-01.test.ovm:nope".into() })
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
