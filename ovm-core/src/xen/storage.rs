@@ -850,11 +850,8 @@ mod tests {
     #[test]
     fn what_a_plugin_mounts_is_checked_recorded_and_unmounted() {
         // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test mounts a tmpfs: run the tests as root (make test)"
-        );
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "this test mounts a tmpfs: run the tests as root (make test)");
         let (dir, s) = with_test_plugins("mounts");
         let at = format!("{}/OVS/{REPOSITORIES}/r1", dir.display());
         s.mount(&ext("tmpfs"), &at).expect("mount(2) works for root here");
