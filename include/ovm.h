@@ -69,12 +69,12 @@ typedef struct ovm_job ovm_job;
 #define OVM_SERVER_POWER_ANY UINT32_MAX
 
 /*
- `ovm_file_server_create` kind: a server's local file system.
+ `ovm_file_server_register` kind: a server's local file system.
  */
 #define OVM_FILE_SERVER_LOCAL 0
 
 /*
- `ovm_file_server_create` kind: an NFS server.
+ `ovm_file_server_register` kind: an NFS server.
  */
 #define OVM_FILE_SERVER_NFS 1
 
@@ -83,21 +83,6 @@ typedef struct ovm_job ovm_job;
  `ovm_file_server_register_external`).
  */
 #define OVM_FILE_SERVER_EXTERNAL 2
-
-/*
- `ovm_storage_array_create` kind: iSCSI.
- */
-#define OVM_STORAGE_ARRAY_ISCSI 0
-
-/*
- `ovm_storage_array_create` kind: Fibre Channel.
- */
-#define OVM_STORAGE_ARRAY_FIBRE_CHANNEL 1
-
-/*
- `ovm_storage_array_create` kind: a vendor plug-in that creates LUNs and access groups.
- */
-#define OVM_STORAGE_ARRAY_VENDOR 2
 
 /*
  `ovm_vm_list_json` power state: any.
@@ -1090,28 +1075,6 @@ ovm_result ovm_file_server_refresh(const ovm_manager *mgr, const char *file_serv
 ovm_result ovm_file_system_list_json(const ovm_manager *mgr, const char *file_server, char **out);
 
 /*
- Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is
- the file server.
- */
-ovm_result ovm_file_server_create(const ovm_manager *mgr,
-                                  const char *name,
-                                  uint32_t kind,
-                                  const char *access_host,
-                                  ovm_job **out);
-
-/*
- Record a file system exported by `file_server` at `path`, of `size_bytes` with `free_bytes`
- free. The job's result is the file system (what `ovm_repository_create` takes).
- */
-ovm_result ovm_file_system_create(const ovm_manager *mgr,
-                                  const char *name,
-                                  const char *file_server,
-                                  const char *path,
-                                  uint64_t size_bytes,
-                                  uint64_t free_bytes,
-                                  ovm_job **out);
-
-/*
  Register a generic iSCSI array at `access_host:access_port`: the first reachable of the
  `n_admin_servers` servers in `admin_servers` discovers the targets that admit it, logs in, and
  its LUNs become physical disks with their real sizes and identifiers
@@ -1194,16 +1157,15 @@ ovm_result ovm_lun_delete(const ovm_manager *mgr, const char *disk, ovm_job **ou
 /*
  Create an access group `name` on a vendor-style array with the initiators of the `n_servers`
  servers in `servers` (on each of the array's targets); LUNs presented to it
- (`ovm_lun_present`) are seen by those servers. (`ovm_access_group_create` only records a
- group.) Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
+ (`ovm_lun_present`) are seen by those servers. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
  `OVM_RESULT_CONFLICT` (the array has a group of that name). The job's result is the group.
  */
-ovm_result ovm_array_access_group_create(const ovm_manager *mgr,
-                                         const char *array,
-                                         const char *name,
-                                         const char *const *servers,
-                                         size_t n_servers,
-                                         ovm_job **out);
+ovm_result ovm_access_group_create(const ovm_manager *mgr,
+                                   const char *array,
+                                   const char *name,
+                                   const char *const *servers,
+                                   size_t n_servers,
+                                   ovm_job **out);
 
 /*
  Delete an access group of a vendor-style array, on the array too. Errors:
@@ -1246,6 +1208,26 @@ ovm_result ovm_sim_add_managed_array(const ovm_manager *mgr,
                                      size_t n_targets);
 
 /*
+ For tests and demonstrations: give the simulated NFS server `host` an export `export` of
+ `capacity_bytes` (discovered by `ovm_file_server_register`). Once a host has an export,
+ mounting one it does not export fails.
+ */
+ovm_result ovm_sim_add_nfs_export(const ovm_manager *mgr,
+                                  const char *host,
+                                  const char *export_,
+                                  uint64_t capacity_bytes);
+
+/*
+ For tests and demonstrations: give the simulated generic array serving the iSCSI target
+ `target` a LUN `name` of `size_bytes` (discovered by `ovm_storage_array_register`, which any
+ portal reaches on the simulator).
+ */
+ovm_result ovm_sim_add_lun(const ovm_manager *mgr,
+                           const char *target,
+                           const char *name,
+                           uint64_t size_bytes);
+
+/*
  Log the `n_servers` servers in `servers` in to every target of a generic array, in one job: a
  server that fails is logged out again on the others.
  */
@@ -1267,52 +1249,6 @@ ovm_result ovm_storage_array_unpresent(const ovm_manager *mgr,
  The physical disks (LUNs) of `array`, as a JSON array in name order.
  */
 ovm_result ovm_physical_disk_list_json(const ovm_manager *mgr, const char *array, char **out);
-
-/*
- Record a storage array (`OVM_STORAGE_ARRAY_*` `kind`) managed through `plugin` at
- `access_host:access_port`. The job's result is the array.
- */
-ovm_result ovm_storage_array_create(const ovm_manager *mgr,
-                                    const char *name,
-                                    uint32_t kind,
-                                    const char *plugin,
-                                    const char *access_host,
-                                    uint16_t access_port,
-                                    uint64_t capacity_bytes,
-                                    ovm_job **out);
-
-/*
- Record a physical disk of `size_bytes`: a LUN of `array`, or (with `array` NULL) a local disk
- of `local_server`. The job's result is the disk.
- */
-ovm_result ovm_physical_disk_create(const ovm_manager *mgr,
-                                    const char *name,
-                                    const char *array,
-                                    const char *local_server,
-                                    uint64_t size_bytes,
-                                    bool shareable,
-                                    const char *page83_id,
-                                    ovm_job **out);
-
-/*
- Record an access group of `array` (its servers and disks are set with `ovm_access_group_set`).
- The job's result is the group.
- */
-ovm_result ovm_access_group_create(const ovm_manager *mgr,
-                                   const char *name,
-                                   const char *array,
-                                   ovm_job **out);
-
-/*
- Add (`on` true) or remove a server (`disk` false) or a physical disk (`disk` true) of an access
- group: its servers see its disks. Returns a job.
- */
-ovm_result ovm_access_group_set(const ovm_manager *mgr,
-                                const char *group,
-                                bool disk,
-                                const char *member,
-                                bool on,
-                                ovm_job **out);
 
 /*
  Create a tag. The job's result is the tag.

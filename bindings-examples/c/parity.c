@@ -27,10 +27,20 @@ int main(void) {
 
   CHECK(ovm_manager_open(":memory:", &mgr));
   sim_pool(mgr, s1, s2, pool);
-  CHECK(ovm_file_server_create(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", &job));
+  CHECK(ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/fs1", 1ULL << 40));
+  const char *admins[] = {s1};
+  CHECK(ovm_file_server_register(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", admins, 1, &job));
   run_job(job, nfs);
-  CHECK(ovm_file_system_create(mgr, "fs1", nfs, "/export/fs1", 1ULL << 40, 1ULL << 40, &job));
-  run_job(job, fs);
+  char *fss = NULL;
+  CHECK(ovm_file_system_list_json(mgr, nfs, &fss));
+  const char *fs_at = strstr(fss, "\"id\":\"");
+  if (!fs_at) {
+    fprintf(stderr, "no file system discovered: %s\n", fss);
+    return 1;
+  }
+  memcpy(fs, fs_at + 6, OVM_ID_LEN - 1);
+  fs[OVM_ID_LEN - 1] = 0;
+  ovm_string_free(fss);
   CHECK(ovm_repository_create(mgr, "repo1", fs, pool, 100ULL << 30, &job));
   run_job(job, repo);
   CHECK(ovm_repository_present(mgr, repo, s1, &job));

@@ -35,36 +35,33 @@ int main(void) {
   CHECK(ovm_manager_open(":memory:", &mgr));
   sim_pool(mgr, s1, s2, pool);
 
-  /* Storage providers. */
-  CHECK(ovm_storage_array_create(mgr, "array1", OVM_STORAGE_ARRAY_ISCSI, "generic", "iscsi.example.com", 3260,
-                                 1ULL << 42, &job));
-  run_job(job, array);
-  CHECK(ovm_physical_disk_create(mgr, "lun0", array, NULL, 1ULL << 36, true, "3600a0b80000", &job));
-  run_job(job, lun);
-  CHECK(ovm_access_group_create(mgr, "ag1", array, &job));
-  run_job(job, id);
-  CHECK(ovm_access_group_set(mgr, id, false, s1, true, &job));
-  run_job(job, NULL);
-  CHECK(ovm_access_group_set(mgr, id, true, lun, true, &job));
-  run_job(job, NULL);
-  char *ag = NULL;
-  CHECK(ovm_object_get_json(mgr, OVM_OBJECT_ACCESS_GROUP, id, &ag));
-  int in_group = strstr(ag, s1) && strstr(ag, lun);
-  ovm_string_free(ag);
-  if (!in_group) return 1;
-  CHECK(ovm_file_server_create(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", &job));
+  /* Storage providers, discovered from the (simulated) storage: an NFS server's export. */
+  const char *admins[] = {s1};
+  CHECK(ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/fs1", 1ULL << 40));
+  CHECK(ovm_file_server_register(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", admins, 1, &job));
   run_job(job, nfs);
-  CHECK(ovm_file_system_create(mgr, "fs1", nfs, "/export/fs1", 1ULL << 40, 1ULL << 40, &job));
-  run_job(job, fs);
-  if (count(mgr, OVM_OBJECT_STORAGE_ARRAY) != 1 || count(mgr, OVM_OBJECT_PHYSICAL_DISK) != 1 ||
-      count(mgr, OVM_OBJECT_ACCESS_GROUP) != 1 || count(mgr, OVM_OBJECT_FILE_SYSTEM) != 1)
+  char *nfs_fss = NULL;
+  CHECK(ovm_file_system_list_json(mgr, nfs, &nfs_fss));
+  const char *fs_at = strstr(nfs_fss, "\"id\":\"");
+  int exported = fs_at && strstr(nfs_fss, "\"/export/fs1\"") && strstr(nfs_fss, "\"size_bytes\":1099511627776");
+  if (exported) {
+    memcpy(fs, fs_at + 6, OVM_ID_LEN - 1);
+    fs[OVM_ID_LEN - 1] = '\0';
+  }
+  ovm_string_free(nfs_fss);
+  if (!exported || count(mgr, OVM_OBJECT_FILE_SYSTEM) != 1) return 1;
+  /* What the storage says is not recorded by hand: the generic create refuses it. */
+  if (ovm_object_create_json(mgr,
+                             "{\"kind\":\"FileServer\",\"object\":{\"id\":\"6b848d1a-c95c-4411-848a-34317e167ad8\","
+                             "\"name\":\"typed\",\"kind\":\"Nfs\",\"access_host\":\"nfs2.example.com\","
+                             "\"admin_servers\":[],\"refreshed\":true}}",
+                             &job) != OVM_RESULT_INVALID_ARGUMENT)
     return 1;
-  printf("storage: array, LUN, access group, file server and file system recorded\n");
+  printf("storage: an NFS server's export discovered with its size; a file server typed by hand refused\n");
 
   /* A server's local file system, discovered through the server (sizes from the server), and a
    * repository on it mounted there; an NFS server nobody runs is refused with nothing stored. */
   char local[OVM_ID_LEN], local_fs[OVM_ID_LEN], local_repo[OVM_ID_LEN];
-  const char *admins[] = {s1};
   CHECK(ovm_file_server_register(mgr, "xen1-local", OVM_FILE_SERVER_LOCAL, NULL, admins, 1, &job));
   run_job(job, local);
   char *fss = NULL;
@@ -112,7 +109,21 @@ int main(void) {
   if (failed != OVM_RESULT_BACKEND || count(mgr, OVM_OBJECT_STORAGE_ARRAY) != arrays_before) return 1;
   CHECK(ovm_file_server_refresh(mgr, local, &job));
   run_job(job, NULL);
-  printf("storage: a local file system discovered and mounted; an NFS server, an external plug-in's file server and an iSCSI portal nobody runs refused\n");
+  /* A generic iSCSI array (a simulated target with one LUN): its LUN discovered. */
+  CHECK(ovm_sim_add_lun(mgr, "iqn.2026-01.ovm.sim:generic", "lun0", 1ULL << 36));
+  CHECK(ovm_storage_array_register(mgr, "array1", "storage", 3260, admins, 1, &job));
+  run_job(job, array);
+  char *generic = NULL;
+  CHECK(ovm_physical_disk_list_json(mgr, array, &generic));
+  const char *lun_at = strstr(generic, "\"id\":\"");
+  int found = lun_at && strstr(generic, "\"size_bytes\":68719476736");
+  if (found) {
+    memcpy(lun, lun_at + 6, OVM_ID_LEN - 1);
+    lun[OVM_ID_LEN - 1] = '\0';
+  }
+  ovm_string_free(generic);
+  if (!found || count(mgr, OVM_OBJECT_PHYSICAL_DISK) != 1) return 1;
+  printf("storage: a local file system discovered and mounted; an NFS server, an external plug-in's file server and an iSCSI portal nobody runs refused; a generic array's LUN discovered\n");
 
   /* A vendor-style array (the simulated ovm-lio management interface): LUNs and access groups. */
   const char *targets[] = {"iqn.2026-01.ovm.sim:managed"};
@@ -131,7 +142,7 @@ int main(void) {
   CHECK(ovm_lun_create(mgr, varray, NULL, "data", 2ULL << 30, &job));
   run_job(job, vlun);
   const char *group_servers[] = {s1, s2};
-  CHECK(ovm_array_access_group_create(mgr, varray, "pool1", group_servers, 2, &job));
+  CHECK(ovm_access_group_create(mgr, varray, "pool1", group_servers, 2, &job));
   run_job(job, group);
   CHECK(ovm_lun_present(mgr, group, vlun, &job));
   run_job(job, NULL);

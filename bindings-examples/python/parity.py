@@ -38,8 +38,9 @@ def main() -> None:
     pool = run(m.create_pool("pool1"))
     m.add_server_to_pool(pool, s1).wait(WAIT)
     m.add_server_to_pool(pool, s2).wait(WAIT)
-    nfs = run(m.create_file_server("nfs1", "Nfs", "nfs.example.com"))
-    fs = run(m.create_file_system("fs1", nfs, "/export/fs1", 1 << 40, 1 << 40))
+    m.sim_add_nfs_export("nfs.example.com", "/export/fs1", 1 << 40)
+    nfs = run(m.register_file_server("nfs1", "Nfs", [s1], access_host="nfs.example.com"))
+    fs = m.file_systems_of(nfs)[0].id
     repo = run(m.create_repository("repo1", fs, owner_pool=pool, capacity_bytes=100 << 30))
     m.present_repository(repo, s1).wait(WAIT)
     m.present_repository(repo, s2).wait(WAIT)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import ovm
 
 WAIT = 60.0
@@ -17,17 +15,13 @@ def result_id(job: ovm.Job) -> str:
     return result.id
 
 
-def nfs_file_system(mgr: ovm.Manager, name: str) -> str:
-    """Register an NFS file server and one exported file system; return the file system's id."""
-    server_id = str(uuid.uuid4())
-    server = {"id": server_id, "name": f"{name}-nfs", "kind": "Nfs", "access_host": "nfs.example.com",
-              "admin_servers": [], "refreshed": True}
-    mgr.create_object({"kind": "FileServer", "object": server}).wait(WAIT)
-    fs_id = str(uuid.uuid4())
-    fs = {"id": fs_id, "name": name, "location": {"FileServer": server_id}, "path": f"/export/{name}",
-          "size_bytes": 1 << 40, "free_bytes": 1 << 40}
-    mgr.create_object({"kind": "FileSystem", "object": fs}).wait(WAIT)
-    return fs_id
+def nfs_file_system(mgr: ovm.Manager, admin: str, name: str) -> str:
+    """Give the simulated NFS server ``nfs.example.com`` an export, register the server through
+    ``admin`` (its file systems are discovered) and return the exported file system's id."""
+    path = f"/export/{name}"
+    mgr.sim_add_nfs_export("nfs.example.com", path, 1 << 40)
+    server = result_id(mgr.register_file_server(f"{name}-nfs", "Nfs", [admin], access_host="nfs.example.com"))
+    return next(f.id for f in mgr.file_systems_of(server) if f.path == path)
 
 
 def build(mgr: ovm.Manager, servers: int = 2, memory_mib: int = 65536) -> tuple[str, str, str]:
@@ -38,7 +32,7 @@ def build(mgr: ovm.Manager, servers: int = 2, memory_mib: int = 65536) -> tuple[
     pool = result_id(mgr.create_pool("pool1"))
     for s in ids:
         mgr.add_server_to_pool(pool, s).wait(WAIT)
-    repo = result_id(mgr.create_repository("repo1", nfs_file_system(mgr, "fs1"), owner_pool=pool))
+    repo = result_id(mgr.create_repository("repo1", nfs_file_system(mgr, ids[0], "fs1"), owner_pool=pool))
     for s in ids:
         mgr.present_repository(repo, s).wait(WAIT)
     net = result_id(mgr.create_network("vmnet", "xenbr1"))

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ovm_core::manager::{
-    DiskFilter, NetworkSpec, PoolSpec, RepositorySpec, ServerFilter, StopOptions, VmFilter, VmSpec,
+    DiskFilter, FileServerSpec, NetworkSpec, PoolSpec, RepositorySpec, ServerFilter, StopOptions, VmFilter,
+    VmSpec,
 };
 use ovm_core::model::*;
 use ovm_core::{JobHandle, Manager, Result};
@@ -36,25 +37,10 @@ fn main() -> Result<()> {
     let pool = PoolId(run(mgr.create_pool(PoolSpec::new("pool1"))));
     run(mgr.add_server_to_pool(pool, s1));
     run(mgr.add_server_to_pool(pool, s2));
-    let nfs = FileServerId(run(mgr.create_object(Object::FileServer(FileServer {
-        id: FileServerId::new(),
-        name: "nfs1".into(),
-        description: String::new(),
-        kind: FileServerKind::Nfs,
-        access_host: "nfs.example.com".into(),
-        admin_servers: Vec::new(),
-        refreshed: false,
-        plugin: String::new(),
-    }))));
-    let fs = FileSystemId(run(mgr.create_object(Object::FileSystem(FileSystem {
-        id: FileSystemId::new(),
-        name: "fs1".into(),
-        description: String::new(),
-        location: FileSystemLocation::FileServer(nfs),
-        path: "/export/fs1".into(),
-        size_bytes: 1 << 40,
-        free_bytes: 1 << 40,
-    }))));
+    mgr.sim().add_nfs_export("nfs.example.com", "/export/fs1", 1 << 40);
+    let nfs =
+        FileServerId(run(mgr.register_file_server(FileServerSpec::nfs("nfs1", "nfs.example.com", vec![s1]))));
+    let fs = mgr.file_systems_of(nfs)[0].id;
     let repo = RepositoryId(run(mgr.create_repository(RepositorySpec {
         name: "repo1".into(),
         backing: RepositoryBacking::FileSystem(fs),

@@ -692,7 +692,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
     assert_eq!(real.peer, b.agent.fingerprint().unwrap());
     let forged = MigrationTicket { token: "00".repeat(32), ..real.clone() };
     assert!(denied(ms.send(spec.uuid, &forged, true)).contains("no such ticket"));
-    assert!(b.audit_has("migration ticket refused: no such ticket"));
+    wait_until("the refusal to be logged", 5, || b.audit_has("migration ticket refused: no such ticket"));
     // A destination that is not the one the manager pinned: the source refuses to send.
     let impostor = MigrationTicket { peer: src_id.clone(), ..real.clone() };
     assert!(denied(ms.send(spec.uuid, &impostor, true)).contains("presented certificate"));

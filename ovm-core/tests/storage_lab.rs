@@ -110,22 +110,23 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     assert!(repo_fs.size_bytes.abs_diff(total) <= 1 << 20, "the size is the storage's own");
     assert!(repo_fs.free_bytes.abs_diff(avail) < 64 << 20, "free space as the storage reports it");
 
-    // An export the server does not have (a record typed by hand): presenting it fails on the
-    // server and leaves nothing mounted.
-    let bogus = FileSystemId::new();
-    ok(
-        "record a file system the server does not export",
-        mgr.create_object(Object::FileSystem(FileSystem {
-            id: bogus,
-            name: "lab-nfs:/srv/nfs/nope".into(),
-            description: String::new(),
-            location: FileSystemLocation::FileServer(fsrv),
-            path: "/srv/nfs/nope".into(),
-            size_bytes: 1 << 30,
-            free_bytes: 1 << 30,
-        })),
+    // An export that goes away: the storage server exports one more directory, a refresh
+    // discovers it, then its administrator takes it away again (/etc/exports as it was). Presenting
+    // a repository on it fails on the server and leaves nothing mounted.
+    on_storage(
+        "mkdir -p /srv/nfs/gone && cp /etc/exports /etc/exports.ovm-lab && \
+         echo '/srv/nfs/gone 10.77.0.0/24(rw,no_root_squash,no_subtree_check,insecure,fsid=9)' >> /etc/exports && \
+         exportfs -ra",
         30,
     );
+    ok("refresh the NFS server: one more export", mgr.refresh_file_server(fsrv), 180);
+    let bogus = mgr
+        .file_systems_of(fsrv)
+        .iter()
+        .find(|f| f.path == "/srv/nfs/gone")
+        .expect("the new export is discovered")
+        .id;
+    on_storage("mv /etc/exports.ovm-lab /etc/exports && exportfs -ra", 30);
     let nope = RepositoryId(
         ok(
             "create a repository on it",
@@ -145,7 +146,8 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     assert!(mgr.repository(nope).unwrap().presented_to.is_empty());
     ok("acknowledge", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Repository, nope.0)), 30);
     ok("delete that repository", mgr.delete_object(ObjectRef::new(ObjectKind::Repository, nope.0)), 30);
-    ok("delete that record", mgr.delete_object(ObjectRef::new(ObjectKind::FileSystem, bogus.0)), 30);
+    ok("refresh the NFS server: the export is gone", mgr.refresh_file_server(fsrv), 180);
+    assert!(mgr.get::<FileSystem>(bogus).is_err(), "a vanished export nothing uses is forgotten");
 
     // The repository on the real export.
     let repo = RepositoryId(

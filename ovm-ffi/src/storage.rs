@@ -1,5 +1,6 @@
-//! Typed operations on storage providers: file servers, file systems, storage arrays, physical
-//! disks and access groups (records the manager keeps; the repository calls act on them).
+//! Typed operations on storage providers: file servers and their file systems, storage arrays and
+//! their physical disks (LUNs), access groups — each discovered from the storage or made on it,
+//! never recorded by hand.
 
 use std::ffi::c_char;
 
@@ -7,15 +8,13 @@ use ovm_core::model::*;
 
 use ovm_core::manager::{ArrayManagementSpec, FileServerSpec, StorageArraySpec};
 
-use crate::boundary::{
-    id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, str_list, with_mgr,
-};
+use crate::boundary::{id_arg, id_list, job_entry, opt_str_arg, put_json, str_arg, str_list, with_mgr};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
-/// `ovm_file_server_create` kind: a server's local file system.
+/// `ovm_file_server_register` kind: a server's local file system.
 pub const OVM_FILE_SERVER_LOCAL: u32 = 0;
-/// `ovm_file_server_create` kind: an NFS server.
+/// `ovm_file_server_register` kind: an NFS server.
 pub const OVM_FILE_SERVER_NFS: u32 = 1;
 /// A file server's kind: reached through an external storage plug-in (registered with
 /// `ovm_file_server_register_external`).
@@ -23,13 +22,6 @@ pub const OVM_FILE_SERVER_EXTERNAL: u32 = 2;
 
 /// The names of the `OVM_FILE_SERVER_*` kinds, by number.
 const FILE_SERVER_KINDS: [&str; 3] = ["Local", "Nfs", "External"];
-
-/// `ovm_storage_array_create` kind: iSCSI.
-pub const OVM_STORAGE_ARRAY_ISCSI: u32 = 0;
-/// `ovm_storage_array_create` kind: Fibre Channel.
-pub const OVM_STORAGE_ARRAY_FIBRE_CHANNEL: u32 = 1;
-/// `ovm_storage_array_create` kind: a vendor plug-in that creates LUNs and access groups.
-pub const OVM_STORAGE_ARRAY_VENDOR: u32 = 2;
 
 fn enum_value<T: serde::de::DeserializeOwned>(what: &str, names: &[&str], code: u32) -> Result<T, FfiError> {
     let name = names.get(code as usize).ok_or_else(|| {
@@ -123,55 +115,6 @@ pub unsafe extern "C" fn ovm_file_system_list_json(
     with_mgr!(mgr, |m| {
         let f = FileServerId(id_arg(file_server, "file_server")?);
         put_json(out, &m.mgr.file_systems_of(f))
-    })
-}
-
-/// Record a file server (`OVM_FILE_SERVER_*` `kind`) reached at `access_host`. The job's result is
-/// the file server.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_file_server_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    kind: u32,
-    access_host: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        m.create_object(Object::FileServer(FileServer {
-            id: FileServerId::new(),
-            name: str_arg(name, "name")?.to_owned(),
-            description: String::new(),
-            kind: enum_value("file server kind", &FILE_SERVER_KINDS, kind)?,
-            access_host: str_arg(access_host, "access_host")?.to_owned(),
-            admin_servers: Vec::new(),
-            refreshed: false,
-            plugin: String::new(),
-        }))
-    })
-}
-
-/// Record a file system exported by `file_server` at `path`, of `size_bytes` with `free_bytes`
-/// free. The job's result is the file system (what `ovm_repository_create` takes).
-#[no_mangle]
-pub unsafe extern "C" fn ovm_file_system_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    file_server: *const c_char,
-    path: *const c_char,
-    size_bytes: u64,
-    free_bytes: u64,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        m.create_object(Object::FileSystem(FileSystem {
-            id: FileSystemId::new(),
-            name: str_arg(name, "name")?.to_owned(),
-            description: String::new(),
-            location: FileSystemLocation::FileServer(FileServerId(id_arg(file_server, "file_server")?)),
-            path: str_arg(path, "path")?.to_owned(),
-            size_bytes,
-            free_bytes,
-        }))
     })
 }
 
@@ -321,11 +264,10 @@ pub unsafe extern "C" fn ovm_lun_delete(
 
 /// Create an access group `name` on a vendor-style array with the initiators of the `n_servers`
 /// servers in `servers` (on each of the array's targets); LUNs presented to it
-/// (`ovm_lun_present`) are seen by those servers. (`ovm_access_group_create` only records a
-/// group.) Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
+/// (`ovm_lun_present`) are seen by those servers. Errors: `OVM_RESULT_INVALID_ARGUMENT` (a bad name), `OVM_RESULT_NOT_FOUND` (a server),
 /// `OVM_RESULT_CONFLICT` (the array has a group of that name). The job's result is the group.
 #[no_mangle]
-pub unsafe extern "C" fn ovm_array_access_group_create(
+pub unsafe extern "C" fn ovm_access_group_create(
     mgr: *const ovm_manager,
     array: *const c_char,
     name: *const c_char,
@@ -407,6 +349,38 @@ pub unsafe extern "C" fn ovm_sim_add_managed_array(
     })
 }
 
+/// For tests and demonstrations: give the simulated NFS server `host` an export `export` of
+/// `capacity_bytes` (discovered by `ovm_file_server_register`). Once a host has an export,
+/// mounting one it does not export fails.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_sim_add_nfs_export(
+    mgr: *const ovm_manager,
+    host: *const c_char,
+    export: *const c_char,
+    capacity_bytes: u64,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        m.mgr.sim().add_nfs_export(str_arg(host, "host")?, str_arg(export, "export")?, capacity_bytes);
+        Ok(())
+    })
+}
+
+/// For tests and demonstrations: give the simulated generic array serving the iSCSI target
+/// `target` a LUN `name` of `size_bytes` (discovered by `ovm_storage_array_register`, which any
+/// portal reaches on the simulator).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_sim_add_lun(
+    mgr: *const ovm_manager,
+    target: *const c_char,
+    name: *const c_char,
+    size_bytes: u64,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        m.mgr.sim().add_lun(str_arg(target, "target")?, str_arg(name, "name")?, size_bytes);
+        Ok(())
+    })
+}
+
 /// Log the `n_servers` servers in `servers` in to every target of a generic array, in one job: a
 /// server that fails is logged out again on the others.
 #[no_mangle]
@@ -450,114 +424,5 @@ pub unsafe extern "C" fn ovm_physical_disk_list_json(
     with_mgr!(mgr, |m| {
         let a = StorageArrayId(id_arg(array, "array")?);
         put_json(out, &m.mgr.physical_disks_of(a))
-    })
-}
-
-/// Record a storage array (`OVM_STORAGE_ARRAY_*` `kind`) managed through `plugin` at
-/// `access_host:access_port`. The job's result is the array.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_storage_array_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    kind: u32,
-    plugin: *const c_char,
-    access_host: *const c_char,
-    access_port: u16,
-    capacity_bytes: u64,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        m.create_object(Object::StorageArray(StorageArray {
-            id: StorageArrayId::new(),
-            name: str_arg(name, "name")?.to_owned(),
-            description: String::new(),
-            kind: enum_value("storage array kind", &["Iscsi", "FibreChannel", "Vendor"], kind)?,
-            plugin: str_arg(plugin, "plugin")?.to_owned(),
-            access_host: str_arg(access_host, "access_host")?.to_owned(),
-            access_port,
-            admin_servers: Vec::new(),
-            capacity_bytes,
-            presented_to: Vec::new(),
-        }))
-    })
-}
-
-/// Record a physical disk of `size_bytes`: a LUN of `array`, or (with `array` NULL) a local disk
-/// of `local_server`. The job's result is the disk.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_physical_disk_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    array: *const c_char,
-    local_server: *const c_char,
-    size_bytes: u64,
-    shareable: bool,
-    page83_id: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        m.create_object(Object::PhysicalDisk(PhysicalDisk {
-            id: PhysicalDiskId::new(),
-            name: str_arg(name, "name")?.to_owned(),
-            description: String::new(),
-            array: opt_id_arg(array, "array")?.map(StorageArrayId),
-            local_server: opt_id_arg(local_server, "local_server")?.map(ServerId),
-            size_bytes,
-            shareable,
-            page83_id: str_arg(page83_id, "page83_id")?.to_owned(),
-            target: String::new(),
-        }))
-    })
-}
-
-/// Record an access group of `array` (its servers and disks are set with `ovm_access_group_set`).
-/// The job's result is the group.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_access_group_create(
-    mgr: *const ovm_manager,
-    name: *const c_char,
-    array: *const c_char,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        m.create_object(Object::AccessGroup(AccessGroup {
-            id: AccessGroupId::new(),
-            name: str_arg(name, "name")?.to_owned(),
-            description: String::new(),
-            array: StorageArrayId(id_arg(array, "array")?),
-            servers: Vec::new(),
-            disks: Vec::new(),
-        }))
-    })
-}
-
-/// Add (`on` true) or remove a server (`disk` false) or a physical disk (`disk` true) of an access
-/// group: its servers see its disks. Returns a job.
-#[no_mangle]
-pub unsafe extern "C" fn ovm_access_group_set(
-    mgr: *const ovm_manager,
-    group: *const c_char,
-    disk: bool,
-    member: *const c_char,
-    on: bool,
-    out: *mut *mut ovm_job,
-) -> ovm_result {
-    job_entry!(mgr, out, |m| {
-        let member = id_arg(member, "member")?;
-        let mut g = (*m.get::<AccessGroup>(id_arg(group, "group")?)?).clone();
-        if disk {
-            m.get::<PhysicalDisk>(member)?;
-            g.disks.retain(|d| d.0 != member);
-            if on {
-                g.disks.push(PhysicalDiskId(member));
-            }
-        } else {
-            m.server(member)?;
-            g.servers.retain(|s| s.0 != member);
-            if on {
-                g.servers.push(ServerId(member));
-            }
-        }
-        m.update_object(Object::AccessGroup(g))
     })
 }

@@ -466,9 +466,8 @@ impl Manager {
         self.submit(py, |m| m.delete_lun(d))
     }
     /// Create an access group `name` on a vendor-style array with these servers' initiators: the
-    /// LUNs presented to it are seen by them (`create_access_group` only records a group). The
-    /// job's result is the group.
-    fn create_array_access_group(
+    /// LUNs presented to it are seen by them. The job's result is the group.
+    fn create_access_group(
         &self,
         py: Python<'_>,
         array: &str,
@@ -500,120 +499,6 @@ impl Manager {
     fn file_systems_of<'py>(&self, py: Python<'py>, file_server: &str) -> PyResult<Bound<'py, PyList>> {
         let f = m::FileServerId(uuid("file_server", file_server)?);
         r::list(py, self.m()?.file_systems_of(f), r::FileSystem)
-    }
-    /// Record a file server (`kind` `"Nfs"` or `"Local"`) reached at `access_host`.
-    fn create_file_server(
-        &self,
-        py: Python<'_>,
-        name: String,
-        kind: &str,
-        access_host: String,
-    ) -> PyResult<Job> {
-        let o = m::Object::FileServer(m::FileServer {
-            id: m::FileServerId::new(),
-            name,
-            description: String::new(),
-            kind: parse_enum("kind", kind)?,
-            access_host,
-            admin_servers: Vec::new(),
-            refreshed: false,
-            plugin: String::new(),
-        });
-        self.submit(py, |m| m.create_object(o))
-    }
-    /// Record a file system exported by `file_server` at `path`.
-    fn create_file_system(
-        &self,
-        py: Python<'_>,
-        name: String,
-        file_server: &str,
-        path: String,
-        size_bytes: u64,
-        free_bytes: u64,
-    ) -> PyResult<Job> {
-        let o = m::Object::FileSystem(m::FileSystem {
-            id: m::FileSystemId::new(),
-            name,
-            description: String::new(),
-            location: m::FileSystemLocation::FileServer(m::FileServerId(uuid("file_server", file_server)?)),
-            path,
-            size_bytes,
-            free_bytes,
-        });
-        self.submit(py, |m| m.create_object(o))
-    }
-    /// Record a storage array (`kind` `"Iscsi"`, `"FibreChannel"` or `"Vendor"`).
-    #[pyo3(signature = (name, kind, plugin, access_host, access_port, *, capacity_bytes=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn create_storage_array(
-        &self,
-        py: Python<'_>,
-        name: String,
-        kind: &str,
-        plugin: String,
-        access_host: String,
-        access_port: u16,
-        capacity_bytes: u64,
-    ) -> PyResult<Job> {
-        let o = m::Object::StorageArray(m::StorageArray {
-            id: m::StorageArrayId::new(),
-            name,
-            description: String::new(),
-            kind: parse_enum("kind", kind)?,
-            plugin,
-            access_host,
-            access_port,
-            admin_servers: Vec::new(),
-            capacity_bytes,
-            presented_to: Vec::new(),
-        });
-        self.submit(py, |m| m.create_object(o))
-    }
-    /// Record a physical disk: a LUN of `array`, or a local disk of `local_server`.
-    #[pyo3(signature = (name, size_bytes, *, array=None, local_server=None, shareable=false, page83_id=String::new()))]
-    #[allow(clippy::too_many_arguments)]
-    fn create_physical_disk(
-        &self,
-        py: Python<'_>,
-        name: String,
-        size_bytes: u64,
-        array: Option<&str>,
-        local_server: Option<&str>,
-        shareable: bool,
-        page83_id: String,
-    ) -> PyResult<Job> {
-        let o = m::Object::PhysicalDisk(m::PhysicalDisk {
-            id: m::PhysicalDiskId::new(),
-            name,
-            description: String::new(),
-            array: opt_uuid("array", array)?.map(m::StorageArrayId),
-            local_server: opt_uuid("local_server", local_server)?.map(m::ServerId),
-            size_bytes,
-            shareable,
-            page83_id,
-            target: String::new(),
-        });
-        self.submit(py, |m| m.create_object(o))
-    }
-    /// Record an access group of `array`: `servers` see `disks`.
-    #[pyo3(signature = (name, array, *, servers=Vec::new(), disks=Vec::new()))]
-    fn create_access_group(
-        &self,
-        py: Python<'_>,
-        name: String,
-        array: &str,
-        servers: Vec<String>,
-        disks: Vec<String>,
-    ) -> PyResult<Job> {
-        let o = m::Object::AccessGroup(m::AccessGroup {
-            id: m::AccessGroupId::new(),
-            name,
-            description: String::new(),
-            array: m::StorageArrayId(uuid("array", array)?),
-            servers: servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<_>>()?,
-            disks: disks.iter().map(|d| uuid("disks", d).map(m::PhysicalDiskId)).collect::<PyResult<_>>()?,
-        });
-        self.submit(py, |m| m.create_object(o))
     }
 
     // ---- storage -------------------------------------------------------------------------------
@@ -1201,6 +1086,18 @@ impl Manager {
         let ts: Vec<&str> = targets.iter().map(String::as_str).collect();
         self.m()?.sim().add_managed_array(host, username, password, &ts);
         Ok(())
+    }
+    /// Give the simulated NFS server `host` an export `export` of `capacity_bytes` (discovered by
+    /// `register_file_server`). Once a host has an export, mounting one it does not export fails.
+    fn sim_add_nfs_export(&self, host: &str, export: &str, capacity_bytes: u64) -> PyResult<()> {
+        self.m()?.sim().add_nfs_export(host, export, capacity_bytes);
+        Ok(())
+    }
+    /// Give the simulated generic array serving the iSCSI `target` a LUN `name` of `size_bytes`
+    /// (discovered by `register_storage_array`, which any portal reaches on the simulator). Returns
+    /// the LUN's identifier (its `page83_id`).
+    fn sim_add_lun(&self, target: &str, name: &str, size_bytes: u64) -> PyResult<String> {
+        Ok(self.m()?.sim().add_lun(target, name, size_bytes))
     }
     /// Make the next `count` simulated operations `op` fail (on `host`, or on any host).
     #[pyo3(signature = (op, count=1, host=None))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,42 +42,20 @@ def result_id(job: ovm.Job) -> str:
     return r.id
 
 
-def file_system(mgr: ovm.Manager, name: str) -> str:
-    fsrv = str(uuid.uuid4())
-    mgr.create_object(
-        {
-            "kind": "FileServer",
-            "object": {
-                "id": fsrv,
-                "name": f"{name}-server",
-                "kind": "Nfs",
-                "access_host": "nfs.example.com",
-                "admin_servers": [],
-                "refreshed": True,
-            },
-        }
-    ).wait(WAIT)
-    fs = str(uuid.uuid4())
-    mgr.create_object(
-        {
-            "kind": "FileSystem",
-            "object": {
-                "id": fs,
-                "name": name,
-                "location": {"FileServer": fsrv},
-                "path": f"/export/{name}",
-                "size_bytes": 1 << 40,
-                "free_bytes": 1 << 40,
-            },
-        }
-    ).wait(WAIT)
-    return fs
+def file_system(mgr: ovm.Manager, admin: str, name: str) -> str:
+    """A file system of 1 TiB exported by the simulated NFS server ``nfs.example.com``, discovered
+    by registering that server (as ``NAME-server``) through ``admin``."""
+    host, path = "nfs.example.com", f"/export/{name}"
+    mgr.sim_add_nfs_export(host, path, 1 << 40)
+    fsrv = result_id(mgr.register_file_server(f"{name}-server", "Nfs", [admin], access_host=host))
+    [fs] = [f for f in mgr.file_systems_of(fsrv) if f.path == path]
+    return fs.id
 
 
 def make_lab(mgr: ovm.Manager) -> Lab:
     s1 = result_id(mgr.discover_server("sim://xen1?memory_mib=16384", ovm.SIM_PASSWORD))
     s2 = result_id(mgr.discover_server("sim://xen2?memory_mib=16384", ovm.SIM_PASSWORD))
-    fs = file_system(mgr, "fs1")
+    fs = file_system(mgr, s1, "fs1")
     pool = result_id(mgr.create_pool("pool1"))
     mgr.add_server_to_pool(pool, s1).wait(WAIT)
     mgr.add_server_to_pool(pool, s2).wait(WAIT)

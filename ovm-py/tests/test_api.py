@@ -421,16 +421,24 @@ def test_every_inventory_kind_has_a_typed_record(lab: Lab) -> None:
 
 def test_typed_storage_network_and_vm_setup(lab: Lab) -> None:
     mgr = lab.mgr
-    array = result_id(mgr.create_storage_array("array1", "Iscsi", "generic", "iscsi.example.com", 3260))
-    lun = result_id(mgr.create_physical_disk("lun0", 1 << 36, array=array, shareable=True))
-    group = result_id(mgr.create_access_group("ag1", array, servers=[lab.s1], disks=[lun]))
-    ag = mgr.record("AccessGroup", group)
-    assert isinstance(ag, ovm.AccessGroup) and ag.servers == [lab.s1] and ag.disks == [lun]
-    pd = mgr.record("PhysicalDisk", lun)
-    assert isinstance(pd, ovm.PhysicalDisk) and pd.array == array and pd.shareable
-    nfs = result_id(mgr.create_file_server("nfs2", "Nfs", "nfs2.example.com"))
-    fs = result_id(mgr.create_file_system("fs2", nfs, "/export/fs2", 1 << 40, 1 << 39))
-    assert mgr.record("FileSystem", fs).to_dict()["free_bytes"] == 1 << 39
+    wwid = mgr.sim_add_lun("iqn.2026-01.ovm.sim:generic", "lun0", 1 << 36)
+    array = result_id(mgr.register_storage_array("array1", "storage", [lab.s1]))
+    [pd] = mgr.physical_disks_of(array)
+    assert isinstance(pd, ovm.PhysicalDisk) and pd.array == array and pd.page83_id == wwid
+    assert pd.size_bytes == 1 << 36
+    mgr.sim_add_nfs_export("nfs2.example.com", "/export/fs2", 1 << 40)
+    nfs = result_id(mgr.register_file_server("nfs2", "Nfs", [lab.s1], access_host="nfs2.example.com"))
+    [fs] = mgr.file_systems_of(nfs)
+    assert (fs.path, fs.size_bytes) == ("/export/fs2", 1 << 40)
+    # What the storage says is not typed by hand: the generic calls refuse it.
+    record = mgr.object("FileSystem", fs.id)
+    record["object"]["id"] = str(uuid.uuid4())
+    with pytest.raises(ovm.InvalidArgumentError, match="register_file_server"):
+        mgr.create_object(record)
+    record = mgr.object("PhysicalDisk", pd.id)
+    record["object"]["size_bytes"] = 1 << 40
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.update_object(record)
 
     port = mgr.records("Port")[0]
     assert isinstance(port, ovm.Port)
@@ -576,7 +584,7 @@ def test_vendor_array_luns_and_access_groups(lab: Lab) -> None:
     assert (d.id, d.name, d.size_bytes) == (lun, "vendor1:data", 2 << 30)
 
     # An access group of both servers; presenting logs each in until it sees the LUN.
-    group = result_id(mgr.create_array_access_group(array, "pool1", [lab.s1, lab.s2]))
+    group = result_id(mgr.create_access_group(array, "pool1", [lab.s1, lab.s2]))
     g = mgr.record("AccessGroup", group)
     assert isinstance(g, ovm.AccessGroup) and g.servers == [lab.s1, lab.s2] and g.disks == []
     mgr.present_lun(group, lun).wait(WAIT)

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 
-use ovm_core::manager::{PoolSpec, RepositorySpec, VmSpec};
+use ovm_core::manager::{PoolSpec, RepositorySpec, StorageArraySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::{Error, ErrorKind};
 
@@ -53,35 +53,15 @@ fn server_belongs_to_at_most_one_pool() {
     assert_eq!(lab.mgr.server(lab.s1).unwrap().pool, Some(p2));
 }
 
+/// A LUN of a generic iSCSI array, discovered by registering the array through server 1.
 fn physical_disk(lab: &Lab) -> PhysicalDiskId {
-    let array = StorageArray {
-        id: StorageArrayId::new(),
-        name: "iscsi1".into(),
-        description: String::new(),
-        kind: StorageArrayKind::Iscsi,
-        plugin: "oracle.generic.SCSIPlugin".into(),
-        access_host: "192.0.2.50".into(),
-        access_port: 3260,
-        admin_servers: vec![lab.s1],
-        capacity_bytes: 0,
-        presented_to: Vec::new(),
-    };
-    let aid = array.id;
-    ok(lab.mgr.create_object(Object::StorageArray(array)));
-    let lun = PhysicalDisk {
-        id: PhysicalDiskId::new(),
-        name: "lun0".into(),
-        description: String::new(),
-        array: Some(aid),
-        local_server: None,
-        size_bytes: 50 << 30,
-        shareable: true,
-        page83_id: "3600144f0".into(),
-        target: String::new(),
-    };
-    let id = lun.id;
-    ok(lab.mgr.create_object(Object::PhysicalDisk(lun)));
-    id
+    let wwid = lab.mgr.sim().add_lun("iqn.2026-01.ovm.sim:rules", "lun0", 50 << 30);
+    let array = StorageArrayId(result_id(lab.mgr.register_storage_array(StorageArraySpec::iscsi(
+        "iscsi1",
+        "storage",
+        vec![lab.s1],
+    ))));
+    lab.mgr.physical_disks_of(array).iter().find(|d| d.page83_id == wwid).expect("the LUN is discovered").id
 }
 
 #[test]

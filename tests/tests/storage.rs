@@ -629,3 +629,130 @@ fn a_vendor_array_creates_luns_and_presents_them_through_access_groups() {
     assert!(dc.mgr.physical_disks_of(array).is_empty());
     assert!(dc.mgr.list_all::<AccessGroup>().is_empty());
 }
+
+#[test]
+fn what_the_storage_says_is_never_typed_by_hand() {
+    let dc = dc();
+    let (fsrv, fs, repo) = nfs_repository(&dc);
+    let target = "iqn.2026-01.ovm.sim:managed";
+    dc.world.add_managed_array("lio-admin", "admin", "secret", &[target]);
+    let array = StorageArrayId(result_id(dc.mgr.register_storage_array(StorageArraySpec::vendor(
+        "lio",
+        "storage",
+        vec![dc.servers[0]],
+        ArrayManagementSpec::lio("lio-admin", "admin", "secret"),
+    ))));
+    let lun = PhysicalDiskId(result_id(dc.mgr.create_lun(array, None, "data", GIB)));
+    let spare = PhysicalDiskId(result_id(dc.mgr.create_lun(array, None, "spare", GIB)));
+    let group = AccessGroupId(result_id(dc.mgr.create_access_group(array, "pool1", &[dc.servers[0]])));
+    ok(dc.mgr.present_lun(group, lun));
+    let before = dc.mgr.read(|inv| inv.all_objects().len());
+
+    // A copy of each under a new id is refused, alone or in an import, naming the operation.
+    let copies = [
+        (
+            Object::FileServer(FileServer {
+                id: FileServerId::new(),
+                ..(*dc.mgr.get::<FileServer>(fsrv).unwrap()).clone()
+            }),
+            "register_file_server",
+        ),
+        (
+            Object::FileSystem(FileSystem {
+                id: FileSystemId::new(),
+                ..(*dc.mgr.get::<FileSystem>(fs).unwrap()).clone()
+            }),
+            "register_file_server",
+        ),
+        (
+            Object::StorageArray(StorageArray {
+                id: StorageArrayId::new(),
+                ..(*dc.mgr.get::<StorageArray>(array).unwrap()).clone()
+            }),
+            "register_storage_array",
+        ),
+        (
+            Object::PhysicalDisk(PhysicalDisk {
+                id: PhysicalDiskId::new(),
+                ..(*dc.mgr.get::<PhysicalDisk>(lun).unwrap()).clone()
+            }),
+            "create_lun",
+        ),
+        (
+            Object::AccessGroup(AccessGroup {
+                id: AccessGroupId::new(),
+                name: "g2".into(),
+                ..(*dc.mgr.get::<AccessGroup>(group).unwrap()).clone()
+            }),
+            "create_access_group",
+        ),
+    ];
+    for (o, operation) in copies {
+        let e = dc.mgr.create_object(o.clone()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(operation), "{e}");
+        assert_eq!(dc.mgr.create_objects(vec![o]).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+    assert_eq!(dc.mgr.read(|inv| inv.all_objects().len()), before);
+
+    // Edits: a name or a description, yes; what the storage says, no.
+    fn edit<T: Clone>(
+        mgr: &Manager,
+        old: &T,
+        wrap: fn(T) -> Object,
+        f: impl FnOnce(&mut T),
+    ) -> ovm_core::Result<ovm_core::JobHandle> {
+        let mut x = old.clone();
+        f(&mut x);
+        mgr.update_object(wrap(x))
+    }
+    let refused = |r: ovm_core::Result<ovm_core::JobHandle>| {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidArgument)
+    };
+    let m = &dc.mgr;
+    let f = (*m.get::<FileServer>(fsrv).unwrap()).clone();
+    refused(edit(m, &f, Object::FileServer, |x| x.access_host = "nfs2".into()));
+    refused(edit(m, &f, Object::FileServer, |x| x.admin_servers.clear()));
+    ok(edit(m, &f, Object::FileServer, |x| x.name = "filer".into()));
+    let s = (*m.get::<FileSystem>(fs).unwrap()).clone();
+    refused(edit(m, &s, Object::FileSystem, |x| x.size_bytes *= 2));
+    refused(edit(m, &s, Object::FileSystem, |x| x.path = "/srv/iso".into()));
+    ok(edit(m, &s, Object::FileSystem, |x| x.description = "the repository's".into()));
+    let a = (*m.get::<StorageArray>(array).unwrap()).clone();
+    refused(edit(m, &a, Object::StorageArray, |x| x.presented_to.push(dc.servers[2])));
+    refused(edit(m, &a, Object::StorageArray, |x| x.kind = StorageArrayKind::Iscsi));
+    ok(edit(m, &a, Object::StorageArray, |x| x.description = "LIO".into()));
+    let d = (*m.get::<PhysicalDisk>(lun).unwrap()).clone();
+    refused(edit(m, &d, Object::PhysicalDisk, |x| x.page83_id = "naa.1".into()));
+    refused(edit(m, &d, Object::PhysicalDisk, |x| x.size_bytes *= 2));
+    refused(edit(m, &d, Object::PhysicalDisk, |x| x.target = "iqn.2026-01.x:y".into()));
+    refused(edit(m, &d, Object::PhysicalDisk, |x| x.array = None));
+    ok(edit(m, &d, Object::PhysicalDisk, |x| x.name = "lio:data (db)".into()));
+    let g = (*m.get::<AccessGroup>(group).unwrap()).clone();
+    refused(edit(m, &g, Object::AccessGroup, |x| x.servers.push(dc.servers[1])));
+    refused(edit(m, &g, Object::AccessGroup, |x| x.disks.clear()));
+    refused(edit(m, &g, Object::AccessGroup, |x| x.name = "renamed".into()));
+    ok(edit(m, &g, Object::AccessGroup, |x| x.description = "pool 1".into()));
+    ok(m.present_repository(repo, dc.servers[0]));
+    let r = (*m.repository(repo).unwrap()).clone();
+    refused(edit(m, &r, Object::Repository, |x| x.mounts.clear()));
+    refused(edit(m, &r, Object::Repository, |x| x.initialized = !x.initialized));
+    ok(edit(m, &r, Object::Repository, |x| x.name = "repo-1".into()));
+
+    // Deleting through the generic call goes to the array: a group presenting a LUN stays, a LUN
+    // and a group are deleted there; an array servers are logged in to is not forgotten.
+    let e = m.delete_object(ObjectRef::new(ObjectKind::AccessGroup, group.0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(ok(m.delete_object(ObjectRef::new(ObjectKind::PhysicalDisk, spare.0))).kind, "DeleteLun");
+    ok(m.unpresent_lun(group, lun));
+    assert_eq!(ok(m.delete_object(ObjectRef::new(ObjectKind::PhysicalDisk, lun.0))).kind, "DeleteLun");
+    assert_eq!(
+        ok(m.delete_object(ObjectRef::new(ObjectKind::AccessGroup, group.0))).kind,
+        "DeleteAccessGroup"
+    );
+    assert!(m.physical_disks_of(array).is_empty());
+    if !m.get::<StorageArray>(array).unwrap().presented_to.is_empty() {
+        let e = m.delete_object(ObjectRef::new(ObjectKind::StorageArray, array.0)).unwrap_err();
+        assert!(e.to_string().contains("unpresent_storage_array"), "{e}");
+    }
+}

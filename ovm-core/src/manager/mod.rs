@@ -509,7 +509,11 @@ impl Manager {
     }
 
     /// Create any inventory object after checking every rule. Returns a job whose result is the object.
-    /// A VM must be created stopped, without a domain (as [`Manager::create_vm`] creates it).
+    /// A VM must be created stopped, without a domain (as [`Manager::create_vm`] creates it). What
+    /// the storage says is refused with [`ErrorKind::InvalidArgument`](crate::ErrorKind): file
+    /// servers and file systems ([`Manager::register_file_server`]), storage arrays and physical
+    /// disks ([`Manager::register_storage_array`], [`Manager::create_lun`]) and access groups
+    /// ([`Manager::create_access_group`]).
     pub fn create_object(&self, obj: Object) -> Result<JobHandle> {
         obj.validate()?;
         check_generic_create(&obj)?;
@@ -566,7 +570,9 @@ impl Manager {
     /// Replace an inventory object with an edited version after checking every rule, the typed
     /// operations' included: a VM goes through [`Manager::edit_vm`]; fields the manager owns (a VM's
     /// power state, server and domain id, a server's state, pool, ownership and hardware, a pool's
-    /// members and master, a repository's presentations) are refused with
+    /// members and master, a repository's presentations and mounts, everything of a file server, file
+    /// system, storage array, physical disk or access group but its name and description — an access
+    /// group's name is the array's too) are refused with
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind) — change them with their operations.
     pub fn update_object(&self, obj: Object) -> Result<JobHandle> {
         obj.validate()?;
@@ -592,14 +598,31 @@ impl Manager {
     }
 
     /// Delete an inventory object nothing refers to. A VM and a virtual disk are deleted as
-    /// [`Manager::delete_vm`] and [`Manager::delete_virtual_disk`] do (a disk's file goes with it).
+    /// [`Manager::delete_vm`] and [`Manager::delete_virtual_disk`] do (a disk's file goes with it);
+    /// a LUN of a vendor-style array and an access group are deleted on the array too, as
+    /// [`Manager::delete_lun`] and [`Manager::delete_access_group`] do. A file server, a file
+    /// system, a generic array or its LUN is only forgotten (the storage keeps it; a refresh or a
+    /// registration finds it again); an array is forgotten only once no server is logged in to it.
     pub fn delete_object(&self, r: ObjectRef) -> Result<JobHandle> {
-        let name = self.object(r)?.name().to_owned();
-        if r.kind == ObjectKind::Vm {
-            return self.delete_vm(VmId(r.id));
-        }
-        if r.kind == ObjectKind::VirtualDisk {
-            return self.delete_virtual_disk(VirtualDiskId(r.id));
+        let obj = self.object(r)?;
+        let name = obj.name().to_owned();
+        match &obj {
+            Object::Vm(_) => return self.delete_vm(VmId(r.id)),
+            Object::VirtualDisk(_) => return self.delete_virtual_disk(VirtualDiskId(r.id)),
+            Object::AccessGroup(g) => return self.delete_access_group(g.id),
+            Object::PhysicalDisk(d)
+                if d.array
+                    .is_some_and(|a| self.get::<StorageArray>(a).is_ok_and(|a| a.can_create_luns())) =>
+            {
+                return self.delete_lun(d.id);
+            }
+            Object::StorageArray(a) if !a.presented_to.is_empty() => {
+                return Err(Error::conflict(format!(
+                    "servers are logged in to {}: unpresent_storage_array first",
+                    a.name
+                )));
+            }
+            _ => {}
         }
         if r.kind == ObjectKind::Server {
             let s = self.server(r.id)?;
@@ -790,6 +813,27 @@ pub(crate) type JobJournal = Journal;
 
 /// The rules of the typed create calls that the generic one must keep too.
 fn check_generic_create(obj: &Object) -> Result<()> {
+    // What the storage says is discovered or made on it, never typed by hand.
+    let from_storage = match obj {
+        Object::FileServer(_) => Some(
+            "a file server and its file systems are discovered from the storage: register_file_server",
+        ),
+        Object::FileSystem(_) => Some(
+            "a file system is discovered from its file server: register_file_server or refresh_file_server",
+        ),
+        Object::StorageArray(_) => {
+            Some("a storage array and its LUNs are discovered from the storage: register_storage_array")
+        }
+        Object::PhysicalDisk(_) => Some(
+            "a physical disk is discovered from its array (register_storage_array) or made on it (create_lun, \
+             clone_lun)",
+        ),
+        Object::AccessGroup(_) => Some("an access group is made on its array: create_access_group"),
+        _ => None,
+    };
+    if let Some(why) = from_storage {
+        return Err(Error::invalid(obj.kind().name(), why));
+    }
     if let Object::Vm(v) = obj {
         if v.power_state != PowerState::Stopped || v.domid.is_some() {
             return Err(Error::invalid(
@@ -817,14 +861,67 @@ fn check_generic_edit(old: &Object, new: &Object) -> Result<()> {
         }
         (Object::ServerPool(a), Object::ServerPool(b)) => (a.servers != b.servers || a.master != b.master)
             .then_some("a pool's servers and master change through add/remove server operations"),
-        (Object::Repository(a), Object::Repository(b)) => (a.presented_to != b.presented_to)
-            .then_some("a repository's presentations change through present/unpresent operations"),
+        (Object::Repository(a), Object::Repository(b)) => {
+            (a.presented_to != b.presented_to || a.mounts != b.mounts || a.initialized != b.initialized)
+                .then_some(
+                    "a repository's presentations, mounts and initialization change through \
+                     present_repository/unpresent_repository",
+                )
+        }
+        (Object::FileServer(a), Object::FileServer(b)) => {
+            let mut probe = b.clone();
+            renamed(&mut probe.name, &mut probe.description, a.name.as_str(), a.description.as_str());
+            (probe != *a).then_some(
+                "only a file server's name and description change by editing; the rest is discovered \
+                 from the storage (register_file_server, refresh_file_server)",
+            )
+        }
+        (Object::FileSystem(a), Object::FileSystem(b)) => {
+            let mut probe = b.clone();
+            renamed(&mut probe.name, &mut probe.description, a.name.as_str(), a.description.as_str());
+            (probe != *a).then_some(
+                "only a file system's name and description change by editing; its server, path and sizes \
+                 are discovered from the storage (refresh_file_server)",
+            )
+        }
+        (Object::StorageArray(a), Object::StorageArray(b)) => {
+            let mut probe = b.clone();
+            renamed(&mut probe.name, &mut probe.description, a.name.as_str(), a.description.as_str());
+            (probe != *a).then_some(
+                "only a storage array's name and description change by editing; the rest is discovered \
+                 from the storage (register_storage_array) or changes through present_storage_array_to \
+                 and unpresent_storage_array",
+            )
+        }
+        (Object::PhysicalDisk(a), Object::PhysicalDisk(b)) => {
+            let mut probe = b.clone();
+            renamed(&mut probe.name, &mut probe.description, a.name.as_str(), a.description.as_str());
+            (probe != *a).then_some(
+                "only a physical disk's name and description change by editing; its array, size, \
+                 identifier and target come from the storage (resize_lun changes a LUN's size)",
+            )
+        }
+        (Object::AccessGroup(a), Object::AccessGroup(b)) => {
+            // The array knows the group by its name: it does not change by editing.
+            let mut probe = b.clone();
+            probe.description.clone_from(&a.description);
+            (probe != *a).then_some(
+                "only an access group's description changes by editing; its name, array, servers and \
+                 LUNs are the array's (create_access_group, present_lun, unpresent_lun)",
+            )
+        }
         _ => None,
     };
     match owned_changed {
         Some(why) => Err(Error::invalid(old.kind().name(), why)),
         None => Ok(()),
     }
+}
+
+/// Put back the old name and description in a probe of an edit, to compare the rest.
+fn renamed(name: &mut String, description: &mut String, old_name: &str, old_description: &str) {
+    old_name.clone_into(name);
+    old_description.clone_into(description);
 }
 
 impl Manager {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ovm_core::driver::sim::DEFAULT_PASSWORD;
-use ovm_core::manager::{NetworkSpec, PoolSpec, RepositorySpec, VmSpec};
+use ovm_core::manager::{FileServerSpec, NetworkSpec, PoolSpec, RepositorySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::{JobHandle, Manager, Result};
 
@@ -30,31 +30,18 @@ pub struct Lab {
     pub template_disk: VirtualDiskId,
 }
 
-pub fn file_system(mgr: &Manager, name: &str) -> FileSystemId {
-    let fsrv = FileServer {
-        id: FileServerId::new(),
-        name: format!("{name}-server"),
-        description: String::new(),
-        kind: FileServerKind::Nfs,
-        access_host: "nfs.example.com".into(),
-        admin_servers: vec![],
-        refreshed: true,
-        plugin: String::new(),
-    };
-    let fsrv_id = fsrv.id;
-    ok(mgr.create_object(Object::FileServer(fsrv)));
-    let fs = FileSystem {
-        id: FileSystemId::new(),
-        name: name.into(),
-        description: String::new(),
-        location: FileSystemLocation::FileServer(fsrv_id),
-        path: format!("/export/{name}"),
-        size_bytes: 1 << 40,
-        free_bytes: 1 << 40,
-    };
-    let id = fs.id;
-    ok(mgr.create_object(Object::FileSystem(fs)));
-    id
+/// A file system `name` of 1 TiB, exported by the simulated NFS server `nfs-NAME` and discovered
+/// by registering that server through `admin`.
+pub fn file_system(mgr: &Manager, admin: ServerId, name: &str) -> FileSystemId {
+    let host = format!("nfs-{name}");
+    let path = format!("/export/{name}");
+    mgr.sim().add_nfs_export(&host, &path, 1 << 40);
+    let fsrv = FileServerId(result_id(mgr.register_file_server(FileServerSpec::nfs(
+        &format!("{name}-server"),
+        &host,
+        vec![admin],
+    ))));
+    mgr.file_systems_of(fsrv).iter().find(|f| f.path == path).expect("the export is discovered").id
 }
 
 pub fn lab_with(mgr: Manager, memory_mib: u64) -> Lab {
@@ -64,7 +51,7 @@ pub fn lab_with(mgr: Manager, memory_mib: u64) -> Lab {
     let s2 = ServerId(result_id(
         mgr.discover_server(&format!("sim://xen2?memory_mib={memory_mib}"), DEFAULT_PASSWORD),
     ));
-    let fs = file_system(&mgr, "fs1");
+    let fs = file_system(&mgr, s1, "fs1");
     let pool = PoolId(result_id(mgr.create_pool(PoolSpec::new("pool1"))));
     ok(mgr.add_server_to_pool(pool, s1));
     ok(mgr.add_server_to_pool(pool, s2));
