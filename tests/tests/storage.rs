@@ -616,6 +616,12 @@ fn a_vendor_array_creates_luns_and_presents_them_through_access_groups() {
     let c = dc.mgr.get::<PhysicalDisk>(copy).unwrap();
     assert_eq!((c.size_bytes, c.name.as_str()), (3 * GIB, "lio:data-copy"));
     assert!(!sees("xen1").contains(&c.page83_id), "a clone is presented to nobody");
+    // A VM on it is placed nowhere, though servers 1 and 2 are logged in to the array.
+    let cvm = VmId(result_id(dc.mgr.create_vm(lun_vm(&dc, "on-the-copy", copy))));
+    let e = dc.mgr.start_vm(cvm).unwrap().wait(WAIT).unwrap_err();
+    assert!(e.to_string().contains("no access group presenting LUN lio:data-copy"), "{e}");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, cvm.0)));
+    ok(dc.mgr.delete_vm(cvm));
 
     // Taken apart: a group presenting a LUN is not deleted; the VM goes, the LUN is unpresented
     // (the servers stop seeing it) and deleted, then the group.

@@ -16,9 +16,9 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    AntiAffinityGroup, DiskTarget, Inventory, ManagedObject, MountState, PhysicalDisk, Repository,
-    RepositoryId, Server, ServerId, ServerPool, ServerPowerState, ServerRole, StartPolicy, StorageArray,
-    StorageArrayId, VirtualCdrom, VirtualDisk, Vm,
+    AccessGroup, AntiAffinityGroup, DiskTarget, InInventory, Inventory, ManagedObject, MountState,
+    PhysicalDisk, Repository, RepositoryId, Server, ServerId, ServerPool, ServerPowerState, ServerRole,
+    StartPolicy, StorageArray, StorageArrayId, VirtualCdrom, VirtualDisk, Vm,
 };
 use crate::{Error, Result};
 
@@ -102,6 +102,25 @@ pub fn arrays_of<'a>(inv: &'a Inventory, vm: &Vm) -> Vec<&'a StorageArray> {
     ids.iter().filter_map(|a| inv.get::<StorageArray>(*a).ok().map(|a| &**a)).collect()
 }
 
+/// The LUNs of vendor-style arrays a VM has attached that `server` is not presented: a vendor
+/// array shows a server only the LUNs presented to an access group it is in.
+pub fn luns_hidden_from<'a>(inv: &'a Inventory, vm: &Vm, server: ServerId) -> Vec<&'a PhysicalDisk> {
+    vm.config
+        .disks
+        .iter()
+        .filter_map(|d| match d.target {
+            DiskTarget::PhysicalDisk(id) => inv.get::<PhysicalDisk>(id).ok().map(|p| &**p),
+            _ => None,
+        })
+        .filter(|p| {
+            p.array.and_then(|a| inv.get::<StorageArray>(a).ok()).is_some_and(|a| a.can_create_luns())
+                && !AccessGroup::table(inv)
+                    .iter()
+                    .any(|g| g.disks.contains(&p.id) && g.servers.contains(&server))
+        })
+        .collect()
+}
+
 /// Pick the server `vm` should run on. `allow` is the operation's filter (servers it rejects are
 /// skipped without a reason, say the server a VM is leaving); `reachable` says which servers the
 /// manager can command now. Fails with [`Error::InsufficientResources`] listing why each candidate
@@ -149,6 +168,10 @@ pub fn pick(
         }
         if let Some(a) = arrays.iter().find(|a| !a.presented_to.contains(&s.id)) {
             reasons.push(format!("{} is not logged in to storage array {}", s.name, a.name));
+            continue;
+        }
+        if let Some(d) = luns_hidden_from(inv, vm, s.id).first() {
+            reasons.push(format!("{} is in no access group presenting LUN {}", s.name, d.name));
             continue;
         }
         if let Some(r) =
