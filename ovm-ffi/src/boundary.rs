@@ -162,20 +162,12 @@ pub(crate) unsafe fn id_list(
     n: usize,
     name: &str,
 ) -> Result<Vec<ovm_core::uuid::Uuid>, FfiError> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
-        return Err(null(name));
-    }
-    (0..n)
-        .map(|i| {
-            // SAFETY: i < n, and p is valid for n reads per the contract.
-            let item = unsafe { p.add(i).read() };
-            // SAFETY: per the contract.
-            unsafe { id_arg(item, &format!("{name}[{i}]")) }
-        })
-        .collect()
+    let one = |item, what: &str| {
+        // SAFETY: each item as id_arg requires, per the contract.
+        unsafe { id_arg(item, what) }
+    };
+    // SAFETY: per the contract, passed on.
+    unsafe { list(p, n, name, one) }
 }
 
 /// An array of `n` strings (`p` may be NULL when `n` is 0).
@@ -187,6 +179,25 @@ pub(crate) unsafe fn str_list<'a>(
     n: usize,
     name: &str,
 ) -> Result<Vec<&'a str>, FfiError> {
+    let one = |item, what: &str| {
+        // SAFETY: each item as str_arg requires, per the contract.
+        unsafe { str_arg(item, what) }
+    };
+    // SAFETY: per the contract, passed on.
+    unsafe { list(p, n, name, one) }
+}
+
+/// The `n` items of the array `p` (NULL when `n` is 0), each read by `one` with its name
+/// (`name[i]`).
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of pointers, each as `one` requires.
+unsafe fn list<T>(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+    one: impl Fn(*const c_char, &str) -> Result<T, FfiError>,
+) -> Result<Vec<T>, FfiError> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -197,8 +208,7 @@ pub(crate) unsafe fn str_list<'a>(
         .map(|i| {
             // SAFETY: i < n, and p is valid for n reads per the contract.
             let item = unsafe { p.add(i).read() };
-            // SAFETY: per the contract.
-            unsafe { str_arg(item, &format!("{name}[{i}]")) }
+            one(item, &format!("{name}[{i}]"))
         })
         .collect()
 }

@@ -77,6 +77,20 @@ pub(super) fn put_array_and_disks(
     Ok(())
 }
 
+/// Record that `server` is logged in to `array`.
+pub(super) fn mark_presented(
+    tx: &mut crate::manager::jobs::Tx<'_>,
+    array: StorageArrayId,
+    server: ServerId,
+) -> Result<()> {
+    tx.edit::<StorageArray>(array, |a| {
+        if !a.presented_to.contains(&server) {
+            a.presented_to.push(server);
+        }
+    })
+    .map(drop)
+}
+
 pub(super) fn portal(a: &StorageArray) -> String {
     if a.access_host.contains(':') {
         format!("[{}]:{}", a.access_host, a.access_port)
@@ -241,14 +255,7 @@ impl Manager {
                         ));
                     }
                 }
-                ctx.tx(|tx| {
-                    tx.edit::<StorageArray>(array, |a| {
-                        if !a.presented_to.contains(&server) {
-                            a.presented_to.push(server);
-                        }
-                    })
-                    .map(drop)
-                })
+                ctx.tx(|tx| mark_presented(tx, array, server))
             });
         }
         self.submit(spec)

@@ -513,14 +513,7 @@ impl Manager {
                         format!("LUN {id} is presented but the server does not see it"),
                     ));
                 }
-                ctx.tx(|tx| {
-                    tx.edit::<StorageArray>(array, |a| {
-                        if !a.presented_to.contains(&server) {
-                            a.presented_to.push(server)
-                        }
-                    })
-                    .map(drop)
-                })
+                ctx.tx(|tx| super::arrays::mark_presented(tx, array, server))
             });
         }
         self.submit(spec)
