@@ -708,6 +708,17 @@ mod tests {
 
     const T: &str = "iqn.2026-01.test.ovm:managed";
 
+    /// The configuration of the test's Lio under `root`.
+    fn config(root: &Path) -> LioConfig {
+        LioConfig {
+            configfs: root.join("cfs"),
+            state_dir: root.join("state"),
+            targets: vec![T.into()],
+            username: "admin".into(),
+            password: "pw".into(),
+        }
+    }
+
     /// A Lio on a configfs made of plain directories (enough for targets, groups and ACLs; LUNs
     /// need the kernel's loop devices and LIO, which the lab tests).
     fn lio(tag: &str) -> (PathBuf, Lio) {
@@ -716,14 +727,7 @@ mod tests {
         fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/attrib")).unwrap();
         fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/np")).unwrap();
         fs::create_dir_all(root.join("cfs/iscsi").join(T).join("tpgt_1/acls")).unwrap();
-        let cfg = LioConfig {
-            configfs: root.join("cfs"),
-            state_dir: root.join("state"),
-            targets: vec![T.into()],
-            username: "admin".into(),
-            password: "pw".into(),
-        };
-        (root, Lio::open(cfg).unwrap())
+        (root.clone(), Lio::open(config(&root)).unwrap())
     }
 
     fn rpc(lio: &Lio, auth: Option<&str>, body: &str) -> (u16, RpcResponse) {
@@ -784,14 +788,7 @@ mod tests {
         assert_eq!(e.data.unwrap().kind(), ErrorKind::InvalidArgument);
         // The state survives a restart.
         drop(lio);
-        let cfg = LioConfig {
-            configfs: root.join("cfs"),
-            state_dir: root.join("state"),
-            targets: vec![T.into()],
-            username: "admin".into(),
-            password: "pw".into(),
-        };
-        let again = Lio::open(cfg).unwrap();
+        let again = Lio::open(config(&root)).unwrap();
         assert_eq!(again.access_groups(T).unwrap().len(), 1);
         fs::remove_dir_all(&root).unwrap();
     }
