@@ -151,7 +151,11 @@ agent-lab-test:
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture
 
 # Short runs of the fuzz targets (cargo-fuzz on the stable toolchain): the xenstore wire decoder
-# and the agent protocol decoder.
+# and the agent protocol decoder, the tar reader, the OVF descriptor and manifest parsers, and the
+# vm.cfg parser.
 fuzz:
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run xs_decode -- -max_total_time=20
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run agent_decode -- -max_total_time=20
+	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run tar_entries -- -max_total_time=15
+	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run ovf_parse -- -max_total_time=15
+	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run vmcfg_parse -- -max_total_time=15

@@ -60,6 +60,7 @@ pub mod backends;
 pub mod clock;
 pub mod driver;
 pub mod error;
+pub mod import;
 pub mod job;
 pub mod lio;
 pub mod manager;

@@ -243,6 +243,25 @@ fn a_second_manager_is_refused() {
 }
 
 #[test]
+fn a_rebuilt_manager_takes_a_server_over_with_its_password_and_the_agent_records_it() {
+    let a = TestAgent::start("takeover");
+    let (m1, _) = manager("takeover1");
+    let (m2, _) = manager("takeover2");
+    ok(m1.discover_server(&a.addr, PASSWORD));
+    let e = job_error(m2.take_over_server(&a.addr, "wrong"));
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_eq!(a.agent.owner().unwrap().manager_id, m1.id(), "a wrong password changes nothing");
+    ok(m2.take_over_server(&a.addr, PASSWORD));
+    assert_eq!(a.agent.owner().unwrap().manager_id, m2.id());
+    assert!(a.audit_has(&format!("taken over from manager {}", m1.id())));
+    let s = m2.servers()[0].id;
+    ok(m2.refresh_server(s));
+    // The former owner is refused from now on.
+    let s1 = m1.servers()[0].id;
+    assert!(m1.refresh_server(s1).and_then(|j| j.wait(Some(Duration::from_secs(20)))).is_err());
+}
+
+#[test]
 fn an_unknown_certificate_is_refused_even_with_the_owners_id() {
     let a = TestAgent::start("unknowncert");
     let (mgr, _) = manager("unknowncert");
@@ -263,7 +282,8 @@ fn plaintext_is_refused_and_the_agent_keeps_serving() {
     let a = TestAgent::start("plaintext");
     let mut tcp = TcpStream::connect(&a.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let hello = ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "plain".into() };
+    let hello =
+        ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "plain".into(), take_over: false };
     tcp.write_all(&proto::encode(&hello).unwrap()).unwrap();
     let mut buf = [0u8; 256];
     // The agent answers with a TLS alert at most, then closes: never a protocol message.
@@ -310,7 +330,12 @@ impl Raw {
     }
 
     fn hello(&mut self, min: u32, max: u32) -> AgentMessage {
-        self.send(&ClientMessage::Hello { min_version: min, max_version: max, manager_id: "raw".into() });
+        self.send(&ClientMessage::Hello {
+            min_version: min,
+            max_version: max,
+            manager_id: "raw".into(),
+            take_over: false,
+        });
         self.recv().expect("an answer to hello")
     }
 
@@ -346,7 +371,10 @@ fn an_unowned_agent_serves_only_take_ownership() {
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     }
     assert!(a.audit_has("does not own the server"));
-    assert_eq!(raw.request(2, Op::TakeOwnership { password: PASSWORD.into() }).unwrap(), Reply::Done);
+    assert_eq!(
+        raw.request(2, Op::TakeOwnership { password: PASSWORD.into(), take_over: false }).unwrap(),
+        Reply::Done
+    );
     assert!(matches!(raw.request(3, Op::ListDomains).unwrap(), Reply::Domains(_)));
     assert_eq!(a.agent.owner().unwrap().fingerprint, me.fingerprint().unwrap());
 }

@@ -121,17 +121,23 @@ pub unsafe extern "C" fn ovm_repository_unpresent(
     })
 }
 
-/// Import an ISO of `size_bytes` into a repository as a virtual CD-ROM. The job's result is the ISO.
+/// Import an ISO image into a repository as a virtual CD-ROM, read from `source`: an absolute path
+/// on this machine or an `http(s)://` URL (its length must be known). The job's result is the ISO;
+/// `ovm_job_bytes` shows its progress.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_repository_import_iso(
     mgr: *const ovm_manager,
     repository: *const c_char,
     name: *const c_char,
-    size_bytes: u64,
+    source: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        m.import_iso(RepositoryId(id_arg(repository, "repository")?), str_arg(name, "name")?, size_bytes)
+        m.import_iso(
+            RepositoryId(id_arg(repository, "repository")?),
+            str_arg(name, "name")?,
+            str_arg(source, "source")?,
+        )
     })
 }
 

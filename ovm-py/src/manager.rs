@@ -594,10 +594,11 @@ impl Manager {
         let filter = DiskFilter { repository: opt_uuid("repository", repository)?.map(m::RepositoryId) };
         r::list(py, self.m()?.virtual_disks_where(&filter), r::VirtualDisk)
     }
-    /// Import an ISO into a repository.
-    fn import_iso(&self, py: Python<'_>, repository: &str, name: String, size_bytes: u64) -> PyResult<Job> {
+    /// Import an ISO image into a repository from `source`: an absolute path on this machine or
+    /// an ``http(s)://`` URL. ``Job.bytes_done`` shows its progress.
+    fn import_iso(&self, py: Python<'_>, repository: &str, name: String, source: String) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.import_iso(rp, &name, size_bytes))
+        self.submit(py, |m| m.import_iso(rp, &name, &source))
     }
     /// Create a template from a configuration and disks of the repository.
     #[pyo3(signature = (repository, name, config, disks=Vec::new()))]

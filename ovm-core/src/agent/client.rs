@@ -155,6 +155,16 @@ impl AgentDriver {
     }
 
     fn open(&self, address: &str, manager_id: &str) -> Result<(Arc<AgentConnection>, Ownership)> {
+        self.open_for(address, manager_id, false)
+    }
+
+    /// Open a connection; with `take_over`, to an agent another manager owns, for a takeover.
+    fn open_for(
+        &self,
+        address: &str,
+        manager_id: &str,
+        take_over: bool,
+    ) -> Result<(Arc<AgentConnection>, Ownership)> {
         let (host, port) = parse_address(address)
             .ok_or_else(|| Error::invalid("address", format!("{address:?} is not an agent address")))?;
         let pin = self.pinned(address);
@@ -165,6 +175,7 @@ impl AgentDriver {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             manager_id: manager_id.to_owned(),
+            take_over,
         };
         let seen2 = seen.clone();
         let (stream, ownership) = run(async move {
@@ -293,7 +304,19 @@ impl Driver for AgentDriver {
 
     fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let (conn, _) = self.open(address, manager_id)?;
-        conn.take_ownership(password.to_owned())?;
+        conn.take_ownership(password.to_owned(), false)?;
+        self.pin(address, &conn.fingerprint);
+        Ok(conn)
+    }
+
+    fn take_over(
+        &self,
+        address: &str,
+        password: &str,
+        manager_id: &str,
+    ) -> Result<Arc<dyn ServerConnection>> {
+        let (conn, _) = self.open_for(address, manager_id, true)?;
+        conn.take_ownership(password.to_owned(), true)?;
         self.pin(address, &conn.fingerprint);
         Ok(conn)
     }
@@ -619,6 +642,18 @@ impl FileStoragePlugin for AgentConnection {
 
     fn file_size(&self, path: &str) -> Result<Option<u64>> {
         self.storage_file_size(path.to_owned())
+    }
+
+    fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+        self.storage_write(path.to_owned(), offset, super::proto::v1::base64(data))
+    }
+
+    fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        self.storage_put(path.to_owned(), super::proto::v1::base64(contents))
+    }
+
+    fn list_repository(&self, mount_point: &str) -> Result<Vec<crate::driver::RepositoryFile>> {
+        Ok(self.storage_list_repository(mount_point.to_owned())?.into_iter().map(Into::into).collect())
     }
 }
 

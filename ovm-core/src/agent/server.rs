@@ -420,8 +420,8 @@ impl Inner {
             return self.incoming_migration(tls, peer, &fp, &token, vm).await;
         }
         let (mut rd, mut wr) = tokio::io::split(tls);
-        let (manager_id, version) = match hello {
-            Ok(ClientMessage::Hello { min_version, max_version, manager_id }) => {
+        let (manager_id, version, take_over) = match hello {
+            Ok(ClientMessage::Hello { min_version, max_version, manager_id, take_over }) => {
                 let v = max_version.min(PROTOCOL_VERSION);
                 if v < min_version.max(MIN_PROTOCOL_VERSION) || min_version > max_version {
                     return refuse(
@@ -435,7 +435,7 @@ impl Inner {
                     )
                     .await;
                 }
-                (manager_id, v)
+                (manager_id, v, take_over)
             }
             Ok(other) => {
                 return refuse(&mut wr, Error::invalid("hello", format!("expected hello, got {other:?}")))
@@ -447,6 +447,8 @@ impl Inner {
         let ownership = match owner {
             None => Ownership::Unowned,
             Some(o) if o.fingerprint == fp => Ownership::OwnedByYou,
+            // Only a takeover is served to this connection (see `is_owner` on each request).
+            Some(_) if take_over => Ownership::OwnedByAnother,
             Some(o) => {
                 return refuse(
                     &mut wr,
@@ -595,8 +597,8 @@ impl Inner {
     }
 
     async fn handle(self: Arc<Self>, peer: SocketAddr, fp: &str, manager_id: &str, op: Op) -> Result<Reply> {
-        if let Op::TakeOwnership { password } = op {
-            return self.take_ownership(peer, fp, manager_id, password).await;
+        if let Op::TakeOwnership { password, take_over } = op {
+            return self.take_ownership(peer, fp, manager_id, password, take_over).await;
         }
         if !op.allowed_unowned() && !self.is_owner(fp) {
             let why =
@@ -635,6 +637,7 @@ impl Inner {
         fp: &str,
         manager_id: &str,
         password: String,
+        take_over: bool,
     ) -> Result<Reply> {
         let ip = peer.ip();
         // Waiting attempts see a lockout that the ones before them caused.
@@ -680,12 +683,14 @@ impl Inner {
         }
         lock(&self.attempts).remove(&ip);
         // Check and claim under one lock: of two managers racing for an unowned agent, one wins.
-        let outcome = {
+        // `Ok(None)`: already the caller's; `Ok(Some(former))`: claimed (from `former`, if any).
+        let outcome: std::result::Result<Option<Option<String>>, String> = {
             let mut st = lock(&self.state);
             match &st.owner {
-                Some(o) if o.fingerprint == fp => Ok(false),
-                Some(o) => Err(format!("this server is owned by manager {}", o.manager_id)),
-                None => {
+                Some(o) if o.fingerprint == fp => Ok(None),
+                Some(o) if !take_over => Err(format!("this server is owned by manager {}", o.manager_id)),
+                previous => {
+                    let previous = previous.as_ref().map(|o| o.manager_id.clone());
                     let owner = Owner {
                         manager_id: manager_id.to_owned(),
                         fingerprint: fp.to_owned(),
@@ -694,17 +699,23 @@ impl Inner {
                     let next = State { owner: Some(owner), ..st.clone() };
                     write_atomic(&paths(&self.cfg.state_dir).2, &serde_json::to_vec_pretty(&next)?)?;
                     *st = next;
-                    Ok(true)
+                    Ok(Some(previous))
                 }
             }
         };
         match outcome {
-            Ok(taken) => {
-                if taken {
-                    self.record(peer, format!("ownership taken by manager {manager_id} (certificate {fp})"));
-                }
+            Ok(Some(None)) => {
+                self.record(peer, format!("ownership taken by manager {manager_id} (certificate {fp})"));
                 Ok(Reply::Done)
             }
+            Ok(Some(Some(former))) => {
+                self.record(
+                    peer,
+                    format!("ownership taken over from manager {former} by manager {manager_id} (certificate {fp})"),
+                );
+                Ok(Reply::Done)
+            }
+            Ok(None) => Ok(Reply::Done),
             Err(why) => {
                 self.record(peer, format!("refused: {why}"));
                 Err(Error::PermissionDenied { reason: why })
@@ -726,7 +737,7 @@ impl Inner {
 /// The operations served on blocking threads, on the served connection. (Ownership operations run
 /// on the connection's task: see `Inner::handle`.)
 impl Serve for Inner {
-    fn take_ownership(&self, _password: String) -> Result<()> {
+    fn take_ownership(&self, _password: String, _take_over: bool) -> Result<()> {
         Err(on_the_blocking_path())
     }
 
@@ -878,6 +889,21 @@ impl Serve for Inner {
 
     fn storage_file_size(&self, path: String) -> Result<Option<u64>> {
         capability(self.hv.file_storage(), "file storage")?.file_size(&path)
+    }
+
+    fn storage_write(&self, path: String, offset: u64, data: String) -> Result<()> {
+        let data = v1::unbase64("data", &data)?;
+        capability(self.hv.file_storage(), "file storage")?.write_file_at(&path, offset, &data)
+    }
+
+    fn storage_put(&self, path: String, contents: String) -> Result<()> {
+        let contents = v1::unbase64("contents", &contents)?;
+        capability(self.hv.file_storage(), "file storage")?.put_file(&path, &contents)
+    }
+
+    fn storage_list_repository(&self, mount_point: String) -> Result<Vec<v1::RepositoryFile>> {
+        let files = capability(self.hv.file_storage(), "file storage")?.list_repository(&mount_point)?;
+        Ok(files.into_iter().map(Into::into).collect())
     }
 
     fn iscsi_initiator(&self) -> Result<String> {

@@ -48,7 +48,8 @@ pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
     check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,
     ArrayOp, ArrayOpClient, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin, FileSystemMount,
-    FsUsage, IscsiSession, Lun, MountSource, StorageArrayPlugin, LIO_PLUGIN,
+    FsUsage, IscsiSession, Lun, MountSource, RepositoryFile, StorageArrayPlugin, LIO_PLUGIN, MAX_CONFIG_FILE,
+    MAX_LISTED_FILES, MAX_WRITE_CHUNK, REPOSITORY_CONFIG, REPOSITORY_LAYOUT,
 };
 
 pub(crate) use crate::sync::lock;
@@ -109,6 +110,20 @@ pub trait Driver: Send + Sync + fmt::Debug + Any {
     /// Connect to the server at `address` presenting the agent `password`, taking ownership for
     /// manager `manager_id`.
     fn connect(&self, address: &str, password: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>>;
+    /// Connect to the server at `address` that another manager owns, presenting the agent
+    /// `password`, and take it over for manager `manager_id` (a manager rebuilt after losing its
+    /// database). Drivers without ownership answer `Unsupported`.
+    fn take_over(
+        &self,
+        address: &str,
+        password: &str,
+        manager_id: &str,
+    ) -> Result<Arc<dyn ServerConnection>> {
+        let _ = (address, password, manager_id);
+        Err(crate::Error::Unsupported {
+            what: format!("taking over servers with the {} driver", self.name()),
+        })
+    }
     /// Reconnect to a server this manager already owns.
     fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>>;
     /// Release ownership of a server.

@@ -216,6 +216,39 @@ pub struct FsUsage {
     pub used_bytes: u64,
 }
 
+/// Largest chunk [`FileStoragePlugin::write_file_at`] takes, bytes.
+pub const MAX_WRITE_CHUNK: usize = 512 * 1024;
+
+/// Largest file [`FileStoragePlugin::put_file`] writes and [`FileStoragePlugin::list_repository`]
+/// returns the text of, bytes (configuration files).
+pub const MAX_CONFIG_FILE: usize = 256 * 1024;
+
+/// Most files [`FileStoragePlugin::list_repository`] lists.
+pub const MAX_LISTED_FILES: usize = 100_000;
+
+/// A file of a repository, as [`FileStoragePlugin::list_repository`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryFile {
+    /// Path relative to the repository's mount point, components joined by `/`
+    /// (e.g. `VirtualMachines/<id>/vm.cfg`).
+    pub path: String,
+    /// Size, bytes.
+    pub size_bytes: u64,
+    /// The text of a configuration file (a name ending in `.cfg`, at most [`MAX_CONFIG_FILE`]
+    /// bytes of UTF-8); `None` for other files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+/// The repository's own configuration file, at the top of its file system (also listed by
+/// [`FileStoragePlugin::list_repository`]).
+pub const REPOSITORY_CONFIG: &str = "repository.cfg";
+
+/// The directories of a repository's layout that [`FileStoragePlugin::list_repository`] lists
+/// (files directly in them, and in their subdirectories one level down).
+pub const REPOSITORY_LAYOUT: [&str; 6] =
+    ["Templates", "Assemblies", "ISOs", "VirtualDisks", "VirtualMachines", "Kernels"];
+
 /// The file-system plug-in side of a server's storage.
 pub trait FileStoragePlugin: Send + Sync {
     /// The file systems `server` offers, with their real capacity and free space, found by asking the
@@ -250,6 +283,17 @@ pub trait FileStoragePlugin: Send + Sync {
     fn delete_file(&self, path: &str) -> Result<()>;
     /// Size of the file at `path`, or `None` if there is none.
     fn file_size(&self, path: &str) -> Result<Option<u64>>;
+    /// Write `data` (at most [`MAX_WRITE_CHUNK`] bytes) at `offset` of the existing file at `path`
+    /// (made by [`create_file`](Self::create_file) with its final size): a write past that size
+    /// is refused, so an import never grows a file beyond what was declared and checked.
+    fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()>;
+    /// Replace the file at `path` with `contents` (at most [`MAX_CONFIG_FILE`] bytes) atomically:
+    /// a reader sees the old file or the new one, never a part (configuration files).
+    fn put_file(&self, path: &str, contents: &[u8]) -> Result<()>;
+    /// The regular files of the repository mounted at `mount_point`, in the directories of
+    /// [`REPOSITORY_LAYOUT`] and its [`REPOSITORY_CONFIG`], with the text of its configuration files (at most
+    /// [`MAX_LISTED_FILES`]; symbolic links and other special files are left out).
+    fn list_repository(&self, mount_point: &str) -> Result<Vec<RepositoryFile>>;
 }
 
 /// A LUN of a storage array.

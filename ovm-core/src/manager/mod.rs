@@ -36,7 +36,8 @@ pub use recurring::REFRESH_SERVERS;
 pub use servers::ServerEdit;
 pub use storage::{
     iso_path, kernel_paths, repository_path, virtual_disk_path, ArrayManagementSpec, FileServerSpec,
-    RepositorySpec, StorageArraySpec, GENERIC_ISCSI_PLUGIN, LOCAL_FILE_SYSTEM_ROOT,
+    RebuildReport, RepositorySpec, ServerLogin, StorageArraySpec, GENERIC_ISCSI_PLUGIN,
+    LOCAL_FILE_SYSTEM_ROOT,
 };
 pub use vms::{CloneOptions, StopOptions, VmSpec};
 
@@ -204,6 +205,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) recurring: Mutex<recurring::Schedule>,
     pub(crate) jobs_idle: std::sync::Condvar,
+    /// The configuration files written in repositories, by object.
+    pub(crate) config_files: Mutex<storage::config_files::Known>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -268,6 +271,7 @@ impl Manager {
         for o in db.load_objects()? {
             inv.load(o);
         }
+        let config_files = storage::config_files::seed(&inv);
         let mut blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>> = HashMap::new();
         for e in db.events(&crate::store::EventFilter {
             min_severity: Some(Severity::Error),
@@ -324,6 +328,7 @@ impl Manager {
             clock: b.clock.clone(),
             recurring: Mutex::new(recurring),
             jobs_idle: std::sync::Condvar::new(),
+            config_files: Mutex::new(config_files),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });

@@ -73,6 +73,10 @@ pub enum Recovery {
     RolledBack,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A persisted job: one mutating operation of the manager.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -90,6 +94,12 @@ pub struct Job {
     pub progress: f32,
     /// Latest progress message.
     pub message: String,
+    /// Bytes moved so far by a job that moves data (an import, a copy), else 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_done: u64,
+    /// Bytes it will move in all, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
     /// Created.
     pub created: Timestamp,
     /// Started running.
@@ -140,6 +150,8 @@ impl Job {
             state: JobState::Queued,
             progress: 0.0,
             message: String::new(),
+            bytes_done: 0,
+            bytes_total: None,
             created,
             started: None,
             finished: None,

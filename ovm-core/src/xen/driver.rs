@@ -538,6 +538,18 @@ impl FileStoragePlugin for XenConnection {
     fn file_size(&self, path: &str) -> Result<Option<u64>> {
         self.storage.file_size(path)
     }
+
+    fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+        self.storage.write_file_at(path, offset, data)
+    }
+
+    fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        self.storage.put_file(path, contents)
+    }
+
+    fn list_repository(&self, mount_point: &str) -> Result<Vec<crate::driver::RepositoryFile>> {
+        self.storage.list_repository(mount_point)
+    }
 }
 
 /// The generic iSCSI plug-in (open-iscsi), and ovm's LIO plug-in for vendor-style management.

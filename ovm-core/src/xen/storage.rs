@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::plugin::PluginRunner;
 use crate::driver::storage::{
     check_abs_path, DiscoveredFileSystem, FileServerAccess, FileSystemMount, FsUsage, MountSource,
+    RepositoryFile, MAX_CONFIG_FILE, MAX_LISTED_FILES, MAX_WRITE_CHUNK, REPOSITORY_CONFIG, REPOSITORY_LAYOUT,
 };
 use crate::{Error, Result};
 
@@ -360,6 +361,54 @@ fn nfs_exports(host: &str) -> Result<Vec<String>> {
 }
 
 /// Open for reading without following a symbolic link at the last component.
+/// Add the regular files under `root/rel` to `out`, going `depth` directories further down;
+/// symbolic links and special files are skipped, never followed.
+fn list_files(root: &Path, rel: &Path, depth: u32, out: &mut Vec<RepositoryFile>) -> Result<()> {
+    let dir = root.join(rel);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(backend(format!("list {}: {e}", dir.display()))),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| backend(format!("list {}: {e}", dir.display())))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if name.starts_with('.') {
+            continue; // scratch files of writes in progress
+        }
+        let meta = match entry.path().symlink_metadata() {
+            Ok(m) => m,
+            Err(_) => continue, // gone meanwhile
+        };
+        let path = rel.join(&name);
+        if meta.is_dir() && depth > 0 {
+            list_files(root, &path, depth - 1, out)?;
+        } else if meta.is_file() {
+            if out.len() >= MAX_LISTED_FILES {
+                return Err(Error::invalid(
+                    "repository",
+                    format!("more than {MAX_LISTED_FILES} files under {}", root.display()),
+                ));
+            }
+            let config = if name.ends_with(".cfg") && meta.len() <= MAX_CONFIG_FILE as u64 {
+                read_small(&entry.path())
+            } else {
+                None
+            };
+            let path = path.to_str().unwrap_or_default().to_owned();
+            out.push(RepositoryFile { path, size_bytes: meta.len(), config });
+        }
+    }
+    Ok(())
+}
+
+/// The text of a small regular file, never through a symbolic link.
+fn read_small(p: &Path) -> Option<String> {
+    let mut text = String::new();
+    open_nofollow(p).ok()?.take(MAX_CONFIG_FILE as u64 + 1).read_to_string(&mut text).ok()?;
+    (text.len() <= MAX_CONFIG_FILE).then_some(text)
+}
+
 fn open_nofollow(p: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p)
@@ -807,14 +856,31 @@ impl LocalStorage {
         }
     }
 
-    /// Delete a file; a missing file is success.
+    /// Delete a file; a missing file is success. An object's directory in a repository
+    /// (`Templates/<id>`, `Assemblies/<id>`, `VirtualMachines/<id>`) left empty goes too.
     pub fn delete_file(&self, path: &str) -> Result<()> {
         self.writable("path", path)?;
         match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(backend(format!("delete {path}: {e}"))),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(backend(format!("delete {path}: {e}"))),
         }
+        if let Some(dir) = Path::new(path).parent() {
+            let in_object_dir = dir
+                .parent()
+                .filter(|kind| {
+                    kind.file_name().is_some_and(|n| {
+                        ["Templates", "Assemblies", "VirtualMachines"].iter().any(|k| n == *k)
+                    })
+                })
+                .and_then(|kind| kind.parent())
+                .and_then(|repo| repo.parent())
+                .is_some_and(|root| root == self.repositories());
+            if in_object_dir {
+                let _ = std::fs::remove_dir(dir); // fails while anything is left in it
+            }
+        }
+        Ok(())
     }
 
     /// Grow or shrink a file.
@@ -827,6 +893,92 @@ impl LocalStorage {
             .open(path)
             .map_err(|e| backend(format!("open {path}: {e}")))?;
         f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
+    }
+
+    /// Write a chunk into an existing file, within its size.
+    pub fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        if data.len() > MAX_WRITE_CHUNK {
+            return Err(Error::invalid(
+                "data",
+                format!("{} bytes is over the chunk limit of {MAX_WRITE_CHUNK}", data.len()),
+            ));
+        }
+        self.writable("path", path)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| backend(format!("open {path}: {e}")))?;
+        let meta = f.metadata().map_err(|e| backend(format!("stat {path}: {e}")))?;
+        if !meta.is_file() {
+            return Err(Error::invalid("path", format!("{path:?} is not a regular file")));
+        }
+        let end = offset.checked_add(data.len() as u64);
+        if end.is_none_or(|end| end > meta.len()) {
+            return Err(Error::invalid(
+                "offset",
+                format!(
+                    "writing {} bytes at {offset} goes past the {} bytes of {path}",
+                    data.len(),
+                    meta.len()
+                ),
+            ));
+        }
+        f.write_all_at(data, offset).map_err(|e| backend(format!("write {path}: {e}")))
+    }
+
+    /// Replace a small file atomically (a new file beside it, renamed over it).
+    pub fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        if contents.len() > MAX_CONFIG_FILE {
+            return Err(Error::invalid(
+                "contents",
+                format!("{} bytes is over the limit of {MAX_CONFIG_FILE}", contents.len()),
+            ));
+        }
+        self.writable("path", path)?;
+        self.make_parent(path)?;
+        let p = Path::new(path);
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = p.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(contents)?;
+                f.sync_all()
+            })
+            .and_then(|_| std::fs::rename(&tmp, p));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(backend(format!("write {path}: {e}")));
+        }
+        Ok(())
+    }
+
+    /// The files of a mounted repository's layout, with the text of its configuration files.
+    pub fn list_repository(&self, mount_point: &str) -> Result<Vec<RepositoryFile>> {
+        self.mount_point_ok(mount_point)?;
+        if !mountinfo()?.iter().any(|m| m.mount_point == mount_point) {
+            return Err(backend(format!("nothing is mounted at {mount_point}")));
+        }
+        let root = Path::new(mount_point);
+        let mut out = Vec::new();
+        for top in REPOSITORY_LAYOUT {
+            list_files(root, Path::new(top), 1, &mut out)?;
+        }
+        let top = root.join(REPOSITORY_CONFIG);
+        if let Ok(meta) = top.symlink_metadata() {
+            if meta.is_file() {
+                let config = read_small(&top);
+                out.push(RepositoryFile { path: REPOSITORY_CONFIG.into(), size_bytes: meta.len(), config });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     /// Size of a file.

@@ -27,6 +27,11 @@ pub enum ClientMessage {
         max_version: u32,
         /// The manager's id.
         manager_id: String,
+        /// The manager means to take the agent over from the manager that owns it (with the
+        /// agent password, [`Op::TakeOwnership`]): the agent then answers
+        /// [`Ownership::OwnedByAnother`] instead of refusing the connection.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        take_over: bool,
     },
     /// A request.
     Request {
@@ -125,10 +130,14 @@ macro_rules! remote_ops {
 
 remote_ops! {
     /// Present the agent password and take ownership: from then on only this manager's certificate
-    /// is accepted. Allowed when unowned (or already owned by the caller).
+    /// is accepted. Allowed when unowned (or already owned by the caller), or, with `take_over`,
+    /// from another manager (a manager rebuilt after losing its database; the agent records it).
     take_ownership => TakeOwnership {
         /// The agent password.
         password: String,
+        /// Take the agent from the manager that owns it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        take_over: bool,
     } -> Done;
     /// Return the agent to unowned.
     release_ownership => ReleaseOwnership -> Done;
@@ -353,6 +362,27 @@ remote_ops! {
         /// The call.
         call: driver::ArrayOp,
     } -> Array(driver::ArrayAnswer);
+    /// Write a chunk into an existing file, within its size.
+    storage_write => StorageWrite {
+        /// Path.
+        path: String,
+        /// Where in the file.
+        offset: u64,
+        /// The bytes, base64 (standard alphabet, padded).
+        data: String,
+    } -> Done;
+    /// Replace a small file atomically.
+    storage_put => StoragePut {
+        /// Path.
+        path: String,
+        /// The contents, base64 (standard alphabet, padded).
+        contents: String,
+    } -> Done;
+    /// The files of a mounted repository.
+    storage_list_repository => StorageListRepository {
+        /// The repository's mount point.
+        mount_point: String,
+    } -> RepositoryFiles(Vec<RepositoryFile>);
 }
 
 impl Op {
@@ -393,6 +423,9 @@ pub enum Ownership {
     Unowned,
     /// The connecting manager owns it.
     OwnedByYou,
+    /// Another manager owns it, and the connecting manager said it means to take it over: only
+    /// [`Op::TakeOwnership`] is served.
+    OwnedByAnother,
 }
 
 /// A message from the agent.
@@ -471,6 +504,47 @@ pub enum Reply {
     Luns(Vec<Lun>),
     /// The answer of a storage array's plug-in.
     Array(driver::ArrayAnswer),
+    /// The files of a repository.
+    RepositoryFiles(Vec<RepositoryFile>),
+}
+
+/// Bytes as the messages carry them: base64, standard alphabet, padded.
+pub fn base64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Bytes from a message's base64 field `field`.
+pub fn unbase64(field: &str, text: &str) -> Result<Vec<u8>, Error> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::invalid(field, format!("not base64: {e}")))
+}
+
+/// A file of a repository (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryFile {
+    /// Path relative to the mount point.
+    pub path: String,
+    /// Size, bytes.
+    pub size_bytes: u64,
+    /// The text of a configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+impl From<driver::RepositoryFile> for RepositoryFile {
+    fn from(f: driver::RepositoryFile) -> Self {
+        RepositoryFile { path: f.path, size_bytes: f.size_bytes, config: f.config }
+    }
+}
+
+impl From<RepositoryFile> for driver::RepositoryFile {
+    fn from(f: RepositoryFile) -> Self {
+        driver::RepositoryFile { path: f.path, size_bytes: f.size_bytes, config: f.config }
+    }
 }
 
 /// An iSCSI session (v1).
@@ -1196,8 +1270,11 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let msgs = vec![
-            ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m".into() },
-            ClientMessage::Request { id: 7, op: Op::TakeOwnership { password: "pw".into() } },
+            ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m".into(), take_over: false },
+            ClientMessage::Request {
+                id: 7,
+                op: Op::TakeOwnership { password: "pw".into(), take_over: false },
+            },
             ClientMessage::Request { id: 8, op: Op::Shutdown { vm: VmId::new(), timeout_ms: 5 } },
             ClientMessage::Request { id: 9, op: Op::ListDomains },
         ];
@@ -1273,12 +1350,16 @@ mod tests {
         let req = |op: Op| ClientMessage::Request { id: 7, op };
         let client: Vec<(ClientMessage, String)> = vec![
             (
-                ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m1".into() },
+                ClientMessage::Hello { min_version: 1, max_version: 1, manager_id: "m1".into(), take_over: false },
                 r#"{"type":"hello","min_version":1,"max_version":1,"manager_id":"m1"}"#.into(),
             ),
             (
-                req(Op::TakeOwnership { password: "pw".into() }),
+                req(Op::TakeOwnership { password: "pw".into(), take_over: false }),
                 r#"{"type":"request","id":7,"op":{"op":"take_ownership","password":"pw"}}"#.into(),
+            ),
+            (
+                req(Op::TakeOwnership { password: "pw".into(), take_over: true }),
+                r#"{"type":"request","id":7,"op":{"op":"take_ownership","password":"pw","take_over":true}}"#.into(),
             ),
             (req(Op::ReleaseOwnership), r#"{"type":"request","id":7,"op":{"op":"release_ownership"}}"#.into()),
             (req(Op::HostInfo), r#"{"type":"request","id":7,"op":{"op":"host_info"}}"#.into()),
@@ -1523,6 +1604,21 @@ mod tests {
                 )
                 .into(),
             ),
+            (
+                req(Op::StorageWrite { path: "/r/a.img".into(), offset: 512, data: "AAE=".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_write","path":"/r/a.img","offset":512,"data":"AAE="}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StoragePut { path: "/r/VirtualMachines/v/vm.cfg".into(), contents: "eD0x".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_put","path":"/r/VirtualMachines/v/vm.cfg","contents":"eD0x"}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StorageListRepository { mount_point: "/OVS/Repositories/r".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_list_repository","mount_point":"/OVS/Repositories/r"}}"#
+                    .into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -1693,6 +1789,18 @@ mod tests {
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"file_size","value":null}}}"#.into(),
             ),
             (
+                resp(Ok(Reply::RepositoryFiles(vec![
+                    RepositoryFile { path: "VirtualDisks/d.img".into(), size_bytes: 9, config: None },
+                    RepositoryFile { path: "VirtualDisks/d.img.cfg".into(), size_bytes: 3, config: Some("x=1".into()) },
+                ]))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"repository_files","value":["#,
+                    r#"{"path":"VirtualDisks/d.img","size_bytes":9},"#,
+                    r#"{"path":"VirtualDisks/d.img.cfg","size_bytes":3,"config":"x=1"}]}}}"#
+                )
+                .into(),
+            ),
+            (
                 resp(Err(Error::Unsupported { what: "x".into() })),
                 r#"{"type":"response","id":7,"result":{"Err":{"Unsupported":{"what":"x"}}}}"#.into(),
             ),
@@ -1789,10 +1897,13 @@ mod tests {
                 | Op::IscsiLuns { .. }
                 | Op::IscsiRescan { .. }
                 | Op::IscsiForget { .. }
-                | Op::ArrayManage { .. } => {}
+                | Op::ArrayManage { .. }
+                | Op::StorageWrite { .. }
+                | Op::StoragePut { .. }
+                | Op::StorageListRepository { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 47);
+        assert_eq!(ops.len(), 51);
     }
 
     #[test]

@@ -128,6 +128,22 @@ impl Driver for SimDriver {
         Ok(Arc::new(SimConnection { host, world: self.world.clone() }))
     }
 
+    fn take_over(
+        &self,
+        address: &str,
+        password: &str,
+        manager_id: &str,
+    ) -> Result<Arc<dyn ServerConnection>> {
+        {
+            let host = self.world.host_for(address)?;
+            let mut st = lock(&host.state);
+            if st.password == password {
+                st.owner = None;
+            }
+        }
+        self.connect(address, password, manager_id)
+    }
+
     fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>> {
         let host = self.world.host_for(address)?;
         let name = lock(&host.state).name.clone();

@@ -8,7 +8,8 @@ use super::{SimConnection, SimOp};
 use crate::driver::storage::{
     check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,
     ArrayOp, ArrayOpClient, DiscoveredFileSystem, FileServerAccess, FileStoragePlugin, FileSystemMount,
-    FsUsage, IscsiSession, Lun, MountSource,
+    FsUsage, IscsiSession, Lun, MountSource, RepositoryFile, MAX_CONFIG_FILE, MAX_WRITE_CHUNK,
+    REPOSITORY_CONFIG, REPOSITORY_LAYOUT,
 };
 use crate::driver::{lock, StorageArrayPlugin, LIO_PLUGIN};
 use crate::{Error, Result};
@@ -269,12 +270,71 @@ impl FileStoragePlugin for SimConnection {
     fn delete_file(&self, path: &str) -> Result<()> {
         self.op(SimOp::Storage, |_| {
             lock(&self.world.inner.files).remove(path);
+            lock(&self.world.inner.contents).remove(path);
             Ok(())
         })
     }
 
     fn file_size(&self, path: &str) -> Result<Option<u64>> {
         self.op(SimOp::Storage, |_| Ok(lock(&self.world.inner.files).get(path).copied()))
+    }
+
+    fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+        if data.len() > MAX_WRITE_CHUNK {
+            return Err(Error::invalid("data", format!("{} bytes is over the chunk limit", data.len())));
+        }
+        self.op(SimOp::Storage, |st| {
+            let files = lock(&self.world.inner.files);
+            let size =
+                *files.get(path).ok_or_else(|| Error::backend(&st.name, format!("{path} does not exist")))?;
+            if offset.checked_add(data.len() as u64).is_none_or(|end| end > size) {
+                return Err(Error::invalid(
+                    "offset",
+                    format!("writing {} bytes at {offset} goes past the {size} bytes of {path}", data.len()),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        check_abs_path("path", path)?;
+        if contents.len() > MAX_CONFIG_FILE {
+            return Err(Error::invalid("contents", format!("{} bytes is over the limit", contents.len())));
+        }
+        self.op(SimOp::Storage, |_| {
+            lock(&self.world.inner.files).insert(path.to_owned(), contents.len() as u64);
+            lock(&self.world.inner.contents).insert(path.to_owned(), contents.to_vec());
+            Ok(())
+        })
+    }
+
+    fn list_repository(&self, mount_point: &str) -> Result<Vec<RepositoryFile>> {
+        check_abs_path("mount_point", mount_point)?;
+        self.op(SimOp::Storage, |_| {
+            let files = lock(&self.world.inner.files);
+            let contents = lock(&self.world.inner.contents);
+            let prefix = format!("{}/", mount_point.trim_end_matches('/'));
+            let mut out: Vec<RepositoryFile> = files
+                .iter()
+                .filter_map(|(p, size)| {
+                    let rel = p.strip_prefix(&prefix)?;
+                    let parts: Vec<&str> = rel.split('/').collect();
+                    let listed = ((2..=3).contains(&parts.len()) && REPOSITORY_LAYOUT.contains(&parts[0]))
+                        || rel == REPOSITORY_CONFIG;
+                    if !listed || parts.iter().any(|c| c.starts_with('.')) {
+                        return None;
+                    }
+                    let config = rel
+                        .ends_with(".cfg")
+                        .then(|| contents.get(p).and_then(|c| String::from_utf8(c.clone()).ok()))
+                        .flatten();
+                    Some(RepositoryFile { path: rel.to_owned(), size_bytes: *size, config })
+                })
+                .collect();
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(out)
+        })
     }
 }
 

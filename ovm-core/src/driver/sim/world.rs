@@ -83,6 +83,8 @@ pub(super) struct WorldInner {
     pub(super) faults: Mutex<Faults>,
     pub(super) next_domid: AtomicU32,
     pub(super) files: Mutex<HashMap<String, u64>>,
+    /// The contents of the small files written whole (configuration files), by path.
+    pub(super) contents: Mutex<HashMap<String, Vec<u8>>>,
     /// File system (a mount source's text, `host:/export`) → capacity, bytes.
     pub(super) file_systems: Mutex<BTreeMap<String, u64>>,
     /// File system → the id of the repository whose marker it holds.

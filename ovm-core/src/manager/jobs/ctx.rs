@@ -117,6 +117,7 @@ impl StepCtx<'_> {
             last.1.extend(tx.undo.iter().cloned());
         }
         let mut batch = std::mem::take(&mut tx.batch);
+        let touched: Vec<ObjectRef> = batch.changes.iter().map(|(r, _)| *r).collect();
         let rec = lock(&self.cell.record).clone();
         batch.jobs.push((rec, Some(journal.clone())));
         let events = std::mem::take(&mut tx.new_events);
@@ -127,6 +128,7 @@ impl StepCtx<'_> {
             tx.revert();
             return Err(e);
         }
+        lock(&self.cell.touched).extend(touched);
         for e in events.into_iter().filter(|e| e.severity.blocks()) {
             st.blocking_events.entry(e.object.id).or_default().push((e.id, e.severity));
         }
@@ -159,6 +161,13 @@ impl StepCtx<'_> {
     /// Report progress within the current step.
     pub(crate) fn message(&self, msg: impl Into<String>) {
         lock(&self.cell.record).message = msg.into();
+    }
+
+    /// Report bytes moved so far, and the total when known.
+    pub(crate) fn bytes(&self, done: u64, total: Option<u64>) {
+        let mut r = lock(&self.cell.record);
+        r.bytes_done = done;
+        r.bytes_total = total;
     }
 
     /// Record the job's result object.

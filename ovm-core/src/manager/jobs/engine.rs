@@ -107,6 +107,9 @@ fn finish(
         }
         undone = journal.steps_undone();
     }
+    // The configuration files of what the job wrote follow the inventory (see `storage::config_files`).
+    let touched = std::mem::take(&mut *lock(&cell.touched));
+    let file_problems = mgr.sync_config_files(&touched);
     // The final record is published to waiters only after it is stored and the locks are released,
     // so a caller that saw the job end can immediately operate on its targets.
     let rec = {
@@ -118,6 +121,9 @@ fn finish(
                 r.state = JobState::Completed;
                 r.progress = 1.0;
                 r.message = "completed".into();
+                if !file_problems.is_empty() {
+                    r.message = format!("completed; {}", file_problems.join("; "));
+                }
             }
             Some(e) => {
                 r.state =

@@ -85,6 +85,8 @@ pub(crate) struct JobCell {
     pub(crate) done: Condvar,
     pub(crate) watch: watch::Sender<JobState>,
     pub(crate) abort: AtomicBool,
+    /// The objects the job's transactions wrote (their configuration files follow at its end).
+    pub(crate) touched: Mutex<std::collections::BTreeSet<ObjectRef>>,
 }
 
 impl JobCell {
@@ -95,6 +97,7 @@ impl JobCell {
             done: Condvar::new(),
             watch: watch::channel(st).0,
             abort: AtomicBool::new(false),
+            touched: Mutex::default(),
         })
     }
 }

@@ -15,6 +15,17 @@ impl Manager {
     /// the agent `password`, and take ownership of it. The job's result is the new [`Server`]. On the
     /// first discovery a management network is created with the server's first port.
     pub fn discover_server(&self, address: &str, password: &str) -> Result<JobHandle> {
+        self.discover(address, password, false)
+    }
+
+    /// Discover a server that another manager owns and take it over, presenting its agent
+    /// password (the agent records the takeover). For a manager rebuilt after losing its database
+    /// ([`Manager::rebuild_from_servers`]); otherwise as [`Manager::discover_server`].
+    pub fn take_over_server(&self, address: &str, password: &str) -> Result<JobHandle> {
+        self.discover(address, password, true)
+    }
+
+    fn discover(&self, address: &str, password: &str, take_over: bool) -> Result<JobHandle> {
         let address = address.trim().to_owned();
         if address.is_empty() {
             return Err(Error::invalid("address", "must not be empty"));
@@ -32,7 +43,11 @@ impl Manager {
         let spec = JobSpec::new("DiscoverServer", &format!("Discover server {address}"), vec![target])
             .step("connect and take ownership", move |ctx| {
                 ctx.will_do(Undo::Server(ServerUndo::ReleaseOwnership { address: address.clone() }))?;
-                let hv = driver.connect(&address, &password, ctx.mgr.id())?;
+                let hv = if take_over {
+                    driver.take_over(&address, &password, ctx.mgr.id())?
+                } else {
+                    driver.connect(&address, &password, ctx.mgr.id())?
+                };
                 *lock(&conn) = Some(hv);
                 Ok(())
             })

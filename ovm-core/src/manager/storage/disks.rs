@@ -1,6 +1,6 @@
 //! What a repository holds: virtual disks, ISO images, boot kernels and templates.
 
-use super::{add_used, iso_path, kernel_paths, virtual_disk_path};
+use super::{add_used, kernel_paths, virtual_disk_path};
 use crate::job::{StorageUndo, Undo};
 use crate::manager::jobs::JobSpec;
 use crate::manager::{JobHandle, Manager};
@@ -62,42 +62,6 @@ impl Manager {
                 ctx.set_result(target);
                 Ok(())
             }),
-        )
-    }
-
-    /// Import an ISO image of `size_bytes` into a repository (from `source_url`). The result is the ISO.
-    pub fn import_iso(&self, repo: RepositoryId, name: &str, size_bytes: u64) -> Result<JobHandle> {
-        validate_name(name)?;
-        let r = self.repository(repo)?;
-        let id = VirtualCdromId::new();
-        let iso = VirtualCdrom {
-            id,
-            name: name.to_owned(),
-            description: String::new(),
-            repository: repo,
-            size_bytes,
-            path: iso_path(repo, id),
-        };
-        self.state().inv.check_put(&Object::VirtualCdrom(iso.clone()))?;
-        let target = ObjectRef::new(ObjectKind::VirtualCdrom, id);
-        self.submit(
-            JobSpec::new("ImportIso", &format!("Import ISO {name}"), vec![target, r.object_ref()]).step(
-                "store file",
-                move |ctx| {
-                    let server = ctx.mgr.storage_server(repo)?;
-                    ctx.will_do(Undo::Storage(StorageUndo::DeleteFile {
-                        server: server.0,
-                        path: iso.path.clone(),
-                    }))?;
-                    crate::manager::file_storage(&*ctx.hv(server)?)?.create_file(&iso.path, size_bytes)?;
-                    ctx.tx(|tx| {
-                        tx.put(Object::VirtualCdrom(iso))?;
-                        add_used(tx, repo, size_bytes as i64)
-                    })?;
-                    ctx.set_result(target);
-                    Ok(())
-                },
-            ),
         )
     }
 

@@ -3,17 +3,22 @@
 //! storage.
 
 mod arrays;
+pub(crate) mod config_files;
 mod disks;
 mod file_servers;
+mod import;
 mod layout;
 mod luns;
+mod rebuild;
 mod repositories;
+pub(crate) mod source;
 
 pub use arrays::{StorageArraySpec, GENERIC_ISCSI_PLUGIN};
 pub use file_servers::FileServerSpec;
 pub use layout::LOCAL_FILE_SYSTEM_ROOT;
 pub use layout::{iso_path, kernel_paths, repository_path, virtual_disk_path};
 pub use luns::ArrayManagementSpec;
+pub use rebuild::{RebuildReport, ServerLogin};
 pub use repositories::RepositorySpec;
 
 use crate::job::StorageUndo;
