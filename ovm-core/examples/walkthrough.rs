@@ -183,6 +183,7 @@ fn main() -> Result<()> {
         pool: Some(pool),
         repository: None,
         networks: Some(vec![Some(net)]),
+        ..Default::default()
     };
     let name = format!("web-{}", &uuid_suffix());
     let vm = VmId(done(&format!("clone template to VM {name}"), mgr.clone_template(tpl, &name, opts)?)?.id);
@@ -302,7 +303,7 @@ fn xen_walkthrough(mgr: &Manager, x: &XenTarget) -> Result<()> {
     let tpl = TemplateId(
         done("create template guest", mgr.create_template(repo, "guest", config, vec![disk])?)?.id,
     );
-    let opts = ovm_core::manager::CloneOptions { pool: Some(pool), repository: None, networks: None };
+    let opts = ovm_core::manager::CloneOptions { pool: Some(pool), ..Default::default() };
     let name = format!("guest-{}", &uuid_suffix());
     let vm = VmId(done(&format!("clone template to VM {name}"), mgr.clone_template(tpl, &name, opts)?)?.id);
     let start = mgr.start_vm(vm)?;

@@ -1125,6 +1125,7 @@ fn clone_options(
     networks: Option<Vec<Option<String>>>,
 ) -> PyResult<CloneOptions> {
     Ok(CloneOptions {
+        disks: Vec::new(),
         pool: opt_uuid("pool", pool)?.map(m::PoolId),
         repository: opt_uuid("repository", repository)?.map(m::RepositoryId),
         networks: networks

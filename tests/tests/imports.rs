@@ -12,7 +12,7 @@ use common::{ok, result_id, WAIT};
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
 use ovm_core::driver::{Driver, RepositoryFile};
 use ovm_core::manager::{
-    repository_path, CloneOptions, FileServerSpec, PoolSpec, RepositorySpec, ServerLogin,
+    repository_path, CloneOptions, DiskClone, FileServerSpec, PoolSpec, RepositorySpec, ServerLogin,
 };
 use ovm_core::model::*;
 use ovm_core::{ErrorKind, Manager};
@@ -475,4 +475,61 @@ fn a_lost_database_is_rebuilt_from_the_repositories() {
     let e = fresh.rebuild_from_servers(&logins).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "only into an empty inventory");
     let _ = dc.servers;
+}
+
+#[test]
+fn a_clone_copies_each_disk_where_it_is_told_or_shares_it() {
+    let dc = dc("customise");
+    dc.world.add_nfs_export("nfs1", "/srv/fast", 100 * GIB);
+    let fs2 = dc
+        .mgr
+        .list::<FileSystem>(|_| true)
+        .into_iter()
+        .find(|f| f.path == "/srv/repo")
+        .map(|f| f.location)
+        .unwrap();
+    let FileSystemLocation::FileServer(fsrv) = fs2 else { panic!("an NFS file system") };
+    ok(dc.mgr.refresh_file_server(fsrv));
+    let fast = dc.mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == "/srv/fast").unwrap().id;
+    let repo2 = RepositoryId(result_id(dc.mgr.create_repository(RepositorySpec {
+        name: "fast".into(),
+        backing: RepositoryBacking::FileSystem(fast),
+        owner_pool: None,
+        capacity_bytes: 0,
+    })));
+    ok(dc.mgr.present_repository_to(repo2, &dc.servers));
+    let system = VirtualDiskId(result_id(dc.mgr.create_virtual_disk(dc.repo, "system", GIB, false)));
+    let shared = VirtualDiskId(result_id(dc.mgr.create_virtual_disk(dc.repo, "shared", GIB, true)));
+    let config = VmConfig {
+        disks: vec![
+            DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(system) },
+            DiskMapping { slot: 1, target: DiskTarget::VirtualDisk(shared) },
+        ],
+        ..VmConfig::default()
+    };
+    let t = TemplateId(result_id(dc.mgr.create_template(dc.repo, "two-disks", config, vec![system, shared])));
+    let opts = CloneOptions {
+        pool: Some(dc.pool),
+        disks: vec![(0, DiskClone::Copy { repository: Some(repo2) }), (1, DiskClone::Share)],
+        ..CloneOptions::default()
+    };
+    let vm = dc.mgr.get::<Vm>(VmId(result_id(dc.mgr.clone_template(t, "custom", opts)))).unwrap();
+    let DiskTarget::VirtualDisk(copy) = vm.config.disks[0].target else { panic!() };
+    let copy = dc.mgr.get::<VirtualDisk>(copy).unwrap();
+    assert_eq!(copy.repository, repo2, "slot 0 copied into the other repository");
+    assert!(copy.path.starts_with(&repository_path(repo2)));
+    assert_eq!(vm.config.disks[1].target, DiskTarget::VirtualDisk(shared), "slot 1 shared");
+    ok(dc.mgr.start_vm(vm.id));
+    // Bad choices are refused before anything is copied.
+    let disks_before = dc.mgr.list::<VirtualDisk>(|_| true).len();
+    for (disks, why) in [
+        (vec![(0, DiskClone::Share)], "not shareable"),
+        (vec![(5, DiskClone::Share)], "maps no virtual disk"),
+        (vec![(0, DiskClone::Copy { repository: Some(RepositoryId::new()) })], "Repository"),
+    ] {
+        let opts = CloneOptions { pool: Some(dc.pool), disks, ..CloneOptions::default() };
+        let e = dc.mgr.clone_template(t, "bad", opts).unwrap_err();
+        assert!(e.to_string().contains(why), "{why}: {e}");
+    }
+    assert_eq!(dc.mgr.list::<VirtualDisk>(|_| true).len(), disks_before);
 }

@@ -39,7 +39,7 @@ pub use storage::{
     RebuildReport, RepositorySpec, ServerLogin, StorageArraySpec, GENERIC_ISCSI_PLUGIN,
     LOCAL_FILE_SYSTEM_ROOT,
 };
-pub use vms::{CloneOptions, StopOptions, VmSpec};
+pub use vms::{CloneOptions, DiskClone, StopOptions, VmSpec};
 
 /// Current time in milliseconds since the Unix epoch, on the system clock. A manager dates what it
 /// does with its own [`Clock`] ([`ManagerBuilder::clock`]).

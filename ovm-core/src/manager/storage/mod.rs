@@ -29,22 +29,33 @@ use crate::{Error, Result};
 impl Manager {
     /// A server that can do storage work on a repository.
     pub(crate) fn storage_server(&self, repo: RepositoryId) -> Result<ServerId> {
-        let r = self.repository(repo)?;
+        self.storage_server_for(&[repo])
+    }
+
+    /// A server that can do storage work on all of `repos` at once (each mounted there).
+    pub(crate) fn storage_server_for(&self, repos: &[RepositoryId]) -> Result<ServerId> {
+        let rs = repos.iter().map(|r| self.repository(*r)).collect::<Result<Vec<_>>>()?;
+        let first = rs.first().ok_or_else(|| Error::invalid("repository", "none given"))?;
         let st = self.state();
-        r.presented_to
+        first
+            .presented_to
             .iter()
             .copied()
             .find(|s| {
                 st.conns.contains_key(s)
                     && st.inv.get::<Server>(*s).is_ok_and(|x| x.power_state == ServerPowerState::Running)
-                    && r.mount_on(*s).is_none_or(|m| m.state == MountState::Mounted)
+                    && rs.iter().all(|r| {
+                        r.presented_to.contains(s)
+                            && r.mount_on(*s).is_none_or(|m| m.state == MountState::Mounted)
+                    })
             })
             .ok_or_else(|| {
-                Error::state(
-                    r.object_ref(),
-                    "mounted on a running server",
-                    "not mounted on any running server",
-                )
+                let what = if rs.len() == 1 {
+                    "not mounted on any running server"
+                } else {
+                    "not mounted together on any running server"
+                };
+                Error::state(first.object_ref(), "mounted on a running server", what)
             })
     }
 }

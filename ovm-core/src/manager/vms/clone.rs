@@ -8,7 +8,7 @@ use crate::manager::{JobHandle, Manager};
 use crate::model::*;
 use crate::{Error, Result};
 
-/// Where a clone goes.
+/// Where a clone goes, and how each of its disks is made (Oracle VM's clone customizer).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloneOptions {
     /// Pool of the new VM.
@@ -17,6 +17,22 @@ pub struct CloneOptions {
     pub repository: Option<RepositoryId>,
     /// Networks for the new VNICs, replacing the source's networks in order.
     pub networks: Option<Vec<Option<NetworkId>>>,
+    /// How the virtual disk at a slot is cloned; a slot not named is copied into
+    /// [`repository`](Self::repository).
+    pub disks: Vec<(u8, DiskClone)>,
+}
+
+/// How one virtual disk of a clone is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskClone {
+    /// Copy it into a repository (default: the clone's): a thin clone (reflink) where the file
+    /// system can, else a copy that keeps the holes.
+    Copy {
+        /// Where the copy goes.
+        repository: Option<RepositoryId>,
+    },
+    /// Map the source's disk itself (it must be shareable).
+    Share,
 }
 
 /// The virtual disks a configuration maps, in mapping order.
@@ -28,25 +44,73 @@ fn virtual_disks(config: &VmConfig) -> Vec<VirtualDiskId> {
         .collect()
 }
 
-/// The disks a clone copies: each source disk and the id of its copy.
+/// The disks a clone copies: each source disk, the id of its copy and the repository it goes to.
 struct DiskCopies {
     source: Vec<VirtualDiskId>,
     new: Vec<VirtualDiskId>,
+    into: Vec<RepositoryId>,
 }
 
 impl DiskCopies {
-    /// A fresh id for the copy of each of `source`.
-    fn new(source: Vec<VirtualDiskId>) -> Self {
-        let new = source.iter().map(|_| VirtualDiskId::new()).collect();
-        DiskCopies { source, new }
+    /// A fresh id for the copy of each of `source`, going to `repo` unless `opts` says otherwise
+    /// for its slot in `config`; shared disks are not copied. Checks the choices.
+    fn plan(mgr: &Manager, config: &VmConfig, repo: RepositoryId, opts: &CloneOptions) -> Result<Self> {
+        let mut copies = DiskCopies { source: Vec::new(), new: Vec::new(), into: Vec::new() };
+        for (slot, _) in &opts.disks {
+            let ok = config
+                .disks
+                .iter()
+                .any(|d| d.slot == *slot && matches!(d.target, DiskTarget::VirtualDisk(_)));
+            if !ok {
+                return Err(Error::invalid("disks", format!("slot {slot} maps no virtual disk")));
+            }
+        }
+        for d in &config.disks {
+            let DiskTarget::VirtualDisk(src) = d.target else { continue };
+            let how = opts.disks.iter().find(|(s, _)| *s == d.slot).map(|(_, h)| *h);
+            match how {
+                Some(DiskClone::Share) => {
+                    let disk = mgr.get::<VirtualDisk>(src)?;
+                    if !disk.shareable {
+                        return Err(Error::invalid(
+                            "disks",
+                            format!("virtual disk {:?} (slot {}) is not shareable", disk.name, d.slot),
+                        ));
+                    }
+                }
+                Some(DiskClone::Copy { repository }) => {
+                    let into = repository.unwrap_or(repo);
+                    mgr.repository(into)?;
+                    copies.add(src, into);
+                }
+                None => copies.add(src, repo),
+            }
+        }
+        Ok(copies)
     }
 
-    /// Add one step per disk to `spec`, copying it into `repo` as `{name}-disk{n}`.
-    fn steps(&self, mut spec: JobSpec, repo: RepositoryId, name: &str) -> JobSpec {
-        for (i, (src, dst)) in self.source.iter().copied().zip(self.new.iter().copied()).enumerate() {
+    /// Every disk of `source`, copied into `repo`.
+    fn all(source: Vec<VirtualDiskId>, repo: RepositoryId) -> Self {
+        let mut copies = DiskCopies { source: Vec::new(), new: Vec::new(), into: Vec::new() };
+        for s in source {
+            copies.add(s, repo);
+        }
+        copies
+    }
+
+    fn add(&mut self, src: VirtualDiskId, into: RepositoryId) {
+        self.source.push(src);
+        self.new.push(VirtualDiskId::new());
+        self.into.push(into);
+    }
+
+    /// Add one step per disk to `spec`, copying it as `{name}-disk{n}`.
+    fn steps(&self, mut spec: JobSpec, name: &str) -> JobSpec {
+        for (i, ((src, dst), into)) in self.source.iter().zip(&self.new).zip(&self.into).enumerate() {
+            let (src, dst, into) = (*src, *dst, *into);
             let disk_name = format!("{name}-disk{}", i + 1);
             spec = spec.step(&format!("clone disk {}", i + 1), move |ctx| {
-                clone_disk(ctx, src, dst, repo, &disk_name)
+                clone_disk(ctx, src, dst, into, &disk_name)
             });
         }
         spec
@@ -69,15 +133,7 @@ impl Manager {
     /// The job's result is the new VM.
     pub fn clone_template(&self, template: TemplateId, name: &str, opts: CloneOptions) -> Result<JobHandle> {
         let t = self.get::<Template>(template)?;
-        self.clone_into_vm(
-            &t.name,
-            t.object_ref(),
-            t.repository,
-            t.config.clone(),
-            t.disks.clone(),
-            name,
-            opts,
-        )
+        self.clone_into_vm(&t.name, t.object_ref(), t.repository, t.config.clone(), name, opts)
     }
 
     /// Clone a stopped VM into a new VM. The job's result is the new VM.
@@ -85,12 +141,11 @@ impl Manager {
         let v = self.vm_checked(vm, PowerOperation::Start)?;
         let repo =
             v.repository.ok_or_else(|| Error::invalid("vm", "the VM has no repository to clone from"))?;
-        let disks = virtual_disks(&v.config);
         let mut opts = opts;
         if opts.pool.is_none() {
             opts.pool = v.pool;
         }
-        self.clone_into_vm(&v.name, v.object_ref(), repo, v.config.clone(), disks, name, opts)
+        self.clone_into_vm(&v.name, v.object_ref(), repo, v.config.clone(), name, opts)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -100,7 +155,6 @@ impl Manager {
         source: ObjectRef,
         source_repo: RepositoryId,
         mut config: VmConfig,
-        source_disks: Vec<VirtualDiskId>,
         name: &str,
         opts: CloneOptions,
     ) -> Result<JobHandle> {
@@ -124,8 +178,8 @@ impl Manager {
         let target = ObjectRef::new(ObjectKind::Vm, vm_id);
         let mut spec =
             JobSpec::new("CloneVm", &format!("Clone {source_name} to VM {name}"), vec![target, source]);
-        let copies = DiskCopies::new(source_disks);
-        spec = copies.steps(spec, repo, name);
+        let copies = DiskCopies::plan(self, &config, repo, &opts)?;
+        spec = copies.steps(spec, name);
         let name = name.to_owned();
         spec = spec.step("create VM", move |ctx| {
             let range = ctx.mgr.mac_range();
@@ -157,7 +211,7 @@ impl Manager {
         let v = self.vm_checked(vm, PowerOperation::Start)?;
         validate_name(name)?;
         let repo = v.repository.ok_or_else(|| Error::invalid("vm", "the VM has no repository"))?;
-        let copies = DiskCopies::new(virtual_disks(&v.config));
+        let copies = DiskCopies::all(virtual_disks(&v.config), repo);
         let tid = TemplateId::new();
         let target = ObjectRef::new(ObjectKind::Template, tid);
         let mut spec = JobSpec::new(
@@ -165,7 +219,7 @@ impl Manager {
             &format!("Make template {name} from {}", v.name),
             vec![target, v.object_ref()],
         );
-        spec = copies.steps(spec, repo, name);
+        spec = copies.steps(spec, name);
         let name = name.to_owned();
         let mut config = v.config.clone();
         spec = spec.step("create template", move |ctx| {
@@ -202,7 +256,8 @@ fn clone_disk(
     name: &str,
 ) -> Result<()> {
     let source = ctx.mgr.get::<VirtualDisk>(src)?;
-    let server = ctx.mgr.storage_server(source.repository)?;
+    // A server that has both the source's repository and the copy's mounted.
+    let server = ctx.mgr.storage_server_for(&[source.repository, repo])?;
     let path = virtual_disk_path(repo, dst);
     ctx.message(format!("copying {} to {name}", source.name));
     ctx.will_do(Undo::Storage(StorageUndo::DeleteFile { server: server.0, path: path.clone() }))?;

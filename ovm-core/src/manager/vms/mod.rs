@@ -9,7 +9,7 @@ mod migrate;
 mod power;
 mod spec;
 
-pub use clone::CloneOptions;
+pub use clone::{CloneOptions, DiskClone};
 pub use create::VmSpec;
 pub use power::StopOptions;
 
