@@ -99,7 +99,7 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
     let mut paths: Vec<&str> = fss.iter().map(|f| f.path.as_str()).collect();
     paths.sort();
     // /srv/nfs/iso is exported to the storage segment only: server 1, on the LAN, cannot offer it.
-    assert_eq!(paths, ["/srv/nfs/repo", "/srv/nfs/shares"]);
+    assert_eq!(paths, ["/srv/nfs/contents", "/srv/nfs/repo", "/srv/nfs/shares"]);
     let repo_fs = fss.iter().find(|f| f.path == "/srv/nfs/repo").unwrap().clone();
     let (total, avail) = df("/srv/nfs/repo");
     println!(
