@@ -136,6 +136,11 @@ fn sha256(data: &[u8]) -> String {
 
 /// A two-VM OVA; `tamper` changes a disk after its checksum was taken.
 fn ova(tamper: bool) -> Vec<u8> {
+    ova_with(tamper, false)
+}
+
+/// A two-VM OVA, its manifest second or (as OVF 2.0 allows) last.
+fn ova_with(tamper: bool, manifest_last: bool) -> Vec<u8> {
     let d1 = image(3 << 20, "web-disk");
     let mut d2 = image(2 << 20, "db-disk");
     let descriptor = ovf(&[("shop-disk1.img", d1.len()), ("shop-disk2.img", d2.len())]);
@@ -147,6 +152,14 @@ fn ova(tamper: bool) -> Vec<u8> {
     );
     if tamper {
         d2[9999] = 1;
+    }
+    if manifest_last {
+        return tar(&[
+            ("shop.ovf", descriptor.as_bytes()),
+            ("shop-disk1.img", &d1),
+            ("shop-disk2.img", &d2),
+            ("shop.mf", mf.as_bytes()),
+        ]);
     }
     tar(&[
         ("shop.ovf", descriptor.as_bytes()),
@@ -283,6 +296,17 @@ fn a_template_archive_an_ova_and_an_iso_are_imported_and_cloned() {
     let web = dc.mgr.get_by_name::<Template>("web").unwrap();
     assert_eq!(web.from_assembly, Some(a.id));
     assert_eq!((web.config.vcpus, web.config.memory_mib, web.config.vnics.len()), (1, 256, 1));
+
+    // The manifest may also end the archive (OVF 2.0); a tampered disk is then caught at the end.
+    let src = dc.file("shop2.ova", &ova_with(false, true));
+    let a2 = AssemblyId(result_id(dc.mgr.import_assembly(dc.repo, &src, Some("shop2"))));
+    assert_eq!(dc.mgr.get::<Assembly>(a2).unwrap().disks.len(), 2);
+    let src = dc.file("shop3.ova", &ova_with(true, true));
+    let e = dc.failed(dc.mgr.import_assembly(dc.repo, &src, Some("shop3")));
+    assert!(e.to_string().contains("checksum"), "{e}");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Repository, dc.repo.0)));
+    let e = dc.mgr.import_assembly(dc.repo, &src, Some("shop2")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "a name in use is refused at once");
 
     // An ISO, from a file; a file that is no ISO is refused.
     let src = dc.file("install.iso", &iso(64 << 10));

@@ -40,10 +40,11 @@ pub const STDERR_KEEP_BYTES: usize = 4096;
 /// The environment's `PATH` a plug-in runs with (the rest of the environment is cleared).
 const PLUGIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The file-system family's operations, with their time limits.
+/// The file-system family's operations, with their time limits. `describe` does no work, but an
+/// interpreter's cold start on a busy dom0 can take seconds.
 fn default_limit(op: &str) -> Duration {
     match op {
-        "describe" => Duration::from_secs(10),
+        "describe" => Duration::from_secs(30),
         "discover" => Duration::from_secs(120),
         _ => Duration::from_secs(60),
     }

@@ -89,6 +89,9 @@ impl Manager {
         }
         let src = Source::parse(source)?;
         let r = self.repository(repo)?;
+        if let Some(n) = name.filter(|n| self.get_by_name::<Template>(n).is_ok()) {
+            return Err(Error::conflict(format!("a Template named {n:?} already exists")));
+        }
         let tid = TemplateId::new();
         let target = ObjectRef::new(ObjectKind::Template, tid);
         let name = name.map(str::to_owned);
@@ -198,6 +201,9 @@ impl Manager {
         }
         let src = Source::parse(source)?;
         let r = self.repository(repo)?;
+        if let Some(n) = name.filter(|n| self.get_by_name::<Assembly>(n).is_ok()) {
+            return Err(Error::conflict(format!("an Assembly named {n:?} already exists")));
+        }
         let aid = AssemblyId::new();
         let target = ObjectRef::new(ObjectKind::Assembly, aid);
         let name = name.map(str::to_owned);
@@ -712,8 +718,10 @@ fn read_ova(imp: &mut Importer<'_>, src: &Source, dir: &str) -> Result<AssemblyF
         };
         let lower = base.to_ascii_lowercase();
         if lower.ends_with(".mf") {
-            if g.manifest.is_some() || !g.stored.is_empty() {
-                return Err(Error::invalid("archive", "the manifest must come once, before the files"));
+            // OVF 2.0 lets the manifest follow the descriptor or end the archive: files that came
+            // before it were hashed with every algorithm.
+            if g.manifest.is_some() {
+                return Err(Error::invalid("archive", "two manifests"));
             }
             let text = read_text(data, entry.size, 1 << 20, &base)?;
             imp.count();
