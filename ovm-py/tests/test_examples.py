@@ -9,7 +9,8 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[2] / "bindings-examples" / "python"
 
 
-def run(script: str, *args: str) -> str:
+def run(script: str, *args: str, stderr: str = "") -> str:
+    """Run an example; its stderr must be `stderr`, or (if that ends with "...") start with it."""
     proc = subprocess.run(
         [sys.executable, "-W", "error", str(EXAMPLES / script), *args],
         cwd=EXAMPLES,
@@ -18,7 +19,10 @@ def run(script: str, *args: str) -> str:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    if stderr.endswith("..."):
+        assert proc.stderr.startswith(stderr[:-3]), proc.stderr
+    else:
+        assert proc.stderr == stderr
     return proc.stdout
 
 
@@ -49,3 +53,10 @@ def test_async_start() -> None:
     assert "started 8/8 VMs concurrently" in out
     assert "running now: 8" in out
     assert "'Modified': " in out
+
+
+def test_import_assembly_with_a_progress_bar() -> None:
+    out = run("import_assembly.py", stderr="\rimport [...")
+    assert "assembly shop: 2 VMs, 2 disks" in out
+    assert "template web      1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
+    assert "template db       1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
