@@ -12,7 +12,7 @@ use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
 use ovm_core::{Error, JobHandle};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyList, PyMapping};
 
 use crate::convert::{self, parse_enum, uuid};
 use crate::errors::{to_py, OrRaise};
@@ -872,7 +872,7 @@ impl Manager {
         pool: Option<&str>,
         repository: Option<&str>,
         networks: Option<Vec<Option<String>>>,
-        disks: Option<&Bound<'_, PyDict>>,
+        disks: Option<&Bound<'_, PyMapping>>,
     ) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
         let opts = clone_options(pool, repository, networks, disks)?;
@@ -892,7 +892,7 @@ impl Manager {
         pool: Option<&str>,
         repository: Option<&str>,
         networks: Option<Vec<Option<String>>>,
-        disks: Option<&Bound<'_, PyDict>>,
+        disks: Option<&Bound<'_, PyMapping>>,
     ) -> PyResult<Job> {
         let t = m::TemplateId(uuid("template", template)?);
         let opts = clone_options(pool, repository, networks, disks)?;
@@ -1216,13 +1216,16 @@ fn clone_options(
     pool: Option<&str>,
     repository: Option<&str>,
     networks: Option<Vec<Option<String>>>,
-    disks: Option<&Bound<'_, PyDict>>,
+    disks: Option<&Bound<'_, PyMapping>>,
 ) -> PyResult<CloneOptions> {
     let mut how = Vec::new();
-    for (slot, h) in disks.map(|d| d.iter().collect::<Vec<_>>()).unwrap_or_default() {
-        let slot: u8 =
-            slot.extract().map_err(|_| to_py(Error::invalid("disks", "slots are ints from 0 to 255")))?;
-        how.push((slot, disk_clone(slot, &h)?));
+    if let Some(d) = disks {
+        for item in d.items()?.iter() {
+            let (slot, h): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let slot: u8 =
+                slot.extract().map_err(|_| to_py(Error::invalid("disks", "slots are ints from 0 to 255")))?;
+            how.push((slot, disk_clone(slot, &h)?));
+        }
     }
     Ok(CloneOptions {
         disks: how,
