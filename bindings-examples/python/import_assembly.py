@@ -67,12 +67,16 @@ def build_ova(directory: Path) -> str:
     files = [("shop.ovf", ovf)]
     manifest = "".join(f"SHA256({f})= {hashlib.sha256(d).hexdigest()}\n" for f, d in files + disks)
     files += [("shop.mf", manifest.encode())] + disks
-    path = directory / "shop.ova"
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in files:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    # Up to the end-of-archive blocks: an import stops reading there, so the zeros tarfile pads the
+    # last record with would keep the bar short of 100%.
+    path = directory / "shop.ova"
+    path.write_bytes(buf.getvalue()[:tar.offset])
     return str(path.resolve())
 
 
