@@ -9,7 +9,7 @@
  *  - Outputs are the last parameters and are written only on success (a size output also on
  *    OVM_RESULT_BUFFER_TOO_SMALL, with the size needed).
  *  - After a failure, ovm_last_error_message() gives a message on the same thread.
- *  - Handles (ovm_manager, ovm_job) are opaque; free each with its _free function; _free(NULL) is a no-op.
+ *  - Handles (ovm_manager, ovm_job, ovm_rebuild_report) are opaque; free each with its _free function; _free(NULL) is a no-op.
  *  - Strings in are NUL-terminated UTF-8. Owned char* outputs are freed with ovm_string_free.
  *  - Object ids are UUID strings (36 characters, 37 bytes with the NUL).
  *  - Mutating calls return an ovm_job at once; ovm_job_wait() waits for it.
@@ -36,6 +36,9 @@ typedef struct ovm_manager ovm_manager;
 
 /* A job: one mutating operation. Thread-safe. Free with ovm_job_free; the job itself runs on. */
 typedef struct ovm_job ovm_job;
+
+/* What ovm_manager_rebuild_from_servers recovered. Read-only; free with ovm_rebuild_report_free. */
+typedef struct ovm_rebuild_report ovm_rebuild_report;
 
 
 /*
@@ -525,6 +528,61 @@ typedef uint32_t ovm_change_op;
 #endif // __cplusplus
 
 /*
+ How one virtual disk of a clone is made (`ovm_vm_clone_template_custom`, `ovm_vm_clone`).
+ */
+enum ovm_disk_clone_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Copy the disk into a repository (a thin clone where the file system can).
+   */
+  OVM_DISK_CLONE_COPY = 0,
+  /*
+   Map the source's disk itself (it must be shareable).
+   */
+  OVM_DISK_CLONE_SHARE = 1,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_disk_clone_mode;
+#endif // __cplusplus
+
+/*
+ The lists of an `ovm_rebuild_report`, for `ovm_rebuild_report_count` and
+ `ovm_rebuild_report_item`.
+ */
+enum ovm_rebuild_list
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   The ids of the servers taken over.
+   */
+  OVM_REBUILD_SERVERS = 0,
+  /*
+   The ids of the repositories recovered.
+   */
+  OVM_REBUILD_REPOSITORIES = 1,
+  /*
+   The ids of the VMs found running; item `i` runs on item `i` of `OVM_REBUILD_RUNNING_SERVERS`.
+   */
+  OVM_REBUILD_RUNNING_VMS = 2,
+  /*
+   The ids of the servers the VMs of `OVM_REBUILD_RUNNING_VMS` run on, in the same order.
+   */
+  OVM_REBUILD_RUNNING_SERVERS = 3,
+  /*
+   What could not be recovered, one sentence each.
+   */
+  OVM_REBUILD_NOT_RECOVERED = 4,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_rebuild_list;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -665,6 +723,16 @@ ovm_result ovm_job_state(const ovm_job *job, uint32_t *out);
  The job's progress, 0.0 to 1.0.
  */
 ovm_result ovm_job_progress(const ovm_job *job, float *out);
+
+/*
+ The bytes a job that moves data (an import, a copy) has moved so far into `*out_done`, and the
+ bytes it will move in all into `*out_total` with `*out_total_known` true — or 0 and false while
+ that is not known. A job that moves no data reports 0 and false.
+ */
+ovm_result ovm_job_bytes(const ovm_job *job,
+                         uint64_t *out_done,
+                         uint64_t *out_total,
+                         bool *out_total_known);
 
 /*
  The job's latest message (progress text, or the error with the rollback outcome).
@@ -891,6 +959,49 @@ ovm_result ovm_pool_remove_server(const ovm_manager *mgr,
                                   ovm_job **out);
 
 /*
+ Rebuild the inventory of this manager — which must be empty, as after its database was lost —
+ from the `n` servers whose addresses and agent passwords are `addresses[i]` and `passwords[i]`,
+ and the repositories they mount: each server is taken over (`ovm_server_take_over`), and
+ repositories, virtual disks, ISOs, assemblies, templates and VMs are made from the
+ configuration files in the repositories, with their former ids. Server pools, networks and
+ anti-affinity groups are not kept in repositories. Blocks until done. On success `*out`
+ receives a report (free it with `ovm_rebuild_report_free`). A manager whose inventory is not
+ empty is refused with `OVM_RESULT_CONFLICT`.
+ */
+ovm_result ovm_manager_rebuild_from_servers(const ovm_manager *mgr,
+                                            const char *const *addresses,
+                                            const char *const *passwords,
+                                            size_t n,
+                                            ovm_rebuild_report **out);
+
+/*
+ The number of objects recovered from configuration files (repositories included).
+ */
+ovm_result ovm_rebuild_report_objects(const ovm_rebuild_report *report, size_t *out);
+
+/*
+ The number of items in `list` (an `ovm_rebuild_list`) of a report.
+ */
+ovm_result ovm_rebuild_report_count(const ovm_rebuild_report *report, uint32_t list, size_t *out);
+
+/*
+ Copy item `index` (from 0) of `list` (an `ovm_rebuild_list`) of a report into `buf`: an id
+ (37 bytes with the NUL), or a sentence for `OVM_REBUILD_NOT_RECOVERED`.
+ `OVM_RESULT_INVALID_ARGUMENT` if the list has no such item.
+ */
+ovm_result ovm_rebuild_report_item(const ovm_rebuild_report *report,
+                                   uint32_t list,
+                                   size_t index,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n);
+
+/*
+ Free a rebuild report. NULL does nothing; a handle of another type is ignored.
+ */
+void ovm_rebuild_report_free(ovm_rebuild_report *report);
+
+/*
  Create a repository on a file system, owned by `pool` (may be NULL), with `capacity_bytes`
  (0: the file system's free space). The job's result is the repository.
  */
@@ -949,13 +1060,42 @@ ovm_result ovm_repository_unpresent(const ovm_manager *mgr,
                                     ovm_job **out);
 
 /*
- Import an ISO of `size_bytes` into a repository as a virtual CD-ROM. The job's result is the ISO.
+ Import an ISO image into a repository as a virtual CD-ROM, read from `source`: an absolute path
+ on this machine or an `http(s)://` URL (its length must be known). The job's result is the ISO;
+ `ovm_job_bytes` shows its progress.
  */
 ovm_result ovm_repository_import_iso(const ovm_manager *mgr,
                                      const char *repository,
                                      const char *name,
-                                     uint64_t size_bytes,
+                                     const char *source,
                                      ovm_job **out);
+
+/*
+ Import an Oracle VM template archive (`.tar` or `.tgz`: a `vm.cfg`, the disk images it names,
+ and the kernel and ramdisk it boots, if any) into a repository, read from `source`: an absolute
+ path on this machine or an `http(s)://` URL. The template is named `name`, or (`name` NULL) as
+ its `vm.cfg` says. A hostile archive (paths leaving the archive, links, devices) fails the job
+ with `OVM_RESULT_INVALID_ARGUMENT` and leaves nothing in the repository. The job's result is
+ the template; `ovm_job_bytes` shows its progress.
+ */
+ovm_result ovm_repository_import_template(const ovm_manager *mgr,
+                                          const char *repository,
+                                          const char *source,
+                                          const char *name,
+                                          ovm_job **out);
+
+/*
+ Import an assembly into a repository, read from `source` (an absolute path on this machine or
+ an `http(s)://` URL): an OVA archive, or an OVF descriptor with its files beside it. Each
+ virtual system becomes a template of the assembly; disks must be raw images, and the files a
+ manifest lists are checked against it. The assembly is named `name`, or (`name` NULL) as its
+ descriptor says. The job's result is the assembly; `ovm_job_bytes` shows its progress.
+ */
+ovm_result ovm_repository_import_assembly(const ovm_manager *mgr,
+                                          const char *repository,
+                                          const char *source,
+                                          const char *name,
+                                          ovm_job **out);
 
 /*
  Delete a virtual disk no VM or template uses, with its file. Returns a job.
@@ -982,6 +1122,16 @@ ovm_result ovm_server_discover(const ovm_manager *mgr,
                                const char *address,
                                const char *password,
                                ovm_job **out);
+
+/*
+ Discover a server that another manager owns and take it over with its agent password (the
+ agent records the takeover); otherwise as `ovm_server_discover`. For a manager rebuilt after
+ losing its database (`ovm_manager_rebuild_from_servers`). The job's result is the server.
+ */
+ovm_result ovm_server_take_over(const ovm_manager *mgr,
+                                const char *address,
+                                const char *password,
+                                ovm_job **out);
 
 /*
  Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
@@ -1350,6 +1500,41 @@ ovm_result ovm_vm_clone_template(const ovm_manager *mgr,
                                  const char *name,
                                  const char *pool,
                                  ovm_job **out);
+
+/*
+ Create a VM by cloning a template into `pool` (may be NULL), customised as Oracle VM's clone
+ customizer does: its disks are copied into `repository` (NULL: the template's), except the
+ `n_disks` disks at `slots[i]`, made as `modes[i]` (an `ovm_disk_clone_mode`) says — copied into
+ `disk_repositories[i]` (NULL, or `disk_repositories` NULL: into `repository`), or shared
+ (`disk_repositories[i]` must then be NULL). A slot that maps no virtual disk, or a shared disk
+ that is not shareable, is refused before anything is copied. The job's result is the VM.
+ */
+ovm_result ovm_vm_clone_template_custom(const ovm_manager *mgr,
+                                        const char *template_,
+                                        const char *name,
+                                        const char *pool,
+                                        const char *repository,
+                                        const uint8_t *slots,
+                                        const uint32_t *modes,
+                                        const char *const *disk_repositories,
+                                        size_t n_disks,
+                                        ovm_job **out);
+
+/*
+ Clone a stopped VM into a new VM in `pool` (NULL: the source's pool), its disks made as
+ `ovm_vm_clone_template_custom` says (`n_disks` 0: each copied into `repository`, NULL: the
+ source's). The job's result is the new VM.
+ */
+ovm_result ovm_vm_clone(const ovm_manager *mgr,
+                        const char *vm,
+                        const char *name,
+                        const char *pool,
+                        const char *repository,
+                        const uint8_t *slots,
+                        const uint32_t *modes,
+                        const char *const *disk_repositories,
+                        size_t n_disks,
+                        ovm_job **out);
 
 /*
  Start a VM on a server chosen by its pool's start policy. `flags` must be 0. Returns a job.

@@ -187,8 +187,23 @@ int main(void) {
   run_job(job, repo);
   CHECK(ovm_repository_present(mgr, repo, s1, &job));
   run_job(job, NULL);
-  CHECK(ovm_repository_import_iso(mgr, repo, "install.iso", 1ULL << 29, &job));
+  /* The ISO is read from a file on this machine: 64 KiB that look like an ISO 9660 image. */
+  char iso_path[] = "/tmp/ovm-typed-api-XXXXXX";
+  int iso_fd = mkstemp(iso_path);
+  FILE *iso_file = iso_fd < 0 ? NULL : fdopen(iso_fd, "wb");
+  if (!iso_file) return 1;
+  static unsigned char image[64 << 10];
+  memcpy(image + 32769, "CD001", 5);
+  int written = fwrite(image, 1, sizeof image, iso_file) == sizeof image;
+  if (fclose(iso_file) != 0 || !written) return 1;
+  CHECK(ovm_repository_import_iso(mgr, repo, "install.iso", iso_path, &job));
+  CHECK(ovm_job_wait(job, 30000));
+  uint64_t iso_done = 0, iso_total = 0;
+  bool iso_known = false;
+  CHECK(ovm_job_bytes(job, &iso_done, &iso_total, &iso_known));
   run_job(job, iso);
+  remove(iso_path);
+  if (!iso_known || iso_done != sizeof image || iso_total != sizeof image) return 1;
   CHECK(ovm_virtual_disk_create(mgr, repo, "scratch", 1ULL << 30, &job));
   run_job(job, disk);
   CHECK(ovm_virtual_disk_delete(mgr, disk, &job));
@@ -200,7 +215,8 @@ int main(void) {
   int only_root = strstr(disks, "\"root\"") && !strstr(disks, "\"scratch\"");
   ovm_string_free(disks);
   if (!only_root || count(mgr, OVM_OBJECT_VIRTUAL_CDROM) != 1) return 1;
-  printf("repository: ISO imported, a disk created and deleted, one disk left\n");
+  printf("repository: ISO imported from a file (%llu of %llu bytes), a disk created and deleted, one disk left\n",
+         (unsigned long long)iso_done, (unsigned long long)iso_total);
 
   /* Bonds, VLANs, networks. */
   CHECK(ovm_server_refresh(mgr, s1, &job));

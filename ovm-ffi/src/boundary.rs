@@ -170,6 +170,41 @@ pub(crate) unsafe fn id_list(
     unsafe { list(p, n, name, one) }
 }
 
+/// An array of `n` optional UUID strings: `p` NULL means `n` NULLs, and a NULL item means none.
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of pointers each NULL or as [`str_arg`].
+pub(crate) unsafe fn opt_id_list(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<Option<ovm_core::uuid::Uuid>>, FfiError> {
+    if p.is_null() {
+        return Ok(vec![None; n]);
+    }
+    let one = |item, what: &str| {
+        // SAFETY: each item as opt_id_arg requires, per the contract.
+        unsafe { opt_id_arg(item, what) }
+    };
+    // SAFETY: per the contract, passed on.
+    unsafe { list(p, n, name, one) }
+}
+
+/// An array of `n` plain values (`p` may be NULL when `n` is 0).
+///
+/// # Safety
+/// `p` is NULL or valid for `n` reads of `T`, for the call.
+pub(crate) unsafe fn array_arg<'a, T>(p: *const T, n: usize, name: &str) -> Result<&'a [T], FfiError> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-NULL and valid for n reads per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
 /// An array of `n` strings (`p` may be NULL when `n` is 0).
 ///
 /// # Safety

@@ -1,4 +1,5 @@
-//! The handle types C holds (`ovm_manager`, `ovm_job`) and their checked borrowing. Below every
+//! The handle types C holds (`ovm_manager`, `ovm_job`, `ovm_rebuild_report`) and their checked
+//! borrowing. Below every
 //! module that defines entry points: it depends only on [`crate::result`].
 
 use std::collections::HashMap;
@@ -103,6 +104,34 @@ pub(crate) unsafe fn give_job(out: *mut *mut ovm_job, job: ovm_core::JobHandle) 
     let h = Box::new(ovm_job { tag: ovm_job::TAG, job });
     // SAFETY: per the contract.
     unsafe { out.write(Box::into_raw(h)) }
+}
+
+/// What `ovm_manager_rebuild_from_servers` recovered, and what it could not: ovm-core's
+/// `RebuildReport`, read with the `ovm_rebuild_report_` getters.
+///
+/// Thread safety: read-only; may be read from several threads at once. Free it with
+/// `ovm_rebuild_report_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ovm_rebuild_report {
+    pub(crate) tag: u64,
+    pub(crate) report: ovm_core::manager::RebuildReport,
+}
+
+impl Tagged for ovm_rebuild_report {
+    const TAG: u64 = 0x6f76_6d5f_7262_6431; // "ovm_rbd1"
+    const NAME: &'static str = "ovm_rebuild_report";
+}
+
+/// Borrow the report behind a handle argument.
+///
+/// # Safety
+/// As [`handle`].
+pub(crate) unsafe fn report_arg<'a>(
+    p: *const ovm_rebuild_report,
+) -> Result<&'a ovm_rebuild_report, FfiError> {
+    // SAFETY: per the caller's contract.
+    unsafe { handle(p, "report") }
 }
 
 /// A running subscription thread, owned by its manager handle.

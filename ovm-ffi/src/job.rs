@@ -82,6 +82,30 @@ pub unsafe extern "C" fn ovm_job_progress(job: *const ovm_job, out: *mut f32) ->
     })
 }
 
+/// The bytes a job that moves data (an import, a copy) has moved so far into `*out_done`, and the
+/// bytes it will move in all into `*out_total` with `*out_total_known` true — or 0 and false while
+/// that is not known. A job that moves no data reports 0 and false.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_job_bytes(
+    job: *const ovm_job,
+    out_done: *mut u64,
+    out_total: *mut u64,
+    out_total_known: *mut bool,
+) -> ovm_result {
+    with_job!(job, |j| {
+        let (done, total, known) = (
+            out_arg(out_done, "out_done")?,
+            out_arg(out_total, "out_total")?,
+            out_arg(out_total_known, "out_total_known")?,
+        );
+        let info = j.job.info();
+        put(done, info.bytes_done);
+        put(total, info.bytes_total.unwrap_or(0));
+        put(known, info.bytes_total.is_some());
+        Ok(())
+    })
+}
+
 /// The job's latest message (progress text, or the error with the rollback outcome).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_message(

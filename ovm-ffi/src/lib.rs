@@ -14,7 +14,7 @@
 
 // Layers, bottom up (each module uses only those above it in this list):
 // result → last_error → handles → boundary → job → objects → events, manager, and the typed
-// operations per object (server, pool, storage, repository, network, vm, tag).
+// operations per object (server, pool, storage, repository, network, vm, tag, rebuild).
 mod boundary;
 mod events;
 mod handles;
@@ -24,6 +24,7 @@ mod manager;
 mod network;
 mod objects;
 mod pool;
+mod rebuild;
 mod repository;
 mod result;
 mod server;
@@ -33,13 +34,14 @@ mod vm;
 
 pub use boundary::ovm_string_free;
 pub use events::*;
-pub use handles::{ovm_job, ovm_manager};
+pub use handles::{ovm_job, ovm_manager, ovm_rebuild_report};
 pub use job::*;
 pub use last_error::ovm_last_error_message;
 pub use manager::*;
 pub use network::*;
 pub use objects::*;
 pub use pool::*;
+pub use rebuild::*;
 pub use repository::*;
 pub use result::*;
 pub use server::*;

@@ -141,6 +141,51 @@ pub unsafe extern "C" fn ovm_repository_import_iso(
     })
 }
 
+/// Import an Oracle VM template archive (`.tar` or `.tgz`: a `vm.cfg`, the disk images it names,
+/// and the kernel and ramdisk it boots, if any) into a repository, read from `source`: an absolute
+/// path on this machine or an `http(s)://` URL. The template is named `name`, or (`name` NULL) as
+/// its `vm.cfg` says. A hostile archive (paths leaving the archive, links, devices) fails the job
+/// with `OVM_RESULT_INVALID_ARGUMENT` and leaves nothing in the repository. The job's result is
+/// the template; `ovm_job_bytes` shows its progress.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_import_template(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    source: *const c_char,
+    name: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.import_template(
+            RepositoryId(id_arg(repository, "repository")?),
+            str_arg(source, "source")?,
+            opt_str_arg(name, "name")?,
+        )
+    })
+}
+
+/// Import an assembly into a repository, read from `source` (an absolute path on this machine or
+/// an `http(s)://` URL): an OVA archive, or an OVF descriptor with its files beside it. Each
+/// virtual system becomes a template of the assembly; disks must be raw images, and the files a
+/// manifest lists are checked against it. The assembly is named `name`, or (`name` NULL) as its
+/// descriptor says. The job's result is the assembly; `ovm_job_bytes` shows its progress.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_repository_import_assembly(
+    mgr: *const ovm_manager,
+    repository: *const c_char,
+    source: *const c_char,
+    name: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        m.import_assembly(
+            RepositoryId(id_arg(repository, "repository")?),
+            str_arg(source, "source")?,
+            opt_str_arg(name, "name")?,
+        )
+    })
+}
+
 /// Delete a virtual disk no VM or template uses, with its file. Returns a job.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_virtual_disk_delete(

@@ -26,6 +26,23 @@ pub unsafe extern "C" fn ovm_server_discover(
     })
 }
 
+/// Discover a server that another manager owns and take it over with its agent password (the
+/// agent records the takeover); otherwise as `ovm_server_discover`. For a manager rebuilt after
+/// losing its database (`ovm_manager_rebuild_from_servers`). The job's result is the server.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_take_over(
+    mgr: *const ovm_manager,
+    address: *const c_char,
+    password: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let a = str_arg(address, "address")?;
+        let p = str_arg(password, "password")?;
+        m.take_over_server(a, p)
+    })
+}
+
 /// Restart the agent of a server reached through one (its VMs keep running; the manager reconnects).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_server_restart_agent(

@@ -3,12 +3,12 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use ovm_core::manager::{CloneOptions, StopOptions, VmFilter, VmSpec};
+use ovm_core::manager::{CloneOptions, DiskClone, StopOptions, VmFilter, VmSpec};
 use ovm_core::model::*;
 
 use crate::boundary::{
-    copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, out_arg, owned, put,
-    put_json, str_arg, with_mgr,
+    array_arg, copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_id_list, opt_str_arg,
+    out_arg, owned, put, put_json, str_arg, with_mgr,
 };
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
@@ -225,6 +225,115 @@ pub unsafe extern "C" fn ovm_vm_clone_template(
             opts.pool = Some(PoolId(id_arg(pool, "pool")?));
         }
         m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)
+    })
+}
+
+/// How one virtual disk of a clone is made (`ovm_vm_clone_template_custom`, `ovm_vm_clone`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_disk_clone_mode {
+    /// Copy the disk into a repository (a thin clone where the file system can).
+    OVM_DISK_CLONE_COPY = 0,
+    /// Map the source's disk itself (it must be shareable).
+    OVM_DISK_CLONE_SHARE = 1,
+}
+
+/// ovm-core's `CloneOptions` from the arguments of the customising clone calls.
+///
+/// # Safety
+/// As `ovm_vm_clone_template_custom`'s contract.
+#[allow(clippy::too_many_arguments)]
+unsafe fn clone_options(
+    pool: *const c_char,
+    repository: *const c_char,
+    slots: *const u8,
+    modes: *const u32,
+    disk_repositories: *const *const c_char,
+    n_disks: usize,
+) -> Result<CloneOptions, FfiError> {
+    // SAFETY: per the caller's contract, passed on to the checked helpers.
+    let (slots, modes, repos) = unsafe {
+        (
+            array_arg(slots, n_disks, "slots")?,
+            array_arg(modes, n_disks, "modes")?,
+            opt_id_list(disk_repositories, n_disks, "disk_repositories")?,
+        )
+    };
+    let mut disks = Vec::with_capacity(n_disks);
+    for (i, ((slot, mode), repo)) in slots.iter().zip(modes).zip(repos).enumerate() {
+        let how = match *mode {
+            m if m == ovm_disk_clone_mode::OVM_DISK_CLONE_COPY as u32 => {
+                DiskClone::Copy { repository: repo.map(RepositoryId) }
+            }
+            m if m == ovm_disk_clone_mode::OVM_DISK_CLONE_SHARE as u32 && repo.is_none() => DiskClone::Share,
+            m if m == ovm_disk_clone_mode::OVM_DISK_CLONE_SHARE as u32 => {
+                return Err(FfiError::invalid(format!(
+                    "disk_repositories[{i}]: a shared disk is not copied into a repository"
+                )));
+            }
+            m => {
+                return Err(FfiError::new(
+                    ovm_result::OVM_RESULT_INVALID_ENUM,
+                    format!("modes[{i}]: {m} is not an ovm_disk_clone_mode"),
+                ))
+            }
+        };
+        disks.push((*slot, how));
+    }
+    // SAFETY: per the caller's contract.
+    let (pool, repository) = unsafe { (opt_id_arg(pool, "pool")?, opt_id_arg(repository, "repository")?) };
+    Ok(CloneOptions {
+        pool: pool.map(PoolId),
+        repository: repository.map(RepositoryId),
+        networks: None,
+        disks,
+    })
+}
+
+/// Create a VM by cloning a template into `pool` (may be NULL), customised as Oracle VM's clone
+/// customizer does: its disks are copied into `repository` (NULL: the template's), except the
+/// `n_disks` disks at `slots[i]`, made as `modes[i]` (an `ovm_disk_clone_mode`) says — copied into
+/// `disk_repositories[i]` (NULL, or `disk_repositories` NULL: into `repository`), or shared
+/// (`disk_repositories[i]` must then be NULL). A slot that maps no virtual disk, or a shared disk
+/// that is not shareable, is refused before anything is copied. The job's result is the VM.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_clone_template_custom(
+    mgr: *const ovm_manager,
+    template: *const c_char,
+    name: *const c_char,
+    pool: *const c_char,
+    repository: *const c_char,
+    slots: *const u8,
+    modes: *const u32,
+    disk_repositories: *const *const c_char,
+    n_disks: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let opts = clone_options(pool, repository, slots, modes, disk_repositories, n_disks)?;
+        m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)
+    })
+}
+
+/// Clone a stopped VM into a new VM in `pool` (NULL: the source's pool), its disks made as
+/// `ovm_vm_clone_template_custom` says (`n_disks` 0: each copied into `repository`, NULL: the
+/// source's). The job's result is the new VM.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_clone(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    name: *const c_char,
+    pool: *const c_char,
+    repository: *const c_char,
+    slots: *const u8,
+    modes: *const u32,
+    disk_repositories: *const *const c_char,
+    n_disks: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let opts = clone_options(pool, repository, slots, modes, disk_repositories, n_disks)?;
+        m.clone_vm(VmId(id_arg(vm, "vm")?), str_arg(name, "name")?, opts)
     })
 }
 

@@ -78,6 +78,16 @@ impl Job {
     fn done(&self) -> bool {
         self.0.state().is_terminal()
     }
+    /// Bytes moved so far by a job that moves data (an import, a copy); 0 for other jobs.
+    #[getter]
+    fn bytes_done(&self) -> u64 {
+        self.0.info().bytes_done
+    }
+    /// Bytes the job will move in all, `None` while unknown (or for a job that moves none).
+    #[getter]
+    fn bytes_total(&self) -> Option<u64> {
+        self.0.info().bytes_total
+    }
     /// A snapshot of the job's record.
     fn info(&self) -> JobInfo {
         JobInfo(self.0.info())

@@ -53,6 +53,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::JobInfo>()?;
     m.add_class::<records::Event>()?;
     m.add_class::<records::Change>()?;
+    m.add_class::<records::RebuildReport>()?;
     errors::register(m)?;
     Ok(())
 }

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use ovm_core::driver::sim::SimOp;
 use ovm_core::manager::{
-    CloneOptions, DatabaseLocation, DiskFilter, LostEvents, NetworkSpec, PoolSpec, RepositorySpec,
-    ServerFilter, StopOptions, VmFilter, VmSpec,
+    CloneOptions, DatabaseLocation, DiskClone, DiskFilter, LostEvents, NetworkSpec, PoolSpec, RepositorySpec,
+    ServerFilter, ServerLogin, StopOptions, VmFilter, VmSpec,
 };
 use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
 use ovm_core::{Error, JobHandle};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyList, PyMapping};
 
 use crate::convert::{self, parse_enum, uuid};
 use crate::errors::{to_py, OrRaise};
@@ -39,7 +39,9 @@ fn opt_uuid(field: &str, s: Option<&str>) -> PyResult<Option<uuid::Uuid>> {
 ///
 /// `Manager()` opens a private in-memory database; `Manager("path/manager.db")` opens (or creates)
 /// a database file (`":memory:"` and `sqlite://` URIs are accepted too). Use it as a context manager
-/// or call `close()`; after closing, every call raises `ClosedError`.
+/// or call `close()`; after closing, every call raises `ClosedError`. `sim_world_of=other` serves
+/// `sim://` servers from the simulated world of manager `other` (a second manager on the same
+/// simulated data centre, e.g. to rebuild a lost database).
 #[pyclass(module = "ovm", frozen)]
 #[derive(Debug)]
 pub struct Manager {
@@ -69,13 +71,16 @@ impl Manager {
 #[pymethods]
 impl Manager {
     #[new]
-    #[pyo3(signature = (database=None, *, recurring_jobs=true, durability="normal", change_buffer=4096))]
+    #[pyo3(signature = (
+        database=None, *, recurring_jobs=true, durability="normal", change_buffer=4096, sim_world_of=None
+    ))]
     fn py_new(
         py: Python<'_>,
         database: Option<PathBuf>,
         recurring_jobs: bool,
         durability: &str,
         change_buffer: usize,
+        sim_world_of: Option<PyRef<'_, Manager>>,
     ) -> PyResult<Self> {
         let durability = match durability {
             "normal" => Durability::Normal,
@@ -92,11 +97,14 @@ impl Manager {
                 None => DatabaseLocation::File(p),
             },
         };
-        let b = ovm_core::Manager::builder()
+        let mut b = ovm_core::Manager::builder()
             .database(location)
             .durability(durability)
             .recurring_jobs(recurring_jobs)
             .change_buffer(change_buffer);
+        if let Some(other) = sim_world_of {
+            b = b.sim_world(other.inner.sim().clone());
+        }
         let inner = py.detach(|| b.open()).or_raise()?;
         Ok(Manager { inner })
     }
@@ -143,6 +151,26 @@ impl Manager {
     /// The job's result is the server.
     fn discover_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
         self.submit(py, |m| m.discover_server(&address, &password))
+    }
+    /// Discover a server that another manager owns and take it over with its agent password (the
+    /// agent records the takeover); otherwise as `discover_server`. The job's result is the server.
+    fn take_over_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
+        self.submit(py, |m| m.take_over_server(&address, &password))
+    }
+    /// Rebuild this manager's inventory — which must be empty, as after its database was lost —
+    /// from `servers` (`(address, agent password)` pairs) and the repositories they mount: each
+    /// server is taken over, and repositories, disks, ISOs, assemblies, templates and VMs are made
+    /// from their configuration files with their former ids. Server pools, networks and
+    /// anti-affinity groups are not kept in repositories. Blocks until done (the GIL is released).
+    fn rebuild_from_servers(
+        &self,
+        py: Python<'_>,
+        servers: Vec<(String, String)>,
+    ) -> PyResult<r::RebuildReport> {
+        let logins: Vec<ServerLogin> =
+            servers.into_iter().map(|(address, password)| ServerLogin { address, password }).collect();
+        let m = self.m()?;
+        py.detach(|| m.rebuild_from_servers(&logins)).map(r::RebuildReport).or_raise()
     }
     /// Restart the agent of a server reached through one (its VMs keep running; the manager
     /// reconnects).
@@ -600,6 +628,38 @@ impl Manager {
         let rp = m::RepositoryId(uuid("repository", repository)?);
         self.submit(py, |m| m.import_iso(rp, &name, &source))
     }
+    /// Import an Oracle VM template archive (`.tar`, `.tgz`: a `vm.cfg` and the disk images it
+    /// names, and the kernel and ramdisk it boots, if any) into a repository from `source` (an
+    /// absolute path on this machine or an ``http(s)://`` URL), named `name` or as its `vm.cfg`
+    /// says. A hostile archive raises `InvalidArgumentError` and leaves nothing. The job's result
+    /// is the template; ``Job.bytes_done`` shows its progress.
+    #[pyo3(signature = (repository, source, name=None))]
+    fn import_template(
+        &self,
+        py: Python<'_>,
+        repository: &str,
+        source: String,
+        name: Option<String>,
+    ) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        self.submit(py, |m| m.import_template(rp, &source, name.as_deref()))
+    }
+    /// Import an assembly (an OVA archive, or an OVF descriptor with its files beside it) into a
+    /// repository from `source` (an absolute path on this machine or an ``http(s)://`` URL), named
+    /// `name` or as its descriptor says. Each virtual system becomes a template of the assembly;
+    /// disks must be raw images; files the manifest lists are checked against it. The job's result
+    /// is the assembly; ``Job.bytes_done`` shows its progress.
+    #[pyo3(signature = (repository, source, name=None))]
+    fn import_assembly(
+        &self,
+        py: Python<'_>,
+        repository: &str,
+        source: String,
+        name: Option<String>,
+    ) -> PyResult<Job> {
+        let rp = m::RepositoryId(uuid("repository", repository)?);
+        self.submit(py, |m| m.import_assembly(rp, &source, name.as_deref()))
+    }
     /// Create a template from a configuration and disks of the repository.
     #[pyo3(signature = (repository, name, config, disks=Vec::new()))]
     fn create_template(
@@ -800,8 +860,9 @@ impl Manager {
         let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.migrate_vm(v, s))
     }
-    /// Clone a stopped VM (its disks are copied). The job's result is the new VM.
-    #[pyo3(signature = (vm, name, *, pool=None, repository=None, networks=None))]
+    /// Clone a stopped VM (its disks are copied, or as `disks` says: see `clone_template`). The
+    /// job's result is the new VM.
+    #[pyo3(signature = (vm, name, *, pool=None, repository=None, networks=None, disks=None))]
     #[allow(clippy::too_many_arguments)]
     fn clone_vm(
         &self,
@@ -811,13 +872,17 @@ impl Manager {
         pool: Option<&str>,
         repository: Option<&str>,
         networks: Option<Vec<Option<String>>>,
+        disks: Option<&Bound<'_, PyMapping>>,
     ) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
-        let opts = clone_options(pool, repository, networks)?;
+        let opts = clone_options(pool, repository, networks, disks)?;
         self.submit(py, |m| m.clone_vm(v, &name, opts))
     }
-    /// Create a VM from a template (its disks are copied). The job's result is the new VM.
-    #[pyo3(signature = (template, name, *, pool=None, repository=None, networks=None))]
+    /// Create a VM from a template. Its disks are copied into `repository` (default: the
+    /// template's), except those `disks` names by slot: `"Share"` maps the template's disk itself
+    /// (it must be shareable), `"Copy"` or `("Copy", repository_id)` copies it (into that
+    /// repository; `None`: into `repository`). The job's result is the new VM.
+    #[pyo3(signature = (template, name, *, pool=None, repository=None, networks=None, disks=None))]
     #[allow(clippy::too_many_arguments)]
     fn clone_template(
         &self,
@@ -827,9 +892,10 @@ impl Manager {
         pool: Option<&str>,
         repository: Option<&str>,
         networks: Option<Vec<Option<String>>>,
+        disks: Option<&Bound<'_, PyMapping>>,
     ) -> PyResult<Job> {
         let t = m::TemplateId(uuid("template", template)?);
-        let opts = clone_options(pool, repository, networks)?;
+        let opts = clone_options(pool, repository, networks, disks)?;
         self.submit(py, |m| m.clone_template(t, &name, opts))
     }
     /// Turn a stopped VM into a template. The job's result is the template.
@@ -1119,13 +1185,50 @@ fn network_member(kind: &str, id: &str) -> PyResult<m::NetworkMember> {
     })
 }
 
+/// How one disk of a clone is made: `"Share"`, `"Copy"` or `("Copy", repository id or None)`.
+fn disk_clone(slot: u8, how: &Bound<'_, PyAny>) -> PyResult<DiskClone> {
+    let (mode, repo) = match how.extract::<String>() {
+        Ok(mode) => (mode, None),
+        Err(_) => how.extract::<(String, Option<String>)>().map_err(|_| {
+            to_py(Error::invalid(
+                "disks",
+                format!("slot {slot}: not \"Share\", \"Copy\" or (\"Copy\", repository)"),
+            ))
+        })?,
+    };
+    match (mode.as_str(), repo) {
+        ("Copy", repo) => {
+            Ok(DiskClone::Copy { repository: opt_uuid("disks", repo.as_deref())?.map(m::RepositoryId) })
+        }
+        ("Share", None) => Ok(DiskClone::Share),
+        ("Share", Some(_)) => Err(to_py(Error::invalid(
+            "disks",
+            format!("slot {slot}: a shared disk is not copied into a repository"),
+        ))),
+        (other, _) => Err(to_py(Error::invalid(
+            "disks",
+            format!("slot {slot}: {other:?} is not \"Copy\" or \"Share\""),
+        ))),
+    }
+}
+
 fn clone_options(
     pool: Option<&str>,
     repository: Option<&str>,
     networks: Option<Vec<Option<String>>>,
+    disks: Option<&Bound<'_, PyMapping>>,
 ) -> PyResult<CloneOptions> {
+    let mut how = Vec::new();
+    if let Some(d) = disks {
+        for item in d.items()?.iter() {
+            let (slot, h): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let slot: u8 =
+                slot.extract().map_err(|_| to_py(Error::invalid("disks", "slots are ints from 0 to 255")))?;
+            how.push((slot, disk_clone(slot, &h)?));
+        }
+    }
     Ok(CloneOptions {
-        disks: Vec::new(),
+        disks: how,
         pool: opt_uuid("pool", pool)?.map(m::PoolId),
         repository: opt_uuid("repository", repository)?.map(m::RepositoryId),
         networks: networks

@@ -267,6 +267,16 @@ impl JobInfo {
     fn message(&self) -> &str {
         &self.0.message
     }
+    /// Bytes moved by a job that moves data (an import, a copy); 0 for other jobs.
+    #[getter]
+    fn bytes_done(&self) -> u64 {
+        self.0.bytes_done
+    }
+    /// Bytes it moves in all, `None` when unknown (or for a job that moves none).
+    #[getter]
+    fn bytes_total(&self) -> Option<u64> {
+        self.0.bytes_total
+    }
     /// Objects the job acts on.
     #[getter]
     fn targets(&self) -> Vec<ObjectRef> {
@@ -319,6 +329,50 @@ impl JobInfo {
             self.0.state.name(),
             self.0.progress,
             self.0.summary
+        )
+    }
+}
+
+/// What `Manager.rebuild_from_servers` recovered, and what it could not.
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct RebuildReport(pub ovm_core::manager::RebuildReport);
+
+#[pymethods]
+impl RebuildReport {
+    /// Ids of the servers taken over.
+    #[getter]
+    fn servers(&self) -> Vec<String> {
+        convert::ids(&self.0.servers)
+    }
+    /// Ids of the repositories recovered.
+    #[getter]
+    fn repositories(&self) -> Vec<String> {
+        convert::ids(&self.0.repositories)
+    }
+    /// Number of objects recovered from configuration files (repositories included).
+    #[getter]
+    fn objects(&self) -> usize {
+        self.0.objects
+    }
+    /// The VMs found running, as `(vm id, server id)`.
+    #[getter]
+    fn running(&self) -> Vec<(String, String)> {
+        self.0.running.iter().map(|(v, s)| (v.to_string(), s.to_string())).collect()
+    }
+    /// What could not be recovered, one sentence each.
+    #[getter]
+    fn not_recovered(&self) -> Vec<String> {
+        self.0.not_recovered.clone()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "RebuildReport(servers={}, repositories={}, objects={}, running={}, not_recovered={})",
+            self.0.servers.len(),
+            self.0.repositories.len(),
+            self.0.objects,
+            self.0.running.len(),
+            self.0.not_recovered.len()
         )
     }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,16 @@ def result_id(job: ovm.Job) -> str:
     r = job.wait(WAIT).result
     assert r is not None
     return r.id
+
+
+def iso_image(directory: Path, name: str = "install.iso") -> str:
+    """Write a small file that looks like an ISO 9660 image (64 KiB of zeros with the volume
+    descriptor's ``CD001`` at byte 32769) into ``directory``; returns its absolute path."""
+    data = bytearray(64 << 10)
+    data[32769:32774] = b"CD001"
+    path = directory / name
+    path.write_bytes(bytes(data))
+    return str(path.resolve())
 
 
 def file_system(mgr: ovm.Manager, admin: str, name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ovm
-from conftest import WAIT, Lab, make_lab, result_id
+from conftest import WAIT, Lab, iso_image, make_lab, result_id
 
 
 def test_open_in_memory_and_repr(mgr: ovm.Manager) -> None:
@@ -334,9 +334,9 @@ def test_blocking_waits_release_the_gil(lab: Lab) -> None:
     assert during > baseline * 0.3
 
 
-def test_more_operations(lab: Lab) -> None:
+def test_more_operations(lab: Lab, tmp_path: Path) -> None:
     mgr = lab.mgr
-    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 700 << 20))
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", iso_image(tmp_path)))
     assert mgr.object("VirtualCdrom", iso)["object"]["name"] == "install.iso"
     vm = lab.vm("to-tpl")
     mgr.edit_vm(vm, config=ovm.VmConfig(memory_mib=768, max_memory_mib=1024, vnics=mgr.vm(vm).config.vnics)).wait(WAIT)
@@ -419,7 +419,7 @@ def test_every_inventory_kind_has_a_typed_record(lab: Lab) -> None:
         mgr.record("Tag", lab.fs)
 
 
-def test_typed_storage_network_and_vm_setup(lab: Lab) -> None:
+def test_typed_storage_network_and_vm_setup(lab: Lab, tmp_path: Path) -> None:
     mgr = lab.mgr
     wwid = mgr.sim_add_lun("iqn.2026-01.ovm.sim:generic", "lun0", 1 << 36)
     array = result_id(mgr.register_storage_array("array1", "storage", [lab.s1]))
@@ -469,7 +469,7 @@ def test_typed_storage_network_and_vm_setup(lab: Lab) -> None:
     mgr.set_kernel(vm, None).wait(WAIT)
     assert mgr.vm(vm).config.kernel is None
     assert ovm.VmConfig(kernel="/k", cmdline="x").cmdline == "x"
-    iso = result_id(mgr.import_iso(lab.repo, "install.iso", 1 << 29))
+    iso = result_id(mgr.import_iso(lab.repo, "install.iso", iso_image(tmp_path)))
     both = ovm.VmConfig(disks=[(0, disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)])
     assert both.disks == [(0, "VirtualDisk", disk), (1, "Cdrom", iso), (2, "EmptyCdrom", None)]
     assert ovm.VmConfig(disks=both.disks).disks == both.disks

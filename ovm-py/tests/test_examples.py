@@ -9,7 +9,8 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[2] / "bindings-examples" / "python"
 
 
-def run(script: str, *args: str) -> str:
+def run_both(script: str, *args: str) -> tuple[str, str]:
+    """Run an example that must succeed; returns its stdout and stderr."""
     proc = subprocess.run(
         [sys.executable, "-W", "error", str(EXAMPLES / script), *args],
         cwd=EXAMPLES,
@@ -18,8 +19,14 @@ def run(script: str, *args: str) -> str:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    return proc.stdout
+    return proc.stdout, proc.stderr
+
+
+def run(script: str, *args: str) -> str:
+    """Run an example that must succeed quietly; returns its stdout."""
+    out, err = run_both(script, *args)
+    assert err == ""
+    return out
 
 
 def test_inventory_report() -> None:
@@ -49,3 +56,14 @@ def test_async_start() -> None:
     assert "started 8/8 VMs concurrently" in out
     assert "running now: 8" in out
     assert "'Modified': " in out
+
+
+def test_import_assembly_with_a_progress_bar() -> None:
+    out, err = run_both("import_assembly.py")
+    # The bar is redrawn in place on stderr (text mode reads each "\r" as a line end).
+    bars = [line for line in err.splitlines() if line]
+    assert bars and all(line.startswith("import [") for line in bars), err
+    assert bars[-1].endswith("bytes 100.0%") and "[" + "#" * 30 + "]" in bars[-1], err
+    assert "assembly shop: 2 VMs, 2 disks" in out
+    assert "template web      1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
+    assert "template db       1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
