@@ -276,6 +276,11 @@ fn a_template_archive_an_ova_and_an_iso_are_imported_and_cloned() {
     assert_eq!(t.disks.len(), 1);
     let disk = dc.mgr.get::<VirtualDisk>(t.disks[0]).unwrap();
     assert_eq!(disk.size_bytes, 1 << 20);
+    assert_eq!(
+        dc.world.file_contents(&disk.path).unwrap(),
+        image(1 << 20, "template-disk"),
+        "the bytes arrived"
+    );
     let k = t.config.pv_kernel.clone().expect("the archive's kernel boots it");
     assert!(k.kernel.ends_with("/vmlinuz") && k.kernel.starts_with(&repository_path(dc.repo)), "{k:?}");
     assert_eq!(k.cmdline, "console=hvc0");
@@ -290,8 +295,12 @@ fn a_template_archive_an_ova_and_an_iso_are_imported_and_cloned() {
     assert_eq!(a.name, "shop");
     assert_eq!(a.vm_names, ["web", "db"]);
     assert_eq!(a.disks.len(), 2);
-    for d in &a.disks {
-        assert_eq!(dc.mgr.get::<VirtualDisk>(*d).unwrap().size_bytes, 4 << 20, "grown to the OVF's capacity");
+    for (d, marker, size) in [(a.disks[0], "web-disk", 3 << 20), (a.disks[1], "db-disk", 2 << 20)] {
+        let disk = dc.mgr.get::<VirtualDisk>(d).unwrap();
+        assert_eq!(disk.size_bytes, 4 << 20, "grown to the OVF's capacity");
+        let mut want = image(size, marker);
+        want.resize(4 << 20, 0);
+        assert_eq!(dc.world.file_contents(&disk.path).unwrap(), want, "the bytes of {marker} arrived");
     }
     let web = dc.mgr.get_by_name::<Template>("web").unwrap();
     assert_eq!(web.from_assembly, Some(a.id));
@@ -357,6 +366,33 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     tar_entry(&mut short, "t/System.img", b'0', &disk, disk.len() as u64 + 4096, "");
     cases.push(("shorter than declared", short, ErrorKind::InvalidArgument));
     cases.push(("no vm.cfg", tar(&[("t/System.img", &disk)]), ErrorKind::InvalidArgument));
+    // A boot file that is not in the archive would be a file of the server loaded into the guest.
+    let server_file = VM_CFG.replace("ramdisk = 'initrd.img'", "ramdisk = '/etc/shadow'");
+    cases.push((
+        "a ramdisk from the server",
+        tar(&[("t/vm.cfg", server_file.as_bytes()), ("t/System.img", &disk), ("t/vmlinuz", b"k")]),
+        ErrorKind::InvalidArgument,
+    ));
+    // A data file may not take a configuration file's name; one file may not be two disks.
+    cases.push((
+        "a data file named .cfg",
+        tar(&[("t/vm.cfg", cfg), ("t/System.img.cfg", &disk)]),
+        ErrorKind::InvalidArgument,
+    ));
+    let twice = VM_CFG.replace(
+        "disk = ['file:/OVS/Repositories/0004fb0000030000aaaa/VirtualDisks/System.img,xvda,w']",
+        "disk = ['file:/x/System.img,xvda,w', 'file:/x/System.img,xvdb,w']",
+    );
+    cases.push((
+        "one file as two disks",
+        tar(&[
+            ("t/vm.cfg", twice.as_bytes()),
+            ("t/System.img", &disk),
+            ("t/vmlinuz", b"k"),
+            ("t/initrd.img", b"i"),
+        ]),
+        ErrorKind::InvalidArgument,
+    ));
     for (tag, archive, kind) in cases {
         let src = dc.file(&format!("{tag}.tar").replace(' ', "-"), &archive);
         let e = dc.failed(dc.mgr.import_template(dc.repo, &src, None));
@@ -367,7 +403,7 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     }
     // Assemblies: a checksum that does not match, an OVF with entities, a descriptor that is not first.
     let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><Envelope>&lol2;</Envelope>"#;
-    let mut ova_cases = vec![
+    let mut ova_cases: Vec<(&str, Vec<u8>)> = vec![
         ("tampered", ova(true)),
         ("entities", tar(&[("bomb.ovf", bomb.as_bytes())])),
         (
@@ -375,7 +411,7 @@ fn hostile_archives_are_refused_and_leave_nothing() {
             tar(&[("d.img", &disk), ("x.ovf", ovf(&[("d.img", disk.len())]).as_bytes())]),
         ),
     ];
-    let vmdk = ovf(&[("d.vmdk", disk.len())]).replace(
+    let vmdk = ovf(&[("d.vmdk", disk.len()), ("e.vmdk", disk.len())]).replace(
         "http://www.gnome.org/~markmc/qcow-image-format.html#raw",
         "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized",
     );
@@ -383,7 +419,13 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     for (tag, archive) in ova_cases {
         let src = dc.file(&format!("{tag}.ova").replace(' ', "-"), &archive);
         let e = dc.failed(dc.mgr.import_assembly(dc.repo, &src, None));
-        assert!(matches!(e.kind(), ErrorKind::InvalidArgument | ErrorKind::Unsupported), "{tag}: {e}");
+        let why = match tag {
+            "tampered" => "checksum",
+            "entities" => "DOCTYPE",
+            "descriptor not first" => "begins with its .ovf descriptor",
+            _ => "raw disk images only",
+        };
+        assert!(e.to_string().contains(why), "{tag}: {e}");
         assert_eq!(dc.listing(), before, "{tag}: nothing is left in the repository");
         assert!(dc.mgr.list::<Assembly>(|_| true).is_empty(), "{tag}");
         ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Repository, dc.repo.0)));

@@ -648,12 +648,30 @@ impl FileStoragePlugin for AgentConnection {
         self.storage_write(path.to_owned(), offset, super::proto::v1::base64(data))
     }
 
+    fn finish_write(&self, path: &str) -> Result<()> {
+        self.storage_finish_write(path.to_owned())
+    }
+
     fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
         self.storage_put(path.to_owned(), super::proto::v1::base64(contents))
     }
 
     fn list_repository(&self, mount_point: &str) -> Result<Vec<crate::driver::RepositoryFile>> {
-        Ok(self.storage_list_repository(mount_point.to_owned())?.into_iter().map(Into::into).collect())
+        // Page by page: one answer must fit in a frame.
+        let mut out: Vec<crate::driver::RepositoryFile> = Vec::new();
+        loop {
+            let after = out.last().map(|f| f.path.clone());
+            let page = self.storage_list_repository(mount_point.to_owned(), after)?;
+            let n = page.len();
+            out.extend(page.into_iter().map(Into::into));
+            if n < super::proto::v1::LIST_PAGE || out.len() > crate::driver::MAX_LISTED_FILES {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn read_config(&self, path: &str) -> Result<Option<String>> {
+        self.storage_read_config(path.to_owned())
     }
 }
 

@@ -639,7 +639,10 @@ impl Inner {
         password: String,
         take_over: bool,
     ) -> Result<Reply> {
-        let ip = peer.ip();
+        // Attempts to take an owned agent over share one budget, whatever address they come from
+        // (an attacker with many addresses gets no more guesses); others count per address.
+        let owned_by_another = lock(&self.state).owner.as_ref().is_some_and(|o| o.fingerprint != fp);
+        let ip = if owned_by_another { TAKEOVER_ATTEMPTS } else { peer.ip() };
         // Waiting attempts see a lockout that the ones before them caused.
         let _permit = self
             .password_checks
@@ -653,7 +656,12 @@ impl Inner {
                 if until > now {
                     let secs = (until - now).as_secs_f64().ceil() as u64;
                     drop(attempts);
-                    let why = format!("too many failed password attempts from {ip}; retry in {secs} s");
+                    let from = if owned_by_another {
+                        "to take this server over".to_owned()
+                    } else {
+                        format!("from {ip}")
+                    };
+                    let why = format!("too many failed password attempts {from}; retry in {secs} s");
                     self.record(peer, format!("refused: {why}"));
                     return Err(Error::PermissionDenied { reason: why });
                 }
@@ -668,7 +676,7 @@ impl Inner {
             if attempts.len() >= 4096 {
                 // Forget addresses whose lockout is over (bounded memory under a spray of addresses).
                 let now = Instant::now();
-                attempts.retain(|_, a| a.locked_until.is_some_and(|t| t > now));
+                attempts.retain(|k, a| *k == TAKEOVER_ATTEMPTS || a.locked_until.is_some_and(|t| t > now));
             }
             let a = attempts.entry(ip).or_default();
             a.failures += 1;
@@ -733,6 +741,9 @@ impl Inner {
         v1::dispatch(self, op)
     }
 }
+
+/// The key of the shared budget of failed takeover attempts in the attempts table.
+const TAKEOVER_ATTEMPTS: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 
 /// The operations served on blocking threads, on the served connection. (Ownership operations run
 /// on the connection's task: see `Inner::handle`.)
@@ -896,14 +907,31 @@ impl Serve for Inner {
         capability(self.hv.file_storage(), "file storage")?.write_file_at(&path, offset, &data)
     }
 
+    fn storage_finish_write(&self, path: String) -> Result<()> {
+        capability(self.hv.file_storage(), "file storage")?.finish_write(&path)
+    }
+
     fn storage_put(&self, path: String, contents: String) -> Result<()> {
         let contents = v1::unbase64("contents", &contents)?;
         capability(self.hv.file_storage(), "file storage")?.put_file(&path, &contents)
     }
 
-    fn storage_list_repository(&self, mount_point: String) -> Result<Vec<v1::RepositoryFile>> {
+    fn storage_list_repository(
+        &self,
+        mount_point: String,
+        after: Option<String>,
+    ) -> Result<Vec<v1::RepositoryFile>> {
         let files = capability(self.hv.file_storage(), "file storage")?.list_repository(&mount_point)?;
-        Ok(files.into_iter().map(Into::into).collect())
+        Ok(files
+            .into_iter()
+            .filter(|f| after.as_ref().is_none_or(|a| f.path > *a))
+            .take(v1::LIST_PAGE)
+            .map(Into::into)
+            .collect())
+    }
+
+    fn storage_read_config(&self, path: String) -> Result<Option<String>> {
+        capability(self.hv.file_storage(), "file storage")?.read_config(&path)
     }
 
     fn iscsi_initiator(&self) -> Result<String> {

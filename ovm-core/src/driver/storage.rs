@@ -219,8 +219,8 @@ pub struct FsUsage {
 /// Largest chunk [`FileStoragePlugin::write_file_at`] takes, bytes.
 pub const MAX_WRITE_CHUNK: usize = 512 * 1024;
 
-/// Largest file [`FileStoragePlugin::put_file`] writes and [`FileStoragePlugin::list_repository`]
-/// returns the text of, bytes (configuration files).
+/// Largest file [`FileStoragePlugin::put_file`] writes and [`FileStoragePlugin::read_config`] reads,
+/// bytes (configuration files).
 pub const MAX_CONFIG_FILE: usize = 256 * 1024;
 
 /// Most files [`FileStoragePlugin::list_repository`] lists.
@@ -234,10 +234,6 @@ pub struct RepositoryFile {
     pub path: String,
     /// Size, bytes.
     pub size_bytes: u64,
-    /// The text of a configuration file (a name ending in `.cfg`, at most [`MAX_CONFIG_FILE`]
-    /// bytes of UTF-8); `None` for other files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
 }
 
 /// The repository's own configuration file, at the top of its file system (also listed by
@@ -287,13 +283,19 @@ pub trait FileStoragePlugin: Send + Sync {
     /// (made by [`create_file`](Self::create_file) with its final size): a write past that size
     /// is refused, so an import never grows a file beyond what was declared and checked.
     fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()>;
+    /// The end of [`write_file_at`](Self::write_file_at) calls into `path`: what was written
+    /// reaches the storage before this returns (a server may keep the file open between chunks).
+    fn finish_write(&self, path: &str) -> Result<()>;
     /// Replace the file at `path` with `contents` (at most [`MAX_CONFIG_FILE`] bytes) atomically:
     /// a reader sees the old file or the new one, never a part (configuration files).
     fn put_file(&self, path: &str, contents: &[u8]) -> Result<()>;
     /// The regular files of the repository mounted at `mount_point`, in the directories of
-    /// [`REPOSITORY_LAYOUT`] and its [`REPOSITORY_CONFIG`], with the text of its configuration files (at most
+    /// [`REPOSITORY_LAYOUT`], and its [`REPOSITORY_CONFIG`], sorted by path (at most
     /// [`MAX_LISTED_FILES`]; symbolic links and other special files are left out).
     fn list_repository(&self, mount_point: &str) -> Result<Vec<RepositoryFile>>;
+    /// The text of the configuration file at `path` (a `*.cfg` file of a repository, at most
+    /// [`MAX_CONFIG_FILE`] bytes of UTF-8), or `None` if there is no such file.
+    fn read_config(&self, path: &str) -> Result<Option<String>>;
 }
 
 /// A LUN of a storage array.

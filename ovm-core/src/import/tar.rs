@@ -72,6 +72,10 @@ fn truncated(what: &str) -> Error {
 }
 
 fn io_error(e: &io::Error, what: &str) -> Error {
+    // The reader's own typed error (an abort, a failed download) is passed on as it is.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return inner.clone();
+    }
     if e.kind() == io::ErrorKind::UnexpectedEof {
         truncated(what)
     } else {
@@ -131,6 +135,7 @@ fn walk<R: Read>(
     let mut seen = HashSet::new();
     let mut pending = Pending::default();
     let mut block = [0u8; BLOCK];
+    let mut headers = 0usize;
     loop {
         if !read_header(&mut r, &mut block, &pending)? {
             return Ok(summary);
@@ -140,6 +145,11 @@ fn walk<R: Read>(
             return Ok(summary);
         }
         let header = Header::parse(&block)?;
+        // Metadata headers count too: an endless run of them is refused like too many entries.
+        headers += 1;
+        if headers > limits.max_entries.saturating_mul(2) {
+            return Err(bad(format!("more than {} headers", limits.max_entries.saturating_mul(2))));
+        }
         let Some(kind) = header.kind(&mut r, &mut pending)? else { continue };
         let entry = make_entry(&header, kind, std::mem::take(&mut pending), limits)?;
         if summary.entries >= limits.max_entries {

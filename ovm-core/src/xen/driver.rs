@@ -543,12 +543,20 @@ impl FileStoragePlugin for XenConnection {
         self.storage.write_file_at(path, offset, data)
     }
 
+    fn finish_write(&self, path: &str) -> Result<()> {
+        self.storage.finish_write(path)
+    }
+
     fn put_file(&self, path: &str, contents: &[u8]) -> Result<()> {
         self.storage.put_file(path, contents)
     }
 
     fn list_repository(&self, mount_point: &str) -> Result<Vec<crate::driver::RepositoryFile>> {
         self.storage.list_repository(mount_point)
+    }
+
+    fn read_config(&self, path: &str) -> Result<Option<String>> {
+        self.storage.read_config(path)
     }
 }
 

@@ -50,11 +50,20 @@ const PLUGIN_MOUNTS: &str = ".plugin-mounts";
 pub struct LocalStorage {
     root: PathBuf,
     plugins: PluginRunner,
+    /// Files being written by [`LocalStorage::write_file_at`], kept open between chunks (a close
+    /// on NFS flushes and commits: once per file, not once per chunk), with their last use.
+    writing: std::sync::Arc<std::sync::Mutex<OpenWrites>>,
 }
+
+/// Files being written, by path: the open file and when it was last written.
+type OpenWrites = std::collections::HashMap<String, (std::sync::Arc<File>, Instant)>;
+
+/// How long a file being written stays open without a write.
+const WRITE_IDLE: Duration = Duration::from_secs(60);
 
 impl Default for LocalStorage {
     fn default() -> Self {
-        LocalStorage { root: PathBuf::from("/OVS"), plugins: PluginRunner::default() }
+        LocalStorage::with_root("/OVS")
     }
 }
 
@@ -390,22 +399,27 @@ fn list_files(root: &Path, rel: &Path, depth: u32, out: &mut Vec<RepositoryFile>
                     format!("more than {MAX_LISTED_FILES} files under {}", root.display()),
                 ));
             }
-            let config = if name.ends_with(".cfg") && meta.len() <= MAX_CONFIG_FILE as u64 {
-                read_small(&entry.path())
-            } else {
-                None
-            };
             let path = path.to_str().unwrap_or_default().to_owned();
-            out.push(RepositoryFile { path, size_bytes: meta.len(), config });
+            out.push(RepositoryFile { path, size_bytes: meta.len() });
         }
     }
     Ok(())
 }
 
-/// The text of a small regular file, never through a symbolic link.
+/// The text of a small regular file, never through a symbolic link, nor blocking on a FIFO put in
+/// its place.
 fn read_small(p: &Path) -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut text = String::new();
-    open_nofollow(p).ok()?.take(MAX_CONFIG_FILE as u64 + 1).read_to_string(&mut text).ok()?;
+    f.take(MAX_CONFIG_FILE as u64 + 1).read_to_string(&mut text).ok()?;
     (text.len() <= MAX_CONFIG_FILE).then_some(text)
 }
 
@@ -423,7 +437,7 @@ fn read_marker(dir: &Path) -> Option<String> {
 impl LocalStorage {
     /// Storage rooted at `root` instead of `/OVS` (tests).
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into(), plugins: PluginRunner::default() }
+        LocalStorage { root: root.into(), plugins: PluginRunner::default(), writing: Default::default() }
     }
 
     /// The same storage with the external plug-ins of `dir` (instead of
@@ -860,6 +874,7 @@ impl LocalStorage {
     /// (`Templates/<id>`, `Assemblies/<id>`, `VirtualMachines/<id>`) left empty goes too.
     pub fn delete_file(&self, path: &str) -> Result<()> {
         self.writable("path", path)?;
+        crate::sync::lock(&self.writing).remove(path);
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -895,7 +910,28 @@ impl LocalStorage {
         f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
     }
 
-    /// Write a chunk into an existing file, within its size.
+    /// A path the data-writing operations may write: a file in one of a mounted repository's
+    /// layout directories (or its `repository.cfg`), no component hidden (`.`-names are ovm's own:
+    /// the marker, scratch files).
+    fn repository_file(&self, what: &str, path: &str) -> Result<()> {
+        self.writable(what, path)?;
+        let rest = Path::new(path)
+            .strip_prefix(self.repositories())
+            .map_err(|_| Error::invalid(what, format!("{path:?} is not in a repository")))?;
+        let parts: Vec<&str> = rest.iter().filter_map(|c| c.to_str()).collect();
+        let ok = match parts.as_slice() {
+            [_, name] => *name == REPOSITORY_CONFIG,
+            [_, dir, more @ ..] => REPOSITORY_LAYOUT.contains(dir) && !more.is_empty() && more.len() <= 2,
+            _ => false,
+        };
+        if !ok || parts.iter().any(|c| c.starts_with('.')) {
+            return Err(Error::invalid(what, format!("{path:?} is not a file of a repository's layout")));
+        }
+        Ok(())
+    }
+
+    /// Write a chunk into an existing file, within its size. The file stays open for the next
+    /// chunk until [`LocalStorage::finish_write`] (or a minute without writes).
     pub fn write_file_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
         if data.len() > MAX_WRITE_CHUNK {
@@ -904,28 +940,70 @@ impl LocalStorage {
                 format!("{} bytes is over the chunk limit of {MAX_WRITE_CHUNK}", data.len()),
             ));
         }
-        self.writable("path", path)?;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| backend(format!("open {path}: {e}")))?;
-        let meta = f.metadata().map_err(|e| backend(format!("stat {path}: {e}")))?;
-        if !meta.is_file() {
-            return Err(Error::invalid("path", format!("{path:?} is not a regular file")));
-        }
+        let cached = {
+            let mut w = crate::sync::lock(&self.writing);
+            let now = Instant::now();
+            w.retain(|_, (_, used)| now.duration_since(*used) < WRITE_IDLE);
+            w.get_mut(path).map(|(f, used)| {
+                *used = now;
+                f.clone()
+            })
+        };
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                self.repository_file("path", path)?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(path)
+                    .map_err(|e| backend(format!("open {path}: {e}")))?;
+                let meta = f.metadata().map_err(|e| backend(format!("stat {path}: {e}")))?;
+                if !meta.is_file() {
+                    return Err(Error::invalid("path", format!("{path:?} is not a regular file")));
+                }
+                let f = std::sync::Arc::new(f);
+                crate::sync::lock(&self.writing).insert(path.to_owned(), (f.clone(), Instant::now()));
+                f
+            }
+        };
+        let len = f.metadata().map_err(|e| backend(format!("stat {path}: {e}")))?.len();
         let end = offset.checked_add(data.len() as u64);
-        if end.is_none_or(|end| end > meta.len()) {
+        if end.is_none_or(|end| end > len) {
             return Err(Error::invalid(
                 "offset",
-                format!(
-                    "writing {} bytes at {offset} goes past the {} bytes of {path}",
-                    data.len(),
-                    meta.len()
-                ),
+                format!("writing {} bytes at {offset} goes past the {len} bytes of {path}", data.len()),
             ));
         }
         f.write_all_at(data, offset).map_err(|e| backend(format!("write {path}: {e}")))
+    }
+
+    /// The end of writes into `path`: its data reaches the storage (`fsync`) and it is closed.
+    pub fn finish_write(&self, path: &str) -> Result<()> {
+        let f = crate::sync::lock(&self.writing).remove(path);
+        match f {
+            Some((f, _)) => f.sync_all().map_err(|e| backend(format!("sync {path}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The text of a repository's configuration file.
+    pub fn read_config(&self, path: &str) -> Result<Option<String>> {
+        self.repository_file("path", path)?;
+        if !path.ends_with(".cfg") {
+            return Err(Error::invalid("path", format!("{path:?} is not a configuration file")));
+        }
+        match Path::new(path).symlink_metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(format!("stat {path}: {e}"))),
+            Ok(m) if !m.is_file() || m.len() > MAX_CONFIG_FILE as u64 => Err(Error::invalid(
+                "path",
+                format!("{path:?} is not a configuration file of at most {MAX_CONFIG_FILE} bytes"),
+            )),
+            Ok(_) => read_small(Path::new(path))
+                .map(Some)
+                .ok_or_else(|| Error::invalid("path", format!("{path:?} is not readable UTF-8 text"))),
+        }
     }
 
     /// Replace a small file atomically (a new file beside it, renamed over it).
@@ -936,7 +1014,7 @@ impl LocalStorage {
                 format!("{} bytes is over the limit of {MAX_CONFIG_FILE}", contents.len()),
             ));
         }
-        self.writable("path", path)?;
+        self.repository_file("path", path)?;
         self.make_parent(path)?;
         let p = Path::new(path);
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -973,8 +1051,7 @@ impl LocalStorage {
         let top = root.join(REPOSITORY_CONFIG);
         if let Ok(meta) = top.symlink_metadata() {
             if meta.is_file() {
-                let config = read_small(&top);
-                out.push(RepositoryFile { path: REPOSITORY_CONFIG.into(), size_bytes: meta.len(), config });
+                out.push(RepositoryFile { path: REPOSITORY_CONFIG.into(), size_bytes: meta.len() });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

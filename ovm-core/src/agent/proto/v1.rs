@@ -371,6 +371,11 @@ remote_ops! {
         /// The bytes, base64 (standard alphabet, padded).
         data: String,
     } -> Done;
+    /// The end of writes into a file: its data reaches the storage.
+    storage_finish_write => StorageFinishWrite {
+        /// Path.
+        path: String,
+    } -> Done;
     /// Replace a small file atomically.
     storage_put => StoragePut {
         /// Path.
@@ -378,11 +383,20 @@ remote_ops! {
         /// The contents, base64 (standard alphabet, padded).
         contents: String,
     } -> Done;
-    /// The files of a mounted repository.
+    /// The files of a mounted repository, in path order, a page of at most [`LIST_PAGE`] after
+    /// `after` (the last path of the page before).
     storage_list_repository => StorageListRepository {
         /// The repository's mount point.
         mount_point: String,
+        /// The last path of the page before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     } -> RepositoryFiles(Vec<RepositoryFile>);
+    /// The text of a repository's configuration file (`None`: no such file).
+    storage_read_config => StorageReadConfig {
+        /// Path.
+        path: String,
+    } -> Config(Option<String>);
 }
 
 impl Op {
@@ -506,7 +520,13 @@ pub enum Reply {
     Array(driver::ArrayAnswer),
     /// The files of a repository.
     RepositoryFiles(Vec<RepositoryFile>),
+    /// A configuration file's text.
+    Config(Option<String>),
 }
+
+/// Most files one [`Op::StorageListRepository`] answer lists (its frame stays well under
+/// [`super::MAX_FRAME`]: paths are at most a few hundred bytes).
+pub const LIST_PAGE: usize = 1000;
 
 /// Bytes as the messages carry them: base64, standard alphabet, padded.
 pub fn base64(data: &[u8]) -> String {
@@ -530,20 +550,17 @@ pub struct RepositoryFile {
     pub path: String,
     /// Size, bytes.
     pub size_bytes: u64,
-    /// The text of a configuration file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
 }
 
 impl From<driver::RepositoryFile> for RepositoryFile {
     fn from(f: driver::RepositoryFile) -> Self {
-        RepositoryFile { path: f.path, size_bytes: f.size_bytes, config: f.config }
+        RepositoryFile { path: f.path, size_bytes: f.size_bytes }
     }
 }
 
 impl From<RepositoryFile> for driver::RepositoryFile {
     fn from(f: RepositoryFile) -> Self {
-        driver::RepositoryFile { path: f.path, size_bytes: f.size_bytes, config: f.config }
+        driver::RepositoryFile { path: f.path, size_bytes: f.size_bytes }
     }
 }
 
@@ -1610,14 +1627,27 @@ mod tests {
                     .into(),
             ),
             (
+                req(Op::StorageFinishWrite { path: "/r/a.img".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_finish_write","path":"/r/a.img"}}"#.into(),
+            ),
+            (
                 req(Op::StoragePut { path: "/r/VirtualMachines/v/vm.cfg".into(), contents: "eD0x".into() }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_put","path":"/r/VirtualMachines/v/vm.cfg","contents":"eD0x"}}"#
                     .into(),
             ),
             (
-                req(Op::StorageListRepository { mount_point: "/OVS/Repositories/r".into() }),
+                req(Op::StorageListRepository { mount_point: "/OVS/Repositories/r".into(), after: None }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_list_repository","mount_point":"/OVS/Repositories/r"}}"#
                     .into(),
+            ),
+            (
+                req(Op::StorageListRepository { mount_point: "/r".into(), after: Some("ISOs/a.iso".into()) }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_list_repository","mount_point":"/r","after":"ISOs/a.iso"}}"#
+                    .into(),
+            ),
+            (
+                req(Op::StorageReadConfig { path: "/r/repository.cfg".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"storage_read_config","path":"/r/repository.cfg"}}"#.into(),
             ),
         ];
         let info = HostInfo {
@@ -1790,15 +1820,19 @@ mod tests {
             ),
             (
                 resp(Ok(Reply::RepositoryFiles(vec![
-                    RepositoryFile { path: "VirtualDisks/d.img".into(), size_bytes: 9, config: None },
-                    RepositoryFile { path: "VirtualDisks/d.img.cfg".into(), size_bytes: 3, config: Some("x=1".into()) },
+                    RepositoryFile { path: "VirtualDisks/d.img".into(), size_bytes: 9 },
+                    RepositoryFile { path: "VirtualDisks/d.img.cfg".into(), size_bytes: 3 },
                 ]))),
                 concat!(
                     r#"{"type":"response","id":7,"result":{"Ok":{"kind":"repository_files","value":["#,
                     r#"{"path":"VirtualDisks/d.img","size_bytes":9},"#,
-                    r#"{"path":"VirtualDisks/d.img.cfg","size_bytes":3,"config":"x=1"}]}}}"#
+                    r#"{"path":"VirtualDisks/d.img.cfg","size_bytes":3}]}}}"#
                 )
                 .into(),
+            ),
+            (
+                resp(Ok(Reply::Config(Some("x = 1\n".into())))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"config","value":"x = 1\n"}}}"#.into(),
             ),
             (
                 resp(Err(Error::Unsupported { what: "x".into() })),
@@ -1899,11 +1933,13 @@ mod tests {
                 | Op::IscsiForget { .. }
                 | Op::ArrayManage { .. }
                 | Op::StorageWrite { .. }
+                | Op::StorageFinishWrite { .. }
                 | Op::StoragePut { .. }
-                | Op::StorageListRepository { .. } => {}
+                | Op::StorageListRepository { .. }
+                | Op::StorageReadConfig { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 51);
+        assert_eq!(ops.len(), 54);
     }
 
     #[test]

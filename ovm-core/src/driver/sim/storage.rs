@@ -14,6 +14,9 @@ use crate::driver::storage::{
 use crate::driver::{lock, StorageArrayPlugin, LIO_PLUGIN};
 use crate::{Error, Result};
 
+/// The largest file whose bytes the simulated storage keeps (written with `write_file_at`).
+const SIM_CONTENT_LIMIT: u64 = 64 << 20;
+
 fn under(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
@@ -293,7 +296,35 @@ impl FileStoragePlugin for SimConnection {
                     format!("writing {} bytes at {offset} goes past the {size} bytes of {path}", data.len()),
                 ));
             }
+            // The bytes of files up to SIM_CONTENT_LIMIT are kept, so that tests can read them back.
+            if size <= SIM_CONTENT_LIMIT {
+                let mut contents = lock(&self.world.inner.contents);
+                let c = contents.entry(path.to_owned()).or_default();
+                c.resize(size as usize, 0);
+                let at = offset as usize;
+                c[at..at + data.len()].copy_from_slice(data);
+            }
             Ok(())
+        })
+    }
+
+    fn read_config(&self, path: &str) -> Result<Option<String>> {
+        check_abs_path("path", path)?;
+        if !path.ends_with(".cfg") {
+            return Err(Error::invalid("path", format!("{path:?} is not a configuration file")));
+        }
+        self.op(SimOp::Storage, |_| {
+            Ok(lock(&self.world.inner.contents).get(path).and_then(|c| String::from_utf8(c.clone()).ok()))
+        })
+    }
+
+    fn finish_write(&self, path: &str) -> Result<()> {
+        self.op(SimOp::Storage, |st| {
+            if lock(&self.world.inner.files).contains_key(path) {
+                Ok(())
+            } else {
+                Err(Error::backend(&st.name, format!("{path} does not exist")))
+            }
         })
     }
 
@@ -313,7 +344,6 @@ impl FileStoragePlugin for SimConnection {
         check_abs_path("mount_point", mount_point)?;
         self.op(SimOp::Storage, |_| {
             let files = lock(&self.world.inner.files);
-            let contents = lock(&self.world.inner.contents);
             let prefix = format!("{}/", mount_point.trim_end_matches('/'));
             let mut out: Vec<RepositoryFile> = files
                 .iter()
@@ -325,11 +355,7 @@ impl FileStoragePlugin for SimConnection {
                     if !listed || parts.iter().any(|c| c.starts_with('.')) {
                         return None;
                     }
-                    let config = rel
-                        .ends_with(".cfg")
-                        .then(|| contents.get(p).and_then(|c| String::from_utf8(c.clone()).ok()))
-                        .flatten();
-                    Some(RepositoryFile { path: rel.to_owned(), size_bytes: *size, config })
+                    Some(RepositoryFile { path: rel.to_owned(), size_bytes: *size })
                 })
                 .collect();
             out.sort_by(|a, b| a.path.cmp(&b.path));

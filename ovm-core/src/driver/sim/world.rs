@@ -274,6 +274,15 @@ impl SimWorld {
         lock(&self.inner.files).get(path).copied()
     }
 
+    /// The bytes of a file in the simulated shared storage, as written to it (files of at most
+    /// 64 MiB written chunk by chunk, and configuration files), if they are kept.
+    pub fn file_contents(&self, path: &str) -> Option<Vec<u8>> {
+        let size = self.file_size(path)?;
+        let mut c = lock(&self.inner.contents).get(path).cloned()?;
+        c.resize(size as usize, 0);
+        Some(c)
+    }
+
     /// Put a file of `size_bytes` at `path` in the simulated shared storage (as if an administrator
     /// had placed it there), replacing any file at that path.
     pub fn put_file(&self, path: &str, size_bytes: u64) {

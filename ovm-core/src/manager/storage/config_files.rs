@@ -114,7 +114,15 @@ impl Manager {
     /// written.
     pub(crate) fn sync_config_files(&self, touched: &BTreeSet<ObjectRef>) -> Vec<String> {
         let mut problems = Vec::new();
-        for r in touched.iter().filter(|r| has_file(r.kind)) {
+        // Files of objects that are gone whose deletion failed before are tried again.
+        let stale: Vec<ObjectRef> = {
+            let known = lock(&self.inner.config_files);
+            let st = self.state();
+            known.keys().filter(|r| !st.inv.contains(**r)).take(64).copied().collect()
+        };
+        let mut all: BTreeSet<ObjectRef> = touched.clone();
+        all.extend(stale);
+        for r in all.iter().filter(|r| has_file(r.kind)) {
             let want = {
                 let st = self.state();
                 st.inv.get_object(*r).and_then(|o| Some((file_of(&o)?, text_of(&st.inv, &o)?)))

@@ -120,6 +120,7 @@ impl Manager {
                         imp.count();
                         return Ok(());
                     }
+                    let base = data_name(&base)?;
                     if stored.contains_key(&base) {
                         return Err(Error::invalid("archive", format!("two files named {base:?}")));
                     }
@@ -172,7 +173,7 @@ impl Manager {
                     from_assembly: None,
                     from_vm: None,
                 };
-                let used = imp.reserved;
+                let used = i64::try_from(imp.reserved).map_err(|_| Error::invalid("source", "too large"))?;
                 ctx.tx(|tx| {
                     for d in disks {
                         let mut d = d;
@@ -182,7 +183,7 @@ impl Manager {
                         tx.put(Object::VirtualDisk(d))?;
                     }
                     tx.put(Object::Template(t))?;
-                    add_used(tx, repo, used as i64)
+                    add_used(tx, repo, used)
                 })?;
                 ctx.set_result(target);
                 Ok(())
@@ -228,7 +229,7 @@ impl Manager {
                     .unwrap_or_else(|| src.file_name().split('.').next().unwrap_or("assembly").to_owned());
                 validate_name(&aname)?;
                 let records = assembly_records(&mut imp, &got, aid, &aname, &dir, &src)?;
-                let used = imp.reserved;
+                let used = i64::try_from(imp.reserved).map_err(|_| Error::invalid("source", "too large"))?;
                 ctx.tx(|tx| {
                     let Records { assembly, disks, templates } = records;
                     for mut d in disks {
@@ -247,7 +248,7 @@ impl Manager {
                         }
                         tx.put(Object::Template(t))?;
                     }
-                    add_used(tx, repo, used as i64)
+                    add_used(tx, repo, used)
                 })?;
                 ctx.set_result(target);
                 Ok(())
@@ -300,7 +301,14 @@ impl<'a> Importer<'a> {
         if add_to_total {
             self.total = o.length.map(|n| n + self.total.unwrap_or(0));
         }
-        Ok((Box::new(Counting { inner: o.reader, read: self.read.clone() }), o.length))
+        self.count();
+        let counting = Counting {
+            inner: o.reader,
+            read: self.read.clone(),
+            cell: self.ctx.cell.clone(),
+            source: src.to_string(),
+        };
+        Ok((Box::new(counting), o.length))
     }
 
     /// Report the bytes read so far.
@@ -318,20 +326,12 @@ impl<'a> Importer<'a> {
         data: &mut dyn Read,
         observe: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<()> {
-        if self.reserved.saturating_add(size) > self.free {
-            return Err(Error::InsufficientResources {
-                object: self.repo,
-                resource: "space (bytes)".into(),
-                needed: self.reserved.saturating_add(size),
-                available: self.free,
-            });
-        }
+        self.reserve(size)?;
         self.ctx.will_do(Undo::Storage(StorageUndo::DeleteFile {
             server: self.server.0,
             path: path.to_owned(),
         }))?;
         self.fs().create_file(path, size)?;
-        self.reserved += size;
         let failed: Mutex<Option<Error>> = Mutex::new(None);
         let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(WRITERS);
         let rx = Mutex::new(rx);
@@ -378,7 +378,25 @@ impl<'a> Importer<'a> {
         if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        read
+        read?;
+        fs.finish_write(path)
+    }
+
+    /// Count `size` more bytes of the repository's free space as taken by this import, refusing
+    /// what does not fit.
+    fn reserve(&mut self, size: u64) -> Result<()> {
+        match self.reserved.checked_add(size).filter(|n| *n <= self.free) {
+            Some(n) => {
+                self.reserved = n;
+                Ok(())
+            }
+            None => Err(Error::InsufficientResources {
+                object: self.repo,
+                resource: "space (bytes)".into(),
+                needed: self.reserved.saturating_add(size),
+                available: self.free,
+            }),
+        }
     }
 
     /// After a whole-file source: nothing may follow what was declared.
@@ -392,16 +410,31 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// A source reader that counts what it reads (the job's progress).
+/// A source reader that counts what it reads into the job's progress, and stops at an abort (even
+/// while an archive's unused entry is skipped). A failure of the source is a typed error carried
+/// through the archive reader (a network failure is `Backend`, not bad input).
 struct Counting<R> {
     inner: R,
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cell: std::sync::Arc<crate::manager::jobs::JobCell>,
+    source: String,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.cell.abort.load(std::sync::atomic::Ordering::SeqCst) {
+            let job = crate::sync::lock(&self.cell.record).id.to_string();
+            return Err(std::io::Error::other(Error::Aborted { job }));
+        }
+        let n = self.inner.read(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::InvalidData {
+                e // the source ended early or sent garbage: the archive's fault
+            } else {
+                std::io::Error::other(Error::backend(&self.source, format!("reading: {e}")))
+            }
+        })?;
+        let done = self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed) + n as u64;
+        crate::sync::lock(&self.cell.record).bytes_done = done;
         Ok(n)
     }
 }
@@ -442,6 +475,16 @@ fn read_text(data: &mut dyn Read, size: u64, max: u64, what: &str) -> Result<Str
     let mut buf = vec![0u8; size as usize];
     fill(data, &mut buf).map_err(|e| read_error(what, e))?;
     String::from_utf8(buf).map_err(|_| Error::invalid("archive", format!("{what} is not UTF-8 text")))
+}
+
+/// The name a file of an archive is stored under: a plain name that is not a configuration file's
+/// (`*.cfg` names are the repository's own: see `config_files`).
+fn data_name(path: &str) -> Result<String> {
+    let base = base_name(path)?;
+    if base.to_ascii_lowercase().ends_with(".cfg") {
+        return Err(Error::invalid("archive", format!("{path:?}: a data file may not be named *.cfg")));
+    }
+    Ok(base)
 }
 
 /// The last component of an archive path, which must be a plain file name.
@@ -519,6 +562,9 @@ fn template_config(
             Error::invalid("vm.cfg", format!("disk device {:?} is not a Xen disk name", d.device))
         })?;
         let base = d.file.rsplit('/').next().unwrap_or("").to_owned();
+        if !d.cdrom && used.contains(&base) {
+            return Err(Error::invalid("vm.cfg", format!("disk file {base:?} is mapped twice")));
+        }
         let target = match stored.get(&base) {
             Some(_) if !d.cdrom => {
                 let id = VirtualDiskId::new();
@@ -543,12 +589,13 @@ fn template_config(
             let base = p.rsplit('/').next().unwrap_or("");
             stored.get(base).map(|(path, _)| (base.to_owned(), path.clone()))
         };
+        // Only the archive's own files: a path on the server would have dom0 load whatever it
+        // names (a key, a password file) into the guest.
         let kernel = match from_archive(k) {
             Some((base, path)) => {
                 used.insert(base);
                 path
             }
-            None if k.starts_with('/') => k.clone(),
             None => return Err(Error::invalid("vm.cfg", format!("kernel {k:?} is not in the archive"))),
         };
         let initrd = match cfg.ramdisk.as_deref() {
@@ -558,7 +605,6 @@ fn template_config(
                     used.insert(base);
                     path
                 }
-                None if rd.starts_with('/') => rd.to_owned(),
                 None => {
                     return Err(Error::invalid("vm.cfg", format!("ramdisk {rd:?} is not in the archive")))
                 }
@@ -654,7 +700,7 @@ fn store_hashed(
     size: u64,
     data: &mut dyn Read,
 ) -> Result<()> {
-    let base = base_name(href)?;
+    let base = data_name(href)?;
     if got.stored.contains_key(&base) {
         return Err(Error::invalid("ovf", format!("file {base:?} arrives twice")));
     }
@@ -754,12 +800,25 @@ fn read_ovf_files(imp: &mut Importer<'_>, src: &Source, dir: &str) -> Result<Ass
     let text_len = text.len() as u64;
     let mut got = parse_descriptor(&name, text)?;
     let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
-    if let Ok(mut m) = src.sibling(&format!("{stem}.mf")).and_then(|s| s.open()) {
-        let text = read_text(&mut m.reader, m.length.unwrap_or(0), 1 << 20, "manifest")?;
+    let mf = src.sibling(&format!("{stem}.mf"))?;
+    if let Some(mut m) = open_if_there(&mf)? {
+        let mut text = Vec::new();
+        (&mut m.reader)
+            .take(manifest::MAX_MANIFEST as u64 + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| read_error("manifest", e))?;
+        if text.len() > manifest::MAX_MANIFEST {
+            return Err(Error::invalid("manifest", format!("{mf} is over {} bytes", manifest::MAX_MANIFEST)));
+        }
+        let text = String::from_utf8(text).map_err(|_| Error::invalid("manifest", "not UTF-8 text"))?;
         got.manifest = Some(manifest::parse(&text)?);
     }
-    imp.total =
-        Some(length.unwrap_or(text_len) + got.envelope.files.iter().filter_map(|f| f.size).sum::<u64>());
+    imp.total = got
+        .envelope
+        .files
+        .iter()
+        .filter_map(|f| f.size)
+        .try_fold(length.unwrap_or(text_len), |a, b| a.checked_add(b));
     let files: Vec<String> = got.envelope.files.iter().map(|f| f.href.clone()).collect();
     for href in files {
         let s = src.sibling(&href)?;
@@ -770,6 +829,19 @@ fn read_ovf_files(imp: &mut Importer<'_>, src: &Source, dir: &str) -> Result<Ass
         imp.expect_end(&mut reader, &s)?;
     }
     Ok(got)
+}
+
+/// Open `src` if it exists: a missing file (or an HTTP 404) is `None`; any other failure is an
+/// error (a manifest that cannot be read must not silently go unchecked).
+fn open_if_there(src: &Source) -> Result<Option<super::source::Opened>> {
+    match src {
+        Source::Path(p) if !std::path::Path::new(p).exists() => Ok(None),
+        _ => match src.open() {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if matches!(src, Source::Url(_)) && e.to_string().contains("HTTP 404") => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 struct Records {
@@ -790,13 +862,19 @@ fn assembly_records(
     let repo = RepositoryId(imp.repo.id);
     let mut by_ovf_id = HashMap::new();
     let mut disks = Vec::new();
+    let mut files_used = std::collections::BTreeSet::new();
     for d in &got.envelope.disks {
         let id = VirtualDiskId::new();
         let (path, size) = match &d.file_ref {
             Some(f) => {
                 let href =
                     got.envelope.files.iter().find(|x| &x.id == f).map(|x| x.href.as_str()).unwrap_or(f);
-                let (path, size, _) = &got.stored[href];
+                if !files_used.insert(href.to_owned()) {
+                    return Err(Error::invalid("ovf", format!("file {href:?} is the file of two disks")));
+                }
+                let (path, size, _) = got.stored.get(href).ok_or_else(|| {
+                    Error::invalid("ovf", format!("disk {} names file {href:?}, which is missing", d.id))
+                })?;
                 if *size > d.capacity_bytes {
                     return Err(Error::invalid(
                         "ovf",
@@ -807,16 +885,23 @@ fn assembly_records(
                     ));
                 }
                 if *size < d.capacity_bytes {
+                    imp.reserve(d.capacity_bytes - size)?;
                     imp.fs().resize_file(path, d.capacity_bytes)?;
-                    imp.reserved += d.capacity_bytes - size;
                 }
                 (path.clone(), d.capacity_bytes)
             }
             None => {
-                let path = format!("{dir}/{}.img", base_name(&d.id)?);
+                let name = format!("{}.img", base_name(&d.id)?);
+                if got.stored.contains_key(&name) {
+                    return Err(Error::invalid(
+                        "ovf",
+                        format!("disk {} would overwrite file {name:?}", d.id),
+                    ));
+                }
+                let path = format!("{dir}/{name}");
                 imp.store(&path, 0, &mut std::io::empty(), &mut |_, _| {})?;
+                imp.reserve(d.capacity_bytes)?;
                 imp.fs().resize_file(&path, d.capacity_bytes)?;
-                imp.reserved += d.capacity_bytes;
                 (path, d.capacity_bytes)
             }
         };
@@ -831,6 +916,14 @@ fn assembly_records(
             path,
         });
         by_ovf_id.insert(d.id.clone(), id);
+    }
+    // Files no disk uses (an NVRAM, an ISO for the CD drive) are not kept.
+    for (name, (path, size, _)) in &got.stored {
+        if !files_used.contains(name) {
+            imp.fs().delete_file(path)?;
+            imp.reserved = imp.reserved.saturating_sub(*size);
+            imp.ctx.message(format!("left out {name}: no disk uses it"));
+        }
     }
     let mut templates = Vec::new();
     for s in &got.envelope.systems {

@@ -42,11 +42,29 @@ pub struct RebuildReport {
     pub not_recovered: Vec<String>,
 }
 
+/// A file of a repository, with its text if it is a configuration file.
+struct Listed {
+    path: String,
+    size_bytes: u64,
+    config: Option<String>,
+}
+
 /// What one repository holds, as read from the first server that mounts it.
 struct Found {
     source: MountSource,
     servers: Vec<ServerId>,
-    files: Vec<RepositoryFile>,
+    files: Vec<Listed>,
+}
+
+/// The files of the repository mounted at `mount_point`, with the text of its configuration files.
+fn list(fs: &dyn crate::driver::FileStoragePlugin, mount_point: &str) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for RepositoryFile { path, size_bytes } in fs.list_repository(mount_point)? {
+        let config =
+            if path.ends_with(".cfg") { fs.read_config(&format!("{mount_point}/{path}"))? } else { None };
+        out.push(Listed { path, size_bytes, config });
+    }
+    Ok(out)
 }
 
 impl Manager {
@@ -70,11 +88,24 @@ impl Manager {
             return Err(Error::invalid("servers", "no server to rebuild from"));
         }
         let mut report = RebuildReport::default();
+        // A server that cannot be taken over (a wrong password, down) is reported; the others
+        // are rebuilt from (one of them may mount the same repositories).
+        let mut first_error = None;
         for s in servers {
-            let job = self.take_over_server(&s.address, &s.password)?.wait(None)?;
-            let id =
-                job.result.ok_or_else(|| Error::Internal { message: "discovery without a server".into() })?;
-            report.servers.push(ServerId(id.id));
+            let taken = self.take_over_server(&s.address, &s.password).and_then(|j| j.wait(None));
+            match taken.map(|job| job.result) {
+                Ok(Some(id)) => report.servers.push(ServerId(id.id)),
+                Ok(None) => {
+                    report.not_recovered.push(format!("server {}: taken over without a record", s.address))
+                }
+                Err(e) => {
+                    report.not_recovered.push(format!("server {}: not taken over: {e}", s.address));
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if report.servers.is_empty() {
+            return Err(first_error.unwrap_or_else(|| Error::invalid("servers", "no server was taken over")));
         }
         let servers = report.servers.clone();
         let found = self.read_repositories(&servers, &mut report)?;
@@ -140,7 +171,7 @@ impl Manager {
                     f.servers.push(*s);
                     continue;
                 }
-                match fs.list_repository(&m.mount_point) {
+                match list(fs, &m.mount_point) {
                     Ok(files) => {
                         found.insert(repo, Found { source: m.source, servers: vec![*s], files });
                     }
@@ -317,6 +348,24 @@ fn plan_objects(
             match parsed {
                 Ok(None) => {}
                 Ok(Some(obj)) => {
+                    // A configuration must describe an object of this repository, in its own place
+                    // (a copy left elsewhere, or one of another repository, is not trusted).
+                    let placed = match &obj {
+                        Object::Vm(v) => v.repository == Some(*repo),
+                        Object::Template(t) => t.repository == *repo,
+                        Object::Assembly(a) => a.repository == *repo,
+                        Object::VirtualDisk(d) => d.repository == *repo,
+                        Object::VirtualCdrom(c) => c.repository == *repo,
+                        _ => false,
+                    } && super::config_files::file_of(&obj).is_some_and(|(_, p)| p == full);
+                    if !placed {
+                        report.not_recovered.push(format!(
+                            "{full}: describes {} {:?} of another place",
+                            obj.kind(),
+                            obj.name()
+                        ));
+                        continue;
+                    }
                     // A disk or an ISO needs its file, of the size it says.
                     let data = match &obj {
                         Object::VirtualDisk(d) => Some((d.path.clone(), d.size_bytes)),
@@ -331,8 +380,13 @@ fn plan_objects(
                     };
                     if let Some(k) = boot {
                         for p in std::iter::once(k.kernel).chain(k.initrd) {
-                            // A template's own boot files were counted as used when it was imported.
-                            if matches!(obj, Object::Template(_)) && !described.contains(&p) {
+                            // A template's own boot files (in its directory) were counted as used
+                            // when it was imported.
+                            let own = format!("{root}/Templates/");
+                            if matches!(obj, Object::Template(_))
+                                && p.starts_with(&own)
+                                && !described.contains(&p)
+                            {
                                 used += sizes.get(&p).copied().unwrap_or(0);
                             }
                             described.insert(p);
@@ -394,7 +448,7 @@ fn plan_objects(
             RepositoryMeta {
                 name: format!("repository-{}", repo.0.simple()),
                 description: String::new(),
-                capacity_bytes: fs.free_bytes,
+                capacity_bytes: fs.size_bytes,
                 file_server: String::new(),
                 file_system: String::new(),
             }

@@ -56,7 +56,11 @@ impl DiskCopies {
     /// for its slot in `config`; shared disks are not copied. Checks the choices.
     fn plan(mgr: &Manager, config: &VmConfig, repo: RepositoryId, opts: &CloneOptions) -> Result<Self> {
         let mut copies = DiskCopies { source: Vec::new(), new: Vec::new(), into: Vec::new() };
+        let mut seen = std::collections::BTreeSet::new();
         for (slot, _) in &opts.disks {
+            if !seen.insert(*slot) {
+                return Err(Error::invalid("disks", format!("slot {slot} is named twice")));
+            }
             let ok = config
                 .disks
                 .iter()
@@ -81,9 +85,14 @@ impl DiskCopies {
                 Some(DiskClone::Copy { repository }) => {
                     let into = repository.unwrap_or(repo);
                     mgr.repository(into)?;
+                    // A server must have the source's repository and the copy's mounted together.
+                    mgr.storage_server_for(&[mgr.get::<VirtualDisk>(src)?.repository, into])?;
                     copies.add(src, into);
                 }
-                None => copies.add(src, repo),
+                None => {
+                    mgr.storage_server_for(&[mgr.get::<VirtualDisk>(src)?.repository, repo])?;
+                    copies.add(src, repo)
+                }
             }
         }
         Ok(copies)
