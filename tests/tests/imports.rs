@@ -335,6 +335,28 @@ fn a_template_archive_an_ova_and_an_iso_are_imported_and_cloned() {
 }
 
 #[test]
+fn deleting_a_template_takes_its_boot_files_unless_a_clone_boots_them() {
+    let dc = dc("delete");
+    let used = |dc: &Dc| dc.mgr.repository(dc.repo).unwrap().used_bytes;
+    let before = used(&dc);
+    let src = dc.file("a.tar", &template_archive());
+    let t = TemplateId(result_id(dc.mgr.import_template(dc.repo, &src, Some("a"))));
+    let disk = dc.mgr.get::<Template>(t).unwrap().disks[0];
+    ok(dc.mgr.delete_object(ObjectRef::new(ObjectKind::Template, t.0)));
+    let files: Vec<String> = dc.listing().into_iter().map(|f| f.path).collect();
+    assert!(files.iter().all(|f| !f.ends_with("vmlinuz") && !f.ends_with("initrd.img")), "{files:?}");
+    assert_eq!(used(&dc), before + (1 << 20), "only the template's disk (an object of its own) is left");
+    // A clone boots the template's kernel: it stays when the template goes.
+    let src = dc.file("b.tar", &template_archive());
+    let t = TemplateId(result_id(dc.mgr.import_template(dc.repo, &src, Some("b"))));
+    let vm = VmId(result_id(dc.mgr.clone_template(t, "b-vm", dc.in_pool())));
+    ok(dc.mgr.delete_object(ObjectRef::new(ObjectKind::Template, t.0)));
+    let k = dc.mgr.get::<Vm>(vm).unwrap().config.pv_kernel.clone().unwrap().kernel;
+    assert!(dc.world.file_size(&k).is_some(), "{k} is kept for the clone");
+    let _ = disk;
+}
+
+#[test]
 fn hostile_archives_are_refused_and_leave_nothing() {
     let dc = dc("hostile");
     let before = dc.listing();

@@ -614,6 +614,7 @@ impl Manager {
         match &obj {
             Object::Vm(_) => return self.delete_vm(VmId(r.id)),
             Object::VirtualDisk(_) => return self.delete_virtual_disk(VirtualDiskId(r.id)),
+            Object::Template(_) => return self.delete_template(TemplateId(r.id)),
             Object::AccessGroup(g) => return self.delete_access_group(g.id),
             Object::PhysicalDisk(d)
                 if d.array

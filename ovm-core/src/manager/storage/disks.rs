@@ -135,6 +135,55 @@ impl Manager {
         self.create_object(Object::Template(t))
     }
 
+    /// Delete a template (its record and configuration file). Its disks stay (they are objects of
+    /// their own); the boot files an import stored in its directory go too, unless a VM cloned from
+    /// it still boots them.
+    pub fn delete_template(&self, template: TemplateId) -> Result<JobHandle> {
+        let t = self.get::<Template>(template)?;
+        let r = t.object_ref();
+        self.read(|inv| inv.check_remove(r))?;
+        let repo = t.repository;
+        let own = format!("{}/Templates/{}/", super::repository_path(repo), t.id.0.simple());
+        let boot: Vec<String> = t
+            .config
+            .pv_kernel
+            .iter()
+            .flat_map(|k| std::iter::once(k.kernel.clone()).chain(k.initrd.clone()))
+            .filter(|p| p.starts_with(&own))
+            .collect();
+        self.submit(JobSpec::new("DeleteTemplate", &format!("Delete template {}", t.name), vec![r]).step(
+            "delete",
+            move |ctx| {
+                let in_use = |inv: &Inventory, p: &str| {
+                    inv.vms.iter().any(|v| {
+                        v.config
+                            .pv_kernel
+                            .as_ref()
+                            .is_some_and(|k| k.kernel == p || k.initrd.as_deref() == Some(p))
+                    })
+                };
+                let unused: Vec<String> =
+                    ctx.mgr.read(|inv| boot.iter().filter(|p| !in_use(inv, p)).cloned().collect());
+                let server = ctx.mgr.storage_server(repo)?;
+                let hv = ctx.hv(server)?;
+                let fs = crate::manager::file_storage(&*hv)?;
+                let mut freed = 0u64;
+                for p in &unused {
+                    freed += fs.file_size(p)?.unwrap_or(0);
+                }
+                ctx.tx(|tx| {
+                    tx.remove(r)?;
+                    add_used(tx, repo, -(freed.min(i64::MAX as u64) as i64))
+                })?;
+                // The record is gone; its boot files follow (a failure leaves orphan files only).
+                for p in &unused {
+                    fs.delete_file(p)?;
+                }
+                Ok(())
+            },
+        ))
+    }
+
     /// Delete a virtual disk (file and record); it must not be used by a VM or template.
     pub fn delete_virtual_disk(&self, disk: VirtualDiskId) -> Result<JobHandle> {
         let d = self.get::<VirtualDisk>(disk)?;
