@@ -539,6 +539,7 @@ fn imports_clones_hostile_archives_and_a_rebuilt_manager_on_real_servers() {
 
     // The manager's database is lost; a new manager rebuilds it from the servers.
     let before = snapshot(&mgr);
+    mgr.close(Duration::from_secs(60)).unwrap();
     drop(mgr);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
