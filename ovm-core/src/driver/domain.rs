@@ -200,4 +200,20 @@ pub trait DomainOps: Send + Sync {
     fn console(&self, vm: VmId) -> Result<String>;
     /// Subscribe to domain changes.
     fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<DomainChange>>;
+    /// Plug a NIC into a running domain (its bridge must exist).
+    fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let _ = (vm, nic);
+        Err(crate::Error::Unsupported { what: "hot-plugging NICs with this driver".into() })
+    }
+    /// Unplug the NIC with `mac` from a running domain.
+    fn detach_nic(&self, vm: VmId, mac: &str) -> Result<()> {
+        let _ = (vm, mac);
+        Err(crate::Error::Unsupported { what: "hot-unplugging NICs with this driver".into() })
+    }
+    /// The NICs of a running domain as the server has them: (MAC, bridge, connected: whether the
+    /// guest's driver took the NIC up).
+    fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        let _ = vm;
+        Err(crate::Error::Unsupported { what: "listing a domain's NICs with this driver".into() })
+    }
 }

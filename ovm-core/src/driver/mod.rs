@@ -43,7 +43,10 @@ pub use domain::{
 };
 pub use host::{HostInfo, HostLoad, HostOps};
 pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
-pub use network::{BondConfig, BridgeConfig, NetworkConfig, NetworkOps, VlanConfig};
+pub use network::{
+    AddressConfig, Applied, ApplyOptions, BondConfig, BondMonitor, BridgeConfig, NetChange, NetItem, NetKey,
+    NetworkConfig, NetworkOps, NetworkTxns, RawNetwork, RestorePoint, TxnState, VlanConfig,
+};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
     check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,

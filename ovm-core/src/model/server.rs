@@ -52,6 +52,33 @@ pub struct EthernetPort {
     pub mac: String,
     /// Link speed in Mbit/s, when known.
     pub speed_mbps: Option<u32>,
+    /// Whether the link is up (carrier), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<bool>,
+    /// The kernel driver, e.g. `e1000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// The MTU now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// The largest MTU the NIC takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mtu: Option<u32>,
+}
+
+impl EthernetPort {
+    /// A port with a name and MAC, nothing else known.
+    pub fn new(name: &str, mac: &str) -> Self {
+        EthernetPort {
+            name: name.to_owned(),
+            mac: mac.to_owned(),
+            speed_mbps: None,
+            carrier: None,
+            driver: None,
+            mtu: None,
+            max_mtu: None,
+        }
+    }
 }
 
 /// Hardware facts reported by a server's hypervisor.

@@ -329,11 +329,10 @@ fn ethernet_ports() -> Vec<EthernetPort> {
             let p = e.path();
             let read = |f: &str| std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_string()).ok();
             EthernetPort {
-                name: e.file_name().to_string_lossy().into_owned(),
-                mac: read("address").unwrap_or_default(),
                 speed_mbps: read("speed")
                     .and_then(|s| s.parse::<i64>().ok())
                     .and_then(|v| u32::try_from(v).ok()),
+                ..EthernetPort::new(&e.file_name().to_string_lossy(), &read("address").unwrap_or_default())
             }
         })
         .collect();

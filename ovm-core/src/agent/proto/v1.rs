@@ -947,6 +947,18 @@ pub struct EthernetPort {
     pub mac: String,
     /// Link speed in Mbit/s, when known.
     pub speed_mbps: Option<u32>,
+    /// Whether the link is up, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<bool>,
+    /// Kernel driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// MTU now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Largest MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mtu: Option<u32>,
 }
 
 /// Hardware facts (v1).
@@ -1215,7 +1227,15 @@ impl From<driver::HostInfo> for HostInfo {
                 ports: h
                     .ports
                     .into_iter()
-                    .map(|p| EthernetPort { name: p.name, mac: p.mac, speed_mbps: p.speed_mbps })
+                    .map(|p| EthernetPort {
+                        name: p.name,
+                        mac: p.mac,
+                        speed_mbps: p.speed_mbps,
+                        carrier: p.carrier,
+                        driver: p.driver,
+                        mtu: p.mtu,
+                        max_mtu: p.max_mtu,
+                    })
                     .collect(),
                 hvm_capable: h.hvm_capable,
             },
@@ -1237,7 +1257,15 @@ impl From<HostInfo> for driver::HostInfo {
                 ports: h
                     .ports
                     .into_iter()
-                    .map(|p| model::EthernetPort { name: p.name, mac: p.mac, speed_mbps: p.speed_mbps })
+                    .map(|p| model::EthernetPort {
+                        name: p.name,
+                        mac: p.mac,
+                        speed_mbps: p.speed_mbps,
+                        carrier: p.carrier,
+                        driver: p.driver,
+                        mtu: p.mtu,
+                        max_mtu: p.max_mtu,
+                    })
                     .collect(),
                 hvm_capable: h.hvm_capable,
             },
@@ -1660,6 +1688,10 @@ mod tests {
                     name: "eth0".into(),
                     mac: "52:54:00:12:34:56".into(),
                     speed_mbps: Some(1000),
+                    carrier: None,
+                    driver: None,
+                    mtu: None,
+                    max_mtu: None,
                 }],
                 hvm_capable: false,
             },

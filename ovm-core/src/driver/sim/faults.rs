@@ -11,6 +11,7 @@ use crate::{Error, Result};
 #[derive(Debug, Default)]
 pub(super) struct Faults {
     fail_next: Vec<(SimOp, Option<String>, u32)>,
+    fail_after: Vec<(SimOp, Option<String>, u32)>,
     delays: HashMap<SimOp, Duration>,
     pub(super) ignore_shutdown: Vec<VmId>,
 }
@@ -19,6 +20,11 @@ impl SimWorld {
     /// Make the next `count` calls of `op` fail (on `host` only, if given).
     pub fn fail_next(&self, op: SimOp, host: Option<&str>, count: u32) {
         lock(&self.inner.faults).fail_next.push((op, host.map(str::to_owned), count));
+    }
+
+    /// Let `pass` calls of `op` through (on `host` only, if given), then fail the one after.
+    pub fn fail_after(&self, op: SimOp, host: Option<&str>, pass: u32) {
+        lock(&self.inner.faults).fail_after.push((op, host.map(str::to_owned), pass));
     }
 
     /// Delay every call of `op` by `delay` (zero removes the delay).
@@ -52,6 +58,15 @@ impl SimWorld {
             std::thread::sleep(d);
         }
         let mut f = lock(&self.inner.faults);
+        if let Some(i) =
+            f.fail_after.iter().position(|(o, h, _)| *o == op && h.as_deref().is_none_or(|h| h == host))
+        {
+            if f.fail_after[i].2 == 0 {
+                f.fail_after.remove(i);
+                return Err(Error::backend(host, format!("injected failure of {op:?}")));
+            }
+            f.fail_after[i].2 -= 1;
+        }
         if let Some(i) = f
             .fail_next
             .iter()

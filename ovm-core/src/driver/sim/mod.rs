@@ -25,7 +25,7 @@ use super::{
     FileStoragePlugin, HostInfo, HostLoad, HostOps, MigrationOps, NetworkOps, ServerConnection,
     ShutdownReason, StorageArrayPlugin,
 };
-use crate::model::{EthernetPort, HostHardware, VmId};
+use crate::model::{HostHardware, VmId};
 use crate::{Error, Result};
 
 pub mod cluster;
@@ -68,6 +68,8 @@ pub enum SimOp {
     Storage,
     /// Network configuration.
     Network,
+    /// One change of a network configuration, as the server's kernel applies it.
+    NetworkChange,
     /// Cluster membership.
     Cluster,
 }
@@ -191,7 +193,7 @@ impl SimConnection {
         let name = lock(&self.host.state).name.clone();
         self.world.before(op, &name)?;
         let mut st = lock(&self.host.state);
-        if st.lost || !st.powered_on {
+        if st.lost || !st.powered_on || st.cut {
             return Err(Error::backend(&st.name, "host unreachable"));
         }
         f(&mut st)
@@ -242,6 +244,7 @@ impl SimConnection {
             return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
         }
         Self::memory_fits(st, spec)?;
+        network::check_bridges(st, &spec.nics)?;
         let domid = self.world.inner.next_domid.fetch_add(1, Ordering::Relaxed) + 1;
         st.domains.insert(
             spec.uuid,
@@ -269,11 +272,7 @@ impl HostOps for SimConnection {
                     cpus: st.cpus,
                     memory_mib: st.memory_mib,
                     xen_version: "4.17.0-sim".into(),
-                    ports: vec![EthernetPort {
-                        name: "eth0".into(),
-                        mac: st.mac.clone(),
-                        speed_mbps: Some(10_000),
-                    }],
+                    ports: st.ports.clone(),
                     hvm_capable: true,
                 },
                 dom0_memory_mib: st.dom0_memory_mib,
@@ -475,6 +474,43 @@ impl DomainOps for SimConnection {
 
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.host.changes.subscribe())
+    }
+
+    fn attach_nic(&self, vm: VmId, nic: &crate::driver::NicSpec) -> Result<()> {
+        self.op(SimOp::Create, |st| {
+            network::check_bridges(st, std::slice::from_ref(nic))?;
+            let name = st.name.clone();
+            let d = Self::domain(st, vm)?;
+            if d.spec.nics.iter().any(|n| n.mac.eq_ignore_ascii_case(&nic.mac)) {
+                return Err(Error::backend(name, format!("the domain has a NIC {} already", nic.mac)));
+            }
+            d.spec.nics.push(nic.clone());
+            Ok(())
+        })
+    }
+
+    fn detach_nic(&self, vm: VmId, mac: &str) -> Result<()> {
+        self.op(SimOp::Destroy, |st| {
+            let name = st.name.clone();
+            let d = Self::domain(st, vm)?;
+            let before = d.spec.nics.len();
+            d.spec.nics.retain(|n| !n.mac.eq_ignore_ascii_case(mac));
+            if d.spec.nics.len() == before {
+                return Err(Error::backend(name, format!("the domain has no NIC {mac}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        self.op(SimOp::Query, |st| {
+            let d = Self::domain(st, vm)?;
+            Ok(d.spec
+                .nics
+                .iter()
+                .map(|n| (n.mac.clone(), n.bridge.clone().unwrap_or_else(|| SIM_BRIDGE.into()), true))
+                .collect())
+        })
     }
 }
 

@@ -35,12 +35,18 @@ pub(super) struct HostState {
     pub(super) lost: bool,
     pub(super) domains: HashMap<VmId, SimDomain>,
     pub(super) saved: HashMap<String, DomainSpec>,
-    pub(super) mac: String,
     /// Mount point → what is mounted there.
     pub(super) mounts: BTreeMap<String, crate::driver::storage::MountSource>,
     /// iSCSI sessions.
     pub(super) sessions: Vec<crate::driver::storage::IscsiSession>,
     pub(super) network: NetworkConfig,
+    /// Ethernet ports.
+    pub(super) ports: Vec<crate::model::EthernetPort>,
+    /// The address the manager reaches the host at (on `xenbr0`).
+    pub(super) management_ip: std::net::IpAddr,
+    /// A tentative network change has cut the management link: calls fail until it is undone or
+    /// confirmed.
+    pub(super) cut: bool,
     /// Memory promised to incoming migrations, by ticket token.
     pub(super) incoming: HashMap<String, (VmId, u64)>,
 }
@@ -49,6 +55,8 @@ pub(super) struct HostState {
 pub(super) struct SimHost {
     pub(super) state: Mutex<HostState>,
     pub(super) changes: broadcast::Sender<DomainChange>,
+    /// Tentative network changes.
+    pub(super) net_txns: crate::driver::NetworkTxns,
 }
 
 /// A simulated storage array (an iSCSI target).
@@ -184,13 +192,16 @@ impl SimWorld {
                     lost: false,
                     domains: HashMap::new(),
                     saved: HashMap::new(),
-                    mac: crate::model::format_mac(0x02_00_5e_00_00_00 + n),
                     mounts: BTreeMap::new(),
                     sessions: Vec::new(),
-                    network: NetworkConfig::default(),
+                    network: super::network::initial_config(n),
+                    ports: super::network::initial_ports(n),
+                    management_ip: super::network::management_ip(n),
+                    cut: false,
                     incoming: HashMap::new(),
                 }),
                 changes: broadcast::channel(1024).0,
+                net_txns: Default::default(),
             })
         });
         Ok(host.clone())
