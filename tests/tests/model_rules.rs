@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 
-use ovm_core::manager::{PoolSpec, RepositorySpec, StorageArraySpec, VmSpec};
+use ovm_core::manager::{NetworkSpec, PoolSpec, RepositorySpec, StorageArraySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::{Error, ErrorKind};
 
@@ -100,23 +100,27 @@ fn repository_on_physical_disk_needs_clustered_pool_and_stays_in_it() {
 #[test]
 fn a_port_belongs_to_at_most_one_network() {
     let lab = lab();
-    let port = lab.mgr.server(lab.s1).unwrap().ports[0];
-    // Discovery put the port into the management network.
+    let port_named = |name: &str| lab.mgr.list::<Port>(|p| p.server == lab.s1 && p.interface == name)[0].id;
+    let port = port_named("eth0");
+    // Discovery put the port the manager reaches the server through into the management network.
     let mgmt = lab.mgr.get_by_name::<Network>("Server Management").unwrap();
     assert!(mgmt.members.contains(&NetworkMember::Port(port)));
-    let err = lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)).unwrap_err();
+    let net2 = NetworkId(result_id(lab.mgr.create_network(NetworkSpec::vm_network("vmnet2", "xenbr2"))));
+    let err = lab.mgr.add_network_member(net2, NetworkMember::Port(port)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains("at most one network"), "{err}");
-    ok(lab.mgr.remove_network_member(mgmt.id, NetworkMember::Port(port)));
-    ok(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port)));
+    // Taking it out of the management network would cut the manager's link: refused.
+    let err = lab.mgr.remove_network_member(mgmt.id, NetworkMember::Port(port)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("cut the manager's link"), "{err}");
     // Bonded ports cannot be members themselves; a VLAN on the bond can.
-    ok(lab.mgr.remove_network_member(lab.net, NetworkMember::Port(port)));
+    let (eth2, eth3) = (port_named("eth2"), port_named("eth3"));
     let bond =
-        BondPortId(result_id(lab.mgr.create_bond(lab.s1, "bond0", BondMode::ActiveBackup, vec![port])));
-    assert_eq!(lab.mgr.get::<Port>(port).unwrap().bond, Some(bond));
-    assert_eq!(kind(lab.mgr.add_network_member(lab.net, NetworkMember::Port(port))), ErrorKind::Conflict);
+        BondPortId(result_id(lab.mgr.create_bond(lab.s1, "bond0", BondMode::ActiveBackup, vec![eth2, eth3])));
+    assert_eq!(lab.mgr.get::<Port>(eth2).unwrap().bond, Some(bond));
+    assert_eq!(kind(lab.mgr.add_network_member(net2, NetworkMember::Port(eth2))), ErrorKind::Conflict);
     let vlan = VlanInterfaceId(result_id(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)));
-    ok(lab.mgr.add_network_member(lab.net, NetworkMember::Vlan(vlan)));
+    ok(lab.mgr.add_network_member(net2, NetworkMember::Vlan(vlan)));
     assert_eq!(kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 100)), ErrorKind::Conflict);
     assert_eq!(
         kind(lab.mgr.create_vlan_interface(lab.s1, VlanParent::Bond(bond), 4095)),

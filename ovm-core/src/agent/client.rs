@@ -358,6 +358,8 @@ type Pending = Arc<Mutex<HashMap<u64, std_mpsc::Sender<Result<Reply>>>>>;
 #[derive(Debug)]
 pub struct AgentConnection {
     address: String,
+    /// The agent's address as connected.
+    peer_ip: Option<std::net::IpAddr>,
     fingerprint: String,
     frames: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
@@ -381,6 +383,7 @@ impl AgentConnection {
         fingerprint: String,
         stream: tokio_rustls::client::TlsStream<TcpStream>,
     ) -> Arc<AgentConnection> {
+        let peer_ip = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());
         let (mut rd, mut wr) = tokio::io::split(stream);
         let (frames, mut out) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending: Pending = Arc::default();
@@ -428,6 +431,7 @@ impl AgentConnection {
             let _ = c.send(DomainChange::Disconnected { reason });
         });
         Arc::new(AgentConnection {
+            peer_ip,
             address: address.to_owned(),
             fingerprint,
             frames,
@@ -547,6 +551,54 @@ impl DomainOps for AgentConnection {
 
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.changes.subscribe())
+    }
+
+    fn attach_nic(&self, vm: VmId, nic: &crate::driver::NicSpec) -> Result<()> {
+        let bridge = nic
+            .bridge
+            .clone()
+            .ok_or_else(|| Error::invalid("bridge", "a hot-plugged NIC names its bridge"))?;
+        Client::nic_attach(self, vm, proto::v1::NicSpec { mac: nic.mac.clone(), bridge })
+    }
+
+    fn detach_nic(&self, vm: VmId, mac: &str) -> Result<()> {
+        Client::nic_detach(self, vm, mac.to_owned())
+    }
+
+    fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        Client::domain_nics(self, vm)
+    }
+}
+
+/// The server's network configuration through the agent, which protects the link this
+/// connection runs over.
+impl crate::driver::NetworkOps for AgentConnection {
+    fn ports(&self) -> Result<Vec<crate::model::EthernetPort>> {
+        Ok(self.net_ports()?.into_iter().map(Into::into).collect())
+    }
+
+    fn network_config(&self) -> Result<crate::driver::NetworkConfig> {
+        self.net_config()
+    }
+
+    fn apply(
+        &self,
+        changes: &[crate::driver::NetChange],
+        opts: &crate::driver::ApplyOptions,
+    ) -> Result<crate::driver::Applied> {
+        self.net_apply(changes.to_vec(), crate::driver::ApplyOptions { management: None, ..opts.clone() })
+    }
+
+    fn confirm(&self, txn: u64) -> Result<crate::driver::TxnState> {
+        self.net_confirm(txn)
+    }
+
+    fn txn_state(&self, txn: u64) -> Result<crate::driver::TxnState> {
+        self.net_txn_state(txn)
+    }
+
+    fn management_address(&self) -> Option<std::net::IpAddr> {
+        self.peer_ip
     }
 }
 
@@ -716,6 +768,10 @@ impl ServerConnection for AgentConnection {
     }
 
     fn migration(&self) -> Option<&dyn MigrationOps> {
+        Some(self)
+    }
+
+    fn network(&self) -> Option<&dyn crate::driver::NetworkOps> {
         Some(self)
     }
 }

@@ -400,6 +400,7 @@ impl Inner {
     ) -> std::result::Result<(), String> {
         let _ = tcp.set_nodelay(true);
         let limit = self.cfg.handshake_timeout;
+        let local = tcp.local_addr().ok().map(|a| a.ip());
         let tls = match tokio::time::timeout(limit, self.tls.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
@@ -551,7 +552,7 @@ impl Inner {
             let fp = fp.clone();
             let manager_id = manager_id.clone();
             tokio::spawn(async move {
-                let result = me.clone().handle(peer, &fp, &manager_id, op).await;
+                let result = me.clone().handle(peer, local, &fp, &manager_id, op).await;
                 let f = proto::encode(&AgentMessage::Response { id, result })
                     .or_else(|e| proto::encode(&AgentMessage::Response { id, result: Err(e) }));
                 if let Ok(f) = f {
@@ -596,7 +597,14 @@ impl Inner {
         }
     }
 
-    async fn handle(self: Arc<Self>, peer: SocketAddr, fp: &str, manager_id: &str, op: Op) -> Result<Reply> {
+    async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        local: Option<IpAddr>,
+        fp: &str,
+        manager_id: &str,
+        op: Op,
+    ) -> Result<Reply> {
         if let Op::TakeOwnership { password, take_over } = op {
             return self.take_ownership(peer, fp, manager_id, password, take_over).await;
         }
@@ -621,6 +629,24 @@ impl Inner {
                     me.end.send_replace(Some(ServeEnd::RestartRequested));
                 });
                 Ok(Reply::Done)
+            }
+            Op::NetApply { changes, mut opts } => {
+                // The link this request came over is the one to protect.
+                opts.management = local.map(|ip| match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+                    v4 => v4,
+                });
+                self.record(
+                    peer,
+                    format!(
+                        "network changes from manager {manager_id}: {}",
+                        describe_changes(&changes, &opts)
+                    ),
+                );
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.run(Op::NetApply { changes, opts }))
+                    .await
+                    .map_err(|e| Error::Internal { message: format!("request task failed: {e}") })?
             }
             op => {
                 let me = self.clone();
@@ -934,6 +960,47 @@ impl Serve for Inner {
         capability(self.hv.file_storage(), "file storage")?.read_config(&path)
     }
 
+    fn net_ports(&self) -> Result<Vec<v1::EthernetPort>> {
+        Ok(capability(self.hv.network(), "network configuration")?
+            .ports()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    fn net_config(&self) -> Result<crate::driver::NetworkConfig> {
+        capability(self.hv.network(), "network configuration")?.network_config()
+    }
+
+    fn net_apply(
+        &self,
+        changes: Vec<crate::driver::NetChange>,
+        opts: crate::driver::ApplyOptions,
+    ) -> Result<crate::driver::Applied> {
+        // `opts.management` is the address the request arrived at (see `Inner::handle`).
+        capability(self.hv.network(), "network configuration")?.apply(&changes, &opts)
+    }
+
+    fn net_confirm(&self, txn: u64) -> Result<crate::driver::TxnState> {
+        capability(self.hv.network(), "network configuration")?.confirm(txn)
+    }
+
+    fn net_txn_state(&self, txn: u64) -> Result<crate::driver::TxnState> {
+        capability(self.hv.network(), "network configuration")?.txn_state(txn)
+    }
+
+    fn nic_attach(&self, vm: VmId, nic: v1::NicSpec) -> Result<()> {
+        self.hv.attach_nic(vm, &crate::driver::NicSpec { mac: nic.mac, bridge: Some(nic.bridge) })
+    }
+
+    fn nic_detach(&self, vm: VmId, mac: String) -> Result<()> {
+        self.hv.detach_nic(vm, &mac)
+    }
+
+    fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        self.hv.domain_nics(vm)
+    }
+
     fn iscsi_initiator(&self) -> Result<String> {
         capability(self.hv.array_storage(), "storage arrays")?.initiator()
     }
@@ -1014,6 +1081,14 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
 /// A capability of the served connection, or `Unsupported` if it lacks it.
 fn capability<'a, T: ?Sized>(c: Option<&'a T>, what: &str) -> Result<&'a T> {
     c.ok_or_else(|| Error::Unsupported { what: format!("{what} on this server") })
+}
+
+fn describe_changes(changes: &[crate::driver::NetChange], opts: &crate::driver::ApplyOptions) -> String {
+    let mut v: Vec<String> = changes.iter().take(8).map(|c| c.to_string()).collect();
+    if changes.len() > 8 {
+        v.push(format!("and {} more", changes.len() - 8));
+    }
+    format!("{}{}", v.join(", "), if opts.force { " (forced)" } else { "" })
 }
 
 fn op_name(op: &Op) -> String {

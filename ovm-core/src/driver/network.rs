@@ -15,43 +15,19 @@
 //! server's own initiative (as `netplan try` does).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::{BondMode, EthernetPort};
+pub use crate::model::{BondMode, BondMonitor, EthernetPort};
 use crate::{Error, Result};
 
 /// The largest MTU ovm configures (jumbo frames).
 pub const MAX_MTU: u32 = 9000;
 /// The smallest MTU (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
-
-/// How a bond finds out that a member's link is down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BondMonitor {
-    /// The NIC's carrier (MII), polled every `interval_ms`.
-    Mii {
-        /// Poll interval.
-        interval_ms: u32,
-    },
-    /// ARP probes of `targets` every `interval_ms`: finds a link cut beyond the NIC (at a switch),
-    /// which leaves the carrier up.
-    Arp {
-        /// Probe interval.
-        interval_ms: u32,
-        /// Addresses probed (1 to 16).
-        targets: Vec<Ipv4Addr>,
-    },
-}
-
-impl Default for BondMonitor {
-    fn default() -> Self {
-        BondMonitor::Mii { interval_ms: 100 }
-    }
-}
 
 /// A bond in dom0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

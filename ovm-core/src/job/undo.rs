@@ -57,6 +57,24 @@ pub enum DomainUndo {
         /// The VM.
         vm: uuid::Uuid,
     },
+    /// Unplug a NIC a step plugged into a running domain (what is not there counts as undone).
+    DetachNic {
+        /// Server.
+        server: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+        /// The NIC's MAC.
+        mac: String,
+    },
+    /// Plug back a NIC a step unplugged from a running domain.
+    AttachNic {
+        /// Server.
+        server: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+        /// The NIC.
+        nic: crate::driver::NicSpec,
+    },
 }
 
 /// Effects on a server's storage.
@@ -136,6 +154,13 @@ pub enum ServerUndo {
     ReleaseOwnership {
         /// The server's address.
         address: String,
+    },
+    /// Bring a server's network configuration back to what it was before a step changed it.
+    Network {
+        /// The server.
+        server: uuid::Uuid,
+        /// What to restore.
+        point: Box<crate::driver::RestorePoint>,
     },
 }
 

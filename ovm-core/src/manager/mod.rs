@@ -29,7 +29,7 @@ mod vms;
 
 pub use events::{LostEvents, Subscription};
 pub use jobs::JobHandle;
-pub use network::NetworkSpec;
+pub use network::{BondSpec, NetworkApply, NetworkSpec};
 pub use pools::PoolSpec;
 pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
@@ -177,6 +177,9 @@ pub(crate) struct State {
     pub(crate) locks: HashMap<uuid::Uuid, JobId>,
     pub(crate) live: HashMap<JobId, Arc<jobs::JobCell>>,
     pub(crate) conns: HashMap<ServerId, Arc<dyn ServerConnection>>,
+    /// What was last reported of each server's network drift and missing ports (an event is
+    /// raised when it changes).
+    pub(crate) network_reported: HashMap<ServerId, Vec<String>>,
     /// Servers whose agent connection dropped and that a background task is reconnecting.
     pub(crate) reconnecting: std::collections::HashSet<ServerId>,
     pub(crate) blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>>,
@@ -316,6 +319,7 @@ impl Manager {
                 locks: HashMap::new(),
                 live: HashMap::new(),
                 conns: HashMap::new(),
+                network_reported: HashMap::new(),
                 reconnecting: Default::default(),
                 blocking_events,
                 mac_range,
@@ -530,6 +534,9 @@ impl Manager {
             }
             st.inv.check_put(&obj)?;
         }
+        if network::is_network_kind(r.kind) {
+            return self.network_object_change(Some(obj), None);
+        }
         let summary = format!("Create {} {}", r.kind, obj.name());
         self.submit(jobs::JobSpec::new(&format!("Create{}", r.kind), &summary, vec![r]).step(
             "create",
@@ -591,6 +598,9 @@ impl Manager {
             st.inv.check_put(&obj)?;
             check_generic_edit(&old, &obj)?;
         }
+        if network::is_network_kind(r.kind) {
+            return self.network_object_change(Some(obj), None);
+        }
         let summary = format!("Edit {} {}", r.kind, obj.name());
         self.submit(jobs::JobSpec::new(&format!("Edit{}", r.kind), &summary, vec![r]).step(
             "edit",
@@ -637,6 +647,9 @@ impl Manager {
             }
         }
         self.read(|inv| inv.check_remove(r))?;
+        if network::is_network_kind(r.kind) && r.kind != ObjectKind::Port {
+            return self.network_object_change(None, Some(r));
+        }
         self.submit(
             jobs::JobSpec::new(&format!("Delete{}", r.kind), &format!("Delete {} {name}", r.kind), vec![r])
                 .step("delete", move |ctx| {

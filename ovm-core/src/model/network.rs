@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{validate_name, BondPortId, NetworkId, PortId, ServerId, VlanInterfaceId};
 use crate::{Error, Result};
@@ -158,6 +158,34 @@ impl BondMode {
     }
 }
 
+/// How a bond finds out that a member's link is down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BondMonitor {
+    /// The NIC's carrier (MII), polled every `interval_ms`.
+    Mii {
+        /// Poll interval.
+        interval_ms: u32,
+    },
+    /// ARP probes of `targets` every `interval_ms`: finds a link cut beyond the NIC (at a switch),
+    /// which leaves the carrier up.
+    Arp {
+        /// Probe interval.
+        interval_ms: u32,
+        /// Addresses probed (1 to 16).
+        targets: Vec<Ipv4Addr>,
+    },
+}
+
+impl Default for BondMonitor {
+    fn default() -> Self {
+        BondMonitor::Mii { interval_ms: 100 }
+    }
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
 /// A bond of ports on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BondPort {
@@ -178,6 +206,12 @@ pub struct BondPort {
     pub ports: Vec<PortId>,
     /// Addressing.
     pub addressing: Addressing,
+    /// MTU.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Link monitoring.
+    #[serde(default)]
+    pub monitor: BondMonitor,
 }
 
 impl BondPort {
@@ -185,6 +219,21 @@ impl BondPort {
         validate_name(&self.name)?;
         if self.ports.is_empty() {
             return Err(Error::invalid("ports", "a bond needs at least one port"));
+        }
+        if !(68..=9000).contains(&self.mtu) {
+            return Err(Error::invalid("mtu", "must be between 68 and 9000"));
+        }
+        if let BondMonitor::Arp { interval_ms, targets } = &self.monitor {
+            if targets.is_empty() || targets.len() > 16 || *interval_ms == 0 {
+                return Err(Error::invalid(
+                    "monitor",
+                    "ARP monitoring needs 1 to 16 targets and an interval",
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        if !self.ports.iter().all(|p| seen.insert(*p)) {
+            return Err(Error::invalid("ports", "a port is listed twice"));
         }
         self.addressing.check("addressing")
     }

@@ -63,7 +63,11 @@ pub fn lab_with(mgr: Manager, memory_mib: u64) -> Lab {
     })));
     ok(mgr.present_repository(repo, s1));
     ok(mgr.present_repository(repo, s2));
-    let net = NetworkId(result_id(mgr.create_network(NetworkSpec::vm_network("vmnet", "xenbr1"))));
+    // The VM network on eth1 of both servers (its bridge is made on each).
+    let eth1 = |s: ServerId| mgr.list::<Port>(|p| p.server == s && p.interface == "eth1")[0].id;
+    let mut spec = NetworkSpec::vm_network("vmnet", "xenbr1");
+    spec.members = vec![NetworkMember::Port(eth1(s1)), NetworkMember::Port(eth1(s2))];
+    let net = NetworkId(result_id(mgr.create_network(spec)));
     let disk = VirtualDiskId(result_id(mgr.create_virtual_disk(repo, "tpl-disk", 4 << 30, false)));
     let disk2 = VirtualDiskId(result_id(mgr.create_virtual_disk(repo, "tpl-data", 2 << 30, false)));
     let config = VmConfig {

@@ -315,6 +315,48 @@ remote_ops! {
         /// Path.
         path: String,
     } -> FileSize(Option<u64>);
+    /// The server's Ethernet ports.
+    net_ports => NetPorts -> Ports(Vec<EthernetPort>);
+    /// The server's bonds, VLAN interfaces, bridges and addresses.
+    net_config => NetConfig -> NetConfig(driver::NetworkConfig);
+    /// Apply network changes, all or nothing. The agent protects the link the request arrives
+    /// on: a change that would cut it is refused unless forced, and a forced one is undone unless
+    /// confirmed over a new connection in time.
+    net_apply => NetApply {
+        /// The changes, in order.
+        changes: Vec<driver::NetChange>,
+        /// Force and confirmation time (the management address is the agent's to fill in).
+        opts: driver::ApplyOptions,
+    } -> NetApplied(driver::Applied);
+    /// Confirm a tentative network change.
+    net_confirm => NetConfirm {
+        /// Its id.
+        txn: u64,
+    } -> NetTxn(driver::TxnState);
+    /// The state of a tentative network change.
+    net_txn_state => NetTxnState {
+        /// Its id.
+        txn: u64,
+    } -> NetTxn(driver::TxnState);
+    /// Plug a NIC into a running domain.
+    nic_attach => NicAttach {
+        /// The domain.
+        vm: VmId,
+        /// The NIC.
+        nic: NicSpec,
+    } -> Done;
+    /// Unplug a NIC from a running domain.
+    nic_detach => NicDetach {
+        /// The domain.
+        vm: VmId,
+        /// Its MAC.
+        mac: String,
+    } -> Done;
+    /// A running domain's NICs: (MAC, bridge, connected).
+    domain_nics => DomainNics {
+        /// The domain.
+        vm: VmId,
+    } -> Nics(Vec<(String, String, bool)>);
     /// This server's iSCSI initiator name.
     iscsi_initiator => IscsiInitiator -> Initiator(String);
     /// The targets an iSCSI portal offers this server.
@@ -522,6 +564,16 @@ pub enum Reply {
     RepositoryFiles(Vec<RepositoryFile>),
     /// A configuration file's text.
     Config(Option<String>),
+    /// Ethernet ports.
+    Ports(Vec<EthernetPort>),
+    /// A network configuration.
+    NetConfig(driver::NetworkConfig),
+    /// What applying network changes did.
+    NetApplied(driver::Applied),
+    /// The state of a tentative network change.
+    NetTxn(driver::TxnState),
+    /// A domain's NICs.
+    Nics(Vec<(String, String, bool)>),
 }
 
 /// Most files one [`Op::StorageListRepository`] answer lists (its frame stays well under
@@ -1215,6 +1267,34 @@ impl From<HostLoad> for driver::HostLoad {
     }
 }
 
+impl From<model::EthernetPort> for EthernetPort {
+    fn from(p: model::EthernetPort) -> Self {
+        EthernetPort {
+            name: p.name,
+            mac: p.mac,
+            speed_mbps: p.speed_mbps,
+            carrier: p.carrier,
+            driver: p.driver,
+            mtu: p.mtu,
+            max_mtu: p.max_mtu,
+        }
+    }
+}
+
+impl From<EthernetPort> for model::EthernetPort {
+    fn from(p: EthernetPort) -> Self {
+        model::EthernetPort {
+            name: p.name,
+            mac: p.mac,
+            speed_mbps: p.speed_mbps,
+            carrier: p.carrier,
+            driver: p.driver,
+            mtu: p.mtu,
+            max_mtu: p.max_mtu,
+        }
+    }
+}
+
 impl From<driver::HostInfo> for HostInfo {
     fn from(i: driver::HostInfo) -> Self {
         let h = i.hardware;
@@ -1224,19 +1304,7 @@ impl From<driver::HostInfo> for HostInfo {
                 cpus: h.cpus,
                 memory_mib: h.memory_mib,
                 xen_version: h.xen_version,
-                ports: h
-                    .ports
-                    .into_iter()
-                    .map(|p| EthernetPort {
-                        name: p.name,
-                        mac: p.mac,
-                        speed_mbps: p.speed_mbps,
-                        carrier: p.carrier,
-                        driver: p.driver,
-                        mtu: p.mtu,
-                        max_mtu: p.max_mtu,
-                    })
-                    .collect(),
+                ports: h.ports.into_iter().map(Into::into).collect(),
                 hvm_capable: h.hvm_capable,
             },
             dom0_memory_mib: i.dom0_memory_mib,
@@ -1254,19 +1322,7 @@ impl From<HostInfo> for driver::HostInfo {
                 cpus: h.cpus,
                 memory_mib: h.memory_mib,
                 xen_version: h.xen_version,
-                ports: h
-                    .ports
-                    .into_iter()
-                    .map(|p| model::EthernetPort {
-                        name: p.name,
-                        mac: p.mac,
-                        speed_mbps: p.speed_mbps,
-                        carrier: p.carrier,
-                        driver: p.driver,
-                        mtu: p.mtu,
-                        max_mtu: p.max_mtu,
-                    })
-                    .collect(),
+                ports: h.ports.into_iter().map(Into::into).collect(),
                 hvm_capable: h.hvm_capable,
             },
             dom0_memory_mib: i.dom0_memory_mib,
@@ -1677,6 +1733,39 @@ mod tests {
                 req(Op::StorageReadConfig { path: "/r/repository.cfg".into() }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_read_config","path":"/r/repository.cfg"}}"#.into(),
             ),
+            (req(Op::NetPorts), r#"{"type":"request","id":7,"op":{"op":"net_ports"}}"#.into()),
+            (req(Op::NetConfig), r#"{"type":"request","id":7,"op":{"op":"net_config"}}"#.into()),
+            (
+                req(Op::NetApply {
+                    changes: vec![
+                        driver::NetChange::Put(driver::NetItem::Vlan(driver::VlanConfig {
+                            parent: "bond0".into(),
+                            vlan_id: 300,
+                            mtu: 1500,
+                        })),
+                        driver::NetChange::Remove(driver::NetKey::Bridge("vmnet9".into())),
+                    ],
+                    opts: driver::ApplyOptions { force: true, confirm_within_ms: 20_000, management: None },
+                }),
+                r#"{"type":"request","id":7,"op":{"op":"net_apply","changes":[{"put":{"vlan":{"parent":"bond0","vlan_id":300,"mtu":1500}}},{"remove":{"bridge":"vmnet9"}}],"opts":{"force":true,"confirm_within_ms":20000}}}"#.into(),
+            ),
+            (req(Op::NetConfirm { txn: 3 }), r#"{"type":"request","id":7,"op":{"op":"net_confirm","txn":3}}"#.into()),
+            (req(Op::NetTxnState { txn: 3 }), r#"{"type":"request","id":7,"op":{"op":"net_txn_state","txn":3}}"#.into()),
+            (
+                req(Op::NicAttach {
+                    vm: VmId(uuid::Uuid::nil()),
+                    nic: NicSpec { mac: "00:16:3e:00:00:01".into(), bridge: "vmnet300".into() },
+                }),
+                r#"{"type":"request","id":7,"op":{"op":"nic_attach","vm":"00000000-0000-0000-0000-000000000000","nic":{"mac":"00:16:3e:00:00:01","bridge":"vmnet300"}}}"#.into(),
+            ),
+            (
+                req(Op::NicDetach { vm: VmId(uuid::Uuid::nil()), mac: "00:16:3e:00:00:01".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"nic_detach","vm":"00000000-0000-0000-0000-000000000000","mac":"00:16:3e:00:00:01"}}"#.into(),
+            ),
+            (
+                req(Op::DomainNics { vm: VmId(uuid::Uuid::nil()) }),
+                r#"{"type":"request","id":7,"op":{"op":"domain_nics","vm":"00000000-0000-0000-0000-000000000000"}}"#.into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -1968,10 +2057,18 @@ mod tests {
                 | Op::StorageFinishWrite { .. }
                 | Op::StoragePut { .. }
                 | Op::StorageListRepository { .. }
-                | Op::StorageReadConfig { .. } => {}
+                | Op::StorageReadConfig { .. }
+                | Op::NetPorts
+                | Op::NetConfig
+                | Op::NetApply { .. }
+                | Op::NetConfirm { .. }
+                | Op::NetTxnState { .. }
+                | Op::NicAttach { .. }
+                | Op::NicDetach { .. }
+                | Op::DomainNics { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 54);
+        assert_eq!(ops.len(), 62);
     }
 
     #[test]

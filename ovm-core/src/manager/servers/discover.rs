@@ -56,6 +56,7 @@ impl Manager {
                     .clone()
                     .ok_or_else(|| Error::Internal { message: "no connection".into() })?;
                 let info = hv.host_info()?;
+                let link = management_link(&*hv);
                 ctx.tx(|tx| {
                     let mut name = info.hostname.clone();
                     if tx.inv.servers.by_name(&name).is_some() {
@@ -63,6 +64,12 @@ impl Manager {
                     }
                     let mut ports = Vec::new();
                     for p in &info.hardware.ports {
+                        let addressing = match &link {
+                            Some(m) if m.port == p.name => {
+                                Addressing::Static { address: m.address.address, prefix: m.address.prefix }
+                            }
+                            _ => Addressing::None,
+                        };
                         let port = Port {
                             id: PortId::new(),
                             name: format!("{name}:{}", p.name),
@@ -70,7 +77,7 @@ impl Manager {
                             server: id,
                             interface: p.name.clone(),
                             mac: p.mac.clone(),
-                            addressing: Addressing::None,
+                            addressing,
                             bond: None,
                         };
                         ports.push(port);
@@ -100,21 +107,37 @@ impl Manager {
                         .iter()
                         .find(|n| n.functions.contains(&NetworkFunction::Management))
                         .map(|n| (**n).clone());
-                    let member = ports.first().map(|p| NetworkMember::Port(p.id));
+                    // The management network's member: the port the manager reaches the server
+                    // through (under its bridge, if any); without that knowledge, the first port.
+                    let member = match &link {
+                        Some(m) => ports.iter().find(|p| p.interface == m.port),
+                        None => ports.first(),
+                    }
+                    .map(|p| NetworkMember::Port(p.id));
+                    let bridged =
+                        link.as_ref().map(|m| m.bridge.clone()).unwrap_or(Some(info.default_bridge.clone()));
                     match (mgmt, member) {
                         (None, member) => {
                             let n = Network {
                                 id: NetworkId::new(),
                                 name: "Server Management".into(),
                                 description: "Created at the first server discovery".into(),
-                                functions: BTreeSet::from([
-                                    NetworkFunction::Management,
-                                    NetworkFunction::LiveMigrate,
-                                    NetworkFunction::ClusterHeartbeat,
-                                    NetworkFunction::VirtualMachine,
-                                ]),
+                                functions: if bridged.is_some() {
+                                    BTreeSet::from([
+                                        NetworkFunction::Management,
+                                        NetworkFunction::LiveMigrate,
+                                        NetworkFunction::ClusterHeartbeat,
+                                        NetworkFunction::VirtualMachine,
+                                    ])
+                                } else {
+                                    BTreeSet::from([
+                                        NetworkFunction::Management,
+                                        NetworkFunction::LiveMigrate,
+                                        NetworkFunction::ClusterHeartbeat,
+                                    ])
+                                },
                                 members: member.into_iter().collect(),
-                                bridge: info.default_bridge.clone(),
+                                bridge: bridged.unwrap_or_else(|| info.default_bridge.clone()),
                                 mtu: 1500,
                             };
                             tx.put(Object::Network(n))?;
@@ -214,4 +237,27 @@ impl Manager {
                 }),
         )
     }
+}
+
+/// Where the manager reaches a server: the port under the interface holding the address the
+/// connection goes to, the bridge over it (if any) and the address.
+struct ManagementLink {
+    port: String,
+    bridge: Option<String>,
+    address: crate::driver::AddressConfig,
+}
+
+fn management_link(hv: &dyn ServerConnection) -> Option<ManagementLink> {
+    let net = hv.network()?;
+    let ip = net.management_address()?;
+    let cfg = net.network_config().ok()?;
+    let ports = net.ports().ok()?;
+    let address = cfg.addresses.iter().find(|a| a.address == ip)?.clone();
+    let iface = address.interface.clone();
+    if ports.iter().any(|p| p.name == iface) {
+        return Some(ManagementLink { port: iface, bridge: None, address });
+    }
+    let bridge = cfg.bridges.iter().find(|b| b.name == iface)?;
+    let port = bridge.interfaces.iter().find(|i| ports.iter().any(|p| &p.name == *i))?.clone();
+    Some(ManagementLink { port, bridge: Some(iface), address })
 }

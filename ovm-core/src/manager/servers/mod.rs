@@ -43,5 +43,8 @@ pub(crate) fn undo_server(mgr: &Manager, u: &ServerUndo) -> Result<()> {
                 e => Err(e),
             })
         }
+        ServerUndo::Network { server, point } => {
+            crate::manager::network::undo_network(mgr, ServerId(*server), point)
+        }
     }
 }

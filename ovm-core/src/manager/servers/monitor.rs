@@ -63,6 +63,7 @@ impl Manager {
                     self.reconcile_domains(server)?;
                     self.remount_repositories(server);
                 }
+                self.check_network(server, &s.name, &info.hardware.ports);
                 Ok(())
             }
             Err(e) => {
@@ -75,6 +76,79 @@ impl Manager {
                 Err(e)
             }
         }
+    }
+
+    /// Compare a server's ports and network configuration with the model: ports that disappeared
+    /// and configuration that drifted raise a Warning event (once per change of what is found);
+    /// ports that appeared are added to the inventory.
+    pub(crate) fn check_network(&self, server: ServerId, name: &str, ports: &[EthernetPort]) {
+        let Some(hv) = lock(&self.inner.state).conns.get(&server).cloned() else { return };
+        let model: Vec<Port> =
+            self.list::<Port>(|p| p.server == server).into_iter().map(|p| (*p).clone()).collect();
+        let mut found = Vec::new();
+        for p in &model {
+            if !ports.iter().any(|a| a.name == p.interface) {
+                found.push(format!("port {} ({}) is gone", p.interface, p.mac));
+            }
+        }
+        let new: Vec<&EthernetPort> =
+            ports.iter().filter(|a| !model.iter().any(|p| p.interface == a.name)).collect();
+        if let Some(net) = hv.network() {
+            if let (Ok(actual), Ok(desired)) =
+                (net.network_config(), self.read(|inv| crate::manager::network::desired(inv, server)))
+            {
+                found.extend(crate::driver::network::drift(&actual, &desired));
+            }
+        }
+        let changed = {
+            let mut st = lock(&self.inner.state);
+            let before = st.network_reported.insert(server, found.clone());
+            before.as_ref() != Some(&found) && !(before.is_none() && found.is_empty())
+        };
+        let _ = self.system_tx(|tx| {
+            for a in &new {
+                let port = Port {
+                    id: PortId::new(),
+                    name: format!("{name}:{}", a.name),
+                    description: String::new(),
+                    server,
+                    interface: a.name.clone(),
+                    mac: a.mac.clone(),
+                    addressing: Addressing::None,
+                    bond: None,
+                };
+                tx.put(Object::Port(port.clone()))?;
+                tx.edit::<Server>(server, |s| s.ports.push(port.id))?;
+                tx.event(
+                    ObjectRef::new(ObjectKind::Server, server),
+                    Severity::Info,
+                    "network.port_added",
+                    format!("Server {name} has a new port {} ({})", a.name, a.mac),
+                );
+            }
+            if changed {
+                let r = ObjectRef::new(ObjectKind::Server, server);
+                if found.is_empty() {
+                    tx.event(
+                        r,
+                        Severity::Info,
+                        "network.in_sync",
+                        format!("Server {name}'s network is as configured again"),
+                    );
+                } else {
+                    tx.event(
+                        r,
+                        Severity::Warning,
+                        "network.drift",
+                        format!(
+                            "Server {name}'s network differs from its configuration: {}",
+                            found.join("; ")
+                        ),
+                    );
+                }
+            }
+            Ok(())
+        });
     }
 
     /// Keep a connection and watch its domain changes.

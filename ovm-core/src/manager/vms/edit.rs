@@ -1,6 +1,8 @@
 //! Editing a VM, applied to its running domain where the change allows it.
 
 use super::fill_macs;
+use crate::driver::NicSpec;
+use crate::job::{DomainUndo, Undo};
 use crate::manager::jobs::JobSpec;
 use crate::manager::{JobHandle, Manager};
 use crate::model::*;
@@ -81,4 +83,127 @@ impl Manager {
             },
         ))
     }
+
+    /// Give a VM a new VNIC on `network` (`None`: the server's default bridge) with a MAC from the
+    /// manager's range; plugged into the domain at once if the VM runs (the network's bridge must be
+    /// on its server). The job's result is the VM; the MAC is the new last VNIC's.
+    pub fn add_vnic(&self, vm: VmId, network: Option<NetworkId>) -> Result<JobHandle> {
+        let old = self.vm(vm)?;
+        let mut new = (*old).clone();
+        new.config.vnics.push(Vnic { mac: String::new(), network });
+        {
+            let st = self.state();
+            fill_macs(&st.inv, st.mac_range, &mut new.config)?;
+        }
+        let mac = new.config.vnics.last().map(|n| n.mac.clone()).unwrap_or_default();
+        let obj = Object::Vm(new.clone());
+        obj.validate()?;
+        self.state().inv.check_put(&obj)?;
+        let bridge = match network {
+            Some(n) => {
+                let n = self.network(n)?;
+                if !n.functions.contains(&NetworkFunction::VirtualMachine) {
+                    return Err(Error::invalid(
+                        "network",
+                        format!("network {:?} does not carry VM traffic", n.name),
+                    ));
+                }
+                Some(n.bridge.clone())
+            }
+            None => None,
+        };
+        let running = old.power_state.is_resident();
+        let r = old.object_ref();
+        self.submit(JobSpec::new("AddVnic", &format!("Add VNIC {mac} to VM {}", new.name), vec![r]).step(
+            "plug",
+            move |ctx| {
+                if running {
+                    let server = new
+                        .server
+                        .ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+                    check_network_on(ctx.mgr, network, server)?;
+                    let hv = ctx.hv(server)?;
+                    ctx.will_do(Undo::Domain(DomainUndo::DetachNic {
+                        server: server.0,
+                        vm: vm.0,
+                        mac: mac.clone(),
+                    }))?;
+                    hv.attach_nic(vm, &NicSpec { mac: mac.clone(), bridge })?;
+                }
+                ctx.tx(|tx| tx.put(obj))?;
+                ctx.set_result(r);
+                Ok(())
+            },
+        ))
+    }
+
+    /// Remove the VNIC with `mac` from a VM; unplugged from the domain at once if the VM runs.
+    pub fn remove_vnic(&self, vm: VmId, mac: &str) -> Result<JobHandle> {
+        let old = self.vm(vm)?;
+        let mut new = (*old).clone();
+        let idx = new
+            .config
+            .vnics
+            .iter()
+            .position(|n| n.mac.eq_ignore_ascii_case(mac))
+            .ok_or_else(|| Error::invalid("mac", format!("VM {:?} has no VNIC {mac}", old.name)))?;
+        let gone = new.config.vnics.remove(idx);
+        let bridge = match gone.network {
+            Some(n) => Some(self.network(n)?.bridge.clone()),
+            None => None,
+        };
+        let obj = Object::Vm(new.clone());
+        let running = old.power_state.is_resident();
+        let r = old.object_ref();
+        self.submit(
+            JobSpec::new("RemoveVnic", &format!("Remove VNIC {mac} from VM {}", new.name), vec![r]).step(
+                "unplug",
+                move |ctx| {
+                    if running {
+                        let server = new
+                            .server
+                            .ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+                        let hv = ctx.hv(server)?;
+                        let nic = NicSpec { mac: gone.mac.clone(), bridge };
+                        ctx.will_do(Undo::Domain(DomainUndo::AttachNic { server: server.0, vm: vm.0, nic }))?;
+                        hv.detach_nic(vm, &gone.mac)?;
+                    }
+                    ctx.tx(|tx| tx.put(obj))?;
+                    ctx.set_result(r);
+                    Ok(())
+                },
+            ),
+        )
+    }
+
+    /// A running VM's NICs as its server has them: (MAC, bridge, whether the guest took the NIC up).
+    pub fn vm_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        let v = self.vm(vm)?;
+        let server = v
+            .server
+            .filter(|_| v.power_state.is_resident())
+            .ok_or_else(|| Error::state(v.object_ref(), "running", v.power_state))?;
+        self.hypervisor(server)?.domain_nics(vm)
+    }
+}
+
+/// A VM network used on `server` must have a member there (its bridge is made only where it has).
+pub(crate) fn check_network_on(mgr: &Manager, network: Option<NetworkId>, server: ServerId) -> Result<()> {
+    let Some(n) = network else { return Ok(()) };
+    mgr.read(|inv| {
+        let net = inv.get::<Network>(n)?;
+        for m in &net.members {
+            if crate::manager::network::member_server(inv, *m)? == server {
+                return Ok(());
+            }
+        }
+        let s = inv.get::<Server>(server)?;
+        Err(Error::invalid(
+            "network",
+            format!(
+                "network {:?} has no member on server {:?}: its bridge {} is not there",
+                net.name, s.name, net.bridge
+            ),
+        ))
+    })
 }

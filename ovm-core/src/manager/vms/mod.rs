@@ -149,6 +149,25 @@ pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
             let hv = mgr.hypervisor(ServerId(*server))?;
             hv.unpause(VmId(*vm))
         }
+        DomainUndo::DetachNic { server, vm, mac } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            let vm = VmId(*vm);
+            if !hv.list_domains()?.iter().any(|d| d.uuid == Some(vm)) {
+                return Ok(());
+            }
+            if hv.domain_nics(vm)?.iter().any(|n| n.0.eq_ignore_ascii_case(mac)) {
+                hv.detach_nic(vm, mac)?;
+            }
+            Ok(())
+        }
+        DomainUndo::AttachNic { server, vm, nic } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            let vm = VmId(*vm);
+            if !hv.domain_nics(vm)?.iter().any(|n| n.0.eq_ignore_ascii_case(&nic.mac)) {
+                hv.attach_nic(vm, nic)?;
+            }
+            Ok(())
+        }
     }
 }
 
