@@ -13,6 +13,9 @@ mkdir -p "$plugins" && chmod 755 /usr/lib/ovm "$plugins"
 if [ -e /mnt/host/bin/ovm-example-nfs-shares ]; then
     cp /mnt/host/bin/ovm-example-nfs-shares "$plugins/" && chmod 755 "$plugins/ovm-example-nfs-shares"
 fi
+# Bonds and VLANs, as an Oracle VM Server's boot loads them (no default bond: ovm names its own).
+modprobe bonding max_bonds=0 || echo "agent-dom0: no bonding module" >&2
+modprobe 8021q || echo "agent-dom0: no 8021q module" >&2
 printf '%s\n' ovm-lab-agent > /tmp/ovm-agent-password
 lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit }')
 [ -n "$lan" ] || { echo "agent-dom0: xenbr0 has no IPv4 address" >&2; exit 1; }

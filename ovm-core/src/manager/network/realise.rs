@@ -211,6 +211,8 @@ impl Manager {
                 }
                 parts.push(ServerPart { server: s.id, name: s.name.clone(), desired: d1, remove });
             }
+            // Server by server in name order (a failure's place is predictable).
+            parts.sort_by(|a, b| a.name.cmp(&b.name));
             let mut targets: Vec<ObjectRef> = puts.iter().map(|o| o.object_ref()).collect();
             targets.extend(removes.iter().copied());
             targets.extend(parts.iter().map(|p| ObjectRef::new(ObjectKind::Server, p.server)));
