@@ -420,7 +420,7 @@ typedef uint32_t ovm_server_power_state;
 #endif // __cplusplus
 
 /*
- Bond modes for `ovm_bond_create`.
+ Bond modes for `ovm_bond_create` and `ovm_bond_create_with`.
  */
 enum ovm_bond_mode
 #ifdef __cplusplus
@@ -445,7 +445,8 @@ typedef uint32_t ovm_bond_mode;
 #endif // __cplusplus
 
 /*
- Member kinds for `ovm_network_add_member` and `ovm_network_remove_member`.
+ Member kinds for `ovm_network_add_member`, `ovm_network_remove_member` and
+ `ovm_network_set_address`.
  */
 enum ovm_network_member
 #ifdef __cplusplus
@@ -858,7 +859,8 @@ ovm_result ovm_network_create(const ovm_manager *mgr,
 
 /*
  Bond the `n_ports` ports in `ports` of `server` as interface `interface` in `mode` (an
- `ovm_bond_mode`). The job's result is the bond.
+ `ovm_bond_mode`), MII-monitored, MTU 1500, no address (see `ovm_bond_create_with`). The job's
+ result is the bond.
  */
 ovm_result ovm_bond_create(const ovm_manager *mgr,
                            const char *server,
@@ -896,6 +898,67 @@ ovm_result ovm_network_remove_member(const ovm_manager *mgr,
                                      uint32_t kind,
                                      const char *member,
                                      ovm_job **out);
+
+/*
+ Bond the `n_ports` ports in `ports` of `server` (the first is the primary of an active-backup
+ bond) as interface `interface` in `mode` (an `ovm_bond_mode`), with `mtu` (0: 1500). Links are
+ monitored by ARP probes of the `n_targets` IPv4 addresses in `arp_targets` every
+ `arp_interval_ms`, or by the NICs' carrier (MII, every 100 ms) when `arp_interval_ms` is 0 (then
+ `n_targets` must be 0). `address` is NULL (no address), `"dhcp"` or `"ADDRESS/PREFIX"`, e.g.
+ `"10.0.1.5/24"`. The job's result is the bond.
+ */
+ovm_result ovm_bond_create_with(const ovm_manager *mgr,
+                                const char *server,
+                                const char *interface,
+                                uint32_t mode,
+                                const char *const *ports,
+                                size_t n_ports,
+                                uint16_t mtu,
+                                uint32_t arp_interval_ms,
+                                const char *const *arp_targets,
+                                size_t n_targets,
+                                const char *address,
+                                ovm_job **out);
+
+/*
+ Delete a bond (its ports are released, its configuration removed from its server). Nothing may
+ use it. Returns a job.
+ */
+ovm_result ovm_bond_delete(const ovm_manager *mgr, const char *bond, ovm_job **out);
+
+/*
+ Set the address of a port, bond or VLAN interface (`member_kind`, an `ovm_network_member`) on
+ its server: `address` is NULL (none), `"dhcp"` or `"ADDRESS/PREFIX"`. A change that would cut the
+ manager's link to the server is refused with `OVM_RESULT_CONFLICT` unless `force`; a forced one
+ is undone by the server unless the manager reaches it again within `confirm_within_ms` (0: 30 s),
+ and then the job fails with `OVM_RESULT_CONFLICT`. Returns a job.
+ */
+ovm_result ovm_network_set_address(const ovm_manager *mgr,
+                                   uint32_t member_kind,
+                                   const char *member_id,
+                                   const char *address,
+                                   bool force,
+                                   uint64_t confirm_within_ms,
+                                   ovm_job **out);
+
+/*
+ Converge the network configuration of `server` to the model: put back what is missing or
+ different (what `ovm_server_network_drift_json` reports). Returns a job.
+ */
+ovm_result ovm_server_network_reapply(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ How the network configuration of `server` differs from the model, read from the server: a JSON
+ array of strings, one per difference (`[]`: as it should be). Free with `ovm_string_free`.
+ */
+ovm_result ovm_server_network_drift_json(const ovm_manager *mgr, const char *server, char **out);
+
+/*
+ The network configuration `server` has now, read from it: a JSON object with `bonds`, `vlans`,
+ `bridges` and `addresses` (ovm-core's `driver::network::NetworkConfig`). Free with
+ `ovm_string_free`.
+ */
+ovm_result ovm_server_network_config_json(const ovm_manager *mgr, const char *server, char **out);
 
 /*
  One object as JSON (owned: free with `ovm_string_free`).
@@ -1470,6 +1533,31 @@ ovm_result ovm_vm_set_vnic_network(const ovm_manager *mgr,
                                    uint32_t index,
                                    const char *network,
                                    ovm_job **out);
+
+/*
+ Give a VM a new VNIC on `network` (NULL: the server's default bridge) with a MAC from the
+ manager's range; plugged into the domain at once if the VM runs (the network's bridge must be on
+ its server). The job's result is the VM; the new MAC is that of its last VNIC. Returns a job.
+ */
+ovm_result ovm_vm_add_vnic(const ovm_manager *mgr,
+                           const char *vm,
+                           const char *network,
+                           ovm_job **out);
+
+/*
+ Remove the VNIC with MAC `mac` from a VM; unplugged from the domain at once if the VM runs.
+ Returns a job.
+ */
+ovm_result ovm_vm_remove_vnic(const ovm_manager *mgr,
+                              const char *vm,
+                              const char *mac,
+                              ovm_job **out);
+
+/*
+ A running VM's NICs as its server has them: a JSON array of objects with `mac`, `bridge` and
+ `connected` (whether the guest took the NIC up). Free with `ovm_string_free`.
+ */
+ovm_result ovm_vm_nics_json(const ovm_manager *mgr, const char *vm, char **out);
 
 /*
  VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in

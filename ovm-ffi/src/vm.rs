@@ -172,6 +172,51 @@ pub unsafe extern "C" fn ovm_vm_set_vnic_network(
     })
 }
 
+/// Give a VM a new VNIC on `network` (NULL: the server's default bridge) with a MAC from the
+/// manager's range; plugged into the domain at once if the VM runs (the network's bridge must be on
+/// its server). The job's result is the VM; the new MAC is that of its last VNIC. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_add_vnic(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    network: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m
+        .add_vnic(VmId(id_arg(vm, "vm")?), opt_id_arg(network, "network")?.map(NetworkId)))
+}
+
+/// Remove the VNIC with MAC `mac` from a VM; unplugged from the domain at once if the VM runs.
+/// Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_remove_vnic(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    mac: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.remove_vnic(VmId(id_arg(vm, "vm")?), str_arg(mac, "mac")?))
+}
+
+/// A running VM's NICs as its server has them: a JSON array of objects with `mac`, `bridge` and
+/// `connected` (whether the guest took the NIC up). Free with `ovm_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_nics_json(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let nics: Vec<serde_json::Value> = m
+            .mgr
+            .vm_nics(VmId(id_arg(vm, "vm")?))?
+            .into_iter()
+            .map(|(mac, bridge, connected)| serde_json::json!({"mac": mac, "bridge": bridge, "connected": connected}))
+            .collect();
+        put_json(out, &nics)
+    })
+}
+
 /// VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
 /// `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
 #[no_mangle]

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ovm_core::driver::network::{NetChange, NetKey};
 use ovm_core::driver::sim::SimOp;
 use ovm_core::manager::{
-    CloneOptions, DatabaseLocation, DiskClone, DiskFilter, LostEvents, NetworkSpec, PoolSpec, RepositorySpec,
-    ServerFilter, ServerLogin, StopOptions, VmFilter, VmSpec,
+    BondSpec, CloneOptions, DatabaseLocation, DiskClone, DiskFilter, LostEvents, NetworkApply, NetworkSpec,
+    PoolSpec, RepositorySpec, ServerFilter, ServerLogin, StopOptions, VmFilter, VmSpec,
 };
 use ovm_core::model as m;
 use ovm_core::store::{Durability, EventFilter, JobFilter};
@@ -718,8 +719,13 @@ impl Manager {
         r::list(py, self.m()?.networks(), r::Network)
     }
 
-    /// Bond `ports` of `server` as `interface` in `mode` (`"ActiveBackup"`, `"Lacp"` or
-    /// `"AdaptiveLoadBalancing"`).
+    /// Bond `ports` of `server` (the first is the primary of an active-backup bond) as `interface`
+    /// in `mode` (`"ActiveBackup"`, `"Lacp"` or `"AdaptiveLoadBalancing"`), with `mtu`. Links are
+    /// monitored by ARP probes of `arp_targets` (IPv4 addresses) every `arp_interval_ms`, or by the
+    /// NICs' carrier (MII) when `arp_interval_ms` is `None`. `address` is `None`, `"dhcp"` or
+    /// `"ADDRESS/PREFIX"`. The job's result is the bond.
+    #[pyo3(signature = (server, interface, mode, ports, *, mtu=1500, arp_interval_ms=None, arp_targets=None, address=None))]
+    #[allow(clippy::too_many_arguments)]
     fn create_bond(
         &self,
         py: Python<'_>,
@@ -727,11 +733,38 @@ impl Manager {
         interface: String,
         mode: &str,
         ports: Vec<String>,
+        mtu: u16,
+        arp_interval_ms: Option<u32>,
+        arp_targets: Option<Vec<String>>,
+        address: Option<&str>,
     ) -> PyResult<Job> {
         let s = m::ServerId(uuid("server", server)?);
         let mode: m::BondMode = parse_enum("mode", mode)?;
         let ports = ports.iter().map(|p| uuid("ports", p).map(m::PortId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.create_bond(s, &interface, mode, ports))
+        let targets = arp_targets
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                t.parse::<std::net::Ipv4Addr>()
+                    .map_err(|_| Error::invalid("arp_targets", format!("{t:?} is not an IPv4 address")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .or_raise()?;
+        let monitor = match arp_interval_ms {
+            Some(interval_ms) => m::BondMonitor::Arp { interval_ms, targets },
+            None if targets.is_empty() => m::BondMonitor::default(),
+            None => return Err(to_py(Error::invalid("arp_targets", "ARP targets need arp_interval_ms"))),
+        };
+        let mut spec = BondSpec::new(s, &interface, mode, ports);
+        spec.mtu = mtu;
+        spec.monitor = monitor;
+        spec.addressing = addressing_arg("address", address)?;
+        self.submit(py, |m| m.create_bond_with(spec))
+    }
+    /// Delete a bond (its ports are released). Nothing may use it.
+    fn delete_bond(&self, py: Python<'_>, bond: &str) -> PyResult<Job> {
+        let b = m::BondPortId(uuid("bond", bond)?);
+        self.submit(py, |m| m.delete_bond(b))
     }
     /// Create VLAN `vlan_id` on a `port` or a `bond` of `server` (exactly one of them).
     #[pyo3(signature = (server, vlan_id, *, port=None, bond=None))]
@@ -768,6 +801,50 @@ impl Manager {
         let n = m::NetworkId(uuid("network", network)?);
         let mb = network_member(kind, member)?;
         self.submit(py, |m| m.remove_network_member(n, mb))
+    }
+
+    /// Set the address of a port, bond or VLAN interface (`member_kind` `"Port"`, `"Bond"` or
+    /// `"Vlan"`): `address` is `None`, `"dhcp"` or `"ADDRESS/PREFIX"`. A change that would cut the
+    /// manager's link to the server raises `ConflictError` unless `force`; a forced one is undone by
+    /// the server unless the manager reaches it again within `confirm_within` seconds, and then the
+    /// job fails with `ConflictError`.
+    #[pyo3(signature = (member_kind, member_id, address, *, force=false, confirm_within=30.0))]
+    fn set_address(
+        &self,
+        py: Python<'_>,
+        member_kind: &str,
+        member_id: &str,
+        address: Option<&str>,
+        force: bool,
+        confirm_within: f64,
+    ) -> PyResult<Job> {
+        let member = network_member(member_kind, member_id)?;
+        let addressing = addressing_arg("address", address)?;
+        let confirm_within = Duration::try_from_secs_f64(confirm_within)
+            .map_err(|_| Error::invalid("confirm_within", "must be a number of seconds >= 0"))
+            .or_raise()?;
+        let how = NetworkApply { force, confirm_within };
+        self.submit(py, |m| m.set_addressing(member, addressing, how))
+    }
+    /// Converge the network configuration of `server` to the model (what `network_drift` reports).
+    fn reapply_network(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.reapply_network(s))
+    }
+    /// How the network configuration of `server` differs from the model, one line per difference
+    /// (empty: as it should be). Reads the server.
+    fn network_drift(&self, py: Python<'_>, server: &str) -> PyResult<Vec<String>> {
+        let s = m::ServerId(uuid("server", server)?);
+        let m = self.m()?;
+        py.detach(|| m.network_drift(s)).or_raise()
+    }
+    /// The network configuration `server` has now, read from it: a dict of `bonds`, `vlans`,
+    /// `bridges` and `addresses`, each a list of plain dicts.
+    fn server_network_config<'py>(&self, py: Python<'py>, server: &str) -> PyResult<Bound<'py, PyAny>> {
+        let s = m::ServerId(uuid("server", server)?);
+        let m = self.m()?;
+        let cfg = py.detach(|| m.server_network_config(s)).or_raise()?;
+        convert::to_python(py, &cfg)
     }
 
     // ---- VMs -----------------------------------------------------------------------------------
@@ -985,6 +1062,26 @@ impl Manager {
         }
         self.submit(py, |m| m.edit_vm(v, move |x| x.config.vnics[index].network = net))
     }
+    /// Give a VM a new VNIC on `network` (`None`: the server's default bridge) with a MAC from the
+    /// manager's range; plugged in at once if the VM runs. The job's result is the VM; the new MAC is
+    /// the last of its `macs`.
+    #[pyo3(signature = (vm, network=None))]
+    fn add_vnic(&self, py: Python<'_>, vm: &str, network: Option<&str>) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let net = opt_uuid("network", network)?.map(m::NetworkId);
+        self.submit(py, |m| m.add_vnic(v, net))
+    }
+    /// Remove the VNIC with `mac` from a VM; unplugged at once if the VM runs.
+    fn remove_vnic(&self, py: Python<'_>, vm: &str, mac: String) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.remove_vnic(v, &mac))
+    }
+    /// A running VM's NICs as its server has them: `(mac, bridge, connected)`.
+    fn vm_nics(&self, py: Python<'_>, vm: &str) -> PyResult<Vec<(String, String, bool)>> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let m = self.m()?;
+        py.detach(|| m.vm_nics(v)).or_raise()
+    }
     /// Console output of a running VM.
     fn vm_console(&self, py: Python<'_>, vm: &str) -> PyResult<String> {
         let v = m::VmId(uuid("vm", vm)?);
@@ -1166,6 +1263,17 @@ impl Manager {
     fn sim_add_lun(&self, target: &str, name: &str, size_bytes: u64) -> PyResult<String> {
         Ok(self.m()?.sim().add_lun(target, name, size_bytes))
     }
+    /// Change the network configuration of simulated server `host` behind the manager's back:
+    /// remove its `kind` (`"bond"`, `"vlan"` or `"bridge"`) named `name` (to show drift).
+    fn sim_remove_network_item(&self, host: &str, kind: &str, name: &str) -> PyResult<()> {
+        let key = match kind {
+            "bond" => NetKey::Bond(name.to_owned()),
+            "vlan" => NetKey::Vlan(name.to_owned()),
+            "bridge" => NetKey::Bridge(name.to_owned()),
+            _ => return Err(to_py(Error::invalid("kind", format!("{kind:?} is not bond, vlan or bridge")))),
+        };
+        self.m()?.sim().tamper_network(host, NetChange::Remove(key)).or_raise()
+    }
     /// Make the next `count` simulated operations `op` fail (on `host`, or on any host).
     #[pyo3(signature = (op, count=1, host=None))]
     fn sim_fail_next(&self, op: &str, count: u32, host: Option<&str>) -> PyResult<()> {
@@ -1173,6 +1281,19 @@ impl Manager {
         self.m()?.sim().fail_next(op, host, count);
         Ok(())
     }
+}
+
+/// An address argument: `None`, `"dhcp"` or `"ADDRESS/PREFIX"`.
+fn addressing_arg(field: &str, s: Option<&str>) -> PyResult<m::Addressing> {
+    let Some(s) = s else { return Ok(m::Addressing::None) };
+    if s == "dhcp" {
+        return Ok(m::Addressing::Dhcp);
+    }
+    let bad = || to_py(Error::invalid(field, format!("{s:?} is not \"ADDRESS/PREFIX\" or \"dhcp\"")));
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let address = a.parse().map_err(|_| bad())?;
+    let prefix = p.parse().map_err(|_| bad())?;
+    Ok(m::Addressing::Static { address, prefix })
 }
 
 fn network_member(kind: &str, id: &str) -> PyResult<m::NetworkMember> {
@@ -1254,6 +1375,8 @@ fn sim_op(name: &str) -> PyResult<SimOp> {
         "Migrate" => SimOp::Migrate,
         "Query" => SimOp::Query,
         "Storage" => SimOp::Storage,
+        "Network" => SimOp::Network,
+        "NetworkChange" => SimOp::NetworkChange,
         other => {
             return Err(Error::invalid("op", format!("{other:?} is not a simulated operation"))).or_raise()
         }

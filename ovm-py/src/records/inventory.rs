@@ -427,6 +427,22 @@ record! {
         ports: Vec<String> as "list[str]" = |o| ids(&o.ports);
         /// `"None"`, `"Dhcp"` or `"Static ADDRESS/PREFIX"`.
         addressing: String as "str" = |o| addressing(&o.addressing);
+        /// MTU.
+        mtu: u16 as "int" = |o| o.mtu;
+        /// Link monitoring: `"Mii"` (the NICs' carrier) or `"Arp"` (probes of `arp_targets`).
+        monitor: &'static str as "str" = |o| match o.monitor {
+            m::BondMonitor::Mii { .. } => "Mii",
+            m::BondMonitor::Arp { .. } => "Arp",
+        };
+        /// How often links are checked, ms.
+        monitor_interval_ms: u32 as "int" = |o| match o.monitor {
+            m::BondMonitor::Mii { interval_ms } | m::BondMonitor::Arp { interval_ms, .. } => interval_ms,
+        };
+        /// The addresses ARP probes go to (empty when MII-monitored).
+        arp_targets: Vec<String> as "list[str]" = |o| match &o.monitor {
+            m::BondMonitor::Arp { targets, .. } => targets.iter().map(|t| t.to_string()).collect(),
+            m::BondMonitor::Mii { .. } => Vec::new(),
+        };
     }
 
     /// A VLAN interface on a port or a bond.
