@@ -67,3 +67,13 @@ def test_import_assembly_with_a_progress_bar() -> None:
     assert "assembly shop: 2 VMs, 2 disks" in out
     assert "template web      1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
     assert "template db       1 vCPU 256 MiB 1 disk(s) 1 NIC(s)" in out
+
+
+def test_vlan_over_bond() -> None:
+    out = run("vlan_over_bond.py")
+    lines = out.splitlines()
+    for name in ("xen1", "xen2"):
+        assert f"{name}: bonds bond0 (eth1+eth2); " in out
+        assert any(line.startswith(f"{name}: ") and "vmnet300 [bond0.300]" in line and line.endswith("no drift")
+                   for line in lines), out
+    assert sum(1 for line in lines if line.startswith("web: ") and " on vmnet300" in line) == 2, out
