@@ -36,6 +36,11 @@ def build(mgr: ovm.Manager, servers: int = 2, memory_mib: int = 65536) -> tuple[
     for s in ids:
         mgr.present_repository(repo, s).wait(WAIT)
     net = result_id(mgr.create_network("vmnet", "xenbr1"))
+    # A VM network is a bridge on the servers that have a member in it: eth1 of each server.
+    ports = [p for p in mgr.records("Port") if isinstance(p, ovm.Port)]
+    for s in ids:
+        eth1 = next(p.id for p in ports if p.server == s and p.interface == "eth1")
+        mgr.add_network_member(net, "Port", eth1).wait(WAIT)
     disk = result_id(mgr.create_virtual_disk(repo, "tpl-root", 8 << 30))
     config = ovm.VmConfig(memory_mib=512, max_memory_mib=1024, vcpus=1, max_vcpus=2, disks=[(0, disk)],
                           vnics=[ovm.Vnic(network=net, mac="00:00:00:00:00:01")], os_type="Oracle Linux 8")

@@ -63,6 +63,13 @@ def file_system(mgr: ovm.Manager, admin: str, name: str) -> str:
     return fs.id
 
 
+def port_id(mgr: ovm.Manager, server: str, interface: str) -> str:
+    """The id of port ``interface`` (e.g. ``"eth1"``) of ``server``."""
+    [p] = [p for p in mgr.records("Port") if isinstance(p, ovm.Port) and p.server == server
+           and p.interface == interface]
+    return p.id
+
+
 def make_lab(mgr: ovm.Manager) -> Lab:
     s1 = result_id(mgr.discover_server("sim://xen1?memory_mib=16384", ovm.SIM_PASSWORD))
     s2 = result_id(mgr.discover_server("sim://xen2?memory_mib=16384", ovm.SIM_PASSWORD))
@@ -74,6 +81,9 @@ def make_lab(mgr: ovm.Manager) -> Lab:
     mgr.present_repository(repo, s1).wait(WAIT)
     mgr.present_repository(repo, s2).wait(WAIT)
     net = result_id(mgr.create_network("vmnet", "xenbr1"))
+    # A VM network is a bridge on the servers that have a member in it: eth1 of each server.
+    for s in (s1, s2):
+        mgr.add_network_member(net, "Port", port_id(mgr, s, "eth1")).wait(WAIT)
     disk = result_id(mgr.create_virtual_disk(repo, "tpl-disk", 4 << 30))
     disk2 = result_id(mgr.create_virtual_disk(repo, "tpl-data", 2 << 30))
     config = ovm.VmConfig(

@@ -449,6 +449,7 @@ def test_typed_storage_network_and_vm_setup(lab: Lab, tmp_path: Path) -> None:
     assert mgr.network(net).mtu == 1500 and mgr.network(net).functions == ["VirtualMachine"]
     mgr.add_network_member(net, "Vlan", vlan).wait(WAIT)
     mgr.remove_network_member(net, "Vlan", vlan).wait(WAIT)
+    mgr.add_network_member(net, "Vlan", vlan).wait(WAIT)
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.create_vlan_interface(port.server, 7, port=port.id, bond=port.id)
 
