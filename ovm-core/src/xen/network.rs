@@ -62,11 +62,8 @@ struct Link {
 
 impl Link {
     fn from_message(m: LinkMessage) -> Link {
-        let mut l = Link {
-            index: m.header.index,
-            up: m.header.flags.contains(LinkFlags::Up),
-            ..Default::default()
-        };
+        let mut l =
+            Link { index: m.header.index, up: m.header.flags.contains(LinkFlags::Up), ..Default::default() };
         for a in m.attributes {
             match a {
                 LinkAttribute::IfName(n) => l.name = n,
@@ -157,15 +154,26 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 
 /// A failed request as ovm's error, with the kernel's message.
 fn nl_err(what: impl std::fmt::Display, e: rtnetlink::Error) -> Error {
-    let msg = match &e {
+    Error::backend(WHAT, format!("{what}: {}", kernel_msg(&e)))
+}
+
+/// The kernel's answer to a failed request.
+fn kernel_msg(e: &rtnetlink::Error) -> String {
+    match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
         other => other.to_string(),
-    };
-    Error::backend(WHAT, format!("{what}: {msg}"))
+    }
+}
+
+/// Whether a failed creation says that the kernel has no driver for the kind of interface.
+fn no_driver(e: &rtnetlink::Error) -> bool {
+    matches!(errno(e), Some(libc::EOPNOTSUPP | libc::ENODEV | libc::EAFNOSUPPORT | libc::ENOENT))
 }
 
 fn read_sys(name: &str, file: &str) -> Option<String> {
-    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join(file)).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join(file))
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Links by name, and a name by index.
@@ -311,7 +319,8 @@ impl Netlink {
                 .ok()
                 .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned())),
             mtu: l.mtu,
-            max_mtu: l.max_mtu,
+            // 0: no limit (loopback, dummy).
+            max_mtu: l.max_mtu.filter(|m| *m > 0),
             ..EthernetPort::new(&l.name, &format_mac(mac))
         }
     }
@@ -369,7 +378,8 @@ impl Netlink {
                     });
                 }
                 Some(InfoKind::Vlan) => {
-                    let (Some(id), Some(parent)) = (l.vlan_id, l.parent.and_then(|p| links.name_of(p))) else {
+                    let (Some(id), Some(parent)) = (l.vlan_id, l.parent.and_then(|p| links.name_of(p)))
+                    else {
                         continue;
                     };
                     let v = VlanConfig { parent: parent.to_owned(), vlan_id: id, mtu: l.mtu.unwrap_or(1500) };
@@ -398,7 +408,11 @@ impl Netlink {
             if is_link_local_v6(&ip, a.header.scope) {
                 continue;
             }
-            cfg.addresses.push(AddressConfig { interface: name.to_owned(), address: ip, prefix: a.header.prefix_len });
+            cfg.addresses.push(AddressConfig {
+                interface: name.to_owned(),
+                address: ip,
+                prefix: a.header.prefix_len,
+            });
         }
         cfg.sort();
         cfg
@@ -439,16 +453,19 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
         }
         None => {
             let msg = monitor(LinkBond::new(&b.name).mode(to_nl_mode(b.mode))).mtu(b.mtu).build();
-            h.link().add(msg).execute().await.map_err(|e| match errno(&e) {
-                Some(libc::EOPNOTSUPP | libc::ENODEV | libc::EAFNOSUPPORT | libc::ENOENT) => Error::backend(
-                    WHAT,
-                    format!(
-                        "creating bond {}: {} (the bonding module is not loaded: load it with max_bonds=0)",
-                        b.name,
-                        nl_err("", e)
-                    ),
-                ),
-                _ => nl_err(format!("creating bond {}", b.name), e),
+            h.link().add(msg).execute().await.map_err(|e| {
+                if no_driver(&e) {
+                    Error::backend(
+                        WHAT,
+                        format!(
+                            "creating bond {}: {} (the bonding module is not loaded: load it with max_bonds=0)",
+                            b.name,
+                            kernel_msg(&e)
+                        ),
+                    )
+                } else {
+                    nl_err(format!("creating bond {}", b.name), e)
+                }
             })?;
             links(h).await?.index_of(&b.name)?
         }
@@ -463,7 +480,8 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
             continue;
         }
         if l.controller.is_some() {
-            set(h, format!("releasing {p}"), LinkUnspec::new_with_index(l.index).nocontroller().build()).await?;
+            set(h, format!("releasing {p}"), LinkUnspec::new_with_index(l.index).nocontroller().build())
+                .await?;
         }
         // Enslaved while down; the bonding driver opens it.
         set(h, format!("taking {p} down"), LinkUnspec::new_with_index(l.index).down().build()).await?;
@@ -532,7 +550,19 @@ async fn put_vlan(h: &Handle, v: &VlanConfig) -> Result<()> {
                 .add(LinkVlan::new(&name, parent, v.vlan_id).mtu(v.mtu).build())
                 .execute()
                 .await
-                .map_err(|e| nl_err(format!("creating VLAN interface {name}"), e))?;
+                .map_err(|e| {
+                    if no_driver(&e) {
+                        Error::backend(
+                            WHAT,
+                            format!(
+                                "creating VLAN interface {name}: {} (the 8021q module is not loaded)",
+                                kernel_msg(&e)
+                            ),
+                        )
+                    } else {
+                        nl_err(format!("creating VLAN interface {name}"), e)
+                    }
+                })?;
             links(h).await?.index_of(&name)?
         }
     };
@@ -559,7 +589,9 @@ async fn put_bridge(h: &Handle, b: &BridgeConfig) -> Result<()> {
         release(h, &old.name, old.index).await?;
     }
     for i in &b.interfaces {
-        let l = ls.by_name(i).ok_or_else(|| Error::backend(WHAT, format!("bridge {}: no interface {i}", b.name)))?;
+        let l = ls
+            .by_name(i)
+            .ok_or_else(|| Error::backend(WHAT, format!("bridge {}: no interface {i}", b.name)))?;
         // A bridge does not pass its MTU on: its interfaces get it.
         if l.mtu != Some(b.mtu) {
             set_mtu(h, i, l.index, b.mtu).await?;
@@ -606,8 +638,12 @@ async fn remove_link(h: &Handle, name: &str, kind: InfoKind) -> Result<()> {
     }
     if kind == InfoKind::Bridge {
         for m in ls.members_of(l.index).filter(|m| !is_vm_interface(&m.name)) {
-            set(h, format!("releasing {}", m.name), LinkUnspec::new_with_index(m.index).nocontroller().build())
-                .await?;
+            set(
+                h,
+                format!("releasing {}", m.name),
+                LinkUnspec::new_with_index(m.index).nocontroller().build(),
+            )
+            .await?;
         }
     }
     delete(h, name, l.index).await
@@ -616,7 +652,8 @@ async fn remove_link(h: &Handle, name: &str, kind: InfoKind) -> Result<()> {
 impl RawNetwork for Netlink {
     fn ports(&self) -> Result<Vec<EthernetPort>> {
         let ls = self.run(|h| async move { links(&h).await })?;
-        let mut ports: Vec<EthernetPort> = ls.0.iter().filter(|l| self.is_port(l)).map(|l| self.port_of(l)).collect();
+        let mut ports: Vec<EthernetPort> =
+            ls.0.iter().filter(|l| self.is_port(l)).map(|l| self.port_of(l)).collect();
         ports.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(ports)
     }
@@ -640,6 +677,245 @@ impl RawNetwork for Netlink {
                 NetChange::Remove(NetKey::Vlan(n)) => remove_link(&h, n, InfoKind::Vlan).await,
                 NetChange::Remove(NetKey::Bridge(n)) => remove_link(&h, n, InfoKind::Bridge).await,
                 NetChange::Remove(NetKey::Address(a)) => remove_address(&h, a).await,
+            }
+        })
+    }
+}
+
+/// On this host's kernel, in a fresh network namespace per test (root needed: CI runs as root).
+/// Ports are veth ends (and a macvlan over one, whose MTU the kernel caps at its lower device's):
+/// there is no bonding or 802.1Q module here, so bonds and VLAN interfaces are only checked to
+/// fail cleanly.
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use rtnetlink::packet_route::link::MacVlanMode;
+    use rtnetlink::{LinkMacVlan, LinkVeth};
+
+    use super::*;
+    use crate::driver::network::{apply_all, ApplyOptions, NetworkTxns};
+    use crate::driver::Applied;
+
+    /// Runs `f` on a thread of its own in a new network namespace.
+    fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "the netlink tests make network namespaces: run them as root");
+        std::thread::spawn(move || {
+            // SAFETY: unshare takes no pointers; CLONE_NEWNET moves only this thread (and the
+            // threads it starts) into a new network namespace, which goes when they end.
+            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    fn veth(nl: &Netlink, a: &str, b: &str) {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        nl.run(|h| async move {
+            h.link().add(LinkVeth::new(&a, &b).build()).execute().await.map_err(|e| nl_err("veth", e))
+        })
+        .unwrap();
+    }
+
+    fn macvlan(nl: &Netlink, name: &str, lower: &str) {
+        let (name, lower) = (name.to_owned(), lower.to_owned());
+        nl.run(|h| async move {
+            let i = links(&h).await?.index_of(&lower)?;
+            h.link()
+                .add(LinkMacVlan::new(&name, i, MacVlanMode::Bridge).build())
+                .execute()
+                .await
+                .map_err(|e| nl_err("macvlan", e))
+        })
+        .unwrap();
+    }
+
+    fn link(nl: &Netlink, name: &str) -> Option<Link> {
+        let name = name.to_owned();
+        nl.run(|h| async move { Ok(links(&h).await?.by_name(&name).cloned()) }).unwrap()
+    }
+
+    fn bridge(name: &str, interfaces: &[&str], mtu: u32) -> NetItem {
+        NetItem::Bridge(BridgeConfig {
+            name: name.into(),
+            interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+            mtu,
+        })
+    }
+
+    fn addr(interface: &str, a: &str, prefix: u8) -> AddressConfig {
+        AddressConfig { interface: interface.into(), address: a.parse().unwrap(), prefix }
+    }
+
+    fn put(i: NetItem) -> NetChange {
+        NetChange::Put(i)
+    }
+
+    fn put_addr(interface: &str, a: &str, prefix: u8) -> NetChange {
+        put(NetItem::Address(addr(interface, a, prefix)))
+    }
+
+    /// Two veth pairs; `va0`, `va1` are the ports.
+    fn rig() -> Netlink {
+        let nl = Netlink::with_ports(["va0", "va1"]);
+        veth(&nl, "va0", "vb0");
+        veth(&nl, "va1", "vb1");
+        nl
+    }
+
+    /// xenbr0 on va0 with an IPv4 and an IPv6 address, applied through NetworkTxns.
+    fn xenbr0(nl: &Netlink) -> NetworkConfig {
+        let changes = [
+            put(bridge("xenbr0", &["va0"], 1500)),
+            put_addr("xenbr0", "192.0.2.10", 24),
+            put_addr("xenbr0", "2001:db8::10", 64),
+        ];
+        let txns = NetworkTxns::default();
+        let done = txns.apply(Arc::new(nl.clone()), &changes, &ApplyOptions::default(), None).unwrap();
+        assert_eq!(done, Applied::Done);
+        let mut want = NetworkConfig {
+            bridges: vec![BridgeConfig { name: "xenbr0".into(), interfaces: vec!["va0".into()], mtu: 1500 }],
+            addresses: vec![addr("xenbr0", "192.0.2.10", 24), addr("xenbr0", "2001:db8::10", 64)],
+            ..Default::default()
+        };
+        want.sort();
+        want
+    }
+
+    #[test]
+    fn ports_are_the_listed_interfaces() {
+        in_netns(|| {
+            let nl = rig();
+            let ports = nl.ports().unwrap();
+            assert_eq!(ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["va0", "va1"]);
+            let l = link(&nl, "va0").unwrap();
+            assert_eq!(ports[0].mac, format_mac(&l.address));
+            assert_eq!(ports[0].mac.len(), 17);
+            assert_eq!(ports[0].mtu, Some(1500));
+            assert!(ports[0].max_mtu.is_some_and(|m| m >= 9000), "{:?}", ports[0]);
+            assert_eq!(nl.read().unwrap(), NetworkConfig::default(), "a new namespace has nothing");
+        })
+    }
+
+    #[test]
+    fn a_bridge_and_addresses_read_back_as_applied_and_removing_restores() {
+        in_netns(|| {
+            let nl = rig();
+            let want = xenbr0(&nl);
+            assert_eq!(nl.read().unwrap(), want);
+            let br = link(&nl, "xenbr0").unwrap();
+            assert!(br.up, "the bridge is brought up");
+            assert_eq!(link(&nl, "va0").unwrap().controller, Some(br.index));
+            // Idempotent: the same changes again change nothing.
+            apply_all(&nl, &[put(bridge("xenbr0", &["va0"], 1500)), put_addr("xenbr0", "192.0.2.10", 24)])
+                .unwrap();
+            assert_eq!(nl.read().unwrap(), want);
+            // Members change; the MTU goes to the bridge and its interfaces.
+            apply_all(&nl, &[put(bridge("xenbr0", &["va1"], 1400))]).unwrap();
+            let got = nl.read().unwrap();
+            assert_eq!(got.bridges[0].interfaces, ["va1"]);
+            assert_eq!(got.bridges[0].mtu, 1400);
+            assert_eq!(link(&nl, "va1").unwrap().mtu, Some(1400));
+            let va0 = link(&nl, "va0").unwrap();
+            assert_eq!((va0.controller, va0.up), (None, true), "released and up");
+            // VM interfaces in a bridge are not ovm's: neither read nor released.
+            veth(&nl, "vif7.0", "vifpeer");
+            let vif = link(&nl, "vif7.0").unwrap();
+            nl.run(|h| async move {
+                set(&h, "enslave", LinkUnspec::new_with_index(vif.index).controller(br.index).build()).await
+            })
+            .unwrap();
+            assert_eq!(nl.read().unwrap().bridges[0].interfaces, ["va1"]);
+            apply_all(&nl, &[put(bridge("xenbr0", &["va0", "va1"], 1500))]).unwrap();
+            assert_eq!(link(&nl, "vif7.0").unwrap().controller, Some(br.index));
+            assert_eq!(nl.read().unwrap().bridges[0].interfaces, ["va0", "va1"]);
+            // Removing everything leaves nothing.
+            apply_all(
+                &nl,
+                &[
+                    NetChange::Remove(NetKey::Address(addr("xenbr0", "192.0.2.10", 24))),
+                    NetChange::Remove(NetKey::Address(addr("xenbr0", "2001:db8::10", 64))),
+                    NetChange::Remove(NetKey::Bridge("xenbr0".into())),
+                ],
+            )
+            .unwrap();
+            assert_eq!(nl.read().unwrap(), NetworkConfig::default());
+            assert!(link(&nl, "xenbr0").is_none());
+            assert_eq!(link(&nl, "va0").unwrap().controller, None);
+        })
+    }
+
+    #[test]
+    fn a_list_failing_at_its_third_change_leaves_everything_as_before() {
+        in_netns(|| {
+            let nl = Netlink::with_ports(["va0", "va1", "mv0", "lo"]);
+            veth(&nl, "va0", "vb0");
+            veth(&nl, "va1", "vb1");
+            // A macvlan takes no larger MTU than its lower device has (1500), whatever its
+            // maximum says: only the kernel refuses 9000.
+            macvlan(&nl, "mv0", "vb1");
+            let want = xenbr0(&nl);
+            let before = nl.read().unwrap();
+            assert_eq!(before, want);
+            let e = apply_all(
+                &nl,
+                &[
+                    put_addr("xenbr0", "198.51.100.1", 24),
+                    put(bridge("br1", &["va1"], 1500)),
+                    put(bridge("br2", &["mv0"], 9000)),
+                ],
+            )
+            .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Backend, "{e}");
+            assert!(e.to_string().contains("MTU of mv0 to 9000"), "{e}");
+            assert_eq!(nl.read().unwrap(), before, "undone");
+            assert!(link(&nl, "br1").is_none() && link(&nl, "br2").is_none());
+            assert_eq!(link(&nl, "va1").unwrap().controller, None);
+            // A bridge member the kernel refuses (loopback).
+            let e = apply_all(
+                &nl,
+                &[
+                    put(bridge("xenbr0", &["va0", "va1"], 1500)),
+                    put_addr("xenbr0", "198.51.100.1", 24),
+                    put(bridge("br3", &["lo"], 1500)),
+                ],
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("adding lo to bridge br3"), "{e}");
+            assert_eq!(nl.read().unwrap(), before, "undone");
+            assert_eq!(link(&nl, "va1").unwrap().controller, None);
+        })
+    }
+
+    #[test]
+    fn bonds_and_vlans_fail_cleanly_without_their_modules() {
+        in_netns(|| {
+            let nl = rig();
+            let want = xenbr0(&nl);
+            let bond = NetItem::Bond(BondConfig {
+                name: "bond0".into(),
+                mode: BondMode::ActiveBackup,
+                ports: vec!["va1".into()],
+                mtu: 1500,
+                monitor: BondMonitor::Arp { interval_ms: 1000, targets: vec![Ipv4Addr::new(192, 0, 2, 1)] },
+                primary: Some("va1".into()),
+            });
+            let e = apply_all(&nl, &[put_addr("xenbr0", "198.51.100.1", 24), put(bond)]).unwrap_err();
+            if link(&nl, "bond0").is_none() && !Path::new("/sys/module/bonding").exists() {
+                assert!(e.to_string().contains("bonding module is not loaded"), "{e}");
+            }
+            assert_eq!(nl.read().unwrap(), want);
+            let vlan = NetItem::Vlan(VlanConfig { parent: "va1".into(), vlan_id: 10, mtu: 1500 });
+            if !Path::new("/sys/module/8021q").exists() {
+                let e = apply_all(&nl, &[put_addr("xenbr0", "198.51.100.1", 24), put(vlan)]).unwrap_err();
+                assert!(e.to_string().contains("creating VLAN interface va1.10"), "{e}");
+                assert!(e.to_string().contains("8021q module is not loaded"), "{e}");
+                assert_eq!(nl.read().unwrap(), want);
             }
         })
     }
