@@ -261,6 +261,12 @@ impl Netlink {
         Netlink { ports: Some(ports.into_iter().map(Into::into).collect()) }
     }
 
+    /// Whether a bridge named `name` exists (in the namespace of the calling thread).
+    pub fn is_bridge(&self, name: &str) -> Result<bool> {
+        let ls = self.run(|h| async move { links(&h).await })?;
+        Ok(ls.by_name(name).is_some_and(|l| l.is_kind(&InfoKind::Bridge)))
+    }
+
     /// Runs `f` with a netlink handle on a private current-thread runtime.
     fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
@@ -687,7 +693,7 @@ impl RawNetwork for Netlink {
 /// there is no bonding or 802.1Q module here, so bonds and VLAN interfaces are only checked to
 /// fail cleanly.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 
@@ -699,7 +705,7 @@ mod tests {
     use crate::driver::Applied;
 
     /// Runs `f` on a thread of its own in a new network namespace.
-    fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(crate) fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         assert_eq!(euid, 0, "the netlink tests make network namespaces: run them as root");
