@@ -231,6 +231,13 @@ async fn set(h: &Handle, what: impl std::fmt::Display, m: LinkMessage) -> Result
     h.link().set(m).execute().await.map_err(|e| nl_err(what, e))
 }
 
+/// Changes an existing interface's kind-specific options (`RTM_NEWLINK` without `NLM_F_CREATE`
+/// and `NLM_F_EXCL`, as `ip link set ... type ...`; `RTM_SETLINK` ignores them).
+async fn change(h: &Handle, what: impl std::fmt::Display, m: LinkMessage) -> Result<()> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+    h.link().add(m).set_flags(NLM_F_REQUEST | NLM_F_ACK).execute().await.map_err(|e| nl_err(what, e))
+}
+
 async fn set_up(h: &Handle, name: &str, index: u32) -> Result<()> {
     set(h, format!("bringing {name} up"), LinkUnspec::new_with_index(index).up().build()).await
 }
@@ -439,8 +446,22 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
             ls = links(h).await?;
         }
     }
+    // The kernel refuses the ARP options, even to turn ARP monitoring off, in the modes that
+    // cannot use it (802.3ad, balance-tlb, balance-alb).
+    let arp_mode = b.mode == BondMode::ActiveBackup;
+    if matches!(b.monitor, BondMonitor::Arp { .. }) && !arp_mode {
+        return Err(Error::invalid(
+            "monitor",
+            format!(
+                "bond {}: ARP monitoring works in active-backup mode only, not {}",
+                b.name,
+                b.mode.linux_name()
+            ),
+        ));
+    }
     let monitor = |m: rtnetlink::LinkMessageBuilder<LinkBond>| match &b.monitor {
-        BondMonitor::Mii { interval_ms } => m.arp_interval(0).miimon(*interval_ms),
+        BondMonitor::Mii { interval_ms } if arp_mode => m.arp_interval(0).miimon(*interval_ms),
+        BondMonitor::Mii { interval_ms } => m.miimon(*interval_ms),
         BondMonitor::Arp { interval_ms, targets } => {
             m.miimon(0).arp_interval(*interval_ms).arp_ip_target(targets.clone())
         }
@@ -450,11 +471,7 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
             // Kernel order within a change: mode, MII, ARP interval, ARP targets; a new ARP
             // target list replaces the old.
             let msg = monitor(LinkBond::new(&b.name)).build();
-            h.link()
-                .change(msg)
-                .execute()
-                .await
-                .map_err(|e| nl_err(format!("setting the link monitor of bond {}", b.name), e))?;
+            change(h, format!("setting the link monitor of bond {}", b.name), msg).await?;
             l.index
         }
         None => {
@@ -513,11 +530,8 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
             })
         });
         if current != Some(primary) {
-            h.link()
-                .change(LinkBond::new(&b.name).primary(primary).build())
-                .execute()
-                .await
-                .map_err(|e| nl_err(format!("setting the primary of bond {}", b.name), e))?;
+            let msg = LinkBond::new(&b.name).primary(primary).build();
+            change(h, format!("setting the primary of bond {}", b.name), msg).await?;
         }
     }
     set_up(h, &b.name, index).await
@@ -817,6 +831,12 @@ pub(crate) mod tests {
             let br = link(&nl, "xenbr0").unwrap();
             assert!(br.up, "the bridge is brought up");
             assert_eq!(link(&nl, "va0").unwrap().controller, Some(br.index));
+            // Options of an existing interface change in place (the path of a bond's monitor).
+            nl.run(|h| async move {
+                change(&h, "ageing", LinkBridge::new("xenbr0").ageing_time(12_345).build()).await
+            })
+            .unwrap();
+            assert_eq!(link(&nl, "xenbr0").unwrap().index, br.index);
             // Idempotent: the same changes again change nothing.
             apply_all(&nl, &[put(bridge("xenbr0", &["va0"], 1500)), put_addr("xenbr0", "192.0.2.10", 24)])
                 .unwrap();
