@@ -435,17 +435,6 @@ impl Netlink {
 /// Puts a bond: creates it (or recreates it in another mode), sets its monitor, members, MTU and
 /// primary, and brings it up.
 async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
-    let mut ls = links(h).await?;
-    if let Some(l) = ls.by_name(&b.name) {
-        if !l.is_kind(&InfoKind::Bond) {
-            return Err(Error::backend(WHAT, format!("{} exists and is not a bond", b.name)));
-        }
-        if l.bond_mode() != Some(to_nl_mode(b.mode)) {
-            // The mode of a bond changes only without members and down: make it anew.
-            remove_bond(h, &b.name).await?;
-            ls = links(h).await?;
-        }
-    }
     // The kernel refuses the ARP options, even to turn ARP monitoring off, in the modes that
     // cannot use it (802.3ad, balance-tlb, balance-alb).
     let arp_mode = b.mode == BondMode::ActiveBackup;
@@ -458,6 +447,28 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
                 b.mode.linux_name()
             ),
         ));
+    }
+    let ls = links(h).await?;
+    if let Some(l) = ls.by_name(&b.name) {
+        if !l.is_kind(&InfoKind::Bond) {
+            return Err(Error::backend(WHAT, format!("{} exists and is not a bond", b.name)));
+        }
+        if l.bond_mode() != Some(to_nl_mode(b.mode)) {
+            // The mode of a bond changes only while it is down and has no members. It is changed
+            // in place rather than the bond made anew, so that what sits on it (VLAN interfaces,
+            // a bridge it is in) stays. Leaving ARP modes, the kernel turns ARP monitoring off.
+            for m in ls.members_of(l.index) {
+                release(h, &m.name, m.index).await?;
+            }
+            set(
+                h,
+                format!("taking bond {} down", b.name),
+                LinkUnspec::new_with_index(l.index).down().build(),
+            )
+            .await?;
+            let msg = LinkBond::new(&b.name).mode(to_nl_mode(b.mode)).build();
+            change(h, format!("setting the mode of bond {} to {}", b.name, b.mode.linux_name()), msg).await?;
+        }
     }
     let monitor = |m: rtnetlink::LinkMessageBuilder<LinkBond>| match &b.monitor {
         BondMonitor::Mii { interval_ms } if arp_mode => m.arp_interval(0).miimon(*interval_ms),
