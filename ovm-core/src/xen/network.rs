@@ -297,7 +297,12 @@ impl Netlink {
     fn is_port(&self, l: &Link) -> bool {
         match &self.ports {
             Some(p) => p.contains(&l.name),
-            None => Path::new("/sys/class/net").join(&l.name).join("device").exists(),
+            // A NIC has no link kind; Xen's VM interfaces have a device too (their backend).
+            None => {
+                l.kind.is_none()
+                    && !is_vm_interface(&l.name)
+                    && Path::new("/sys/class/net").join(&l.name).join("device").exists()
+            }
         }
     }
 
@@ -816,6 +821,101 @@ pub(crate) mod tests {
         };
         want.sort();
         want
+    }
+
+    fn l(index: u32, name: &str, kind: Option<InfoKind>, controller: Option<u32>) -> Link {
+        Link { index, name: name.into(), kind, controller, mtu: Some(1500), ..Default::default() }
+    }
+
+    fn a(index: u32, ip: &str, prefix: u8, scope: AddressScope) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.index = index;
+        m.header.prefix_len = prefix;
+        m.header.scope = scope;
+        m.attributes.push(AddressAttribute::Address(ip.parse().unwrap()));
+        m
+    }
+
+    /// What the kernel reports of bonds and VLAN interfaces (which this host cannot make).
+    #[test]
+    fn bonds_vlans_bridges_and_addresses_are_read_from_link_messages() {
+        let mut bond0 = l(10, "bond0", Some(InfoKind::Bond), None);
+        bond0.mtu = Some(9000);
+        bond0.bond = vec![
+            InfoBond::Mode(NlBondMode::ActiveBackup),
+            InfoBond::MiiMon(0),
+            InfoBond::ArpInterval(500),
+            InfoBond::ArpIpTarget(vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]),
+            InfoBond::Primary(3),
+        ];
+        let mut bond1 = l(11, "bond1", Some(InfoKind::Bond), None);
+        bond1.bond = vec![InfoBond::Mode(NlBondMode::Ieee8023Ad), InfoBond::MiiMon(100)];
+        let mut rr = l(12, "bond2", Some(InfoKind::Bond), None);
+        rr.bond = vec![InfoBond::Mode(NlBondMode::BalanceRr)];
+        let mut vlan = l(20, "bond0.100", Some(InfoKind::Vlan), None);
+        (vlan.parent, vlan.vlan_id) = (Some(10), Some(100));
+        let mut other_vlan = l(21, "v200", Some(InfoKind::Vlan), None);
+        (other_vlan.parent, other_vlan.vlan_id) = (Some(10), Some(200));
+        let links = Links(vec![
+            l(1, "lo", None, None),
+            l(2, "eth0", None, Some(10)),
+            l(3, "eth1", None, Some(10)),
+            l(4, "eth2", None, Some(11)),
+            l(5, "eth3", None, Some(30)),
+            bond0,
+            bond1,
+            rr,
+            vlan,
+            other_vlan,
+            l(30, "xenbr0", Some(InfoKind::Bridge), None),
+            l(31, "xenbr1", Some(InfoKind::Bridge), None),
+            l(40, "vif3.0", None, Some(30)),
+            l(41, "tap3.0", None, Some(30)),
+            l(42, "bond0.100x", None, Some(31)),
+        ]);
+        let addrs = [
+            a(1, "127.0.0.1", 8, AddressScope::Host),
+            a(30, "192.0.2.5", 24, AddressScope::Universe),
+            a(30, "fe80::1", 64, AddressScope::Link),
+            a(30, "2001:db8::5", 64, AddressScope::Universe),
+            a(20, "198.51.100.5", 25, AddressScope::Universe),
+        ];
+        let got = Netlink::config_of(&links, &addrs);
+        let mut want = NetworkConfig {
+            bonds: vec![
+                BondConfig {
+                    name: "bond0".into(),
+                    mode: BondMode::ActiveBackup,
+                    ports: vec!["eth0".into(), "eth1".into()],
+                    mtu: 9000,
+                    monitor: BondMonitor::Arp {
+                        interval_ms: 500,
+                        targets: vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)],
+                    },
+                    primary: Some("eth1".into()),
+                },
+                BondConfig {
+                    name: "bond1".into(),
+                    mode: BondMode::Lacp,
+                    ports: vec!["eth2".into()],
+                    mtu: 1500,
+                    monitor: BondMonitor::Mii { interval_ms: 100 },
+                    primary: None,
+                },
+            ],
+            vlans: vec![VlanConfig { parent: "bond0".into(), vlan_id: 100, mtu: 1500 }],
+            bridges: vec![
+                BridgeConfig { name: "xenbr0".into(), interfaces: vec!["eth3".into()], mtu: 1500 },
+                BridgeConfig { name: "xenbr1".into(), interfaces: vec!["bond0.100x".into()], mtu: 1500 },
+            ],
+            addresses: vec![
+                addr("xenbr0", "192.0.2.5", 24),
+                addr("xenbr0", "2001:db8::5", 64),
+                addr("bond0.100", "198.51.100.5", 25),
+            ],
+        };
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
