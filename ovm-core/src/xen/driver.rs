@@ -980,6 +980,59 @@ mod tests {
     }
 
     #[test]
+    fn network_configuration_is_served_through_netlink() {
+        use crate::driver::network::{AddressConfig, BridgeConfig, NetItem};
+        crate::xen::network::tests::in_netns(|| {
+            let r = rig(&[0]);
+            let net = r.conn.network().unwrap();
+            assert_eq!(net.network_config().unwrap(), NetworkConfig::default());
+            let bridge = BridgeConfig { name: "xenbr0".into(), interfaces: Vec::new(), mtu: 1500 };
+            let address = AddressConfig {
+                interface: "xenbr0".into(),
+                address: "192.0.2.1".parse().unwrap(),
+                prefix: 24,
+            };
+            let changes = [
+                NetChange::Put(NetItem::Bridge(bridge.clone())),
+                NetChange::Put(NetItem::Address(address.clone())),
+            ];
+            assert_eq!(net.apply(&changes, &ApplyOptions::default()).unwrap(), Applied::Done);
+            let want =
+                NetworkConfig { bridges: vec![bridge], addresses: vec![address], ..Default::default() };
+            assert_eq!(net.network_config().unwrap(), want);
+            // Cutting the management link is refused unless forced.
+            let opts = ApplyOptions { management: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
+            let e = net
+                .apply(&[NetChange::Remove(crate::driver::NetKey::Bridge("xenbr0".into()))], &opts)
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Conflict, "{e}");
+            assert_eq!(net.network_config().unwrap(), want);
+            assert!(net.txn_state(1).is_err());
+            // Forced, it is applied under a rollback timer and undone unless confirmed.
+            let forced = ApplyOptions { force: true, confirm_within_ms: 2_000, ..opts };
+            let Applied::Tentative { txn, .. } = net
+                .apply(&[NetChange::Remove(crate::driver::NetKey::Bridge("xenbr0".into()))], &forced)
+                .unwrap()
+            else {
+                panic!("a forced change of the management link is tentative")
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut removed = false;
+            loop {
+                match net.txn_state(txn).unwrap() {
+                    TxnState::RolledBack { .. } => break,
+                    TxnState::Pending => removed |= net.network_config().unwrap() == NetworkConfig::default(),
+                    _ => {}
+                }
+                assert!(Instant::now() < deadline, "not rolled back");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(removed, "the forced change took effect before it was undone");
+            assert_eq!(net.network_config().unwrap(), want);
+        })
+    }
+
+    #[test]
     fn changes_are_broadcast() {
         let r = rig(&[0]);
         let mut rx = r.conn.watch().unwrap();
