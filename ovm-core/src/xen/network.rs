@@ -10,7 +10,8 @@
 //! * the bonding module must be loaded with `max_bonds=0` (otherwise it makes a `bond0` itself);
 //! * an interface is enslaved to a bond while down (the bonding driver opens it itself);
 //! * a bond's MTU is given to its members when they are enslaved, and on every change;
-//! * a bridge does not pass its MTU on: ovm sets the MTU of the interfaces it bridges.
+//! * a bridge does not pass its MTU on: ovm sets the MTU of the ports it bridges (bonds and VLAN
+//!   interfaces in a bridge keep the MTU configured for them).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -628,8 +629,10 @@ async fn put_bridge(h: &Handle, b: &BridgeConfig) -> Result<()> {
         let l = ls
             .by_name(i)
             .ok_or_else(|| Error::backend(WHAT, format!("bridge {}: no interface {i}", b.name)))?;
-        // A bridge does not pass its MTU on: its interfaces get it.
-        if l.mtu != Some(b.mtu) {
+        // A bridge does not pass its MTU on: its ports get it. Bonds and VLAN interfaces keep
+        // their own, which are items of the configuration themselves.
+        let own_mtu = l.is_kind(&InfoKind::Bond) || l.is_kind(&InfoKind::Vlan);
+        if !own_mtu && l.mtu != Some(b.mtu) {
             set_mtu(h, i, l.index, b.mtu).await?;
         }
         if l.controller != Some(index) {
