@@ -454,6 +454,12 @@ async fn put_bond(h: &Handle, b: &BondConfig) -> Result<()> {
             ),
         ));
     }
+    if b.primary.is_some() && !takes_primary(b.mode) {
+        return Err(Error::invalid(
+            "primary",
+            format!("bond {}: a {} bond has no primary member", b.name, b.mode.linux_name()),
+        ));
+    }
     let ls = links(h).await?;
     if let Some(l) = ls.by_name(&b.name) {
         if !l.is_kind(&InfoKind::Bond) {
