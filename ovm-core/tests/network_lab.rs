@@ -240,6 +240,8 @@ fn bonds_vlans_and_bridges_are_built_on_real_servers_and_carry_guests() {
         assert!(on(k, "ip -o -4 addr show dev bond0", 30).contains(&format!("10.77.1.{k}/24")));
         wait_for(&format!("server {k}'s bond0 to make stor0 active"), 60, || active_slave(k) == "stor0");
         on(k, &format!("ping -c 2 -W 3 {storage_ip} >/dev/null"), 30);
+        // Storage traffic to the storage server goes over the storage network's bond.
+        assert!(on(k, &format!("ip route get {storage_ip}"), 30).contains("dev bond0"));
         assert!(mgr.network_drift(s[k as usize - 1]).unwrap().is_empty());
     }
     assert_eq!(mgr.network_address(s[1], NetworkFunction::Storage), Some("10.77.1.2".parse().unwrap()));

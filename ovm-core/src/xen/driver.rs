@@ -15,14 +15,16 @@ use tokio::sync::broadcast;
 use super::domain::{DomainEvent, ShutdownRequest, XenHost};
 use super::error::{XenError, XsErrno};
 use super::naming;
+use super::network::Netlink;
 use super::perms::{Access, Perms};
 use super::privcmd::{DomainInfo, DomainState, ShutdownReason as XenShutdownReason};
 use super::storage::LocalStorage;
 use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
+use crate::driver::network::{Applied, ApplyOptions, NetChange, NetworkConfig, RawNetwork, TxnState};
 use crate::driver::{
     DiscoveredFileSystem, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
     FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MountSource,
-    ServerConnection, ShutdownReason,
+    NetworkOps, NetworkTxns, NicSpec, ServerConnection, ShutdownReason,
 };
 use crate::model::{DomainType, EthernetPort, HostHardware, ObjectKind, RestartAction, VmId};
 use crate::{Error, Result};
@@ -154,6 +156,8 @@ pub struct XenConnection {
     last_cpu: Mutex<Option<(Instant, u64)>>,
     storage: LocalStorage,
     iscsi: super::iscsi::Iscsi,
+    /// Network changes under a rollback timer.
+    net_txns: NetworkTxns,
 }
 
 impl XenConnection {
@@ -193,6 +197,7 @@ impl XenConnection {
             last_cpu: Mutex::new(None),
             storage: LocalStorage::default(),
             iscsi: super::iscsi::Iscsi::default(),
+            net_txns: NetworkTxns::default(),
         })
     }
 
@@ -319,27 +324,6 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-/// Physical network interfaces of dom0 (those backed by a device).
-fn ethernet_ports() -> Vec<EthernetPort> {
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
-    let mut ports: Vec<EthernetPort> = dir
-        .flatten()
-        .filter(|e| e.path().join("device").exists())
-        .map(|e| {
-            let p = e.path();
-            let read = |f: &str| std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_string()).ok();
-            EthernetPort {
-                speed_mbps: read("speed")
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .and_then(|v| u32::try_from(v).ok()),
-                ..EthernetPort::new(&e.file_name().to_string_lossy(), &read("address").unwrap_or_default())
-            }
-        })
-        .collect();
-    ports.sort_by(|a, b| a.name.cmp(&b.name));
-    ports
-}
-
 impl HostOps for XenConnection {
     fn host_info(&self) -> Result<HostInfo> {
         let hv = self.host.hypercalls();
@@ -353,7 +337,7 @@ impl HostOps for XenConnection {
                 cpus: phys.nr_cpus,
                 memory_mib: phys.total_bytes >> 20,
                 xen_version: version.to_string(),
-                ports: ethernet_ports(),
+                ports: Netlink::new().ports()?,
                 hvm_capable: phys.hvm,
             },
             dom0_memory_mib: dom0.memory_bytes >> 20,
@@ -486,6 +470,81 @@ impl DomainOps for XenConnection {
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {
         Ok(self.changes.subscribe())
     }
+
+    /// `xl network-attach DOMID bridge=B,mac=M`; the bridge must exist.
+    fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let vif = XlVif {
+            bridge: nic.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned()),
+            mac: (!nic.mac.is_empty()).then(|| nic.mac.clone()),
+        };
+        let spec = vif.spec().map_err(map_err)?;
+        let domid = self.domid_of(vm)?;
+        if !Netlink::new().is_bridge(&vif.bridge)? {
+            return Err(Error::invalid(
+                "bridge",
+                format!("bridge {} does not exist on this server: the NIC cannot be plugged", vif.bridge),
+            ));
+        }
+        self.xl.run(&["network-attach", &domid.to_string(), &spec]).map(drop).map_err(map_err)
+    }
+
+    /// `xl network-detach DOMID MAC`.
+    fn detach_nic(&self, vm: VmId, mac: &str) -> Result<()> {
+        super::xl::check_mac(mac).map_err(map_err)?;
+        let domid = self.domid_of(vm)?;
+        self.xl.run(&["network-detach", &domid.to_string(), mac]).map(drop).map_err(map_err)
+    }
+
+    /// The domain's VIFs from their backends in xenstore (`/local/domain/0/backend/vif/DOMID/N`):
+    /// MAC, bridge, and whether connected (state 4).
+    fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
+        let domid = self.domid_of(vm)?;
+        let base = format!("/local/domain/0/backend/vif/{domid}");
+        self.rt.block_on(async {
+            let xs = self.host.xenstore();
+            let mut devs: Vec<(u32, String)> = match xs.directory(&base).await {
+                Ok(d) => d.into_iter().filter_map(|n| Some((n.parse().ok()?, n))).collect(),
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(map_err(e)),
+            };
+            devs.sort();
+            let mut nics = Vec::new();
+            for (_, dev) in devs {
+                let path = format!("{base}/{dev}");
+                let Some(mac) = xs.try_read_string(&format!("{path}/mac")).await.map_err(map_err)? else {
+                    continue;
+                };
+                let bridge = xs.try_read_string(&format!("{path}/bridge")).await.map_err(map_err)?;
+                let state = xs.try_read_string(&format!("{path}/state")).await.map_err(map_err)?;
+                nics.push((mac, bridge.unwrap_or_default(), state.as_deref().map(str::trim) == Some("4")));
+            }
+            Ok(nics)
+        })
+    }
+}
+
+/// dom0's network configuration through rtnetlink ([`Netlink`]), changes made atomic and, when
+/// forced across the management link, undone unless confirmed ([`NetworkTxns`]).
+impl NetworkOps for XenConnection {
+    fn ports(&self) -> Result<Vec<EthernetPort>> {
+        Netlink::new().ports()
+    }
+
+    fn network_config(&self) -> Result<NetworkConfig> {
+        Netlink::new().read()
+    }
+
+    fn apply(&self, changes: &[NetChange], opts: &ApplyOptions) -> Result<Applied> {
+        self.net_txns.apply(Arc::new(Netlink::new()), changes, opts, None)
+    }
+
+    fn confirm(&self, txn: u64) -> Result<TxnState> {
+        self.net_txns.confirm(txn)
+    }
+
+    fn txn_state(&self, txn: u64) -> Result<TxnState> {
+        self.net_txns.state(txn)
+    }
 }
 
 /// Files on the local file systems; mounting is not done by this driver (dom0's own mounts serve).
@@ -609,9 +668,14 @@ impl crate::driver::StorageArrayPlugin for XenConnection {
     }
 }
 
-/// Host, domains, local file storage (NFS and local) and the generic iSCSI initiator; no network configuration, cluster or
-/// migration (the local driver has no agents on other servers).
+/// Host, domains, dom0's network configuration, local file storage (NFS and local) and the
+/// generic iSCSI initiator; no cluster or migration (the local driver has no agents on other
+/// servers).
 impl ServerConnection for XenConnection {
+    fn network(&self) -> Option<&dyn NetworkOps> {
+        Some(self)
+    }
+
     fn array_storage(&self) -> Option<&dyn crate::driver::StorageArrayPlugin> {
         Some(self)
     }
@@ -854,8 +918,118 @@ mod tests {
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
         assert!(log.lines().any(|l| l == format!("save 5 {}", save.display())), "{log}");
         assert!(r.conn.suspend(vm(5), "/etc/web01.save").is_err(), "outside the storage root");
-        assert!(r.conn.migration().is_none() && r.conn.cluster().is_none() && r.conn.network().is_none());
+        assert!(r.conn.migration().is_none() && r.conn.cluster().is_none() && r.conn.network().is_some());
         assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn nics_are_hot_plugged_through_xl_and_listed_from_xenstore() {
+        crate::xen::network::tests::in_netns(|| {
+            let r = rig(&[0, 5]);
+            let log = || std::fs::read_to_string(r.dir.join("xl.log")).unwrap_or_default();
+            let nic = NicSpec { mac: "00:16:3e:0a:0b:0c".into(), bridge: Some("br9".into()) };
+            let e = r.conn.attach_nic(vm(5), &nic).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+            assert!(e.to_string().contains("bridge br9 does not exist"), "{e}");
+            let bridge = crate::driver::network::NetItem::Bridge(crate::driver::network::BridgeConfig {
+                name: "br9".into(),
+                interfaces: Vec::new(),
+                mtu: 1500,
+            });
+            crate::driver::network::apply_all(
+                &Netlink::with_ports(Vec::<String>::new()),
+                &[NetChange::Put(bridge)],
+            )
+            .unwrap();
+            r.conn.attach_nic(vm(5), &nic).unwrap();
+            assert!(
+                log().lines().any(|l| l == "network-attach 5 bridge=br9,mac=00:16:3e:0a:0b:0c"),
+                "{}",
+                log()
+            );
+            let bad = NicSpec { mac: String::new(), bridge: Some("br9,script=/tmp/x".into()) };
+            assert_eq!(r.conn.attach_nic(vm(5), &bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+            let bad = NicSpec { mac: "00:16:3e:0a:0b".into(), bridge: Some("br9".into()) };
+            assert_eq!(r.conn.attach_nic(vm(5), &bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+            assert_eq!(r.conn.attach_nic(vm(9), &nic).unwrap_err().kind(), crate::ErrorKind::NotFound);
+            r.conn.detach_nic(vm(5), "00:16:3e:0a:0b:0c").unwrap();
+            assert!(log().lines().any(|l| l == "network-detach 5 00:16:3e:0a:0b:0c"), "{}", log());
+            assert_eq!(
+                r.conn.detach_nic(vm(5), "1 2").unwrap_err().kind(),
+                crate::ErrorKind::InvalidArgument
+            );
+            assert_eq!(log().lines().filter(|l| l.starts_with("network-")).count(), 2, "{}", log());
+
+            assert_eq!(r.conn.domain_nics(vm(5)).unwrap(), Vec::new());
+            let b = "/local/domain/0/backend/vif/5";
+            for (dev, mac, bridge, state) in
+                [(10, "00:16:3e:00:00:0a", "br9", "2"), (0, "00:16:3e:00:00:01", "xenbr0", "4")]
+            {
+                r.fake.external_write(&format!("{b}/{dev}/mac"), mac.as_bytes());
+                r.fake.external_write(&format!("{b}/{dev}/bridge"), bridge.as_bytes());
+                r.fake.external_write(&format!("{b}/{dev}/state"), state.as_bytes());
+            }
+            assert_eq!(
+                r.conn.domain_nics(vm(5)).unwrap(),
+                vec![
+                    ("00:16:3e:00:00:01".to_string(), "xenbr0".to_string(), true),
+                    ("00:16:3e:00:00:0a".to_string(), "br9".to_string(), false),
+                ]
+            );
+        })
+    }
+
+    #[test]
+    fn network_configuration_is_served_through_netlink() {
+        use crate::driver::network::{AddressConfig, BridgeConfig, NetItem};
+        crate::xen::network::tests::in_netns(|| {
+            let r = rig(&[0]);
+            let net = r.conn.network().unwrap();
+            assert_eq!(net.network_config().unwrap(), NetworkConfig::default());
+            let bridge = BridgeConfig { name: "xenbr0".into(), interfaces: Vec::new(), mtu: 1500 };
+            let address = AddressConfig {
+                interface: "xenbr0".into(),
+                address: "192.0.2.1".parse().unwrap(),
+                prefix: 24,
+            };
+            let changes = [
+                NetChange::Put(NetItem::Bridge(bridge.clone())),
+                NetChange::Put(NetItem::Address(address.clone())),
+            ];
+            assert_eq!(net.apply(&changes, &ApplyOptions::default()).unwrap(), Applied::Done);
+            let want =
+                NetworkConfig { bridges: vec![bridge], addresses: vec![address], ..Default::default() };
+            assert_eq!(net.network_config().unwrap(), want);
+            // Cutting the management link is refused unless forced.
+            let opts = ApplyOptions { management: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
+            let e = net
+                .apply(&[NetChange::Remove(crate::driver::NetKey::Bridge("xenbr0".into()))], &opts)
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Conflict, "{e}");
+            assert_eq!(net.network_config().unwrap(), want);
+            assert!(net.txn_state(1).is_err());
+            // Forced, it is applied under a rollback timer and undone unless confirmed.
+            let forced = ApplyOptions { force: true, confirm_within_ms: 2_000, ..opts };
+            let Applied::Tentative { txn, .. } = net
+                .apply(&[NetChange::Remove(crate::driver::NetKey::Bridge("xenbr0".into()))], &forced)
+                .unwrap()
+            else {
+                panic!("a forced change of the management link is tentative")
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut removed = false;
+            loop {
+                match net.txn_state(txn).unwrap() {
+                    TxnState::RolledBack { .. } => break,
+                    TxnState::Pending => removed |= net.network_config().unwrap() == NetworkConfig::default(),
+                    _ => {}
+                }
+                assert!(Instant::now() < deadline, "not rolled back");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(removed, "the forced change took effect before it was undone");
+            assert_eq!(net.network_config().unwrap(), want);
+        })
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! * [`domain`]: domain operations on top of both ([`XenHost`]).
 //! * [`xl`]: domain creation through the Xen toolstack (`xl create`).
 //! * [`driver`]: [`XenDriver`], the manager's driver for the local Xen host.
+//! * [`network`]: dom0's bonds, VLAN interfaces, bridges and addresses over rtnetlink.
 //!
 //! * [`naming`]: Xen's device and bridge names (always compiled; the rest needs the `xen` feature).
 //!
@@ -57,6 +58,8 @@ pub mod iscsi;
 #[cfg(feature = "xen")]
 pub mod migration;
 pub mod naming;
+#[cfg(feature = "xen")]
+pub mod network;
 #[cfg(feature = "xen")]
 pub mod perms;
 #[cfg(feature = "xen")]

@@ -43,6 +43,34 @@ pub struct XlVif {
     pub mac: Option<String>,
 }
 
+/// Whether `mac` is a MAC address `xx:xx:xx:xx:xx:xx` (hexadecimal digits).
+pub fn check_mac(mac: &str) -> XenResult<()> {
+    let ok = mac.len() == 17
+        && mac.split(':').count() == 6
+        && mac.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        return Err(XenError::InvalidArgument(format!("bad MAC address {mac:?}")));
+    }
+    Ok(())
+}
+
+impl XlVif {
+    /// The `xl` device string, `bridge=B[,mac=M]` (as in `vif=[...]` and `xl network-attach`),
+    /// with every value validated.
+    pub fn spec(&self) -> XenResult<String> {
+        check_text("bridge", &self.bridge)?;
+        if self.bridge.is_empty() || self.bridge.contains(',') || self.bridge.contains('=') {
+            return Err(XenError::InvalidArgument(format!("bad bridge {:?}", self.bridge)));
+        }
+        let mut s = format!("bridge={}", self.bridge);
+        if let Some(m) = &self.mac {
+            check_mac(m)?;
+            s.push_str(&format!(",mac={m}"));
+        }
+        Ok(s)
+    }
+}
+
 /// What the toolstack does when the guest powers off, reboots or crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleAction {
@@ -262,21 +290,7 @@ impl XlDomainBuilder {
         }
         let mut vifs = Vec::new();
         for v in &self.vifs {
-            check_text("bridge", &v.bridge)?;
-            if v.bridge.is_empty() || v.bridge.contains(',') || v.bridge.contains('=') {
-                return Err(XenError::InvalidArgument(format!("bad bridge {:?}", v.bridge)));
-            }
-            let mut s = format!("bridge={}", v.bridge);
-            if let Some(m) = &v.mac {
-                let ok = m.len() == 17
-                    && m.split(':').count() == 6
-                    && m.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
-                if !ok {
-                    return Err(XenError::InvalidArgument(format!("bad MAC address {m:?}")));
-                }
-                s.push_str(&format!(",mac={m}"));
-            }
-            vifs.push(format!("'{s}'"));
+            vifs.push(format!("'{}'", v.spec()?));
         }
         if !vifs.is_empty() {
             let _ = writeln!(c, "vif = [ {} ]", vifs.join(", "));

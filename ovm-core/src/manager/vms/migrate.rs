@@ -53,7 +53,9 @@ impl Manager {
                         // The destination prepares and issues a ticket; the source sends the domain.
                         let spec = ctx.mgr.domain_spec(vm)?;
                         let dest_conn = ctx.hv(target)?;
-                        super::send_domain(&*ctx.hv(from)?, &*dest_conn, &spec, true)?;
+                        // Over the live-migrate network, where the destination has an address on it.
+                        let via = ctx.mgr.network_address(target, NetworkFunction::LiveMigrate);
+                        super::send_domain(&*ctx.hv(from)?, &*dest_conn, &spec, true, via)?;
                         let domid = ctx
                             .hv(target)?
                             .list_domains()?

@@ -110,15 +110,21 @@ pub(super) fn set_state(ctx: &StepCtx<'_>, vm: VmId, state: PowerState, domid: O
 
 /// Move the domain of `spec` from `source` to `dest`: the destination, told the source's identity,
 /// prepares and issues a one-time ticket naming its own identity; the source sends the domain with
-/// it. A failed send gives the ticket back.
+/// it. A failed send gives the ticket back. With `via` (the destination's address on the
+/// live-migrate network), the stream goes to that address rather than the one the destination
+/// named, when it named an IP address and port.
 pub(crate) fn send_domain(
     source: &dyn crate::driver::ServerConnection,
     dest: &dyn crate::driver::ServerConnection,
     spec: &crate::driver::DomainSpec,
     live: bool,
+    via: Option<std::net::IpAddr>,
 ) -> Result<()> {
     let (from, to) = (super::migration(source)?, super::migration(dest)?);
-    let ticket = to.prepare_incoming(spec, &from.identity()?)?;
+    let mut ticket = to.prepare_incoming(spec, &from.identity()?)?;
+    if let (Some(ip), Ok(named)) = (via, ticket.destination.parse::<std::net::SocketAddr>()) {
+        ticket.destination = std::net::SocketAddr::new(ip, named.port()).to_string();
+    }
     if let Err(e) = from.send(spec.uuid, &ticket, live) {
         let _ = to.cancel_incoming(&ticket);
         return Err(e);
@@ -141,7 +147,8 @@ pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
             let hv = mgr.hypervisor(ServerId(*from))?;
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
                 let spec = mgr.domain_spec(VmId(*vm))?;
-                send_domain(&*hv, &*mgr.hypervisor(ServerId(*to))?, &spec, true)?;
+                let via = mgr.network_address(ServerId(*to), NetworkFunction::LiveMigrate);
+                send_domain(&*hv, &*mgr.hypervisor(ServerId(*to))?, &spec, true, via)?;
             }
             Ok(())
         }
