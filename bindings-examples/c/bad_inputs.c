@@ -54,6 +54,23 @@ int main(void) {
   expect("enum out of range", ovm_object_count(mgr, 9999, &n), OVM_RESULT_INVALID_ENUM);
   expect("severity out of range", ovm_event_list_json(mgr, NULL, 42, false, 0, &js), OVM_RESULT_INVALID_ENUM);
   expect("network function bits out of range", ovm_network_create(mgr, "n", "xenbr1", 0x100, &job), OVM_RESULT_INVALID_ENUM);
+  const char *some_id = "5b848d1a-c95c-4411-848a-34317e167ad8";
+  const char *arp_targets[] = {"10.0.0.1"};
+  expect("bond mode out of range", ovm_bond_create_with(mgr, some_id, "bond0", 9, NULL, 0, 0, 0, NULL, 0, NULL, &job),
+         OVM_RESULT_INVALID_ENUM);
+  expect("bond ports NULL with a count", ovm_bond_create_with(mgr, some_id, "bond0", OVM_BOND_LACP, NULL, 2, 0, 0, NULL, 0, NULL, &job),
+         OVM_RESULT_NULL_PARAMETER);
+  expect("ARP targets without an interval",
+         ovm_bond_create_with(mgr, some_id, "bond0", OVM_BOND_LACP, NULL, 0, 0, 0, arp_targets, 1, NULL, &job),
+         OVM_RESULT_INVALID_ARGUMENT);
+  expect("bond address without a number prefix",
+         ovm_bond_create_with(mgr, some_id, "bond0", OVM_BOND_LACP, NULL, 0, 0, 0, NULL, 0, "10.0.0.1/x", &job),
+         OVM_RESULT_INVALID_ARGUMENT);
+  expect("network member kind out of range", ovm_network_set_address(mgr, 7, some_id, NULL, false, 0, &job),
+         OVM_RESULT_INVALID_ENUM);
+  expect("drift of a server that is not a UUID", ovm_server_network_drift_json(mgr, "xen1", &js), OVM_RESULT_INVALID_ARGUMENT);
+  expect("remove a VNIC of an unknown VM", ovm_vm_remove_vnic(mgr, some_id, "00:16:3e:00:00:01", &job), OVM_RESULT_NOT_FOUND);
+  expect("add a VNIC on a network that is not a UUID", ovm_vm_add_vnic(mgr, some_id, "vmnet", &job), OVM_RESULT_INVALID_ARGUMENT);
   expect("not a UUID", ovm_vm_power_state(mgr, "not-a-uuid", &u), OVM_RESULT_INVALID_ARGUMENT);
   expect("unknown VM", ovm_vm_power_state(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", &u), OVM_RESULT_NOT_FOUND);
   expect("unknown flags", ovm_vm_start(mgr, "5b848d1a-c95c-4411-848a-34317e167ad8", 0x80, &job), OVM_RESULT_INVALID_ARGUMENT);
