@@ -243,6 +243,9 @@ impl NetworkConfig {
         for b in &mut self.bridges {
             b.interfaces.sort();
         }
+        for b in &mut self.bonds {
+            b.ports.sort();
+        }
     }
 
     /// The interface `name` is enslaved to (a bond or a bridge), if any.
@@ -399,6 +402,22 @@ pub fn check_changes(
                             return Err(Error::invalid(
                                 "primary",
                                 format!("bond {}: primary {pr} is not a member", b.name),
+                            ));
+                        }
+                        if matches!(b.monitor, BondMonitor::Arp { .. }) && b.mode != BondMode::ActiveBackup {
+                            return Err(Error::invalid(
+                                "monitor",
+                                format!(
+                                    "bond {}: ARP monitoring works in active-backup mode only ({} uses MII)",
+                                    b.name,
+                                    b.mode.linux_name()
+                                ),
+                            ));
+                        }
+                        if b.primary.is_some() && b.mode == BondMode::Lacp {
+                            return Err(Error::invalid(
+                                "primary",
+                                format!("bond {}: an 802.3ad bond has no primary", b.name),
                             ));
                         }
                         if let BondMonitor::Arp { interval_ms, targets } = &b.monitor {

@@ -123,7 +123,7 @@ impl Manager {
         self.db().last_token()
     }
 
-    /// Changes after `token` (oldest first, at most [`MAX_CHANGES_PER_CALL`]) and the token to resume from.
+    /// Changes after `token` (oldest first, at most `MAX_CHANGES_PER_CALL`) and the token to resume from.
     /// If `token` is older than the retained feed, returns [`Error::EventsLost`]: re-read state and
     /// resume from the token it carries.
     pub fn events_since(&self, token: u64) -> Result<(Vec<Change>, u64)> {

@@ -471,7 +471,8 @@ impl DomainOps for XenConnection {
         Ok(self.changes.subscribe())
     }
 
-    /// `xl network-attach DOMID bridge=B,mac=M`; the bridge must exist.
+    /// `xl network-attach DOMID bridge=B mac=M` (one argument per key, as xl parses them); the
+    /// bridge must exist.
     fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let vif = XlVif {
             bridge: nic.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned()),
@@ -485,7 +486,10 @@ impl DomainOps for XenConnection {
                 format!("bridge {} does not exist on this server: the NIC cannot be plugged", vif.bridge),
             ));
         }
-        self.xl.run(&["network-attach", &domid.to_string(), &spec]).map(drop).map_err(map_err)
+        let mut args = vec!["network-attach".to_owned(), domid.to_string()];
+        args.extend(spec.split(',').map(str::to_owned));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.xl.run(&args).map(drop).map_err(map_err)
     }
 
     /// `xl network-detach DOMID MAC`.
@@ -943,7 +947,7 @@ mod tests {
             .unwrap();
             r.conn.attach_nic(vm(5), &nic).unwrap();
             assert!(
-                log().lines().any(|l| l == "network-attach 5 bridge=br9,mac=00:16:3e:0a:0b:0c"),
+                log().lines().any(|l| l == "network-attach 5 bridge=br9 mac=00:16:3e:0a:0b:0c"),
                 "{}",
                 log()
             );

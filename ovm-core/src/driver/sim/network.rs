@@ -1,6 +1,6 @@
 //! Simulated dom0 networking: each host has four ports (`eth0`..`eth3`), bridge `xenbr0` on `eth0`
 //! holding the address the manager reaches it at, and what ovm applies to it. Changes are checked
-//! and applied by the same code as on real servers ([`NetworkTxns`]); a forced change that cuts the
+//! and applied by the same code as on real servers ([`crate::driver::NetworkTxns`]); a forced change that cuts the
 //! management link makes the host unreachable until it is confirmed or undone.
 
 use std::net::{IpAddr, Ipv4Addr};

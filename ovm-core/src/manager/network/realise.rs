@@ -112,11 +112,14 @@ pub(crate) fn desired(inv: &Inventory, server: ServerId) -> Result<NetworkConfig
         cfg.vlans.push(VlanConfig { parent, vlan_id: v.vlan_id, mtu });
     }
     for b in inv.bond_ports.iter().filter(|b| b.server == server) {
-        let ports: Vec<String> = b
+        let mut ports: Vec<String> = b
             .ports
             .iter()
             .map(|p| inv.get::<Port>(*p).map(|p| p.interface.clone()))
             .collect::<Result<_>>()?;
+        // The first port is the primary of an active-backup bond; the kernel lists members by name.
+        let primary = (b.mode == BondMode::ActiveBackup).then(|| ports[0].clone());
+        ports.sort();
         let mtu = u32::from(b.mtu).max(need.get(&b.interface).copied().unwrap_or(0));
         if let Addressing::Static { address, prefix } = b.addressing {
             if !addresses.iter().any(|a| a.address == address) {
@@ -126,7 +129,7 @@ pub(crate) fn desired(inv: &Inventory, server: ServerId) -> Result<NetworkConfig
         cfg.bonds.push(BondConfig {
             name: b.interface.clone(),
             mode: b.mode,
-            primary: (b.mode == BondMode::ActiveBackup).then(|| ports[0].clone()),
+            primary,
             ports,
             mtu,
             monitor: b.monitor.clone(),
