@@ -903,8 +903,8 @@ ovm_result ovm_network_remove_member(const ovm_manager *mgr,
  Bond the `n_ports` ports in `ports` of `server` (the first is the primary of an active-backup
  bond) as interface `interface` in `mode` (an `ovm_bond_mode`), with `mtu` (0: 1500). Links are
  monitored by ARP probes of the `n_targets` IPv4 addresses in `arp_targets` every
- `arp_interval_ms`, or by the NICs' carrier (MII, every 100 ms) when `arp_interval_ms` is 0 (then
- `n_targets` must be 0). `address` is NULL (no address), `"dhcp"` or `"ADDRESS/PREFIX"`, e.g.
+ `arp_interval_ms` (active-backup bonds only), or by the NICs' carrier (MII, every 100 ms) when
+ `arp_interval_ms` is 0 (then `n_targets` must be 0). `address` is NULL (no address), `"dhcp"` or `"ADDRESS/PREFIX"`, e.g.
  `"10.0.1.5/24"`. The job's result is the bond.
  */
 ovm_result ovm_bond_create_with(const ovm_manager *mgr,

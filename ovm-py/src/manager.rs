@@ -721,8 +721,8 @@ impl Manager {
 
     /// Bond `ports` of `server` (the first is the primary of an active-backup bond) as `interface`
     /// in `mode` (`"ActiveBackup"`, `"Lacp"` or `"AdaptiveLoadBalancing"`), with `mtu`. Links are
-    /// monitored by ARP probes of `arp_targets` (IPv4 addresses) every `arp_interval_ms`, or by the
-    /// NICs' carrier (MII) when `arp_interval_ms` is `None`. `address` is `None`, `"dhcp"` or
+    /// monitored by ARP probes of `arp_targets` (IPv4 addresses) every `arp_interval_ms` (active-backup
+    /// bonds only), or by the NICs' carrier (MII) when `arp_interval_ms` is `None`. `address` is `None`, `"dhcp"` or
     /// `"ADDRESS/PREFIX"`. The job's result is the bond.
     #[pyo3(signature = (server, interface, mode, ports, *, mtu=1500, arp_interval_ms=None, arp_targets=None, address=None))]
     #[allow(clippy::too_many_arguments)]

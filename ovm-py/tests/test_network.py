@@ -130,6 +130,9 @@ def test_bad_input_is_refused_with_nothing_changed(dc: Net) -> None:
     # A port already in a bond.
     assert outcome(lambda: mgr.create_bond(s1, "bond1", "Lacp", [dc.port(s1, "eth2"), dc.port(s1, "eth3")])) \
         is ovm.ConflictError
+    # ARP monitoring of an 802.3ad bond.
+    assert outcome(lambda: mgr.create_bond(s1, "bond3", "Lacp", [dc.port(s1, "eth3")], arp_interval_ms=200,
+                                           arp_targets=["10.77.1.254"])) is ovm.InvalidArgumentError
     # VLAN ids outside 1-4094.
     assert outcome(lambda: mgr.create_vlan_interface(s1, 4095, bond=dc.bonds[0])) is ovm.InvalidArgumentError
     # Arguments refused before anything is submitted.
