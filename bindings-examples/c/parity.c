@@ -49,6 +49,15 @@ int main(void) {
   run_job(job, NULL);
   CHECK(ovm_network_create(mgr, "vmnet", "xenbr1", 0, &job));
   run_job(job, net);
+  /* The VM network's bridge is made on the servers that have a member in it: eth1 of each. */
+  const char *eth1s[] = {"xen1:eth1", "xen2:eth1"};
+  for (int i = 0; i < 2; i++) {
+    char eth1[OVM_ID_LEN];
+    size_t found = 0;
+    CHECK(ovm_object_lookup_by_name(mgr, OVM_OBJECT_PORT, eth1s[i], eth1, OVM_ID_LEN, &found));
+    CHECK(ovm_network_add_member(mgr, net, OVM_MEMBER_PORT, eth1, &job));
+    run_job(job, NULL);
+  }
   CHECK(ovm_virtual_disk_create(mgr, repo, "web-disk", 1ULL << 30, &job));
   run_job(job, disk);
 

@@ -45,6 +45,11 @@ def main() -> None:
     m.present_repository(repo, s1).wait(WAIT)
     m.present_repository(repo, s2).wait(WAIT)
     net = run(m.create_network("vmnet", "xenbr1"))
+    # The VM network's bridge is made on the servers that have a member in it: eth1 of each.
+    for s in (s1, s2):
+        ports = [p for p in m.records("Port") if isinstance(p, ovm.Port)]
+        eth1 = next(p.id for p in ports if p.server == s and p.interface == "eth1")
+        m.add_network_member(net, "Port", eth1).wait(WAIT)
     disk = run(m.create_virtual_disk(repo, "web-disk", 1 << 30))
 
     web = run(m.create_vm("web", ovm.VmConfig(memory_mib=1024, vcpus=2, vnics=[ovm.Vnic()]), pool=pool))

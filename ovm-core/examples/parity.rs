@@ -50,6 +50,11 @@ fn main() -> Result<()> {
     run(mgr.present_repository(repo, s1));
     run(mgr.present_repository(repo, s2));
     let net = NetworkId(run(mgr.create_network(NetworkSpec::new("vmnet", "xenbr1", BTreeSet::new(), None))));
+    // The VM network's bridge is made on the servers that have a member in it: eth1 of each.
+    for s in [s1, s2] {
+        let eth1 = mgr.list::<Port>(|p| p.server == s && p.interface == "eth1")[0].id;
+        run(mgr.add_network_member(net, NetworkMember::Port(eth1)));
+    }
     let disk = VirtualDiskId(run(mgr.create_virtual_disk(repo, "web-disk", 1 << 30, false)));
 
     let mut web = VmSpec::new("web", VmConfig::sized(1024, None, 2, None, 1)?);

@@ -814,7 +814,7 @@ pub fn apply_all(raw: &dyn RawNetwork, changes: &[NetChange]) -> Result<()> {
 fn apply_checked(raw: &dyn RawNetwork, before: &NetworkConfig, changes: &[NetChange]) -> Result<()> {
     for c in changes {
         if let Err(e) = raw.apply_one(c) {
-            let msg = format!("{c} failed: {e}");
+            let msg = format!("{c} failed: {}", inner_message(&e));
             return Err(match restore(raw, &restore_point(before, changes)) {
                 Ok(()) => retag(e, msg),
                 Err(ue) => {
@@ -839,6 +839,16 @@ pub fn restore(raw: &dyn RawNetwork, point: &RestorePoint) -> Result<()> {
         Ok(())
     } else {
         Err(Error::backend("network", failed.join("; ")))
+    }
+}
+
+/// An error's own words, without the kind's prefix that [`retag`] puts back.
+pub(crate) fn inner_message(e: &Error) -> String {
+    match e {
+        Error::Backend { message, .. } => message.clone(),
+        Error::Conflict { reason } => reason.clone(),
+        Error::InvalidArgument { reason, .. } => reason.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -419,11 +419,12 @@ pub(crate) fn network_of(hv: &dyn crate::driver::ServerConnection) -> Result<&dy
 }
 
 fn on_server(name: &str, e: Error) -> Error {
+    let inner = crate::driver::network::inner_message(&e);
     match e.kind() {
-        crate::ErrorKind::InvalidArgument => Error::invalid("network", format!("server {name}: {e}")),
-        crate::ErrorKind::Conflict => Error::conflict(format!("server {name}: {e}")),
+        crate::ErrorKind::InvalidArgument => Error::invalid("network", format!("server {name}: {inner}")),
+        crate::ErrorKind::Conflict => Error::conflict(format!("server {name}: {inner}")),
         crate::ErrorKind::Unsupported => e,
-        _ => Error::backend(name, e.to_string()),
+        _ => Error::backend(name, inner),
     }
 }
 
