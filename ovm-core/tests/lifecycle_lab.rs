@@ -48,9 +48,8 @@ fn xl_domain(k: u32, domid: u32) -> Option<(String, u64, u32, String)> {
     let out = on(k, "xl list", 60);
     out.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() >= 5 && f[1] == domid.to_string()).then(|| {
-            (f[0].to_owned(), f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), f[4].to_owned())
-        })
+        (f.len() >= 5 && f[1] == domid.to_string())
+            .then(|| (f[0].to_owned(), f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), f[4].to_owned()))
     })
 }
 
@@ -110,8 +109,12 @@ fn the_whole_vm_lifecycle_on_real_xen() {
     ok("add server 1", mgr.add_server_to_pool(pool, s1), 60);
     ok("add server 2", mgr.add_server_to_pool(pool, s2), 60);
     let fsrv = FileServerId(
-        ok("discover the NFS server", mgr.register_file_server(FileServerSpec::nfs("life-nfs", &storage, vec![s1])), 180)
-            .id,
+        ok(
+            "discover the NFS server",
+            mgr.register_file_server(FileServerSpec::nfs("life-nfs", &storage, vec![s1])),
+            180,
+        )
+        .id,
     );
     let fs = mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == EXPORT).expect("the export").id;
     let repo = RepositoryId(
@@ -142,7 +145,10 @@ fn the_whole_vm_lifecycle_on_real_xen() {
     wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
     let d = domid(&mgr, vm);
     let (xl_name, ..) = xl_domain(1, d).expect("xl lists the domain");
-    assert!(xl_name.contains(&vm.0.simple().to_string()), "the domain's name {xl_name:?} carries the VM's id");
+    assert!(
+        xl_name.contains(&vm.0.simple().to_string()),
+        "the domain's name {xl_name:?} carries the VM's id"
+    );
     println!("VM {name:?} runs as domain {d} named {xl_name:?}");
 
     // Pause and unpause.
@@ -155,10 +161,14 @@ fn the_whole_vm_lifecycle_on_real_xen() {
     wait_for("the heartbeat to go on after the pause", 60, || heartbeat(&mgr, vm).is_some_and(|m| m > n));
 
     // Memory and vCPUs while it runs: the guest gives memory back and brings a vCPU online.
-    ok("memory 128 → 96 MiB and 2 vCPUs while running", mgr.edit_vm(vm, |v| {
-        v.config.memory_mib = 96;
-        v.config.vcpus = 2;
-    }), 60);
+    ok(
+        "memory 128 → 96 MiB and 2 vCPUs while running",
+        mgr.edit_vm(vm, |v| {
+            v.config.memory_mib = 96;
+            v.config.vcpus = 2;
+        }),
+        60,
+    );
     wait_for("dom0 to see 96 MiB and 2 vCPUs", 120, || {
         xl_domain(1, d).is_some_and(|(_, mem, vcpus, _)| (90..=100).contains(&mem) && vcpus == 2)
     });
@@ -194,7 +204,11 @@ fn the_whole_vm_lifecycle_on_real_xen() {
 
     // on_crash = preserve: the crashed domain stays (for a debugger or a core dump), the VM is
     // Stopped; the next start clears the kept domain.
-    ok("on_crash = preserve", mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Preserve), 30);
+    ok(
+        "on_crash = preserve",
+        mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Preserve),
+        30,
+    );
     ok("start the VM", mgr.start_vm(vm), 300);
     wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
     let d = domid(&mgr, vm);
@@ -211,7 +225,11 @@ fn the_whole_vm_lifecycle_on_real_xen() {
 
     // on_crash = destroy: the VM is Stopped and nothing is left.
     ok("kill the VM", mgr.kill_vm(vm), 120);
-    ok("on_crash = destroy", mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Destroy), 30);
+    ok(
+        "on_crash = destroy",
+        mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Destroy),
+        30,
+    );
     ok("start the VM", mgr.start_vm(vm), 300);
     wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
     let d = domid(&mgr, vm);
