@@ -1655,6 +1655,16 @@ ovm_result ovm_vm_suspend(const ovm_manager *mgr, const char *vm, uint32_t flags
 ovm_result ovm_vm_resume(const ovm_manager *mgr, const char *vm, uint32_t flags, ovm_job **out);
 
 /*
+ Resume a suspended VM on `server`, another server of its pool with its repository (or the one it
+ was suspended on). `flags` must be 0. Returns a job.
+ */
+ovm_result ovm_vm_resume_on(const ovm_manager *mgr,
+                            const char *vm,
+                            const char *server,
+                            uint32_t flags,
+                            ovm_job **out);
+
+/*
  Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.
  */
 ovm_result ovm_vm_delete(const ovm_manager *mgr, const char *vm, uint32_t flags, ovm_job **out);

@@ -273,7 +273,9 @@ int main(void) {
   char *console = NULL;
   CHECK(ovm_vm_console(mgr, vm, &console));
   ovm_string_free(console);
-  printf("vm: kernel, disk and network set through typed calls, started\n");
+  /* Only a suspended VM resumes on another server (this one runs). */
+  if (ovm_vm_resume_on(mgr, vm, s1, 0, &job) != OVM_RESULT_INVALID_STATE) return 1;
+  printf("vm: kernel, disk and network set through typed calls, started; resuming a running VM elsewhere refused\n");
 
   /* Tags and anti-affinity. */
   CHECK(ovm_tag_create(mgr, "gold", &job));

@@ -459,6 +459,22 @@ pub unsafe extern "C" fn ovm_vm_resume(
     vm_entry!(mgr, vm, flags, out, |m, id| m.resume_vm(id))
 }
 
+/// Resume a suspended VM on `server`, another server of its pool with its repository (or the one it
+/// was suspended on). `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_resume_on(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    server: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        flags_arg(flags, 0)?;
+        m.resume_vm_on(VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?))
+    })
+}
+
 /// Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_vm_delete(

@@ -932,6 +932,12 @@ impl Manager {
         let v = m::VmId(uuid("vm", vm)?);
         self.submit(py, |m| m.resume_vm(v))
     }
+    /// Resume a suspended VM on `server`, another server of its pool with its repository (or the
+    /// one it was suspended on).
+    fn resume_vm_on(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<Job> {
+        let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.resume_vm_on(v, s))
+    }
     /// Live-migrate a running VM (or move a stopped one) to `server`.
     fn migrate_vm(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<Job> {
         let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));

@@ -94,7 +94,13 @@ def test_vm_lifecycle(lab: Lab) -> None:
     other = lab.s2 if v.server == lab.s1 else lab.s1
     mgr.migrate_vm(vm, other).wait(WAIT)
     assert mgr.vm(vm).server == other
+    # Suspended on one server, resumed on the other (the image is in the shared repository).
+    mgr.suspend_vm(vm).wait(WAIT)
+    mgr.resume_vm_on(vm, v.server).wait(WAIT)
+    assert mgr.vm(vm).server == v.server and mgr.vm(vm).power_state == "Running"
+    domid = mgr.vm(vm).domid
     mgr.restart_vm(vm).wait(WAIT)
+    assert mgr.vm(vm).power_state == "Running" and mgr.vm(vm).domid != domid
     mgr.stop_vm(vm).wait(WAIT)
     assert mgr.vm(vm).power_state == "Stopped"
     mgr.edit_vm(vm, name="web01-renamed", description="edited").wait(WAIT)
