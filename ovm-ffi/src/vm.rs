@@ -510,6 +510,28 @@ pub unsafe extern "C" fn ovm_vm_migrate(
     })
 }
 
+/// How many migrations may run at once on one server (a migration counts on its source and on its
+/// destination; more wait in line for a slot). 2 unless set.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_migration_limit(mgr: *const ovm_manager, out: *mut u32) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let out = out_arg(out, "out")?;
+        put(out, m.mgr.migration_limit());
+        Ok(())
+    })
+}
+
+/// Set how many migrations may run at once on one server (1 to 64; anything else is
+/// `OVM_RESULT_INVALID_ARGUMENT` with nothing changed). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_migration_limit_set(
+    mgr: *const ovm_manager,
+    limit: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.set_migration_limit(limit))
+}
+
 /// A VM's power state (an `ovm_power_state`).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_vm_power_state(

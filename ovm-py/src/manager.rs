@@ -937,6 +937,15 @@ impl Manager {
         let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.migrate_vm(v, s))
     }
+    /// How many migrations may run at once on one server (a migration counts on its source and on
+    /// its destination; more wait in line for a slot).
+    fn migration_limit(&self) -> PyResult<u32> {
+        Ok(self.m()?.migration_limit())
+    }
+    /// Set the migration limit (1 to 64). Returns a job.
+    fn set_migration_limit(&self, py: Python<'_>, limit: u32) -> PyResult<Job> {
+        self.submit(py, |m| m.set_migration_limit(limit))
+    }
     /// Clone a stopped VM (its disks are copied, or as `disks` says: see `clone_template`). The
     /// job's result is the new VM.
     #[pyo3(signature = (vm, name, *, pool=None, repository=None, networks=None, disks=None))]

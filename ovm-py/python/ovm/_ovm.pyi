@@ -60,6 +60,7 @@ __all__ = [
     "PermissionDeniedError",
     "InternalError",
     "DatabaseLockedError",
+    "EvacuationFailedError",
 ]
 
 __version__: str
@@ -144,6 +145,10 @@ class InternalError(OvmError):
 class DatabaseLockedError(OvmError):
     path: str
     pid: Optional[int]
+
+class EvacuationFailedError(OvmError):
+    server: ObjectRef
+    failed: list[tuple[ObjectRef, str, str]]
 
 # ---- records --------------------------------------------------------------------------------------
 
@@ -949,6 +954,8 @@ class Manager:
     def suspend_vm(self, vm: str) -> Job: ...
     def resume_vm(self, vm: str) -> Job: ...
     def migrate_vm(self, vm: str, server: str) -> Job: ...
+    def migration_limit(self) -> int: ...
+    def set_migration_limit(self, limit: int) -> Job: ...
     def clone_vm(
         self,
         vm: str,

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{HostState, SimConnection, SimOp};
+use super::{HostState, SimConnection, SimOp, SimWorld};
 use crate::driver::migration::{MigrationOps, MigrationStreams, MigrationTicket};
 use crate::driver::{lock, DomainChange, DomainSpec};
 use crate::model::VmId;
@@ -20,6 +20,69 @@ use crate::{Error, Result};
 const ADMITTED: u8 = 0;
 /// The longest domain description a sim stream carries.
 const MAX_DESCRIPTION: u64 = 1 << 20;
+
+/// A migration under way between two simulated hosts, counted on both until dropped.
+struct InFlight<'a> {
+    world: &'a SimWorld,
+    hosts: [String; 2],
+}
+
+impl<'a> InFlight<'a> {
+    /// Count a migration from `source` to `dest`, and take the time set for either
+    /// ([`SimWorld::set_migration_time`]).
+    fn begin(world: &'a SimWorld, source: &str, dest: &str) -> InFlight<'a> {
+        let hosts = [source.to_owned(), dest.to_owned()];
+        {
+            let mut m = lock(&world.inner.migrating);
+            for h in &hosts {
+                let e = m.entry(h.clone()).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(e.0);
+            }
+        }
+        let time = {
+            let t = lock(&world.inner.migration_time);
+            hosts.iter().filter_map(|h| t.get(h).copied()).max()
+        };
+        if let Some(t) = time {
+            std::thread::sleep(t);
+        }
+        InFlight { world, hosts }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = lock(&self.world.inner.migrating);
+        for h in &self.hosts {
+            if let Some(e) = m.get_mut(h) {
+                e.0 = e.0.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl SimWorld {
+    /// Make every migration from or to `host` take at least `time` (zero: no longer than it needs).
+    pub fn set_migration_time(&self, host: &str, time: std::time::Duration) {
+        let mut t = lock(&self.inner.migration_time);
+        if time.is_zero() {
+            t.remove(host);
+        } else {
+            t.insert(host.to_owned(), time);
+        }
+    }
+
+    /// How many migrations from or to `host` are under way now.
+    pub fn migrations_under_way(&self, host: &str) -> u32 {
+        lock(&self.inner.migrating).get(host).map(|e| e.0).unwrap_or(0)
+    }
+
+    /// The most migrations from or to `host` that were ever under way at once.
+    pub fn most_concurrent_migrations(&self, host: &str) -> u32 {
+        lock(&self.inner.migrating).get(host).map(|e| e.1).unwrap_or(0)
+    }
+}
 
 impl SimConnection {
     /// Whether `spec` may come here: not already resident, and its memory free.
@@ -126,6 +189,8 @@ impl MigrationOps for SimConnection {
             return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
         }
         let dest = SimConnection { host: dest_host, world: self.world.clone() };
+        let source_name = lock(&self.host.state).name.clone();
+        let _in_flight = InFlight::begin(&self.world, &source_name, &dest_name);
         let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
             Ok((d.spec.clone(), d.domid))

@@ -40,6 +40,9 @@ impl Manager {
                     if running {
                         let from = source
                             .ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+                        // Held until the domain has moved (or failed to): at most the migration
+                        // limit runs at once on each server; the others wait in line here.
+                        let _slots = super::slots::take(ctx, from, target)?;
                         // Capacity and anti-affinity on the target, as for a start.
                         ctx.mgr.pick_server(&v, |s| s == target)?;
                         ctx.tx(|tx| {

@@ -7,11 +7,13 @@ mod create;
 mod edit;
 mod migrate;
 mod power;
+pub(crate) mod slots;
 mod spec;
 
 pub use clone::{CloneOptions, DiskClone};
 pub use create::VmSpec;
 pub use power::StopOptions;
+pub use slots::{DEFAULT_MIGRATION_LIMIT, MAX_MIGRATION_LIMIT};
 
 use crate::job::DomainUndo;
 use crate::manager::jobs::{JobSpec, StepCtx};
