@@ -39,7 +39,10 @@ pub use storage::{
     RebuildReport, RepositorySpec, ServerLogin, StorageArraySpec, GENERIC_ISCSI_PLUGIN,
     LOCAL_FILE_SYSTEM_ROOT,
 };
-pub use vms::{CloneOptions, DiskClone, StopOptions, VmSpec, DEFAULT_MIGRATION_LIMIT, MAX_MIGRATION_LIMIT};
+pub use vms::{
+    CloneOptions, DiskClone, MigrateOptions, StopOptions, VmSpec, DEFAULT_MIGRATION_LIMIT,
+    MAX_MIGRATION_LIMIT,
+};
 
 /// The meta key of the migration limit.
 const MIGRATION_LIMIT_KEY: &str = "migration_limit";

@@ -89,7 +89,7 @@ fn evacuate(ctx: &StepCtx<'_>, server: ServerId) -> Result<()> {
             break;
         }
         let child = plan_target(ctx.mgr, &vm, server, &planned).and_then(|target| {
-            let child = ctx.mgr.migrate_vm_child(vm.id, target, Some(ctx.job_id()))?;
+            let child = ctx.mgr.migrate_vm_child(vm.id, target, Default::default(), Some(ctx.job_id()))?;
             planned.push((target, vm.clone()));
             Ok(child)
         });
