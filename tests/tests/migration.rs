@@ -290,3 +290,30 @@ fn aborting_an_evacuation_aborts_the_children_still_waiting() {
     assert!(!lab.mgr.server(lab.s1).unwrap().maintenance_mode);
     assert_eq!(lab.mgr.sim().migrations_under_way("xen1"), 0);
 }
+
+#[test]
+fn a_cold_move_runs_the_vm_on_the_target_and_destroys_the_source_copy_only_after() {
+    use ovm_core::manager::MigrateOptions;
+    let lab = lab();
+    let vms = vms_on_s1(&lab, 1);
+    let vm = vms[0];
+    let cold = MigrateOptions { mode: MigrationMode::Cold };
+    // The source refuses to send: the VM runs on where it ran, not paused.
+    lab.mgr.sim().fail_next(SimOp::Migrate, Some("xen1"), 1);
+    let failed = lab.mgr.migrate_vm_with(vm, lab.s2, cold).unwrap().wait_done(WAIT).unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.server, v.power_state), (Some(lab.s1), PowerState::Running));
+    assert_eq!(lab.mgr.sim().resident_on(vm).as_deref(), Some("xen1"));
+    ok(lab.mgr.acknowledge_all(v.object_ref()));
+
+    let done = ok(lab.mgr.migrate_vm_with(vm, lab.s2, cold));
+    assert_eq!(done.kind, "MoveVmCold");
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.server, v.power_state), (Some(lab.s2), PowerState::Running));
+    assert_eq!(lab.mgr.sim().resident_on(vm).as_deref(), Some("xen2"), "the source copy is gone");
+    // Cold moves take migration slots like live ones, and the default stays live.
+    assert_eq!(lab.mgr.sim().most_concurrent_migrations("xen1"), 1);
+    assert_eq!(MigrateOptions::default().mode, MigrationMode::Live);
+    assert_eq!(ok(lab.mgr.migrate_vm(vm, lab.s1)).kind, "MigrateVm");
+}
