@@ -588,6 +588,28 @@ typedef uint32_t ovm_rebuild_list;
 #endif // __cplusplus
 
 /*
+ How `ovm_vm_migrate_with` moves a running VM.
+ */
+enum ovm_migration_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Live migration (what `ovm_vm_migrate` does).
+   */
+  OVM_MIGRATION_LIVE = 0,
+  /*
+   A cold move: paused and saved on the source into the stream, restored and run on the
+   target; the source copy is destroyed only once the target runs it.
+   */
+  OVM_MIGRATION_COLD = 1,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_migration_mode;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
