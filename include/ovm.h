@@ -186,6 +186,10 @@ enum ovm_result
    */
   OVM_RESULT_DATABASE_LOCKED = 19,
   /*
+   Maintenance mode could not move every VM off the server (the message names those left).
+   */
+  OVM_RESULT_EVACUATION_FAILED = 20,
+  /*
    A required pointer argument was NULL.
    */
   OVM_RESULT_NULL_PARAMETER = 1000,
@@ -581,6 +585,28 @@ enum ovm_rebuild_list
 };
 #ifndef __cplusplus
 typedef uint32_t ovm_rebuild_list;
+#endif // __cplusplus
+
+/*
+ How `ovm_vm_migrate_with` moves a running VM.
+ */
+enum ovm_migration_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Live migration (what `ovm_vm_migrate` does).
+   */
+  OVM_MIGRATION_LIVE = 0,
+  /*
+   A cold move: paused and saved on the source into the stream, restored and run on the
+   target; the source copy is destroyed only once the target runs it.
+   */
+  OVM_MIGRATION_COLD = 1,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_migration_mode;
 #endif // __cplusplus
 
 /*
@@ -1687,6 +1713,31 @@ ovm_result ovm_vm_migrate(const ovm_manager *mgr,
                           const char *server,
                           uint32_t flags,
                           ovm_job **out);
+
+/*
+ How many migrations may run at once on one server (a migration counts on its source and on its
+ destination; more wait in line for a slot). 2 unless set.
+ */
+ovm_result ovm_migration_limit(const ovm_manager *mgr, uint32_t *out);
+
+/*
+ Set how many migrations may run at once on one server (1 to 64; anything else is
+ `OVM_RESULT_INVALID_ARGUMENT` with nothing changed). Returns a job.
+ */
+ovm_result ovm_migration_limit_set(const ovm_manager *mgr, uint32_t limit, ovm_job **out);
+
+/*
+ Move a running VM (or a stopped one) to `server` in its pool the way `mode` (an
+ `ovm_migration_mode`) says: `OVM_MIGRATION_LIVE` is `ovm_vm_migrate`; `OVM_MIGRATION_COLD`, for
+ where live migration is impossible, saves the domain paused on the source into the stream,
+ restores and runs it on `server`, and destroys the source copy only then (on failure the VM
+ runs on at the source). A mode out of range is `OVM_RESULT_INVALID_ENUM` with nothing done.
+ */
+ovm_result ovm_vm_migrate_with(const ovm_manager *mgr,
+                               const char *vm,
+                               const char *server,
+                               uint32_t mode,
+                               ovm_job **out);
 
 /*
  A VM's power state (an `ovm_power_state`).

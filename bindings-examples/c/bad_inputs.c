@@ -55,6 +55,9 @@ int main(void) {
   expect("severity out of range", ovm_event_list_json(mgr, NULL, 42, false, 0, &js), OVM_RESULT_INVALID_ENUM);
   expect("network function bits out of range", ovm_network_create(mgr, "n", "xenbr1", 0x100, &job), OVM_RESULT_INVALID_ENUM);
   const char *some_id = "5b848d1a-c95c-4411-848a-34317e167ad8";
+  expect("migration mode out of range", ovm_vm_migrate_with(mgr, some_id, some_id, 7, &job), OVM_RESULT_INVALID_ENUM);
+  expect("migration limit of 0", ovm_migration_limit_set(mgr, 0, &job), OVM_RESULT_INVALID_ARGUMENT);
+  expect("migration limit NULL output", ovm_migration_limit(mgr, NULL), OVM_RESULT_NULL_PARAMETER);
   const char *arp_targets[] = {"10.0.0.1"};
   expect("bond mode out of range", ovm_bond_create_with(mgr, some_id, "bond0", 9, NULL, 0, 0, 0, NULL, 0, NULL, &job),
          OVM_RESULT_INVALID_ENUM);

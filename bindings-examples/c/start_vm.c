@@ -46,6 +46,21 @@ int main(void) {
   printf("migrated to %s\n", on);
   if (strcmp(on, other) != 0) return 1;
 
+  /* A cold move back, chosen explicitly; it takes a migration slot like a live one. */
+  uint32_t limit = 0;
+  CHECK(ovm_migration_limit(mgr, &limit));
+  CHECK(ovm_migration_limit_set(mgr, limit + 1, &job));
+  run_job(job, NULL);
+  CHECK(ovm_migration_limit(mgr, &limit));
+  printf("migration limit: %u\n", limit);
+  if (limit != 3) return 1;
+  const char *back = strcmp(on, s1) == 0 ? s2 : s1;
+  CHECK(ovm_vm_migrate_with(mgr, vm, back, OVM_MIGRATION_COLD, &job));
+  run_job(job, NULL);
+  CHECK(ovm_vm_server(mgr, vm, on, sizeof on, &n));
+  printf("moved cold to %s, power state %u\n", on, power(mgr, vm));
+  if (strcmp(on, back) != 0 || power(mgr, vm) != OVM_POWER_RUNNING) return 1;
+
   CHECK(ovm_vm_stop(mgr, vm, 10000, OVM_STOP_FORCE, &job));
   run_job(job, NULL);
   printf("power state after stop: %u\n", power(mgr, vm));

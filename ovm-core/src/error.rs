@@ -55,11 +55,13 @@ pub enum ErrorKind {
     Internal = 18,
     /// The manager database is held by another live manager (a database has one manager).
     DatabaseLocked = 19,
+    /// An evacuation (maintenance mode) could not move every VM off its server.
+    EvacuationFailed = 20,
 }
 
 impl ErrorKind {
     /// Every kind, in number order.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidState,
         ErrorKind::OperationInProgress,
@@ -79,6 +81,7 @@ impl ErrorKind {
         ErrorKind::PermissionDenied,
         ErrorKind::Internal,
         ErrorKind::DatabaseLocked,
+        ErrorKind::EvacuationFailed,
     ];
 
     /// The stable number of this kind.
@@ -113,6 +116,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "PermissionDenied",
             ErrorKind::Internal => "Internal",
             ErrorKind::DatabaseLocked => "DatabaseLocked",
+            ErrorKind::EvacuationFailed => "EvacuationFailed",
         }
     }
 }
@@ -272,6 +276,29 @@ pub enum Error {
         /// The process holding it, when it could be read.
         pid: Option<u32>,
     },
+    /// See [`ErrorKind::EvacuationFailed`]. The VMs that moved stay where they went.
+    #[error("could not move every VM off {server}: {}", failed_moves(failed))]
+    EvacuationFailed {
+        /// The server being evacuated.
+        server: ObjectRef,
+        /// The VMs that could not move, and why.
+        failed: Vec<FailedMove>,
+    },
+}
+
+/// A VM that could not be moved, and why (see [`Error::EvacuationFailed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedMove {
+    /// The VM.
+    pub vm: ObjectRef,
+    /// Its name.
+    pub name: String,
+    /// Why it did not move.
+    pub error: Box<Error>,
+}
+
+fn failed_moves(failed: &[FailedMove]) -> String {
+    failed.iter().map(|f| format!("{} ({})", f.name, f.error)).collect::<Vec<_>>().join("; ")
 }
 
 fn holder(pid: Option<u32>) -> String {
@@ -304,6 +331,7 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Internal { .. } => ErrorKind::Internal,
             Error::DatabaseLocked { .. } => ErrorKind::DatabaseLocked,
+            Error::EvacuationFailed { .. } => ErrorKind::EvacuationFailed,
         }
     }
 
@@ -360,5 +388,6 @@ mod tests {
         assert_eq!(ErrorKind::NotFound.code(), 1);
         assert_eq!(ErrorKind::Internal.code(), 18);
         assert_eq!(ErrorKind::DatabaseLocked.code(), 19);
+        assert_eq!(ErrorKind::EvacuationFailed.code(), 20);
     }
 }

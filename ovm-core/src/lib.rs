@@ -70,6 +70,6 @@ pub mod store;
 mod sync;
 pub mod xen;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, FailedMove, Result};
 pub use manager::{JobHandle, Manager, ManagerBuilder, Subscription};
 pub use uuid;

@@ -192,13 +192,23 @@ fn discover_by_address_then_run_a_vm_through_the_agent() {
     ok(mgr.stop_vm(vm));
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
 
-    // A domain that stops outside the manager is reported through the agent's change stream.
+    // Domains that change outside the manager are reported through the agent's change stream: a
+    // guest reboot (the VM follows its rebuilt domain's new domid), then a crash that destroys it.
+    ok(mgr.start_vm(vm));
+    let first = mgr.vm(vm).unwrap().domid;
+    a.world.guest_reboot(vm).unwrap();
+    wait_until("the reboot to reach the manager", 10, || mgr.vm(vm).unwrap().domid != first);
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    assert!(has_event(&mgr, mgr.vm(vm).unwrap().object_ref(), "vm.restarted"));
+    ok(mgr.kill_vm(vm));
+    ok(mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Destroy));
     ok(mgr.start_vm(vm));
     a.world.crash_domain(vm).unwrap();
     wait_until("the crash to reach the manager", 10, || {
         mgr.vm(vm).unwrap().power_state == PowerState::Stopped
     });
     assert!(has_event(&mgr, mgr.vm(vm).unwrap().object_ref(), "vm.stopped"));
+    assert!(has_event(&mgr, mgr.vm(vm).unwrap().object_ref(), "vm.crashed"));
 }
 
 #[test]
@@ -717,7 +727,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
     };
 
     // A forged token.
-    let real = md.prepare_incoming(&spec, &src_id).unwrap();
+    let real = md.prepare_incoming(&spec, &src_id, MigrationMode::Live).unwrap();
     assert_eq!(real.peer, b.agent.fingerprint().unwrap());
     let forged = MigrationTicket { token: "00".repeat(32), ..real.clone() };
     assert!(denied(ms.send(spec.uuid, &forged, true)).contains("no such ticket"));
@@ -729,18 +739,18 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
     // The real ticket, once; then it is spent.
     ms.send(spec.uuid, &real, true).unwrap();
     assert!(resident(&b, spec.uuid) && !resident(&a, spec.uuid));
-    let back = ms.prepare_incoming(&spec, &md.identity().unwrap()).unwrap();
+    let back = ms.prepare_incoming(&spec, &md.identity().unwrap(), MigrationMode::Live).unwrap();
     md.send(spec.uuid, &back, true).unwrap();
     assert!(denied(ms.send(spec.uuid, &real, true)).contains("no such ticket"), "a used ticket is refused");
     // A ticket issued for another source certificate.
-    let for_other = md.prepare_incoming(&spec, &md.identity().unwrap()).unwrap();
+    let for_other = md.prepare_incoming(&spec, &md.identity().unwrap(), MigrationMode::Live).unwrap();
     assert!(denied(ms.send(spec.uuid, &for_other, true)).contains("issued for the agent"));
     md.cancel_incoming(&for_other).unwrap();
     // A stream carrying another domain than the one prepared: refused, and the VM stays.
     let mut bigger = spec.clone();
     bigger.memory_mib = 512;
     bigger.max_memory_mib = 512;
-    let mismatched = md.prepare_incoming(&bigger, &src_id).unwrap();
+    let mismatched = md.prepare_incoming(&bigger, &src_id, MigrationMode::Live).unwrap();
     let e = ms.send(spec.uuid, &mismatched, true).unwrap_err();
     assert!(
         resident(&a, spec.uuid) && !resident(&b, spec.uuid),
@@ -751,8 +761,111 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
     huge.uuid = VmId::new();
     huge.memory_mib = 1 << 20;
     huge.max_memory_mib = 1 << 20;
-    assert_eq!(md.prepare_incoming(&huge, &src_id).unwrap_err().kind(), ErrorKind::InsufficientResources);
-    assert_eq!(md.prepare_incoming(&spec, "someone").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        md.prepare_incoming(&huge, &src_id, MigrationMode::Live).unwrap_err().kind(),
+        ErrorKind::InsufficientResources
+    );
+    assert_eq!(
+        md.prepare_incoming(&spec, "someone", MigrationMode::Live).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn a_running_vm_moves_cold_between_two_agents_and_the_source_copy_goes_only_after() {
+    let (a, b, mgr, sa, sb, pool) = two_agent_pool("cold");
+    let cfg = VmConfig { memory_mib: 512, max_memory_mib: 512, ..VmConfig::default() };
+    let mut spec = ovm_core::manager::VmSpec::new("cold1", cfg);
+    spec.server = Some(sa);
+    spec.pool = Some(pool);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    let cold = ovm_core::manager::MigrateOptions { mode: MigrationMode::Cold };
+    let job = mgr.migrate_vm_with(vm, sb, cold).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(job.kind, "MoveVmCold");
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(sb)));
+    assert!(resident(&b, vm), "the domain runs on the destination's host");
+    assert!(!resident(&a, vm), "the paused source copy was destroyed once the destination ran it");
+    assert!(b.audit_has(&format!("migration of VM {vm} received")));
+
+    // A destination that fails to run it (it prepares, then cannot admit the saved domain): the
+    // VM runs on at the source, unpaused, and nothing is left at the destination.
+    a.world.fail_after(ovm_core::driver::sim::SimOp::Migrate, None, 1);
+    let failed = mgr.migrate_vm_with(vm, sa, cold).unwrap().wait_done(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(failed.state, JobState::Failed, "{failed:?}");
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(sb)));
+    assert!(resident(&b, vm) && !resident(&a, vm));
+    let host_b = SimDriver::new(b.world.clone())
+        .connect(&format!("sim://{}?cpus=8&memory_mib=16384", "cold-b"), DEFAULT_PASSWORD, "ovm-agent")
+        .unwrap();
+    let d = host_b.list_domains().unwrap().into_iter().find(|d| d.uuid == Some(vm)).unwrap();
+    assert_eq!(d.state, ovm_core::driver::DomainRunState::Running, "unpaused after the failed move");
+    ok(mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm)));
+    ok(mgr.migrate_vm(vm, sa));
+    assert!(resident(&a, vm) && !resident(&b, vm));
+    ok(mgr.stop_vm(vm));
+}
+
+#[test]
+fn a_ticket_prepared_for_one_mode_is_refused_for_the_other() {
+    use ovm_core::driver::{DomainSpec, MigrationTicket};
+    let (a, b) = (TestAgent::start("modes-a"), TestAgent::start("modes-b"));
+    let driver = ovm_core::agent::AgentDriver::new(ovm_core::agent::Identity::generate("manager").unwrap());
+    let src = driver.connect(&a.addr, PASSWORD, "m").unwrap();
+    let dst = driver.connect(&b.addr, PASSWORD, "m").unwrap();
+    let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+    let spec = DomainSpec {
+        uuid: VmId::new(),
+        name: "m1".into(),
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![],
+        nics: vec![],
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        restart_actions: Default::default(),
+        boot_order: Vec::new(),
+    };
+    src.create_domain(&spec).unwrap();
+    let src_id = ms.identity().unwrap();
+    let denied = |r: ovm_core::Result<()>| match r {
+        Err(ovm_core::Error::PermissionDenied { reason }) => reason,
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    };
+    // A live ticket presented with a saved domain (a cold stream): refused before a byte moves.
+    let live = md.prepare_incoming(&spec, &src_id, MigrationMode::Live).unwrap();
+    assert_eq!(live.mode, MigrationMode::Live);
+    let as_cold = MigrationTicket { mode: MigrationMode::Cold, ..live.clone() };
+    assert!(
+        denied(ms.send(spec.uuid, &as_cold, true)).contains("prepared for a live migration, not a cold move")
+    );
+    wait_until("the refusal to be logged", 5, || {
+        b.audit_has("prepared for a live migration, not a cold move")
+    });
+    let here = src.list_domains().unwrap().into_iter().find(|d| d.uuid == Some(spec.uuid)).unwrap();
+    assert_eq!(here.state, ovm_core::driver::DomainRunState::Running, "the source did not even pause");
+    // The refused ticket is spent.
+    assert!(denied(ms.send(spec.uuid, &live, true)).contains("no such ticket"));
+    // And the other way round.
+    let cold = md.prepare_incoming(&spec, &src_id, MigrationMode::Cold).unwrap();
+    let as_live = MigrationTicket { mode: MigrationMode::Live, ..cold.clone() };
+    assert!(
+        denied(ms.send(spec.uuid, &as_live, true)).contains("prepared for a cold move, not a live migration")
+    );
+    assert!(resident(&a, spec.uuid) && !resident(&b, spec.uuid));
+    // A cold ticket used as prepared: the domain runs there, its paused copy stays here.
+    let cold = md.prepare_incoming(&spec, &src_id, MigrationMode::Cold).unwrap();
+    ms.send(spec.uuid, &cold, true).unwrap();
+    let here = src.list_domains().unwrap().into_iter().find(|d| d.uuid == Some(spec.uuid)).unwrap();
+    assert_eq!(here.state, ovm_core::driver::DomainRunState::Paused);
+    let there = dst.list_domains().unwrap().into_iter().find(|d| d.uuid == Some(spec.uuid)).unwrap();
+    assert_eq!(there.state, ovm_core::driver::DomainRunState::Running);
 }
 
 #[test]

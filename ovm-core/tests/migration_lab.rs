@@ -1,4 +1,4 @@
-//! Live migration on real Xen between two lab servers, through their agents: the manager runs here,
+//! Live migration (and a cold move) on real Xen between two lab servers, through their agents: the manager runs here,
 //! on the host; each server's agent runs in its dom0 and the two agents carry the domain between
 //! them over mutual TLS on the lab LAN. Run through the lab, on a Xen build that live-migrates PV
 //! guests (see tests/xenlab/README.md):
@@ -140,6 +140,26 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     for s in [s1, s2] {
         ok("acknowledge the failure", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Server, s.0)), 30);
     }
+
+    // A cold move, chosen explicitly: saved paused on server 1 straight into the stream, restored
+    // and run on server 2; the same guest runs on (its heartbeat continues), and only then is
+    // server 1's paused copy destroyed: server 1 has no domain of it left.
+    let before_cold = alive(&mgr, vm).unwrap().0;
+    let cold = ovm_core::manager::MigrateOptions { mode: MigrationMode::Cold };
+    let (_, cold_time) = ok("cold-move the VM to server 2", mgr.migrate_vm_with(vm, s2, cold), 900);
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(s2)));
+    wait_for("the guest's heartbeat on server 2 after the cold move, continuing", 120, || {
+        alive(&mgr, vm).is_some_and(|(n, net)| n > before_cold && net)
+    });
+    let domains = on(1, "xl list", 30);
+    assert!(!domains.contains("migrating-guest"), "server 1 still has a domain of the VM:\n{domains}");
+    println!("COLD MOVE s1->s2 {:.1} s", cold_time.as_secs_f64());
+    let after_cold = alive(&mgr, vm).unwrap().0;
+    ok("live-migrate the VM back to server 1 after the cold move", mgr.migrate_vm(vm, s1), 600);
+    wait_for("the guest's heartbeat back on server 1 after the cold move", 120, || {
+        alive(&mgr, vm).is_some_and(|(n, net)| n > after_cold && net)
+    });
 
     // Maintenance mode evacuates server 1: the VM and a second one migrate to server 2 and run on.
     let mut second = VmSpec::new("second-guest", config.clone());

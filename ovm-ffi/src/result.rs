@@ -49,6 +49,8 @@ pub enum ovm_result {
     OVM_RESULT_INTERNAL = 18,
     /// The manager database is held by another live manager (its process id is in the message).
     OVM_RESULT_DATABASE_LOCKED = 19,
+    /// Maintenance mode could not move every VM off the server (the message names those left).
+    OVM_RESULT_EVACUATION_FAILED = 20,
     /// A required pointer argument was NULL.
     OVM_RESULT_NULL_PARAMETER = 1000,
     /// A string argument is not valid UTF-8.
@@ -86,6 +88,7 @@ pub(crate) fn result_of_kind(k: ErrorKind) -> ovm_result {
         ErrorKind::PermissionDenied => OVM_RESULT_PERMISSION_DENIED,
         ErrorKind::Internal => OVM_RESULT_INTERNAL,
         ErrorKind::DatabaseLocked => OVM_RESULT_DATABASE_LOCKED,
+        ErrorKind::EvacuationFailed => OVM_RESULT_EVACUATION_FAILED,
         // ErrorKind is #[non_exhaustive]: a kind added to ovm-core without a code here is reported
         // as internal until this mapping learns it (the test below fails first).
         _ => OVM_RESULT_INTERNAL,
@@ -145,6 +148,7 @@ pub extern "C" fn ovm_result_name(code: u32) -> *const c_char {
         (OVM_RESULT_PERMISSION_DENIED, "OVM_RESULT_PERMISSION_DENIED\0"),
         (OVM_RESULT_INTERNAL, "OVM_RESULT_INTERNAL\0"),
         (OVM_RESULT_DATABASE_LOCKED, "OVM_RESULT_DATABASE_LOCKED\0"),
+        (OVM_RESULT_EVACUATION_FAILED, "OVM_RESULT_EVACUATION_FAILED\0"),
         (OVM_RESULT_NULL_PARAMETER, "OVM_RESULT_NULL_PARAMETER\0"),
         (OVM_RESULT_INVALID_UTF8, "OVM_RESULT_INVALID_UTF8\0"),
         (OVM_RESULT_BUFFER_TOO_SMALL, "OVM_RESULT_BUFFER_TOO_SMALL\0"),

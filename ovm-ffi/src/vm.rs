@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use ovm_core::manager::{CloneOptions, DiskClone, StopOptions, VmFilter, VmSpec};
+use ovm_core::manager::{CloneOptions, DiskClone, MigrateOptions, StopOptions, VmFilter, VmSpec};
 use ovm_core::model::*;
 
 use crate::boundary::{
@@ -523,6 +523,73 @@ pub unsafe extern "C" fn ovm_vm_migrate(
     job_entry!(mgr, out, |m| {
         flags_arg(flags, 0)?;
         m.migrate_vm(VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?))
+    })
+}
+
+/// How many migrations may run at once on one server (a migration counts on its source and on its
+/// destination; more wait in line for a slot). 2 unless set.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_migration_limit(mgr: *const ovm_manager, out: *mut u32) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let out = out_arg(out, "out")?;
+        put(out, m.mgr.migration_limit());
+        Ok(())
+    })
+}
+
+/// Set how many migrations may run at once on one server (1 to 64; anything else is
+/// `OVM_RESULT_INVALID_ARGUMENT` with nothing changed). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_migration_limit_set(
+    mgr: *const ovm_manager,
+    limit: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.set_migration_limit(limit))
+}
+
+/// How `ovm_vm_migrate_with` moves a running VM.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_migration_mode {
+    /// Live migration (what `ovm_vm_migrate` does).
+    OVM_MIGRATION_LIVE = 0,
+    /// A cold move: paused and saved on the source into the stream, restored and run on the
+    /// target; the source copy is destroyed only once the target runs it.
+    OVM_MIGRATION_COLD = 1,
+}
+
+fn migration_mode_arg(mode: u32) -> Result<MigrationMode, FfiError> {
+    use ovm_migration_mode::*;
+    [(OVM_MIGRATION_LIVE, MigrationMode::Live), (OVM_MIGRATION_COLD, MigrationMode::Cold)]
+        .iter()
+        .find(|(c, _)| *c as u32 == mode)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            FfiError::new(ovm_result::OVM_RESULT_INVALID_ENUM, format!("{mode} is not an ovm_migration_mode"))
+        })
+}
+
+/// Move a running VM (or a stopped one) to `server` in its pool the way `mode` (an
+/// `ovm_migration_mode`) says: `OVM_MIGRATION_LIVE` is `ovm_vm_migrate`; `OVM_MIGRATION_COLD`, for
+/// where live migration is impossible, saves the domain paused on the source into the stream,
+/// restores and runs it on `server`, and destroys the source copy only then (on failure the VM
+/// runs on at the source). A mode out of range is `OVM_RESULT_INVALID_ENUM` with nothing done.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_migrate_with(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    server: *const c_char,
+    mode: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let mode = migration_mode_arg(mode)?;
+        m.migrate_vm_with(
+            VmId(id_arg(vm, "vm")?),
+            ServerId(id_arg(server, "server")?),
+            MigrateOptions { mode },
+        )
     })
 }
 

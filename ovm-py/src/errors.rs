@@ -27,6 +27,7 @@ fn class_of(kind: ErrorKind) -> (&'static str, Option<&'static str>) {
         ErrorKind::PermissionDenied => ("PermissionDeniedError", Some("PermissionError")),
         ErrorKind::Internal => ("InternalError", None),
         ErrorKind::DatabaseLocked => ("DatabaseLockedError", None),
+        ErrorKind::EvacuationFailed => ("EvacuationFailedError", None),
         // `ErrorKind` is non-exhaustive: a kind added to ovm-core later maps to the root class
         // until it gets its own (its `.kind` and `.code` are still exact).
         _ => ("OvmError", None),
@@ -76,6 +77,13 @@ fn fields<'py>(py: Python<'py>, e: &Error) -> PyResult<Vec<(&'static str, Bound<
                 None => py.None().into_bound(py),
             };
             vec![("path", s(path)?), ("pid", pid)]
+        }
+        Error::EvacuationFailed { server, failed } => {
+            let failed = failed
+                .iter()
+                .map(|f| Ok((crate::ids::ObjectRef::from(f.vm), f.name.clone(), f.error.to_string())))
+                .collect::<PyResult<Vec<_>>>()?;
+            vec![("server", obj(server)?), ("failed", failed.into_pyobject(py)?.into_any())]
         }
         // `Error` is non-exhaustive: a variant added later still carries its kind, code and message.
         _ => vec![],

@@ -938,10 +938,31 @@ impl Manager {
         let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
         self.submit(py, |m| m.resume_vm_on(v, s))
     }
-    /// Live-migrate a running VM (or move a stopped one) to `server`.
-    fn migrate_vm(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<Job> {
+    /// Live-migrate a running VM (or move a stopped one) to `server`. With `mode="cold"`, for
+    /// where live migration is impossible: the domain is paused and saved on the source into the
+    /// stream, restored and run on `server`, and the source copy destroyed only then (on failure
+    /// the VM runs on at the source).
+    #[pyo3(signature = (vm, server, *, mode="live"))]
+    fn migrate_vm(&self, py: Python<'_>, vm: &str, server: &str, mode: &str) -> PyResult<Job> {
         let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
-        self.submit(py, |m| m.migrate_vm(v, s))
+        let mode = match mode {
+            "live" => m::MigrationMode::Live,
+            "cold" => m::MigrationMode::Cold,
+            other => {
+                return Err(Error::invalid("mode", format!("{other:?} is not \"live\" or \"cold\"")))
+                    .or_raise()
+            }
+        };
+        self.submit(py, |m| m.migrate_vm_with(v, s, ovm_core::manager::MigrateOptions { mode }))
+    }
+    /// How many migrations may run at once on one server (a migration counts on its source and on
+    /// its destination; more wait in line for a slot).
+    fn migration_limit(&self) -> PyResult<u32> {
+        Ok(self.m()?.migration_limit())
+    }
+    /// Set the migration limit (1 to 64). Returns a job.
+    fn set_migration_limit(&self, py: Python<'_>, limit: u32) -> PyResult<Job> {
+        self.submit(py, |m| m.set_migration_limit(limit))
     }
     /// Clone a stopped VM (its disks are copied, or as `disks` says: see `clone_template`). The
     /// job's result is the new VM.

@@ -317,6 +317,16 @@ impl JobInfo {
     fn steps_undone(&self) -> Vec<String> {
         self.0.steps_undone.clone()
     }
+    /// Ids of the child jobs it ran (say, the migrations of an evacuation), in order.
+    #[getter]
+    fn children(&self) -> Vec<String> {
+        self.0.children.iter().map(|c| c.to_string()).collect()
+    }
+    /// Id of the job that ran it as a child, if any.
+    #[getter]
+    fn parent(&self) -> Option<String> {
+        self.0.parent.map(|p| p.to_string())
+    }
     /// Every field, as plain Python data.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         dict(py, &self.0)

@@ -30,6 +30,7 @@ CLASSES = {
     "PermissionDenied": ovm.PermissionDeniedError,
     "Internal": ovm.InternalError,
     "DatabaseLocked": ovm.DatabaseLockedError,
+    "EvacuationFailed": ovm.EvacuationFailedError,
 }
 
 

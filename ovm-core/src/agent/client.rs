@@ -735,13 +735,19 @@ impl MigrationOps for AgentConnection {
         Ok(self.fingerprint.clone())
     }
 
-    fn prepare_incoming(&self, spec: &DomainSpec, source: &str) -> Result<MigrationTicket> {
-        let t = Client::prepare_incoming(self, Box::new(spec.into()), source.to_owned())?;
+    fn prepare_incoming(
+        &self,
+        spec: &DomainSpec,
+        source: &str,
+        mode: crate::model::MigrationMode,
+    ) -> Result<MigrationTicket> {
+        let t = Client::prepare_incoming(self, Box::new(spec.into()), source.to_owned(), mode.into())?;
         Ok(MigrationTicket {
             vm: spec.uuid,
             destination: t.destination,
             token: t.token,
             peer: self.fingerprint.clone(),
+            mode,
         })
     }
 
@@ -753,7 +759,14 @@ impl MigrationOps for AgentConnection {
         if ticket.vm != vm {
             return Err(Error::invalid("ticket", format!("the ticket admits {}, not {vm}", ticket.vm)));
         }
-        self.send_domain(vm, ticket.destination.clone(), ticket.token.clone(), ticket.peer.clone(), live)
+        self.send_domain(
+            vm,
+            ticket.destination.clone(),
+            ticket.token.clone(),
+            ticket.peer.clone(),
+            live,
+            ticket.mode.into(),
+        )
     }
 }
 

@@ -12,7 +12,8 @@
 //!    refuses a destination with another certificate, presents its own, and sends
 //!    [`ClientMessage::Migration`].
 //! 3. The destination accepts a ticket once, before it expires, for its VM, from the certificate
-//!    it was told to expect ([`Incoming::admit`]); anything else is refused and audited. It then
+//!    it was told to expect, for the mode it was prepared for (a live migration stream or a saved
+//!    domain, [`MigrationMode`]) ([`Incoming::admit`]); anything else is refused and audited. It then
 //!    answers [`AgentMessage::Receiving`] and both agents hand the connection's bytes to their
 //!    backends: `send_stream` at the source, `receive_stream` at the destination, which validates
 //!    the domain the stream carries against the prepared one before it accepts it.
@@ -28,7 +29,7 @@ use tokio::net::TcpStream;
 use super::proto::{self, v1, AgentMessage, ClientMessage};
 use super::tls::{self, Identity, SeenCert};
 use crate::driver::{DomainSpec, MigrationStreams};
-use crate::model::VmId;
+use crate::model::{MigrationMode, VmId};
 use crate::sync::lock;
 use crate::{Error, Result};
 
@@ -39,6 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     pub(crate) spec: DomainSpec,
+    /// What the connection is to carry.
+    pub(crate) mode: MigrationMode,
     source: String,
     expires: Instant,
 }
@@ -57,13 +60,14 @@ fn random_token() -> Result<String> {
 }
 
 impl Incoming {
-    /// Check that `spec` may come here from the agent with certificate `source` and issue a ticket
-    /// valid for `ttl`.
+    /// Check that `spec` may come here from the agent with certificate `source` the way `mode`
+    /// says and issue a ticket valid for `ttl`.
     pub(crate) fn prepare(
         &self,
         streams: &dyn MigrationStreams,
         spec: DomainSpec,
         source: &str,
+        mode: MigrationMode,
         ttl: Duration,
     ) -> Result<String> {
         if !source.starts_with("sha256:") || source.len() != 7 + 64 {
@@ -80,7 +84,7 @@ impl Incoming {
         }
         streams.check_incoming(&spec)?;
         let token = random_token()?;
-        t.insert(token.clone(), Prepared { spec, source: source.to_owned(), expires: now + ttl });
+        t.insert(token.clone(), Prepared { spec, mode, source: source.to_owned(), expires: now + ttl });
         Ok(token)
     }
 
@@ -89,9 +93,16 @@ impl Incoming {
         lock(&self.tickets).remove(token);
     }
 
-    /// Take the ticket `token` for `vm` presented by the certificate `fingerprint`: once, before it
-    /// expires, from the expected source.
-    pub(crate) fn admit(&self, token: &str, vm: VmId, fingerprint: &str) -> Result<Prepared> {
+    /// Take the ticket `token` for `vm` presented by the certificate `fingerprint` for a stream of
+    /// `mode`: once, before it expires, from the expected source, for the mode it was prepared
+    /// for (a ticket presented for the other mode is used up).
+    pub(crate) fn admit(
+        &self,
+        token: &str,
+        vm: VmId,
+        fingerprint: &str,
+        mode: MigrationMode,
+    ) -> Result<Prepared> {
         let mut t = lock(&self.tickets);
         let denied =
             |why: &str| Error::PermissionDenied { reason: format!("migration ticket refused: {why}") };
@@ -105,6 +116,14 @@ impl Incoming {
         }
         if p.source != fingerprint {
             return Err(denied(&format!("it was issued for the agent {}, not {fingerprint}", p.source)));
+        }
+        if p.mode != mode {
+            t.remove(token);
+            let name = |m: MigrationMode| match m {
+                MigrationMode::Live => "a live migration",
+                MigrationMode::Cold => "a cold move",
+            };
+            return Err(denied(&format!("it was prepared for {}, not {}", name(p.mode), name(mode))));
         }
         t.remove(token);
         Ok(p)
@@ -128,7 +147,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S, local: UnixStream)
 pub(crate) async fn receive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut tls: S,
     prepared: Prepared,
-    streams: impl FnOnce(DomainSpec, UnixStream) -> Result<u32> + Send + 'static,
+    streams: impl FnOnce(DomainSpec, MigrationMode, UnixStream) -> Result<u32> + Send + 'static,
 ) -> Result<u32> {
     let frame = proto::encode(&AgentMessage::Receiving)?;
     proto::write_frame(&mut tls, &frame)
@@ -136,8 +155,8 @@ pub(crate) async fn receive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .map_err(|e| Error::backend("migration", format!("answer the source agent: {e}")))?;
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::Internal { message: format!("socket pair: {e}") })?;
-    let spec = prepared.spec;
-    let backend = tokio::task::spawn_blocking(move || streams(spec, ours));
+    let (spec, mode) = (prepared.spec, prepared.mode);
+    let backend = tokio::task::spawn_blocking(move || streams(spec, mode, ours));
     let carried = relay(tls, theirs).await;
     let received = backend.await.map_err(|e| Error::Internal { message: format!("receive task: {e}") })?;
     let domid = received?;
@@ -153,7 +172,7 @@ pub(crate) fn send(
     vm: VmId,
     ticket: &v1::Op,
 ) -> Result<()> {
-    let v1::Op::SendDomain { destination, token, peer, live, .. } = ticket else {
+    let v1::Op::SendDomain { destination, token, peer, live, mode, .. } = ticket else {
         return Err(Error::Internal { message: "send without a ticket".into() });
     };
     let (host, port) = super::parse_address(destination)
@@ -164,7 +183,8 @@ pub(crate) fn send(
     let seen = std::sync::Arc::new(SeenCert::default());
     let cfg = tls::client_config(identity, Some(peer.clone()), seen.clone())?;
     let rt = tokio::runtime::Handle::current();
-    let hello = proto::encode(&ClientMessage::Migration { token: token.clone(), vm })?;
+    let mode = MigrationMode::from(*mode);
+    let hello = proto::encode(&ClientMessage::Migration { token: token.clone(), vm, mode: mode.into() })?;
     let dest = destination.clone();
     let peer2 = peer.clone();
     let tls_stream = rt.block_on(async move {
@@ -212,7 +232,7 @@ pub(crate) fn send(
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::Internal { message: format!("socket pair: {e}") })?;
     let carrier = rt.spawn(relay(tls_stream, theirs));
-    let sent = streams.send_stream(vm, *live, ours);
+    let sent = streams.send_stream(vm, *live, mode, ours);
     let carried = rt.block_on(async {
         match tokio::time::timeout(Duration::from_secs(30), carrier).await {
             Ok(Ok(r)) => r,
@@ -245,27 +265,45 @@ mod tests {
         let streams = conn.migration_streams().unwrap();
         let incoming = Incoming::default();
         let s = spec();
-        let token = incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).unwrap();
+        let token = incoming
+            .prepare(streams, s.clone(), SOURCE, MigrationMode::Live, Duration::from_secs(60))
+            .unwrap();
         assert_eq!(token.len(), 64, "256 random bits");
         assert!(
-            incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).is_err(),
+            incoming
+                .prepare(streams, s.clone(), SOURCE, MigrationMode::Live, Duration::from_secs(60))
+                .is_err(),
             "one prepared migration per VM"
         );
         let other = SOURCE.replace("01", "02");
-        assert!(incoming.admit(&token, s.uuid, &other).is_err(), "another source");
-        assert!(incoming.admit(&token, VmId::new(), SOURCE).is_err(), "another VM");
-        assert_eq!(incoming.admit(&token, s.uuid, SOURCE).unwrap().spec, s);
-        assert!(incoming.admit(&token, s.uuid, SOURCE).is_err(), "used once");
+        assert!(incoming.admit(&token, s.uuid, &other, MigrationMode::Live).is_err(), "another source");
+        assert!(incoming.admit(&token, VmId::new(), SOURCE, MigrationMode::Live).is_err(), "another VM");
+        assert_eq!(incoming.admit(&token, s.uuid, SOURCE, MigrationMode::Live).unwrap().spec, s);
+        assert!(incoming.admit(&token, s.uuid, SOURCE, MigrationMode::Live).is_err(), "used once");
 
-        let expired = incoming.prepare(streams, s.clone(), SOURCE, Duration::ZERO).unwrap();
+        let expired =
+            incoming.prepare(streams, s.clone(), SOURCE, MigrationMode::Live, Duration::ZERO).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        let e = incoming.admit(&expired, s.uuid, SOURCE).unwrap_err();
+        let e = incoming.admit(&expired, s.uuid, SOURCE, MigrationMode::Live).unwrap_err();
         assert!(e.to_string().contains("expired"), "{e}");
 
-        let cancelled = incoming.prepare(streams, s.clone(), SOURCE, Duration::from_secs(60)).unwrap();
+        let cancelled = incoming
+            .prepare(streams, s.clone(), SOURCE, MigrationMode::Live, Duration::from_secs(60))
+            .unwrap();
         incoming.cancel(&cancelled);
         incoming.cancel(&cancelled);
-        assert!(incoming.admit(&cancelled, s.uuid, SOURCE).is_err());
-        assert!(incoming.prepare(streams, s, "not-a-fingerprint", Duration::from_secs(60)).is_err());
+        assert!(incoming.admit(&cancelled, s.uuid, SOURCE, MigrationMode::Live).is_err());
+        let cold = incoming
+            .prepare(streams, s.clone(), SOURCE, MigrationMode::Cold, Duration::from_secs(60))
+            .unwrap();
+        let e = incoming.admit(&cold, s.uuid, SOURCE, MigrationMode::Live).unwrap_err();
+        assert!(e.to_string().contains("prepared for a cold move, not a live migration"), "{e}");
+        assert!(
+            incoming.admit(&cold, s.uuid, SOURCE, MigrationMode::Cold).is_err(),
+            "used up by the wrong mode"
+        );
+        assert!(incoming
+            .prepare(streams, s, "not-a-fingerprint", MigrationMode::Live, Duration::from_secs(60))
+            .is_err());
     }
 }

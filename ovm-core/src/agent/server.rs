@@ -417,8 +417,8 @@ impl Inner {
             Ok(Err(e)) => return Err(format!("no hello: {e}")),
             Err(_) => return Err("no hello in time".into()),
         };
-        if let Ok(ClientMessage::Migration { token, vm }) = hello {
-            return self.incoming_migration(tls, peer, &fp, &token, vm).await;
+        if let Ok(ClientMessage::Migration { token, vm, mode }) = hello {
+            return self.incoming_migration(tls, peer, &fp, &token, vm, mode.into()).await;
         }
         let (mut rd, mut wr) = tokio::io::split(tls);
         let (manager_id, version, take_over) = match hello {
@@ -577,15 +577,16 @@ impl Inner {
         fp: &str,
         token: &str,
         vm: VmId,
+        mode: crate::model::MigrationMode,
     ) -> std::result::Result<(), String> {
-        let prepared = match self.incoming.admit(token, vm, fp) {
+        let prepared = match self.incoming.admit(token, vm, fp, mode) {
             Ok(p) => p,
             Err(e) => return refuse(&mut tls, e).await,
         };
         self.record(peer, format!("migration of VM {vm} admitted from the agent {fp}"));
         let me = self.clone();
-        let received = super::migration::receive(tls, prepared, move |spec, stream| {
-            capability(me.hv.migration_streams(), "migration streams")?.receive_stream(&spec, stream)
+        let received = super::migration::receive(tls, prepared, move |spec, mode, stream| {
+            capability(me.hv.migration_streams(), "migration streams")?.receive_stream(&spec, mode, stream)
         })
         .await;
         match received {
@@ -832,13 +833,18 @@ impl Serve for Inner {
         self.hv.restore(&(*spec).try_into()?, &path)
     }
 
-    fn prepare_incoming(&self, spec: Box<v1::DomainSpec>, source: String) -> Result<v1::IncomingTicket> {
+    fn prepare_incoming(
+        &self,
+        spec: Box<v1::DomainSpec>,
+        source: String,
+        mode: v1::MigrationMode,
+    ) -> Result<v1::IncomingTicket> {
         let destination = self.cfg.migration_address.clone().ok_or_else(|| Error::Unsupported {
             what: "incoming migrations on an agent started without a migration address".into(),
         })?;
         let spec = crate::driver::DomainSpec::try_from(*spec)?;
         let streams = capability(self.hv.migration_streams(), "migration streams")?;
-        let token = self.incoming.prepare(streams, spec, &source, self.cfg.incoming_ttl)?;
+        let token = self.incoming.prepare(streams, spec, &source, mode.into(), self.cfg.incoming_ttl)?;
         Ok(v1::IncomingTicket { destination, token })
     }
 
@@ -847,7 +853,15 @@ impl Serve for Inner {
         Ok(())
     }
 
-    fn send_domain(&self, _vm: VmId, _d: String, _t: String, _p: String, _live: bool) -> Result<()> {
+    fn send_domain(
+        &self,
+        _vm: VmId,
+        _d: String,
+        _t: String,
+        _p: String,
+        _live: bool,
+        _mode: v1::MigrationMode,
+    ) -> Result<()> {
         // `run` carries it (it needs the agent's identity and runtime); never dispatched here.
         Err(Error::Internal { message: "send_domain on the dispatch path".into() })
     }

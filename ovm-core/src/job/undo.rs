@@ -57,6 +57,18 @@ pub enum DomainUndo {
         /// The VM.
         vm: uuid::Uuid,
     },
+    /// Put back a domain a cold move was taking from `source` to `target`, while the source still
+    /// has its copy: destroy what the target has of it, then unpause the source's copy if paused.
+    /// Once the move completed (the source's copy destroyed after the target ran the domain)
+    /// there is nothing to put back, and the target's domain is left alone.
+    ColdMoveBack {
+        /// Server it was leaving (its saved copy is paused there until the move completes).
+        source: uuid::Uuid,
+        /// Server it was going to.
+        target: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+    },
     /// Unplug a NIC a step plugged into a running domain (what is not there counts as undone).
     DetachNic {
         /// Server.
@@ -266,6 +278,7 @@ mod tests {
     fn records_round_trip_in_the_current_encoding() {
         let all = [
             Undo::Domain(DomainUndo::Destroy { server: uuid(S), vm: uuid(V) }),
+            Undo::Domain(DomainUndo::ColdMoveBack { source: uuid(S), target: uuid(V), vm: uuid(V) }),
             Undo::Storage(StorageUndo::DeleteFile { server: uuid(S), path: "p".into() }),
             Undo::Server(ServerUndo::ReleaseOwnership { address: "a".into() }),
             Undo::RevertObject { object: ObjectRef::new(ObjectKind::Vm, uuid(V)), before: None },

@@ -39,7 +39,13 @@ pub use storage::{
     RebuildReport, RepositorySpec, ServerLogin, StorageArraySpec, GENERIC_ISCSI_PLUGIN,
     LOCAL_FILE_SYSTEM_ROOT,
 };
-pub use vms::{CloneOptions, DiskClone, StopOptions, VmSpec};
+pub use vms::{
+    CloneOptions, DiskClone, MigrateOptions, StopOptions, VmSpec, DEFAULT_MIGRATION_LIMIT,
+    MAX_MIGRATION_LIMIT,
+};
+
+/// The meta key of the migration limit.
+const MIGRATION_LIMIT_KEY: &str = "migration_limit";
 
 /// Current time in milliseconds since the Unix epoch, on the system clock. A manager dates what it
 /// does with its own [`Clock`] ([`ManagerBuilder::clock`]).
@@ -213,6 +219,8 @@ pub(crate) struct Inner {
     pub(crate) jobs_idle: std::sync::Condvar,
     /// The configuration files written in repositories, by object.
     pub(crate) config_files: Mutex<storage::config_files::Known>,
+    /// How many migrations run at once on each server, and those waiting.
+    pub(crate) migration_slots: vms::slots::MigrationSlots,
 }
 
 impl std::fmt::Debug for Inner {
@@ -299,6 +307,10 @@ impl Manager {
             Some(s) => serde_json::from_str(&s)?,
             None => MacRange::default(),
         };
+        let migration_limit = match db.meta(MIGRATION_LIMIT_KEY)? {
+            Some(s) => serde_json::from_str(&s)?,
+            None => vms::DEFAULT_MIGRATION_LIMIT,
+        };
         if !setup.is_empty() {
             db.commit(&setup, b.clock.now_ms())?;
         }
@@ -337,6 +349,7 @@ impl Manager {
             recurring: Mutex::new(recurring),
             jobs_idle: std::sync::Condvar::new(),
             config_files: Mutex::new(config_files),
+            migration_slots: vms::slots::MigrationSlots::new(migration_limit),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });
@@ -519,6 +532,35 @@ impl Manager {
                 Ok(())
             },
         ))
+    }
+
+    /// How many migrations may run at once on one server (a migration counts on its source and on
+    /// its destination); more wait for a slot, first come, first served. 2 unless set.
+    pub fn migration_limit(&self) -> u32 {
+        self.inner.migration_slots.limit()
+    }
+
+    /// Set how many migrations may run at once on one server (1 to
+    /// [`MAX_MIGRATION_LIMIT`]). Returns a job; migrations waiting for a slot see the new limit at
+    /// once.
+    pub fn set_migration_limit(&self, limit: u32) -> Result<JobHandle> {
+        if !(1..=MAX_MIGRATION_LIMIT).contains(&limit) {
+            return Err(Error::invalid(
+                "migration_limit",
+                format!("{limit} is not between 1 and {MAX_MIGRATION_LIMIT}"),
+            ));
+        }
+        self.submit(
+            jobs::JobSpec::new("SetMigrationLimit", &format!("Set the migration limit to {limit}"), vec![])
+                .step("set limit", move |ctx| {
+                    ctx.tx(|tx| {
+                        tx.meta(MIGRATION_LIMIT_KEY, limit.to_string());
+                        Ok(())
+                    })?;
+                    ctx.mgr.inner.migration_slots.set_limit(limit);
+                    Ok(())
+                }),
+        )
     }
 
     /// Create any inventory object after checking every rule. Returns a job whose result is the object.

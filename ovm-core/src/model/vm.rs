@@ -47,6 +47,20 @@ impl fmt::Display for PowerState {
     }
 }
 
+/// How a running VM moves to another server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MigrationMode {
+    /// Live migration: the domain keeps running while its memory is copied; it stops only for the
+    /// last round (Xen's `xl migrate`).
+    #[default]
+    Live,
+    /// A cold move, for where live migration is impossible: the domain is paused and saved on the
+    /// source straight into the stream, restored on the destination and run there; only then is the
+    /// paused source domain destroyed (Xen's `xl save -p` and `xl restore -p`). The guest stops for
+    /// as long as the save and restore take.
+    Cold,
+}
+
 /// Verbs that change a VM's power state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PowerOperation {

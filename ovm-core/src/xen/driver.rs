@@ -738,13 +738,48 @@ impl crate::driver::MigrationStreams for XenConnection {
         Ok(())
     }
 
-    fn receive_stream(&self, spec: &DomainSpec, stream: std::os::unix::net::UnixStream) -> Result<u32> {
-        crate::xen::migration::receive(self.xl.binary(), spec, stream)?;
-        self.domid_of(spec.uuid)
+    fn receive_stream(
+        &self,
+        spec: &DomainSpec,
+        mode: crate::model::MigrationMode,
+        stream: std::os::unix::net::UnixStream,
+    ) -> Result<u32> {
+        match mode {
+            crate::model::MigrationMode::Live => {
+                crate::xen::migration::receive(self.xl.binary(), spec, stream)?;
+                self.domid_of(spec.uuid)
+            }
+            // Restored paused, then run here; a domain left half-restored is destroyed.
+            crate::model::MigrationMode::Cold => crate::xen::migration::receive_saved(
+                self.xl.binary(),
+                spec,
+                stream,
+                || {
+                    let domid = self.domid_of(spec.uuid)?;
+                    self.unpause(spec.uuid)?;
+                    Ok(domid)
+                },
+                || {
+                    if self.domid_of(spec.uuid).is_ok() {
+                        let _ = self.destroy(spec.uuid);
+                    }
+                },
+            ),
+        }
     }
 
-    fn send_stream(&self, vm: VmId, live: bool, stream: std::os::unix::net::UnixStream) -> Result<()> {
+    fn send_stream(
+        &self,
+        vm: VmId,
+        live: bool,
+        mode: crate::model::MigrationMode,
+        stream: std::os::unix::net::UnixStream,
+    ) -> Result<()> {
         let domid = self.domid_of(vm)?;
+        if mode == crate::model::MigrationMode::Cold {
+            // `xl save -p`: saved into the stream and left paused here, never destroyed.
+            return crate::xen::migration::send_saved(self.xl.binary(), domid, stream);
+        }
         if !live {
             self.pause(vm)?;
         }

@@ -1,5 +1,8 @@
 //! Migration streams on Xen: `xl migrate` at the source and `xl migrate-receive` at the destination,
-//! with the stream carried by the caller (the agents carry it over mutual TLS).
+//! with the stream carried by the caller (the agents carry it over mutual TLS). A cold move
+//! carries a saved domain instead: `xl save -p` at the source (the domain stays paused there) and
+//! `xl restore -p` at the destination, each through a FIFO, then an unpause there and a verdict
+//! byte back ([`send_saved`], [`receive_saved`]).
 //!
 //! The receiving toolstack builds the domain from the configuration inside the stream, so the
 //! destination reads the stream's xl header and configuration first and refuses the stream unless
@@ -322,6 +325,191 @@ pub fn send(xl: &std::path::Path, domid: u32, stream: UnixStream) -> Result<()> 
     Ok(())
 }
 
+/// A private directory holding one FIFO, removed when dropped.
+struct Fifo {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Fifo {
+    fn new(name: &str) -> Result<Fifo> {
+        let dir = std::env::temp_dir().join(format!("ovm-{name}-{}", uuid::Uuid::new_v4()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io("migration directory"))?;
+        }
+        let fifo = Fifo { path: dir.join(name), dir };
+        let made = Command::new("mkfifo").arg(&fifo.path).status().map_err(io("mkfifo"))?;
+        if !made.success() {
+            return Err(Error::backend("xen", "cannot make the migration FIFO"));
+        }
+        Ok(fifo)
+    }
+
+    /// Open the FIFO's ends without waiting, so that a thread blocked opening the other end
+    /// returns (after the toolstack ended without opening its end).
+    fn unblock(&self) {
+        let _ = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(&self.path);
+        let _ = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(&self.path);
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The verdict byte of a cold move: the destination runs the domain.
+const RESTORED: u8 = 0;
+/// The verdict byte of a cold move: the destination does not run the domain.
+const NOT_RESTORED: u8 = 1;
+
+/// Source side of a cold move: save domain `domid` with `xl save -p` (which leaves it paused
+/// here, not destroyed) straight into `stream` through a FIFO, then wait for the destination's
+/// verdict. On success the domain runs there and its saved copy is still here, paused; on failure
+/// it is here, paused or (when the save itself failed, as xl resumes it then) running.
+pub fn send_saved(xl: &std::path::Path, domid: u32, stream: UnixStream) -> Result<()> {
+    let fifo = Fifo::new("save")?;
+    let child = Command::new(xl)
+        .arg("save")
+        .arg("-p")
+        .arg(domid.to_string())
+        .arg(&fifo.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("start xl save"))?;
+    let mut up = stream.try_clone().map_err(io("migration socket"))?;
+    let path = fifo.path.clone();
+    // xl → peer: the saved domain, as xl writes it.
+    let outgoing = std::thread::spawn(move || {
+        let sent = std::fs::File::open(&path).and_then(|mut f| pump(&mut f, &mut up));
+        let _ = up.shutdown(std::net::Shutdown::Write);
+        sent
+    });
+    let out = child.wait_with_output().map_err(io("wait for xl save"));
+    fifo.unblock();
+    let sent = outgoing.join().map_err(|_| Error::Internal { message: "save relay panicked".into() })?;
+    let out = out?;
+    if !out.status.success() {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Err(Error::backend(
+            "xen",
+            format!("xl save failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    sent.map_err(io("send the saved domain"))?;
+    let mut verdict = [NOT_RESTORED];
+    let mut rd = stream;
+    match rd.read_exact(&mut verdict) {
+        Ok(()) if verdict[0] == RESTORED => Ok(()),
+        Ok(()) => Err(Error::backend("xen", "the destination did not restore the domain; it is paused here")),
+        Err(e) => Err(Error::backend(
+            "xen",
+            format!("no answer from the destination ({e}); the domain is paused here"),
+        )),
+    }
+}
+
+/// Destination side of a cold move: read the saved domain's xl header and configuration from
+/// `stream` and validate them against `spec` ([`read_header`], [`validate_config`]) before any
+/// byte reaches `xl restore -p`, which reads the domain from a FIFO; then `start` unpauses the
+/// restored domain and returns its domid. Whatever fails after the restore began, `discard`
+/// destroys what was restored. The source is answered a verdict byte either way.
+pub fn receive_saved(
+    xl: &std::path::Path,
+    spec: &DomainSpec,
+    stream: UnixStream,
+    start: impl FnOnce() -> Result<u32>,
+    discard: impl FnOnce(),
+) -> Result<u32> {
+    receive_saved_checked(
+        xl,
+        spec,
+        stream,
+        |br| std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir(),
+        start,
+        discard,
+    )
+}
+
+fn receive_saved_checked(
+    xl: &std::path::Path,
+    spec: &DomainSpec,
+    stream: UnixStream,
+    bridge_exists: impl Fn(&str) -> bool,
+    start: impl FnOnce() -> Result<u32>,
+    discard: impl FnOnce(),
+) -> Result<u32> {
+    let mut from_peer = stream;
+    let answer = |s: &UnixStream, v: u8| {
+        let mut w = s;
+        let _ = w.write_all(&[v]);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    };
+    let raw = match read_header(&mut from_peer).and_then(|(raw, config)| {
+        validate_config(&config, spec, &bridge_exists)?;
+        Ok(raw)
+    }) {
+        Ok(raw) => raw,
+        Err(e) => {
+            answer(&from_peer, NOT_RESTORED);
+            return Err(e);
+        }
+    };
+    let restored = (|| {
+        let fifo = Fifo::new("restore")?;
+        let child = Command::new(xl)
+            .arg("restore")
+            .arg("-p")
+            .arg(&fifo.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("start xl restore"))?;
+        let mut reader = from_peer.try_clone().map_err(io("migration socket"))?;
+        let path = fifo.path.clone();
+        // peer → xl: the validated header, then the rest of the saved domain.
+        let incoming = std::thread::spawn(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&raw).and_then(|_| pump(&mut reader, &mut f)))
+        });
+        let out = child.wait_with_output().map_err(io("wait for xl restore"));
+        fifo.unblock();
+        let fed =
+            incoming.join().map_err(|_| Error::Internal { message: "restore relay panicked".into() })?;
+        let out = out?;
+        if !out.status.success() {
+            return Err(Error::backend(
+                "xen",
+                format!(
+                    "xl restore failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        fed.map_err(io("feed xl restore"))?;
+        start()
+    })();
+    match restored {
+        Ok(domid) => {
+            answer(&from_peer, RESTORED);
+            Ok(domid)
+        }
+        Err(e) => {
+            discard();
+            answer(&from_peer, NOT_RESTORED);
+            Err(e)
+        }
+    }
+}
+
 trait NonBlock {
     fn custom_flags_nonblock(&mut self) -> &mut Self;
 }
@@ -439,6 +627,22 @@ elif sys.argv[1] == "migrate-receive":
     out.write(READY); out.flush()
     assert read_n(inp, len(GO)) == GO
     out.write(RESULT + b"\0"); out.flush()
+elif sys.argv[1] == "save":
+    # xl save -p DOMID FILE: the saved domain into FILE (a FIFO); the domain stays paused.
+    assert sys.argv[2:4] == ["-p", "7"], sys.argv
+    with open(sys.argv[4], "wb") as f:
+        f.write(open(os.path.join(here, "stream"), "rb").read())
+    open(os.path.join(here, "saved_paused"), "w").write("7")
+elif sys.argv[1] == "restore":
+    # xl restore -p FILE: the domain from FILE (a FIFO), left paused.
+    assert sys.argv[2] == "-p", sys.argv
+    with open(sys.argv[3], "rb") as inp:
+        fixed = read_n(inp, 48)
+        opt = read_n(inp, int.from_bytes(fixed[44:48], "little"))
+        payload = read_n(inp, int(open(os.path.join(here, "payload_len")).read()))
+    if os.path.exists(os.path.join(here, "restore_fails")):
+        sys.exit("restore failed")
+    open(os.path.join(here, "received"), "wb").write(fixed + opt + payload)
 else:
     sys.exit("unexpected " + " ".join(sys.argv))
 "#;
@@ -493,6 +697,78 @@ else:
         let e = receiver.join().unwrap().unwrap_err();
         assert!(e.to_string().contains("not one of the domain's disks"), "{e}");
         assert!(!dir.join("received").exists(), "xl migrate-receive got nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What a cold move's receiver did: (started, discarded).
+    fn cold_receiver(
+        xl: std::path::PathBuf,
+        s: DomainSpec,
+        b: UnixStream,
+    ) -> std::thread::JoinHandle<(Result<u32>, bool, bool)> {
+        std::thread::spawn(move || {
+            let (started, discarded) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
+            let r = receive_saved_checked(
+                &xl,
+                &s,
+                b,
+                |br| br == "xenbr0",
+                || {
+                    started.set(true);
+                    Ok(42)
+                },
+                || discarded.set(true),
+            );
+            (r, started.get(), discarded.get())
+        })
+    }
+
+    #[test]
+    fn a_cold_move_saves_paused_into_the_stream_and_restores_only_a_validated_domain() {
+        let (dir, xl) = fake_xl();
+        let s = spec();
+        let mut bytes = stream(&config(&s), FLAG_JSON | FLAG_STREAM_V2);
+        let payload: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 253) as u8).collect();
+        bytes.truncate(bytes.len() - b"LibxlFmt...".len());
+        bytes.extend_from_slice(&payload);
+        std::fs::write(dir.join("stream"), &bytes).unwrap();
+        std::fs::write(dir.join("payload_len"), payload.len().to_string()).unwrap();
+
+        // The saved domain arrives unchanged, is restored and started; the source hears so.
+        let (a, b) = UnixStream::pair().unwrap();
+        let receiver = cold_receiver(xl.clone(), s.clone(), b);
+        send_saved(&xl, 7, a).unwrap();
+        let (r, started, discarded) = receiver.join().unwrap();
+        assert_eq!((r.unwrap(), started, discarded), (42, true, false));
+        assert!(std::fs::read(dir.join("received")).unwrap() == bytes, "the saved domain arrived unchanged");
+        assert!(dir.join("saved_paused").exists(), "saved with -p: left paused, not destroyed");
+        std::fs::remove_file(dir.join("received")).unwrap();
+
+        // A failed restore: what was restored is discarded and the source is told.
+        std::fs::write(dir.join("restore_fails"), "").unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let receiver = cold_receiver(xl.clone(), s.clone(), b);
+        let e = send_saved(&xl, 7, a).unwrap_err();
+        assert!(e.to_string().contains("paused here"), "{e}");
+        let (r, started, discarded) = receiver.join().unwrap();
+        assert!(r.unwrap_err().to_string().contains("xl restore failed"));
+        assert_eq!((started, discarded), (false, true));
+        std::fs::remove_file(dir.join("restore_fails")).unwrap();
+
+        // A saved domain that is not the prepared one never reaches xl restore.
+        let mut other = config(&s);
+        other["disks"][0]["pdev_path"] = "/etc/shadow".into();
+        let mut evil = stream(&other, FLAG_JSON | FLAG_STREAM_V2);
+        evil.truncate(evil.len() - b"LibxlFmt...".len());
+        evil.extend_from_slice(&payload);
+        std::fs::write(dir.join("stream"), &evil).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let receiver = cold_receiver(xl.clone(), s.clone(), b);
+        assert!(send_saved(&xl, 7, a).is_err(), "the source sees the move fail");
+        let (r, started, _) = receiver.join().unwrap();
+        assert!(r.unwrap_err().to_string().contains("not one of the domain's disks"));
+        assert!(!started);
+        assert!(!dir.join("received").exists(), "xl restore got nothing");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

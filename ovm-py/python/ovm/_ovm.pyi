@@ -60,6 +60,7 @@ __all__ = [
     "PermissionDeniedError",
     "InternalError",
     "DatabaseLockedError",
+    "EvacuationFailedError",
 ]
 
 __version__: str
@@ -144,6 +145,10 @@ class InternalError(OvmError):
 class DatabaseLockedError(OvmError):
     path: str
     pid: Optional[int]
+
+class EvacuationFailedError(OvmError):
+    server: ObjectRef
+    failed: list[tuple[ObjectRef, str, str]]
 
 # ---- records --------------------------------------------------------------------------------------
 
@@ -694,6 +699,10 @@ class JobInfo:
     def steps_done(self) -> list[str]: ...
     @property
     def steps_undone(self) -> list[str]: ...
+    @property
+    def children(self) -> list[str]: ...
+    @property
+    def parent(self) -> Optional[str]: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 @final
@@ -949,7 +958,9 @@ class Manager:
     def suspend_vm(self, vm: str) -> Job: ...
     def resume_vm(self, vm: str) -> Job: ...
     def resume_vm_on(self, vm: str, server: str) -> Job: ...
-    def migrate_vm(self, vm: str, server: str) -> Job: ...
+    def migrate_vm(self, vm: str, server: str, *, mode: Literal["live", "cold"] = "live") -> Job: ...
+    def migration_limit(self) -> int: ...
+    def set_migration_limit(self, limit: int) -> Job: ...
     def clone_vm(
         self,
         vm: str,

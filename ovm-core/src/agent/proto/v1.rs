@@ -48,6 +48,10 @@ pub enum ClientMessage {
         token: String,
         /// The VM the ticket admits.
         vm: VmId,
+        /// What the connection will carry: a live migration stream (absent) or a saved domain. A
+        /// ticket prepared for the other is refused.
+        #[serde(default, skip_serializing_if = "MigrationMode::is_live")]
+        mode: MigrationMode,
     },
 }
 
@@ -202,6 +206,9 @@ remote_ops! {
         spec: Box<DomainSpec>,
         /// Fingerprint of the source agent's certificate (the manager's pin).
         source: String,
+        /// What to expect: a live migration stream (absent) or a saved domain (a cold move).
+        #[serde(default, skip_serializing_if = "MigrationMode::is_live")]
+        mode: MigrationMode,
     } -> Ticket(IncomingTicket);
     /// Destination side: give up a prepared migration.
     cancel_incoming => CancelIncoming {
@@ -221,6 +228,11 @@ remote_ops! {
         peer: String,
         /// Live (the domain keeps running while its memory is copied).
         live: bool,
+        /// How the ticket was prepared: a live migration stream (absent) or a cold move (the
+        /// domain is saved paused into the connection and its paused copy stays here once the
+        /// destination runs it).
+        #[serde(default, skip_serializing_if = "MigrationMode::is_live")]
+        mode: MigrationMode,
     } -> Done;
     /// Memory target.
     set_memory => SetMemory {
@@ -841,6 +853,42 @@ impl From<driver::FsUsage> for FsUsage {
 impl From<FsUsage> for driver::FsUsage {
     fn from(u: FsUsage) -> Self {
         driver::FsUsage { total_bytes: u.total_bytes, used_bytes: u.used_bytes }
+    }
+}
+
+/// How a domain moves between agents (v1): `"live"` or `"cold"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationMode {
+    /// A live migration stream.
+    #[default]
+    Live,
+    /// A saved domain (a cold move).
+    Cold,
+}
+
+impl MigrationMode {
+    /// Whether this is the default, live (left out of messages).
+    pub fn is_live(&self) -> bool {
+        *self == MigrationMode::Live
+    }
+}
+
+impl From<model::MigrationMode> for MigrationMode {
+    fn from(m: model::MigrationMode) -> Self {
+        match m {
+            model::MigrationMode::Live => MigrationMode::Live,
+            model::MigrationMode::Cold => MigrationMode::Cold,
+        }
+    }
+}
+
+impl From<MigrationMode> for model::MigrationMode {
+    fn from(m: MigrationMode) -> Self {
+        match m {
+            MigrationMode::Live => model::MigrationMode::Live,
+            MigrationMode::Cold => model::MigrationMode::Cold,
+        }
     }
 }
 
@@ -1530,7 +1578,11 @@ mod tests {
                 ),
             ),
             (
-                req(Op::PrepareIncoming { spec: Box::new(spec.clone()), source: "sha256:ab".into() }),
+                req(Op::PrepareIncoming {
+                    spec: Box::new(spec.clone()),
+                    source: "sha256:ab".into(),
+                    mode: MigrationMode::Live,
+                }),
                 format!(
                     r#"{{"type":"request","id":7,"op":{{"op":"prepare_incoming","spec":{spec_json},"source":"sha256:ab"}}}}"#
                 ),
@@ -1546,14 +1598,43 @@ mod tests {
                     token: "t1".into(),
                     peer: "sha256:cd".into(),
                     live: true,
+                    mode: MigrationMode::Live,
                 }),
                 format!(
                     r#"{{"type":"request","id":7,"op":{{"op":"send_domain","vm":{VM},"destination":"10.0.0.2:8899","token":"t1","peer":"sha256:cd","live":true}}}}"#
                 ),
             ),
             (
-                ClientMessage::Migration { token: "t1".into(), vm },
+                ClientMessage::Migration { token: "t1".into(), vm, mode: MigrationMode::Live },
                 format!(r#"{{"type":"migration","token":"t1","vm":{VM}}}"#),
+            ),
+            // A cold move: the same messages naming the mode (left out when live, above).
+            (
+                req(Op::PrepareIncoming {
+                    spec: Box::new(spec.clone()),
+                    source: "sha256:ab".into(),
+                    mode: MigrationMode::Cold,
+                }),
+                format!(
+                    r#"{{"type":"request","id":7,"op":{{"op":"prepare_incoming","spec":{spec_json},"source":"sha256:ab","mode":"cold"}}}}"#
+                ),
+            ),
+            (
+                req(Op::SendDomain {
+                    vm,
+                    destination: "10.0.0.2:8899".into(),
+                    token: "t1".into(),
+                    peer: "sha256:cd".into(),
+                    live: false,
+                    mode: MigrationMode::Cold,
+                }),
+                format!(
+                    r#"{{"type":"request","id":7,"op":{{"op":"send_domain","vm":{VM},"destination":"10.0.0.2:8899","token":"t1","peer":"sha256:cd","live":false,"mode":"cold"}}}}"#
+                ),
+            ),
+            (
+                ClientMessage::Migration { token: "t1".into(), vm, mode: MigrationMode::Cold },
+                format!(r#"{{"type":"migration","token":"t1","vm":{VM},"mode":"cold"}}"#),
             ),
             (
                 req(Op::SetMemory { vm, memory_mib: 768 }),
@@ -2106,7 +2187,8 @@ mod tests {
                 | Op::DomainNics { .. } => {}
             }
         }
-        assert_eq!(ops.len(), 62);
+        // 62 operations, two of them pinned a second time for a cold move.
+        assert_eq!(ops.len(), 64);
     }
 
     #[test]

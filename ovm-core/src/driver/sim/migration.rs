@@ -4,22 +4,91 @@
 //! The same moves as a byte stream ([`MigrationStreams`]): the source writes the domain's
 //! description as one JSON line and waits for the destination's one-byte verdict; the destination
 //! admits only the domain it was told to expect.
+//!
+//! A cold move ([`MigrationMode::Cold`]) leaves the source domain paused (as `xl save -p` does)
+//! and the destination runs the domain; the caller destroys the paused copy. Its stream line is
+//! the description behind [`SAVED`], so a receiver prepared for one mode refuses the other.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{HostState, SimConnection, SimOp};
+use super::{HostState, SimConnection, SimOp, SimWorld};
 use crate::driver::migration::{MigrationOps, MigrationStreams, MigrationTicket};
-use crate::driver::{lock, DomainChange, DomainSpec};
-use crate::model::VmId;
+use crate::driver::{lock, DomainChange, DomainRunState, DomainSpec};
+use crate::model::{MigrationMode, VmId};
 use crate::{Error, Result};
 
 /// The sim stream's verdict byte: the domain runs at the destination.
 const ADMITTED: u8 = 0;
 /// The longest domain description a sim stream carries.
 const MAX_DESCRIPTION: u64 = 1 << 20;
+/// What a saved domain's line starts with.
+const SAVED: &str = "saved:";
+
+/// A migration under way between two simulated hosts, counted on both until dropped.
+struct InFlight<'a> {
+    world: &'a SimWorld,
+    hosts: [String; 2],
+}
+
+impl<'a> InFlight<'a> {
+    /// Count a migration from `source` to `dest`, and take the time set for either
+    /// ([`SimWorld::set_migration_time`]).
+    fn begin(world: &'a SimWorld, source: &str, dest: &str) -> InFlight<'a> {
+        let hosts = [source.to_owned(), dest.to_owned()];
+        {
+            let mut m = lock(&world.inner.migrating);
+            for h in &hosts {
+                let e = m.entry(h.clone()).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(e.0);
+            }
+        }
+        let time = {
+            let t = lock(&world.inner.migration_time);
+            hosts.iter().filter_map(|h| t.get(h).copied()).max()
+        };
+        if let Some(t) = time {
+            std::thread::sleep(t);
+        }
+        InFlight { world, hosts }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = lock(&self.world.inner.migrating);
+        for h in &self.hosts {
+            if let Some(e) = m.get_mut(h) {
+                e.0 = e.0.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl SimWorld {
+    /// Make every migration from or to `host` take at least `time` (zero: no longer than it needs).
+    pub fn set_migration_time(&self, host: &str, time: std::time::Duration) {
+        let mut t = lock(&self.inner.migration_time);
+        if time.is_zero() {
+            t.remove(host);
+        } else {
+            t.insert(host.to_owned(), time);
+        }
+    }
+
+    /// How many migrations from or to `host` are under way now.
+    pub fn migrations_under_way(&self, host: &str) -> u32 {
+        lock(&self.inner.migrating).get(host).map(|e| e.0).unwrap_or(0)
+    }
+
+    /// The most migrations from or to `host` that were ever under way at once.
+    pub fn most_concurrent_migrations(&self, host: &str) -> u32 {
+        lock(&self.inner.migrating).get(host).map(|e| e.1).unwrap_or(0)
+    }
+}
 
 impl SimConnection {
     /// Whether `spec` may come here: not already resident, and its memory free.
@@ -36,10 +105,25 @@ impl MigrationStreams for SimConnection {
         self.op(SimOp::Migrate, |st| Self::fits_incoming(st, spec))
     }
 
-    fn receive_stream(&self, spec: &DomainSpec, stream: UnixStream) -> Result<u32> {
+    fn receive_stream(&self, spec: &DomainSpec, mode: MigrationMode, stream: UnixStream) -> Result<u32> {
         let mut line = String::new();
         let mut rd = BufReader::new((&stream).take(MAX_DESCRIPTION));
         rd.read_line(&mut line).map_err(|e| Error::backend("sim", format!("migration stream: {e}")))?;
+        let line = match (mode, line.strip_prefix(SAVED)) {
+            (MigrationMode::Live, None) => line.as_str(),
+            (MigrationMode::Cold, Some(saved)) => saved,
+            (MigrationMode::Live, Some(_)) => {
+                let _ = (&stream).write_all(&[1]);
+                return Err(Error::invalid(
+                    "migration stream",
+                    "a saved domain, not a live migration stream",
+                ));
+            }
+            (MigrationMode::Cold, None) => {
+                let _ = (&stream).write_all(&[1]);
+                return Err(Error::invalid("migration stream", "not a saved domain"));
+            }
+        };
         let sent: DomainSpec = serde_json::from_str(line.trim_end())
             .map_err(|e| Error::invalid("migration stream", format!("not a domain description: {e}")))?;
         if sent != *spec {
@@ -62,12 +146,21 @@ impl MigrationStreams for SimConnection {
         Ok(domid)
     }
 
-    fn send_stream(&self, vm: VmId, _live: bool, mut stream: UnixStream) -> Result<()> {
+    fn send_stream(&self, vm: VmId, _live: bool, mode: MigrationMode, mut stream: UnixStream) -> Result<()> {
         let (spec, domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
+            if mode == MigrationMode::Cold {
+                d.state = DomainRunState::Paused;
+            }
             Ok((d.spec.clone(), d.domid))
         })?;
+        if mode == MigrationMode::Cold {
+            self.emit(DomainChange::StateChanged { uuid: Some(vm), domid, state: DomainRunState::Paused });
+        }
         let mut line = serde_json::to_string(&spec)?;
+        if mode == MigrationMode::Cold {
+            line.insert_str(0, SAVED);
+        }
         line.push('\n');
         let io = |e: std::io::Error| Error::backend("sim", format!("migration stream: {e}"));
         stream.write_all(line.as_bytes()).map_err(io)?;
@@ -76,8 +169,12 @@ impl MigrationStreams for SimConnection {
         if verdict[0] != ADMITTED {
             return Err(Error::backend(
                 "sim",
-                format!("the destination refused domain {vm}; it still runs here"),
+                format!("the destination refused domain {vm}; it is still here"),
             ));
+        }
+        if mode == MigrationMode::Cold {
+            // The saved domain stays paused here until the caller destroys it.
+            return Ok(());
         }
         lock(&self.host.state).domains.remove(&vm);
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
@@ -90,7 +187,12 @@ impl MigrationOps for SimConnection {
         Ok(format!("sim:{}", lock(&self.host.state).name))
     }
 
-    fn prepare_incoming(&self, spec: &DomainSpec, _source: &str) -> Result<MigrationTicket> {
+    fn prepare_incoming(
+        &self,
+        spec: &DomainSpec,
+        _source: &str,
+        mode: MigrationMode,
+    ) -> Result<MigrationTicket> {
         self.op(SimOp::Migrate, |st| {
             Self::fits_incoming(st, spec)?;
             let n = self.world.inner.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
@@ -100,6 +202,7 @@ impl MigrationOps for SimConnection {
                 destination: format!("sim://{}", st.name),
                 token: token.clone(),
                 peer: format!("sim:{}", st.name),
+                mode,
             };
             st.incoming.insert(token.clone(), (spec.uuid, spec.memory_mib));
             lock(&self.world.inner.tickets).insert(token, (st.name.clone(), ticket.clone()));
@@ -126,10 +229,24 @@ impl MigrationOps for SimConnection {
             return Err(Error::invalid("destination", "a domain cannot migrate to its own server"));
         }
         let dest = SimConnection { host: dest_host, world: self.world.clone() };
+        let source_name = lock(&self.host.state).name.clone();
+        let _in_flight = InFlight::begin(&self.world, &source_name, &dest_name);
+        let cold = ticket.mode == MigrationMode::Cold;
         let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
+            if cold {
+                // Saved paused, as `xl save -p` leaves it.
+                d.state = DomainRunState::Paused;
+            }
             Ok((d.spec.clone(), d.domid))
         })?;
+        if cold {
+            self.emit(DomainChange::StateChanged {
+                uuid: Some(vm),
+                domid: old_domid,
+                state: DomainRunState::Paused,
+            });
+        }
         let new_domid = dest.op(SimOp::Query, |st| {
             let reservation = st.incoming.remove(&ticket.token);
             let admitted = dest.admit(st, &spec);
@@ -142,6 +259,9 @@ impl MigrationOps for SimConnection {
         })?;
         lock(&self.world.inner.tickets).remove(&ticket.token);
         dest.emit(DomainChange::Appeared { uuid: Some(vm), domid: new_domid });
+        if cold {
+            return Ok(());
+        }
         lock(&self.host.state).domains.remove(&vm);
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid: old_domid });
         Ok(())
@@ -152,7 +272,8 @@ impl MigrationOps for SimConnection {
 mod tests {
     use crate::driver::sim::tests::spec;
     use crate::driver::sim::{SimDriver, SimOp, DEFAULT_PASSWORD};
-    use crate::driver::Driver;
+    use crate::driver::{DomainRunState, Driver};
+    use crate::model::MigrationMode;
 
     #[test]
     fn migration_by_ticket() {
@@ -162,7 +283,7 @@ mod tests {
         let s = spec(2048);
         src.create_domain(&s).unwrap();
         let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
-        let t = md.prepare_incoming(&s, "sim:s1").unwrap();
+        let t = md.prepare_incoming(&s, "sim:s1", MigrationMode::Live).unwrap();
         assert_eq!(t.destination, "sim://s2");
         // The reservation holds the memory: 4096 - 1024 dom0 - 2048 reserved leaves 1024.
         assert_eq!(
@@ -177,14 +298,64 @@ mod tests {
         assert!(dst.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)));
         assert!(ms.send(s.uuid, &t, true).is_err(), "a ticket is used once");
         // Back, and a cancelled ticket frees its reservation.
-        let back = ms.prepare_incoming(&s, "sim:s2").unwrap();
+        let back = ms.prepare_incoming(&s, "sim:s2", MigrationMode::Live).unwrap();
         md.send(s.uuid, &back, true).unwrap();
-        let t = md.prepare_incoming(&spec(3072), "sim:s1").unwrap();
+        let t = md.prepare_incoming(&spec(3072), "sim:s1", MigrationMode::Live).unwrap();
         md.cancel_incoming(&t).unwrap();
         dst.create_domain(&spec(3072)).unwrap();
         assert_eq!(
-            md.prepare_incoming(&spec(1024), "sim:s1").unwrap_err().kind(),
+            md.prepare_incoming(&spec(1024), "sim:s1", MigrationMode::Live).unwrap_err().kind(),
             crate::ErrorKind::InsufficientResources
         );
+    }
+
+    #[test]
+    fn a_cold_move_leaves_the_source_paused_and_runs_the_domain_at_the_destination() {
+        let d = SimDriver::default();
+        let src = d.connect("sim://s1", DEFAULT_PASSWORD, "m").unwrap();
+        let dst = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
+        let s = spec(1024);
+        src.create_domain(&s).unwrap();
+        let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+        let t = md.prepare_incoming(&s, "sim:s1", MigrationMode::Cold).unwrap();
+        assert_eq!(t.mode, MigrationMode::Cold);
+        ms.send(s.uuid, &t, true).unwrap();
+        let here = src.list_domains().unwrap().into_iter().find(|x| x.uuid == Some(s.uuid)).unwrap();
+        assert_eq!(here.state, DomainRunState::Paused, "the saved copy waits, paused");
+        let there = dst.list_domains().unwrap().into_iter().find(|x| x.uuid == Some(s.uuid)).unwrap();
+        assert_eq!(there.state, DomainRunState::Running);
+
+        // As a stream: a receiver prepared for one mode refuses the other's stream.
+        let (ss, sd) = (dst.migration_streams().unwrap(), src.migration_streams().unwrap());
+        src.destroy(s.uuid).unwrap();
+        for (sent, expected) in
+            [(MigrationMode::Live, MigrationMode::Cold), (MigrationMode::Cold, MigrationMode::Live)]
+        {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            std::thread::scope(|sc| {
+                let rx = sc.spawn(|| sd.receive_stream(&s, expected, b).map(drop));
+                assert!(ss.send_stream(s.uuid, true, sent, a).is_err());
+                assert!(rx.join().unwrap().is_err());
+            });
+            // A refused cold move leaves the domain paused for the caller to unpause.
+            dst.unpause(s.uuid).unwrap();
+            assert!(src.list_domains().unwrap().iter().all(|x| x.uuid != Some(s.uuid)));
+        }
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::thread::scope(|sc| {
+            let rx = sc.spawn(|| sd.receive_stream(&s, MigrationMode::Cold, b));
+            ss.send_stream(s.uuid, true, MigrationMode::Cold, a).unwrap();
+            rx.join().unwrap().unwrap();
+        });
+        assert!(src
+            .list_domains()
+            .unwrap()
+            .iter()
+            .any(|x| x.uuid == Some(s.uuid) && x.state == DomainRunState::Running));
+        assert!(dst
+            .list_domains()
+            .unwrap()
+            .iter()
+            .any(|x| x.uuid == Some(s.uuid) && x.state == DomainRunState::Paused));
     }
 }

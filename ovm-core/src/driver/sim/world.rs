@@ -108,6 +108,10 @@ pub(super) struct WorldInner {
     /// Ticket token → (destination host, ticket).
     pub(super) tickets: Mutex<HashMap<String, (String, MigrationTicket)>>,
     pub(super) next_ticket: AtomicU32,
+    /// Migrations under way from or to each host: (now, most at once).
+    pub(super) migrating: Mutex<HashMap<String, (u32, u32)>>,
+    /// How long a migration from or to each host takes at least.
+    pub(super) migration_time: Mutex<HashMap<String, std::time::Duration>>,
 }
 
 /// A set of simulated servers. Cheap to clone; clones share the same world.

@@ -185,16 +185,39 @@ impl StepCtx<'_> {
         self.cell.abort.load(Ordering::SeqCst)
     }
 
-    /// Submit a child job and wait for it; this job shows ChildQueued/ChildRunning meanwhile.
-    pub(crate) fn run_child(&self, child: Result<JobHandle>) -> Result<Job> {
-        let child = child?;
-        let cid = child.id;
+    /// Run several submitted child jobs at once and wait for all of them; each outcome is returned
+    /// in the order given. All are recorded as this job's children before it waits (it shows
+    /// ChildRunning meanwhile). Aborting this job aborts the children that have not finished, and
+    /// still waits for them (each rolls back what it did).
+    pub(crate) fn run_children(&self, children: Vec<JobHandle>) -> Result<Vec<Result<Job>>> {
+        if children.is_empty() {
+            return Ok(Vec::new());
+        }
         self.mgr.persist_job(self.cell, None, |j| {
-            j.children.push(cid);
+            j.children.extend(children.iter().map(|c| c.id));
             j.state = JobState::ChildRunning;
         })?;
-        let res = child.wait(None);
+        let mut aborted = false;
+        let mut outcomes: Vec<Option<Result<Job>>> = children.iter().map(|_| None).collect();
+        while outcomes.iter().any(Option::is_none) {
+            if self.aborting() && !aborted {
+                aborted = true;
+                for c in children.iter().filter(|c| !c.state().is_terminal()) {
+                    // A child that finished meanwhile refuses the abort; its outcome stands.
+                    let _ = c.abort();
+                }
+            }
+            for (c, out) in children.iter().zip(outcomes.iter_mut()).filter(|(_, o)| o.is_none()) {
+                if c.state().is_terminal() {
+                    *out = Some(c.wait(None));
+                }
+            }
+            // Wait a little on the first child still running, then look at them all again.
+            if let Some(c) = children.iter().zip(&outcomes).find(|(_, o)| o.is_none()).map(|(c, _)| c) {
+                let _ = c.wait_done(Some(std::time::Duration::from_millis(20)));
+            }
+        }
         self.mgr.persist_job(self.cell, None, |j| j.state = JobState::Running)?;
-        res
+        Ok(outcomes.into_iter().flatten().collect())
     }
 }

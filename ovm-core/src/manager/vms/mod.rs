@@ -7,11 +7,14 @@ mod create;
 mod edit;
 mod migrate;
 mod power;
+pub(crate) mod slots;
 mod spec;
 
 pub use clone::{CloneOptions, DiskClone};
 pub use create::VmSpec;
+pub use migrate::MigrateOptions;
 pub use power::StopOptions;
+pub use slots::{DEFAULT_MIGRATION_LIMIT, MAX_MIGRATION_LIMIT};
 
 use crate::job::DomainUndo;
 use crate::manager::jobs::{JobSpec, StepCtx};
@@ -112,16 +115,19 @@ pub(super) fn set_state(ctx: &StepCtx<'_>, vm: VmId, state: PowerState, domid: O
 /// prepares and issues a one-time ticket naming its own identity; the source sends the domain with
 /// it. A failed send gives the ticket back. With `via` (the destination's address on the
 /// live-migrate network), the stream goes to that address rather than the one the destination
-/// named, when it named an IP address and port.
+/// named, when it named an IP address and port. The destination prepares for `mode`: a live
+/// migration, or a cold move (which leaves the domain paused at the source once it runs at the
+/// destination; see [`crate::driver::MigrationOps::send`]).
 pub(crate) fn send_domain(
     source: &dyn crate::driver::ServerConnection,
     dest: &dyn crate::driver::ServerConnection,
     spec: &crate::driver::DomainSpec,
     live: bool,
     via: Option<std::net::IpAddr>,
+    mode: MigrationMode,
 ) -> Result<()> {
     let (from, to) = (super::migration(source)?, super::migration(dest)?);
-    let mut ticket = to.prepare_incoming(spec, &from.identity()?)?;
+    let mut ticket = to.prepare_incoming(spec, &from.identity()?, mode)?;
     if let (Some(ip), Ok(named)) = (via, ticket.destination.parse::<std::net::SocketAddr>()) {
         ticket.destination = std::net::SocketAddr::new(ip, named.port()).to_string();
     }
@@ -148,13 +154,37 @@ pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
             if hv.list_domains()?.iter().any(|d| d.uuid == Some(VmId(*vm))) {
                 let spec = mgr.domain_spec(VmId(*vm))?;
                 let via = mgr.network_address(ServerId(*to), NetworkFunction::LiveMigrate);
-                send_domain(&*hv, &*mgr.hypervisor(ServerId(*to))?, &spec, true, via)?;
+                send_domain(&*hv, &*mgr.hypervisor(ServerId(*to))?, &spec, true, via, MigrationMode::Live)?;
+            }
+            Ok(())
+        }
+        DomainUndo::ColdMoveBack { source, target, vm } => {
+            let vm = VmId(*vm);
+            let src = mgr.hypervisor(ServerId(*source))?;
+            let Some(copy) = src.list_domains()?.into_iter().find(|d| d.uuid == Some(vm)) else {
+                // The move completed: the target's domain is the VM now.
+                return Ok(());
+            };
+            let dst = mgr.hypervisor(ServerId(*target))?;
+            if dst.list_domains()?.iter().any(|d| d.uuid == Some(vm)) {
+                dst.destroy(vm)?;
+            }
+            if copy.state == crate::driver::DomainRunState::Paused {
+                src.unpause(vm)?;
             }
             Ok(())
         }
         DomainUndo::Unpause { server, vm } => {
+            // Only a paused domain is unpaused: the undo runs too when the pause never happened.
             let hv = mgr.hypervisor(ServerId(*server))?;
-            hv.unpause(VmId(*vm))
+            let paused = hv
+                .list_domains()?
+                .iter()
+                .any(|d| d.uuid == Some(VmId(*vm)) && d.state == crate::driver::DomainRunState::Paused);
+            if paused {
+                hv.unpause(VmId(*vm))?;
+            }
+            Ok(())
         }
         DomainUndo::DetachNic { server, vm, mac } => {
             let hv = mgr.hypervisor(ServerId(*server))?;
