@@ -94,6 +94,104 @@ pub struct HostHardware {
     pub ports: Vec<EthernetPort>,
     /// Whether hardware virtualization (HVM) is available.
     pub hvm_capable: bool,
+    /// What the hypervisor can run and track (Xen's physinfo capabilities); `None` when the server
+    /// did not say (a record stored by an earlier ovm, an agent of an earlier ovm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virt: Option<VirtCapabilities>,
+    /// The CPU's vendor and feature words; `None` when the server did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<HostCpu>,
+    /// The toolstack that builds and migrates domains, e.g. `xl`; empty when the server did not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub toolstack: String,
+}
+
+impl HostHardware {
+    /// The hypervisor's `major.minor` release, parsed from [`HostHardware::xen_version`]
+    /// (`"4.17.7"`, `"4.17.0-sim"`); `None` if it does not start with two numbers.
+    pub fn xen_release(&self) -> Option<(u32, u32)> {
+        let mut parts = self.xen_version.split('.');
+        let major = parts.next()?.trim().parse().ok()?;
+        let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
+        Some((major, minor.parse().ok()?))
+    }
+}
+
+/// What a hypervisor can do for guests: Xen's `XEN_SYSCTL_physinfo` capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VirtCapabilities {
+    /// Runs PV guests.
+    pub pv: bool,
+    /// Runs HVM (and PVH) guests.
+    pub hvm: bool,
+    /// Hardware-assisted paging (EPT/NPT) is available.
+    pub hap: bool,
+    /// The hypervisor is built with shadow paging.
+    pub shadow: bool,
+}
+
+impl VirtCapabilities {
+    /// Every capability.
+    pub const ALL: VirtCapabilities = VirtCapabilities { pv: true, hvm: true, hap: true, shadow: true };
+
+    /// Why a guest of type `t` cannot run here, or `None` if it can: a PV guest needs PV support;
+    /// an HVM, PV-on-HVM or PVH guest needs HVM support and a paging mode for it (HAP or shadow).
+    pub fn cannot_run(self, t: super::DomainType) -> Option<&'static str> {
+        use super::DomainType::*;
+        match t {
+            Pv if !self.pv => Some("the hypervisor runs no PV guests"),
+            Hvm | PvHvm | Pvh if !self.hvm => Some("the hypervisor runs no HVM or PVH guests"),
+            Hvm | PvHvm | Pvh if !self.hap && !self.shadow => {
+                Some("the hypervisor has neither hardware-assisted nor shadow paging for HVM or PVH guests")
+            }
+            _ => None,
+        }
+    }
+
+    /// Why a running guest of type `t` cannot be live-migrated away from here, or `None` if it can.
+    /// Live migration tracks the pages the guest dirties while it is copied (log-dirty mode): for a
+    /// PV guest Xen does that with shadow paging only, so a hypervisor built without shadow paging
+    /// cannot live-migrate PV guests; an HVM or PVH guest needs HAP or shadow paging.
+    pub fn cannot_live_migrate(self, t: super::DomainType) -> Option<&'static str> {
+        use super::DomainType::*;
+        match t {
+            Pv if !self.shadow => Some(
+                "the hypervisor is built without shadow paging, which log-dirty mode needs for a PV guest",
+            ),
+            Hvm | PvHvm | Pvh if !self.hap && !self.shadow => {
+                Some("the hypervisor has neither HAP nor shadow paging for log-dirty mode")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A server's CPU as the hypervisor reports it: the vendor (CPUID's vendor string, e.g.
+/// `GenuineIntel`) and feature words (Xen's featureset: word 0 is CPUID leaf 1 EDX, word 1 leaf 1
+/// ECX, word 2 leaf 0x80000001 EDX, ...; Xen's `physinfo.hw_cap`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostCpu {
+    /// Vendor string; empty if unknown.
+    #[serde(default)]
+    pub vendor: String,
+    /// Feature words.
+    pub features: Vec<u32>,
+}
+
+impl HostCpu {
+    /// The features of `self` that `other` lacks, in Xen's `word*32+bit` numbering.
+    pub fn missing_from(&self, other: &HostCpu) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (w, bits) in self.features.iter().enumerate() {
+            let lacking = bits & !other.features.get(w).copied().unwrap_or(0);
+            for b in 0..32 {
+                if lacking & (1 << b) != 0 {
+                    out.push(w as u32 * 32 + b);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A Xen host managed through its agent.

@@ -29,6 +29,17 @@ impl SimConnection {
         }
         Self::memory_fits(st, spec)
     }
+
+    /// Whether this host can send `spec`'s domain: a live migration tracks the pages the guest
+    /// dirties, which for a PV guest takes shadow paging (as Xen's log-dirty mode does).
+    fn can_send(st: &HostState, spec: &DomainSpec, live: bool) -> Result<()> {
+        match st.virt.cannot_live_migrate(spec.domain_type) {
+            Some(why) if live => Err(Error::Unsupported {
+                what: format!("live migration of {} from {}: {why}", spec.name, st.name),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl MigrationStreams for SimConnection {
@@ -62,10 +73,12 @@ impl MigrationStreams for SimConnection {
         Ok(domid)
     }
 
-    fn send_stream(&self, vm: VmId, _live: bool, mut stream: UnixStream) -> Result<()> {
+    fn send_stream(&self, vm: VmId, live: bool, mut stream: UnixStream) -> Result<()> {
         let (spec, domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
-            Ok((d.spec.clone(), d.domid))
+            let (spec, domid) = (d.spec.clone(), d.domid);
+            Self::can_send(st, &spec, live)?;
+            Ok((spec, domid))
         })?;
         let mut line = serde_json::to_string(&spec)?;
         line.push('\n');
@@ -113,7 +126,7 @@ impl MigrationOps for SimConnection {
         Ok(())
     }
 
-    fn send(&self, vm: VmId, ticket: &MigrationTicket, _live: bool) -> Result<()> {
+    fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()> {
         let (dest_name, issued) = lock(&self.world.inner.tickets)
             .get(&ticket.token)
             .cloned()
@@ -128,7 +141,9 @@ impl MigrationOps for SimConnection {
         let dest = SimConnection { host: dest_host, world: self.world.clone() };
         let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
-            Ok((d.spec.clone(), d.domid))
+            let (spec, domid) = (d.spec.clone(), d.domid);
+            Self::can_send(st, &spec, live)?;
+            Ok((spec, domid))
         })?;
         let new_domid = dest.op(SimOp::Query, |st| {
             let reservation = st.incoming.remove(&ticket.token);
@@ -186,5 +201,23 @@ mod tests {
             md.prepare_incoming(&spec(1024), "sim:s1").unwrap_err().kind(),
             crate::ErrorKind::InsufficientResources
         );
+    }
+
+    #[test]
+    fn a_host_without_shadow_paging_cannot_live_migrate_pv_domains() {
+        let d = SimDriver::default();
+        let src = d.connect("sim://s1?caps=pv,hvm,hap", DEFAULT_PASSWORD, "m").unwrap();
+        let dst = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
+        let s = spec(1024);
+        src.create_domain(&s).unwrap();
+        let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+        let t = md.prepare_incoming(&s, "sim:s1").unwrap();
+        let err = ms.send(s.uuid, &t, true).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+        assert!(err.to_string().contains("shadow paging"), "{err}");
+        assert!(src.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)), "still at the source");
+        // Not live (a suspended copy), it goes.
+        ms.send(s.uuid, &t, false).unwrap();
+        assert!(dst.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)));
     }
 }

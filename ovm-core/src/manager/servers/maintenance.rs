@@ -49,7 +49,7 @@ impl Manager {
                         return Err(Error::Aborted { job: ctx.job_id().to_string() });
                     }
                     ctx.message(format!("migrating {}", vm.name));
-                    let target = ctx.mgr.pick_server(&vm, |s| s != server)?;
+                    let target = ctx.mgr.pick_migration_target(&vm, server)?;
                     ctx.run_child(ctx.mgr.migrate_vm_child(vm.id, target, Some(ctx.job_id())))?;
                 }
                 Ok(())

@@ -18,30 +18,21 @@ impl Manager {
         target: ServerId,
         parent: Option<JobId>,
     ) -> Result<JobHandle> {
-        let v = self.vm_checked(vm, PowerOperation::Migrate)?;
+        let v = self.vm(vm)?;
+        self.ensure_unlocked(v.object_ref())?;
         let t = self.server(target)?;
-        if v.server == Some(target) {
-            return Err(Error::invalid("target", format!("VM {:?} is already on {:?}", v.name, t.name)));
-        }
-        if v.pool.is_none() || t.pool != v.pool {
-            return Err(Error::invalid("target", "VMs migrate between servers of their own pool"));
-        }
-        if t.maintenance_mode {
-            return Err(Error::state(t.object_ref(), "not in maintenance mode", "in maintenance mode"));
-        }
+        // Every reason it would fail, at once; again in the step, before any effect.
+        self.assert_can_migrate(vm, target)?;
         let running = v.power_state == PowerState::Running;
         let source = v.server;
         let spec =
             JobSpec::new("MigrateVm", &format!("Migrate VM {} to {}", v.name, t.name), vec![v.object_ref()])
                 .parent(parent)
                 .step("migrate", move |ctx| {
-                    let v = ctx.mgr.vm(vm)?;
-                    ctx.mgr.server(target)?;
+                    ctx.mgr.assert_can_migrate(vm, target)?;
                     if running {
                         let from = source
                             .ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
-                        // Capacity and anti-affinity on the target, as for a start.
-                        ctx.mgr.pick_server(&v, |s| s == target)?;
                         ctx.tx(|tx| {
                             tx.edit::<Vm>(vm, |v| v.power_state = PowerState::Migrating).map(|_| ())
                         })?;
