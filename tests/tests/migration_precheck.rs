@@ -59,7 +59,7 @@ fn every_blocker_is_reported_by_one_call_and_a_clean_target_migrates() {
     );
     assert_eq!(found[1].object, Some(ObjectRef::new(ObjectKind::Repository, lab.repo)));
     assert_eq!(found[2].object, Some(ObjectRef::new(ObjectKind::Network, lab.net)));
-    assert_eq!(found[3].detail, "VM big needs 8192 MiB; xen3 has 3072 MiB free for guests");
+    assert_eq!(found[3].detail, "VM big needs 8192 MiB, xen3 has 3072 MiB free for guests");
     assert!(found[4].detail.starts_with("xen3's CPU lacks 28 feature(s) of "), "{}", found[4].detail);
     assert!(found[5].detail.ends_with("runs Xen 4.17.0-sim, xen3 runs Xen 4.16.2"), "{}", found[5].detail);
 

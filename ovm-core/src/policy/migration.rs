@@ -152,7 +152,7 @@ pub fn blockers(
             K::InsufficientMemory,
             tref,
             format!(
-                "VM {} needs {} MiB; {} has {free} MiB free for guests",
+                "VM {} needs {} MiB, {} has {free} MiB free for guests",
                 vm.name, vm.config.memory_mib, t.name
             ),
         );
@@ -161,7 +161,7 @@ pub fn blockers(
             K::InsufficientMemory,
             tref,
             format!(
-                "VM {} may grow to {} MiB; {} offers guests {guest} MiB in all",
+                "VM {} may grow to {} MiB, {} offers guests {guest} MiB in all",
                 vm.name, vm.config.max_memory_mib, t.name
             ),
         );
@@ -371,7 +371,7 @@ mod tests {
             ]
         );
         let text: Vec<&str> = found.iter().map(|b| b.detail.as_str()).collect();
-        assert_eq!(text[1], "VM vm4096 needs 4096 MiB; s1 has 1024 MiB free for guests");
+        assert_eq!(text[1], "VM vm4096 needs 4096 MiB, s1 has 1024 MiB free for guests");
         assert_eq!(text[2], "s0's CPU is GenuineIntel, s1's is AuthenticAMD");
         assert_eq!(text[3], "s1's CPU lacks 1 feature(s) of s0's: 0*32+0");
         assert_eq!(text[4], "s0 runs Xen 4.17.3, s1 runs Xen 4.16.5");
@@ -494,7 +494,7 @@ mod tests {
         v.config.max_memory_mib = 16384;
         let found = blockers(&f.inv, &Usage::of(&f.inv), &v, f.s[1], |_| true).unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].detail, "VM vm1024 may grow to 16384 MiB; s1 offers guests 7168 MiB in all");
+        assert_eq!(found[0].detail, "VM vm1024 may grow to 16384 MiB, s1 offers guests 7168 MiB in all");
     }
 
     #[test]

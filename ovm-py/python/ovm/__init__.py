@@ -34,6 +34,7 @@ from ovm._ovm import (
     JobInfo,
     JobInterruptedError,
     Manager,
+    MigrationBlocker,
     Network,
     NotFoundError,
     ObjectRef,
@@ -63,6 +64,7 @@ from ovm._ovm import (
     Vnic,
     __version__,
     error_kinds,
+    migration_blocker_kinds,
     object_kinds,
 )
 
@@ -91,6 +93,7 @@ __all__ = [
     "JobInfo",
     "JobInterruptedError",
     "Manager",
+    "MigrationBlocker",
     "Network",
     "NotFoundError",
     "ObjectRef",
@@ -120,5 +123,6 @@ __all__ = [
     "Vnic",
     "__version__",
     "error_kinds",
+    "migration_blocker_kinds",
     "object_kinds",
 ]
