@@ -251,3 +251,66 @@ impl Server {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DomainType;
+
+    #[test]
+    fn hardware_stored_by_an_earlier_ovm_decodes_without_the_new_facts() {
+        let old = r#"{"cpus":8,"memory_mib":32768,"xen_version":"4.17.7","ports":[],"hvm_capable":true}"#;
+        let hw: HostHardware = serde_json::from_str(old).unwrap();
+        assert_eq!((hw.virt, hw.cpu.as_ref(), hw.toolstack.as_str()), (None, None, ""));
+        assert_eq!(serde_json::to_string(&hw).unwrap(), old, "unknown facts are not written");
+        assert_eq!(hw.xen_release(), Some((4, 17)));
+    }
+
+    #[test]
+    fn xen_release_is_major_and_minor() {
+        let with = |v: &str| HostHardware {
+            cpus: 1,
+            memory_mib: 1024,
+            xen_version: v.into(),
+            ports: vec![],
+            hvm_capable: false,
+            virt: None,
+            cpu: None,
+            toolstack: String::new(),
+        };
+        assert_eq!(with("4.17.0-sim").xen_release(), Some((4, 17)));
+        assert_eq!(with("4.18-rc").xen_release(), Some((4, 18)));
+        assert_eq!(with("4").xen_release(), None);
+        assert_eq!(with("unstable").xen_release(), None);
+        assert_eq!(with("").xen_release(), None);
+    }
+
+    #[test]
+    fn missing_cpu_features_are_named_word_by_bit() {
+        let a = HostCpu { vendor: String::new(), features: vec![0b101, 0, 1 << 31] };
+        let b = HostCpu { vendor: String::new(), features: vec![0b001] };
+        assert_eq!(a.missing_from(&b), vec![2, 2 * 32 + 31]);
+        assert_eq!(b.missing_from(&a), Vec::<u32>::new());
+        assert_eq!(a.missing_from(&a), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn what_a_hypervisor_can_run_and_live_migrate() {
+        let all = VirtCapabilities::ALL;
+        for t in [DomainType::Pv, DomainType::Hvm, DomainType::PvHvm, DomainType::Pvh] {
+            assert_eq!((all.cannot_run(t), all.cannot_live_migrate(t)), (None, None), "{t:?}");
+        }
+        let no_shadow = VirtCapabilities { shadow: false, ..all };
+        assert!(no_shadow.cannot_live_migrate(DomainType::Pv).is_some());
+        assert_eq!(no_shadow.cannot_live_migrate(DomainType::Hvm), None, "HAP tracks dirty pages");
+        assert_eq!(no_shadow.cannot_run(DomainType::Pv), None, "PV guests run without shadow paging");
+        let shadow_only = VirtCapabilities { hap: false, ..all };
+        assert_eq!(shadow_only.cannot_run(DomainType::Pvh), None);
+        assert_eq!(shadow_only.cannot_live_migrate(DomainType::Hvm), None);
+        let pv_only = VirtCapabilities { pv: true, hvm: false, hap: false, shadow: false };
+        assert!(pv_only.cannot_run(DomainType::PvHvm).is_some());
+        assert!(pv_only.cannot_live_migrate(DomainType::Pv).is_some());
+        let paging_less = VirtCapabilities { hap: false, shadow: false, ..all };
+        assert!(paging_less.cannot_run(DomainType::Hvm).is_some());
+    }
+}
