@@ -706,6 +706,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
         initrd: None,
         cmdline: None,
         restart_actions: Default::default(),
+        boot_order: Vec::new(),
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

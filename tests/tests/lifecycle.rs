@@ -6,6 +6,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 use ovm_core::driver::sim::SimOp;
+use ovm_core::driver::{DomainRunState, ShutdownReason};
 use ovm_core::manager::{CloneOptions, StopOptions};
 use ovm_core::model::*;
 use ovm_core::store::EventFilter;
@@ -51,6 +52,99 @@ fn full_power_lifecycle() {
     assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
     ok(lab.mgr.delete_vm(vm));
     assert_eq!(lab.mgr.vm(vm).unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+fn events_of(lab: &Lab, vm: VmId, kind: &str) -> usize {
+    lab.mgr
+        .events(&EventFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|e| e.object.id == vm.0 && e.event_type == kind)
+        .count()
+}
+
+#[test]
+fn reboots_and_crashes_follow_the_restart_actions_and_the_new_domid() {
+    let lab = lab();
+    let vm = lab.running_vm("guest");
+    let domid = |lab: &Lab| lab.mgr.vm(vm).unwrap().domid.unwrap();
+    let first = domid(&lab);
+
+    // A reboot through the manager: the domain is rebuilt with a new domid, which the VM follows.
+    ok(lab.mgr.restart_vm(vm));
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!(v.power_state, PowerState::Running);
+    let second = domid(&lab);
+    assert_ne!(second, first, "a reboot gives the domain a new domid");
+    assert_eq!(lab.mgr.sim().resident_on(vm).as_deref(), Some(lab.server_name(v.server.unwrap()).as_str()));
+
+    // A reboot inside the guest: no job, the VM stays Running and follows the new domain.
+    lab.mgr.sim().guest_reboot(vm).unwrap();
+    wait_until("the VM to follow its rebuilt domain", || domid(&lab) != second);
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    assert_eq!(events_of(&lab, vm, "vm.stopped"), 0, "a reboot never shows the VM stopped");
+    assert_eq!(events_of(&lab, vm, "vm.restarted"), 1);
+    let third = domid(&lab);
+
+    // A crash with the default on_crash = restart: an Error event, and the VM runs on in a new domain.
+    lab.mgr.sim().crash_domain(vm).unwrap();
+    wait_until("the VM to follow its domain rebuilt after the crash", || domid(&lab) != third);
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    assert_eq!(events_of(&lab, vm, "vm.crashed"), 1);
+    assert_eq!(events_of(&lab, vm, "vm.stopped"), 0);
+    ok(lab.mgr.acknowledge_all(lab.mgr.vm(vm).unwrap().object_ref()));
+
+    // The guest powers off (on_poweroff = destroy): Stopped.
+    lab.mgr.sim().guest_power_off(vm).unwrap();
+    wait_until("the VM to stop", || lab.mgr.vm(vm).unwrap().power_state == PowerState::Stopped);
+    assert_eq!(lab.mgr.vm(vm).unwrap().domid, None);
+
+    // on_crash = preserve: the crashed domain is kept shut down for inspection and the VM is
+    // Stopped; starting it again destroys the kept domain first.
+    ok(lab.mgr.edit_vm(vm, |v| {
+        v.config.restart_actions.on_crash = RestartAction::Preserve;
+        v.config.restart_actions.on_reboot = RestartAction::Destroy;
+    }));
+    ok(lab.mgr.start_vm(vm));
+    lab.mgr.sim().crash_domain(vm).unwrap();
+    wait_until("the VM to stop after its crash", || {
+        lab.mgr.vm(vm).unwrap().power_state == PowerState::Stopped
+    });
+    assert_eq!(
+        lab.mgr.sim().domain_state(vm),
+        Some(DomainRunState::Shutdown(ShutdownReason::Crash)),
+        "the crashed domain is kept"
+    );
+    ok(lab.mgr.acknowledge_all(lab.mgr.vm(vm).unwrap().object_ref()));
+    ok(lab.mgr.start_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    assert!(lab.mgr.vm_console(vm).unwrap().contains("guest up"));
+
+    // on_reboot = destroy: a reboot inside the guest stops the VM.
+    lab.mgr.sim().guest_reboot(vm).unwrap();
+    wait_until("the VM to stop after its reboot", || {
+        lab.mgr.vm(vm).unwrap().power_state == PowerState::Stopped
+    });
+    assert_eq!(lab.mgr.sim().resident_on(vm), None);
+}
+
+#[test]
+fn a_suspended_vm_resumes_on_another_server_of_its_pool() {
+    let lab = lab();
+    let vm = lab.running_vm("traveller");
+    let from = lab.mgr.vm(vm).unwrap().server.unwrap();
+    let to = if from == lab.s1 { lab.s2 } else { lab.s1 };
+    ok(lab.mgr.suspend_vm(vm));
+    assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Suspended);
+    assert_eq!(lab.mgr.sim().resident_on(vm), None);
+    // Only a suspended VM, only in its pool.
+    let other = lab.running_vm("stays");
+    assert_eq!(lab.mgr.resume_vm_on(other, to).unwrap_err().kind(), ErrorKind::InvalidState);
+    ok(lab.mgr.resume_vm_on(vm, to));
+    let v = lab.mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(to)));
+    assert_eq!(lab.mgr.sim().resident_on(vm).as_deref(), Some(lab.server_name(to).as_str()));
+    assert_eq!(v.domid, lab.mgr.sim().domain_id(vm));
 }
 
 #[test]
@@ -234,11 +328,14 @@ fn lost_server_triggers_ha_restart_and_master_failover() {
 #[test]
 fn guest_crash_outside_the_manager_is_noticed() {
     let lab = lab();
-    let vm = lab.running_vm("crashy");
+    let vm = lab.vm("crashy");
+    ok(lab.mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Destroy));
+    ok(lab.mgr.start_vm(vm));
     lab.mgr.sim().crash_domain(vm).unwrap();
     wait_until("the VM to be seen stopped", || lab.mgr.vm(vm).unwrap().power_state == PowerState::Stopped);
     let evs = lab.mgr.events(&EventFilter { object: Some(vm.0), ..Default::default() }).unwrap();
     assert!(evs.iter().any(|e| e.event_type == "vm.stopped" && e.severity == Severity::Warning));
+    assert!(evs.iter().any(|e| e.event_type == "vm.crashed" && e.severity == Severity::Error));
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DomainType, RestartActions, VmId};
+use crate::model::{BootDevice, DomainType, RestartActions, VmId};
 use crate::Result;
 
 /// Everything a hypervisor needs to build a domain; produced by the manager from a [`crate::model::Vm`].
@@ -40,6 +40,9 @@ pub struct DomainSpec {
     pub cmdline: Option<String>,
     /// Restart actions.
     pub restart_actions: RestartActions,
+    /// Boot devices in order (HVM guests; PV and PVH guests boot their kernel directly).
+    #[serde(default)]
+    pub boot_order: Vec<BootDevice>,
 }
 
 /// How a [`DiskSpec`] names a LUN (a physical disk): by its SCSI identifier, which each server

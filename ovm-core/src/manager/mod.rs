@@ -180,6 +180,9 @@ pub(crate) struct State {
     /// What was last reported of each server's network drift and missing ports (an event is
     /// raised when it changes).
     pub(crate) network_reported: HashMap<ServerId, Vec<String>>,
+    /// Domains seen shut down and not yet gone: by VM, the domid and why (a restart action may
+    /// follow, which the manager then follows to the new domain).
+    pub(crate) shutdowns: HashMap<VmId, (u32, crate::driver::ShutdownReason)>,
     /// Servers whose agent connection dropped and that a background task is reconnecting.
     pub(crate) reconnecting: std::collections::HashSet<ServerId>,
     pub(crate) blocking_events: HashMap<uuid::Uuid, Vec<(EventId, Severity)>>,
@@ -320,6 +323,7 @@ impl Manager {
                 live: HashMap::new(),
                 conns: HashMap::new(),
                 network_reported: HashMap::new(),
+                shutdowns: HashMap::new(),
                 reconnecting: Default::default(),
                 blocking_events,
                 mac_range,

@@ -476,6 +476,17 @@ impl DomainOps for XenConnection {
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
+        // The image lies in shared storage that other servers write, and the toolstack builds the
+        // domain from the configuration inside it: that configuration is checked first, as an
+        // incoming migration's is.
+        self.storage.saved_image(path)?;
+        let mut image = std::fs::File::open(path)
+            .map_err(|e| Error::backend("xen", format!("open the suspend image {path}: {e}")))?;
+        let (_, config) = crate::xen::migration::read_header(&mut image)?;
+        crate::xen::migration::validate_config(&config, spec, |br| {
+            std::path::Path::new("/sys/class/net").join(br).join("bridge").is_dir()
+        })?;
+        drop(image);
         self.xl.run(&["restore", path]).map_err(map_err)?;
         self.xl.domid(&naming::domain_name(&spec.name, spec.uuid.uuid())).map_err(map_err)
     }
@@ -865,6 +876,7 @@ mod tests {
             initrd: Some("/boot/initrd.gz".into()),
             cmdline: Some("console=hvc0".into()),
             restart_actions: RestartActions::default(),
+            boot_order: Vec::new(),
         }
     }
 

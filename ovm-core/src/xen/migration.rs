@@ -359,6 +359,7 @@ mod tests {
             initrd: None,
             cmdline: None,
             restart_actions: Default::default(),
+            boot_order: Vec::new(),
         }
     }
 

@@ -910,6 +910,12 @@ impl LocalStorage {
         f.set_len(size_bytes).map_err(|e| backend(format!("size {path}: {e}")))
     }
 
+    /// Check that `path` is a suspend image a domain may be restored from: a file of a mounted
+    /// repository's layout.
+    pub fn saved_image(&self, path: &str) -> Result<()> {
+        self.repository_file("image", path)
+    }
+
     /// A path the data-writing operations may write: a file in one of a mounted repository's
     /// layout directories (or its `repository.cfg`), no component hidden (`.`-names are ovm's own:
     /// the marker, scratch files).

@@ -913,6 +913,41 @@ pub struct DomainSpec {
     pub cmdline: Option<String>,
     /// Restart actions.
     pub restart_actions: RestartActions,
+    /// Boot devices in order (absent: the backend's default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_order: Vec<BootDevice>,
+}
+
+/// A boot device (v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootDevice {
+    /// The first disk.
+    Disk,
+    /// The CD-ROM.
+    Cdrom,
+    /// The network (PXE).
+    Network,
+}
+
+impl From<crate::model::BootDevice> for BootDevice {
+    fn from(b: crate::model::BootDevice) -> Self {
+        use crate::model::BootDevice as B;
+        match b {
+            B::Disk => Self::Disk,
+            B::Cdrom => Self::Cdrom,
+            B::Network => Self::Network,
+        }
+    }
+}
+
+impl From<BootDevice> for crate::model::BootDevice {
+    fn from(b: BootDevice) -> Self {
+        match b {
+            BootDevice::Disk => Self::Disk,
+            BootDevice::Cdrom => Self::Cdrom,
+            BootDevice::Network => Self::Network,
+        }
+    }
 }
 
 /// A disk (v1): named by its Xen guest device.
@@ -1211,6 +1246,7 @@ impl From<&driver::DomainSpec> for DomainSpec {
             initrd: s.initrd.clone(),
             cmdline: s.cmdline.clone(),
             restart_actions: s.restart_actions.into(),
+            boot_order: s.boot_order.iter().map(|&b| b.into()).collect(),
         }
     }
 }
@@ -1244,6 +1280,7 @@ impl TryFrom<DomainSpec> for driver::DomainSpec {
             initrd: s.initrd,
             cmdline: s.cmdline,
             restart_actions: s.restart_actions.into(),
+            boot_order: s.boot_order.into_iter().map(Into::into).collect(),
         })
     }
 }
@@ -1497,6 +1534,7 @@ mod tests {
                 on_reboot: RestartAction::Restart,
                 on_crash: RestartAction::Preserve,
             },
+            boot_order: Vec::new(),
         };
         let spec_json = format!(
             concat!(
@@ -2177,12 +2215,15 @@ mod tests {
             initrd: None,
             cmdline: None,
             restart_actions: Default::default(),
+            boot_order: vec![model::BootDevice::Cdrom, model::BootDevice::Disk],
         };
         let wire = DomainSpec::from(&seam);
+        assert!(serde_json::to_string(&wire).unwrap().contains(r#""boot_order":["Cdrom","Disk"]"#));
         assert_eq!(wire.disks.iter().map(|d| d.vdev.as_str()).collect::<Vec<_>>(), ["hda", "hdc"]);
         assert_eq!(wire.nics.iter().map(|n| n.bridge.as_str()).collect::<Vec<_>>(), ["xenbr0", "br1"]);
         let back = driver::DomainSpec::try_from(wire.clone()).unwrap();
         assert_eq!(back.disks, seam.disks);
+        assert_eq!(back.boot_order, seam.boot_order);
         assert_eq!(back.nics[1], seam.nics[1]);
         assert_eq!(back.nics[0].bridge.as_deref(), Some("xenbr0"));
         let mut bad = wire;

@@ -399,12 +399,10 @@ impl DomainOps for SimConnection {
                 millis: timeout.as_millis() as u64,
             });
         }
-        self.op(SimOp::Reboot, |st| {
-            let d = Self::domain(st, vm)?;
-            d.console.push_str("[sim] reboot\n[sim] ovm-sim guest up\n");
-            d.state = DomainRunState::Running;
-            Ok(())
-        })
+        // As on Xen: the guest is asked to reboot, shuts down for reboot, and its `on_reboot`
+        // action follows (by default a new domain with a new domid).
+        self.op(SimOp::Reboot, |st| Self::domain(st, vm).map(drop))?;
+        self.world.guest_reboot(vm)
     }
 
     fn destroy(&self, vm: VmId) -> Result<()> {
@@ -427,8 +425,13 @@ impl DomainOps for SimConnection {
     fn suspend(&self, vm: VmId, path: &str) -> Result<()> {
         let domid = self.op(SimOp::Suspend, |st| {
             Self::domain(st, vm)?;
+            if !st.mounts.keys().any(|m| storage::under(path, m)) {
+                return Err(Error::backend(&st.name, format!("no file system is mounted at {path}")));
+            }
             let d = st.domains.remove(&vm).ok_or_else(|| Error::backend("sim", "vanished"))?;
-            st.saved.insert(path.to_owned(), d.spec);
+            // The image is a file of the guest's memory in the shared storage.
+            lock(&self.world.inner.files).insert(path.to_owned(), d.spec.memory_mib << 20);
+            lock(&self.world.inner.saved).insert(path.to_owned(), d.spec);
             Ok(d.domid)
         })?;
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
@@ -437,16 +440,19 @@ impl DomainOps for SimConnection {
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
         let domid = self.op(SimOp::Restore, |st| {
-            let saved = st
-                .saved
+            if !st.mounts.keys().any(|m| storage::under(path, m)) {
+                return Err(Error::backend(&st.name, format!("no file system is mounted at {path}")));
+            }
+            let saved = lock(&self.world.inner.saved)
                 .get(path)
                 .cloned()
                 .ok_or_else(|| Error::backend(&st.name, format!("no saved image at {path}")))?;
             if saved.uuid != spec.uuid {
-                return Err(Error::backend(&st.name, "the saved image belongs to another domain"));
+                return Err(Error::invalid("image", "the saved image belongs to another domain"));
             }
             let domid = self.admit(st, spec)?;
-            st.saved.remove(path);
+            lock(&self.world.inner.saved).remove(path);
+            lock(&self.world.inner.files).remove(path);
             Ok(domid)
         })?;
         self.emit(DomainChange::Appeared { uuid: Some(spec.uuid), domid });
@@ -569,6 +575,7 @@ pub(crate) mod tests {
             initrd: None,
             cmdline: None,
             restart_actions: Default::default(),
+            boot_order: Vec::new(),
         }
     }
 

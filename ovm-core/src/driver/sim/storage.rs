@@ -17,7 +17,7 @@ use crate::{Error, Result};
 /// The largest file whose bytes the simulated storage keeps (written with `write_file_at`).
 const SIM_CONTENT_LIMIT: u64 = 64 << 20;
 
-fn under(path: &str, dir: &str) -> bool {
+pub(super) fn under(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }

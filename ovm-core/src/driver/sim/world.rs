@@ -34,7 +34,6 @@ pub(super) struct HostState {
     pub(super) powered_on: bool,
     pub(super) lost: bool,
     pub(super) domains: HashMap<VmId, SimDomain>,
-    pub(super) saved: HashMap<String, DomainSpec>,
     /// Mount point → what is mounted there.
     pub(super) mounts: BTreeMap<String, crate::driver::storage::MountSource>,
     /// iSCSI sessions.
@@ -99,6 +98,8 @@ pub(super) struct WorldInner {
     pub(super) faults: Mutex<Faults>,
     pub(super) next_domid: AtomicU32,
     pub(super) files: Mutex<HashMap<String, u64>>,
+    /// Suspend images in the shared storage, by path: the domain saved there.
+    pub(super) saved: Mutex<HashMap<String, DomainSpec>>,
     /// The contents of the small files written whole (configuration files), by path.
     pub(super) contents: Mutex<HashMap<String, Vec<u8>>>,
     /// File system (a mount source's text, `host:/export`) → capacity, bytes.
@@ -272,7 +273,6 @@ impl SimWorld {
                     powered_on: true,
                     lost: false,
                     domains: HashMap::new(),
-                    saved: HashMap::new(),
                     mounts: BTreeMap::new(),
                     sessions: Vec::new(),
                     network: super::network::initial_config(n),
@@ -347,20 +347,78 @@ impl SimWorld {
         })
     }
 
-    /// Make the guest inside a domain crash (Xen reports shutdown reason `crash`).
+    /// The domid of a VM's domain, wherever it is resident.
+    pub fn domain_id(&self, vm: VmId) -> Option<u32> {
+        lock(&self.inner.hosts).values().find_map(|h| lock(&h.state).domains.get(&vm).map(|d| d.domid))
+    }
+
+    /// The run state of a VM's domain, wherever it is resident.
+    pub fn domain_state(&self, vm: VmId) -> Option<DomainRunState> {
+        lock(&self.inner.hosts).values().find_map(|h| lock(&h.state).domains.get(&vm).map(|d| d.state))
+    }
+
+    /// Make the guest inside a domain crash (Xen reports shutdown reason `crash`); the domain's
+    /// `on_crash` action follows, as Xen's toolstack applies it.
     pub fn crash_domain(&self, vm: VmId) -> Result<()> {
+        self.guest_shutdown(vm, ShutdownReason::Crash)
+    }
+
+    /// The guest inside a domain reboots itself (`reboot` in the guest): its `on_reboot` action
+    /// follows. With the default (restart), the toolstack builds a new domain with a new domid.
+    pub fn guest_reboot(&self, vm: VmId) -> Result<()> {
+        self.guest_shutdown(vm, ShutdownReason::Reboot)
+    }
+
+    /// The guest inside a domain powers itself off: its `on_poweroff` action follows.
+    pub fn guest_power_off(&self, vm: VmId) -> Result<()> {
+        self.guest_shutdown(vm, ShutdownReason::Poweroff)
+    }
+
+    /// A guest shut down for `reason`; apply the domain's restart action for it as Xen's toolstack
+    /// does: destroy the domain, rebuild it with a new domid, or keep it shut down for inspection.
+    fn guest_shutdown(&self, vm: VmId, reason: ShutdownReason) -> Result<()> {
+        use crate::model::RestartAction;
         for h in lock(&self.inner.hosts).values() {
             let mut st = lock(&h.state);
-            if let Some(d) = st.domains.remove(&vm) {
-                drop(st);
-                let _ = h.changes.send(DomainChange::StateChanged {
-                    uuid: Some(vm),
-                    domid: d.domid,
-                    state: DomainRunState::Shutdown(ShutdownReason::Crash),
-                });
-                let _ = h.changes.send(DomainChange::Disappeared { uuid: Some(vm), domid: d.domid });
-                return Ok(());
+            let Some(d) = st.domains.get_mut(&vm) else { continue };
+            if matches!(d.state, DomainRunState::Shutdown(_)) {
+                return Err(Error::backend(&st.name, format!("domain {vm} is already shut down")));
             }
+            let actions = d.spec.restart_actions;
+            let action = match reason {
+                ShutdownReason::Poweroff => actions.on_poweroff,
+                ShutdownReason::Reboot => actions.on_reboot,
+                ShutdownReason::Crash | ShutdownReason::Watchdog => actions.on_crash,
+                ShutdownReason::Suspend | ShutdownReason::SoftReset => RestartAction::Restart,
+            };
+            let old = d.domid;
+            let mut events = vec![DomainChange::StateChanged {
+                uuid: Some(vm),
+                domid: old,
+                state: DomainRunState::Shutdown(reason),
+            }];
+            match action {
+                RestartAction::Preserve => d.state = DomainRunState::Shutdown(reason),
+                RestartAction::Destroy => {
+                    st.domains.remove(&vm);
+                    events.push(DomainChange::Disappeared { uuid: Some(vm), domid: old });
+                }
+                RestartAction::Restart => {
+                    let domid = self.inner.next_domid.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    d.domid = domid;
+                    d.state = DomainRunState::Running;
+                    d.console.push_str(&format!(
+                        "[sim] {reason:?}: domain rebuilt with domid {domid}\n[sim] ovm-sim guest up\n"
+                    ));
+                    events.push(DomainChange::Disappeared { uuid: Some(vm), domid: old });
+                    events.push(DomainChange::Appeared { uuid: Some(vm), domid });
+                }
+            }
+            drop(st);
+            for e in events {
+                let _ = h.changes.send(e);
+            }
+            return Ok(());
         }
         Err(Error::backend("sim", format!("domain {vm} is not resident anywhere")))
     }

@@ -3,6 +3,8 @@
 //! Pools are in [`super::pools`]; what happens when a server is lost, in [`super::cluster`].
 
 mod discover;
+mod domains;
+pub(crate) use domains::is_live;
 mod maintenance;
 mod monitor;
 

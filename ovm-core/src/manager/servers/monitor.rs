@@ -180,6 +180,12 @@ impl Manager {
                     Ok(DomainChange::Disappeared { uuid: Some(vm), domid }) => {
                         let _ = mgr.domain_gone(server, vm, Some(domid));
                     }
+                    Ok(DomainChange::Appeared { uuid: Some(vm), domid }) => {
+                        let _ = mgr.domain_appeared(server, vm, domid);
+                    }
+                    Ok(DomainChange::StateChanged { uuid: Some(vm), domid, state }) => {
+                        let _ = mgr.domain_state_changed(server, vm, domid, state);
+                    }
                     Ok(_) | Err(RecvError::Closed) => {}
                     Err(RecvError::Lagged(_)) => {
                         let _ = mgr.reconcile_domains(server);
@@ -213,49 +219,6 @@ impl Manager {
         drop(guard);
         self.flush(seq)?;
         Ok(out)
-    }
-
-    /// A VM's domain vanished from its server without a job doing it (guest powered off or crashed).
-    /// With `domid`, only if that is still the VM's domain: a late notice about a domain a job has
-    /// already replaced (stop, then start again) changes nothing.
-    fn domain_gone(&self, server: ServerId, vm: VmId, domid: Option<u32>) -> Result<()> {
-        let locked = lock(&self.inner.state).locks.contains_key(&vm.0);
-        if locked {
-            return Ok(()); // A job is changing this VM; it records the outcome itself.
-        }
-        let v = self.vm(vm)?;
-        if v.server != Some(server) || !matches!(v.power_state, PowerState::Running | PowerState::Paused) {
-            return Ok(());
-        }
-        if domid.is_some() && v.domid.is_some() && domid != v.domid {
-            return Ok(());
-        }
-        self.system_tx(|tx| {
-            tx.edit::<Vm>(vm, |v| {
-                v.power_state = PowerState::Stopped;
-                v.domid = None;
-            })?;
-            tx.event(
-                v.object_ref(),
-                Severity::Warning,
-                "vm.stopped",
-                format!("VM {} stopped outside the manager (guest shutdown or crash)", v.name),
-            );
-            Ok(())
-        })
-    }
-
-    /// Align VM power states with what the server reports.
-    pub(crate) fn reconcile_domains(&self, server: ServerId) -> Result<()> {
-        let hv = self.hypervisor(server)?;
-        let resident: Vec<VmId> = hv.list_domains()?.into_iter().filter_map(|d| d.uuid).collect();
-        for vm in self.list::<Vm>(|v| v.server == Some(server)) {
-            let here = resident.contains(&vm.id);
-            if !here && matches!(vm.power_state, PowerState::Running | PowerState::Paused) {
-                self.domain_gone(server, vm.id, None)?;
-            }
-        }
-        Ok(())
     }
 
     /// The connection to a server's agent dropped (the server and its VMs may be fine): mark the

@@ -33,6 +33,7 @@ impl Manager {
             return Err(Error::invalid("vm", "assign the VM to a pool or a server before starting it"));
         }
         let r = v.object_ref();
+        let last = v.server;
         self.submit(
             JobSpec::new("StartVm", &format!("Start VM {}", v.name), vec![r])
                 .step("place", move |ctx| {
@@ -54,6 +55,27 @@ impl Manager {
                         .server
                         .ok_or_else(|| Error::Internal { message: "unplaced".into() })?;
                     let spec = ctx.mgr.domain_spec(vm)?;
+                    // A domain of this VM kept shut down for inspection (on_crash = preserve) goes
+                    // first: on the server it starts on, and on the one it last ran on.
+                    // (The last server may be unreachable or gone: then there is nothing to do there.)
+                    let kept_on = |s: ServerId| -> Result<bool> {
+                        Ok(ctx
+                            .hv(s)?
+                            .list_domains()?
+                            .into_iter()
+                            .any(|d| d.uuid == Some(vm) && !crate::manager::servers::is_live(d.state)))
+                    };
+                    for s in [Some(server), last.filter(|l| *l != server)].into_iter().flatten() {
+                        let kept = match kept_on(s) {
+                            Ok(k) => k,
+                            Err(e) if s == server => return Err(e),
+                            Err(_) => false,
+                        };
+                        if kept {
+                            ctx.message(format!("destroying the shut-down domain kept on {s}"));
+                            ctx.hv(s)?.destroy(vm)?;
+                        }
+                    }
                     ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
                     let domid = ctx.hv(server)?.create_domain(&spec)?;
                     set_state(ctx, vm, PowerState::Running, Some(domid))?;
@@ -119,9 +141,47 @@ impl Manager {
         let v = self.vm_checked(vm, PowerOperation::Restart)?;
         let server =
             v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        let old = v.domid;
+        let action = v.config.restart_actions.on_reboot;
         self.submit(
             JobSpec::new("RestartVm", &format!("Restart VM {}", v.name), vec![v.object_ref()])
-                .step("reboot", move |ctx| ctx.hv(server)?.reboot(vm, Duration::from_secs(60))),
+                .step("reboot", move |ctx| ctx.hv(server)?.reboot(vm, Duration::from_secs(60)))
+                .step("follow the new domain", move |ctx| {
+                    // The toolstack rebuilds the domain with a new domid (on_reboot = restart), or
+                    // destroys it, or keeps it shut down, as the VM's on_reboot action says.
+                    let hv = ctx.hv(server)?;
+                    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+                    loop {
+                        let mine: Vec<_> =
+                            hv.list_domains()?.into_iter().filter(|d| d.uuid == Some(vm)).collect();
+                        match action {
+                            RestartAction::Restart => {
+                                if let Some(d) = mine.iter().find(|d| {
+                                    Some(d.domid) != old && crate::manager::servers::is_live(d.state)
+                                }) {
+                                    return set_state(ctx, vm, PowerState::Running, Some(d.domid));
+                                }
+                            }
+                            RestartAction::Destroy if mine.is_empty() => {
+                                return set_state(ctx, vm, PowerState::Stopped, None);
+                            }
+                            RestartAction::Preserve
+                                if mine.iter().all(|d| !crate::manager::servers::is_live(d.state)) =>
+                            {
+                                ctx.message("the domain is kept shut down for inspection");
+                                return set_state(ctx, vm, PowerState::Stopped, None);
+                            }
+                            _ => {}
+                        }
+                        if std::time::Instant::now() >= deadline {
+                            return Err(Error::Timeout {
+                                what: format!("VM {vm}'s domain after its reboot ({action:?})"),
+                                millis: 90_000,
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }),
         )
     }
 
@@ -163,10 +223,32 @@ impl Manager {
         ))
     }
 
-    /// Resume a paused or suspended VM.
+    /// Resume a paused or suspended VM (a suspended one on the server it was suspended on).
     pub fn resume_vm(&self, vm: VmId) -> Result<JobHandle> {
         let v = self.vm_checked(vm, PowerOperation::Resume)?;
         let server = v.server.ok_or_else(|| Error::invalid("vm", "the VM has no server to resume on"))?;
+        self.resume_on(v, server)
+    }
+
+    /// Resume a suspended VM on `target`, another server of its pool that has its repository (or
+    /// the one it was suspended on): the image is in the repository, which both servers mount.
+    pub fn resume_vm_on(&self, vm: VmId, target: ServerId) -> Result<JobHandle> {
+        let v = self.vm_checked(vm, PowerOperation::Resume)?;
+        if v.power_state != PowerState::Suspended {
+            return Err(Error::state(v.object_ref(), "Suspended", v.power_state));
+        }
+        let t = self.server(target)?;
+        if v.server != Some(target) && (v.pool.is_none() || t.pool != v.pool) {
+            return Err(Error::invalid("target", "a suspended VM resumes on a server of its own pool"));
+        }
+        if t.maintenance_mode {
+            return Err(Error::state(t.object_ref(), "not in maintenance mode", "in maintenance mode"));
+        }
+        self.resume_on(v, target)
+    }
+
+    fn resume_on(&self, v: std::sync::Arc<Vm>, server: ServerId) -> Result<JobHandle> {
+        let vm = v.id;
         let was = v.power_state;
         let path = self.suspend_path(&v).ok();
         self.submit(JobSpec::new("ResumeVm", &format!("Resume VM {}", v.name), vec![v.object_ref()]).step(
@@ -178,11 +260,21 @@ impl Manager {
                     let domid = ctx.mgr.vm(vm)?.domid;
                     set_state(ctx, vm, PowerState::Running, domid)
                 } else {
+                    // Capacity and anti-affinity on the server, as for a start.
+                    let v = ctx.mgr.vm(vm)?;
+                    ctx.mgr.pick_server(&v, |s| s == server)?;
                     let spec = ctx.mgr.domain_spec(vm)?;
                     let path = path.ok_or_else(|| Error::invalid("vm", "no suspend image"))?;
                     ctx.will_do(Undo::Domain(DomainUndo::Destroy { server: server.0, vm: vm.0 }))?;
                     let domid = hv.restore(&spec, &path)?;
-                    set_state(ctx, vm, PowerState::Running, Some(domid))
+                    ctx.tx(|tx| {
+                        tx.edit::<Vm>(vm, |v| {
+                            v.power_state = PowerState::Running;
+                            v.domid = Some(domid);
+                            v.server = Some(server);
+                        })
+                        .map(drop)
+                    })
                 }
             },
         ))

@@ -62,6 +62,7 @@ impl Manager {
             initrd: c.pv_kernel.as_ref().and_then(|k| k.initrd.clone()),
             cmdline: c.pv_kernel.as_ref().map(|k| k.cmdline.clone()),
             restart_actions: c.restart_actions,
+            boot_order: c.boot_order.clone(),
         })
     }
 }
