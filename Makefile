@@ -124,7 +124,9 @@ lab-test:
 # (ovm-core/tests/storage_lab.rs); then template and OVA imports, clones, hostile archives, thin
 # clones and a manager rebuilt from its repositories (ovm-core/tests/repository_lab.rs); then bonds,
 # VLANs and bridges built by ovm, guests on them through a bond failover, a forced management cut
-# rolled back by the agent (ovm-core/tests/network_lab.rs). The servers' programs are release
+# rolled back by the agent (ovm-core/tests/network_lab.rs); the VM lifecycle on real Xen: reboots and
+# crashes with each restart action followed, a graceful stop, suspend and resume on another server
+# (ovm-core/tests/lifecycle_lab.rs). The servers' programs are release
 # builds, as they would be deployed (the figures measure them).
 dc-lab-test:
 	$(CARGO) build --release -p ovm-core --features xen,agent-server,lio-server --bin ovm-agent --bin ovm-lio
@@ -134,12 +136,16 @@ dc-lab-test:
 		| grep -o '"executable":"[^"]*repository_lab[^"]*"' | cut -d'"' -f4 > target/repository-lab-test
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test network_lab --no-run --message-format=json \
 		| grep -o '"executable":"[^"]*network_lab[^"]*"' | cut -d'"' -f4 > target/network-lab-test
-	test -x "$$(cat target/storage-lab-test)" && test -x "$$(cat target/repository-lab-test)" && test -x "$$(cat target/network-lab-test)"
+	$(CARGO) test -p ovm-core --features agent-lab-tests --test lifecycle_lab --no-run --message-format=json \
+		| grep -o '"executable":"[^"]*lifecycle_lab[^"]*"' | cut -d'"' -f4 > target/lifecycle-lab-test
+	test -x "$$(cat target/storage-lab-test)" && test -x "$$(cat target/repository-lab-test)" && test -x "$$(cat target/network-lab-test)" \
+		&& test -x "$$(cat target/lifecycle-lab-test)"
 	tests/xenlab/lab serve -n 3 --storage --storage-file target/release/ovm-lio --manager \
 		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/release/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
 		--dom0-file bindings-examples/storage-plugins/ovm-example-nfs-shares -- \
-		sh -c '"$$0" --nocapture --test-threads=1 && "$$1" --nocapture && "$$2" --nocapture && tests/xenlab/dc-selftest.sh' \
-		"$$(cat target/storage-lab-test)" "$$(cat target/repository-lab-test)" "$$(cat target/network-lab-test)"
+		sh -c '"$$0" --nocapture --test-threads=1 && "$$1" --nocapture && "$$2" --nocapture && "$$3" --nocapture && tests/xenlab/dc-selftest.sh' \
+		"$$(cat target/storage-lab-test)" "$$(cat target/repository-lab-test)" "$$(cat target/network-lab-test)" \
+		"$$(cat target/lifecycle-lab-test)"
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 # Live migration between two lab servers through their agents, on the Xen build that live-migrates

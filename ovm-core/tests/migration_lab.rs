@@ -9,7 +9,8 @@
 //!     cargo test -p ovm-core --features agent-lab-tests --test migration_lab -- --nocapture
 //! ```
 //!
-//! (`make migration-lab-test` does exactly that.)
+//! (`make migration-lab-test` does exactly that.) A migration the destination cannot complete leaves
+//! the VM running on the source.
 
 mod lab;
 
@@ -117,6 +118,28 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     wait_for("the guest's heartbeat back on server 1", 120, || {
         alive(&mgr, vm).is_some_and(|(n, net)| n > after && net)
     });
+
+    // A migration that fails on the destination: server 2's toolstack cannot plug the guest's NIC
+    // (its vif hotplug script fails), so `xl migrate-receive` gives up and the source resumes the
+    // guest. The VM is Running on server 1 as before, the same guest runs on, and neither server
+    // keeps a domain of it that should not be there.
+    on(2, "mount --bind /bin/false /etc/xen/scripts/vif-bridge", 30);
+    let failed = mgr.migrate_vm(vm, s2).unwrap().wait(Some(Duration::from_secs(600)));
+    on(2, "umount /etc/xen/scripts/vif-bridge", 30);
+    let e = failed.expect_err("a migration whose destination cannot build the domain fails");
+    println!("refused as it should be: a migration the destination cannot complete: {e}");
+    let v = mgr.vm(vm).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(s1)), "the VM stays on server 1");
+    let left = on(2, "xl list | tail -n +2 | grep -v '^Domain-0' || true", 30);
+    assert!(left.trim().is_empty(), "server 2 keeps no domain: {left}");
+    let before = alive(&mgr, vm).unwrap().0;
+    wait_for("the guest's heartbeat going on on server 1 after the failed migration", 120, || {
+        alive(&mgr, vm).is_some_and(|(n, net)| n > before && net)
+    });
+    ok("acknowledge the failure", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)), 30);
+    for s in [s1, s2] {
+        ok("acknowledge the failure", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Server, s.0)), 30);
+    }
 
     // Maintenance mode evacuates server 1: the VM and a second one migrate to server 2 and run on.
     let mut second = VmSpec::new("second-guest", config.clone());
