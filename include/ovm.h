@@ -610,6 +610,85 @@ typedef uint32_t ovm_migration_mode;
 #endif // __cplusplus
 
 /*
+ What kind of obstacle a migration blocker is (`ovm_migration_blocker.kind`): the stable numbers
+ of ovm-core's `MigrationBlockerKind`.
+ */
+enum ovm_migration_blocker_kind
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   The VM is already on the target server.
+   */
+  OVM_MIGRATION_BLOCKER_SAME_SERVER = 1,
+  /*
+   The target is not a server of the VM's pool (or the VM is in no pool).
+   */
+  OVM_MIGRATION_BLOCKER_OTHER_POOL = 2,
+  /*
+   The VM is neither running (live migration) nor stopped (a move).
+   */
+  OVM_MIGRATION_BLOCKER_VM_STATE = 3,
+  /*
+   The target is in maintenance mode.
+   */
+  OVM_MIGRATION_BLOCKER_TARGET_IN_MAINTENANCE = 4,
+  /*
+   The target is not running, or the manager is not connected to it.
+   */
+  OVM_MIGRATION_BLOCKER_TARGET_UNAVAILABLE = 5,
+  /*
+   The target does not have the VirtualMachine role.
+   */
+  OVM_MIGRATION_BLOCKER_TARGET_NOT_FOR_VMS = 6,
+  /*
+   The target cannot give the VM its memory.
+   */
+  OVM_MIGRATION_BLOCKER_INSUFFICIENT_MEMORY = 7,
+  /*
+   The target's CPU lacks features of the source's, or is of another vendor.
+   */
+  OVM_MIGRATION_BLOCKER_CPU_INCOMPATIBLE = 8,
+  /*
+   A repository of the VM is not presented to (or not mounted on) the target.
+   */
+  OVM_MIGRATION_BLOCKER_REPOSITORY_UNAVAILABLE = 9,
+  /*
+   A LUN attached to the VM is not reachable from the target.
+   */
+  OVM_MIGRATION_BLOCKER_LUN_UNAVAILABLE = 10,
+  /*
+   A network of the VM's VNICs has no member on the target.
+   */
+  OVM_MIGRATION_BLOCKER_NETWORK_MISSING = 11,
+  /*
+   The hypervisors' releases (major.minor) differ.
+   */
+  OVM_MIGRATION_BLOCKER_XEN_VERSION_MISMATCH = 12,
+  /*
+   The toolstacks differ.
+   */
+  OVM_MIGRATION_BLOCKER_TOOLSTACK_MISMATCH = 13,
+  /*
+   A VM of one of the VM's anti-affinity groups runs on the target.
+   */
+  OVM_MIGRATION_BLOCKER_ANTI_AFFINITY = 14,
+  /*
+   The target's hypervisor cannot run the VM's domain type.
+   */
+  OVM_MIGRATION_BLOCKER_DOMAIN_TYPE_UNSUPPORTED = 15,
+  /*
+   The source's hypervisor cannot live-migrate the VM's domain type (a PV guest needs shadow
+   paging).
+   */
+  OVM_MIGRATION_BLOCKER_LIVE_MIGRATION_UNSUPPORTED = 16,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_migration_blocker_kind;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -640,6 +719,34 @@ typedef void (*ovm_change_callback)(void *userdata, const ovm_change *change);
  Called once with `userdata` when the subscription ends.
  */
 typedef void (*ovm_free_userdata)(void *userdata);
+
+/*
+ One reason a migration would fail, filled in by `ovm_vm_migration_blockers`. `detail` is owned
+ by the array: free the array's details with `ovm_migration_blockers_free`.
+ */
+typedef struct {
+  /*
+   An `ovm_migration_blocker_kind`.
+   */
+  uint32_t kind;
+  /*
+   Whether the blocker is about an object (then `object_kind` and `object_id` name it).
+   */
+  bool has_object;
+  /*
+   The `ovm_object_kind` of that object: the target or source server, a repository, storage
+   array or LUN, a network, a VM of the anti-affinity group.
+   */
+  uint32_t object_kind;
+  /*
+   Its id, NUL-terminated (empty when `has_object` is false).
+   */
+  char object_id[37];
+  /*
+   A sentence naming the objects and numbers, NUL-terminated UTF-8.
+   */
+  char *detail;
+} ovm_migration_blocker;
 
 #ifdef __cplusplus
 extern "C" {
@@ -872,6 +979,49 @@ ovm_result ovm_recurring_job_set(const ovm_manager *mgr,
  Run a recurring job now. Returns a job.
  */
 ovm_result ovm_recurring_job_run(const ovm_manager *mgr, const char *name, ovm_job **out);
+
+/*
+ Every reason migrating `vm` to `server` would fail now, written to `out[0..*out_n]` (none:
+ `*out_n` is 0 and the migration can go). `cap` is how many `out` holds (`out` may be NULL when
+ `cap` is 0). If more than `cap` blockers are found, returns `OVM_RESULT_BUFFER_TOO_SMALL` with
+ `*out_n` set to their number and nothing written to `out`. Free the details written with
+ `ovm_migration_blockers_free(out, *out_n)`. `OVM_RESULT_NOT_FOUND` if the VM or server does not
+ exist.
+ */
+ovm_result ovm_vm_migration_blockers(const ovm_manager *mgr,
+                                     const char *vm,
+                                     const char *server,
+                                     ovm_migration_blocker *out,
+                                     size_t cap,
+                                     size_t *out_n);
+
+/*
+ Free the details of the `n` blockers at `blockers` (written by `ovm_vm_migration_blockers`)
+ and set them to NULL; the array itself is the caller's. NULL `blockers` does nothing.
+ */
+void ovm_migration_blockers_free(ovm_migration_blocker *blockers, size_t n);
+
+/*
+ Every reason migrating `vm` to `server` would fail now, as a JSON array of
+ `{"kind": "TargetInMaintenance", "object": {"kind": "Server", "id": "..."} or null,
+ "detail": "..."}` (owned: free with `ovm_string_free`).
+ */
+ovm_result ovm_vm_migration_blockers_json(const ovm_manager *mgr,
+                                          const char *vm,
+                                          const char *server,
+                                          char **out);
+
+/*
+ `OVM_RESULT_OK` if `vm` can migrate to `server` now; otherwise `OVM_RESULT_INVALID_STATE`, and
+ `ovm_last_error_message` lists every reason.
+ */
+ovm_result ovm_vm_assert_can_migrate(const ovm_manager *mgr, const char *vm, const char *server);
+
+/*
+ A static, NUL-terminated name of a migration blocker kind, e.g. `"TargetInMaintenance"`;
+ NULL for a number that is not one. Do not free.
+ */
+const char *ovm_migration_blocker_kind_name(uint32_t kind);
 
 /*
  Create a network carrying the `OVM_NETWORK_*` function bits in `functions` (0: a VM network), on

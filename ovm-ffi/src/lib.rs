@@ -14,13 +14,14 @@
 
 // Layers, bottom up (each module uses only those above it in this list):
 // result → last_error → handles → boundary → job → objects → events, manager, and the typed
-// operations per object (server, pool, storage, repository, network, vm, tag, rebuild).
+// operations per object (server, pool, storage, repository, network, vm, migration, tag, rebuild).
 mod boundary;
 mod events;
 mod handles;
 mod job;
 mod last_error;
 mod manager;
+mod migration;
 mod network;
 mod objects;
 mod pool;
@@ -38,6 +39,7 @@ pub use handles::{ovm_job, ovm_manager, ovm_rebuild_report};
 pub use job::*;
 pub use last_error::ovm_last_error_message;
 pub use manager::*;
+pub use migration::*;
 pub use network::*;
 pub use objects::*;
 pub use pool::*;

@@ -30,6 +30,13 @@ fn object_kinds() -> Vec<(&'static str, u32)> {
     ovm_core::model::ObjectKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
 }
 
+/// The migration blocker kinds with their stable codes (the C enum `ovm_migration_blocker_kind`),
+/// as `(name, code)`.
+#[pyfunction]
+fn migration_blocker_kinds() -> Vec<(&'static str, u32)> {
+    ovm_core::model::MigrationBlockerKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
+}
+
 #[pymodule]
 fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The runtime that drives awaitables handed to asyncio. Jobs run on the manager's own runtime;
@@ -43,6 +50,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_noop, m)?)?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(object_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(migration_blocker_kinds, m)?)?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;
@@ -54,6 +62,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::Event>()?;
     m.add_class::<records::Change>()?;
     m.add_class::<records::RebuildReport>()?;
+    m.add_class::<records::MigrationBlocker>()?;
     errors::register(m)?;
     Ok(())
 }

@@ -964,6 +964,25 @@ impl Manager {
     fn set_migration_limit(&self, py: Python<'_>, limit: u32) -> PyResult<Job> {
         self.submit(py, |m| m.set_migration_limit(limit))
     }
+    /// Every reason migrating `vm` to `server` would fail now (empty: it can go).
+    fn migration_blockers(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        server: &str,
+    ) -> PyResult<Vec<r::MigrationBlocker>> {
+        let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
+        let m = self.m()?;
+        let found = py.detach(|| m.migration_blockers(v, s)).or_raise()?;
+        Ok(found.into_iter().map(r::MigrationBlocker).collect())
+    }
+    /// Return if `vm` can migrate to `server` now; otherwise raise `InvalidStateError` listing
+    /// every reason.
+    fn assert_can_migrate(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<()> {
+        let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
+        let m = self.m()?;
+        py.detach(|| m.assert_can_migrate(v, s)).or_raise()
+    }
     /// Clone a stopped VM (its disks are copied, or as `disks` says: see `clone_template`). The
     /// job's result is the new VM.
     #[pyo3(signature = (vm, name, *, pool=None, repository=None, networks=None, disks=None))]

@@ -343,6 +343,42 @@ impl JobInfo {
     }
 }
 
+/// One reason a migration would fail (`Manager.migration_blockers`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct MigrationBlocker(pub m::MigrationBlocker);
+
+#[pymethods]
+impl MigrationBlocker {
+    /// The kind's stable name, e.g. `"TargetInMaintenance"` (see `migration_blocker_kinds()`).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.0.kind.name()
+    }
+    /// The kind's stable number.
+    #[getter]
+    fn code(&self) -> u32 {
+        self.0.kind.code()
+    }
+    /// The object it is about, if any: the target or source server, a repository, storage array
+    /// or LUN, a network, a VM of the anti-affinity group.
+    #[getter]
+    fn object(&self) -> Option<ObjectRef> {
+        self.0.object.map(ObjectRef::from)
+    }
+    /// A sentence naming the objects and numbers.
+    #[getter]
+    fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    fn __repr__(&self) -> String {
+        format!("MigrationBlocker({}, {:?})", self.0.kind.name(), self.0.detail)
+    }
+    fn __str__(&self) -> String {
+        self.0.detail.clone()
+    }
+}
+
 /// What `Manager.rebuild_from_servers` recovered, and what it could not.
 #[pyclass(module = "ovm", frozen)]
 #[derive(Debug)]

@@ -181,11 +181,12 @@ fn capacity_is_enforced_and_placement_follows_policy() {
     let err = lab.mgr.start_vm(extra).unwrap().wait(WAIT).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InsufficientResources, "{err}");
     assert_eq!(lab.mgr.vm(extra).unwrap().power_state, PowerState::Stopped);
-    // Migration to a full server is refused and the VM stays where it was.
+    // Migration to a full server is refused at once (a pre-check) and the VM stays where it was.
     let from = lab.mgr.vm(vms[0]).unwrap().server.unwrap();
     let to = if from == lab.s1 { lab.s2 } else { lab.s1 };
-    let err = lab.mgr.migrate_vm(vms[0], to).unwrap().wait(WAIT).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InsufficientResources);
+    let err = lab.mgr.migrate_vm(vms[0], to).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("has 0 MiB free for guests"), "{err}");
     assert_eq!(lab.mgr.vm(vms[0]).unwrap().server, Some(from));
     assert_eq!(lab.mgr.vm(vms[0]).unwrap().power_state, PowerState::Running);
 }
@@ -214,7 +215,9 @@ fn live_migration_moves_the_domain() {
     let v = lab.mgr.vm(vm).unwrap();
     assert_eq!((v.server, v.power_state), (Some(to), PowerState::Running));
     assert!(lab.mgr.vm_console(vm).unwrap().contains(&lab.server_name(to)));
-    assert_eq!(lab.mgr.migrate_vm(vm, to).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let err = lab.mgr.migrate_vm(vm, to).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("is already on"), "{err}");
     // A failed migration leaves the VM where it was.
     lab.mgr.sim().fail_next(SimOp::Migrate, None, 1);
     let j = lab.mgr.migrate_vm(vm, from).unwrap().wait_done(WAIT).unwrap();

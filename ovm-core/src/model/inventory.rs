@@ -577,7 +577,8 @@ impl Inventory {
         Ok(())
     }
 
-    fn member_server(&self, m: NetworkMember) -> Result<ServerId> {
+    /// The server a network member (port, bond or VLAN interface) is on.
+    pub fn member_server(&self, m: NetworkMember) -> Result<ServerId> {
         Ok(match m {
             NetworkMember::Port(p) => self.get::<Port>(p)?.server,
             NetworkMember::Bond(b) => self.get::<BondPort>(b)?.server,

@@ -94,6 +94,104 @@ pub struct HostHardware {
     pub ports: Vec<EthernetPort>,
     /// Whether hardware virtualization (HVM) is available.
     pub hvm_capable: bool,
+    /// What the hypervisor can run and track (Xen's physinfo capabilities); `None` when the server
+    /// did not say (a record stored by an earlier ovm, an agent of an earlier ovm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virt: Option<VirtCapabilities>,
+    /// The CPU's vendor and feature words; `None` when the server did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<HostCpu>,
+    /// The toolstack that builds and migrates domains, e.g. `xl`; empty when the server did not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub toolstack: String,
+}
+
+impl HostHardware {
+    /// The hypervisor's `major.minor` release, parsed from [`HostHardware::xen_version`]
+    /// (`"4.17.7"`, `"4.17.0-sim"`); `None` if it does not start with two numbers.
+    pub fn xen_release(&self) -> Option<(u32, u32)> {
+        let mut parts = self.xen_version.split('.');
+        let major = parts.next()?.trim().parse().ok()?;
+        let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
+        Some((major, minor.parse().ok()?))
+    }
+}
+
+/// What a hypervisor can do for guests: Xen's `XEN_SYSCTL_physinfo` capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VirtCapabilities {
+    /// Runs PV guests.
+    pub pv: bool,
+    /// Runs HVM (and PVH) guests.
+    pub hvm: bool,
+    /// Hardware-assisted paging (EPT/NPT) is available.
+    pub hap: bool,
+    /// The hypervisor is built with shadow paging.
+    pub shadow: bool,
+}
+
+impl VirtCapabilities {
+    /// Every capability.
+    pub const ALL: VirtCapabilities = VirtCapabilities { pv: true, hvm: true, hap: true, shadow: true };
+
+    /// Why a guest of type `t` cannot run here, or `None` if it can: a PV guest needs PV support;
+    /// an HVM, PV-on-HVM or PVH guest needs HVM support and a paging mode for it (HAP or shadow).
+    pub fn cannot_run(self, t: super::DomainType) -> Option<&'static str> {
+        use super::DomainType::*;
+        match t {
+            Pv if !self.pv => Some("the hypervisor runs no PV guests"),
+            Hvm | PvHvm | Pvh if !self.hvm => Some("the hypervisor runs no HVM or PVH guests"),
+            Hvm | PvHvm | Pvh if !self.hap && !self.shadow => {
+                Some("the hypervisor has neither hardware-assisted nor shadow paging for HVM or PVH guests")
+            }
+            _ => None,
+        }
+    }
+
+    /// Why a running guest of type `t` cannot be live-migrated away from here, or `None` if it can.
+    /// Live migration tracks the pages the guest dirties while it is copied (log-dirty mode): for a
+    /// PV guest Xen does that with shadow paging only, so a hypervisor built without shadow paging
+    /// cannot live-migrate PV guests; an HVM or PVH guest needs HAP or shadow paging.
+    pub fn cannot_live_migrate(self, t: super::DomainType) -> Option<&'static str> {
+        use super::DomainType::*;
+        match t {
+            Pv if !self.shadow => Some(
+                "the hypervisor is built without shadow paging, which log-dirty mode needs for a PV guest",
+            ),
+            Hvm | PvHvm | Pvh if !self.hap && !self.shadow => {
+                Some("the hypervisor has neither HAP nor shadow paging for log-dirty mode")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A server's CPU as the hypervisor reports it: the vendor (CPUID's vendor string, e.g.
+/// `GenuineIntel`) and feature words (Xen's featureset: word 0 is CPUID leaf 1 EDX, word 1 leaf 1
+/// ECX, word 2 leaf 0x80000001 EDX, ...; Xen's `physinfo.hw_cap`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostCpu {
+    /// Vendor string; empty if unknown.
+    #[serde(default)]
+    pub vendor: String,
+    /// Feature words.
+    pub features: Vec<u32>,
+}
+
+impl HostCpu {
+    /// The features of `self` that `other` lacks, in Xen's `word*32+bit` numbering.
+    pub fn missing_from(&self, other: &HostCpu) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (w, bits) in self.features.iter().enumerate() {
+            let lacking = bits & !other.features.get(w).copied().unwrap_or(0);
+            for b in 0..32 {
+                if lacking & (1 << b) != 0 {
+                    out.push(w as u32 * 32 + b);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A Xen host managed through its agent.
@@ -151,5 +249,68 @@ impl Server {
             super::parse_mac(mac).map_err(|_| Error::invalid("wol_mac", format!("{mac:?} is not a MAC")))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DomainType;
+
+    #[test]
+    fn hardware_stored_by_an_earlier_ovm_decodes_without_the_new_facts() {
+        let old = r#"{"cpus":8,"memory_mib":32768,"xen_version":"4.17.7","ports":[],"hvm_capable":true}"#;
+        let hw: HostHardware = serde_json::from_str(old).unwrap();
+        assert_eq!((hw.virt, hw.cpu.as_ref(), hw.toolstack.as_str()), (None, None, ""));
+        assert_eq!(serde_json::to_string(&hw).unwrap(), old, "unknown facts are not written");
+        assert_eq!(hw.xen_release(), Some((4, 17)));
+    }
+
+    #[test]
+    fn xen_release_is_major_and_minor() {
+        let with = |v: &str| HostHardware {
+            cpus: 1,
+            memory_mib: 1024,
+            xen_version: v.into(),
+            ports: vec![],
+            hvm_capable: false,
+            virt: None,
+            cpu: None,
+            toolstack: String::new(),
+        };
+        assert_eq!(with("4.17.0-sim").xen_release(), Some((4, 17)));
+        assert_eq!(with("4.18-rc").xen_release(), Some((4, 18)));
+        assert_eq!(with("4").xen_release(), None);
+        assert_eq!(with("unstable").xen_release(), None);
+        assert_eq!(with("").xen_release(), None);
+    }
+
+    #[test]
+    fn missing_cpu_features_are_named_word_by_bit() {
+        let a = HostCpu { vendor: String::new(), features: vec![0b101, 0, 1 << 31] };
+        let b = HostCpu { vendor: String::new(), features: vec![0b001] };
+        assert_eq!(a.missing_from(&b), vec![2, 2 * 32 + 31]);
+        assert_eq!(b.missing_from(&a), Vec::<u32>::new());
+        assert_eq!(a.missing_from(&a), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn what_a_hypervisor_can_run_and_live_migrate() {
+        let all = VirtCapabilities::ALL;
+        for t in [DomainType::Pv, DomainType::Hvm, DomainType::PvHvm, DomainType::Pvh] {
+            assert_eq!((all.cannot_run(t), all.cannot_live_migrate(t)), (None, None), "{t:?}");
+        }
+        let no_shadow = VirtCapabilities { shadow: false, ..all };
+        assert!(no_shadow.cannot_live_migrate(DomainType::Pv).is_some());
+        assert_eq!(no_shadow.cannot_live_migrate(DomainType::Hvm), None, "HAP tracks dirty pages");
+        assert_eq!(no_shadow.cannot_run(DomainType::Pv), None, "PV guests run without shadow paging");
+        let shadow_only = VirtCapabilities { hap: false, ..all };
+        assert_eq!(shadow_only.cannot_run(DomainType::Pvh), None);
+        assert_eq!(shadow_only.cannot_live_migrate(DomainType::Hvm), None);
+        let pv_only = VirtCapabilities { pv: true, hvm: false, hap: false, shadow: false };
+        assert!(pv_only.cannot_run(DomainType::PvHvm).is_some());
+        assert!(pv_only.cannot_live_migrate(DomainType::Pv).is_some());
+        let paging_less = VirtCapabilities { hap: false, shadow: false, ..all };
+        assert!(paging_less.cannot_run(DomainType::Hvm).is_some());
     }
 }

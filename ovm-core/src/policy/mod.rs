@@ -5,5 +5,9 @@
 //!
 //! - [`placement`]: which server a VM starts or moves on (the pool's start policy, capacity,
 //!   maintenance mode, roles, anti-affinity).
+//! - [`migration`]: every reason a VM cannot migrate to a server (pre-checks: state, pool,
+//!   maintenance, storage, networks, memory, CPU, hypervisor release and capabilities,
+//!   anti-affinity).
 
+pub mod migration;
 pub mod placement;

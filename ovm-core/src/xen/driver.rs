@@ -26,7 +26,9 @@ use crate::driver::{
     FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MountSource,
     NetworkOps, NetworkTxns, NicSpec, ServerConnection, ShutdownReason,
 };
-use crate::model::{DomainType, EthernetPort, HostHardware, ObjectKind, RestartAction, VmId};
+use crate::model::{
+    DomainType, EthernetPort, HostCpu, HostHardware, ObjectKind, RestartAction, VirtCapabilities, VmId,
+};
 use crate::{Error, Result};
 
 /// xenstore node recording which manager owns this host (dom0-only).
@@ -320,6 +322,18 @@ fn run_state(s: DomainState) -> DomainRunState {
     }
 }
 
+/// The toolstack a Xen host reports: domains are built and migrated with `xl` (libxl).
+const TOOLSTACK: &str = "xl";
+
+/// The CPU vendor of `/proc/cpuinfo` (`vendor_id`, the CPUID vendor string dom0 sees: Xen passes
+/// the real vendor through).
+fn cpu_vendor(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "vendor_id").then(|| v.trim().to_owned()).filter(|v| !v.is_empty())
+    })
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -339,6 +353,20 @@ impl HostOps for XenConnection {
                 xen_version: version.to_string(),
                 ports: Netlink::new().ports()?,
                 hvm_capable: phys.hvm,
+                virt: Some(VirtCapabilities {
+                    pv: phys.pv,
+                    hvm: phys.hvm,
+                    hap: phys.hap,
+                    shadow: phys.shadow,
+                }),
+                cpu: Some(HostCpu {
+                    vendor: std::fs::read_to_string("/proc/cpuinfo")
+                        .ok()
+                        .and_then(|c| cpu_vendor(&c))
+                        .unwrap_or_default(),
+                    features: phys.hw_cap.to_vec(),
+                }),
+                toolstack: TOOLSTACK.into(),
             },
             dom0_memory_mib: dom0.memory_bytes >> 20,
             owner,
@@ -803,6 +831,14 @@ mod tests {
     use crate::xen::fake::FakeXenstored;
     use crate::xen::sys;
     use crate::xen::transport::Transport;
+
+    #[test]
+    fn cpu_vendor_is_read_from_cpuinfo() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n";
+        assert_eq!(cpu_vendor(info).as_deref(), Some("AuthenticAMD"));
+        assert_eq!(cpu_vendor("processor\t: 0\nvendor_id\t:\n"), None);
+        assert_eq!(cpu_vendor(""), None);
+    }
 
     struct Rig {
         conn: XenConnection,

@@ -58,6 +58,10 @@ pub struct PhysInfo {
     pub pv: bool,
     /// Hardware-assisted paging is available.
     pub hap: bool,
+    /// The hypervisor is built with shadow paging (which live migration of PV guests needs).
+    pub shadow: bool,
+    /// The boot CPU's feature words (x86: Xen's featureset words 0-7).
+    pub hw_cap: [u32; 8],
     /// Total memory in bytes.
     pub total_bytes: u64,
     /// Free memory in bytes.
@@ -66,6 +70,30 @@ pub struct PhysInfo {
     pub scrub_bytes: u64,
     /// Memory claimed but not yet allocated, in bytes.
     pub outstanding_bytes: u64,
+}
+
+impl PhysInfo {
+    /// Decodes Xen's answer: pages to bytes, capability bits to flags.
+    fn from_raw(p: &sys::XenSysctlPhysinfo) -> PhysInfo {
+        let pg = |n: u64| n.saturating_mul(sys::XEN_PAGE_SIZE);
+        PhysInfo {
+            threads_per_core: p.threads_per_core,
+            cores_per_socket: p.cores_per_socket,
+            nr_cpus: p.nr_cpus,
+            max_cpu_id: p.max_cpu_id,
+            nr_nodes: p.nr_nodes,
+            cpu_khz: p.cpu_khz,
+            hvm: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_HVM != 0,
+            pv: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_PV != 0,
+            hap: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_HAP != 0,
+            shadow: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_SHADOW != 0,
+            hw_cap: p.hw_cap,
+            total_bytes: pg(p.total_pages),
+            free_bytes: pg(p.free_pages),
+            scrub_bytes: pg(p.scrub_pages),
+            outstanding_bytes: pg(p.outstanding_pages),
+        }
+    }
 }
 
 /// Why a domain shut down (`SHUTDOWN_*` of Xen's `sched.h`).
@@ -437,28 +465,13 @@ impl Privcmd {
         Ok(buf.get(0))
     }
 
-    /// `XEN_SYSCTL_physinfo`: CPUs and memory of the host.
+    /// `XEN_SYSCTL_physinfo`: CPUs, memory, capabilities and CPU features of the host.
     pub fn physinfo(&self) -> XenResult<PhysInfo> {
         let out = self.sysctl(&XenSysctl::new(sys::XEN_SYSCTL_PHYSINFO), "sysctl/physinfo")?;
         // SAFETY: the union holds plain integers only; every bit pattern is a
         // valid XenSysctlPhysinfo, and physinfo is the member Xen filled in.
         let p = unsafe { out.u.physinfo };
-        let pg = |n: u64| n.saturating_mul(sys::XEN_PAGE_SIZE);
-        Ok(PhysInfo {
-            threads_per_core: p.threads_per_core,
-            cores_per_socket: p.cores_per_socket,
-            nr_cpus: p.nr_cpus,
-            max_cpu_id: p.max_cpu_id,
-            nr_nodes: p.nr_nodes,
-            cpu_khz: p.cpu_khz,
-            hvm: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_HVM != 0,
-            pv: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_PV != 0,
-            hap: p.capabilities & sys::XEN_SYSCTL_PHYSCAP_HAP != 0,
-            total_bytes: pg(p.total_pages),
-            free_bytes: pg(p.free_pages),
-            scrub_bytes: pg(p.scrub_pages),
-            outstanding_bytes: pg(p.outstanding_pages),
-        })
+        Ok(PhysInfo::from_raw(&p))
     }
 
     /// `XEN_SYSCTL_getdomaininfolist`: every domain, in domain-id order.
@@ -629,6 +642,27 @@ mod tests {
         assert_eq!(d.max_memory_bytes, 65792 * 4096);
         assert_eq!(d.uuid.to_string(), "6f1d8e8b-8f7a-4d8e-9f2c-2b1d0c9a8e7f");
         assert_eq!(d.online_vcpus, 2);
+    }
+
+    #[test]
+    fn physinfo_decodes_capabilities_and_cpu_features() {
+        // Xen 4.17's XEN_SYSCTL_PHYSCAP_*: hvm 1<<0, pv 1<<1, directio 1<<2, hap 1<<3, shadow 1<<4.
+        let raw = sys::XenSysctlPhysinfo {
+            nr_cpus: 4,
+            capabilities: 0b1_1011,
+            total_pages: 1024,
+            hw_cap: [0x178b_fbff, 0x7ffa_3223, 0, 0, 0, 0, 0, 1],
+            ..Default::default()
+        };
+        let p = PhysInfo::from_raw(&raw);
+        assert_eq!((p.hvm, p.pv, p.hap, p.shadow), (true, true, true, true));
+        assert_eq!(p.total_bytes, 4 << 20);
+        assert_eq!(p.hw_cap[1], 0x7ffa_3223);
+        let no_shadow = PhysInfo::from_raw(&sys::XenSysctlPhysinfo { capabilities: 0b0_1110, ..raw });
+        assert_eq!(
+            (no_shadow.hvm, no_shadow.pv, no_shadow.hap, no_shadow.shadow),
+            (false, true, true, false)
+        );
     }
 
     #[test]

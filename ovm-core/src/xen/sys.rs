@@ -37,6 +37,7 @@ pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
 pub const XEN_SYSCTL_PHYSCAP_HVM: u32 = 1 << 0;
 pub const XEN_SYSCTL_PHYSCAP_PV: u32 = 1 << 1;
 pub const XEN_SYSCTL_PHYSCAP_HAP: u32 = 1 << 3;
+pub const XEN_SYSCTL_PHYSCAP_SHADOW: u32 = 1 << 4;
 
 // domctl (domctl.h).
 pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x0000_0015;

@@ -35,6 +35,7 @@ from ovm._ovm import (
     JobInfo,
     JobInterruptedError,
     Manager,
+    MigrationBlocker,
     Network,
     NotFoundError,
     ObjectRef,
@@ -64,6 +65,7 @@ from ovm._ovm import (
     Vnic,
     __version__,
     error_kinds,
+    migration_blocker_kinds,
     object_kinds,
 )
 
@@ -93,6 +95,7 @@ __all__ = [
     "JobInfo",
     "JobInterruptedError",
     "Manager",
+    "MigrationBlocker",
     "Network",
     "NotFoundError",
     "ObjectRef",
@@ -122,5 +125,6 @@ __all__ = [
     "Vnic",
     "__version__",
     "error_kinds",
+    "migration_blocker_kinds",
     "object_kinds",
 ]

@@ -10,6 +10,7 @@ __all__ = [
     "_noop",
     "error_kinds",
     "object_kinds",
+    "migration_blocker_kinds",
     "Manager",
     "Job",
     "Subscription",
@@ -40,6 +41,7 @@ __all__ = [
     "Event",
     "Change",
     "RebuildReport",
+    "MigrationBlocker",
     "OvmError",
     "NotFoundError",
     "InvalidStateError",
@@ -69,6 +71,7 @@ SIM_PASSWORD: str
 def _noop() -> None: ...
 def error_kinds() -> list[tuple[str, int]]: ...
 def object_kinds() -> list[tuple[str, int]]: ...
+def migration_blocker_kinds() -> list[tuple[str, int]]: ...
 
 # ---- errors ---------------------------------------------------------------------------------------
 
@@ -751,6 +754,17 @@ class RebuildReport:
     @property
     def not_recovered(self) -> list[str]: ...
 
+@final
+class MigrationBlocker:
+    @property
+    def kind(self) -> str: ...
+    @property
+    def code(self) -> int: ...
+    @property
+    def object(self) -> Optional[ObjectRef]: ...
+    @property
+    def detail(self) -> str: ...
+
 # ---- handles --------------------------------------------------------------------------------------
 
 @final
@@ -961,6 +975,8 @@ class Manager:
     def migrate_vm(self, vm: str, server: str, *, mode: Literal["live", "cold"] = "live") -> Job: ...
     def migration_limit(self) -> int: ...
     def set_migration_limit(self, limit: int) -> Job: ...
+    def migration_blockers(self, vm: str, server: str) -> list[MigrationBlocker]: ...
+    def assert_can_migrate(self, vm: str, server: str) -> None: ...
     def clone_vm(
         self,
         vm: str,

@@ -1109,6 +1109,61 @@ pub struct HostHardware {
     pub ports: Vec<EthernetPort>,
     /// Whether HVM is available.
     pub hvm_capable: bool,
+    /// The hypervisor's capabilities (absent from agents of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virt: Option<VirtCapabilities>,
+    /// The CPU (absent from agents of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<HostCpu>,
+    /// The toolstack (absent from agents of earlier versions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub toolstack: String,
+}
+
+/// What the hypervisor can do for guests (v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtCapabilities {
+    /// Runs PV guests.
+    pub pv: bool,
+    /// Runs HVM and PVH guests.
+    pub hvm: bool,
+    /// Hardware-assisted paging.
+    pub hap: bool,
+    /// Shadow paging.
+    pub shadow: bool,
+}
+
+/// A server's CPU (v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCpu {
+    /// Vendor string.
+    pub vendor: String,
+    /// Feature words.
+    pub features: Vec<u32>,
+}
+
+impl From<model::VirtCapabilities> for VirtCapabilities {
+    fn from(c: model::VirtCapabilities) -> Self {
+        VirtCapabilities { pv: c.pv, hvm: c.hvm, hap: c.hap, shadow: c.shadow }
+    }
+}
+
+impl From<VirtCapabilities> for model::VirtCapabilities {
+    fn from(c: VirtCapabilities) -> Self {
+        model::VirtCapabilities { pv: c.pv, hvm: c.hvm, hap: c.hap, shadow: c.shadow }
+    }
+}
+
+impl From<model::HostCpu> for HostCpu {
+    fn from(c: model::HostCpu) -> Self {
+        HostCpu { vendor: c.vendor, features: c.features }
+    }
+}
+
+impl From<HostCpu> for model::HostCpu {
+    fn from(c: HostCpu) -> Self {
+        model::HostCpu { vendor: c.vendor, features: c.features }
+    }
 }
 
 /// What the host says about itself (v1).
@@ -1391,6 +1446,9 @@ impl From<driver::HostInfo> for HostInfo {
                 xen_version: h.xen_version,
                 ports: h.ports.into_iter().map(Into::into).collect(),
                 hvm_capable: h.hvm_capable,
+                virt: h.virt.map(Into::into),
+                cpu: h.cpu.map(Into::into),
+                toolstack: h.toolstack,
             },
             dom0_memory_mib: i.dom0_memory_mib,
             owner: i.owner,
@@ -1409,6 +1467,9 @@ impl From<HostInfo> for driver::HostInfo {
                 xen_version: h.xen_version,
                 ports: h.ports.into_iter().map(Into::into).collect(),
                 hvm_capable: h.hvm_capable,
+                virt: h.virt.map(Into::into),
+                cpu: h.cpu.map(Into::into),
+                toolstack: h.toolstack,
             },
             dom0_memory_mib: i.dom0_memory_mib,
             owner: i.owner,
@@ -1902,10 +1963,22 @@ mod tests {
                     max_mtu: None,
                 }],
                 hvm_capable: false,
+                virt: None,
+                cpu: None,
+                toolstack: String::new(),
             },
             dom0_memory_mib: 1024,
             owner: Some("m1".into()),
         };
+        // An agent of this version also reports the hypervisor's capabilities, the CPU and the
+        // toolstack; the frame above (an earlier agent's) still decodes, without them.
+        let mut facts = info.clone();
+        facts.hardware.ports.clear();
+        facts.hardware.hvm_capable = true;
+        facts.hardware.virt = Some(VirtCapabilities { pv: true, hvm: true, hap: true, shadow: false });
+        facts.hardware.cpu =
+            Some(HostCpu { vendor: "GenuineIntel".into(), features: vec![3219913727, 4294582783] });
+        facts.hardware.toolstack = "xl".into();
         let status = DomainStatus {
             uuid: Some(vm),
             name: "web01".into(),
@@ -1945,6 +2018,17 @@ mod tests {
                     r#""hardware":{"cpus":8,"memory_mib":32768,"xen_version":"4.17.7","ports":[{"name":"eth0","#,
                     r#""mac":"52:54:00:12:34:56","speed_mbps":1000}],"hvm_capable":false},"dom0_memory_mib":1024,"#,
                     r#""owner":"m1"}}}}"#
+                )
+                .into(),
+            ),
+            (
+                resp(Ok(Reply::HostInfo(facts))),
+                concat!(
+                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"host_info","value":{"hostname":"xen1","#,
+                    r#""hardware":{"cpus":8,"memory_mib":32768,"xen_version":"4.17.7","ports":[],"hvm_capable":true,"#,
+                    r#""virt":{"pv":true,"hvm":true,"hap":true,"shadow":false},"#,
+                    r#""cpu":{"vendor":"GenuineIntel","features":[3219913727,4294582783]},"toolstack":"xl"},"#,
+                    r#""dom0_memory_mib":1024,"owner":"m1"}}}}"#
                 )
                 .into(),
             ),

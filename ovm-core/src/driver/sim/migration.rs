@@ -98,6 +98,17 @@ impl SimConnection {
         }
         Self::memory_fits(st, spec)
     }
+
+    /// Whether this host can send `spec`'s domain: a live migration tracks the pages the guest
+    /// dirties, which for a PV guest takes shadow paging (as Xen's log-dirty mode does).
+    fn can_send(st: &HostState, spec: &DomainSpec, live: bool) -> Result<()> {
+        match st.virt.cannot_live_migrate(spec.domain_type) {
+            Some(why) if live => Err(Error::Unsupported {
+                what: format!("live migration of {} from {}: {why}", spec.name, st.name),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl MigrationStreams for SimConnection {
@@ -146,13 +157,17 @@ impl MigrationStreams for SimConnection {
         Ok(domid)
     }
 
-    fn send_stream(&self, vm: VmId, _live: bool, mode: MigrationMode, mut stream: UnixStream) -> Result<()> {
+    fn send_stream(&self, vm: VmId, live: bool, mode: MigrationMode, mut stream: UnixStream) -> Result<()> {
         let (spec, domid) = self.op(SimOp::Migrate, |st| {
+            let d = Self::domain(st, vm)?;
+            let (spec, domid) = (d.spec.clone(), d.domid);
+            // A cold move saves the paused domain: no dirty-page tracking needed.
+            Self::can_send(st, &spec, live && mode == MigrationMode::Live)?;
             let d = Self::domain(st, vm)?;
             if mode == MigrationMode::Cold {
                 d.state = DomainRunState::Paused;
             }
-            Ok((d.spec.clone(), d.domid))
+            Ok((spec, domid))
         })?;
         if mode == MigrationMode::Cold {
             self.emit(DomainChange::StateChanged { uuid: Some(vm), domid, state: DomainRunState::Paused });
@@ -216,7 +231,7 @@ impl MigrationOps for SimConnection {
         Ok(())
     }
 
-    fn send(&self, vm: VmId, ticket: &MigrationTicket, _live: bool) -> Result<()> {
+    fn send(&self, vm: VmId, ticket: &MigrationTicket, live: bool) -> Result<()> {
         let (dest_name, issued) = lock(&self.world.inner.tickets)
             .get(&ticket.token)
             .cloned()
@@ -234,11 +249,14 @@ impl MigrationOps for SimConnection {
         let cold = ticket.mode == MigrationMode::Cold;
         let (spec, old_domid) = self.op(SimOp::Migrate, |st| {
             let d = Self::domain(st, vm)?;
+            let (spec, domid) = (d.spec.clone(), d.domid);
+            Self::can_send(st, &spec, live && !cold)?;
+            let d = Self::domain(st, vm)?;
             if cold {
                 // Saved paused, as `xl save -p` leaves it.
                 d.state = DomainRunState::Paused;
             }
-            Ok((d.spec.clone(), d.domid))
+            Ok((spec, domid))
         })?;
         if cold {
             self.emit(DomainChange::StateChanged {
@@ -357,5 +375,23 @@ mod tests {
             .unwrap()
             .iter()
             .any(|x| x.uuid == Some(s.uuid) && x.state == DomainRunState::Paused));
+    }
+
+    #[test]
+    fn a_host_without_shadow_paging_cannot_live_migrate_pv_domains() {
+        let d = SimDriver::default();
+        let src = d.connect("sim://s1?caps=pv,hvm,hap", DEFAULT_PASSWORD, "m").unwrap();
+        let dst = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
+        let s = spec(1024);
+        src.create_domain(&s).unwrap();
+        let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+        let t = md.prepare_incoming(&s, "sim:s1", MigrationMode::Live).unwrap();
+        let err = ms.send(s.uuid, &t, true).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+        assert!(err.to_string().contains("shadow paging"), "{err}");
+        assert!(src.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)), "still at the source");
+        // Not live (a suspended copy), it goes; so does a cold move.
+        ms.send(s.uuid, &t, false).unwrap();
+        assert!(dst.list_domains().unwrap().iter().any(|x| x.uuid == Some(s.uuid)));
     }
 }

@@ -2,6 +2,11 @@
 //!
 //! A [`SimWorld`] holds simulated hosts addressed as `sim://NAME` (optionally
 //! `sim://NAME?cpus=16&memory_mib=65536&password=secret`; a host is created on first contact).
+//! What a host's hypervisor reports can be set too: `caps=pv,hvm,hap,shadow` (its capabilities;
+//! all four unless set), `cpu=178bfbff,7ffa3223,...` (its CPU feature words in hexadecimal,
+//! [`SIM_CPU_FEATURES`] unless set), `cpu_vendor=AuthenticAMD` ([`SIM_CPU_VENDOR`]), `xen=4.16.2`
+//! ([`SIM_XEN_VERSION`]) and `toolstack=NAME` ([`SIM_TOOLSTACK`]). A host refuses domains of a
+//! type its capabilities cannot run, and to live-migrate a PV domain without shadow paging.
 //! Hosts enforce CPU-independent memory capacity and power-state rules, report load, emit
 //! [`DomainChange`]s, and can be told to fail: a host lost, the next N calls of an operation
 //! failing, operations delayed, guests ignoring shutdown requests ([`faults`]).
@@ -36,7 +41,9 @@ pub mod storage;
 pub mod world;
 
 use world::{HostState, SimDomain, SimHost};
-pub use world::{SimWorld, DEFAULT_FILE_SYSTEM_BYTES};
+pub use world::{
+    SimWorld, DEFAULT_FILE_SYSTEM_BYTES, SIM_CPU_FEATURES, SIM_CPU_VENDOR, SIM_TOOLSTACK, SIM_XEN_VERSION,
+};
 
 /// The agent password simulated hosts accept unless their address sets another.
 pub const DEFAULT_PASSWORD: &str = "ovm-sim";
@@ -243,6 +250,9 @@ impl SimConnection {
         if st.domains.contains_key(&spec.uuid) {
             return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
         }
+        if let Some(why) = st.virt.cannot_run(spec.domain_type) {
+            return Err(Error::Unsupported { what: format!("{} on {}: {why}", spec.name, st.name) });
+        }
         Self::memory_fits(st, spec)?;
         network::check_bridges(st, &spec.nics)?;
         let domid = self.world.inner.next_domid.fetch_add(1, Ordering::Relaxed) + 1;
@@ -271,9 +281,12 @@ impl HostOps for SimConnection {
                 hardware: HostHardware {
                     cpus: st.cpus,
                     memory_mib: st.memory_mib,
-                    xen_version: "4.17.0-sim".into(),
+                    xen_version: st.xen_version.clone(),
                     ports: st.ports.clone(),
-                    hvm_capable: true,
+                    hvm_capable: st.virt.hvm,
+                    virt: Some(st.virt),
+                    cpu: Some(st.cpu.clone()),
+                    toolstack: st.toolstack.clone(),
                 },
                 dom0_memory_mib: st.dom0_memory_mib,
                 owner: st.owner.clone(),
@@ -574,6 +587,50 @@ pub(crate) mod tests {
         assert!(parse_address("sim://a?cpus=x").is_err());
         assert!(parse_address("sim://a?bogus=1").is_err());
         assert!(parse_address("sim://a b").is_err());
+    }
+
+    #[test]
+    fn hypervisor_facts_come_from_the_address() {
+        use crate::model::{HostCpu, VirtCapabilities};
+        let a = parse_address("sim://a").unwrap();
+        assert_eq!(a.virt, VirtCapabilities::ALL);
+        assert_eq!(a.cpu, HostCpu { vendor: SIM_CPU_VENDOR.into(), features: SIM_CPU_FEATURES.to_vec() });
+        let a = parse_address(
+            "sim://a?caps=pv,hvm,hap&cpu=0x1f,ff&cpu_vendor=AuthenticAMD&xen=4.16.2&toolstack=xl",
+        )
+        .unwrap();
+        assert_eq!(a.virt, VirtCapabilities { shadow: false, ..VirtCapabilities::ALL });
+        assert_eq!(a.cpu, HostCpu { vendor: "AuthenticAMD".into(), features: vec![0x1f, 0xff] });
+        assert_eq!((a.xen_version.as_str(), a.toolstack.as_str()), ("4.16.2", "xl"));
+        let none = parse_address("sim://a?caps=").unwrap().virt;
+        assert_eq!(none, VirtCapabilities { pv: false, hvm: false, hap: false, shadow: false });
+        for bad in [
+            "sim://a?caps=pv,vmx",
+            "sim://a?cpu=",
+            "sim://a?cpu=xyz",
+            "sim://a?cpu=100000000",
+            "sim://a?cpu=1,2,3,4,5,6,7,8,9",
+            "sim://a?cpu_vendor=",
+            "sim://a?xen=4 17",
+            "sim://a?toolstack=",
+        ] {
+            let err = parse_address(bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{bad}: {err}");
+        }
+        // What the host reports, and the domain types it runs.
+        let d = SimDriver::default();
+        let h = d.connect("sim://pvonly?caps=pv&xen=4.16.2", DEFAULT_PASSWORD, "m").unwrap();
+        let hw = h.host_info().unwrap().hardware;
+        assert_eq!(
+            (hw.xen_version.as_str(), hw.hvm_capable, hw.toolstack.as_str()),
+            ("4.16.2", false, SIM_TOOLSTACK)
+        );
+        assert_eq!(hw.virt, Some(VirtCapabilities { pv: true, hvm: false, hap: false, shadow: false }));
+        let mut hvm = spec(1024);
+        hvm.domain_type = crate::model::DomainType::Hvm;
+        let err = h.create_domain(&hvm).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported, "{err}");
+        h.create_domain(&spec(1024)).unwrap();
     }
 
     #[test]

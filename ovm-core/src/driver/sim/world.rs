@@ -11,7 +11,7 @@ use super::DEFAULT_PASSWORD;
 use crate::driver::network::NetworkConfig;
 use crate::driver::storage::{AccessGroup, Lun};
 use crate::driver::{lock, DomainChange, DomainRunState, DomainSpec, MigrationTicket, ShutdownReason};
-use crate::model::VmId;
+use crate::model::{HostCpu, VirtCapabilities, VmId};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -48,6 +48,14 @@ pub(super) struct HostState {
     pub(super) cut: bool,
     /// Memory promised to incoming migrations, by ticket token.
     pub(super) incoming: HashMap<String, (VmId, u64)>,
+    /// What the simulated hypervisor can do.
+    pub(super) virt: VirtCapabilities,
+    /// The simulated CPU.
+    pub(super) cpu: HostCpu,
+    /// The simulated hypervisor's version string.
+    pub(super) xen_version: String,
+    /// The simulated toolstack.
+    pub(super) toolstack: String,
 }
 
 #[derive(Debug)]
@@ -123,6 +131,21 @@ pub struct SimWorld {
 /// Capacity of a simulated file system mounted without being added first: 1 TiB.
 pub const DEFAULT_FILE_SYSTEM_BYTES: u64 = 1 << 40;
 
+/// The CPU vendor of a simulated host unless its address sets another (`cpu_vendor=`).
+pub const SIM_CPU_VENDOR: &str = "GenuineIntel";
+
+/// The CPU feature words of a simulated host unless its address sets others (`cpu=`): one
+/// common feature set, so simulated servers are compatible by default (Xen's featureset words:
+/// CPUID 1 EDX, 1 ECX, 0x80000001 EDX, 0x80000001 ECX, 0xd:1 EAX, 7:0 EBX).
+pub const SIM_CPU_FEATURES: [u32; 6] =
+    [0x178b_fbff, 0x7ffa_3223, 0x2c10_0800, 0x0000_0121, 0x0000_000f, 0x029c_67af];
+
+/// The hypervisor version a simulated host reports unless its address sets another (`xen=`).
+pub const SIM_XEN_VERSION: &str = "4.17.0-sim";
+
+/// The toolstack a simulated host reports unless its address sets another (`toolstack=`).
+pub const SIM_TOOLSTACK: &str = "sim";
+
 /// Parsed `sim://` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct SimAddress {
@@ -130,6 +153,55 @@ pub(super) struct SimAddress {
     pub(super) cpus: u32,
     pub(super) memory_mib: u64,
     pub(super) password: String,
+    pub(super) virt: VirtCapabilities,
+    pub(super) cpu: HostCpu,
+    pub(super) xen_version: String,
+    pub(super) toolstack: String,
+}
+
+/// `caps=`: a comma-separated list of `pv`, `hvm`, `hap`, `shadow` (possibly empty).
+fn parse_caps(v: &str) -> Result<VirtCapabilities> {
+    let mut c = VirtCapabilities { pv: false, hvm: false, hap: false, shadow: false };
+    for cap in v.split(',').filter(|s| !s.is_empty()) {
+        match cap {
+            "pv" => c.pv = true,
+            "hvm" => c.hvm = true,
+            "hap" => c.hap = true,
+            "shadow" => c.shadow = true,
+            _ => {
+                return Err(Error::invalid(
+                    "address",
+                    format!("caps: {cap:?} is not a capability (pv, hvm, hap, shadow)"),
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// `cpu=`: comma-separated feature words in hexadecimal (at most 8, as Xen's `hw_cap`).
+fn parse_cpu_features(v: &str) -> Result<Vec<u32>> {
+    let words: Vec<u32> = v
+        .split(',')
+        .map(|w| {
+            let digits = w.strip_prefix("0x").unwrap_or(w);
+            u32::from_str_radix(digits, 16).map_err(|_| {
+                Error::invalid("address", format!("cpu: {w:?} is not a 32-bit hexadecimal feature word"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    if words.len() > 8 {
+        return Err(Error::invalid("address", "cpu: at most 8 feature words"));
+    }
+    Ok(words)
+}
+
+/// A printable ASCII token of 1 to 64 characters (a vendor, a version, a toolstack).
+fn token(k: &str, v: &str) -> Result<String> {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid("address", format!("{k} must be 1 to 64 printable ASCII characters")));
+    }
+    Ok(v.to_owned())
 }
 
 pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
@@ -147,6 +219,10 @@ pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
         cpus: 8,
         memory_mib: 32 * 1024,
         password: DEFAULT_PASSWORD.to_owned(),
+        virt: VirtCapabilities::ALL,
+        cpu: HostCpu { vendor: SIM_CPU_VENDOR.to_owned(), features: SIM_CPU_FEATURES.to_vec() },
+        xen_version: SIM_XEN_VERSION.to_owned(),
+        toolstack: SIM_TOOLSTACK.to_owned(),
     };
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) =
@@ -158,6 +234,11 @@ pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
             }
             "memory_mib" => a.memory_mib = num()?,
             "password" => a.password = v.to_owned(),
+            "caps" => a.virt = parse_caps(v)?,
+            "cpu" => a.cpu.features = parse_cpu_features(v)?,
+            "cpu_vendor" => a.cpu.vendor = token(k, v)?,
+            "xen" => a.xen_version = token(k, v)?,
+            "toolstack" => a.toolstack = token(k, v)?,
             _ => return Err(Error::invalid("address", format!("unknown parameter {k:?}"))),
         }
     }
@@ -203,6 +284,10 @@ impl SimWorld {
                     management_ip: super::network::management_ip(n),
                     cut: false,
                     incoming: HashMap::new(),
+                    virt: a.virt,
+                    cpu: a.cpu.clone(),
+                    xen_version: a.xen_version.clone(),
+                    toolstack: a.toolstack.clone(),
                 }),
                 changes: broadcast::channel(1024).0,
                 net_txns: Default::default(),

@@ -73,7 +73,33 @@ fn plan_target(
         vm.anti_affinity_group.is_some()
             && planned.iter().any(|(t, v)| *t == s && v.anti_affinity_group == vm.anti_affinity_group)
     };
-    placement::pick(&st.inv, &usage, vm, |s| s != leaving && !peer_there(s), |s| st.conns.contains_key(&s))
+    let reachable = |s: ServerId| st.conns.contains_key(&s);
+    // Only servers the VM can migrate to (the pre-checks, with the memory this evacuation is
+    // already sending there counted); when there is none, each server's reasons are named.
+    let candidates: Vec<ServerId> = match vm.pool {
+        Some(p) => st.inv.get::<ServerPool>(p)?.servers.iter().copied().filter(|s| *s != leaving).collect(),
+        None => Vec::new(),
+    };
+    let mut clear = Vec::new();
+    let mut refused = Vec::new();
+    for s in candidates {
+        let found = crate::policy::migration::blockers(&st.inv, &usage, vm, s, MigrationMode::Live, reachable)?;
+        if found.is_empty() {
+            clear.push(s);
+        } else {
+            let why: Vec<&str> = found.iter().map(|b| b.detail.as_str()).collect();
+            refused.push(format!("{}: {}", st.inv.get::<Server>(s)?.name, why.join(", ")));
+        }
+    }
+    if clear.is_empty() && !refused.is_empty() {
+        return Err(Error::InsufficientResources {
+            object: vm.object_ref(),
+            resource: format!("a server to migrate it to ({})", refused.join("; ")),
+            needed: vm.config.memory_mib,
+            available: 0,
+        });
+    }
+    placement::pick(&st.inv, &usage, vm, |s| clear.contains(&s) && !peer_there(s), reachable)
 }
 
 /// Move every resident VM off `server`: place them all, then migrate them at once as child jobs

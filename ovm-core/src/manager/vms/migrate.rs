@@ -38,17 +38,11 @@ impl Manager {
         options: MigrateOptions,
         parent: Option<JobId>,
     ) -> Result<JobHandle> {
-        let v = self.vm_checked(vm, PowerOperation::Migrate)?;
+        let v = self.vm(vm)?;
+        self.ensure_unlocked(v.object_ref())?;
         let t = self.server(target)?;
-        if v.server == Some(target) {
-            return Err(Error::invalid("target", format!("VM {:?} is already on {:?}", v.name, t.name)));
-        }
-        if v.pool.is_none() || t.pool != v.pool {
-            return Err(Error::invalid("target", "VMs migrate between servers of their own pool"));
-        }
-        if t.maintenance_mode {
-            return Err(Error::state(t.object_ref(), "not in maintenance mode", "in maintenance mode"));
-        }
+        // Every reason it would fail, at once; again in the step, before any effect.
+        self.assert_can_migrate_with(vm, target, options.mode)?;
         let running = v.power_state == PowerState::Running;
         let source = v.server;
         let cold = options.mode == MigrationMode::Cold;
@@ -67,6 +61,7 @@ impl Manager {
                     // Held until the domain has moved (or failed to): at most the migration
                     // limit runs at once on each server; the others wait in line here.
                     let _slots = super::slots::take(ctx, from, target)?;
+                    ctx.mgr.assert_can_migrate_with(vm, target, options.mode)?;
                     // Capacity and anti-affinity on the target, as for a start.
                     ctx.mgr.pick_server(&v, |s| s == target)?;
                     ctx.tx(|tx| tx.edit::<Vm>(vm, |v| v.power_state = PowerState::Migrating).map(|_| ()))?;
@@ -111,6 +106,7 @@ impl Manager {
                         .map(|_| ())
                     })
                 } else {
+                    ctx.mgr.assert_can_migrate_with(vm, target, options.mode)?;
                     ctx.tx(|tx| tx.edit::<Vm>(vm, |v| v.server = Some(target)).map(|_| ()))
                 }
             });

@@ -1,5 +1,5 @@
 //! Virtual machines: creation ([`create`]), cloning and templates ([`clone`]), the power lifecycle
-//! ([`power`]), live migration ([`migrate`]), editing ([`edit`]), the domain spec a driver is given
+//! ([`power`]), live migration ([`migrate`]) and its pre-checks ([`precheck`]), editing ([`edit`]), the domain spec a driver is given
 //! ([`spec`]), deletion, consoles, anti-affinity groups, and the undo of effects on domains.
 
 mod clone;
@@ -7,6 +7,7 @@ mod create;
 mod edit;
 mod migrate;
 mod power;
+mod precheck;
 pub(crate) mod slots;
 mod spec;
 
