@@ -53,6 +53,22 @@ fn xl_domain(k: u32, domid: u32) -> Option<(String, u64, u32, String)> {
     })
 }
 
+/// How many times a guest of the domain named `name` has come up on server `k` (its console log
+/// there keeps every boot's lines, even while the VM is stopped).
+fn boots(k: u32, name: &str) -> usize {
+    let out = on(k, &format!("grep -c OVM-DOMU-UP /var/log/xen/console/guest-{name}.log || true"), 30);
+    out.trim().parse().unwrap_or(0)
+}
+
+/// Start the VM and wait until its guest has come up once more than `before` (so that its SysRq
+/// handler is there) and beats.
+fn start_fresh(mgr: &Manager, vm: VmId, name: &str) {
+    let before = boots(1, name);
+    ok("start the VM", mgr.start_vm(vm), 300);
+    wait_for("the guest to come up", 240, || boots(1, name) > before);
+    wait_for("its heartbeat", 120, || heartbeat(mgr, vm).is_some_and(|n| n <= 2));
+}
+
 fn events_of(mgr: &Manager, vm: VmId, kind: &str) -> usize {
     mgr.events(&EventFilter { object: Some(vm.0), ..Default::default() })
         .unwrap()
@@ -214,8 +230,7 @@ fn the_whole_vm_lifecycle_on_real_xen() {
         mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Preserve),
         30,
     );
-    ok("start the VM", mgr.start_vm(vm), 300);
-    wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
+    start_fresh(&mgr, vm, &xl_name);
     let d = domid(&mgr, vm);
     on(1, &format!("xl sysrq {d} c"), 30);
     wait_for("the VM to be Stopped after its crash", 120, || {
@@ -224,9 +239,8 @@ fn the_whole_vm_lifecycle_on_real_xen() {
     let kept = xl_domain(1, d).expect("the crashed domain is kept");
     assert!(kept.3.contains('c') || kept.3.contains('s'), "kept shut down (crashed): {kept:?}");
     ok("acknowledge the crash", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)), 30);
-    ok("start the VM again", mgr.start_vm(vm), 300);
+    start_fresh(&mgr, vm, &xl_name);
     assert!(xl_domain(1, d).is_none(), "the kept domain was cleared by the start");
-    wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
 
     // on_crash = destroy: the VM is Stopped and nothing is left.
     ok("kill the VM", mgr.kill_vm(vm), 120);
@@ -235,8 +249,7 @@ fn the_whole_vm_lifecycle_on_real_xen() {
         mgr.edit_vm(vm, |v| v.config.restart_actions.on_crash = RestartAction::Destroy),
         30,
     );
-    ok("start the VM", mgr.start_vm(vm), 300);
-    wait_for("the guest's heartbeat", 240, || heartbeat(&mgr, vm).is_some());
+    start_fresh(&mgr, vm, &xl_name);
     let d = domid(&mgr, vm);
     on(1, &format!("xl sysrq {d} c"), 30);
     wait_for("the VM to be Stopped after its crash", 120, || {
@@ -246,9 +259,8 @@ fn the_whole_vm_lifecycle_on_real_xen() {
     ok("acknowledge the crash", mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)), 30);
 
     // Suspend into the repository on server 1, resume on server 2: the same guest runs on there.
-    ok("start the VM", mgr.start_vm(vm), 300);
-    wait_for("a few heartbeats", 240, || heartbeat(&mgr, vm).is_some_and(|m| m >= 2));
-    let before = heartbeat(&mgr, vm).unwrap();
+    start_fresh(&mgr, vm, &xl_name);
+    let before = beating(&mgr, vm);
     ok("suspend the VM into the repository", mgr.suspend_vm(vm), 300);
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Suspended);
     let image = format!("{}/VirtualMachines/{}/suspend.img", repository_path(repo), vm.0.simple());

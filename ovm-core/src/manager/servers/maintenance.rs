@@ -83,7 +83,8 @@ fn plan_target(
     let mut clear = Vec::new();
     let mut refused = Vec::new();
     for s in candidates {
-        let found = crate::policy::migration::blockers(&st.inv, &usage, vm, s, MigrationMode::Live, reachable)?;
+        let found =
+            crate::policy::migration::blockers(&st.inv, &usage, vm, s, MigrationMode::Live, reachable)?;
         if found.is_empty() {
             clear.push(s);
         } else {
