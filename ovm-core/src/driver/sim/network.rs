@@ -161,19 +161,16 @@ impl super::SimWorld {
 
     /// Set a port's carrier.
     pub fn set_carrier(&self, host: &str, port: &str, up: bool) -> Result<()> {
-        let h = self.host(host)?;
-        let mut st = lock(&h.state);
-        let p = st
-            .ports
-            .iter_mut()
-            .find(|p| p.name == port)
-            .ok_or_else(|| Error::backend(host, format!("no port {port}")))?;
-        p.carrier = Some(up);
-        Ok(())
+        self.edit_port(host, port, |p| p.carrier = Some(up))
     }
 
     /// Set the largest MTU a port takes.
     pub fn set_max_mtu(&self, host: &str, port: &str, mtu: u32) -> Result<()> {
+        self.edit_port(host, port, |p| p.max_mtu = Some(mtu))
+    }
+
+    /// Change what a host's port `port` reports.
+    fn edit_port(&self, host: &str, port: &str, f: impl FnOnce(&mut EthernetPort)) -> Result<()> {
         let h = self.host(host)?;
         let mut st = lock(&h.state);
         let p = st
@@ -181,7 +178,7 @@ impl super::SimWorld {
             .iter_mut()
             .find(|p| p.name == port)
             .ok_or_else(|| Error::backend(host, format!("no port {port}")))?;
-        p.max_mtu = Some(mtu);
+        f(p);
         Ok(())
     }
 

@@ -85,14 +85,13 @@ impl Manager {
         };
         let r = n.object_ref();
         let summary = format!("Create network {}", n.name);
-        self.submit_network_change(
-            "CreateNetwork",
-            &summary,
-            vec![Object::Network(n)],
-            vec![],
-            Some(r),
-            Default::default(),
-        )
+        self.submit_network_put("CreateNetwork", &summary, Object::Network(n), r)
+    }
+
+    /// Submit a change that stores one object (`r`, the job's result) and configures the servers
+    /// it concerns accordingly.
+    fn submit_network_put(&self, kind: &str, summary: &str, obj: Object, r: ObjectRef) -> Result<JobHandle> {
+        self.submit_network_change(kind, summary, vec![obj], vec![], Some(r), Default::default())
     }
 
     /// Add a port, bond or VLAN interface to a network (configured on its server).
@@ -104,14 +103,7 @@ impl Manager {
         n.members.push(member);
         let summary = format!("Add a member to network {}", n.name);
         let r = n.object_ref();
-        self.submit_network_change(
-            "EditNetwork",
-            &summary,
-            vec![Object::Network(n)],
-            vec![],
-            Some(r),
-            Default::default(),
-        )
+        self.submit_network_put("EditNetwork", &summary, Object::Network(n), r)
     }
 
     /// Remove a member from a network (unconfigured on its server).
@@ -123,14 +115,7 @@ impl Manager {
         n.members.retain(|m| *m != member);
         let summary = format!("Remove a member from network {}", n.name);
         let r = n.object_ref();
-        self.submit_network_change(
-            "EditNetwork",
-            &summary,
-            vec![Object::Network(n)],
-            vec![],
-            Some(r),
-            Default::default(),
-        )
+        self.submit_network_put("EditNetwork", &summary, Object::Network(n), r)
     }
 
     /// Set the address of a port, bond or VLAN interface (configured on its server). A change that
