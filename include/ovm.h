@@ -689,6 +689,27 @@ typedef uint32_t ovm_migration_blocker_kind;
 #endif // __cplusplus
 
 /*
+ Which kept history `ovm_server_load_history` reads.
+ */
+enum ovm_load_resolution
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Every sample.
+   */
+  OVM_LOAD_RAW = 0,
+  /*
+   Averages over the coarse interval.
+   */
+  OVM_LOAD_COARSE = 1,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_load_resolution;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -719,6 +740,106 @@ typedef void (*ovm_change_callback)(void *userdata, const ovm_change *change);
  Called once with `userdata` when the subscription ends.
  */
 typedef void (*ovm_free_userdata)(void *userdata);
+
+/*
+ How often server loads are sampled and how long they are kept, in milliseconds.
+ */
+typedef struct {
+  /*
+   Time between samples (1 000 to 3 600 000).
+   */
+  uint64_t interval_ms;
+  /*
+   How long raw samples are kept.
+   */
+  uint64_t raw_retention_ms;
+  /*
+   The span one downsampled sample averages (a whole multiple of `interval_ms`).
+   */
+  uint64_t coarse_interval_ms;
+  /*
+   How long downsampled samples are kept.
+   */
+  uint64_t coarse_retention_ms;
+} ovm_load_sampling;
+
+/*
+ A server's load over one sampling interval, or the average of several.
+ */
+typedef struct {
+  /*
+   When the interval ended, ms since the Unix epoch.
+   */
+  uint64_t at_ms;
+  /*
+   How many raw samples this one averages (1 for a raw sample).
+   */
+  uint32_t samples;
+  /*
+   CPU utilisation, percent of all the server's CPUs.
+   */
+  float cpu_percent;
+  /*
+   Physical CPUs.
+   */
+  uint32_t cpus;
+  /*
+   Memory free for guests, MiB.
+   */
+  uint64_t free_memory_mib;
+  /*
+   Memory used by guests, MiB.
+   */
+  uint64_t guest_memory_mib;
+  /*
+   How many VMs the sample has (their loads: `ovm_vm_load`, or the JSON).
+   */
+  uint32_t vm_count;
+  /*
+   How many dom0 interfaces it has (`ovm_server_interface_loads`).
+   */
+  uint32_t interface_count;
+} ovm_load_sample;
+
+/*
+ A dom0 interface's throughput over one sampling interval.
+ */
+typedef struct {
+  /*
+   Interface name, NUL-terminated (Linux names are at most 15 bytes).
+   */
+  char name[16];
+  /*
+   Bytes received per second.
+   */
+  double rx_bytes_per_sec;
+  /*
+   Bytes sent per second.
+   */
+  double tx_bytes_per_sec;
+  /*
+   Link speed, Mbit/s; 0 when the interface has none.
+   */
+  uint32_t speed_mbps;
+  /*
+   The busier direction as a share of the link speed, percent; negative without a speed.
+   */
+  float utilisation_percent;
+} ovm_interface_load;
+
+/*
+ A VM's load over one sampling interval.
+ */
+typedef struct {
+  /*
+   CPU used, percent of one physical CPU (above 100 for several busy vCPUs).
+   */
+  float cpu_percent;
+  /*
+   Memory, MiB.
+   */
+  uint64_t memory_mib;
+} ovm_vm_load;
 
 /*
  One reason a migration would fail, filled in by `ovm_vm_migration_blockers`. `detail` is owned
@@ -922,6 +1043,74 @@ void ovm_job_free(ovm_job *job);
  reset the last error.
  */
 ovm_result ovm_last_error_message(char *buf, size_t len, size_t *out_n);
+
+/*
+ How server loads are sampled now.
+ */
+ovm_result ovm_load_sampling_get(const ovm_manager *mgr, ovm_load_sampling *out);
+
+/*
+ Change how server loads are sampled: the interval 1 s to 1 h, the coarse interval a whole
+ multiple of it, each retention at least one of its intervals (otherwise
+ `OVM_RESULT_INVALID_ARGUMENT`, nothing changed).
+ */
+ovm_result ovm_load_sampling_set(const ovm_manager *mgr, ovm_load_sampling settings);
+
+/*
+ Sample the load of every owned, reachable server now; `*out_n` (may be NULL) is how many
+ answered.
+ */
+ovm_result ovm_sample_loads(const ovm_manager *mgr, size_t *out_n);
+
+/*
+ The newest load sample of `server` into `*out`; `*found` is false (and `*out` untouched)
+ before the first sample.
+ */
+ovm_result ovm_server_load(const ovm_manager *mgr,
+                           const char *server,
+                           ovm_load_sample *out,
+                           bool *found);
+
+/*
+ A server's kept load samples at `resolution` (an `ovm_load_resolution`), oldest first, into
+ `out[0..*out_n]`. `cap` is how many `out` holds (`out` may be NULL when `cap` is 0); with more
+ samples than `cap`, `OVM_RESULT_BUFFER_TOO_SMALL` with `*out_n` set to their number and nothing
+ written.
+ */
+ovm_result ovm_server_load_history(const ovm_manager *mgr,
+                                   const char *server,
+                                   uint32_t resolution,
+                                   ovm_load_sample *out,
+                                   size_t cap,
+                                   size_t *out_n);
+
+/*
+ The interfaces of `server`'s newest load sample into `out[0..*out_n]` (none before the first
+ sample), with the same `cap` and `OVM_RESULT_BUFFER_TOO_SMALL` rules as
+ `ovm_server_load_history`.
+ */
+ovm_result ovm_server_interface_loads(const ovm_manager *mgr,
+                                      const char *server,
+                                      ovm_interface_load *out,
+                                      size_t cap,
+                                      size_t *out_n);
+
+/*
+ A running VM's load in its server's newest sample into `*out`; `*found` is false when it has
+ none.
+ */
+ovm_result ovm_vm_load(const ovm_manager *mgr, const char *vm, ovm_vm_load *out, bool *found);
+
+/*
+ A server's kept load samples at `resolution`, with every VM and interface, as a JSON array of
+ `{"at", "samples", "cpu_percent", "cpus", "free_memory_mib", "guest_memory_mib", "vms": [{"vm",
+ "cpu_percent", "memory_mib"}], "interfaces": [{"name", "rx_bytes_per_sec", "tx_bytes_per_sec",
+ "speed_mbps"}]}` (owned: free with `ovm_string_free`).
+ */
+ovm_result ovm_server_load_history_json(const ovm_manager *mgr,
+                                        const char *server,
+                                        uint32_t resolution,
+                                        char **out);
 
 /*
  Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a

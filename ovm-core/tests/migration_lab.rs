@@ -62,11 +62,105 @@ fn alive(mgr: &Manager, vm: VmId) -> Option<(u64, bool)> {
     Some((n, line.ends_with("net=OK")))
 }
 
+/// What the destination agent refuses, on real Xen, before the manager takes the servers: a
+/// prepared domain with a disk outside the repositories this server has mounted or a bridge it
+/// lacks; a forged ticket; a stream that carries another domain than the one prepared (the VM runs
+/// on at the source); and that stream's ticket presented again. A client of its own (another
+/// manager identity) plays the manager, then gives both servers up.
+fn the_destination_agent_refuses_hostile_configurations_and_forged_or_reused_tickets(a1: &str, a2: &str) {
+    use ovm_core::agent::{AgentDriver, Identity};
+    use ovm_core::driver::{DiskSpec, DomainSpec, Driver, MigrationTicket, NicSpec};
+    const ME: &str = "ticket-probe";
+    let probe = AgentDriver::new(Identity::generate(ME).unwrap());
+    let src = probe.connect(a1, PASSWORD, ME).unwrap();
+    let dst = probe.connect(a2, PASSWORD, ME).unwrap();
+    let (ms, md) = (src.migration().unwrap(), dst.migration().unwrap());
+    let guest = lab::lab_guest("console=hvc0");
+    let kernel = guest.pv_kernel.unwrap();
+    let spec = DomainSpec {
+        uuid: VmId::new(),
+        name: "ticket-probe".into(),
+        domain_type: DomainType::Pv,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 128,
+        max_memory_mib: 128,
+        disks: vec![],
+        nics: vec![],
+        kernel: Some(kernel.kernel),
+        initrd: kernel.initrd,
+        cmdline: Some(kernel.cmdline),
+        restart_actions: Default::default(),
+        boot_order: Vec::new(),
+    };
+    src.create_domain(&spec).unwrap();
+    let src_id = ms.identity().unwrap();
+    let runs = |c: &dyn ovm_core::driver::ServerConnection| {
+        c.list_domains().unwrap().iter().any(|d| d.uuid == Some(spec.uuid))
+    };
+
+    let disk = |path: &str| {
+        let mut s = spec.clone();
+        s.disks = vec![DiskSpec { slot: 0, path: path.into(), read_only: false, cdrom: false }];
+        s
+    };
+    let mut no_bridge = spec.clone();
+    no_bridge.nics = vec![NicSpec { mac: String::new(), bridge: Some("ovmnosuchbr".into()) }];
+    for (what, hostile) in [
+        ("a disk outside the storage root", disk("/etc/shadow")),
+        (
+            "a disk in a repository not mounted",
+            disk("/OVS/Repositories/0004fb0000030000aaaa/VirtualDisks/a.img"),
+        ),
+        ("a disk reached through ..", disk("/OVS/../etc/shadow")),
+        ("a bridge the server lacks", no_bridge),
+    ] {
+        let e = md.prepare_incoming(&hostile, &src_id, MigrationMode::Live).unwrap_err();
+        assert_eq!(e.kind(), ovm_core::ErrorKind::InvalidArgument, "{what}: {e}");
+        println!("refused as it should be, {what}: {e}");
+    }
+
+    let denied = |r: ovm_core::Result<()>| match r {
+        Err(ovm_core::Error::PermissionDenied { reason }) => reason,
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    };
+    let real = md.prepare_incoming(&spec, &src_id, MigrationMode::Live).unwrap();
+    let forged = MigrationTicket { token: "00".repeat(32), ..real.clone() };
+    let e = denied(ms.send(spec.uuid, &forged, true));
+    assert!(e.contains("no such ticket"), "{e}");
+    println!("refused as it should be, a forged ticket: {e}");
+    md.cancel_incoming(&real).unwrap();
+
+    // Prepared for a smaller domain than the stream carries (more memory than the destination set
+    // aside): the ticket is taken, the stream's configuration is refused, and the VM runs on at the
+    // source. (The guest must have booted: a
+    // domain whose kernel has not yet set up its memory map cannot be suspended at all.)
+    wait_for("the probe guest to boot", 300, || {
+        src.console(spec.uuid).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+    });
+    let mut smaller = spec.clone();
+    smaller.memory_mib = 64;
+    smaller.max_memory_mib = 64;
+    let mismatched = md.prepare_incoming(&smaller, &src_id, MigrationMode::Live).unwrap();
+    let e = ms.send(spec.uuid, &mismatched, true).unwrap_err();
+    println!("refused as it should be, a stream carrying another domain: {e}");
+    assert!(runs(&*src) && !runs(&*dst), "a refused stream leaves the domain at the source only");
+    let e = denied(ms.send(spec.uuid, &mismatched, true));
+    assert!(e.contains("no such ticket"), "{e}");
+    println!("refused as it should be, a used ticket: {e}");
+    assert!(runs(&*src) && !runs(&*dst));
+
+    src.destroy(spec.uuid).unwrap();
+    probe.release(a1, ME).unwrap();
+    probe.release(a2, ME).unwrap();
+}
+
 #[test]
 fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents() {
     let (a1, a2) = (address(1), address(2));
     wait_for("agent 1 to listen", 240, || agent_listens(&a1));
     wait_for("agent 2 to listen", 240, || agent_listens(&a2));
+    the_destination_agent_refuses_hostile_configurations_and_forged_or_reused_tickets(&a1, &a2);
     let mgr = Manager::builder().recurring_jobs(false).open().unwrap();
     let s1 = ServerId(ok("discover server 1", mgr.discover_server(&a1, PASSWORD), 120).0.id);
     let s2 = ServerId(ok("discover server 2", mgr.discover_server(&a2, PASSWORD), 120).0.id);
@@ -100,6 +194,29 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         alive(&mgr, vm).is_some_and(|(_, net)| net)
     });
     let before = alive(&mgr, vm).unwrap().0;
+
+    // Load sampling from real Xen through the agents: the servers' CPU (from each physical CPU's
+    // idle time), the VM's CPU, dom0's interfaces with their counters.
+    mgr.sample_loads().unwrap();
+    // The guest pings server 1's dom0 every 3 s.
+    std::thread::sleep(Duration::from_secs(4));
+    let t0 = std::time::Instant::now();
+    assert_eq!(mgr.sample_loads().unwrap(), 2, "both servers sampled");
+    let round = t0.elapsed();
+    let load = mgr.server_load(s1).unwrap().expect("a sample of server 1");
+    assert!(load.cpus >= 1 && (0.0..=100.0).contains(&load.cpu_percent), "{load:?}");
+    let mine = load.vms.iter().find(|v| v.vm == vm).expect("the VM in its server's sample");
+    assert!(mine.cpu_percent >= 0.0 && mine.memory_mib >= 100, "{mine:?}");
+    let bridge = load.interfaces.iter().find(|i| i.name == "xenbr0").expect("xenbr0 counted");
+    assert!(bridge.rx_bytes_per_sec > 0.0, "the guest pings dom0 on xenbr0: {bridge:?}");
+    println!(
+        "LOAD server 1: cpu {:.1}% of {} CPUs, VM cpu {:.1}%, xenbr0 rx {:.0} B/s; one sampling round of 2 servers {:.1} ms",
+        load.cpu_percent,
+        load.cpus,
+        mine.cpu_percent,
+        bridge.rx_bytes_per_sec,
+        round.as_secs_f64() * 1000.0
+    );
 
     start_ping("10.77.0.50", "/tmp/ping-ovm.log");
     let (_, there) = ok("live-migrate the VM to server 2", mgr.migrate_vm(vm, s2), 600);
@@ -182,8 +299,32 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         });
     }
     assert!(mgr.server(s1).unwrap().maintenance_mode);
-    println!("EVACUATION of 2 VMs: {:.1} s", evacuated.as_secs_f64());
     ok("maintenance mode off", mgr.set_maintenance_mode(s1, false), 60);
+
+    // The same evacuation one migration at a time, back from server 2 to server 1.
+    let limit = mgr.migration_limit();
+    ok("one migration at a time per server", mgr.set_migration_limit(1), 30);
+    let counts = [alive(&mgr, vm).unwrap().0, alive(&mgr, vm2).unwrap().0];
+    let (_, one_by_one) = ok(
+        "maintenance mode on server 2 (evacuation, one at a time)",
+        mgr.set_maintenance_mode(s2, true),
+        1200,
+    );
+    for (v, before) in [vm, vm2].into_iter().zip(counts) {
+        let r = mgr.vm(v).unwrap();
+        assert_eq!((r.power_state, r.server), (PowerState::Running, Some(s1)), "{} was evacuated", r.name);
+        wait_for(&format!("{}'s heartbeat on server 1", r.name), 120, || {
+            alive(&mgr, v).is_some_and(|(n, net)| n > before && net)
+        });
+    }
+    ok("maintenance mode off", mgr.set_maintenance_mode(s2, false), 60);
+    ok("the migration limit back", mgr.set_migration_limit(limit), 30);
+    println!(
+        "EVACUATION of 2 VMs: in parallel {:.1} s, one at a time {:.1} s (ratio {:.2})",
+        evacuated.as_secs_f64(),
+        one_by_one.as_secs_f64(),
+        one_by_one.as_secs_f64() / evacuated.as_secs_f64()
+    );
     for v in [vm, vm2] {
         ok("kill a VM", mgr.kill_vm(v), 120);
         ok("delete a VM", mgr.delete_vm(v), 60);

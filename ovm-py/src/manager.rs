@@ -964,6 +964,77 @@ impl Manager {
     fn set_migration_limit(&self, py: Python<'_>, limit: u32) -> PyResult<Job> {
         self.submit(py, |m| m.set_migration_limit(limit))
     }
+    /// How server loads are sampled, in seconds: `{"interval": 10.0, "raw_retention": 3600.0,
+    /// "coarse_interval": 300.0, "coarse_retention": 604800.0}`.
+    fn load_sampling(&self) -> PyResult<std::collections::BTreeMap<&'static str, f64>> {
+        let s = self.m()?.load_sampling();
+        Ok([
+            ("interval", s.interval),
+            ("raw_retention", s.raw_retention),
+            ("coarse_interval", s.coarse_interval),
+            ("coarse_retention", s.coarse_retention),
+        ]
+        .into_iter()
+        .map(|(k, d)| (k, d.as_secs_f64()))
+        .collect())
+    }
+    /// Change how server loads are sampled (seconds; omitted settings stay): the interval 1 s to
+    /// 1 h, the coarse interval a whole multiple of it, each retention at least one of its
+    /// intervals. Raises `InvalidArgumentError` otherwise, changing nothing.
+    #[pyo3(signature = (*, interval=None, raw_retention=None, coarse_interval=None, coarse_retention=None))]
+    fn set_load_sampling(
+        &self,
+        interval: Option<f64>,
+        raw_retention: Option<f64>,
+        coarse_interval: Option<f64>,
+        coarse_retention: Option<f64>,
+    ) -> PyResult<()> {
+        let m = self.m()?;
+        let mut s = m.load_sampling();
+        for (what, value, slot) in [
+            ("interval", interval, &mut s.interval),
+            ("raw_retention", raw_retention, &mut s.raw_retention),
+            ("coarse_interval", coarse_interval, &mut s.coarse_interval),
+            ("coarse_retention", coarse_retention, &mut s.coarse_retention),
+        ] {
+            if let Some(v) = value {
+                *slot = std::time::Duration::try_from_secs_f64(v)
+                    .map_err(|_| Error::invalid(what, format!("{v} is not a number of seconds")))
+                    .or_raise()?;
+            }
+        }
+        m.set_load_sampling(s).or_raise()
+    }
+    /// Sample the load of every owned, reachable server now; returns how many answered.
+    fn sample_loads(&self, py: Python<'_>) -> PyResult<usize> {
+        let m = self.m()?;
+        py.detach(|| m.sample_loads()).or_raise()
+    }
+    /// The newest load sample of a server (None before the first).
+    fn server_load(&self, server: &str) -> PyResult<Option<r::LoadSample>> {
+        let s = m::ServerId(uuid("server", server)?);
+        Ok(self.m()?.server_load(s).or_raise()?.map(r::LoadSample))
+    }
+    /// A server's kept load samples, oldest first: `resolution="raw"` (every sample) or `"coarse"`
+    /// (averages over the coarse interval).
+    #[pyo3(signature = (server, *, resolution="raw"))]
+    fn server_load_history(&self, server: &str, resolution: &str) -> PyResult<Vec<r::LoadSample>> {
+        let s = m::ServerId(uuid("server", server)?);
+        let res = match resolution {
+            "raw" => m::LoadResolution::Raw,
+            "coarse" => m::LoadResolution::Coarse,
+            other => {
+                return Err(Error::invalid("resolution", format!("{other:?} is not \"raw\" or \"coarse\"")))
+                    .or_raise()
+            }
+        };
+        Ok(self.m()?.server_load_history(s, res).or_raise()?.into_iter().map(r::LoadSample).collect())
+    }
+    /// A running VM's load in its server's newest sample (None if it has none).
+    fn vm_load(&self, vm: &str) -> PyResult<Option<r::VmLoad>> {
+        let v = m::VmId(uuid("vm", vm)?);
+        Ok(self.m()?.vm_load(v).or_raise()?.map(r::VmLoad))
+    }
     /// Every reason migrating `vm` to `server` would fail now (empty: it can go).
     fn migration_blockers(
         &self,
@@ -1308,6 +1379,16 @@ impl Manager {
     /// the LUN's identifier (its `page83_id`).
     fn sim_add_lun(&self, target: &str, name: &str, size_bytes: u64) -> PyResult<String> {
         Ok(self.m()?.sim().add_lun(target, name, size_bytes))
+    }
+    /// Set the CPU load the simulated domain of `vm` generates, percent of one vCPU.
+    fn sim_set_domain_load(&self, vm: &str, percent: f32) -> PyResult<()> {
+        self.m()?.sim().set_domain_load(m::VmId(uuid("vm", vm)?), percent);
+        Ok(())
+    }
+    /// Count traffic on an interface of simulated server `host`'s dom0: its counters grow by `rx`
+    /// and `tx` bytes.
+    fn sim_add_traffic(&self, host: &str, interface: &str, rx: u64, tx: u64) -> PyResult<()> {
+        self.m()?.sim().add_traffic(host, interface, rx, tx).or_raise()
     }
     /// Change the network configuration of simulated server `host` behind the manager's back:
     /// remove its `kind` (`"bond"`, `"vlan"` or `"bridge"`) named `name` (to show drift).

@@ -530,3 +530,140 @@ where
     let objs = items.into_iter().map(|x| Bound::new(py, wrap(x))).collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, objs)
 }
+
+/// A VM's load over one sampling interval (`LoadSample.vms`, `Manager.vm_load`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug, Clone)]
+pub struct VmLoad(pub m::VmLoad);
+
+#[pymethods]
+impl VmLoad {
+    /// The VM's id.
+    #[getter]
+    fn vm(&self) -> String {
+        self.0.vm.to_string()
+    }
+    /// CPU used, percent of one physical CPU (above 100 for several busy vCPUs).
+    #[getter]
+    fn cpu_percent(&self) -> f32 {
+        self.0.cpu_percent
+    }
+    /// Memory, MiB.
+    #[getter]
+    fn memory_mib(&self) -> u64 {
+        self.0.memory_mib
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("VmLoad(vm={:?}, cpu_percent={:.1})", self.0.vm.to_string(), self.0.cpu_percent)
+    }
+}
+
+/// A dom0 network interface's throughput over one sampling interval (`LoadSample.interfaces`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug, Clone)]
+pub struct InterfaceLoad(pub m::InterfaceLoad);
+
+#[pymethods]
+impl InterfaceLoad {
+    /// Interface name in dom0.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Bytes received per second.
+    #[getter]
+    fn rx_bytes_per_sec(&self) -> f64 {
+        self.0.rx_bytes_per_sec
+    }
+    /// Bytes sent per second.
+    #[getter]
+    fn tx_bytes_per_sec(&self) -> f64 {
+        self.0.tx_bytes_per_sec
+    }
+    /// Link speed, Mbit/s, if the interface has one.
+    #[getter]
+    fn speed_mbps(&self) -> Option<u32> {
+        self.0.speed_mbps
+    }
+    /// The busier direction as a share of the link speed, percent (None without a speed).
+    #[getter]
+    fn utilisation_percent(&self) -> Option<f32> {
+        self.0.utilisation_percent()
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "InterfaceLoad({:?}, rx={:.0} B/s, tx={:.0} B/s)",
+            self.0.name, self.0.rx_bytes_per_sec, self.0.tx_bytes_per_sec
+        )
+    }
+}
+
+/// A server's load over one sampling interval, or the average of several
+/// (`Manager.server_load`, `Manager.server_load_history`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug, Clone)]
+pub struct LoadSample(pub m::LoadSample);
+
+#[pymethods]
+impl LoadSample {
+    /// When the interval ended, ms since the Unix epoch.
+    #[getter]
+    fn at(&self) -> u64 {
+        self.0.at
+    }
+    /// How many raw samples this one averages (1 for a raw sample).
+    #[getter]
+    fn samples(&self) -> u32 {
+        self.0.samples
+    }
+    /// CPU utilisation, percent of all the server's CPUs.
+    #[getter]
+    fn cpu_percent(&self) -> f32 {
+        self.0.cpu_percent
+    }
+    /// Physical CPUs.
+    #[getter]
+    fn cpus(&self) -> u32 {
+        self.0.cpus
+    }
+    /// Memory free for guests, MiB.
+    #[getter]
+    fn free_memory_mib(&self) -> u64 {
+        self.0.free_memory_mib
+    }
+    /// Memory used by guests, MiB.
+    #[getter]
+    fn guest_memory_mib(&self) -> u64 {
+        self.0.guest_memory_mib
+    }
+    /// Each VM running on the server.
+    #[getter]
+    fn vms(&self) -> Vec<VmLoad> {
+        self.0.vms.iter().cloned().map(VmLoad).collect()
+    }
+    /// Each dom0 network interface, with its throughput.
+    #[getter]
+    fn interfaces(&self) -> Vec<InterfaceLoad> {
+        self.0.interfaces.iter().cloned().map(InterfaceLoad).collect()
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "LoadSample(at={}, cpu_percent={:.1}, vms={})",
+            self.0.at,
+            self.0.cpu_percent,
+            self.0.vms.len()
+        )
+    }
+}

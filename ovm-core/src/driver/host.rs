@@ -2,18 +2,53 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::HostHardware;
+use crate::model::{HostHardware, VmId};
 use crate::Result;
 
-/// A server's load.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A server's load at one moment: rates the driver computes between its consecutive samples,
+/// and cumulative counters the manager turns into rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostLoad {
-    /// CPU utilisation, percent of all CPUs.
+    /// CPU utilisation, percent of all CPUs (Xen: from each physical CPU's idle time).
     pub cpu_percent: f32,
     /// Memory used by guests, MiB.
     pub guest_memory_mib: u64,
     /// Memory free for guests, MiB.
     pub free_memory_mib: u64,
+    /// Physical CPUs.
+    #[serde(default)]
+    pub cpus: u32,
+    /// The load of each guest domain (not dom0).
+    #[serde(default)]
+    pub domains: Vec<DomainLoad>,
+    /// Traffic counters of dom0's network interfaces (ports, bonds, VLANs, bridges, guest vifs).
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceCounters>,
+}
+
+/// The load of one guest domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainLoad {
+    /// The VM (domains without an ovm VM id are left out).
+    pub vm: VmId,
+    /// CPU used since the previous sample, percent of one physical CPU (a domain with several busy
+    /// vCPUs goes above 100).
+    pub cpu_percent: f32,
+    /// Current memory, MiB.
+    pub memory_mib: u64,
+}
+
+/// Cumulative traffic counters of one network interface in dom0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    /// Interface name (`eth0`, `bond0`, `bond0.20`, `xenbr0`, `vif3.0`).
+    pub name: String,
+    /// Bytes received since the interface appeared.
+    pub rx_bytes: u64,
+    /// Bytes sent since the interface appeared.
+    pub tx_bytes: u64,
+    /// Link speed, Mbit/s, when the interface has one (ports and bonds with carrier).
+    pub speed_mbps: Option<u32>,
 }
 
 /// What the host says about itself.

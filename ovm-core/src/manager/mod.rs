@@ -19,6 +19,7 @@ use crate::{Error, Result};
 mod cluster;
 mod events;
 mod jobs;
+mod loads;
 mod network;
 mod pools;
 pub mod query;
@@ -221,6 +222,8 @@ pub(crate) struct Inner {
     pub(crate) config_files: Mutex<storage::config_files::Known>,
     /// How many migrations run at once on each server, and those waiting.
     pub(crate) migration_slots: vms::slots::MigrationSlots,
+    /// Server load histories and how they are sampled.
+    pub(crate) loads: Mutex<loads::Loads>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -350,6 +353,7 @@ impl Manager {
             jobs_idle: std::sync::Condvar::new(),
             config_files: Mutex::new(config_files),
             migration_slots: vms::slots::MigrationSlots::new(migration_limit),
+            loads: Mutex::new(loads::Loads::default()),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });

@@ -77,6 +77,13 @@ pub(crate) fn start(mgr: &Manager) {
             for name in due {
                 let _ = mgr.run_recurring(&name);
             }
+            if mgr.load_sampling_due() {
+                let m = mgr.clone();
+                mgr.inner.handle.spawn_blocking(move || {
+                    let _ = m.sample_loads();
+                    m.load_sampling_done();
+                });
+            }
         }
     });
 }

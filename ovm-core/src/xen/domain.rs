@@ -35,6 +35,8 @@ pub trait Hypercalls: Send + Sync + std::fmt::Debug {
     fn physinfo(&self) -> XenResult<PhysInfo>;
     /// Hypervisor version.
     fn version(&self) -> XenResult<XenVersion>;
+    /// Idle time of each physical CPU since boot, ns (at most `max_cpus`).
+    fn cpu_idle_times(&self, max_cpus: u32) -> XenResult<Vec<u64>>;
 }
 
 impl Hypercalls for Privcmd {
@@ -61,6 +63,9 @@ impl Hypercalls for Privcmd {
     }
     fn version(&self) -> XenResult<XenVersion> {
         self.xen_version()
+    }
+    fn cpu_idle_times(&self, max_cpus: u32) -> XenResult<Vec<u64>> {
+        Privcmd::cpu_idle_times(self, max_cpus)
     }
 }
 
@@ -550,6 +555,9 @@ pub(crate) mod tests {
         }
         fn version(&self) -> XenResult<XenVersion> {
             Ok(XenVersion { major: 4, minor: 17, extra: ".7".into() })
+        }
+        fn cpu_idle_times(&self, _max_cpus: u32) -> XenResult<Vec<u64>> {
+            Err(XenError::InvalidArgument("not faked".into()))
         }
     }
 

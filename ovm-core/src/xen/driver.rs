@@ -22,9 +22,9 @@ use super::storage::LocalStorage;
 use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
 use crate::driver::network::{Applied, ApplyOptions, NetChange, NetworkConfig, RawNetwork, TxnState};
 use crate::driver::{
-    DiscoveredFileSystem, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
-    FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps, MountSource,
-    NetworkOps, NetworkTxns, NicSpec, ServerConnection, ShutdownReason,
+    DiscoveredFileSystem, DomainChange, DomainLoad, DomainOps, DomainRunState, DomainSpec, DomainStatus,
+    Driver, FileServerAccess, FileStoragePlugin, FileSystemMount, FsUsage, HostInfo, HostLoad, HostOps,
+    InterfaceCounters, MountSource, NetworkOps, NetworkTxns, NicSpec, ServerConnection, ShutdownReason,
 };
 use crate::model::{
     DomainType, EthernetPort, HostCpu, HostHardware, ObjectKind, RestartAction, VirtCapabilities, VmId,
@@ -155,7 +155,7 @@ pub struct XenConnection {
     host: XenHost,
     xl: XlToolstack,
     changes: broadcast::Sender<DomainChange>,
-    last_cpu: Mutex<Option<(Instant, u64)>>,
+    last_load: Mutex<Option<LoadMark>>,
     storage: LocalStorage,
     iscsi: super::iscsi::Iscsi,
     /// Network changes under a rollback timer.
@@ -196,7 +196,7 @@ impl XenConnection {
             host,
             xl,
             changes,
-            last_cpu: Mutex::new(None),
+            last_load: Mutex::new(None),
             storage: LocalStorage::default(),
             iscsi: super::iscsi::Iscsi::default(),
             net_txns: NetworkTxns::default(),
@@ -271,7 +271,10 @@ impl XenConnection {
                 None if d.path.starts_with(crate::driver::LUN_PATH_PREFIX) => {
                     return Err(Error::invalid("disks", format!("{:?} is not a LUN identifier", d.path)))
                 }
-                None => PathBuf::from(&d.path),
+                None => {
+                    self.storage.domain_disk(&d.path)?;
+                    PathBuf::from(&d.path)
+                }
             };
             b = b.disk(XlDisk {
                 target,
@@ -295,6 +298,47 @@ impl XenConnection {
             other => map_err(other),
         })
     }
+}
+
+/// One sample of what the load is computed from.
+#[derive(Debug)]
+struct LoadMark {
+    at: Instant,
+    /// Each physical CPU's idle time, ns, when the hypervisor tells it.
+    idle: Option<Vec<u64>>,
+    domains: Vec<DomainInfo>,
+}
+
+/// The traffic counters of the network interfaces under `sys` (`/sys/class/net`), loopback left
+/// out. An interface that vanishes while it is read is left out.
+fn interface_counters(sys: &std::path::Path) -> Vec<InterfaceCounters> {
+    let read = |dir: &std::path::Path, f: &str| -> Option<String> {
+        std::fs::read_to_string(dir.join(f)).ok().map(|s| s.trim().to_owned())
+    };
+    let mut out: Vec<InterfaceCounters> = std::fs::read_dir(sys)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            if name == "lo" {
+                return None;
+            }
+            let dir = e.path();
+            Some(InterfaceCounters {
+                rx_bytes: read(&dir, "statistics/rx_bytes")?.parse().ok()?,
+                tx_bytes: read(&dir, "statistics/tx_bytes")?.parse().ok()?,
+                // `speed` is -1 or unreadable without a link.
+                speed_mbps: read(&dir, "speed")
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .and_then(|v| u32::try_from(v).ok())
+                    .filter(|v| *v > 0),
+                name,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn vm_uuid(domid: u32, uuid: uuid::Uuid) -> Option<VmId> {
@@ -376,27 +420,69 @@ impl HostOps for XenConnection {
 
     fn load(&self) -> Result<HostLoad> {
         let hv = self.host.hypercalls();
-        let sample = || -> Result<(Instant, u64, u64)> {
-            let doms = hv.domains().map_err(map_err)?;
-            let cpu = doms.iter().map(|d| d.cpu_time_ns).sum();
-            let guest = doms.iter().filter(|d| d.domid != 0).map(|d| d.memory_bytes).sum::<u64>() >> 20;
-            Ok((Instant::now(), cpu, guest))
+        let phys = hv.physinfo().map_err(map_err)?;
+        let cpus = phys.nr_cpus.max(1);
+        let sample = || -> Result<LoadMark> {
+            let domains = hv.domains().map_err(map_err)?;
+            // Older or restricted hypervisors may refuse getcpuinfo: the domains' CPU time stands in.
+            let idle = hv.cpu_idle_times(cpus).ok().filter(|v| v.len() == cpus as usize);
+            Ok(LoadMark { at: Instant::now(), idle, domains })
         };
-        let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
-        let (t0, c0) = match *last {
-            Some(prev) => prev,
+        let mut last = self.last_load.lock().unwrap_or_else(|e| e.into_inner());
+        let before = match last.take() {
+            Some(m) => m,
             None => {
-                let (t, c, _) = sample()?;
+                let m = sample()?;
                 std::thread::sleep(Duration::from_millis(100));
-                (t, c)
+                m
             }
         };
-        let (t1, c1, guest_memory_mib) = sample()?;
-        *last = Some((t1, c1));
-        let phys = hv.physinfo().map_err(map_err)?;
-        let wall = t1.duration_since(t0).as_nanos().max(1) as f64 * f64::from(phys.nr_cpus.max(1));
-        let cpu_percent = ((c1.saturating_sub(c0)) as f64 / wall * 100.0).clamp(0.0, 100.0) as f32;
-        Ok(HostLoad { cpu_percent, guest_memory_mib, free_memory_mib: phys.free_bytes >> 20 })
+        let now = sample()?;
+        let wall_ns = now.at.duration_since(before.at).as_nanos().max(1) as f64;
+        let cpu_percent = match (&before.idle, &now.idle) {
+            (Some(a), Some(b)) => {
+                let idle: u64 = a.iter().zip(b).map(|(x, y)| y.saturating_sub(*x)).sum();
+                (100.0 * (1.0 - idle as f64 / (wall_ns * f64::from(cpus)))).clamp(0.0, 100.0)
+            }
+            _ => {
+                let used: u64 = now
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        let prev = before.domains.iter().find(|p| p.domid == d.domid && p.uuid == d.uuid);
+                        d.cpu_time_ns.saturating_sub(prev.map_or(d.cpu_time_ns, |p| p.cpu_time_ns))
+                    })
+                    .sum();
+                (100.0 * used as f64 / (wall_ns * f64::from(cpus))).clamp(0.0, 100.0)
+            }
+        } as f32;
+        let domains = now
+            .domains
+            .iter()
+            .filter_map(|d| {
+                let vm = vm_id(d)?;
+                // A domain new since the previous sample (or a domid reused) starts from its creation.
+                let prev = before.domains.iter().find(|p| p.domid == d.domid && p.uuid == d.uuid);
+                let used = d.cpu_time_ns.saturating_sub(prev.map_or(0, |p| p.cpu_time_ns));
+                let span = if prev.is_some() { wall_ns } else { wall_ns.max(used as f64) };
+                Some(DomainLoad {
+                    vm,
+                    cpu_percent: (100.0 * used as f64 / span) as f32,
+                    memory_mib: d.memory_bytes >> 20,
+                })
+            })
+            .collect();
+        let guest_memory_mib =
+            now.domains.iter().filter(|d| d.domid != 0).map(|d| d.memory_bytes).sum::<u64>() >> 20;
+        *last = Some(now);
+        Ok(HostLoad {
+            cpu_percent,
+            guest_memory_mib,
+            free_memory_mib: phys.free_bytes >> 20,
+            cpus,
+            domains,
+            interfaces: interface_counters(std::path::Path::new("/sys/class/net")),
+        })
     }
 
     fn power_off(&self) -> Result<()> {
@@ -753,6 +839,17 @@ impl crate::driver::MigrationStreams for XenConnection {
             });
         }
         for d in spec.disks.iter().filter(|d| !d.path.is_empty()) {
+            if crate::driver::lun_of(&d.path).is_some() || d.path.starts_with(crate::driver::LUN_PATH_PREFIX)
+            {
+                // Each server names a LUN by its own device: the stream carries the source's.
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "migrating a domain whose disk is a LUN ({}) on the local Xen driver",
+                        d.path
+                    ),
+                });
+            }
+            self.storage.domain_disk(&d.path)?;
             if !std::path::Path::new(&d.path).exists() {
                 return Err(Error::invalid("disk", format!("{} is not on this server", d.path)));
             }
@@ -957,7 +1054,10 @@ mod tests {
     #[test]
     fn creates_domains_through_xl() {
         let r = rig(&[0]);
-        assert_eq!(r.conn.create_domain(&spec()).unwrap(), 5);
+        let mut web01 = spec();
+        let disk = r.dir.join("web01.img");
+        web01.disks[0].path = disk.to_str().unwrap().into();
+        assert_eq!(r.conn.create_domain(&web01).unwrap(), 5);
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
         assert!(log.lines().next().unwrap().starts_with("create "), "{log}");
         assert_eq!(log.lines().nth(1), Some("domid web01"));
@@ -968,11 +1068,30 @@ mod tests {
             "kernel = \"/boot/vmlinux\"",
             "maxmem = 512",
             "maxvcpus = 2",
-            "disk = [ 'format=raw,vdev=xvda,access=rw,target=/repo/web01.img' ]",
+            &format!("disk = [ 'format=raw,vdev=xvda,access=rw,target={}' ]", disk.display()),
             "vif = [ 'bridge=xenbr0,mac=00:16:3e:01:02:03' ]",
             "on_crash = \"restart\"",
         ] {
             assert!(cfg.lines().any(|l| l == line), "missing {line:?} in\n{cfg}");
+        }
+        // A disk is a file under the storage root, inside a repository only while it is mounted,
+        // reached through no symbolic link that leads out: anything else of dom0 is refused.
+        let escape = r.dir.join("escape");
+        std::os::unix::fs::symlink("/etc", &escape).unwrap();
+        for bad in [
+            "/etc/shadow".to_owned(),
+            "relative.img".to_owned(),
+            format!("{}/Repositories/not-mounted/VirtualDisks/a.img", r.dir.display()),
+            format!("{}/shadow", escape.display()),
+            format!("{}/../shadow", r.dir.display()),
+        ] {
+            let mut hostile = web01.clone();
+            hostile.uuid = vm(6);
+            hostile.disks[0].path = bad.clone();
+            let e = r.conn.create_domain(&hostile).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{bad}: {e}");
+            let e = crate::driver::MigrationStreams::check_incoming(&r.conn, &hostile).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{bad}: {e}");
         }
         let mut hvm = spec();
         hvm.domain_type = DomainType::Hvm;

@@ -491,6 +491,20 @@ impl Privcmd {
         Ok(out)
     }
 
+    /// `XEN_SYSCTL_getcpuinfo`: the time each physical CPU has spent idle since boot, ns, in CPU
+    /// order (at most `max_cpus` CPUs).
+    pub fn cpu_idle_times(&self, max_cpus: u32) -> XenResult<Vec<u64>> {
+        let max = max_cpus.clamp(1, 4096);
+        let list = self.buffer(size_of::<u64>() * max as usize)?;
+        let mut req = XenSysctl::new(sys::XEN_SYSCTL_GETCPUINFO);
+        req.u.getcpuinfo =
+            sys::XenSysctlGetcpuinfo { max_cpus: max, info: list.addr(), ..Default::default() };
+        let res = self.sysctl(&req, "sysctl/getcpuinfo")?;
+        // SAFETY: integer-only union member, filled in by Xen.
+        let n = unsafe { res.u.getcpuinfo.nr_cpus }.min(max);
+        Ok((0..n as usize).map(|i| list.get::<u64>(i * size_of::<u64>())).collect())
+    }
+
     fn domain_batch(
         &self,
         list: &HypercallBuf,

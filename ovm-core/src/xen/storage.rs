@@ -916,6 +916,17 @@ impl LocalStorage {
         self.repository_file("image", path)
     }
 
+    /// A file a domain may have as a disk: under the storage root and, inside a repository, only
+    /// while that repository is mounted here, with no symbolic link leading out of it. Disk paths come
+    /// from elsewhere (the manager, or another server's agent in a migration): the toolstack would
+    /// give a guest any file of dom0 it is named.
+    pub fn domain_disk(&self, path: &str) -> Result<()> {
+        self.writable("disk", path).map_err(|e| match e {
+            Error::Backend { message, .. } => Error::invalid("disk", message),
+            other => other,
+        })
+    }
+
     /// A path the data-writing operations may write: a file in one of a mounted repository's
     /// layout directories (or its `repository.cfg`), no component hidden (`.`-names are ovm's own:
     /// the marker, scratch files).

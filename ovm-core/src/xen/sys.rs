@@ -34,6 +34,7 @@ pub const XEN_EXTRAVERSION_LEN: usize = 16;
 pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x0000_0015;
 pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
+pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
 pub const XEN_SYSCTL_PHYSCAP_HVM: u32 = 1 << 0;
 pub const XEN_SYSCTL_PHYSCAP_PV: u32 = 1 << 1;
 pub const XEN_SYSCTL_PHYSCAP_HAP: u32 = 1 << 3;
@@ -120,6 +121,19 @@ pub struct XenSysctlGetdomaininfolist {
     pub _pad1: u32,
 }
 
+/// `struct xen_sysctl_getcpuinfo`: the idle time of each physical CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct XenSysctlGetcpuinfo {
+    pub max_cpus: u32,
+    pub _pad0: u32,
+    /// `XEN_GUEST_HANDLE_64(xen_sysctl_cpuinfo_t)`: `max_cpus` entries of one `uint64_t`
+    /// (`idletime`, ns) in hypercall-safe memory.
+    pub info: u64,
+    pub nr_cpus: u32,
+    pub _pad1: u32,
+}
+
 /// `struct xen_arch_domainconfig` (x86).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -172,6 +186,7 @@ pub struct XenDomctlMaxVcpus {
 pub union XenSysctlU {
     pub physinfo: XenSysctlPhysinfo,
     pub getdomaininfolist: XenSysctlGetdomaininfolist,
+    pub getcpuinfo: XenSysctlGetcpuinfo,
     pub pad: [u8; 128],
 }
 

@@ -1062,8 +1062,9 @@ pub struct DomainStatus {
     pub cpu_time_ns: u64,
 }
 
-/// A server's load (v1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A server's load (v1). `cpus`, `domains` and `interfaces` came later: an agent without them
+/// sends none and they read as empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostLoad {
     /// CPU utilisation, percent of all CPUs.
     pub cpu_percent: f32,
@@ -1071,6 +1072,15 @@ pub struct HostLoad {
     pub guest_memory_mib: u64,
     /// Memory free for guests, MiB.
     pub free_memory_mib: u64,
+    /// Physical CPUs.
+    #[serde(default)]
+    pub cpus: u32,
+    /// Each guest domain's load.
+    #[serde(default)]
+    pub domains: Vec<driver::DomainLoad>,
+    /// Traffic counters of dom0's interfaces.
+    #[serde(default)]
+    pub interfaces: Vec<driver::InterfaceCounters>,
 }
 
 /// A physical Ethernet port (v1).
@@ -1393,6 +1403,9 @@ impl From<driver::HostLoad> for HostLoad {
             cpu_percent: l.cpu_percent,
             guest_memory_mib: l.guest_memory_mib,
             free_memory_mib: l.free_memory_mib,
+            cpus: l.cpus,
+            domains: l.domains,
+            interfaces: l.interfaces,
         }
     }
 }
@@ -1403,6 +1416,9 @@ impl From<HostLoad> for driver::HostLoad {
             cpu_percent: l.cpu_percent,
             guest_memory_mib: l.guest_memory_mib,
             free_memory_mib: l.free_memory_mib,
+            cpus: l.cpus,
+            domains: l.domains,
+            interfaces: l.interfaces,
         }
     }
 }
@@ -2033,12 +2049,28 @@ mod tests {
                 .into(),
             ),
             (
-                resp(Ok(Reply::Load(HostLoad { cpu_percent: 12.5, guest_memory_mib: 2048, free_memory_mib: 29696 }))),
-                concat!(
-                    r#"{"type":"response","id":7,"result":{"Ok":{"kind":"load","value":{"cpu_percent":12.5,"#,
-                    r#""guest_memory_mib":2048,"free_memory_mib":29696}}}}"#
-                )
-                .into(),
+                resp(Ok(Reply::Load(HostLoad {
+                    cpu_percent: 12.5,
+                    guest_memory_mib: 2048,
+                    free_memory_mib: 29696,
+                    cpus: 4,
+                    domains: vec![driver::DomainLoad { vm, cpu_percent: 150.0, memory_mib: 512 }],
+                    interfaces: vec![driver::InterfaceCounters {
+                        name: "bond0".into(),
+                        rx_bytes: 10,
+                        tx_bytes: 20,
+                        speed_mbps: Some(2000),
+                    }],
+                }))),
+                format!(
+                    concat!(
+                        r#"{{"type":"response","id":7,"result":{{"Ok":{{"kind":"load","value":{{"cpu_percent":12.5,"#,
+                        r#""guest_memory_mib":2048,"free_memory_mib":29696,"cpus":4,"#,
+                        r#""domains":[{{"vm":"{}","cpu_percent":150.0,"memory_mib":512}}],"#,
+                        r#""interfaces":[{{"name":"bond0","rx_bytes":10,"tx_bytes":20,"speed_mbps":2000}}]}}}}}}}}"#
+                    ),
+                    vm.0
+                ),
             ),
             (
                 resp(Ok(Reply::Domains(vec![dom0, status]))),

@@ -26,9 +26,9 @@ pub const SIM_BRIDGE: &str = "xenbr0";
 use tokio::sync::broadcast;
 
 use super::{
-    lock, ClusterOps, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
-    FileStoragePlugin, HostInfo, HostLoad, HostOps, MigrationOps, NetworkOps, ServerConnection,
-    ShutdownReason, StorageArrayPlugin,
+    lock, ClusterOps, DomainChange, DomainLoad, DomainOps, DomainRunState, DomainSpec, DomainStatus, Driver,
+    FileStoragePlugin, HostInfo, HostLoad, HostOps, InterfaceCounters, MigrationOps, NetworkOps,
+    ServerConnection, ShutdownReason, StorageArrayPlugin,
 };
 use crate::model::{HostHardware, VmId};
 use crate::{Error, Result};
@@ -305,10 +305,39 @@ impl HostOps for SimConnection {
                 .map(|d| d.cpu_load_percent * d.spec.vcpus as f32)
                 .sum();
             let used = Self::used_memory(st);
+            let mut domains: Vec<DomainLoad> = st
+                .domains
+                .iter()
+                .map(|(vm, d)| DomainLoad {
+                    vm: *vm,
+                    cpu_percent: if matches!(d.state, DomainRunState::Running | DomainRunState::Blocked) {
+                        d.cpu_load_percent * d.spec.vcpus as f32
+                    } else {
+                        0.0
+                    },
+                    memory_mib: d.spec.memory_mib,
+                })
+                .collect();
+            domains.sort_by_key(|d| d.vm);
+            // A port's speed is what the simulated port reports; bonds, bridges and vifs have none.
+            let speed = |name: &str| st.ports.iter().find(|p| p.name == name).and_then(|p| p.speed_mbps);
+            let interfaces = st
+                .traffic
+                .iter()
+                .map(|(name, (rx, tx))| InterfaceCounters {
+                    name: name.clone(),
+                    rx_bytes: *rx,
+                    tx_bytes: *tx,
+                    speed_mbps: speed(name),
+                })
+                .collect();
             Ok(HostLoad {
                 cpu_percent: (busy / st.cpus as f32).min(100.0),
                 guest_memory_mib: used,
                 free_memory_mib: st.memory_mib - st.dom0_memory_mib - used,
+                cpus: st.cpus,
+                domains,
+                interfaces,
             })
         })
     }

@@ -56,6 +56,8 @@ pub(super) struct HostState {
     pub(super) xen_version: String,
     /// The simulated toolstack.
     pub(super) toolstack: String,
+    /// Traffic counters of dom0's interfaces (bytes received, bytes sent), by interface name.
+    pub(super) traffic: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -288,6 +290,7 @@ impl SimWorld {
                     cpu: a.cpu.clone(),
                     xen_version: a.xen_version.clone(),
                     toolstack: a.toolstack.clone(),
+                    traffic: BTreeMap::new(),
                 }),
                 changes: broadcast::channel(1024).0,
                 net_txns: Default::default(),
@@ -341,6 +344,17 @@ impl SimWorld {
                 d.cpu_load_percent = percent.clamp(0.0, 100.0);
             }
         }
+    }
+
+    /// Count traffic on an interface of a host's dom0 (a port, bond, bridge or `vif<domid>.<n>`): its
+    /// counters grow by `rx` and `tx` bytes. The counters are what the host's load reports.
+    pub fn add_traffic(&self, host: &str, interface: &str, rx: u64, tx: u64) -> Result<()> {
+        let h = self.host(host)?;
+        let mut st = lock(&h.state);
+        let c = st.traffic.entry(interface.to_owned()).or_default();
+        c.0 = c.0.saturating_add(rx);
+        c.1 = c.1.saturating_add(tx);
+        Ok(())
     }
 
     /// The host a domain is resident on, if any.
