@@ -67,6 +67,11 @@ typedef struct ovm_rebuild_report ovm_rebuild_report;
 #define OVM_NETWORK_STORAGE 16
 
 /*
+ How long `ovm_server_power_on` waits for the server's agent by default, in milliseconds.
+ */
+#define OVM_POWER_ON_TIMEOUT_MS 900000
+
+/*
  `ovm_server_list_json` power state: any.
  */
 #define OVM_SERVER_POWER_ANY UINT32_MAX
@@ -839,7 +844,7 @@ typedef struct {
    Memory, MiB.
    */
   uint64_t memory_mib;
-} ovm_vm_load;
+} ovm_vm_load_sample;
 
 /*
  One reason a migration would fail, filled in by `ovm_vm_migration_blockers`. `detail` is owned
@@ -1099,7 +1104,10 @@ ovm_result ovm_server_interface_loads(const ovm_manager *mgr,
  A running VM's load in its server's newest sample into `*out`; `*found` is false when it has
  none.
  */
-ovm_result ovm_vm_load(const ovm_manager *mgr, const char *vm, ovm_vm_load *out, bool *found);
+ovm_result ovm_vm_load(const ovm_manager *mgr,
+                       const char *vm,
+                       ovm_vm_load_sample *out,
+                       bool *found);
 
 /*
  A server's kept load samples at `resolution`, with every VM and interface, as a JSON array of
@@ -1583,6 +1591,22 @@ ovm_result ovm_server_set_maintenance(const ovm_manager *mgr,
                                       const char *server,
                                       bool on,
                                       ovm_job **out);
+
+/*
+ Power a server off cleanly through its agent. It must be running and run no VM (enter
+ maintenance mode first): `OVM_RESULT_CONFLICT` names the VMs still there.
+ */
+ovm_result ovm_server_power_off(const ovm_manager *mgr, const char *server, ovm_job **out);
+
+/*
+ Power a powered-off server on by Wake-on-LAN: another running server of its pool sends the
+ magic packet for the server's Wake-on-LAN MAC on the management network, and the job waits up
+ to `timeout_ms` (0: the default, `OVM_POWER_ON_TIMEOUT_MS`) for its agent to answer.
+ */
+ovm_result ovm_server_power_on(const ovm_manager *mgr,
+                               const char *server,
+                               uint64_t timeout_ms,
+                               ovm_job **out);
 
 /*
  Servers as a JSON array in name order: of `pool` (NULL: any), in `power_state` (an

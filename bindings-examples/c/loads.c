@@ -39,6 +39,7 @@ int main(void) {
   settings.interval_ms = 1000;
   settings.raw_retention_ms = 60000;
   settings.coarse_interval_ms = 2000;
+  settings.coarse_retention_ms = 600000;
   CHECK(ovm_load_sampling_set(mgr, settings));
 
   for (int round = 0; round < 4; round++) {
@@ -48,7 +49,7 @@ int main(void) {
       return 1;
     }
   }
-  ovm_vm_load vl;
+  ovm_vm_load_sample vl;
   CHECK(ovm_vm_load(mgr, vm, &vl, &found));
   if (!found || vl.memory_mib != 1024) {
     fprintf(stderr, "the VM's load is missing or wrong (%d, %llu MiB)\n", found, (unsigned long long)vl.memory_mib);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use lab::{agent_listens, wait_for};
 
-use ovm_core::manager::{PoolSpec, VmSpec};
+use ovm_core::manager::{PoolSpec, ServerEdit, VmSpec};
 use ovm_core::model::*;
 use ovm_core::{JobHandle, Manager};
 
@@ -346,5 +346,49 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         there.as_secs_f64(),
         back.as_secs_f64(),
         there.as_secs_f64() / peer
+    );
+
+    // Power control, as DPM uses it. Server 2, empty, powers off through its agent (dom0's own
+    // power-off: the machine stops). Server 1 then sends a Wake-on-LAN magic packet for server 2's
+    // LAN NIC out of the management bridge; the lab's power controller, which watches the switch
+    // for magic packets, boots the machine it names; server 2's agent (its state kept on the
+    // server's disk, as a real server's is) answers the manager again, and a VM runs there.
+    let lab_script = std::env::var("OVM_XENLAB_LAB").expect("OVM_XENLAB_LAB (set by the lab)");
+    let run = std::env::var("OVM_XENLAB_RUN").expect("OVM_XENLAB_RUN (set by the lab)");
+    let machine = |k: u32| {
+        let out = std::process::Command::new(&lab_script)
+            .args(["power", &run, &format!("node{k}"), "state"])
+            .output()
+            .expect("lab power");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let edit = ServerEdit { wol_mac: Some(Some("52:54:00:0a:00:02".into())), ..ServerEdit::default() };
+    ok("server 2's Wake-on-LAN MAC (its LAN NIC)", mgr.edit_server(s2, edit), 30);
+    let t0 = std::time::Instant::now();
+    ok("power off server 2", mgr.power_off_server(s2), 120);
+    wait_for("server 2's machine to stop", 300, || machine(2) == "off");
+    let off = t0.elapsed();
+    assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Stopped);
+    assert_eq!(machine(1), "on");
+    let (_, woken) = ok("power on server 2 by Wake-on-LAN", mgr.power_on_server(s2, None), 1200);
+    let log = std::fs::read_to_string(format!("{run}/power.log")).expect("the power controller's log");
+    assert!(log.contains("wol 52:54:00:0a:00:02: server 2 is off") && log.contains("node2 on"), "{log}");
+    assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Running);
+    let mut spec = VmSpec::new("after-wake", config.clone());
+    spec.server = Some(s2);
+    spec.pool = Some(pool);
+    let v = VmId(ok("create a VM", mgr.create_vm(spec), 60).0.id);
+    ok("start it on the woken server 2", mgr.start_vm(v), 300);
+    assert_eq!(mgr.vm(v).unwrap().server, Some(s2));
+    wait_for("the guest's console marker on server 2", 300, || {
+        mgr.vm_console(v).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+    });
+    ok("kill it", mgr.kill_vm(v), 120);
+    ok("delete it", mgr.delete_vm(v), 60);
+    println!(
+        "POWER server 2: off {:.1} s after the request; woken by a magic packet from server 1, its agent answered \
+         {:.1} s after the request",
+        off.as_secs_f64(),
+        woken.as_secs_f64()
     );
 }

@@ -108,7 +108,7 @@ impl From<&InterfaceLoad> for ovm_interface_load {
 /// A VM's load over one sampling interval.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ovm_vm_load {
+pub struct ovm_vm_load_sample {
     /// CPU used, percent of one physical CPU (above 100 for several busy vCPUs).
     pub cpu_percent: f32,
     /// Memory, MiB.
@@ -277,7 +277,7 @@ pub unsafe extern "C" fn ovm_server_interface_loads(
 pub unsafe extern "C" fn ovm_vm_load(
     mgr: *const ovm_manager,
     vm: *const c_char,
-    out: *mut ovm_vm_load,
+    out: *mut ovm_vm_load_sample,
     found: *mut bool,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
@@ -286,7 +286,7 @@ pub unsafe extern "C" fn ovm_vm_load(
         let l = m.mgr.vm_load(vm)?;
         put(found, l.is_some());
         if let Some(l) = l {
-            put(out, ovm_vm_load { cpu_percent: l.cpu_percent, memory_mib: l.memory_mib });
+            put(out, ovm_vm_load_sample { cpu_percent: l.cpu_percent, memory_mib: l.memory_mib });
         }
         Ok(())
     })

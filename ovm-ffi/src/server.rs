@@ -83,6 +83,35 @@ pub unsafe extern "C" fn ovm_server_set_maintenance(
     job_entry!(mgr, out, |m| m.set_maintenance_mode(ServerId(id_arg(server, "server")?), on))
 }
 
+/// Power a server off cleanly through its agent. It must be running and run no VM (enter
+/// maintenance mode first): `OVM_RESULT_CONFLICT` names the VMs still there.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_power_off(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.power_off_server(ServerId(id_arg(server, "server")?)))
+}
+
+/// Power a powered-off server on by Wake-on-LAN: another running server of its pool sends the
+/// magic packet for the server's Wake-on-LAN MAC on the management network, and the job waits up
+/// to `timeout_ms` (0: the default, `OVM_POWER_ON_TIMEOUT_MS`) for its agent to answer.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_power_on(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    timeout_ms: u64,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms));
+    job_entry!(mgr, out, |m| m.power_on_server(ServerId(id_arg(server, "server")?), timeout))
+}
+
+/// How long `ovm_server_power_on` waits for the server's agent by default, in milliseconds.
+pub const OVM_POWER_ON_TIMEOUT_MS: u64 = 900_000;
+const _: () = assert!(OVM_POWER_ON_TIMEOUT_MS == ovm_core::manager::POWER_ON_TIMEOUT.as_millis() as u64);
+
 /// Servers as a JSON array in name order: of `pool` (NULL: any), in `power_state` (an
 /// `ovm_server_power_state`, or `OVM_SERVER_POWER_ANY`). The filter is ovm-core's `ServerFilter`.
 #[no_mangle]

@@ -215,6 +215,27 @@ impl Manager {
         let s = m::ServerId(uuid("server", server)?);
         self.submit(py, |m| m.set_maintenance_mode(s, on))
     }
+    /// Power a server off cleanly through its agent; it must run no VM (enter maintenance mode
+    /// first: `ConflictError` names the VMs still there).
+    fn power_off_server(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.submit(py, |m| m.power_off_server(s))
+    }
+    /// Power a powered-off server on by Wake-on-LAN: another running server of its pool sends the
+    /// magic packet for its Wake-on-LAN MAC, and the job waits up to `timeout` seconds (default
+    /// 900) for its agent to answer.
+    #[pyo3(signature = (server, timeout=None))]
+    fn power_on_server(&self, py: Python<'_>, server: &str, timeout: Option<f64>) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        let t = timeout
+            .map(|t| {
+                Duration::try_from_secs_f64(t)
+                    .map_err(|_| Error::invalid("timeout", "must be a number of seconds >= 0"))
+            })
+            .transpose()
+            .or_raise()?;
+        self.submit(py, |m| m.power_on_server(s, t))
+    }
     /// Re-read a server's hardware and domains.
     fn refresh_server(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
         let s = m::ServerId(uuid("server", server)?);
@@ -1379,6 +1400,15 @@ impl Manager {
     /// the LUN's identifier (its `page83_id`).
     fn sim_add_lun(&self, target: &str, name: &str, size_bytes: u64) -> PyResult<String> {
         Ok(self.m()?.sim().add_lun(target, name, size_bytes))
+    }
+    /// The Wake-on-LAN magic packets the simulated servers sent, in order: (sender host,
+    /// interface, MAC).
+    fn sim_magic_packets(&self) -> PyResult<Vec<(String, String, String)>> {
+        Ok(self.m()?.sim().magic_packets().into_iter().map(|p| (p.sender, p.interface, p.mac)).collect())
+    }
+    /// Whether simulated server `host` is powered on.
+    fn sim_is_powered_on(&self, host: &str) -> PyResult<bool> {
+        Ok(self.m()?.sim().is_powered_on(host))
     }
     /// Set the CPU load the simulated domain of `vm` generates, percent of one vCPU.
     fn sim_set_domain_load(&self, vm: &str, percent: f32) -> PyResult<()> {

@@ -19,5 +19,10 @@ modprobe 8021q || echo "agent-dom0: no 8021q module" >&2
 printf '%s\n' ovm-lab-agent > /tmp/ovm-agent-password
 lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit }')
 [ -n "$lan" ] || { echo "agent-dom0: xenbr0 has no IPv4 address" >&2; exit 1; }
+# The agent's state is kept on the server's share, which outlives a power cycle as a real
+# server's disk does (a server powered off and woken again is still owned by its manager). The
+# lab's dom0 runs no init system, so the agent powers the machine off directly (busybox syncs first).
+mkdir -p /mnt/host/results/agent-state
 exec /mnt/host/bin/ovm-agent serve --backend xen --listen 0.0.0.0:8899 --migration-address "$lan:8899" \
-    --state-dir /var/lib/ovm-agent --password-file /tmp/ovm-agent-password --storage-plugin-dir "$plugins"
+    --state-dir /mnt/host/results/agent-state --password-file /tmp/ovm-agent-password \
+    --storage-plugin-dir "$plugins" --power-off-command "poweroff -f"

@@ -498,6 +498,10 @@ impl HostOps for AgentConnection {
     fn power_off(&self) -> Result<()> {
         Client::power_off(self)
     }
+
+    fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
+        Client::wake_on_lan(self, mac.to_owned(), interface.to_owned())
+    }
 }
 
 impl DomainOps for AgentConnection {

@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub migration_address: Option<String>,
     /// How long an incoming-migration ticket stays valid.
     pub incoming_ttl: Duration,
+    /// The command that shuts the server down cleanly and powers it off (program and arguments,
+    /// e.g. `poweroff`). Without it the agent hands power-off requests to its backend.
+    pub power_off_command: Option<Vec<String>>,
 }
 
 impl AgentConfig {
@@ -65,6 +68,7 @@ impl AgentConfig {
             max_connections: 64,
             migration_address: None,
             incoming_ttl: Duration::from_secs(120),
+            power_off_command: None,
         }
     }
 }
@@ -884,7 +888,35 @@ impl Serve for Inner {
     }
 
     fn power_off(&self) -> Result<()> {
-        self.hv.power_off()
+        let Some(cmd) = self.cfg.power_off_command.clone() else { return self.hv.power_off() };
+        // Never with guests running: their owner moves them off first (a powered-off server's
+        // guests would simply be gone).
+        let guests: Vec<String> =
+            self.hv.list_domains()?.into_iter().filter(|d| d.domid != 0).map(|d| d.name).collect();
+        if !guests.is_empty() {
+            return Err(Error::Conflict {
+                reason: format!("guest domains still run on this server: {}", guests.join(", ")),
+            });
+        }
+        let (program, args) = cmd
+            .split_first()
+            .ok_or_else(|| Error::Internal { message: "the power-off command is empty".into() })?;
+        let (program, args) = (program.clone(), args.to_vec());
+        // Answer first; the shutdown begins a moment later, so the owner learns it was accepted.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            eprintln!("ovm-agent: powering the server off ({program} {})", args.join(" "));
+            match std::process::Command::new(&program).args(&args).status() {
+                Ok(st) if st.success() => {}
+                Ok(st) => eprintln!("ovm-agent: {program} exited with {st}"),
+                Err(e) => eprintln!("ovm-agent: cannot run {program}: {e}"),
+            }
+        });
+        Ok(())
+    }
+
+    fn wake_on_lan(&self, mac: String, interface: String) -> Result<()> {
+        self.hv.wake_on_lan(&mac, &interface)
     }
 
     fn storage_create(&self, path: String, size_bytes: u64) -> Result<()> {

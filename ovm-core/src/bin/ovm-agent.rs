@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ovm-agent init --state-dir DIR --password-file FILE
-//! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR]
+//! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR] [--power-off-command CMD]
 //! ovm-agent fingerprint --state-dir DIR
 //! ovm-agent status --state-dir DIR
 //! ```
@@ -12,7 +12,9 @@
 //! `--password-file` it prepares the state directory first if it is new. When the owning manager
 //! asks for a restart, the program executes itself again with the same arguments. External storage
 //! plug-ins are looked for in `--storage-plugin-dir` (default `/usr/lib/ovm/storage-plugins`; see
-//! `docs/storage-plugins.md`).
+//! `docs/storage-plugins.md`). `--power-off-command` is how the server shuts down and powers off
+//! when its owner asks (DPM); it defaults to `poweroff` with the Xen backend, and is split on
+//! whitespace into a program and its arguments.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use ovm_core::xen::XenDriver;
 
 const USAGE: &str = "usage:
   ovm-agent init --state-dir DIR --password-file FILE
-  ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR]
+  ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR] [--power-off-command CMD]
   ovm-agent fingerprint --state-dir DIR
   ovm-agent status --state-dir DIR";
 
@@ -37,6 +39,7 @@ struct Args {
     backend: Option<String>,
     password_file: Option<PathBuf>,
     storage_plugin_dir: Option<PathBuf>,
+    power_off_command: Option<Vec<String>>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -62,6 +65,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     return Err(format!("--storage-plugin-dir {v:?} is not an absolute path"));
                 }
                 a.storage_plugin_dir = Some(v.into())
+            }
+            "--power-off-command" => {
+                let v = value()?;
+                let words: Vec<String> = v.split_whitespace().map(str::to_owned).collect();
+                if words.is_empty() {
+                    return Err("--power-off-command is empty".into());
+                }
+                a.power_off_command = Some(words)
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -174,6 +185,13 @@ fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
     let mut cfg = AgentConfig::new(&dir);
     // Where other agents send domains migrating here (the pool's live migrate network).
     cfg.migration_address = args.migration_address.clone();
+    // How the server powers off when its owner asks: the init system's clean power-off on a Xen
+    // server; a simulated host's own power state otherwise.
+    let backend_name = args.backend.as_deref().unwrap_or("xen");
+    cfg.power_off_command = args
+        .power_off_command
+        .clone()
+        .or_else(|| (backend_name == "xen").then(|| vec!["poweroff".to_owned()]));
     let agent = Agent::open(cfg, hv).map_err(|e| e.to_string())?;
     let listen = args.listen.clone().unwrap_or_else(|| "0.0.0.0:8899".into());
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -73,6 +73,48 @@ pub trait HostOps: Send + Sync {
     fn host_info(&self) -> Result<HostInfo>;
     /// Current load.
     fn load(&self) -> Result<HostLoad>;
-    /// Power the host off (DPM). Drivers that cannot return [`crate::Error::Unsupported`].
+    /// Power the host off (DPM), cleanly: refused while guest domains run (the manager evacuates
+    /// first). The call returns before the host is off; the connection drops when it goes.
+    /// Drivers that cannot return [`crate::Error::Unsupported`].
     fn power_off(&self) -> Result<()>;
+    /// Send a Wake-on-LAN magic packet for `mac` out of this host's interface `interface` (a
+    /// server is powered on by another server of its pool, on the management LAN the sleeping
+    /// server's NIC listens on). Drivers that cannot return [`crate::Error::Unsupported`].
+    fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
+        let _ = (mac, interface);
+        Err(crate::Error::Unsupported { what: "sending Wake-on-LAN packets".into() })
+    }
+}
+
+/// The Wake-on-LAN magic packet for `mac`: six bytes 0xff, then the MAC sixteen times (sent as a
+/// UDP broadcast to port 9; a NIC armed for it wakes whatever carries it).
+pub fn magic_packet(mac: &str) -> Result<[u8; 102]> {
+    let v = crate::model::parse_mac(mac)?;
+    let bytes: [u8; 6] = std::array::from_fn(|i| (v >> (8 * (5 - i))) as u8);
+    if bytes[0] & 1 == 1 {
+        return Err(crate::Error::invalid("mac", format!("{mac} is a multicast address, not a NIC's")));
+    }
+    let mut p = [0xffu8; 102];
+    for k in 0..16 {
+        p[6 + 6 * k..12 + 6 * k].copy_from_slice(&bytes);
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_packet_repeats_the_mac_after_the_sync_bytes() {
+        let p = magic_packet("52:54:00:0a:00:02").unwrap();
+        assert_eq!(&p[..6], &[0xff; 6]);
+        for k in 0..16 {
+            assert_eq!(&p[6 + 6 * k..12 + 6 * k], &[0x52, 0x54, 0x00, 0x0a, 0x00, 0x02]);
+        }
+        assert_eq!(magic_packet("52-54-00-0A-00-02").unwrap(), p);
+        for bad in ["", "52:54:00:0a:00", "zz:54:00:0a:00:02", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"] {
+            assert_eq!(magic_packet(bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub use domain::{
     lun_of, lun_path, DiskSpec, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec,
     ShutdownReason, LUN_PATH_PREFIX,
 };
-pub use host::{DomainLoad, HostInfo, HostLoad, HostOps, InterfaceCounters};
+pub use host::{magic_packet, DomainLoad, HostInfo, HostLoad, HostOps, InterfaceCounters};
 pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};
 pub use network::{
     AddressConfig, Applied, ApplyOptions, BondConfig, BondMonitor, BridgeConfig, NetChange, NetItem, NetKey,

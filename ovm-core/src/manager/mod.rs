@@ -34,7 +34,7 @@ pub use network::{BondSpec, NetworkApply, NetworkSpec};
 pub use pools::PoolSpec;
 pub use query::{DiskFilter, ServerFilter, VmFilter, DEFAULT_MTU, MAX_VNICS};
 pub use recurring::REFRESH_SERVERS;
-pub use servers::ServerEdit;
+pub use servers::{ServerEdit, POWER_ON_TIMEOUT};
 pub use storage::{
     iso_path, kernel_paths, repository_path, virtual_disk_path, ArrayManagementSpec, FileServerSpec,
     RebuildReport, RepositorySpec, ServerLogin, StorageArraySpec, GENERIC_ISCSI_PLUGIN,

@@ -118,7 +118,10 @@ impl Manager {
                 let spec = JobSpec::new(REFRESH_SERVERS, "Refresh all servers", vec![]).unblockable().step(
                     "refresh",
                     |ctx| {
-                        let servers = ctx.mgr.list::<Server>(|s| s.ownership == Ownership::Owned);
+                        // A server powered off on purpose is not polled: powering it on reconnects.
+                        let servers = ctx.mgr.list::<Server>(|s| {
+                            s.ownership == Ownership::Owned && s.power_state != ServerPowerState::Stopped
+                        });
                         let mut unreachable = Vec::new();
                         for s in servers {
                             if ctx.mgr.refresh_one(s.id).is_err() {

@@ -486,7 +486,13 @@ impl HostOps for XenConnection {
     }
 
     fn power_off(&self) -> Result<()> {
+        // The agent powers its server off (it knows the server's power-off command); the library
+        // itself does not power off the host it runs on.
         Err(Error::Unsupported { what: "powering off the host the library runs on".into() })
+    }
+
+    fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
+        super::network::send_wake_on_lan(mac, interface)
     }
 }
 

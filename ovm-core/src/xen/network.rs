@@ -731,6 +731,40 @@ impl RawNetwork for Netlink {
 /// Ports are veth ends (and a macvlan over one, whose MTU the kernel caps at its lower device's):
 /// there is no bonding or 802.1Q module here, so bonds and VLAN interfaces are only checked to
 /// fail cleanly.
+/// Send the Wake-on-LAN magic packet for `mac` out of `interface`: a UDP broadcast to port 9 from a
+/// socket bound to that interface (`SO_BINDTODEVICE`), three times, as wake-up tools do (the
+/// packet is not acknowledged and a switch may drop the first while it learns).
+pub(crate) fn send_wake_on_lan(mac: &str, interface: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let packet = crate::driver::magic_packet(mac)?;
+    crate::driver::network::check_interface_name("interface", interface)?;
+    if !Path::new("/sys/class/net").join(interface).exists() {
+        return Err(Error::invalid("interface", format!("this server has no interface {interface}")));
+    }
+    let io = |what: &str, e: std::io::Error| Error::backend("wake-on-lan", format!("{what}: {e}"));
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| io("socket", e))?;
+    sock.set_broadcast(true).map_err(|e| io("SO_BROADCAST", e))?;
+    let name = interface.as_bytes();
+    // SAFETY: the option value is the interface name's bytes, valid for the call, with its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io(&format!("bind to {interface}"), std::io::Error::last_os_error()));
+    }
+    for _ in 0..3 {
+        sock.send_to(&packet, ("255.255.255.255", 9)).map_err(|e| io(&format!("send on {interface}"), e))?;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::net::Ipv4Addr;

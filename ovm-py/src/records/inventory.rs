@@ -208,6 +208,8 @@ record! {
         pool: Option<String> as "Optional[str]" = |o| opt_id(o.pool);
         /// Roles, e.g. `["VirtualMachine", "Utility"]`.
         roles: Vec<String> as "list[str]" = |o| o.roles.iter().map(enum_name).collect();
+        /// The MAC a Wake-on-LAN magic packet wakes the server by, if set.
+        wol_mac: Option<String> as "Optional[str]" = |o| o.wol_mac.clone();
     }
 
     /// A server pool.

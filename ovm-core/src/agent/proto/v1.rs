@@ -255,6 +255,13 @@ remote_ops! {
     } -> Console(String);
     /// Power the host off.
     power_off => PowerOff -> Done;
+    /// Send a Wake-on-LAN magic packet out of one of the host's interfaces.
+    wake_on_lan => WakeOnLan {
+        /// The MAC of the NIC to wake.
+        mac: String,
+        /// The interface to send it from (the management LAN's bridge).
+        interface: String,
+    } -> Done;
     /// Create a sparse file.
     storage_create => StorageCreate {
         /// Path.
@@ -1724,6 +1731,11 @@ mod tests {
             (req(Op::Console { vm }), format!(r#"{{"type":"request","id":7,"op":{{"op":"console","vm":{VM}}}}}"#)),
             (req(Op::PowerOff), r#"{"type":"request","id":7,"op":{"op":"power_off"}}"#.into()),
             (
+                req(Op::WakeOnLan { mac: "52:54:00:0a:00:02".into(), interface: "xenbr0".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"wake_on_lan","mac":"52:54:00:0a:00:02","interface":"xenbr0"}}"#
+                    .into(),
+            ),
+            (
                 req(Op::StorageCreate { path: "/r/a.img".into(), size_bytes: 1073741824 }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_create","path":"/r/a.img","size_bytes":1073741824}}"#
                     .into(),
@@ -2266,6 +2278,7 @@ mod tests {
                 | Op::SetVcpus { .. }
                 | Op::Console { .. }
                 | Op::PowerOff
+                | Op::WakeOnLan { .. }
                 | Op::StorageCreate { .. }
                 | Op::StorageCopy { .. }
                 | Op::StorageDelete { .. }

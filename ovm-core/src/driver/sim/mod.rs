@@ -42,7 +42,8 @@ pub mod world;
 
 use world::{HostState, SimDomain, SimHost};
 pub use world::{
-    SimWorld, DEFAULT_FILE_SYSTEM_BYTES, SIM_CPU_FEATURES, SIM_CPU_VENDOR, SIM_TOOLSTACK, SIM_XEN_VERSION,
+    MagicPacket, SimWorld, DEFAULT_FILE_SYSTEM_BYTES, SIM_CPU_FEATURES, SIM_CPU_VENDOR, SIM_TOOLSTACK,
+    SIM_XEN_VERSION,
 };
 
 /// The agent password simulated hosts accept unless their address sets another.
@@ -351,6 +352,28 @@ impl HostOps for SimConnection {
             Ok(())
         })?;
         self.emit(DomainChange::HostLost);
+        Ok(())
+    }
+
+    fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
+        crate::driver::magic_packet(mac)?;
+        crate::driver::network::check_interface_name("interface", interface)?;
+        let sender = self.op(SimOp::Query, |st| {
+            let n = &st.network;
+            let known = interface == SIM_BRIDGE
+                || st.ports.iter().any(|p| p.name == interface)
+                || n.bonds.iter().any(|b| b.name == interface)
+                || n.vlans.iter().any(|v| v.name() == interface)
+                || n.bridges.iter().any(|b| b.name == interface);
+            if !known {
+                return Err(Error::invalid(
+                    "interface",
+                    format!("server {} has no interface {interface}", st.name),
+                ));
+            }
+            Ok(st.name.clone())
+        })?;
+        self.world.deliver_magic_packet(&sender, interface, mac);
         Ok(())
     }
 }

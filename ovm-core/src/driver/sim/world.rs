@@ -122,6 +122,19 @@ pub(super) struct WorldInner {
     pub(super) migrating: Mutex<HashMap<String, (u32, u32)>>,
     /// How long a migration from or to each host takes at least.
     pub(super) migration_time: Mutex<HashMap<String, std::time::Duration>>,
+    /// The Wake-on-LAN magic packets sent, in order.
+    pub(super) magic_packets: Mutex<Vec<MagicPacket>>,
+}
+
+/// A Wake-on-LAN magic packet a simulated host sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MagicPacket {
+    /// The host that sent it.
+    pub sender: String,
+    /// The interface it left by.
+    pub interface: String,
+    /// The MAC it wakes.
+    pub mac: String,
 }
 
 /// A set of simulated servers. Cheap to clone; clones share the same world.
@@ -320,6 +333,40 @@ impl SimWorld {
         st.lost = false;
         st.powered_on = true;
         Ok(())
+    }
+
+    /// A magic packet for `mac` left `sender` by `interface`: the simulated LAN reaches every
+    /// host, and a powered-off host with a port of that MAC powers on (as a NIC armed for
+    /// Wake-on-LAN does). Nothing answers for a MAC no host has.
+    pub(super) fn deliver_magic_packet(&self, sender: &str, interface: &str, mac: &str) {
+        lock(&self.inner.magic_packets).push(MagicPacket {
+            sender: sender.into(),
+            interface: interface.into(),
+            mac: mac.to_ascii_lowercase(),
+        });
+        for h in lock(&self.inner.hosts).values() {
+            let mut st = lock(&h.state);
+            if !st.lost && !st.powered_on && st.ports.iter().any(|p| p.mac.eq_ignore_ascii_case(mac)) {
+                st.powered_on = true;
+            }
+        }
+    }
+
+    /// The Wake-on-LAN magic packets the simulated hosts sent, in order.
+    pub fn magic_packets(&self) -> Vec<MagicPacket> {
+        lock(&self.inner.magic_packets).clone()
+    }
+
+    /// The MAC of a host's first Ethernet port (its management NIC, which Wake-on-LAN wakes).
+    pub fn management_mac(&self, name: &str) -> Result<String> {
+        let h = self.host(name)?;
+        let st = lock(&h.state);
+        st.ports.first().map(|p| p.mac.clone()).ok_or_else(|| Error::backend(name, "the host has no ports"))
+    }
+
+    /// Whether a host is powered on (lost or not).
+    pub fn is_powered_on(&self, name: &str) -> bool {
+        self.host(name).map(|h| lock(&h.state).powered_on) == Ok(true)
     }
 
     /// Power a host on, as Wake-on-LAN would.

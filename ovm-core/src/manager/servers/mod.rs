@@ -1,5 +1,6 @@
 //! Servers: discovery and ownership ([`discover`]), editing and maintenance mode ([`maintenance`]),
-//! refresh, connection monitoring and reconnection ([`monitor`]), and the undo of effects on servers.
+//! refresh, connection monitoring and reconnection ([`monitor`]), power off and on ([`power`]), and the
+//! undo of effects on servers.
 //! Pools are in [`super::pools`]; what happens when a server is lost, in [`super::cluster`].
 
 mod discover;
@@ -7,6 +8,8 @@ mod domains;
 pub(crate) use domains::is_live;
 mod maintenance;
 mod monitor;
+mod power;
+pub use power::POWER_ON_TIMEOUT;
 
 use crate::job::ServerUndo;
 use crate::manager::Manager;

@@ -251,7 +251,9 @@ impl Manager {
                 let Some(inner) = weak.upgrade() else { return };
                 let mgr = Manager { inner };
                 let wanted = !mgr.is_closed()
-                    && mgr.server(server).is_ok_and(|s| s.ownership == Ownership::Owned)
+                    && mgr.server(server).is_ok_and(|s| {
+                        s.ownership == Ownership::Owned && s.power_state != ServerPowerState::Stopped
+                    })
                     && !lock(&mgr.inner.state).conns.contains_key(&server);
                 if !wanted {
                     lock(&mgr.inner.state).reconnecting.remove(&server);
