@@ -20,7 +20,7 @@ def test_loads_are_sampled_and_kept(lab: Lab) -> None:
         "coarse_interval": 300.0,
         "coarse_retention": 604800.0,
     }
-    mgr.set_load_sampling(interval=1.0, raw_retention=5.0, coarse_interval=2.0)
+    mgr.set_load_sampling(interval=1.0, raw_retention=5.0, coarse_interval=2.0, coarse_retention=60.0)
     assert mgr.load_sampling()["coarse_interval"] == 2.0
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.set_load_sampling(coarse_interval=1.5)
@@ -32,6 +32,7 @@ def test_loads_are_sampled_and_kept(lab: Lab) -> None:
     server = mgr.vm(vm).server
     assert server is not None
     host = mgr.server(server).name
+    mgr.sim_add_traffic(host, "eth1", 0, 0)
     assert mgr.sample_loads() == 2
     mgr.sim_add_traffic(host, "eth1", 40_000_000, 0)
     time.sleep(0.2)
