@@ -414,3 +414,128 @@ impl LoadSnapshot {
         self.servers.iter().find(|s| s.id == server).map(|s| 100.0 * s.cpu / s.cpus)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::VmLoad;
+
+    fn sample(at: Timestamp, samples: u32, cpu_percent: f32, vm: VmId, vm_cpu: f32) -> LoadSample {
+        LoadSample {
+            at,
+            samples,
+            cpu_percent,
+            cpus: 8,
+            free_memory_mib: 0,
+            guest_memory_mib: 0,
+            vms: vec![VmLoad { vm, cpu_percent: vm_cpu, memory_mib: 512 }],
+            interfaces: vec![],
+        }
+    }
+
+    #[test]
+    fn the_period_averages_the_kept_samples_weighted_by_how_many_they_hold() {
+        let vm = VmId::new();
+        let history = [
+            sample(1_000, 1, 90.0, vm, 400.0),
+            sample(2_000, 1, 20.0, vm, 100.0),
+            sample(3_000, 3, 60.0, vm, 200.0),
+        ];
+        let s = ServerSample::cpu_mean(&history, 2_000).unwrap();
+        assert!((s.cpu_util - 0.5).abs() < 1e-9, "(20 + 3 × 60) / 4 = 50 %: {s:?}");
+        let v = VmSample::cpu_means(&history, 2_000);
+        assert!((v[&vm].cpu - 1.75).abs() < 1e-9, "(1 + 3 × 2) / 4 CPUs");
+        assert_eq!(ServerSample::cpu_mean(&history, 5_000), None);
+    }
+
+    #[test]
+    fn a_network_capacity_is_the_speed_of_the_port_or_bond_it_runs_on() {
+        use crate::model::*;
+        let mut inv = Inventory::new();
+        let mut pool = ServerPool::new("pool");
+        let net = NetworkId::new();
+        let mut network = Network {
+            id: net,
+            name: "vm".into(),
+            description: String::new(),
+            functions: [NetworkFunction::VirtualMachine].into_iter().collect(),
+            members: vec![],
+            bridge: "xenbr1".into(),
+            mtu: 1500,
+        };
+        for (i, mode) in [BondMode::Lacp, BondMode::ActiveBackup].into_iter().enumerate() {
+            let sid = ServerId::new();
+            let ports: Vec<Port> = ["eth1", "eth2"]
+                .iter()
+                .map(|n| Port {
+                    id: PortId::new(),
+                    name: format!("s{i}:{n}"),
+                    description: String::new(),
+                    server: sid,
+                    interface: (*n).into(),
+                    mac: "00:10:e0:00:00:01".into(),
+                    addressing: Addressing::None,
+                    bond: None,
+                })
+                .collect();
+            let bond = BondPort {
+                id: BondPortId::new(),
+                name: format!("s{i}:bond0"),
+                description: String::new(),
+                server: sid,
+                interface: "bond0".into(),
+                mode,
+                ports: ports.iter().map(|p| p.id).collect(),
+                addressing: Addressing::None,
+                mtu: 1500,
+                monitor: BondMonitor::default(),
+            };
+            network.members.push(NetworkMember::Bond(bond.id));
+            let hw_ports = [("eth1", 10_000), ("eth2", 1_000)]
+                .iter()
+                .map(|(n, speed)| {
+                    let mut e = EthernetPort::new(n, "00:10:e0:00:00:01");
+                    e.speed_mbps = Some(*speed);
+                    e
+                })
+                .collect();
+            inv.load(Object::Server(Server {
+                id: sid,
+                name: format!("s{i}"),
+                description: String::new(),
+                address: format!("sim://s{i}"),
+                hardware: HostHardware {
+                    cpus: 8,
+                    memory_mib: 16384,
+                    xen_version: "4.17".into(),
+                    ports: hw_ports,
+                    hvm_capable: true,
+                    virt: None,
+                    cpu: None,
+                    toolstack: String::new(),
+                },
+                roles: vec![ServerRole::VirtualMachine],
+                maintenance_mode: false,
+                ownership: Ownership::Owned,
+                power_state: ServerPowerState::Running,
+                pool: Some(pool.id),
+                ports: ports.iter().map(|p| p.id).collect(),
+                wol_mac: None,
+                dom0_memory_mib: 0,
+            }));
+            for p in ports {
+                inv.load(Object::Port(p));
+            }
+            inv.load(Object::BondPort(bond));
+            pool.servers.push(sid);
+        }
+        inv.load(Object::Network(network));
+        pool.policy.networks = vec![(net, 70)];
+        let pid = pool.id;
+        inv.load(Object::ServerPool(pool));
+        let snap = LoadSnapshot::build(&inv, &[pid], &LoadInputs::default()).unwrap();
+        assert_eq!(snap.servers[0].net_cap, vec![11_000.0], "LACP adds its ports' speeds");
+        assert_eq!(snap.servers[1].net_cap, vec![10_000.0], "active-backup runs on one port at a time");
+        assert_eq!(snap.pools[0].params.networks, vec![(net, 0.7)]);
+    }
+}

@@ -746,7 +746,13 @@ mod tests {
     #[test]
     fn dpm_saves_server_hours_within_the_over_threshold_bound() {
         let off = Simulation::new(small(42, PolicyMode::Off)).run();
+        let drs = Simulation::new(small(42, PolicyMode::Drs)).run();
         let dpm = Simulation::new(small(42, PolicyMode::Dpm)).run();
+        assert!(drs.migrations > 0 && drs.power_offs == 0, "{drs:?}");
+        assert!(
+            drs.server_minutes_over < off.server_minutes_over,
+            "DRS relieves hot spots: {drs:?} against {off:?}"
+        );
         assert!(off.failures > 0, "the trace has failures: {off:?}");
         assert_eq!((off.migrations, off.power_offs), (0, 0));
         assert!(
