@@ -8,6 +8,19 @@
 //! - [`migration`]: every reason a VM cannot migrate to a server (pre-checks: state, pool,
 //!   maintenance, storage, networks, memory, CPU, hypervisor release and capabilities,
 //!   anti-affinity).
+//! - [`load`]: what DRS and DPM read: server and VM loads over a period, booting and draining
+//!   servers, migrations in flight, recent moves and power-ons, limits and the HA reserve, built
+//!   into one indexed [`load::LoadSnapshot`].
+//! - [`balance`]: DRS (move VMs off servers over their CPU or network thresholds) and DPM
+//!   (consolidate under-used servers and power them off, power servers on when the pool runs hot),
+//!   with hysteresis, as a [`balance::Plan`] of actions with their reasons.
+//! - [`simulate`]: a seeded, deterministic simulator running placement, DRS and DPM over
+//!   thousands of servers on simulated time (load traces, bursts, failures).
+//!
+//! See `docs/policies.md`.
 
+pub mod balance;
+pub mod load;
 pub mod migration;
 pub mod placement;
+pub mod simulate;
