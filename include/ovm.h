@@ -715,6 +715,31 @@ typedef uint32_t ovm_load_resolution;
 #endif // __cplusplus
 
 /*
+ `ovm_pool_set_policy` mode.
+ */
+enum ovm_policy_mode
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   No DRS or DPM.
+   */
+  OVM_POLICY_OFF = 0,
+  /*
+   DRS: move VMs off servers over their thresholds.
+   */
+  OVM_POLICY_DRS = 1,
+  /*
+   DPM: DRS, and consolidate under-used servers, powering them off and on.
+   */
+  OVM_POLICY_DPM = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_policy_mode;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -1393,6 +1418,43 @@ ovm_result ovm_pool_remove_server(const ovm_manager *mgr,
                                   const char *pool,
                                   const char *server,
                                   ovm_job **out);
+
+/*
+ Set a pool's DRS/DPM policy: `mode` (an `ovm_policy_mode`), the CPU threshold in percent
+ (1-100), the period in seconds (at least 60), and `n_networks` watched networks with their
+ thresholds in percent of their link speed (`networks` and `thresholds` may be NULL when
+ `n_networks` is 0).
+ */
+ovm_result ovm_pool_set_policy(const ovm_manager *mgr,
+                               const char *pool,
+                               uint32_t mode,
+                               uint8_t cpu_threshold_percent,
+                               uint32_t period_secs,
+                               const char *const *networks,
+                               const uint8_t *thresholds,
+                               size_t n_networks,
+                               ovm_job **out);
+
+/*
+ The DRS/DPM plan for `pool` now, from the loads sampled over its policy period, as JSON (owned:
+ free with `ovm_string_free`): `{"actions": [...], "unrelieved": [...], "draining": [...]}`,
+ each action `{"action": "migrate", "vm", "from", "to", "reason"}` or
+ `{"action": "power_off" | "power_on", "server", "reason"}`, each reason with its `kind` and
+ figures. A dry run: nothing changes.
+ */
+ovm_result ovm_pool_policy_plan_json(const ovm_manager *mgr, const char *pool, char **out);
+
+/*
+ Run `pool`'s DRS/DPM policy now: its plan carried out in a job (migrations as child jobs,
+ servers powered off and on), each action an event.
+ */
+ovm_result ovm_pool_run_policy(const ovm_manager *mgr, const char *pool, ovm_job **out);
+
+/*
+ For tests and demonstrations: set the CPU load the simulated guest of `vm` generates wherever
+ it runs, percent of one vCPU (0-100; the simulator's default is 10).
+ */
+ovm_result ovm_sim_set_domain_load(const ovm_manager *mgr, const char *vm, float percent);
 
 /*
  Rebuild the inventory of this manager — which must be empty, as after its database was lost —

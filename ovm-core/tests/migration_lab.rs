@@ -378,7 +378,10 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     spec.server = Some(s2);
     spec.pool = Some(pool);
     let v = VmId(ok("create a VM", mgr.create_vm(spec), 60).0.id);
+    // Server 1 in maintenance mode (it runs nothing now): the VM can only start on server 2.
+    ok("maintenance mode on server 1", mgr.set_maintenance_mode(s1, true), 60);
     ok("start it on the woken server 2", mgr.start_vm(v), 300);
+    ok("maintenance mode off", mgr.set_maintenance_mode(s1, false), 60);
     assert_eq!(mgr.vm(v).unwrap().server, Some(s2));
     wait_for("the guest's console marker on server 2", 300, || {
         mgr.vm_console(v).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)

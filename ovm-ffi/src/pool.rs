@@ -5,9 +5,9 @@ use std::ffi::c_char;
 use ovm_core::manager::PoolSpec;
 use ovm_core::model::*;
 
-use crate::boundary::{id_arg, job_entry, str_arg};
+use crate::boundary::{array_arg, id_arg, id_list, job_entry, put_json, str_arg, with_mgr};
 use crate::handles::{ovm_job, ovm_manager};
-use crate::result::ovm_result;
+use crate::result::{ovm_result, FfiError};
 
 /// Create an unclustered server pool. The job's result is the pool.
 #[no_mangle]
@@ -42,5 +42,102 @@ pub unsafe extern "C" fn ovm_pool_remove_server(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         m.remove_server_from_pool(PoolId(id_arg(pool, "pool")?), ServerId(id_arg(server, "server")?))
+    })
+}
+
+/// `ovm_pool_set_policy` mode.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_policy_mode {
+    /// No DRS or DPM.
+    OVM_POLICY_OFF = 0,
+    /// DRS: move VMs off servers over their thresholds.
+    OVM_POLICY_DRS = 1,
+    /// DPM: DRS, and consolidate under-used servers, powering them off and on.
+    OVM_POLICY_DPM = 2,
+}
+
+/// Set a pool's DRS/DPM policy: `mode` (an `ovm_policy_mode`), the CPU threshold in percent
+/// (1-100), the period in seconds (at least 60), and `n_networks` watched networks with their
+/// thresholds in percent of their link speed (`networks` and `thresholds` may be NULL when
+/// `n_networks` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_set_policy(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    mode: u32,
+    cpu_threshold_percent: u8,
+    period_secs: u32,
+    networks: *const *const c_char,
+    thresholds: *const u8,
+    n_networks: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let mode = match mode {
+            0 => PolicyMode::Off,
+            1 => PolicyMode::Drs,
+            2 => PolicyMode::Dpm,
+            x => {
+                return Err(FfiError::new(
+                    ovm_result::OVM_RESULT_INVALID_ENUM,
+                    format!("{x} is not an ovm_policy_mode"),
+                ))
+            }
+        };
+        let ids = id_list(networks, n_networks, "networks")?;
+        let ts = array_arg(thresholds, n_networks, "thresholds")?;
+        let policy = PoolPolicy {
+            mode,
+            cpu_threshold_percent,
+            period_secs,
+            networks: ids.into_iter().map(NetworkId).zip(ts.iter().copied()).collect(),
+        };
+        m.edit_pool(PoolId(id_arg(pool, "pool")?), |p| p.policy = policy)
+    })
+}
+
+/// The DRS/DPM plan for `pool` now, from the loads sampled over its policy period, as JSON (owned:
+/// free with `ovm_string_free`): `{"actions": [...], "unrelieved": [...], "draining": [...]}`,
+/// each action `{"action": "migrate", "vm", "from", "to", "reason"}` or
+/// `{"action": "power_off" | "power_on", "server", "reason"}`, each reason with its `kind` and
+/// figures. A dry run: nothing changes.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_policy_plan_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| { put_json(out, &m.mgr.policy_plan(PoolId(id_arg(pool, "pool")?))?) })
+}
+
+/// Run `pool`'s DRS/DPM policy now: its plan carried out in a job (migrations as child jobs,
+/// servers powered off and on), each action an event.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_run_policy(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.run_policy(PoolId(id_arg(pool, "pool")?)))
+}
+
+/// For tests and demonstrations: set the CPU load the simulated guest of `vm` generates wherever
+/// it runs, percent of one vCPU (0-100; the simulator's default is 10).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_sim_set_domain_load(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    percent: f32,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(FfiError::new(
+                ovm_result::OVM_RESULT_INVALID_ARGUMENT,
+                format!("percent {percent} is not within 0-100"),
+            ));
+        }
+        m.mgr.sim().set_domain_load(VmId(id_arg(vm, "vm")?), percent);
+        Ok(())
     })
 }

@@ -63,6 +63,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::Change>()?;
     m.add_class::<records::RebuildReport>()?;
     m.add_class::<records::MigrationBlocker>()?;
+    m.add_class::<records::PolicyAction>()?;
     m.add_class::<records::LoadSample>()?;
     m.add_class::<records::VmLoad>()?;
     m.add_class::<records::InterfaceLoad>()?;

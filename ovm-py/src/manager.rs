@@ -289,6 +289,31 @@ impl Manager {
             .or_raise()?;
         self.submit(py, |m| m.create_pool(spec))
     }
+    /// Set a pool's DRS/DPM policy: `mode` `"Off"`, `"Drs"` or `"Dpm"`, the CPU threshold in
+    /// percent, the period in seconds (at least 60) and the watched networks with their
+    /// thresholds in percent of their link speed.
+    #[pyo3(signature = (pool, mode, cpu_threshold_percent=80, period_secs=300, networks=Vec::new()))]
+    fn set_pool_policy(
+        &self,
+        py: Python<'_>,
+        pool: &str,
+        mode: &str,
+        cpu_threshold_percent: u8,
+        period_secs: u32,
+        networks: Vec<(String, u8)>,
+    ) -> PyResult<Job> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let policy = m::PoolPolicy {
+            mode: parse_enum("mode", mode)?,
+            cpu_threshold_percent,
+            period_secs,
+            networks: networks
+                .iter()
+                .map(|(n, t)| Ok((m::NetworkId(uuid("networks", n)?), *t)))
+                .collect::<PyResult<_>>()?,
+        };
+        self.submit(py, |m| m.edit_pool(p, |pool| pool.policy = policy))
+    }
     /// A pool by id.
     fn pool(&self, id: &str) -> PyResult<r::ServerPool> {
         self.m()?.pool(uuid("id", id)?).map(r::ServerPool).or_raise()
@@ -1067,6 +1092,20 @@ impl Manager {
         let m = self.m()?;
         let found = py.detach(|| m.migration_blockers(v, s)).or_raise()?;
         Ok(found.into_iter().map(r::MigrationBlocker).collect())
+    }
+    /// The DRS/DPM plan for `pool` now, from the loads sampled over its policy period, in the
+    /// order it would run: nothing changes (a dry run).
+    fn policy_plan(&self, py: Python<'_>, pool: &str) -> PyResult<Vec<r::PolicyAction>> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let m = self.m()?;
+        let plan = py.detach(|| m.policy_plan(p)).or_raise()?;
+        Ok(plan.actions.iter().map(r::PolicyAction::of).collect())
+    }
+    /// Run `pool`'s DRS/DPM policy now: its plan carried out in a job (migrations, servers powered
+    /// off and on), each action an event.
+    fn run_policy(&self, py: Python<'_>, pool: &str) -> PyResult<Job> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        self.submit(py, |m| m.run_policy(p))
     }
     /// Return if `vm` can migrate to `server` now; otherwise raise `InvalidStateError` listing
     /// every reason.

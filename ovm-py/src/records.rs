@@ -379,6 +379,74 @@ impl MigrationBlocker {
     }
 }
 
+/// One action of a DRS/DPM plan (`Manager.policy_plan`): a live migration, or a server powered
+/// off or on, with its reason.
+#[pyclass(module = "ovm", frozen, get_all)]
+#[derive(Debug, Clone)]
+pub struct PolicyAction {
+    /// `"migrate"`, `"power_off"` or `"power_on"`.
+    pub kind: &'static str,
+    /// The VM a migration moves.
+    pub vm: Option<String>,
+    /// The server a migration leaves, or the server powered off or on.
+    pub server: String,
+    /// Where a migration goes.
+    pub target: Option<String>,
+    /// The reason's kind: `"cpu_over_threshold"`, `"network_over_threshold"`, `"consolidate"`,
+    /// `"underused"`, `"pool_hot"`, `"overloaded"` or `"ha_reserve"`.
+    pub reason: String,
+    /// The reason in a sentence, with its figures.
+    pub detail: String,
+}
+
+#[pymethods]
+impl PolicyAction {
+    fn __repr__(&self) -> String {
+        match &self.vm {
+            Some(vm) => format!(
+                "PolicyAction({}, vm={vm}, {} -> {}, {:?})",
+                self.kind,
+                self.server,
+                self.target.as_deref().unwrap_or("?"),
+                self.detail
+            ),
+            None => format!("PolicyAction({}, {}, {:?})", self.kind, self.server, self.detail),
+        }
+    }
+}
+
+impl PolicyAction {
+    /// The Python view of a plan's action.
+    pub fn of(a: &ovm_core::policy::balance::Action) -> PolicyAction {
+        use ovm_core::policy::balance::Action;
+        let reason_kind = |r: &ovm_core::policy::balance::Reason| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let detail = |r| ovm_core::manager::describe_reason(r, |s| s.to_string());
+        match a {
+            Action::Migrate { vm, from, to, reason } => PolicyAction {
+                kind: "migrate",
+                vm: Some(vm.to_string()),
+                server: from.to_string(),
+                target: Some(to.to_string()),
+                reason: reason_kind(reason),
+                detail: detail(reason),
+            },
+            Action::PowerOff { server, reason } | Action::PowerOn { server, reason } => PolicyAction {
+                kind: if matches!(a, Action::PowerOff { .. }) { "power_off" } else { "power_on" },
+                vm: None,
+                server: server.to_string(),
+                target: None,
+                reason: reason_kind(reason),
+                detail: detail(reason),
+            },
+        }
+    }
+}
+
 /// What `Manager.rebuild_from_servers` recovered, and what it could not.
 #[pyclass(module = "ovm", frozen)]
 #[derive(Debug)]

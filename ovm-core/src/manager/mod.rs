@@ -20,6 +20,8 @@ mod cluster;
 mod events;
 mod jobs;
 mod loads;
+mod policies;
+pub use policies::describe_reason;
 mod network;
 mod pools;
 pub mod query;
@@ -224,6 +226,7 @@ pub(crate) struct Inner {
     pub(crate) migration_slots: vms::slots::MigrationSlots,
     /// Server load histories and how they are sampled.
     pub(crate) loads: Mutex<loads::Loads>,
+    pub(crate) policy: Mutex<policies::PolicyMemory>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -354,6 +357,7 @@ impl Manager {
             config_files: Mutex::new(config_files),
             migration_slots: vms::slots::MigrationSlots::new(migration_limit),
             loads: Mutex::new(loads::Loads::default()),
+            policy: Mutex::new(policies::PolicyMemory::default()),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });

@@ -77,6 +77,10 @@ pub(crate) fn start(mgr: &Manager) {
             for name in due {
                 let _ = mgr.run_recurring(&name);
             }
+            // Each pool's DRS/DPM once per policy period.
+            for pool in mgr.policies_due() {
+                let _ = mgr.run_policy(pool);
+            }
             if mgr.load_sampling_due() {
                 let m = mgr.clone();
                 mgr.inner.handle.spawn_blocking(move || {

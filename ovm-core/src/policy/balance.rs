@@ -94,7 +94,8 @@ impl PolicyParams {
 }
 
 /// Why an action was planned.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     /// The source's CPU is over the threshold.
     CpuOverThreshold {
@@ -144,7 +145,8 @@ pub enum Reason {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Live-migrate a VM.
     Migrate {
@@ -175,7 +177,8 @@ pub enum Action {
 }
 
 /// Why an overloaded server stays overloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Blocked {
     /// No server has room for any of its movable VMs.
     NoRoom,
@@ -187,7 +190,7 @@ pub enum Blocked {
 }
 
 /// An overloaded server the plan does not relieve.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Unrelieved {
     /// The server.
     pub server: ServerId,
@@ -198,7 +201,7 @@ pub struct Unrelieved {
 }
 
 /// What DRS and DPM propose, in the order to run it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Plan {
     /// The actions.
     pub actions: Vec<Action>,

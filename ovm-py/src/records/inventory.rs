@@ -226,6 +226,12 @@ record! {
         master: Option<String> as "Optional[str]" = |o| opt_id(o.master);
         /// Start policy name.
         start_policy: String as "str" = |o| enum_name(&o.start_policy);
+        /// DRS/DPM mode: `"Off"`, `"Drs"` or `"Dpm"`.
+        policy_mode: String as "str" = |o| enum_name(&o.policy.mode);
+        /// DRS/DPM CPU threshold, percent.
+        cpu_threshold_percent: u8 as "int" = |o| o.policy.cpu_threshold_percent;
+        /// DRS/DPM period, seconds.
+        policy_period_secs: u32 as "int" = |o| o.policy.period_secs;
     }
 
     /// A file server (NFS, a server's local file system, or reached through an external plug-in).

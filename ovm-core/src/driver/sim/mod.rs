@@ -257,13 +257,14 @@ impl SimConnection {
         Self::memory_fits(st, spec)?;
         network::check_bridges(st, &spec.nics)?;
         let domid = self.world.inner.next_domid.fetch_add(1, Ordering::Relaxed) + 1;
+        let cpu_load_percent = lock(&self.world.inner.guest_loads).get(&spec.uuid).copied().unwrap_or(10.0);
         st.domains.insert(
             spec.uuid,
             SimDomain {
                 spec: spec.clone(),
                 domid,
                 state: DomainRunState::Running,
-                cpu_load_percent: 10.0,
+                cpu_load_percent,
                 console: format!(
                     "[sim] Xen domain {} (domid {domid}) on {}: {} vCPU, {} MiB\n[sim] ovm-sim guest up\n",
                     spec.name, st.name, spec.vcpus, spec.memory_mib

@@ -124,6 +124,8 @@ pub(super) struct WorldInner {
     pub(super) migration_time: Mutex<HashMap<String, std::time::Duration>>,
     /// The Wake-on-LAN magic packets sent, in order.
     pub(super) magic_packets: Mutex<Vec<MagicPacket>>,
+    /// The CPU load each guest generates wherever it runs, percent of one vCPU (when set).
+    pub(super) guest_loads: Mutex<HashMap<VmId, f32>>,
 }
 
 /// A Wake-on-LAN magic packet a simulated host sent.
@@ -384,8 +386,10 @@ impl SimWorld {
         }) == Ok(true)
     }
 
-    /// Set the CPU load a domain generates, percent of one vCPU (default 10).
+    /// Set the CPU load a domain generates, percent of one vCPU (default 10). The load is the
+    /// guest's: it goes on after a migration, a restore or a restart.
     pub fn set_domain_load(&self, vm: VmId, percent: f32) {
+        lock(&self.inner.guest_loads).insert(vm, percent.clamp(0.0, 100.0));
         for h in lock(&self.inner.hosts).values() {
             if let Some(d) = lock(&h.state).domains.get_mut(&vm) {
                 d.cpu_load_percent = percent.clamp(0.0, 100.0);

@@ -7,7 +7,7 @@ mod realise;
 use std::collections::BTreeSet;
 
 pub use realise::NetworkApply;
-pub(crate) use realise::{desired, undo_network};
+pub(crate) use realise::{desired, member_interface, undo_network};
 #[allow(unused_imports)]
 const _: () = ();
 
