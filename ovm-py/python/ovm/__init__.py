@@ -36,6 +36,9 @@ from ovm._ovm import (
     JobInterruptedError,
     Manager,
     MigrationBlocker,
+    HaReason,
+    HaDecision,
+    HaTolerance,
     LoadSample,
     VmLoad,
     InterfaceLoad,
@@ -69,6 +72,7 @@ from ovm._ovm import (
     __version__,
     error_kinds,
     migration_blocker_kinds,
+    ha_reason_kinds,
     object_kinds,
 )
 
@@ -99,6 +103,9 @@ __all__ = [
     "JobInterruptedError",
     "Manager",
     "MigrationBlocker",
+    "HaReason",
+    "HaDecision",
+    "HaTolerance",
     "LoadSample",
     "VmLoad",
     "InterfaceLoad",
@@ -132,5 +139,6 @@ __all__ = [
     "__version__",
     "error_kinds",
     "migration_blocker_kinds",
+    "ha_reason_kinds",
     "object_kinds",
 ]
