@@ -740,6 +740,73 @@ typedef uint32_t ovm_policy_mode;
 #endif // __cplusplus
 
 /*
+ What HA does with a VM of a failed server (`ovm_ha_decision.action`).
+ */
+enum ovm_ha_action
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Restarted on `ovm_ha_decision.target_id`.
+   */
+  OVM_HA_RESTART = 1,
+  /*
+   Not restarted; the decision's reasons say why.
+   */
+  OVM_HA_NOT_RESTARTED = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_ha_action;
+#endif // __cplusplus
+
+/*
+ Why a VM is not restarted or a surviving server cannot take it (`ovm_ha_reason.kind`): the
+ stable numbers of ovm-core's `HaReasonKind`.
+ */
+enum ovm_ha_reason_kind
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   The VM is not HA-enabled: it stays stopped.
+   */
+  OVM_HA_REASON_NOT_HA_ENABLED = 1,
+  /*
+   The server does not have the VM's memory free for guests.
+   */
+  OVM_HA_REASON_NO_CAPACITY = 2,
+  /*
+   A VM of the VM's anti-affinity group runs on the server (or is restarted there first).
+   */
+  OVM_HA_REASON_ANTI_AFFINITY = 3,
+  /*
+   A repository or LUN of the VM is not presented to (or not mounted on) the server.
+   */
+  OVM_HA_REASON_STORAGE_NOT_PRESENTED = 4,
+  /*
+   A network of the VM's VNICs has no member on the server.
+   */
+  OVM_HA_REASON_NETWORK_MISSING = 5,
+  /*
+   The server is not running, not connected, in maintenance mode or not for VMs.
+   */
+  OVM_HA_REASON_SERVER_UNAVAILABLE = 6,
+  /*
+   The server's hypervisor cannot run the VM's domain type.
+   */
+  OVM_HA_REASON_DOMAIN_TYPE_UNSUPPORTED = 7,
+  /*
+   No server of the pool survives (or the VM is in no pool).
+   */
+  OVM_HA_REASON_NO_SERVER_LEFT = 8,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_ha_reason_kind;
+#endif // __cplusplus
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -770,6 +837,156 @@ typedef void (*ovm_change_callback)(void *userdata, const ovm_change *change);
  Called once with `userdata` when the subscription ends.
  */
 typedef void (*ovm_free_userdata)(void *userdata);
+
+/*
+ A server id, NUL-terminated.
+ */
+typedef struct {
+  /*
+   The id.
+   */
+  char id[37];
+} ovm_ha_server_id;
+
+/*
+ One reason in an `ovm_ha_decision`.
+ */
+typedef struct {
+  /*
+   An `ovm_ha_reason_kind`.
+   */
+  uint32_t kind;
+  /*
+   Whether the reason is about one surviving server (then `server_id` names it).
+   */
+  bool has_server;
+  /*
+   That server's id, NUL-terminated (empty when `has_server` is false).
+   */
+  char server_id[37];
+  /*
+   Whether the reason is about another object (then `object_kind` and `object_id` name it).
+   */
+  bool has_object;
+  /*
+   The `ovm_object_kind` of that object: a repository, storage array or LUN, a network, a VM
+   of the anti-affinity group, the VM itself or the pool.
+   */
+  uint32_t object_kind;
+  /*
+   Its id, NUL-terminated (empty when `has_object` is false).
+   */
+  char object_id[37];
+  /*
+   A sentence naming the objects and numbers, NUL-terminated UTF-8 (owned by the plan).
+   */
+  char *detail;
+} ovm_ha_reason;
+
+/*
+ What HA does with one VM of a failed server.
+ */
+typedef struct {
+  /*
+   The VM's id, NUL-terminated.
+   */
+  char vm_id[37];
+  /*
+   Its name (owned by the plan).
+   */
+  char *vm_name;
+  /*
+   The failed server it was on, NUL-terminated.
+   */
+  char from_id[37];
+  /*
+   Whether it is HA-enabled.
+   */
+  bool high_availability;
+  /*
+   Its start priority (1..=100, higher first).
+   */
+  uint8_t priority;
+  /*
+   Its memory, MiB.
+   */
+  uint64_t memory_mib;
+  /*
+   An `ovm_ha_action`.
+   */
+  uint32_t action;
+  /*
+   Whether `target_id` is set (a restart).
+   */
+  bool has_target;
+  /*
+   The server it restarts on, NUL-terminated (empty otherwise).
+   */
+  char target_id[37];
+  /*
+   Why that server, or why it stays stopped, in a sentence (owned by the plan).
+   */
+  char *detail;
+  /*
+   For a VM not restarted: every surviving server's reasons (owned by the plan).
+   */
+  ovm_ha_reason *reasons;
+  /*
+   How many `reasons`.
+   */
+  size_t n_reasons;
+} ovm_ha_decision;
+
+/*
+ The answer of `ovm_pool_ha_plan`. Free with `ovm_ha_plan_free`.
+ */
+typedef struct {
+  /*
+   How many servers fail at once.
+   */
+  uint32_t failures;
+  /*
+   Whether every HA-enabled VM restarts in every case considered.
+   */
+  bool tolerated;
+  /*
+   Whether every combination of failed servers was planned (at most 256 of them); otherwise the
+   most loaded servers were, and a memory bound checked.
+   */
+  bool exhaustive;
+  /*
+   How many combinations were planned.
+   */
+  uint64_t combinations;
+  /*
+   How many servers the failures were chosen among (running, connected).
+   */
+  uint32_t servers_considered;
+  /*
+   The memory bound of a check that was not exhaustive: 1 held, 0 did not, -1 not checked.
+   */
+  int32_t memory_bound;
+  /*
+   The failed servers of the worst case (owned by the plan).
+   */
+  ovm_ha_server_id *failed;
+  /*
+   How many `failed`.
+   */
+  size_t n_failed;
+  /*
+   The worst case's decisions, in the order HA acts on them (owned by the plan).
+   */
+  ovm_ha_decision *decisions;
+  /*
+   How many `decisions`.
+   */
+  size_t n_decisions;
+  /*
+   How many HA-enabled VMs would not restart in the worst case.
+   */
+  size_t n_not_restarted;
+} ovm_ha_plan;
 
 /*
  How often server loads are sampled and how long they are kept, in milliseconds.
@@ -991,6 +1208,60 @@ ovm_result ovm_event_severity(const ovm_manager *mgr,
                               const char *event_id,
                               uint32_t *out_severity,
                               bool *out_acknowledged);
+
+/*
+ Whether `pool` absorbs `failures` of its running, connected servers failing at once (a dry run
+ of HA; every combination when there are at most 256, otherwise the most loaded servers and a
+ memory bound), with the worst case's decisions. Writes a plan to `*out`: free it with
+ `ovm_ha_plan_free`. `OVM_RESULT_NOT_FOUND` if the pool does not exist,
+ `OVM_RESULT_INVALID_ARGUMENT` if `failures` exceeds its running, connected servers.
+ */
+ovm_result ovm_pool_ha_plan(const ovm_manager *mgr,
+                            const char *pool,
+                            uint32_t failures,
+                            ovm_ha_plan **out);
+
+/*
+ Free a plan of `ovm_pool_ha_plan` and everything in it. NULL does nothing.
+ */
+void ovm_ha_plan_free(ovm_ha_plan *plan);
+
+/*
+ `ovm_pool_ha_plan` as JSON: `{"pool": "...", "failures": 1, "tolerated": true, "exhaustive":
+ true, "combinations": 3, "servers_considered": 3, "memory_bound_ok": null, "worst": {"pool":
+ "...", "failed": ["..."], "decisions": [{"vm": "...", "vm_name": "...", "from": "...",
+ "high_availability": true, "priority": 50, "memory_mib": 1024, "action": "Restart" or
+ "NotRestarted", "target": "..." or null, "detail": "...", "reasons": [{"kind": "NoCapacity",
+ "server": "..." or null, "object": {...} or null, "detail": "..."}]}]} or null}` (owned: free
+ with `ovm_string_free`).
+ */
+ovm_result ovm_pool_ha_plan_json(const ovm_manager *mgr,
+                                 const char *pool,
+                                 uint32_t failures,
+                                 char **out);
+
+/*
+ The largest number of simultaneous server failures `pool` tolerates (every HA-enabled VM
+ restarts), together with every smaller number; at most its running, connected servers less one.
+ `OVM_RESULT_NOT_FOUND` if the pool does not exist.
+ */
+ovm_result ovm_pool_max_failures_tolerated(const ovm_manager *mgr, const char *pool, uint32_t *out);
+
+/*
+ Enable or disable HA for `vm`, with its start priority (1..=100; higher restarts first;
+ `OVM_RESULT_INVALID_ARGUMENT` otherwise). Returns a job.
+ */
+ovm_result ovm_vm_set_high_availability(const ovm_manager *mgr,
+                                        const char *vm,
+                                        bool enabled,
+                                        uint8_t priority,
+                                        ovm_job **out);
+
+/*
+ A static, NUL-terminated name of an HA reason kind, e.g. `"NoCapacity"`; NULL for a number that
+ is not one. Do not free.
+ */
+const char *ovm_ha_reason_kind_name(uint32_t kind);
 
 /*
  Wait for a job to finish, at most `timeout_ms` milliseconds (negative: forever). Returns
@@ -2114,6 +2385,17 @@ ovm_result ovm_vm_resume_on(const ovm_manager *mgr,
                             const char *server,
                             uint32_t flags,
                             ovm_job **out);
+
+/*
+ Start a VM on `server`, a server of its pool (its own server for a VM in no pool), with the
+ checks of placement on that server (`OVM_RESULT_INSUFFICIENT_RESOURCES` from the job if it
+ cannot take the VM). `flags` must be 0. Returns a job.
+ */
+ovm_result ovm_vm_start_on(const ovm_manager *mgr,
+                           const char *vm,
+                           const char *server,
+                           uint32_t flags,
+                           ovm_job **out);
 
 /*
  Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.

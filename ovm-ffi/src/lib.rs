@@ -14,9 +14,10 @@
 
 // Layers, bottom up (each module uses only those above it in this list):
 // result → last_error → handles → boundary → job → objects → events, manager, and the typed
-// operations per object (server, pool, storage, repository, network, vm, migration, tag, rebuild).
+// operations per object (server, pool, storage, repository, network, vm, migration, ha, tag, rebuild).
 mod boundary;
 mod events;
+mod ha;
 mod handles;
 mod job;
 mod last_error;
@@ -36,6 +37,7 @@ mod vm;
 
 pub use boundary::ovm_string_free;
 pub use events::*;
+pub use ha::*;
 pub use handles::{ovm_job, ovm_manager, ovm_rebuild_report};
 pub use job::*;
 pub use last_error::ovm_last_error_message;

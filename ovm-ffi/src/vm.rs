@@ -475,6 +475,23 @@ pub unsafe extern "C" fn ovm_vm_resume_on(
     })
 }
 
+/// Start a VM on `server`, a server of its pool (its own server for a VM in no pool), with the
+/// checks of placement on that server (`OVM_RESULT_INSUFFICIENT_RESOURCES` from the job if it
+/// cannot take the VM). `flags` must be 0. Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_start_on(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    server: *const c_char,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        flags_arg(flags, 0)?;
+        m.start_vm_on(VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?))
+    })
+}
+
 /// Delete a stopped VM (its virtual disks stay). `flags` must be 0. Returns a job.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_vm_delete(

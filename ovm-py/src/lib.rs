@@ -37,6 +37,12 @@ fn migration_blocker_kinds() -> Vec<(&'static str, u32)> {
     ovm_core::model::MigrationBlockerKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
 }
 
+/// The HA reason kinds with their stable codes (the C enum `ovm_ha_reason_kind`), as `(name, code)`.
+#[pyfunction]
+fn ha_reason_kinds() -> Vec<(&'static str, u32)> {
+    ovm_core::model::HaReasonKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
+}
+
 #[pymodule]
 fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The runtime that drives awaitables handed to asyncio. Jobs run on the manager's own runtime;
@@ -51,6 +57,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(object_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(migration_blocker_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(ha_reason_kinds, m)?)?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;
@@ -64,6 +71,9 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::RebuildReport>()?;
     m.add_class::<records::MigrationBlocker>()?;
     m.add_class::<records::PolicyAction>()?;
+    m.add_class::<records::HaReason>()?;
+    m.add_class::<records::HaDecision>()?;
+    m.add_class::<records::HaTolerance>()?;
     m.add_class::<records::LoadSample>()?;
     m.add_class::<records::VmLoad>()?;
     m.add_class::<records::InterfaceLoad>()?;

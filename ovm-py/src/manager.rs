@@ -944,6 +944,11 @@ impl Manager {
         let v = m::VmId(uuid("vm", vm)?);
         self.submit(py, |m| m.start_vm(v))
     }
+    /// Start a VM on `server`, a server of its pool, with the checks of placement on that server.
+    fn start_vm_on(&self, py: Python<'_>, vm: &str, server: &str) -> PyResult<Job> {
+        let (v, s) = (m::VmId(uuid("vm", vm)?), m::ServerId(uuid("server", server)?));
+        self.submit(py, |m| m.start_vm_on(v, s))
+    }
     /// Shut a VM down, waiting up to `timeout` seconds for the guest, then (if `force`) destroying it.
     #[pyo3(signature = (vm, *, timeout=60.0, force=true))]
     fn stop_vm(&self, py: Python<'_>, vm: &str, timeout: f64, force: bool) -> PyResult<Job> {
@@ -1106,6 +1111,21 @@ impl Manager {
     fn run_policy(&self, py: Python<'_>, pool: &str) -> PyResult<Job> {
         let p = m::PoolId(uuid("pool", pool)?);
         self.submit(py, |m| m.run_policy(p))
+    }
+    /// Whether `pool` absorbs `failures` of its running, connected servers failing at once: a dry
+    /// run of HA over every combination (at most 256; beyond, the most loaded servers and a memory
+    /// bound), with the worst case's decisions.
+    fn ha_plan(&self, py: Python<'_>, pool: &str, failures: u32) -> PyResult<r::HaTolerance> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let m = self.m()?;
+        Ok(r::HaTolerance(py.detach(|| m.ha_plan(p, failures)).or_raise()?))
+    }
+    /// The largest number of simultaneous server failures `pool` tolerates, together with every
+    /// smaller number (at most its running, connected servers less one).
+    fn max_failures_tolerated(&self, py: Python<'_>, pool: &str) -> PyResult<u32> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let m = self.m()?;
+        py.detach(|| m.max_failures_tolerated(p)).or_raise()
     }
     /// Return if `vm` can migrate to `server` now; otherwise raise `InvalidStateError` listing
     /// every reason.

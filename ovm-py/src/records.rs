@@ -447,6 +447,195 @@ impl PolicyAction {
     }
 }
 
+/// One reason in an HA decision (`HaDecision.reasons`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct HaReason(pub m::HaReason);
+
+#[pymethods]
+impl HaReason {
+    /// The kind's stable name, e.g. `"NoCapacity"` (see `ha_reason_kinds()`).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.0.kind.name()
+    }
+    /// The kind's stable number.
+    #[getter]
+    fn code(&self) -> u32 {
+        self.0.kind.code()
+    }
+    /// The surviving server the reason is about, if any.
+    #[getter]
+    fn server(&self) -> Option<String> {
+        opt_id(self.0.server)
+    }
+    /// The other object it is about, if any: a repository, storage array or LUN, a network, a VM
+    /// of the anti-affinity group, the VM itself or the pool.
+    #[getter]
+    fn object(&self) -> Option<ObjectRef> {
+        self.0.object.map(ObjectRef::from)
+    }
+    /// A sentence naming the objects and numbers.
+    #[getter]
+    fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    fn __repr__(&self) -> String {
+        format!("HaReason({}, {:?})", self.0.kind.name(), self.0.detail)
+    }
+    fn __str__(&self) -> String {
+        self.0.detail.clone()
+    }
+}
+
+/// What HA does with one VM of a failed server (`HaTolerance.decisions`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct HaDecision(pub m::HaDecision);
+
+#[pymethods]
+impl HaDecision {
+    /// The VM's id.
+    #[getter]
+    fn vm(&self) -> String {
+        self.0.vm.to_string()
+    }
+    /// The VM's name.
+    #[getter]
+    fn vm_name(&self) -> &str {
+        &self.0.vm_name
+    }
+    /// The failed server it was on.
+    #[getter(from_server)]
+    fn lost_server(&self) -> String {
+        self.0.from.to_string()
+    }
+    /// Whether it is HA-enabled.
+    #[getter]
+    fn high_availability(&self) -> bool {
+        self.0.high_availability
+    }
+    /// Its start priority (1..=100, higher first).
+    #[getter]
+    fn priority(&self) -> u8 {
+        self.0.priority
+    }
+    /// Its memory, MiB.
+    #[getter]
+    fn memory_mib(&self) -> u64 {
+        self.0.memory_mib
+    }
+    /// `"Restart"` or `"NotRestarted"`.
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.0.action.name()
+    }
+    /// The server it restarts on (a restart only).
+    #[getter]
+    fn target(&self) -> Option<String> {
+        opt_id(self.0.target)
+    }
+    /// Why that server, or why it stays stopped.
+    #[getter]
+    fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    /// For a VM not restarted: every surviving server's reasons.
+    #[getter]
+    fn reasons(&self) -> Vec<HaReason> {
+        self.0.reasons.iter().cloned().map(HaReason).collect()
+    }
+    /// The distinct kinds of the reasons, by number.
+    #[getter]
+    fn reason_kinds(&self) -> Vec<&'static str> {
+        self.0.reason_kinds().into_iter().map(|k| k.name()).collect()
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("HaDecision({:?}, {}, {:?})", self.0.vm_name, self.0.action.name(), self.0.detail)
+    }
+}
+
+/// Whether a pool absorbs a number of server failures (`Manager.ha_plan`), with the worst case's
+/// decisions.
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct HaTolerance(pub m::HaTolerance);
+
+#[pymethods]
+impl HaTolerance {
+    /// The pool's id.
+    #[getter]
+    fn pool(&self) -> String {
+        self.0.pool.to_string()
+    }
+    /// How many servers fail at once.
+    #[getter]
+    fn failures(&self) -> u32 {
+        self.0.failures
+    }
+    /// Whether every HA-enabled VM restarts in every case considered.
+    #[getter]
+    fn tolerated(&self) -> bool {
+        self.0.tolerated
+    }
+    /// Whether every combination of failed servers was planned (at most 256 of them).
+    #[getter]
+    fn exhaustive(&self) -> bool {
+        self.0.exhaustive
+    }
+    /// How many combinations were planned.
+    #[getter]
+    fn combinations(&self) -> u64 {
+        self.0.combinations
+    }
+    /// How many servers the failures were chosen among (running, connected).
+    #[getter]
+    fn servers_considered(&self) -> u32 {
+        self.0.servers_considered
+    }
+    /// For a check that was not exhaustive, whether the memory bound held; None otherwise.
+    #[getter]
+    fn memory_bound_ok(&self) -> Option<bool> {
+        self.0.memory_bound_ok
+    }
+    /// The failed servers of the worst case.
+    #[getter]
+    fn failed(&self) -> Vec<String> {
+        self.0.worst.as_ref().map(|w| convert::ids(&w.failed)).unwrap_or_default()
+    }
+    /// The worst case's decisions, in the order HA acts on them.
+    #[getter]
+    fn decisions(&self) -> Vec<HaDecision> {
+        self.0
+            .worst
+            .as_ref()
+            .map(|w| w.decisions.iter().cloned().map(HaDecision).collect())
+            .unwrap_or_default()
+    }
+    /// The HA-enabled VMs that would not restart in the worst case.
+    #[getter]
+    fn not_restarted(&self) -> Vec<HaDecision> {
+        self.0.not_restarted().into_iter().cloned().map(HaDecision).collect()
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "HaTolerance(failures={}, tolerated={}, exhaustive={}, not_restarted={})",
+            self.0.failures,
+            if self.0.tolerated { "True" } else { "False" },
+            if self.0.exhaustive { "True" } else { "False" },
+            self.0.not_restarted().len()
+        )
+    }
+}
+
 /// What `Manager.rebuild_from_servers` recovered, and what it could not.
 #[pyclass(module = "ovm", frozen)]
 #[derive(Debug)]

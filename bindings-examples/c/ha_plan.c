@@ -1,0 +1,96 @@
+/* HA: the failures-to-tolerate planner. Three servers with 7 GiB for guests each run an HA VM of
+ * 3 GiB: any one server may fail (its VM restarts on another), but not two (the survivor takes one of
+ * the two VMs). The plan names the VM that would not restart and why. */
+#include "common.h"
+#include <string.h>
+
+int main(void) {
+  ovm_manager *mgr = NULL;
+  char s[3][OVM_ID_LEN], pool[OVM_ID_LEN], vm[3][OVM_ID_LEN], on[OVM_ID_LEN];
+  ovm_job *job = NULL;
+  size_t n = 0;
+
+  CHECK(ovm_manager_open(":memory:", &mgr));
+  CHECK(ovm_pool_create(mgr, "pool1", &job));
+  run_job(job, pool);
+  for (int i = 0; i < 3; i++) {
+    char address[64];
+    snprintf(address, sizeof address, "sim://xen%d?memory_mib=8192", i + 1);
+    CHECK(ovm_server_discover(mgr, address, OVM_SIM_PASSWORD, &job));
+    run_job(job, s[i]);
+    CHECK(ovm_pool_add_server(mgr, pool, s[i], &job));
+    run_job(job, NULL);
+  }
+  for (int i = 0; i < 3; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "ha%d", i + 1);
+    CHECK(ovm_vm_create(mgr, name, pool, 3072, 1, 0, &job));
+    run_job(job, vm[i]);
+    CHECK(ovm_vm_set_high_availability(mgr, vm[i], true, (uint8_t)(30 * (i + 1)), &job));
+    run_job(job, NULL);
+    /* Each on its own server, chosen explicitly. */
+    CHECK(ovm_vm_start_on(mgr, vm[i], s[i], 0, &job));
+    run_job(job, NULL);
+    CHECK(ovm_vm_server(mgr, vm[i], on, sizeof on, &n));
+    if (strcmp(on, s[i]) != 0) return 1;
+  }
+
+  ovm_ha_plan *one = NULL;
+  CHECK(ovm_pool_ha_plan(mgr, pool, 1, &one));
+  printf("one failure: tolerated=%d exhaustive=%d combinations=%llu of %u servers\n", one->tolerated,
+         one->exhaustive, (unsigned long long)one->combinations, one->servers_considered);
+  if (!one->tolerated || !one->exhaustive || one->combinations != 3 || one->servers_considered != 3 ||
+      one->memory_bound != -1 || one->n_not_restarted != 0 || one->n_failed != 1 || one->n_decisions != 1 ||
+      one->decisions[0].action != OVM_HA_RESTART || !one->decisions[0].has_target)
+    return 1;
+  ovm_ha_plan_free(one);
+
+  ovm_ha_plan *two = NULL;
+  CHECK(ovm_pool_ha_plan(mgr, pool, 2, &two));
+  printf("two failures: tolerated=%d, %zu HA VM(s) would not restart\n", two->tolerated, two->n_not_restarted);
+  if (two->tolerated || two->n_not_restarted != 1 || two->n_failed != 2 || two->n_decisions != 2) return 1;
+  int seen = 0;
+  for (size_t i = 0; i < two->n_decisions; i++) {
+    const ovm_ha_decision *d = &two->decisions[i];
+    printf("  %s (priority %u, %llu MiB): %s\n", d->vm_name, d->priority, (unsigned long long)d->memory_mib,
+           d->detail);
+    if (i > 0 && d->priority > two->decisions[i - 1].priority) return 1; /* priority order */
+    if (d->action != OVM_HA_NOT_RESTARTED) continue;
+    if (d->has_target || d->n_reasons != 1) return 1;
+    const ovm_ha_reason *r = &d->reasons[0];
+    printf("    %s on %s: %s\n", ovm_ha_reason_kind_name(r->kind), r->server_id, r->detail);
+    if (r->kind != OVM_HA_REASON_NO_CAPACITY || !r->has_server) return 1;
+    for (size_t f = 0; f < two->n_failed; f++)
+      if (strcmp(r->server_id, two->failed[f].id) == 0) return 1; /* a survivor */
+    seen = 1;
+  }
+  ovm_ha_plan_free(two);
+  if (!seen) return 1;
+
+  char *json = NULL;
+  CHECK(ovm_pool_ha_plan_json(mgr, pool, 2, &json));
+  printf("as JSON: %.100s...\n", json);
+  if (!strstr(json, "\"tolerated\":false") || !strstr(json, "\"kind\":\"NoCapacity\"")) return 1;
+  ovm_string_free(json);
+
+  uint32_t max = 99;
+  CHECK(ovm_pool_max_failures_tolerated(mgr, pool, &max));
+  printf("the pool tolerates %u failure(s)\n", max);
+  if (max != 1) return 1;
+
+  /* Bad input is a typed error. */
+  const char *nil = "00000000-0000-0000-0000-000000000000";
+  ovm_ha_plan *p = NULL;
+  if (ovm_pool_ha_plan(mgr, nil, 1, &p) != OVM_RESULT_NOT_FOUND || p != NULL) return 1;
+  if (ovm_pool_ha_plan(mgr, pool, 4, &p) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  if (ovm_pool_ha_plan(mgr, pool, 1, NULL) != OVM_RESULT_NULL_PARAMETER) return 1;
+  if (ovm_pool_max_failures_tolerated(mgr, nil, &max) != OVM_RESULT_NOT_FOUND) return 1;
+  if (ovm_vm_set_high_availability(mgr, vm[0], true, 0, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  if (ovm_vm_start_on(mgr, vm[0], s[1], 0, &job) != OVM_RESULT_INVALID_STATE) return 1; /* running */
+  if (ovm_ha_reason_kind_name(0) != NULL) return 1;
+  ovm_ha_plan_free(NULL);
+
+  ovm_manager_free(mgr);
+  printf("ha_plan: OK\n");
+  return 0;
+}

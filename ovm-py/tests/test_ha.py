@@ -1,0 +1,91 @@
+"""HA from Python: the failures-to-tolerate planner, its typed decisions and errors, start_vm_on."""
+
+from __future__ import annotations
+
+import pytest
+
+import ovm
+from conftest import WAIT, Lab, port_id, result_id
+
+# Servers of 16 GiB keep 1 GiB for dom0: 15 GiB for guests.
+GUEST_MIB = 15360
+
+
+def third_server(lab: Lab) -> str:
+    mgr = lab.mgr
+    s3 = result_id(mgr.discover_server("sim://xen3?memory_mib=16384", ovm.SIM_PASSWORD))
+    mgr.add_server_to_pool(lab.pool, s3).wait(WAIT)
+    mgr.present_repository(lab.repo, s3).wait(WAIT)
+    mgr.add_network_member(lab.net, "Port", port_id(mgr, s3, "eth1")).wait(WAIT)
+    return s3
+
+
+def ha_vm(lab: Lab, name: str, memory_mib: int, server: str, priority: int = 50) -> str:
+    config = ovm.VmConfig(
+        memory_mib=memory_mib, vnics=[ovm.Vnic(network=lab.net)], high_availability=True,
+        start_priority=priority,
+    )
+    vm = result_id(lab.mgr.create_vm(name, config, pool=lab.pool, repository=lab.repo))
+    lab.mgr.start_vm_on(vm, server).wait(WAIT)
+    assert lab.mgr.vm(vm).server == server
+    return vm
+
+
+def test_reason_kinds_are_the_cores() -> None:
+    kinds = ovm.ha_reason_kinds()
+    assert kinds[0] == ("NotHaEnabled", 1)
+    assert ("NoCapacity", 2) in kinds and ("AntiAffinity", 3) in kinds
+    assert [code for _, code in kinds] == list(range(1, len(kinds) + 1))
+
+
+def test_three_servers_absorb_one_failure_not_two(lab: Lab) -> None:
+    mgr = lab.mgr
+    s3 = third_server(lab)
+    each = GUEST_MIB * 45 // 100
+    for i, s in enumerate((lab.s1, lab.s2, s3)):
+        ha_vm(lab, f"v{i}", each, s, priority=10 * (i + 1))
+
+    one = mgr.ha_plan(lab.pool, 1)
+    assert isinstance(one, ovm.HaTolerance)
+    assert one.tolerated and one.exhaustive
+    assert (one.failures, one.combinations, one.servers_considered) == (1, 3, 3)
+    assert one.memory_bound_ok is None
+    assert one.not_restarted == []
+    assert len(one.failed) == 1 and all(d.action == "Restart" for d in one.decisions)
+
+    two = mgr.ha_plan(lab.pool, 2)
+    assert not two.tolerated
+    [lost] = two.not_restarted
+    assert isinstance(lost, ovm.HaDecision)
+    assert lost.action == "NotRestarted" and lost.target is None and lost.high_availability
+    assert lost.reason_kinds == ["NoCapacity"]
+    [reason] = lost.reasons
+    assert isinstance(reason, ovm.HaReason)
+    assert reason.code == 2 and reason.server is not None and reason.server not in two.failed
+    assert "MiB free for guests" in reason.detail
+    # Decisions come in priority order: the restarted one first.
+    assert [d.priority for d in two.decisions] == sorted((d.priority for d in two.decisions), reverse=True)
+    d = two.to_dict()
+    assert d["tolerated"] is False and d["worst"]["decisions"][1]["action"] == "NotRestarted"
+    assert "tolerated=False" in repr(two)
+
+    assert mgr.max_failures_tolerated(lab.pool) == 1
+    assert mgr.ha_plan(lab.pool, 0).tolerated
+
+
+def test_bad_input_is_a_typed_error(lab: Lab) -> None:
+    mgr = lab.mgr
+    with pytest.raises(ovm.NotFoundError):
+        mgr.ha_plan("00000000-0000-0000-0000-000000000000", 1)
+    with pytest.raises(ovm.NotFoundError):
+        mgr.max_failures_tolerated("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.ha_plan(lab.pool, 3)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.ha_plan("not-a-uuid", 1)
+    # Two empty servers: nothing to restart, one failure is absorbed.
+    assert mgr.max_failures_tolerated(lab.pool) == 1
+    vm = lab.vm("huge", memory_mib=GUEST_MIB)
+    mgr.start_vm_on(vm, lab.s1).wait(WAIT)
+    with pytest.raises(ovm.InsufficientResourcesError):
+        mgr.start_vm_on(lab.vm("more"), lab.s1).wait(WAIT)
