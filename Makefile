@@ -127,7 +127,8 @@ lab-test:
 # rolled back by the agent (ovm-core/tests/network_lab.rs); the VM lifecycle on real Xen: reboots and
 # crashes with each restart action followed, a graceful stop, suspend and resume on another server
 # (ovm-core/tests/lifecycle_lab.rs). The servers' programs are release
-# builds, as they would be deployed (the figures measure them).
+# builds, as they would be deployed (the figures measure them). The four tests and the self-test
+# take about 15 minutes in one boot, so the boot's hard limit is 30 minutes rather than 15.
 dc-lab-test:
 	$(CARGO) build --release -p ovm-core --features xen,agent-server,lio-server --bin ovm-agent --bin ovm-lio
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test storage_lab --no-run --message-format=json \
@@ -140,7 +141,7 @@ dc-lab-test:
 		| grep -o '"executable":"[^"]*lifecycle_lab[^"]*"' | cut -d'"' -f4 > target/lifecycle-lab-test
 	test -x "$$(cat target/storage-lab-test)" && test -x "$$(cat target/repository-lab-test)" && test -x "$$(cat target/network-lab-test)" \
 		&& test -x "$$(cat target/lifecycle-lab-test)"
-	tests/xenlab/lab serve -n 3 --storage --storage-file target/release/ovm-lio --manager \
+	OVM_XENLAB_TIMEOUT=1800 tests/xenlab/lab serve -n 3 --storage --storage-file target/release/ovm-lio --manager \
 		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/release/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
 		--dom0-file bindings-examples/storage-plugins/ovm-example-nfs-shares -- \
 		sh -c '"$$0" --nocapture --test-threads=1 && "$$1" --nocapture && "$$2" --nocapture && "$$3" --nocapture && tests/xenlab/dc-selftest.sh' \
