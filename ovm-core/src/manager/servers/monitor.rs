@@ -154,6 +154,7 @@ impl Manager {
     /// Keep a connection and watch its domain changes.
     pub(crate) fn attach(&self, server: ServerId, hv: Arc<dyn ServerConnection>) {
         let rx = hv.watch();
+        let watched = Arc::downgrade(&hv);
         lock(&self.inner.state).conns.insert(server, hv);
         let Ok(mut rx) = rx else { return };
         let weak = Arc::downgrade(&self.inner);
@@ -165,6 +166,16 @@ impl Manager {
                 let Some(inner) = weak.upgrade() else { return };
                 let mgr = Manager { inner };
                 if mgr.is_closed() {
+                    return;
+                }
+                // A change from a connection the manager no longer uses (the server was powered
+                // off, released or reconnected since) says nothing of the server now: a late
+                // `HostLost` from a server powered off must not mark it lost once it is back.
+                let current = lock(&mgr.inner.state)
+                    .conns
+                    .get(&server)
+                    .is_some_and(|c| std::ptr::addr_eq(Arc::as_ptr(c), watched.as_ptr()));
+                if !current {
                     return;
                 }
                 let done = matches!(
