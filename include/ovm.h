@@ -1707,6 +1707,16 @@ ovm_result ovm_pool_set_policy(const ovm_manager *mgr,
                                ovm_job **out);
 
 /*
+ Set how many simultaneous server failures `pool` keeps room for when it has HA-enabled VMs
+ (DPM keeps that reserve free; 1 unless set, 0 reserves nothing). `OVM_RESULT_CONFLICT` beyond
+ what `ovm_pool_max_failures_tolerated` says the pool absorbs now; nothing is changed then.
+ */
+ovm_result ovm_pool_set_ha_failures_to_tolerate(const ovm_manager *mgr,
+                                                const char *pool,
+                                                uint32_t failures,
+                                                ovm_job **out);
+
+/*
  The DRS/DPM plan for `pool` now, from the loads sampled over its policy period, as JSON (owned:
  free with `ovm_string_free`): `{"actions": [...], "unrelieved": [...], "draining": [...]}`,
  each action `{"action": "migrate", "vm", "from", "to", "reason"}` or

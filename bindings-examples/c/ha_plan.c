@@ -77,6 +77,13 @@ int main(void) {
   CHECK(ovm_pool_max_failures_tolerated(mgr, pool, &max));
   printf("the pool tolerates %u failure(s)\n", max);
   if (max != 1) return 1;
+  /* DPM keeps room for as many failures as the pool is set to tolerate: at most what it absorbs. */
+  if (ovm_pool_set_ha_failures_to_tolerate(mgr, pool, 2, &job) != OVM_RESULT_CONFLICT || job != NULL) return 1;
+  char msg[512];
+  CHECK(ovm_last_error_message(msg, sizeof msg, &n));
+  printf("tolerating 2 failures refused: %s\n", msg);
+  CHECK(ovm_pool_set_ha_failures_to_tolerate(mgr, pool, 1, &job));
+  run_job(job, NULL);
 
   /* Bad input is a typed error. */
   const char *nil = "00000000-0000-0000-0000-000000000000";

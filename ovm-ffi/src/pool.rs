@@ -97,6 +97,19 @@ pub unsafe extern "C" fn ovm_pool_set_policy(
     })
 }
 
+/// Set how many simultaneous server failures `pool` keeps room for when it has HA-enabled VMs
+/// (DPM keeps that reserve free; 1 unless set, 0 reserves nothing). `OVM_RESULT_CONFLICT` beyond
+/// what `ovm_pool_max_failures_tolerated` says the pool absorbs now; nothing is changed then.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_set_ha_failures_to_tolerate(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    failures: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.set_ha_failures_to_tolerate(PoolId(id_arg(pool, "pool")?), failures))
+}
+
 /// The DRS/DPM plan for `pool` now, from the loads sampled over its policy period, as JSON (owned:
 /// free with `ovm_string_free`): `{"actions": [...], "unrelieved": [...], "draining": [...]}`,
 /// each action `{"action": "migrate", "vm", "from", "to", "reason"}` or

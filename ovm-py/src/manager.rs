@@ -314,6 +314,13 @@ impl Manager {
         };
         self.submit(py, |m| m.edit_pool(p, |pool| pool.policy = policy))
     }
+    /// Set how many simultaneous server failures a pool keeps room for when it has HA-enabled
+    /// VMs (DPM keeps that reserve free). Raises `ConflictError` beyond what
+    /// `max_failures_tolerated` says the pool absorbs now.
+    fn set_ha_failures_to_tolerate(&self, py: Python<'_>, pool: &str, failures: u32) -> PyResult<Job> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        self.submit(py, |m| m.set_ha_failures_to_tolerate(p, failures))
+    }
     /// A pool by id.
     fn pool(&self, id: &str) -> PyResult<r::ServerPool> {
         self.m()?.pool(uuid("id", id)?).map(r::ServerPool).or_raise()

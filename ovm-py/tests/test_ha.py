@@ -72,6 +72,13 @@ def test_three_servers_absorb_one_failure_not_two(lab: Lab) -> None:
     assert mgr.max_failures_tolerated(lab.pool) == 1
     assert mgr.ha_plan(lab.pool, 0).tolerated
 
+    # DPM keeps room for as many failures as the pool is set to tolerate: at most what it absorbs.
+    assert mgr.pool(lab.pool).ha_failures_to_tolerate == 1
+    with pytest.raises(ovm.ConflictError, match="at most 1 simultaneous server failures now, not 2"):
+        mgr.set_ha_failures_to_tolerate(lab.pool, 2)
+    mgr.set_ha_failures_to_tolerate(lab.pool, 0).wait(WAIT)
+    assert mgr.pool(lab.pool).ha_failures_to_tolerate == 0
+
 
 def test_bad_input_is_a_typed_error(lab: Lab) -> None:
     mgr = lab.mgr

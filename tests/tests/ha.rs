@@ -209,3 +209,48 @@ fn start_vm_on_starts_on_that_server_or_says_why_not() {
     assert_eq!(lab.mgr.start_vm_on(big, outside).unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(lab.mgr.start_vm_on(big, ServerId::new()).unwrap_err().kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn the_failures_to_tolerate_setting_is_checked_by_the_planner_and_kept_by_dpm() {
+    let (lab, s3) = lab3();
+    let (mgr, sim) = (&lab.mgr, lab.mgr.sim());
+    // One HA-enabled VM of 3 GiB on each server: the pool absorbs one failure, not two.
+    let vms = [
+        vm_on(&lab, "a", 3072, Some(50), lab.s1),
+        vm_on(&lab, "b", 3072, Some(50), lab.s2),
+        vm_on(&lab, "c", 3072, Some(50), s3),
+    ];
+    assert_eq!(mgr.max_failures_tolerated(lab.pool).unwrap(), 1);
+    assert_eq!(mgr.pool(lab.pool).unwrap().ha_failures_to_tolerate, 1, "one failure unless set");
+    let e = mgr.set_ha_failures_to_tolerate(lab.pool, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("at most 1 simultaneous server failures now, not 2"), "{e}");
+    assert_eq!(mgr.pool(lab.pool).unwrap().ha_failures_to_tolerate, 1, "nothing stored");
+
+    // DPM with idle servers: keeping room for one failure, it powers nothing off (two servers
+    // could hold the three VMs, but not after losing one of them); tolerating none, it empties one.
+    mgr.set_load_sampling(ovm_core::model::LoadSampling {
+        interval: Duration::from_secs(1),
+        raw_retention: Duration::from_secs(600),
+        coarse_interval: Duration::from_secs(10),
+        coarse_retention: Duration::from_secs(600),
+    })
+    .unwrap();
+    for v in vms {
+        sim.set_domain_load(v, 5.0);
+    }
+    ok(mgr.edit_pool(lab.pool, |p| {
+        p.policy.mode = PolicyMode::Dpm;
+        p.policy.cpu_threshold_percent = 60;
+        p.policy.period_secs = 60;
+    }));
+    mgr.sample_loads().unwrap();
+    let plan = mgr.policy_plan(lab.pool).unwrap();
+    assert!(plan.powered_off().is_empty(), "{plan:?}");
+    ok(mgr.set_ha_failures_to_tolerate(lab.pool, 0));
+    let plan = mgr.policy_plan(lab.pool).unwrap();
+    assert_eq!(plan.powered_off().len(), 1, "{plan:?}");
+    // Back to one: allowed, since the pool absorbs one failure.
+    ok(mgr.set_ha_failures_to_tolerate(lab.pool, 1));
+    assert!(mgr.policy_plan(lab.pool).unwrap().powered_off().is_empty());
+}

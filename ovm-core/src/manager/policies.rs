@@ -157,9 +157,10 @@ impl Manager {
                 inputs.power_controlled.insert(*sid);
             }
         }
-        // A pool with HA-enabled VMs keeps one server's worth of memory free for their restart.
+        // A pool with HA-enabled VMs keeps room for their restart after as many simultaneous
+        // server failures as it is set to tolerate.
         let ha_vms = self.list::<Vm>(|v| v.pool == Some(pool.id) && v.config.high_availability).len();
-        inputs.ha_reserve = u32::from(ha_vms > 0);
+        inputs.ha_reserve = if ha_vms > 0 { pool.ha_failures_to_tolerate } else { 0 };
         let mem = lock(&self.inner.policy);
         inputs.last_vm_move = mem.last_vm_move.clone();
         inputs.last_power_on = mem.last_power_on.clone();

@@ -161,13 +161,57 @@ impl Manager {
     }
 
     /// Edit a pool's settings (membership changes go through add/remove).
+    ///
+    /// Raising `ha_failures_to_tolerate` is refused (`Conflict`) beyond what the
+    /// failures-to-tolerate planner says the pool absorbs now ([`Manager::max_failures_tolerated`]).
     pub fn edit_pool(&self, pool: PoolId, f: impl FnOnce(&mut ServerPool)) -> Result<JobHandle> {
         let mut p = (*self.pool(pool)?).clone();
-        let (servers, master) = (p.servers.clone(), p.master);
+        let (servers, master, tolerated) = (p.servers.clone(), p.master, p.ha_failures_to_tolerate);
         f(&mut p);
         if p.servers != servers || p.master != master {
             return Err(Error::invalid("servers", "use add_server_to_pool / remove_server_from_pool"));
         }
+        if p.ha_failures_to_tolerate > tolerated {
+            self.check_failures_to_tolerate(&p)?;
+        }
         self.update_object(Object::ServerPool(p))
+    }
+
+    /// Set how many simultaneous server failures `pool` keeps room for (see
+    /// [`ServerPool::ha_failures_to_tolerate`]): refused (`Conflict`, naming what would not
+    /// restart) beyond what the failures-to-tolerate planner says the pool absorbs now.
+    pub fn set_ha_failures_to_tolerate(&self, pool: PoolId, failures: u32) -> Result<JobHandle> {
+        self.edit_pool(pool, |p| p.ha_failures_to_tolerate = failures)
+    }
+
+    fn check_failures_to_tolerate(&self, p: &ServerPool) -> Result<()> {
+        let max = self.max_failures_tolerated(p.id)?;
+        if p.ha_failures_to_tolerate <= max {
+            return Ok(());
+        }
+        let worst = self
+            .ha_plan(p.id, max + 1)
+            .ok()
+            .and_then(|t| t.worst)
+            .map(|worst| {
+                let names: Vec<String> = worst
+                    .decisions
+                    .iter()
+                    .filter(|d| d.action != HaAction::Restart && d.high_availability)
+                    .map(|d| d.vm_name.clone())
+                    .collect();
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} would not restart after {} failures)", names.join(", "), max + 1)
+                }
+            })
+            .unwrap_or_default();
+        Err(Error::Conflict {
+            reason: format!(
+                "pool {} absorbs at most {max} simultaneous server failures now, not {}{worst}",
+                p.name, p.ha_failures_to_tolerate
+            ),
+        })
     }
 }

@@ -85,6 +85,16 @@ pub struct ServerPool {
     pub policy: PoolPolicy,
     /// Whether secure (TLS) VM migration is required.
     pub secure_migrate: bool,
+    /// How many simultaneous server failures the pool keeps room for when it has HA-enabled VMs:
+    /// DPM keeps the memory of this many of its largest running servers free, and setting it is
+    /// refused while the failures-to-tolerate planner says the pool cannot absorb that many
+    /// (XAPI's `ha_host_failures_to_tolerate`). 1 unless set; 0 reserves nothing.
+    #[serde(default = "one")]
+    pub ha_failures_to_tolerate: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl ServerPool {
@@ -103,6 +113,7 @@ impl ServerPool {
             start_policy: StartPolicy::default(),
             policy: PoolPolicy::default(),
             secure_migrate: false,
+            ha_failures_to_tolerate: 1,
         }
     }
 

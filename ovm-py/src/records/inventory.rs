@@ -232,6 +232,8 @@ record! {
         cpu_threshold_percent: u8 as "int" = |o| o.policy.cpu_threshold_percent;
         /// DRS/DPM period, seconds.
         policy_period_secs: u32 as "int" = |o| o.policy.period_secs;
+        /// How many simultaneous server failures the pool keeps room for (HA).
+        ha_failures_to_tolerate: u32 as "int" = |o| o.ha_failures_to_tolerate;
     }
 
     /// A file server (NFS, a server's local file system, or reached through an external plug-in).
