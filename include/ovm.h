@@ -1979,6 +1979,43 @@ ovm_result ovm_server_release_ownership(const ovm_manager *mgr, const char *serv
 ovm_result ovm_server_refresh(const ovm_manager *mgr, const char *server, ovm_job **out);
 
 /*
+ Set how a server is powered on and off: its Wake-on-LAN MAC (`wol_mac`, NULL: none) and its
+ out-of-band power controller (`controller`, the name a controller was registered under with
+ `ovm_manager_register_power_plugin`, and `address`, its management controller's host name or IP
+ address; both NULL: none). A server with a controller is powered on through it rather than by
+ Wake-on-LAN. `OVM_RESULT_INVALID_ARGUMENT` for a malformed MAC or address, or a controller not
+ registered; nothing is changed then.
+ */
+ovm_result ovm_server_set_power_control(const ovm_manager *mgr,
+                                        const char *server,
+                                        const char *wol_mac,
+                                        const char *controller,
+                                        const char *address,
+                                        ovm_job **out);
+
+/*
+ Register the executable power plug-in at `path` (absolute) as the out-of-band power
+ controller `name` (`a-z`, `0-9`, `-`, `_`), replacing one of that name, for as long as this
+ manager is open. The plug-in protocol: `PLUGIN on|off|status ADDRESS`, exit status 0 for
+ success, `on` or `off` on standard output for `status` (see docs/power.md).
+ */
+ovm_result ovm_manager_register_power_plugin(const ovm_manager *mgr,
+                                             const char *name,
+                                             const char *path);
+
+/*
+ For tests and demonstrations: register the simulated servers' management controllers as the
+ out-of-band power controller `"sim-bmc"` (a server's address is its simulated host's name).
+ */
+ovm_result ovm_sim_register_power_controller(const ovm_manager *mgr);
+
+/*
+ Whether `server`'s chassis is powered, as its out-of-band power controller reports it now
+ (`*on`). `OVM_RESULT_INVALID_ARGUMENT` if the server has no out-of-band controller.
+ */
+ovm_result ovm_server_out_of_band_power_state(const ovm_manager *mgr, const char *server, bool *on);
+
+/*
  Register a file server (`OVM_FILE_SERVER_*` `kind`) and discover its file systems, with their
  real sizes, through the first reachable of the `n_admin_servers` servers in `admin_servers`. An
  NFS server is reached at `access_host`; a local one (`access_host` NULL or empty) is the file

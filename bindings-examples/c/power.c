@@ -1,6 +1,7 @@
 /* Server power control, as DPM uses it: a server that runs a VM is refused, maintenance mode moves
  * the VM away, the server powers off through its agent (the only stopped server listed), and
- * another server of the pool wakes it with a Wake-on-LAN magic packet; it answers again. */
+ * another server of the pool wakes it with a Wake-on-LAN magic packet; it answers again. Then its
+ * management controller powers it on out of band while no other server runs. */
 #include "common.h"
 #include <string.h>
 
@@ -58,8 +59,36 @@ int main(void) {
   }
   printf("server 1 woken by a magic packet from server 2; 2 servers running (default wait %llu s)\n",
          (unsigned long long)(OVM_POWER_ON_TIMEOUT_MS / 1000));
-  CHECK(ovm_server_set_maintenance(mgr, s1, false, &job));
+
+  /* Out of band: server 1's management controller (the simulated BMCs here; an IPMI plug-in
+   * registered with ovm_manager_register_power_plugin in a data centre) powers it on, with no
+   * other server running and no Wake-on-LAN MAC. */
+  if (ovm_server_set_power_control(mgr, s1, NULL, "sim-bmc", "xen1", &job) != OVM_RESULT_INVALID_ARGUMENT) {
+    fprintf(stderr, "a controller nobody registered was accepted\n");
+    return 1;
+  }
+  if (ovm_manager_register_power_plugin(mgr, "ipmi", "relative/ipmi") != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  CHECK(ovm_sim_register_power_controller(mgr));
+  CHECK(ovm_server_set_power_control(mgr, s1, NULL, "sim-bmc", "xen1", &job));
   run_job(job, NULL);
+  CHECK(ovm_vm_kill(mgr, vm, 0, &job)); /* it ran on server 2 */
+  run_job(job, NULL);
+  CHECK(ovm_server_power_off(mgr, s2, &job));
+  run_job(job, NULL);
+  CHECK(ovm_server_power_off(mgr, s1, &job));
+  run_job(job, NULL);
+  bool on = true;
+  CHECK(ovm_server_out_of_band_power_state(mgr, s1, &on));
+  if (on) return 1;
+  CHECK(ovm_server_power_on(mgr, s1, 10000, &job));
+  run_job(job, NULL);
+  CHECK(ovm_server_out_of_band_power_state(mgr, s1, &on));
+  if (!on || count_servers(mgr, pool, OVM_SERVER_RUNNING, s1) != 1) {
+    fprintf(stderr, "server 1 was not powered on by its management controller\n");
+    return 1;
+  }
+  printf("server 1 powered on by its management controller, server 2 off\n");
+  if (ovm_server_out_of_band_power_state(mgr, s2, &on) != OVM_RESULT_INVALID_ARGUMENT) return 1;
   ovm_manager_free(mgr);
   return 0;
 }

@@ -4,9 +4,13 @@ use std::ffi::c_char;
 
 use ovm_core::model::*;
 
-use ovm_core::manager::ServerFilter;
+use ovm_core::driver::ChassisPower;
+use ovm_core::manager::{ServerEdit, ServerFilter};
+use ovm_core::power_plugin::ExecPowerController;
 
-use crate::boundary::{copy_out_checked, id_arg, job_entry, opt_id_arg, put_json, str_arg, with_mgr};
+use crate::boundary::{
+    copy_out_checked, id_arg, job_entry, opt_id_arg, opt_str_arg, out_arg, put, put_json, str_arg, with_mgr,
+};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -185,4 +189,81 @@ pub unsafe extern "C" fn ovm_server_refresh(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| m.refresh_server(ServerId(id_arg(server, "server")?)))
+}
+
+/// Set how a server is powered on and off: its Wake-on-LAN MAC (`wol_mac`, NULL: none) and its
+/// out-of-band power controller (`controller`, the name a controller was registered under with
+/// `ovm_manager_register_power_plugin`, and `address`, its management controller's host name or IP
+/// address; both NULL: none). A server with a controller is powered on through it rather than by
+/// Wake-on-LAN. `OVM_RESULT_INVALID_ARGUMENT` for a malformed MAC or address, or a controller not
+/// registered; nothing is changed then.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_set_power_control(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    wol_mac: *const c_char,
+    controller: *const c_char,
+    address: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let server = ServerId(id_arg(server, "server")?);
+        let wol_mac = opt_str_arg(wol_mac, "wol_mac")?.map(str::to_owned);
+        let out_of_band = match (opt_str_arg(controller, "controller")?, opt_str_arg(address, "address")?) {
+            (None, None) => None,
+            (Some(c), Some(a)) => Some(OutOfBand { controller: c.to_owned(), address: a.to_owned() }),
+            _ => {
+                return Err(FfiError::new(
+                    ovm_result::OVM_RESULT_INVALID_ARGUMENT,
+                    "controller and address are given together, or neither",
+                ))
+            }
+        };
+        let edit =
+            ServerEdit { wol_mac: Some(wol_mac), out_of_band: Some(out_of_band), ..ServerEdit::default() };
+        m.edit_server(server, edit)
+    })
+}
+
+/// Register the executable power plug-in at `path` (absolute) as the out-of-band power
+/// controller `name` (`a-z`, `0-9`, `-`, `_`), replacing one of that name, for as long as this
+/// manager is open. The plug-in protocol: `PLUGIN on|off|status ADDRESS`, exit status 0 for
+/// success, `on` or `off` on standard output for `status` (see docs/power.md).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_manager_register_power_plugin(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    path: *const c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let plugin = ExecPowerController::new(str_arg(name, "name")?, str_arg(path, "path")?)?;
+        m.mgr.register_power_controller(std::sync::Arc::new(plugin))?;
+        Ok(())
+    })
+}
+
+/// For tests and demonstrations: register the simulated servers' management controllers as the
+/// out-of-band power controller `"sim-bmc"` (a server's address is its simulated host's name).
+#[no_mangle]
+pub unsafe extern "C" fn ovm_sim_register_power_controller(mgr: *const ovm_manager) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        m.mgr.register_power_controller(m.mgr.sim().power_controller())?;
+        Ok(())
+    })
+}
+
+/// Whether `server`'s chassis is powered, as its out-of-band power controller reports it now
+/// (`*on`). `OVM_RESULT_INVALID_ARGUMENT` if the server has no out-of-band controller.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_server_out_of_band_power_state(
+    mgr: *const ovm_manager,
+    server: *const c_char,
+    on: *mut bool,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let on = out_arg(on, "on")?;
+        let state = m.mgr.out_of_band_power_state(ServerId(id_arg(server, "server")?))?;
+        put(on, state == ChassisPower::On);
+        Ok(())
+    })
 }

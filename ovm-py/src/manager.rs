@@ -236,6 +236,54 @@ impl Manager {
             .or_raise()?;
         self.submit(py, |m| m.power_on_server(s, t))
     }
+    /// Set how a server is powered on and off: its Wake-on-LAN MAC (`None`: none) and its
+    /// out-of-band power controller (`controller`, a name registered with
+    /// `register_power_plugin`, and `address`, its management controller's host name or IP
+    /// address; both or neither). A server with a controller is powered on through it.
+    #[pyo3(signature = (server, *, wol_mac=None, controller=None, address=None))]
+    fn set_server_power_control(
+        &self,
+        py: Python<'_>,
+        server: &str,
+        wol_mac: Option<String>,
+        controller: Option<String>,
+        address: Option<String>,
+    ) -> PyResult<Job> {
+        let s = m::ServerId(uuid("server", server)?);
+        let out_of_band = match (controller, address) {
+            (None, None) => None,
+            (Some(controller), Some(address)) => Some(m::OutOfBand { controller, address }),
+            _ => {
+                return Err(Error::invalid(
+                    "controller",
+                    "controller and address are given together, or neither",
+                ))
+                .or_raise()
+            }
+        };
+        let edit = ovm_core::manager::ServerEdit {
+            wol_mac: Some(wol_mac),
+            out_of_band: Some(out_of_band),
+            ..Default::default()
+        };
+        self.submit(py, |m| m.edit_server(s, edit))
+    }
+    /// Register the executable power plug-in at `path` (absolute) as the out-of-band power
+    /// controller `name`, for as long as this manager is open (protocol: `PLUGIN on|off|status
+    /// ADDRESS`; see docs/power.md).
+    fn register_power_plugin(&self, name: &str, path: &str) -> PyResult<()> {
+        let plugin = ovm_core::power_plugin::ExecPowerController::new(name, path).or_raise()?;
+        self.m()?.register_power_controller(std::sync::Arc::new(plugin)).or_raise()
+    }
+    /// The names of the registered out-of-band power controllers.
+    fn power_controllers(&self) -> PyResult<Vec<String>> {
+        Ok(self.m()?.power_controllers())
+    }
+    /// A server's chassis power as its out-of-band controller reports it now: `"On"` or `"Off"`.
+    fn out_of_band_power_state(&self, server: &str) -> PyResult<String> {
+        let s = m::ServerId(uuid("server", server)?);
+        self.m()?.out_of_band_power_state(s).map(|p| format!("{p:?}")).or_raise()
+    }
     /// Re-read a server's hardware and domains.
     fn refresh_server(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
         let s = m::ServerId(uuid("server", server)?);
@@ -1471,6 +1519,12 @@ impl Manager {
     /// interface, MAC).
     fn sim_magic_packets(&self) -> PyResult<Vec<(String, String, String)>> {
         Ok(self.m()?.sim().magic_packets().into_iter().map(|p| (p.sender, p.interface, p.mac)).collect())
+    }
+    /// Register the simulated servers' management controllers as the out-of-band power
+    /// controller `"sim-bmc"` (a server's address is its simulated host's name).
+    fn sim_register_power_controller(&self) -> PyResult<()> {
+        let m = self.m()?;
+        m.register_power_controller(m.sim().power_controller()).or_raise()
     }
     /// Whether simulated server `host` is powered on.
     fn sim_is_powered_on(&self, host: &str) -> PyResult<bool> {

@@ -96,3 +96,48 @@ fn a_silent_server_times_out_and_none_is_woken_without_a_running_peer() {
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert_eq!(sim.magic_packets().len(), 1);
 }
+
+#[test]
+fn a_server_with_a_management_controller_is_powered_on_through_it_with_no_peer_running() {
+    let lab = lab();
+    let (mgr, sim) = (&lab.mgr, lab.mgr.sim());
+    let (a, b) = (lab.s1, lab.s2);
+    let name_a = lab.server_name(a);
+    let bmc = OutOfBand { controller: ovm_core::driver::sim::SIM_BMC.into(), address: name_a.clone() };
+    let set = |o: Option<OutOfBand>| {
+        mgr.edit_server(a, ServerEdit { out_of_band: Some(o), ..ServerEdit::default() })
+    };
+
+    // Only a registered controller, and a well-formed address, are accepted; nothing is stored
+    // otherwise.
+    let e = set(Some(bmc.clone())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("no power controller \"sim-bmc\" is registered"), "{e}");
+    mgr.register_power_controller(sim.power_controller()).unwrap();
+    assert_eq!(mgr.power_controllers(), vec!["sim-bmc".to_owned()]);
+    let bad = OutOfBand { address: "-H evil".into(), ..bmc.clone() };
+    assert_eq!(set(Some(bad)).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(mgr.server(a).unwrap().out_of_band, None);
+    ok(set(Some(bmc.clone())));
+    assert_eq!(mgr.server(a).unwrap().out_of_band, Some(bmc.clone()));
+    assert_eq!(mgr.out_of_band_power_state(a).unwrap(), ovm_core::driver::ChassisPower::On);
+    assert_eq!(mgr.out_of_band_power_state(b).unwrap_err().kind(), ErrorKind::InvalidArgument);
+
+    // Both servers off, no Wake-on-LAN MAC on a: its management controller powers it on all the
+    // same (no server needs to run to send a packet), and it rejoins.
+    ok(mgr.edit_server(a, ServerEdit { wol_mac: Some(None), ..ServerEdit::default() }));
+    ok(mgr.power_off_server(b));
+    ok(mgr.power_off_server(a));
+    assert_eq!(mgr.out_of_band_power_state(a).unwrap(), ovm_core::driver::ChassisPower::Off);
+    ok(mgr.power_on_server(a, Some(Duration::from_secs(10))));
+    assert!(sim.is_up(&name_a));
+    assert_eq!(mgr.server(a).unwrap().power_state, ServerPowerState::Running);
+    assert!(sim.magic_packets().is_empty(), "no magic packet: {:?}", sim.magic_packets());
+    let calls = sim.bmc_calls();
+    assert!(calls.contains(&format!("on {name_a}")), "{calls:?}");
+    assert!(event_types(&lab, a).iter().any(|t| t == "server.powered_on"));
+
+    // Clearing it leaves the server as it was before.
+    ok(set(None));
+    assert_eq!(mgr.server(a).unwrap().out_of_band, None);
+}

@@ -18,6 +18,9 @@
 //! * [`ServerConnection::cluster`]: membership of a pool's cluster ([`cluster`]);
 //! * [`ServerConnection::migration`]: both ends of a migration by ticket ([`migration`]).
 //!
+//! Out-of-band power control (a server's management controller, reached from the manager) is not
+//! part of a connection: [`PowerController`]s are registered with the manager ([`power`]).
+//!
 //! Backends depend on this module; it depends on no backend. The manager reaches drivers only
 //! through these traits, and hands each driver a namespaced [`DriverState`] for what it persists.
 
@@ -32,6 +35,7 @@ pub mod domain;
 pub mod host;
 pub mod migration;
 pub mod network;
+pub mod power;
 pub mod sim;
 pub mod state;
 pub mod storage;
@@ -47,6 +51,7 @@ pub use network::{
     AddressConfig, Applied, ApplyOptions, BondConfig, BondMonitor, BridgeConfig, NetChange, NetItem, NetKey,
     NetworkConfig, NetworkOps, NetworkTxns, RawNetwork, RestorePoint, TxnState, VlanConfig,
 };
+pub use power::{ChassisPower, PowerController};
 pub use state::{DriverContext, DriverState, MemoryDriverState};
 pub use storage::{
     check_abs_path, check_portal, check_target, AccessGroup, ArrayAdminAccess, ArrayAnswer, ArrayManagement,

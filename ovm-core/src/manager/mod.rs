@@ -227,6 +227,8 @@ pub(crate) struct Inner {
     /// Server load histories and how they are sampled.
     pub(crate) loads: Mutex<loads::Loads>,
     pub(crate) policy: Mutex<policies::PolicyMemory>,
+    /// The out-of-band power controllers registered, by name.
+    pub(crate) power_controllers: Mutex<Vec<Arc<dyn crate::driver::PowerController>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -358,6 +360,7 @@ impl Manager {
             migration_slots: vms::slots::MigrationSlots::new(migration_limit),
             loads: Mutex::new(loads::Loads::default()),
             policy: Mutex::new(policies::PolicyMemory::default()),
+            power_controllers: Mutex::new(Vec::new()),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });
@@ -927,9 +930,10 @@ fn check_generic_edit(old: &Object, new: &Object) -> Result<()> {
             probe.description.clone_from(&a.description);
             probe.roles.clone_from(&a.roles);
             probe.wol_mac.clone_from(&a.wol_mac);
+            probe.out_of_band.clone_from(&a.out_of_band);
             (probe != *a).then_some(
-                "only a server's name, description, roles and wake-on-LAN MAC change by editing; its \
-                 state, pool, ownership and hardware change through operations",
+                "only a server's name, description, roles, wake-on-LAN MAC and out-of-band controller \
+                 change by editing; its state, pool, ownership and hardware change through operations",
             )
         }
         (Object::ServerPool(a), Object::ServerPool(b)) => (a.servers != b.servers || a.master != b.master)

@@ -152,8 +152,11 @@ impl Manager {
             if s.power_state == ServerPowerState::Running && !reachable.contains(sid) {
                 inputs.unreachable.insert(*sid);
             }
-            // DPM powers off and on only servers it can wake again.
-            if s.wol_mac.is_some() {
+            // DPM powers off and on only servers it can wake again: by Wake-on-LAN or through
+            // their management controller.
+            let out_of_band =
+                s.out_of_band.as_ref().is_some_and(|o| self.power_controller(&o.controller).is_ok());
+            if s.wol_mac.is_some() || out_of_band {
                 inputs.power_controlled.insert(*sid);
             }
         }

@@ -224,6 +224,9 @@ pub struct Server {
     /// Wake-on-LAN MAC used by DPM to power it on.
     #[serde(default)]
     pub wol_mac: Option<String>,
+    /// Its management controller (IPMI, Redfish...), which powers it on and off out of band.
+    #[serde(default)]
+    pub out_of_band: Option<OutOfBand>,
     /// Memory reserved for dom0, MiB (not available to VMs).
     pub dom0_memory_mib: u64,
 }
@@ -247,6 +250,50 @@ impl Server {
         }
         if let Some(mac) = &self.wol_mac {
             super::parse_mac(mac).map_err(|_| Error::invalid("wol_mac", format!("{mac:?} is not a MAC")))?;
+        }
+        if let Some(o) = &self.out_of_band {
+            o.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// How a server is powered on and off out of band: the power controller registered with the
+/// manager under `controller` (see [`crate::driver::PowerController`]) and the address of the
+/// server's management controller (its BMC: IPMI, Redfish) or PDU outlet. No credentials: the
+/// controller keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfBand {
+    /// The registered controller's name: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a
+    /// letter or digit.
+    pub controller: String,
+    /// The management controller's host name or IP address (an IPv6 address may be bracketed),
+    /// optionally with `:port`: 1 to 255 of letters, digits and `.:-_[]%`, not starting with `-`.
+    pub address: String,
+}
+
+impl OutOfBand {
+    /// Check both fields (see their documentation).
+    pub fn check(&self) -> Result<()> {
+        let c = &self.controller;
+        let name_ok = (1..=64).contains(&c.len())
+            && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && c.as_bytes()[0].is_ascii_alphanumeric();
+        if !name_ok {
+            return Err(Error::invalid(
+                "out_of_band.controller",
+                format!("{c:?} is not a controller name (a-z, 0-9, '-', '_', at most 64)"),
+            ));
+        }
+        let a = &self.address;
+        let address_ok = (1..=255).contains(&a.len())
+            && !a.starts_with('-')
+            && a.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-_[]%".contains(&b));
+        if !address_ok {
+            return Err(Error::invalid(
+                "out_of_band.address",
+                format!("{a:?} is not a host name or IP address of a management controller"),
+            ));
         }
         Ok(())
     }

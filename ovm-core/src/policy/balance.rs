@@ -977,6 +977,7 @@ mod tests {
                 pool: Some(pool.id),
                 ports: vec![],
                 wol_mac: None,
+                out_of_band: None,
                 dom0_memory_mib: 0,
             };
             servers.push(s.id);

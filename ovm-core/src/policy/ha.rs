@@ -511,6 +511,7 @@ mod tests {
             pool: Some(pool),
             ports: vec![],
             wol_mac: None,
+            out_of_band: None,
             dom0_memory_mib: 0,
         }
     }

@@ -521,6 +521,7 @@ mod tests {
                 pool: Some(pool.id),
                 ports: ports.iter().map(|p| p.id).collect(),
                 wol_mac: None,
+                out_of_band: None,
                 dom0_memory_mib: 0,
             }));
             for p in ports {

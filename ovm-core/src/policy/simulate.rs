@@ -287,6 +287,7 @@ impl Simulation {
                 pool: Some(pool.id),
                 ports: vec![pid],
                 wol_mac: Some("00:10:e0:00:00:01".into()),
+                out_of_band: None,
                 dom0_memory_mib: 4096,
             }));
             inv.load(Object::Port(Port {

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -81,47 +81,24 @@ fn backend(what: impl std::fmt::Display) -> Error {
 
 /// Run `program args` with a time limit; its standard output, or an error with its standard error.
 pub(crate) fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| backend(format!("run {program}: {e}")))?;
-    // The pipes are drained while the program runs (a full pipe would stall it until the limit).
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out_t = drain(child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>));
-    let err_t = drain(child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>));
-    let t0 = Instant::now();
-    let status = loop {
-        match child.try_wait().map_err(|e| backend(format!("wait for {program}: {e}")))? {
-            Some(s) => break s,
-            None if t0.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(backend(format!(
-                    "{program} {} did not finish in {} s",
-                    args.join(" "),
-                    limit.as_secs()
-                )));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let done = crate::exec::run_limited(cmd, limit, u64::MAX).map_err(|e| match e {
+        crate::exec::ExecError::Spawn(e) => backend(format!("run {program}: {e}")),
+        crate::exec::ExecError::Wait(e) => backend(format!("wait for {program}: {e}")),
+        crate::exec::ExecError::TimedOut => {
+            backend(format!("{program} {} did not finish in {} s", args.join(" "), limit.as_secs()))
         }
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    if !status.success() {
-        return Err(backend(format!("{program} {}: {} ({status})", args.join(" "), err.trim())));
+    })?;
+    if !done.status.success() {
+        return Err(backend(format!(
+            "{program} {}: {} ({})",
+            args.join(" "),
+            done.stderr.trim(),
+            done.status
+        )));
     }
-    Ok(out)
+    Ok(done.stdout)
 }
 
 /// Copy `src` into the new, empty file `dst` as cheaply as the file system allows: a reflink

@@ -210,6 +210,11 @@ record! {
         roles: Vec<String> as "list[str]" = |o| o.roles.iter().map(enum_name).collect();
         /// The MAC a Wake-on-LAN magic packet wakes the server by, if set.
         wol_mac: Option<String> as "Optional[str]" = |o| o.wol_mac.clone();
+        /// The out-of-band power controller it is powered on and off by, if set.
+        out_of_band_controller: Option<String> as "Optional[str]" =
+            |o| o.out_of_band.as_ref().map(|b| b.controller.clone());
+        /// Its management controller's address, if set.
+        out_of_band_address: Option<String> as "Optional[str]" = |o| o.out_of_band.as_ref().map(|b| b.address.clone());
     }
 
     /// A server pool.

@@ -42,8 +42,8 @@ pub mod world;
 
 use world::{HostState, SimDomain, SimHost};
 pub use world::{
-    MagicPacket, SimWorld, DEFAULT_FILE_SYSTEM_BYTES, SIM_CPU_FEATURES, SIM_CPU_VENDOR, SIM_TOOLSTACK,
-    SIM_XEN_VERSION,
+    MagicPacket, SimWorld, DEFAULT_FILE_SYSTEM_BYTES, SIM_BMC, SIM_CPU_FEATURES, SIM_CPU_VENDOR,
+    SIM_TOOLSTACK, SIM_XEN_VERSION,
 };
 
 /// The agent password simulated hosts accept unless their address sets another.

@@ -10,8 +10,11 @@ use super::faults::Faults;
 use super::DEFAULT_PASSWORD;
 use crate::driver::network::NetworkConfig;
 use crate::driver::storage::{AccessGroup, Lun};
-use crate::driver::{lock, DomainChange, DomainRunState, DomainSpec, MigrationTicket, ShutdownReason};
-use crate::model::{HostCpu, VirtCapabilities, VmId};
+use crate::driver::{
+    lock, ChassisPower, DomainChange, DomainRunState, DomainSpec, MigrationTicket, PowerController,
+    ShutdownReason,
+};
+use crate::model::{HostCpu, OutOfBand, VirtCapabilities, VmId};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -126,6 +129,8 @@ pub(super) struct WorldInner {
     pub(super) magic_packets: Mutex<Vec<MagicPacket>>,
     /// The CPU load each guest generates wherever it runs, percent of one vCPU (when set).
     pub(super) guest_loads: Mutex<HashMap<VmId, f32>>,
+    /// The calls the simulated management controllers answered ("OP HOST").
+    pub(super) bmc_calls: Mutex<Vec<String>>,
 }
 
 /// A Wake-on-LAN magic packet a simulated host sent.
@@ -378,6 +383,20 @@ impl SimWorld {
         Ok(())
     }
 
+    /// The hosts' simulated management controllers as one out-of-band [`PowerController`] named
+    /// [`SIM_BMC`]: a server's [`crate::model::OutOfBand::address`] is its host's name. `on` powers
+    /// a host on (its agent then answers), `off` cuts its power at once (its domains are gone, the
+    /// manager sees the host lost), `status` reads it. Every call is counted
+    /// ([`SimWorld::bmc_calls`]).
+    pub fn power_controller(&self) -> Arc<dyn PowerController> {
+        Arc::new(SimBmc { world: self.clone() })
+    }
+
+    /// The calls the simulated management controllers answered, in order, as `"OP HOST"`.
+    pub fn bmc_calls(&self) -> Vec<String> {
+        lock(&self.inner.bmc_calls).clone()
+    }
+
     /// Whether a host is powered on and not lost.
     pub fn is_up(&self, name: &str) -> bool {
         self.host(name).map(|h| {
@@ -620,5 +639,55 @@ impl SimWorld {
         let mut v: Vec<String> = lock(&self.inner.hosts).keys().cloned().collect();
         v.sort();
         v
+    }
+}
+
+/// The name of the simulated hosts' out-of-band power controller ([`SimWorld::power_controller`]).
+pub const SIM_BMC: &str = "sim-bmc";
+
+/// The simulated management controllers of a world's hosts.
+#[derive(Debug)]
+struct SimBmc {
+    world: SimWorld,
+}
+
+impl SimBmc {
+    fn host(&self, op: &str, target: &OutOfBand) -> Result<Arc<SimHost>> {
+        lock(&self.world.inner.bmc_calls).push(format!("{op} {}", target.address));
+        // A BMC that does not answer (its host is unknown) is a backend failure, as a real one is.
+        self.world.host(&target.address).map_err(|_| {
+            Error::backend(SIM_BMC, format!("no management controller answers at {}", target.address))
+        })
+    }
+}
+
+impl PowerController for SimBmc {
+    fn name(&self) -> &str {
+        SIM_BMC
+    }
+
+    fn power_on(&self, target: &OutOfBand) -> Result<()> {
+        let h = self.host("on", target)?;
+        let mut st = lock(&h.state);
+        st.powered_on = true;
+        st.lost = false;
+        Ok(())
+    }
+
+    fn power_off(&self, target: &OutOfBand) -> Result<()> {
+        let h = self.host("off", target)?;
+        {
+            let mut st = lock(&h.state);
+            st.powered_on = false;
+            st.domains.clear();
+        }
+        let _ = h.changes.send(DomainChange::HostLost);
+        Ok(())
+    }
+
+    fn power_state(&self, target: &OutOfBand) -> Result<ChassisPower> {
+        let h = self.host("status", target)?;
+        let on = lock(&h.state).powered_on;
+        Ok(if on { ChassisPower::On } else { ChassisPower::Off })
     }
 }

@@ -95,6 +95,7 @@ impl Manager {
                         pool: None,
                         ports: ports.iter().map(|p| p.id).collect(),
                         wol_mac: info.hardware.ports.first().map(|p| p.mac.clone()),
+                        out_of_band: None,
                         dom0_memory_mib: info.dom0_memory_mib,
                     };
                     tx.put(Object::Server(server))?;

@@ -10,7 +10,8 @@ use crate::policy::placement;
 use crate::{Error, FailedMove, Result};
 
 impl Manager {
-    /// Edit a server's name, description, roles or Wake-on-LAN MAC.
+    /// Edit a server's name, description, roles, Wake-on-LAN MAC or out-of-band power controller.
+    /// An out-of-band controller must be registered ([`Manager::register_power_controller`]).
     pub fn edit_server(&self, server: ServerId, edit: ServerEdit) -> Result<JobHandle> {
         let mut s = (*self.server(server)?).clone();
         if let Some(n) = edit.name {
@@ -24,6 +25,13 @@ impl Manager {
         }
         if let Some(w) = edit.wol_mac {
             s.wol_mac = w;
+        }
+        if let Some(o) = edit.out_of_band {
+            if let Some(o) = &o {
+                o.check()?;
+                self.power_controller(&o.controller)?;
+            }
+            s.out_of_band = o;
         }
         self.update_object(Object::Server(s))
     }

@@ -27,6 +27,8 @@ pub struct ServerEdit {
     pub roles: Option<Vec<ServerRole>>,
     /// Wake-on-LAN MAC (`Some(None)` clears it).
     pub wol_mac: Option<Option<String>>,
+    /// Out-of-band power controller (`Some(None)` clears it).
+    pub out_of_band: Option<Option<OutOfBand>>,
 }
 
 impl Manager {
