@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::balance::PolicyParams;
 use crate::model::{
-    AntiAffinityGroup, BondMode, BondPort, Inventory, LoadSample, Network, NetworkId, NetworkMember, PoolId,
-    Port, PowerState, Server, ServerId, ServerPool, ServerPowerState, ServerRole, Timestamp, VlanInterface,
-    VlanParent, VmId,
+    AntiAffinityGroup, AntiAffinityGroupId, BondMode, BondPort, Inventory, LoadSample, Network, NetworkId,
+    NetworkMember, PoolId, Port, PowerState, Server, ServerId, ServerPool, ServerPowerState, ServerRole,
+    Timestamp, VlanInterface, VlanParent, VmId,
 };
 use crate::Result;
 
@@ -239,22 +239,50 @@ fn member_speed(inv: &Inventory, server: &Server, m: NetworkMember) -> f64 {
     }
 }
 
-impl LoadSnapshot {
-    /// The snapshot of `pools`, each with the policy its [`ServerPool::policy`] says.
-    pub fn build(inv: &Inventory, pools: &[PoolId], inputs: &LoadInputs) -> Result<LoadSnapshot> {
-        let with: Vec<(PoolId, PolicyParams)> = pools
-            .iter()
-            .map(|p| Ok((*p, PolicyParams::of_pool(inv.get::<ServerPool>(*p)?))))
-            .collect::<Result<_>>()?;
-        Self::build_with(inv, &with, inputs)
-    }
+/// A resident VM as the snapshot reads it, whoever knows it (the inventory, a simulator).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResidentVm {
+    /// The VM.
+    pub id: VmId,
+    /// Its server's index in the snapshot ([`SnapshotBuilder::server_index`]).
+    pub server: u32,
+    /// Its memory, MiB.
+    pub memory_mib: u64,
+    /// Its maximum memory, MiB.
+    pub max_memory_mib: u64,
+    /// Whether it is running (a resident VM that is not, say a paused one, does not move).
+    pub running: bool,
+    /// Its anti-affinity group, when that group exists.
+    pub group: Option<AntiAffinityGroupId>,
+}
 
-    /// The snapshot of pools with the parameters given here (tests, simulations, what-ifs).
-    pub fn build_with(
+/// Builds a [`LoadSnapshot`]: the servers and watched networks of the pools from the inventory,
+/// then the resident VMs one at a time from whoever tracks them, then the servers' loads.
+///
+/// This is the one place that says what the snapshot means (which VMs are movable, held or
+/// migrating, anti-affinity groups, memory used, a server's CPU and traffic as the larger of its
+/// own sample and the sum of its VMs'): [`LoadSnapshot::build_with`] feeds it the inventory's VMs
+/// and the simulator feeds it its own arrays, without a map of samples per VM.
+#[derive(Debug)]
+pub(crate) struct SnapshotBuilder<'a> {
+    inputs: &'a LoadInputs,
+    snap: LoadSnapshot,
+    server_ix: HashMap<ServerId, u32>,
+    /// Per pool: the index of each watched network.
+    net_ix: Vec<HashMap<NetworkId, usize>>,
+    moving: HashSet<VmId>,
+    group_ix: HashMap<AntiAffinityGroupId, u32>,
+    summed_cpu: Vec<f64>,
+}
+
+impl<'a> SnapshotBuilder<'a> {
+    /// A snapshot of the servers of `pools` and their link speeds on the watched networks, with no
+    /// VM yet.
+    pub fn servers_of(
         inv: &Inventory,
         pools: &[(PoolId, PolicyParams)],
-        inputs: &LoadInputs,
-    ) -> Result<LoadSnapshot> {
+        inputs: &'a LoadInputs,
+    ) -> Result<SnapshotBuilder<'a>> {
         let mut snap = LoadSnapshot {
             now: inputs.now,
             pools: Vec::with_capacity(pools.len()),
@@ -327,66 +355,82 @@ impl LoadSnapshot {
                 }
             }
         }
-        let moving: HashSet<VmId> = inputs.migrations_in_flight.iter().map(|f| f.vm).collect();
-        let mut group_ix: HashMap<crate::model::AntiAffinityGroupId, u32> = HashMap::new();
-        let mut summed_cpu = vec![0.0f64; snap.servers.len()];
-        for vm in inv.vms.iter() {
-            if !vm.power_state.is_resident() {
-                continue;
+        let summed_cpu = vec![0.0f64; snap.servers.len()];
+        Ok(SnapshotBuilder {
+            moving: inputs.migrations_in_flight.iter().map(|f| f.vm).collect(),
+            inputs,
+            snap,
+            server_ix,
+            net_ix,
+            group_ix: HashMap::new(),
+            summed_cpu,
+        })
+    }
+
+    /// A server's index in the snapshot, if it is a server of the pools.
+    pub fn server_index(&self, server: ServerId) -> Option<u32> {
+        self.server_ix.get(&server).copied()
+    }
+
+    /// Add a resident VM with its load over the period: `cpu` in CPUs, `net` in Mbit/s on each
+    /// network (networks the pool does not watch are ignored). VMs are added in a stable order
+    /// (the inventory's name order): plans break ties by it.
+    pub fn vm(&mut self, vm: ResidentVm, cpu: f64, net_mbps: &[(NetworkId, f64)]) {
+        let six = vm.server as usize;
+        let Some(srv) = self.snap.servers.get_mut(six) else { return };
+        srv.used_mib += vm.memory_mib;
+        let cpu = cpu.max(0.0);
+        self.summed_cpu[six] += cpu;
+        let nets = &self.net_ix[srv.pool as usize];
+        let mut net = vec![0.0; nets.len()];
+        for (n, mbps) in net_mbps {
+            if let Some(k) = nets.get(n) {
+                net[*k] += mbps.max(0.0);
             }
-            let Some(&six) = vm.server.and_then(|s| server_ix.get(&s)) else { continue };
-            let srv = &mut snap.servers[six as usize];
-            srv.used_mib += vm.config.memory_mib;
-            let sample = inputs.vms.get(&vm.id);
-            let cpu = sample.map_or(0.0, |s| s.cpu.max(0.0));
-            summed_cpu[six as usize] += cpu;
-            let nets = &net_ix[srv.pool as usize];
-            let mut net = vec![0.0; nets.len()];
-            if let Some(s) = sample {
-                for (n, mbps) in &s.network_mbps {
-                    if let Some(k) = nets.get(n) {
-                        net[*k] += mbps.max(0.0);
-                    }
-                }
-            }
-            let hold = snap.pools[srv.pool as usize].params.vm_hold_ms;
-            let held = inputs.last_vm_move.get(&vm.id).is_some_and(|t| t.saturating_add(hold) > inputs.now);
-            let vix = snap.vms.len() as u32;
-            srv.vms.push(vix);
-            let group =
-                vm.anti_affinity_group.filter(|g| inv.get::<AntiAffinityGroup>(*g).is_ok()).map(|g| {
-                    *group_ix.entry(g).or_insert_with(|| {
-                        snap.groups.push(Vec::new());
-                        snap.groups.len() as u32 - 1
-                    })
-                });
-            if let Some(g) = group {
-                snap.groups[g as usize].push(vix);
-            }
-            snap.vms.push(VmLoadState {
-                id: vm.id,
-                server: six,
-                memory_mib: vm.config.memory_mib,
-                max_memory_mib: vm.config.max_memory_mib,
-                cpu,
-                net,
-                group,
-                movable: vm.power_state == PowerState::Running && !held && !moving.contains(&vm.id),
-                in_flight: moving.contains(&vm.id),
-            });
         }
+        let hold = self.snap.pools[srv.pool as usize].params.vm_hold_ms;
+        let now = self.inputs.now;
+        let held = self.inputs.last_vm_move.get(&vm.id).is_some_and(|t| t.saturating_add(hold) > now);
+        let vix = self.snap.vms.len() as u32;
+        srv.vms.push(vix);
+        let group = vm.group.map(|g| {
+            *self.group_ix.entry(g).or_insert_with(|| {
+                self.snap.groups.push(Vec::new());
+                self.snap.groups.len() as u32 - 1
+            })
+        });
+        if let Some(g) = group {
+            self.snap.groups[g as usize].push(vix);
+        }
+        let moving = !self.moving.is_empty() && self.moving.contains(&vm.id);
+        self.snap.vms.push(VmLoadState {
+            id: vm.id,
+            server: vm.server,
+            memory_mib: vm.memory_mib,
+            max_memory_mib: vm.max_memory_mib,
+            cpu,
+            net,
+            group,
+            movable: vm.running && !held && !moving,
+            in_flight: moving,
+        });
+    }
+
+    /// The snapshot: each server's load is the larger of its own sample and the sum of its VMs'.
+    pub fn finish(mut self) -> LoadSnapshot {
+        let snap = &mut self.snap;
         for (ix, srv) in snap.servers.iter_mut().enumerate() {
-            match inputs.servers.get(&srv.id) {
+            match self.inputs.servers.get(&srv.id) {
                 Some(s) => {
-                    srv.cpu = (s.cpu_util.clamp(0.0, 1.0) * srv.cpus).max(summed_cpu[ix]);
-                    let nets = &net_ix[srv.pool as usize];
+                    srv.cpu = (s.cpu_util.clamp(0.0, 1.0) * srv.cpus).max(self.summed_cpu[ix]);
+                    let nets = &self.net_ix[srv.pool as usize];
                     for (n, mbps) in &s.network_mbps {
                         if let Some(k) = nets.get(n) {
                             srv.net[*k] = mbps.max(0.0);
                         }
                     }
                 }
-                None => srv.cpu = summed_cpu[ix],
+                None => srv.cpu = self.summed_cpu[ix],
             }
         }
         // A server sample that saw less traffic than its VMs report counts the VMs' sum.
@@ -401,7 +445,47 @@ impl LoadSnapshot {
                 srv.net[k] = srv.net[k].max(m);
             }
         }
-        Ok(snap)
+        self.snap
+    }
+}
+
+impl LoadSnapshot {
+    /// The snapshot of `pools`, each with the policy its [`ServerPool::policy`] says.
+    pub fn build(inv: &Inventory, pools: &[PoolId], inputs: &LoadInputs) -> Result<LoadSnapshot> {
+        let with: Vec<(PoolId, PolicyParams)> = pools
+            .iter()
+            .map(|p| Ok((*p, PolicyParams::of_pool(inv.get::<ServerPool>(*p)?))))
+            .collect::<Result<_>>()?;
+        Self::build_with(inv, &with, inputs)
+    }
+
+    /// The snapshot of pools with the parameters given here (tests, simulations, what-ifs).
+    pub fn build_with(
+        inv: &Inventory,
+        pools: &[(PoolId, PolicyParams)],
+        inputs: &LoadInputs,
+    ) -> Result<LoadSnapshot> {
+        let mut b = SnapshotBuilder::servers_of(inv, pools, inputs)?;
+        for vm in inv.vms.iter() {
+            if !vm.power_state.is_resident() {
+                continue;
+            }
+            let Some(server) = vm.server.and_then(|s| b.server_index(s)) else { continue };
+            let (cpu, net) = inputs.vms.get(&vm.id).map_or((0.0, &[][..]), |s| (s.cpu, &s.network_mbps[..]));
+            b.vm(
+                ResidentVm {
+                    id: vm.id,
+                    server,
+                    memory_mib: vm.config.memory_mib,
+                    max_memory_mib: vm.config.max_memory_mib,
+                    running: vm.power_state == PowerState::Running,
+                    group: vm.anti_affinity_group.filter(|g| inv.get::<AntiAffinityGroup>(*g).is_ok()),
+                },
+                cpu,
+                net,
+            );
+        }
+        Ok(b.finish())
     }
 
     /// How many servers and resident VMs the snapshot holds.

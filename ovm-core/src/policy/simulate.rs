@@ -21,8 +21,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::balance::{plan, Action};
-use super::load::{InFlight, LoadInputs, LoadSnapshot, MigrationLimits, ServerSample, VmSample};
+use super::balance::{plan, Action, PolicyParams};
+use super::load::{
+    InFlight, LoadInputs, LoadSnapshot, MigrationLimits, ResidentVm, ServerSample, SnapshotBuilder, VmSample,
+};
 use super::placement::{pick, Usage};
 use crate::clock::{Clock, SimClock};
 use crate::model::{
@@ -214,10 +216,12 @@ pub struct Simulation {
     down: Vec<usize>,
     failures: Vec<(u32, usize)>,
     next_failure: usize,
+    /// Each VM's memory (its maximum memory too) and anti-affinity group.
+    vm_facts: Vec<(u64, Option<AntiAffinityGroupId>)>,
     in_flight: Vec<(InFlight, u32)>,
-    last_vm_move: HashMap<VmId, Timestamp>,
-    last_power_on: HashMap<ServerId, Timestamp>,
-    draining: HashSet<ServerId>,
+    /// What the manager would hand the policies, kept up to date as the simulation goes (the
+    /// VMs' samples excepted: the snapshot takes them from the simulator's arrays).
+    inputs: LoadInputs,
     tick: u32,
     report: SimReport,
 }
@@ -310,6 +314,7 @@ impl Simulation {
         let mut trace = Vec::with_capacity(cfg.vms);
         let mut vm_server = Vec::with_capacity(cfg.vms);
         let mut vms = Vec::with_capacity(cfg.vms);
+        let mut vm_facts = Vec::with_capacity(cfg.vms);
         let n_groups = cfg.anti_affinity_groups.min(cfg.vms / 3);
         let mut groups: Vec<AntiAffinityGroup> = (0..n_groups)
             .map(|g| AntiAffinityGroup {
@@ -373,6 +378,7 @@ impl Simulation {
             });
             vm_server.push(placed);
             vms.push(vid);
+            vm_facts.push((memory_mib, gid));
         }
         for g in groups {
             inv.load(Object::AntiAffinityGroup(g));
@@ -397,6 +403,12 @@ impl Simulation {
             }
         }
         let n_vms = vms.len();
+        let inputs = LoadInputs {
+            migration_limit: cfg.migration_limit,
+            ha_reserve: cfg.ha_reserve,
+            power_controlled: servers.iter().copied().collect(),
+            ..LoadInputs::default()
+        };
         Simulation {
             clock: SimClock::new(1_767_225_600_000),
             server_ix: servers.iter().enumerate().map(|(i, s)| (*s, i)).collect(),
@@ -407,10 +419,9 @@ impl Simulation {
             down: Vec::new(),
             failures,
             next_failure: 0,
+            vm_facts,
             in_flight: Vec::new(),
-            last_vm_move: HashMap::new(),
-            last_power_on: HashMap::new(),
-            draining: HashSet::new(),
+            inputs,
             tick: 0,
             report: SimReport::default(),
             cfg,
@@ -490,29 +501,33 @@ impl Simulation {
     /// What the manager would hand the policies now: the loads of the current tick, what is in
     /// progress and what was done recently.
     pub fn inputs(&self) -> LoadInputs {
-        let mut cpu = vec![0.0f64; self.servers.len()];
-        let mut inputs = LoadInputs {
-            now: self.now(),
-            migration_limit: self.cfg.migration_limit,
-            ha_reserve: self.cfg.ha_reserve,
-            last_vm_move: self.last_vm_move.clone(),
-            last_power_on: self.last_power_on.clone(),
-            draining: self.draining.clone(),
-            migrations_in_flight: self.in_flight.iter().map(|(f, _)| *f).collect(),
-            power_controlled: self.servers.iter().copied().collect(),
-            ..LoadInputs::default()
-        };
+        let mut inputs = self.inputs.clone();
         inputs.vms.reserve(self.vms.len());
         for (v, s) in self.vm_server.iter().enumerate() {
-            if let Some(s) = s {
-                let c = self.vm_cpu[v];
-                cpu[*s] += c;
-                inputs.vms.insert(
-                    self.vms[v],
-                    VmSample { cpu: c, network_mbps: vec![(self.network, c * self.trace[v].mbps_per_cpu)] },
-                );
+            if s.is_some() {
+                let (cpu, net) = self.vm_load(v);
+                inputs.vms.insert(self.vms[v], VmSample { cpu, network_mbps: net.to_vec() });
             }
         }
+        inputs
+    }
+
+    /// A VM's load at the current tick: CPUs and its traffic on the VM network.
+    fn vm_load(&self, v: usize) -> (f64, [(NetworkId, f64); 1]) {
+        let c = self.vm_cpu[v];
+        (c, [(self.network, c * self.trace[v].mbps_per_cpu)])
+    }
+
+    /// Bring the inputs up to the current tick: its time, the migrations in flight, the servers
+    /// booting and each running server's CPU (`cpu`: the sum of its VMs', in CPUs).
+    fn refresh_inputs(&mut self, cpu: &[f64]) {
+        let now = self.now();
+        let inputs = &mut self.inputs;
+        inputs.now = now;
+        inputs.migrations_in_flight.clear();
+        inputs.migrations_in_flight.extend(self.in_flight.iter().map(|(f, _)| *f));
+        inputs.servers.clear();
+        inputs.booting.clear();
         let cpus = f64::from(self.cfg.server_cpus);
         for (s, st) in self.state.iter().enumerate() {
             match st {
@@ -528,7 +543,34 @@ impl Simulation {
                 State::Off | State::Failed(_) => {}
             }
         }
-        inputs
+    }
+
+    /// The snapshot the policies plan on: the servers from the inventory, the resident VMs and
+    /// their loads from the simulator's arrays (in index order, which is the inventory's name
+    /// order), through the same builder as [`LoadSnapshot::build`].
+    fn snapshot(&self) -> crate::Result<LoadSnapshot> {
+        let pools: Vec<(PoolId, PolicyParams)> = self
+            .pools
+            .iter()
+            .map(|p| Ok((*p, PolicyParams::of_pool(self.inv.get::<ServerPool>(*p)?))))
+            .collect::<crate::Result<_>>()?;
+        let mut b = SnapshotBuilder::servers_of(&self.inv, &pools, &self.inputs)?;
+        let ix: Vec<Option<u32>> = self.servers.iter().map(|s| b.server_index(*s)).collect();
+        for (v, s) in self.vm_server.iter().enumerate() {
+            let Some(server) = s.and_then(|s| ix[s]) else { continue };
+            let (memory_mib, group) = self.vm_facts[v];
+            let vm = ResidentVm {
+                id: self.vms[v],
+                server,
+                memory_mib,
+                max_memory_mib: memory_mib,
+                running: true,
+                group,
+            };
+            let (cpu, net) = self.vm_load(v);
+            b.vm(vm, cpu, &net);
+        }
+        Ok(b.finish())
     }
 
     /// Measure the current tick: servers on, servers over a threshold, VMs down.
@@ -557,6 +599,7 @@ impl Simulation {
             }
         }
         self.report.vm_minutes_down += self.down.len() as f64 * minutes;
+        self.refresh_inputs(&cpu);
     }
 
     fn restart_down(&mut self, first_try: &[usize]) {
@@ -603,12 +646,12 @@ impl Simulation {
                 State::Booting(until) if until <= t => {
                     self.state[s] = State::Up;
                     self.set_server_power(s, ServerPowerState::Running);
-                    self.last_power_on.insert(self.servers[s], now);
+                    self.inputs.last_power_on.insert(self.servers[s], now);
                 }
                 State::Failed(until) if until <= t => {
                     self.state[s] = State::Up;
                     self.set_server_power(s, ServerPowerState::Running);
-                    self.last_power_on.insert(self.servers[s], now);
+                    self.inputs.last_power_on.insert(self.servers[s], now);
                 }
                 _ => {}
             }
@@ -627,7 +670,7 @@ impl Simulation {
             self.report.failures += 1;
             self.state[s] = State::Failed(t + self.cfg.repair_ticks);
             self.set_server_power(s, ServerPowerState::Unreachable);
-            self.draining.remove(&self.servers[s]);
+            self.inputs.draining.remove(&self.servers[s]);
             let sid = self.servers[s];
             self.in_flight.retain(|(f, _)| f.from != sid && f.to != sid);
             for v in 0..self.vms.len() {
@@ -653,8 +696,7 @@ impl Simulation {
     }
 
     fn run_policies(&mut self, now: Timestamp) {
-        let inputs = self.inputs();
-        let Ok(snap) = LoadSnapshot::build(&self.inv, &self.pools, &inputs) else { return };
+        let Ok(snap) = self.snapshot() else { return };
         let p = plan(&snap);
         self.report.plans += 1;
         self.report.unrelieved += p.unrelieved.len() as u64;
@@ -675,7 +717,7 @@ impl Simulation {
                     self.set_vm(v, Some(d));
                     self.in_flight
                         .push((InFlight { vm: *vm, from: *from, to: *to }, t + self.cfg.migration_ticks));
-                    self.last_vm_move.insert(*vm, now);
+                    self.inputs.last_vm_move.insert(*vm, now);
                     self.report.migrations += 1;
                 }
                 Action::PowerOff { server, .. } => {
@@ -699,7 +741,7 @@ impl Simulation {
                 }
             }
         }
-        self.draining = p.draining.into_iter().collect();
+        self.inputs.draining = p.draining.into_iter().collect();
     }
 
     /// Run the ticks left; returns the report.
