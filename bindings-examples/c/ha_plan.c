@@ -78,6 +78,7 @@ int main(void) {
   printf("the pool tolerates %u failure(s)\n", max);
   if (max != 1) return 1;
   /* DPM keeps room for as many failures as the pool is set to tolerate: at most what it absorbs. */
+  job = NULL;
   if (ovm_pool_set_ha_failures_to_tolerate(mgr, pool, 2, &job) != OVM_RESULT_CONFLICT || job != NULL) return 1;
   char msg[512];
   CHECK(ovm_last_error_message(msg, sizeof msg, &n));

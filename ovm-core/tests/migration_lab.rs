@@ -10,7 +10,9 @@
 //! ```
 //!
 //! (`make migration-lab-test` does exactly that.) A migration the destination cannot complete leaves
-//! the VM running on the source.
+//! the VM running on the source. At the end, DPM and DRS act on the loads sampled from the two
+//! servers: DPM empties an idle server and powers it off, wakes it by Wake-on-LAN when guests
+//! burning CPU push the other over its threshold, and DRS moves one of them to it.
 
 mod lab;
 
@@ -20,6 +22,8 @@ use lab::{agent_listens, wait_for};
 
 use ovm_core::manager::{PoolSpec, ServerEdit, VmSpec};
 use ovm_core::model::*;
+use ovm_core::policy::balance::{Plan, Reason};
+use ovm_core::store::EventFilter;
 use ovm_core::{JobHandle, Manager};
 
 /// The agent password the dom0 script sets.
@@ -291,8 +295,8 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     ok("maintenance mode off", mgr.set_maintenance_mode(s1, false), 60);
 
     // The same evacuation one migration at a time, back from server 2 to server 1: the peer of the
-    // parallel evacuation's figure, measured when figures are asked for (`make migration-lab-bench`;
-    // it adds two sequential migrations, about three minutes, to the lab).
+    // parallel evacuation's figure, measured when figures are asked for (`make lab-bench`; it adds
+    // two sequential migrations, about three minutes, to the lab).
     if std::env::var_os("OVM_LAB_FIGURES").is_some() {
         let limit = mgr.migration_limit();
         ok("one migration at a time per server", mgr.set_migration_limit(1), 30);
@@ -330,28 +334,32 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         ok("delete a VM", mgr.delete_vm(v), 60);
     }
 
-    // The peer, in the same run: the same guest (kernel, memory, NIC) started with xl on server 1
-    // and live-migrated with plain `xl migrate` over an unencrypted TCP pipe (busybox nc) to
-    // server 2, with no manager and no agent.
-    on(1, "/mnt/host/bin/migrate-peer.sh create", 400);
-    on(2, "/mnt/host/bin/migrate-peer.sh receive", 30);
-    start_ping("10.77.0.51", "/tmp/ping-peer.log");
-    let out = on(1, "/mnt/host/bin/migrate-peer.sh send 10.77.0.2", 900);
-    let peer_gap = ping_gap("/tmp/ping-peer.log");
-    let peer: f64 = out.lines().last().and_then(|w| w.trim().parse().ok()).unwrap_or_else(|| panic!("{out}"));
-    on(2, "xl destroy peer-guest", 60);
-    println!(
-        "MIGRATION ovm s1->s2 {:.1} s (ping gap {ovm_gap:.1} s); plain xl migrate over TCP {peer:.1} s \
-         (ping gap {peer_gap:.1} s); ovm/plain {:.2}",
-        there.as_secs_f64(),
-        there.as_secs_f64() / peer
-    );
+    // The peer, measured when figures are asked for (`make lab-bench`; it adds about three
+    // minutes): the same guest (kernel, memory, NIC) started with xl on server 1 and live-migrated
+    // with plain `xl migrate` over an unencrypted TCP pipe (busybox nc) to server 2, with no
+    // manager and no agent.
+    if std::env::var_os("OVM_LAB_FIGURES").is_none() {
+        println!("MIGRATION ovm s1->s2 {:.1} s (ping gap {ovm_gap:.1} s)", there.as_secs_f64());
+    } else {
+        on(1, "/mnt/host/bin/migrate-peer.sh create", 400);
+        on(2, "/mnt/host/bin/migrate-peer.sh receive", 30);
+        start_ping("10.77.0.51", "/tmp/ping-peer.log");
+        let out = on(1, "/mnt/host/bin/migrate-peer.sh send 10.77.0.2", 900);
+        let peer_gap = ping_gap("/tmp/ping-peer.log");
+        let peer: f64 =
+            out.lines().last().and_then(|w| w.trim().parse().ok()).unwrap_or_else(|| panic!("{out}"));
+        on(2, "xl destroy peer-guest", 60);
+        println!(
+            "MIGRATION ovm s1->s2 {:.1} s (ping gap {ovm_gap:.1} s); plain xl migrate over TCP {peer:.1} s \
+             (ping gap {peer_gap:.1} s); ovm/plain {:.2}",
+            there.as_secs_f64(),
+            there.as_secs_f64() / peer
+        );
+    }
 
-    // Power control, as DPM uses it. Server 2, empty, powers off through its agent (dom0's own
-    // power-off: the machine stops). Server 1 then sends a Wake-on-LAN magic packet for server 2's
-    // LAN NIC out of the management bridge; the lab's power controller, which watches the switch
-    // for magic packets, boots the machine it names; server 2's agent (its state kept on the
-    // server's disk, as a real server's is) answers the manager again, and a VM runs there.
+    // DPM and DRS on real Xen, with server power control. Server 2 has a Wake-on-LAN MAC (its LAN
+    // NIC), so DPM may power it off and on; server 1 has none and stays on. The pool's policy is
+    // DPM with an 80% CPU threshold (each lab server has one CPU): under-used below 40%.
     let lab_script = std::env::var("OVM_XENLAB_LAB").expect("OVM_XENLAB_LAB (set by the lab)");
     let run = std::env::var("OVM_XENLAB_RUN").expect("OVM_XENLAB_RUN (set by the lab)");
     let machine = |k: u32| {
@@ -363,34 +371,127 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     };
     let edit = ServerEdit { wol_mac: Some(Some("52:54:00:0a:00:02".into())), ..ServerEdit::default() };
     ok("server 2's Wake-on-LAN MAC (its LAN NIC)", mgr.edit_server(s2, edit), 30);
-    let t0 = std::time::Instant::now();
-    ok("power off server 2", mgr.power_off_server(s2), 120);
+    // Discovery took server 1's first port's MAC as its Wake-on-LAN MAC: without one, DPM leaves it on.
+    let edit = ServerEdit { wol_mac: Some(None), ..ServerEdit::default() };
+    ok("server 1 without a Wake-on-LAN MAC", mgr.edit_server(s1, edit), 30);
+    let policy = |p: &mut ServerPool| {
+        p.policy.mode = PolicyMode::Dpm;
+        p.policy.cpu_threshold_percent = 80;
+        p.policy.period_secs = 60;
+    };
+    ok("the pool's policy: DPM at 80%", mgr.edit_pool(pool, policy), 30);
+    let guest = |name: &str, cmdline: &str| {
+        let mut spec = VmSpec::new(name, config.clone());
+        if let Some(k) = spec.config.pv_kernel.as_mut() {
+            k.cmdline = cmdline.into();
+        }
+        spec.pool = Some(pool);
+        VmId(ok("create a VM", mgr.create_vm(spec), 60).0.id)
+    };
+
+    // An idle guest on server 2: DPM empties the under-used server (the guest live-migrates to
+    // server 1) and powers it off through its agent; the machine stops.
+    let idle = guest("idle-guest", "console=hvc0 ovm.ip=10.77.0.53/24 ovm.ping=10.77.0.1");
+    ok("start the idle guest on server 2", mgr.start_vm_on(idle, s2), 300);
+    wait_for("the idle guest's heartbeat", 300, || alive(&mgr, idle).is_some_and(|(_, net)| net));
+    let plan = plan_until(&mgr, pool, "DPM to empty server 2 and power it off", |p| {
+        p.powered_off() == vec![s2] && p.migrations().any(|(v, from, to, _)| (v, from, to) == (idle, s2, s1))
+    });
+    println!("DPM plans: {}", serde_json::to_string(&plan).unwrap());
+    let (_, dpm_off) = ok("run the policy (DPM powers server 2 off)", mgr.run_policy(pool), 900);
     wait_for("server 2's machine to stop", 300, || machine(2) == "off");
-    let off = t0.elapsed();
     assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Stopped);
+    assert_eq!(mgr.vm(idle).unwrap().server, Some(s1), "the idle guest moved to server 1");
     assert_eq!(machine(1), "on");
-    let (_, woken) = ok("power on server 2 by Wake-on-LAN", mgr.power_on_server(s2, None), 1200);
+    ok("kill the idle guest", mgr.kill_vm(idle), 120);
+    ok("delete it", mgr.delete_vm(idle), 60);
+
+    // Load returns: two guests, each burning 35% of a CPU, on server 1 (the only one running) push
+    // it over the threshold. DRS has nowhere to move them, so DPM wakes server 2: server 1 sends a
+    // Wake-on-LAN magic packet out of the management bridge, the lab's power controller (which
+    // watches the switch for magic packets) boots the machine it names, and server 2's agent (its
+    // state kept on the server's disk, as a real server's is) answers the manager again.
+    let burners: Vec<VmId> = (1..=2)
+        .map(|k| {
+            let v = guest(
+                &format!("burner-{k}"),
+                &format!("console=hvc0 ovm.burn=35 ovm.ip=10.77.0.5{}/24 ovm.ping=10.77.0.1", 3 + k),
+            );
+            ok("start a CPU-burning guest", mgr.start_vm(v), 300);
+            assert_eq!(mgr.vm(v).unwrap().server, Some(s1));
+            v
+        })
+        .collect();
+    for v in &burners {
+        wait_for("the burning guest's heartbeat", 300, || alive(&mgr, *v).is_some_and(|(_, net)| net));
+    }
+    let plan = plan_until(&mgr, pool, "DPM to power server 2 on", |p| p.powered_on() == vec![s2]);
+    println!("DPM plans: {}", serde_json::to_string(&plan).unwrap());
+    let (_, dpm_on) = ok("run the policy (DPM wakes server 2)", mgr.run_policy(pool), 1500);
     let log = std::fs::read_to_string(format!("{run}/power.log")).expect("the power controller's log");
     assert!(log.contains("wol 52:54:00:0a:00:02: server 2 is off") && log.contains("node2 on"), "{log}");
     assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Running);
-    let mut spec = VmSpec::new("after-wake", config.clone());
-    spec.server = Some(s2);
-    spec.pool = Some(pool);
-    let v = VmId(ok("create a VM", mgr.create_vm(spec), 60).0.id);
-    // Server 1 in maintenance mode (it runs nothing now): the VM can only start on server 2.
-    ok("maintenance mode on server 1", mgr.set_maintenance_mode(s1, true), 60);
-    ok("start it on the woken server 2", mgr.start_vm(v), 300);
-    ok("maintenance mode off", mgr.set_maintenance_mode(s1, false), 60);
-    assert_eq!(mgr.vm(v).unwrap().server, Some(s2));
-    wait_for("the guest's console marker on server 2", 300, || {
-        mgr.vm_console(v).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+
+    // DRS: server 1 is still over its threshold and server 2 is idle; one burning guest
+    // live-migrates to server 2 and runs on there.
+    let counts: Vec<u64> = burners.iter().map(|v| alive(&mgr, *v).unwrap().0).collect();
+    let plan = plan_until(&mgr, pool, "DRS to move a burning guest to server 2", |p| {
+        p.migrations().any(|(v, from, to, r)| {
+            burners.contains(&v) && (from, to) == (s1, s2) && matches!(r, Reason::CpuOverThreshold { .. })
+        })
     });
-    ok("kill it", mgr.kill_vm(v), 120);
-    ok("delete it", mgr.delete_vm(v), 60);
+    println!("DRS plans: {}", serde_json::to_string(&plan).unwrap());
+    let (_, drs) = ok("run the policy (DRS relieves server 1)", mgr.run_policy(pool), 900);
+    let moved: Vec<VmId> =
+        burners.iter().copied().filter(|v| mgr.vm(*v).unwrap().server == Some(s2)).collect();
+    assert_eq!(moved.len(), 1, "one burning guest moved to server 2");
+    for (v, before) in burners.iter().zip(counts) {
+        wait_for("the burning guests' heartbeats, continuing", 120, || {
+            alive(&mgr, *v).is_some_and(|(n, net)| n > before && net)
+        });
+    }
+    let events = mgr.events(&EventFilter::default()).unwrap();
+    for kind in ["policy.migrate", "policy.power_off", "policy.power_on"] {
+        let e = events.iter().find(|e| e.event_type == kind).unwrap_or_else(|| panic!("no {kind} event"));
+        println!("EVENT {kind}: {}", e.summary);
+    }
+    ok("the pool's policy off", mgr.edit_pool(pool, |p| p.policy.mode = PolicyMode::Off), 30);
+    for v in burners {
+        ok("kill a VM", mgr.kill_vm(v), 120);
+        ok("delete a VM", mgr.delete_vm(v), 60);
+    }
     println!(
-        "POWER server 2: off {:.1} s after the request; woken by a magic packet from server 1, its agent answered \
-         {:.1} s after the request",
-        off.as_secs_f64(),
-        woken.as_secs_f64()
+        "DPM/DRS: consolidated and powered server 2 off in {:.1} s; woke it by Wake-on-LAN in {:.1} s (its agent \
+         answering); DRS moved a burning guest to it in {:.1} s",
+        dpm_off.as_secs_f64(),
+        dpm_on.as_secs_f64(),
+        drs.as_secs_f64()
     );
+}
+
+/// Sample the servers' loads every 5 s until `pool`'s dry-run plan satisfies `want` (at most 6
+/// minutes: the policy averages a 60 s period), and return that plan.
+fn plan_until(mgr: &Manager, pool: PoolId, what: &str, want: impl Fn(&Plan) -> bool) -> Plan {
+    let deadline = std::time::Instant::now() + Duration::from_secs(360);
+    loop {
+        mgr.sample_loads().unwrap();
+        let plan = mgr.policy_plan(pool).unwrap();
+        if want(&plan) {
+            return plan;
+        }
+        if std::time::Instant::now() >= deadline {
+            let loads: Vec<String> = mgr
+                .servers()
+                .iter()
+                .filter_map(|s| {
+                    mgr.server_load(s.id).ok().flatten().map(|l| format!("{}: {:.0}%", s.name, l.cpu_percent))
+                })
+                .collect();
+            panic!(
+                "timed out waiting for {what}; last plan {}; loads {loads:?}",
+                serde_json::to_string(&plan).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
 }
