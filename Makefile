@@ -44,7 +44,7 @@ py-test:
 	cd ovm-py && ../$(VPY) -m pytest -q
 	cd ovm-py && ../$(VPY) -m mypy.stubtest ovm._ovm --allowlist stubtest-allowlist.txt
 	cd bindings-examples/python && ../../$(VPY) -m mypy --strict .
-	cd bindings-examples/python && for f in inventory bulk_clone_start event_watcher async_start import_assembly vlan_over_bond; do \
+	cd bindings-examples/python && for f in inventory bulk_clone_start event_watcher async_start import_assembly vlan_over_bond policy_day; do \
 		../../$(VPY) -W error $$f.py > /dev/null || exit 1; done
 	$(MAKE) parity-test
 

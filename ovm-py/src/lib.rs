@@ -7,6 +7,8 @@
 
 use pyo3::prelude::*;
 
+use errors::OrRaise;
+
 mod convert;
 mod errors;
 mod ids;
@@ -43,6 +45,40 @@ fn ha_reason_kinds() -> Vec<(&'static str, u32)> {
     ovm_core::model::HaReasonKind::ALL.iter().map(|k| (k.name(), k.code())).collect()
 }
 
+/// Run the deterministic policy simulator (`ovm_core::policy::simulate`) over one day at
+/// one-minute ticks: `servers` servers (1 to 2,000) with twenty VMs each, diurnal load, bursts and
+/// failures drawn from `seed`, under the policy `mode` (`"Off"`, `"Drs"` or `"Dpm"`). The same seed
+/// gives the same day.
+#[pyfunction]
+#[pyo3(signature = (seed=1, servers=100, mode="Dpm"))]
+fn simulate_policy_day(
+    py: Python<'_>,
+    seed: u64,
+    servers: usize,
+    mode: &str,
+) -> PyResult<records::SimulatedDay> {
+    use ovm_core::policy::simulate::{SimConfig, Simulation};
+    if !(1..=2000).contains(&servers) {
+        return Err(ovm_core::Error::invalid("servers", format!("{servers} is not within 1-2000")))
+            .or_raise();
+    }
+    let mode: ovm_core::model::PolicyMode = convert::parse_enum("mode", mode)?;
+    let day = py.detach(move || {
+        let cfg = SimConfig::day(seed, servers, mode);
+        let total = cfg.ticks;
+        let mut sim = Simulation::new(cfg);
+        let mut powered = Vec::new();
+        let mut utilisation = Vec::new();
+        while sim.report().ticks < total {
+            sim.step();
+            powered.push(sim.powered_servers() as u32);
+            utilisation.push(100.0 * sim.cpu_utilisation());
+        }
+        records::SimulatedDay::of(sim.report(), powered, utilisation)
+    });
+    Ok(day)
+}
+
 #[pymodule]
 fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The runtime that drives awaitables handed to asyncio. Jobs run on the manager's own runtime;
@@ -58,6 +94,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(object_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(migration_blocker_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(ha_reason_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate_policy_day, m)?)?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;
@@ -71,6 +108,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::RebuildReport>()?;
     m.add_class::<records::MigrationBlocker>()?;
     m.add_class::<records::PolicyAction>()?;
+    m.add_class::<records::SimulatedDay>()?;
     m.add_class::<records::HaReason>()?;
     m.add_class::<records::HaDecision>()?;
     m.add_class::<records::HaTolerance>()?;

@@ -379,6 +379,75 @@ impl MigrationBlocker {
     }
 }
 
+/// A simulated day of a data centre under a policy (`simulate_policy_day`): the totals, and per
+/// one-minute tick the servers powered on and the running servers' CPU utilisation.
+#[pyclass(module = "ovm", frozen, get_all)]
+#[derive(Debug, Clone)]
+pub struct SimulatedDay {
+    /// Ticks simulated (one a minute).
+    pub ticks: u32,
+    /// Live migrations the policy made.
+    pub migrations: u64,
+    /// Servers powered off by DPM.
+    pub power_offs: u64,
+    /// Servers powered on by DPM.
+    pub power_ons: u64,
+    /// Server-hours powered on.
+    pub server_hours_on: f64,
+    /// Server-minutes spent over the CPU or network threshold.
+    pub server_minutes_over: f64,
+    /// Server failures drawn.
+    pub failures: u64,
+    /// VMs of failed servers that could not be restarted at once.
+    pub vms_not_restarted: u64,
+    /// VM-minutes spent down after failures.
+    pub vm_minutes_down: f64,
+    /// Servers powered on (running or booting) after each tick.
+    pub powered_servers: Vec<u32>,
+    /// The running servers' CPU utilisation after each tick, percent.
+    pub cpu_utilisation_percent: Vec<f64>,
+}
+
+impl SimulatedDay {
+    /// The record of a finished simulation and its series.
+    pub fn of(
+        r: &ovm_core::policy::simulate::SimReport,
+        powered: Vec<u32>,
+        utilisation: Vec<f64>,
+    ) -> SimulatedDay {
+        SimulatedDay {
+            ticks: r.ticks,
+            migrations: r.migrations,
+            power_offs: r.power_offs,
+            power_ons: r.power_ons,
+            server_hours_on: r.server_hours_on,
+            server_minutes_over: r.server_minutes_over,
+            failures: r.failures,
+            vms_not_restarted: r.vms_not_restarted,
+            vm_minutes_down: r.vm_minutes_down,
+            powered_servers: powered,
+            cpu_utilisation_percent: utilisation,
+        }
+    }
+}
+
+#[pymethods]
+impl SimulatedDay {
+    fn __repr__(&self) -> String {
+        format!(
+            "SimulatedDay(ticks={}, server_hours_on={:.1}, server_minutes_over={:.0}, migrations={}, power_offs={}, \
+             power_ons={}, vms_not_restarted={})",
+            self.ticks,
+            self.server_hours_on,
+            self.server_minutes_over,
+            self.migrations,
+            self.power_offs,
+            self.power_ons,
+            self.vms_not_restarted
+        )
+    }
+}
+
 /// One action of a DRS/DPM plan (`Manager.policy_plan`): a live migration, or a server powered
 /// off or on, with its reason.
 #[pyclass(module = "ovm", frozen, get_all)]

@@ -41,3 +41,19 @@ def test_drs_plans_and_moves_a_vm_off_a_busy_server(lab: Lab) -> None:
     assert action.vm in vms and "30% threshold" in action.detail
     mgr.run_policy(lab.pool).wait(30)
     assert mgr.vm(action.vm).server == lab.s2
+
+
+def test_the_policy_simulator_runs_a_day_from_python() -> None:
+    dpm = ovm.simulate_policy_day(seed=7, servers=20, mode="Dpm")
+    again = ovm.simulate_policy_day(seed=7, servers=20, mode="Dpm")
+    off = ovm.simulate_policy_day(seed=7, servers=20, mode="Off")
+    assert isinstance(dpm, ovm.SimulatedDay)
+    assert repr(dpm) == repr(again) and dpm.powered_servers == again.powered_servers, "the same seed, the same day"
+    assert dpm.ticks == 1440 and len(dpm.powered_servers) == len(dpm.cpu_utilisation_percent) == 1440
+    assert all(0.0 <= u <= 100.0 for u in dpm.cpu_utilisation_percent)
+    assert off.powered_servers == [20] * 1440 or off.failures > 0
+    assert dpm.server_hours_on < off.server_hours_on
+    with pytest.raises(ovm.InvalidArgumentError):
+        ovm.simulate_policy_day(servers=0)
+    with pytest.raises(ovm.InvalidArgumentError):
+        ovm.simulate_policy_day(mode="Sometimes")

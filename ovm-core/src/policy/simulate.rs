@@ -455,6 +455,28 @@ impl Simulation {
         self.clock.now_ms()
     }
 
+    /// How many servers are powered on now (running or booting).
+    pub fn powered_servers(&self) -> usize {
+        self.state.iter().filter(|s| matches!(s, State::Up | State::Booting(_))).count()
+    }
+
+    /// The share (0..=1) of the running servers' CPUs their VMs use at the last tick drawn (a
+    /// server's demand beyond its CPUs counts as its CPUs).
+    pub fn cpu_utilisation(&self) -> f64 {
+        let mut demand = vec![0.0f64; self.servers.len()];
+        for (v, s) in self.vm_server.iter().enumerate() {
+            if let Some(s) = s {
+                demand[*s] += self.vm_cpu[v];
+            }
+        }
+        let cpus = f64::from(self.cfg.server_cpus.max(1));
+        let up: Vec<usize> = (0..self.servers.len()).filter(|s| self.state[*s] == State::Up).collect();
+        if up.is_empty() {
+            return 0.0;
+        }
+        up.iter().map(|s| demand[*s].min(cpus)).sum::<f64>() / (up.len() as f64 * cpus)
+    }
+
     fn set_server_power(&mut self, s: usize, p: ServerPowerState) {
         if let Ok(srv) = self.inv.get::<Server>(self.servers[s]) {
             let mut srv = (**srv).clone();
@@ -759,6 +781,23 @@ mod tests {
 
     fn small(seed: u64, mode: PolicyMode) -> SimConfig {
         SimConfig { failures_per_server_day: 0.05, ..SimConfig::day(seed, 40, mode) }
+    }
+
+    #[test]
+    fn powered_servers_and_utilisation_follow_the_day() {
+        let mut sim = Simulation::new(small(3, PolicyMode::Dpm));
+        let n = sim.cfg.servers;
+        assert_eq!(sim.powered_servers(), n, "every server starts on");
+        let (mut fewest, mut busiest) = (n, 0.0f64);
+        while sim.report().ticks < sim.cfg.ticks {
+            sim.step();
+            let u = sim.cpu_utilisation();
+            assert!((0.0..=1.0).contains(&u), "{u}");
+            fewest = fewest.min(sim.powered_servers());
+            busiest = busiest.max(u);
+        }
+        assert!(fewest < n, "DPM powers servers off at night");
+        assert!(busiest > 0.0);
     }
 
     #[test]

@@ -37,6 +37,7 @@ from ovm._ovm import (
     Manager,
     MigrationBlocker,
     PolicyAction,
+    SimulatedDay,
     HaReason,
     HaDecision,
     HaTolerance,
@@ -75,6 +76,7 @@ from ovm._ovm import (
     migration_blocker_kinds,
     ha_reason_kinds,
     object_kinds,
+    simulate_policy_day,
 )
 
 __all__ = [
@@ -105,6 +107,7 @@ __all__ = [
     "Manager",
     "MigrationBlocker",
     "PolicyAction",
+    "SimulatedDay",
     "HaReason",
     "HaDecision",
     "HaTolerance",
@@ -142,5 +145,6 @@ __all__ = [
     "error_kinds",
     "migration_blocker_kinds",
     "ha_reason_kinds",
+    "simulate_policy_day",
     "object_kinds",
 ]
