@@ -10,9 +10,9 @@
 //! ```
 //!
 //! (`make migration-lab-test` does exactly that.) A migration the destination cannot complete leaves
-//! the VM running on the source. At the end, DPM acts on the loads sampled from the two servers: it
-//! empties an idle server and powers it off, and wakes it by Wake-on-LAN when guests burning CPU
-//! push the other over its threshold.
+//! the VM running on the source. At the end, DPM and DRS act on the loads sampled from the two
+//! servers: DPM empties an idle server and powers it off, wakes it by Wake-on-LAN when guests
+//! burning CPU push the other over its threshold, and DRS moves one of them to it.
 
 mod lab;
 
@@ -22,7 +22,7 @@ use lab::{agent_listens, wait_for};
 
 use ovm_core::manager::{PoolSpec, ServerEdit, VmSpec};
 use ovm_core::model::*;
-use ovm_core::policy::balance::Plan;
+use ovm_core::policy::balance::{Plan, Reason};
 use ovm_core::store::EventFilter;
 use ovm_core::{JobHandle, Manager};
 
@@ -407,9 +407,9 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     ok("kill the idle guest", mgr.kill_vm(idle), 120);
     ok("delete it", mgr.delete_vm(idle), 60);
 
-    // Load returns: two guests, each burning 35% of a CPU, on server 1 (the only one running) make
-    // the pool run hot (over the threshold less the headroom, or over the threshold itself with
-    // nowhere to move a VM), so DPM wakes server 2: server 1 sends a
+    // Load returns: two guests, each asking for half a CPU, on server 1 (the only one running)
+    // make the pool run hot (over the threshold less the headroom, or over the threshold itself
+    // with nowhere to move a VM), so DPM wakes server 2: server 1 sends a
     // Wake-on-LAN magic packet out of the management bridge, the lab's power controller (which
     // watches the switch for magic packets) boots the machine it names, and server 2's agent (its
     // state kept on the server's disk, as a real server's is) answers the manager again.
@@ -417,7 +417,7 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         .map(|k| {
             let v = guest(
                 &format!("burner-{k}"),
-                &format!("console=hvc0 ovm.burn=35 ovm.ip=10.77.0.5{}/24 ovm.ping=10.77.0.1", 3 + k),
+                &format!("console=hvc0 ovm.burn=50 ovm.ip=10.77.0.5{}/24 ovm.ping=10.77.0.1", 3 + k),
             );
             ok("start a CPU-burning guest", mgr.start_vm(v), 300);
             assert_eq!(mgr.vm(v).unwrap().server, Some(s1));
@@ -434,6 +434,24 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     assert!(log.contains("wol 52:54:00:0a:00:02: server 2 is off") && log.contains("node2 on"), "{log}");
     assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Running);
 
+    // DRS: server 1 is still over its threshold (its two guests ask for a whole CPU) and server 2
+    // is idle; one burning guest live-migrates to server 2 and runs on there.
+    let counts: Vec<u64> = burners.iter().map(|v| alive(&mgr, *v).unwrap().0).collect();
+    let plan = plan_until(&mgr, pool, "DRS to move a burning guest to server 2", |p| {
+        p.migrations().any(|(v, from, to, r)| {
+            burners.contains(&v) && (from, to) == (s1, s2) && matches!(r, Reason::CpuOverThreshold { .. })
+        })
+    });
+    println!("DRS plans: {}", serde_json::to_string(&plan).unwrap());
+    let (_, drs) = ok("run the policy (DRS relieves server 1)", mgr.run_policy(pool), 900);
+    let moved: Vec<VmId> =
+        burners.iter().copied().filter(|v| mgr.vm(*v).unwrap().server == Some(s2)).collect();
+    assert_eq!(moved.len(), 1, "one burning guest moved to server 2");
+    for (v, before) in burners.iter().zip(counts) {
+        wait_for("the burning guests' heartbeats, continuing", 120, || {
+            alive(&mgr, *v).is_some_and(|(n, net)| n > before && net)
+        });
+    }
     let events = mgr.events(&EventFilter::default()).unwrap();
     for kind in ["policy.migrate", "policy.power_off", "policy.power_on"] {
         let e = events.iter().find(|e| e.event_type == kind).unwrap_or_else(|| panic!("no {kind} event"));
@@ -445,10 +463,11 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
         ok("delete a VM", mgr.delete_vm(v), 60);
     }
     println!(
-        "DPM: consolidated and powered server 2 off in {:.1} s; woke it by Wake-on-LAN in {:.1} s (its agent \
-         answering)",
+        "DPM/DRS: consolidated and powered server 2 off in {:.1} s; woke it by Wake-on-LAN in {:.1} s (its agent \
+         answering); DRS moved a burning guest to it in {:.1} s",
         dpm_off.as_secs_f64(),
-        dpm_on.as_secs_f64()
+        dpm_on.as_secs_f64(),
+        drs.as_secs_f64()
     );
 }
 
@@ -459,22 +478,32 @@ fn plan_until(mgr: &Manager, pool: PoolId, what: &str, want: impl Fn(&Plan) -> b
     loop {
         mgr.sample_loads().unwrap();
         let plan = mgr.policy_plan(pool).unwrap();
+        println!("LOADS {}", loads(mgr));
         if want(&plan) {
             return plan;
         }
         if std::time::Instant::now() >= deadline {
-            let loads: Vec<String> = mgr
-                .servers()
-                .iter()
-                .filter_map(|s| {
-                    mgr.server_load(s.id).ok().flatten().map(|l| format!("{}: {:.0}%", s.name, l.cpu_percent))
-                })
-                .collect();
             panic!(
-                "timed out waiting for {what}; last plan {}; loads {loads:?}",
-                serde_json::to_string(&plan).unwrap()
+                "timed out waiting for {what}; last plan {}; loads {}",
+                serde_json::to_string(&plan).unwrap(),
+                loads(mgr)
             );
         }
         std::thread::sleep(Duration::from_secs(5));
     }
+}
+
+/// Each server's newest sample: its CPU, and each of its VMs' (percent of one CPU).
+fn loads(mgr: &Manager) -> String {
+    let name = |v: VmId| mgr.vm(v).map(|v| v.name.clone()).unwrap_or_else(|_| v.to_string());
+    mgr.servers()
+        .iter()
+        .filter_map(|s| {
+            let l = mgr.server_load(s.id).ok().flatten()?;
+            let vms: Vec<String> =
+                l.vms.iter().map(|v| format!("{} {:.0}%", name(v.vm), v.cpu_percent)).collect();
+            Some(format!("{}: {:.0}% [{}]", s.name, l.cpu_percent, vms.join(", ")))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -49,9 +49,13 @@ pub fn describe_reason(r: &Reason, name: impl Fn(ServerId) -> String) -> String 
         ),
         Reason::PoolHot { pool_percent } => format!("the pool runs hot at {pool_percent:.0}% CPU"),
         Reason::Overloaded { server } => format!("no room to relieve server {}", name(*server)),
-        Reason::HaReserve { needed_mib, free_mib } => {
+        Reason::HaReserve { needed_mib, free_mib } if needed_mib > free_mib => {
             format!("the HA reserve needs {needed_mib} MiB free, the running servers have {free_mib} MiB")
         }
+        Reason::HaReserve { free_mib, .. } => format!(
+            "the VMs of the HA reserve's failures would not each find room: the running servers' {free_mib} MiB \
+             free are in pieces too small"
+        ),
     }
 }
 

@@ -135,7 +135,8 @@ pub enum Reason {
         /// The server DRS could not relieve.
         server: ServerId,
     },
-    /// DPM powers a server on: the pool would not absorb the failure of its HA reserve.
+    /// DPM powers a server on: the pool would not absorb the failure of its HA reserve (too little
+    /// memory free, or free only in pieces too small for the VMs to restart).
     HaReserve {
         /// Memory the reserve needs free, MiB.
         needed_mib: u64,
@@ -589,6 +590,60 @@ impl<'a> Planner<'a> {
         (top.iter().sum(), total.saturating_sub(used))
     }
 
+    /// Whether, with `on` servers come up, each VM of the pool's HA reserve of failures would find
+    /// a server with room for it: the VMs of the `ha_reserve` counted servers holding the most
+    /// memory (the worst failures) and the VMs still on servers leaving the pool, largest first,
+    /// each on the counted server with the most memory free (as start placement does). The
+    /// aggregate check of [`Planner::ha`] misses memory that is free only in pieces too small for
+    /// the VMs that need it. Anti-affinity is not considered.
+    fn ha_restartable(&self, pi: usize, on: &[u32]) -> bool {
+        let n = self.snap.ha_reserve as usize;
+        if n == 0 {
+            return true;
+        }
+        // (memory used, memory free, server) of each counted server.
+        let mut counted: Vec<(u64, u64, u32)> = Vec::new();
+        let mut homeless: Vec<u64> = Vec::new();
+        let memory_of = |s: u32, out: &mut Vec<u64>| {
+            out.extend(self.srv[s as usize].vms.iter().map(|v| self.snap.vms[*v as usize].memory_mib));
+        };
+        for s in &self.snap.pools[pi].servers {
+            let srv = &self.srv[*s as usize];
+            let up = srv.power == Power::Up && !srv.maintenance && !self.leaving[*s as usize];
+            if up || srv.power == Power::Booting || on.contains(s) {
+                counted.push((srv.used_mib, srv.guest_mib.saturating_sub(srv.used_mib), *s));
+            } else {
+                memory_of(*s, &mut homeless);
+            }
+        }
+        // The worst failures, then the servers with the most memory free: the greedy placement of
+        // k VMs takes free memory from at most the k servers with the most.
+        let failed = n.min(counted.len());
+        if failed < counted.len() {
+            counted.select_nth_unstable_by(failed - 1, |a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+        }
+        for (_, _, s) in &counted[..failed] {
+            memory_of(*s, &mut homeless);
+        }
+        let rest = &mut counted[failed..];
+        let k = homeless.len();
+        if k == 0 {
+            return true;
+        }
+        if k < rest.len() {
+            rest.select_nth_unstable_by(k - 1, |a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+        }
+        let mut free: std::collections::BinaryHeap<u64> = rest.iter().take(k).map(|c| c.1).collect();
+        homeless.sort_unstable_by(|a, b| b.cmp(a));
+        for m in homeless {
+            match free.pop() {
+                Some(f) if f >= m => free.push(f - m),
+                _ => return false,
+            }
+        }
+        true
+    }
+
     fn dpm(&mut self) {
         for pi in 0..self.snap.pools.len() {
             if self.snap.pools[pi].params.mode == PolicyMode::Dpm {
@@ -631,7 +686,7 @@ impl<'a> Planner<'a> {
         let pool_share = if running > 0.0 { load / running } else { f64::INFINITY };
         let trigger = if let Some(server) = stuck {
             Some(Reason::Overloaded { server })
-        } else if needed > free {
+        } else if needed > free || !self.ha_restartable(pi, &[]) {
             Some(Reason::HaReserve { needed_mib: needed, free_mib: free })
         } else if pool_share > p.target_ceiling() && load > 0.0 {
             Some(Reason::PoolHot { pool_percent: 100.0 * pool_share })
@@ -658,6 +713,7 @@ impl<'a> Planner<'a> {
                 let (needed, free) = self.ha(pi, &on);
                 let short = load > p.pack_ceiling() * (running + coming)
                     || needed > free
+                    || !self.ha_restartable(pi, &on)
                     || (stuck.is_some() && booting.is_empty() && on.is_empty());
                 if !short {
                     break;
@@ -715,7 +771,7 @@ impl<'a> Planner<'a> {
             self.leaving[c as usize] = true;
             if fresh {
                 let (needed, free) = self.ha(pi, &[]);
-                if needed > free {
+                if needed > free || !self.ha_restartable(pi, &[]) {
                     self.leaving[c as usize] = was_leaving;
                     self.reindex(c);
                     continue;
@@ -752,6 +808,14 @@ impl<'a> Planner<'a> {
             }
             // A server the limits stop before its first move is not started.
             let nothing_started = fresh && done.is_empty();
+            // Nor one whose VMs, once moved, would leave the pool unable to restart those of its
+            // worst failures.
+            let outcome = match outcome {
+                Ok(()) | Err(Blocked::MigrationLimit) if fresh && !self.ha_restartable(pi, &[]) => {
+                    Err(Blocked::NoRoom)
+                }
+                o => o,
+            };
             match outcome {
                 Err(Blocked::NoRoom) | Err(Blocked::NothingMovable) => self.abandon(c, done, mark),
                 Err(Blocked::MigrationLimit) if nothing_started => self.abandon(c, done, mark),
@@ -1234,6 +1298,36 @@ mod tests {
         assert!(matches!(
             p.actions[0],
             Action::PowerOn { reason: Reason::HaReserve { needed_mib: 16384, free_mib: 8192 }, .. }
+        ));
+    }
+
+    /// Free memory in pieces too small for the VMs of a failed server does not count as the HA
+    /// reserve: the failure's 10 GiB VM would fit nowhere though 23 GiB are free in all.
+    #[test]
+    fn dpm_keeps_an_ha_reserve_each_vm_fits_in() {
+        let mut f = fixture(5, PolicyMode::Dpm);
+        for i in 0..4 {
+            vm(&mut f, i, 10240, 1.0);
+        }
+        vm(&mut f, 4, 1024, 0.1);
+        f.inputs.ha_reserve = 1;
+        let p = plan(&snap(&f));
+        assert!(p.actions.is_empty(), "{p:#?}");
+        f.inputs.ha_reserve = 0;
+        let p = plan(&snap(&f));
+        assert_eq!(p.powered_off(), vec![f.servers[4]]);
+        // With the fifth server off, the pool powers it on for the reserve.
+        let mut f = fixture(5, PolicyMode::Dpm);
+        for i in 0..4 {
+            vm(&mut f, i, 10240, 1.0);
+        }
+        edit_server(&mut f, 4, |s| s.power_state = ServerPowerState::Stopped);
+        f.inputs.ha_reserve = 1;
+        let p = plan(&snap(&f));
+        assert_eq!(p.powered_on(), vec![f.servers[4]]);
+        assert!(matches!(
+            p.actions[0],
+            Action::PowerOn { reason: Reason::HaReserve { needed_mib: 16384, free_mib: 24576 }, .. }
         ));
     }
 

@@ -2,7 +2,8 @@
 //! pool absorbs.
 //!
 //! [`plan`] decides, for every VM resident on the failed servers of a pool, in order:
-//! * the HA-enabled VMs by start priority (highest first; then by name), each restarted on the
+//! * the HA-enabled VMs by start priority (highest first; then the largest first, so that memory
+//!   free in pieces goes to the VMs that need the most; then by name), each restarted on the
 //!   surviving server the pool's start policy prefers among those that can take it — BEST (most
 //!   free memory, also for CURRENT_SERVER, whose server is the failed one) or BALANCE (fewest
 //!   resident VMs) — counting the VMs restarted before it there, exactly as placement counts
@@ -80,12 +81,14 @@ fn plan_in(
         .filter(|v| v.power_state.is_resident() && v.server.is_some_and(|s| failed.contains(&s)))
         .collect();
     victims.sort_by(|a, b| {
-        (!a.config.high_availability, std::cmp::Reverse(a.config.start_priority), &a.name, a.id).cmp(&(
-            !b.config.high_availability,
-            std::cmp::Reverse(b.config.start_priority),
-            &b.name,
-            b.id,
-        ))
+        let key = |v: &Vm| {
+            (
+                !v.config.high_availability,
+                std::cmp::Reverse(v.config.start_priority),
+                std::cmp::Reverse(v.config.memory_mib),
+            )
+        };
+        key(a).cmp(&key(b)).then_with(|| (&a.name, a.id).cmp(&(&b.name, b.id)))
     });
     let survivors: Vec<&Server> = p
         .servers

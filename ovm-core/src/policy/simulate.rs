@@ -637,7 +637,9 @@ impl Simulation {
             .map(|(s, _)| *s)
             .collect();
         let mut still = Vec::new();
-        let down = std::mem::take(&mut self.down);
+        // Largest first, as the HA plan restarts VMs of one priority.
+        let mut down = std::mem::take(&mut self.down);
+        down.sort_by_key(|v| (std::cmp::Reverse(self.vm_facts[*v].0), *v));
         for v in down {
             let vm = self.inv.get::<Vm>(self.vms[v]).map(|v| (**v).clone());
             let Ok(vm) = vm else { continue };
@@ -702,6 +704,7 @@ impl Simulation {
                 }
             }
         }
+        // The VMs a failure stopped, and those still waiting for room, restarted where they fit.
         self.down.extend(stopped.iter().copied());
         self.restart_down(&stopped);
         // 3. Loads.
@@ -821,6 +824,16 @@ mod tests {
             dpm.step();
             assert_eq!(off.vm_cpu, dpm.vm_cpu);
         }
+    }
+
+    /// Many failures under DPM: each one's VMs find room at once, because DPM keeps the HA reserve
+    /// in pieces the VMs fit in and the restarts place the largest first.
+    #[test]
+    fn dpm_keeps_room_to_restart_the_vms_of_every_failure() {
+        let cfg = SimConfig { failures_per_server_day: 0.3, ..SimConfig::day(11, 60, PolicyMode::Dpm) };
+        let dpm = Simulation::new(cfg).run();
+        assert!(dpm.failures >= 5 && dpm.power_offs > 0, "{dpm:?}");
+        assert_eq!((dpm.vms_not_restarted, dpm.vm_minutes_down), (0, 0.0), "{dpm:?}");
     }
 
     /// The bound: DPM's server-minutes over threshold are at most no policy's plus 1 % of DPM's
