@@ -208,4 +208,39 @@ mod tests {
         assert_eq!(partitioned.cluster().unwrap().status().unwrap_err().kind(), crate::ErrorKind::Backend);
         assert!(w.cluster_clock().now_ms() > 0);
     }
+
+    #[test]
+    fn the_virtual_ip_is_held_by_one_host_and_goes_with_a_lost_one() {
+        use crate::driver::vip::VirtualIp;
+        use std::net::Ipv4Addr;
+
+        let d = pool();
+        let w = d.world();
+        let conn = |h: &str| d.connect(&format!("sim://{h}"), DEFAULT_PASSWORD, "m").unwrap();
+        let address = Ipv4Addr::new(10, 77, 0, 100);
+        let vip = VirtualIp::new("xenbr0", address, 24).unwrap();
+        conn("s1").claim_virtual_ip(&vip).unwrap();
+        conn("s1").claim_virtual_ip(&vip).unwrap();
+        assert_eq!(w.virtual_ip_holder(address), Some(("s1".into(), "xenbr0".into())));
+        let e = conn("s2").claim_virtual_ip(&vip).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        assert!(e.to_string().contains(&w.management_mac("s1").unwrap()), "{e}");
+        let other = VirtualIp::new("eth0", address, 24).unwrap();
+        assert_eq!(conn("s1").claim_virtual_ip(&other).unwrap_err().kind(), crate::ErrorKind::Conflict);
+        let nowhere = VirtualIp::new("nosuch0", address, 24).unwrap();
+        assert_eq!(
+            conn("s2").claim_virtual_ip(&nowhere).unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
+        // Released twice, then s2 takes it; a lost holder's address goes with it.
+        conn("s1").release_virtual_ip(&vip).unwrap();
+        conn("s1").release_virtual_ip(&vip).unwrap();
+        assert_eq!(w.virtual_ip_holder(address), None);
+        conn("s2").claim_virtual_ip(&vip).unwrap();
+        conn("s1").release_virtual_ip(&vip).unwrap();
+        assert_eq!(w.virtual_ip_holder(address), Some(("s2".into(), "xenbr0".into())), "not s1's to release");
+        w.lose_host("s2").unwrap();
+        assert_eq!(w.virtual_ip_holder(address), None);
+        conn("s3").claim_virtual_ip(&vip).unwrap();
+    }
 }

@@ -177,6 +177,8 @@ pub(super) struct WorldInner {
     pub(super) cluster_net: Mutex<ClusterNet>,
     /// The time of the clusters' heartbeats and leases.
     pub(super) cluster_clock: SimClock,
+    /// Virtual IPs → the host and interface holding them (one LAN: the management network).
+    pub(super) virtual_ips: Mutex<BTreeMap<std::net::Ipv4Addr, (String, String)>>,
     /// Ticket token → (destination host, ticket).
     pub(super) tickets: Mutex<HashMap<String, (String, MigrationTicket)>>,
     pub(super) next_ticket: AtomicU32,
@@ -397,6 +399,8 @@ impl SimWorld {
             st.domains.clear();
         }
         lock(&self.inner.cluster_net).down.insert(name.to_owned());
+        // Its addresses go with it.
+        lock(&self.inner.virtual_ips).retain(|_, (holder, _)| holder != name);
         // A lost host reports nothing about its domains: the manager only sees the connection go.
         let _ = h.changes.send(DomainChange::HostLost);
         Ok(())
@@ -566,6 +570,11 @@ impl SimWorld {
         let h = self.host(name)?;
         let st = lock(&h.state);
         st.ports.first().map(|p| p.mac.clone()).ok_or_else(|| Error::backend(name, "the host has no ports"))
+    }
+
+    /// The host (and interface) holding the virtual IP `address`, if any.
+    pub fn virtual_ip_holder(&self, address: std::net::Ipv4Addr) -> Option<(String, String)> {
+        lock(&self.inner.virtual_ips).get(&address).cloned()
     }
 
     /// Whether a host is powered on (lost or not).
