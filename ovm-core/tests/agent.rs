@@ -919,3 +919,27 @@ fn storage_through_the_agent_nfs_and_iscsi() {
     ok(mgr.unpresent_storage_array(array, server));
     assert!(host.array_storage().unwrap().sessions().unwrap().is_empty());
 }
+
+#[test]
+fn the_agent_takes_and_gives_up_the_virtual_ip() {
+    let a = TestAgent::start("vip");
+    let me = Identity::generate("raw").unwrap();
+    let mut raw = Raw::connect(&a.addr, &me);
+    raw.hello(1, 1);
+    raw.request(1, Op::TakeOwnership { password: PASSWORD.into(), take_over: false }).unwrap();
+    let address = std::net::Ipv4Addr::new(10, 77, 0, 100);
+    let claim = |prefix| Op::ClaimVirtualIp { interface: "xenbr0".into(), address, prefix };
+    assert_eq!(raw.request(2, claim(24)).unwrap(), Reply::Done);
+    assert_eq!(a.world.virtual_ip_holder(address), Some(("vip".into(), "xenbr0".into())));
+    let e = raw.request(3, claim(33)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let e = raw.request(
+        4,
+        Op::ClaimVirtualIp { interface: "xenbr0".into(), address: [224, 0, 0, 1].into(), prefix: 24 },
+    );
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let release = Op::ReleaseVirtualIp { interface: "xenbr0".into(), address, prefix: 24 };
+    assert_eq!(raw.request(5, release.clone()).unwrap(), Reply::Done);
+    assert_eq!(raw.request(6, release).unwrap(), Reply::Done);
+    assert_eq!(a.world.virtual_ip_holder(address), None);
+}

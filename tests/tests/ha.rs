@@ -254,3 +254,34 @@ fn the_failures_to_tolerate_setting_is_checked_by_the_planner_and_kept_by_dpm() 
     ok(mgr.set_ha_failures_to_tolerate(lab.pool, 1));
     assert!(mgr.policy_plan(lab.pool).unwrap().powered_off().is_empty());
 }
+
+/// The pool's cluster as its servers report it: master, epoch and heartbeats, through a failover
+/// on the sim servers' cluster clock (the election of `ovm_core::policy::election`).
+#[test]
+fn the_pools_cluster_reads_back_through_a_failover() {
+    use ovm_core::driver::sim::SimDriver;
+    use ovm_core::driver::Driver;
+    use ovm_core::policy::election::ElectionConfig;
+
+    let (lab, _s3) = lab3();
+    let world = lab.mgr.sim();
+    assert_eq!(lab.mgr.pool_cluster_status(lab.pool).unwrap(), None, "in no cluster yet");
+    assert_eq!(lab.mgr.pool_cluster_status(PoolId::new()).unwrap_err().kind(), ErrorKind::NotFound);
+    // The servers join the pool's cluster (through the sim driver: the manager does not do it yet).
+    world.set_cluster_timing(ElectionConfig::new(30_000, 5_000).unwrap());
+    let agents = SimDriver::new(world.clone());
+    for host in ["xen1", "xen2", "xen3"] {
+        let c = agents.connect(&format!("sim://{host}"), DEFAULT_PASSWORD, lab.mgr.id()).unwrap();
+        c.cluster().unwrap().join("pool-1").unwrap();
+    }
+    let s = lab.mgr.pool_cluster_status(lab.pool).unwrap().unwrap();
+    assert_eq!((s.members.len(), s.master.as_deref(), s.epoch), (3, Some("xen1"), 1));
+    assert!(s.heartbeats.iter().all(|h| h.heartbeat == HeartbeatState::Alive), "{s:?}");
+    // xen1 is cut off from the cluster: it fences itself after 30 s, is declared dead at 35 s.
+    world.partition_host("xen1").unwrap();
+    world.advance_cluster(Duration::from_secs(36));
+    let s = lab.mgr.pool_cluster_status(lab.pool).unwrap().unwrap();
+    assert_eq!((s.master.as_deref(), s.epoch), (Some("xen2"), 2));
+    assert_eq!(s.heartbeats[0].heartbeat, HeartbeatState::Dead);
+    assert!(world.cluster_command("xen3", Epoch(1)).is_err(), "the former master's epoch is refused");
+}

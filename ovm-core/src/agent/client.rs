@@ -502,6 +502,14 @@ impl HostOps for AgentConnection {
     fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
         Client::wake_on_lan(self, mac.to_owned(), interface.to_owned())
     }
+
+    fn claim_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        Client::claim_virtual_ip(self, vip.interface().to_owned(), vip.address(), vip.prefix())
+    }
+
+    fn release_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        Client::release_virtual_ip(self, vip.interface().to_owned(), vip.address(), vip.prefix())
+    }
 }
 
 impl DomainOps for AgentConnection {

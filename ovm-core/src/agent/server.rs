@@ -919,6 +919,14 @@ impl Serve for Inner {
         self.hv.wake_on_lan(&mac, &interface)
     }
 
+    fn claim_virtual_ip(&self, interface: String, address: std::net::Ipv4Addr, prefix: u8) -> Result<()> {
+        self.hv.claim_virtual_ip(&crate::driver::vip::VirtualIp::new(&interface, address, prefix)?)
+    }
+
+    fn release_virtual_ip(&self, interface: String, address: std::net::Ipv4Addr, prefix: u8) -> Result<()> {
+        self.hv.release_virtual_ip(&crate::driver::vip::VirtualIp::new(&interface, address, prefix)?)
+    }
+
     fn storage_create(&self, path: String, size_bytes: u64) -> Result<()> {
         capability(self.hv.file_storage(), "file storage")?.create_file(&path, size_bytes)
     }

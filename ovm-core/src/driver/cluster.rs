@@ -1,8 +1,10 @@
 //! Cluster membership: the servers of a pool form a cluster (Oracle VM: O2CB for the pool file
-//! system), with one master and an epoch that grows at every membership change.
+//! system), with one master, elected over a lock, and an epoch that grows at every election (the
+//! rules: [`crate::policy::election`]).
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::MemberStatus;
 use crate::Result;
 
 /// The state of a cluster seen from one member.
@@ -14,8 +16,13 @@ pub struct ClusterStatus {
     pub members: Vec<String>,
     /// Host name of the master.
     pub master: Option<String>,
-    /// Grows at every membership or master change.
+    /// The master's epoch: grows each time a master is elected. Commands stamped with an older
+    /// one are refused.
     pub epoch: u64,
+    /// Each member's heartbeat as the cluster sees it, by host name (empty where the backend does
+    /// not report them).
+    #[serde(default)]
+    pub heartbeats: Vec<MemberStatus>,
 }
 
 /// Joining and leaving a pool's cluster.

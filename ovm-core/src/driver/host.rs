@@ -84,6 +84,21 @@ pub trait HostOps: Send + Sync {
         let _ = (mac, interface);
         Err(crate::Error::Unsupported { what: "sending Wake-on-LAN packets".into() })
     }
+    /// Take a clustered pool's virtual IP `vip` on this host (the master's): probe for it as RFC
+    /// 5227 asks, add it to its interface, announce it by gratuitous ARP. `Conflict` naming the
+    /// MAC that holds it (nothing changed), or when it is on another interface of the host or the
+    /// interface is down; `InvalidArgument` if the host has no such interface. Taking it again
+    /// announces it again. Drivers that cannot return [`crate::Error::Unsupported`].
+    fn claim_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        let _ = vip;
+        Err(crate::Error::Unsupported { what: "taking a virtual IP".into() })
+    }
+    /// Give the virtual IP `vip` up (whatever prefix it was taken with); giving up an address
+    /// not held succeeds. Drivers that cannot return [`crate::Error::Unsupported`].
+    fn release_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        let _ = vip;
+        Err(crate::Error::Unsupported { what: "giving up a virtual IP".into() })
+    }
 }
 
 /// The Wake-on-LAN magic packet for `mac`: six bytes 0xff, then the MAC sixteen times (sent as a

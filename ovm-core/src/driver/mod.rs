@@ -39,6 +39,7 @@ pub mod power;
 pub mod sim;
 pub mod state;
 pub mod storage;
+pub mod vip;
 
 pub use cluster::{ClusterOps, ClusterStatus};
 pub use domain::{

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod cluster;
 mod event;
 mod ha;
 mod inventory;
@@ -18,6 +19,7 @@ mod server;
 mod storage;
 mod vm;
 
+pub use cluster::*;
 pub use event::*;
 pub use ha::*;
 pub use inventory::*;

@@ -16,12 +16,16 @@
 //!   with hysteresis, as a [`balance::Plan`] of actions with their reasons.
 //! - [`simulate`]: a seeded, deterministic simulator running placement, DRS and DPM over
 //!   thousands of servers on simulated time (load traces, bursts, failures).
+//! - [`election`]: a clustered pool's master election over a lock with epochs, heartbeats and
+//!   self-fencing (who may be master, which commands a server carries out, when a silent server is
+//!   dead).
 //! - [`ha`]: which server each VM of failed servers restarts on, in start-priority order, or why
 //!   it stays stopped; whether a pool absorbs N server failures (failures to tolerate).
 //!
 //! See `docs/policies.md`.
 
 pub mod balance;
+pub mod election;
 pub mod ha;
 pub mod load;
 pub mod migration;

@@ -494,6 +494,16 @@ impl HostOps for XenConnection {
     fn wake_on_lan(&self, mac: &str, interface: &str) -> Result<()> {
         super::network::send_wake_on_lan(mac, interface)
     }
+
+    fn claim_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        vip.claim(&super::vip::ArpTiming::default())?;
+        Ok(())
+    }
+
+    fn release_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        vip.release()?;
+        Ok(())
+    }
 }
 
 impl DomainOps for XenConnection {

@@ -10,6 +10,7 @@
 //! * [`xl`]: domain creation through the Xen toolstack (`xl create`).
 //! * [`driver`]: [`XenDriver`], the manager's driver for the local Xen host.
 //! * [`network`]: dom0's bonds, VLAN interfaces, bridges and addresses over rtnetlink.
+//! * [`vip`]: a clustered pool's virtual IP: ARP probe (RFC 5227), address, gratuitous ARP.
 //!
 //! * [`naming`]: Xen's device and bridge names (always compiled; the rest needs the `xen` feature).
 //!
@@ -72,6 +73,8 @@ pub mod storage;
 pub mod sys;
 #[cfg(feature = "xen")]
 pub mod transport;
+#[cfg(feature = "xen")]
+pub mod vip;
 #[cfg(feature = "xen")]
 pub mod wire;
 #[cfg(feature = "xen")]

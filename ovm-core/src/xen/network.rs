@@ -44,9 +44,9 @@ pub struct Netlink {
 
 /// One interface as the kernel reports it.
 #[derive(Debug, Clone, Default)]
-struct Link {
-    index: u32,
-    name: String,
+pub(super) struct Link {
+    pub(super) index: u32,
+    pub(super) name: String,
     kind: Option<InfoKind>,
     bond: Vec<InfoBond>,
     vlan_id: Option<u16>,
@@ -54,9 +54,9 @@ struct Link {
     parent: Option<u32>,
     mtu: Option<u32>,
     max_mtu: Option<u32>,
-    address: Vec<u8>,
+    pub(super) address: Vec<u8>,
     perm_address: Vec<u8>,
-    up: bool,
+    pub(super) up: bool,
     oper: Option<State>,
     carrier: Option<u8>,
 }
@@ -119,7 +119,7 @@ fn is_vm_interface(name: &str) -> bool {
     name.starts_with("vif") || name.starts_with("tap")
 }
 
-fn format_mac(bytes: &[u8]) -> String {
+pub(super) fn format_mac(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -154,7 +154,7 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 /// A failed request as ovm's error, with the kernel's message.
-fn nl_err(what: impl std::fmt::Display, e: rtnetlink::Error) -> Error {
+pub(super) fn nl_err(what: impl std::fmt::Display, e: rtnetlink::Error) -> Error {
     Error::backend(WHAT, format!("{what}: {}", kernel_msg(&e)))
 }
 
@@ -178,13 +178,13 @@ fn read_sys(name: &str, file: &str) -> Option<String> {
 }
 
 /// Links by name, and a name by index.
-struct Links(Vec<Link>);
+pub(super) struct Links(Vec<Link>);
 
 impl Links {
-    fn by_name(&self, name: &str) -> Option<&Link> {
+    pub(super) fn by_name(&self, name: &str) -> Option<&Link> {
         self.0.iter().find(|l| l.name == name)
     }
-    fn name_of(&self, index: u32) -> Option<&str> {
+    pub(super) fn name_of(&self, index: u32) -> Option<&str> {
         self.0.iter().find(|l| l.index == index).map(|l| l.name.as_str())
     }
     fn index_of(&self, name: &str) -> Result<u32> {
@@ -197,18 +197,18 @@ impl Links {
     }
 }
 
-async fn links(h: &Handle) -> Result<Links> {
+pub(super) async fn links(h: &Handle) -> Result<Links> {
     let msgs: Vec<LinkMessage> =
         h.link().get().execute().try_collect().await.map_err(|e| nl_err("listing interfaces", e))?;
     Ok(Links(msgs.into_iter().map(Link::from_message).collect()))
 }
 
-async fn addresses(h: &Handle) -> Result<Vec<AddressMessage>> {
+pub(super) async fn addresses(h: &Handle) -> Result<Vec<AddressMessage>> {
     h.address().get().execute().try_collect().await.map_err(|e| nl_err("listing addresses", e))
 }
 
 /// The address of an address message (the local one for IPv4).
-fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+pub(super) fn address_of(m: &AddressMessage) -> Option<IpAddr> {
     let local = m.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(ip) => Some(*ip),
         _ => None,
@@ -276,7 +276,7 @@ impl Netlink {
     }
 
     /// Runs `f` with a netlink handle on a private current-thread runtime.
-    fn run<T, F, Fut>(&self, f: F) -> Result<T>
+    pub(super) fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -657,7 +657,7 @@ async fn put_bridge(h: &Handle, b: &BridgeConfig) -> Result<()> {
     set_up(h, &b.name, index).await
 }
 
-async fn put_address(h: &Handle, a: &AddressConfig) -> Result<()> {
+pub(super) async fn put_address(h: &Handle, a: &AddressConfig) -> Result<()> {
     let index = links(h).await?.index_of(&a.interface)?;
     match h.address().add(index, a.address, a.prefix).execute().await {
         Ok(()) => Ok(()),

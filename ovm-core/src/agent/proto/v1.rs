@@ -262,6 +262,25 @@ remote_ops! {
         /// The interface to send it from (the management LAN's bridge).
         interface: String,
     } -> Done;
+    /// Take a clustered pool's virtual IP on one of the host's interfaces: ARP probes (RFC 5227),
+    /// the address added, gratuitous ARP ([`crate::driver::HostOps::claim_virtual_ip`]).
+    claim_virtual_ip => ClaimVirtualIp {
+        /// The interface (the management LAN's bridge).
+        interface: String,
+        /// The address.
+        address: std::net::Ipv4Addr,
+        /// Its prefix length (the management subnet's).
+        prefix: u8,
+    } -> Done;
+    /// Give the virtual IP up (idempotent).
+    release_virtual_ip => ReleaseVirtualIp {
+        /// The interface.
+        interface: String,
+        /// The address.
+        address: std::net::Ipv4Addr,
+        /// Its prefix length.
+        prefix: u8,
+    } -> Done;
     /// Create a sparse file.
     storage_create => StorageCreate {
         /// Path.
@@ -1736,6 +1755,24 @@ mod tests {
                     .into(),
             ),
             (
+                req(Op::ClaimVirtualIp {
+                    interface: "xenbr0".into(),
+                    address: std::net::Ipv4Addr::new(10, 77, 0, 100),
+                    prefix: 24,
+                }),
+                r#"{"type":"request","id":7,"op":{"op":"claim_virtual_ip","interface":"xenbr0","address":"10.77.0.100","prefix":24}}"#
+                    .into(),
+            ),
+            (
+                req(Op::ReleaseVirtualIp {
+                    interface: "xenbr0".into(),
+                    address: std::net::Ipv4Addr::new(10, 77, 0, 100),
+                    prefix: 24,
+                }),
+                r#"{"type":"request","id":7,"op":{"op":"release_virtual_ip","interface":"xenbr0","address":"10.77.0.100","prefix":24}}"#
+                    .into(),
+            ),
+            (
                 req(Op::StorageCreate { path: "/r/a.img".into(), size_bytes: 1073741824 }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_create","path":"/r/a.img","size_bytes":1073741824}}"#
                     .into(),
@@ -2279,6 +2316,8 @@ mod tests {
                 | Op::Console { .. }
                 | Op::PowerOff
                 | Op::WakeOnLan { .. }
+                | Op::ClaimVirtualIp { .. }
+                | Op::ReleaseVirtualIp { .. }
                 | Op::StorageCreate { .. }
                 | Op::StorageCopy { .. }
                 | Op::StorageDelete { .. }
@@ -2316,8 +2355,8 @@ mod tests {
                 | Op::DomainNics { .. } => {}
             }
         }
-        // 62 operations, two of them pinned a second time for a cold move.
-        assert_eq!(ops.len(), 65);
+        // 65 operations, two of them pinned a second time for a cold move.
+        assert_eq!(ops.len(), 67);
     }
 
     #[test]

@@ -360,23 +360,67 @@ impl HostOps for SimConnection {
         crate::driver::magic_packet(mac)?;
         crate::driver::network::check_interface_name("interface", interface)?;
         let sender = self.op(SimOp::Query, |st| {
-            let n = &st.network;
-            let known = interface == SIM_BRIDGE
-                || st.ports.iter().any(|p| p.name == interface)
-                || n.bonds.iter().any(|b| b.name == interface)
-                || n.vlans.iter().any(|v| v.name() == interface)
-                || n.bridges.iter().any(|b| b.name == interface);
-            if !known {
-                return Err(Error::invalid(
-                    "interface",
-                    format!("server {} has no interface {interface}", st.name),
-                ));
-            }
+            known_interface(st, interface)?;
             Ok(st.name.clone())
         })?;
         self.world.deliver_magic_packet(&sender, interface, mac);
         Ok(())
     }
+
+    fn claim_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        let me = self.op(SimOp::Network, |st| {
+            known_interface(st, vip.interface())?;
+            Ok(st.name.clone())
+        })?;
+        let mut held = lock(&self.world.inner.virtual_ips);
+        match held.get(&vip.address()) {
+            Some((host, interface)) if *host == me && interface != vip.interface() => {
+                return Err(crate::driver::vip::VipError::AssignedElsewhere {
+                    address: vip.address(),
+                    interface: interface.clone(),
+                }
+                .into())
+            }
+            Some((host, _)) if *host != me => {
+                // The holder's kernel answers the probe with its MAC.
+                let mac = self.world.management_mac(host)?;
+                return Err(Error::conflict(format!("{} is in use by {mac}", vip.address())));
+            }
+            _ => {}
+        }
+        held.insert(vip.address(), (me, vip.interface().to_owned()));
+        Ok(())
+    }
+
+    fn release_virtual_ip(&self, vip: &crate::driver::vip::VirtualIp) -> Result<()> {
+        let me = self.op(SimOp::Network, |st| {
+            known_interface(st, vip.interface())?;
+            Ok(st.name.clone())
+        })?;
+        let mut held = lock(&self.world.inner.virtual_ips);
+        if held
+            .get(&vip.address())
+            .is_some_and(|(host, interface)| *host == me && interface == vip.interface())
+        {
+            held.remove(&vip.address());
+        }
+        Ok(())
+    }
+}
+
+/// `InvalidArgument` unless `interface` is one of the host's (a port, bond, VLAN interface or
+/// bridge, or the management bridge).
+fn known_interface(st: &HostState, interface: &str) -> Result<()> {
+    let n = &st.network;
+    let known = interface == SIM_BRIDGE
+        || st.ports.iter().any(|p| p.name == interface)
+        || n.bonds.iter().any(|b| b.name == interface)
+        || n.vlans.iter().any(|v| v.name() == interface)
+        || n.bridges.iter().any(|b| b.name == interface);
+    if !known {
+        return Err(Error::invalid("interface", format!("server {} has no interface {interface}", st.name)));
+    }
+    Ok(())
 }
 
 impl DomainOps for SimConnection {

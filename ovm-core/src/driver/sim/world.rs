@@ -1,20 +1,23 @@
 //! The simulated world: hosts, their domains, shared storage, storage arrays and clusters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use super::faults::Faults;
 use super::DEFAULT_PASSWORD;
+use crate::clock::{Clock, SimClock};
 use crate::driver::network::NetworkConfig;
 use crate::driver::storage::{AccessGroup, Lun};
 use crate::driver::{
     lock, ChassisPower, DomainChange, DomainRunState, DomainSpec, MigrationTicket, PowerController,
     ShutdownReason,
 };
-use crate::model::{HostCpu, OutOfBand, VirtCapabilities, VmId};
+use crate::model::{HostCpu, OutOfBand, Timestamp, VirtCapabilities, VmId};
+use crate::policy::election::{ClusterLock, CommandRefusal, ElectionConfig, Epoch, Node};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -89,13 +92,65 @@ pub(super) struct SimArrayAdmin {
     pub(super) targets: Vec<String>,
 }
 
-/// A simulated cluster.
-#[derive(Debug, Default, Clone)]
+/// A simulated cluster: the shared state of [`crate::policy::election`] and each member's own
+/// side.
+#[derive(Debug, Clone)]
 pub(super) struct SimCluster {
+    /// Host names, in joining order.
     pub(super) members: Vec<String>,
-    pub(super) master: Option<String>,
-    pub(super) epoch: u64,
+    pub(super) lock: ClusterLock,
+    /// Each member's own side (its current boot).
+    pub(super) nodes: BTreeMap<String, Node>,
 }
+
+impl SimCluster {
+    pub(super) fn new(config: ElectionConfig) -> SimCluster {
+        SimCluster { members: Vec::new(), lock: ClusterLock::new(config), nodes: BTreeMap::new() }
+    }
+
+    /// If the master lock is free, the first member in joining order that reaches the cluster and
+    /// has not fenced itself takes it.
+    pub(super) fn elect(&mut self, net: &ClusterNet, now: Timestamp) {
+        if self.lock.master().is_some() {
+            return;
+        }
+        for m in &self.members {
+            let Some(node) = self.nodes.get_mut(m) else { continue };
+            if net.down.contains(m) || net.partitioned.contains(m) || node.is_fenced() {
+                continue;
+            }
+            if let Ok(e) = self.lock.try_acquire(m, node.incarnation(), now) {
+                node.became_master(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Who reaches the clusters' shared state: hosts cut off from it, hosts down, and how often each
+/// host has booted.
+#[derive(Debug, Default)]
+pub(super) struct ClusterNet {
+    pub(super) partitioned: BTreeSet<String>,
+    pub(super) down: BTreeSet<String>,
+    pub(super) boots: BTreeMap<String, u64>,
+    /// The timing of clusters made from now on (default: a 120 s cluster timeout).
+    pub(super) config: Option<ElectionConfig>,
+}
+
+impl ClusterNet {
+    pub(super) fn boot_of(&self, host: &str) -> u64 {
+        self.boots.get(host).copied().unwrap_or(1)
+    }
+
+    pub(super) fn config(&self) -> ElectionConfig {
+        self.config.unwrap_or(DEFAULT_ELECTION)
+    }
+}
+
+/// T = 120 s (a pool's default cluster timeout), M = 12 s.
+const DEFAULT_ELECTION: ElectionConfig =
+    ElectionConfig { heartbeat_timeout_ms: 120_000, fence_margin_ms: 12_000 };
 
 #[derive(Debug, Default)]
 pub(super) struct WorldInner {
@@ -118,6 +173,12 @@ pub(super) struct WorldInner {
     /// Management interfaces of vendor-style arrays, by host.
     pub(super) array_admins: Mutex<BTreeMap<String, SimArrayAdmin>>,
     pub(super) clusters: Mutex<BTreeMap<String, SimCluster>>,
+    /// Lock order: a host's state, then `clusters`, then `cluster_net`.
+    pub(super) cluster_net: Mutex<ClusterNet>,
+    /// The time of the clusters' heartbeats and leases.
+    pub(super) cluster_clock: SimClock,
+    /// Virtual IPs → the host and interface holding them (one LAN: the management network).
+    pub(super) virtual_ips: Mutex<BTreeMap<std::net::Ipv4Addr, (String, String)>>,
     /// Ticket token → (destination host, ticket).
     pub(super) tickets: Mutex<HashMap<String, (String, MigrationTicket)>>,
     pub(super) next_ticket: AtomicU32,
@@ -270,6 +331,15 @@ pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
     Ok(a)
 }
 
+/// `name`, booted for the `boot`th time, joins cluster `c` again at `now` (and takes the master
+/// lock if it is free).
+pub(super) fn rejoin(c: &mut SimCluster, net: &ClusterNet, name: &str, boot: u64, now: Timestamp) {
+    if let Ok(e) = c.lock.join(name, boot, now) {
+        c.nodes.insert(name.to_owned(), Node::joined(c.lock.config(), name, boot, now, e));
+        c.elect(net, now);
+    }
+}
+
 impl SimWorld {
     /// An empty world.
     pub fn new() -> Self {
@@ -320,7 +390,7 @@ impl SimWorld {
     }
 
     /// Simulate the loss of a host: its domains die and every call to it fails until
-    /// [`SimWorld::restore_host`].
+    /// [`SimWorld::restore_host`]. Its cluster hears no more heartbeats from it.
     pub fn lose_host(&self, name: &str) -> Result<()> {
         let h = self.host(name)?;
         {
@@ -328,18 +398,149 @@ impl SimWorld {
             st.lost = true;
             st.domains.clear();
         }
+        lock(&self.inner.cluster_net).down.insert(name.to_owned());
+        // Its addresses go with it.
+        lock(&self.inner.virtual_ips).retain(|_, (holder, _)| holder != name);
         // A lost host reports nothing about its domains: the manager only sees the connection go.
         let _ = h.changes.send(DomainChange::HostLost);
         Ok(())
     }
 
-    /// Bring a lost host back (empty, as after a reboot).
+    /// Bring a lost host back (empty, as after a reboot). It boots anew: if it was in a
+    /// cluster it joins it again as a new incarnation (at once if it reaches the cluster,
+    /// otherwise at the first heartbeat after [`SimWorld::heal_host`]).
     pub fn restore_host(&self, name: &str) -> Result<()> {
         let h = self.host(name)?;
-        let mut st = lock(&h.state);
-        st.lost = false;
-        st.powered_on = true;
+        {
+            let mut st = lock(&h.state);
+            st.lost = false;
+            st.powered_on = true;
+        }
+        let now = self.inner.cluster_clock.now_ms();
+        let mut clusters = lock(&self.inner.clusters);
+        let mut net = lock(&self.inner.cluster_net);
+        net.down.remove(name);
+        let boot = net.boot_of(name) + 1;
+        net.boots.insert(name.to_owned(), boot);
+        if let Some(c) = clusters.values_mut().find(|c| c.members.iter().any(|m| m == name)) {
+            c.nodes.remove(name);
+            if !net.partitioned.contains(name) {
+                rejoin(c, &net, name, boot, now);
+            }
+        }
         Ok(())
+    }
+
+    /// Cut `name` off from its cluster (the heartbeat disk and the cluster network), not from
+    /// the manager: it fences itself once its lease runs out, unless healed before.
+    pub fn partition_host(&self, name: &str) -> Result<()> {
+        self.host(name)?;
+        lock(&self.inner.cluster_net).partitioned.insert(name.to_owned());
+        Ok(())
+    }
+
+    /// End the partition of `name`.
+    pub fn heal_host(&self, name: &str) -> Result<()> {
+        self.host(name)?;
+        lock(&self.inner.cluster_net).partitioned.remove(name);
+        Ok(())
+    }
+
+    /// The timing of the clusters made from now on (`T` and `M`, see
+    /// [`crate::policy::election`]).
+    pub fn set_cluster_timing(&self, config: ElectionConfig) {
+        lock(&self.inner.cluster_net).config = Some(config);
+    }
+
+    /// The clusters' clock (it moves only by [`SimWorld::advance_cluster`]).
+    pub fn cluster_clock(&self) -> SimClock {
+        self.inner.cluster_clock.clone()
+    }
+
+    /// Let `by` pass for the clusters, in heartbeat periods (a tenth of `T`): members that reach
+    /// their cluster heartbeat, members whose lease ran out fence themselves (the host reboots:
+    /// its domains die and it is lost until [`SimWorld::restore_host`]), members silent for
+    /// `T + M` are declared dead, and a free master lock goes to the first live member.
+    pub fn advance_cluster(&self, by: Duration) {
+        let clock = &self.inner.cluster_clock;
+        let end = clock.now_ms().saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+        loop {
+            let period = lock(&self.inner.cluster_net).config().heartbeat_timeout_ms.div_ceil(10).max(1);
+            let now = clock.set(clock.now_ms().saturating_add(period).min(end));
+            for host in self.cluster_tick(now) {
+                let _ = self.lose_host(&host);
+            }
+            if now >= end {
+                return;
+            }
+        }
+    }
+
+    /// One heartbeat period at `now`; returns the hosts that fenced themselves.
+    fn cluster_tick(&self, now: Timestamp) -> Vec<String> {
+        let mut fenced = Vec::new();
+        let mut clusters = lock(&self.inner.clusters);
+        let net = lock(&self.inner.cluster_net);
+        for c in clusters.values_mut() {
+            for m in &c.members {
+                let Some(node) = c.nodes.get_mut(m).filter(|n| !n.is_fenced()) else { continue };
+                if net.down.contains(m) {
+                    continue;
+                }
+                let beat = if net.partitioned.contains(m) || node.must_fence(now) {
+                    None
+                } else {
+                    c.lock.heartbeat(m, node.incarnation(), now).ok()
+                };
+                match beat {
+                    Some(e) => node.heartbeat_written(now, e),
+                    None if node.must_fence(now) || !net.partitioned.contains(m) => {
+                        node.fence();
+                        fenced.push(m.clone());
+                    }
+                    None => {}
+                }
+            }
+            // Rebooted members that could not reach the cluster join once they do.
+            let waiting: Vec<String> = c
+                .members
+                .iter()
+                .filter(|m| {
+                    !c.nodes.contains_key(*m) && !net.down.contains(*m) && !net.partitioned.contains(*m)
+                })
+                .cloned()
+                .collect();
+            for m in waiting {
+                rejoin(c, &net, &m, net.boot_of(&m), now);
+            }
+            c.lock.expire(now);
+            c.elect(&net, now);
+        }
+        fenced
+    }
+
+    /// A command of the master of `epoch` reaches `host`: refused (a typed
+    /// [`CommandRefusal`], as `Conflict`) if the host has fenced itself or has seen a later
+    /// epoch (from its cluster's record, when it reaches it). `InvalidArgument` if the host is
+    /// in no cluster.
+    pub fn cluster_command(&self, host: &str, epoch: Epoch) -> Result<()> {
+        self.host(host)?;
+        let mut clusters = lock(&self.inner.clusters);
+        let net = lock(&self.inner.cluster_net);
+        let c = clusters
+            .values_mut()
+            .find(|c| c.members.iter().any(|m| m == host))
+            .ok_or_else(|| Error::invalid("host", format!("{host} is in no cluster")))?;
+        let current = c.lock.epoch();
+        let node = c
+            .nodes
+            .get_mut(host)
+            .filter(|_| !net.down.contains(host))
+            .ok_or_else(|| Error::backend(host, "host unreachable"))?;
+        if !net.partitioned.contains(host) {
+            node.observe(current);
+        }
+        node.accept(epoch).map_err(|e: CommandRefusal| e.into())
     }
 
     /// A magic packet for `mac` left `sender` by `interface`: the simulated LAN reaches every
@@ -369,6 +570,11 @@ impl SimWorld {
         let h = self.host(name)?;
         let st = lock(&h.state);
         st.ports.first().map(|p| p.mac.clone()).ok_or_else(|| Error::backend(name, "the host has no ports"))
+    }
+
+    /// The host (and interface) holding the virtual IP `address`, if any.
+    pub fn virtual_ip_holder(&self, address: std::net::Ipv4Addr) -> Option<(String, String)> {
+        lock(&self.inner.virtual_ips).get(&address).cloned()
     }
 
     /// Whether a host is powered on (lost or not).

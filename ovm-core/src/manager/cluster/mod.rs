@@ -3,8 +3,11 @@
 //! Today: marking a lost server unreachable and its VMs stopped ([`Manager::server_lost`]), pool
 //! master failover ([`failover`]), restarting the lost server's high-availability VMs on other
 //! servers in start-priority order by the plan of [`crate::policy::ha`], and the
-//! failures-to-tolerate planner ([`ha`]). To come here: heartbeats between pool members, fencing
-//! of a lost server before its VMs are restarted, master election and the pool's virtual IP.
+//! failures-to-tolerate planner ([`ha`]), and reading a pool's cluster
+//! ([`Manager::pool_cluster_status`]). The election rules (epochs, heartbeats, self-fencing) are
+//! [`crate::policy::election`], run by the simulated driver; the virtual IP on dom0 is
+//! `xen::vip`. To come here: the manager joining pool servers to their cluster and acting on the
+//! election (HA restarts only of servers declared dead, commands stamped with the epoch).
 
 mod failover;
 mod ha;
@@ -14,10 +17,40 @@ use failover::fail_over_master;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::driver::cluster::ClusterStatus;
 use crate::manager::{lock, Manager};
 use crate::model::*;
+use crate::{Error, Result};
 
 impl Manager {
+    /// The cluster of `pool` as its servers report it: members, master, the master's epoch and
+    /// each member's heartbeat ([`ClusterStatus`]). Asked of the pool's master first, then of its
+    /// other connected servers, until one answers; `None` when that server is in no cluster.
+    /// `NotFound` if the pool does not exist; `Unsupported` if no connected server of the pool
+    /// has cluster operations; otherwise the last server's error if none answered.
+    pub fn pool_cluster_status(&self, pool: PoolId) -> Result<Option<ClusterStatus>> {
+        let p = self.pool(pool)?;
+        let conns: Vec<_> = {
+            let st = self.state();
+            p.master
+                .into_iter()
+                .chain(p.servers.iter().copied().filter(|s| Some(*s) != p.master))
+                .filter_map(|s| st.conns.get(&s).cloned())
+                .collect()
+        };
+        let mut last = None;
+        for c in conns {
+            let Some(ops) = c.cluster() else { continue };
+            match ops.status() {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unsupported {
+            what: format!("no connected server of pool {} reports its cluster", p.name),
+        }))
+    }
+
     /// A server stopped answering: mark it and its VMs stopped, warn, fail over the master, and
     /// act on the HA plan ([`crate::policy::ha`]): one event per VM (`ha.restart`,
     /// `ha.not_restarted` or `vm.stopped`), then the HA-enabled VMs restarted in start-priority
