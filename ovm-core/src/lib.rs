@@ -68,6 +68,7 @@ pub mod manager;
 pub mod model;
 pub mod policy;
 pub mod power_plugin;
+pub mod remote;
 pub mod store;
 mod sync;
 pub mod xen;
