@@ -57,6 +57,8 @@
 
 pub mod agent;
 pub mod backends;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 pub mod driver;
 pub mod error;

@@ -284,7 +284,8 @@ mod tests {
         let back: Call = serde_json::from_value(v).unwrap();
         assert_eq!(back, Call::start_vm { vm });
         assert_eq!(back.method(), "start_vm");
-        let none: Call = serde_json::from_value(serde_json::json!({"method": "current_token", "args": {}})).unwrap();
+        let none: Call =
+            serde_json::from_value(serde_json::json!({"method": "current_token", "args": {}})).unwrap();
         assert_eq!(none, Call::current_token {});
     }
 
@@ -313,7 +314,10 @@ mod tests {
     fn waits_are_bounded_for_the_service() {
         let id = JobId(uuid::Uuid::nil());
         let cap = MAX_SERVICE_WAIT.as_millis() as u64;
-        assert_eq!(Call::wait_job { id, timeout_ms: None }.bounded(), Call::wait_job { id, timeout_ms: Some(cap) });
+        assert_eq!(
+            Call::wait_job { id, timeout_ms: None }.bounded(),
+            Call::wait_job { id, timeout_ms: Some(cap) }
+        );
         assert_eq!(
             Call::wait_job { id, timeout_ms: Some(5) }.bounded(),
             Call::wait_job { id, timeout_ms: Some(5) }
@@ -338,7 +342,8 @@ mod tests {
         let done = m.wait_job_for(job.id, Some(Duration::from_secs(30))).unwrap();
         assert_eq!(done.state, JobState::Completed);
         let servers: Vec<Object> =
-            serde_json::from_value(dispatch(&m, Call::objects { kind: ObjectKind::Server }).unwrap()).unwrap();
+            serde_json::from_value(dispatch(&m, Call::objects { kind: ObjectKind::Server }).unwrap())
+                .unwrap();
         assert_eq!(servers.len(), 1);
         let found = m.find(ObjectKind::Server, servers[0].name().to_owned()).unwrap();
         assert_eq!(found, servers[0]);

@@ -102,7 +102,9 @@ impl RemoteManager {
             std::io::ErrorKind::PermissionDenied => {
                 Error::PermissionDenied { reason: format!("cannot connect to {}: {e}", path.display()) }
             }
-            _ => Error::Backend { server: path.display().to_string(), message: format!("cannot connect: {e}") },
+            _ => {
+                Error::Backend { server: path.display().to_string(), message: format!("cannot connect: {e}") }
+            }
         })?;
         let hello = ClientMessage::Hello {
             min_version: MIN_PROTOCOL_VERSION,
@@ -115,7 +117,9 @@ impl RemoteManager {
         let (version, manager_id) = match frame::decode::<ServiceMessage>(&buf) {
             Ok(ServiceMessage::Welcome { version, manager_id }) => (version, manager_id),
             Ok(ServiceMessage::Refused { error }) => return Err(error),
-            Ok(other) => return Err(Error::Internal { message: format!("the service answered hello with {other:?}") }),
+            Ok(other) => {
+                return Err(Error::Internal { message: format!("the service answered hello with {other:?}") })
+            }
             Err(e) => return Err(Error::Internal { message: format!("the service's welcome: {e}") }),
         };
         let routes = Arc::new(Routes::default());
@@ -125,8 +129,14 @@ impl RemoteManager {
             .name("ovm-client".into())
             .spawn(move || read_loop(&mut reader, &r))
             .map_err(|e| Error::Internal { message: format!("cannot start the connection's reader: {e}") })?;
-        let conn =
-            Connection { writer: Mutex::new(stream), routes, next_id: AtomicU64::new(1), manager_id, version, address };
+        let conn = Connection {
+            writer: Mutex::new(stream),
+            routes,
+            next_id: AtomicU64::new(1),
+            manager_id,
+            version,
+            address,
+        };
         Ok(RemoteManager { conn: Arc::new(conn) })
     }
 
@@ -182,7 +192,8 @@ impl RemoteManager {
             unroute();
             return Err(Error::Closed);
         }
-        let answer = self.send(&ClientMessage::Subscribe { id, from }).and_then(|()| rx.recv().map_err(lost)?);
+        let answer =
+            self.send(&ClientMessage::Subscribe { id, from }).and_then(|()| rx.recv().map_err(lost)?);
         if let Err(e) = answer {
             unroute();
             return Err(e);
@@ -290,7 +301,10 @@ mod tests {
             ServiceAddress::parse("ovm+unix:///run/ovm/manager.sock").unwrap(),
             ServiceAddress::Unix("/run/ovm/manager.sock".into())
         );
-        assert_eq!(ServiceAddress::parse("ovm+unix://run/x").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        assert_eq!(
+            ServiceAddress::parse("ovm+unix://run/x").unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
         assert_eq!(ServiceAddress::parse("ovm+tls://h:1").unwrap_err().kind(), crate::ErrorKind::Unsupported);
         assert_eq!(ServiceAddress::parse("/run/x").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
     }

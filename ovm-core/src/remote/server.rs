@@ -34,7 +34,12 @@ pub struct ServiceOptions {
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        ServiceOptions { mode: 0o600, max_connections: 64, max_in_flight: 32, io_timeout: Duration::from_secs(30) }
+        ServiceOptions {
+            mode: 0o600,
+            max_connections: 64,
+            max_in_flight: 32,
+            io_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -261,7 +266,9 @@ fn send(writer: &Mutex<UnixStream>, msg: &ServiceMessage) -> io::Result<()> {
         Ok(f) => f,
         Err(error) => {
             let replacement = match msg {
-                ServiceMessage::Response { id, .. } => ServiceMessage::Response { id: *id, result: Err(error) },
+                ServiceMessage::Response { id, .. } => {
+                    ServiceMessage::Response { id: *id, result: Err(error) }
+                }
                 ServiceMessage::Change { id, .. } => ServiceMessage::Change { id: *id, change: Err(error) },
                 _ => ServiceMessage::ProtocolError { id: None, error },
             };
@@ -355,23 +362,30 @@ fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<Un
         let answered = match msg {
             ClientMessage::Hello { .. } => send(
                 writer,
-                &ServiceMessage::ProtocolError { id: None, error: Error::invalid("message", "hello was already said") },
+                &ServiceMessage::ProtocolError {
+                    id: None,
+                    error: Error::invalid("message", "hello was already said"),
+                },
             ),
-            ClientMessage::Request { id, call } => match InFlight::take(&in_flight, shared.opts.max_in_flight) {
-                None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
-                Some(slot) => {
-                    let (s, w) = (shared.clone(), writer.clone());
-                    spawn_or_answer(writer, id, move || {
-                        let result = dispatch(&*s.api, call.bounded());
-                        let _ = send(&w, &ServiceMessage::Response { id, result });
-                        drop(slot);
-                    })
+            ClientMessage::Request { id, call } => {
+                match InFlight::take(&in_flight, shared.opts.max_in_flight) {
+                    None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                    Some(slot) => {
+                        let (s, w) = (shared.clone(), writer.clone());
+                        spawn_or_answer(writer, id, move || {
+                            let result = dispatch(&*s.api, call.bounded());
+                            let _ = send(&w, &ServiceMessage::Response { id, result });
+                            drop(slot);
+                        })
+                    }
                 }
-            },
-            ClientMessage::Subscribe { id, from } => match InFlight::take(&in_flight, shared.opts.max_in_flight) {
-                None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
-                Some(slot) => subscribe(shared, writer, &subscriptions, id, from, slot),
-            },
+            }
+            ClientMessage::Subscribe { id, from } => {
+                match InFlight::take(&in_flight, shared.opts.max_in_flight) {
+                    None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                    Some(slot) => subscribe(shared, writer, &subscriptions, id, from, slot),
+                }
+            }
             ClientMessage::Unsubscribe { id } => {
                 if let Some(flag) = lock(&subscriptions).remove(&id) {
                     flag.store(true, Ordering::SeqCst);

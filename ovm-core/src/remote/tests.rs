@@ -11,7 +11,7 @@ use crate::agent::proto::frame;
 use crate::driver::sim::DEFAULT_PASSWORD;
 use crate::manager::{PoolSpec, VmSpec};
 use crate::model::*;
-use crate::{ErrorKind, Manager};
+use crate::{Error, ErrorKind, Manager};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(60));
 
@@ -74,7 +74,11 @@ fn done(api: &dyn ManagerApi, job: Job) -> Job {
 /// administrator would look at, without ids and times.
 fn scenario(api: &dyn ManagerApi) -> Vec<String> {
     for name in ["a", "b"] {
-        done(api, api.discover_server(format!("sim://{name}?cpus=8&memory_mib=16384"), DEFAULT_PASSWORD.into()).unwrap());
+        done(
+            api,
+            api.discover_server(format!("sim://{name}?cpus=8&memory_mib=16384"), DEFAULT_PASSWORD.into())
+                .unwrap(),
+        );
     }
     let pool = done(api, api.create_pool(PoolSpec::new("p1")).unwrap()).result.unwrap();
     for s in api.objects(ObjectKind::Server).unwrap() {
@@ -89,7 +93,8 @@ fn scenario(api: &dyn ManagerApi) -> Vec<String> {
     done(api, api.stop_vm(vm).unwrap());
     let mut out = Vec::new();
     for kind in [ObjectKind::Server, ObjectKind::ServerPool, ObjectKind::Vm] {
-        let mut names: Vec<String> = api.objects(kind).unwrap().iter().map(|o| format!("{kind} {}", o.name())).collect();
+        let mut names: Vec<String> =
+            api.objects(kind).unwrap().iter().map(|o| format!("{kind} {}", o.name())).collect();
         names.sort();
         out.extend(names);
     }
@@ -131,25 +136,19 @@ fn typed_errors_cross_the_connection() {
 fn remote_waits_time_out_and_aborts_reach_the_job() {
     let f = Fixture::new("abort");
     let remote = f.connect();
-    done(&remote, remote.discover_server("sim://a".into(), DEFAULT_PASSWORD.into()).unwrap());
-    let server = ServerId(remote.objects(ObjectKind::Server).unwrap()[0].uuid());
-    // A powered-off server powers on only when woken; with no way to wake it the job runs until
-    // its own timeout, long enough to wait on and abort.
-    done(&remote, remote.power_off_server(server).unwrap());
-    let job = remote.power_on_server(server, Some(60_000)).unwrap();
-    let err = remote.wait_job_for(job.id, Some(Duration::from_millis(200)));
-    match err {
-        Err(Error::Timeout { .. }) => {
-            remote.abort_job(job.id).unwrap();
-            let end = remote.wait_job_for(job.id, LONG).unwrap();
-            assert_eq!(end.state, JobState::Aborted, "{end:?}");
-        }
-        // The simulated server came back at once: the wait saw the end.
-        Ok(j) => assert!(j.state.is_terminal()),
-        Err(e) => panic!("{e}"),
-    }
+    // Contacting a server takes two seconds: long enough to wait on and abort.
+    f.manager.sim().set_delay(crate::driver::sim::SimOp::Connect, Duration::from_secs(2));
+    let job = remote.discover_server("sim://slow".into(), DEFAULT_PASSWORD.into()).unwrap();
+    let err = remote.wait_job_for(job.id, Some(Duration::from_millis(200))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    remote.abort_job(job.id).unwrap();
+    let end = remote.wait_job_for(job.id, LONG).unwrap();
+    assert_eq!(end.state, JobState::Aborted, "{end:?}");
+    assert!(remote.objects(ObjectKind::Server).unwrap().is_empty());
     let listed = remote.jobs(Default::default()).unwrap();
-    assert!(listed.iter().any(|j| j.id == job.id));
+    assert!(listed.iter().any(|j| j.id == job.id && j.state == JobState::Aborted));
+    // Aborting it again is refused, typed.
+    assert_eq!(remote.abort_job(job.id).unwrap_err().kind(), ErrorKind::InvalidState);
 }
 
 #[test]
@@ -187,7 +186,10 @@ fn malformed_and_oversized_frames_are_refused_without_disturbing_others() {
     let mut bad = f.raw();
     // Not JSON.
     frame::write_frame_blocking(&mut bad, &[0, 0, 0, 3, b'x', b'y', b'z']).unwrap();
-    assert!(matches!(read(&mut bad), ServiceMessage::ProtocolError { id: None, error: Error::InvalidArgument { .. } }));
+    assert!(matches!(
+        read(&mut bad),
+        ServiceMessage::ProtocolError { id: None, error: Error::InvalidArgument { .. } }
+    ));
     // A request for a method that does not exist: answered with its id.
     let unknown = br#"{"type":"request","id":7,"call":{"method":"format_all_disks","args":{}}}"#;
     let mut f1 = (unknown.len() as u32).to_be_bytes().to_vec();
