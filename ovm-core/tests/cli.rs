@@ -143,8 +143,11 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// A test of a JSON value's type, such as `serde_json::Value::is_string`.
+type IsType = fn(&serde_json::Value) -> bool;
+
 /// Checks that `v` is an object with these keys of these JSON types.
-fn shape(v: &serde_json::Value, fields: &[(&str, fn(&serde_json::Value) -> bool)]) {
+fn shape(v: &serde_json::Value, fields: &[(&str, IsType)]) {
     for (k, is) in fields {
         let f = v.get(k).unwrap_or_else(|| panic!("no {k} in {v}"));
         assert!(is(f), "{k} has the wrong type in {v}");

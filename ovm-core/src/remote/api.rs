@@ -251,6 +251,115 @@ remote_api! {
     /// Changes after `token` and the token to resume from (see [`Manager::events_since`]).
     fn events_since(token: u64) -> (Vec<Change>, u64) = |m| m.events_since(token);
 
+    /// Take ownership of a discovered server (see [`Manager::take_ownership`]).
+    fn take_ownership(server: ServerId, password: String) -> Job = |m| submitted(m.take_ownership(server, &password));
+    /// Restart a server's agent (see [`Manager::restart_agent`]).
+    fn restart_agent(server: ServerId) -> Job = |m| submitted(m.restart_agent(server));
+    /// Whether a server's out-of-band controller reports it on (see [`Manager::out_of_band_power_state`]).
+    fn out_of_band_power_state(server: ServerId) -> crate::driver::ChassisPower = |m| m.out_of_band_power_state(server);
+    /// The power controllers registered with the manager, by name.
+    fn power_controllers() -> Vec<String> = |m| Ok(m.power_controllers());
+    /// The last load sampled on a server.
+    fn server_load(server: ServerId) -> Option<LoadSample> = |m| m.server_load(server);
+    /// The last load sampled of a VM.
+    fn vm_load(vm: VmId) -> Option<VmLoad> = |m| m.vm_load(vm);
+    /// Where a server's network differs from what the manager configured.
+    fn network_drift(server: ServerId) -> Vec<String> = |m| m.network_drift(server);
+    /// Configure a server's networks again (see [`Manager::reapply_network`]).
+    fn reapply_network(server: ServerId) -> Job = |m| submitted(m.reapply_network(server));
+    /// Add a port, bond or VLAN interface to a network (see [`Manager::add_network_member`]).
+    fn add_network_member(network: NetworkId, member: NetworkMember) -> Job =
+        |m| submitted(m.add_network_member(network, member));
+    /// Remove a member from a network (see [`Manager::remove_network_member`]).
+    fn remove_network_member(network: NetworkId, member: NetworkMember) -> Job =
+        |m| submitted(m.remove_network_member(network, member));
+    /// Delete a bond (see [`Manager::delete_bond`]).
+    fn delete_bond(bond: BondPortId) -> Job = |m| submitted(m.delete_bond(bond));
+
+    /// How many server failures a pool's VMs survive (see [`Manager::max_failures_tolerated`]).
+    fn max_failures_tolerated(pool: PoolId) -> u32 = |m| m.max_failures_tolerated(pool);
+    /// Whether a pool absorbs `failures` server failures (see [`Manager::ha_plan`]).
+    fn ha_plan(pool: PoolId, failures: u32) -> HaTolerance = |m| m.ha_plan(pool, failures);
+    /// Run a pool's DRS/DPM policy now (see [`Manager::run_policy`]).
+    fn run_policy(pool: PoolId) -> Job = |m| submitted(m.run_policy(pool));
+    /// Run a recurring system job now (see [`Manager::run_recurring`]).
+    fn run_recurring(name: String) -> Job = |m| submitted(m.run_recurring(&name));
+    /// The recurring system jobs: name, interval and whether enabled.
+    fn recurring_jobs() -> Vec<(String, Duration, bool)> = |m| Ok(m.recurring_jobs());
+    /// Change a recurring system job's interval or switch it on or off.
+    fn set_recurring_job(name: String, interval: Duration, enabled: bool) -> () =
+        |m| m.set_recurring_job(&name, interval, enabled);
+
+    /// Start a suspended VM on a given server (see [`Manager::resume_vm_on`]).
+    fn resume_vm_on(vm: VmId, target: ServerId) -> Job = |m| submitted(m.resume_vm_on(vm, target));
+    /// Why a VM cannot live-migrate to a server (empty if it can).
+    fn migration_blockers(vm: VmId, target: ServerId) -> Vec<MigrationBlocker> =
+        |m| m.migration_blockers(vm, target);
+    /// A VM's NICs: MAC, network name, connected.
+    fn vm_nics(vm: VmId) -> Vec<(String, String, bool)> = |m| m.vm_nics(vm);
+    /// Add a VNIC to a VM (see [`Manager::add_vnic`]).
+    fn add_vnic(vm: VmId, network: Option<NetworkId>) -> Job = |m| submitted(m.add_vnic(vm, network));
+    /// Remove a VM's VNIC by MAC (see [`Manager::remove_vnic`]).
+    fn remove_vnic(vm: VmId, mac: String) -> Job = |m| submitted(m.remove_vnic(vm, &mac));
+    /// Turn a stopped VM into a template (see [`Manager::vm_to_template`]).
+    fn vm_to_template(vm: VmId, name: String) -> Job = |m| submitted(m.vm_to_template(vm, &name));
+    /// Create an anti-affinity group (see [`Manager::create_anti_affinity_group`]).
+    fn create_anti_affinity_group(pool: PoolId, name: String, vms: Vec<VmId>) -> Job =
+        |m| submitted(m.create_anti_affinity_group(pool, &name, vms));
+
+    /// Present a repository to a server (see [`Manager::present_repository`]).
+    fn present_repository(repo: RepositoryId, server: ServerId) -> Job =
+        |m| submitted(m.present_repository(repo, server));
+    /// Present a repository to several servers (see [`Manager::present_repository_to`]).
+    fn present_repository_to(repo: RepositoryId, servers: Vec<ServerId>) -> Job =
+        |m| submitted(m.present_repository_to(repo, &servers));
+    /// Stop presenting a repository to a server (see [`Manager::unpresent_repository`]).
+    fn unpresent_repository(repo: RepositoryId, server: ServerId) -> Job =
+        |m| submitted(m.unpresent_repository(repo, server));
+    /// Import an ISO into a repository (see [`Manager::import_iso`]).
+    fn import_iso(repo: RepositoryId, name: String, source: String) -> Job =
+        |m| submitted(m.import_iso(repo, &name, &source));
+    /// Import a template (see [`Manager::import_template`]).
+    fn import_template(repo: RepositoryId, source: String, name: Option<String>) -> Job =
+        |m| submitted(m.import_template(repo, &source, name.as_deref()));
+    /// Import an assembly (see [`Manager::import_assembly`]).
+    fn import_assembly(repo: RepositoryId, source: String, name: Option<String>) -> Job =
+        |m| submitted(m.import_assembly(repo, &source, name.as_deref()));
+    /// Delete a template (see [`Manager::delete_template`]).
+    fn delete_template(template: TemplateId) -> Job = |m| submitted(m.delete_template(template));
+    /// Delete a virtual disk (see [`Manager::delete_virtual_disk`]).
+    fn delete_virtual_disk(disk: VirtualDiskId) -> Job = |m| submitted(m.delete_virtual_disk(disk));
+    /// Refresh a file server's file systems (see [`Manager::refresh_file_server`]).
+    fn refresh_file_server(id: FileServerId) -> Job = |m| submitted(m.refresh_file_server(id));
+    /// Clone a LUN (see [`Manager::clone_lun`]).
+    fn clone_lun(disk: PhysicalDiskId, name: String) -> Job = |m| submitted(m.clone_lun(disk, &name));
+    /// Resize a LUN (see [`Manager::resize_lun`]).
+    fn resize_lun(disk: PhysicalDiskId, size_bytes: u64) -> Job = |m| submitted(m.resize_lun(disk, size_bytes));
+    /// Delete a LUN (see [`Manager::delete_lun`]).
+    fn delete_lun(disk: PhysicalDiskId) -> Job = |m| submitted(m.delete_lun(disk));
+    /// Present a LUN to an access group (see [`Manager::present_lun`]).
+    fn present_lun(group: AccessGroupId, disk: PhysicalDiskId) -> Job = |m| submitted(m.present_lun(group, disk));
+    /// Stop presenting a LUN to an access group (see [`Manager::unpresent_lun`]).
+    fn unpresent_lun(group: AccessGroupId, disk: PhysicalDiskId) -> Job =
+        |m| submitted(m.unpresent_lun(group, disk));
+    /// Delete an access group (see [`Manager::delete_access_group`]).
+    fn delete_access_group(group: AccessGroupId) -> Job = |m| submitted(m.delete_access_group(group));
+    /// Present a storage array to servers (see [`Manager::present_storage_array_to`]).
+    fn present_storage_array_to(array: StorageArrayId, servers: Vec<ServerId>) -> Job =
+        |m| submitted(m.present_storage_array_to(array, &servers));
+    /// Stop presenting a storage array to a server (see [`Manager::unpresent_storage_array`]).
+    fn unpresent_storage_array(array: StorageArrayId, server: ServerId) -> Job =
+        |m| submitted(m.unpresent_storage_array(array, server));
+
+    /// Create an object from its record (see [`Manager::create_object`]).
+    fn create_object(object: Object) -> Job = |m| submitted(m.create_object(object));
+    /// Create several objects in one job (see [`Manager::create_objects`]).
+    fn create_objects(objects: Vec<Object>) -> Job = |m| submitted(m.create_objects(objects));
+    /// Replace an object's record: the typed edit of any object (see [`Manager::update_object`]).
+    fn update_object(object: Object) -> Job = |m| submitted(m.update_object(object));
+    /// Drop all but the newest `keep` change-feed entries.
+    fn prune_changes(keep: u64) -> usize = |m| m.prune_changes(keep);
+
     /// How many live migrations run at once on a server.
     fn migration_limit() -> u32 = |m| Ok(m.migration_limit());
     /// Set the migration limit (see [`Manager::set_migration_limit`]).

@@ -166,7 +166,7 @@ impl RemoteManager {
             return Err(Error::Closed);
         }
         let method = call.method();
-        if let Err(e) = self.send(&ClientMessage::Request { id, call }) {
+        if let Err(e) = self.send(&ClientMessage::Request { id, call: Box::new(call) }) {
             lock(&self.conn.routes.pending).remove(&id);
             return Err(e);
         }

@@ -44,7 +44,7 @@ pub enum ClientMessage {
         /// Chosen by the client; the response carries it.
         id: u64,
         /// The call.
-        call: Call,
+        call: Box<Call>,
     },
     /// Open a subscription to the change feed; its changes carry `id`.
     Subscribe {
@@ -133,11 +133,11 @@ mod tests {
                 r#"{"type":"hello","min_version":1,"max_version":1,"client":"t"}"#,
             ),
             (
-                ClientMessage::Request { id: 3, call: Call::abort_job { id } },
+                ClientMessage::Request { id: 3, call: Box::new(Call::abort_job { id }) },
                 r#"{"type":"request","id":3,"call":{"method":"abort_job","args":{"id":"00000000-0000-0000-0000-000000000000"}}}"#,
             ),
             (
-                ClientMessage::Request { id: 4, call: Call::objects { kind: ObjectKind::Vm } },
+                ClientMessage::Request { id: 4, call: Box::new(Call::objects { kind: ObjectKind::Vm }) },
                 r#"{"type":"request","id":4,"call":{"method":"objects","args":{"kind":"Vm"}}}"#,
             ),
             (ClientMessage::Subscribe { id: 5, from: None }, r#"{"type":"subscribe","id":5,"from":null}"#),

@@ -197,7 +197,7 @@ fn malformed_and_oversized_frames_are_refused_without_disturbing_others() {
     frame::write_frame_blocking(&mut bad, &f1).unwrap();
     assert!(matches!(read(&mut bad), ServiceMessage::ProtocolError { id: Some(7), .. }));
     // The connection still serves.
-    let req = ClientMessage::Request { id: 8, call: Call::current_token {} };
+    let req = ClientMessage::Request { id: 8, call: Box::new(Call::current_token {}) };
     frame::write_frame_blocking(&mut bad, &frame::encode(&req).unwrap()).unwrap();
     assert!(matches!(read(&mut bad), ServiceMessage::Response { id: 8, result: Ok(_) }));
     // Oversized: refused before the body is read, and that connection is closed.
@@ -219,7 +219,7 @@ fn malformed_and_oversized_frames_are_refused_without_disturbing_others() {
 fn a_client_must_say_hello_first_in_a_version_both_speak() {
     let f = Fixture::new("hello");
     let mut s = UnixStream::connect(f.service.path()).unwrap();
-    let req = ClientMessage::Request { id: 1, call: Call::current_token {} };
+    let req = ClientMessage::Request { id: 1, call: Box::new(Call::current_token {}) };
     frame::write_frame_blocking(&mut s, &frame::encode(&req).unwrap()).unwrap();
     assert!(matches!(read(&mut s), ServiceMessage::Refused { error: Error::InvalidArgument { .. } }));
     let mut s = UnixStream::connect(f.service.path()).unwrap();
