@@ -175,14 +175,13 @@ agent-lab-test:
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture
 
 # Short runs of the fuzz targets (cargo-fuzz on the stable toolchain): the xenstore wire decoder
-# and the agent and manager service protocol decoders, the tar reader, the OVF descriptor and manifest parsers, and the
+# and the protocol decoders (the agent's and the manager service's), the tar reader, the OVF descriptor and manifest parsers, and the
 # vm.cfg parser. Unoptimized builds (--dev) with AddressSanitizer: they build in a third of the time
 # of optimized ones and still run thousands of inputs a second, enough for these short runs; for
 # long fuzzing sessions, run cargo fuzz without --dev.
 fuzz:
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev xs_decode -- -max_total_time=20
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev agent_decode -- -max_total_time=20
-	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev manager_decode -- -max_total_time=15
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev tar_entries -- -max_total_time=15
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev ovf_parse -- -max_total_time=15
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev vmcfg_parse -- -max_total_time=15

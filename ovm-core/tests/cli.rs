@@ -290,3 +290,71 @@ fn completions_and_the_man_page_are_generated() {
     let usage = Command::new(OVM).args(["vm", "frobnicate"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn the_change_feed_is_watched_over_the_service() {
+    let svc = Service::start("watch");
+    svc.ok("pool create p0");
+    // Replayed from the start of the feed: the first change, as a JSON line.
+    let replayed = svc.ok("event watch --from 0 --count 1");
+    let first = json(replayed.lines().next().unwrap());
+    shape(
+        &first,
+        &[
+            ("token", serde_json::Value::is_u64),
+            ("object", serde_json::Value::is_object),
+            ("op", serde_json::Value::is_string),
+            ("at", serde_json::Value::is_u64),
+        ],
+    );
+    // Live: a watcher sees a change made after it started (pools are created until it has one).
+    let mut watcher = Command::new(OVM)
+        .args(["event", "watch", "--count", "1"])
+        .env("OVM_CONNECT", svc.uri())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut created = 0;
+    while watcher.try_wait().unwrap().is_none() {
+        assert!(created < 100, "the watcher saw none of {created} changes");
+        created += 1;
+        svc.ok(&format!("pool create live{created}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).unwrap();
+    let change = json(line.lines().next().unwrap());
+    assert!(change["token"].as_u64().unwrap() > first["token"].as_u64().unwrap());
+}
+
+#[test]
+fn a_second_service_on_a_held_database_is_refused() {
+    let svc = Service::start("race");
+    let second = Command::new(OVM)
+        .arg("--db")
+        .arg(svc.dir.join("m.db"))
+        .args(["serve", "--socket"])
+        .arg(svc.dir.join("other.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(10 + ovm_core::ErrorKind::DatabaseLocked.code() as i32),
+        "{second:?}"
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use"), "{second:?}");
+    assert!(!svc.dir.join("other.sock").exists());
+    // Nor may a second service take over the first one's socket.
+    let db2 = svc.dir.join("other.db");
+    let stolen = Command::new(OVM)
+        .arg("--db")
+        .arg(&db2)
+        .args(["serve", "--socket"])
+        .arg(svc.socket())
+        .output()
+        .unwrap();
+    assert_eq!(stolen.status.code(), Some(10 + ovm_core::ErrorKind::Conflict.code() as i32), "{stolen:?}");
+    assert!(svc.ok("pool list").starts_with("NAME"));
+}
