@@ -19,6 +19,11 @@ struct Service {
 
 impl Service {
     fn start(tag: &str) -> Service {
+        Service::start_with(tag, |_| Vec::new())
+    }
+
+    /// Starts `ovm serve` with more arguments, made from the service's directory.
+    fn start_with(tag: &str, extra: impl FnOnce(&Path) -> Vec<String>) -> Service {
         let dir = std::env::temp_dir().join(format!("ovm-cli-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -27,6 +32,7 @@ impl Service {
             .arg(dir.join("m.db"))
             .args(["serve", "--socket"])
             .arg(dir.join("m.sock"))
+            .args(extra(&dir))
             .env_remove("OVM_CONNECT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,11 +73,17 @@ impl Service {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Sends the service a signal.
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().unwrap();
+        // SAFETY: kill has no memory preconditions; the pid is our own child's, not yet reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+    }
+
     /// Stops the service with SIGTERM and returns its exit status and standard error.
     fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill has no memory preconditions; the pid is our own child's, not yet reaped.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
         let out = wait_output(&mut child, Duration::from_secs(60));
         (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
     }
@@ -357,4 +369,27 @@ fn a_second_service_on_a_held_database_is_refused() {
         .unwrap();
     assert_eq!(stolen.status.code(), Some(10 + ovm_core::ErrorKind::Conflict.code() as i32), "{stolen:?}");
     assert!(svc.ok("pool list").starts_with("NAME"));
+}
+
+#[test]
+fn sighup_rereads_the_settings() {
+    let mut svc = Service::start_with("hup", |dir| {
+        let settings = dir.join("settings.json");
+        std::fs::write(&settings, r#"{"log_level": "warn"}"#).unwrap();
+        vec!["--settings".into(), settings.display().to_string()]
+    });
+    let settings = svc.dir.join("settings.json");
+    let settle = || std::thread::sleep(Duration::from_millis(600));
+    std::fs::write(&settings, r#"{"log_level": "debug"}"#).unwrap();
+    svc.signal(libc::SIGHUP);
+    settle();
+    std::fs::write(&settings, r#"{"log_level": "loud"}"#).unwrap();
+    svc.signal(libc::SIGHUP);
+    settle();
+    // Still serving.
+    assert!(svc.ok("pool list").starts_with("NAME"));
+    let (status, stderr) = svc.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("settings reloaded (log level DEBUG)"), "{stderr}");
+    assert!(stderr.contains("settings not reloaded"), "{stderr}");
 }
