@@ -256,6 +256,29 @@ fn an_administrator_session_against_a_service() {
     let held = Command::new(OVM).arg("--db").arg(svc.dir.join("m.db")).args(["vm", "list"]).output().unwrap();
     assert_eq!(held.status.code(), Some(10 + ovm_core::ErrorKind::DatabaseLocked.code() as i32), "{held:?}");
 
+    // Read beside the service, for reports: the same records; changes are refused.
+    let read_only = |args: &[&str]| {
+        Command::new(OVM)
+            .arg("--db")
+            .arg(svc.dir.join("m.db"))
+            .arg("--read-only")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let report = read_only(&["--json", "vm", "list"]);
+    assert!(report.status.success(), "{report:?}");
+    assert_eq!(json(&String::from_utf8_lossy(&report.stdout)), json(&svc.ok("--json vm list")));
+    let jobs_read = read_only(&["--json", "job", "show", &id]);
+    assert_eq!(json(&String::from_utf8_lossy(&jobs_read.stdout))["state"], "Completed");
+    let refused = read_only(&["pool", "create", "p9"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(10 + ovm_core::ErrorKind::PermissionDenied.code() as i32),
+        "{refused:?}"
+    );
+    assert!(!svc.ok("pool list").contains("p9"));
+
     // SIGTERM: a clean stop that removes the socket and lets the database go.
     let (status, stderr) = svc.terminate();
     assert!(status.success(), "{status:?}: {stderr}");

@@ -45,6 +45,10 @@ pub struct Cli {
     /// Open the manager database at PATH in this process (it must not be held by a running manager).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "connect")]
     pub db: Option<std::path::PathBuf>,
+    /// With --db: read the database beside the manager that holds it, for reports (lists, shows,
+    /// jobs and events; anything that changes something is refused).
+    #[arg(long, global = true, requires = "db")]
+    pub read_only: bool,
     /// Use the manager service at URI, e.g. ovm+unix:///run/ovm/manager.sock.
     #[arg(long, global = true, value_name = "URI", env = "OVM_CONNECT")]
     pub connect: Option<String>,
@@ -369,6 +373,7 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
 /// Opens the manager the options name: the API, and the in-process manager to close at the end.
 fn open(cli: &Cli) -> Result<(Arc<dyn ManagerApi>, Option<Manager>)> {
     match (&cli.db, &cli.connect) {
+        (Some(db), _) if cli.read_only => Ok((Arc::new(crate::remote::ReadOnlyManager::open(db)?), None)),
         (Some(db), _) => {
             let location = crate::manager::DatabaseLocation::File(db.clone());
             let mgr = Manager::builder().recurring_jobs(false).database(location).open()?;

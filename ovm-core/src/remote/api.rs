@@ -28,13 +28,16 @@ fn submitted(h: Result<JobHandle>) -> Result<Job> {
     h.map(|h| h.info())
 }
 
+/// The object of `kind` whose id or, failing that, name is `key`.
+pub(crate) fn find_in(inv: &Inventory, kind: ObjectKind, key: &str) -> Result<Object> {
+    let by_id = uuid::Uuid::parse_str(key).ok().and_then(|id| inv.get_object(ObjectRef::new(kind, id)));
+    by_id
+        .or_else(|| inv.id_by_name(kind, key).and_then(|id| inv.get_object(ObjectRef::new(kind, id))))
+        .ok_or_else(|| Error::not_found(kind, key))
+}
+
 fn find_object(m: &Manager, kind: ObjectKind, key: &str) -> Result<Object> {
-    m.read(|inv| {
-        let by_id = uuid::Uuid::parse_str(key).ok().and_then(|id| inv.get_object(ObjectRef::new(kind, id)));
-        by_id
-            .or_else(|| inv.id_by_name(kind, key).and_then(|id| inv.get_object(ObjectRef::new(kind, id))))
-            .ok_or_else(|| Error::not_found(kind, key))
-    })
+    m.read(|inv| find_in(inv, kind, key))
 }
 
 /// A stream of change-feed entries: a local [`crate::Subscription`] or one streamed by a service.
@@ -141,6 +144,20 @@ macro_rules! remote_api {
                         })
                     }
                 )*
+            }
+        }
+
+        impl ManagerApi for super::ReadOnlyManager {
+            $(
+                fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    self.answer(Call::$name { $($arg),* })
+                }
+            )*
+
+            fn subscribe_changes(&self, _from: Option<u64>) -> Result<Box<dyn ChangeStream>> {
+                Err(Error::PermissionDenied {
+                    reason: "subscriptions need a manager; the database is open read-only".into(),
+                })
             }
         }
 

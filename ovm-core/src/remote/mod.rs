@@ -30,10 +30,12 @@
 pub mod api;
 mod client;
 pub mod proto;
+mod read_only;
 mod server;
 
 pub use api::{dispatch, Call, ChangeStream, ManagerApi, MAX_SERVICE_WAIT};
 pub use client::{RemoteManager, RemoteSubscription, ServiceAddress};
+pub use read_only::ReadOnlyManager;
 pub use server::{peer_credentials, ClientInfo, PeerCredentials, Service, ServiceOptions};
 
 impl crate::Manager {
