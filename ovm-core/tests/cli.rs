@@ -27,25 +27,32 @@ impl Service {
         let dir = std::env::temp_dir().join(format!("ovm-cli-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let extra = extra(&dir);
+        let mut s = Service { dir, child: None };
+        s.spawn(&extra);
+        s
+    }
+
+    /// Runs `ovm serve` on the service's database and socket, and waits until it answers.
+    fn spawn(&mut self, extra: &[String]) {
         let child = Command::new(OVM)
             .arg("--db")
-            .arg(dir.join("m.db"))
+            .arg(self.dir.join("m.db"))
             .args(["serve", "--socket"])
-            .arg(dir.join("m.sock"))
-            .args(extra(&dir))
+            .arg(self.socket())
+            .args(extra)
             .env_remove("OVM_CONNECT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let s = Service { dir, child: Some(child) };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while UnixStream::connect(s.socket()).is_err() {
+        while UnixStream::connect(self.socket()).is_err() {
             assert!(Instant::now() < deadline, "the service did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn socket(&self) -> PathBuf {
@@ -415,4 +422,27 @@ fn sighup_rereads_the_settings() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("settings reloaded (log level DEBUG)"), "{stderr}");
     assert!(stderr.contains("settings not reloaded"), "{stderr}");
+}
+
+#[test]
+fn a_service_killed_with_sigkill_restarts_on_its_database() {
+    let mut svc = Service::start("sigkill");
+    svc.ok("pool create p1");
+    let id = svc.ok("pool create p2 --no-wait").trim().to_owned();
+    svc.signal(libc::SIGKILL);
+    let mut child = svc.child.take().unwrap();
+    assert!(!child.wait().unwrap().success());
+    // The kernel dropped its lock; its socket file is left behind, stale.
+    assert!(svc.socket().exists());
+    svc.spawn(&[]);
+    let pools = svc.ok("pool list");
+    assert!(pools.contains("p1"), "{pools}");
+    // The job started just before the kill either completed or was rolled back on restart: it is
+    // over, and the pool exists exactly when it completed.
+    let job = json(&svc.ok(&format!("--json job show {id}")));
+    match job["state"].as_str().unwrap() {
+        "Completed" => assert!(pools.contains("p2"), "{pools}"),
+        "Failed" | "Aborted" => assert!(!pools.contains("p2"), "{pools}"),
+        other => panic!("job {id} is {other} after the restart"),
+    }
 }
