@@ -265,3 +265,40 @@ fn a_closed_service_is_a_closed_manager_to_its_clients() {
     }
     assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Closed));
 }
+
+#[test]
+fn garbage_frames_get_typed_answers_and_the_service_keeps_serving() {
+    let f = Fixture::new("garbage");
+    let good = f.connect();
+    let mut bad = f.raw();
+    // A fixed pseudo-random sequence (xorshift), so a failure replays.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let pieces: [&[u8]; 6] =
+        [br#"{"type":"request","id":"#, br#""call":{"method":"#, br#""objects""#, b"{", b"}", b"\xff\x00"];
+    for round in 0..200 {
+        let mut body = Vec::new();
+        for _ in 0..(next() % 6) {
+            let p = next();
+            if p % 3 == 0 {
+                body.extend_from_slice(pieces[(p / 3 % 6) as usize]);
+            } else {
+                body.push((p >> 8) as u8);
+            }
+        }
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame::write_frame_blocking(&mut bad, &frame).unwrap();
+        match read(&mut bad) {
+            ServiceMessage::ProtocolError { .. } | ServiceMessage::Response { .. } => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    assert_eq!(good.objects(ObjectKind::Server).unwrap().len(), 0);
+    done(&good, good.create_pool(PoolSpec::new("after-garbage")).unwrap());
+}
