@@ -187,6 +187,13 @@ fn an_administrator_session_against_a_service() {
     let started = svc.ok("vm start web01");
     assert!(started.contains("StartVm") && started.contains("Completed"), "{started}");
 
+    for (verb, state) in [("pause", "Paused"), ("resume", "Running")] {
+        svc.ok(&format!("vm {verb} web01"));
+        assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], state);
+    }
+    let console = json(&svc.ok("--json vm console web01"));
+    assert!(console.is_string(), "{console}");
+
     golden("server-list.txt", &svc.ok("server list"));
     golden("pool-list.txt", &svc.ok("pool list"));
     let vms = svc.ok("vm list");

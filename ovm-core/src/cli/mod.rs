@@ -143,6 +143,22 @@ pub enum ServerCmd {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Power a server on (by Wake-on-LAN or its out-of-band controller) and wait until it answers.
+    PowerOn {
+        /// Name or id.
+        server: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Power a server off (it must hold no running VMs).
+    PowerOff {
+        /// Name or id.
+        server: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Release ownership of a server.
     Release {
         /// Name or id.
@@ -250,8 +266,19 @@ pub enum VmCmd {
     Kill(VmTarget),
     /// Restart a VM.
     Restart(VmTarget),
+    /// Pause a running VM.
+    Pause(VmTarget),
+    /// Suspend a running VM to its repository.
+    Suspend(VmTarget),
+    /// Resume a paused or suspended VM.
+    Resume(VmTarget),
     /// Delete a stopped VM.
     Delete(VmTarget),
+    /// Print a running VM's console output.
+    Console {
+        /// Name or id.
+        vm: String,
+    },
     /// Live-migrate a running VM to another server.
     Migrate {
         /// The VM, by name or id.
@@ -441,6 +468,14 @@ impl Ctx<'_> {
                     let s = self.server(server)?;
                     self.job(api.set_maintenance_mode(s, mode == "on"), wait)
                 }
+                ServerCmd::PowerOn { server, wait } => {
+                    let s = self.server(server)?;
+                    self.job(api.power_on_server(s, None), wait)
+                }
+                ServerCmd::PowerOff { server, wait } => {
+                    let s = self.server(server)?;
+                    self.job(api.power_off_server(s), wait)
+                }
                 ServerCmd::Release { server, wait } => {
                     let s = self.server(server)?;
                     self.job(api.release_ownership(s), wait)
@@ -490,7 +525,18 @@ impl Ctx<'_> {
                 VmCmd::Stop(t) => self.vm_job(t, |api, vm| api.stop_vm(vm)),
                 VmCmd::Kill(t) => self.vm_job(t, |api, vm| api.kill_vm(vm)),
                 VmCmd::Restart(t) => self.vm_job(t, |api, vm| api.restart_vm(vm)),
+                VmCmd::Pause(t) => self.vm_job(t, |api, vm| api.pause_vm(vm)),
+                VmCmd::Suspend(t) => self.vm_job(t, |api, vm| api.suspend_vm(vm)),
+                VmCmd::Resume(t) => self.vm_job(t, |api, vm| api.resume_vm(vm)),
                 VmCmd::Delete(t) => self.vm_job(t, |api, vm| api.delete_vm(vm)),
+                VmCmd::Console { vm } => {
+                    let text = api.vm_console(self.vm(vm)?)?;
+                    self.emit(&text, |t| {
+                        let mut table = table::Table::new(&["CONSOLE"]);
+                        table.row(vec![t.clone()]);
+                        Ok(table)
+                    })
+                }
                 VmCmd::Migrate { vm, server, wait } => {
                     let (v, s) = (self.vm(vm)?, self.server(server)?);
                     self.job(api.migrate_vm(v, s), wait)
