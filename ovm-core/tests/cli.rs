@@ -174,8 +174,8 @@ fn shape(v: &serde_json::Value, fields: &[(&str, IsType)]) {
 }
 
 #[test]
-fn an_administrator_session_against_a_service() {
-    let mut svc = Service::start("session");
+fn an_administrator_at_work_on_a_service() {
+    let mut svc = Service::start("admin");
     for name in ["a", "b"] {
         svc.ok(&format!("server discover sim://{name}?cpus=8&memory_mib=16384 --password ovm-sim"));
     }
