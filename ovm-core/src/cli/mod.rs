@@ -43,7 +43,8 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
 )]
 pub struct Cli {
     /// Open the manager database at PATH in this process (it must not be held by a running manager).
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "connect")]
+    /// It wins over --connect and OVM_CONNECT.
+    #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
     /// With --db: read the database beside the manager that holds it, for reports (lists, shows,
     /// jobs and events; anything that changes something is refused).
@@ -735,8 +736,12 @@ mod tests {
             let mut out = String::new();
             assert_eq!(run(&cli, &mut out).unwrap_err().kind(), ErrorKind::InvalidArgument);
         }
-        assert!(
-            Cli::try_parse_from(["ovm", "--db", "a", "--connect", "ovm+unix:///x", "vm", "list"]).is_err()
+        // --db wins over a service named too (as by OVM_CONNECT in the environment).
+        let both = ["ovm", "--db", "/nonexistent/dir/m.db", "--connect", "ovm+unix:///x", "vm", "list"];
+        let mut out = String::new();
+        assert_eq!(
+            run(&Cli::try_parse_from(both).unwrap(), &mut out).unwrap_err().kind(),
+            ErrorKind::Database
         );
     }
 
