@@ -175,7 +175,7 @@ agent-lab-test:
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test agent_lab -- --nocapture
 
 # Short runs of the fuzz targets (cargo-fuzz on the stable toolchain): the xenstore wire decoder
-# and the agent protocol decoder, the tar reader, the OVF descriptor and manifest parsers, and the
+# and the protocol decoders (the agent's and the manager service's), the tar reader, the OVF descriptor and manifest parsers, and the
 # vm.cfg parser. Unoptimized builds (--dev) with AddressSanitizer: they build in a third of the time
 # of optimized ones and still run thousands of inputs a second, enough for these short runs; for
 # long fuzzing sessions, run cargo fuzz without --dev.

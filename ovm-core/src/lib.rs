@@ -57,6 +57,8 @@
 
 pub mod agent;
 pub mod backends;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 pub mod driver;
 pub mod error;
@@ -68,6 +70,7 @@ pub mod manager;
 pub mod model;
 pub mod policy;
 pub mod power_plugin;
+pub mod remote;
 pub mod store;
 mod sync;
 pub mod xen;

@@ -30,6 +30,7 @@ mod servers;
 mod storage;
 mod vms;
 
+pub(crate) use events::MAX_CHANGES_PER_CALL;
 pub use events::{LostEvents, Subscription};
 pub use jobs::JobHandle;
 pub use network::{BondSpec, NetworkApply, NetworkSpec};

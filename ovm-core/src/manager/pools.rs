@@ -8,7 +8,7 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Settings of a new server pool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolSpec {
     /// Name.
     pub name: String,

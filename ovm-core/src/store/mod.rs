@@ -123,7 +123,8 @@ impl Batch {
 }
 
 /// Filter for job history queries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct JobFilter {
     /// Only jobs acting on this object.
     pub object: Option<uuid::Uuid>,
@@ -138,7 +139,8 @@ pub struct JobFilter {
 }
 
 /// Filter for event queries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EventFilter {
     /// Only events about this object.
     pub object: Option<uuid::Uuid>,

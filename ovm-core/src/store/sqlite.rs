@@ -128,6 +128,31 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Open an existing database file for reading only, without its lock: beside a manager that
+    /// holds it, for reports. The connection cannot write (SQLite refuses), and in WAL mode it reads
+    /// a consistent snapshot per statement while the manager writes. The file must exist and pass
+    /// the same checks as [`SqliteStore::open`].
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        if !path.exists() {
+            return Err(Error::Database { message: format!("{} does not exist", path.display()) });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_err(&format!("cannot open {}", path.display()), e))?;
+        Self::check_existing(&conn, path)?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version as usize != MIGRATIONS.len() {
+            return Err(db_err(
+                &path.display().to_string(),
+                "has an older schema; open it read-write once (a manager upgrades it) before reading it",
+            ));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(SqliteStore { conn, lock: None, released: true })
+    }
+
     /// A private in-memory database.
     pub fn open_in_memory() -> Result<SqliteStore> {
         let conn = Connection::open_in_memory()?;

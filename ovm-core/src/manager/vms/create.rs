@@ -6,7 +6,7 @@ use crate::model::*;
 use crate::Result;
 
 /// Settings of a new VM. VNICs whose `mac` is empty get a MAC from the manager's range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VmSpec {
     /// Name.
     pub name: String,

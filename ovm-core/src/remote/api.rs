@@ -1,0 +1,479 @@
+//! The manager's API as one table: the [`ManagerApi`] trait, the [`Call`] that carries a call over a
+//! connection, and the service's [`dispatch`].
+//!
+//! Every remotable method is one row of [`remote_api!`]: its name, its arguments (owned, serde-typed),
+//! its result, and how a local [`Manager`] answers it. The macro generates the trait's method, the
+//! `Call` variant (`{"method": "start_vm", "args": {"vm": "…"}}` on the wire), the service's dispatch
+//! and the client's stub, so adding a method to the remote API is adding a row.
+//!
+//! Methods that start a job return the job's record as it was when submitted ([`Job::id`] is the
+//! handle: [`ManagerApi::wait_job`], [`ManagerApi::abort_job`]). Methods that take a closure (such as
+//! [`Manager::edit_pool`] and [`Manager::edit_vm`]), register in-process plug-ins or hand out
+//! driver objects stay local to [`Manager`]: a closure cannot cross a connection.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manager::{Manager, PoolSpec, VmSpec};
+use crate::model::*;
+use crate::store::{EventFilter, JobFilter};
+use crate::{Error, JobHandle, Result};
+
+/// The longest single wait the service performs for one [`ManagerApi::wait_job`] call; a longer
+/// wait is several calls ([`ManagerApi::wait_job_for`] loops).
+pub const MAX_SERVICE_WAIT: Duration = Duration::from_secs(30);
+
+fn submitted(h: Result<JobHandle>) -> Result<Job> {
+    h.map(|h| h.info())
+}
+
+/// The object of `kind` whose id or, failing that, name is `key`.
+pub(crate) fn find_in(inv: &Inventory, kind: ObjectKind, key: &str) -> Result<Object> {
+    let by_id = uuid::Uuid::parse_str(key).ok().and_then(|id| inv.get_object(ObjectRef::new(kind, id)));
+    by_id
+        .or_else(|| inv.id_by_name(kind, key).and_then(|id| inv.get_object(ObjectRef::new(kind, id))))
+        .ok_or_else(|| Error::not_found(kind, key))
+}
+
+fn find_object(m: &Manager, kind: ObjectKind, key: &str) -> Result<Object> {
+    m.read(|inv| find_in(inv, kind, key))
+}
+
+/// A stream of change-feed entries: a local [`crate::Subscription`] or one streamed by a service.
+pub trait ChangeStream: Send {
+    /// The next change, waiting at most `timeout` (`Ok(None)` when none came). A lag is
+    /// [`Error::EventsLost`] with the token to resume from; a closed manager or connection is
+    /// [`Error::Closed`].
+    fn next_change(&mut self, timeout: Duration) -> Result<Option<Change>>;
+}
+
+impl ChangeStream for crate::Subscription {
+    fn next_change(&mut self, timeout: Duration) -> Result<Option<Change>> {
+        self.next_blocking(timeout)
+    }
+}
+
+macro_rules! remote_api {
+    ($(
+        $(#[doc = $doc:literal])*
+        fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = |$m:ident| $body:expr;
+    )*) => {
+        /// One call of the manager's API, as it crosses a connection.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "method", content = "args", deny_unknown_fields)]
+        pub enum Call {
+            $(
+                $(#[doc = $doc])*
+                $name {
+                    $(
+                        #[allow(missing_docs)]
+                        $arg: $ty,
+                    )*
+                },
+            )*
+        }
+
+        impl Call {
+            /// The method's name (as on the wire).
+            pub fn method(&self) -> &'static str {
+                match self { $(Call::$name { .. } => stringify!($name),)* }
+            }
+
+            /// The names of every remotable method, in table order.
+            pub const METHODS: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+
+        /// The manager's API as both a local [`Manager`] and a [`super::RemoteManager`] offer it.
+        ///
+        /// Code written against `&dyn ManagerApi` runs the same on a database opened in this process
+        /// and on a manager service reached over a socket.
+        pub trait ManagerApi: Send + Sync {
+            $(
+                $(#[doc = $doc])*
+                fn $name(&self, $($arg: $ty),*) -> Result<$ret>;
+            )*
+
+            /// Subscribe to the change feed (see [`Manager::subscribe`]).
+            fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>>;
+
+            /// Wait for a job to end, at most `timeout` (`None`: for as long as it runs), in waits
+            /// of at most [`MAX_SERVICE_WAIT`]. Returns the record whatever the outcome;
+            /// [`Error::Timeout`] if it still runs.
+            fn wait_job_for(&self, id: JobId, timeout: Option<Duration>) -> Result<Job> {
+                let deadline = timeout.map(|t| Instant::now() + t);
+                loop {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    let step = left.map_or(MAX_SERVICE_WAIT, |l| l.min(MAX_SERVICE_WAIT));
+                    match self.wait_job(id, Some(step.as_millis() as u64)) {
+                        Err(Error::Timeout { .. }) if left.is_none_or(|l| l > step) => continue,
+                        Err(Error::Timeout { .. }) => {
+                            return Err(Error::Timeout {
+                                what: format!("job {id}"),
+                                millis: timeout.map_or(0, |t| t.as_millis() as u64),
+                            })
+                        }
+                        r => return r,
+                    }
+                }
+            }
+        }
+
+        impl ManagerApi for Manager {
+            $(
+                fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    let $m = self;
+                    $body
+                }
+            )*
+
+            fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>> {
+                Ok(Box::new(self.subscribe(from)?))
+            }
+        }
+
+        /// Runs `call` on `api`; the answer is the method's result as JSON.
+        pub fn dispatch(api: &dyn ManagerApi, call: Call) -> Result<serde_json::Value> {
+            match call {
+                $(
+                    Call::$name { $($arg),* } => {
+                        let out = api.$name($($arg),*)?;
+                        serde_json::to_value(out).map_err(|e| Error::Internal {
+                            message: format!("the answer to {} does not encode: {e}", stringify!($name)),
+                        })
+                    }
+                )*
+            }
+        }
+
+        impl ManagerApi for super::ReadOnlyManager {
+            $(
+                fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    self.answer(Call::$name { $($arg),* })
+                }
+            )*
+
+            fn subscribe_changes(&self, _from: Option<u64>) -> Result<Box<dyn ChangeStream>> {
+                Err(Error::PermissionDenied {
+                    reason: "subscriptions need a manager; the database is open read-only".into(),
+                })
+            }
+        }
+
+        impl ManagerApi for super::RemoteManager {
+            $(
+                fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    self.call(Call::$name { $($arg),* })
+                }
+            )*
+
+            fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>> {
+                Ok(Box::new(self.subscribe(from)?))
+            }
+        }
+    };
+}
+
+remote_api! {
+    /// The manager's identity.
+    fn manager_id() -> String = |m| Ok(m.id().to_owned());
+    /// Every object of one kind (the inventory kinds; jobs and events have calls of their own).
+    fn objects(kind: ObjectKind) -> Vec<Object> = |m| Ok(m.read(|inv| inv.objects_of(kind)));
+    /// One object by reference.
+    fn object(object: ObjectRef) -> Object = |m| m.object(object);
+    /// One object of `kind` by id or, failing that, by name.
+    fn find(kind: ObjectKind, key: String) -> Object = |m| find_object(m, kind, &key);
+
+    /// Discover a server (see [`Manager::discover_server`]).
+    fn discover_server(address: String, password: String) -> Job =
+        |m| submitted(m.discover_server(&address, &password));
+    /// Take over a server owned by another manager (see [`Manager::take_over_server`]).
+    fn take_over_server(address: String, password: String) -> Job =
+        |m| submitted(m.take_over_server(&address, &password));
+    /// Release ownership of a server (see [`Manager::release_ownership`]).
+    fn release_ownership(server: ServerId) -> Job = |m| submitted(m.release_ownership(server));
+    /// Refresh a server's inventory (see [`Manager::refresh_server`]).
+    fn refresh_server(server: ServerId) -> Job = |m| submitted(m.refresh_server(server));
+    /// Enter or leave maintenance mode (see [`Manager::set_maintenance_mode`]).
+    fn set_maintenance_mode(server: ServerId, on: bool) -> Job =
+        |m| submitted(m.set_maintenance_mode(server, on));
+    /// Power a server off (see [`Manager::power_off_server`]).
+    fn power_off_server(server: ServerId) -> Job = |m| submitted(m.power_off_server(server));
+    /// Power a server on (see [`Manager::power_on_server`]); `timeout_ms` bounds the wait for it.
+    fn power_on_server(server: ServerId, timeout_ms: Option<u64>) -> Job =
+        |m| submitted(m.power_on_server(server, timeout_ms.map(Duration::from_millis)));
+
+    /// Create a server pool (see [`Manager::create_pool`]).
+    fn create_pool(spec: PoolSpec) -> Job = |m| submitted(m.create_pool(spec));
+    /// Add a server to a pool (see [`Manager::add_server_to_pool`]).
+    fn add_server_to_pool(pool: PoolId, server: ServerId) -> Job =
+        |m| submitted(m.add_server_to_pool(pool, server));
+    /// Remove a server from a pool (see [`Manager::remove_server_from_pool`]).
+    fn remove_server_from_pool(pool: PoolId, server: ServerId) -> Job =
+        |m| submitted(m.remove_server_from_pool(pool, server));
+    /// Set how many server failures a pool's HA reserve covers.
+    fn set_ha_failures_to_tolerate(pool: PoolId, failures: u32) -> Job =
+        |m| submitted(m.set_ha_failures_to_tolerate(pool, failures));
+
+    /// Create a VM (see [`Manager::create_vm`]).
+    fn create_vm(spec: VmSpec) -> Job = |m| submitted(m.create_vm(spec));
+    /// Start a VM (see [`Manager::start_vm`]).
+    fn start_vm(vm: VmId) -> Job = |m| submitted(m.start_vm(vm));
+    /// Start a VM on a given server (see [`Manager::start_vm_on`]).
+    fn start_vm_on(vm: VmId, server: ServerId) -> Job = |m| submitted(m.start_vm_on(vm, server));
+    /// Shut a VM down cleanly (see [`Manager::stop_vm`]).
+    fn stop_vm(vm: VmId) -> Job = |m| submitted(m.stop_vm(vm));
+    /// Kill a VM (see [`Manager::kill_vm`]).
+    fn kill_vm(vm: VmId) -> Job = |m| submitted(m.kill_vm(vm));
+    /// Restart a VM (see [`Manager::restart_vm`]).
+    fn restart_vm(vm: VmId) -> Job = |m| submitted(m.restart_vm(vm));
+    /// Pause a VM (see [`Manager::pause_vm`]).
+    fn pause_vm(vm: VmId) -> Job = |m| submitted(m.pause_vm(vm));
+    /// Suspend a VM (see [`Manager::suspend_vm`]).
+    fn suspend_vm(vm: VmId) -> Job = |m| submitted(m.suspend_vm(vm));
+    /// Resume a paused or suspended VM (see [`Manager::resume_vm`]).
+    fn resume_vm(vm: VmId) -> Job = |m| submitted(m.resume_vm(vm));
+    /// Live-migrate a VM (see [`Manager::migrate_vm`]).
+    fn migrate_vm(vm: VmId, target: ServerId) -> Job = |m| submitted(m.migrate_vm(vm, target));
+    /// Delete a VM (see [`Manager::delete_vm`]).
+    fn delete_vm(vm: VmId) -> Job = |m| submitted(m.delete_vm(vm));
+    /// A running VM's console output (see [`Manager::vm_console`]).
+    fn vm_console(vm: VmId) -> String = |m| m.vm_console(vm);
+    /// Delete any object (see [`Manager::delete_object`]).
+    fn delete_object(object: ObjectRef) -> Job = |m| submitted(m.delete_object(object));
+
+    /// A job's record, live or historical.
+    fn job(id: JobId) -> Job = |m| Ok(m.job(id)?.info());
+    /// Job history, newest first.
+    fn jobs(filter: JobFilter) -> Vec<Job> = |m| m.jobs(&filter);
+    /// Wait at most `timeout_ms` (`None`: as long as it runs) for a job to end and return its record
+    /// whatever the outcome; [`Error::Timeout`] if it still runs. A service waits at most
+    /// [`MAX_SERVICE_WAIT`] per call.
+    fn wait_job(id: JobId, timeout_ms: Option<u64>) -> Job =
+        |m| m.job(id)?.wait_done(timeout_ms.map(Duration::from_millis));
+    /// Request a job's abort (see [`JobHandle::abort`]).
+    fn abort_job(id: JobId) -> () = |m| m.job(id)?.abort();
+
+    /// Events, newest first.
+    fn events(filter: EventFilter) -> Vec<Event> = |m| m.events(&filter);
+    /// One event.
+    fn event(id: EventId) -> Event = |m| m.event(id);
+    /// Acknowledge an event (see [`Manager::acknowledge_event`]).
+    fn acknowledge_event(id: EventId) -> Job = |m| submitted(m.acknowledge_event(id));
+    /// Acknowledge every event of an object (see [`Manager::acknowledge_all`]).
+    fn acknowledge_all(object: ObjectRef) -> Job = |m| submitted(m.acknowledge_all(object));
+    /// The newest change token.
+    fn current_token() -> u64 = |m| m.current_token();
+    /// Changes after `token` and the token to resume from (see [`Manager::events_since`]).
+    fn events_since(token: u64) -> (Vec<Change>, u64) = |m| m.events_since(token);
+
+    /// Take ownership of a discovered server (see [`Manager::take_ownership`]).
+    fn take_ownership(server: ServerId, password: String) -> Job = |m| submitted(m.take_ownership(server, &password));
+    /// Restart a server's agent (see [`Manager::restart_agent`]).
+    fn restart_agent(server: ServerId) -> Job = |m| submitted(m.restart_agent(server));
+    /// Whether a server's out-of-band controller reports it on (see [`Manager::out_of_band_power_state`]).
+    fn out_of_band_power_state(server: ServerId) -> crate::driver::ChassisPower = |m| m.out_of_band_power_state(server);
+    /// The power controllers registered with the manager, by name.
+    fn power_controllers() -> Vec<String> = |m| Ok(m.power_controllers());
+    /// The last load sampled on a server.
+    fn server_load(server: ServerId) -> Option<LoadSample> = |m| m.server_load(server);
+    /// The last load sampled of a VM.
+    fn vm_load(vm: VmId) -> Option<VmLoad> = |m| m.vm_load(vm);
+    /// Where a server's network differs from what the manager configured.
+    fn network_drift(server: ServerId) -> Vec<String> = |m| m.network_drift(server);
+    /// Configure a server's networks again (see [`Manager::reapply_network`]).
+    fn reapply_network(server: ServerId) -> Job = |m| submitted(m.reapply_network(server));
+    /// Add a port, bond or VLAN interface to a network (see [`Manager::add_network_member`]).
+    fn add_network_member(network: NetworkId, member: NetworkMember) -> Job =
+        |m| submitted(m.add_network_member(network, member));
+    /// Remove a member from a network (see [`Manager::remove_network_member`]).
+    fn remove_network_member(network: NetworkId, member: NetworkMember) -> Job =
+        |m| submitted(m.remove_network_member(network, member));
+    /// Delete a bond (see [`Manager::delete_bond`]).
+    fn delete_bond(bond: BondPortId) -> Job = |m| submitted(m.delete_bond(bond));
+
+    /// How many server failures a pool's VMs survive (see [`Manager::max_failures_tolerated`]).
+    fn max_failures_tolerated(pool: PoolId) -> u32 = |m| m.max_failures_tolerated(pool);
+    /// Whether a pool absorbs `failures` server failures (see [`Manager::ha_plan`]).
+    fn ha_plan(pool: PoolId, failures: u32) -> HaTolerance = |m| m.ha_plan(pool, failures);
+    /// Run a pool's DRS/DPM policy now (see [`Manager::run_policy`]).
+    fn run_policy(pool: PoolId) -> Job = |m| submitted(m.run_policy(pool));
+    /// Run a recurring system job now (see [`Manager::run_recurring`]).
+    fn run_recurring(name: String) -> Job = |m| submitted(m.run_recurring(&name));
+    /// The recurring system jobs: name, interval and whether enabled.
+    fn recurring_jobs() -> Vec<(String, Duration, bool)> = |m| Ok(m.recurring_jobs());
+    /// Change a recurring system job's interval or switch it on or off.
+    fn set_recurring_job(name: String, interval: Duration, enabled: bool) -> () =
+        |m| m.set_recurring_job(&name, interval, enabled);
+
+    /// Start a suspended VM on a given server (see [`Manager::resume_vm_on`]).
+    fn resume_vm_on(vm: VmId, target: ServerId) -> Job = |m| submitted(m.resume_vm_on(vm, target));
+    /// Why a VM cannot live-migrate to a server (empty if it can).
+    fn migration_blockers(vm: VmId, target: ServerId) -> Vec<MigrationBlocker> =
+        |m| m.migration_blockers(vm, target);
+    /// A VM's NICs: MAC, network name, connected.
+    fn vm_nics(vm: VmId) -> Vec<(String, String, bool)> = |m| m.vm_nics(vm);
+    /// Add a VNIC to a VM (see [`Manager::add_vnic`]).
+    fn add_vnic(vm: VmId, network: Option<NetworkId>) -> Job = |m| submitted(m.add_vnic(vm, network));
+    /// Remove a VM's VNIC by MAC (see [`Manager::remove_vnic`]).
+    fn remove_vnic(vm: VmId, mac: String) -> Job = |m| submitted(m.remove_vnic(vm, &mac));
+    /// Turn a stopped VM into a template (see [`Manager::vm_to_template`]).
+    fn vm_to_template(vm: VmId, name: String) -> Job = |m| submitted(m.vm_to_template(vm, &name));
+    /// Create an anti-affinity group (see [`Manager::create_anti_affinity_group`]).
+    fn create_anti_affinity_group(pool: PoolId, name: String, vms: Vec<VmId>) -> Job =
+        |m| submitted(m.create_anti_affinity_group(pool, &name, vms));
+
+    /// Present a repository to a server (see [`Manager::present_repository`]).
+    fn present_repository(repo: RepositoryId, server: ServerId) -> Job =
+        |m| submitted(m.present_repository(repo, server));
+    /// Present a repository to several servers (see [`Manager::present_repository_to`]).
+    fn present_repository_to(repo: RepositoryId, servers: Vec<ServerId>) -> Job =
+        |m| submitted(m.present_repository_to(repo, &servers));
+    /// Stop presenting a repository to a server (see [`Manager::unpresent_repository`]).
+    fn unpresent_repository(repo: RepositoryId, server: ServerId) -> Job =
+        |m| submitted(m.unpresent_repository(repo, server));
+    /// Import an ISO into a repository (see [`Manager::import_iso`]).
+    fn import_iso(repo: RepositoryId, name: String, source: String) -> Job =
+        |m| submitted(m.import_iso(repo, &name, &source));
+    /// Import a template (see [`Manager::import_template`]).
+    fn import_template(repo: RepositoryId, source: String, name: Option<String>) -> Job =
+        |m| submitted(m.import_template(repo, &source, name.as_deref()));
+    /// Import an assembly (see [`Manager::import_assembly`]).
+    fn import_assembly(repo: RepositoryId, source: String, name: Option<String>) -> Job =
+        |m| submitted(m.import_assembly(repo, &source, name.as_deref()));
+    /// Delete a template (see [`Manager::delete_template`]).
+    fn delete_template(template: TemplateId) -> Job = |m| submitted(m.delete_template(template));
+    /// Delete a virtual disk (see [`Manager::delete_virtual_disk`]).
+    fn delete_virtual_disk(disk: VirtualDiskId) -> Job = |m| submitted(m.delete_virtual_disk(disk));
+    /// Refresh a file server's file systems (see [`Manager::refresh_file_server`]).
+    fn refresh_file_server(id: FileServerId) -> Job = |m| submitted(m.refresh_file_server(id));
+    /// Clone a LUN (see [`Manager::clone_lun`]).
+    fn clone_lun(disk: PhysicalDiskId, name: String) -> Job = |m| submitted(m.clone_lun(disk, &name));
+    /// Resize a LUN (see [`Manager::resize_lun`]).
+    fn resize_lun(disk: PhysicalDiskId, size_bytes: u64) -> Job = |m| submitted(m.resize_lun(disk, size_bytes));
+    /// Delete a LUN (see [`Manager::delete_lun`]).
+    fn delete_lun(disk: PhysicalDiskId) -> Job = |m| submitted(m.delete_lun(disk));
+    /// Present a LUN to an access group (see [`Manager::present_lun`]).
+    fn present_lun(group: AccessGroupId, disk: PhysicalDiskId) -> Job = |m| submitted(m.present_lun(group, disk));
+    /// Stop presenting a LUN to an access group (see [`Manager::unpresent_lun`]).
+    fn unpresent_lun(group: AccessGroupId, disk: PhysicalDiskId) -> Job =
+        |m| submitted(m.unpresent_lun(group, disk));
+    /// Delete an access group (see [`Manager::delete_access_group`]).
+    fn delete_access_group(group: AccessGroupId) -> Job = |m| submitted(m.delete_access_group(group));
+    /// Present a storage array to servers (see [`Manager::present_storage_array_to`]).
+    fn present_storage_array_to(array: StorageArrayId, servers: Vec<ServerId>) -> Job =
+        |m| submitted(m.present_storage_array_to(array, &servers));
+    /// Stop presenting a storage array to a server (see [`Manager::unpresent_storage_array`]).
+    fn unpresent_storage_array(array: StorageArrayId, server: ServerId) -> Job =
+        |m| submitted(m.unpresent_storage_array(array, server));
+
+    /// Create an object from its record (see [`Manager::create_object`]).
+    fn create_object(object: Object) -> Job = |m| submitted(m.create_object(object));
+    /// Create several objects in one job (see [`Manager::create_objects`]).
+    fn create_objects(objects: Vec<Object>) -> Job = |m| submitted(m.create_objects(objects));
+    /// Replace an object's record: the typed edit of any object (see [`Manager::update_object`]).
+    fn update_object(object: Object) -> Job = |m| submitted(m.update_object(object));
+    /// Drop all but the newest `keep` change-feed entries.
+    fn prune_changes(keep: u64) -> usize = |m| m.prune_changes(keep);
+
+    /// How many live migrations run at once on a server.
+    fn migration_limit() -> u32 = |m| Ok(m.migration_limit());
+    /// Set the migration limit (see [`Manager::set_migration_limit`]).
+    fn set_migration_limit(limit: u32) -> Job = |m| submitted(m.set_migration_limit(limit));
+    /// The range VNIC MACs are allocated from.
+    fn mac_range() -> MacRange = |m| Ok(m.mac_range());
+    /// Set the MAC range (see [`Manager::set_mac_range`]).
+    fn set_mac_range(range: MacRange) -> Job = |m| submitted(m.set_mac_range(range));
+}
+
+impl Call {
+    /// Bounds what the call may hold a service's thread for: a wait is at most [`MAX_SERVICE_WAIT`].
+    pub fn bounded(mut self) -> Call {
+        if let Call::wait_job { timeout_ms, .. } = &mut self {
+            let cap = MAX_SERVICE_WAIT.as_millis() as u64;
+            *timeout_ms = Some(timeout_ms.map_or(cap, |t| t.min(cap)));
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_encode_as_method_and_args() {
+        let vm = VmId(uuid::Uuid::nil());
+        let v = serde_json::to_value(Call::start_vm { vm }).unwrap();
+        assert_eq!(v, serde_json::json!({"method": "start_vm", "args": {"vm": uuid::Uuid::nil()}}));
+        let back: Call = serde_json::from_value(v).unwrap();
+        assert_eq!(back, Call::start_vm { vm });
+        assert_eq!(back.method(), "start_vm");
+        let none: Call =
+            serde_json::from_value(serde_json::json!({"method": "current_token", "args": {}})).unwrap();
+        assert_eq!(none, Call::current_token {});
+    }
+
+    #[test]
+    fn unknown_methods_and_arguments_do_not_decode() {
+        for bad in [
+            serde_json::json!({"method": "format_disk", "args": {}}),
+            serde_json::json!({"method": "start_vm", "args": {"vm": "not-a-uuid"}}),
+            serde_json::json!({"method": "start_vm", "args": {"vm": uuid::Uuid::nil(), "extra": 1}}),
+            serde_json::json!({"args": {}}),
+        ] {
+            assert!(serde_json::from_value::<Call>(bad.clone()).is_err(), "{bad} decoded");
+        }
+    }
+
+    #[test]
+    fn method_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for m in Call::METHODS {
+            assert!(seen.insert(*m), "{m} twice");
+        }
+        assert!(Call::METHODS.contains(&"wait_job"));
+    }
+
+    #[test]
+    fn waits_are_bounded_for_the_service() {
+        let id = JobId(uuid::Uuid::nil());
+        let cap = MAX_SERVICE_WAIT.as_millis() as u64;
+        assert_eq!(
+            Call::wait_job { id, timeout_ms: None }.bounded(),
+            Call::wait_job { id, timeout_ms: Some(cap) }
+        );
+        assert_eq!(
+            Call::wait_job { id, timeout_ms: Some(5) }.bounded(),
+            Call::wait_job { id, timeout_ms: Some(5) }
+        );
+        assert_eq!(Call::current_token {}.bounded(), Call::current_token {});
+    }
+
+    #[test]
+    fn dispatch_runs_on_a_local_manager() {
+        let m = Manager::open_in_memory().unwrap();
+        let job: Job = serde_json::from_value(
+            dispatch(
+                &m,
+                Call::discover_server {
+                    address: "sim://a".into(),
+                    password: crate::driver::sim::DEFAULT_PASSWORD.into(),
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let done = m.wait_job_for(job.id, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(done.state, JobState::Completed);
+        let servers: Vec<Object> =
+            serde_json::from_value(dispatch(&m, Call::objects { kind: ObjectKind::Server }).unwrap())
+                .unwrap();
+        assert_eq!(servers.len(), 1);
+        let found = m.find(ObjectKind::Server, servers[0].name().to_owned()).unwrap();
+        assert_eq!(found, servers[0]);
+        let err = dispatch(&m, Call::find { kind: ObjectKind::Vm, key: "nope".into() }).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+    }
+}
