@@ -163,7 +163,7 @@ MIGRATION_XEN ?= 4.17.5+72-g01140da4e8-1
 migration-lab-test:
 	$(CARGO) build -p ovm-core --features xen,agent-server --bin ovm-agent
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test migration_lab --no-run
-	OVM_XENLAB_TIMEOUT=1500 OVM_XENLAB_XEN_VERSION=$(MIGRATION_XEN) tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/agent-dom0.sh \
+	OVM_XENLAB_TIMEOUT=2400 OVM_XENLAB_XEN_VERSION=$(MIGRATION_XEN) tests/xenlab/lab serve -n 2 --dom0 tests/xenlab/agent-dom0.sh \
 		--dom0-file target/debug/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
 		--dom0-file tests/xenlab/migrate-peer.sh -- \
 		$(CARGO) test -p ovm-core --features agent-lab-tests --test migration_lab -- --nocapture

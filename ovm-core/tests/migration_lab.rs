@@ -435,7 +435,13 @@ fn a_running_pv_guest_live_migrates_between_two_lab_servers_through_their_agents
     assert_eq!(mgr.server(s2).unwrap().power_state, ServerPowerState::Running);
 
     // DRS: server 1 is still over its threshold (its two guests ask for a whole CPU) and server 2
-    // is idle; one burning guest live-migrates to server 2 and runs on there.
+    // is idle; one burning guest live-migrates to server 2 and runs on there. The pool's policy
+    // becomes DRS at 80%, which leaves a wider margin under a saturated CPU than DPM's 90%.
+    let drs_policy = |p: &mut ServerPool| {
+        p.policy.mode = PolicyMode::Drs;
+        p.policy.cpu_threshold_percent = 80;
+    };
+    ok("the pool's policy: DRS at 80%", mgr.edit_pool(pool, drs_policy), 30);
     let counts: Vec<u64> = burners.iter().map(|v| alive(&mgr, *v).unwrap().0).collect();
     let plan = plan_until(&mgr, pool, "DRS to move a burning guest to server 2", |p| {
         p.migrations().any(|(v, from, to, r)| {
