@@ -370,6 +370,11 @@ fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<Un
             ClientMessage::Request { id, call } => {
                 match InFlight::take(&in_flight, shared.opts.max_in_flight) {
                     None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                    Some(slot) if call.answers_at_once() => {
+                        let result = dispatch(&*shared.api, *call);
+                        drop(slot);
+                        send(writer, &ServiceMessage::Response { id, result })
+                    }
                     Some(slot) => {
                         let (s, w) = (shared.clone(), writer.clone());
                         spawn_or_answer(writer, id, move || {
