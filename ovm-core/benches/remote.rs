@@ -46,10 +46,6 @@ fn getter(local: &dyn ManagerApi, remote: &dyn ManagerApi) {
         remote.object(r).expect("object");
     });
     show("getter (one VM by reference)", l, s);
-    let s = per_call(10_000, |_| {
-        remote.object(r).expect("object");
-    });
-    show("getter (one VM by reference)", l, s);
     let l = per_call(50_000, |_| {
         local.find(ObjectKind::Vm, "vm-00042".into()).expect("find");
     });
