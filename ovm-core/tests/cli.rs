@@ -453,3 +453,46 @@ fn a_service_killed_with_sigkill_restarts_on_its_database() {
         other => panic!("job {id} is {other} after the restart"),
     }
 }
+
+#[test]
+fn a_service_killed_with_sigkill_in_the_middle_of_a_job_rolls_it_back_on_restart() {
+    let mut svc = Service::start("sigkill-mid-job");
+    // A server that takes 5 s to build a domain: the start job is killed while it builds.
+    svc.ok("server discover sim://slow?create_ms=5000 --password ovm-sim");
+    svc.ok("pool create p1");
+    svc.ok("pool add-server p1 slow");
+    svc.ok("vm create web01 --pool p1 --memory 1024");
+    let id = svc.ok("vm start web01 --no-wait").trim().to_owned();
+    // Wait until the job is running in the database itself (read beside the service, read-only):
+    // the kill then lands in its step on the server, after its first durable write.
+    let db = svc.dir.join("m.db");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let out = Command::new(OVM)
+            .arg("--db")
+            .arg(&db)
+            .args(["--read-only", "--json", "job", "show", &id])
+            .env_remove("OVM_CONNECT")
+            .output()
+            .unwrap();
+        if out.status.success() && json(&String::from_utf8_lossy(&out.stdout))["state"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {id} was not running in the database in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    svc.signal(libc::SIGKILL);
+    let mut child = svc.child.take().unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    svc.spawn(&[]);
+    let job = json(&svc.ok(&format!("--json job show {id}")));
+    assert_eq!(job["state"], "Failed", "{job}");
+    assert_eq!(job["recovery"], "RolledBack", "{job}");
+    assert!(job["message"].as_str().unwrap().contains("rolled back after a manager restart"), "{job}");
+    assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], "Stopped");
+    // Nothing is left locked or half-done: the VM starts on the restarted service.
+    let started = svc.ok("vm start web01");
+    assert!(started.contains("Completed"), "{started}");
+    assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], "Running");
+}
