@@ -71,6 +71,7 @@ pub mod model;
 pub mod policy;
 pub mod power_plugin;
 pub mod remote;
+mod serde_util;
 pub mod store;
 mod sync;
 pub mod xen;

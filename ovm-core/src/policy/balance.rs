@@ -94,7 +94,7 @@ impl PolicyParams {
 }
 
 /// Why an action was planned.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     /// The source's CPU is over the threshold.
@@ -146,7 +146,7 @@ pub enum Reason {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Live-migrate a VM.
@@ -178,7 +178,7 @@ pub enum Action {
 }
 
 /// Why an overloaded server stays overloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Blocked {
     /// No server has room for any of its movable VMs.
@@ -191,7 +191,7 @@ pub enum Blocked {
 }
 
 /// An overloaded server the plan does not relieve.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Unrelieved {
     /// The server.
     pub server: ServerId,
@@ -202,7 +202,7 @@ pub struct Unrelieved {
 }
 
 /// What DRS and DPM propose, in the order to run it.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The actions.
     pub actions: Vec<Action>,

@@ -7,16 +7,31 @@
 //! and the client's stub, so adding a method to the remote API is adding a row.
 //!
 //! Methods that start a job return the job's record as it was when submitted ([`Job::id`] is the
-//! handle: [`ManagerApi::wait_job`], [`ManagerApi::abort_job`]). Methods that take a closure (such as
-//! [`Manager::edit_pool`] and [`Manager::edit_vm`]), register in-process plug-ins or hand out
-//! driver objects stay local to [`Manager`]: a closure cannot cross a connection.
+//! handle: [`ManagerApi::wait_job`], [`ManagerApi::abort_job`]). Specs and options (such as
+//! [`NetworkSpec`], [`CloneOptions`], [`ServerEdit`]) cross as JSON and refuse unknown fields.
+//!
+//! What stays local to [`Manager`], and why:
+//! - methods that take a closure, such as [`Manager::edit_pool`], [`Manager::edit_vm`] and
+//!   [`Manager::read`]: a closure cannot cross a connection (their typed equivalent is
+//!   [`ManagerApi::update_object`], or a specific row such as [`ManagerApi::map_disk`]);
+//! - registering in-process plug-ins and controllers (storage plug-ins, power controllers): they
+//!   are objects of the calling process, which the service cannot call back;
+//! - methods that hand out driver objects or job handles bound to this process (the job's id is
+//!   the handle across a connection: [`ManagerApi::wait_job`], [`ManagerApi::abort_job`]);
+//! - [`NetworkSpec::vm_network`] is a constructor of a spec, not an operation: build the spec
+//!   on the client and pass it to [`ManagerApi::create_network`].
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manager::{Manager, PoolSpec, VmSpec};
+use crate::driver::{ClusterStatus, NetworkConfig};
+use crate::manager::{
+    BondSpec, CloneOptions, FileServerSpec, Manager, MigrateOptions, NetworkApply, NetworkSpec, PoolSpec,
+    RebuildReport, RepositorySpec, ServerEdit, ServerLogin, StopOptions, StorageArraySpec, VmSpec,
+};
 use crate::model::*;
+use crate::policy::balance::Plan;
 use crate::store::{EventFilter, JobFilter};
 use crate::{Error, JobHandle, Result};
 
@@ -368,6 +383,94 @@ remote_api! {
     fn unpresent_storage_array(array: StorageArrayId, server: ServerId) -> Job =
         |m| submitted(m.unpresent_storage_array(array, server));
 
+    /// Create a network (see [`Manager::create_network`]).
+    fn create_network(spec: NetworkSpec) -> Job = |m| submitted(m.create_network(spec));
+    /// Create a bond of ports on a server, MII-monitored, MTU 1500 (see [`Manager::create_bond`]).
+    fn create_bond(server: ServerId, interface: String, mode: BondMode, ports: Vec<PortId>) -> Job =
+        |m| submitted(m.create_bond(server, &interface, mode, ports));
+    /// Create a bond with every setting (see [`Manager::create_bond_with`]).
+    fn create_bond_with(spec: BondSpec) -> Job = |m| submitted(m.create_bond_with(spec));
+    /// Create a VLAN interface on a port or bond (see [`Manager::create_vlan_interface`]).
+    fn create_vlan_interface(server: ServerId, parent: VlanParent, vlan_id: u16) -> Job =
+        |m| submitted(m.create_vlan_interface(server, parent, vlan_id));
+    /// Change a network member's addressing (see [`Manager::set_addressing`]).
+    fn set_addressing(member: NetworkMember, addressing: Addressing, how: NetworkApply) -> Job =
+        |m| submitted(m.set_addressing(member, addressing, how));
+    /// The network configuration the manager wants a server to have.
+    fn desired_network_config(server: ServerId) -> NetworkConfig = |m| m.desired_network_config(server);
+    /// The network configuration a server has now (read from it).
+    fn server_network_config(server: ServerId) -> NetworkConfig = |m| m.server_network_config(server);
+
+    /// Edit a server's properties (see [`Manager::edit_server`]).
+    fn edit_server(server: ServerId, edit: ServerEdit) -> Job = |m| submitted(m.edit_server(server, edit));
+    /// A server's sampled loads at a resolution (see [`Manager::server_load_history`]).
+    fn server_load_history(server: ServerId, resolution: LoadResolution) -> Vec<LoadSample> =
+        |m| m.server_load_history(server, resolution);
+    /// How often server loads are sampled and how long they are kept.
+    fn load_sampling() -> LoadSampling = |m| Ok(m.load_sampling());
+    /// Change load sampling (see [`Manager::set_load_sampling`]).
+    fn set_load_sampling(settings: LoadSampling) -> () = |m| m.set_load_sampling(settings);
+    /// The fingerprint of the manager's agent-client certificate (see [`Manager::certificate_fingerprint`]).
+    fn certificate_fingerprint() -> String = |m| m.certificate_fingerprint();
+    /// The agent certificate fingerprint pinned for a server (see [`Manager::agent_fingerprint`]).
+    fn agent_fingerprint(server: ServerId) -> Option<String> = |m| m.agent_fingerprint(server);
+    /// A pool's cluster as its servers report it (see [`Manager::pool_cluster_status`]).
+    fn pool_cluster_status(pool: PoolId) -> Option<ClusterStatus> = |m| m.pool_cluster_status(pool);
+    /// Where a pool's HA-enabled VMs restart if `failed` fail (see [`Manager::ha_plan_for`]).
+    fn ha_plan_for(pool: PoolId, failed: Vec<ServerId>) -> HaPlan = |m| m.ha_plan_for(pool, &failed);
+    /// What a pool's DRS/DPM policy would do now, without doing it (see [`Manager::policy_plan`]).
+    fn policy_plan(pool: PoolId) -> Plan = |m| m.policy_plan(pool);
+
+    /// Shut a VM down with a timeout, optionally forced after it (see [`Manager::stop_vm_with`]).
+    fn stop_vm_with(vm: VmId, options: StopOptions) -> Job = |m| submitted(m.stop_vm_with(vm, options));
+    /// Move a VM live or cold (see [`Manager::migrate_vm_with`]).
+    fn migrate_vm_with(vm: VmId, target: ServerId, options: MigrateOptions) -> Job =
+        |m| submitted(m.migrate_vm_with(vm, target, options));
+    /// Why a VM cannot migrate to a server in `mode` (empty if it can).
+    fn migration_blockers_with(vm: VmId, target: ServerId, mode: MigrationMode) -> Vec<MigrationBlocker> =
+        |m| m.migration_blockers_with(vm, target, mode);
+    /// Fails with the first reason a VM cannot live-migrate to a server (see [`Manager::assert_can_migrate`]).
+    fn assert_can_migrate(vm: VmId, target: ServerId) -> () = |m| m.assert_can_migrate(vm, target);
+    /// Map a disk at a VM's slot (see [`Manager::map_disk`]).
+    fn map_disk(vm: VmId, slot: u8, target: DiskTarget) -> Job = |m| submitted(m.map_disk(vm, slot, target));
+    /// Clone a template into a new VM (see [`Manager::clone_template`]).
+    fn clone_template(template: TemplateId, name: String, options: CloneOptions) -> Job =
+        |m| submitted(m.clone_template(template, &name, options));
+    /// Clone a stopped VM into a new VM (see [`Manager::clone_vm`]).
+    fn clone_vm(vm: VmId, name: String, options: CloneOptions) -> Job =
+        |m| submitted(m.clone_vm(vm, &name, options));
+
+    /// Register a file server (see [`Manager::register_file_server`]).
+    fn register_file_server(spec: FileServerSpec) -> Job = |m| submitted(m.register_file_server(spec));
+    /// A file server's file systems.
+    fn file_systems_of(server: FileServerId) -> Vec<FileSystem> =
+        |m| Ok(m.file_systems_of(server).iter().map(|f| (**f).clone()).collect());
+    /// Create a repository (see [`Manager::create_repository`]).
+    fn create_repository(spec: RepositorySpec) -> Job = |m| submitted(m.create_repository(spec));
+    /// Create a virtual disk in a repository (see [`Manager::create_virtual_disk`]).
+    fn create_virtual_disk(repo: RepositoryId, name: String, size_bytes: u64, shareable: bool) -> Job =
+        |m| submitted(m.create_virtual_disk(repo, &name, size_bytes, shareable));
+    /// Import a kernel (and initrd) into a repository (see [`Manager::import_kernel`]).
+    fn import_kernel(repo: RepositoryId, name: String, kernel_source: String, initrd_source: Option<String>) -> Job =
+        |m| submitted(m.import_kernel(repo, &name, &kernel_source, initrd_source.as_deref()));
+    /// Create a template from a configuration and disks (see [`Manager::create_template`]).
+    fn create_template(repo: RepositoryId, name: String, config: VmConfig, disks: Vec<VirtualDiskId>) -> Job =
+        |m| submitted(m.create_template(repo, &name, config, disks));
+    /// Register a storage array (see [`Manager::register_storage_array`]).
+    fn register_storage_array(spec: StorageArraySpec) -> Job = |m| submitted(m.register_storage_array(spec));
+    /// A storage array's LUNs.
+    fn physical_disks_of(array: StorageArrayId) -> Vec<PhysicalDisk> =
+        |m| Ok(m.physical_disks_of(array).iter().map(|d| (**d).clone()).collect());
+    /// Create a LUN on a vendor-style array (see [`Manager::create_lun`]).
+    fn create_lun(array: StorageArrayId, target: Option<String>, name: String, size_bytes: u64) -> Job =
+        |m| submitted(m.create_lun(array, target.as_deref(), &name, size_bytes));
+    /// Create an access group on a vendor-style array (see [`Manager::create_access_group`]).
+    fn create_access_group(array: StorageArrayId, name: String, servers: Vec<ServerId>) -> Job =
+        |m| submitted(m.create_access_group(array, &name, &servers));
+    /// Rebuild a lost database from servers and their repositories (see
+    /// [`Manager::rebuild_from_servers`]); runs to the end before it answers.
+    fn rebuild_from_servers(servers: Vec<ServerLogin>) -> RebuildReport = |m| m.rebuild_from_servers(&servers);
+
     /// Create an object from its record (see [`Manager::create_object`]).
     fn create_object(object: Object) -> Job = |m| submitted(m.create_object(object));
     /// Create several objects in one job (see [`Manager::create_objects`]).
@@ -447,6 +550,36 @@ mod tests {
         ] {
             assert!(serde_json::from_value::<Call>(bad.clone()).is_err(), "{bad} decoded");
         }
+    }
+
+    #[test]
+    fn specs_cross_as_json_and_refuse_unknown_fields() {
+        // A server edit tells "clear" (null) from "leave" (absent).
+        let edit = ServerEdit { wol_mac: Some(None), description: Some("d".into()), ..Default::default() };
+        let v = serde_json::to_value(&edit).unwrap();
+        assert_eq!(v["wol_mac"], serde_json::Value::Null);
+        assert!(v.get("out_of_band").is_none());
+        assert_eq!(serde_json::from_value::<ServerEdit>(v).unwrap(), edit);
+        let server = uuid::Uuid::nil();
+        for bad in [
+            serde_json::json!({"method": "edit_server", "args": {"server": server, "edit": {"nmae": "x"}}}),
+            serde_json::json!({"method": "create_network", "args": {"spec": {"name": "n"}}}),
+            serde_json::json!({"method": "stop_vm_with", "args": {"vm": server, "options": {"force": true}}}),
+            serde_json::json!({"method": "clone_vm", "args": {"vm": server, "name": "c", "options": {"pool": 3}}}),
+        ] {
+            assert!(serde_json::from_value::<Call>(bad.clone()).is_err(), "{bad} decoded");
+        }
+        let call = Call::create_network { spec: NetworkSpec::vm_network("n", "xenbr1") };
+        let back: Call = serde_json::from_value(serde_json::to_value(&call).unwrap()).unwrap();
+        assert_eq!(back, call);
+        let call: Call = serde_json::from_value(
+            serde_json::json!({"method": "clone_vm", "args": {"vm": server, "name": "c", "options": {}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            call,
+            Call::clone_vm { vm: VmId(server), name: "c".into(), options: CloneOptions::default() }
+        );
     }
 
     #[test]

@@ -107,6 +107,154 @@ fn scenario(api: &dyn ManagerApi) -> Vec<String> {
     out
 }
 
+/// A storage and network scenario through the rows for specs and options: a file server of the
+/// simulated world (`sim` is the manager behind `api`, which holds the world), a repository on it,
+/// a VM network, a template made from a disk and cloned, a server edited, plans and settings read.
+fn storage_scenario(api: &dyn ManagerApi, sim: &Manager) -> Vec<String> {
+    use crate::manager::{
+        CloneOptions, FileServerSpec, MigrateOptions, NetworkApply, NetworkSpec, RepositorySpec, ServerEdit,
+        StopOptions,
+    };
+    let mut servers = Vec::new();
+    for name in ["a", "b"] {
+        let job =
+            api.discover_server(format!("sim://{name}?memory_mib=16384"), DEFAULT_PASSWORD.into()).unwrap();
+        servers.push(ServerId(done(api, job).result.unwrap().id));
+    }
+    let pool = PoolId(done(api, api.create_pool(PoolSpec::new("p1")).unwrap()).result.unwrap().id);
+    for s in &servers {
+        done(api, api.add_server_to_pool(pool, *s).unwrap());
+    }
+    sim.sim().add_nfs_export("nfs.example.com", "/export/fs1", 1 << 40);
+    let spec = FileServerSpec::nfs("nfs1", "nfs.example.com", vec![servers[0]]);
+    let nfs = FileServerId(done(api, api.register_file_server(spec).unwrap()).result.unwrap().id);
+    let fss = api.file_systems_of(nfs).unwrap();
+    assert_eq!(fss.len(), 1, "{fss:?}");
+    let spec = RepositorySpec {
+        name: "repo1".into(),
+        backing: RepositoryBacking::FileSystem(fss[0].id),
+        owner_pool: Some(pool),
+        capacity_bytes: 100 << 30,
+    };
+    let repo = RepositoryId(done(api, api.create_repository(spec).unwrap()).result.unwrap().id);
+    done(api, api.present_repository_to(repo, servers.clone()).unwrap());
+
+    let net = NetworkId(
+        done(api, api.create_network(NetworkSpec::vm_network("vmnet", "xenbr1")).unwrap()).result.unwrap().id,
+    );
+    for s in &servers {
+        let eth1 = api
+            .objects(ObjectKind::Port)
+            .unwrap()
+            .into_iter()
+            .find_map(|o| match o {
+                Object::Port(p) if p.server == *s && p.interface == "eth1" => Some(p.id),
+                _ => None,
+            })
+            .unwrap();
+        done(api, api.add_network_member(net, NetworkMember::Port(eth1)).unwrap());
+    }
+    let desired = api.desired_network_config(servers[0]).unwrap();
+    let actual = api.server_network_config(servers[0]).unwrap();
+    assert_eq!(api.network_drift(servers[0]).unwrap(), Vec::<String>::new());
+
+    let disk = VirtualDiskId(
+        done(api, api.create_virtual_disk(repo, "base-disk".into(), 1 << 30, false).unwrap())
+            .result
+            .unwrap()
+            .id,
+    );
+    let mut config = VmConfig::sized(1024, None, 1, None, 0).unwrap();
+    config.disks.push(DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) });
+    let template = TemplateId(
+        done(api, api.create_template(repo, "base".into(), config, vec![disk]).unwrap()).result.unwrap().id,
+    );
+    let opts = CloneOptions { pool: Some(pool), ..Default::default() };
+    let clone =
+        VmId(done(api, api.clone_template(template, "web01".into(), opts).unwrap()).result.unwrap().id);
+    done(api, api.add_vnic(clone, Some(net)).unwrap());
+    done(api, api.start_vm(clone).unwrap());
+    let Object::Vm(running) = api.object(ObjectRef::new(ObjectKind::Vm, clone)).unwrap() else { panic!() };
+    let other = servers.iter().copied().find(|s| Some(*s) != running.server).unwrap();
+    assert_eq!(api.migration_blockers_with(clone, other, MigrationMode::Cold).unwrap(), Vec::new());
+    api.assert_can_migrate(clone, other).unwrap();
+    done(api, api.migrate_vm_with(clone, other, MigrateOptions { mode: MigrationMode::Cold }).unwrap());
+    let Object::Vm(vm) = api.object(ObjectRef::new(ObjectKind::Vm, clone)).unwrap() else {
+        panic!("not a VM")
+    };
+    let nics: Vec<String> = api.vm_nics(clone).unwrap().into_iter().map(|n| n.1).collect();
+    let moved = [format!("web01 moved {}", vm.server == Some(other)), format!("web01 nics {nics:?}")];
+    let opts = StopOptions { timeout: Duration::from_secs(10), force_after_timeout: true };
+    done(api, api.stop_vm_with(clone, opts).unwrap());
+    let edit = ServerEdit { description: Some("rack 4".into()), wol_mac: Some(None), ..Default::default() };
+    done(api, api.edit_server(servers[1], edit).unwrap());
+    // A bad spec is refused, typed, before any job.
+    let spec = NetworkSpec::vm_network("bad", "no such bridge name!");
+    assert_eq!(api.create_network(spec).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let how = NetworkApply::default();
+    let refused = api.set_addressing(NetworkMember::Port(PortId::new()), Addressing::None, how).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::NotFound);
+
+    let mut out = Vec::new();
+    for kind in [
+        ObjectKind::Server,
+        ObjectKind::FileServer,
+        ObjectKind::FileSystem,
+        ObjectKind::Repository,
+        ObjectKind::Network,
+        ObjectKind::VirtualDisk,
+        ObjectKind::Template,
+        ObjectKind::Vm,
+    ] {
+        let mut names: Vec<String> =
+            api.objects(kind).unwrap().iter().map(|o| format!("{kind} {}", o.name())).collect();
+        names.sort();
+        out.extend(names);
+    }
+    let Object::Vm(vm) = api.object(ObjectRef::new(ObjectKind::Vm, clone)).unwrap() else {
+        panic!("not a VM")
+    };
+    out.push(format!("web01 {:?}", vm.power_state));
+    out.extend(moved);
+    let Object::Server(edited) = api.object(ObjectRef::new(ObjectKind::Server, servers[1])).unwrap() else {
+        panic!("not a server")
+    };
+    out.push(format!("{} {:?} {:?}", edited.name, edited.description, edited.wol_mac));
+    out.push(format!("desired {} actual {}", desired.items().len(), actual.items().len()));
+    out.push(format!("plan {:?}", api.policy_plan(pool).unwrap()));
+    let ha = api.ha_plan_for(pool, vec![servers[0]]).unwrap();
+    out.push(format!("ha {}", serde_json::to_value(&ha).unwrap().as_object().unwrap().len()));
+    out.push(format!("sampling {:?}", api.load_sampling().unwrap()));
+    out.push(format!("cluster {:?}", api.pool_cluster_status(pool).unwrap()));
+    out.push(format!("fingerprint {:?}", api.agent_fingerprint(servers[0]).unwrap()));
+    out.push(format!("history {}", api.server_load_history(servers[0], LoadResolution::default()).is_ok()));
+    let mut jobs: Vec<String> =
+        api.jobs(Default::default()).unwrap().iter().map(|j| format!("{} {}", j.kind, j.state)).collect();
+    jobs.sort();
+    out.extend(jobs);
+    out
+}
+
+#[test]
+fn the_storage_and_network_rows_give_the_same_results_in_process_and_remote() {
+    let local = Manager::open_in_memory().unwrap();
+    let here = storage_scenario(&local, &local);
+    let f = Fixture::new("storage");
+    let there = storage_scenario(&f.connect(), &f.manager);
+    assert_eq!(here, there);
+    for expected in [
+        "Repository repo1",
+        "Network vmnet",
+        "Template base",
+        "Vm web01",
+        "web01 Stopped",
+        "web01 moved true",
+        "web01 nics [\"xenbr1\"]",
+    ] {
+        assert!(there.iter().any(|l| l == expected), "{expected} missing from {there:?}");
+    }
+}
+
 #[test]
 fn the_same_scenario_gives_the_same_results_in_process_and_remote() {
     let local = Manager::open_in_memory().unwrap();

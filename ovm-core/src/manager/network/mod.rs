@@ -16,7 +16,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Settings of a new network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Name.
     pub name: String,
@@ -38,7 +39,8 @@ impl NetworkSpec {
 }
 
 /// Settings of a new bond.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BondSpec {
     /// Server.
     pub server: ServerId,

@@ -147,7 +147,8 @@ fn keys(cfg: &NetworkConfig) -> BTreeSet<NetKey> {
 }
 
 /// How a network change is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NetworkApply {
     /// Apply a change that would cut the manager's link to a server; the server undoes it unless
     /// the manager confirms it over a new connection within `confirm_within`.

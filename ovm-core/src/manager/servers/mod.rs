@@ -17,7 +17,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Editable properties of a server.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerEdit {
     /// New name.
     pub name: Option<String>,
@@ -25,9 +26,11 @@ pub struct ServerEdit {
     pub description: Option<String>,
     /// New roles.
     pub roles: Option<Vec<ServerRole>>,
-    /// Wake-on-LAN MAC (`Some(None)` clears it).
+    /// Wake-on-LAN MAC (`Some(None)` clears it: `null` on the wire; absent leaves it).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "crate::serde_util::some")]
     pub wol_mac: Option<Option<String>>,
-    /// Out-of-band power controller (`Some(None)` clears it).
+    /// Out-of-band power controller (`Some(None)` clears it: `null` on the wire; absent leaves it).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "crate::serde_util::some")]
     pub out_of_band: Option<Option<OutOfBand>>,
 }
 

@@ -13,7 +13,8 @@ use crate::{Error, Result};
 pub const GENERIC_ISCSI_PLUGIN: &str = "generic-iscsi";
 
 /// Settings of a generic iSCSI array to register.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StorageArraySpec {
     /// Name.
     pub name: String,

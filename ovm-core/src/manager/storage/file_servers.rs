@@ -9,7 +9,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Settings of a file server to register.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileServerSpec {
     /// Name.
     pub name: String,

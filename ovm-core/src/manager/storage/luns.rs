@@ -18,7 +18,8 @@ use crate::model::*;
 use crate::{Error, ErrorKind, Result};
 
 /// How to reach a vendor-style array's management interface.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArrayManagementSpec {
     /// The plug-in ([`LIO_PLUGIN`]).
     pub plugin: String,

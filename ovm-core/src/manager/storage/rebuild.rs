@@ -19,7 +19,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// A server to rebuild from: its address and its agent password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerLogin {
     /// Address, as it was discovered.
     pub address: String,
@@ -28,7 +29,7 @@ pub struct ServerLogin {
 }
 
 /// What [`Manager::rebuild_from_servers`] recovered, and what it could not.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RebuildReport {
     /// The servers taken over.
     pub servers: Vec<ServerId>,

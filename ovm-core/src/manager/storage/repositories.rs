@@ -8,7 +8,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Settings of a new repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepositorySpec {
     /// Name.
     pub name: String,

@@ -9,7 +9,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// Where a clone goes, and how each of its disks is made (Oracle VM's clone customizer).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CloneOptions {
     /// Pool of the new VM.
     pub pool: Option<PoolId>,
@@ -23,7 +24,8 @@ pub struct CloneOptions {
 }
 
 /// How one virtual disk of a clone is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DiskClone {
     /// Copy it into a repository (default: the clone's): a thin clone (reflink) where the file
     /// system can, else a copy that keeps the holes.

@@ -8,7 +8,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// How [`Manager::migrate_vm_with`] moves a running VM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrateOptions {
     /// Live (the default) or cold ([`MigrationMode`]).
     pub mode: MigrationMode,

@@ -11,7 +11,8 @@ use crate::model::*;
 use crate::{Error, Result};
 
 /// How to stop a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StopOptions {
     /// How long the guest may take to power off.
     pub timeout: Duration,
