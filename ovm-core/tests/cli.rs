@@ -496,3 +496,42 @@ fn a_service_killed_with_sigkill_in_the_middle_of_a_job_rolls_it_back_on_restart
     assert!(started.contains("Completed"), "{started}");
     assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], "Running");
 }
+
+#[test]
+fn storage_templates_and_networks_from_the_shell() {
+    let svc = Service::start("storage");
+    svc.ok("server discover sim://a?cpus=8&memory_mib=16384 --password ovm-sim");
+    svc.ok("pool create p1");
+    svc.ok("pool add-server p1 a");
+    svc.ok("storage register-local a-local --server a");
+    let fss = json(&svc.ok("--json storage file-systems a-local"));
+    let fs = fss[0]["name"].as_str().unwrap().to_owned();
+    assert!(svc.ok("storage file-systems a-local").contains("/OVS/Local"));
+    svc.ok(&format!("repo create r1 --file-system {fs} --pool p1"));
+    svc.ok("repo present r1 a");
+    svc.ok("disk create sys --repo r1 --size 64");
+    assert_eq!(json(&svc.ok("--json disk show sys"))["size_bytes"], 64 << 20);
+    svc.ok("vm create base --pool p1 --repo r1 --disk sys --memory 256");
+    let base = json(&svc.ok("--json vm show base"));
+    assert_eq!(base["config"]["disks"][0]["slot"], 0, "{base}");
+    svc.ok("vm to-template base tpl");
+    assert!(svc.ok("template list").contains("tpl"));
+    svc.ok("template clone tpl web1 --pool p1");
+    svc.ok("vm clone base base2 --pool p1");
+    svc.ok("network create vmnet --bridge xenbr1 --function vm --port a:eth1");
+    let net = json(&svc.ok("--json network show vmnet"));
+    assert_eq!(net["functions"], serde_json::json!(["VirtualMachine"]), "{net}");
+    svc.ok("vm add-vnic web1 --network vmnet");
+    svc.ok("vm start web1");
+    let web1 = json(&svc.ok("--json vm show web1"));
+    assert_eq!(web1["power_state"], "Running");
+    assert_eq!(web1["config"]["vnics"].as_array().unwrap().len(), 1, "{web1}");
+    // The clones have disks of their own, in the repository.
+    let disks = json(&svc.ok("--json disk list"));
+    assert_eq!(disks.as_array().unwrap().len(), 4, "{disks}");
+    // Wrong names are typed errors with their exit status (NotFound: 11), and a bad value is a usage
+    // error (2).
+    assert_eq!(svc.ovm("template clone nope x").status.code(), Some(11));
+    assert_eq!(svc.ovm("network create n2 --bridge b --function teleport").status.code(), Some(2));
+    assert_eq!(svc.ovm("vm create v9 --type xen").status.code(), Some(2));
+}
