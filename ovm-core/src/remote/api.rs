@@ -39,8 +39,13 @@ use crate::{Error, JobHandle, Result};
 /// wait is several calls ([`ManagerApi::wait_job_for`] loops).
 pub const MAX_SERVICE_WAIT: Duration = Duration::from_secs(30);
 
+/// The record of a job just submitted, once it is in the database: a client that knows a job only
+/// by its id (over a connection, from C or Python) can ask about it even after the manager's
+/// process dies (the job is then rolled back or finalized at the next open).
 fn submitted(h: Result<JobHandle>) -> Result<Job> {
-    h.map(|h| h.info())
+    let h = h?;
+    h.mgr.flush_queued()?;
+    Ok(h.info())
 }
 
 /// The object of `kind` whose id or, failing that, name is `key`.
