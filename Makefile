@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo demo-xen test deps fmt lint unit bench lab-test agent-lab-test dc-lab-test migration-lab-test lab-bench fuzz header header-check c-install c-examples c-test py-test py-bench parity-test
+.PHONY: demo demo-xen demo-xen-cli test deps fmt lint unit bench lab-test agent-lab-test dc-lab-test migration-lab-test lab-bench fuzz header header-check c-install c-examples c-test py-test py-bench parity-test
 
 demo:
 	$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB)
@@ -13,6 +13,12 @@ demo-xen:
 	$(CARGO) build -q -p ovm-core --features xen,agent-server --bin ovm-agent --example walkthrough
 	tests/xenlab/lab serve --storage --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
 		sh -c '$(CARGO) run -q -p ovm-core --example walkthrough -- $(DB) --xen "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent --nfs "$$OVM_XENLAB_STORAGE_LAN_IP"'
+
+# The same on real Xen with the `ovm` command: a manager service, driven over its socket.
+demo-xen-cli:
+	$(CARGO) build -q -p ovm-core --features xen,agent-server --bin ovm-agent --bin ovm
+	tests/xenlab/lab serve --storage --dom0 tests/xenlab/agent-dom0.sh --dom0-file target/debug/ovm-agent -- \
+		sh -c 'scripts/demo-cli "127.0.0.1:$$OVM_XENLAB_PORT_1" ovm-lab-agent "$$OVM_XENLAB_STORAGE_LAN_IP"'
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -14,6 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Stable, numbered error kinds. Numbers are never reused; new kinds get new numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 #[repr(u32)]
 pub enum ErrorKind {
@@ -129,6 +130,7 @@ impl fmt::Display for ErrorKind {
 
 /// An ovm error with typed fields. Serializable, so a failed job keeps its error in the database.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub enum Error {
     /// See [`ErrorKind::NotFound`].
@@ -288,6 +290,7 @@ pub enum Error {
 
 /// A VM that could not be moved, and why (see [`Error::EvacuationFailed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct FailedMove {
     /// The VM.
     pub vm: ObjectRef,

@@ -535,3 +535,207 @@ fn storage_templates_and_networks_from_the_shell() {
     assert_eq!(svc.ovm("network create n2 --bridge b --function teleport").status.code(), Some(2));
     assert_eq!(svc.ovm("vm create v9 --type xen").status.code(), Some(2));
 }
+
+/// Checks `v` against the JSON Schema `schema` (the keywords `ovm schema` emits; any other keyword
+/// fails the test rather than being skipped). Returns the first violation.
+fn validate(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let Some(obj) = schema.as_object() else {
+        return match schema {
+            Value::Bool(true) => Ok(()),
+            _ => Err(format!("{at}: not allowed by {schema}")),
+        };
+    };
+    for (k, s) in obj {
+        match k.as_str() {
+            "$schema" | "$defs" | "title" | "description" | "format" | "default" | "examples"
+            | "readOnly" | "writeOnly" | "deprecated" => {}
+            "$ref" => {
+                let name = s.as_str().unwrap().strip_prefix("#/$defs/").expect("a local reference");
+                validate(root, &root["$defs"][name], v, at)?;
+            }
+            "type" => {
+                let types: Vec<&str> = match s {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(ts) => ts.iter().map(|t| t.as_str().unwrap()).collect(),
+                    _ => panic!("type {s}"),
+                };
+                let ok = types.iter().any(|t| match *t {
+                    "null" => v.is_null(),
+                    "boolean" => v.is_boolean(),
+                    "object" => v.is_object(),
+                    "array" => v.is_array(),
+                    "string" => v.is_string(),
+                    "number" => v.is_number(),
+                    "integer" => v.is_i64() || v.is_u64(),
+                    other => panic!("type {other}"),
+                });
+                if !ok {
+                    return Err(format!("{at}: {v} is not of type {s}"));
+                }
+            }
+            "enum" => {
+                if !s.as_array().unwrap().contains(v) {
+                    return Err(format!("{at}: {v} is not one of {s}"));
+                }
+            }
+            "const" => {
+                if s != v {
+                    return Err(format!("{at}: {v} is not {s}"));
+                }
+            }
+            "minimum" => {
+                if v.as_f64().is_some_and(|x| x < s.as_f64().unwrap()) {
+                    return Err(format!("{at}: {v} < {s}"));
+                }
+            }
+            "maximum" => {
+                if v.as_f64().is_some_and(|x| x > s.as_f64().unwrap()) {
+                    return Err(format!("{at}: {v} > {s}"));
+                }
+            }
+            "required" => {
+                if let Some(o) = v.as_object() {
+                    for r in s.as_array().unwrap() {
+                        if !o.contains_key(r.as_str().unwrap()) {
+                            return Err(format!("{at}: {r} is missing"));
+                        }
+                    }
+                }
+            }
+            "properties" => {
+                if let Some(o) = v.as_object() {
+                    for (name, sub) in s.as_object().unwrap() {
+                        if let Some(x) = o.get(name) {
+                            validate(root, sub, x, &format!("{at}.{name}"))?;
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                if let Some(o) = v.as_object() {
+                    let known = obj.get("properties").and_then(Value::as_object);
+                    for (name, x) in o {
+                        if !known.is_some_and(|p| p.contains_key(name)) {
+                            validate(root, s, x, &format!("{at}.{name}"))?;
+                        }
+                    }
+                }
+            }
+            "items" => {
+                if let Some(a) = v.as_array() {
+                    let skip = obj.get("prefixItems").and_then(Value::as_array).map_or(0, Vec::len);
+                    for (i, x) in a.iter().enumerate().skip(skip) {
+                        validate(root, s, x, &format!("{at}[{i}]"))?;
+                    }
+                }
+            }
+            "prefixItems" => {
+                if let Some(a) = v.as_array() {
+                    for (i, (sub, x)) in s.as_array().unwrap().iter().zip(a).enumerate() {
+                        validate(root, sub, x, &format!("{at}[{i}]"))?;
+                    }
+                }
+            }
+            "minItems" | "maxItems" => {
+                if let Some(a) = v.as_array() {
+                    let n = s.as_u64().unwrap() as usize;
+                    if (k == "minItems" && a.len() < n) || (k == "maxItems" && a.len() > n) {
+                        return Err(format!("{at}: {} items against {k} {n}", a.len()));
+                    }
+                }
+            }
+            "oneOf" | "anyOf" => {
+                let matches =
+                    s.as_array().unwrap().iter().filter(|sub| validate(root, sub, v, at).is_ok()).count();
+                if (k == "oneOf" && matches != 1) || (k == "anyOf" && matches == 0) {
+                    return Err(format!("{at}: {v} matches {matches} of the {k} alternatives"));
+                }
+            }
+            "uniqueItems" => {
+                if let (Some(a), Some(true)) = (v.as_array(), s.as_bool()) {
+                    for (i, x) in a.iter().enumerate() {
+                        if a[..i].contains(x) {
+                            return Err(format!("{at}: {x} twice"));
+                        }
+                    }
+                }
+            }
+            "allOf" => {
+                for sub in s.as_array().unwrap() {
+                    validate(root, sub, v, at)?;
+                }
+            }
+            other => panic!("the schema uses {other:?}, which this check does not know"),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn json_output_follows_the_published_schema() {
+    let svc = Service::start("schema");
+    let schema = |record: &str| json(&svc.ok(&format!("schema {record}")));
+    let check = |record: &str, line: &str| {
+        let s = schema(record);
+        let v = json(&svc.ok(line));
+        let items = match &v {
+            serde_json::Value::Array(a) => a.clone(),
+            one => vec![one.clone()],
+        };
+        assert!(!items.is_empty(), "{line} printed nothing to check");
+        for item in &items {
+            if let Err(e) = validate(&s, &s, item, record) {
+                panic!("ovm {line}: {e}");
+            }
+        }
+        items
+    };
+    svc.ok("server discover sim://a?cpus=8&memory_mib=16384 --password ovm-sim");
+    svc.ok("pool create p1");
+    svc.ok("pool add-server p1 a");
+    svc.ok("storage register-local a-local --server a");
+    let fs = json(&svc.ok("--json storage file-systems a-local"))[0]["name"].as_str().unwrap().to_owned();
+    svc.ok(&format!("repo create r1 --file-system {fs} --pool p1"));
+    svc.ok("repo present r1 a");
+    svc.ok("disk create sys --repo r1 --size 64");
+    svc.ok("vm create web01 --pool p1 --repo r1 --disk sys --memory 256 --ha");
+    svc.ok("vm start web01");
+    // A refused call (no job), then a failed job with its typed error and the event it raises.
+    assert_eq!(svc.ovm("vm delete web01").status.code(), Some(12));
+    assert_eq!(svc.ovm("repo import-kernel r1 k --kernel /nonexistent/vmlinux").status.code(), Some(17));
+    check("Server", "--json server list");
+    check("ServerPool", "--json pool show p1");
+    check("FileServer", "--json storage list");
+    check("FileSystem", "--json storage file-systems a-local");
+    check("Repository", "--json repo list");
+    check("VirtualDisk", "--json disk list");
+    check("Network", "--json network list");
+    let vm = check("Vm", "--json vm show web01").remove(0);
+    let jobs = check("Job", "--json job list");
+    assert!(
+        jobs.iter().any(|j| j["state"] == "Failed" && j["error"].is_object()),
+        "no failed job in {jobs:?}"
+    );
+    check("Event", "--json event list");
+    let id = json(&svc.ok("--json vm stop web01 --no-wait"))["id"].as_str().unwrap().to_owned();
+    check("Job", &format!("--json job wait {id}"));
+    let watched = svc.ok("event watch --from 0 --count 5");
+    let change = schema("Change");
+    for line in watched.lines() {
+        validate(&change, &change, &json(line), "Change").unwrap();
+    }
+    // The check is not vacuous: a record out of its schema is caught.
+    let vm_schema = schema("Vm");
+    let mut bad = vm.clone();
+    bad["power_state"] = "Flying".into();
+    assert!(validate(&vm_schema, &vm_schema, &bad, "Vm").is_err());
+    let mut bad = vm;
+    bad.as_object_mut().unwrap().remove("name");
+    assert!(validate(&vm_schema, &vm_schema, &bad, "Vm").is_err());
+}

@@ -8,6 +8,7 @@
 //! id. The exit status is 0 on success, [`EXIT_USAGE`] for a command line that does not parse, and
 //! [`exit_code`] of the error's [`ErrorKind`] otherwise (a failed job exits with its error's kind).
 
+pub mod schema;
 mod serve;
 mod storage;
 pub mod table;
@@ -106,6 +107,11 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Print the JSON Schema of a record --json prints (Server, Vm, Job, Event, Change, …).
+    Schema {
+        /// The record (without it: the list of records).
+        record: Option<String>,
+    },
 }
 
 /// How a command that starts a job waits for it.
@@ -477,6 +483,14 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<()> {
             out.push_str(&String::from_utf8_lossy(&buf));
             return Ok(());
         }
+        Command::Schema { record } => {
+            let text = match record {
+                Some(r) => serde_json::to_string_pretty(&schema::schema(r)?)? + "\n",
+                None => schema::names().join("\n") + "\n",
+            };
+            out.push_str(&text);
+            return Ok(());
+        }
         Command::Man => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command())
@@ -689,7 +703,7 @@ impl Ctx<'_> {
                 EventCmd::Ack { event, wait } => self.job(api.acknowledge_event(*event), wait),
                 EventCmd::Watch { from, count } => self.watch(*from, *count),
             },
-            Command::Serve(_) | Command::Completions { .. } | Command::Man => {
+            Command::Serve(_) | Command::Completions { .. } | Command::Man | Command::Schema { .. } => {
                 Err(Error::Internal { message: "handled before a manager is opened".into() })
             }
         }

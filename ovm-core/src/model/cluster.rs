@@ -7,6 +7,7 @@ use super::Timestamp;
 
 /// A master's term: taking the master lock makes the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Epoch(pub u64);
 
@@ -18,6 +19,7 @@ impl std::fmt::Display for Epoch {
 
 /// A member's heartbeat as the others see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HeartbeatState {
     /// Heartbeats arrive.
@@ -30,6 +32,7 @@ pub enum HeartbeatState {
 
 /// One member of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct MemberStatus {
     /// The server's name.
     pub name: String,

@@ -7,6 +7,7 @@ use super::{EventId, ObjectRef, Timestamp};
 
 /// Severity of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum Severity {
     /// Informational.
     Info,
@@ -48,6 +49,7 @@ impl fmt::Display for Severity {
 
 /// An event about an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Event {
     /// Id.
     pub id: EventId,
@@ -67,6 +69,7 @@ pub struct Event {
 
 /// What happened to an object in the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum ChangeOp {
     /// Created.
     Added,
@@ -93,6 +96,7 @@ impl ChangeOp {
 
 /// One entry of the change feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Change {
     /// Token of this change; resume after it with `events_since(token)`.
     pub token: u64,

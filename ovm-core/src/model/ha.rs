@@ -10,6 +10,7 @@ use super::{ObjectRef, PoolId, ServerId, VmId};
 
 /// What HA does with a VM of a failed server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[repr(u32)]
 pub enum HaAction {
     /// The VM is started again on [`HaDecision::target`].
@@ -42,6 +43,7 @@ impl fmt::Display for HaAction {
 /// Why a VM of a failed server is not restarted, or why one surviving server cannot take it. The
 /// numbers are stable (the C API's `ovm_ha_reason_kind` uses them); new kinds get new numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 #[repr(u32)]
 pub enum HaReasonKind {
@@ -113,6 +115,7 @@ impl fmt::Display for HaReasonKind {
 
 /// One reason in a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HaReason {
     /// What kind of reason.
     pub kind: HaReasonKind,
@@ -134,6 +137,7 @@ impl fmt::Display for HaReason {
 
 /// What HA does with one VM that was resident on a failed server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HaDecision {
     /// The VM.
     pub vm: VmId,
@@ -177,6 +181,7 @@ impl HaDecision {
 /// them, in the order they are acted on (HA-enabled VMs by start priority, highest first, then the
 /// others).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HaPlan {
     /// The pool.
     pub pool: PoolId,
@@ -211,6 +216,7 @@ impl HaPlan {
 /// Whether a pool absorbs `failures` simultaneous server failures: every HA-enabled VM of the
 /// failed servers restarts on the survivors (a dry run, as XAPI's failures-to-tolerate planner).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HaTolerance {
     /// The pool.
     pub pool: PoolId,

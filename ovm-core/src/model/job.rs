@@ -8,6 +8,7 @@ use crate::Error;
 
 /// State of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum JobState {
     /// Accepted, not started.
     Queued,
@@ -66,6 +67,7 @@ impl fmt::Display for JobState {
 
 /// What happened to a job that was unfinished when the manager stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum Recovery {
     /// All its steps had completed; it was marked Completed at reopen.
     Finalized,
@@ -79,6 +81,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// A persisted job: one mutating operation of the manager.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Job {
     /// Id.
     pub id: JobId,

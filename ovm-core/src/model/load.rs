@@ -10,6 +10,7 @@ use crate::{Error, Result};
 /// A server's load over one sampling interval (a raw sample) or the average of several (a
 /// downsampled one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct LoadSample {
     /// When the interval ended, ms since the Unix epoch (the manager's clock).
     pub at: Timestamp,
@@ -32,6 +33,7 @@ pub struct LoadSample {
 
 /// A VM's load over a sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VmLoad {
     /// The VM.
     pub vm: VmId,
@@ -43,6 +45,7 @@ pub struct VmLoad {
 
 /// A network interface's throughput over a sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct InterfaceLoad {
     /// Interface name in dom0.
     pub name: String,
@@ -64,6 +67,7 @@ impl InterfaceLoad {
 
 /// Which of the kept histories to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum LoadResolution {
     /// Every sample, for [`LoadSampling::raw_retention`].
     #[default]
@@ -74,6 +78,7 @@ pub enum LoadResolution {
 
 /// How often the manager samples the load of its servers and how long it keeps what it sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct LoadSampling {
     /// Time between samples (1 s to 1 h).
     pub interval: Duration,

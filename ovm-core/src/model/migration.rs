@@ -9,6 +9,7 @@ use super::ObjectRef;
 /// What kind of obstacle stands between a VM and a server it should migrate to. The numbers are
 /// stable (the C API's `ovm_migration_blocker_kind` uses them); new kinds get new numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 #[repr(u32)]
 pub enum MigrationBlockerKind {
@@ -111,6 +112,7 @@ impl fmt::Display for MigrationBlockerKind {
 
 /// One reason a migration would fail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct MigrationBlocker {
     /// What kind of obstacle.
     pub kind: MigrationBlockerKind,

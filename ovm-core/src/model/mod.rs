@@ -39,6 +39,7 @@ macro_rules! ids {
     ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
         #[serde(transparent)]
         pub struct $name(pub uuid::Uuid);
 
@@ -134,6 +135,7 @@ macro_rules! object_kinds {
         /// The numbers are stable codes shared by every binding (the C enum `ovm_object_kind`,
         /// Python's `ObjectKind`): a code is never changed or reused; new kinds take new numbers.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
         #[repr(u32)]
         #[non_exhaustive]
         pub enum ObjectKind {
@@ -222,6 +224,7 @@ impl fmt::Display for ObjectKind {
 
 /// A reference to any object: its kind and UUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct ObjectRef {
     /// Kind of the object.
     pub kind: ObjectKind,
@@ -299,6 +302,7 @@ macro_rules! objects {
     ($($variant:ident($ty:ident, $id:ident)),* $(,)?) => {
         /// Any inventory object.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
         #[serde(tag = "kind", content = "object")]
         #[allow(clippy::large_enum_variant)]
         pub enum Object {
@@ -370,6 +374,7 @@ objects! {
 
 /// A tag that can be attached to any object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Tag {
     /// Id.
     pub id: TagId,

@@ -9,6 +9,7 @@ use crate::{Error, Result};
 
 /// What a network is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum NetworkFunction {
     /// Manager ↔ server traffic.
     Management,
@@ -24,6 +25,7 @@ pub enum NetworkFunction {
 
 /// A member of a network on one server: a port, a bond or a VLAN interface, with an optional address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum NetworkMember {
     /// A physical port.
     Port(PortId),
@@ -35,6 +37,7 @@ pub enum NetworkMember {
 
 /// A logical network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Network {
     /// Id.
     pub id: NetworkId,
@@ -78,6 +81,7 @@ impl Network {
 
 /// How a port's address is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum Addressing {
     /// No IP address.
     #[default]
@@ -107,6 +111,7 @@ impl Addressing {
 
 /// A physical port of a server in the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Port {
     /// Id.
     pub id: PortId,
@@ -138,6 +143,7 @@ impl Port {
 
 /// Bonding modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum BondMode {
     /// active-backup (mode 1).
     ActiveBackup,
@@ -160,6 +166,7 @@ impl BondMode {
 
 /// How a bond finds out that a member's link is down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum BondMonitor {
     /// The NIC's carrier (MII), polled every `interval_ms`.
     Mii {
@@ -188,6 +195,7 @@ fn default_mtu() -> u16 {
 
 /// A bond of ports on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct BondPort {
     /// Id.
     pub id: BondPortId,
@@ -241,6 +249,7 @@ impl BondPort {
 
 /// What a VLAN interface sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum VlanParent {
     /// A port.
     Port(PortId),
@@ -250,6 +259,7 @@ pub enum VlanParent {
 
 /// A VLAN interface on a port or bond.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VlanInterface {
     /// Id.
     pub id: VlanInterfaceId,

@@ -8,6 +8,7 @@ use crate::{Error, Result};
 
 /// Where a starting VM is placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum StartPolicy {
     /// The server with the most free resources.
     #[default]
@@ -20,6 +21,7 @@ pub enum StartPolicy {
 
 /// Resource policy mode of a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum PolicyMode {
     /// No automatic placement.
     #[default]
@@ -32,6 +34,7 @@ pub enum PolicyMode {
 
 /// DRS/DPM policy settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct PoolPolicy {
     /// Mode.
     pub mode: PolicyMode,
@@ -59,6 +62,7 @@ pub const CLUSTER_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 30..=300;
 
 /// A server pool: servers sharing storage and networks, with an elected master.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct ServerPool {
     /// Id.
     pub id: PoolId,

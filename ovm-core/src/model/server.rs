@@ -8,6 +8,7 @@ use crate::{Error, Result};
 
 /// Running state of a server as the manager last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum ServerPowerState {
     /// Reachable and running.
     Running,
@@ -25,6 +26,7 @@ impl fmt::Display for ServerPowerState {
 
 /// What a server is used for in its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum ServerRole {
     /// Can run virtual machines.
     VirtualMachine,
@@ -34,6 +36,7 @@ pub enum ServerRole {
 
 /// Who owns a server's agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum Ownership {
     /// Discovered but not owned; it cannot be commanded.
     Unowned,
@@ -45,6 +48,7 @@ pub enum Ownership {
 
 /// A physical Ethernet port of a server, as discovered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct EthernetPort {
     /// Interface name in dom0, e.g. `eth0`.
     pub name: String,
@@ -83,6 +87,7 @@ impl EthernetPort {
 
 /// Hardware facts reported by a server's hypervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HostHardware {
     /// Physical CPU threads.
     pub cpus: u32,
@@ -119,6 +124,7 @@ impl HostHardware {
 
 /// What a hypervisor can do for guests: Xen's `XEN_SYSCTL_physinfo` capabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VirtCapabilities {
     /// Runs PV guests.
     pub pv: bool,
@@ -170,6 +176,7 @@ impl VirtCapabilities {
 /// `GenuineIntel`) and feature words (Xen's featureset: word 0 is CPUID leaf 1 EDX, word 1 leaf 1
 /// ECX, word 2 leaf 0x80000001 EDX, ...; Xen's `physinfo.hw_cap`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct HostCpu {
     /// Vendor string; empty if unknown.
     #[serde(default)]
@@ -196,6 +203,7 @@ impl HostCpu {
 
 /// A Xen host managed through its agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Server {
     /// Id.
     pub id: ServerId,
@@ -263,6 +271,7 @@ impl Server {
 /// server's management controller (its BMC: IPMI, Redfish) or PDU outlet. No credentials: the
 /// controller keeps them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct OutOfBand {
     /// The registered controller's name: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a
     /// letter or digit.

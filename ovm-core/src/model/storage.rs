@@ -10,6 +10,7 @@ use crate::{Error, Result};
 
 /// File server flavours (Storage Connect file system plugins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum FileServerKind {
     /// Local file system of a server.
     Local,
@@ -22,6 +23,7 @@ pub enum FileServerKind {
 
 /// A file server exporting file systems.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct FileServer {
     /// Id.
     pub id: FileServerId,
@@ -69,6 +71,7 @@ impl FileServer {
 
 /// Storage array flavours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum StorageArrayKind {
     /// Generic iSCSI target (LUNs created outside ovm).
     Iscsi,
@@ -80,6 +83,7 @@ pub enum StorageArrayKind {
 
 /// A storage array exposing LUNs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct StorageArray {
     /// Id.
     pub id: StorageArrayId,
@@ -124,6 +128,7 @@ impl StorageArray {
 
 /// Where a file system lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum FileSystemLocation {
     /// Exported by a file server.
     FileServer(FileServerId),
@@ -133,6 +138,7 @@ pub enum FileSystemLocation {
 
 /// A file system (NFS export, local FS, or OCFS2 on a LUN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct FileSystem {
     /// Id.
     pub id: FileSystemId,
@@ -163,6 +169,7 @@ impl FileSystem {
 
 /// A LUN of a storage array, or a local disk of a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct PhysicalDisk {
     /// Id.
     pub id: PhysicalDiskId,
@@ -201,6 +208,7 @@ impl PhysicalDisk {
 
 /// An access group: which servers (initiators) may see which LUNs of an array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct AccessGroup {
     /// Id.
     pub id: AccessGroupId,
@@ -225,6 +233,7 @@ impl AccessGroup {
 
 /// Where a repository's file system lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum RepositoryBacking {
     /// A file system exported by a file server (NFS or local).
     FileSystem(FileSystemId),
@@ -234,6 +243,7 @@ pub enum RepositoryBacking {
 
 /// The state of a repository's mount on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum MountState {
     /// Mounted, as the repository's presentation wants.
     Mounted,
@@ -245,6 +255,7 @@ pub enum MountState {
 /// A repository's mount on one server it is presented to (XAPI's PBD): the server, the state and,
 /// when the mount failed, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct RepositoryMount {
     /// The server.
     pub server: ServerId,
@@ -257,6 +268,7 @@ pub struct RepositoryMount {
 
 /// A storage repository holding templates, assemblies, ISOs, VM files and virtual disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Repository {
     /// Id.
     pub id: RepositoryId,
@@ -316,6 +328,7 @@ impl Repository {
 
 /// Virtual disk image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum DiskFormat {
     /// Raw image.
     Raw,
@@ -327,6 +340,7 @@ pub enum DiskFormat {
 
 /// A virtual disk file in a repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VirtualDisk {
     /// Id.
     pub id: VirtualDiskId,
@@ -359,6 +373,7 @@ impl VirtualDisk {
 
 /// An ISO image in a repository, mountable as a virtual CD-ROM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VirtualCdrom {
     /// Id.
     pub id: VirtualCdromId,
@@ -383,6 +398,7 @@ impl VirtualCdrom {
 
 /// A VM template: a VM configuration plus disks, cloned to make VMs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Template {
     /// Id.
     pub id: TemplateId,
@@ -412,6 +428,7 @@ impl Template {
 
 /// An assembly (OVF/OVA package) imported into a repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Assembly {
     /// Id.
     pub id: AssemblyId,

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 
 /// Xen domain types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum DomainType {
     /// Hardware virtualized, emulated devices.
     Hvm,
@@ -24,6 +25,7 @@ pub enum DomainType {
 
 /// Power state of a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum PowerState {
     /// Not running.
     Stopped,
@@ -49,6 +51,7 @@ impl fmt::Display for PowerState {
 
 /// How a running VM moves to another server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum MigrationMode {
     /// Live migration: the domain keeps running while its memory is copied; it stops only for the
     /// last round (Xen's `xl migrate`).
@@ -63,6 +66,7 @@ pub enum MigrationMode {
 
 /// Verbs that change a VM's power state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum PowerOperation {
     /// Start (boot).
     Start,
@@ -109,6 +113,7 @@ impl PowerState {
 
 /// What Xen does when the domain powers off, reboots or crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum RestartAction {
     /// Destroy the domain.
     Destroy,
@@ -120,6 +125,7 @@ pub enum RestartAction {
 
 /// Restart actions of a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct RestartActions {
     /// On guest power-off.
     pub on_poweroff: RestartAction,
@@ -141,6 +147,7 @@ impl Default for RestartActions {
 
 /// Boot devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum BootDevice {
     /// First disk.
     Disk,
@@ -152,6 +159,7 @@ pub enum BootDevice {
 
 /// What is mapped at a disk slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub enum DiskTarget {
     /// A virtual disk.
     VirtualDisk(VirtualDiskId),
@@ -165,6 +173,7 @@ pub enum DiskTarget {
 
 /// A disk mapping at a slot (0 = xvda / hda).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct DiskMapping {
     /// Slot number.
     pub slot: u8,
@@ -174,6 +183,7 @@ pub struct DiskMapping {
 
 /// A virtual NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Vnic {
     /// MAC address (lower-case, colon separated).
     pub mac: String,
@@ -183,6 +193,7 @@ pub struct Vnic {
 
 /// PV direct boot: kernel, initrd and command line (paths in a repository or on the server).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct PvKernel {
     /// Kernel image path.
     pub kernel: String,
@@ -194,6 +205,7 @@ pub struct PvKernel {
 
 /// The configuration of a VM (also the body of a template).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct VmConfig {
     /// Domain type.
     pub domain_type: DomainType,
@@ -298,6 +310,7 @@ impl VmConfig {
 
 /// A virtual machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct Vm {
     /// Id (also the Xen domain handle).
     pub id: VmId,
@@ -335,6 +348,7 @@ impl Vm {
 
 /// VMs of one group are kept on different servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct AntiAffinityGroup {
     /// Id.
     pub id: AntiAffinityGroupId,
@@ -380,6 +394,7 @@ pub fn format_mac(v: u64) -> String {
 
 /// The range VNIC MACs are allocated from (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 pub struct MacRange {
     /// First MAC.
     pub first: u64,
