@@ -91,7 +91,7 @@ header-check:
 # same as the data-centre lab's (ovm-core with its default features, which ovm-agent and ovm-lio
 # need): `make test` compiles the release library once.
 c-install:
-	$(CARGO) build --release -p ovm-ffi -p ovm-core --lib --bin ovm-agent --bin ovm-lio
+	$(CARGO) build --release -p ovm-ffi -p ovm-core --lib --bin ovm-agent --bin ovm-lio --bin ovm
 	@set -e; minor=$$(echo $(VERSION) | cut -d. -f2); major=$$(echo $(VERSION) | cut -d. -f1); \
 	  if [ "$$major" = 0 ]; then soname=libovm.so.0.$$minor; else soname=libovm.so.$$major; fi; \
 	  install -d $(PREFIX)/lib/pkgconfig $(PREFIX)/include; \
@@ -108,6 +108,7 @@ c-examples:
 	$(MAKE) c-install PREFIX=$(C_PREFIX)
 	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig $(MAKE) -C bindings-examples/c clean
 	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c SANITIZE=1 run
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c remote OVM=$(CURDIR)/target/release/ovm
 	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig LD_LIBRARY_PATH=$(C_PREFIX)/lib $(MAKE) -C bindings-examples/c valgrind
 
 c-test: header-check c-examples
@@ -145,7 +146,7 @@ lab-bench:
 # builds, as they would be deployed (the figures measure them). The four tests and the self-test
 # take about 15 minutes in one boot, so the boot's hard limit is 30 minutes rather than 15.
 dc-lab-test:
-	$(CARGO) build --release -p ovm-ffi -p ovm-core --lib --bin ovm-agent --bin ovm-lio
+	$(CARGO) build --release -p ovm-ffi -p ovm-core --lib --bin ovm-agent --bin ovm-lio --bin ovm
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test storage_lab --no-run --message-format=json \
 		| grep -o '"executable":"[^"]*storage_lab[^"]*"' | cut -d'"' -f4 > target/storage-lab-test
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test repository_lab --no-run --message-format=json \

@@ -1417,12 +1417,17 @@ ovm_result ovm_server_load_history_json(const ovm_manager *mgr,
                                         char **out);
 
 /*
- Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
- private in-memory database. On success `*out` receives a new handle (free it with
- `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
- `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched. A database has one
- manager: while another live manager (in any process) holds the file, this fails at once with
- `OVM_RESULT_DATABASE_LOCKED`, and the last error message names the holder's process id.
+ Open (or create) a manager database, or connect to a manager service. `uri` is a file path,
+ `sqlite:///path`, or `:memory:` for a private in-memory database; `ovm+unix:///path/manager.sock`
+ connects to the manager service (`ovm serve`) on that socket instead, and every call of the
+ handle then goes to the service (jobs, events and subscriptions included). On success `*out`
+ receives a new handle (free it with `ovm_manager_free`). A corrupt file, another program's
+ database or a newer schema is refused with `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW`
+ and left untouched. A database has one manager: while another live manager (in any process)
+ holds the file, this fails at once with `OVM_RESULT_DATABASE_LOCKED`, and the last error message
+ names the holder's process id. On a handle connected to a service, the calls that need an
+ object of this process (storage and power plug-in callbacks, the simulated world, closing the
+ manager) fail with `OVM_RESULT_UNSUPPORTED`.
  */
 ovm_result ovm_manager_open(const char *uri, ovm_manager **out);
 

@@ -1,6 +1,11 @@
 /* The binding parity scenario through C (see ovm-core/examples/parity.rs): builds the same inventory
  * with the typed calls and prints the same JSON document the Rust and Python versions print;
- * bindings-examples/parity_compare.py compares them (make parity-test). */
+ * bindings-examples/parity_compare.py compares them (make parity-test).
+ *
+ * With a URI argument (`parity ovm+unix:///path/manager.sock`) the same calls go to a manager
+ * service (`ovm serve`) instead of an in-process manager: remote_parity.sh runs both and compares
+ * them. The simulated NFS export then lives in the service (`ovm serve --sim-nfs-export`); adding
+ * it through the handle needs an in-process manager and is refused, typed. */
 #include "common.h"
 #include <string.h>
 
@@ -18,16 +23,23 @@ static void section(const char *name, char *json, int last) {
   ovm_string_free(json);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  const char *uri = argc > 1 ? argv[1] : ":memory:";
+  int remote = strncmp(uri, "ovm+", 4) == 0;
   ovm_manager *mgr = NULL;
   ovm_job *job = NULL;
   char s1[OVM_ID_LEN], s2[OVM_ID_LEN], pool[OVM_ID_LEN], nfs[OVM_ID_LEN], fs[OVM_ID_LEN], repo[OVM_ID_LEN];
   char net[OVM_ID_LEN], disk[OVM_ID_LEN], web[OVM_ID_LEN], db[OVM_ID_LEN];
   char *running = NULL, *json = NULL;
 
-  CHECK(ovm_manager_open(":memory:", &mgr));
+  CHECK(ovm_manager_open(uri, &mgr));
   sim_pool(mgr, s1, s2, pool);
-  CHECK(ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/fs1", 1ULL << 40));
+  if (!remote) {
+    CHECK(ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/fs1", 1ULL << 40));
+  } else if (ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/fs1", 1ULL << 40) != OVM_RESULT_UNSUPPORTED) {
+    fprintf(stderr, "the simulated world of a service was reachable through its client\n");
+    return 1;
+  }
   const char *admins[] = {s1};
   CHECK(ovm_file_server_register(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", admins, 1, &job));
   run_job(job, nfs);

@@ -15,7 +15,7 @@ fn getter(c: &mut Criterion) {
     assert_eq!(unsafe { ovm::ovm_manager_open(uri.as_ptr(), &mut mgr_ptr) }, ovm::ovm_result::OVM_RESULT_OK);
     // SAFETY: the handle is live until freed below.
     let mgr = unsafe { &*mgr_ptr };
-    let rust = ovm::test_support::manager(mgr);
+    let rust = ovm::test_support::manager(mgr).expect("a manager of this process");
     let vm = VmId(
         rust.create_vm(VmSpec::new("bench", VmConfig::default()))
             .unwrap()

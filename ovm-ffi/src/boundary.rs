@@ -58,7 +58,7 @@ macro_rules! with_mgr {
     ($mgr:expr, |$m:ident| $body:block) => {
         $crate::boundary::entry!({
             let $m: &$crate::handles::ovm_manager = $crate::handles::mgr_arg($mgr)?;
-            if $m.mgr.is_closed() {
+            if $m.is_closed() {
                 return Err(ovm_core::Error::Closed.into());
             }
             $body
@@ -66,15 +66,15 @@ macro_rules! with_mgr {
     };
 }
 
-/// The body of a mutating entry point: `$body` (with the manager's `ovm_core::Manager` bound to `$m`)
-/// returns a job, handed to the caller through `$out`.
+/// The body of a mutating entry point: `$body` (with the manager's `ManagerApi` bound to `$m`)
+/// returns the submitted job's record; a handle on the job goes to the caller through `$out`.
 macro_rules! job_entry {
     ($mgr:expr, $out:expr, |$m:ident| $body:expr) => {
         $crate::boundary::with_mgr!($mgr, |h| {
             let out = $crate::boundary::out_arg($out, "out")?;
-            let $m: &ovm_core::Manager = &h.mgr;
-            let job = $body?;
-            $crate::handles::give_job(out, job);
+            let $m: &dyn ovm_core::remote::ManagerApi = &*h.api;
+            let job: ovm_core::model::Job = $body?;
+            $crate::handles::give_job(out, &h.api, &job);
             Ok(())
         })
     };
@@ -113,6 +113,18 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str
 ///
 /// # Safety
 /// As [`str_arg`].
+/// [`str_arg`], owned (for calls that take `String`).
+pub(crate) unsafe fn string_arg(p: *const c_char, name: &str) -> Result<String, FfiError> {
+    // SAFETY: per str_arg's contract.
+    unsafe { str_arg(p, name) }.map(str::to_owned)
+}
+
+/// [`opt_str_arg`], owned.
+pub(crate) unsafe fn opt_string_arg(p: *const c_char, name: &str) -> Result<Option<String>, FfiError> {
+    // SAFETY: per opt_str_arg's contract.
+    unsafe { opt_str_arg(p, name) }.map(|s| s.map(str::to_owned))
+}
+
 pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, FfiError> {
     if p.is_null() {
         Ok(None)

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ovm_core::manager::{LostEvents, Subscription};
+use ovm_core::manager::LostEvents;
 use ovm_core::model::{ChangeOp, EventId, ObjectRef, Severity};
+use ovm_core::remote::ChangeStream;
 use ovm_core::store::EventFilter;
 use ovm_core::Error;
 
@@ -103,7 +104,7 @@ pub unsafe extern "C" fn ovm_event_raise(
             str_arg(summary, "summary")?,
         );
         out_arg(out_n, "out_n")?;
-        let e = m.mgr.raise_event(ObjectRef::new(kind, id), sev, t, s)?;
+        let e = m.local_only("ovm_event_raise")?.raise_event(ObjectRef::new(kind, id), sev, t, s)?;
         copy_out_checked(&e.id.to_string(), buf, len, out_n)
     })
 }
@@ -129,7 +130,7 @@ pub unsafe extern "C" fn ovm_event_list_json(
             limit: (limit > 0).then_some(limit),
             ..Default::default()
         };
-        put_json(out, &m.mgr.events(&f)?)
+        put_json(out, &m.api.events(f)?)
     })
 }
 
@@ -148,7 +149,7 @@ pub unsafe extern "C" fn ovm_event_acknowledge(
 pub unsafe extern "C" fn ovm_current_token(mgr: *const ovm_manager, out: *mut u64) -> ovm_result {
     with_mgr!(mgr, |m| {
         let out = out_arg(out, "out")?;
-        let t = m.mgr.current_token()?;
+        let t = m.api.current_token()?;
         put(out, t);
         Ok(())
     })
@@ -167,7 +168,7 @@ pub unsafe extern "C" fn ovm_changes_since(
     with_mgr!(mgr, |m| {
         let out_json = out_arg(out_json, "out_json")?;
         let out_next = out_arg(out_next, "out_next")?;
-        match m.mgr.events_since(token) {
+        match m.api.events_since(token) {
             Ok((changes, next)) => {
                 let s = to_json(&changes)?;
                 put(out_json, s);
@@ -201,7 +202,7 @@ type ChangeFn = unsafe extern "C" fn(userdata: *mut c_void, change: *const ovm_c
 /// The loop of a subscription thread: every change to the callback until stopped or the manager ends,
 /// then the finaliser.
 fn deliver(
-    mut sub: Subscription,
+    mut sub: Box<dyn ChangeStream>,
     stop: &AtomicBool,
     cb: ChangeFn,
     ud: SendPtr,
@@ -213,7 +214,7 @@ fn deliver(
         let _ = std::panic::catch_unwind(|| unsafe { cb(ud.0, ch) });
     };
     while !stop.load(Ordering::SeqCst) {
-        match sub.next_blocking(Duration::from_millis(100)) {
+        match sub.next_change(Duration::from_millis(100)) {
             Ok(Some(c)) => {
                 let op = match c.op {
                     ChangeOp::Added => ovm_change_op::OVM_CHANGE_ADDED,
@@ -256,7 +257,11 @@ pub unsafe extern "C" fn ovm_subscribe(
         let out_id = out_arg(out_id, "out_id")?;
         // Core's resuming mode: after a lag the subscription replays the missed changes from the
         // database itself; the loss is reported to the callback as OVM_CHANGE_EVENTS_LOST first.
-        let sub = m.mgr.subscribe(replay.then_some(from_token))?.on_lost(LostEvents::Resume);
+        let from = replay.then_some(from_token);
+        let sub: Box<dyn ChangeStream> = match &m.local {
+            Some(local) => Box::new(local.subscribe(from)?.on_lost(LostEvents::Resume)),
+            None => m.api.subscribe_changes(from)?,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let ud = SendPtr(userdata);
@@ -318,7 +323,7 @@ pub unsafe extern "C" fn ovm_event_get_json(
     with_mgr!(mgr, |m| {
         let id = id_arg(event_id, "event_id")?;
         let out = out_arg(out, "out")?;
-        let s = to_json(&m.mgr.event(EventId(id))?)?;
+        let s = to_json(&m.api.event(EventId(id))?)?;
         put(out, s);
         Ok(())
     })
@@ -336,7 +341,7 @@ pub unsafe extern "C" fn ovm_event_severity(
         let id = id_arg(event_id, "event_id")?;
         let out_s = out_arg(out_severity, "out_severity")?;
         let out_a = out_arg(out_acknowledged, "out_acknowledged")?;
-        let e = m.mgr.event(EventId(id))?;
+        let e = m.api.event(EventId(id))?;
         let s = match e.severity {
             Severity::Info => ovm_severity::OVM_SEVERITY_INFO,
             Severity::Warning => ovm_severity::OVM_SEVERITY_WARNING,

@@ -229,7 +229,7 @@ pub unsafe extern "C" fn ovm_pool_ha_plan(
     with_mgr!(mgr, |m| {
         let pool = PoolId(id_arg(pool, "pool")?);
         let out = out_arg(out, "out")?;
-        let t = m.mgr.ha_plan(pool, failures)?;
+        let t = m.api.ha_plan(pool, failures)?;
         put(out, Box::into_raw(Box::new(plan(&t))));
         Ok(())
     })
@@ -272,7 +272,7 @@ pub unsafe extern "C" fn ovm_pool_ha_plan_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let pool = PoolId(id_arg(pool, "pool")?);
-        put_json(out, &m.mgr.ha_plan(pool, failures)?)
+        put_json(out, &m.api.ha_plan(pool, failures)?)
     })
 }
 
@@ -288,7 +288,7 @@ pub unsafe extern "C" fn ovm_pool_max_failures_tolerated(
     with_mgr!(mgr, |m| {
         let pool = PoolId(id_arg(pool, "pool")?);
         let out = out_arg(out, "out")?;
-        put(out, m.mgr.max_failures_tolerated(pool)?);
+        put(out, m.api.max_failures_tolerated(pool)?);
         Ok(())
     })
 }
@@ -305,13 +305,7 @@ pub unsafe extern "C" fn ovm_vm_set_high_availability(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let vm = VmId(id_arg(vm, "vm")?);
-        if !(1..=100).contains(&priority) {
-            return Err(ovm_core::Error::invalid("priority", "must be 1..=100").into());
-        }
-        m.edit_vm(vm, |v| {
-            v.config.high_availability = enabled;
-            v.config.start_priority = priority;
-        })
+        m.set_vm_high_availability(vm, enabled, priority)
     })
 }
 

@@ -59,7 +59,7 @@ macro_rules! with_job {
 pub unsafe extern "C" fn ovm_job_wait(job: *const ovm_job, timeout_ms: i64) -> ovm_result {
     with_job!(job, |j| {
         let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-        j.job.wait(timeout)?;
+        j.api.wait_job_completed(j.id, timeout)?;
         Ok(())
     })
 }
@@ -68,7 +68,7 @@ pub unsafe extern "C" fn ovm_job_wait(job: *const ovm_job, timeout_ms: i64) -> o
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_state(job: *const ovm_job, out: *mut u32) -> ovm_result {
     with_job!(job, |j| {
-        put(out_arg(out, "out")?, job_state(j.job.state()) as u32);
+        put(out_arg(out, "out")?, job_state(j.info()?.state) as u32);
         Ok(())
     })
 }
@@ -77,7 +77,7 @@ pub unsafe extern "C" fn ovm_job_state(job: *const ovm_job, out: *mut u32) -> ov
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_progress(job: *const ovm_job, out: *mut f32) -> ovm_result {
     with_job!(job, |j| {
-        put(out_arg(out, "out")?, j.job.info().progress);
+        put(out_arg(out, "out")?, j.info()?.progress);
         Ok(())
     })
 }
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn ovm_job_bytes(
             out_arg(out_total, "out_total")?,
             out_arg(out_total_known, "out_total_known")?,
         );
-        let info = j.job.info();
+        let info = j.info()?;
         put(done, info.bytes_done);
         put(total, info.bytes_total.unwrap_or(0));
         put(known, info.bytes_total.is_some());
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn ovm_job_message(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    with_job!(job, |j| { copy_out_checked(&j.job.info().message, buf, len, out_n) })
+    with_job!(job, |j| { copy_out_checked(&j.info()?.message, buf, len, out_n) })
 }
 
 /// The job's id (a UUID string, 37 bytes with the NUL).
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn ovm_job_id(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    with_job!(job, |j| { copy_out_checked(&j.job.id().to_string(), buf, len, out_n) })
+    with_job!(job, |j| { copy_out_checked(&j.id.to_string(), buf, len, out_n) })
 }
 
 /// The id of the object the job created or acted on (e.g. the new VM). `OVM_RESULT_NOT_FOUND` if the
@@ -138,10 +138,10 @@ pub unsafe extern "C" fn ovm_job_result_id(
     out_n: *mut usize,
 ) -> ovm_result {
     with_job!(job, |j| {
-        let r =
-            j.job.info().result.ok_or_else(|| {
-                FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "the job has no result object")
-            })?;
+        let r = j
+            .info()?
+            .result
+            .ok_or_else(|| FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "the job has no result object"))?;
         copy_out_checked(&r.id.to_string(), buf, len, out_n)
     })
 }
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn ovm_job_result_id(
 pub unsafe extern "C" fn ovm_job_error_code(job: *const ovm_job, out: *mut u32) -> ovm_result {
     with_job!(job, |j| {
         let out = out_arg(out, "out")?;
-        let code = j.job.info().error.map(|e| result_of_kind(e.kind())).unwrap_or(ovm_result::OVM_RESULT_OK);
+        let code = j.info()?.error.map(|e| result_of_kind(e.kind())).unwrap_or(ovm_result::OVM_RESULT_OK);
         put(out, code as u32);
         Ok(())
     })
@@ -160,7 +160,7 @@ pub unsafe extern "C" fn ovm_job_error_code(job: *const ovm_job, out: *mut u32) 
 /// The whole job record as JSON (owned: free with `ovm_string_free`).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_json(job: *const ovm_job, out: *mut *mut c_char) -> ovm_result {
-    with_job!(job, |j| { put_json(out, &j.job.info()) })
+    with_job!(job, |j| { put_json(out, &j.info()?) })
 }
 
 /// Request an abort: a queued job ends at once, a running one stops before its next step and undoes
@@ -168,7 +168,7 @@ pub unsafe extern "C" fn ovm_job_json(job: *const ovm_job, out: *mut *mut c_char
 #[no_mangle]
 pub unsafe extern "C" fn ovm_job_abort(job: *const ovm_job) -> ovm_result {
     with_job!(job, |j| {
-        j.job.abort()?;
+        j.api.abort_job(j.id)?;
         Ok(())
     })
 }
@@ -183,8 +183,8 @@ pub unsafe extern "C" fn ovm_job_lookup(
     with_mgr!(mgr, |m| {
         let id = id_arg(id, "id")?;
         let out = out_arg(out, "out")?;
-        let j = m.mgr.job(ovm_core::model::JobId(id))?;
-        give_job(out, j);
+        let j = m.api.job(ovm_core::model::JobId(id))?;
+        give_job(out, &m.api, &j);
         Ok(())
     })
 }
@@ -197,10 +197,9 @@ pub unsafe extern "C" fn ovm_job_list_json(
     out: *mut *mut c_char,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        let jobs = m.mgr.jobs(&ovm_core::store::JobFilter {
-            limit: (limit > 0).then_some(limit),
-            ..Default::default()
-        })?;
+        let jobs = m
+            .api
+            .jobs(ovm_core::store::JobFilter { limit: (limit > 0).then_some(limit), ..Default::default() })?;
         put_json(out, &jobs)
     })
 }

@@ -64,8 +64,8 @@ pub extern "C" fn ovm_version() -> *const std::ffi::c_char {
 /// Access to the Rust manager behind a handle, for this crate's benchmarks and tests.
 #[doc(hidden)]
 pub mod test_support {
-    /// The manager behind a live handle.
-    pub fn manager(m: &crate::ovm_manager) -> &ovm_core::Manager {
-        &m.mgr
+    /// The manager behind a live handle, if it runs in this process.
+    pub fn manager(m: &crate::ovm_manager) -> Option<&ovm_core::Manager> {
+        m.local.as_ref()
     }
 }

@@ -123,7 +123,7 @@ pub unsafe extern "C" fn ovm_load_sampling_get(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let out = out_arg(out, "out")?;
-        let s = m.mgr.load_sampling();
+        let s = m.api.load_sampling()?;
         let ms = |d: Duration| d.as_millis() as u64;
         put(
             out,
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn ovm_load_sampling_set(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let d = Duration::from_millis;
-        m.mgr.set_load_sampling(LoadSampling {
+        m.api.set_load_sampling(LoadSampling {
             interval: d(settings.interval_ms),
             raw_retention: d(settings.raw_retention_ms),
             coarse_interval: d(settings.coarse_interval_ms),
@@ -163,7 +163,7 @@ pub unsafe extern "C" fn ovm_load_sampling_set(
 #[no_mangle]
 pub unsafe extern "C" fn ovm_sample_loads(mgr: *const ovm_manager, out_n: *mut usize) -> ovm_result {
     with_mgr!(mgr, |m| {
-        let n = m.mgr.sample_loads()?;
+        let n = m.local_only("ovm_manager_sample_loads")?.sample_loads()?;
         if !out_n.is_null() {
             put(out_n, n);
         }
@@ -183,7 +183,7 @@ pub unsafe extern "C" fn ovm_server_load(
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
         let (out, found) = (out_arg(out, "out")?, out_arg(found, "found")?);
-        let s = m.mgr.server_load(server)?;
+        let s = m.api.server_load(server)?;
         put(found, s.is_some());
         if let Some(s) = s {
             put(out, ovm_load_sample::from(&s));
@@ -236,7 +236,7 @@ pub unsafe extern "C" fn ovm_server_load_history(
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
         let res = resolution_arg(resolution)?;
-        let h = m.mgr.server_load_history(server, res)?;
+        let h = m.api.server_load_history(server, res)?;
         fill(&h, out, cap, out_n, "samples", |s| ovm_load_sample::from(s))
     })
 }
@@ -265,7 +265,7 @@ pub unsafe extern "C" fn ovm_server_interface_loads(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
-        let s = m.mgr.server_load(server)?;
+        let s = m.api.server_load(server)?;
         let list = s.map(|s| s.interfaces).unwrap_or_default();
         fill(&list, out, cap, out_n, "interfaces", |i| ovm_interface_load::from(i))
     })
@@ -283,7 +283,7 @@ pub unsafe extern "C" fn ovm_vm_load(
     with_mgr!(mgr, |m| {
         let vm = VmId(id_arg(vm, "vm")?);
         let (out, found) = (out_arg(out, "out")?, out_arg(found, "found")?);
-        let l = m.mgr.vm_load(vm)?;
+        let l = m.api.vm_load(vm)?;
         put(found, l.is_some());
         if let Some(l) = l {
             put(out, ovm_vm_load_sample { cpu_percent: l.cpu_percent, memory_mib: l.memory_mib });
@@ -305,6 +305,6 @@ pub unsafe extern "C" fn ovm_server_load_history_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
-        put_json(out, &m.mgr.server_load_history(server, resolution_arg(resolution)?)?)
+        put_json(out, &m.api.server_load_history(server, resolution_arg(resolution)?)?)
     })
 }

@@ -3,26 +3,39 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use ovm_core::remote::ServiceAddress;
 use ovm_core::Manager;
 
+use crate::boundary::string_arg;
 use crate::boundary::{copy_out_checked, entry, job_entry, out_arg, put, put_json, str_arg, with_mgr};
 use crate::handles::ovm_job;
 use crate::handles::{mgr_arg, ovm_manager, SubscriptionThread};
 use crate::result::ovm_result;
 
-/// Open (or create) a manager database. `uri` is a file path, `sqlite:///path`, or `:memory:` for a
-/// private in-memory database. On success `*out` receives a new handle (free it with
-/// `ovm_manager_free`). A corrupt file, another program's database or a newer schema is refused with
-/// `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW` and left untouched. A database has one
-/// manager: while another live manager (in any process) holds the file, this fails at once with
-/// `OVM_RESULT_DATABASE_LOCKED`, and the last error message names the holder's process id.
+/// Open (or create) a manager database, or connect to a manager service. `uri` is a file path,
+/// `sqlite:///path`, or `:memory:` for a private in-memory database; `ovm+unix:///path/manager.sock`
+/// connects to the manager service (`ovm serve`) on that socket instead, and every call of the
+/// handle then goes to the service (jobs, events and subscriptions included). On success `*out`
+/// receives a new handle (free it with `ovm_manager_free`). A corrupt file, another program's
+/// database or a newer schema is refused with `OVM_RESULT_DATABASE` or `OVM_RESULT_SCHEMA_TOO_NEW`
+/// and left untouched. A database has one manager: while another live manager (in any process)
+/// holds the file, this fails at once with `OVM_RESULT_DATABASE_LOCKED`, and the last error message
+/// names the holder's process id. On a handle connected to a service, the calls that need an
+/// object of this process (storage and power plug-in callbacks, the simulated world, closing the
+/// manager) fail with `OVM_RESULT_UNSUPPORTED`.
 #[no_mangle]
 pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm_manager) -> ovm_result {
     entry!({
         let uri = str_arg(uri, "uri")?;
         let out = out_arg(out, "out")?;
-        let mgr = Manager::builder().database_uri(uri)?.open()?;
-        put(out, Box::into_raw(Box::new(ovm_manager::new(mgr))));
+        let handle = if ServiceAddress::is_service_uri(uri) {
+            ovm_manager::remote(Arc::new(Manager::connect(uri)?))
+        } else {
+            ovm_manager::local(Manager::builder().database_uri(uri)?.open()?)
+        };
+        put(out, Box::into_raw(Box::new(handle)));
         Ok(())
     })
 }
@@ -36,7 +49,7 @@ pub unsafe extern "C" fn ovm_manager_open(uri: *const c_char, out: *mut *mut ovm
 pub unsafe extern "C" fn ovm_manager_close(mgr: *const ovm_manager, timeout_ms: u64) -> ovm_result {
     entry!({
         let m = mgr_arg(mgr)?;
-        m.mgr.close(Duration::from_millis(timeout_ms))?;
+        m.local_only("ovm_manager_close")?.close(Duration::from_millis(timeout_ms))?;
         Ok(())
     })
 }
@@ -73,7 +86,7 @@ pub unsafe extern "C" fn ovm_manager_certificate_fingerprint(
     out_n: *mut usize,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        let fp = m.mgr.certificate_fingerprint()?;
+        let fp = m.api.certificate_fingerprint()?;
         copy_out_checked(&fp, buf, len, out_n)
     })
 }
@@ -86,7 +99,7 @@ pub unsafe extern "C" fn ovm_manager_id(
     len: usize,
     out_n: *mut usize,
 ) -> ovm_result {
-    entry!({ copy_out_checked(mgr_arg(mgr)?.mgr.id(), buf, len, out_n) })
+    entry!({ copy_out_checked(&mgr_arg(mgr)?.api.manager_id()?, buf, len, out_n) })
 }
 
 /// The manager's recurring jobs (name, interval, enabled) as a JSON array.
@@ -97,8 +110,8 @@ pub unsafe extern "C" fn ovm_recurring_job_list_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let all: Vec<serde_json::Value> = m
-            .mgr
-            .recurring_jobs()
+            .api
+            .recurring_jobs()?
             .into_iter()
             .map(|(name, every, on)| {
                 serde_json::json!({"name": name, "interval_ms": every.as_millis() as u64, "enabled": on})
@@ -117,7 +130,11 @@ pub unsafe extern "C" fn ovm_recurring_job_set(
     enabled: bool,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        m.mgr.set_recurring_job(str_arg(name, "name")?, Duration::from_millis(interval_ms), enabled)?;
+        m.api.set_recurring_job(
+            str_arg(name, "name")?.to_owned(),
+            Duration::from_millis(interval_ms),
+            enabled,
+        )?;
         Ok(())
     })
 }
@@ -129,5 +146,75 @@ pub unsafe extern "C" fn ovm_recurring_job_run(
     name: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    job_entry!(mgr, out, |m| m.run_recurring(str_arg(name, "name")?))
+    job_entry!(mgr, out, |m| m.run_recurring(string_arg(name, "name")?.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::sync::Arc;
+
+    use ovm_core::remote::{Service, ServiceOptions};
+    use ovm_core::Manager;
+
+    use super::*;
+    use crate::handles::ovm_job;
+    use crate::job::{ovm_job_free, ovm_job_state, ovm_job_status, ovm_job_wait};
+    use crate::objects::ovm_object_count;
+    use crate::result::ovm_result::*;
+    use crate::server::ovm_server_discover;
+    use crate::storage::ovm_sim_add_nfs_export;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_service_uri_opens_a_handle_whose_calls_and_jobs_go_to_the_service() {
+        let dir = std::env::temp_dir().join(format!("ovm-ffi-remote-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let served = Manager::open_in_memory().unwrap();
+        let service =
+            Service::bind(Arc::new(served.clone()), dir.join("m.sock"), ServiceOptions::default()).unwrap();
+        let uri = c(&format!("ovm+unix://{}", service.path().display()));
+        let mut m: *mut ovm_manager = std::ptr::null_mut();
+        let mut job: *mut ovm_job = std::ptr::null_mut();
+        // SAFETY: valid C strings and out pointers; every handle is freed below.
+        unsafe {
+            assert_eq!(ovm_manager_open(uri.as_ptr(), &mut m), OVM_RESULT_OK);
+            let (addr, pw) = (c("sim://r1"), c(ovm_core::driver::sim::DEFAULT_PASSWORD));
+            assert_eq!(ovm_server_discover(m, addr.as_ptr(), pw.as_ptr(), &mut job), OVM_RESULT_OK);
+            assert_eq!(ovm_job_wait(job, 30_000), OVM_RESULT_OK);
+            let mut state = 0u32;
+            assert_eq!(ovm_job_state(job, &mut state), OVM_RESULT_OK);
+            assert_eq!(state, ovm_job_status::OVM_JOB_STATE_COMPLETED as u32);
+            ovm_job_free(job);
+            // The service's manager did the work; the handle reads it back through the socket.
+            assert_eq!(served.servers().len(), 1);
+            let mut n = 0usize;
+            assert_eq!(
+                ovm_object_count(m, crate::objects::ovm_object_kind::OVM_OBJECT_SERVER as u32, &mut n),
+                OVM_RESULT_OK
+            );
+            assert_eq!(n, 1);
+            // What needs a manager of this process is refused, typed.
+            let (host, export) = (c("nfs.example.com"), c("/export/fs1"));
+            assert_eq!(
+                ovm_sim_add_nfs_export(m, host.as_ptr(), export.as_ptr(), 1 << 30),
+                OVM_RESULT_UNSUPPORTED
+            );
+            assert_eq!(ovm_manager_close(m, 1000), OVM_RESULT_UNSUPPORTED);
+            ovm_manager_free(m);
+            // A database URI still opens a manager here.
+            let mem = c(":memory:");
+            assert_eq!(ovm_manager_open(mem.as_ptr(), &mut m), OVM_RESULT_OK);
+            assert_eq!(ovm_sim_add_nfs_export(m, host.as_ptr(), export.as_ptr(), 1 << 30), OVM_RESULT_OK);
+            ovm_manager_free(m);
+            let bad = c("ovm+unix://relative.sock");
+            assert_eq!(ovm_manager_open(bad.as_ptr(), &mut m), OVM_RESULT_INVALID_ARGUMENT);
+        }
+        service.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

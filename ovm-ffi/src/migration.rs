@@ -108,7 +108,7 @@ pub unsafe extern "C" fn ovm_vm_migration_blockers(
         if cap > 0 {
             out_arg(out, "out")?;
         }
-        let found = m.mgr.migration_blockers(vm, server)?;
+        let found = m.api.migration_blockers(vm, server)?;
         put(out_n, found.len());
         if found.len() > cap {
             return Err(FfiError::new(
@@ -154,7 +154,7 @@ pub unsafe extern "C" fn ovm_vm_migration_blockers_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let (vm, server) = (VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?));
-        put_json(out, &m.mgr.migration_blockers(vm, server)?)
+        put_json(out, &m.api.migration_blockers(vm, server)?)
     })
 }
 
@@ -168,7 +168,7 @@ pub unsafe extern "C" fn ovm_vm_assert_can_migrate(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let (vm, server) = (VmId(id_arg(vm, "vm")?), ServerId(id_arg(server, "server")?));
-        Ok(m.mgr.assert_can_migrate(vm, server)?)
+        Ok(m.api.assert_can_migrate(vm, server)?)
     })
 }
 

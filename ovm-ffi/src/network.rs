@@ -8,6 +8,7 @@ use std::time::Duration;
 use ovm_core::manager::{BondSpec, NetworkApply, NetworkSpec};
 use ovm_core::model::*;
 
+use crate::boundary::string_arg;
 use crate::boundary::{
     id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, str_list, with_mgr,
 };
@@ -84,7 +85,7 @@ pub unsafe extern "C" fn ovm_bond_create(
     job_entry!(mgr, out, |m| {
         let mode = bond_mode_arg(mode)?;
         let ports = id_list(ports, n_ports, "ports")?.into_iter().map(PortId).collect();
-        m.create_bond(ServerId(id_arg(server, "server")?), str_arg(interface, "interface")?, mode, ports)
+        m.create_bond(ServerId(id_arg(server, "server")?), string_arg(interface, "interface")?, mode, ports)
     })
 }
 
@@ -307,7 +308,7 @@ pub unsafe extern "C" fn ovm_server_network_drift_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
-        put_json(out, &m.mgr.network_drift(server)?)
+        put_json(out, &m.api.network_drift(server)?)
     })
 }
 
@@ -322,6 +323,6 @@ pub unsafe extern "C" fn ovm_server_network_config_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let server = ServerId(id_arg(server, "server")?);
-        put_json(out, &m.mgr.server_network_config(server)?)
+        put_json(out, &m.api.server_network_config(server)?)
     })
 }

@@ -95,7 +95,7 @@ pub unsafe extern "C" fn ovm_object_get_json(
         let kind = inventory_kind(kind_arg(kind)?)?;
         let id = id_arg(id, "id")?;
         let out = out_arg(out, "out")?;
-        put_json(out, &m.mgr.object(ObjectRef::new(kind, id))?)
+        put_json(out, &m.api.object(ObjectRef::new(kind, id))?)
     })
 }
 
@@ -112,10 +112,7 @@ pub unsafe extern "C" fn ovm_object_lookup_by_name(
     with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
         let name = str_arg(name, "name")?;
-        let id = m
-            .mgr
-            .read(|inv| inv.id_by_name(kind, name))
-            .ok_or_else(|| FfiError::from(ovm_core::Error::not_found(kind, name)))?;
+        let id = m.api.find(kind, name.to_owned())?.uuid();
         copy_out_checked(&id.to_string(), buf, len, out_n)
     })
 }
@@ -126,7 +123,7 @@ pub unsafe extern "C" fn ovm_object_count(mgr: *const ovm_manager, kind: u32, ou
     with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
         let out = out_arg(out, "out")?;
-        put(out, m.mgr.read(|inv| inv.count(kind)));
+        put(out, m.api.objects(kind)?.len());
         Ok(())
     })
 }
@@ -141,7 +138,7 @@ pub unsafe extern "C" fn ovm_object_list_json(
     with_mgr!(mgr, |m| {
         let kind = inventory_kind(kind_arg(kind)?)?;
         let out = out_arg(out, "out")?;
-        let all: Vec<Object> = m.mgr.read(|inv| inv.objects_of(kind));
+        let all: Vec<Object> = m.api.objects(kind)?;
         put_json(out, &all)
     })
 }

@@ -93,7 +93,7 @@ pub unsafe extern "C" fn ovm_pool_set_policy(
             period_secs,
             networks: ids.into_iter().map(NetworkId).zip(ts.iter().copied()).collect(),
         };
-        m.edit_pool(PoolId(id_arg(pool, "pool")?), |p| p.policy = policy)
+        m.set_pool_policy(PoolId(id_arg(pool, "pool")?), policy)
     })
 }
 
@@ -121,7 +121,7 @@ pub unsafe extern "C" fn ovm_pool_policy_plan_json(
     pool: *const c_char,
     out: *mut *mut c_char,
 ) -> ovm_result {
-    with_mgr!(mgr, |m| { put_json(out, &m.mgr.policy_plan(PoolId(id_arg(pool, "pool")?))?) })
+    with_mgr!(mgr, |m| { put_json(out, &m.api.policy_plan(PoolId(id_arg(pool, "pool")?))?) })
 }
 
 /// Run `pool`'s DRS/DPM policy now: its plan carried out in a job (migrations as child jobs,
@@ -150,7 +150,7 @@ pub unsafe extern "C" fn ovm_sim_set_domain_load(
                 format!("percent {percent} is not within 0-100"),
             ));
         }
-        m.mgr.sim().set_domain_load(VmId(id_arg(vm, "vm")?), percent);
+        m.local_only("ovm_sim_set_vm_load")?.sim().set_domain_load(VmId(id_arg(vm, "vm")?), percent);
         Ok(())
     })
 }

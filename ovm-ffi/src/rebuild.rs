@@ -72,7 +72,7 @@ pub unsafe extern "C" fn ovm_manager_rebuild_from_servers(
             .zip(&passwords)
             .map(|(a, p)| ServerLogin { address: (*a).to_owned(), password: (*p).to_owned() })
             .collect();
-        let report = m.mgr.rebuild_from_servers(&logins)?;
+        let report = m.api.rebuild_from_servers(logins)?;
         let h = Box::new(ovm_rebuild_report { tag: ovm_rebuild_report::TAG, report });
         put(out, Box::into_raw(h));
         Ok(())

@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use ovm_core::manager::{DiskFilter, RepositorySpec};
 use ovm_core::model::*;
 
-use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, opt_str_arg, put_json, str_arg, with_mgr};
+use crate::boundary::{id_arg, id_list, job_entry, opt_id_arg, put_json, with_mgr};
+use crate::boundary::{opt_string_arg, string_arg};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::ovm_result;
 
@@ -22,7 +23,7 @@ pub unsafe extern "C" fn ovm_repository_create(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let spec = RepositorySpec {
-            name: str_arg(name, "name")?.to_owned(),
+            name: string_arg(name, "name")?.to_owned(),
             backing: RepositoryBacking::FileSystem(FileSystemId(id_arg(file_system, "file_system")?)),
             owner_pool: opt_id_arg(pool, "pool")?.map(PoolId),
             capacity_bytes,
@@ -60,7 +61,7 @@ pub unsafe extern "C" fn ovm_repository_present_to(
     job_entry!(mgr, out, |m| {
         let servers: Vec<ServerId> =
             id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
-        m.present_repository_to(RepositoryId(id_arg(repository, "repository")?), &servers)
+        m.present_repository_to(RepositoryId(id_arg(repository, "repository")?), servers)
     })
 }
 
@@ -79,9 +80,9 @@ pub unsafe extern "C" fn ovm_repository_import_kernel(
     job_entry!(mgr, out, |m| {
         m.import_kernel(
             RepositoryId(id_arg(repository, "repository")?),
-            str_arg(name, "name")?,
-            str_arg(kernel_source, "kernel_source")?,
-            opt_str_arg(initrd_source, "initrd_source")?,
+            string_arg(name, "name")?,
+            string_arg(kernel_source, "kernel_source")?,
+            opt_string_arg(initrd_source, "initrd_source")?,
         )
     })
 }
@@ -98,7 +99,7 @@ pub unsafe extern "C" fn ovm_virtual_disk_create(
     job_entry!(mgr, out, |m| {
         m.create_virtual_disk(
             RepositoryId(id_arg(repository, "repository")?),
-            str_arg(name, "name")?,
+            string_arg(name, "name")?,
             size_bytes,
             false,
         )
@@ -135,8 +136,8 @@ pub unsafe extern "C" fn ovm_repository_import_iso(
     job_entry!(mgr, out, |m| {
         m.import_iso(
             RepositoryId(id_arg(repository, "repository")?),
-            str_arg(name, "name")?,
-            str_arg(source, "source")?,
+            string_arg(name, "name")?,
+            string_arg(source, "source")?,
         )
     })
 }
@@ -158,8 +159,8 @@ pub unsafe extern "C" fn ovm_repository_import_template(
     job_entry!(mgr, out, |m| {
         m.import_template(
             RepositoryId(id_arg(repository, "repository")?),
-            str_arg(source, "source")?,
-            opt_str_arg(name, "name")?,
+            string_arg(source, "source")?,
+            opt_string_arg(name, "name")?,
         )
     })
 }
@@ -180,8 +181,8 @@ pub unsafe extern "C" fn ovm_repository_import_assembly(
     job_entry!(mgr, out, |m| {
         m.import_assembly(
             RepositoryId(id_arg(repository, "repository")?),
-            str_arg(source, "source")?,
-            opt_str_arg(name, "name")?,
+            string_arg(source, "source")?,
+            opt_string_arg(name, "name")?,
         )
     })
 }
@@ -206,6 +207,6 @@ pub unsafe extern "C" fn ovm_virtual_disk_list_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let filter = DiskFilter { repository: opt_id_arg(repository, "repository")?.map(RepositoryId) };
-        put_json(out, &m.mgr.virtual_disks_where(&filter))
+        put_json(out, &m.api.virtual_disks_where(filter)?)
     })
 }

@@ -9,8 +9,9 @@ use ovm_core::manager::{ServerEdit, ServerFilter};
 use ovm_core::power_plugin::ExecPowerController;
 
 use crate::boundary::{
-    copy_out_checked, id_arg, job_entry, opt_id_arg, opt_str_arg, out_arg, put, put_json, str_arg, with_mgr,
+    copy_out_checked, id_arg, job_entry, opt_id_arg, out_arg, put, put_json, str_arg, with_mgr,
 };
+use crate::boundary::{opt_string_arg, string_arg};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -24,8 +25,8 @@ pub unsafe extern "C" fn ovm_server_discover(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        let a = str_arg(address, "address")?;
-        let p = str_arg(password, "password")?;
+        let a = string_arg(address, "address")?;
+        let p = string_arg(password, "password")?;
         m.discover_server(a, p)
     })
 }
@@ -41,8 +42,8 @@ pub unsafe extern "C" fn ovm_server_take_over(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        let a = str_arg(address, "address")?;
-        let p = str_arg(password, "password")?;
+        let a = string_arg(address, "address")?;
+        let p = string_arg(password, "password")?;
         m.take_over_server(a, p)
     })
 }
@@ -69,7 +70,7 @@ pub unsafe extern "C" fn ovm_server_agent_fingerprint(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let id = ServerId(id_arg(server, "server")?);
-        let fp = m.mgr.agent_fingerprint(id)?.ok_or_else(|| {
+        let fp = m.api.agent_fingerprint(id)?.ok_or_else(|| {
             FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, "no agent certificate is pinned for this server")
         })?;
         copy_out_checked(&fp, buf, len, out_n)
@@ -108,8 +109,8 @@ pub unsafe extern "C" fn ovm_server_power_on(
     timeout_ms: u64,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms));
-    job_entry!(mgr, out, |m| m.power_on_server(ServerId(id_arg(server, "server")?), timeout))
+    job_entry!(mgr, out, |m| m
+        .power_on_server(ServerId(id_arg(server, "server")?), (timeout_ms > 0).then_some(timeout_ms)))
 }
 
 /// How long `ovm_server_power_on` waits for the server's agent by default, in milliseconds.
@@ -139,7 +140,7 @@ pub unsafe extern "C" fn ovm_server_list_json(
             }
         };
         let filter = ServerFilter { pool: opt_id_arg(pool, "pool")?.map(PoolId), power_state };
-        put_json(out, &m.mgr.servers_where(&filter))
+        put_json(out, &m.api.servers_where(filter)?)
     })
 }
 
@@ -167,7 +168,7 @@ pub unsafe extern "C" fn ovm_server_take_ownership(
     out: *mut *mut ovm_job,
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
-        m.take_ownership(ServerId(id_arg(server, "server")?), str_arg(password, "password")?)
+        m.take_ownership(ServerId(id_arg(server, "server")?), string_arg(password, "password")?)
     })
 }
 
@@ -208,17 +209,18 @@ pub unsafe extern "C" fn ovm_server_set_power_control(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let server = ServerId(id_arg(server, "server")?);
-        let wol_mac = opt_str_arg(wol_mac, "wol_mac")?.map(str::to_owned);
-        let out_of_band = match (opt_str_arg(controller, "controller")?, opt_str_arg(address, "address")?) {
-            (None, None) => None,
-            (Some(c), Some(a)) => Some(OutOfBand { controller: c.to_owned(), address: a.to_owned() }),
-            _ => {
-                return Err(FfiError::new(
-                    ovm_result::OVM_RESULT_INVALID_ARGUMENT,
-                    "controller and address are given together, or neither",
-                ))
-            }
-        };
+        let wol_mac = opt_string_arg(wol_mac, "wol_mac")?;
+        let out_of_band =
+            match (opt_string_arg(controller, "controller")?, opt_string_arg(address, "address")?) {
+                (None, None) => None,
+                (Some(c), Some(a)) => Some(OutOfBand { controller: c.to_owned(), address: a.to_owned() }),
+                _ => {
+                    return Err(FfiError::new(
+                        ovm_result::OVM_RESULT_INVALID_ARGUMENT,
+                        "controller and address are given together, or neither",
+                    ))
+                }
+            };
         let edit =
             ServerEdit { wol_mac: Some(wol_mac), out_of_band: Some(out_of_band), ..ServerEdit::default() };
         m.edit_server(server, edit)
@@ -237,7 +239,8 @@ pub unsafe extern "C" fn ovm_manager_register_power_plugin(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let plugin = ExecPowerController::new(str_arg(name, "name")?, str_arg(path, "path")?)?;
-        m.mgr.register_power_controller(std::sync::Arc::new(plugin))?;
+        m.local_only("ovm_manager_register_power_plugin")?
+            .register_power_controller(std::sync::Arc::new(plugin))?;
         Ok(())
     })
 }
@@ -247,7 +250,10 @@ pub unsafe extern "C" fn ovm_manager_register_power_plugin(
 #[no_mangle]
 pub unsafe extern "C" fn ovm_sim_register_power_controller(mgr: *const ovm_manager) -> ovm_result {
     with_mgr!(mgr, |m| {
-        m.mgr.register_power_controller(m.mgr.sim().power_controller())?;
+        {
+            let local = m.local_only("ovm_sim_register_power_controller")?;
+            local.register_power_controller(local.sim().power_controller())
+        }?;
         Ok(())
     })
 }
@@ -262,7 +268,7 @@ pub unsafe extern "C" fn ovm_server_out_of_band_power_state(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let on = out_arg(on, "on")?;
-        let state = m.mgr.out_of_band_power_state(ServerId(id_arg(server, "server")?))?;
+        let state = m.api.out_of_band_power_state(ServerId(id_arg(server, "server")?))?;
         put(on, state == ChassisPower::On);
         Ok(())
     })

@@ -8,7 +8,8 @@ use ovm_core::model::*;
 
 use ovm_core::manager::{ArrayManagementSpec, FileServerSpec, StorageArraySpec};
 
-use crate::boundary::{id_arg, id_list, job_entry, opt_str_arg, put_json, str_arg, str_list, with_mgr};
+use crate::boundary::{id_arg, id_list, job_entry, put_json, str_arg, str_list, with_mgr};
+use crate::boundary::{opt_string_arg, string_arg};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -55,9 +56,9 @@ pub unsafe extern "C" fn ovm_file_server_register(
             ));
         }
         let spec = FileServerSpec {
-            name: str_arg(name, "name")?.to_owned(),
+            name: string_arg(name, "name")?.to_owned(),
             kind: enum_value("file server kind", &FILE_SERVER_KINDS, kind)?,
-            access_host: opt_str_arg(access_host, "access_host")?.unwrap_or_default().to_owned(),
+            access_host: opt_string_arg(access_host, "access_host")?.unwrap_or_default().to_owned(),
             admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
                 .into_iter()
                 .map(ServerId)
@@ -114,7 +115,7 @@ pub unsafe extern "C" fn ovm_file_system_list_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let f = FileServerId(id_arg(file_server, "file_server")?);
-        put_json(out, &m.mgr.file_systems_of(f))
+        put_json(out, &m.api.file_systems_of(f)?)
     })
 }
 
@@ -135,8 +136,8 @@ pub unsafe extern "C" fn ovm_storage_array_register(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let spec = StorageArraySpec {
-            name: str_arg(name, "name")?.to_owned(),
-            access_host: str_arg(access_host, "access_host")?.to_owned(),
+            name: string_arg(name, "name")?.to_owned(),
+            access_host: string_arg(access_host, "access_host")?.to_owned(),
             access_port,
             admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
                 .into_iter()
@@ -181,14 +182,14 @@ pub unsafe extern "C" fn ovm_storage_array_register_vendor(
             str_arg(username, "username")?,
             str_arg(password, "password")?,
         );
-        if let Some(p) = opt_str_arg(plugin, "plugin")? {
+        if let Some(p) = opt_string_arg(plugin, "plugin")? {
             p.clone_into(&mut management.plugin);
         }
         management.port = mgmt_port;
-        management.fingerprint = opt_str_arg(fingerprint, "fingerprint")?.map(str::to_owned);
+        management.fingerprint = opt_string_arg(fingerprint, "fingerprint")?;
         let spec = StorageArraySpec {
-            name: str_arg(name, "name")?.to_owned(),
-            access_host: str_arg(access_host, "access_host")?.to_owned(),
+            name: string_arg(name, "name")?.to_owned(),
+            access_host: string_arg(access_host, "access_host")?.to_owned(),
             access_port,
             admin_servers: id_list(admin_servers, n_admin_servers, "admin_servers")?
                 .into_iter()
@@ -218,8 +219,8 @@ pub unsafe extern "C" fn ovm_lun_create(
     job_entry!(mgr, out, |m| {
         m.create_lun(
             StorageArrayId(id_arg(array, "array")?),
-            opt_str_arg(target, "target")?,
-            str_arg(name, "name")?,
+            opt_string_arg(target, "target")?,
+            string_arg(name, "name")?,
             size_bytes,
         )
     })
@@ -236,7 +237,7 @@ pub unsafe extern "C" fn ovm_lun_clone(
     name: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    job_entry!(mgr, out, |m| m.clone_lun(PhysicalDiskId(id_arg(disk, "disk")?), str_arg(name, "name")?))
+    job_entry!(mgr, out, |m| m.clone_lun(PhysicalDiskId(id_arg(disk, "disk")?), string_arg(name, "name")?))
 }
 
 /// Grow a LUN of a vendor-style array to `size_bytes`; the servers that see it rescan. Errors:
@@ -278,7 +279,7 @@ pub unsafe extern "C" fn ovm_access_group_create(
     job_entry!(mgr, out, |m| {
         let servers: Vec<ServerId> =
             id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
-        m.create_access_group(StorageArrayId(id_arg(array, "array")?), str_arg(name, "name")?, &servers)
+        m.create_access_group(StorageArrayId(id_arg(array, "array")?), string_arg(name, "name")?, servers)
     })
 }
 
@@ -339,7 +340,7 @@ pub unsafe extern "C" fn ovm_sim_add_managed_array(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let targets = str_list(targets, n_targets, "targets")?;
-        m.mgr.sim().add_managed_array(
+        m.local_only("ovm_sim_add_managed_array")?.sim().add_managed_array(
             str_arg(host, "host")?,
             str_arg(username, "username")?,
             str_arg(password, "password")?,
@@ -360,7 +361,11 @@ pub unsafe extern "C" fn ovm_sim_add_nfs_export(
     capacity_bytes: u64,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        m.mgr.sim().add_nfs_export(str_arg(host, "host")?, str_arg(export, "export")?, capacity_bytes);
+        m.local_only("ovm_sim_add_nfs_export")?.sim().add_nfs_export(
+            str_arg(host, "host")?,
+            str_arg(export, "export")?,
+            capacity_bytes,
+        );
         Ok(())
     })
 }
@@ -376,7 +381,11 @@ pub unsafe extern "C" fn ovm_sim_add_lun(
     size_bytes: u64,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        m.mgr.sim().add_lun(str_arg(target, "target")?, str_arg(name, "name")?, size_bytes);
+        m.local_only("ovm_sim_add_lun")?.sim().add_lun(
+            str_arg(target, "target")?,
+            str_arg(name, "name")?,
+            size_bytes,
+        );
         Ok(())
     })
 }
@@ -394,7 +403,7 @@ pub unsafe extern "C" fn ovm_storage_array_present_to(
     job_entry!(mgr, out, |m| {
         let servers: Vec<ServerId> =
             id_list(servers, n_servers, "servers")?.into_iter().map(ServerId).collect();
-        m.present_storage_array_to(StorageArrayId(id_arg(array, "array")?), &servers)
+        m.present_storage_array_to(StorageArrayId(id_arg(array, "array")?), servers)
     })
 }
 
@@ -423,6 +432,6 @@ pub unsafe extern "C" fn ovm_physical_disk_list_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let a = StorageArrayId(id_arg(array, "array")?);
-        put_json(out, &m.mgr.physical_disks_of(a))
+        put_json(out, &m.api.physical_disks_of(a)?)
     })
 }

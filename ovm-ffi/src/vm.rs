@@ -7,9 +7,10 @@ use ovm_core::manager::{CloneOptions, DiskClone, MigrateOptions, StopOptions, Vm
 use ovm_core::model::*;
 
 use crate::boundary::{
-    array_arg, copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_id_list, opt_str_arg,
-    out_arg, owned, put, put_json, str_arg, with_mgr,
+    array_arg, copy_out_checked, flags_arg, id_arg, id_list, job_entry, opt_id_arg, opt_id_list, out_arg,
+    owned, put, put_json, str_arg, with_mgr,
 };
+use crate::boundary::{opt_string_arg, string_arg};
 use crate::handles::{ovm_job, ovm_manager};
 use crate::result::{ovm_result, FfiError};
 
@@ -106,16 +107,16 @@ pub unsafe extern "C" fn ovm_vm_set_kernel(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let id = VmId(id_arg(vm, "vm")?);
-        let initrd = opt_str_arg(initrd, "initrd")?.map(str::to_owned);
-        let cmdline = opt_str_arg(cmdline, "cmdline")?.unwrap_or_default().to_owned();
-        let pv_kernel = match opt_str_arg(kernel, "kernel")? {
+        let initrd = opt_string_arg(initrd, "initrd")?;
+        let cmdline = opt_string_arg(cmdline, "cmdline")?.unwrap_or_default().to_owned();
+        let pv_kernel = match opt_string_arg(kernel, "kernel")? {
             Some(k) => Some(PvKernel { kernel: k.to_owned(), initrd, cmdline }),
             None if initrd.is_some() || !cmdline.is_empty() => {
                 return Err(FfiError::invalid("initrd and cmdline need a kernel"));
             }
             None => None,
         };
-        m.edit_vm(id, move |v| v.config.pv_kernel = pv_kernel)
+        m.set_vm_kernel(id, pv_kernel)
     })
 }
 
@@ -164,11 +165,7 @@ pub unsafe extern "C" fn ovm_vm_set_vnic_network(
     job_entry!(mgr, out, |m| {
         let id = VmId(id_arg(vm, "vm")?);
         let net = opt_id_arg(network, "network")?.map(NetworkId);
-        let n = m.vm(id)?.config.vnics.len();
-        if index as usize >= n {
-            return Err(FfiError::invalid(format!("the VM has {n} VNICs, no VNIC {index}")));
-        }
-        m.edit_vm(id, move |v| v.config.vnics[index as usize].network = net)
+        m.set_vnic_network(id, index, net)
     })
 }
 
@@ -195,7 +192,7 @@ pub unsafe extern "C" fn ovm_vm_remove_vnic(
     mac: *const c_char,
     out: *mut *mut ovm_job,
 ) -> ovm_result {
-    job_entry!(mgr, out, |m| m.remove_vnic(VmId(id_arg(vm, "vm")?), str_arg(mac, "mac")?))
+    job_entry!(mgr, out, |m| m.remove_vnic(VmId(id_arg(vm, "vm")?), string_arg(mac, "mac")?))
 }
 
 /// A running VM's NICs as its server has them: a JSON array of objects with `mac`, `bridge` and
@@ -208,7 +205,7 @@ pub unsafe extern "C" fn ovm_vm_nics_json(
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
         let nics: Vec<serde_json::Value> = m
-            .mgr
+            .api
             .vm_nics(VmId(id_arg(vm, "vm")?))?
             .into_iter()
             .map(|(mac, bridge, connected)| serde_json::json!({"mac": mac, "bridge": bridge, "connected": connected}))
@@ -233,7 +230,7 @@ pub unsafe extern "C" fn ovm_vm_list_json(
             server: opt_id_arg(server, "server")?.map(ServerId),
             power_state: power_arg(power_state)?,
         };
-        put_json(out, &m.mgr.vms_where(&filter))
+        put_json(out, &m.api.vms_where(filter)?)
     })
 }
 
@@ -251,7 +248,7 @@ pub unsafe extern "C" fn ovm_anti_affinity_group_create(
     job_entry!(mgr, out, |m| {
         let pool = PoolId(id_arg(pool, "pool")?);
         let vms = id_list(vms, n_vms, "vms")?.into_iter().map(VmId).collect();
-        m.create_anti_affinity_group(pool, str_arg(name, "name")?, vms)
+        m.create_anti_affinity_group(pool, string_arg(name, "name")?, vms)
     })
 }
 
@@ -266,10 +263,10 @@ pub unsafe extern "C" fn ovm_vm_clone_template(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let mut opts = CloneOptions::default();
-        if opt_str_arg(pool, "pool")?.is_some() {
+        if opt_string_arg(pool, "pool")?.is_some() {
             opts.pool = Some(PoolId(id_arg(pool, "pool")?));
         }
-        m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)
+        m.clone_template(TemplateId(id_arg(template, "template")?), string_arg(name, "name")?, opts)
     })
 }
 
@@ -356,7 +353,7 @@ pub unsafe extern "C" fn ovm_vm_clone_template_custom(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let opts = clone_options(pool, repository, slots, modes, disk_repositories, n_disks)?;
-        m.clone_template(TemplateId(id_arg(template, "template")?), str_arg(name, "name")?, opts)
+        m.clone_template(TemplateId(id_arg(template, "template")?), string_arg(name, "name")?, opts)
     })
 }
 
@@ -378,7 +375,7 @@ pub unsafe extern "C" fn ovm_vm_clone(
 ) -> ovm_result {
     job_entry!(mgr, out, |m| {
         let opts = clone_options(pool, repository, slots, modes, disk_repositories, n_disks)?;
-        m.clone_vm(VmId(id_arg(vm, "vm")?), str_arg(name, "name")?, opts)
+        m.clone_vm(VmId(id_arg(vm, "vm")?), string_arg(name, "name")?, opts)
     })
 }
 
@@ -549,7 +546,7 @@ pub unsafe extern "C" fn ovm_vm_migrate(
 pub unsafe extern "C" fn ovm_migration_limit(mgr: *const ovm_manager, out: *mut u32) -> ovm_result {
     with_mgr!(mgr, |m| {
         let out = out_arg(out, "out")?;
-        put(out, m.mgr.migration_limit());
+        put(out, m.api.migration_limit()?);
         Ok(())
     })
 }
@@ -620,7 +617,7 @@ pub unsafe extern "C" fn ovm_vm_power_state(
     with_mgr!(mgr, |m| {
         let id = id_arg(vm, "vm")?;
         let out = out_arg(out, "out")?;
-        let state = m.mgr.vm(id)?.power_state;
+        let state = m.api.vm_record(VmId(id))?.power_state;
         put(out, power(state) as u32);
         Ok(())
     })
@@ -636,7 +633,7 @@ pub unsafe extern "C" fn ovm_vm_server(
     out_n: *mut usize,
 ) -> ovm_result {
     with_mgr!(mgr, |m| {
-        let v = m.mgr.vm(id_arg(vm, "vm")?)?;
+        let v = m.api.vm_record(VmId(id_arg(vm, "vm")?))?;
         let s = v.server.ok_or_else(|| {
             FfiError::new(ovm_result::OVM_RESULT_NOT_FOUND, format!("VM {} has no server", v.name))
         })?;
@@ -654,7 +651,7 @@ pub unsafe extern "C" fn ovm_vm_console(
     with_mgr!(mgr, |m| {
         let id = id_arg(vm, "vm")?;
         let out = out_arg(out, "out")?;
-        let text = m.mgr.vm_console(VmId(id))?;
+        let text = m.api.vm_console(VmId(id))?;
         put(out, owned(text));
         Ok(())
     })

@@ -25,6 +25,19 @@ pub struct ServeArgs {
     /// A settings file (JSON, e.g. {"log_level": "info"}), read at start and again on SIGHUP.
     #[arg(long, value_name = "PATH")]
     pub settings: Option<PathBuf>,
+    /// For tests and demonstrations: an NFS export of the simulated world (`sim://` servers),
+    /// HOST:/EXPORT, 1 TiB; may be repeated.
+    #[arg(long, value_name = "HOST:/EXPORT", value_parser = parse_sim_export)]
+    pub sim_nfs_export: Vec<(String, String)>,
+}
+
+fn parse_sim_export(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((host, export)) if !host.is_empty() && export.starts_with('/') => {
+            Ok((host.to_owned(), export.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not HOST:/EXPORT")),
+    }
 }
 
 fn parse_mode(s: &str) -> std::result::Result<u32, String> {
@@ -111,6 +124,9 @@ pub fn run(args: &ServeArgs, db: Option<&Path>) -> Result<()> {
     log::set_max_level(level);
     install_handlers();
     let mgr = Manager::open(db)?;
+    for (host, export) in &args.sim_nfs_export {
+        mgr.sim().add_nfs_export(host, export, 1 << 40);
+    }
     let opts = ServiceOptions { mode: args.mode, ..ServiceOptions::default() };
     let service = match Service::bind(Arc::new(mgr.clone()), &args.socket, opts) {
         Ok(s) => s,

@@ -160,6 +160,11 @@ impl Manager {
         )
     }
 
+    /// Set a pool's DRS/DPM policy.
+    pub fn set_pool_policy(&self, pool: PoolId, policy: PoolPolicy) -> Result<JobHandle> {
+        self.edit_pool(pool, move |p| p.policy = policy)
+    }
+
     /// Edit a pool's settings (membership changes go through add/remove).
     ///
     /// Raising `ha_failures_to_tolerate` is refused (`Conflict`) beyond what the

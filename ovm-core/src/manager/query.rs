@@ -60,7 +60,8 @@ impl NetworkSpec {
 }
 
 /// Which VMs to list: every condition given must hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VmFilter {
     /// Only VMs of this pool.
     pub pool: Option<PoolId>,
@@ -80,7 +81,8 @@ impl VmFilter {
 }
 
 /// Which servers to list: every condition given must hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerFilter {
     /// Only servers of this pool.
     pub pool: Option<PoolId>,
@@ -97,7 +99,8 @@ impl ServerFilter {
 }
 
 /// Which virtual disks to list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DiskFilter {
     /// Only disks in this repository.
     pub repository: Option<RepositoryId>,

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::{ClusterStatus, NetworkConfig};
 use crate::manager::{
-    BondSpec, CloneOptions, FileServerSpec, Manager, MigrateOptions, NetworkApply, NetworkSpec, PoolSpec,
-    RebuildReport, RepositorySpec, ServerEdit, ServerLogin, StopOptions, StorageArraySpec, VmSpec,
+    BondSpec, CloneOptions, DiskFilter, FileServerSpec, Manager, MigrateOptions, NetworkApply, NetworkSpec,
+    PoolSpec, RebuildReport, RepositorySpec, ServerEdit, ServerFilter, ServerLogin, StopOptions,
+    StorageArraySpec, VmFilter, VmSpec,
 };
 use crate::model::*;
 use crate::policy::balance::Plan;
@@ -114,6 +115,25 @@ macro_rules! remote_api {
                 $(#[doc = $doc])*
                 fn $name(&self, $($arg: $ty),*) -> Result<$ret>;
             )*
+
+            /// [`ManagerApi::wait_job_for`], then, like [`JobHandle::wait`], the job's own error
+            /// if it failed or was aborted: `Ok` only for a completed job.
+            fn wait_job_completed(&self, id: JobId, timeout: Option<Duration>) -> Result<Job> {
+                let job = self.wait_job_for(id, timeout)?;
+                match (job.state, &job.error) {
+                    (JobState::Completed, _) => Ok(job),
+                    (_, Some(e)) => Err(e.clone()),
+                    (s, None) => Err(Error::Internal { message: format!("job ended {s} without an error") }),
+                }
+            }
+
+            /// A VM's record (the [`ManagerApi::object`] of a VM).
+            fn vm_record(&self, vm: VmId) -> Result<Vm> {
+                match self.object(ObjectRef::new(ObjectKind::Vm, vm))? {
+                    Object::Vm(v) => Ok(v),
+                    other => Err(Error::Internal { message: format!("{} is not a VM", other.name()) }),
+                }
+            }
 
             /// Subscribe to the change feed (see [`Manager::subscribe`]).
             fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>>;
@@ -472,6 +492,24 @@ remote_api! {
     /// Create an access group on a vendor-style array (see [`Manager::create_access_group`]).
     fn create_access_group(array: StorageArrayId, name: String, servers: Vec<ServerId>) -> Job =
         |m| submitted(m.create_access_group(array, &name, &servers));
+    /// Servers matching a filter, in name order (see [`Manager::servers_where`]).
+    fn servers_where(filter: ServerFilter) -> Vec<Server> =
+        |m| Ok(m.servers_where(&filter).iter().map(|s| (**s).clone()).collect());
+    /// VMs matching a filter, in name order (see [`Manager::vms_where`]).
+    fn vms_where(filter: VmFilter) -> Vec<Vm> = |m| Ok(m.vms_where(&filter).iter().map(|v| (**v).clone()).collect());
+    /// Virtual disks matching a filter, in name order (see [`Manager::virtual_disks_where`]).
+    fn virtual_disks_where(filter: DiskFilter) -> Vec<VirtualDisk> =
+        |m| Ok(m.virtual_disks_where(&filter).iter().map(|d| (**d).clone()).collect());
+    /// Boot a stopped VM from a kernel, or not (see [`Manager::set_vm_kernel`]).
+    fn set_vm_kernel(vm: VmId, kernel: Option<PvKernel>) -> Job = |m| submitted(m.set_vm_kernel(vm, kernel));
+    /// Connect a stopped VM's VNIC to a network (see [`Manager::set_vnic_network`]).
+    fn set_vnic_network(vm: VmId, index: u32, network: Option<NetworkId>) -> Job =
+        |m| submitted(m.set_vnic_network(vm, index, network));
+    /// Enable or disable HA for a VM (see [`Manager::set_vm_high_availability`]).
+    fn set_vm_high_availability(vm: VmId, enabled: bool, priority: u8) -> Job =
+        |m| submitted(m.set_vm_high_availability(vm, enabled, priority));
+    /// Set a pool's DRS/DPM policy (see [`Manager::set_pool_policy`]).
+    fn set_pool_policy(pool: PoolId, policy: PoolPolicy) -> Job = |m| submitted(m.set_pool_policy(pool, policy));
     /// Rebuild a lost database from servers and their repositories (see
     /// [`Manager::rebuild_from_servers`]); runs to the end before it answers.
     fn rebuild_from_servers(servers: Vec<ServerLogin>) -> RebuildReport = |m| m.rebuild_from_servers(&servers);

@@ -24,6 +24,12 @@ pub enum ServiceAddress {
 }
 
 impl ServiceAddress {
+    /// Whether `uri` names a manager service (`ovm+unix://…`, `ovm+tls://…`) rather than a
+    /// database: what a binding's "open" checks to connect instead of opening a database.
+    pub fn is_service_uri(uri: &str) -> bool {
+        uri.trim_start().starts_with("ovm+")
+    }
+
     /// Parses `ovm+unix://PATH` (the path absolute, as in `ovm+unix:///run/ovm/manager.sock`).
     pub fn parse(uri: &str) -> Result<ServiceAddress> {
         let uri = uri.trim();

@@ -19,6 +19,31 @@ impl Manager {
         })
     }
 
+    /// Boot a stopped PV/PVH VM directly from `kernel` (`None`: no direct boot).
+    pub fn set_vm_kernel(&self, vm: VmId, kernel: Option<PvKernel>) -> Result<JobHandle> {
+        self.edit_vm(vm, move |v| v.config.pv_kernel = kernel)
+    }
+
+    /// Connect VNIC number `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
+    pub fn set_vnic_network(&self, vm: VmId, index: u32, network: Option<NetworkId>) -> Result<JobHandle> {
+        let n = self.vm(vm)?.config.vnics.len();
+        if index as usize >= n {
+            return Err(Error::invalid("index", format!("the VM has {n} VNICs, no VNIC {index}")));
+        }
+        self.edit_vm(vm, move |v| v.config.vnics[index as usize].network = network)
+    }
+
+    /// Enable or disable HA for a VM, with its start priority (1..=100; higher restarts first).
+    pub fn set_vm_high_availability(&self, vm: VmId, enabled: bool, priority: u8) -> Result<JobHandle> {
+        if !(1..=100).contains(&priority) {
+            return Err(Error::invalid("priority", "must be 1..=100"));
+        }
+        self.edit_vm(vm, move |v| {
+            v.config.high_availability = enabled;
+            v.config.start_priority = priority;
+        })
+    }
+
     /// Edit a VM. While it runs, only name, description, HA, memory (≤ max) and vCPUs (≤ max) may change;
     /// memory and vCPU changes are applied to the running domain.
     pub fn edit_vm(&self, vm: VmId, f: impl FnOnce(&mut Vm)) -> Result<JobHandle> {
