@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::api::{Call, ChangeStream};
+use super::auth::Credentials;
 use super::proto::{ClientMessage, ServiceMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::agent::proto::frame::{self, FrameError};
 use crate::model::Change;
@@ -94,8 +95,20 @@ fn lost(e: impl std::fmt::Display) -> Error {
 }
 
 impl RemoteManager {
-    /// Connects to the service at `uri` (see [`ServiceAddress::parse`]) and says hello.
+    /// Connects to the service at `uri` (see [`ServiceAddress::parse`]) and says hello, without
+    /// credentials: the service admits its own user and root as the local superuser.
     pub fn connect(uri: &str) -> Result<RemoteManager> {
+        Self::connect_as(uri, None)
+    }
+
+    /// Connects to the service at `uri` as the user `credentials` name; a wrong password, or a
+    /// call above the user's role, is [`Error::PermissionDenied`].
+    pub fn connect_with(uri: &str, credentials: Credentials) -> Result<RemoteManager> {
+        Self::connect_as(uri, Some(credentials))
+    }
+
+    /// Connects with credentials, or without.
+    pub fn connect_as(uri: &str, credentials: Option<Credentials>) -> Result<RemoteManager> {
         let address = ServiceAddress::parse(uri)?;
         let ServiceAddress::Unix(path) = &address;
         let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
@@ -110,6 +123,7 @@ impl RemoteManager {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             client: format!("ovm {}", env!("CARGO_PKG_VERSION")),
+            credentials,
         };
         frame::write_frame_blocking(&mut stream, &frame::encode(&hello)?).map_err(lost)?;
         let mut buf = Vec::new();

@@ -28,12 +28,14 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 mod client;
 pub mod proto;
 mod read_only;
 mod server;
 
 pub use api::{dispatch, Call, ChangeStream, ManagerApi, MAX_SERVICE_WAIT};
+pub use auth::{Access, Account, AuditEntry, AuditFilter, AuditOutcome, Credentials, Role};
 pub use client::{RemoteManager, RemoteSubscription, ServiceAddress};
 pub use read_only::ReadOnlyManager;
 pub use server::{peer_credentials, ClientInfo, PeerCredentials, Service, ServiceOptions};
@@ -44,7 +46,14 @@ impl crate::Manager {
     pub fn connect(uri: &str) -> crate::Result<RemoteManager> {
         RemoteManager::connect(uri)
     }
+
+    /// Connects to a manager service at `uri` as a user (see [`RemoteManager::connect_with`]).
+    pub fn connect_with(uri: &str, credentials: Credentials) -> crate::Result<RemoteManager> {
+        RemoteManager::connect_with(uri, credentials)
+    }
 }
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::api::{dispatch, ManagerApi};
+use super::auth::{summarize, Access, AuditEntry, AuditOutcome, Credentials, Role};
 use super::proto::{negotiate, salvage_id, ClientMessage, ServiceMessage};
 use crate::agent::proto::frame::{self, FrameError};
 use crate::sync::lock;
@@ -30,6 +31,9 @@ pub struct ServiceOptions {
     pub max_in_flight: usize,
     /// How long a client has to say hello, and a write to a client may block (default 30 s).
     pub io_timeout: Duration,
+    /// Whether a peer running as the service's user or root, saying hello without credentials, is
+    /// the local superuser (default `true`). With `false` every client authenticates as a user.
+    pub trust_local_peers: bool,
 }
 
 impl Default for ServiceOptions {
@@ -39,6 +43,7 @@ impl Default for ServiceOptions {
             max_connections: 64,
             max_in_flight: 32,
             io_timeout: Duration::from_secs(30),
+            trust_local_peers: true,
         }
     }
 }
@@ -63,6 +68,23 @@ pub struct ClientInfo {
     pub peer: PeerCredentials,
     /// What the client said it is in its hello (empty before the hello).
     pub client: String,
+    /// The user it acts as (`local:UID` for a local superuser; empty before the hello).
+    pub user: String,
+}
+
+/// Who a connection acts as, once its hello is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Principal {
+    user: String,
+    role: Role,
+    peer: String,
+}
+
+impl PeerCredentials {
+    /// The peer as the audit log names it.
+    fn describe(&self) -> String {
+        format!("unix:pid={},uid={},gid={}", self.pid, self.uid, self.gid)
+    }
 }
 
 struct Conn {
@@ -233,7 +255,7 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
         let full = conns.len() >= shared.opts.max_connections;
         if !full {
             if let Ok(clone) = stream.try_clone() {
-                let info = ClientInfo { connection, peer, client: String::new() };
+                let info = ClientInfo { connection, peer, client: String::new(), user: String::new() };
                 conns.insert(connection, Conn { info, stream: clone });
             }
         }
@@ -251,7 +273,7 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
     log::info!("connection {connection} from pid {} uid {} gid {}", peer.pid, peer.uid, peer.gid);
     let s = shared.clone();
     let spawned = std::thread::Builder::new().name(format!("ovm-conn-{connection}")).spawn(move || {
-        serve_connection(&s, connection, &writer);
+        serve_connection(&s, connection, peer, &writer);
         lock(&s.conns).remove(&connection);
         log::info!("connection {connection} closed");
     });
@@ -296,17 +318,74 @@ impl Drop for InFlight {
     }
 }
 
-fn hello(shared: &Shared, connection: u64, writer: &Mutex<UnixStream>, reader: &mut UnixStream) -> bool {
+/// Records an audit entry; a failure to record is logged (the call's outcome stands).
+fn audit(shared: &Shared, user: &str, peer: &str, method: &str, summary: String, outcome: AuditOutcome) {
+    let Some(accounts) = shared.api.accounts() else { return };
+    let entry = AuditEntry {
+        id: 0,
+        at: 0,
+        user: user.to_owned(),
+        peer: peer.to_owned(),
+        method: method.to_owned(),
+        summary,
+        outcome,
+    };
+    if let Err(e) = accounts.record_audit(entry) {
+        log::warn!("cannot record {method} by {user} in the audit log: {e}");
+    }
+}
+
+/// Who a hello makes the connection act as: the user its credentials authenticate, or without
+/// credentials the local superuser when the peer runs as the service's user or root.
+fn authenticate(
+    shared: &Shared,
+    peer: PeerCredentials,
+    credentials: Option<&Credentials>,
+) -> Result<Principal> {
+    let peer_name = peer.describe();
+    match credentials {
+        Some(c) => {
+            let accounts = shared.api.accounts().ok_or_else(|| Error::PermissionDenied {
+                reason: "this service has no accounts; connect as its user without credentials".into(),
+            })?;
+            let account = accounts.authenticate(c)?;
+            Ok(Principal { user: account.name, role: account.role, peer: peer_name })
+        }
+        None => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let own = unsafe { libc::geteuid() };
+            if shared.opts.trust_local_peers && (peer.uid == 0 || peer.uid == own) {
+                Ok(Principal {
+                    user: format!("local:{}", peer.uid),
+                    role: Role::Administrator,
+                    peer: peer_name,
+                })
+            } else {
+                Err(Error::PermissionDenied {
+                    reason: format!("uid {} must authenticate: give a user and its password", peer.uid),
+                })
+            }
+        }
+    }
+}
+
+fn hello(
+    shared: &Shared,
+    connection: u64,
+    peer: PeerCredentials,
+    writer: &Mutex<UnixStream>,
+    reader: &mut UnixStream,
+) -> Option<Principal> {
     let _ = reader.set_read_timeout(Some(shared.opts.io_timeout));
     let mut buf = Vec::new();
     let first = frame::read_frame_blocking(reader, &mut buf);
     let _ = reader.set_read_timeout(None);
     let refuse = |error| {
         let _ = send(writer, &ServiceMessage::Refused { error });
-        false
+        None
     };
     match first.map(|()| frame::decode::<ClientMessage>(&buf)) {
-        Ok(Ok(ClientMessage::Hello { min_version, max_version, client })) => {
+        Ok(Ok(ClientMessage::Hello { min_version, max_version, client, credentials })) => {
             let Some(version) = negotiate(min_version, max_version) else {
                 return refuse(Error::Unsupported {
                     what: format!(
@@ -316,15 +395,29 @@ fn hello(shared: &Shared, connection: u64, writer: &Mutex<UnixStream>, reader: &
                     ),
                 });
             };
+            let principal = match authenticate(shared, peer, credentials.as_ref()) {
+                Ok(p) => p,
+                Err(error) => {
+                    let claimed =
+                        credentials.as_ref().map_or_else(|| format!("uid:{}", peer.uid), |c| c.user.clone());
+                    let claimed: String = claimed.chars().take(64).collect();
+                    log::warn!("connection {connection}: refused {claimed}: {error}");
+                    let outcome = AuditOutcome::Refused { reason: error.to_string() };
+                    audit(shared, &claimed, &peer.describe(), "hello", String::new(), outcome);
+                    return refuse(error);
+                }
+            };
             if let Some(c) = lock(&shared.conns).get_mut(&connection) {
                 c.info.client = client.chars().take(128).collect();
+                c.info.user = principal.user.clone();
             }
-            send(writer, &ServiceMessage::Welcome { version, manager_id: shared.manager_id.clone() }).is_ok()
+            let welcome = ServiceMessage::Welcome { version, manager_id: shared.manager_id.clone() };
+            send(writer, &welcome).is_ok().then_some(principal)
         }
         Ok(Ok(_)) => refuse(Error::invalid("message", "the first message must be a hello")),
         Ok(Err(e)) => refuse(Error::invalid("message", e)),
         Err(FrameError::TooLarge(n)) => refuse(too_large(n)),
-        Err(_) => false,
+        Err(_) => None,
     }
 }
 
@@ -332,11 +425,15 @@ fn too_large(n: usize) -> Error {
     Error::invalid("frame", format!("{n} bytes is over the limit of {} bytes", frame::MAX_FRAME))
 }
 
-fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<UnixStream>>) {
+fn serve_connection(
+    shared: &Arc<Shared>,
+    connection: u64,
+    peer: PeerCredentials,
+    writer: &Arc<Mutex<UnixStream>>,
+) {
     let Ok(mut reader) = lock(writer).try_clone() else { return };
-    if !hello(shared, connection, writer, &mut reader) {
-        return;
-    }
+    let Some(principal) = hello(shared, connection, peer, writer, &mut reader) else { return };
+    let principal = Arc::new(principal);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let subscriptions: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();
     let mut buf = Vec::new();
@@ -368,15 +465,41 @@ fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<Un
                 },
             ),
             ClientMessage::Request { id, call } => {
-                match InFlight::take(&in_flight, shared.opts.max_in_flight) {
-                    None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
-                    Some(slot) => {
-                        let (s, w) = (shared.clone(), writer.clone());
-                        spawn_or_answer(writer, id, move || {
-                            let result = dispatch(&*s.api, call.bounded());
-                            let _ = send(&w, &ServiceMessage::Response { id, result });
-                            drop(slot);
-                        })
+                let access = call.access();
+                if !principal.role.allows(access) {
+                    let error = Error::PermissionDenied {
+                        reason: format!(
+                            "{} needs the {:?} role; {} is {:?}",
+                            call.method(),
+                            Role::needed_for(access),
+                            principal.user,
+                            principal.role
+                        ),
+                    };
+                    let outcome = AuditOutcome::Refused { reason: error.to_string() };
+                    let p = &principal;
+                    audit(shared, &p.user, &p.peer, call.method(), summarize(&call), outcome);
+                    send(writer, &ServiceMessage::Response { id, result: Err(error) })
+                } else {
+                    match InFlight::take(&in_flight, shared.opts.max_in_flight) {
+                        None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                        Some(slot) => {
+                            let (s, w, p) = (shared.clone(), writer.clone(), principal.clone());
+                            spawn_or_answer(writer, id, move || {
+                                let audited =
+                                    (access != Access::Read).then(|| (call.method(), summarize(&call)));
+                                let result = dispatch(&*s.api, call.bounded());
+                                if let Some((method, summary)) = audited {
+                                    let outcome = match &result {
+                                        Ok(_) => AuditOutcome::Ok,
+                                        Err(e) => AuditOutcome::Failed { error: e.to_string() },
+                                    };
+                                    audit(&s, &p.user, &p.peer, method, summary, outcome);
+                                }
+                                let _ = send(&w, &ServiceMessage::Response { id, result });
+                                drop(slot);
+                            })
+                        }
                     }
                 }
             }
