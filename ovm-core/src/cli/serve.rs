@@ -104,13 +104,17 @@ fn install_handlers() {
 }
 
 /// Runs the service until SIGTERM or SIGINT.
-pub fn run(args: &ServeArgs, db: Option<&Path>) -> Result<()> {
+pub fn run(args: &ServeArgs, db: Option<&Path>, key_file: Option<&Path>) -> Result<()> {
     let db = db.ok_or_else(|| Error::invalid("db", "ovm serve needs --db PATH"))?;
     let level = read_settings(args.settings.as_deref())?;
     let _ = log::set_logger(&StderrLog);
     log::set_max_level(level);
     install_handlers();
-    let mgr = Manager::open(db)?;
+    let mut builder = Manager::builder().database(crate::manager::DatabaseLocation::File(db.to_path_buf()));
+    if let Some(key) = super::users::sealing_key(key_file)? {
+        builder = builder.sealing_key(key);
+    }
+    let mgr = builder.open()?;
     let opts = ServiceOptions { mode: args.mode, ..ServiceOptions::default() };
     let service = match Service::bind(Arc::new(mgr.clone()), &args.socket, opts) {
         Ok(s) => s,

@@ -4,8 +4,8 @@
 //! (PBKDF2-HMAC-SHA256 from `ring`, [`PBKDF2_ITERATIONS`] rounds, a 16-byte random salt) and the
 //! SHA-256 fingerprints of client certificates registered to the user. Every call of the API is
 //! classified once, in [`ACCESS`]: a call above the caller's role is refused with
-//! [`Error::PermissionDenied`]. The service writes every refusal and every call that is not a read
-//! to the audit log (table `audit`), with the user, the peer, the method, a summary of the
+//! [`Error::PermissionDenied`]. The service writes every refusal and every call that changes
+//! something ([`Access::mutates`]) to the audit log (table `audit`), with the user, the peer, the method, a summary of the
 //! arguments with every password removed, and the outcome.
 
 use std::num::NonZeroU32;
@@ -42,7 +42,7 @@ impl Role {
         match access {
             Access::Read => Role::ReadOnly,
             Access::Operate => Role::Operator,
-            Access::Administer => Role::Administrator,
+            Access::Audit | Access::Administer => Role::Administrator,
         }
     }
 
@@ -74,8 +74,17 @@ pub enum Access {
     Read,
     /// Changes the inventory or runs jobs.
     Operate,
-    /// Changes accounts or the manager's settings, or reads the audit log.
+    /// Reads what only administrators see: the accounts and the audit log.
+    Audit,
+    /// Changes accounts or the manager's settings.
     Administer,
+}
+
+impl Access {
+    /// Whether a call of this access changes something (and so is written to the audit log).
+    pub fn mutates(self) -> bool {
+        matches!(self, Access::Operate | Access::Administer)
+    }
 }
 
 /// The classification of every method of the API, in one place. A method missing here is
@@ -170,12 +179,12 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("mac_range", Access::Read),
     ("set_mac_range", Access::Administer),
     ("create_user", Access::Administer),
-    ("users", Access::Administer),
+    ("users", Access::Audit),
     ("delete_user", Access::Administer),
     ("set_user_password", Access::Administer),
     ("set_user_role", Access::Administer),
     ("set_user_certificates", Access::Administer),
-    ("audit_log", Access::Administer),
+    ("audit_log", Access::Audit),
 ];
 
 /// The classification of a method by name ([`Access::Administer`] when it is not in [`ACCESS`]).
@@ -575,13 +584,15 @@ mod tests {
         assert_eq!(access_of("no_such_method"), Access::Administer);
         assert_eq!(Call::current_token {}.access(), Access::Read);
         assert_eq!(Call::start_vm { vm: crate::model::VmId(uuid::Uuid::nil()) }.access(), Access::Operate);
-        assert_eq!(Call::users {}.access(), Access::Administer);
+        assert_eq!(Call::users {}.access(), Access::Audit);
+        assert!(!Access::Audit.mutates() && !Access::Read.mutates() && Access::Operate.mutates());
     }
 
     #[test]
     fn roles_are_ordered() {
         assert!(Role::ReadOnly.allows(Access::Read) && !Role::ReadOnly.allows(Access::Operate));
         assert!(Role::Operator.allows(Access::Operate) && !Role::Operator.allows(Access::Administer));
+        assert!(!Role::Operator.allows(Access::Audit) && Role::Administrator.allows(Access::Audit));
         assert!(Role::Administrator.allows(Access::Administer));
         assert_eq!("read-only".parse::<Role>().unwrap(), Role::ReadOnly);
         assert_eq!("Admin".parse::<Role>().unwrap(), Role::Administrator);

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::api::{dispatch, ManagerApi};
-use super::auth::{summarize, Access, AuditEntry, AuditOutcome, Credentials, Role};
+use super::auth::{summarize, AuditEntry, AuditOutcome, Credentials, Role};
 use super::proto::{negotiate, salvage_id, ClientMessage, ServiceMessage};
 use crate::agent::proto::frame::{self, FrameError};
 use crate::sync::lock;
@@ -486,8 +486,7 @@ fn serve_connection(
                         Some(slot) => {
                             let (s, w, p) = (shared.clone(), writer.clone(), principal.clone());
                             spawn_or_answer(writer, id, move || {
-                                let audited =
-                                    (access != Access::Read).then(|| (call.method(), summarize(&call)));
+                                let audited = access.mutates().then(|| (call.method(), summarize(&call)));
                                 let result = dispatch(&*s.api, call.bounded());
                                 if let Some((method, summary)) = audited {
                                     let outcome = match &result {
