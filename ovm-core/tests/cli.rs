@@ -562,3 +562,43 @@ fn a_key_file_keeps_the_managers_key_encrypted_and_is_needed_to_open_the_databas
         .unwrap();
     assert_eq!(loose.status.code(), Some(10 + 4));
 }
+
+#[test]
+fn users_log_in_over_tls_with_the_services_certificate_pinned() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut svc = Service::start_with("tls", |_| vec!["--listen".into(), format!("127.0.0.1:{port}")]);
+    let kept = std::fs::read_to_string(svc.dir.join("m.tls.json")).unwrap();
+    let identity: ovm_core::agent::tls::Identity = serde_json::from_str(&kept).unwrap();
+    let fp = identity.fingerprint().unwrap();
+    let add = ovm_env(&svc, "user add alice --role operator", &[("OVM_PASSWORD", "alice-password")]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let tls = |args: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new(OVM);
+        c.args(args.split_whitespace())
+            .env("OVM_CONNECT", format!("ovm+tls://127.0.0.1:{port}"))
+            .env_remove("OVM_USER")
+            .env_remove("OVM_PASSWORD")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let alice = [("OVM_USER", "alice"), ("OVM_PASSWORD", "alice-password")];
+    let pinned = format!("--tls-fingerprint {fp} pool create p1");
+    let created = tls(&pinned, &alice);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(svc.ok("pool list").contains("p1"));
+    // Without a user, with a wrong password, or with another certificate pinned: refused.
+    assert_eq!(tls(&format!("--tls-fingerprint {fp} pool list"), &[]).status.code(), Some(10 + 17));
+    let wrong = [("OVM_USER", "alice"), ("OVM_PASSWORD", "not-alices")];
+    assert_eq!(tls(&format!("--tls-fingerprint {fp} pool list"), &wrong).status.code(), Some(10 + 17));
+    let other = format!("--tls-fingerprint sha256:{} pool list", "ab".repeat(32));
+    assert_eq!(tls(&other, &alice).status.code(), Some(10 + 17));
+    // Without a fingerprint the address is refused before anything is sent.
+    assert_eq!(tls("pool list", &alice).status.code(), Some(10 + 4));
+    let (status, _) = svc.terminate();
+    assert!(status.success());
+    // The certificate is kept for the next start.
+    assert_eq!(std::fs::read_to_string(svc.dir.join("m.tls.json")).unwrap(), kept);
+}

@@ -58,6 +58,10 @@ pub struct Cli {
     /// prompt. Without it, the service admits only its own user and root.
     #[arg(long, global = true, value_name = "NAME", env = "OVM_USER")]
     pub user: Option<String>,
+    /// With an ovm+tls:// address: the SHA-256 fingerprint of the service's certificate (ovm serve
+    /// prints it).
+    #[arg(long, global = true, value_name = "FINGERPRINT", env = "OVM_TLS_FINGERPRINT")]
+    pub tls_fingerprint: Option<String>,
     /// The key the manager's private key is encrypted with at rest (64 hex digits or 32 bytes, a
     /// file only its owner reads), for ovm serve and --db.
     #[arg(long, global = true, value_name = "PATH", env = "OVM_KEY_FILE")]
@@ -426,14 +430,23 @@ fn open(cli: &Cli) -> Result<(Arc<dyn ManagerApi>, Option<Manager>)> {
             let mgr = b.open()?;
             Ok((Arc::new(mgr.clone()), Some(mgr)))
         }
-        (None, Some(uri)) => match &cli.user {
-            Some(user) => {
-                let pw = users::password(&format!("Password of {user}"), false)?;
-                let creds = crate::remote::Credentials::new(user.clone(), pw);
-                Ok((Arc::new(Manager::connect_with(uri, creds)?), None))
-            }
-            None => Ok((Arc::new(Manager::connect(uri)?), None)),
-        },
+        (None, Some(uri)) => {
+            let creds = match &cli.user {
+                Some(user) => {
+                    let pw = users::password(&format!("Password of {user}"), false)?;
+                    Some(crate::remote::Credentials::new(user.clone(), pw))
+                }
+                None => None,
+            };
+            let remote = match &cli.tls_fingerprint {
+                Some(pin) if uri.trim().starts_with("ovm+tls://") => {
+                    let tls = crate::remote::TlsClient { pin: pin.clone(), identity: None };
+                    crate::remote::RemoteManager::connect_tls(uri, &tls, creds)?
+                }
+                _ => crate::remote::RemoteManager::connect_as(uri, creds)?,
+            };
+            Ok((Arc::new(remote), None))
+        }
         (None, None) => Err(Error::invalid(
             "manager",
             "say which manager: --db PATH, or --connect URI (or set OVM_CONNECT)",

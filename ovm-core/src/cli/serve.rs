@@ -25,6 +25,14 @@ pub struct ServeArgs {
     /// A settings file (JSON, e.g. {"log_level": "info"}), read at start and again on SIGHUP.
     #[arg(long, value_name = "PATH")]
     pub settings: Option<PathBuf>,
+    /// Also serve over TLS on ADDRESS:PORT (clients log in as users: password or a registered
+    /// client certificate).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub listen: Option<String>,
+    /// The TLS certificate and key (JSON, mode 0600): generated there the first time (default: the
+    /// database's path with the extension tls.json).
+    #[arg(long, value_name = "PATH", requires = "listen")]
+    pub tls_identity: Option<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> std::result::Result<u32, String> {
@@ -115,7 +123,21 @@ pub fn run(args: &ServeArgs, db: Option<&Path>, key_file: Option<&Path>) -> Resu
         builder = builder.sealing_key(key);
     }
     let mgr = builder.open()?;
-    let opts = ServiceOptions { mode: args.mode, ..ServiceOptions::default() };
+    let tls = match &args.listen {
+        None => None,
+        Some(address) => {
+            let path = args.tls_identity.clone().unwrap_or_else(|| db.with_extension("tls.json"));
+            match super::users::tls_identity(&path, mgr.id()) {
+                Ok(identity) => Some(crate::remote::TlsListen { address: address.clone(), identity }),
+                Err(e) => {
+                    mgr.close(Duration::from_secs(args.shutdown_timeout))?;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let fingerprint = tls.as_ref().map(|t| t.identity.fingerprint()).transpose()?;
+    let opts = ServiceOptions { mode: args.mode, tls, ..ServiceOptions::default() };
     let service = match Service::bind(Arc::new(mgr.clone()), &args.socket, opts) {
         Ok(s) => s,
         Err(e) => {
@@ -124,6 +146,9 @@ pub fn run(args: &ServeArgs, db: Option<&Path>, key_file: Option<&Path>) -> Resu
         }
     };
     eprintln!("ovm: manager {} serving {} on {}", mgr.id(), db.display(), args.socket.display());
+    if let (Some(address), Some(fp)) = (service.tls_address(), fingerprint) {
+        eprintln!("ovm: and over TLS on {address}, certificate {fp}");
+    }
     let mut reloads = RELOADS.load(Ordering::SeqCst);
     while !TERMINATE.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));

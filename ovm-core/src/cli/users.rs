@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::Subcommand;
 
 use super::{table, Ctx};
+use crate::agent::tls::Identity;
 use crate::manager::sealing::SealingKey;
 use crate::remote::{Account, AuditEntry, AuditFilter, AuditOutcome, Role};
 use crate::{Error, Result};
@@ -115,6 +116,31 @@ pub fn password(what: &str, confirm: bool) -> Result<String> {
         return Err(Error::invalid("password", "the two passwords differ"));
     }
     Ok(p)
+}
+
+/// The service's TLS certificate and key kept at `path` (JSON, mode 0600), generated the first time.
+pub fn tls_identity(path: &Path, manager_id: &str) -> Result<Identity> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |e: String| Error::invalid("tls-identity", format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let id: Identity = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            id.validate()?;
+            Ok(id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Identity::generate(&format!("ovm-service-{manager_id}"))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| bad(e.to_string()))?;
+            f.write_all(serde_json::to_string(&id)?.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            Ok(id)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
 }
 
 /// The sealing key of `--key-file`, if given.

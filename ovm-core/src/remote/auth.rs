@@ -246,7 +246,7 @@ pub struct UserRecord {
     pub role: Role,
     /// `pbkdf2-sha256$ROUNDS$SALT$HASH` (base64), or none.
     pub password_hash: Option<String>,
-    /// SHA-256 fingerprints of registered client certificates (lowercase hex with colons).
+    /// SHA-256 fingerprints of registered client certificates (`sha256:` and lowercase hex).
     pub certificates: Vec<String>,
     /// When it was created.
     pub created: Timestamp,
@@ -414,14 +414,16 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A certificate fingerprint in the form [`crate::agent::tls`] prints (lowercase hex, colons).
-fn normalize_fingerprint(fp: &str) -> Result<String> {
-    let hex: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+/// A certificate fingerprint in the form [`crate::agent::tls::fingerprint`] gives
+/// (`sha256:` and 64 lowercase hex digits); the prefix and colons between bytes are optional.
+pub(crate) fn normalize_fingerprint(fp: &str) -> Result<String> {
+    let t = fp.trim();
+    let t = t.strip_prefix("sha256:").or_else(|| t.strip_prefix("SHA256:")).unwrap_or(t);
+    let hex: String = t.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::invalid("certificate", format!("{fp:?} is not a SHA-256 fingerprint")));
     }
-    let pairs: Vec<&str> = (0..32).map(|i| &hex[2 * i..2 * i + 2]).collect();
-    Ok(pairs.join(":"))
+    Ok(format!("sha256:{hex}"))
 }
 
 fn normalize_fingerprints(fps: Vec<String>) -> Result<Vec<String>> {

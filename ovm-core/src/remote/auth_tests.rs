@@ -193,3 +193,71 @@ fn an_authenticated_client_sending_garbage_does_not_disturb_others() {
     assert!(matches!(frame::decode::<ServiceMessage>(&buf).unwrap(), ServiceMessage::ProtocolError { .. }));
     assert_eq!(other.manager_id().unwrap(), f.manager.id());
 }
+
+#[test]
+fn over_tls_a_registered_certificate_or_a_password_gets_in_and_nothing_else_does() {
+    use crate::agent::tls::Identity;
+    let dir = std::env::temp_dir().join(format!("ovm-auth-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manager = Manager::open_in_memory().unwrap();
+    let server_id = Identity::generate("ovm-service").unwrap();
+    let listen = TlsListen { address: "127.0.0.1:0".into(), identity: server_id.clone() };
+    let opts = ServiceOptions { tls: Some(listen), ..ServiceOptions::default() };
+    let service = Service::bind(Arc::new(manager.clone()), dir.join("m.sock"), opts).unwrap();
+    let uri = format!("ovm+tls://{}", service.tls_address().unwrap());
+    let pin = server_id.fingerprint().unwrap();
+
+    let registered = Identity::generate("op-laptop").unwrap();
+    let stranger = Identity::generate("stranger").unwrap();
+    manager.create_user("op", Role::Operator, None, vec![registered.fingerprint().unwrap()]).unwrap();
+    manager.create_user("reader", Role::ReadOnly, Some("reader-password"), vec![]).unwrap();
+
+    // A registered certificate logs in as its user, with its role.
+    let with_cert = TlsClient { pin: pin.clone(), identity: Some(registered) };
+    let op = RemoteManager::connect_tls(&uri, &with_cert, None).unwrap();
+    let job = op.create_pool(crate::manager::PoolSpec::new("p")).unwrap();
+    assert_eq!(op.wait_job_for(job.id, LONG).unwrap().state, JobState::Completed);
+    assert_eq!(op.users().unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert!(service.clients().iter().any(|c| c.user == "op" && c.address.starts_with("tls:127.0.0.1:")));
+
+    // A certificate nobody registered, or none, is refused; so is being the service's own user.
+    let with_stranger = TlsClient { pin: pin.clone(), identity: Some(stranger) };
+    let e = RemoteManager::connect_tls(&uri, &with_stranger, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let bare = TlsClient { pin: pin.clone(), identity: None };
+    assert_eq!(
+        RemoteManager::connect_tls(&uri, &bare, None).unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    // A password works over TLS; a wrong one does not.
+    let reader =
+        RemoteManager::connect_tls(&uri, &bare, Some(Credentials::new("reader", "reader-password"))).unwrap();
+    assert_eq!(reader.objects(ObjectKind::ServerPool).unwrap().len(), 1);
+    let wrong = RemoteManager::connect_tls(&uri, &bare, Some(Credentials::new("reader", "wrong-password")));
+    assert_eq!(wrong.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    // A service whose certificate is not the pinned one is refused by the client.
+    let other_pin = Identity::generate("other").unwrap().fingerprint().unwrap();
+    let mispinned = TlsClient { pin: other_pin, identity: None };
+    let e = RemoteManager::connect_tls(&uri, &mispinned, Some(Credentials::new("reader", "reader-password")));
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    // A TLS address needs a pin.
+    assert_eq!(Manager::connect(&uri).unwrap_err().kind(), ErrorKind::InvalidArgument);
+
+    let refused = manager.audit_log(&AuditFilter { refused_only: true, ..Default::default() }).unwrap();
+    // The stranger's certificate, no certificate, the wrong password (the mispinned client never
+    // reached the service), and the operator's call above its role.
+    let seen: Vec<(&str, &str)> =
+        refused.iter().rev().map(|e| (e.user.as_str(), e.method.as_str())).collect();
+    let stranger = format!("certificate:{}", with_stranger.identity.as_ref().unwrap().fingerprint().unwrap());
+    assert_eq!(
+        seen,
+        [("op", "users"), (stranger.as_str(), "hello"), ("anonymous", "hello"), ("reader", "hello")]
+    );
+    assert!(refused.iter().all(|e| e.peer.starts_with("tls:127.0.0.1:")));
+    let ok = manager.audit_log(&AuditFilter { user: Some("op".into()), ..Default::default() }).unwrap();
+    assert_eq!(ok.len(), 2, "create_pool and the refused users call: {ok:?}");
+    drop((op, reader));
+    service.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,6 +22,8 @@ use crate::{Error, Result};
 pub enum ServiceAddress {
     /// `ovm+unix:///run/ovm/manager.sock`: a Unix socket.
     Unix(PathBuf),
+    /// `ovm+tls://HOST:PORT`: TLS on a TCP port (see [`RemoteManager::connect_tls`]).
+    Tls(String),
 }
 
 impl ServiceAddress {
@@ -34,10 +36,18 @@ impl ServiceAddress {
             }
             return Ok(ServiceAddress::Unix(PathBuf::from(path)));
         }
-        if uri.starts_with("ovm+tls://") {
-            return Err(Error::Unsupported { what: "manager services over TLS (use ovm+unix://)".into() });
+        if let Some(hostport) = uri.strip_prefix("ovm+tls://") {
+            let hostport = hostport.trim_end_matches('/');
+            let port = hostport.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
+                return Err(Error::invalid("uri", format!("{uri:?}: a TLS address is ovm+tls://HOST:PORT")));
+            }
+            return Ok(ServiceAddress::Tls(hostport.to_owned()));
         }
-        Err(Error::invalid("uri", format!("{uri:?} is not a manager service address (ovm+unix:///PATH)")))
+        Err(Error::invalid(
+            "uri",
+            format!("{uri:?} is not a manager service address (ovm+unix:///PATH or ovm+tls://HOST:PORT)"),
+        ))
     }
 }
 
@@ -110,8 +120,14 @@ impl RemoteManager {
     /// Connects with credentials, or without.
     pub fn connect_as(uri: &str, credentials: Option<Credentials>) -> Result<RemoteManager> {
         let address = ServiceAddress::parse(uri)?;
-        let ServiceAddress::Unix(path) = &address;
-        let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        let path = match &address {
+            ServiceAddress::Unix(path) => path,
+            ServiceAddress::Tls(_) => return Err(Error::invalid(
+                "uri",
+                "a TLS service needs its certificate's fingerprint: use connect_tls (ovm: --tls-fingerprint)",
+            )),
+        };
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 Error::PermissionDenied { reason: format!("cannot connect to {}: {e}", path.display()) }
             }
@@ -119,6 +135,30 @@ impl RemoteManager {
                 Error::Backend { server: path.display().to_string(), message: format!("cannot connect: {e}") }
             }
         })?;
+        Self::handshake(stream, address, credentials)
+    }
+
+    /// Connects to the service at `ovm+tls://HOST:PORT`, whose certificate must have the fingerprint
+    /// `tls.pin`; the client authenticates with `credentials`, or with `tls.identity`'s certificate
+    /// if it is registered to a user. Either refused is [`Error::PermissionDenied`].
+    pub fn connect_tls(
+        uri: &str,
+        tls: &super::TlsClient,
+        credentials: Option<Credentials>,
+    ) -> Result<RemoteManager> {
+        let address = ServiceAddress::parse(uri)?;
+        let ServiceAddress::Tls(hostport) = &address else {
+            return Err(Error::invalid("uri", format!("{uri:?} is not a TLS address (ovm+tls://HOST:PORT)")));
+        };
+        let stream = super::tls::connect(hostport, tls)?;
+        Self::handshake(stream, address, credentials)
+    }
+
+    fn handshake(
+        mut stream: UnixStream,
+        address: ServiceAddress,
+        credentials: Option<Credentials>,
+    ) -> Result<RemoteManager> {
         let hello = ClientMessage::Hello {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
@@ -319,7 +359,18 @@ mod tests {
             ServiceAddress::parse("ovm+unix://run/x").unwrap_err().kind(),
             crate::ErrorKind::InvalidArgument
         );
-        assert_eq!(ServiceAddress::parse("ovm+tls://h:1").unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        assert_eq!(ServiceAddress::parse("ovm+tls://h:1").unwrap(), ServiceAddress::Tls("h:1".into()));
+        assert_eq!(
+            ServiceAddress::parse("ovm+tls://[::1]:7443").unwrap(),
+            ServiceAddress::Tls("[::1]:7443".into())
+        );
+        for bad in ["ovm+tls://h", "ovm+tls://h:0", "ovm+tls://:5", "ovm+tls://h:x"] {
+            assert_eq!(
+                ServiceAddress::parse(bad).unwrap_err().kind(),
+                crate::ErrorKind::InvalidArgument,
+                "{bad}"
+            );
+        }
         assert_eq!(ServiceAddress::parse("/run/x").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
     }
 }

@@ -34,6 +34,8 @@ pub struct ServiceOptions {
     /// Whether a peer running as the service's user or root, saying hello without credentials, is
     /// the local superuser (default `true`). With `false` every client authenticates as a user.
     pub trust_local_peers: bool,
+    /// Also listen for TLS clients (see [`super::TlsListen`]); none by default.
+    pub tls: Option<super::TlsListen>,
 }
 
 impl Default for ServiceOptions {
@@ -44,6 +46,7 @@ impl Default for ServiceOptions {
             max_in_flight: 32,
             io_timeout: Duration::from_secs(30),
             trust_local_peers: true,
+            tls: None,
         }
     }
 }
@@ -64,8 +67,11 @@ pub struct PeerCredentials {
 pub struct ClientInfo {
     /// The connection's number (from 1, in accept order).
     pub connection: u64,
-    /// Who connected.
+    /// Who connected (for a TLS client: this process, which bridges the connection; see
+    /// `address`).
     pub peer: PeerCredentials,
+    /// The peer as the audit log names it: `unix:pid=…,uid=…,gid=…` or `tls:ADDRESS:PORT`.
+    pub address: String,
     /// What the client said it is in its hello (empty before the hello).
     pub client: String,
     /// The user it acts as (`local:UID` for a local superuser; empty before the hello).
@@ -80,10 +86,22 @@ struct Principal {
     peer: String,
 }
 
-impl PeerCredentials {
+/// Where a connection comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// The Unix socket.
+    Unix(PeerCredentials),
+    /// The TLS listener, with the SHA-256 fingerprint of the client's certificate if it gave one.
+    Tls { address: std::net::SocketAddr, certificate: Option<String> },
+}
+
+impl Origin {
     /// The peer as the audit log names it.
     fn describe(&self) -> String {
-        format!("unix:pid={},uid={},gid={}", self.pid, self.uid, self.gid)
+        match self {
+            Origin::Unix(p) => format!("unix:pid={},uid={},gid={}", p.pid, p.uid, p.gid),
+            Origin::Tls { address, .. } => format!("tls:{address}"),
+        }
     }
 }
 
@@ -93,6 +111,7 @@ struct Conn {
 }
 
 struct Shared {
+    tls_stop: Arc<AtomicBool>,
     api: Arc<dyn ManagerApi>,
     manager_id: String,
     opts: ServiceOptions,
@@ -110,6 +129,8 @@ pub struct Service {
     path: PathBuf,
     shared: Arc<Shared>,
     accept: Mutex<Option<JoinHandle<()>>>,
+    tls: Mutex<Option<JoinHandle<()>>>,
+    tls_address: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Service {
@@ -183,6 +204,7 @@ impl Service {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            tls_stop: Arc::new(AtomicBool::new(false)),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -190,7 +212,38 @@ impl Service {
             .spawn(move || accept_loop(&s, &listener))
             .map_err(|e| Error::Internal { message: format!("cannot start the service thread: {e}") })?;
         log::info!("manager {} serving on {}", shared.manager_id, path.display());
-        Ok(Service { path, shared, accept: Mutex::new(Some(accept)) })
+        let mut service = Service {
+            path,
+            shared,
+            accept: Mutex::new(Some(accept)),
+            tls: Mutex::new(None),
+            tls_address: None,
+        };
+        if let Some(listen) = service.shared.opts.tls.clone() {
+            let s = service.shared.clone();
+            let admit_tls = move |stream: UnixStream, peer: super::tls::TlsPeer| {
+                let origin = Origin::Tls { address: peer.address, certificate: peer.certificate };
+                admit_from(&s, stream, Some(origin));
+            };
+            let stop = service.shared.tls_stop.clone();
+            match super::tls::listen(&listen, stop, service.shared.opts.io_timeout, admit_tls) {
+                Ok((address, thread)) => {
+                    log::info!("manager {} serving TLS on {address}", service.shared.manager_id);
+                    service.tls_address = Some(address);
+                    *lock(&service.tls) = Some(thread);
+                }
+                Err(e) => {
+                    service.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(service)
+    }
+
+    /// The address the TLS listener is bound to, if there is one.
+    pub fn tls_address(&self) -> Option<std::net::SocketAddr> {
+        self.tls_address
     }
 
     /// The socket's path.
@@ -209,6 +262,10 @@ impl Service {
     /// and remove the socket file. Idempotent.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.tls_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = lock(&self.tls).take() {
+            let _ = t.join();
+        }
         if let Some(t) = lock(&self.accept).take() {
             let _ = t.join();
             let _ = std::fs::remove_file(&self.path);
@@ -240,6 +297,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
 }
 
 fn admit(shared: &Arc<Shared>, stream: UnixStream) {
+    admit_from(shared, stream, None);
+}
+
+/// Serves a connection from `origin` (`None`: the Unix socket, whose peer the kernel names).
+fn admit_from(shared: &Arc<Shared>, stream: UnixStream, origin: Option<Origin>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(shared.opts.io_timeout));
     let peer = match peer_credentials(&stream) {
@@ -249,13 +311,20 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
             return;
         }
     };
+    let origin = origin.unwrap_or(Origin::Unix(peer));
     let connection = shared.next_conn.fetch_add(1, Ordering::SeqCst);
     let full = {
         let mut conns = lock(&shared.conns);
         let full = conns.len() >= shared.opts.max_connections;
         if !full {
             if let Ok(clone) = stream.try_clone() {
-                let info = ClientInfo { connection, peer, client: String::new(), user: String::new() };
+                let info = ClientInfo {
+                    connection,
+                    peer,
+                    address: origin.describe(),
+                    client: String::new(),
+                    user: String::new(),
+                };
                 conns.insert(connection, Conn { info, stream: clone });
             }
         }
@@ -270,10 +339,10 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
         let _ = send(&writer, &ServiceMessage::Refused { error });
         return;
     }
-    log::info!("connection {connection} from pid {} uid {} gid {}", peer.pid, peer.uid, peer.gid);
+    log::info!("connection {connection} from {}", origin.describe());
     let s = shared.clone();
     let spawned = std::thread::Builder::new().name(format!("ovm-conn-{connection}")).spawn(move || {
-        serve_connection(&s, connection, peer, &writer);
+        serve_connection(&s, connection, &origin, &writer);
         lock(&s.conns).remove(&connection);
         log::info!("connection {connection} closed");
     });
@@ -337,21 +406,25 @@ fn audit(shared: &Shared, user: &str, peer: &str, method: &str, summary: String,
 
 /// Who a hello makes the connection act as: the user its credentials authenticate, or without
 /// credentials the local superuser when the peer runs as the service's user or root.
-fn authenticate(
-    shared: &Shared,
-    peer: PeerCredentials,
-    credentials: Option<&Credentials>,
-) -> Result<Principal> {
-    let peer_name = peer.describe();
-    match credentials {
-        Some(c) => {
-            let accounts = shared.api.accounts().ok_or_else(|| Error::PermissionDenied {
-                reason: "this service has no accounts; connect as its user without credentials".into(),
-            })?;
-            let account = accounts.authenticate(c)?;
+fn authenticate(shared: &Shared, origin: &Origin, credentials: Option<&Credentials>) -> Result<Principal> {
+    let peer_name = origin.describe();
+    let no_accounts = || Error::PermissionDenied {
+        reason: "this service has no accounts; connect as its user without credentials".into(),
+    };
+    match (credentials, origin) {
+        (Some(c), _) => {
+            let account = shared.api.accounts().ok_or_else(no_accounts)?.authenticate(c)?;
             Ok(Principal { user: account.name, role: account.role, peer: peer_name })
         }
-        None => {
+        (None, Origin::Tls { certificate: Some(fp), .. }) => {
+            let account = shared.api.accounts().ok_or_else(no_accounts)?.account_by_certificate(fp)?;
+            Ok(Principal { user: account.name, role: account.role, peer: peer_name })
+        }
+        (None, Origin::Tls { certificate: None, .. }) => Err(Error::PermissionDenied {
+            reason: "a TLS client must authenticate: a user and its password, or a registered certificate"
+                .into(),
+        }),
+        (None, Origin::Unix(peer)) => {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let own = unsafe { libc::geteuid() };
             if shared.opts.trust_local_peers && (peer.uid == 0 || peer.uid == own) {
@@ -369,10 +442,19 @@ fn authenticate(
     }
 }
 
+/// Who a connection without credentials claims to be, for the audit log.
+fn claimed_by(origin: &Origin) -> String {
+    match origin {
+        Origin::Unix(p) => format!("uid:{}", p.uid),
+        Origin::Tls { certificate: Some(fp), .. } => format!("certificate:{fp}"),
+        Origin::Tls { certificate: None, .. } => "anonymous".into(),
+    }
+}
+
 fn hello(
     shared: &Shared,
     connection: u64,
-    peer: PeerCredentials,
+    origin: &Origin,
     writer: &Mutex<UnixStream>,
     reader: &mut UnixStream,
 ) -> Option<Principal> {
@@ -395,15 +477,14 @@ fn hello(
                     ),
                 });
             };
-            let principal = match authenticate(shared, peer, credentials.as_ref()) {
+            let principal = match authenticate(shared, origin, credentials.as_ref()) {
                 Ok(p) => p,
                 Err(error) => {
-                    let claimed =
-                        credentials.as_ref().map_or_else(|| format!("uid:{}", peer.uid), |c| c.user.clone());
-                    let claimed: String = claimed.chars().take(64).collect();
+                    let claimed = credentials.as_ref().map_or_else(|| claimed_by(origin), |c| c.user.clone());
+                    let claimed: String = claimed.chars().take(128).collect();
                     log::warn!("connection {connection}: refused {claimed}: {error}");
                     let outcome = AuditOutcome::Refused { reason: error.to_string() };
-                    audit(shared, &claimed, &peer.describe(), "hello", String::new(), outcome);
+                    audit(shared, &claimed, &origin.describe(), "hello", String::new(), outcome);
                     return refuse(error);
                 }
             };
@@ -425,14 +506,9 @@ fn too_large(n: usize) -> Error {
     Error::invalid("frame", format!("{n} bytes is over the limit of {} bytes", frame::MAX_FRAME))
 }
 
-fn serve_connection(
-    shared: &Arc<Shared>,
-    connection: u64,
-    peer: PeerCredentials,
-    writer: &Arc<Mutex<UnixStream>>,
-) {
+fn serve_connection(shared: &Arc<Shared>, connection: u64, origin: &Origin, writer: &Arc<Mutex<UnixStream>>) {
     let Ok(mut reader) = lock(writer).try_clone() else { return };
-    let Some(principal) = hello(shared, connection, peer, writer, &mut reader) else { return };
+    let Some(principal) = hello(shared, connection, origin, writer, &mut reader) else { return };
     let principal = Arc::new(principal);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let subscriptions: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();

@@ -584,4 +584,38 @@ mod tests {
         assert_eq!(s.meta("application").unwrap().as_deref(), Some("ovm"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A version-1 database (before accounts) is read by reports only once a manager upgraded it,
+    /// and the upgrade keeps what it held and adds the accounts and the audit log.
+    #[test]
+    fn a_version_1_database_gains_accounts_and_an_audit_log() {
+        let dir = std::env::temp_dir().join(format!("ovm-sqlite-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute("INSERT INTO meta(key, value) VALUES ('application', 'ovm'), ('manager_id', 'm1')", [])
+                .unwrap();
+            c.pragma_update(None, "user_version", 1u32).unwrap();
+        }
+        assert_eq!(SqliteStore::open_read_only(&path).unwrap_err().kind(), crate::ErrorKind::Database);
+        let mut s = SqliteStore::open(&path, Durability::Normal).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.meta("manager_id").unwrap().as_deref(), Some("m1"));
+        assert!(s.users().unwrap().is_empty() && s.audit(&AuditFilter::default()).unwrap().is_empty());
+        let user = UserRecord {
+            name: "a".into(),
+            role: crate::remote::auth::Role::ReadOnly,
+            password_hash: None,
+            certificates: vec![],
+            created: 1,
+        };
+        s.put_user(&user).unwrap();
+        drop(s);
+        let ro = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(ro.users().unwrap(), vec![user]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
