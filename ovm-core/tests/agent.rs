@@ -943,3 +943,58 @@ fn the_agent_takes_and_gives_up_the_virtual_ip() {
     assert_eq!(raw.request(6, release).unwrap(), Reply::Done);
     assert_eq!(a.world.virtual_ip_holder(address), None);
 }
+
+#[test]
+fn with_a_sealing_key_the_managers_private_key_is_not_in_the_database_in_the_clear() {
+    use ovm_core::manager::sealing::SealingKey;
+    let a = TestAgent::start("sealed");
+    let (mgr, db) = manager("sealed");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let fp = mgr.certificate_fingerprint().unwrap();
+    mgr.close(Duration::from_secs(10)).unwrap();
+    drop(mgr);
+    let in_clear = |db: &Path| {
+        let mut bytes = std::fs::read(db).unwrap();
+        bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+        bytes.windows(11).any(|w| w == b"PRIVATE KEY")
+    };
+    assert!(in_clear(&db), "without a key the private key is stored as PEM");
+
+    let key = [0x5au8; 32];
+    let open = |key: Option<&[u8]>| {
+        let mut b = Manager::builder()
+            .database(ovm_core::manager::DatabaseLocation::File(db.clone()))
+            .recurring_jobs(false);
+        if let Some(k) = key {
+            b = b.sealing_key(SealingKey::from_bytes(k).unwrap());
+        }
+        b.open()
+    };
+    // Given a key, the manager encrypts the key it had in the clear, and is still the same manager
+    // to its agent.
+    let mgr = open(Some(&key)).unwrap();
+    assert_eq!(mgr.certificate_fingerprint().unwrap(), fp);
+    wait_until("the reconnection", 20, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    mgr.close(Duration::from_secs(10)).unwrap();
+    drop(mgr);
+    assert!(!in_clear(&db), "the private key is in the database file in the clear");
+
+    // Without the key, or with another, the manager does not open; nothing is changed.
+    assert_eq!(open(None).unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(open(Some(&[1u8; 32])).unwrap_err().kind(), ErrorKind::PermissionDenied);
+
+    // With it, after the restart, the manager talks to its agent: a VM runs there.
+    let mgr = open(Some(&key)).unwrap();
+    assert_eq!(mgr.certificate_fingerprint().unwrap(), fp);
+    wait_until("the reconnection", 20, || {
+        mgr.server(server).unwrap().power_state == ServerPowerState::Running
+    });
+    let mut spec = ovm_core::manager::VmSpec::new("sealed", VmConfig::default());
+    spec.server = Some(server);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    mgr.close(Duration::from_secs(10)).unwrap();
+}

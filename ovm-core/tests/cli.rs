@@ -739,3 +739,152 @@ fn json_output_follows_the_published_schema() {
     bad.as_object_mut().unwrap().remove("name");
     assert!(validate(&vm_schema, &vm_schema, &bad, "Vm").is_err());
 }
+
+/// `ovm ARGS` against `svc` with more environment variables.
+fn ovm_env(svc: &Service, args: &str, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(OVM);
+    c.args(args.split_whitespace())
+        .env("OVM_CONNECT", svc.uri())
+        .env_remove("OVM_USER")
+        .env_remove("OVM_PASSWORD");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn users_log_in_with_their_roles_and_the_audit_log_names_them() {
+    let denied = 10 + 17; // PermissionDenied
+    let mut svc = Service::start("users");
+    let add = ovm_env(&svc, "user add alice --role read-only", &[("OVM_PASSWORD", "alice-password")]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    // No password to be had: refused, typed, and nothing created.
+    let no_pw = ovm_env(&svc, "user add bob --role operator", &[]);
+    assert_eq!(no_pw.status.code(), Some(10 + 4), "{}", String::from_utf8_lossy(&no_pw.stderr));
+    let users = svc.ok("user list");
+    assert!(users.contains("alice") && users.contains("read-only") && !users.contains("bob"), "{users}");
+
+    let alice = [("OVM_USER", "alice"), ("OVM_PASSWORD", "alice-password")];
+    let listed = ovm_env(&svc, "pool list", &alice);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let create = ovm_env(&svc, "pool create p1", &alice);
+    assert_eq!(create.status.code(), Some(denied), "{}", String::from_utf8_lossy(&create.stderr));
+    let wrong = ovm_env(&svc, "pool list", &[("OVM_USER", "alice"), ("OVM_PASSWORD", "guess-guess")]);
+    assert_eq!(wrong.status.code(), Some(denied));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("permission denied"));
+    assert!(!svc.ok("pool list").contains("p1"));
+
+    let log = json(&svc.ok("--json audit list"));
+    let rows: Vec<(String, String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            let outcome = e["outcome"].as_str().map_or_else(
+                || e["outcome"].as_object().unwrap().keys().next().unwrap().clone(),
+                str::to_owned,
+            );
+            (e["user"].as_str().unwrap().to_owned(), e["method"].as_str().unwrap().to_owned(), outcome)
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0].0.starts_with("local:") && rows[0].1 == "create_user" && rows[0].2 == "Ok", "{rows:?}");
+    assert_eq!(rows[1], ("alice".into(), "create_pool".into(), "Refused".into()));
+    assert_eq!(rows[2], ("alice".into(), "hello".into(), "Refused".into()));
+    assert!(!log.to_string().contains("alice-password"));
+    let table = svc.ok("audit list --refused");
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // A read-only user cannot read the audit log.
+    assert_eq!(ovm_env(&svc, "audit list", &alice).status.code(), Some(denied));
+    let (status, _) = svc.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn a_key_file_keeps_the_managers_key_encrypted_and_is_needed_to_open_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut svc = Service::start_with("keyfile", |dir| {
+        let key = dir.join("manager.key");
+        std::fs::write(&key, "5a".repeat(32)).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        vec!["--key-file".into(), key.display().to_string()]
+    });
+    let key = svc.dir.join("manager.key");
+    svc.ok("pool create p1");
+    let (status, _) = svc.terminate();
+    assert!(status.success());
+    let db = std::fs::read(svc.dir.join("m.db")).unwrap();
+    assert!(!db.windows(11).any(|w| w == b"PRIVATE KEY"), "the private key is in the database in the clear");
+    let db_arg = svc.dir.join("m.db");
+    let without = Command::new(OVM)
+        .arg("--db")
+        .arg(&db_arg)
+        .args(["pool", "list"])
+        .env_remove("OVM_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(10 + 17), "{}", String::from_utf8_lossy(&without.stderr));
+    let with = Command::new(OVM)
+        .arg("--db")
+        .arg(&db_arg)
+        .arg("--key-file")
+        .arg(&key)
+        .args(["pool", "list"])
+        .output()
+        .unwrap();
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    assert!(String::from_utf8_lossy(&with.stdout).contains("p1"));
+    // A key file others may read is refused.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = Command::new(OVM)
+        .arg("--db")
+        .arg(&db_arg)
+        .arg("--key-file")
+        .arg(&key)
+        .args(["pool", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(loose.status.code(), Some(10 + 4));
+}
+
+#[test]
+fn users_log_in_over_tls_with_the_services_certificate_pinned() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut svc = Service::start_with("tls", |_| vec!["--listen".into(), format!("127.0.0.1:{port}")]);
+    let kept = std::fs::read_to_string(svc.dir.join("m.tls.json")).unwrap();
+    let identity: ovm_core::agent::tls::Identity = serde_json::from_str(&kept).unwrap();
+    let fp = identity.fingerprint().unwrap();
+    let add = ovm_env(&svc, "user add alice --role operator", &[("OVM_PASSWORD", "alice-password")]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let tls = |args: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new(OVM);
+        c.args(args.split_whitespace())
+            .env("OVM_CONNECT", format!("ovm+tls://127.0.0.1:{port}"))
+            .env_remove("OVM_USER")
+            .env_remove("OVM_PASSWORD")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let alice = [("OVM_USER", "alice"), ("OVM_PASSWORD", "alice-password")];
+    let pinned = format!("--tls-fingerprint {fp} pool create p1");
+    let created = tls(&pinned, &alice);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(svc.ok("pool list").contains("p1"));
+    // Without a user, with a wrong password, or with another certificate pinned: refused.
+    assert_eq!(tls(&format!("--tls-fingerprint {fp} pool list"), &[]).status.code(), Some(10 + 17));
+    let wrong = [("OVM_USER", "alice"), ("OVM_PASSWORD", "not-alices")];
+    assert_eq!(tls(&format!("--tls-fingerprint {fp} pool list"), &wrong).status.code(), Some(10 + 17));
+    let other = format!("--tls-fingerprint sha256:{} pool list", "ab".repeat(32));
+    assert_eq!(tls(&other, &alice).status.code(), Some(10 + 17));
+    // Without a fingerprint the address is refused before anything is sent.
+    assert_eq!(tls("pool list", &alice).status.code(), Some(10 + 4));
+    let (status, _) = svc.terminate();
+    assert!(status.success());
+    // The certificate is kept for the next start.
+    assert_eq!(std::fs::read_to_string(svc.dir.join("m.tls.json")).unwrap(), kept);
+}

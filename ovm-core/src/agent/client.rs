@@ -271,7 +271,7 @@ impl Driver for AgentDriver {
 
     fn attach(&self, ctx: DriverContext) -> Result<()> {
         let st = ctx.state;
-        match st.get(IDENTITY_KEY)? {
+        match st.get_secret(IDENTITY_KEY)? {
             Some(s) => {
                 let id: Identity = serde_json::from_str(&s)?;
                 id.validate()?;
@@ -282,7 +282,7 @@ impl Driver for AgentDriver {
                     Some(id) => id.clone(),
                     None => Arc::new(Identity::generate(&format!("ovm-manager-{}", ctx.manager_id))?),
                 };
-                st.put(IDENTITY_KEY, &serde_json::to_string(&*id)?)?;
+                st.put_secret(IDENTITY_KEY, &serde_json::to_string(&*id)?)?;
                 let _ = self.identity.set(id);
             }
         }

@@ -105,7 +105,19 @@ pub fn server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>> {
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(AnyClientCert { algs: algorithms() }))
+        .with_client_cert_verifier(Arc::new(AnyClientCert { algs: algorithms(), mandatory: true }))
+        .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
+        .map_err(|e| Error::invalid("identity", e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// A server configuration where a client certificate is asked for but optional (any self-signed one
+/// that proves possession of its key; the server decides by fingerprint): the manager service's.
+pub fn server_config_optional_client_cert(identity: &Identity) -> Result<Arc<rustls::ServerConfig>> {
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(AnyClientCert { algs: algorithms(), mandatory: false }))
         .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
         .map_err(|e| Error::invalid("identity", e.to_string()))?;
     Ok(Arc::new(cfg))
@@ -181,9 +193,14 @@ pub fn server_name(host: &str) -> ServerName<'static> {
 #[derive(Debug)]
 struct AnyClientCert {
     algs: WebPkiSupportedAlgorithms,
+    mandatory: bool,
 }
 
 impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }

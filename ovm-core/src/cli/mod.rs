@@ -12,6 +12,7 @@ pub mod schema;
 mod serve;
 mod storage;
 pub mod table;
+mod users;
 
 pub use storage::{DiskCmd, NetworkCmd, RepoCmd, StorageCmd, TemplateCmd};
 
@@ -57,6 +58,18 @@ pub struct Cli {
     /// Use the manager service at URI, e.g. ovm+unix:///run/ovm/manager.sock.
     #[arg(long, global = true, value_name = "URI", env = "OVM_CONNECT")]
     pub connect: Option<String>,
+    /// With --connect: act as this user of the service; the password comes from OVM_PASSWORD or a
+    /// prompt. Without it, the service admits only its own user and root.
+    #[arg(long, global = true, value_name = "NAME", env = "OVM_USER")]
+    pub user: Option<String>,
+    /// With an ovm+tls:// address: the SHA-256 fingerprint of the service's certificate (ovm serve
+    /// prints it).
+    #[arg(long, global = true, value_name = "FINGERPRINT", env = "OVM_TLS_FINGERPRINT")]
+    pub tls_fingerprint: Option<String>,
+    /// The key the manager's private key is encrypted with at rest (64 hex digits or 32 bytes, a
+    /// file only its owner reads), for ovm serve and --db.
+    #[arg(long, global = true, value_name = "PATH", env = "OVM_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,6 +113,12 @@ pub enum Command {
     /// Events.
     #[command(subcommand)]
     Event(EventCmd),
+    /// Accounts of the manager service.
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// The manager service's audit log.
+    #[command(subcommand)]
+    Audit(users::AuditCmd),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -462,10 +481,30 @@ fn open(cli: &Cli) -> Result<(Arc<dyn ManagerApi>, Option<Manager>)> {
         (Some(db), _) if cli.read_only => Ok((Arc::new(crate::remote::ReadOnlyManager::open(db)?), None)),
         (Some(db), _) => {
             let location = crate::manager::DatabaseLocation::File(db.clone());
-            let mgr = Manager::builder().recurring_jobs(false).database(location).open()?;
+            let mut b = Manager::builder().recurring_jobs(false).database(location);
+            if let Some(key) = users::sealing_key(cli.key_file.as_deref())? {
+                b = b.sealing_key(key);
+            }
+            let mgr = b.open()?;
             Ok((Arc::new(mgr.clone()), Some(mgr)))
         }
-        (None, Some(uri)) => Ok((Arc::new(Manager::connect(uri)?), None)),
+        (None, Some(uri)) => {
+            let creds = match &cli.user {
+                Some(user) => {
+                    let pw = users::password(&format!("Password of {user}"), false)?;
+                    Some(crate::remote::Credentials::new(user.clone(), pw))
+                }
+                None => None,
+            };
+            let remote = match &cli.tls_fingerprint {
+                Some(pin) if uri.trim().starts_with("ovm+tls://") => {
+                    let tls = crate::remote::TlsClient { pin: pin.clone(), identity: None };
+                    crate::remote::RemoteManager::connect_tls(uri, &tls, creds)?
+                }
+                _ => crate::remote::RemoteManager::connect_as(uri, creds)?,
+            };
+            Ok((Arc::new(remote), None))
+        }
         (None, None) => Err(Error::invalid(
             "manager",
             "say which manager: --db PATH, or --connect URI (or set OVM_CONNECT)",
@@ -476,7 +515,7 @@ fn open(cli: &Cli) -> Result<(Arc<dyn ManagerApi>, Option<Manager>)> {
 /// Runs one parsed command, appending what it prints to `out`.
 pub fn run(cli: &Cli, out: &mut String) -> Result<()> {
     match &cli.command {
-        Command::Serve(args) => return serve::run(args, cli.db.as_deref()),
+        Command::Serve(args) => return serve::run(args, cli.db.as_deref(), cli.key_file.as_deref()),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ovm", &mut buf);
@@ -703,6 +742,8 @@ impl Ctx<'_> {
                 EventCmd::Ack { event, wait } => self.job(api.acknowledge_event(*event), wait),
                 EventCmd::Watch { from, count } => self.watch(*from, *count),
             },
+            Command::User(c) => self.user(c),
+            Command::Audit(c) => self.audit(c),
             Command::Serve(_) | Command::Completions { .. } | Command::Man | Command::Schema { .. } => {
                 Err(Error::Internal { message: "handled before a manager is opened".into() })
             }

@@ -25,6 +25,14 @@ pub struct ServeArgs {
     /// A settings file (JSON, e.g. {"log_level": "info"}), read at start and again on SIGHUP.
     #[arg(long, value_name = "PATH")]
     pub settings: Option<PathBuf>,
+    /// Also serve over TLS on ADDRESS:PORT (clients log in as users: password or a registered
+    /// client certificate).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub listen: Option<String>,
+    /// The TLS certificate and key (JSON, mode 0600): generated there the first time (default: the
+    /// database's path with the extension tls.json).
+    #[arg(long, value_name = "PATH", requires = "listen")]
+    pub tls_identity: Option<PathBuf>,
     /// For tests and demonstrations: an NFS export of the simulated world (`sim://` servers),
     /// HOST:/EXPORT, 1 TiB; may be repeated.
     #[arg(long, value_name = "HOST:/EXPORT", value_parser = parse_sim_export)]
@@ -117,17 +125,35 @@ fn install_handlers() {
 }
 
 /// Runs the service until SIGTERM or SIGINT.
-pub fn run(args: &ServeArgs, db: Option<&Path>) -> Result<()> {
+pub fn run(args: &ServeArgs, db: Option<&Path>, key_file: Option<&Path>) -> Result<()> {
     let db = db.ok_or_else(|| Error::invalid("db", "ovm serve needs --db PATH"))?;
     let level = read_settings(args.settings.as_deref())?;
     let _ = log::set_logger(&StderrLog);
     log::set_max_level(level);
     install_handlers();
-    let mgr = Manager::open(db)?;
+    let mut builder = Manager::builder().database(crate::manager::DatabaseLocation::File(db.to_path_buf()));
+    if let Some(key) = super::users::sealing_key(key_file)? {
+        builder = builder.sealing_key(key);
+    }
+    let mgr = builder.open()?;
     for (host, export) in &args.sim_nfs_export {
         mgr.sim().add_nfs_export(host, export, 1 << 40);
     }
-    let opts = ServiceOptions { mode: args.mode, ..ServiceOptions::default() };
+    let tls = match &args.listen {
+        None => None,
+        Some(address) => {
+            let path = args.tls_identity.clone().unwrap_or_else(|| db.with_extension("tls.json"));
+            match super::users::tls_identity(&path, mgr.id()) {
+                Ok(identity) => Some(crate::remote::TlsListen { address: address.clone(), identity }),
+                Err(e) => {
+                    mgr.close(Duration::from_secs(args.shutdown_timeout))?;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let fingerprint = tls.as_ref().map(|t| t.identity.fingerprint()).transpose()?;
+    let opts = ServiceOptions { mode: args.mode, tls, ..ServiceOptions::default() };
     let service = match Service::bind(Arc::new(mgr.clone()), &args.socket, opts) {
         Ok(s) => s,
         Err(e) => {
@@ -136,6 +162,9 @@ pub fn run(args: &ServeArgs, db: Option<&Path>) -> Result<()> {
         }
     };
     eprintln!("ovm: manager {} serving {} on {}", mgr.id(), db.display(), args.socket.display());
+    if let (Some(address), Some(fp)) = (service.tls_address(), fingerprint) {
+        eprintln!("ovm: and over TLS on {address}, certificate {fp}");
+    }
     let mut reloads = RELOADS.load(Ordering::SeqCst);
     while !TERMINATE.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));

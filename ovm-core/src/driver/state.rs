@@ -17,6 +17,15 @@ pub trait DriverState: Send + Sync + fmt::Debug {
     fn delete(&self, key: &str) -> Result<()>;
     /// Every key starting with `prefix`, with its value, by key.
     fn list(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// The value of a secret (such as a private key): as [`DriverState::get`], decrypted when the
+    /// manager keeps secrets encrypted at rest ([`crate::ManagerBuilder::sealing_key`]).
+    fn get_secret(&self, key: &str) -> Result<Option<String>> {
+        self.get(key)
+    }
+    /// Set a secret: as [`DriverState::put`], encrypted when the manager has a sealing key.
+    fn put_secret(&self, key: &str, value: &str) -> Result<()> {
+        self.put(key, value)
+    }
 }
 
 /// What the manager hands a driver when it opens.

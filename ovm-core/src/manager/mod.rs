@@ -26,6 +26,7 @@ mod network;
 mod pools;
 pub mod query;
 mod recurring;
+pub mod sealing;
 mod servers;
 mod storage;
 mod vms;
@@ -107,6 +108,7 @@ pub struct ManagerBuilder {
     recurring: bool,
     clock: Arc<dyn Clock>,
     store: Option<Box<dyn Store>>,
+    sealing: Option<Arc<sealing::SealingKey>>,
 }
 
 impl ManagerBuilder {
@@ -121,7 +123,16 @@ impl ManagerBuilder {
             recurring: true,
             clock: Arc::new(SystemClock),
             store: None,
+            sealing: None,
         }
+    }
+
+    /// Keep the drivers' secrets (the manager's private key for its agents) encrypted at rest
+    /// with `key` (see [`sealing`]); secrets stored in the clear are encrypted when the manager
+    /// opens. A manager whose secrets are encrypted does not open without its key.
+    pub fn sealing_key(mut self, key: sealing::SealingKey) -> Self {
+        self.sealing = Some(Arc::new(key));
+        self
     }
 
     /// Use the database at `location`.
@@ -230,6 +241,8 @@ pub(crate) struct Inner {
     pub(crate) policy: Mutex<policies::PolicyMemory>,
     /// The out-of-band power controllers registered, by name.
     pub(crate) power_controllers: Mutex<Vec<Arc<dyn crate::driver::PowerController>>>,
+    /// The key the drivers' secrets are encrypted with at rest, if given.
+    pub(crate) sealing: Option<Arc<sealing::SealingKey>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -362,6 +375,7 @@ impl Manager {
             loads: Mutex::new(loads::Loads::default()),
             policy: Mutex::new(policies::PolicyMemory::default()),
             power_controllers: Mutex::new(Vec::new()),
+            sealing: b.sealing.clone(),
         });
         for d in &inner.drivers {
             let state = Arc::new(StoredDriverState { inner: Arc::downgrade(&inner), namespace: d.name() });
@@ -872,6 +886,31 @@ impl DriverState for StoredDriverState {
 
     fn delete(&self, key: &str) -> Result<()> {
         self.put(key, "")
+    }
+
+    fn get_secret(&self, key: &str) -> Result<Option<String>> {
+        let Some(value) = self.get(key)? else { return Ok(None) };
+        let name = self.key(key);
+        match (&self.manager()?.inner.sealing, sealing::is_sealed(&value)) {
+            (Some(k), true) => k.open(&name, &value).map(Some),
+            (None, true) => Err(Error::PermissionDenied {
+                reason: format!("{name} is encrypted at rest: open the manager with its key file"),
+            }),
+            (Some(_), false) => {
+                // Stored in the clear before a key was given: encrypt it now.
+                self.put_secret(key, &value)?;
+                log::info!("{name} is now encrypted at rest");
+                Ok(Some(value))
+            }
+            (None, false) => Ok(Some(value)),
+        }
+    }
+
+    fn put_secret(&self, key: &str, value: &str) -> Result<()> {
+        match &self.manager()?.inner.sealing {
+            Some(k) => self.put(key, &k.seal(&self.key(key), value)?),
+            None => self.put(key, value),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, String)>> {

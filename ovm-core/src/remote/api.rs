@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Account, Accounts, AuditEntry, AuditFilter, Role};
 use crate::driver::{ClusterStatus, NetworkConfig};
 use crate::manager::{
     BondSpec, CloneOptions, DiskFilter, FileServerSpec, Manager, MigrateOptions, NetworkApply, NetworkSpec,
@@ -138,6 +139,12 @@ macro_rules! remote_api {
             /// Subscribe to the change feed (see [`Manager::subscribe`]).
             fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>>;
 
+            /// The accounts and audit log a service checks callers against: a local [`Manager`]'s;
+            /// `None` for others (a service on them admits only local superusers).
+            fn accounts(&self) -> Option<&dyn Accounts> {
+                None
+            }
+
             /// Wait for a job to end, at most `timeout` (`None`: for as long as it runs), in waits
             /// of at most [`MAX_SERVICE_WAIT`]. Returns the record whatever the outcome;
             /// [`Error::Timeout`] if it still runs.
@@ -170,6 +177,10 @@ macro_rules! remote_api {
 
             fn subscribe_changes(&self, from: Option<u64>) -> Result<Box<dyn ChangeStream>> {
                 Ok(Box::new(self.subscribe(from)?))
+            }
+
+            fn accounts(&self) -> Option<&dyn Accounts> {
+                Some(self)
             }
         }
 
@@ -531,6 +542,23 @@ remote_api! {
     fn mac_range() -> MacRange = |m| Ok(m.mac_range());
     /// Set the MAC range (see [`Manager::set_mac_range`]).
     fn set_mac_range(range: MacRange) -> Job = |m| submitted(m.set_mac_range(range));
+
+    /// Create an account of the manager service (see [`Manager::create_user`]).
+    fn create_user(name: String, role: Role, password: Option<String>, certificates: Vec<String>) -> Account =
+        |m| m.create_user(&name, role, password.as_deref(), certificates);
+    /// The service's accounts, by name.
+    fn users() -> Vec<Account> = |m| m.users();
+    /// Delete an account.
+    fn delete_user(name: String) -> () = |m| m.delete_user(&name);
+    /// Set an account's password.
+    fn set_user_password(name: String, password: String) -> Account = |m| m.set_user_password(&name, &password);
+    /// Set an account's role.
+    fn set_user_role(name: String, role: Role) -> Account = |m| m.set_user_role(&name, role);
+    /// Set the client-certificate fingerprints that authenticate as an account.
+    fn set_user_certificates(name: String, certificates: Vec<String>) -> Account =
+        |m| m.set_user_certificates(&name, certificates);
+    /// The audit log, newest first.
+    fn audit_log(filter: AuditFilter) -> Vec<AuditEntry> = |m| m.audit_log(&filter);
 }
 
 impl Call {

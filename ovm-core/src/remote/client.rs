@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::api::{Call, ChangeStream};
+use super::auth::Credentials;
 use super::proto::{ClientMessage, ServiceMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::agent::proto::frame::{self, FrameError};
 use crate::model::Change;
@@ -21,6 +22,8 @@ use crate::{Error, Result};
 pub enum ServiceAddress {
     /// `ovm+unix:///run/ovm/manager.sock`: a Unix socket.
     Unix(PathBuf),
+    /// `ovm+tls://HOST:PORT`: TLS on a TCP port (see [`RemoteManager::connect_tls`]).
+    Tls(String),
 }
 
 impl ServiceAddress {
@@ -39,10 +42,18 @@ impl ServiceAddress {
             }
             return Ok(ServiceAddress::Unix(PathBuf::from(path)));
         }
-        if uri.starts_with("ovm+tls://") {
-            return Err(Error::Unsupported { what: "manager services over TLS (use ovm+unix://)".into() });
+        if let Some(hostport) = uri.strip_prefix("ovm+tls://") {
+            let hostport = hostport.trim_end_matches('/');
+            let port = hostport.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
+                return Err(Error::invalid("uri", format!("{uri:?}: a TLS address is ovm+tls://HOST:PORT")));
+            }
+            return Ok(ServiceAddress::Tls(hostport.to_owned()));
         }
-        Err(Error::invalid("uri", format!("{uri:?} is not a manager service address (ovm+unix:///PATH)")))
+        Err(Error::invalid(
+            "uri",
+            format!("{uri:?} is not a manager service address (ovm+unix:///PATH or ovm+tls://HOST:PORT)"),
+        ))
     }
 }
 
@@ -100,11 +111,29 @@ fn lost(e: impl std::fmt::Display) -> Error {
 }
 
 impl RemoteManager {
-    /// Connects to the service at `uri` (see [`ServiceAddress::parse`]) and says hello.
+    /// Connects to the service at `uri` (see [`ServiceAddress::parse`]) and says hello, without
+    /// credentials: the service admits its own user and root as the local superuser.
     pub fn connect(uri: &str) -> Result<RemoteManager> {
+        Self::connect_as(uri, None)
+    }
+
+    /// Connects to the service at `uri` as the user `credentials` name; a wrong password, or a
+    /// call above the user's role, is [`Error::PermissionDenied`].
+    pub fn connect_with(uri: &str, credentials: Credentials) -> Result<RemoteManager> {
+        Self::connect_as(uri, Some(credentials))
+    }
+
+    /// Connects with credentials, or without.
+    pub fn connect_as(uri: &str, credentials: Option<Credentials>) -> Result<RemoteManager> {
         let address = ServiceAddress::parse(uri)?;
-        let ServiceAddress::Unix(path) = &address;
-        let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        let path = match &address {
+            ServiceAddress::Unix(path) => path,
+            ServiceAddress::Tls(_) => return Err(Error::invalid(
+                "uri",
+                "a TLS service needs its certificate's fingerprint: use connect_tls (ovm: --tls-fingerprint)",
+            )),
+        };
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 Error::PermissionDenied { reason: format!("cannot connect to {}: {e}", path.display()) }
             }
@@ -112,10 +141,35 @@ impl RemoteManager {
                 Error::Backend { server: path.display().to_string(), message: format!("cannot connect: {e}") }
             }
         })?;
+        Self::handshake(stream, address, credentials)
+    }
+
+    /// Connects to the service at `ovm+tls://HOST:PORT`, whose certificate must have the fingerprint
+    /// `tls.pin`; the client authenticates with `credentials`, or with `tls.identity`'s certificate
+    /// if it is registered to a user. Either refused is [`Error::PermissionDenied`].
+    pub fn connect_tls(
+        uri: &str,
+        tls: &super::TlsClient,
+        credentials: Option<Credentials>,
+    ) -> Result<RemoteManager> {
+        let address = ServiceAddress::parse(uri)?;
+        let ServiceAddress::Tls(hostport) = &address else {
+            return Err(Error::invalid("uri", format!("{uri:?} is not a TLS address (ovm+tls://HOST:PORT)")));
+        };
+        let stream = super::tls::connect(hostport, tls)?;
+        Self::handshake(stream, address, credentials)
+    }
+
+    fn handshake(
+        mut stream: UnixStream,
+        address: ServiceAddress,
+        credentials: Option<Credentials>,
+    ) -> Result<RemoteManager> {
         let hello = ClientMessage::Hello {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             client: format!("ovm {}", env!("CARGO_PKG_VERSION")),
+            credentials,
         };
         frame::write_frame_blocking(&mut stream, &frame::encode(&hello)?).map_err(lost)?;
         let mut buf = Vec::new();
@@ -311,7 +365,18 @@ mod tests {
             ServiceAddress::parse("ovm+unix://run/x").unwrap_err().kind(),
             crate::ErrorKind::InvalidArgument
         );
-        assert_eq!(ServiceAddress::parse("ovm+tls://h:1").unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        assert_eq!(ServiceAddress::parse("ovm+tls://h:1").unwrap(), ServiceAddress::Tls("h:1".into()));
+        assert_eq!(
+            ServiceAddress::parse("ovm+tls://[::1]:7443").unwrap(),
+            ServiceAddress::Tls("[::1]:7443".into())
+        );
+        for bad in ["ovm+tls://h", "ovm+tls://h:0", "ovm+tls://:5", "ovm+tls://h:x"] {
+            assert_eq!(
+                ServiceAddress::parse(bad).unwrap_err().kind(),
+                crate::ErrorKind::InvalidArgument,
+                "{bad}"
+            );
+        }
         assert_eq!(ServiceAddress::parse("/run/x").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
     }
 }

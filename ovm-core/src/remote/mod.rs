@@ -9,7 +9,10 @@
 //!
 //! Who may connect is who may open the socket file ([`ServiceOptions::mode`], `0600` by default);
 //! the service records each client's process, user and group ids as the kernel reports them
-//! ([`Service::clients`]).
+//! ([`Service::clients`]). A client running as the service's user or root is the local superuser;
+//! anyone else logs in as a user ([`Manager::connect_with`](crate::Manager::connect_with)), whose
+//! [`Role`] bounds the calls it may make ([`auth`]), and every refusal and every change is written
+//! to the audit log. A service may also listen over TLS ([`TlsListen`], [`RemoteManager::connect_tls`]).
 //!
 //! ```
 //! use ovm_core::remote::{ManagerApi, Service, ServiceOptions};
@@ -28,16 +31,20 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 mod client;
 pub mod proto;
 mod read_only;
 mod server;
+mod tls;
 mod workers;
 
 pub use api::{dispatch, Call, ChangeStream, ManagerApi, MAX_SERVICE_WAIT};
+pub use auth::{Access, Account, AuditEntry, AuditFilter, AuditOutcome, Credentials, Role};
 pub use client::{RemoteManager, RemoteSubscription, ServiceAddress};
 pub use read_only::ReadOnlyManager;
 pub use server::{peer_credentials, ClientInfo, PeerCredentials, Service, ServiceOptions};
+pub use tls::{TlsClient, TlsListen};
 
 impl crate::Manager {
     /// Connects to a manager service at `uri` (`ovm+unix:///run/ovm/manager.sock`); see
@@ -45,7 +52,14 @@ impl crate::Manager {
     pub fn connect(uri: &str) -> crate::Result<RemoteManager> {
         RemoteManager::connect(uri)
     }
+
+    /// Connects to a manager service at `uri` as a user (see [`RemoteManager::connect_with`]).
+    pub fn connect_with(uri: &str, credentials: Credentials) -> crate::Result<RemoteManager> {
+        RemoteManager::connect_with(uri, credentials)
+    }
 }
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agent::proto::frame::MAX_FRAME;
 
 use super::api::Call;
+use super::auth::Credentials;
 use crate::model::Change;
 use crate::Error;
 
@@ -38,6 +39,11 @@ pub enum ClientMessage {
         max_version: u32,
         /// What the client is (for the service's log), e.g. `ovm 0.1.0`.
         client: String,
+        /// The user to act as, and its password. Without them a Unix-socket peer running as the
+        /// service's user or root is the local superuser; anyone else is refused. Absent from the
+        /// encoding when not given, so a hello without them is the same as before they existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials: Option<Credentials>,
     },
     /// A call of the manager's API.
     Request {
@@ -129,8 +135,22 @@ mod tests {
         let id = JobId(uuid::Uuid::nil());
         let cases: Vec<(ClientMessage, &str)> = vec![
             (
-                ClientMessage::Hello { min_version: 1, max_version: 1, client: "t".into() },
+                ClientMessage::Hello {
+                    min_version: 1,
+                    max_version: 1,
+                    client: "t".into(),
+                    credentials: None,
+                },
                 r#"{"type":"hello","min_version":1,"max_version":1,"client":"t"}"#,
+            ),
+            (
+                ClientMessage::Hello {
+                    min_version: 1,
+                    max_version: 1,
+                    client: "t".into(),
+                    credentials: Some(Credentials::new("u", "p")),
+                },
+                r#"{"type":"hello","min_version":1,"max_version":1,"client":"t","credentials":{"user":"u","password":"p"}}"#,
             ),
             (
                 ClientMessage::Request { id: 3, call: Box::new(Call::abort_job { id }) },

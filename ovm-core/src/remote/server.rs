@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::api::{dispatch, ManagerApi};
+use super::auth::{summarize, AuditEntry, AuditOutcome, Credentials, Role};
 use super::proto::{negotiate, salvage_id, ClientMessage, ServiceMessage};
 use crate::agent::proto::frame::{self, FrameError};
 use crate::sync::lock;
@@ -30,6 +31,11 @@ pub struct ServiceOptions {
     pub max_in_flight: usize,
     /// How long a client has to say hello, and a write to a client may block (default 30 s).
     pub io_timeout: Duration,
+    /// Whether a peer running as the service's user or root, saying hello without credentials, is
+    /// the local superuser (default `true`). With `false` every client authenticates as a user.
+    pub trust_local_peers: bool,
+    /// Also listen for TLS clients (see [`super::TlsListen`]); none by default.
+    pub tls: Option<super::TlsListen>,
 }
 
 impl Default for ServiceOptions {
@@ -39,6 +45,8 @@ impl Default for ServiceOptions {
             max_connections: 64,
             max_in_flight: 32,
             io_timeout: Duration::from_secs(30),
+            trust_local_peers: true,
+            tls: None,
         }
     }
 }
@@ -59,10 +67,42 @@ pub struct PeerCredentials {
 pub struct ClientInfo {
     /// The connection's number (from 1, in accept order).
     pub connection: u64,
-    /// Who connected.
+    /// Who connected (for a TLS client: this process, which bridges the connection; see
+    /// `address`).
     pub peer: PeerCredentials,
+    /// The peer as the audit log names it: `unix:pid=…,uid=…,gid=…` or `tls:ADDRESS:PORT`.
+    pub address: String,
     /// What the client said it is in its hello (empty before the hello).
     pub client: String,
+    /// The user it acts as (`local:UID` for a local superuser; empty before the hello).
+    pub user: String,
+}
+
+/// Who a connection acts as, once its hello is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Principal {
+    user: String,
+    role: Role,
+    peer: String,
+}
+
+/// Where a connection comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// The Unix socket.
+    Unix(PeerCredentials),
+    /// The TLS listener, with the SHA-256 fingerprint of the client's certificate if it gave one.
+    Tls { address: std::net::SocketAddr, certificate: Option<String> },
+}
+
+impl Origin {
+    /// The peer as the audit log names it.
+    fn describe(&self) -> String {
+        match self {
+            Origin::Unix(p) => format!("unix:pid={},uid={},gid={}", p.pid, p.uid, p.gid),
+            Origin::Tls { address, .. } => format!("tls:{address}"),
+        }
+    }
 }
 
 struct Conn {
@@ -71,6 +111,7 @@ struct Conn {
 }
 
 struct Shared {
+    tls_stop: Arc<AtomicBool>,
     api: Arc<dyn ManagerApi>,
     manager_id: String,
     opts: ServiceOptions,
@@ -88,6 +129,8 @@ pub struct Service {
     path: PathBuf,
     shared: Arc<Shared>,
     accept: Mutex<Option<JoinHandle<()>>>,
+    tls: Mutex<Option<JoinHandle<()>>>,
+    tls_address: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Service {
@@ -161,6 +204,7 @@ impl Service {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            tls_stop: Arc::new(AtomicBool::new(false)),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -168,7 +212,38 @@ impl Service {
             .spawn(move || accept_loop(&s, &listener))
             .map_err(|e| Error::Internal { message: format!("cannot start the service thread: {e}") })?;
         log::info!("manager {} serving on {}", shared.manager_id, path.display());
-        Ok(Service { path, shared, accept: Mutex::new(Some(accept)) })
+        let mut service = Service {
+            path,
+            shared,
+            accept: Mutex::new(Some(accept)),
+            tls: Mutex::new(None),
+            tls_address: None,
+        };
+        if let Some(listen) = service.shared.opts.tls.clone() {
+            let s = service.shared.clone();
+            let admit_tls = move |stream: UnixStream, peer: super::tls::TlsPeer| {
+                let origin = Origin::Tls { address: peer.address, certificate: peer.certificate };
+                admit_from(&s, stream, Some(origin));
+            };
+            let stop = service.shared.tls_stop.clone();
+            match super::tls::listen(&listen, stop, service.shared.opts.io_timeout, admit_tls) {
+                Ok((address, thread)) => {
+                    log::info!("manager {} serving TLS on {address}", service.shared.manager_id);
+                    service.tls_address = Some(address);
+                    *lock(&service.tls) = Some(thread);
+                }
+                Err(e) => {
+                    service.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(service)
+    }
+
+    /// The address the TLS listener is bound to, if there is one.
+    pub fn tls_address(&self) -> Option<std::net::SocketAddr> {
+        self.tls_address
     }
 
     /// The socket's path.
@@ -187,6 +262,10 @@ impl Service {
     /// and remove the socket file. Idempotent.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.tls_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = lock(&self.tls).take() {
+            let _ = t.join();
+        }
         if let Some(t) = lock(&self.accept).take() {
             let _ = t.join();
             let _ = std::fs::remove_file(&self.path);
@@ -218,6 +297,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
 }
 
 fn admit(shared: &Arc<Shared>, stream: UnixStream) {
+    admit_from(shared, stream, None);
+}
+
+/// Serves a connection from `origin` (`None`: the Unix socket, whose peer the kernel names).
+fn admit_from(shared: &Arc<Shared>, stream: UnixStream, origin: Option<Origin>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(shared.opts.io_timeout));
     let peer = match peer_credentials(&stream) {
@@ -227,13 +311,20 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
             return;
         }
     };
+    let origin = origin.unwrap_or(Origin::Unix(peer));
     let connection = shared.next_conn.fetch_add(1, Ordering::SeqCst);
     let full = {
         let mut conns = lock(&shared.conns);
         let full = conns.len() >= shared.opts.max_connections;
         if !full {
             if let Ok(clone) = stream.try_clone() {
-                let info = ClientInfo { connection, peer, client: String::new() };
+                let info = ClientInfo {
+                    connection,
+                    peer,
+                    address: origin.describe(),
+                    client: String::new(),
+                    user: String::new(),
+                };
                 conns.insert(connection, Conn { info, stream: clone });
             }
         }
@@ -248,10 +339,10 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
         let _ = send(&writer, &ServiceMessage::Refused { error });
         return;
     }
-    log::info!("connection {connection} from pid {} uid {} gid {}", peer.pid, peer.uid, peer.gid);
+    log::info!("connection {connection} from {}", origin.describe());
     let s = shared.clone();
     let spawned = std::thread::Builder::new().name(format!("ovm-conn-{connection}")).spawn(move || {
-        serve_connection(&s, connection, &writer);
+        serve_connection(&s, connection, &origin, &writer);
         lock(&s.conns).remove(&connection);
         log::info!("connection {connection} closed");
     });
@@ -296,17 +387,87 @@ impl Drop for InFlight {
     }
 }
 
-fn hello(shared: &Shared, connection: u64, writer: &Mutex<UnixStream>, reader: &mut UnixStream) -> bool {
+/// Records an audit entry; a failure to record is logged (the call's outcome stands).
+fn audit(shared: &Shared, user: &str, peer: &str, method: &str, summary: String, outcome: AuditOutcome) {
+    let Some(accounts) = shared.api.accounts() else { return };
+    let entry = AuditEntry {
+        id: 0,
+        at: 0,
+        user: user.to_owned(),
+        peer: peer.to_owned(),
+        method: method.to_owned(),
+        summary,
+        outcome,
+    };
+    if let Err(e) = accounts.record_audit(entry) {
+        log::warn!("cannot record {method} by {user} in the audit log: {e}");
+    }
+}
+
+/// Who a hello makes the connection act as: the user its credentials authenticate, or without
+/// credentials the local superuser when the peer runs as the service's user or root.
+fn authenticate(shared: &Shared, origin: &Origin, credentials: Option<&Credentials>) -> Result<Principal> {
+    let peer_name = origin.describe();
+    let no_accounts = || Error::PermissionDenied {
+        reason: "this service has no accounts; connect as its user without credentials".into(),
+    };
+    match (credentials, origin) {
+        (Some(c), _) => {
+            let account = shared.api.accounts().ok_or_else(no_accounts)?.authenticate(c)?;
+            Ok(Principal { user: account.name, role: account.role, peer: peer_name })
+        }
+        (None, Origin::Tls { certificate: Some(fp), .. }) => {
+            let account = shared.api.accounts().ok_or_else(no_accounts)?.account_by_certificate(fp)?;
+            Ok(Principal { user: account.name, role: account.role, peer: peer_name })
+        }
+        (None, Origin::Tls { certificate: None, .. }) => Err(Error::PermissionDenied {
+            reason: "a TLS client must authenticate: a user and its password, or a registered certificate"
+                .into(),
+        }),
+        (None, Origin::Unix(peer)) => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let own = unsafe { libc::geteuid() };
+            if shared.opts.trust_local_peers && (peer.uid == 0 || peer.uid == own) {
+                Ok(Principal {
+                    user: format!("local:{}", peer.uid),
+                    role: Role::Administrator,
+                    peer: peer_name,
+                })
+            } else {
+                Err(Error::PermissionDenied {
+                    reason: format!("uid {} must authenticate: give a user and its password", peer.uid),
+                })
+            }
+        }
+    }
+}
+
+/// Who a connection without credentials claims to be, for the audit log.
+fn claimed_by(origin: &Origin) -> String {
+    match origin {
+        Origin::Unix(p) => format!("uid:{}", p.uid),
+        Origin::Tls { certificate: Some(fp), .. } => format!("certificate:{fp}"),
+        Origin::Tls { certificate: None, .. } => "anonymous".into(),
+    }
+}
+
+fn hello(
+    shared: &Shared,
+    connection: u64,
+    origin: &Origin,
+    writer: &Mutex<UnixStream>,
+    reader: &mut UnixStream,
+) -> Option<Principal> {
     let _ = reader.set_read_timeout(Some(shared.opts.io_timeout));
     let mut buf = Vec::new();
     let first = frame::read_frame_blocking(reader, &mut buf);
     let _ = reader.set_read_timeout(None);
     let refuse = |error| {
         let _ = send(writer, &ServiceMessage::Refused { error });
-        false
+        None
     };
     match first.map(|()| frame::decode::<ClientMessage>(&buf)) {
-        Ok(Ok(ClientMessage::Hello { min_version, max_version, client })) => {
+        Ok(Ok(ClientMessage::Hello { min_version, max_version, client, credentials })) => {
             let Some(version) = negotiate(min_version, max_version) else {
                 return refuse(Error::Unsupported {
                     what: format!(
@@ -316,15 +477,28 @@ fn hello(shared: &Shared, connection: u64, writer: &Mutex<UnixStream>, reader: &
                     ),
                 });
             };
+            let principal = match authenticate(shared, origin, credentials.as_ref()) {
+                Ok(p) => p,
+                Err(error) => {
+                    let claimed = credentials.as_ref().map_or_else(|| claimed_by(origin), |c| c.user.clone());
+                    let claimed: String = claimed.chars().take(128).collect();
+                    log::warn!("connection {connection}: refused {claimed}: {error}");
+                    let outcome = AuditOutcome::Refused { reason: error.to_string() };
+                    audit(shared, &claimed, &origin.describe(), "hello", String::new(), outcome);
+                    return refuse(error);
+                }
+            };
             if let Some(c) = lock(&shared.conns).get_mut(&connection) {
                 c.info.client = client.chars().take(128).collect();
+                c.info.user = principal.user.clone();
             }
-            send(writer, &ServiceMessage::Welcome { version, manager_id: shared.manager_id.clone() }).is_ok()
+            let welcome = ServiceMessage::Welcome { version, manager_id: shared.manager_id.clone() };
+            send(writer, &welcome).is_ok().then_some(principal)
         }
         Ok(Ok(_)) => refuse(Error::invalid("message", "the first message must be a hello")),
         Ok(Err(e)) => refuse(Error::invalid("message", e)),
         Err(FrameError::TooLarge(n)) => refuse(too_large(n)),
-        Err(_) => false,
+        Err(_) => None,
     }
 }
 
@@ -332,11 +506,10 @@ fn too_large(n: usize) -> Error {
     Error::invalid("frame", format!("{n} bytes is over the limit of {} bytes", frame::MAX_FRAME))
 }
 
-fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<UnixStream>>) {
+fn serve_connection(shared: &Arc<Shared>, connection: u64, origin: &Origin, writer: &Arc<Mutex<UnixStream>>) {
     let Ok(mut reader) = lock(writer).try_clone() else { return };
-    if !hello(shared, connection, writer, &mut reader) {
-        return;
-    }
+    let Some(principal) = hello(shared, connection, origin, writer, &mut reader) else { return };
+    let principal = Arc::new(principal);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let subscriptions: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();
     let mut buf = Vec::new();
@@ -368,20 +541,45 @@ fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<Un
                 },
             ),
             ClientMessage::Request { id, call } => {
-                match InFlight::take(&in_flight, shared.opts.max_in_flight) {
-                    None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
-                    Some(slot) if call.answers_at_once() => {
-                        let result = dispatch(&*shared.api, *call);
-                        drop(slot);
-                        send(writer, &ServiceMessage::Response { id, result })
-                    }
-                    Some(slot) => {
-                        let (s, w) = (shared.clone(), writer.clone());
-                        spawn_or_answer(writer, id, move || {
-                            let result = dispatch(&*s.api, call.bounded());
-                            let _ = send(&w, &ServiceMessage::Response { id, result });
+                let access = call.access();
+                if !principal.role.allows(access) {
+                    let error = Error::PermissionDenied {
+                        reason: format!(
+                            "{} needs the {:?} role; {} is {:?}",
+                            call.method(),
+                            Role::needed_for(access),
+                            principal.user,
+                            principal.role
+                        ),
+                    };
+                    let outcome = AuditOutcome::Refused { reason: error.to_string() };
+                    let p = &principal;
+                    audit(shared, &p.user, &p.peer, call.method(), summarize(&call), outcome);
+                    send(writer, &ServiceMessage::Response { id, result: Err(error) })
+                } else {
+                    match InFlight::take(&in_flight, shared.opts.max_in_flight) {
+                        None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                        Some(slot) if call.answers_at_once() && !access.mutates() => {
+                            let result = dispatch(&*shared.api, *call);
                             drop(slot);
-                        })
+                            send(writer, &ServiceMessage::Response { id, result })
+                        }
+                        Some(slot) => {
+                            let (s, w, p) = (shared.clone(), writer.clone(), principal.clone());
+                            spawn_or_answer(writer, id, move || {
+                                let audited = access.mutates().then(|| (call.method(), summarize(&call)));
+                                let result = dispatch(&*s.api, call.bounded());
+                                if let Some((method, summary)) = audited {
+                                    let outcome = match &result {
+                                        Ok(_) => AuditOutcome::Ok,
+                                        Err(e) => AuditOutcome::Failed { error: e.to_string() },
+                                    };
+                                    audit(&s, &p.user, &p.peer, method, summary, outcome);
+                                }
+                                let _ = send(&w, &ServiceMessage::Response { id, result });
+                                drop(slot);
+                            })
+                        }
                     }
                 }
             }

@@ -44,7 +44,8 @@ impl Fixture {
     fn raw(&self) -> UnixStream {
         let mut s = UnixStream::connect(self.service.path()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let hello = ClientMessage::Hello { min_version: 1, max_version: 1, client: "raw".into() };
+        let hello =
+            ClientMessage::Hello { min_version: 1, max_version: 1, client: "raw".into(), credentials: None };
         frame::write_frame_blocking(&mut s, &frame::encode(&hello).unwrap()).unwrap();
         assert!(matches!(read(&mut s), ServiceMessage::Welcome { version: 1, .. }));
         s
@@ -371,7 +372,8 @@ fn a_client_must_say_hello_first_in_a_version_both_speak() {
     frame::write_frame_blocking(&mut s, &frame::encode(&req).unwrap()).unwrap();
     assert!(matches!(read(&mut s), ServiceMessage::Refused { error: Error::InvalidArgument { .. } }));
     let mut s = UnixStream::connect(f.service.path()).unwrap();
-    let hello = ClientMessage::Hello { min_version: 9, max_version: 12, client: "future".into() };
+    let hello =
+        ClientMessage::Hello { min_version: 9, max_version: 12, client: "future".into(), credentials: None };
     frame::write_frame_blocking(&mut s, &frame::encode(&hello).unwrap()).unwrap();
     assert!(matches!(read(&mut s), ServiceMessage::Refused { error: Error::Unsupported { .. } }));
 }

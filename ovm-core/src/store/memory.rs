@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Batch, EventFilter, JobFilter, Journal, ObjectWrite, Store};
 use crate::model::{Change, Event, EventId, Job, JobId, JobState, Object, Timestamp};
+use crate::remote::auth::{AuditEntry, AuditFilter, UserRecord};
 use crate::sync::lock;
 use crate::{Error, Result};
 
@@ -34,6 +35,8 @@ struct Data {
     changes: BTreeMap<u64, Change>,
     meta: BTreeMap<String, String>,
     recurring: BTreeMap<String, (u64, bool)>,
+    users: BTreeMap<String, UserRecord>,
+    audit: Vec<AuditEntry>,
     /// Group commits that still succeed before every commit fails (`None`: no failure injected).
     commits_left: Option<usize>,
     commits: usize,
@@ -269,5 +272,45 @@ impl Store for MemoryStore {
         }
         lock(&self.data).recurring.insert(name.to_owned(), (interval_ms, enabled));
         Ok(())
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>> {
+        Ok(lock(&self.data).users.values().cloned().collect())
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        Ok(lock(&self.data).users.get(name).cloned())
+    }
+
+    fn put_user(&mut self, user: &UserRecord) -> Result<()> {
+        if self.released {
+            return Err(Error::Closed);
+        }
+        lock(&self.data).users.insert(user.name.clone(), user.clone());
+        Ok(())
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool> {
+        if self.released {
+            return Err(Error::Closed);
+        }
+        Ok(lock(&self.data).users.remove(name).is_some())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64> {
+        if self.released {
+            return Err(Error::Closed);
+        }
+        let mut d = lock(&self.data);
+        let mut e = entry.clone();
+        e.id = d.audit.len() as u64 + 1;
+        d.audit.push(e);
+        Ok(d.audit.len() as u64)
+    }
+
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let d = lock(&self.data);
+        let it = d.audit.iter().rev().filter(|e| f.matches(e)).cloned();
+        Ok(it.take(f.limit.unwrap_or(usize::MAX)).collect())
     }
 }

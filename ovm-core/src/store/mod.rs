@@ -16,6 +16,7 @@ pub use crate::job::Journal;
 use crate::model::{
     Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectRef, Severity, Timestamp,
 };
+use crate::remote::auth::{AuditEntry, AuditFilter, UserRecord};
 use crate::Result;
 
 mod lock;
@@ -71,10 +72,22 @@ pub trait Store: Send + std::fmt::Debug {
     fn recurring(&self) -> Result<Vec<(String, u64, bool)>>;
     /// Set a recurring job's interval.
     fn set_recurring(&mut self, name: &str, interval_ms: u64, enabled: bool) -> Result<()>;
+    /// Every account, by name.
+    fn users(&self) -> Result<Vec<UserRecord>>;
+    /// One account.
+    fn user(&self, name: &str) -> Result<Option<UserRecord>>;
+    /// Insert or replace an account.
+    fn put_user(&mut self, user: &UserRecord) -> Result<()>;
+    /// Delete an account; whether it existed.
+    fn delete_user(&mut self, name: &str) -> Result<bool>;
+    /// Append an entry to the audit log; its id (from 1, in order) is returned and stored with it.
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64>;
+    /// Audit log entries, newest first.
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>>;
 }
 
 /// Newest schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How hard commits are pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -282,9 +295,41 @@ mod conformance {
         store.set_recurring("a", 5, false).unwrap();
         store.set_recurring("refresh", 2000, true).unwrap();
         out.push(format!("{:?}", store.recurring().unwrap()));
+        use crate::remote::auth::{AuditOutcome, Role};
+        let user = |name: &str, role| UserRecord {
+            name: name.into(),
+            role,
+            password_hash: None,
+            certificates: vec![],
+            created: 5,
+        };
+        store.put_user(&user("zed", Role::ReadOnly)).unwrap();
+        store.put_user(&user("amy", Role::Operator)).unwrap();
+        store.put_user(&user("zed", Role::Administrator)).unwrap();
+        out.push(format!("{:?}", store.users().unwrap()));
+        out.push(format!("{:?} {:?}", store.user("amy").unwrap(), store.user("bob").unwrap()));
+        out.push(format!("{:?} {:?}", store.delete_user("amy").unwrap(), store.delete_user("amy").unwrap()));
+        for (i, who) in ["zed", "amy", "zed"].into_iter().enumerate() {
+            let e = AuditEntry {
+                id: 0,
+                at: 10 * i as u64,
+                user: who.into(),
+                peer: "p".into(),
+                method: "m".into(),
+                summary: "{}".into(),
+                outcome: if i == 1 { AuditOutcome::Refused { reason: "r".into() } } else { AuditOutcome::Ok },
+            };
+            out.push(format!("{:?}", store.append_audit(&e).unwrap()));
+        }
+        out.push(format!("{:?}", store.audit(&AuditFilter::default()).unwrap()));
+        let zed = AuditFilter { user: Some("zed".into()), limit: Some(1), ..Default::default() };
+        out.push(format!("{:?}", store.audit(&zed).unwrap()));
+        let refused = AuditFilter { refused_only: true, since: Some(5), ..Default::default() };
+        out.push(format!("{:?}", store.audit(&refused).unwrap()));
         store.release_lock();
         out.push(format!("{:?}", store.commit(&b3, 400).map_err(|e| e.kind())));
         out.push(format!("{:?}", store.set_recurring("x", 1, true).map_err(|e| e.kind())));
+        out.push(format!("{:?}", store.put_user(&user("x", Role::ReadOnly)).map_err(|e| e.kind())));
         out.push(format!("{:?}", store.prune_changes(1).map_err(|e| e.kind())));
         out.push(format!("{:?}", store.last_token().unwrap()));
         out

@@ -10,6 +10,7 @@ use crate::model::{
     Change, ChangeOp, Event, EventId, Job, JobId, JobState, Object, ObjectKind, ObjectRef, Severity,
     Timestamp,
 };
+use crate::remote::auth::{AuditEntry, AuditFilter, UserRecord};
 use crate::{Error, Result};
 
 const MIGRATIONS: &[&str] = &[
@@ -28,6 +29,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE changes(token INTEGER PRIMARY KEY, kind TEXT NOT NULL, object TEXT NOT NULL,
                           op TEXT NOT NULL, at INTEGER NOT NULL);
      CREATE TABLE recurring(name TEXT PRIMARY KEY, interval_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);",
+    // Version 2: the service's accounts and audit log.
+    "CREATE TABLE users(name TEXT PRIMARY KEY, body TEXT NOT NULL);
+     CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user TEXT NOT NULL, body TEXT NOT NULL);
+     CREATE INDEX audit_user ON audit(user);",
 ];
 
 /// A filtered query over a table's JSON `body` column (job and event history).
@@ -208,6 +213,9 @@ impl SqliteStore {
             Durability::Normal => "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;",
             Durability::Full => "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
         })?;
+        // What is deleted or replaced is overwritten, not left in free space: a secret once stored
+        // in the clear and then encrypted (see `manager::sealing`) does not linger in the file.
+        conn.execute_batch("PRAGMA secure_delete=ON;")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -472,6 +480,62 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn users(&self) -> Result<Vec<UserRecord>> {
+        let mut st = self.conn.prepare("SELECT body FROM users ORDER BY name")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let body: Option<String> =
+            self.conn.query_row("SELECT body FROM users WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
+    }
+
+    fn put_user(&mut self, user: &UserRecord) -> Result<()> {
+        self.writable()?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO users(name, body) VALUES (?1, ?2)",
+            params![user.name, serde_json::to_string(user)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool> {
+        self.writable()?;
+        Ok(self.conn.execute("DELETE FROM users WHERE name = ?1", [name])? > 0)
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64> {
+        self.writable()?;
+        let tx = self.conn.transaction()?;
+        let id: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM audit", [], |r| r.get(0))?;
+        let mut e = entry.clone();
+        e.id = id as u64;
+        tx.execute(
+            "INSERT INTO audit(id, at, user, body) VALUES (?1, ?2, ?3, ?4)",
+            params![id, e.at as i64, e.user, serde_json::to_string(&e)?],
+        )?;
+        tx.commit()?;
+        Ok(e.id)
+    }
+
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut st = self.conn.prepare("SELECT body FROM audit ORDER BY id DESC")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let e: AuditEntry = serde_json::from_str(&r?)?;
+            if f.matches(&e) {
+                out.push(e);
+                if f.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -518,6 +582,40 @@ mod tests {
         drop(s);
         let s = SqliteStore::open(&good, Durability::Normal).unwrap();
         assert_eq!(s.meta("application").unwrap().as_deref(), Some("ovm"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A version-1 database (before accounts) is read by reports only once a manager upgraded it,
+    /// and the upgrade keeps what it held and adds the accounts and the audit log.
+    #[test]
+    fn a_version_1_database_gains_accounts_and_an_audit_log() {
+        let dir = std::env::temp_dir().join(format!("ovm-sqlite-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute("INSERT INTO meta(key, value) VALUES ('application', 'ovm'), ('manager_id', 'm1')", [])
+                .unwrap();
+            c.pragma_update(None, "user_version", 1u32).unwrap();
+        }
+        assert_eq!(SqliteStore::open_read_only(&path).unwrap_err().kind(), crate::ErrorKind::Database);
+        let mut s = SqliteStore::open(&path, Durability::Normal).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.meta("manager_id").unwrap().as_deref(), Some("m1"));
+        assert!(s.users().unwrap().is_empty() && s.audit(&AuditFilter::default()).unwrap().is_empty());
+        let user = UserRecord {
+            name: "a".into(),
+            role: crate::remote::auth::Role::ReadOnly,
+            password_hash: None,
+            certificates: vec![],
+            created: 1,
+        };
+        s.put_user(&user).unwrap();
+        drop(s);
+        let ro = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(ro.users().unwrap(), vec![user]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
