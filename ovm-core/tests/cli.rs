@@ -883,6 +883,26 @@ fn users_log_in_over_tls_with_the_services_certificate_pinned() {
     assert_eq!(tls(&other, &alice).status.code(), Some(10 + 17));
     // Without a fingerprint the address is refused before anything is sent.
     assert_eq!(tls("pool list", &alice).status.code(), Some(10 + 4));
+    // A client certificate registered to a user logs in without a password; another one does not.
+    let cert = svc.dir.join("bob.cert.json");
+    let made = Command::new(OVM).arg("certificate").arg(&cert).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let bob_fp = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    // Asked again, the certificate is kept.
+    let again = Command::new(OVM).arg("certificate").arg(&cert).output().unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), bob_fp);
+    svc.ok(&format!("user add bob --role read-only --no-password --certificate {bob_fp}"));
+    let with_cert = format!("--tls-fingerprint {fp} --client-certificate {} pool list", cert.display());
+    let listed = tls(&with_cert, &[]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("p1"));
+    // bob is read-only: creating a pool is refused.
+    let create = format!("--tls-fingerprint {fp} --client-certificate {} pool create p2", cert.display());
+    assert_eq!(tls(&create, &[]).status.code(), Some(10 + 17));
+    let stranger = svc.dir.join("stranger.cert.json");
+    assert!(Command::new(OVM).arg("certificate").arg(&stranger).status().unwrap().success());
+    let unknown = format!("--tls-fingerprint {fp} --client-certificate {} pool list", stranger.display());
+    assert_eq!(tls(&unknown, &[]).status.code(), Some(10 + 17));
     let (status, _) = svc.terminate();
     assert!(status.success());
     // The certificate is kept for the next start.

@@ -66,6 +66,10 @@ pub struct Cli {
     /// prints it).
     #[arg(long, global = true, value_name = "FINGERPRINT", env = "OVM_TLS_FINGERPRINT")]
     pub tls_fingerprint: Option<String>,
+    /// With an ovm+tls:// address: log in with this client certificate (made by `ovm certificate`,
+    /// registered with `ovm user add NAME --certificate FINGERPRINT`) instead of a password.
+    #[arg(long, global = true, value_name = "PATH", env = "OVM_CLIENT_CERTIFICATE")]
+    pub client_certificate: Option<std::path::PathBuf>,
     /// The key the manager's private key is encrypted with at rest (64 hex digits or 32 bytes, a
     /// file only its owner reads), for ovm serve and --db.
     #[arg(long, global = true, value_name = "PATH", env = "OVM_KEY_FILE")]
@@ -126,6 +130,12 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Create a client certificate and its key at PATH (mode 0600; an existing one is kept) and
+    /// print its fingerprint, to register with `ovm user add NAME --certificate FINGERPRINT`.
+    Certificate {
+        /// Where to keep it.
+        path: std::path::PathBuf,
+    },
     /// Print the JSON Schema of a record --json prints (Server, Vm, Job, Event, Change, …).
     Schema {
         /// The record (without it: the list of records).
@@ -498,7 +508,21 @@ fn open(cli: &Cli) -> Result<(Arc<dyn ManagerApi>, Option<Manager>)> {
             };
             let remote = match &cli.tls_fingerprint {
                 Some(pin) if uri.trim().starts_with("ovm+tls://") => {
-                    let tls = crate::remote::TlsClient { pin: pin.clone(), identity: None };
+                    let identity = match &cli.client_certificate {
+                        None => None,
+                        Some(path) => {
+                            let text = std::fs::read_to_string(path).map_err(|e| {
+                                Error::invalid("client-certificate", format!("{}: {e}", path.display()))
+                            })?;
+                            let id: crate::agent::tls::Identity =
+                                serde_json::from_str(&text).map_err(|e| {
+                                    Error::invalid("client-certificate", format!("{}: {e}", path.display()))
+                                })?;
+                            id.validate()?;
+                            Some(id)
+                        }
+                    };
+                    let tls = crate::remote::TlsClient { pin: pin.clone(), identity };
                     crate::remote::RemoteManager::connect_tls(uri, &tls, creds)?
                 }
                 _ => crate::remote::RemoteManager::connect_as(uri, creds)?,
@@ -520,6 +544,11 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<()> {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ovm", &mut buf);
             out.push_str(&String::from_utf8_lossy(&buf));
+            return Ok(());
+        }
+        Command::Certificate { path } => {
+            let id = users::tls_identity(path, "ovm-client")?;
+            out.push_str(&format!("{}\n", id.fingerprint()?));
             return Ok(());
         }
         Command::Schema { record } => {
@@ -744,7 +773,11 @@ impl Ctx<'_> {
             },
             Command::User(c) => self.user(c),
             Command::Audit(c) => self.audit(c),
-            Command::Serve(_) | Command::Completions { .. } | Command::Man | Command::Schema { .. } => {
+            Command::Serve(_)
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Schema { .. }
+            | Command::Certificate { .. } => {
                 Err(Error::Internal { message: "handled before a manager is opened".into() })
             }
         }

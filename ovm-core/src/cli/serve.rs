@@ -143,7 +143,7 @@ pub fn run(args: &ServeArgs, db: Option<&Path>, key_file: Option<&Path>) -> Resu
         None => None,
         Some(address) => {
             let path = args.tls_identity.clone().unwrap_or_else(|| db.with_extension("tls.json"));
-            match super::users::tls_identity(&path, mgr.id()) {
+            match super::users::tls_identity(&path, &format!("ovm-service-{}", mgr.id())) {
                 Ok(identity) => Some(crate::remote::TlsListen { address: address.clone(), identity }),
                 Err(e) => {
                     mgr.close(Duration::from_secs(args.shutdown_timeout))?;

@@ -119,7 +119,7 @@ pub fn password(what: &str, confirm: bool) -> Result<String> {
 }
 
 /// The service's TLS certificate and key kept at `path` (JSON, mode 0600), generated the first time.
-pub fn tls_identity(path: &Path, manager_id: &str) -> Result<Identity> {
+pub fn tls_identity(path: &Path, common_name: &str) -> Result<Identity> {
     use std::os::unix::fs::OpenOptionsExt;
     let bad = |e: String| Error::invalid("tls-identity", format!("{}: {e}", path.display()));
     match std::fs::read_to_string(path) {
@@ -129,7 +129,7 @@ pub fn tls_identity(path: &Path, manager_id: &str) -> Result<Identity> {
             Ok(id)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = Identity::generate(&format!("ovm-service-{manager_id}"))?;
+            let id = Identity::generate(common_name)?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
