@@ -66,6 +66,7 @@ py-bench:
 
 bench:
 	$(CARGO) bench -p ovm-core --bench manager
+	$(CARGO) bench -p ovm-core --bench remote
 
 # --- C API -------------------------------------------------------------------------------------
 CBINDGEN ?= cbindgen

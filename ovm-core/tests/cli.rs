@@ -453,3 +453,85 @@ fn a_service_killed_with_sigkill_restarts_on_its_database() {
         other => panic!("job {id} is {other} after the restart"),
     }
 }
+
+#[test]
+fn a_service_killed_with_sigkill_in_the_middle_of_a_job_rolls_it_back_on_restart() {
+    let mut svc = Service::start("sigkill-mid-job");
+    // A server that takes 5 s to build a domain: the start job is killed while it builds.
+    svc.ok("server discover sim://slow?create_ms=5000 --password ovm-sim");
+    svc.ok("pool create p1");
+    svc.ok("pool add-server p1 slow");
+    svc.ok("vm create web01 --pool p1 --memory 1024");
+    let id = svc.ok("vm start web01 --no-wait").trim().to_owned();
+    // Wait until the job is running in the database itself (read beside the service, read-only):
+    // the kill then lands in its step on the server, after its first durable write.
+    let db = svc.dir.join("m.db");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let out = Command::new(OVM)
+            .arg("--db")
+            .arg(&db)
+            .args(["--read-only", "--json", "job", "show", &id])
+            .env_remove("OVM_CONNECT")
+            .output()
+            .unwrap();
+        if out.status.success() && json(&String::from_utf8_lossy(&out.stdout))["state"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {id} was not running in the database in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    svc.signal(libc::SIGKILL);
+    let mut child = svc.child.take().unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    svc.spawn(&[]);
+    let job = json(&svc.ok(&format!("--json job show {id}")));
+    assert_eq!(job["state"], "Failed", "{job}");
+    assert_eq!(job["recovery"], "RolledBack", "{job}");
+    assert!(job["message"].as_str().unwrap().contains("rolled back after a manager restart"), "{job}");
+    assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], "Stopped");
+    // Nothing is left locked or half-done: the VM starts on the restarted service.
+    let started = svc.ok("vm start web01");
+    assert!(started.contains("Completed"), "{started}");
+    assert_eq!(json(&svc.ok("--json vm show web01"))["power_state"], "Running");
+}
+
+#[test]
+fn storage_templates_and_networks_from_the_shell() {
+    let svc = Service::start("storage");
+    svc.ok("server discover sim://a?cpus=8&memory_mib=16384 --password ovm-sim");
+    svc.ok("pool create p1");
+    svc.ok("pool add-server p1 a");
+    svc.ok("storage register-local a-local --server a");
+    let fss = json(&svc.ok("--json storage file-systems a-local"));
+    let fs = fss[0]["name"].as_str().unwrap().to_owned();
+    assert!(svc.ok("storage file-systems a-local").contains("/OVS/Local"));
+    svc.ok(&format!("repo create r1 --file-system {fs} --pool p1"));
+    svc.ok("repo present r1 a");
+    svc.ok("disk create sys --repo r1 --size 64");
+    assert_eq!(json(&svc.ok("--json disk show sys"))["size_bytes"], 64 << 20);
+    svc.ok("vm create base --pool p1 --repo r1 --disk sys --memory 256");
+    let base = json(&svc.ok("--json vm show base"));
+    assert_eq!(base["config"]["disks"][0]["slot"], 0, "{base}");
+    svc.ok("vm to-template base tpl");
+    assert!(svc.ok("template list").contains("tpl"));
+    svc.ok("template clone tpl web1 --pool p1");
+    svc.ok("vm clone base base2 --pool p1");
+    svc.ok("network create vmnet --bridge xenbr1 --function vm --port a:eth1");
+    let net = json(&svc.ok("--json network show vmnet"));
+    assert_eq!(net["functions"], serde_json::json!(["VirtualMachine"]), "{net}");
+    svc.ok("vm add-vnic web1 --network vmnet");
+    svc.ok("vm start web1");
+    let web1 = json(&svc.ok("--json vm show web1"));
+    assert_eq!(web1["power_state"], "Running");
+    assert_eq!(web1["config"]["vnics"].as_array().unwrap().len(), 1, "{web1}");
+    // The clones have disks of their own, in the repository.
+    let disks = json(&svc.ok("--json disk list"));
+    assert_eq!(disks.as_array().unwrap().len(), 4, "{disks}");
+    // Wrong names are typed errors with their exit status (NotFound: 11), and a bad value is a usage
+    // error (2).
+    assert_eq!(svc.ovm("template clone nope x").status.code(), Some(11));
+    assert_eq!(svc.ovm("network create n2 --bridge b --function teleport").status.code(), Some(2));
+    assert_eq!(svc.ovm("vm create v9 --type xen").status.code(), Some(2));
+}

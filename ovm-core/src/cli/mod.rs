@@ -9,7 +9,10 @@
 //! [`exit_code`] of the error's [`ErrorKind`] otherwise (a failed job exits with its error's kind).
 
 mod serve;
+mod storage;
 pub mod table;
+
+pub use storage::{DiskCmd, NetworkCmd, RepoCmd, StorageCmd, TemplateCmd};
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -78,6 +81,18 @@ pub enum Command {
     /// Storage repositories.
     #[command(subcommand)]
     Repo(RepoCmd),
+    /// File servers and their file systems.
+    #[command(subcommand)]
+    Storage(StorageCmd),
+    /// Virtual disks.
+    #[command(subcommand)]
+    Disk(DiskCmd),
+    /// VM templates.
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// Networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -255,6 +270,55 @@ pub enum VmCmd {
         /// Restart it elsewhere if its server fails.
         #[arg(long)]
         ha: bool,
+        /// Its virtualization mode: pv, hvm, pvhvm or pvh.
+        #[arg(long = "type", value_name = "TYPE", default_value = "pv", value_parser = storage::parse_domain_type)]
+        domain_type: DomainType,
+        /// The repository for its files.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Boot this kernel, imported into --repo with `ovm repo import-kernel` (with its initrd).
+        #[arg(long, requires = "repo")]
+        kernel: Option<String>,
+        /// The kernel's command line.
+        #[arg(long, default_value = "", requires = "kernel")]
+        cmdline: String,
+        /// A virtual disk to map, by name or id, at the next slot from 0 (repeatable).
+        #[arg(long = "disk", value_name = "DISK")]
+        disks: Vec<String>,
+        /// How to wait for the job.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Clone a stopped VM into a new one (its disks are copied, thinly where the file system can).
+    Clone {
+        /// The VM, by name or id.
+        vm: String,
+        /// The new VM's name.
+        name: String,
+        /// The pool the new VM runs in (default: none).
+        #[arg(long)]
+        pool: Option<String>,
+        /// How to wait for the job.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Make a template from a stopped VM (its disks are copied).
+    ToTemplate {
+        /// The VM, by name or id.
+        vm: String,
+        /// The template's name.
+        name: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Give a VM one more virtual NIC.
+    AddVnic {
+        /// The VM, by name or id.
+        vm: String,
+        /// The network it is on, by name or id.
+        #[arg(long)]
+        network: Option<String>,
         /// How to wait for the job.
         #[command(flatten)]
         wait: WaitArgs,
@@ -300,18 +364,6 @@ pub struct VmTarget {
     /// How to wait for the job.
     #[command(flatten)]
     pub wait: WaitArgs,
-}
-
-/// `ovm repo …`
-#[derive(Debug, Subcommand)]
-pub enum RepoCmd {
-    /// List repositories.
-    List,
-    /// Show one repository.
-    Show {
-        /// Name or id.
-        repo: String,
-    },
 }
 
 /// `ovm job …`
@@ -509,18 +561,74 @@ impl Ctx<'_> {
             Command::Vm(c) => match c {
                 VmCmd::List => self.list(ObjectKind::Vm),
                 VmCmd::Show { vm } => self.show(ObjectKind::Vm, vm),
-                VmCmd::Create { name, pool, memory, vcpus, ha, wait } => {
+                VmCmd::Create {
+                    name,
+                    pool,
+                    memory,
+                    vcpus,
+                    ha,
+                    domain_type,
+                    repo,
+                    kernel,
+                    cmdline,
+                    disks,
+                    wait,
+                } => {
+                    let repository = repo
+                        .as_deref()
+                        .map(|r| self.find(ObjectKind::Repository, r).map(RepositoryId))
+                        .transpose()?;
+                    let pv_kernel = match (kernel, repository) {
+                        (Some(k), Some(r)) => {
+                            let (kernel, initrd) = crate::manager::kernel_paths(r, k);
+                            Some(PvKernel { kernel, initrd: Some(initrd), cmdline: cmdline.clone() })
+                        }
+                        _ => None,
+                    };
+                    let disks = disks
+                        .iter()
+                        .enumerate()
+                        .map(|(slot, d)| {
+                            let slot =
+                                u8::try_from(slot).map_err(|_| Error::invalid("disk", "too many disks"))?;
+                            Ok(DiskMapping { slot, target: DiskTarget::VirtualDisk(self.disk(d)?) })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
                     let config = VmConfig {
+                        domain_type: *domain_type,
                         vcpus: *vcpus,
                         max_vcpus: *vcpus,
                         memory_mib: *memory,
                         max_memory_mib: *memory,
                         high_availability: *ha,
+                        disks,
+                        pv_kernel,
                         ..VmConfig::default()
                     };
                     let mut spec = VmSpec::new(name, config);
                     spec.pool = pool.as_deref().map(|p| self.pool(p)).transpose()?;
+                    spec.repository = repository;
                     self.job(api.create_vm(spec), wait)
+                }
+                VmCmd::Clone { vm, name, pool, wait } => {
+                    let v = self.vm(vm)?;
+                    let options = crate::manager::CloneOptions {
+                        pool: pool.as_deref().map(|p| self.pool(p)).transpose()?,
+                        ..Default::default()
+                    };
+                    self.job(api.clone_vm(v, name.clone(), options), wait)
+                }
+                VmCmd::ToTemplate { vm, name, wait } => {
+                    let v = self.vm(vm)?;
+                    self.job(api.vm_to_template(v, name.clone()), wait)
+                }
+                VmCmd::AddVnic { vm, network, wait } => {
+                    let v = self.vm(vm)?;
+                    let n = network
+                        .as_deref()
+                        .map(|n| self.find(ObjectKind::Network, n).map(NetworkId))
+                        .transpose()?;
+                    self.job(api.add_vnic(v, n), wait)
                 }
                 VmCmd::Start(t) => self.vm_job(t, |api, vm| api.start_vm(vm)),
                 VmCmd::Stop(t) => self.vm_job(t, |api, vm| api.stop_vm(vm)),
@@ -543,10 +651,11 @@ impl Ctx<'_> {
                     self.job(api.migrate_vm(v, s), wait)
                 }
             },
-            Command::Repo(c) => match c {
-                RepoCmd::List => self.list(ObjectKind::Repository),
-                RepoCmd::Show { repo } => self.show(ObjectKind::Repository, repo),
-            },
+            Command::Repo(c) => self.repository(c),
+            Command::Storage(c) => self.storage(c),
+            Command::Disk(c) => self.virtual_disk(c),
+            Command::Template(c) => self.template(c),
+            Command::Network(c) => self.network(c),
             Command::Job(c) => match c {
                 JobCmd::List { limit } => {
                     let jobs = api.jobs(JobFilter { limit: Some(*limit), ..Default::default() })?;

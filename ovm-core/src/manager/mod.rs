@@ -758,6 +758,13 @@ impl Manager {
         Ok(seq)
     }
 
+    /// Wait until every batch queued so far is committed (a job submitted before the call is then
+    /// in the database, so its id outlives a crash of this process).
+    pub(crate) fn flush_queued(&self) -> Result<()> {
+        let seq = lock(&self.inner.queue).next;
+        self.flush(seq)
+    }
+
     /// Wait until the batch `seq` is committed. Group commit: the first waiter to get the database
     /// commits every queued batch in one transaction and publishes their changes in order.
     pub(crate) fn flush(&self, seq: u64) -> Result<()> {

@@ -40,8 +40,13 @@ use crate::{Error, JobHandle, Result};
 /// wait is several calls ([`ManagerApi::wait_job_for`] loops).
 pub const MAX_SERVICE_WAIT: Duration = Duration::from_secs(30);
 
+/// The record of a job just submitted, once it is in the database: a client that knows a job only
+/// by its id (over a connection, from C or Python) can ask about it even after the manager's
+/// process dies (the job is then rolled back or finalized at the next open).
 fn submitted(h: Result<JobHandle>) -> Result<Job> {
-    h.map(|h| h.info())
+    let h = h?;
+    h.mgr.flush_queued()?;
+    Ok(h.info())
 }
 
 /// The object of `kind` whose id or, failing that, name is `key`.
@@ -529,6 +534,28 @@ remote_api! {
 }
 
 impl Call {
+    /// Whether the call only reads what the manager holds in memory (or one row of its database), so
+    /// that a service answers it on the connection's own thread rather than on a thread of its own:
+    /// it cannot wait, and it never reaches a server.
+    pub fn answers_at_once(&self) -> bool {
+        matches!(
+            self,
+            Call::manager_id {}
+                | Call::objects { .. }
+                | Call::object { .. }
+                | Call::find { .. }
+                | Call::job { .. }
+                | Call::event { .. }
+                | Call::current_token {}
+                | Call::migration_limit {}
+                | Call::mac_range {}
+                | Call::recurring_jobs {}
+                | Call::power_controllers {}
+                | Call::server_load { .. }
+                | Call::vm_load { .. }
+        )
+    }
+
     /// Bounds what the call may hold a service's thread for: a wait is at most [`MAX_SERVICE_WAIT`].
     pub fn bounded(mut self) -> Call {
         if let Call::wait_job { timeout_ms, .. } = &mut self {

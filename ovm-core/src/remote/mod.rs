@@ -32,6 +32,7 @@ mod client;
 pub mod proto;
 mod read_only;
 mod server;
+mod workers;
 
 pub use api::{dispatch, Call, ChangeStream, ManagerApi, MAX_SERVICE_WAIT};
 pub use client::{RemoteManager, RemoteSubscription, ServiceAddress};

@@ -81,8 +81,8 @@ struct Shared {
 
 /// A manager's API served on a Unix socket until [`Service::shutdown`] (or drop).
 ///
-/// Each connection is served by its own thread and each request by a thread of its own, so a long
-/// wait does not hold up other requests. What one client sends never affects another: a malformed
+/// Each connection is served by its own thread; a request that may wait runs on a thread of a
+/// pool that grows on demand, so a long wait does not hold up other requests. What one client sends never affects another: a malformed
 /// frame gets a typed [`ServiceMessage::ProtocolError`], an oversized one closes that connection only.
 pub struct Service {
     path: PathBuf,
@@ -370,6 +370,11 @@ fn serve_connection(shared: &Arc<Shared>, connection: u64, writer: &Arc<Mutex<Un
             ClientMessage::Request { id, call } => {
                 match InFlight::take(&in_flight, shared.opts.max_in_flight) {
                     None => send(writer, &ServiceMessage::Response { id, result: Err(busy(shared)) }),
+                    Some(slot) if call.answers_at_once() => {
+                        let result = dispatch(&*shared.api, *call);
+                        drop(slot);
+                        send(writer, &ServiceMessage::Response { id, result })
+                    }
                     Some(slot) => {
                         let (s, w) = (shared.clone(), writer.clone());
                         spawn_or_answer(writer, id, move || {
@@ -410,8 +415,9 @@ fn busy(shared: &Shared) -> Error {
 }
 
 fn spawn_or_answer(writer: &Mutex<UnixStream>, id: u64, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    match std::thread::Builder::new().name("ovm-request".into()).spawn(f) {
-        Ok(_) => Ok(()),
+    static WORKERS: std::sync::OnceLock<super::workers::Workers> = std::sync::OnceLock::new();
+    match WORKERS.get_or_init(Default::default).run(f) {
+        Ok(()) => Ok(()),
         Err(e) => {
             let error = Error::Internal { message: format!("cannot start a thread for the request: {e}") };
             send(writer, &ServiceMessage::Response { id, result: Err(error) })

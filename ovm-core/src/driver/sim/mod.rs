@@ -1,7 +1,8 @@
 //! The `sim` driver: in-process simulated Xen servers, like libvirt's `test:///default`.
 //!
 //! A [`SimWorld`] holds simulated hosts addressed as `sim://NAME` (optionally
-//! `sim://NAME?cpus=16&memory_mib=65536&password=secret`; a host is created on first contact).
+//! `sim://NAME?cpus=16&memory_mib=65536&password=secret`, `create_ms=N` for a server that takes N
+//! ms to build a domain; a host is created on first contact).
 //! What a host's hypervisor reports can be set too: `caps=pv,hvm,hap,shadow` (its capabilities;
 //! all four unless set), `cpu=178bfbff,7ffa3223,...` (its CPU feature words in hexadecimal,
 //! [`SIM_CPU_FEATURES`] unless set), `cpu_vendor=AuthenticAMD` ([`SIM_CPU_VENDOR`]), `xen=4.16.2`
@@ -198,7 +199,13 @@ struct SimConnection {
 
 impl SimConnection {
     fn op<T>(&self, op: SimOp, f: impl FnOnce(&mut HostState) -> Result<T>) -> Result<T> {
-        let name = lock(&self.host.state).name.clone();
+        let (name, slow) = {
+            let st = lock(&self.host.state);
+            (st.name.clone(), if op == SimOp::Create { st.create_time } else { Duration::ZERO })
+        };
+        if !slow.is_zero() {
+            std::thread::sleep(slow);
+        }
         self.world.before(op, &name)?;
         let mut st = lock(&self.host.state);
         if st.lost || !st.powered_on || st.cut {
@@ -683,6 +690,10 @@ pub(crate) mod tests {
         assert!(parse_address("xen://a").is_err());
         assert!(parse_address("sim://a?cpus=x").is_err());
         assert!(parse_address("sim://a?bogus=1").is_err());
+        assert_eq!(
+            parse_address("sim://a?create_ms=1500").unwrap().create_time,
+            std::time::Duration::from_millis(1500)
+        );
         assert!(parse_address("sim://a b").is_err());
     }
 

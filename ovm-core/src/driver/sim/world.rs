@@ -62,6 +62,8 @@ pub(super) struct HostState {
     pub(super) xen_version: String,
     /// The simulated toolstack.
     pub(super) toolstack: String,
+    /// How long building a domain takes on this host (a slow server).
+    pub(super) create_time: std::time::Duration,
     /// Traffic counters of dom0's interfaces (bytes received, bytes sent), by interface name.
     pub(super) traffic: BTreeMap<String, (u64, u64)>,
 }
@@ -240,6 +242,8 @@ pub(super) struct SimAddress {
     pub(super) cpu: HostCpu,
     pub(super) xen_version: String,
     pub(super) toolstack: String,
+    /// How long building a domain takes (`create_ms=`; default none).
+    pub(super) create_time: std::time::Duration,
 }
 
 /// `caps=`: a comma-separated list of `pv`, `hvm`, `hap`, `shadow` (possibly empty).
@@ -306,6 +310,7 @@ pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
         cpu: HostCpu { vendor: SIM_CPU_VENDOR.to_owned(), features: SIM_CPU_FEATURES.to_vec() },
         xen_version: SIM_XEN_VERSION.to_owned(),
         toolstack: SIM_TOOLSTACK.to_owned(),
+        create_time: std::time::Duration::ZERO,
     };
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) =
@@ -322,6 +327,7 @@ pub(super) fn parse_address(address: &str) -> Result<SimAddress> {
             "cpu_vendor" => a.cpu.vendor = token(k, v)?,
             "xen" => a.xen_version = token(k, v)?,
             "toolstack" => a.toolstack = token(k, v)?,
+            "create_ms" => a.create_time = std::time::Duration::from_millis(num()?.min(600_000)),
             _ => return Err(Error::invalid("address", format!("unknown parameter {k:?}"))),
         }
     }
@@ -380,6 +386,7 @@ impl SimWorld {
                     cpu: a.cpu.clone(),
                     xen_version: a.xen_version.clone(),
                     toolstack: a.toolstack.clone(),
+                    create_time: a.create_time,
                     traffic: BTreeMap::new(),
                 }),
                 changes: broadcast::channel(1024).0,

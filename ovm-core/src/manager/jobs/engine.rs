@@ -178,20 +178,26 @@ fn finish(
             st.locks.remove(&t.id);
         }
     }
-    st.live.remove(&rec.id);
-    if st.live.is_empty() {
-        mgr.inner.jobs_idle.notify_all();
-    }
     drop(st);
+    let id = rec.id;
     let mut rec = rec;
     if let Err(e) = seq.and_then(|seq| mgr.flush(seq)) {
         // The database refused the final write: the in-memory record still tells the truth.
         rec.message.push_str(&format!(" (not persisted: {e})"));
     }
-    let mut guard = lock(&cell.record);
-    *guard = rec;
-    cell.watch.send_replace(state);
-    cell.done.notify_all();
+    {
+        let mut guard = lock(&cell.record);
+        *guard = rec;
+        cell.watch.send_replace(state);
+        cell.done.notify_all();
+    }
+    // The job leaves the live table only once its outcome is in the database and in its cell: a
+    // lookup by id in between finds the cell, never a missing or stale record.
+    let mut st = mgr.state();
+    st.live.remove(&id);
+    if st.live.is_empty() {
+        mgr.inner.jobs_idle.notify_all();
+    }
 }
 
 impl Manager {

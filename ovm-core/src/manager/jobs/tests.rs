@@ -378,3 +378,36 @@ fn a_job_whose_steps_all_completed_is_finalized_after_a_crash_not_rolled_back() 
         );
     }
 }
+
+#[test]
+fn a_job_looked_up_by_id_as_it_ends_is_found_with_its_outcome() {
+    // A client that has only a job's id (a service's client, C, Python) looks it up again and again
+    // while the job ends: between the job leaving the live table and its record reaching the
+    // database it must be neither missing nor a stale record that never ends.
+    for backend in Backend::all("lookup_as_it_ends") {
+        let mgr = backend.open(&SimWorld::new());
+        for i in 0..200 {
+            let id = mgr.create_object(Object::Tag(tag(&format!("t{i}")))).unwrap().id();
+            let watcher = {
+                let mgr = mgr.clone();
+                std::thread::spawn(move || loop {
+                    let h = mgr.job(id).map_err(|e| format!("looked up: {e}"))?;
+                    let rec = h.info();
+                    if rec.state.is_terminal() {
+                        return Ok::<_, String>(rec);
+                    }
+                    // A record that is not over must be live: waiting on it briefly either returns
+                    // its outcome or times out, and the next lookup sees more.
+                    match h.wait_done(Some(Duration::from_micros(50))) {
+                        Ok(done) => return Ok(done),
+                        Err(Error::Timeout { .. }) => {}
+                        Err(e) => return Err(format!("waited: {e}")),
+                    }
+                })
+            };
+            let job = watcher.join().unwrap().unwrap_or_else(|e| panic!("{}: job {i}: {e}", backend.name()));
+            assert_eq!(job.state, JobState::Completed, "{}: {job:?}", backend.name());
+        }
+        mgr.close(Duration::from_secs(10)).unwrap();
+    }
+}
