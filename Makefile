@@ -35,19 +35,24 @@ deps:
 test: deps
 	$(MAKE) fmt lint unit fuzz c-test py-test lab-test
 
-# Python API: a fresh venv, the wheel built by maturin and installed with pip, then pytest, stubtest,
+# Python API: a fresh venv, the wheel built by maturin and installed with pip, then pytest (with
+# the `ovm` binary, for the tests through a manager service), stubtest,
 # mypy --strict on the examples, and the examples themselves.
 PYTHON ?= python3
 PY_VENV ?= target/py-venv
 VPY = $(PY_VENV)/bin/python
 
+# The `ovm` binary the service tests start (tests/test_remote.py runs `ovm serve`).
+OVM_BIN ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/ovm
+
 py-test:
+	$(CARGO) build -q -p ovm-core --bin ovm
 	rm -rf $(PY_VENV)
 	$(PYTHON) -m venv $(PY_VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy
 	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(VPY) -m pip install -q --no-build-isolation ./ovm-py
-	cd ovm-py && ../$(VPY) -m pytest -q
+	cd ovm-py && OVM_BIN=$(OVM_BIN) ../$(VPY) -m pytest -q
 	cd ovm-py && ../$(VPY) -m mypy.stubtest ovm._ovm --allowlist stubtest-allowlist.txt
 	cd bindings-examples/python && ../../$(VPY) -m mypy --strict .
 	cd bindings-examples/python && for f in inventory bulk_clone_start event_watcher async_start import_assembly vlan_over_bond policy_day; do \

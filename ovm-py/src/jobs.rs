@@ -1,10 +1,13 @@
 //! `Job` (a handle on a running or finished job) and `Subscription` (the change feed).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ovm_core::{Error, JobHandle};
+use ovm_core::model::{self as m, JobId};
+use ovm_core::remote::{ChangeStream, ManagerApi};
+use ovm_core::Error;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 
@@ -23,35 +26,59 @@ fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// A job: returned by every mutating call. Wait for it, abort it, or read its progress.
+///
+/// It is the job's id on the manager that runs it (in this process or a service): every read and
+/// wait asks that manager.
 #[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
-pub struct Job(pub JobHandle);
+pub struct Job {
+    api: Arc<dyn ManagerApi>,
+    id: JobId,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("id", &self.id).finish_non_exhaustive()
+    }
+}
 
 impl Job {
+    /// The job `id` of the manager `api`.
+    pub fn new(api: Arc<dyn ManagerApi>, id: JobId) -> Self {
+        Job { api, id }
+    }
+
+    /// The job's record now.
+    fn record(&self) -> PyResult<m::Job> {
+        self.api.job(self.id).or_raise()
+    }
+
     /// Wait until the job is done (in slices, checking for signals), then return its outcome.
     fn wait_impl(&self, py: Python<'_>, timeout: Option<f64>, strict: bool) -> PyResult<JobInfo> {
         let timeout = timeout_arg(timeout)?;
         let deadline = timeout.map(|t| Instant::now() + t);
+        let (api, id) = (&self.api, self.id);
         loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            let h = &self.0;
-            match py.detach(|| h.wait_done(Some(slice))) {
+            match py.detach(|| api.wait_job(id, Some(slice.as_millis() as u64))) {
                 Ok(_) => break,
                 Err(Error::Timeout { .. }) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         let millis = timeout.map(|t| t.as_millis() as u64).unwrap_or(0);
-                        return Err(to_py(Error::Timeout { what: format!("job {}", h.id()), millis }));
+                        return Err(to_py(Error::Timeout { what: format!("job {id}"), millis }));
                     }
                     py.check_signals()?;
                 }
                 Err(e) => return Err(to_py(e)),
             }
         }
-        let job =
-            if strict { self.0.wait(Some(Duration::ZERO)) } else { self.0.wait_done(Some(Duration::ZERO)) };
+        let job = if strict {
+            api.wait_job_completed(id, Some(Duration::ZERO))
+        } else {
+            api.wait_job_for(id, Some(Duration::ZERO))
+        };
         job.map(JobInfo).or_raise()
     }
 }
@@ -61,36 +88,36 @@ impl Job {
     /// The job's id.
     #[getter]
     fn id(&self) -> String {
-        self.0.id().to_string()
+        self.id.to_string()
     }
     /// Current state name (see `JobInfo.state`).
     #[getter]
-    fn state(&self) -> &'static str {
-        self.0.state().name()
+    fn state(&self) -> PyResult<&'static str> {
+        Ok(self.record()?.state.name())
     }
     /// Current progress, 0.0 to 1.0.
     #[getter]
-    fn progress(&self) -> f32 {
-        self.0.info().progress
+    fn progress(&self) -> PyResult<f32> {
+        Ok(self.record()?.progress)
     }
     /// Whether the job has finished.
     #[getter]
-    fn done(&self) -> bool {
-        self.0.state().is_terminal()
+    fn done(&self) -> PyResult<bool> {
+        Ok(self.record()?.state.is_terminal())
     }
     /// Bytes moved so far by a job that moves data (an import, a copy); 0 for other jobs.
     #[getter]
-    fn bytes_done(&self) -> u64 {
-        self.0.info().bytes_done
+    fn bytes_done(&self) -> PyResult<u64> {
+        Ok(self.record()?.bytes_done)
     }
     /// Bytes the job will move in all, `None` while unknown (or for a job that moves none).
     #[getter]
-    fn bytes_total(&self) -> Option<u64> {
-        self.0.info().bytes_total
+    fn bytes_total(&self) -> PyResult<Option<u64>> {
+        Ok(self.record()?.bytes_total)
     }
     /// A snapshot of the job's record.
-    fn info(&self) -> JobInfo {
-        JobInfo(self.0.info())
+    fn info(&self) -> PyResult<JobInfo> {
+        self.record().map(JobInfo)
     }
     /// Wait until the job finishes (at most `timeout` seconds; `None` waits for ever) and return its
     /// record. Raises the job's error if it failed or was aborted, `OvmTimeoutError` on timeout.
@@ -106,31 +133,65 @@ impl Job {
     }
     /// Request an abort: the job stops before its next step and undoes the steps it completed.
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        let h = &self.0;
-        py.detach(|| h.abort()).or_raise()
+        let (api, id) = (&self.api, self.id);
+        py.detach(|| api.abort_job(id)).or_raise()
     }
-    /// An awaitable that finishes like `wait()`.
+    /// An awaitable that finishes like `wait()` (the wait runs on a thread of its own).
     fn wait_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let h = self.0.clone();
+        let (api, id) = (self.api.clone(), self.id);
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            h.wait_async().await.map(JobInfo).map_err(to_py)
+            let waited =
+                tokio::task::spawn_blocking(move || api.wait_job_completed(id, None)).await.map_err(|e| {
+                    to_py(Error::Internal { message: format!("the wait for job {id} failed: {e}") })
+                })?;
+            waited.map(JobInfo).map_err(to_py)
         })
     }
     /// `await job` is `await job.wait_async()`.
     fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.wait_async(py)?.call_method0("__await__")
     }
-    fn __repr__(&self) -> String {
-        let j = self.0.info();
-        format!(
+    fn __repr__(&self) -> PyResult<String> {
+        let j = self.record()?;
+        Ok(format!(
             "Job(kind={:?}, id={:?}, state={:?}, progress={:.2}, summary={:?})",
             j.kind,
             j.id.to_string(),
             j.state.name(),
             j.progress,
             j.summary
-        )
+        ))
     }
+}
+
+/// Whether a Python manager handle is closed: closed through the handle, or its in-process
+/// manager closed.
+#[derive(Debug, Clone)]
+pub struct Closing {
+    local: Option<ovm_core::Manager>,
+    handle: Arc<AtomicBool>,
+}
+
+impl Closing {
+    pub fn new(local: Option<ovm_core::Manager>) -> Self {
+        Closing { local, handle: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Mark the handle closed.
+    pub fn close(&self) {
+        self.handle.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.load(Ordering::SeqCst) || self.local.as_ref().is_some_and(|m| m.is_closed())
+    }
+}
+
+type Stream = Arc<Mutex<Box<dyn ChangeStream>>>;
+
+/// Lock a stream, whatever a panicking holder left in it (a stream holds no invariant of ours).
+fn lock_stream(s: &Stream) -> std::sync::MutexGuard<'_, Box<dyn ChangeStream>> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A subscription to the change feed: iterate it (blocking) or `async for` over it.
@@ -138,23 +199,30 @@ impl Job {
 /// Iteration ends when the manager is closed. If the subscriber falls too far behind, the next
 /// change raises `EventsLostError`; re-read state and subscribe again from its `resume_token`.
 #[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
 pub struct Subscription {
-    inner: Arc<tokio::sync::Mutex<ovm_core::Subscription>>,
+    inner: Stream,
     token: Arc<AtomicU64>,
-    mgr: ovm_core::Manager,
+    closed: Closing,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("token", &self.token.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
-    pub fn new(sub: ovm_core::Subscription, mgr: ovm_core::Manager) -> Self {
-        let token = Arc::new(AtomicU64::new(sub.token()));
-        Subscription { inner: Arc::new(tokio::sync::Mutex::new(sub)), token, mgr }
+    /// A subscription reading `stream`, whose changes follow `token`.
+    pub fn new(stream: Box<dyn ChangeStream>, token: u64, closed: Closing) -> Self {
+        Subscription { inner: Arc::new(Mutex::new(stream)), token: Arc::new(AtomicU64::new(token)), closed }
     }
 
     fn next_impl(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Change>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if self.mgr.is_closed() {
+            if self.closed.is_closed() {
                 return Err(to_py(Error::Closed));
             }
             let slice = match deadline {
@@ -162,12 +230,7 @@ impl Subscription {
                 None => SLICE,
             };
             let (inner, token) = (&self.inner, &self.token);
-            let got = py.detach(|| {
-                let mut s = inner.blocking_lock();
-                let r = s.next_blocking(slice);
-                token.store(s.token(), Ordering::SeqCst);
-                r
-            });
+            let got = py.detach(|| next_from(inner, token, slice));
             match got.or_raise()? {
                 Some(c) => return Ok(Some(Change(c))),
                 None if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(None),
@@ -175,6 +238,15 @@ impl Subscription {
             }
         }
     }
+}
+
+/// The next change of `stream` within `slice`, its token kept in `token`.
+fn next_from(stream: &Stream, token: &AtomicU64, slice: Duration) -> ovm_core::Result<Option<m::Change>> {
+    let got = lock_stream(stream).next_change(slice)?;
+    if let Some(c) = &got {
+        token.store(c.token, Ordering::SeqCst);
+    }
+    Ok(got)
 }
 
 #[pymethods]
@@ -199,7 +271,7 @@ impl Subscription {
         match self.next_impl(py, None) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(PyStopIteration::new_err(())),
-            Err(_) if self.mgr.is_closed() => Err(PyStopIteration::new_err(())),
+            Err(_) if self.closed.is_closed() => Err(PyStopIteration::new_err(())),
             Err(e) => Err(e),
         }
     }
@@ -207,16 +279,23 @@ impl Subscription {
         slf
     }
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (inner, token, mgr) = (self.inner.clone(), self.token.clone(), self.mgr.clone());
+        let (inner, token, closed) = (self.inner.clone(), self.token.clone(), self.closed.clone());
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let mut s = inner.lock().await;
             loop {
-                if mgr.is_closed() {
+                if closed.is_closed() {
                     return Err(PyStopAsyncIteration::new_err(()));
                 }
-                if let Ok(r) = tokio::time::timeout(SLICE, s.next()).await {
-                    token.store(s.token(), Ordering::SeqCst);
-                    return r.map(Change).map_err(to_py);
+                // The stream blocks: each slice of the wait runs on a thread of its own.
+                let (i, t) = (inner.clone(), token.clone());
+                let got =
+                    tokio::task::spawn_blocking(move || next_from(&i, &t, SLICE)).await.map_err(|e| {
+                        to_py(Error::Internal { message: format!("the wait for a change failed: {e}") })
+                    })?;
+                match got {
+                    Ok(Some(c)) => return Ok(Change(c)),
+                    Ok(None) => continue,
+                    Err(_) if closed.is_closed() => return Err(PyStopAsyncIteration::new_err(())),
+                    Err(e) => return Err(to_py(e)),
                 }
             }
         })

@@ -1,6 +1,7 @@
 //! The `Manager` handle class: every method translates its arguments and calls `ovm_core::Manager`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ovm_core::driver::network::{NetChange, NetKey};
@@ -10,14 +11,15 @@ use ovm_core::manager::{
     PoolSpec, RepositorySpec, ServerFilter, ServerLogin, StopOptions, VmFilter, VmSpec,
 };
 use ovm_core::model as m;
+use ovm_core::remote::{ChangeStream, ManagerApi, RemoteManager};
 use ovm_core::store::{Durability, EventFilter, JobFilter};
-use ovm_core::{Error, JobHandle};
+use ovm_core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyMapping};
 
 use crate::convert::{self, parse_enum, uuid};
 use crate::errors::{to_py, OrRaise};
-use crate::jobs::{Job, Subscription};
+use crate::jobs::{Closing, Job, Subscription};
 use crate::records::{self as r, ObjectRef, VmConfig};
 
 // `register_vendor_storage_array`'s defaults, written as literals so that Python sees them.
@@ -32,40 +34,107 @@ const _: () = {
     }
 };
 
+/// Records the manager answered, as the shared records the record classes wrap.
+fn arcs<T>(v: ovm_core::Result<Vec<T>>) -> PyResult<Vec<Arc<T>>> {
+    Ok(v.or_raise()?.into_iter().map(Arc::new).collect())
+}
+
 fn opt_uuid(field: &str, s: Option<&str>) -> PyResult<Option<uuid::Uuid>> {
     s.map(|s| uuid(field, s)).transpose()
+}
+
+/// An inventory record of type `$ty` from an [`m::Object`] the manager answered.
+macro_rules! typed {
+    ($obj:expr, $ty:ident) => {
+        match $obj {
+            m::Object::$ty(x) => Ok(std::sync::Arc::new(x)),
+            other => {
+                Err(Error::Internal { message: format!("{} is not a {}", other.name(), stringify!($ty)) })
+            }
+        }
+    };
+}
+
+/// Every object of one kind, as records of type `$ty`, in name order.
+macro_rules! typed_list {
+    ($api:expr, $ty:ident) => {
+        $api.objects(m::ObjectKind::$ty)
+            .and_then(|v| v.into_iter().map(|o| typed!(o, $ty)).collect::<ovm_core::Result<Vec<_>>>())
+            .or_raise()
+    };
 }
 
 /// An ovm manager: its database, jobs, events and connections to servers.
 ///
 /// `Manager()` opens a private in-memory database; `Manager("path/manager.db")` opens (or creates)
-/// a database file (`":memory:"` and `sqlite://` URIs are accepted too). Use it as a context manager
-/// or call `close()`; after closing, every call raises `ClosedError`. `sim_world_of=other` serves
-/// `sim://` servers from the simulated world of manager `other` (a second manager on the same
-/// simulated data centre, e.g. to rebuild a lost database).
+/// a database file (`":memory:"` and `sqlite://` URIs are accepted too). `Manager.connect(uri)`
+/// connects to a manager service (`ovm serve`) instead: the same methods then run on the service.
+/// Use it as a context manager or call `close()`; after closing, every call raises `ClosedError`.
+/// `sim_world_of=other` serves `sim://` servers from the simulated world of manager `other` (a
+/// second manager on the same simulated data centre, e.g. to rebuild a lost database).
 #[pyclass(module = "ovm", frozen)]
-#[derive(Debug)]
 pub struct Manager {
-    inner: ovm_core::Manager,
+    /// Every call goes through the manager's API: a manager of this process or a service.
+    api: Arc<dyn ManagerApi>,
+    /// The same manager when it runs in this process, for what needs an object of this process
+    /// (plug-ins, the simulated world).
+    local: Option<ovm_core::Manager>,
+    id: String,
+    closed: Closing,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("id", &self.id).field("local", &self.local.is_some()).finish()
+    }
 }
 
 impl Manager {
-    /// The core manager, or `ClosedError`.
-    fn m(&self) -> PyResult<&ovm_core::Manager> {
-        if self.inner.is_closed() {
+    fn of_local(mgr: ovm_core::Manager) -> Self {
+        let id = mgr.id().to_owned();
+        Manager { api: Arc::new(mgr.clone()), closed: Closing::new(Some(mgr.clone())), local: Some(mgr), id }
+    }
+
+    /// The manager's API, or `ClosedError`.
+    fn m(&self) -> PyResult<&dyn ManagerApi> {
+        if self.closed.is_closed() {
             return Err(to_py(Error::Closed));
         }
-        Ok(&self.inner)
+        Ok(&*self.api)
+    }
+
+    /// The manager of this process, for `what`; `UnsupportedError` on a manager service, or
+    /// `ClosedError`.
+    fn local(&self, what: &str) -> PyResult<&ovm_core::Manager> {
+        self.m()?;
+        self.local.as_ref().ok_or_else(|| {
+            to_py(Error::Unsupported {
+                what: format!(
+                    "{what} needs a manager in this process; this one is a manager service's client"
+                ),
+            })
+        })
+    }
+
+    /// One object by reference (a `m::Result`, so that `typed!` follows).
+    fn get(&self, kind: m::ObjectKind, id: uuid::Uuid) -> PyResult<ovm_core::Result<m::Object>> {
+        Ok(self.m()?.object(m::ObjectRef::new(kind, id)))
+    }
+
+    /// One object of `kind` by name (or id).
+    fn by_name(&self, kind: m::ObjectKind, name: &str) -> PyResult<ovm_core::Result<m::Object>> {
+        Ok(self.m()?.find(kind, name.to_owned()))
     }
 
     /// Submit a job with the GIL released.
     fn submit(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&ovm_core::Manager) -> ovm_core::Result<JobHandle> + Send,
+        f: impl FnOnce(&dyn ManagerApi) -> ovm_core::Result<m::Job> + Send,
     ) -> PyResult<Job> {
-        let m = self.m()?;
-        py.detach(|| f(m)).map(Job).or_raise()
+        let api = self.m()?;
+        let job = py.detach(|| f(api)).or_raise()?;
+        Ok(Job::new(self.api.clone(), job.id))
     }
 }
 
@@ -104,30 +173,46 @@ impl Manager {
             .recurring_jobs(recurring_jobs)
             .change_buffer(change_buffer);
         if let Some(other) = sim_world_of {
-            b = b.sim_world(other.inner.sim().clone());
+            b = b.sim_world(other.local("sim_world_of")?.sim().clone());
         }
         let inner = py.detach(|| b.open()).or_raise()?;
-        Ok(Manager { inner })
+        Ok(Manager::of_local(inner))
+    }
+    /// Connect to the manager service at `uri` (`ovm+unix:///PATH`, as `ovm serve` listens): every
+    /// method then runs on the service. Operations that need an object of this process (plug-ins,
+    /// the simulated world's `sim_` methods) raise `UnsupportedError`. `close()` closes the
+    /// connection, not the service.
+    #[staticmethod]
+    fn connect(py: Python<'_>, uri: &str) -> PyResult<Self> {
+        let remote = py.detach(|| RemoteManager::connect(uri)).or_raise()?;
+        let id = py.detach(|| remote.manager_id()).or_raise()?;
+        Ok(Manager { api: Arc::new(remote), local: None, id, closed: Closing::new(None) })
     }
 
     /// This manager's identity.
     #[getter]
     fn id(&self) -> &str {
-        self.inner.id()
+        &self.id
     }
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.is_closed()
+        self.closed.is_closed()
     }
-    /// Close: refuse new jobs and wait up to `timeout` seconds for running ones.
+    /// Close: refuse new jobs and wait up to `timeout` seconds for running ones. On a manager
+    /// service's client, only this connection is closed (the service and its jobs run on).
     #[pyo3(signature = (timeout=30.0))]
     fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
         let t = Duration::try_from_secs_f64(timeout)
             .map_err(|_| Error::invalid("timeout", "must be a number of seconds >= 0"))
             .or_raise()?;
-        let m = &self.inner;
-        py.detach(|| m.close(t)).or_raise()
+        match &self.local {
+            Some(m) => py.detach(|| m.close(t)).or_raise(),
+            None => {
+                self.closed.close();
+                Ok(())
+            }
+        }
     }
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
@@ -137,13 +222,14 @@ impl Manager {
         self.close(py, 30.0)?;
         Ok(false)
     }
-    fn __repr__(&self) -> String {
-        if self.inner.is_closed() {
-            return format!("Manager(id={:?}, closed=True)", self.inner.id());
+    fn __repr__(&self) -> PyResult<String> {
+        if self.closed.is_closed() {
+            return Ok(format!("Manager(id={:?}, closed=True)", self.id));
         }
+        let count = |k| self.api.objects(k).map(|v| v.len()).or_raise();
         let (servers, pools, vms) =
-            self.inner.read(|inv| (inv.servers.len(), inv.pools.len(), inv.vms.len()));
-        format!("Manager(id={:?}, servers={servers}, pools={pools}, vms={vms})", self.inner.id())
+            (count(m::ObjectKind::Server)?, count(m::ObjectKind::ServerPool)?, count(m::ObjectKind::Vm)?);
+        Ok(format!("Manager(id={:?}, servers={servers}, pools={pools}, vms={vms})", self.id))
     }
 
     // ---- servers -------------------------------------------------------------------------------
@@ -151,12 +237,12 @@ impl Manager {
     /// Discover the server at `address` (`sim://NAME` for a simulated one) and take ownership.
     /// The job's result is the server.
     fn discover_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
-        self.submit(py, |m| m.discover_server(&address, &password))
+        self.submit(py, |m| m.discover_server(address, password))
     }
     /// Discover a server that another manager owns and take it over with its agent password (the
     /// agent records the takeover); otherwise as `discover_server`. The job's result is the server.
     fn take_over_server(&self, py: Python<'_>, address: String, password: String) -> PyResult<Job> {
-        self.submit(py, |m| m.take_over_server(&address, &password))
+        self.submit(py, |m| m.take_over_server(address, password))
     }
     /// Rebuild this manager's inventory — which must be empty, as after its database was lost —
     /// from `servers` (`(address, agent password)` pairs) and the repositories they mount: each
@@ -171,7 +257,7 @@ impl Manager {
         let logins: Vec<ServerLogin> =
             servers.into_iter().map(|(address, password)| ServerLogin { address, password }).collect();
         let m = self.m()?;
-        py.detach(|| m.rebuild_from_servers(&logins)).map(r::RebuildReport).or_raise()
+        py.detach(|| m.rebuild_from_servers(logins)).map(r::RebuildReport).or_raise()
     }
     /// Restart the agent of a server reached through one (its VMs keep running; the manager
     /// reconnects).
@@ -190,11 +276,14 @@ impl Manager {
     }
     /// A server by id.
     fn server(&self, id: &str) -> PyResult<r::Server> {
-        self.m()?.server(uuid("id", id)?).map(r::Server).or_raise()
+        self.get(m::ObjectKind::Server, uuid("id", id)?)?
+            .and_then(|o| typed!(o, Server))
+            .map(r::Server)
+            .or_raise()
     }
     /// A server by name.
     fn server_by_name(&self, name: &str) -> PyResult<r::Server> {
-        self.m()?.get_by_name::<m::Server>(name).map(r::Server).or_raise()
+        self.by_name(m::ObjectKind::Server, name)?.and_then(|o| typed!(o, Server)).map(r::Server).or_raise()
     }
     /// Servers in name order, optionally only those of `pool` or in `power_state`.
     #[pyo3(signature = (*, pool=None, power_state=None))]
@@ -208,7 +297,7 @@ impl Manager {
             pool: opt_uuid("pool", pool)?.map(m::PoolId),
             power_state: power_state.map(|s| parse_enum("power_state", s)).transpose()?,
         };
-        r::list(py, self.m()?.servers_where(&filter), r::Server)
+        r::list(py, arcs(self.m()?.servers_where(filter))?, r::Server)
     }
     /// Put a server into or out of maintenance mode.
     fn set_maintenance_mode(&self, py: Python<'_>, server: &str, on: bool) -> PyResult<Job> {
@@ -234,6 +323,7 @@ impl Manager {
             })
             .transpose()
             .or_raise()?;
+        let t = t.map(|t| t.as_millis() as u64);
         self.submit(py, |m| m.power_on_server(s, t))
     }
     /// Set how a server is powered on and off: its Wake-on-LAN MAC (`None`: none) and its
@@ -272,12 +362,13 @@ impl Manager {
     /// controller `name`, for as long as this manager is open (protocol: `PLUGIN on|off|status
     /// ADDRESS`; see docs/power.md).
     fn register_power_plugin(&self, name: &str, path: &str) -> PyResult<()> {
+        let m = self.local("register_power_plugin")?;
         let plugin = ovm_core::power_plugin::ExecPowerController::new(name, path).or_raise()?;
-        self.m()?.register_power_controller(std::sync::Arc::new(plugin)).or_raise()
+        m.register_power_controller(std::sync::Arc::new(plugin)).or_raise()
     }
     /// The names of the registered out-of-band power controllers.
     fn power_controllers(&self) -> PyResult<Vec<String>> {
-        Ok(self.m()?.power_controllers())
+        self.m()?.power_controllers().or_raise()
     }
     /// A server's chassis power as its out-of-band controller reports it now: `"On"` or `"Off"`.
     fn out_of_band_power_state(&self, server: &str) -> PyResult<String> {
@@ -293,7 +384,7 @@ impl Manager {
     /// Take ownership of a discovered, unowned server with its agent password.
     fn take_ownership(&self, py: Python<'_>, server: &str, password: String) -> PyResult<Job> {
         let s = m::ServerId(uuid("server", server)?);
-        self.submit(py, |m| m.take_ownership(s, &password))
+        self.submit(py, |m| m.take_ownership(s, password))
     }
     /// Release ownership of a server (not in a pool, no VMs on it).
     fn release_ownership(&self, py: Python<'_>, server: &str) -> PyResult<Job> {
@@ -302,18 +393,24 @@ impl Manager {
     }
     /// The recurring jobs: `(name, interval seconds, enabled)`.
     fn recurring_jobs(&self) -> PyResult<Vec<(String, f64, bool)>> {
-        Ok(self.m()?.recurring_jobs().into_iter().map(|(n, d, on)| (n, d.as_secs_f64(), on)).collect())
+        Ok(self
+            .m()?
+            .recurring_jobs()
+            .or_raise()?
+            .into_iter()
+            .map(|(n, d, on)| (n, d.as_secs_f64(), on))
+            .collect())
     }
     /// Set a recurring job's interval (seconds) and whether it runs.
     fn set_recurring_job(&self, name: &str, interval: f64, enabled: bool) -> PyResult<()> {
         let d = Duration::try_from_secs_f64(interval)
             .map_err(|_| Error::invalid("interval", "must be a number of seconds >= 0"))
             .or_raise()?;
-        self.m()?.set_recurring_job(name, d, enabled).or_raise()
+        self.m()?.set_recurring_job(name.to_owned(), d, enabled).or_raise()
     }
     /// Run a recurring job now.
     fn run_recurring(&self, py: Python<'_>, name: &str) -> PyResult<Job> {
-        self.submit(py, |m| m.run_recurring(name))
+        self.submit(py, |m| m.run_recurring(name.to_owned()))
     }
 
     // ---- pools ---------------------------------------------------------------------------------
@@ -360,7 +457,7 @@ impl Manager {
                 .map(|(n, t)| Ok((m::NetworkId(uuid("networks", n)?), *t)))
                 .collect::<PyResult<_>>()?,
         };
-        self.submit(py, |m| m.edit_pool(p, |pool| pool.policy = policy))
+        self.submit(py, |m| m.set_pool_policy(p, policy))
     }
     /// Set how many simultaneous server failures a pool keeps room for when it has HA-enabled
     /// VMs (DPM keeps that reserve free). Raises `ConflictError` beyond what
@@ -371,15 +468,21 @@ impl Manager {
     }
     /// A pool by id.
     fn pool(&self, id: &str) -> PyResult<r::ServerPool> {
-        self.m()?.pool(uuid("id", id)?).map(r::ServerPool).or_raise()
+        self.get(m::ObjectKind::ServerPool, uuid("id", id)?)?
+            .and_then(|o| typed!(o, ServerPool))
+            .map(r::ServerPool)
+            .or_raise()
     }
     /// A pool by name.
     fn pool_by_name(&self, name: &str) -> PyResult<r::ServerPool> {
-        self.m()?.get_by_name::<m::ServerPool>(name).map(r::ServerPool).or_raise()
+        self.by_name(m::ObjectKind::ServerPool, name)?
+            .and_then(|o| typed!(o, ServerPool))
+            .map(r::ServerPool)
+            .or_raise()
     }
     /// All pools, in name order.
     fn pools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        r::list(py, self.m()?.pools(), r::ServerPool)
+        r::list(py, typed_list!(self.m()?, ServerPool)?, r::ServerPool)
     }
     /// Add a server to a pool.
     fn add_server_to_pool(&self, py: Python<'_>, pool: &str, server: &str) -> PyResult<Job> {
@@ -432,7 +535,7 @@ impl Manager {
         if matches!(kind, m::ObjectKind::Job | m::ObjectKind::Event) {
             return Err(to_py(Error::invalid("kind", "jobs and events have their own methods")));
         }
-        let all = self.m()?.read(|inv| inv.objects_of(kind));
+        let all = self.m()?.objects(kind).or_raise()?;
         let items = all.into_iter().map(|o| r::object_record(py, o)).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
@@ -505,7 +608,7 @@ impl Manager {
     fn present_storage_array_to(&self, py: Python<'_>, array: &str, servers: Vec<String>) -> PyResult<Job> {
         let a = m::StorageArrayId(uuid("array", array)?);
         let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.present_storage_array_to(a, &ss))
+        self.submit(py, |m| m.present_storage_array_to(a, ss))
     }
     /// Log a server out of every target of a generic array.
     fn unpresent_storage_array(&self, py: Python<'_>, array: &str, server: &str) -> PyResult<Job> {
@@ -515,7 +618,7 @@ impl Manager {
     /// The physical disks (LUNs) of a storage array, in name order.
     fn physical_disks_of<'py>(&self, py: Python<'py>, array: &str) -> PyResult<Bound<'py, PyList>> {
         let a = m::StorageArrayId(uuid("array", array)?);
-        r::list(py, self.m()?.physical_disks_of(a), r::PhysicalDisk)
+        r::list(py, arcs(self.m()?.physical_disks_of(a))?, r::PhysicalDisk)
     }
     /// Register a vendor-style array whose iSCSI portal is `access_host:access_port`, its LUNs and
     /// access groups managed through the storage plug-in `plugin` (ovm's LIO plug-in by default)
@@ -575,13 +678,13 @@ impl Manager {
         target: Option<&str>,
     ) -> PyResult<Job> {
         let a = m::StorageArrayId(uuid("array", array)?);
-        self.submit(py, |m| m.create_lun(a, target, name, size_bytes))
+        self.submit(py, |m| m.create_lun(a, target.map(str::to_owned), name.to_owned(), size_bytes))
     }
     /// Clone a LUN of a vendor-style array into a new LUN `name`, presented to nobody. The job's
     /// result is the new physical disk.
     fn clone_lun(&self, py: Python<'_>, disk: &str, name: &str) -> PyResult<Job> {
         let d = m::PhysicalDiskId(uuid("disk", disk)?);
-        self.submit(py, |m| m.clone_lun(d, name))
+        self.submit(py, |m| m.clone_lun(d, name.to_owned()))
     }
     /// Grow a LUN of a vendor-style array to `size_bytes` (a LUN never shrinks); the servers that
     /// see it rescan.
@@ -606,7 +709,7 @@ impl Manager {
     ) -> PyResult<Job> {
         let a = m::StorageArrayId(uuid("array", array)?);
         let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.create_access_group(a, name, &ss))
+        self.submit(py, |m| m.create_access_group(a, name.to_owned(), ss))
     }
     /// Delete an access group of a vendor-style array that presents no LUN.
     fn delete_access_group(&self, py: Python<'_>, group: &str) -> PyResult<Job> {
@@ -628,7 +731,7 @@ impl Manager {
     /// The file systems of a file server, in name order.
     fn file_systems_of<'py>(&self, py: Python<'py>, file_server: &str) -> PyResult<Bound<'py, PyList>> {
         let f = m::FileServerId(uuid("file_server", file_server)?);
-        r::list(py, self.m()?.file_systems_of(f), r::FileSystem)
+        r::list(py, arcs(self.m()?.file_systems_of(f))?, r::FileSystem)
     }
 
     // ---- storage -------------------------------------------------------------------------------
@@ -669,14 +772,14 @@ impl Manager {
         initrd_source: Option<String>,
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.import_kernel(rp, &name, &kernel_source, initrd_source.as_deref()))
+        self.submit(py, |m| m.import_kernel(rp, name, kernel_source, initrd_source))
     }
     /// Present a repository to several servers in one job: each mounts it; a server that fails
     /// undoes the mounts made on the others.
     fn present_repository_to(&self, py: Python<'_>, repository: &str, servers: Vec<String>) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
         let ss = servers.iter().map(|s| uuid("servers", s).map(m::ServerId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.present_repository_to(rp, &ss))
+        self.submit(py, |m| m.present_repository_to(rp, ss))
     }
     /// Unpresent a repository from a server.
     fn unpresent_repository(&self, py: Python<'_>, repository: &str, server: &str) -> PyResult<Job> {
@@ -686,15 +789,21 @@ impl Manager {
     }
     /// A repository by id.
     fn repository(&self, id: &str) -> PyResult<r::Repository> {
-        self.m()?.repository(uuid("id", id)?).map(r::Repository).or_raise()
+        self.get(m::ObjectKind::Repository, uuid("id", id)?)?
+            .and_then(|o| typed!(o, Repository))
+            .map(r::Repository)
+            .or_raise()
     }
     /// A repository by name.
     fn repository_by_name(&self, name: &str) -> PyResult<r::Repository> {
-        self.m()?.get_by_name::<m::Repository>(name).map(r::Repository).or_raise()
+        self.by_name(m::ObjectKind::Repository, name)?
+            .and_then(|o| typed!(o, Repository))
+            .map(r::Repository)
+            .or_raise()
     }
     /// All repositories, in name order.
     fn repositories<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        r::list(py, self.m()?.repositories(), r::Repository)
+        r::list(py, typed_list!(self.m()?, Repository)?, r::Repository)
     }
     /// Create an empty virtual disk. The job's result is the disk.
     #[pyo3(signature = (repository, name, size_bytes, *, shareable=false))]
@@ -707,7 +816,7 @@ impl Manager {
         shareable: bool,
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.create_virtual_disk(rp, &name, size_bytes, shareable))
+        self.submit(py, |m| m.create_virtual_disk(rp, name, size_bytes, shareable))
     }
     /// Delete a virtual disk no VM or template uses.
     fn delete_virtual_disk(&self, py: Python<'_>, disk: &str) -> PyResult<Job> {
@@ -716,19 +825,22 @@ impl Manager {
     }
     /// A virtual disk by id.
     fn virtual_disk(&self, id: &str) -> PyResult<r::VirtualDisk> {
-        self.m()?.get::<m::VirtualDisk>(uuid("id", id)?).map(r::VirtualDisk).or_raise()
+        self.get(m::ObjectKind::VirtualDisk, uuid("id", id)?)?
+            .and_then(|o| typed!(o, VirtualDisk))
+            .map(r::VirtualDisk)
+            .or_raise()
     }
     /// Virtual disks in name order, optionally only those of `repository`.
     #[pyo3(signature = (*, repository=None))]
     fn virtual_disks<'py>(&self, py: Python<'py>, repository: Option<&str>) -> PyResult<Bound<'py, PyList>> {
         let filter = DiskFilter { repository: opt_uuid("repository", repository)?.map(m::RepositoryId) };
-        r::list(py, self.m()?.virtual_disks_where(&filter), r::VirtualDisk)
+        r::list(py, arcs(self.m()?.virtual_disks_where(filter))?, r::VirtualDisk)
     }
     /// Import an ISO image into a repository from `source`: an absolute path on this machine or
     /// an ``http(s)://`` URL. ``Job.bytes_done`` shows its progress.
     fn import_iso(&self, py: Python<'_>, repository: &str, name: String, source: String) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.import_iso(rp, &name, &source))
+        self.submit(py, |m| m.import_iso(rp, name, source))
     }
     /// Import an Oracle VM template archive (`.tar`, `.tgz`: a `vm.cfg` and the disk images it
     /// names, and the kernel and ramdisk it boots, if any) into a repository from `source` (an
@@ -744,7 +856,7 @@ impl Manager {
         name: Option<String>,
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.import_template(rp, &source, name.as_deref()))
+        self.submit(py, |m| m.import_template(rp, source, name))
     }
     /// Import an assembly (an OVA archive, or an OVF descriptor with its files beside it) into a
     /// repository from `source` (an absolute path on this machine or an ``http(s)://`` URL), named
@@ -760,7 +872,7 @@ impl Manager {
         name: Option<String>,
     ) -> PyResult<Job> {
         let rp = m::RepositoryId(uuid("repository", repository)?);
-        self.submit(py, |m| m.import_assembly(rp, &source, name.as_deref()))
+        self.submit(py, |m| m.import_assembly(rp, source, name))
     }
     /// Create a template from a configuration and disks of the repository.
     #[pyo3(signature = (repository, name, config, disks=Vec::new()))]
@@ -775,19 +887,25 @@ impl Manager {
         let rp = m::RepositoryId(uuid("repository", repository)?);
         let disks =
             disks.iter().map(|d| uuid("disks", d).map(m::VirtualDiskId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.create_template(rp, &name, config.0, disks))
+        self.submit(py, |m| m.create_template(rp, name, config.0, disks))
     }
     /// A template by id.
     fn template(&self, id: &str) -> PyResult<r::Template> {
-        self.m()?.get::<m::Template>(uuid("id", id)?).map(r::Template).or_raise()
+        self.get(m::ObjectKind::Template, uuid("id", id)?)?
+            .and_then(|o| typed!(o, Template))
+            .map(r::Template)
+            .or_raise()
     }
     /// A template by name.
     fn template_by_name(&self, name: &str) -> PyResult<r::Template> {
-        self.m()?.get_by_name::<m::Template>(name).map(r::Template).or_raise()
+        self.by_name(m::ObjectKind::Template, name)?
+            .and_then(|o| typed!(o, Template))
+            .map(r::Template)
+            .or_raise()
     }
     /// All templates, in name order.
     fn templates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        r::list(py, self.m()?.list_all::<m::Template>(), r::Template)
+        r::list(py, typed_list!(self.m()?, Template)?, r::Template)
     }
 
     // ---- networks ------------------------------------------------------------------------------
@@ -809,15 +927,21 @@ impl Manager {
     }
     /// A network by id.
     fn network(&self, id: &str) -> PyResult<r::Network> {
-        self.m()?.network(uuid("id", id)?).map(r::Network).or_raise()
+        self.get(m::ObjectKind::Network, uuid("id", id)?)?
+            .and_then(|o| typed!(o, Network))
+            .map(r::Network)
+            .or_raise()
     }
     /// A network by name.
     fn network_by_name(&self, name: &str) -> PyResult<r::Network> {
-        self.m()?.get_by_name::<m::Network>(name).map(r::Network).or_raise()
+        self.by_name(m::ObjectKind::Network, name)?
+            .and_then(|o| typed!(o, Network))
+            .map(r::Network)
+            .or_raise()
     }
     /// All networks, in name order.
     fn networks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        r::list(py, self.m()?.networks(), r::Network)
+        r::list(py, typed_list!(self.m()?, Network)?, r::Network)
     }
 
     /// Bond `ports` of `server` (the first is the primary of an active-backup bond) as `interface`
@@ -972,11 +1096,11 @@ impl Manager {
     }
     /// A VM by id.
     fn vm(&self, id: &str) -> PyResult<r::Vm> {
-        self.m()?.vm(uuid("id", id)?).map(r::Vm).or_raise()
+        self.get(m::ObjectKind::Vm, uuid("id", id)?)?.and_then(|o| typed!(o, Vm)).map(r::Vm).or_raise()
     }
     /// A VM by name.
     fn vm_by_name(&self, name: &str) -> PyResult<r::Vm> {
-        self.m()?.vm_by_name(name).map(r::Vm).or_raise()
+        self.by_name(m::ObjectKind::Vm, name)?.and_then(|o| typed!(o, Vm)).map(r::Vm).or_raise()
     }
     /// VMs in name order, optionally only those of `pool`, on `server`, or in `power_state`.
     #[pyo3(signature = (*, pool=None, server=None, power_state=None))]
@@ -992,7 +1116,7 @@ impl Manager {
             server: opt_uuid("server", server)?.map(m::ServerId),
             power_state: power_state.map(|s| parse_enum("power_state", s)).transpose()?,
         };
-        r::list(py, self.m()?.vms_where(&filter), r::Vm)
+        r::list(py, arcs(self.m()?.vms_where(filter))?, r::Vm)
     }
     /// Start a VM.
     fn start_vm(&self, py: Python<'_>, vm: &str) -> PyResult<Job> {
@@ -1064,7 +1188,7 @@ impl Manager {
     /// How many migrations may run at once on one server (a migration counts on its source and on
     /// its destination; more wait in line for a slot).
     fn migration_limit(&self) -> PyResult<u32> {
-        Ok(self.m()?.migration_limit())
+        self.m()?.migration_limit().or_raise()
     }
     /// Set the migration limit (1 to 64). Returns a job.
     fn set_migration_limit(&self, py: Python<'_>, limit: u32) -> PyResult<Job> {
@@ -1073,7 +1197,7 @@ impl Manager {
     /// How server loads are sampled, in seconds: `{"interval": 10.0, "raw_retention": 3600.0,
     /// "coarse_interval": 300.0, "coarse_retention": 604800.0}`.
     fn load_sampling(&self) -> PyResult<std::collections::BTreeMap<&'static str, f64>> {
-        let s = self.m()?.load_sampling();
+        let s = self.m()?.load_sampling().or_raise()?;
         Ok([
             ("interval", s.interval),
             ("raw_retention", s.raw_retention),
@@ -1096,7 +1220,7 @@ impl Manager {
         coarse_retention: Option<f64>,
     ) -> PyResult<()> {
         let m = self.m()?;
-        let mut s = m.load_sampling();
+        let mut s = m.load_sampling().or_raise()?;
         for (what, value, slot) in [
             ("interval", interval, &mut s.interval),
             ("raw_retention", raw_retention, &mut s.raw_retention),
@@ -1205,7 +1329,7 @@ impl Manager {
     ) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
         let opts = clone_options(pool, repository, networks, disks)?;
-        self.submit(py, |m| m.clone_vm(v, &name, opts))
+        self.submit(py, |m| m.clone_vm(v, name, opts))
     }
     /// Create a VM from a template. Its disks are copied into `repository` (default: the
     /// template's), except those `disks` names by slot: `"Share"` maps the template's disk itself
@@ -1225,12 +1349,12 @@ impl Manager {
     ) -> PyResult<Job> {
         let t = m::TemplateId(uuid("template", template)?);
         let opts = clone_options(pool, repository, networks, disks)?;
-        self.submit(py, |m| m.clone_template(t, &name, opts))
+        self.submit(py, |m| m.clone_template(t, name, opts))
     }
     /// Turn a stopped VM into a template. The job's result is the template.
     fn vm_to_template(&self, py: Python<'_>, vm: &str, name: String) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
-        self.submit(py, |m| m.vm_to_template(v, &name))
+        self.submit(py, |m| m.vm_to_template(v, name))
     }
     /// Edit a VM: any of name, description, or a whole new configuration.
     #[pyo3(signature = (vm, *, name=None, description=None, config=None))]
@@ -1243,18 +1367,20 @@ impl Manager {
         config: Option<VmConfig>,
     ) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
+        // The VM's record with the edits, replaced as a whole (`update_object` edits a VM as
+        // `Manager::edit_vm` does).
         self.submit(py, |m| {
-            m.edit_vm(v, move |x| {
-                if let Some(n) = name {
-                    x.name = n;
-                }
-                if let Some(d) = description {
-                    x.description = d;
-                }
-                if let Some(c) = config {
-                    x.config = c.0;
-                }
-            })
+            let mut x = m.vm_record(v)?;
+            if let Some(n) = name {
+                x.name = n;
+            }
+            if let Some(d) = description {
+                x.description = d;
+            }
+            if let Some(c) = config {
+                x.config = c.0;
+            }
+            m.update_object(m::Object::Vm(x))
         })
     }
     /// Delete a stopped VM and its disks.
@@ -1282,7 +1408,7 @@ impl Manager {
             }
             None => None,
         };
-        self.submit(py, |m| m.edit_vm(v, move |x| x.config.pv_kernel = k))
+        self.submit(py, |m| m.set_vm_kernel(v, k))
     }
     /// Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot
     /// held); the VM then runs only on servers logged in to the LUN's array.
@@ -1308,11 +1434,9 @@ impl Manager {
     ) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
         let net = opt_uuid("network", network)?.map(m::NetworkId);
-        let n = self.m()?.vm(v).or_raise()?.config.vnics.len();
-        if index >= n {
-            return Err(to_py(Error::invalid("index", format!("the VM has {n} VNICs, no VNIC {index}"))));
-        }
-        self.submit(py, |m| m.edit_vm(v, move |x| x.config.vnics[index].network = net))
+        let index =
+            u32::try_from(index).map_err(|_| to_py(Error::invalid("index", format!("no VNIC {index}"))))?;
+        self.submit(py, |m| m.set_vnic_network(v, index, net))
     }
     /// Give a VM a new VNIC on `network` (`None`: the server's default bridge) with a MAC from the
     /// manager's range; plugged in at once if the VM runs. The job's result is the VM; the new MAC is
@@ -1326,7 +1450,7 @@ impl Manager {
     /// Remove the VNIC with `mac` from a VM; unplugged at once if the VM runs.
     fn remove_vnic(&self, py: Python<'_>, vm: &str, mac: String) -> PyResult<Job> {
         let v = m::VmId(uuid("vm", vm)?);
-        self.submit(py, |m| m.remove_vnic(v, &mac))
+        self.submit(py, |m| m.remove_vnic(v, mac))
     }
     /// A running VM's NICs as its server has them: `(mac, bridge, connected)`.
     fn vm_nics(&self, py: Python<'_>, vm: &str) -> PyResult<Vec<(String, String, bool)>> {
@@ -1351,7 +1475,7 @@ impl Manager {
     ) -> PyResult<Job> {
         let p = m::PoolId(uuid("pool", pool)?);
         let vms = vms.iter().map(|v| uuid("vms", v).map(m::VmId)).collect::<PyResult<Vec<_>>>()?;
-        self.submit(py, |m| m.create_anti_affinity_group(p, &name, vms))
+        self.submit(py, |m| m.create_anti_affinity_group(p, name, vms))
     }
     /// Create a tag. The job's result is the tag.
     fn create_tag(&self, py: Python<'_>, name: &str) -> PyResult<Job> {
@@ -1365,12 +1489,13 @@ impl Manager {
         let target = object.0;
         self.submit(py, |m| {
             m.object(target)?;
-            let mut tag = (*m.get::<m::Tag>(t)?).clone();
+            let mut tag = typed!(m.object(m::ObjectRef::new(m::ObjectKind::Tag, t))?, Tag)?;
+            let tag = std::sync::Arc::make_mut(&mut tag);
             tag.objects.retain(|o| *o != target);
             if on {
                 tag.objects.push(target);
             }
-            m.update_object(m::Object::Tag(tag))
+            m.update_object(m::Object::Tag(tag.clone()))
         })
     }
 
@@ -1397,7 +1522,7 @@ impl Manager {
             ..Default::default()
         };
         let m = self.m()?;
-        let v = py.detach(|| m.jobs(&filter)).or_raise()?;
+        let v = py.detach(|| m.jobs(filter)).or_raise()?;
         Ok(v.into_iter().map(r::JobInfo).collect())
     }
 
@@ -1415,7 +1540,9 @@ impl Manager {
     ) -> PyResult<r::Event> {
         let sev: m::Severity = parse_enum("severity", severity)?;
         let m = self.m()?;
-        py.detach(|| m.raise_event(object.0, sev, event_type, summary)).map(r::Event).or_raise()
+        py.detach(|| m.raise_event(object.0, sev, event_type.to_owned(), summary.to_owned()))
+            .map(r::Event)
+            .or_raise()
     }
     /// Events, newest first, with optional filters.
     #[pyo3(signature = (*, object=None, min_severity=None, acknowledged=None, limit=None))]
@@ -1435,7 +1562,7 @@ impl Manager {
             ..Default::default()
         };
         let m = self.m()?;
-        let v = py.detach(|| m.events(&filter)).or_raise()?;
+        let v = py.detach(|| m.events(filter)).or_raise()?;
         Ok(v.into_iter().map(r::Event).collect())
     }
     /// An event by id.
@@ -1471,10 +1598,22 @@ impl Manager {
     /// subscriptions do).
     #[pyo3(signature = (from_token=None, *, resume=false))]
     fn subscribe(&self, py: Python<'_>, from_token: Option<u64>, resume: bool) -> PyResult<Subscription> {
-        let m = self.m()?;
+        let api = self.m()?;
         let mode = if resume { LostEvents::Resume } else { LostEvents::Fail };
-        let sub = py.detach(|| m.subscribe(from_token)).or_raise()?.on_lost(mode);
-        Ok(Subscription::new(sub, m.clone()))
+        if let Some(m) = &self.local {
+            let sub = py.detach(|| m.subscribe(from_token)).or_raise()?.on_lost(mode);
+            let token = sub.token();
+            return Ok(Subscription::new(Box::new(sub), token, self.closed.clone()));
+        }
+        // A service's stream: what it reports on a lag is the service's (`resume` is for a
+        // subscription of this process). The token is read first, so that it never passes a
+        // change the stream has yet to deliver.
+        let token = match from_token {
+            Some(t) => t,
+            None => py.detach(|| api.current_token()).or_raise()?,
+        };
+        let stream: Box<dyn ChangeStream> = py.detach(|| api.subscribe_changes(from_token)).or_raise()?;
+        Ok(Subscription::new(stream, token, self.closed.clone()))
     }
 
     // ---- simulated servers ----------------------------------------------------------------------
@@ -1486,7 +1625,7 @@ impl Manager {
         let d = Duration::try_from_secs_f64(seconds)
             .map_err(|_| Error::invalid("seconds", "must be a number of seconds >= 0"))
             .or_raise()?;
-        self.m()?.sim().set_delay(op, d);
+        self.local("the simulated world")?.sim().set_delay(op, d);
         Ok(())
     }
     /// Give the simulated world a vendor-style array whose management interface is `host` (plug-in
@@ -1500,45 +1639,51 @@ impl Manager {
         targets: Vec<String>,
     ) -> PyResult<()> {
         let ts: Vec<&str> = targets.iter().map(String::as_str).collect();
-        self.m()?.sim().add_managed_array(host, username, password, &ts);
+        self.local("the simulated world")?.sim().add_managed_array(host, username, password, &ts);
         Ok(())
     }
     /// Give the simulated NFS server `host` an export `export` of `capacity_bytes` (discovered by
     /// `register_file_server`). Once a host has an export, mounting one it does not export fails.
     fn sim_add_nfs_export(&self, host: &str, export: &str, capacity_bytes: u64) -> PyResult<()> {
-        self.m()?.sim().add_nfs_export(host, export, capacity_bytes);
+        self.local("the simulated world")?.sim().add_nfs_export(host, export, capacity_bytes);
         Ok(())
     }
     /// Give the simulated generic array serving the iSCSI `target` a LUN `name` of `size_bytes`
     /// (discovered by `register_storage_array`, which any portal reaches on the simulator). Returns
     /// the LUN's identifier (its `page83_id`).
     fn sim_add_lun(&self, target: &str, name: &str, size_bytes: u64) -> PyResult<String> {
-        Ok(self.m()?.sim().add_lun(target, name, size_bytes))
+        Ok(self.local("the simulated world")?.sim().add_lun(target, name, size_bytes))
     }
     /// The Wake-on-LAN magic packets the simulated servers sent, in order: (sender host,
     /// interface, MAC).
     fn sim_magic_packets(&self) -> PyResult<Vec<(String, String, String)>> {
-        Ok(self.m()?.sim().magic_packets().into_iter().map(|p| (p.sender, p.interface, p.mac)).collect())
+        Ok(self
+            .local("the simulated world")?
+            .sim()
+            .magic_packets()
+            .into_iter()
+            .map(|p| (p.sender, p.interface, p.mac))
+            .collect())
     }
     /// Register the simulated servers' management controllers as the out-of-band power
     /// controller `"sim-bmc"` (a server's address is its simulated host's name).
     fn sim_register_power_controller(&self) -> PyResult<()> {
-        let m = self.m()?;
+        let m = self.local("sim_register_power_controller")?;
         m.register_power_controller(m.sim().power_controller()).or_raise()
     }
     /// Whether simulated server `host` is powered on.
     fn sim_is_powered_on(&self, host: &str) -> PyResult<bool> {
-        Ok(self.m()?.sim().is_powered_on(host))
+        Ok(self.local("the simulated world")?.sim().is_powered_on(host))
     }
     /// Set the CPU load the simulated domain of `vm` generates, percent of one vCPU.
     fn sim_set_domain_load(&self, vm: &str, percent: f32) -> PyResult<()> {
-        self.m()?.sim().set_domain_load(m::VmId(uuid("vm", vm)?), percent);
+        self.local("the simulated world")?.sim().set_domain_load(m::VmId(uuid("vm", vm)?), percent);
         Ok(())
     }
     /// Count traffic on an interface of simulated server `host`'s dom0: its counters grow by `rx`
     /// and `tx` bytes.
     fn sim_add_traffic(&self, host: &str, interface: &str, rx: u64, tx: u64) -> PyResult<()> {
-        self.m()?.sim().add_traffic(host, interface, rx, tx).or_raise()
+        self.local("the simulated world")?.sim().add_traffic(host, interface, rx, tx).or_raise()
     }
     /// Change the network configuration of simulated server `host` behind the manager's back:
     /// remove its `kind` (`"bond"`, `"vlan"` or `"bridge"`) named `name` (to show drift).
@@ -1549,13 +1694,13 @@ impl Manager {
             "bridge" => NetKey::Bridge(name.to_owned()),
             _ => return Err(to_py(Error::invalid("kind", format!("{kind:?} is not bond, vlan or bridge")))),
         };
-        self.m()?.sim().tamper_network(host, NetChange::Remove(key)).or_raise()
+        self.local("the simulated world")?.sim().tamper_network(host, NetChange::Remove(key)).or_raise()
     }
     /// Make the next `count` simulated operations `op` fail (on `host`, or on any host).
     #[pyo3(signature = (op, count=1, host=None))]
     fn sim_fail_next(&self, op: &str, count: u32, host: Option<&str>) -> PyResult<()> {
         let op = sim_op(op)?;
-        self.m()?.sim().fail_next(op, host, count);
+        self.local("the simulated world")?.sim().fail_next(op, host, count);
         Ok(())
     }
 }

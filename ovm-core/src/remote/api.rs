@@ -542,6 +542,11 @@ remote_api! {
     fn mac_range() -> MacRange = |m| Ok(m.mac_range());
     /// Set the MAC range (see [`Manager::set_mac_range`]).
     fn set_mac_range(range: MacRange) -> Job = |m| submitted(m.set_mac_range(range));
+    /// Record an event about an object (see [`Manager::raise_event`]).
+    fn raise_event(object: ObjectRef, severity: Severity, event_type: String, summary: String) -> Event =
+        |m| m.raise_event(object, severity, &event_type, &summary);
+    /// Sample the load of every owned, reachable server now (see [`Manager::sample_loads`]).
+    fn sample_loads() -> usize = |m| m.sample_loads();
 
     /// Create an account of the manager service (see [`Manager::create_user`]).
     fn create_user(name: String, role: Role, password: Option<String>, certificates: Vec<String>) -> Account =

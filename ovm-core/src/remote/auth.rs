@@ -221,6 +221,8 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("set_vnic_network", Access::Operate),
     ("set_vm_high_availability", Access::Operate),
     ("set_pool_policy", Access::Operate),
+    ("raise_event", Access::Operate),
+    ("sample_loads", Access::Operate),
     ("create_user", Access::Administer),
     ("users", Access::Audit),
     ("delete_user", Access::Administer),

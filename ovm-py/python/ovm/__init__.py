@@ -1,6 +1,7 @@
 """ovm: an embeddable Xen virtualization manager (servers, pools, storage, networks, VMs, jobs, events).
 
-Open a :class:`Manager` (in memory, or on a database file), discover servers (``sim://NAME`` for
+Open a :class:`Manager` (in memory, or on a database file) or connect to a manager service
+(``Manager.connect("ovm+unix:///run/ovm/manager.sock")``, served by ``ovm serve``), discover servers (``sim://NAME`` for
 simulated ones, password :data:`SIM_PASSWORD`), and drive everything through it. Every mutating
 call returns a :class:`Job`; ``job.wait()`` returns its :class:`JobInfo` or raises the job's error,
 ``await job`` does the same in asyncio. Object state comes back as frozen records (:class:`Vm`,
