@@ -148,7 +148,8 @@ def test_a_wrong_uri_raises_a_typed_error(tmp_path: Path) -> None:
         ovm.Manager.connect("ovm+unix://relative/m.sock")
     with pytest.raises(ovm.InvalidArgumentError):
         ovm.Manager.connect("http://example.com/")
-    with pytest.raises(ovm.UnsupportedError):
+    # A TLS address needs its port (and, to connect, the service's pinned certificate).
+    with pytest.raises(ovm.InvalidArgumentError):
         ovm.Manager.connect("ovm+tls://example.com")
     with pytest.raises(ovm.BackendError):
         ovm.Manager.connect(f"ovm+unix://{tmp_path / 'nobody.sock'}")
