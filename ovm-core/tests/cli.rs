@@ -818,34 +818,23 @@ fn a_key_file_keeps_the_managers_key_encrypted_and_is_needed_to_open_the_databas
     let db = std::fs::read(svc.dir.join("m.db")).unwrap();
     assert!(!db.windows(11).any(|w| w == b"PRIVATE KEY"), "the private key is in the database in the clear");
     let db_arg = svc.dir.join("m.db");
-    let without = Command::new(OVM)
-        .arg("--db")
-        .arg(&db_arg)
-        .args(["pool", "list"])
-        .env_remove("OVM_KEY_FILE")
-        .output()
-        .unwrap();
+    // `ovm --db m.db [--key-file KEY] pool list`, beside the service's environment.
+    let pool_list = |key: Option<&Path>| {
+        let mut c = Command::new(OVM);
+        c.arg("--db").arg(&db_arg).env_remove("OVM_KEY_FILE");
+        if let Some(k) = key {
+            c.arg("--key-file").arg(k);
+        }
+        c.args(["pool", "list"]).output().unwrap()
+    };
+    let without = pool_list(None);
     assert_eq!(without.status.code(), Some(10 + 17), "{}", String::from_utf8_lossy(&without.stderr));
-    let with = Command::new(OVM)
-        .arg("--db")
-        .arg(&db_arg)
-        .arg("--key-file")
-        .arg(&key)
-        .args(["pool", "list"])
-        .output()
-        .unwrap();
+    let with = pool_list(Some(&key));
     assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
     assert!(String::from_utf8_lossy(&with.stdout).contains("p1"));
     // A key file others may read is refused.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let loose = Command::new(OVM)
-        .arg("--db")
-        .arg(&db_arg)
-        .arg("--key-file")
-        .arg(&key)
-        .args(["pool", "list"])
-        .output()
-        .unwrap();
+    let loose = pool_list(Some(&key));
     assert_eq!(loose.status.code(), Some(10 + 4));
 }
 
