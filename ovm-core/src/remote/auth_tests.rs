@@ -1,6 +1,5 @@
 //! Users, roles and the audit log through a service.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,27 +11,18 @@ use crate::{ErrorKind, Manager};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(60));
 
-struct Fixture {
-    dir: PathBuf,
-    service: Service,
-    manager: Manager,
+use super::tests::Fixture;
+
+/// A service for the tests of accounts: `trust_local_peers` off makes this process a stranger
+/// that must log in.
+fn fixture(tag: &str, trust_local_peers: bool) -> Fixture {
+    Fixture::with_options(
+        &format!("auth-{tag}"),
+        ServiceOptions { trust_local_peers, ..ServiceOptions::default() },
+    )
 }
 
 impl Fixture {
-    fn new(tag: &str, trust_local_peers: bool) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("ovm-auth-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let manager = Manager::open_in_memory().unwrap();
-        let opts = ServiceOptions { trust_local_peers, ..ServiceOptions::default() };
-        let service = Service::bind(Arc::new(manager.clone()), dir.join("m.sock"), opts).unwrap();
-        Fixture { dir, service, manager }
-    }
-
-    fn uri(&self) -> String {
-        format!("ovm+unix://{}", self.service.path().display())
-    }
-
     fn login(&self, user: &str, password: &str) -> crate::Result<RemoteManager> {
         Manager::connect_with(&self.uri(), Credentials::new(user, password))
     }
@@ -48,13 +38,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.service.shutdown();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn refusals(m: &Manager, user: &str) -> Vec<AuditEntry> {
     let f = AuditFilter { user: Some(user.into()), refused_only: true, ..Default::default() };
     m.audit_log(&f).unwrap()
@@ -62,7 +45,7 @@ fn refusals(m: &Manager, user: &str) -> Vec<AuditEntry> {
 
 #[test]
 fn a_wrong_password_is_refused_and_audited() {
-    let f = Fixture::new("wrong", false);
+    let f = fixture("wrong", false);
     f.manager.create_user("alice", Role::Operator, Some("alice-password"), vec![]).unwrap();
     let e = f.login("alice", "not-her-password").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
@@ -87,7 +70,7 @@ fn a_wrong_password_is_refused_and_audited() {
 
 #[test]
 fn a_read_only_user_lists_but_cannot_start_a_vm() {
-    let f = Fixture::new("ro", true);
+    let f = fixture("ro", true);
     let vm = f.vm();
     f.manager.create_user("reader", Role::ReadOnly, Some("reader-password"), vec![]).unwrap();
     let r = f.login("reader", "reader-password").unwrap();
@@ -110,7 +93,7 @@ fn a_read_only_user_lists_but_cannot_start_a_vm() {
 
 #[test]
 fn an_operator_runs_vms_but_cannot_manage_users_and_every_change_is_audited_with_its_user() {
-    let f = Fixture::new("op", true);
+    let f = fixture("op", true);
     let vm = f.vm();
     let admin = Manager::connect(&f.uri()).unwrap();
     // The service's own user, without credentials, is the local superuser.
@@ -170,7 +153,7 @@ fn an_authenticated_client_sending_garbage_does_not_disturb_others() {
     use super::proto::{ClientMessage, ServiceMessage};
     use crate::agent::proto::frame;
     use std::io::Write;
-    let f = Fixture::new("garbage", false);
+    let f = fixture("garbage", false);
     f.manager.create_user("u1", Role::ReadOnly, Some("u1-password"), vec![]).unwrap();
     let other = f.login("u1", "u1-password").unwrap();
     let mut s = std::os::unix::net::UnixStream::connect(f.service.path()).unwrap();

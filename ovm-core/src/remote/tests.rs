@@ -15,24 +15,29 @@ use crate::{Error, ErrorKind, Manager};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(60));
 
-struct Fixture {
+/// A service on an in-memory manager, on a socket in a temporary directory (also used by the
+/// tests of accounts and roles).
+pub(super) struct Fixture {
     dir: PathBuf,
-    service: Service,
-    manager: Manager,
+    pub(super) service: Service,
+    pub(super) manager: Manager,
 }
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
+        Fixture::with_options(tag, ServiceOptions::default())
+    }
+
+    pub(super) fn with_options(tag: &str, opts: ServiceOptions) -> Fixture {
         let dir = std::env::temp_dir().join(format!("ovm-remote-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let manager = Manager::open_in_memory().unwrap();
-        let service =
-            Service::bind(Arc::new(manager.clone()), dir.join("m.sock"), ServiceOptions::default()).unwrap();
+        let service = Service::bind(Arc::new(manager.clone()), dir.join("m.sock"), opts).unwrap();
         Fixture { dir, service, manager }
     }
 
-    fn uri(&self) -> String {
+    pub(super) fn uri(&self) -> String {
         format!("ovm+unix://{}", self.service.path().display())
     }
 
