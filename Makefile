@@ -198,3 +198,4 @@ fuzz:
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev tar_entries -- -max_total_time=15
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev ovf_parse -- -max_total_time=15
 	cd ovm-core && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev vmcfg_parse -- -max_total_time=15
+	$(if $(CI),rm -rf ovm-core/fuzz/target)  # CI: the sanitizer build is not needed again
