@@ -272,7 +272,7 @@ fn the_pools_cluster_reads_back_through_a_failover() {
     let agents = SimDriver::new(world.clone());
     for host in ["xen1", "xen2", "xen3"] {
         let c = agents.connect(&format!("sim://{host}"), DEFAULT_PASSWORD, lab.mgr.id()).unwrap();
-        c.cluster().unwrap().join("pool-1").unwrap();
+        c.cluster().unwrap().join(&ovm_core::driver::ClusterSpec::named("pool-1", host)).unwrap();
     }
     let s = lab.mgr.pool_cluster_status(lab.pool).unwrap().unwrap();
     assert_eq!((s.members.len(), s.master.as_deref(), s.epoch), (3, Some("xen1"), 1));

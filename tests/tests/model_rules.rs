@@ -28,7 +28,7 @@ fn clustered_pool_needs_virtual_ip_and_pool_file_system() {
     assert_eq!(kind(lab.mgr.create_pool(spec)), ErrorKind::Conflict);
     // Cluster timeout bounds.
     let mut spec = PoolSpec::new("t");
-    spec.cluster_timeout_secs = 10;
+    spec.cluster_timeout_secs = 9;
     assert_eq!(kind(lab.mgr.create_pool(spec)), ErrorKind::InvalidArgument);
     assert!(lab.mgr.get_by_name::<ServerPool>("t").is_err());
 }

@@ -512,6 +512,21 @@ impl HostOps for AgentConnection {
     }
 }
 
+impl crate::driver::ClusterOps for AgentConnection {
+    fn join(&self, spec: &crate::driver::ClusterSpec) -> Result<crate::driver::ClusterStatus> {
+        spec.check()?;
+        Client::cluster_join(self, spec.clone())
+    }
+
+    fn leave(&self) -> Result<()> {
+        Client::cluster_leave(self)
+    }
+
+    fn status(&self) -> Result<Option<crate::driver::ClusterStatus>> {
+        Client::cluster_status(self)
+    }
+}
+
 impl DomainOps for AgentConnection {
     fn list_domains(&self) -> Result<Vec<DomainStatus>> {
         Ok(Client::list_domains(self)?.into_iter().map(Into::into).collect())
@@ -785,6 +800,10 @@ impl MigrationOps for AgentConnection {
 /// What the agent forwards: host, domains, file storage and migration as protocol v1 carries them.
 impl ServerConnection for AgentConnection {
     fn array_storage(&self) -> Option<&dyn crate::driver::StorageArrayPlugin> {
+        Some(self)
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::driver::ClusterOps> {
         Some(self)
     }
 

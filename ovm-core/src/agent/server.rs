@@ -927,6 +927,20 @@ impl Serve for Inner {
         self.hv.release_virtual_ip(&crate::driver::vip::VirtualIp::new(&interface, address, prefix)?)
     }
 
+    fn cluster_join(&self, spec: crate::driver::ClusterSpec) -> Result<crate::driver::ClusterStatus> {
+        // What comes over the wire is checked here again, before any backend sees it.
+        spec.check()?;
+        capability(self.hv.cluster(), "clusters")?.join(&spec)
+    }
+
+    fn cluster_leave(&self) -> Result<()> {
+        capability(self.hv.cluster(), "clusters")?.leave()
+    }
+
+    fn cluster_status(&self) -> Result<Option<crate::driver::ClusterStatus>> {
+        capability(self.hv.cluster(), "clusters")?.status()
+    }
+
     fn storage_create(&self, path: String, size_bytes: u64) -> Result<()> {
         capability(self.hv.file_storage(), "file storage")?.create_file(&path, size_bytes)
     }

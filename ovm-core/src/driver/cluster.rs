@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::MemberStatus;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The state of a cluster seen from one member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,10 +25,126 @@ pub struct ClusterStatus {
     pub heartbeats: Vec<MemberStatus>,
 }
 
+/// Most members of a cluster (O2CB's limit).
+pub const MAX_CLUSTER_NODES: usize = 255;
+
+/// One member of a cluster as every member is told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Its number in the cluster (0..=254), fixed while it is a member.
+    pub number: u8,
+    /// Its name in the cluster: letters, digits, `-` and `_`, at most 64 characters (ovm uses the
+    /// server's id).
+    pub name: String,
+    /// The address the cluster's network heartbeat and lock traffic reach it at.
+    pub address: std::net::Ipv4Addr,
+}
+
+/// What a server is told when it joins a pool's cluster (or when the members change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// The cluster: the pool's id (letters, digits and `-`, at most 64 characters).
+    pub cluster: String,
+    /// Every member, this server included.
+    pub nodes: Vec<ClusterNode>,
+    /// This server's name among `nodes`.
+    pub this_node: String,
+    /// The pool file system's disk: its SCSI identifier (page 83 WWID), as the server sees it
+    /// (empty for backends without a pool file system, such as the simulator).
+    pub pool_disk: String,
+    /// Make the pool file system on the disk first (the pool's first member). A disk that holds
+    /// another file system, or the pool file system of another cluster, is refused (`Conflict`)
+    /// and left as it is.
+    pub format: bool,
+    /// How long a member may be silent before the others declare it dead, seconds.
+    pub timeout_secs: u32,
+    /// The pool's virtual IP, held by the master on the interface of its subnet.
+    pub virtual_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl ClusterSpec {
+    /// A spec for a cluster without a pool file system (simulated clusters): `this_node` alone,
+    /// numbered 0, at the unspecified address.
+    pub fn named(cluster: &str, this_node: &str) -> ClusterSpec {
+        ClusterSpec {
+            cluster: cluster.to_owned(),
+            nodes: vec![ClusterNode {
+                number: 0,
+                name: this_node.to_owned(),
+                address: std::net::Ipv4Addr::UNSPECIFIED,
+            }],
+            this_node: this_node.to_owned(),
+            pool_disk: String::new(),
+            format: false,
+            timeout_secs: 30,
+            virtual_ip: None,
+        }
+    }
+
+    /// Check the fields (an agent checks a spec from the wire again before acting on it).
+    pub fn check(&self) -> Result<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&self.cluster) {
+            return Err(Error::invalid("cluster", "letters, digits, '-' and '_', 1 to 64 characters"));
+        }
+        if self.nodes.is_empty() || self.nodes.len() > MAX_CLUSTER_NODES {
+            return Err(Error::invalid("nodes", format!("1 to {MAX_CLUSTER_NODES} members")));
+        }
+        let mut numbers = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for n in &self.nodes {
+            if !name_ok(&n.name) {
+                return Err(Error::invalid(
+                    "nodes",
+                    format!("member name {:?}: letters, digits, '-' and '_'", n.name),
+                ));
+            }
+            if n.number == 255 || !numbers.insert(n.number) || !names.insert(n.name.as_str()) {
+                return Err(Error::invalid(
+                    "nodes",
+                    format!("member {:?}: numbers 0..=254 and names are unique", n.name),
+                ));
+            }
+        }
+        if !names.contains(self.this_node.as_str()) {
+            return Err(Error::invalid(
+                "this_node",
+                format!("{:?} is not among the members", self.this_node),
+            ));
+        }
+        if !self.pool_disk.is_empty() {
+            let ok = self.pool_disk.len() <= 256
+                && self.pool_disk.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\');
+            if !ok {
+                return Err(Error::invalid(
+                    "pool_disk",
+                    format!("{:?} is not a SCSI identifier", self.pool_disk),
+                ));
+            }
+        }
+        if !(2..=300).contains(&self.timeout_secs) {
+            return Err(Error::invalid("timeout_secs", "2 to 300 seconds"));
+        }
+        if let Some(ip) = self.virtual_ip {
+            if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+                return Err(Error::invalid("virtual_ip", format!("{ip} cannot be a pool's address")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Joining and leaving a pool's cluster.
 pub trait ClusterOps: Send + Sync {
-    /// Join `cluster` (joining the cluster the server is in succeeds; being in another one conflicts).
-    fn join(&self, cluster: &str) -> Result<ClusterStatus>;
+    /// Join the cluster of `spec`, or bring the membership of the cluster the server is in up to
+    /// date (members added since it joined): configure the cluster stack, make the pool file
+    /// system if asked, mount it, and take part in the master election. Joining again with the
+    /// same spec succeeds and changes nothing; being in another cluster conflicts.
+    fn join(&self, spec: &ClusterSpec) -> Result<ClusterStatus>;
     /// Leave the cluster the server is in (leaving none succeeds).
     fn leave(&self) -> Result<()>;
     /// The cluster the server is in, if any.

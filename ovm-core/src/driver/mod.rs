@@ -41,7 +41,7 @@ pub mod state;
 pub mod storage;
 pub mod vip;
 
-pub use cluster::{ClusterOps, ClusterStatus};
+pub use cluster::{ClusterNode, ClusterOps, ClusterSpec, ClusterStatus};
 pub use domain::{
     lun_of, lun_path, DiskSpec, DomainChange, DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec,
     ShutdownReason, LUN_PATH_PREFIX,

@@ -174,6 +174,18 @@ pub enum ServerUndo {
         /// What to restore.
         point: Box<crate::driver::RestorePoint>,
     },
+    /// Take a server out of the cluster it joined.
+    LeaveCluster {
+        /// The server.
+        server: uuid::Uuid,
+    },
+    /// Bring a member's view of its cluster back to what it was (the members before a change).
+    Cluster {
+        /// The server.
+        server: uuid::Uuid,
+        /// The cluster as it was.
+        spec: Box<crate::driver::ClusterSpec>,
+    },
 }
 
 /// What a journal may hold: today's records, or the flat records of journals written before the

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use crate::manager::cluster::{free_node_number, join_step, leave_step, pool_disk};
 use crate::manager::jobs::JobSpec;
 use crate::manager::{JobHandle, Manager};
 use crate::model::*;
@@ -20,7 +21,14 @@ pub struct PoolSpec {
     pub virtual_ip: Option<IpAddr>,
     /// Pool file system.
     pub pool_file_system: Option<FileSystemId>,
-    /// Cluster timeout, seconds (30..=300).
+    /// The physical disk (a shared LUN) to make the pool file system on, instead of
+    /// `pool_file_system`: the pool's members then form a cluster on their servers (OCFS2 with
+    /// O2CB), the first one to join makes the file system, and the cluster elects the master that
+    /// holds the virtual IP. The disk must be shareable and used by nothing else.
+    #[serde(default)]
+    pub pool_disk: Option<PhysicalDiskId>,
+    /// Cluster timeout, seconds (10..=300): how long a member may be silent before the others
+    /// declare it dead.
     pub cluster_timeout_secs: u32,
     /// Start policy.
     pub start_policy: StartPolicy,
@@ -37,6 +45,7 @@ impl PoolSpec {
             clustered: false,
             virtual_ip: None,
             pool_file_system: None,
+            pool_disk: None,
             cluster_timeout_secs: 120,
             start_policy: StartPolicy::BestServer,
             policy: PoolPolicy::default(),
@@ -54,11 +63,12 @@ impl Manager {
             clustered,
             virtual_ip,
             pool_file_system,
+            pool_disk,
             cluster_timeout_secs,
             start_policy,
             policy,
         } = spec;
-        let p = ServerPool {
+        let mut p = ServerPool {
             description,
             clustered,
             virtual_ip,
@@ -73,7 +83,66 @@ impl Manager {
                 return Err(Error::conflict(format!("virtual IP {ip} is used by another pool")));
             }
         }
-        self.create_object(Object::ServerPool(p))
+        let Some(disk) = pool_disk else { return self.create_object(Object::ServerPool(p)) };
+        let fs = self.pool_file_system_on(&p, disk)?;
+        p.pool_file_system = Some(fs.id);
+        let obj = Object::ServerPool(p);
+        obj.validate()?;
+        let r = obj.object_ref();
+        let summary = format!("Create clustered pool {} on disk {}", obj.name(), fs.name);
+        self.submit(JobSpec::new("CreateServerPool", &summary, vec![r]).step("create", move |ctx| {
+            ctx.tx(|tx| {
+                tx.put(Object::FileSystem(fs))?;
+                tx.put(obj)
+            })?;
+            ctx.set_result(r);
+            Ok(())
+        }))
+    }
+
+    /// The record of the pool file system of clustered pool `p` on physical disk `disk`, checked:
+    /// the pool is clustered and names no other file system, the disk is a shareable LUN that
+    /// holds no other file system, repository or pool file system.
+    fn pool_file_system_on(&self, p: &ServerPool, disk: PhysicalDiskId) -> Result<FileSystem> {
+        if !p.clustered {
+            return Err(Error::invalid("pool_disk", "only a clustered pool has a pool file system"));
+        }
+        if p.pool_file_system.is_some() {
+            return Err(Error::invalid(
+                "pool_disk",
+                "give a pool file system or a disk to make it on, not both",
+            ));
+        }
+        let d = self.get::<PhysicalDisk>(disk)?;
+        if !d.shareable || d.array.is_none() {
+            return Err(Error::invalid(
+                "pool_disk",
+                format!("disk {} is not a shared LUN of a storage array", d.name),
+            ));
+        }
+        let st = self.state();
+        let used_by_fs =
+            st.inv.file_systems.iter().find(|f| f.location == FileSystemLocation::PhysicalDisk(disk));
+        if let Some(f) = used_by_fs {
+            return Err(Error::conflict(format!("disk {} holds file system {}", d.name, f.name)));
+        }
+        let used_by_repo =
+            st.inv.repositories.iter().find(|r| r.backing == RepositoryBacking::PhysicalDisk(disk));
+        if let Some(r) = used_by_repo {
+            return Err(Error::conflict(format!("disk {} holds repository {}", d.name, r.name)));
+        }
+        drop(st);
+        let fs = FileSystem {
+            id: FileSystemId::new(),
+            name: format!("{} pool file system", p.name),
+            description: format!("OCFS2 on {} ({})", d.name, d.page83_id),
+            location: FileSystemLocation::PhysicalDisk(disk),
+            path: format!("/poolfsmnt/{}", p.id.0),
+            size_bytes: d.size_bytes,
+            free_bytes: d.size_bytes,
+        };
+        fs.check()?;
+        Ok(fs)
     }
 
     /// Add a server to a pool. The first member becomes the master.
@@ -93,25 +162,32 @@ impl Manager {
         if s.ownership != Ownership::Owned {
             return Err(Error::state(s.object_ref(), "Owned", format!("{:?}", s.ownership)));
         }
-        self.submit(
-            JobSpec::new(
-                "AddServerToPool",
-                &format!("Add {} to pool {}", s.name, p.name),
-                vec![p.object_ref(), s.object_ref()],
-            )
-            .step("join pool", move |ctx| {
-                ctx.tx(|tx| {
-                    tx.edit::<ServerPool>(pool, |p| {
-                        p.servers.push(server);
-                        if p.master.is_none() {
-                            p.master = Some(server);
-                        }
-                    })?;
-                    tx.edit::<Server>(server, |s| s.pool = Some(pool))?;
-                    Ok(())
-                })
-            }),
+        let clustered = pool_disk(&self.state().inv, &p).is_some();
+        let number = if clustered { Some(free_node_number(&p)?) } else { None };
+        let mut job = JobSpec::new(
+            "AddServerToPool",
+            &format!("Add {} to pool {}", s.name, p.name),
+            vec![p.object_ref(), s.object_ref()],
         )
+        .step("join pool", move |ctx| {
+            ctx.tx(|tx| {
+                tx.edit::<ServerPool>(pool, |p| {
+                    p.servers.push(server);
+                    if p.master.is_none() {
+                        p.master = Some(server);
+                    }
+                    if let Some(n) = number {
+                        p.cluster_nodes.push((server, n));
+                    }
+                })?;
+                tx.edit::<Server>(server, |s| s.pool = Some(pool))?;
+                Ok(())
+            })
+        });
+        if clustered {
+            job = job.step("join the cluster", move |ctx| join_step(ctx, pool, server));
+        }
+        self.submit(job)
     }
 
     /// Remove a server (with no resident VMs) from its pool; a new master is elected if needed.
@@ -135,6 +211,7 @@ impl Manager {
                 &format!("Remove {} from pool {}", s.name, p.name),
                 vec![p.object_ref(), s.object_ref()],
             )
+            .step("leave the cluster", move |ctx| leave_step(ctx, pool, server))
             .step("leave pool", move |ctx| {
                 ctx.tx(|tx| {
                     for vm in tx
@@ -150,6 +227,7 @@ impl Manager {
                     tx.edit::<Server>(server, |s| s.pool = None)?;
                     tx.edit::<ServerPool>(pool, |p| {
                         p.servers.retain(|x| *x != server);
+                        p.cluster_nodes.retain(|(x, _)| *x != server);
                         if p.master == Some(server) {
                             p.master = p.servers.first().copied();
                         }

@@ -57,8 +57,9 @@ impl Default for PoolPolicy {
     }
 }
 
-/// Bounds of the cluster timeout, seconds.
-pub const CLUSTER_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 30..=300;
+/// Bounds of the cluster timeout, seconds (Oracle VM's default is 120; short ones suit small test
+/// clusters on one switch).
+pub const CLUSTER_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 10..=300;
 
 /// A server pool: servers sharing storage and networks, with an elected master.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +96,11 @@ pub struct ServerPool {
     /// (XAPI's `ha_host_failures_to_tolerate`). 1 unless set; 0 reserves nothing.
     #[serde(default = "one")]
     pub ha_failures_to_tolerate: u32,
+    /// The cluster node number of each member of a clustered pool whose members form a cluster
+    /// (numbers 0..=254, kept while the server is a member: a cluster never sees a member
+    /// renumbered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_nodes: Vec<(ServerId, u8)>,
 }
 
 fn one() -> u32 {
@@ -118,6 +124,7 @@ impl ServerPool {
             policy: PoolPolicy::default(),
             secure_migrate: false,
             ha_failures_to_tolerate: 1,
+            cluster_nodes: Vec::new(),
         }
     }
 
@@ -132,7 +139,7 @@ impl ServerPool {
             }
         }
         if !CLUSTER_TIMEOUT_RANGE.contains(&self.cluster_timeout_secs) {
-            return Err(Error::invalid("cluster_timeout_secs", "must be between 30 and 300 seconds"));
+            return Err(Error::invalid("cluster_timeout_secs", "must be between 10 and 300 seconds"));
         }
         if let Some(m) = self.master {
             if !self.servers.contains(&m) {
@@ -142,6 +149,15 @@ impl ServerPool {
         let mut seen = std::collections::HashSet::new();
         if !self.servers.iter().all(|s| seen.insert(*s)) {
             return Err(Error::invalid("servers", "a server is listed twice"));
+        }
+        let mut numbers = std::collections::HashSet::new();
+        for (s, n) in &self.cluster_nodes {
+            if !self.servers.contains(s) || *n == 255 || !numbers.insert(*n) {
+                return Err(Error::invalid(
+                    "cluster_nodes",
+                    "each is a member, with its own number in 0..=254",
+                ));
+            }
         }
         let p = &self.policy;
         if !(1..=100).contains(&p.cpu_threshold_percent) {

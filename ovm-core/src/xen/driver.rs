@@ -816,8 +816,26 @@ impl crate::driver::StorageArrayPlugin for XenConnection {
 /// Host, domains, dom0's network configuration, local file storage (NFS and local) and the
 /// generic iSCSI initiator; no cluster or migration (the local driver has no agents on other
 /// servers).
+impl crate::driver::ClusterOps for XenConnection {
+    fn join(&self, spec: &crate::driver::cluster::ClusterSpec) -> Result<crate::driver::ClusterStatus> {
+        super::cluster::this_server().join(spec)
+    }
+
+    fn leave(&self) -> Result<()> {
+        super::cluster::this_server().leave()
+    }
+
+    fn status(&self) -> Result<Option<crate::driver::ClusterStatus>> {
+        super::cluster::this_server().status()
+    }
+}
+
 impl ServerConnection for XenConnection {
     fn network(&self) -> Option<&dyn NetworkOps> {
+        Some(self)
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::driver::ClusterOps> {
         Some(self)
     }
 

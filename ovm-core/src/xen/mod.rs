@@ -49,6 +49,8 @@ pub mod blocking;
 #[cfg(feature = "xen")]
 pub mod client;
 #[cfg(feature = "xen")]
+pub mod cluster;
+#[cfg(feature = "xen")]
 pub mod domain;
 #[cfg(feature = "xen")]
 pub mod driver;

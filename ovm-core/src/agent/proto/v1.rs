@@ -281,6 +281,17 @@ remote_ops! {
         /// Its prefix length.
         prefix: u8,
     } -> Done;
+    /// Join a clustered pool's cluster, or bring its membership up to date
+    /// ([`crate::driver::ClusterOps::join`]). The spec is the seam's type, frozen as part of v1
+    /// (pinned by `golden_frames`).
+    cluster_join => ClusterJoin {
+        /// The cluster, its members, the pool file system's disk, timeouts and virtual IP.
+        spec: driver::ClusterSpec,
+    } -> Cluster(driver::ClusterStatus);
+    /// Leave the cluster the server is in (leaving none succeeds).
+    cluster_leave => ClusterLeave -> Done;
+    /// The cluster the server is in, if any.
+    cluster_status => ClusterStatus -> ClusterState(Option<driver::ClusterStatus>);
     /// Create a sparse file.
     storage_create => StorageCreate {
         /// Path.
@@ -499,7 +510,11 @@ impl Op {
             | Op::StorageCopy { .. } => Duration::from_secs(900),
             // showmount and a brief mount of each export, each within 30 s.
             Op::StorageDiscover { .. } => Duration::from_secs(300),
-            Op::StorageMount { .. } | Op::StorageUnmount { .. } => Duration::from_secs(120),
+            Op::StorageMount { .. } | Op::StorageUnmount { .. } | Op::ClusterLeave => {
+                Duration::from_secs(120)
+            }
+            // The pool file system made (the first member) and mounted.
+            Op::ClusterJoin { .. } => Duration::from_secs(300),
             // Discovery, then the login and the SCSI scan of its LUNs.
             Op::IscsiLogin { .. } | Op::IscsiRescan { .. } => Duration::from_secs(180),
             // A clone copies a LUN on the array.
@@ -612,6 +627,10 @@ pub enum Reply {
     NetTxn(driver::TxnState),
     /// A domain's NICs.
     Nics(Vec<(String, String, bool)>),
+    /// A cluster's state.
+    Cluster(driver::ClusterStatus),
+    /// The cluster a server is in, if any.
+    ClusterState(Option<driver::ClusterStatus>),
 }
 
 /// Most files one [`Op::StorageListRepository`] answer lists (its frame stays well under
@@ -1773,6 +1792,27 @@ mod tests {
                     .into(),
             ),
             (
+                req(Op::ClusterJoin {
+                    spec: driver::ClusterSpec {
+                        cluster: "p1".into(),
+                        nodes: vec![driver::ClusterNode {
+                            number: 1,
+                            name: "s1".into(),
+                            address: std::net::Ipv4Addr::new(10, 77, 0, 1),
+                        }],
+                        this_node: "s1".into(),
+                        pool_disk: "naa.6001405abc".into(),
+                        format: true,
+                        timeout_secs: 12,
+                        virtual_ip: Some(std::net::Ipv4Addr::new(10, 77, 0, 200)),
+                    },
+                }),
+                r#"{"type":"request","id":7,"op":{"op":"cluster_join","spec":{"cluster":"p1","nodes":[{"number":1,"name":"s1","address":"10.77.0.1"}],"this_node":"s1","pool_disk":"naa.6001405abc","format":true,"timeout_secs":12,"virtual_ip":"10.77.0.200"}}}"#
+                    .into(),
+            ),
+            (req(Op::ClusterLeave), r#"{"type":"request","id":7,"op":{"op":"cluster_leave"}}"#.into()),
+            (req(Op::ClusterStatus), r#"{"type":"request","id":7,"op":{"op":"cluster_status"}}"#.into()),
+            (
                 req(Op::StorageCreate { path: "/r/a.img".into(), size_bytes: 1073741824 }),
                 r#"{"type":"request","id":7,"op":{"op":"storage_create","path":"/r/a.img","size_bytes":1073741824}}"#
                     .into(),
@@ -2220,6 +2260,23 @@ mod tests {
                 .into(),
             ),
             (
+                resp(Ok(Reply::ClusterState(Some(driver::ClusterStatus {
+                    cluster: "p1".into(),
+                    members: vec!["s1".into(), "s2".into()],
+                    master: Some("s2".into()),
+                    epoch: 3,
+                    heartbeats: vec![model::MemberStatus {
+                        name: "s1".into(),
+                        incarnation: 0,
+                        last_heartbeat_ms: 5,
+                        heartbeat: model::HeartbeatState::Dead,
+                    }],
+                })))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"cluster_state","value":{"cluster":"p1","members":["s1","s2"],"master":"s2","epoch":3,"heartbeats":[{"name":"s1","incarnation":0,"last_heartbeat_ms":5,"heartbeat":"dead"}]}}}}"#
+                    .into(),
+            ),
+            (resp(Ok(Reply::ClusterState(None))), r#"{"type":"response","id":7,"result":{"Ok":{"kind":"cluster_state","value":null}}}"#.into()),
+            (
                 resp(Ok(Reply::FileSize(None))),
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"file_size","value":null}}}"#.into(),
             ),
@@ -2318,6 +2375,9 @@ mod tests {
                 | Op::WakeOnLan { .. }
                 | Op::ClaimVirtualIp { .. }
                 | Op::ReleaseVirtualIp { .. }
+                | Op::ClusterJoin { .. }
+                | Op::ClusterLeave
+                | Op::ClusterStatus
                 | Op::StorageCreate { .. }
                 | Op::StorageCopy { .. }
                 | Op::StorageDelete { .. }
@@ -2355,8 +2415,8 @@ mod tests {
                 | Op::DomainNics { .. } => {}
             }
         }
-        // 65 operations, two of them pinned a second time for a cold move.
-        assert_eq!(ops.len(), 67);
+        // 68 operations, two of them pinned a second time for a cold move.
+        assert_eq!(ops.len(), 70);
     }
 
     #[test]

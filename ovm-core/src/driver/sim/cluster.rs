@@ -8,7 +8,7 @@
 use super::world::{rejoin, SimCluster};
 use super::{SimConnection, SimOp};
 use crate::clock::Clock;
-use crate::driver::cluster::{ClusterOps, ClusterStatus};
+use crate::driver::cluster::{ClusterOps, ClusterSpec, ClusterStatus};
 use crate::driver::lock;
 use crate::model::Timestamp;
 use crate::{Error, Result};
@@ -29,7 +29,9 @@ fn status(id: &str, c: &SimCluster, now: Timestamp) -> ClusterStatus {
 }
 
 impl ClusterOps for SimConnection {
-    fn join(&self, cluster: &str) -> Result<ClusterStatus> {
+    fn join(&self, spec: &ClusterSpec) -> Result<ClusterStatus> {
+        spec.check()?;
+        let cluster = spec.cluster.as_str();
         self.op(SimOp::Cluster, |st| {
             let now = self.world.inner.cluster_clock.now_ms();
             let mut clusters = lock(&self.world.inner.clusters);
@@ -93,6 +95,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::clock::Clock;
+    use crate::driver::cluster::ClusterSpec;
     use crate::driver::sim::{SimDriver, DEFAULT_PASSWORD};
     use crate::driver::Driver;
     use crate::model::{Epoch, HeartbeatState};
@@ -105,20 +108,27 @@ mod tests {
         let h2 = d.connect("sim://s2", DEFAULT_PASSWORD, "m").unwrap();
         let (c1, c2) = (h1.cluster().unwrap(), h2.cluster().unwrap());
         assert_eq!(c1.status().unwrap(), None);
-        let s = c1.join("pool-a").unwrap();
+        let s = c1.join(&ClusterSpec::named("pool-a", "s1")).unwrap();
         assert_eq!((s.master.as_deref(), s.epoch), (Some("s1"), 1));
-        assert_eq!(c1.join("pool-a").unwrap().epoch, 1, "joining again changes nothing");
-        let s = c2.join("pool-a").unwrap();
+        assert_eq!(
+            c1.join(&ClusterSpec::named("pool-a", "s1")).unwrap().epoch,
+            1,
+            "joining again changes nothing"
+        );
+        let s = c2.join(&ClusterSpec::named("pool-a", "s2")).unwrap();
         assert_eq!((s.members.len(), s.master.as_deref(), s.epoch), (2, Some("s1"), 1), "no election");
         assert_eq!(s.heartbeats.iter().map(|h| h.heartbeat).collect::<Vec<_>>(), [HeartbeatState::Alive; 2]);
-        assert_eq!(c1.join("pool-b").unwrap_err().kind(), crate::ErrorKind::Conflict);
+        assert_eq!(
+            c1.join(&ClusterSpec::named("pool-b", "s1")).unwrap_err().kind(),
+            crate::ErrorKind::Conflict
+        );
         c1.leave().unwrap();
         let s = c2.status().unwrap().unwrap();
         assert_eq!((s.members, s.master.as_deref(), s.epoch), (vec!["s2".to_owned()], Some("s2"), 2));
         c1.leave().unwrap();
         c2.leave().unwrap();
         assert_eq!(c2.status().unwrap(), None);
-        assert_eq!(c1.join("pool-b").unwrap().epoch, 1);
+        assert_eq!(c1.join(&ClusterSpec::named("pool-b", "s1")).unwrap().epoch, 1);
     }
 
     const T: Duration = Duration::from_secs(30);
@@ -130,7 +140,7 @@ mod tests {
         d.world().set_cluster_timing(ElectionConfig::new(30_000, 5_000).unwrap());
         for s in ["s1", "s2", "s3"] {
             let h = d.connect(&format!("sim://{s}"), DEFAULT_PASSWORD, "m").unwrap();
-            h.cluster().unwrap().join("pool-a").unwrap();
+            h.cluster().unwrap().join(&ClusterSpec::named("pool-a", "s")).unwrap();
         }
         d
     }

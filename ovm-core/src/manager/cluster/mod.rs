@@ -11,6 +11,10 @@
 
 mod failover;
 mod ha;
+mod membership;
+
+pub(crate) use membership::on_cluster;
+pub(crate) use membership::{free_node_number, join_step, leave_step, pool_disk};
 
 use failover::fail_over_master;
 

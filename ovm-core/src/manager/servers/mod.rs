@@ -56,5 +56,11 @@ pub(crate) fn undo_server(mgr: &Manager, u: &ServerUndo) -> Result<()> {
         ServerUndo::Network { server, point } => {
             crate::manager::network::undo_network(mgr, ServerId(*server), point)
         }
+        ServerUndo::LeaveCluster { server } => {
+            crate::manager::cluster::on_cluster(mgr, ServerId(*server), |c| c.leave())
+        }
+        ServerUndo::Cluster { server, spec } => {
+            crate::manager::cluster::on_cluster(mgr, ServerId(*server), |c| c.join(spec).map(drop))
+        }
     }
 }

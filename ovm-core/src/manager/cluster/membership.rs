@@ -1,0 +1,225 @@
+//! The members of a clustered pool whose pool file system lies on a physical disk (a LUN) form the
+//! pool's cluster on their servers ([`crate::driver::ClusterOps`]): a server added to the pool
+//! joins it (the first one makes the pool file system), the members already in it learn of the
+//! new one first, and a server removed leaves it before the others forget it. Each change on a
+//! server is journaled before it is made: its undo brings the server's view of the cluster back.
+
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::driver::{ClusterNode, ClusterOps, ClusterSpec, ClusterStatus};
+use crate::job::{ServerUndo, Undo};
+use crate::manager::jobs::StepCtx;
+use crate::manager::Manager;
+use crate::model::*;
+use crate::{Error, Result};
+
+/// How long a join waits for the cluster to report a master.
+const MASTER_WAIT: Duration = Duration::from_secs(30);
+
+/// Run `f` on the cluster operations of a connected server.
+pub(crate) fn on_cluster<T>(
+    mgr: &Manager,
+    server: ServerId,
+    f: impl FnOnce(&dyn ClusterOps) -> Result<T>,
+) -> Result<T> {
+    let h = mgr.hypervisor(server)?;
+    let c = h.cluster().ok_or_else(|| Error::Unsupported { what: format!("clusters on server {server}") })?;
+    f(c)
+}
+
+/// A member's name in its cluster: its server id.
+pub(crate) fn node_name(server: ServerId) -> String {
+    server.0.simple().to_string()
+}
+
+/// The disk of `pool`'s file system, if the pool is clustered and its file system lies on a
+/// physical disk (the pools whose members form a cluster on their servers).
+pub(crate) fn pool_disk(inv: &Inventory, pool: &ServerPool) -> Option<PhysicalDisk> {
+    if !pool.clustered {
+        return None;
+    }
+    let fs = inv.get::<FileSystem>(pool.pool_file_system?).ok()?;
+    match fs.location {
+        FileSystemLocation::PhysicalDisk(d) => {
+            inv.get::<PhysicalDisk>(d).ok().map(|d| PhysicalDisk::clone(d))
+        }
+        FileSystemLocation::FileServer(_) => None,
+    }
+}
+
+/// The IPv4 address a server is reached at (its address's host, resolved), for the cluster's
+/// traffic; unspecified if it has none (a backend that needs one refuses it).
+fn server_ipv4(address: &str) -> Ipv4Addr {
+    let a = address.split_once("://").map_or(address, |(_, rest)| rest).trim_end_matches('/');
+    if let Ok(ip) = a.parse::<Ipv4Addr>() {
+        return ip;
+    }
+    if let Ok(SocketAddr::V4(sa)) = a.parse::<SocketAddr>() {
+        return *sa.ip();
+    }
+    let resolved = a.to_socket_addrs().or_else(|_| (a, 0).to_socket_addrs());
+    resolved
+        .into_iter()
+        .flatten()
+        .find_map(|sa| match sa {
+            SocketAddr::V4(v4) => Some(*v4.ip()),
+            SocketAddr::V6(_) => None,
+        })
+        .unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+/// The cluster of `pool` (with its members as `pool.cluster_nodes` has them) as member `this`
+/// is told of it.
+pub(crate) fn cluster_spec(
+    inv: &Inventory,
+    pool: &ServerPool,
+    disk: &PhysicalDisk,
+    this: ServerId,
+    format: bool,
+) -> Result<ClusterSpec> {
+    let nodes = pool
+        .cluster_nodes
+        .iter()
+        .map(|(s, number)| {
+            let srv = inv.get::<Server>(*s)?;
+            Ok(ClusterNode { number: *number, name: node_name(*s), address: server_ipv4(&srv.address) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let virtual_ip = match pool.virtual_ip {
+        Some(std::net::IpAddr::V4(ip)) => Some(ip),
+        Some(ip) => {
+            return Err(Error::invalid("virtual_ip", format!("{ip}: a cluster's virtual IP is IPv4")))
+        }
+        None => None,
+    };
+    Ok(ClusterSpec {
+        cluster: pool.id.0.to_string(),
+        nodes,
+        this_node: node_name(this),
+        pool_disk: disk.page83_id.clone(),
+        format,
+        timeout_secs: pool.cluster_timeout_secs,
+        virtual_ip,
+    })
+}
+
+/// The lowest cluster node number no member of `pool` has.
+pub(crate) fn free_node_number(pool: &ServerPool) -> Result<u8> {
+    (0..=254u8)
+        .find(|n| !pool.cluster_nodes.iter().any(|(_, m)| m == n))
+        .ok_or_else(|| Error::conflict(format!("pool {} has as many members as a cluster can", pool.name)))
+}
+
+/// Step: `server` (already a member in the inventory, with its node number) joins the cluster of
+/// `pool`; the connected members learn of it first.
+pub(crate) fn join_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Result<()> {
+    let (p, disk, inv) = {
+        let st = ctx.mgr.state();
+        let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
+        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        (p, disk, st.inv.clone())
+    };
+    let mut before = p.clone();
+    before.cluster_nodes.retain(|(s, _)| *s != server);
+    let others: Vec<ServerId> = before.cluster_nodes.iter().map(|(s, _)| *s).collect();
+    for m in &others {
+        if ctx.mgr.hypervisor(*m).is_err() {
+            continue; // not connected: told when it joins again
+        }
+        let old = cluster_spec(&inv, &before, &disk, *m, false)?;
+        let new = cluster_spec(&inv, &p, &disk, *m, false)?;
+        ctx.message(format!("telling {m} of the new member"));
+        ctx.will_do(Undo::Server(ServerUndo::Cluster { server: m.0, spec: Box::new(old) }))?;
+        on_cluster(ctx.mgr, *m, |c| c.join(&new))?;
+    }
+    let spec = cluster_spec(&inv, &p, &disk, server, others.is_empty())?;
+    ctx.message(if spec.format { "making the pool file system and joining" } else { "joining the cluster" });
+    ctx.will_do(Undo::Server(ServerUndo::LeaveCluster { server: server.0 }))?;
+    let status = on_cluster(ctx.mgr, server, |c| c.join(&spec))?;
+    let status = wait_for_master(ctx.mgr, server, status);
+    record_master(ctx, pool, &p, &status)
+}
+
+/// Step: `server` leaves the cluster of `pool` (if it is connected; a server that is not is in no
+/// cluster once it boots again), then the connected members forget it.
+pub(crate) fn leave_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Result<()> {
+    let (p, disk, inv) = {
+        let st = ctx.mgr.state();
+        let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
+        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        (p, disk, st.inv.clone())
+    };
+    if !p.cluster_nodes.iter().any(|(s, _)| *s == server) {
+        return Ok(());
+    }
+    if ctx.mgr.hypervisor(server).is_ok() {
+        let old = cluster_spec(&inv, &p, &disk, server, false)?;
+        ctx.message("leaving the cluster");
+        ctx.will_do(Undo::Server(ServerUndo::Cluster { server: server.0, spec: Box::new(old) }))?;
+        on_cluster(ctx.mgr, server, |c| c.leave())?;
+    }
+    let mut after = p.clone();
+    after.cluster_nodes.retain(|(s, _)| *s != server);
+    for (m, _) in &after.cluster_nodes {
+        if ctx.mgr.hypervisor(*m).is_err() {
+            continue;
+        }
+        let old = cluster_spec(&inv, &p, &disk, *m, false)?;
+        let new = cluster_spec(&inv, &after, &disk, *m, false)?;
+        ctx.will_do(Undo::Server(ServerUndo::Cluster { server: m.0, spec: Box::new(old) }))?;
+        on_cluster(ctx.mgr, *m, |c| c.join(&new))?;
+    }
+    Ok(())
+}
+
+/// The cluster's state once it names a master (or after [`MASTER_WAIT`]).
+fn wait_for_master(mgr: &Manager, server: ServerId, mut status: ClusterStatus) -> ClusterStatus {
+    let t0 = Instant::now();
+    while status.master.is_none() && t0.elapsed() < MASTER_WAIT {
+        std::thread::sleep(Duration::from_millis(500));
+        match on_cluster(mgr, server, |c| c.status()) {
+            Ok(Some(s)) => status = s,
+            _ => break,
+        }
+    }
+    status
+}
+
+/// The member of `p` the cluster calls `name`: by its node name, or (backends that name members
+/// by host, such as the simulator) by the server's name.
+pub(crate) fn member_named(inv: &Inventory, p: &ServerPool, name: &str) -> Option<ServerId> {
+    p.servers
+        .iter()
+        .copied()
+        .find(|s| node_name(*s) == name || inv.get::<Server>(*s).is_ok_and(|srv| srv.name == name))
+}
+
+/// Make the pool's master the member the cluster elected.
+fn record_master(ctx: &StepCtx<'_>, pool: PoolId, p: &ServerPool, status: &ClusterStatus) -> Result<()> {
+    let Some(master) = status.master.as_deref() else { return Ok(()) };
+    let Some(id) = member_named(&ctx.mgr.state().inv, p, master) else { return Ok(()) };
+    if p.master == Some(id) {
+        return Ok(());
+    }
+    ctx.tx(|tx| tx.edit::<ServerPool>(pool, |p| p.master = Some(id)).map(drop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_numbers() {
+        assert_eq!(server_ipv4("10.77.0.1"), Ipv4Addr::new(10, 77, 0, 1));
+        assert_eq!(server_ipv4("ovm://10.77.0.2:8899/"), Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(server_ipv4("10.77.0.3:8899"), Ipv4Addr::new(10, 77, 0, 3));
+        assert_eq!(server_ipv4("sim://xen1.invalid"), Ipv4Addr::UNSPECIFIED);
+        let mut p = ServerPool::new("p");
+        assert_eq!(free_node_number(&p).unwrap(), 0);
+        let (a, b) = (ServerId::new(), ServerId::new());
+        p.servers = vec![a, b];
+        p.cluster_nodes = vec![(a, 0), (b, 2)];
+        assert_eq!(free_node_number(&p).unwrap(), 1);
+    }
+}
