@@ -147,9 +147,11 @@ lab-bench:
 # VLANs and bridges built by ovm, guests on them through a bond failover, a forced management cut
 # rolled back by the agent (ovm-core/tests/network_lab.rs); the VM lifecycle on real Xen: reboots and
 # crashes with each restart action followed, a graceful stop, suspend and resume on another server
-# (ovm-core/tests/lifecycle_lab.rs). The servers' programs are release
-# builds, as they would be deployed (the figures measure them). The four tests and the self-test
-# take about 15 minutes in one boot, so the boot's hard limit is 30 minutes rather than 15.
+# (ovm-core/tests/lifecycle_lab.rs); last, as it kills a server, a clustered pool: OCFS2 on an iSCSI
+# LUN and O2CB on all three servers, the elected master holding the virtual IP, the master killed
+# and the address taken by a survivor (ovm-core/tests/cluster_lab.rs). The servers' programs are
+# release builds, as they would be deployed (the figures measure them). The five tests and the
+# self-test take about 20 minutes in one boot, so the boot's hard limit is 30 minutes rather than 15.
 dc-lab-test:
 	$(CARGO) build --release -p ovm-ffi -p ovm-core --lib --bin ovm-agent --bin ovm-lio --bin ovm
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test storage_lab --no-run --message-format=json \
@@ -160,14 +162,16 @@ dc-lab-test:
 		| grep -o '"executable":"[^"]*network_lab[^"]*"' | cut -d'"' -f4 > target/network-lab-test
 	$(CARGO) test -p ovm-core --features agent-lab-tests --test lifecycle_lab --no-run --message-format=json \
 		| grep -o '"executable":"[^"]*lifecycle_lab[^"]*"' | cut -d'"' -f4 > target/lifecycle-lab-test
+	$(CARGO) test -p ovm-core --features agent-lab-tests --test cluster_lab --no-run --message-format=json \
+		| grep -o '"executable":"[^"]*cluster_lab[^"]*"' | cut -d'"' -f4 > target/cluster-lab-test
 	test -x "$$(cat target/storage-lab-test)" && test -x "$$(cat target/repository-lab-test)" && test -x "$$(cat target/network-lab-test)" \
-		&& test -x "$$(cat target/lifecycle-lab-test)"
+		&& test -x "$$(cat target/lifecycle-lab-test)" && test -x "$$(cat target/cluster-lab-test)"
 	OVM_XENLAB_TIMEOUT=1800 tests/xenlab/lab serve -n 3 --storage --storage-file target/release/ovm-lio --manager \
 		--dom0 tests/xenlab/agent-dom0.sh --dom0-file target/release/ovm-agent --dom0-file tests/xenlab/dom0-runner.sh \
 		--dom0-file bindings-examples/storage-plugins/ovm-example-nfs-shares -- \
-		sh -c '"$$0" --nocapture --test-threads=1 && "$$1" --nocapture && "$$2" --nocapture && "$$3" --nocapture && tests/xenlab/dc-selftest.sh' \
+		sh -c '"$$0" --nocapture --test-threads=1 && "$$1" --nocapture && "$$2" --nocapture && "$$3" --nocapture && tests/xenlab/dc-selftest.sh && "$$4" --nocapture' \
 		"$$(cat target/storage-lab-test)" "$$(cat target/repository-lab-test)" "$$(cat target/network-lab-test)" \
-		"$$(cat target/lifecycle-lab-test)"
+		"$$(cat target/lifecycle-lab-test)" "$$(cat target/cluster-lab-test)"
 
 # The agent end to end: ovm-agent in a lab server's dom0, the manager on the host (agent_lab.rs).
 # Live migration between two lab servers through their agents, on the Xen build that live-migrates

@@ -1680,6 +1680,31 @@ ovm_result ovm_object_delete(const ovm_manager *mgr, uint32_t kind, const char *
 ovm_result ovm_pool_create(const ovm_manager *mgr, const char *name, ovm_job **out);
 
 /*
+ Create a clustered server pool whose pool file system is made on `pool_disk` (the id of a
+ shared LUN's physical disk): its members form a cluster on their servers (OCFS2 with O2CB), the
+ first one to join makes the file system, and the elected master holds `virtual_ip` (IPv4,
+ text). `cluster_timeout_secs` (10 to 300) is how long a member may be silent before the others
+ declare it dead. The job's result is the pool. `OVM_RESULT_INVALID_ARGUMENT` for a bad address,
+ timeout or disk that is not a shared LUN; `OVM_RESULT_CONFLICT` if the disk or the address is
+ used already; nothing is stored then.
+ */
+ovm_result ovm_pool_create_clustered(const ovm_manager *mgr,
+                                     const char *name,
+                                     const char *virtual_ip,
+                                     const char *pool_disk,
+                                     uint32_t cluster_timeout_secs,
+                                     ovm_job **out);
+
+/*
+ The cluster of `pool` as its servers report it, as JSON (owned: free with `ovm_string_free`):
+ `{"cluster", "members": [...], "master", "epoch", "heartbeats": [{"name", "incarnation",
+ "last_heartbeat_ms", "heartbeat": "alive" | "late" | "dead"}]}`, or `null` when its servers are
+ in no cluster. `OVM_RESULT_NOT_FOUND` if the pool does not exist; `OVM_RESULT_UNSUPPORTED` if no
+ connected server of the pool reports a cluster.
+ */
+ovm_result ovm_pool_cluster_status_json(const ovm_manager *mgr, const char *pool, char **out);
+
+/*
  Add a server to a pool (the first member becomes the master).
  */
 ovm_result ovm_pool_add_server(const ovm_manager *mgr,

@@ -98,6 +98,44 @@ int main(void) {
   if (ovm_ha_reason_kind_name(0) != NULL) return 1;
   ovm_ha_plan_free(NULL);
 
+  /* A clustered pool made on a shared LUN: its members form its cluster on their servers. */
+  char array[OVM_ID_LEN], disk[OVM_ID_LEN], cpool[OVM_ID_LEN], s4[OVM_ID_LEN];
+  const char *admins[] = {s[0]};
+  CHECK(ovm_sim_add_lun(mgr, "iqn.2026-01.ovm.sim:pool", "pool", 1ULL << 30));
+  CHECK(ovm_storage_array_register(mgr, "array", "storage", 3260, admins, 1, &job));
+  run_job(job, array);
+  char *luns = NULL;
+  CHECK(ovm_physical_disk_list_json(mgr, array, &luns));
+  const char *at = strstr(luns, "\"id\":\"");
+  if (!at) return 1;
+  memcpy(disk, at + 6, OVM_ID_LEN - 1);
+  disk[OVM_ID_LEN - 1] = '\0';
+  ovm_string_free(luns);
+  job = NULL;
+  if (ovm_pool_create_clustered(mgr, "cp", "not-an-ip", disk, 12, &job) != OVM_RESULT_INVALID_ARGUMENT || job)
+    return 1;
+  if (ovm_pool_create_clustered(mgr, "cp", "192.0.2.30", nil, 12, &job) != OVM_RESULT_NOT_FOUND || job) return 1;
+  if (ovm_pool_create_clustered(mgr, "cp", "192.0.2.30", disk, 5, &job) != OVM_RESULT_INVALID_ARGUMENT || job)
+    return 1;
+  CHECK(ovm_pool_create_clustered(mgr, "cp", "192.0.2.30", disk, 12, &job));
+  run_job(job, cpool);
+  CHECK(ovm_server_discover(mgr, "sim://xen4", OVM_SIM_PASSWORD, &job));
+  run_job(job, s4);
+  CHECK(ovm_pool_add_server(mgr, cpool, s4, &job));
+  run_job(job, NULL);
+  char *cluster = NULL;
+  CHECK(ovm_pool_cluster_status_json(mgr, cpool, &cluster));
+  printf("the clustered pool's cluster: %s\n", cluster);
+  int formed = strstr(cluster, "\"members\":[\"xen4\"]") && strstr(cluster, "\"master\":\"xen4\"") &&
+               strstr(cluster, "\"epoch\":1");
+  ovm_string_free(cluster);
+  if (!formed) return 1;
+  CHECK(ovm_pool_cluster_status_json(mgr, pool, &cluster));
+  int none = strcmp(cluster, "null") == 0; /* the servers of the unclustered pool are in no cluster */
+  ovm_string_free(cluster);
+  if (!none) return 1;
+  if (ovm_pool_cluster_status_json(mgr, nil, &cluster) != OVM_RESULT_NOT_FOUND) return 1;
+
   ovm_manager_free(mgr);
   printf("ha_plan: OK\n");
   return 0;

@@ -348,6 +348,7 @@ fn nfs_storage_is_discovered_mounted_on_two_servers_and_runs_a_vm_from_either() 
         [
             ("lab-lio:ovm-lab-shared-lun0".to_owned(), 1 << 30, shared.clone()),
             ("lab-lio:ovm-lab-shared-lun1".to_owned(), 256 << 20, shared.clone()),
+            ("lab-lio:ovm-lab-shared-pool".to_owned(), 512 << 20, shared.clone()),
         ]
     );
     let (_, t_login) = ok("present the array to server 2", mgr.present_storage_array_to(array, &[s2]), 240);

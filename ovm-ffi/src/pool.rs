@@ -19,6 +19,51 @@ pub unsafe extern "C" fn ovm_pool_create(
     job_entry!(mgr, out, |m| m.create_pool(PoolSpec::new(str_arg(name, "name")?)))
 }
 
+/// Create a clustered server pool whose pool file system is made on `pool_disk` (the id of a
+/// shared LUN's physical disk): its members form a cluster on their servers (OCFS2 with O2CB), the
+/// first one to join makes the file system, and the elected master holds `virtual_ip` (IPv4,
+/// text). `cluster_timeout_secs` (10 to 300) is how long a member may be silent before the others
+/// declare it dead. The job's result is the pool. `OVM_RESULT_INVALID_ARGUMENT` for a bad address,
+/// timeout or disk that is not a shared LUN; `OVM_RESULT_CONFLICT` if the disk or the address is
+/// used already; nothing is stored then.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_create_clustered(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    virtual_ip: *const c_char,
+    pool_disk: *const c_char,
+    cluster_timeout_secs: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let vip = str_arg(virtual_ip, "virtual_ip")?;
+        let spec = PoolSpec {
+            clustered: true,
+            virtual_ip: Some(vip.parse().map_err(|_| {
+                ovm_core::Error::invalid("virtual_ip", format!("{vip:?} is not an IP address"))
+            })?),
+            pool_disk: Some(PhysicalDiskId(id_arg(pool_disk, "pool_disk")?)),
+            cluster_timeout_secs,
+            ..PoolSpec::new(str_arg(name, "name")?)
+        };
+        m.create_pool(spec)
+    })
+}
+
+/// The cluster of `pool` as its servers report it, as JSON (owned: free with `ovm_string_free`):
+/// `{"cluster", "members": [...], "master", "epoch", "heartbeats": [{"name", "incarnation",
+/// "last_heartbeat_ms", "heartbeat": "alive" | "late" | "dead"}]}`, or `null` when its servers are
+/// in no cluster. `OVM_RESULT_NOT_FOUND` if the pool does not exist; `OVM_RESULT_UNSUPPORTED` if no
+/// connected server of the pool reports a cluster.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_cluster_status_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| { put_json(out, &m.api.pool_cluster_status(PoolId(id_arg(pool, "pool")?))?) })
+}
+
 /// Add a server to a pool (the first member becomes the master).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_pool_add_server(

@@ -111,6 +111,7 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::SimulatedDay>()?;
     m.add_class::<records::HaReason>()?;
     m.add_class::<records::HaDecision>()?;
+    m.add_class::<records::ClusterStatus>()?;
     m.add_class::<records::HaTolerance>()?;
     m.add_class::<records::LoadSample>()?;
     m.add_class::<records::VmLoad>()?;

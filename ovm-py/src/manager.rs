@@ -415,17 +415,26 @@ impl Manager {
 
     // ---- pools ---------------------------------------------------------------------------------
 
-    /// Create an unclustered server pool. The job's result is the pool.
-    #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None))]
+    /// Create a server pool. The job's result is the pool. With `pool_disk` (a shared LUN's
+    /// physical disk) the pool is clustered: its members form a cluster on their servers, the
+    /// first one makes the pool file system on the disk, and the elected master holds
+    /// `virtual_ip`; `cluster_timeout_secs` (10 to 300) is how long a member may be silent before
+    /// the others declare it dead.
+    #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None, pool_disk=None, cluster_timeout_secs=120))]
     fn create_pool(
         &self,
         py: Python<'_>,
         name: &str,
         description: String,
         virtual_ip: Option<&str>,
+        pool_disk: Option<&str>,
+        cluster_timeout_secs: u32,
     ) -> PyResult<Job> {
         let mut spec = PoolSpec::new(name);
         spec.description = description;
+        spec.pool_disk = pool_disk.map(|d| uuid("pool_disk", d).map(m::PhysicalDiskId)).transpose()?;
+        spec.clustered = spec.pool_disk.is_some();
+        spec.cluster_timeout_secs = cluster_timeout_secs;
         spec.virtual_ip = virtual_ip
             .map(|ip| {
                 ip.parse().map_err(|_| Error::invalid("virtual_ip", format!("{ip:?} is not an IP address")))
@@ -1290,6 +1299,13 @@ impl Manager {
     fn run_policy(&self, py: Python<'_>, pool: &str) -> PyResult<Job> {
         let p = m::PoolId(uuid("pool", pool)?);
         self.submit(py, |m| m.run_policy(p))
+    }
+    /// The cluster of `pool` as its servers report it (members, master, epoch, heartbeats), or
+    /// `None` when its servers are in no cluster.
+    fn pool_cluster_status(&self, py: Python<'_>, pool: &str) -> PyResult<Option<r::ClusterStatus>> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let m = self.m()?;
+        Ok(py.detach(|| m.pool_cluster_status(p)).or_raise()?.map(r::ClusterStatus))
     }
     /// Whether `pool` absorbs `failures` of its running, connected servers failing at once: a dry
     /// run of HA over every combination (at most 256; beyond, the most loaded servers and a memory

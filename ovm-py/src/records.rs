@@ -628,6 +628,58 @@ impl HaDecision {
     }
 }
 
+/// A clustered pool's cluster as its servers report it (`Manager.pool_cluster_status`).
+#[pyclass(module = "ovm", frozen)]
+#[derive(Debug)]
+pub struct ClusterStatus(pub ovm_core::driver::ClusterStatus);
+
+#[pymethods]
+impl ClusterStatus {
+    /// The cluster (the pool's id).
+    #[getter]
+    fn cluster(&self) -> String {
+        self.0.cluster.clone()
+    }
+    /// The members' names in the cluster (their server ids), in joining order.
+    #[getter]
+    fn members(&self) -> Vec<String> {
+        self.0.members.clone()
+    }
+    /// The master's name, if one is elected.
+    #[getter]
+    fn master(&self) -> Option<String> {
+        self.0.master.clone()
+    }
+    /// The master's epoch: it grows at every election.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.0.epoch
+    }
+    /// Each member's heartbeat as the cluster sees it: `(name, "alive" | "late" | "dead")`.
+    #[getter]
+    fn heartbeats(&self) -> Vec<(String, &'static str)> {
+        self.0
+            .heartbeats
+            .iter()
+            .map(|h| {
+                let state = match h.heartbeat {
+                    m::HeartbeatState::Alive => "alive",
+                    m::HeartbeatState::Late => "late",
+                    m::HeartbeatState::Dead => "dead",
+                };
+                (h.name.clone(), state)
+            })
+            .collect()
+    }
+    /// Every field, as plain Python data.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        dict(py, &self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("ClusterStatus({:?}, master={:?}, epoch={})", self.0.cluster, self.0.master, self.0.epoch)
+    }
+}
+
 /// Whether a pool absorbs a number of server failures (`Manager.ha_plan`), with the worst case's
 /// decisions.
 #[pyclass(module = "ovm", frozen)]

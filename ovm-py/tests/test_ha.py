@@ -96,3 +96,30 @@ def test_bad_input_is_a_typed_error(lab: Lab) -> None:
     mgr.start_vm_on(vm, lab.s1).wait(WAIT)
     with pytest.raises(ovm.InsufficientResourcesError):
         mgr.start_vm_on(lab.vm("more"), lab.s1).wait(WAIT)
+
+
+def test_a_clustered_pool_on_a_lun_forms_its_cluster(lab: Lab) -> None:
+    mgr = lab.mgr
+    wwid = mgr.sim_add_lun("iqn.2026-01.ovm.sim:pool", "pool", 1 << 30)
+    array = result_id(mgr.register_storage_array("array", "storage", [lab.s1]))
+    disk = next(d.id for d in mgr.physical_disks_of(array) if d.page83_id == wwid)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_pool("bad-timeout", virtual_ip="192.0.2.20", pool_disk=disk, cluster_timeout_secs=5)
+    with pytest.raises(ovm.NotFoundError):
+        mgr.create_pool("no-disk", virtual_ip="192.0.2.20", pool_disk="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_pool("not-a-disk-id", virtual_ip="192.0.2.20", pool_disk="disk")
+    assert [p.name for p in mgr.pools()] == ["pool1"], "nothing stored"
+
+    pool = result_id(mgr.create_pool("cp", virtual_ip="192.0.2.20", pool_disk=disk, cluster_timeout_secs=12))
+    p = mgr.pool(pool)
+    assert p.clustered and p.pool_file_system is not None
+    s3 = result_id(mgr.discover_server("sim://xen3", ovm.SIM_PASSWORD))
+    mgr.add_server_to_pool(pool, s3).wait(WAIT)
+    status = mgr.pool_cluster_status(pool)
+    assert status is not None
+    assert status.cluster == pool and status.members == ["xen3"] and status.master == "xen3"
+    assert status.epoch == 1 and status.heartbeats == [("xen3", "alive")]
+    assert mgr.pool(pool).master == s3
+    # The servers of an unclustered pool are in no cluster.
+    assert mgr.pool_cluster_status(lab.pool) is None

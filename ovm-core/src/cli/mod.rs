@@ -238,16 +238,33 @@ pub enum PoolCmd {
         /// Name or id.
         pool: String,
     },
-    /// Create an unclustered server pool.
+    /// Create a server pool: unclustered, or clustered with `--pool-disk` and `--virtual-ip` (its
+    /// members form a cluster on their servers, the first one makes the pool file system on the
+    /// disk, and the elected master holds the virtual IP).
     Create {
         /// Its name.
         name: String,
         /// A description.
         #[arg(long, default_value = "")]
         description: String,
+        /// The physical disk (a shared LUN, by name or id) to make the pool file system on.
+        #[arg(long, requires = "virtual_ip")]
+        pool_disk: Option<String>,
+        /// The pool's virtual IP (a clustered pool's).
+        #[arg(long, requires = "pool_disk")]
+        virtual_ip: Option<std::net::IpAddr>,
+        /// How long a member may be silent before the others declare it dead, seconds (10 to 300).
+        #[arg(long, default_value_t = 120)]
+        cluster_timeout: u32,
         /// How to wait for the job.
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// The cluster of a clustered pool as its servers report it: members, master, epoch and
+    /// heartbeats.
+    Cluster {
+        /// The pool, by name or id.
+        pool: String,
     },
     /// Add a server to a pool.
     AddServer {
@@ -623,9 +640,44 @@ impl Ctx<'_> {
             Command::Pool(c) => match c {
                 PoolCmd::List => self.list(ObjectKind::ServerPool),
                 PoolCmd::Show { pool } => self.show(ObjectKind::ServerPool, pool),
-                PoolCmd::Create { name, description, wait } => {
-                    let spec = PoolSpec { description: description.clone(), ..PoolSpec::new(name) };
+                PoolCmd::Create { name, description, pool_disk, virtual_ip, cluster_timeout, wait } => {
+                    let pool_disk = match pool_disk {
+                        Some(d) => Some(PhysicalDiskId(self.find(ObjectKind::PhysicalDisk, d)?)),
+                        None => None,
+                    };
+                    let spec = PoolSpec {
+                        description: description.clone(),
+                        clustered: pool_disk.is_some(),
+                        virtual_ip: *virtual_ip,
+                        pool_disk,
+                        cluster_timeout_secs: *cluster_timeout,
+                        ..PoolSpec::new(name)
+                    };
                     self.job(api.create_pool(spec), wait)
+                }
+                PoolCmd::Cluster { pool } => {
+                    let p = self.pool(pool)?;
+                    let status = api.pool_cluster_status(p)?;
+                    self.emit(&status, |s| {
+                        let mut t = table::Table::new(&["MEMBER", "MASTER", "HEARTBEAT"]);
+                        if let Some(s) = s {
+                            for m in &s.members {
+                                let master = if s.master.as_deref() == Some(m) {
+                                    format!("epoch {}", s.epoch)
+                                } else {
+                                    String::new()
+                                };
+                                let hb = s
+                                    .heartbeats
+                                    .iter()
+                                    .find(|h| h.name == *m)
+                                    .map(|h| format!("{:?}", h.heartbeat).to_lowercase())
+                                    .unwrap_or_default();
+                                t.row(vec![m.clone(), master, hb]);
+                            }
+                        }
+                        Ok(t)
+                    })
                 }
                 PoolCmd::AddServer { pool, server, wait } => {
                     let (p, s) = (self.pool(pool)?, self.server(server)?);

@@ -225,6 +225,10 @@ record! {
         clustered: bool as "bool" = |o| o.clustered;
         /// The virtual IP, if any.
         virtual_ip: Option<String> as "Optional[str]" = |o| o.virtual_ip.map(|ip| ip.to_string());
+        /// The pool file system's id (a clustered pool's).
+        pool_file_system: Option<String> as "Optional[str]" = |o| opt_id(o.pool_file_system);
+        /// How long a member may be silent before the others declare it dead, seconds.
+        cluster_timeout_secs: u32 as "int" = |o| o.cluster_timeout_secs;
         /// Member server ids.
         servers: Vec<String> as "list[str]" = |o| ids(&o.servers);
         /// The master server's id.

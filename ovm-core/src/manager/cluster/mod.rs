@@ -6,8 +6,9 @@
 //! failures-to-tolerate planner ([`ha`]), and reading a pool's cluster
 //! ([`Manager::pool_cluster_status`]). The election rules (epochs, heartbeats, self-fencing) are
 //! [`crate::policy::election`], run by the simulated driver; the virtual IP on dom0 is
-//! `xen::vip`. To come here: the manager joining pool servers to their cluster and acting on the
-//! election (HA restarts only of servers declared dead, commands stamped with the epoch).
+//! `xen::vip`. The members of a clustered pool on a LUN form its cluster on their servers
+//! ([`membership`]). To come here: acting on the cluster's verdicts (HA restarts only of servers
+//! declared dead, commands stamped with the epoch).
 
 mod failover;
 mod ha;
