@@ -181,4 +181,14 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
         before.epoch,
         after.epoch
     );
+
+    // The killed server is powered on again, so that the lab ends with every server done; after
+    // its boot it is in no cluster (O2CB's configuration does not outlive a boot).
+    let out = Command::new(&lab).args(["power", &run, &master.to_string(), "on"]).output().unwrap();
+    assert!(out.status.success(), "lab power on: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&format!("server {master} to boot again"), 400, || {
+        agent_listens(&addresses[master as usize - 1])
+    });
+    let configured = on(master, "ls /sys/kernel/config/cluster 2>/dev/null || true", 30);
+    assert!(configured.trim().is_empty(), "server {master} is in no cluster after its boot: {configured}");
 }

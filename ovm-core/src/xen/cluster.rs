@@ -279,6 +279,11 @@ fn probe(dev: &Path) -> Result<(Option<String>, Option<String>)> {
 }
 
 fn ensure_stack() -> Result<()> {
+    // The OCFS2 tools find what is mounted in /etc/mtab (a link to the kernel's table on current
+    // systems; a minimal dom0 may lack it).
+    if fs::symlink_metadata("/etc/mtab").is_err() {
+        std::os::unix::fs::symlink("/proc/self/mounts", "/etc/mtab").map_err(|e| io("link /etc/mtab", e))?;
+    }
     let _ = run("modprobe", &["-a", "ocfs2", "ocfs2_stack_o2cb", "ocfs2_dlmfs"], TOOL_TIMEOUT);
     if !Path::new(CONFIGFS).join("cluster").is_dir() {
         let _ = run("mount", &["-t", "configfs", "none", CONFIGFS], TOOL_TIMEOUT);
@@ -342,9 +347,10 @@ fn configure(spec: &ClusterSpec, name: &str) -> Result<()> {
                 }
                 let d = dir.join("node").join(node);
                 fs::create_dir(&d).map_err(|e| io(format!("add member {node}"), e))?;
-                write_attr(&d.join("num"), &number.to_string())?;
-                write_attr(&d.join("ipv4_address"), &address.to_string())?;
+                // The kernel takes the number only once the address and port are set.
                 write_attr(&d.join("ipv4_port"), &O2CB_PORT.to_string())?;
+                write_attr(&d.join("ipv4_address"), &address.to_string())?;
+                write_attr(&d.join("num"), &number.to_string())?;
                 if *node == spec.this_node {
                     write_attr(&d.join("local"), "1")?;
                 }
@@ -448,8 +454,10 @@ impl XenCluster {
                 }
             }
             let dir = Path::new(CONFIGFS).join("cluster").join(&name);
-            for n in configured_nodes(&name).keys() {
-                fs::remove_dir(dir.join("node").join(n)).map_err(|e| io(format!("remove member {n}"), e))?;
+            // Every member's entry, also one a failed join left half made.
+            for e in fs::read_dir(dir.join("node")).into_iter().flatten().flatten() {
+                fs::remove_dir(e.path())
+                    .map_err(|err| io(format!("remove member {}", e.file_name().to_string_lossy()), err))?;
             }
             fs::remove_dir(&dir).map_err(|e| io(format!("remove O2CB cluster {name}"), e))?;
         }
