@@ -48,15 +48,20 @@ pub(crate) fn pool_disk(inv: &Inventory, pool: &ServerPool) -> Option<PhysicalDi
     }
 }
 
-/// The IPv4 address a server is reached at (its address's host, resolved), for the cluster's
-/// traffic; unspecified if it has none (a backend that needs one refuses it).
+/// The IPv4 address a server is reached at (its address's host: an address, or a plain host name
+/// resolved), for the cluster's traffic; unspecified if it has none (a backend that needs one
+/// refuses it). A host name behind a URL scheme is the driver's own, and is not resolved.
 fn server_ipv4(address: &str) -> Ipv4Addr {
-    let a = address.split_once("://").map_or(address, |(_, rest)| rest).trim_end_matches('/');
+    let scheme = address.split_once("://");
+    let a = scheme.map_or(address, |(_, rest)| rest).trim_end_matches('/');
     if let Ok(ip) = a.parse::<Ipv4Addr>() {
         return ip;
     }
     if let Ok(SocketAddr::V4(sa)) = a.parse::<SocketAddr>() {
         return *sa.ip();
+    }
+    if scheme.is_some() {
+        return Ipv4Addr::UNSPECIFIED;
     }
     let resolved = a.to_socket_addrs().or_else(|_| (a, 0).to_socket_addrs());
     resolved
