@@ -1158,7 +1158,7 @@ mod tests {
         let log = std::fs::read_to_string(r.dir.join("xl.log")).unwrap();
         assert!(log.lines().any(|l| l == format!("save 5 {}", save.display())), "{log}");
         assert!(r.conn.suspend(vm(5), "/etc/web01.save").is_err(), "outside the storage root");
-        assert!(r.conn.migration().is_none() && r.conn.cluster().is_none() && r.conn.network().is_some());
+        assert!(r.conn.migration().is_none() && r.conn.cluster().is_some() && r.conn.network().is_some());
         assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
     }
 
