@@ -64,11 +64,15 @@ fn serve(dir: &Path, world: &SimWorld, host: &str, listen: &str) -> std::io::Res
 
 impl TestAgent {
     fn start(tag: &str) -> TestAgent {
+        TestAgent::start_in(tag, &SimWorld::default())
+    }
+
+    /// An agent serving the simulated host `tag` of `world` (shared with other agents).
+    fn start_in(tag: &str, world: &SimWorld) -> TestAgent {
         let dir = temp_dir(tag);
         Agent::init(&dir, PASSWORD).unwrap();
-        let world = SimWorld::default();
-        let (agent, addr, thread) = serve(&dir, &world, tag, "127.0.0.1:0").unwrap();
-        TestAgent { agent, addr, dir, world, thread: Some(thread) }
+        let (agent, addr, thread) = serve(&dir, world, tag, "127.0.0.1:0").unwrap();
+        TestAgent { agent, addr, dir, world: world.clone(), thread: Some(thread) }
     }
 
     /// Stop serving (connections drop) and start again from the same state directory and port.
@@ -86,7 +90,7 @@ impl TestAgent {
 
     /// Serve again after [`TestAgent::halt`].
     fn resume(&mut self) {
-        let host = self.world.host_names()[0].clone();
+        let host = self.agent_host();
         let deadline = Instant::now() + Duration::from_secs(10);
         let (agent, _, thread) = loop {
             match serve(&self.dir, &self.world, &host, &self.addr) {
@@ -101,6 +105,13 @@ impl TestAgent {
         };
         self.agent = agent;
         self.thread = Some(thread);
+    }
+
+    /// The simulated host this agent serves: its state directory's tag.
+    fn agent_host(&self) -> String {
+        let name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
+        let tag = name.strip_prefix("ovm-agent-test-").unwrap();
+        tag[..tag.rfind('-').unwrap()].to_owned()
     }
 
     fn audit_has(&self, what: &str) -> bool {
@@ -997,4 +1008,136 @@ fn with_a_sealing_key_the_managers_private_key_is_not_in_the_database_in_the_cle
     ok(mgr.start_vm(vm));
     assert_eq!(mgr.vm(vm).unwrap().power_state, PowerState::Running);
     mgr.close(Duration::from_secs(10)).unwrap();
+}
+
+/// A clustered pool on three agents serving simulated hosts of one world: a server whose agent
+/// alone stops is not dead (its heartbeat beats; its VMs are left alone); a server killed is
+/// declared dead only once its cluster says so, and then its HA VMs run again on the survivors and
+/// the pool follows the master the cluster elected.
+#[test]
+fn a_clustered_pool_restarts_ha_vms_only_of_a_member_its_cluster_declares_dead() {
+    use ovm_core::manager::{PoolSpec, StorageArraySpec, VmSpec};
+    use ovm_core::policy::election::ElectionConfig;
+
+    let world = SimWorld::default();
+    world.set_cluster_timing(ElectionConfig::new(12_000, 2_000).unwrap());
+    let wwid = world.add_lun("iqn.2026-01.ovm.sim:pool", "pool", 1 << 30);
+    let mut agents: Vec<TestAgent> =
+        ["hanode1", "hanode2", "hanode3"].iter().map(|h| TestAgent::start_in(h, &world)).collect();
+    let (mgr, _) = manager("ha-verdict");
+    let servers: Vec<ServerId> =
+        agents.iter().map(|a| ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id)).collect();
+    let array = StorageArrayId(
+        ok(mgr.register_storage_array(StorageArraySpec::iscsi("array", "storage", vec![servers[0]]))).id,
+    );
+    ok(mgr.present_storage_array_to(array, &servers[1..]));
+    let disk = mgr.physical_disks_of(array).iter().find(|d| d.page83_id == wwid).expect("the LUN").id;
+    let spec = PoolSpec {
+        clustered: true,
+        virtual_ip: Some("192.0.2.20".parse().unwrap()),
+        pool_disk: Some(disk),
+        cluster_timeout_secs: 12,
+        ..PoolSpec::new("ha-pool")
+    };
+    let pool = PoolId(ok(mgr.create_pool(spec)).id);
+    for s in &servers {
+        ok(mgr.add_server_to_pool(pool, *s));
+    }
+    assert_eq!(mgr.pool(pool).unwrap().master, Some(servers[0]), "the first member is master");
+
+    let vm = |name: &str, on: usize, ha: bool| {
+        let cfg =
+            VmConfig { memory_mib: 512, max_memory_mib: 512, high_availability: ha, ..VmConfig::default() };
+        let mut spec = VmSpec::new(name, cfg);
+        spec.server = Some(servers[on]);
+        spec.pool = Some(pool);
+        let vm = VmId(ok(mgr.create_vm(spec)).id);
+        ok(mgr.start_vm_on(vm, servers[on]));
+        assert_eq!(mgr.vm(vm).unwrap().server, Some(servers[on]));
+        vm
+    };
+    let (ha1, plain1, ha3) = (vm("ha-on-1", 0, true), vm("plain-on-1", 0, false), vm("ha-on-3", 2, true));
+    // A second of the clusters' time passes: every member that is up heartbeats.
+    let heartbeats = || world.advance_cluster(Duration::from_secs(1));
+    // The watch has seen every member alive.
+    for _ in 0..5 {
+        heartbeats();
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let restarted = |vm: VmId| has_event(&mgr, ObjectRef::new(ObjectKind::Vm, vm), "ha.restart");
+
+    // Server 3's agent stops; the server heartbeats on: not dead, its VM is not restarted.
+    agents[2].halt();
+    wait_until("server 3 to be unreachable", 10, || {
+        mgr.server(servers[2]).unwrap().power_state == ServerPowerState::Unreachable
+    });
+    for _ in 0..20 {
+        heartbeats();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until("the agent-unreachable warning", 10, || {
+        has_event(&mgr, ObjectRef::new(ObjectKind::Server, servers[2]), "server.agent_unreachable")
+    });
+    let v = mgr.vm(ha3).unwrap();
+    assert_eq!((v.power_state, v.server), (PowerState::Running, Some(servers[2])));
+    assert_eq!(world.resident_on(ha3).as_deref(), Some("hanode3"));
+    assert!(!restarted(ha3));
+    agents[2].resume();
+    wait_until("server 3 to be reachable again", 30, || {
+        mgr.server(servers[2]).unwrap().power_state == ServerPowerState::Running
+    });
+
+    // Server 1 (the master) is killed: its agent and its host. Until its cluster declares it dead,
+    // nothing is restarted.
+    agents[0].halt();
+    world.lose_host("hanode1").unwrap();
+    wait_until("server 1 to be unreachable", 10, || {
+        mgr.server(servers[0]).unwrap().power_state == ServerPowerState::Unreachable
+    });
+    world.advance_cluster(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!restarted(ha1), "not restarted before the cluster declares its server dead");
+    assert_eq!(mgr.vm(ha1).unwrap().power_state, PowerState::Running, "still recorded running");
+    // Past T + M its cluster declares it dead.
+    world.advance_cluster(Duration::from_secs(8));
+    wait_until("server 1 to be declared dead", 20, || {
+        has_event(&mgr, ObjectRef::new(ObjectKind::Server, servers[0]), "server.dead")
+    });
+    wait_until("the HA VM to run on a survivor", 30, || {
+        mgr.vm(ha1).unwrap().power_state == PowerState::Running
+            && mgr.vm(ha1).unwrap().server.is_some_and(|s| s != servers[0])
+    });
+    let host = world.resident_on(ha1).expect("running");
+    assert!(host == "hanode2" || host == "hanode3", "{host}");
+    assert!(restarted(ha1));
+    let p = mgr.vm(plain1).unwrap();
+    assert_eq!((p.power_state, p.server), (PowerState::Stopped, Some(servers[0])), "not HA-enabled");
+    assert!(has_event(&mgr, p.object_ref(), "vm.stopped"));
+    assert_eq!(mgr.vm(ha3).unwrap().server, Some(servers[2]), "the others' VMs stay");
+    // The pool follows the master the cluster elected.
+    let st = mgr.pool_cluster_status(pool).unwrap().unwrap();
+    assert!(st.epoch >= 2, "{st:?}");
+    wait_until("the pool to follow the elected master", 10, || {
+        mgr.pool(pool).unwrap().master.is_some_and(|m| Some(m) != Some(servers[0]))
+    });
+    assert!(has_event(&mgr, mgr.pool(pool).unwrap().object_ref(), "pool.master_elected"));
+
+    // Server 1 boots again, in no cluster, and its agent is back: the manager reconnects and it
+    // joins its pool's cluster again, as the member it was.
+    world.restore_host("hanode1").unwrap();
+    let direct =
+        SimDriver::new(world.clone()).connect("sim://hanode1", DEFAULT_PASSWORD, "ovm-agent").unwrap();
+    direct.cluster().unwrap().leave().unwrap();
+    assert_eq!(direct.cluster().unwrap().status().unwrap(), None, "in no cluster after its boot");
+    agents[0].resume();
+    wait_until("server 1 to be reachable again", 30, || {
+        mgr.server(servers[0]).unwrap().power_state == ServerPowerState::Running
+    });
+    wait_until("server 1 to join the cluster again", 20, || {
+        has_event(&mgr, ObjectRef::new(ObjectKind::Server, servers[0]), "cluster.rejoined")
+    });
+    let st = direct.cluster().unwrap().status().unwrap().expect("in the pool's cluster");
+    assert_eq!(st.cluster, pool.0.to_string());
+    assert_eq!(st.members.len(), 3, "{st:?}");
+    assert_eq!(mgr.pool(pool).unwrap().cluster_nodes[0], (servers[0], 0), "the member it was");
 }

@@ -384,6 +384,7 @@ impl Manager {
         let mgr = Manager { inner };
         mgr.recover_jobs()?;
         mgr.reconnect_servers();
+        cluster::start_watch(&mgr);
         if b.recurring {
             recurring::start(&mgr);
         }

@@ -3,14 +3,16 @@
 //! joins it (the first one makes the pool file system), the members already in it learn of the
 //! new one first, and a server removed leaves it before the others forget it. Each change on a
 //! server is journaled before it is made: its undo brings the server's view of the cluster back.
+//! A member that boots again is in no cluster (O2CB's configuration does not outlive a boot): it
+//! joins again ([`Manager::rejoin_cluster`], started by the cluster watch).
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::driver::{ClusterNode, ClusterOps, ClusterSpec, ClusterStatus};
 use crate::job::{ServerUndo, Undo};
-use crate::manager::jobs::StepCtx;
-use crate::manager::Manager;
+use crate::manager::jobs::{JobSpec, StepCtx};
+use crate::manager::{JobHandle, Manager};
 use crate::model::*;
 use crate::{Error, Result};
 
@@ -144,6 +146,53 @@ pub(crate) fn join_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Re
     let status = on_cluster(ctx.mgr, server, |c| c.join(&spec))?;
     let status = wait_for_master(ctx.mgr, server, status);
     record_master(ctx, pool, &p, &status)
+}
+
+impl Manager {
+    /// A member of `pool`'s cluster that is in no cluster (it booted again) joins it again, as
+    /// the member it was (its node number), without making the pool file system. A job; it does
+    /// nothing if by then the server is no member of the pool's cluster, or is in a cluster.
+    pub(crate) fn rejoin_cluster(&self, pool: PoolId, server: ServerId) -> Result<JobHandle> {
+        let (s, p) = (self.server(server)?, self.pool(pool)?);
+        self.submit(
+            JobSpec::new(
+                "JoinCluster",
+                &format!("{} joins the cluster of pool {} again", s.name, p.name),
+                vec![s.object_ref(), p.object_ref()],
+            )
+            .unblockable()
+            .step("join", move |ctx| rejoin_step(ctx, pool, server)),
+        )
+    }
+}
+
+fn rejoin_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Result<()> {
+    let (p, disk, inv) = {
+        let st = ctx.mgr.state();
+        let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
+        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        (p, disk, st.inv.clone())
+    };
+    if !p.servers.contains(&server) || !p.cluster_nodes.iter().any(|(s, _)| *s == server) {
+        return Ok(());
+    }
+    if on_cluster(ctx.mgr, server, |c| c.status())?.is_some() {
+        return Ok(());
+    }
+    let spec = cluster_spec(&inv, &p, &disk, server, false)?;
+    ctx.message("joining the cluster again");
+    ctx.will_do(Undo::Server(ServerUndo::LeaveCluster { server: server.0 }))?;
+    on_cluster(ctx.mgr, server, |c| c.join(&spec))?;
+    let name = inv.get::<Server>(server)?.name.clone();
+    ctx.tx(|tx| {
+        tx.event(
+            ObjectRef::new(ObjectKind::Server, server),
+            Severity::Info,
+            "cluster.rejoined",
+            format!("Server {name} joined the cluster of pool {} again", p.name),
+        );
+        Ok(())
+    })
 }
 
 /// Step: `server` leaves the cluster of `pool` (if it is connected; a server that is not is in no

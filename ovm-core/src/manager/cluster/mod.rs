@@ -7,15 +7,18 @@
 //! ([`Manager::pool_cluster_status`]). The election rules (epochs, heartbeats, self-fencing) are
 //! [`crate::policy::election`], run by the simulated driver; the virtual IP on dom0 is
 //! `xen::vip`. The members of a clustered pool on a LUN form its cluster on their servers
-//! ([`membership`]). To come here: acting on the cluster's verdicts (HA restarts only of servers
-//! declared dead, commands stamped with the epoch).
+//! ([`membership`]), and the manager acts on their cluster's verdicts ([`watch`]): a member is
+//! declared dead, and its HA VMs restarted, only once the cluster sees its heartbeat stopped. To
+//! come here: commands stamped with the epoch.
 
 mod failover;
 mod ha;
 mod membership;
+mod watch;
 
 pub(crate) use membership::on_cluster;
 pub(crate) use membership::{free_node_number, join_step, leave_step, pool_disk};
+pub(crate) use watch::start as start_watch;
 
 use failover::fail_over_master;
 
@@ -61,18 +64,31 @@ impl Manager {
     /// `ha.not_restarted` or `vm.stopped`), then the HA-enabled VMs restarted in start-priority
     /// order on their planned servers.
     pub(crate) fn server_lost(&self, server: ServerId, why: &str) {
+        self.lose(server, why, false)
+    }
+
+    /// The cluster of the server's pool declared it dead ([`watch`]): as [`Manager::server_lost`],
+    /// also when the manager had already marked it unreachable (its connection dropped first), as
+    /// long as VMs are still recorded on it; with a `server.dead` event.
+    pub(crate) fn server_declared_dead(&self, server: ServerId, why: &str) {
+        self.lose(server, why, true)
+    }
+
+    fn lose(&self, server: ServerId, why: &str, declared: bool) {
         let connected: HashSet<ServerId> = {
             let mut st = lock(&self.inner.state);
             st.conns.remove(&server);
             st.conns.keys().copied().collect()
         };
         let Ok(s) = self.server(server) else { return };
-        if s.power_state == ServerPowerState::Unreachable {
+        let victims: Vec<Arc<Vm>> =
+            self.list::<Vm>(|v| v.server == Some(server) && v.power_state.is_resident());
+        // Already lost; declared dead by its cluster, it is handled while VMs are recorded on it.
+        let handled = !declared || victims.is_empty();
+        if s.power_state == ServerPowerState::Unreachable && handled {
             return;
         }
         let stopped_by_dpm = s.power_state == ServerPowerState::Stopped;
-        let victims: Vec<Arc<Vm>> =
-            self.list::<Vm>(|v| v.server == Some(server) && v.power_state.is_resident());
         let ids: Vec<VmId> = victims.iter().map(|v| v.id).collect();
         let res = self.system_tx(|tx| {
             let plan = ha::plan_loss(tx, &s, &ids, &connected);
@@ -81,7 +97,14 @@ impl Manager {
                     s.power_state = ServerPowerState::Unreachable;
                 }
             })?;
-            if !stopped_by_dpm {
+            if declared {
+                tx.event(
+                    s.object_ref(),
+                    Severity::Warning,
+                    "server.dead",
+                    format!("Server {} is dead: {why}", s.name),
+                );
+            } else if !stopped_by_dpm {
                 tx.event(
                     s.object_ref(),
                     Severity::Warning,
@@ -101,6 +124,10 @@ impl Manager {
         });
         if let Ok(plan) = res {
             self.restart_ha_vms(plan);
+        }
+        // Declared dead by its cluster: it may boot again; its agent will be back then.
+        if declared && self.driver_for(&s.address).is_ok_and(|d| !d.connection_loss_is_host_loss()) {
+            self.keep_reconnecting(server);
         }
     }
 }

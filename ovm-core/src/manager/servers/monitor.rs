@@ -250,6 +250,12 @@ impl Manager {
                 Ok(())
             });
         }
+        self.keep_reconnecting(server);
+    }
+
+    /// Try to reconnect to `server` in the background, with backoff, until it answers, it is
+    /// stopped or released, or the agent refuses this manager (an Error event).
+    pub(crate) fn keep_reconnecting(&self, server: ServerId) {
         if !lock(&self.inner.state).reconnecting.insert(server) {
             return; // A reconnection task is already running.
         }
