@@ -5,7 +5,8 @@
 //! address, while the manager, on the cluster's verdict, restarts the master's HA-enabled guest on
 //! a survivor. Prints the times from the kill to the virtual IP answering from the new master and
 //! to the HA guest's console marker on its new server. The killed server, powered on again, joins
-//! the cluster again.
+//! the cluster again. Then a server cut off the management LAN by the lab switch fences itself,
+//! and only after that is its HA guest restarted elsewhere (prints the times from the cut).
 //! Run through the lab, last in the data-centre boot (`make dc-lab-test`): it kills a server.
 
 mod lab;
@@ -58,11 +59,28 @@ fn marker(mgr: &Manager, vm: VmId) -> bool {
     mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
 }
 
-fn has_event(mgr: &Manager, object: ObjectRef, event_type: &str) -> bool {
+fn events_of(mgr: &Manager, object: ObjectRef, event_type: &str) -> usize {
     mgr.events(&EventFilter { object: Some(object.id), ..Default::default() })
         .unwrap()
         .iter()
-        .any(|e| e.event_type == event_type)
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+fn has_event(mgr: &Manager, object: ObjectRef, event_type: &str) -> bool {
+    events_of(mgr, object, event_type) > 0
+}
+
+/// What O2CB prints on the console when it fences its server.
+const FENCE: &str = "ocfs2 is very sorry to be fencing this system";
+
+/// Set a link of the lab switch up or down (`node2.lan` is server 2's management NIC).
+fn switch(link: &str, state: &str) {
+    let st = Command::new(env("OVM_XENLAB_SWITCH"))
+        .args(["ctl", &env("OVM_XENLAB_SWITCH_DIR"), "link", link, state])
+        .status()
+        .expect("run the lab switch's control");
+    assert!(st.success(), "switch link {link} {state}");
 }
 
 fn status(mgr: &Manager, pool: PoolId) -> ClusterStatus {
@@ -157,18 +175,18 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     // HA: two guests on the master, one HA-enabled. The manager's connection to the master stays
     // up until the kill: HA waits for the cluster's verdict, not for the manager's view.
     let on_master = servers[master as usize - 1];
-    let guest = |name: &str, ha: bool| {
+    let guest = |name: &str, ha: bool, on: ServerId| {
         let mut spec =
             VmSpec::new(name, VmConfig { high_availability: ha, ..lab::lab_guest("console=hvc0") });
-        spec.server = Some(on_master);
+        spec.server = Some(on);
         spec.pool = Some(pool);
         let vm = VmId(ok(&format!("create {name}"), mgr.create_vm(spec), 60).id);
-        ok(&format!("start {name} on the master"), mgr.start_vm_on(vm, on_master), 300);
+        ok(&format!("start {name}"), mgr.start_vm_on(vm, on), 300);
         wait_for(&format!("{name}'s console marker"), 300, || marker(&mgr, vm));
         vm
     };
-    let ha_vm = guest("ha-guest", true);
-    let plain_vm = guest("plain-guest", false);
+    let ha_vm = guest("ha-guest", true, on_master);
+    let plain_vm = guest("plain-guest", false, on_master);
 
     // The master loses power: the survivors declare it dead, elect a new master, which takes the
     // address; the manager restarts the HA guest on a survivor.
@@ -268,4 +286,69 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     );
     let last = status(&mgr, pool);
     assert_eq!(last.epoch, after.epoch, "a member joining again changes no master: {last:?}");
+
+    // A network partition. Server P (not the master) is cut off the management LAN, which carries
+    // the cluster's network heartbeat and the manager's connection; it keeps running, and keeps
+    // its disk heartbeat on the storage LAN. Cut off from the others, it has lost the cluster's
+    // quorum and fences itself (O2CB resets it; the lab's QEMU exits). Only then does its disk
+    // heartbeat stop, do the others declare it dead, and does the manager restart its HA guest
+    // elsewhere: the guest never runs twice.
+    let master_now = number_of(&servers, last.master.as_deref().unwrap());
+    let p = (1..=3).find(|k| *k != master_now).unwrap();
+    let on_p = servers[p as usize - 1];
+    let cut_vm = guest("ha-guest-cut", true, on_p);
+    let console = std::path::PathBuf::from(&run).join(format!("node{p}/console.log"));
+    let fences = || {
+        let log = std::fs::read(&console).unwrap_or_default();
+        String::from_utf8_lossy(&log).matches(FENCE).count()
+    };
+    let fences_before = fences();
+    let p_ref = ObjectRef::new(ObjectKind::Server, on_p);
+    let rejoins_before = events_of(&mgr, p_ref, "cluster.rejoined");
+    switch(&format!("node{p}.lan"), "down");
+    let t0 = Instant::now();
+    println!("cut server {p} off the management LAN");
+    let mut fenced_at = None;
+    let restarted_at = loop {
+        assert!(t0.elapsed() < Duration::from_secs(240), "the cut server's HA guest did not run again");
+        if fenced_at.is_none() && fences() > fences_before {
+            fenced_at = Some(t0.elapsed());
+            println!("server {p} fenced itself, {:.1?} after the cut", t0.elapsed());
+        }
+        let v = mgr.vm(cut_vm).unwrap();
+        if v.power_state == PowerState::Running && v.server != Some(on_p) {
+            break t0.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("its HA guest was restarted on another server, {restarted_at:.1?} after the cut");
+    let fenced_at = fenced_at.expect("the cut server fenced itself before its guest was restarted");
+    assert!(fenced_at < restarted_at);
+    assert!(has_event(&mgr, p_ref, "server.dead"));
+    wait_for("the restarted guest's console marker", 120, || marker(&mgr, cut_vm));
+    // The guest runs once, on one of the servers that are up.
+    let uuid = cut_vm.0.to_string();
+    let copies: usize = (1..=3)
+        .filter(|k| *k != p)
+        .map(|k| on(k, &format!("xl list -v | grep -c {uuid} || true"), 30).trim().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(copies, 1, "one copy of the guest runs");
+    println!(
+        "PARTITION-FIGURES cut-to-fence={:.1}s cut-to-ha-restart={:.1}s",
+        fenced_at.as_secs_f64(),
+        restarted_at.as_secs_f64()
+    );
+
+    // The partition heals and the fenced server is powered on again: it joins the cluster again.
+    switch(&format!("node{p}.lan"), "up");
+    let out = Command::new(&lab).args(["power", &run, &p.to_string(), "on"]).output().unwrap();
+    assert!(out.status.success(), "lab power on: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&format!("server {p} to boot again"), 400, || agent_listens(&addresses[p as usize - 1]));
+    wait_for(&format!("server {p} to join the cluster again"), 180, || {
+        events_of(&mgr, p_ref, "cluster.rejoined") > rejoins_before
+    });
+    wait_for("every member's heartbeat to be seen at the end", 60, || {
+        let s = status(&mgr, pool);
+        s.heartbeats.len() == 3 && s.heartbeats.iter().all(|h| h.heartbeat == HeartbeatState::Alive)
+    });
 }
