@@ -728,6 +728,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
         cmdline: None,
         restart_actions: Default::default(),
         boot_order: Vec::new(),
+        ha_priority: None,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();
@@ -842,6 +843,7 @@ fn a_ticket_prepared_for_one_mode_is_refused_for_the_other() {
         cmdline: None,
         restart_actions: Default::default(),
         boot_order: Vec::new(),
+        ha_priority: None,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

@@ -6,7 +6,8 @@
 //! a survivor. Prints the times from the kill to the virtual IP answering from the new master and
 //! to the HA guest's console marker on its new server. The killed server, powered on again, joins
 //! the cluster again. Then a server cut off the management LAN by the lab switch fences itself,
-//! and only after that is its HA guest restarted elsewhere (prints the times from the cut).
+//! and only after that is its HA guest restarted elsewhere (prints the times from the cut); and a
+//! server whose agent hangs is reset by Xen's watchdog before its HA guest is restarted elsewhere.
 //! Run through the lab, last in the data-centre boot (`make dc-lab-test`): it kills a server.
 
 mod lab;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use lab::{agent_listens, on, wait_for};
 
 use ovm_core::driver::ClusterStatus;
-use ovm_core::manager::{PoolSpec, StorageArraySpec, VmSpec};
+use ovm_core::manager::{DatabaseLocation, PoolSpec, StorageArraySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::store::EventFilter;
 use ovm_core::{JobHandle, Manager};
@@ -71,6 +72,13 @@ fn has_event(mgr: &Manager, object: ObjectRef, event_type: &str) -> bool {
     events_of(mgr, object, event_type) > 0
 }
 
+/// What Xen prints on the console when dom0's watchdog fires (it then resets the server).
+const WATCHDOG_FIRED: &str = "Watchdog timer fired for domain 0";
+/// The Xen watchdog's timeout in the lab.
+const WATCHDOG_SECS: u32 = 10;
+/// The alive file the lab's agents write (`tests/xenlab/agent-dom0.sh`).
+const ALIVE_FILE: &str = "/tmp/ovm-agent.alive";
+
 /// What O2CB prints on the console when it fences its server.
 const FENCE: &str = "ocfs2 is very sorry to be fencing this system";
 
@@ -95,7 +103,13 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     for (k, a) in addresses.iter().enumerate() {
         wait_for(&format!("agent {} to listen", k + 1), 400, || agent_listens(a));
     }
-    let mgr = Manager::builder().recurring_jobs(false).open().unwrap();
+    // A database on disk: the manager is stopped and opened again at the end.
+    let db = std::env::temp_dir().join(format!("ovm-cluster-lab-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    let open = || {
+        Manager::builder().database(DatabaseLocation::File(db.clone())).recurring_jobs(false).open().unwrap()
+    };
+    let mgr = open();
     let servers: Vec<ServerId> = addresses
         .iter()
         .enumerate()
@@ -347,8 +361,137 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     wait_for(&format!("server {p} to join the cluster again"), 180, || {
         events_of(&mgr, p_ref, "cluster.rejoined") > rejoins_before
     });
-    wait_for("every member's heartbeat to be seen at the end", 60, || {
+    wait_for("every member's heartbeat to be seen after the partition", 60, || {
         let s = status(&mgr, pool);
         s.heartbeats.len() == 3 && s.heartbeats.iter().all(|h| h.heartbeat == HeartbeatState::Alive)
     });
+
+    // A hung agent. Server H (not the master) runs the Xen watchdog, which stops petting when the
+    // agent's process runs but no longer writes its alive file; Xen then resets the server, its
+    // disk heartbeat stops, and only then is its HA guest restarted elsewhere.
+    let st = status(&mgr, pool);
+    let master_now = number_of(&servers, st.master.as_deref().unwrap());
+    let h = (1..=3).find(|k| *k != master_now).unwrap();
+    let on_h = servers[h as usize - 1];
+    let hang_vm = guest("ha-guest-hang", true, on_h);
+    on(
+        h,
+        &format!(
+            "setsid /mnt/host/bin/ovm-agent watchdog --timeout {WATCHDOG_SECS} --interval 2 --hang-after 6 \
+             --alive-file {ALIVE_FILE} > /mnt/host/results/watchdog.log 2>&1 < /dev/null &"
+        ),
+        30,
+    );
+    wait_for("the watchdog to be armed", 30, || {
+        on(h, "cat /mnt/host/results/watchdog.log 2>/dev/null || true", 30).contains("armed")
+    });
+    let h_ref = ObjectRef::new(ObjectKind::Server, on_h);
+    let (deaths_before, rejoins_before) =
+        (events_of(&mgr, h_ref, "server.dead"), events_of(&mgr, h_ref, "cluster.rejoined"));
+    let h_console = std::path::PathBuf::from(&run).join(format!("node{h}/console.log"));
+    let fired = || {
+        let log = std::fs::read(&h_console).unwrap_or_default();
+        String::from_utf8_lossy(&log).matches(WATCHDOG_FIRED).count()
+    };
+    let fired_before = fired();
+    on(h, &format!("kill -STOP $(cat {ALIVE_FILE})"), 30);
+    let t0 = Instant::now();
+    println!("stopped server {h}'s agent");
+    let mut fired_at = None;
+    let restarted_at = loop {
+        assert!(t0.elapsed() < Duration::from_secs(240), "the hung server's HA guest did not run again");
+        if fired_at.is_none() && fired() > fired_before {
+            fired_at = Some(t0.elapsed());
+            println!("Xen's watchdog reset server {h}, {:.1?} after its agent hung", t0.elapsed());
+        }
+        let v = mgr.vm(hang_vm).unwrap();
+        if v.power_state == PowerState::Running && v.server != Some(on_h) {
+            break t0.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("its HA guest was restarted on another server, {restarted_at:.1?} after its agent hung");
+    let fired_at = fired_at.expect("the watchdog reset the server before its guest was restarted");
+    assert!(fired_at < restarted_at);
+    assert!(events_of(&mgr, h_ref, "server.dead") > deaths_before);
+    wait_for("the restarted guest's console marker", 120, || marker(&mgr, hang_vm));
+    println!(
+        "WATCHDOG-FIGURES timeout={WATCHDOG_SECS}s hang-to-reset={:.1}s hang-to-ha-restart={:.1}s",
+        fired_at.as_secs_f64(),
+        restarted_at.as_secs_f64()
+    );
+    let out = Command::new(&lab).args(["power", &run, &h.to_string(), "on"]).output().unwrap();
+    assert!(out.status.success(), "lab power on: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&format!("server {h} to boot again"), 400, || agent_listens(&addresses[h as usize - 1]));
+    wait_for(&format!("server {h} to join the cluster again"), 180, || {
+        events_of(&mgr, h_ref, "cluster.rejoined") > rejoins_before
+    });
+    wait_for("every member's heartbeat to be seen after the watchdog", 60, || {
+        let s = status(&mgr, pool);
+        s.heartbeats.len() == 3 && s.heartbeats.iter().all(|h| h.heartbeat == HeartbeatState::Alive)
+    });
+
+    // HA without the manager. Server D (not the master) runs an HA guest, whose record its server
+    // keeps on the pool file system. The manager stops; D is killed; the master, the manager
+    // silent, restarts the guest on itself from that record. The manager, opened again, finds
+    // it running there.
+    let st = status(&mgr, pool);
+    let master_now = number_of(&servers, st.master.as_deref().unwrap());
+    let d = (1..=3).find(|k| *k != master_now).unwrap();
+    let on_d = servers[d as usize - 1];
+    let away_vm = guest("ha-guest-away", true, on_d);
+    let record = format!("{mount}/.ovm/ha/{}.json", away_vm.0.simple());
+    let text = on(master_now, &format!("cat {record}"), 30);
+    assert!(text.contains(&on_d.0.simple().to_string()), "the pool's record names server {d}: {text}");
+    let plain_away = guest("plain-guest-away", false, on_d);
+    mgr.close(Duration::from_secs(60)).unwrap();
+    drop(mgr);
+    println!("stopped the manager");
+    let out = Command::new(&lab).args(["power", &run, &d.to_string(), "kill"]).output().unwrap();
+    assert!(out.status.success(), "lab power kill: {}", String::from_utf8_lossy(&out.stderr));
+    let t0 = Instant::now();
+    println!("killed server {d}");
+    let uuid = away_vm.0.to_string();
+    let runs_on_master = || {
+        on(master_now, &format!("xl list -v | grep -c {uuid} || true"), 30).trim().parse::<usize>().unwrap()
+            == 1
+    };
+    while !runs_on_master() {
+        assert!(t0.elapsed() < Duration::from_secs(240), "the pool did not restart the HA guest");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let kill_to_restart = t0.elapsed();
+    println!("the master restarted the HA guest, {kill_to_restart:.1?} after the kill, the manager away");
+    let other = (1..=3).find(|k| *k != master_now && *k != d).unwrap();
+    let elsewhere = on(other, &format!("xl list -v | grep -c {uuid} || true"), 30);
+    assert_eq!(elsewhere.trim(), "0", "one copy of the guest runs");
+    let plain_uuid = plain_away.0.to_string();
+    for k in [master_now, other] {
+        let n = on(k, &format!("xl list -v | grep -c {plain_uuid} || true"), 30);
+        assert_eq!(n.trim(), "0", "a VM that is not HA-enabled is not restarted by the pool");
+    }
+
+    let mgr = open();
+    println!("opened the manager again");
+    let on_master = servers[master_now as usize - 1];
+    wait_for("the manager to find the HA guest on the master", 120, || {
+        mgr.vm(away_vm).is_ok_and(|v| v.server == Some(on_master) && v.power_state == PowerState::Running)
+    });
+    assert!(has_event(&mgr, ObjectRef::new(ObjectKind::Vm, away_vm), "ha.restarted_by_pool"));
+    wait_for("the HA guest's console marker on the master", 120, || marker(&mgr, away_vm));
+    let d_ref = ObjectRef::new(ObjectKind::Server, on_d);
+    wait_for("the manager to declare the killed server dead", 120, || has_event(&mgr, d_ref, "server.dead"));
+    let plain = mgr.vm(plain_away).unwrap();
+    assert_eq!(plain.power_state, PowerState::Stopped, "not HA-enabled: stopped");
+    // Still one copy: the manager's own HA did not start it again.
+    let copies: usize = [master_now, other]
+        .iter()
+        .map(|k| on(*k, &format!("xl list -v | grep -c {uuid} || true"), 30).trim().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(copies, 1, "one copy of the guest runs");
+    println!(
+        "AWAY-FIGURES timeout={TIMEOUT_SECS}s kill-to-pool-restart={:.1}s",
+        kill_to_restart.as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&db);
 }

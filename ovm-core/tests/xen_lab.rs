@@ -410,6 +410,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         cmdline: Some("console=hvc0".into()),
         restart_actions: RestartActions::default(),
         boot_order: Vec::new(),
+        ha_priority: None,
     };
     let t0 = Instant::now();
     let domid = hv.create_domain(&spec).unwrap();

@@ -22,7 +22,8 @@ lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit
 # The agent's state is kept on the server's share, which outlives a power cycle as a real
 # server's disk does (a server powered off and woken again is still owned by its manager). The
 # lab's dom0 runs no init system, so the agent powers the machine off directly (busybox syncs first).
+# The agent rewrites its alive file each second, for a watchdog (`ovm-agent watchdog`) that tests start.
 mkdir -p /mnt/host/results/agent-state
 exec /mnt/host/bin/ovm-agent serve --backend xen --listen 0.0.0.0:8899 --migration-address "$lan:8899" \
     --state-dir /mnt/host/results/agent-state --password-file /tmp/ovm-agent-password \
-    --storage-plugin-dir "$plugins" --power-off-command "poweroff -f"
+    --storage-plugin-dir "$plugins" --power-off-command "poweroff -f" --alive-file /tmp/ovm-agent.alive

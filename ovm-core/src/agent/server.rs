@@ -619,6 +619,11 @@ impl Inner {
             self.record(peer, format!("refused: {why}"));
             return Err(Error::PermissionDenied { reason: why });
         }
+        if self.is_owner(fp) {
+            if let Some(c) = self.hv.cluster() {
+                c.manager_seen();
+            }
+        }
         match op {
             Op::ReleaseOwnership => {
                 self.set_owner(None)?;

@@ -5,6 +5,7 @@
 //! ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR] [--power-off-command CMD]
 //! ovm-agent fingerprint --state-dir DIR
 //! ovm-agent status --state-dir DIR
+//! ovm-agent watchdog [--timeout SECS] [--interval SECS] [--alive-file FILE] [--hang-after SECS]
 //! ```
 //!
 //! `serve` listens on `0.0.0.0:8899` by default and serves the local Xen host (`--backend xen`,
@@ -14,11 +15,19 @@
 //! plug-ins are looked for in `--storage-plugin-dir` (default `/usr/lib/ovm/storage-plugins`; see
 //! `docs/storage-plugins.md`). `--power-off-command` is how the server shuts down and powers off
 //! when its owner asks (DPM); it defaults to `poweroff` with the Xen backend, and is split on
-//! whitespace into a program and its arguments.
+//! whitespace into a program and its arguments. With `--alive-file`, `serve` rewrites that file
+//! with its pid each second from its runtime, for the watchdog.
+//!
+//! `watchdog` arms Xen's watchdog for dom0 and pets it every interval (default 5 s) until SIGTERM
+//! or SIGINT, which disarm it; Xen resets the server a timeout (default 30 s) after the last pet.
+//! With `--alive-file` it stops petting while the agent is hung: its process runs but has not
+//! rewritten the file for `--hang-after` (default 30 s). See `ovm_core::xen::watchdog`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ovm_core::agent::{Agent, AgentConfig, ServeEnd};
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
@@ -29,7 +38,8 @@ const USAGE: &str = "usage:
   ovm-agent init --state-dir DIR --password-file FILE
   ovm-agent serve --state-dir DIR [--listen ADDR] [--migration-address HOST:PORT] [--backend xen|sim:NAME] [--password-file FILE] [--storage-plugin-dir DIR] [--power-off-command CMD]
   ovm-agent fingerprint --state-dir DIR
-  ovm-agent status --state-dir DIR";
+  ovm-agent status --state-dir DIR
+  ovm-agent watchdog [--timeout SECS] [--interval SECS] [--alive-file FILE] [--hang-after SECS]";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -40,6 +50,10 @@ struct Args {
     password_file: Option<PathBuf>,
     storage_plugin_dir: Option<PathBuf>,
     power_off_command: Option<Vec<String>>,
+    alive_file: Option<PathBuf>,
+    timeout: Option<u64>,
+    interval: Option<u64>,
+    hang_after: Option<u64>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -73,6 +87,23 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     return Err("--power-off-command is empty".into());
                 }
                 a.power_off_command = Some(words)
+            }
+            "--alive-file" => {
+                let v = value()?;
+                if !v.starts_with('/') {
+                    return Err(format!("--alive-file {v:?} is not an absolute path"));
+                }
+                a.alive_file = Some(v.into())
+            }
+            "--timeout" | "--interval" | "--hang-after" => {
+                let v = value()?;
+                let secs =
+                    v.parse::<u64>().map_err(|_| format!("{flag} {v:?} is not a number of seconds"))?;
+                match flag.as_str() {
+                    "--timeout" => a.timeout = Some(secs),
+                    "--interval" => a.interval = Some(secs),
+                    _ => a.hang_after = Some(secs),
+                }
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -142,6 +173,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cmd == "watchdog" {
+        return match watchdog(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ovm-agent watchdog: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Some(dir) = args.state_dir.clone() else {
         eprintln!("ovm-agent: --state-dir is required\n{USAGE}");
         return ExitCode::from(2);
@@ -172,6 +212,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Set by SIGTERM or SIGINT: the watchdog disarms and exits.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn watchdog(args: &Args) -> Result<(), String> {
+    use ovm_core::xen::watchdog::{run, WatchdogConfig};
+    let d = WatchdogConfig::default();
+    let secs = |v: Option<u64>, default: Duration| v.map(Duration::from_secs).unwrap_or(default);
+    let cfg = WatchdogConfig {
+        timeout: secs(args.timeout, d.timeout),
+        interval: secs(args.interval, d.interval),
+        alive_file: args.alive_file.clone(),
+        hang_after: secs(args.hang_after, d.hang_after),
+    };
+    cfg.check()?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+    }
+    run(&cfg, &STOP, |m| eprintln!("ovm-agent watchdog: {m}"))
 }
 
 fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
@@ -210,9 +276,24 @@ fn serve(args: &Args, dir: PathBuf, argv: &[String]) -> Result<(), String> {
                 None => "unowned".into(),
             }
         );
+        if let Some(path) = args.alive_file.clone() {
+            // From the runtime that serves: a hung runtime stops writing it.
+            tokio::spawn(async move {
+                let mut warned = false;
+                loop {
+                    if let Err(e) = ovm_core::xen::watchdog::write_alive_file(&path) {
+                        if !warned {
+                            eprintln!("ovm-agent: alive file {}: {e}", path.display());
+                        }
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         agent.serve(listener).await.map_err(|e| e.to_string())
     })?;
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    rt.shutdown_timeout(Duration::from_secs(2));
     match end {
         ServeEnd::Stopped => Ok(()),
         ServeEnd::RestartRequested => {

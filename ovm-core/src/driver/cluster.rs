@@ -149,4 +149,7 @@ pub trait ClusterOps: Send + Sync {
     fn leave(&self) -> Result<()>;
     /// The cluster the server is in, if any.
     fn status(&self) -> Result<Option<ClusterStatus>>;
+    /// A request of the owning manager reached the server (its agent tells the cluster layer, so
+    /// that the pool's master knows when to act for an absent manager). By default nothing.
+    fn manager_seen(&self) {}
 }

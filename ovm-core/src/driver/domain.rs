@@ -43,6 +43,11 @@ pub struct DomainSpec {
     /// Boot devices in order (HVM guests; PV and PVH guests boot their kernel directly).
     #[serde(default)]
     pub boot_order: Vec<BootDevice>,
+    /// High availability: `Some(start priority)` for a VM its pool restarts on another server
+    /// when this one dies. A server in a clustered pool keeps the spec of such a domain on the
+    /// pool file system, so that the pool's master restarts it even while the manager is away.
+    #[serde(default)]
+    pub ha_priority: Option<u8>,
 }
 
 /// How a [`DiskSpec`] names a LUN (a physical disk): by its SCSI identifier, which each server

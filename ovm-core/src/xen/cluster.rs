@@ -20,21 +20,24 @@
 //!   system (`.ovm/epoch`), writes `.ovm/master` (its name and epoch), and claims the virtual IP.
 //!   A dead master's lock is freed only after O2CB has declared it dead, after its self-fence, so
 //!   two masters never hold the lock at once. Leaving releases the address and the lock.
+//! * **HA without the manager.** The master also restarts the HA-enabled domains of dead members
+//!   when the owning manager has been silent for longer than the cluster timeout and 5 s
+//!   ([`super::pool_ha`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::storage::run;
 use crate::driver::cluster::{ClusterNode, ClusterSpec, ClusterStatus};
-use crate::model::{HeartbeatState, MemberStatus};
+use crate::model::{HeartbeatState, MemberStatus, VmId};
 use crate::{Error, Result};
 
 const SERVER: &str = "xen:///";
@@ -124,10 +127,16 @@ fn configured_nodes(name: &str) -> BTreeMap<String, (u8, Option<Ipv4Addr>)> {
     nodes
 }
 
+/// Builds a domain on this server (the master's HA restarts, [`super::pool_ha`]).
+pub type Restarter = Arc<dyn Fn(&crate::driver::DomainSpec) -> Result<u32> + Send + Sync>;
+
 /// The pool's cluster on this server, and its elector.
-#[derive(Default)]
 pub struct XenCluster {
     state: Mutex<Option<Joined>>,
+    restarter: Mutex<Option<Restarter>>,
+    /// When a request of the owning manager last reached this server's agent (ms since the Unix
+    /// epoch; the agent's start counts as one).
+    manager_seen_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for XenCluster {
@@ -197,6 +206,7 @@ fn elect(spec: &ClusterSpec, stop: &AtomicBool) {
     let meta = pool_mount_point(&spec.cluster).join(".ovm");
     let mut held: Option<File> = None;
     let mut vip_claimed = false;
+    let mut tried = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
         if held.is_none() {
             let _ = fs::create_dir(&domain);
@@ -227,6 +237,9 @@ fn elect(spec: &ClusterSpec, stop: &AtomicBool) {
             } else {
                 vip_claimed = true;
             }
+        }
+        if held.is_some() {
+            this_server().restart_for_absent_manager(spec, &mut tried);
         }
         std::thread::sleep(ELECTION_PERIOD);
     }
@@ -403,10 +416,65 @@ fn mount_pool_fs(spec: &ClusterSpec, name: &str) -> Result<()> {
 /// The cluster state of this process (one per server: O2CB allows one cluster).
 pub fn this_server() -> &'static XenCluster {
     static CLUSTER: std::sync::OnceLock<XenCluster> = std::sync::OnceLock::new();
-    CLUSTER.get_or_init(XenCluster::default)
+    CLUSTER.get_or_init(|| XenCluster {
+        state: Mutex::new(None),
+        restarter: Mutex::new(None),
+        manager_seen_ms: AtomicU64::new(now_ms()),
+    })
+}
+
+fn now_ms() -> u64 {
+    crate::clock::Clock::now_ms(&crate::clock::SystemClock)
+}
+
+/// How long the manager must have been silent before the master restarts HA domains itself: its
+/// cluster watch asks every member each second, so a few seconds past the cluster timeout.
+fn manager_grace(spec: &ClusterSpec) -> Duration {
+    Duration::from_secs(u64::from(spec.timeout_secs) + 5)
 }
 
 impl XenCluster {
+    /// A request of the owning manager reached the agent.
+    pub fn manager_seen(&self) {
+        self.manager_seen_ms.store(now_ms(), Ordering::SeqCst);
+    }
+
+    /// How this server builds a domain, for the master's HA restarts.
+    pub fn set_restarter(&self, r: Restarter) {
+        *crate::driver::lock(&self.restarter) = Some(r);
+    }
+
+    /// For the HA records of the cluster this server is in: the pool file system's mount point,
+    /// the cluster's DLM domain and this member's name; `None` when in no cluster.
+    pub fn ha_context(&self) -> Option<(PathBuf, PathBuf, String)> {
+        let st = crate::driver::lock(&self.state);
+        let j = st.as_ref()?;
+        let mount = pool_mount_point(&j.spec.cluster);
+        is_mounted(&mount, "ocfs2").then(|| {
+            (
+                mount,
+                Path::new(DLMFS).join(format!("ovm-{}", o2cb_name(&j.spec.cluster))),
+                j.spec.this_node.clone(),
+            )
+        })
+    }
+
+    /// The master's HA restarts, once the manager has been silent for its grace period.
+    fn restart_for_absent_manager(&self, spec: &ClusterSpec, tried: &mut HashMap<VmId, std::time::Instant>) {
+        let silent = now_ms().saturating_sub(self.manager_seen_ms.load(Ordering::SeqCst));
+        if Duration::from_millis(silent) < manager_grace(spec) {
+            return;
+        }
+        let Some(start) = crate::driver::lock(&self.restarter).clone() else { return };
+        let Some(live) = live_nodes() else { return };
+        let name = o2cb_name(&spec.cluster);
+        let nodes: BTreeMap<String, u8> =
+            configured_nodes(&name).into_iter().map(|(n, (num, _))| (n, num)).collect();
+        let mount = pool_mount_point(&spec.cluster);
+        let dlm = Path::new(DLMFS).join(format!("ovm-{name}"));
+        super::pool_ha::restart_orphans(&mount, &dlm, &spec.this_node, &nodes, &live, &*start, tried);
+    }
+
     /// See [`crate::driver::ClusterOps::join`].
     pub fn join(&self, spec: &ClusterSpec) -> Result<ClusterStatus> {
         spec.check()?;

@@ -229,66 +229,36 @@ impl XenConnection {
     }
 
     fn builder(&self, spec: &DomainSpec) -> Result<XlDomainBuilder> {
-        let guest_type = match spec.domain_type {
-            DomainType::Pv => GuestType::Pv,
-            DomainType::Pvh => GuestType::Pvh,
-            DomainType::Hvm | DomainType::PvHvm => {
-                return Err(Error::Unsupported { what: "HVM domains on the local Xen driver".into() })
+        build(&self.storage, &self.iscsi, spec)
+    }
+
+    /// How the pool's master builds a domain here for HA ([`super::pool_ha`]): as a start does.
+    fn restarter(&self) -> super::cluster::Restarter {
+        let (storage, iscsi, xl) = (self.storage.clone(), self.iscsi.clone(), self.xl.clone());
+        Arc::new(move |spec: &DomainSpec| build(&storage, &iscsi, spec)?.create(&xl).map_err(map_err))
+    }
+
+    /// Keep the pool's HA record of an HA-enabled domain just built here (see
+    /// [`super::pool_ha`]); a record that cannot be written is logged: the domain runs, and the
+    /// manager restarts it if this server dies while it is there.
+    fn ha_record(&self, spec: &DomainSpec) {
+        if spec.ha_priority.is_none() {
+            return;
+        }
+        if let Some((mount, dlm, me)) = super::cluster::this_server().ha_context() {
+            if let Err(e) = super::pool_ha::record(&mount, &dlm, &me, spec) {
+                log::warn!("VM {}: the pool's HA record was not written: {e}", spec.name);
             }
-        };
-        let kernel = spec
-            .kernel
-            .as_ref()
-            .ok_or_else(|| Error::invalid("kernel", "PV and PVH domains are booted from a kernel"))?;
-        let action = |a: RestartAction| match a {
-            RestartAction::Destroy => LifecycleAction::Destroy,
-            RestartAction::Restart => LifecycleAction::Restart,
-            RestartAction::Preserve => LifecycleAction::Preserve,
-        };
-        let mut b = XlDomainBuilder::new(naming::domain_name(&spec.name, spec.uuid.uuid()))
-            .guest_type(guest_type)
-            .uuid(spec.uuid.uuid())
-            .kernel(kernel)
-            .memory_mib(spec.memory_mib)
-            .maxmem_mib(spec.max_memory_mib.max(spec.memory_mib))
-            .vcpus(spec.vcpus)
-            .maxvcpus(spec.max_vcpus.max(spec.vcpus))
-            .on_poweroff(action(spec.restart_actions.on_poweroff))
-            .on_reboot(action(spec.restart_actions.on_reboot))
-            .on_crash(action(spec.restart_actions.on_crash));
-        if let Some(i) = &spec.initrd {
-            b = b.ramdisk(i);
         }
-        if let Some(c) = &spec.cmdline {
-            b = b.cmdline(c);
+    }
+
+    /// Forget the pool's HA record of a domain stopped here on request.
+    fn ha_forget(&self, vm: VmId) {
+        if let Some((mount, dlm, me)) = super::cluster::this_server().ha_context() {
+            if let Err(e) = super::pool_ha::forget(&mount, &dlm, &me, vm) {
+                log::warn!("VM {vm}: the pool's HA record was not removed: {e}");
+            }
         }
-        for d in &spec.disks {
-            // A LUN is named by its SCSI identifier; this server's device for it is found now.
-            let target = match crate::driver::lun_of(&d.path) {
-                Some(id) => self.iscsi.device_of(id).ok_or_else(|| {
-                    Error::backend(SERVER, format!("LUN {id} is not a disk of this server (not logged in?)"))
-                })?,
-                None if d.path.starts_with(crate::driver::LUN_PATH_PREFIX) => {
-                    return Err(Error::invalid("disks", format!("{:?} is not a LUN identifier", d.path)))
-                }
-                None => {
-                    self.storage.domain_disk(&d.path)?;
-                    PathBuf::from(&d.path)
-                }
-            };
-            b = b.disk(XlDisk {
-                target,
-                vdev: naming::disk_device(spec.domain_type, d.slot),
-                format: "raw".into(),
-                readonly: d.read_only || d.cdrom,
-            });
-        }
-        for n in &spec.nics {
-            let mac = if n.mac.is_empty() { None } else { Some(n.mac.clone()) };
-            let bridge = n.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned());
-            b = b.vif(XlVif { bridge, mac });
-        }
-        Ok(b)
     }
 
     fn request(&self, vm: VmId, request: ShutdownRequest, timeout: Duration) -> Result<()> {
@@ -298,6 +268,71 @@ impl XenConnection {
             other => map_err(other),
         })
     }
+}
+
+/// The `xl` builder of a domain: disks resolved on this server (a LUN to its device here, a file
+/// checked to lie in a repository), bridges named.
+fn build(storage: &LocalStorage, iscsi: &super::iscsi::Iscsi, spec: &DomainSpec) -> Result<XlDomainBuilder> {
+    let guest_type = match spec.domain_type {
+        DomainType::Pv => GuestType::Pv,
+        DomainType::Pvh => GuestType::Pvh,
+        DomainType::Hvm | DomainType::PvHvm => {
+            return Err(Error::Unsupported { what: "HVM domains on the local Xen driver".into() })
+        }
+    };
+    let kernel = spec
+        .kernel
+        .as_ref()
+        .ok_or_else(|| Error::invalid("kernel", "PV and PVH domains are booted from a kernel"))?;
+    let action = |a: RestartAction| match a {
+        RestartAction::Destroy => LifecycleAction::Destroy,
+        RestartAction::Restart => LifecycleAction::Restart,
+        RestartAction::Preserve => LifecycleAction::Preserve,
+    };
+    let mut b = XlDomainBuilder::new(naming::domain_name(&spec.name, spec.uuid.uuid()))
+        .guest_type(guest_type)
+        .uuid(spec.uuid.uuid())
+        .kernel(kernel)
+        .memory_mib(spec.memory_mib)
+        .maxmem_mib(spec.max_memory_mib.max(spec.memory_mib))
+        .vcpus(spec.vcpus)
+        .maxvcpus(spec.max_vcpus.max(spec.vcpus))
+        .on_poweroff(action(spec.restart_actions.on_poweroff))
+        .on_reboot(action(spec.restart_actions.on_reboot))
+        .on_crash(action(spec.restart_actions.on_crash));
+    if let Some(i) = &spec.initrd {
+        b = b.ramdisk(i);
+    }
+    if let Some(c) = &spec.cmdline {
+        b = b.cmdline(c);
+    }
+    for d in &spec.disks {
+        // A LUN is named by its SCSI identifier; this server's device for it is found now.
+        let target = match crate::driver::lun_of(&d.path) {
+            Some(id) => iscsi.device_of(id).ok_or_else(|| {
+                Error::backend(SERVER, format!("LUN {id} is not a disk of this server (not logged in?)"))
+            })?,
+            None if d.path.starts_with(crate::driver::LUN_PATH_PREFIX) => {
+                return Err(Error::invalid("disks", format!("{:?} is not a LUN identifier", d.path)))
+            }
+            None => {
+                storage.domain_disk(&d.path)?;
+                PathBuf::from(&d.path)
+            }
+        };
+        b = b.disk(XlDisk {
+            target,
+            vdev: naming::disk_device(spec.domain_type, d.slot),
+            format: "raw".into(),
+            readonly: d.read_only || d.cdrom,
+        });
+    }
+    for n in &spec.nics {
+        let mac = if n.mac.is_empty() { None } else { Some(n.mac.clone()) };
+        let bridge = n.bridge.clone().unwrap_or_else(|| naming::DEFAULT_BRIDGE.to_owned());
+        b = b.vif(XlVif { bridge, mac });
+    }
+    Ok(b)
 }
 
 /// One sample of what the load is computed from.
@@ -525,12 +560,15 @@ impl DomainOps for XenConnection {
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
         let b = self.builder(spec)?;
-        b.create(&self.xl).map_err(map_err)
+        let domid = b.create(&self.xl).map_err(map_err)?;
+        self.ha_record(spec);
+        Ok(domid)
     }
 
     fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
         let t0 = Instant::now();
         self.request(vm, ShutdownRequest::Poweroff, timeout)?;
+        self.ha_forget(vm);
         // The guest has shut down; its toolstack monitor destroys the domain (on_poweroff). Wait
         // for that, so that the domain is gone (and its name free) when this returns; clean up
         // ourselves if the monitor does not.
@@ -559,7 +597,9 @@ impl DomainOps for XenConnection {
             Ok(()) => Ok(()),
             Err(XenError::Io { .. }) => self.host.destroy(domid).map_err(map_err),
             Err(e) => Err(map_err(e)),
-        }
+        }?;
+        self.ha_forget(vm);
+        Ok(())
     }
 
     fn pause(&self, vm: VmId) -> Result<()> {
@@ -574,7 +614,9 @@ impl DomainOps for XenConnection {
         let domid = self.domid_of(vm)?;
         // `xl save` makes no directories; the VM's directory in the repository may not exist yet.
         self.storage.prepare_write(path)?;
-        self.xl.run(&["save", &domid.to_string(), path]).map(drop).map_err(map_err)
+        self.xl.run(&["save", &domid.to_string(), path]).map_err(map_err)?;
+        self.ha_forget(vm);
+        Ok(())
     }
 
     fn restore(&self, spec: &DomainSpec, path: &str) -> Result<u32> {
@@ -590,7 +632,9 @@ impl DomainOps for XenConnection {
         })?;
         drop(image);
         self.xl.run(&["restore", path]).map_err(map_err)?;
-        self.xl.domid(&naming::domain_name(&spec.name, spec.uuid.uuid())).map_err(map_err)
+        let domid = self.xl.domid(&naming::domain_name(&spec.name, spec.uuid.uuid())).map_err(map_err)?;
+        self.ha_record(spec);
+        Ok(domid)
     }
 
     fn set_memory(&self, vm: VmId, memory_mib: u64) -> Result<()> {
@@ -818,7 +862,12 @@ impl crate::driver::StorageArrayPlugin for XenConnection {
 /// servers).
 impl crate::driver::ClusterOps for XenConnection {
     fn join(&self, spec: &crate::driver::cluster::ClusterSpec) -> Result<crate::driver::ClusterStatus> {
+        super::cluster::this_server().set_restarter(self.restarter());
         super::cluster::this_server().join(spec)
+    }
+
+    fn manager_seen(&self) {
+        super::cluster::this_server().manager_seen()
     }
 
     fn leave(&self) -> Result<()> {
@@ -903,7 +952,7 @@ impl crate::driver::MigrationStreams for XenConnection {
         mode: crate::model::MigrationMode,
         stream: std::os::unix::net::UnixStream,
     ) -> Result<u32> {
-        match mode {
+        let domid = match mode {
             crate::model::MigrationMode::Live => {
                 crate::xen::migration::receive(self.xl.binary(), spec, stream)?;
                 self.domid_of(spec.uuid)
@@ -924,7 +973,9 @@ impl crate::driver::MigrationStreams for XenConnection {
                     }
                 },
             ),
-        }
+        }?;
+        self.ha_record(spec);
+        Ok(domid)
     }
 
     fn send_stream(
@@ -1043,6 +1094,7 @@ mod tests {
             cmdline: Some("console=hvc0".into()),
             restart_actions: RestartActions::default(),
             boot_order: Vec::new(),
+            ha_priority: None,
         }
     }
 

@@ -548,6 +548,7 @@ mod tests {
             cmdline: None,
             restart_actions: Default::default(),
             boot_order: Vec::new(),
+            ha_priority: None,
         }
     }
 

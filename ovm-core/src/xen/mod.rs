@@ -67,6 +67,7 @@ pub mod network;
 pub mod perms;
 #[cfg(feature = "xen")]
 pub mod plugin;
+pub mod pool_ha;
 #[cfg(feature = "xen")]
 pub mod privcmd;
 #[cfg(feature = "xen")]
@@ -77,6 +78,8 @@ pub mod sys;
 pub mod transport;
 #[cfg(feature = "xen")]
 pub mod vip;
+#[cfg(feature = "xen")]
+pub mod watchdog;
 #[cfg(feature = "xen")]
 pub mod wire;
 #[cfg(feature = "xen")]

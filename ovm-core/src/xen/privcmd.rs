@@ -385,6 +385,21 @@ impl Privcmd {
         Ok(i64::from(r))
     }
 
+    /// `SCHEDOP_watchdog` for the calling domain (dom0 here): `id` 0 creates a watchdog and
+    /// returns its id; otherwise the watchdog `id` is petted with a new `timeout_secs` (0 destroys
+    /// it). A watchdog not petted within its timeout shuts its domain down; for dom0, Xen resets
+    /// the machine.
+    pub fn watchdog(&self, id: u32, timeout_secs: u32) -> XenResult<u32> {
+        let mut buf = self.buffer(size_of::<sys::SchedWatchdog>())?;
+        buf.put(&sys::SchedWatchdog { id, timeout: timeout_secs });
+        let r = self.hypercall(
+            sys::HYPERVISOR_SCHED_OP,
+            [sys::SCHEDOP_WATCHDOG, buf.addr(), 0, 0, 0],
+            "sched_op/watchdog",
+        )?;
+        Ok(u32::try_from(r).unwrap_or(0))
+    }
+
     /// `__HYPERVISOR_xen_version`: version and extra version.
     pub fn xen_version(&self) -> XenResult<XenVersion> {
         let v =

@@ -23,6 +23,20 @@ pub const SUPPORTED_XEN_VERSION: (u32, u32) = (4, 17);
 pub const HYPERVISOR_XEN_VERSION: u64 = 17;
 pub const HYPERVISOR_SYSCTL: u64 = 35;
 pub const HYPERVISOR_DOMCTL: u64 = 36;
+/// `__HYPERVISOR_sched_op`.
+pub const HYPERVISOR_SCHED_OP: u64 = 29;
+/// `SCHEDOP_watchdog`: create, pet or destroy a watchdog of the calling domain.
+pub const SCHEDOP_WATCHDOG: u64 = 6;
+
+/// `struct sched_watchdog` (public/sched.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedWatchdog {
+    /// 0 to create a watchdog (the hypercall returns its id); otherwise the watchdog to pet.
+    pub id: u32,
+    /// Seconds until it fires if not petted again; 0 destroys it.
+    pub timeout: u32,
+}
 
 // xen_version sub-commands (version.h).
 pub const XENVER_VERSION: u64 = 0;

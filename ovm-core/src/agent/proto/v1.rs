@@ -1009,6 +1009,10 @@ pub struct DomainSpec {
     /// Boot devices in order (absent: the backend's default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_order: Vec<BootDevice>,
+    /// High availability: the VM's start priority when its pool restarts it elsewhere if this
+    /// server dies (absent: not HA-enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_priority: Option<u8>,
 }
 
 /// A boot device (v1).
@@ -1350,6 +1354,7 @@ impl From<&driver::DomainSpec> for DomainSpec {
             cmdline: s.cmdline.clone(),
             restart_actions: s.restart_actions.into(),
             boot_order: s.boot_order.iter().map(|&b| b.into()).collect(),
+            ha_priority: s.ha_priority,
         }
     }
 }
@@ -1384,6 +1389,7 @@ impl TryFrom<DomainSpec> for driver::DomainSpec {
             cmdline: s.cmdline,
             restart_actions: s.restart_actions.into(),
             boot_order: s.boot_order.into_iter().map(Into::into).collect(),
+            ha_priority: s.ha_priority,
         })
     }
 }
@@ -1644,6 +1650,7 @@ mod tests {
                 on_crash: RestartAction::Preserve,
             },
             boot_order: Vec::new(),
+            ha_priority: None,
         };
         let spec_json = format!(
             concat!(
@@ -2442,6 +2449,7 @@ mod tests {
             cmdline: None,
             restart_actions: Default::default(),
             boot_order: vec![model::BootDevice::Cdrom, model::BootDevice::Disk],
+            ha_priority: None,
         };
         let wire = DomainSpec::from(&seam);
         assert!(serde_json::to_string(&wire).unwrap().contains(r#""boot_order":["Cdrom","Disk"]"#));

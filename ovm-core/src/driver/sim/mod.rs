@@ -680,6 +680,7 @@ pub(crate) mod tests {
             cmdline: None,
             restart_actions: Default::default(),
             boot_order: Vec::new(),
+            ha_priority: None,
         }
     }
 

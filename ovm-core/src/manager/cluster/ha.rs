@@ -60,6 +60,12 @@ impl Manager {
                 if mgr.is_closed() {
                     return;
                 }
+                // Restarted already (by the master of a clustered pool while the manager was
+                // away): recorded where it runs, never started twice.
+                if let Some((on, domid)) = mgr.find_domain(vm) {
+                    let _ = mgr.adopt_domain(on, vm, domid);
+                    continue;
+                }
                 let planned = mgr.start_vm_on(vm, target).and_then(|j| j.wait(Some(RESTART_WAIT)));
                 let Err(first) = planned else { continue };
                 if mgr.vm(vm).is_ok_and(|v| v.power_state != PowerState::Stopped) {

@@ -5,7 +5,8 @@
 //! - **declares a member dead** only when the cluster does: an answering member sees its heartbeat
 //!   dead (on O2CB, its disk heartbeat stopped: it is powered off, or it fenced itself), no
 //!   answering member sees it alive, the manager cannot reach it, and it was seen alive before
-//!   (a member joining or leaving does not heartbeat yet, or no longer). Then its VMs are marked
+//!   or was already unreachable (a member joining or leaving does not heartbeat yet, or no
+//!   longer, but the manager reaches it). Then its VMs are marked
 //!   stopped and the HA-enabled ones restarted on the survivors ([`Manager::server_lost`]); so a
 //!   VM is never restarted while its old copy may still run;
 //! - **leaves alone a member whose agent alone is unreachable**: its heartbeat still beats, so its
@@ -15,8 +16,9 @@
 //! - **follows the cluster's master**: the master of the highest epoch any member reports is the
 //!   pool's master in the inventory (`pool.master_elected`).
 //!
-//! The watch keeps what it learnt in memory: a manager that starts while a member is already dead
-//! does not declare it (it never saw it alive); its reconnection attempts say it is unreachable.
+//! A manager that opens while a member is already dead finds it unreachable and its heartbeat
+//! dead: it declares it dead then. VMs the pool's master restarted meanwhile (HA without the
+//! manager, `xen::pool_ha`) are found where they run first, and never started twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
@@ -157,7 +159,11 @@ impl Watch {
                 }
                 continue;
             }
-            if dead.contains(s) && seen.contains(s) && self.declared.insert(*s) {
+            // Seen alive by this watch, or already unreachable when the manager opened (it never
+            // connected to it since).
+            let known = seen.contains(s)
+                || (server.power_state == ServerPowerState::Unreachable && !connected.contains(s));
+            if dead.contains(s) && known && self.declared.insert(*s) {
                 seen.remove(s);
                 mgr.server_declared_dead(
                     *s,

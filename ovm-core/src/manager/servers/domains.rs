@@ -294,6 +294,61 @@ impl Manager {
                 _ => {}
             }
         }
+        // Domains of VMs the manager records elsewhere.
+        for (vm, domid) in live {
+            self.adopt_domain(server, vm, domid)?;
+        }
         Ok(())
+    }
+
+    /// The VM's domain `domid` runs on `server` while the manager records the VM stopped, or on
+    /// another server it cannot reach: record it on `server`, Running, and say why with an Info
+    /// event: `ha.restarted_by_pool` for an HA-enabled VM whose server the manager cannot reach
+    /// (the master of a clustered pool restarted it while the manager was away), `vm.found_running`
+    /// otherwise. Nothing for a VM a job is working on, one running on a server the manager
+    /// reaches, or a server outside the VM's pool. Whether it was recorded here.
+    pub(crate) fn adopt_domain(&self, server: ServerId, vm: VmId, domid: u32) -> Result<bool> {
+        if self.job_holds(vm) {
+            return Ok(false);
+        }
+        let connected: std::collections::HashSet<ServerId> =
+            lock(&self.inner.state).conns.keys().copied().collect();
+        let Ok(host) = self.server(server) else { return Ok(false) };
+        self.system_tx(|tx| {
+            let Ok(v) = tx.inv.get::<Vm>(vm).cloned() else { return Ok(false) };
+            let elsewhere = v.server.filter(|s| *s != server);
+            let recorded_up_there = elsewhere.is_some_and(|s| connected.contains(&s)) && is_up(v.power_state);
+            let here_already = v.server == Some(server);
+            if here_already || recorded_up_there || (v.pool.is_some() && v.pool != host.pool) {
+                return Ok(false);
+            }
+            let (kind, summary) = match elsewhere {
+                Some(old) if v.config.high_availability && !connected.contains(&old) => (
+                    "ha.restarted_by_pool",
+                    format!(
+                        "VM {} runs on {} as domain {domid}: the master of its pool restarted it there                          while its server was lost",
+                        v.name, host.name
+                    ),
+                ),
+                _ => ("vm.found_running", format!("VM {} found running on {} as domain {domid}", v.name, host.name)),
+            };
+            tx.edit::<Vm>(vm, |v| {
+                v.server = Some(server);
+                v.domid = Some(domid);
+                v.power_state = PowerState::Running;
+            })?;
+            tx.event(v.object_ref(), Severity::Info, kind, summary);
+            Ok(true)
+        })
+    }
+
+    /// Where the VM's domain runs among the servers the manager reaches, if anywhere.
+    pub(crate) fn find_domain(&self, vm: VmId) -> Option<(ServerId, u32)> {
+        let conns: Vec<(ServerId, Arc<dyn crate::driver::ServerConnection>)> =
+            lock(&self.inner.state).conns.iter().map(|(s, c)| (*s, c.clone())).collect();
+        conns.into_iter().find_map(|(s, c)| {
+            let doms = c.list_domains().ok()?;
+            doms.into_iter().find(|d| d.uuid == Some(vm) && is_live(d.state)).map(|d| (s, d.domid))
+        })
     }
 }

@@ -63,6 +63,7 @@ impl Manager {
             cmdline: c.pv_kernel.as_ref().map(|k| k.cmdline.clone()),
             restart_actions: c.restart_actions,
             boot_order: c.boot_order.clone(),
+            ha_priority: c.high_availability.then_some(c.start_priority),
         })
     }
 }
