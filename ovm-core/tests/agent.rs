@@ -1017,6 +1017,99 @@ fn with_a_sealing_key_the_managers_private_key_is_not_in_the_database_in_the_cle
 /// declared dead only once its cluster says so, and then its HA VMs run again on the survivors and
 /// the pool follows the master the cluster elected.
 #[test]
+fn a_clustered_pool_restarts_ha_vms_by_itself_while_the_manager_is_away() {
+    use ovm_core::manager::{PoolSpec, StorageArraySpec, VmSpec};
+    use ovm_core::policy::election::ElectionConfig;
+
+    let world = SimWorld::default();
+    world.set_cluster_timing(ElectionConfig::new(12_000, 2_000).unwrap());
+    // A master acts for the manager once no request of it reached its agent for 3 s.
+    world.set_manager_grace(Some(Duration::from_secs(3)));
+    let wwid = world.add_lun("iqn.2026-01.ovm.sim:pool", "pool", 1 << 30);
+    let mut agents: Vec<TestAgent> =
+        ["awaynode1", "awaynode2", "awaynode3"].iter().map(|h| TestAgent::start_in(h, &world)).collect();
+    let (mgr, db) = manager("ha-away");
+    let servers: Vec<ServerId> =
+        agents.iter().map(|a| ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id)).collect();
+    let array = StorageArrayId(
+        ok(mgr.register_storage_array(StorageArraySpec::iscsi("array", "storage", vec![servers[0]]))).id,
+    );
+    ok(mgr.present_storage_array_to(array, &servers[1..]));
+    let disk = mgr.physical_disks_of(array).iter().find(|d| d.page83_id == wwid).expect("the LUN").id;
+    let spec = PoolSpec {
+        clustered: true,
+        virtual_ip: Some("192.0.2.21".parse().unwrap()),
+        pool_disk: Some(disk),
+        cluster_timeout_secs: 12,
+        ..PoolSpec::new("away-pool")
+    };
+    let pool = PoolId(ok(mgr.create_pool(spec)).id);
+    for s in &servers {
+        ok(mgr.add_server_to_pool(pool, *s));
+    }
+    let vm = |name: &str, on: usize, ha: bool| {
+        let cfg =
+            VmConfig { memory_mib: 512, max_memory_mib: 512, high_availability: ha, ..VmConfig::default() };
+        let mut spec = VmSpec::new(name, cfg);
+        spec.server = Some(servers[on]);
+        spec.pool = Some(pool);
+        let vm = VmId(ok(mgr.create_vm(spec)).id);
+        ok(mgr.start_vm_on(vm, servers[on]));
+        vm
+    };
+    let (ha, plain) = (vm("ha-on-2", 1, true), vm("plain-on-2", 1, false));
+    // Server 2 keeps the HA VM's record in its cluster; the plain VM has none.
+    let records = world.ha_records();
+    assert_eq!(records.get(&ha).map(String::as_str), Some("awaynode2"));
+    assert!(!records.contains_key(&plain));
+    for _ in 0..5 {
+        world.advance_cluster(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+
+    // The manager stops; server 2 dies; past the grace and the cluster timeout, the master
+    // restarts the HA VM on itself. The plain VM is not restarted.
+    mgr.close(Duration::from_secs(30)).unwrap();
+    drop(mgr);
+    std::thread::sleep(Duration::from_millis(3500));
+    agents[1].halt();
+    world.lose_host("awaynode2").unwrap();
+    world.advance_cluster(Duration::from_secs(20));
+    assert_eq!(world.resident_on(ha).as_deref(), Some("awaynode1"), "restarted by the master");
+    assert_eq!(world.resident_on(plain), None, "not HA-enabled");
+    assert_eq!(world.ha_records().get(&ha).map(String::as_str), Some("awaynode1"));
+
+    // The manager comes back: it finds the VM on the master, declares server 2 dead, marks the
+    // plain VM stopped, and starts nothing twice.
+    let mgr = Manager::builder()
+        .database(ovm_core::manager::DatabaseLocation::File(db))
+        .recurring_jobs(false)
+        .open()
+        .unwrap();
+    wait_until("the HA VM to be recorded on the master", 10, || {
+        mgr.vm(ha).is_ok_and(|v| v.server == Some(servers[0]) && v.power_state == PowerState::Running)
+    });
+    assert!(has_event(&mgr, ObjectRef::new(ObjectKind::Vm, ha), "ha.restarted_by_pool"));
+    for _ in 0..3 {
+        world.advance_cluster(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    wait_until("server 2 to be declared dead", 20, || {
+        has_event(&mgr, ObjectRef::new(ObjectKind::Server, servers[1]), "server.dead")
+    });
+    wait_until("the plain VM to be stopped", 10, || {
+        mgr.vm(plain).is_ok_and(|v| v.power_state == PowerState::Stopped)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(world.resident_on(ha).as_deref(), Some("awaynode1"), "one copy, where the master put it");
+    assert_eq!(mgr.vm(ha).unwrap().server, Some(servers[0]));
+    assert!(
+        !has_event(&mgr, ObjectRef::new(ObjectKind::Vm, ha), "ha.restart"),
+        "the manager's HA did not start it"
+    );
+}
+
+#[test]
 fn a_clustered_pool_restarts_ha_vms_only_of_a_member_its_cluster_declares_dead() {
     use ovm_core::manager::{PoolSpec, StorageArraySpec, VmSpec};
     use ovm_core::policy::election::ElectionConfig;

@@ -444,6 +444,8 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     let text = on(master_now, &format!("cat {record}"), 30);
     assert!(text.contains(&on_d.0.simple().to_string()), "the pool's record names server {d}: {text}");
     let plain_away = guest("plain-guest-away", false, on_d);
+    let d_ref = ObjectRef::new(ObjectKind::Server, on_d);
+    let deaths_before = events_of(&mgr, d_ref, "server.dead");
     mgr.close(Duration::from_secs(60)).unwrap();
     drop(mgr);
     println!("stopped the manager");
@@ -479,10 +481,12 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     });
     assert!(has_event(&mgr, ObjectRef::new(ObjectKind::Vm, away_vm), "ha.restarted_by_pool"));
     wait_for("the HA guest's console marker on the master", 120, || marker(&mgr, away_vm));
-    let d_ref = ObjectRef::new(ObjectKind::Server, on_d);
-    wait_for("the manager to declare the killed server dead", 120, || has_event(&mgr, d_ref, "server.dead"));
-    let plain = mgr.vm(plain_away).unwrap();
-    assert_eq!(plain.power_state, PowerState::Stopped, "not HA-enabled: stopped");
+    wait_for("the manager to declare the killed server dead", 120, || {
+        events_of(&mgr, d_ref, "server.dead") > deaths_before
+    });
+    wait_for("the plain guest to be recorded stopped", 30, || {
+        mgr.vm(plain_away).is_ok_and(|v| v.power_state == PowerState::Stopped)
+    });
     // Still one copy: the manager's own HA did not start it again.
     let copies: usize = [master_now, other]
         .iter()

@@ -88,6 +88,11 @@ impl ClusterOps for SimConnection {
             Ok(clusters.iter().find(|(_, c)| c.members.contains(&st.name)).map(|(id, c)| status(id, c, now)))
         })
     }
+
+    fn manager_seen(&self) {
+        let name = lock(&self.host.state).name.clone();
+        self.world.manager_seen(&name);
+    }
 }
 
 #[cfg(test)]

@@ -254,6 +254,12 @@ impl SimConnection {
         Ok(())
     }
 
+    /// The VM was stopped here on request: its cluster's HA record goes, if it names this host.
+    fn forget_ha(&self, vm: VmId) {
+        let name = lock(&self.host.state).name.clone();
+        self.world.ha_forget(&name, vm);
+    }
+
     fn admit(&self, st: &mut HostState, spec: &DomainSpec) -> Result<u32> {
         if st.domains.contains_key(&spec.uuid) {
             return Err(Error::backend(&st.name, format!("domain {} is already resident", spec.name)));
@@ -278,6 +284,7 @@ impl SimConnection {
                 ),
             },
         );
+        self.world.ha_record(&st.name, spec);
         Ok(domid)
     }
 }
@@ -486,6 +493,7 @@ impl DomainOps for SimConnection {
             Self::domain(st, vm)?;
             Ok(st.domains.remove(&vm).map(|d| d.domid).unwrap_or_default())
         })?;
+        self.forget_ha(vm);
         self.emit(DomainChange::StateChanged {
             uuid: Some(vm),
             domid,
@@ -514,6 +522,7 @@ impl DomainOps for SimConnection {
             Self::domain(st, vm)?;
             Ok(st.domains.remove(&vm).map(|d| d.domid).unwrap_or_default())
         })?;
+        self.forget_ha(vm);
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
         Ok(())
     }
@@ -538,6 +547,7 @@ impl DomainOps for SimConnection {
             lock(&self.world.inner.saved).insert(path.to_owned(), d.spec);
             Ok(d.domid)
         })?;
+        self.forget_ha(vm);
         self.emit(DomainChange::Disappeared { uuid: Some(vm), domid });
         Ok(())
     }

@@ -194,6 +194,14 @@ pub(super) struct WorldInner {
     pub(super) guest_loads: Mutex<HashMap<VmId, f32>>,
     /// The calls the simulated management controllers answered ("OP HOST").
     pub(super) bmc_calls: Mutex<Vec<String>>,
+    /// The HA records on the clusters' pool file systems: VM → (cluster, host, domain), as a
+    /// clustered pool's servers keep them on Xen (`xen::pool_ha`).
+    pub(super) ha_records: Mutex<BTreeMap<VmId, (String, String, DomainSpec)>>,
+    /// When a request of the owning manager last reached each host's agent (real time).
+    pub(super) manager_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// How long a cluster's master waits after the manager's last request before it restarts the
+    /// HA domains of dead members itself (`None`, the default: it never does).
+    pub(super) manager_grace: Mutex<Option<Duration>>,
 }
 
 /// A Wake-on-LAN magic packet a simulated host sent.
@@ -477,8 +485,109 @@ impl SimWorld {
             for host in self.cluster_tick(now) {
                 let _ = self.lose_host(&host);
             }
+            self.pool_ha_tick(now);
             if now >= end {
                 return;
+            }
+        }
+    }
+
+    /// Let each cluster's master restart, on itself, the HA-enabled domains of members its
+    /// cluster declared dead once no request of the owning manager has reached its agent for
+    /// `grace` (real time), as a clustered pool's master does on Xen (`xen::pool_ha`); checked at
+    /// each heartbeat period of [`SimWorld::advance_cluster`]. `None` (the default): never.
+    pub fn set_manager_grace(&self, grace: Option<Duration>) {
+        *lock(&self.inner.manager_grace) = grace;
+    }
+
+    /// The HA records of the clusters' pool file systems: VM → the host each names.
+    pub fn ha_records(&self) -> BTreeMap<VmId, String> {
+        lock(&self.inner.ha_records).iter().map(|(vm, (_, host, _))| (*vm, host.clone())).collect()
+    }
+
+    /// A request of the owning manager reached `host`'s agent.
+    pub(super) fn manager_seen(&self, host: &str) {
+        lock(&self.inner.manager_seen).insert(host.to_owned(), std::time::Instant::now());
+    }
+
+    /// `host` built the HA-enabled domain `spec`: its cluster's record names it (nothing for a
+    /// domain that is not HA-enabled or a host in no cluster). Lock order: after the host's state.
+    pub(super) fn ha_record(&self, host: &str, spec: &DomainSpec) {
+        if spec.ha_priority.is_none() {
+            return;
+        }
+        let cluster = lock(&self.inner.clusters)
+            .iter()
+            .find(|(_, c)| c.members.iter().any(|m| m == host))
+            .map(|(id, _)| id.clone());
+        if let Some(cluster) = cluster {
+            lock(&self.inner.ha_records).insert(spec.uuid, (cluster, host.to_owned(), spec.clone()));
+        }
+    }
+
+    /// `host` stopped `vm` on request: its record goes, if it names `host`.
+    pub(super) fn ha_forget(&self, host: &str, vm: VmId) {
+        let mut r = lock(&self.inner.ha_records);
+        if r.get(&vm).is_some_and(|(_, h, _)| h == host) {
+            r.remove(&vm);
+        }
+    }
+
+    /// The masters' restarts for an absent manager (see [`SimWorld::set_manager_grace`]).
+    fn pool_ha_tick(&self, now: Timestamp) {
+        let Some(grace) = *lock(&self.inner.manager_grace) else { return };
+        type Orphans = Vec<(VmId, String, DomainSpec)>;
+        let plans: Vec<(String, Orphans)> = {
+            let clusters = lock(&self.inner.clusters);
+            let records = lock(&self.inner.ha_records);
+            clusters
+                .iter()
+                .filter_map(|(id, c)| {
+                    let (master, _) = c.lock.master()?;
+                    let dead: std::collections::HashSet<String> = c
+                        .lock
+                        .members(now)
+                        .into_iter()
+                        .filter(|h| h.heartbeat == crate::model::HeartbeatState::Dead)
+                        .map(|h| h.name)
+                        .collect();
+                    let mut o: Orphans = records
+                        .iter()
+                        .filter(|(_, (cl, host, _))| cl == id && host != master && dead.contains(host))
+                        .map(|(vm, (_, host, spec))| (*vm, host.clone(), spec.clone()))
+                        .collect();
+                    o.sort_by(|a, b| b.2.ha_priority.cmp(&a.2.ha_priority).then(a.0 .0.cmp(&b.0 .0)));
+                    Some((master.to_owned(), o))
+                })
+                .collect()
+        };
+        for (master, orphans) in plans {
+            let recent = lock(&self.inner.manager_seen).get(&master).is_some_and(|t| t.elapsed() < grace);
+            if recent || orphans.is_empty() {
+                continue;
+            }
+            let Ok(host) = self.host(&master) else { continue };
+            if lock(&host.state).lost {
+                continue;
+            }
+            let conn = super::SimConnection { host, world: self.clone() };
+            for (vm, from, spec) in orphans {
+                // Claimed first, unless another took it meanwhile.
+                {
+                    let mut r = lock(&self.inner.ha_records);
+                    match r.get_mut(&vm) {
+                        Some(e) if e.1 == from => e.1 = master.clone(),
+                        _ => continue,
+                    }
+                }
+                if crate::driver::DomainOps::create_domain(&conn, &spec).is_err() {
+                    // Given back (no room here): tried again at a later period.
+                    if let Some(e) = lock(&self.inner.ha_records).get_mut(&vm) {
+                        if e.1 == master {
+                            e.1 = from;
+                        }
+                    }
+                }
             }
         }
     }
