@@ -136,6 +136,34 @@ int main(void) {
   if (!none) return 1;
   if (ovm_pool_cluster_status_json(mgr, nil, &cluster) != OVM_RESULT_NOT_FOUND) return 1;
 
+  /* A clustered pool whose pool file system is a file on an NFS file system, as Oracle VM keeps it. */
+  char nfs[OVM_ID_LEN], fs[OVM_ID_LEN], npool[OVM_ID_LEN], s5[OVM_ID_LEN];
+  CHECK(ovm_sim_add_nfs_export(mgr, "nfs.example.com", "/export/poolfs", 1ULL << 40));
+  CHECK(ovm_file_server_register(mgr, "nfs1", OVM_FILE_SERVER_NFS, "nfs.example.com", admins, 1, &job));
+  run_job(job, nfs);
+  char *fss = NULL;
+  CHECK(ovm_file_system_list_json(mgr, nfs, &fss));
+  at = strstr(fss, "\"id\":\"");
+  if (!at) return 1;
+  memcpy(fs, at + 6, OVM_ID_LEN - 1);
+  fs[OVM_ID_LEN - 1] = '\0';
+  ovm_string_free(fss);
+  job = NULL;
+  if (ovm_pool_create_clustered_on_file_system(mgr, "np", "192.0.2.31", nil, 12, &job) != OVM_RESULT_NOT_FOUND ||
+      job)
+    return 1;
+  CHECK(ovm_pool_create_clustered_on_file_system(mgr, "np", "192.0.2.31", fs, 12, &job));
+  run_job(job, npool);
+  CHECK(ovm_server_discover(mgr, "sim://xen5", OVM_SIM_PASSWORD, &job));
+  run_job(job, s5);
+  CHECK(ovm_pool_add_server(mgr, npool, s5, &job));
+  run_job(job, NULL);
+  CHECK(ovm_pool_cluster_status_json(mgr, npool, &cluster));
+  printf("the cluster of the pool on NFS: %s\n", cluster);
+  formed = strstr(cluster, "\"members\":[\"xen5\"]") && strstr(cluster, "\"master\":\"xen5\"");
+  ovm_string_free(cluster);
+  if (!formed) return 1;
+
   ovm_manager_free(mgr);
   printf("ha_plan: OK\n");
   return 0;

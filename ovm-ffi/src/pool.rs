@@ -50,6 +50,38 @@ pub unsafe extern "C" fn ovm_pool_create_clustered(
     })
 }
 
+/// Create a clustered server pool whose pool file system is a file on `pool_file_system` (the id
+/// of an NFS file system of a registered file server), as Oracle VM keeps it there: its members
+/// mount the export, the first one to join makes the file and the OCFS2 file system in it, and
+/// they form a cluster on their servers whose elected master holds `virtual_ip` (IPv4, text).
+/// `cluster_timeout_secs` (10 to 300) is how long a member may be silent before the others declare
+/// it dead. The job's result is the pool. `OVM_RESULT_INVALID_ARGUMENT` for a bad address or
+/// timeout, `OVM_RESULT_NOT_FOUND` for an unknown file system, `OVM_RESULT_CONFLICT` if the address
+/// is used already; nothing is stored then.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_create_clustered_on_file_system(
+    mgr: *const ovm_manager,
+    name: *const c_char,
+    virtual_ip: *const c_char,
+    pool_file_system: *const c_char,
+    cluster_timeout_secs: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let vip = str_arg(virtual_ip, "virtual_ip")?;
+        let spec = PoolSpec {
+            clustered: true,
+            virtual_ip: Some(vip.parse().map_err(|_| {
+                ovm_core::Error::invalid("virtual_ip", format!("{vip:?} is not an IP address"))
+            })?),
+            pool_file_system: Some(FileSystemId(id_arg(pool_file_system, "pool_file_system")?)),
+            cluster_timeout_secs,
+            ..PoolSpec::new(str_arg(name, "name")?)
+        };
+        m.create_pool(spec)
+    })
+}
+
 /// The cluster of `pool` as its servers report it, as JSON (owned: free with `ovm_string_free`):
 /// `{"cluster", "members": [...], "master", "epoch", "heartbeats": [{"name", "incarnation",
 /// "last_heartbeat_ms", "heartbeat": "alive" | "late" | "dead"}]}`, or `null` when its servers are

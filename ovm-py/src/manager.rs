@@ -419,8 +419,9 @@ impl Manager {
     /// physical disk) the pool is clustered: its members form a cluster on their servers, the
     /// first one makes the pool file system on the disk, and the elected master holds
     /// `virtual_ip`; `cluster_timeout_secs` (10 to 300) is how long a member may be silent before
-    /// the others declare it dead.
-    #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None, pool_disk=None, cluster_timeout_secs=120))]
+    /// the others declare it dead. With `pool_file_system` (an NFS file system of a file server)
+    /// instead, the pool file system is a file there, as Oracle VM keeps it.
+    #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None, pool_disk=None, cluster_timeout_secs=120, pool_file_system=None))]
     fn create_pool(
         &self,
         py: Python<'_>,
@@ -429,11 +430,14 @@ impl Manager {
         virtual_ip: Option<&str>,
         pool_disk: Option<&str>,
         cluster_timeout_secs: u32,
+        pool_file_system: Option<&str>,
     ) -> PyResult<Job> {
         let mut spec = PoolSpec::new(name);
         spec.description = description;
         spec.pool_disk = pool_disk.map(|d| uuid("pool_disk", d).map(m::PhysicalDiskId)).transpose()?;
-        spec.clustered = spec.pool_disk.is_some();
+        spec.pool_file_system =
+            pool_file_system.map(|f| uuid("pool_file_system", f).map(m::FileSystemId)).transpose()?;
+        spec.clustered = spec.pool_disk.is_some() || spec.pool_file_system.is_some();
         spec.cluster_timeout_secs = cluster_timeout_secs;
         spec.virtual_ip = virtual_ip
             .map(|ip| {

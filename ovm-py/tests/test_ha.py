@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ovm
-from conftest import WAIT, Lab, port_id, result_id
+from conftest import WAIT, Lab, file_system, port_id, result_id
 
 # Servers of 16 GiB keep 1 GiB for dom0: 15 GiB for guests.
 GUEST_MIB = 15360
@@ -123,3 +123,19 @@ def test_a_clustered_pool_on_a_lun_forms_its_cluster(lab: Lab) -> None:
     assert mgr.pool(pool).master == s3
     # The servers of an unclustered pool are in no cluster.
     assert mgr.pool_cluster_status(lab.pool) is None
+
+
+def test_a_clustered_pool_on_an_nfs_file_system_forms_its_cluster(lab: Lab) -> None:
+    mgr = lab.mgr
+    fs = file_system(mgr, lab.s1, "poolfs")
+    with pytest.raises(ovm.NotFoundError):
+        mgr.create_pool("no-fs", virtual_ip="192.0.2.21", pool_file_system="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.create_pool("not-an-fs-id", virtual_ip="192.0.2.21", pool_file_system="fs")
+    pool = result_id(mgr.create_pool("nfs-cp", virtual_ip="192.0.2.21", pool_file_system=fs, cluster_timeout_secs=12))
+    p = mgr.pool(pool)
+    assert p.clustered and p.pool_file_system == fs
+    s3 = result_id(mgr.discover_server("sim://xen3", ovm.SIM_PASSWORD))
+    mgr.add_server_to_pool(pool, s3).wait(WAIT)
+    status = mgr.pool_cluster_status(pool)
+    assert status is not None and status.members == ["xen3"] and status.master == "xen3"

@@ -52,6 +52,11 @@ pub struct ClusterSpec {
     /// The pool file system's disk: its SCSI identifier (page 83 WWID), as the server sees it
     /// (empty for backends without a pool file system, such as the simulator).
     pub pool_disk: String,
+    /// The pool file system kept as a file on an NFS export instead of on a disk (Oracle VM's
+    /// pool file system on a file server): each member mounts the export and the file through a
+    /// loop device. `pool_disk` is empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_file: Option<PoolFile>,
     /// Make the pool file system on the disk first (the pool's first member). A disk that holds
     /// another file system, or the pool file system of another cluster, is refused (`Conflict`)
     /// and left as it is.
@@ -60,6 +65,44 @@ pub struct ClusterSpec {
     pub timeout_secs: u32,
     /// The pool's virtual IP, held by the master on the interface of its subnet.
     pub virtual_ip: Option<std::net::Ipv4Addr>,
+}
+
+/// A pool file system kept as a file on an NFS export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolFile {
+    /// The NFS server's host name or address.
+    pub host: String,
+    /// The exported path.
+    pub export: String,
+    /// The file's size, MiB (256 to 65536), when the first member makes it.
+    pub size_mib: u64,
+}
+
+impl PoolFile {
+    /// Check the fields: a host name or address, an absolute export path without `..`, commas,
+    /// colons or control characters, and a size in range.
+    pub fn check(&self) -> Result<()> {
+        let host_ok = !self.host.is_empty()
+            && self.host.len() <= 253
+            && self.host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !host_ok {
+            return Err(Error::invalid(
+                "pool_file",
+                format!("{:?} is not an NFS server's host name", self.host),
+            ));
+        }
+        let export_ok = self.export.starts_with('/')
+            && self.export.len() <= 1024
+            && !self.export.split('/').any(|c| c == "..")
+            && !self.export.chars().any(|c| c.is_control() || c == ',' || c == ':' || c.is_whitespace());
+        if !export_ok {
+            return Err(Error::invalid("pool_file", format!("{:?} is not an NFS export path", self.export)));
+        }
+        if !(256..=65536).contains(&self.size_mib) {
+            return Err(Error::invalid("pool_file", "the pool file system's size is 256 to 65536 MiB"));
+        }
+        Ok(())
+    }
 }
 
 impl ClusterSpec {
@@ -75,6 +118,7 @@ impl ClusterSpec {
             }],
             this_node: this_node.to_owned(),
             pool_disk: String::new(),
+            pool_file: None,
             format: false,
             timeout_secs: 30,
             virtual_ip: None,
@@ -125,6 +169,15 @@ impl ClusterSpec {
                     format!("{:?} is not a SCSI identifier", self.pool_disk),
                 ));
             }
+        }
+        if let Some(f) = &self.pool_file {
+            if !self.pool_disk.is_empty() {
+                return Err(Error::invalid(
+                    "pool_file",
+                    "a pool file system is on a disk or in a file, not both",
+                ));
+            }
+            f.check()?;
         }
         if !(2..=300).contains(&self.timeout_secs) {
             return Err(Error::invalid("timeout_secs", "2 to 300 seconds"));

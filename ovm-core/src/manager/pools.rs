@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::manager::cluster::{free_node_number, join_step, leave_step, pool_disk};
+use crate::manager::cluster::{free_node_number, join_step, leave_step, pool_storage};
 use crate::manager::jobs::JobSpec;
 use crate::manager::{JobHandle, Manager};
 use crate::model::*;
@@ -19,7 +19,9 @@ pub struct PoolSpec {
     pub clustered: bool,
     /// Virtual IP.
     pub virtual_ip: Option<IpAddr>,
-    /// Pool file system.
+    /// The pool file system: for a clustered pool, an NFS file system of a file server, on which
+    /// the pool's members keep the pool file system as a file (as Oracle VM does), or a file
+    /// system on a physical disk; the members then form a cluster on their servers.
     pub pool_file_system: Option<FileSystemId>,
     /// The physical disk (a shared LUN) to make the pool file system on, instead of
     /// `pool_file_system`: the pool's members then form a cluster on their servers (OCFS2 with
@@ -81,6 +83,21 @@ impl Manager {
         if let Some(ip) = p.virtual_ip {
             if !self.list::<ServerPool>(|o| o.virtual_ip == Some(ip)).is_empty() {
                 return Err(Error::conflict(format!("virtual IP {ip} is used by another pool")));
+            }
+        }
+        if let (true, Some(fs), None) = (p.clustered, p.pool_file_system, pool_disk) {
+            // The members keep the pool file system as a file on the file system's NFS export.
+            let f = self.get::<FileSystem>(fs)?;
+            if let FileSystemLocation::FileServer(srv) = f.location {
+                if self.get::<FileServer>(srv)?.kind != FileServerKind::Nfs {
+                    return Err(Error::invalid(
+                        "pool_file_system",
+                        format!(
+                            "{} is not on an NFS server: a pool file system on a file server is on NFS",
+                            f.name
+                        ),
+                    ));
+                }
             }
         }
         let Some(disk) = pool_disk else { return self.create_object(Object::ServerPool(p)) };
@@ -162,7 +179,7 @@ impl Manager {
         if s.ownership != Ownership::Owned {
             return Err(Error::state(s.object_ref(), "Owned", format!("{:?}", s.ownership)));
         }
-        let clustered = pool_disk(&self.state().inv, &p).is_some();
+        let clustered = pool_storage(&self.state().inv, &p).is_some();
         let number = if clustered { Some(free_node_number(&p)?) } else { None };
         let mut job = JobSpec::new(
             "AddServerToPool",

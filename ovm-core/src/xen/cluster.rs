@@ -13,7 +13,9 @@
 //!   and stack, labelled with the O2CB name) on the LUN whose SCSI identifier the spec names; a
 //!   disk with any other file system, or another cluster's, is refused and left alone. Every member
 //!   mounts it at `/poolfsmnt/POOL`; mounting starts the disk heartbeat, and O2CB fences (resets)
-//!   a member that loses it.
+//!   a member that loses it. A pool file system on a file server is a file on its NFS export
+//!   (`.ovspoolfs/NAME.img`, made by the first member): each member mounts the export at
+//!   `/poolfsnfs/POOL` and the file through a loop device, then as above.
 //! * **Election.** Every member tries, once a second, to take the DLM lock `master` of the
 //!   domain `ovm-NAME` in exclusive mode without waiting (`open(O_RDWR | O_NONBLOCK)` on
 //!   `ocfs2_dlmfs`). The one that gets it is master: it raises the epoch kept on the pool file
@@ -44,6 +46,8 @@ const SERVER: &str = "xen:///";
 const CONFIGFS: &str = "/sys/kernel/config";
 const DLMFS: &str = "/dlm";
 const POOLFS_ROOT: &str = "/poolfsmnt";
+/// Where the NFS exports holding pool file systems kept as files are mounted.
+const POOLNFS_ROOT: &str = "/poolfsnfs";
 const O2CB_PORT: u16 = 7777;
 /// How often a member that is not master tries the master lock.
 const ELECTION_PERIOD: Duration = Duration::from_secs(1);
@@ -207,6 +211,7 @@ fn elect(spec: &ClusterSpec, stop: &AtomicBool) {
     let mut held: Option<File> = None;
     let mut vip_claimed = false;
     let mut tried = HashMap::new();
+    let mut my_epoch = 0;
     while !stop.load(Ordering::SeqCst) {
         if held.is_none() {
             let _ = fs::create_dir(&domain);
@@ -221,6 +226,7 @@ fn elect(spec: &ClusterSpec, stop: &AtomicBool) {
                     Ok(epoch) => {
                         log::info!("cluster {}: master of epoch {epoch}", spec.cluster);
                         held = Some(f);
+                        my_epoch = epoch;
                     }
                     Err(e) => log::warn!("cluster {}: taking mastership failed: {e}", spec.cluster),
                 }
@@ -239,7 +245,7 @@ fn elect(spec: &ClusterSpec, stop: &AtomicBool) {
             }
         }
         if held.is_some() {
-            this_server().restart_for_absent_manager(spec, &mut tried);
+            this_server().restart_for_absent_manager(spec, my_epoch, &mut tried);
         }
         std::thread::sleep(ELECTION_PERIOD);
     }
@@ -271,11 +277,94 @@ fn write_durably(path: &Path, text: &str) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| io(format!("rename {}", path.display()), e))
 }
 
-/// The block device of the LUN `wwid` on this server.
-fn pool_device(wwid: &str) -> Result<PathBuf> {
-    super::iscsi::Iscsi::default().device_of(wwid).ok_or_else(|| {
-        backend(format!("the pool file system's disk {wwid} is not a disk of this server (not presented?)"))
-    })
+/// What holds the pool file system of `spec`, for messages.
+fn pool_storage_name(spec: &ClusterSpec, name: &str) -> String {
+    match &spec.pool_file {
+        Some(f) => format!("file {}:{}/{}", f.host, f.export, pool_file_name(name)),
+        None => format!("disk {}", spec.pool_disk),
+    }
+}
+
+/// The file of a pool file system kept on NFS, relative to the export.
+fn pool_file_name(name: &str) -> String {
+    format!(".ovspoolfs/{name}.img")
+}
+
+/// Where the export holding a pool's file system file is mounted.
+fn pool_nfs_mount_point(cluster: &str) -> PathBuf {
+    Path::new(POOLNFS_ROOT).join(cluster)
+}
+
+/// The block device of the pool file system: the LUN's on this server, or a loop device over the
+/// file on the NFS export (the export mounted first, and the file made by the pool's first member).
+fn pool_device(spec: &ClusterSpec, name: &str) -> Result<PathBuf> {
+    let Some(pf) = &spec.pool_file else {
+        let wwid = &spec.pool_disk;
+        return super::iscsi::Iscsi::default().device_of(wwid).ok_or_else(|| {
+            backend(format!(
+                "the pool file system's disk {wwid} is not a disk of this server (not presented?)"
+            ))
+        });
+    };
+    pf.check()?;
+    let mnt = pool_nfs_mount_point(&spec.cluster);
+    if !is_mounted(&mnt, "nfs") && !is_mounted(&mnt, "nfs4") {
+        fs::create_dir_all(&mnt).map_err(|e| io(format!("create {}", mnt.display()), e))?;
+        let source = format!("{}:{}", pf.host, pf.export);
+        run("mount", &["-t", "nfs", "-o", "hard", &source, &mnt.to_string_lossy()], TOOL_TIMEOUT)?;
+    }
+    let file = mnt.join(pool_file_name(name));
+    let f = file.to_string_lossy().into_owned();
+    if !file.exists() {
+        if !spec.format {
+            return Err(Error::conflict(format!(
+                "there is no {}: the pool's first member makes the pool file system",
+                pool_storage_name(spec, name)
+            )));
+        }
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
+        }
+        let made = OpenOptions::new().write(true).create_new(true).open(&file).and_then(|h| {
+            h.set_len(pf.size_mib << 20)?;
+            h.sync_all()
+        });
+        made.map_err(|e| io(format!("make {f}"), e))?;
+    }
+    // The loop device already over it (joining again), or a new one.
+    let attached = run("losetup", &["-j", &f], TOOL_TIMEOUT)?;
+    if let Some(dev) =
+        attached.lines().find_map(|l| l.split(':').next().filter(|d| d.starts_with("/dev/loop")))
+    {
+        return Ok(PathBuf::from(dev));
+    }
+    // Direct I/O: each member's heartbeat reaches the NFS server at once, and each reads the
+    // others' from it, not from its own page cache.
+    let dev = run("losetup", &["--direct-io=on", "--find", "--show", &f], TOOL_TIMEOUT)?;
+    let dev = dev.trim();
+    if !dev.starts_with("/dev/loop") {
+        return Err(backend(format!("losetup gave {dev:?} for {f}")));
+    }
+    Ok(PathBuf::from(dev))
+}
+
+/// Let go of the file and the export of a pool file system kept on NFS (nothing if there are
+/// none): the loop devices over the file detached, the export unmounted.
+fn release_pool_file(cluster: &str) -> Result<()> {
+    let mnt = pool_nfs_mount_point(cluster);
+    if !is_mounted(&mnt, "nfs") && !is_mounted(&mnt, "nfs4") {
+        return Ok(());
+    }
+    let file = mnt.join(pool_file_name(&o2cb_name(cluster)));
+    let f = file.to_string_lossy().into_owned();
+    for l in run("losetup", &["-j", &f], TOOL_TIMEOUT)?.lines() {
+        if let Some(dev) = l.split(':').next().filter(|d| d.starts_with("/dev/loop")) {
+            run("losetup", &["-d", dev], TOOL_TIMEOUT)?;
+        }
+    }
+    run("umount", &[&mnt.to_string_lossy()], TOOL_TIMEOUT)?;
+    let _ = fs::remove_dir(&mnt);
+    Ok(())
 }
 
 /// `TYPE` and `LABEL` of the file system on `dev`, if any (low-level probe).
@@ -379,32 +468,45 @@ fn mount_pool_fs(spec: &ClusterSpec, name: &str) -> Result<()> {
     if is_mounted(&mp, "ocfs2") {
         return Ok(());
     }
-    let dev = pool_device(&spec.pool_disk)?;
+    let dev = pool_device(spec, name)?;
     let d = dev.to_string_lossy().into_owned();
     match probe(&dev)? {
         (Some(t), Some(l)) if t == "ocfs2" && l == name => {}
         (Some(t), l) => {
             return Err(Error::conflict(format!(
-                "disk {} holds a {t} file system{}, not the pool file system of cluster {name}; it is left as it is",
-                spec.pool_disk,
-                l.map(|l| format!(" labelled {l}")).unwrap_or_default()
-            )))
+            "{} holds a {t} file system{}, not the pool file system of cluster {name}; it is left as it is",
+            pool_storage_name(spec, name),
+            l.map(|l| format!(" labelled {l}")).unwrap_or_default()
+        )))
         }
         (None, _) if spec.format => {
             let slots = spec.nodes.len().max(8).to_string();
             run(
                 "mkfs.ocfs2",
                 &[
-                    "-q", "-b", "4K", "-C", "4K", "-N", &slots, "-J", "size=16M", "-L", name,
-                    "--cluster-stack=o2cb", "--cluster-name", name, &d,
+                    "-q",
+                    "-b",
+                    "4K",
+                    "-C",
+                    "4K",
+                    "-N",
+                    &slots,
+                    "-J",
+                    "size=16M",
+                    "-L",
+                    name,
+                    "--cluster-stack=o2cb",
+                    "--cluster-name",
+                    name,
+                    &d,
                 ],
                 TOOL_TIMEOUT,
             )?;
         }
         (None, _) => {
             return Err(Error::conflict(format!(
-                "disk {} is blank: the pool's first member makes the pool file system",
-                spec.pool_disk
+                "{} is blank: the pool's first member makes the pool file system",
+                pool_storage_name(spec, name)
             )))
         }
     }
@@ -460,7 +562,12 @@ impl XenCluster {
     }
 
     /// The master's HA restarts, once the manager has been silent for its grace period.
-    fn restart_for_absent_manager(&self, spec: &ClusterSpec, tried: &mut HashMap<VmId, std::time::Instant>) {
+    fn restart_for_absent_manager(
+        &self,
+        spec: &ClusterSpec,
+        epoch: u64,
+        tried: &mut HashMap<VmId, std::time::Instant>,
+    ) {
         let silent = now_ms().saturating_sub(self.manager_seen_ms.load(Ordering::SeqCst));
         if Duration::from_millis(silent) < manager_grace(spec) {
             return;
@@ -472,16 +579,16 @@ impl XenCluster {
             configured_nodes(&name).into_iter().map(|(n, (num, _))| (n, num)).collect();
         let mount = pool_mount_point(&spec.cluster);
         let dlm = Path::new(DLMFS).join(format!("ovm-{name}"));
-        super::pool_ha::restart_orphans(&mount, &dlm, &spec.this_node, &nodes, &live, &*start, tried);
+        super::pool_ha::restart_orphans(&mount, &dlm, &spec.this_node, epoch, &nodes, &live, &*start, tried);
     }
 
     /// See [`crate::driver::ClusterOps::join`].
     pub fn join(&self, spec: &ClusterSpec) -> Result<ClusterStatus> {
         spec.check()?;
-        if spec.pool_disk.is_empty() {
+        if spec.pool_disk.is_empty() && spec.pool_file.is_none() {
             return Err(Error::invalid(
                 "pool_disk",
-                "a cluster of Xen servers needs its pool file system's disk",
+                "a cluster of Xen servers needs its pool file system's disk or file",
             ));
         }
         let name = o2cb_name(&spec.cluster);
@@ -519,6 +626,7 @@ impl XenCluster {
                     let p = pool_mount_point(&mp);
                     run("umount", &[&p.to_string_lossy()], TOOL_TIMEOUT)?;
                     let _ = fs::remove_dir(&p);
+                    release_pool_file(&mp)?;
                 }
             }
             let dir = Path::new(CONFIGFS).join("cluster").join(&name);
@@ -528,6 +636,10 @@ impl XenCluster {
                     .map_err(|err| io(format!("remove member {}", e.file_name().to_string_lossy()), err))?;
             }
             fs::remove_dir(&dir).map_err(|e| io(format!("remove O2CB cluster {name}"), e))?;
+        }
+        // A pool file system file and its export left by a join that failed half-way.
+        for e in fs::read_dir(POOLNFS_ROOT).into_iter().flatten().flatten() {
+            release_pool_file(&e.file_name().to_string_lossy())?;
         }
         Ok(())
     }

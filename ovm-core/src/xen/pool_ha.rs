@@ -13,7 +13,8 @@
 //!   heartbeat O2CB no longer sees (a member is declared dead only after it fenced itself), and
 //!   restarts their domains on itself, highest start priority first, within its free memory: the
 //!   record names it first (under the lock), then the domain is built; a domain that cannot be
-//!   built gives the record back and is tried again a minute later.
+//!   built gives the record back and is tried again a minute later. A claim is refused to a
+//!   former master: the epoch it was elected in must still be the pool's (`.ovm/epoch`).
 //! * **The manager's return.** It finds the restarted domains running on the master and records
 //!   them there (`ha.restarted_by_pool`), before its own HA acts.
 //!
@@ -176,6 +177,12 @@ pub fn orphans(records: &[HaRecord], nodes: &BTreeMap<String, u8>, live: &[u8], 
     out
 }
 
+/// The pool's epoch, as its pool file system keeps it (`.ovm/epoch`, raised by each master
+/// elected; see `xen::cluster`).
+pub fn current_epoch(mount: &Path) -> Option<u64> {
+    fs::read_to_string(mount.join(".ovm/epoch")).ok()?.trim().parse().ok()
+}
+
 /// Record that `me` now runs the HA-enabled domain `spec` (nothing for a domain that is not).
 pub fn record(mount: &Path, dlm_domain: &Path, me: &str, spec: &DomainSpec) -> Result<()> {
     let Some(priority) = spec.ha_priority else { return Ok(()) };
@@ -201,10 +208,12 @@ pub fn forget(mount: &Path, dlm_domain: &Path, me: &str, vm: VmId) -> Result<()>
 
 /// One round of the master's restarts (see the module): the domains of dead members, built here
 /// by `start`. `tried` remembers failed restarts, so that they wait [`RETRY_AFTER`].
+#[allow(clippy::too_many_arguments)]
 pub fn restart_orphans(
     mount: &Path,
     dlm_domain: &Path,
     me: &str,
+    epoch: u64,
     nodes: &BTreeMap<String, u8>,
     live: &[u8],
     start: &dyn Fn(&DomainSpec) -> Result<u32>,
@@ -215,8 +224,12 @@ pub fn restart_orphans(
         if tried.contains_key(&o.vm) {
             continue;
         }
-        // Claimed under the lock, unless someone else did meanwhile.
+        // Claimed under the lock, unless someone else did meanwhile; never by a former master.
         let claimed = with_lock(dlm_domain, || match read(mount, o.vm)? {
+            _ if current_epoch(mount) != Some(epoch) => Err(Error::conflict(format!(
+                "this server was master of epoch {epoch}; the pool is at epoch {}",
+                current_epoch(mount).map_or_else(|| "unknown".to_owned(), |e| e.to_string())
+            ))),
             Some(r) if r.server == o.server => {
                 let mine = HaRecord { server: me.to_owned(), updated_ms: now_ms(), by_pool: true, ..r };
                 write(mount, &mine).map(|()| true)
@@ -296,6 +309,50 @@ mod tests {
         let o = orphans(&records, &nodes, &[0, 2], "a");
         assert_eq!(o.iter().map(|r| r.priority).collect::<Vec<_>>(), vec![50, 5]);
         assert!(orphans(&records, &nodes, &[0, 1, 2], "a").is_empty());
+    }
+
+    #[test]
+    fn the_master_claims_then_builds_and_a_former_master_does_nothing() {
+        let root = std::env::temp_dir().join(format!("ovm-pool-ha-restart-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (mount, dlm) = (root.join("poolfs"), root.join("dlm"));
+        fs::create_dir_all(mount.join(".ovm")).unwrap();
+        fs::write(mount.join(".ovm/epoch"), "3\n").unwrap();
+        let nodes: BTreeMap<String, u8> = [("a".into(), 0), ("b".into(), 1)].into();
+        let (r1, r2) = (rec("b", 10), rec("b", 20));
+        write(&mount, &r1).unwrap();
+        write(&mount, &r2).unwrap();
+        let started = std::sync::Mutex::new(Vec::new());
+        let start = |s: &DomainSpec| {
+            started.lock().unwrap().push(s.uuid);
+            Ok(7)
+        };
+        let mut tried = HashMap::new();
+        // A former master (epoch 2) claims nothing.
+        restart_orphans(&mount, &dlm, "a", 2, &nodes, &[0], &start, &mut tried);
+        assert!(started.lock().unwrap().is_empty());
+        assert_eq!(read(&mount, r1.vm).unwrap().unwrap().server, "b");
+        // The master of epoch 3: highest priority first, each record naming it, by the pool.
+        tried.clear();
+        restart_orphans(&mount, &dlm, "a", 3, &nodes, &[0], &start, &mut tried);
+        assert_eq!(*started.lock().unwrap(), vec![r2.vm, r1.vm]);
+        for r in [&r1, &r2] {
+            let now = read(&mount, r.vm).unwrap().unwrap();
+            assert_eq!((now.server.as_str(), now.by_pool), ("a", true));
+        }
+        // Nothing twice.
+        restart_orphans(&mount, &dlm, "a", 3, &nodes, &[0], &start, &mut tried);
+        assert_eq!(started.lock().unwrap().len(), 2);
+        // A domain that cannot be built gives its record back, and waits before a new try.
+        let r3 = rec("b", 5);
+        write(&mount, &r3).unwrap();
+        let fail = |_: &DomainSpec| Err(Error::backend("xen:///", "no memory"));
+        restart_orphans(&mount, &dlm, "a", 3, &nodes, &[0], &fail, &mut tried);
+        assert_eq!(read(&mount, r3.vm).unwrap().unwrap().server, "b");
+        assert!(tried.contains_key(&r3.vm));
+        restart_orphans(&mount, &dlm, "a", 3, &nodes, &[0], &start, &mut tried);
+        assert_eq!(started.lock().unwrap().len(), 2, "not before a minute has passed");
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

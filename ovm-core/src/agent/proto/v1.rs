@@ -1809,6 +1809,7 @@ mod tests {
                         }],
                         this_node: "s1".into(),
                         pool_disk: "naa.6001405abc".into(),
+                        pool_file: None,
                         format: true,
                         timeout_secs: 12,
                         virtual_ip: Some(std::net::Ipv4Addr::new(10, 77, 0, 200)),

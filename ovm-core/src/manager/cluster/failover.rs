@@ -13,7 +13,7 @@ pub(super) fn fail_over_master(tx: &mut Tx<'_>, s: &Server) -> Result<()> {
         let pool = tx.inv.get::<ServerPool>(pool_id)?.clone();
         if pool.master == Some(server) {
             // A pool on a cluster: its members elect the next master ([`super::watch`] follows).
-            let on_cluster = super::pool_disk(&*tx.inv, &pool).is_some();
+            let on_cluster = super::pool_storage(&*tx.inv, &pool).is_some();
             let new_master = pool.servers.iter().copied().find(|m| {
                 !on_cluster
                     && *m != server

@@ -1,4 +1,5 @@
-//! The members of a clustered pool whose pool file system lies on a physical disk (a LUN) form the
+//! The members of a clustered pool whose pool file system lies on a physical disk (a LUN) or on an
+//! NFS file system (a file there, as Oracle VM keeps it) form the
 //! pool's cluster on their servers ([`crate::driver::ClusterOps`]): a server added to the pool
 //! joins it (the first one makes the pool file system), the members already in it learn of the
 //! new one first, and a server removed leaves it before the others forget it. Each change on a
@@ -9,6 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::driver::cluster::PoolFile;
 use crate::driver::{ClusterNode, ClusterOps, ClusterSpec, ClusterStatus};
 use crate::job::{ServerUndo, Undo};
 use crate::manager::jobs::{JobSpec, StepCtx};
@@ -35,18 +37,41 @@ pub(crate) fn node_name(server: ServerId) -> String {
     server.0.simple().to_string()
 }
 
-/// The disk of `pool`'s file system, if the pool is clustered and its file system lies on a
-/// physical disk (the pools whose members form a cluster on their servers).
-pub(crate) fn pool_disk(inv: &Inventory, pool: &ServerPool) -> Option<PhysicalDisk> {
+/// What holds a clustered pool's file system on its servers.
+#[derive(Debug, Clone)]
+pub(crate) enum PoolStorage {
+    /// A physical disk (a shared LUN).
+    Disk(PhysicalDisk),
+    /// A file on an NFS file system.
+    File(PoolFile),
+}
+
+/// The size of a pool file system kept as a file on NFS, MiB (Oracle VM's was 12 GiB; the
+/// heartbeat, the locks and ovm's records need far less).
+pub(crate) const POOL_FILE_MIB: u64 = 2048;
+
+/// What holds `pool`'s file system, if the pool is clustered and its file system lies on a
+/// physical disk or on an NFS file system (the pools whose members form a cluster on their
+/// servers).
+pub(crate) fn pool_storage(inv: &Inventory, pool: &ServerPool) -> Option<PoolStorage> {
     if !pool.clustered {
         return None;
     }
     let fs = inv.get::<FileSystem>(pool.pool_file_system?).ok()?;
     match fs.location {
         FileSystemLocation::PhysicalDisk(d) => {
-            inv.get::<PhysicalDisk>(d).ok().map(|d| PhysicalDisk::clone(d))
+            inv.get::<PhysicalDisk>(d).ok().map(|d| PoolStorage::Disk(PhysicalDisk::clone(d)))
         }
-        FileSystemLocation::FileServer(_) => None,
+        FileSystemLocation::FileServer(srv) => {
+            let srv = inv.get::<FileServer>(srv).ok()?;
+            (srv.kind == FileServerKind::Nfs).then(|| {
+                PoolStorage::File(PoolFile {
+                    host: srv.access_host.clone(),
+                    export: fs.path.clone(),
+                    size_mib: POOL_FILE_MIB,
+                })
+            })
+        }
     }
 }
 
@@ -81,7 +106,7 @@ fn server_ipv4(address: &str) -> Ipv4Addr {
 pub(crate) fn cluster_spec(
     inv: &Inventory,
     pool: &ServerPool,
-    disk: &PhysicalDisk,
+    storage: &PoolStorage,
     this: ServerId,
     format: bool,
 ) -> Result<ClusterSpec> {
@@ -104,7 +129,14 @@ pub(crate) fn cluster_spec(
         cluster: pool.id.0.to_string(),
         nodes,
         this_node: node_name(this),
-        pool_disk: disk.page83_id.clone(),
+        pool_disk: match storage {
+            PoolStorage::Disk(d) => d.page83_id.clone(),
+            PoolStorage::File(_) => String::new(),
+        },
+        pool_file: match storage {
+            PoolStorage::Disk(_) => None,
+            PoolStorage::File(f) => Some(f.clone()),
+        },
         format,
         timeout_secs: pool.cluster_timeout_secs,
         virtual_ip,
@@ -124,7 +156,7 @@ pub(crate) fn join_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Re
     let (p, disk, inv) = {
         let st = ctx.mgr.state();
         let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
-        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        let Some(disk) = pool_storage(&st.inv, &p) else { return Ok(()) };
         (p, disk, st.inv.clone())
     };
     let mut before = p.clone();
@@ -170,7 +202,7 @@ fn rejoin_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> Result<()> 
     let (p, disk, inv) = {
         let st = ctx.mgr.state();
         let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
-        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        let Some(disk) = pool_storage(&st.inv, &p) else { return Ok(()) };
         (p, disk, st.inv.clone())
     };
     if !p.servers.contains(&server) || !p.cluster_nodes.iter().any(|(s, _)| *s == server) {
@@ -201,7 +233,7 @@ pub(crate) fn leave_step(ctx: &StepCtx<'_>, pool: PoolId, server: ServerId) -> R
     let (p, disk, inv) = {
         let st = ctx.mgr.state();
         let p = ServerPool::clone(st.inv.get::<ServerPool>(pool)?);
-        let Some(disk) = pool_disk(&st.inv, &p) else { return Ok(()) };
+        let Some(disk) = pool_storage(&st.inv, &p) else { return Ok(()) };
         (p, disk, st.inv.clone())
     };
     if !p.cluster_nodes.iter().any(|(s, _)| *s == server) {

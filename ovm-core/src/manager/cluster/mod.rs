@@ -8,8 +8,9 @@
 //! [`crate::policy::election`], run by the simulated driver; the virtual IP on dom0 is
 //! `xen::vip`. The members of a clustered pool on a LUN form its cluster on their servers
 //! ([`membership`]), and the manager acts on their cluster's verdicts ([`watch`]): a member is
-//! declared dead, and its HA VMs restarted, only once the cluster sees its heartbeat stopped. To
-//! come here: commands stamped with the epoch.
+//! declared dead, and its HA VMs restarted, only once the cluster sees its heartbeat stopped.
+//! While the manager is away, the pool's master restarts HA VMs itself (`xen::pool_ha`); the
+//! manager, back, finds them where they run.
 
 mod failover;
 mod ha;
@@ -17,7 +18,7 @@ mod membership;
 mod watch;
 
 pub(crate) use membership::on_cluster;
-pub(crate) use membership::{free_node_number, join_step, leave_step, pool_disk};
+pub(crate) use membership::{free_node_number, join_step, leave_step, pool_storage};
 pub(crate) use watch::start as start_watch;
 
 use failover::fail_over_master;

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::membership::{member_named, pool_disk};
+use super::membership::{member_named, pool_storage};
 use crate::driver::cluster::ClusterStatus;
 use crate::driver::ServerConnection;
 use crate::manager::{lock, Manager};
@@ -69,7 +69,7 @@ pub(crate) fn start(mgr: &Manager) {
             let pools: Vec<ServerPool> = mgr.read(|inv| {
                 ServerPool::table(inv)
                     .iter()
-                    .filter(|p| !p.cluster_nodes.is_empty() && pool_disk(inv, p).is_some())
+                    .filter(|p| !p.cluster_nodes.is_empty() && pool_storage(inv, p).is_some())
                     .map(|p| ServerPool::clone(p))
                     .collect()
             });
