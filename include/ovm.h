@@ -1696,6 +1696,23 @@ ovm_result ovm_pool_create_clustered(const ovm_manager *mgr,
                                      ovm_job **out);
 
 /*
+ Create a clustered server pool whose pool file system is a file on `pool_file_system` (the id
+ of an NFS file system of a registered file server), as Oracle VM keeps it there: its members
+ mount the export, the first one to join makes the file and the OCFS2 file system in it, and
+ they form a cluster on their servers whose elected master holds `virtual_ip` (IPv4, text).
+ `cluster_timeout_secs` (10 to 300) is how long a member may be silent before the others declare
+ it dead. The job's result is the pool. `OVM_RESULT_INVALID_ARGUMENT` for a bad address or
+ timeout, `OVM_RESULT_NOT_FOUND` for an unknown file system, `OVM_RESULT_CONFLICT` if the address
+ is used already; nothing is stored then.
+ */
+ovm_result ovm_pool_create_clustered_on_file_system(const ovm_manager *mgr,
+                                                    const char *name,
+                                                    const char *virtual_ip,
+                                                    const char *pool_file_system,
+                                                    uint32_t cluster_timeout_secs,
+                                                    ovm_job **out);
+
+/*
  The cluster of `pool` as its servers report it, as JSON (owned: free with `ovm_string_free`):
  `{"cluster", "members": [...], "master", "epoch", "heartbeats": [{"name", "incarnation",
  "last_heartbeat_ms", "heartbeat": "alive" | "late" | "dead"}]}`, or `null` when its servers are
@@ -1703,6 +1720,15 @@ ovm_result ovm_pool_create_clustered(const ovm_manager *mgr,
  connected server of the pool reports a cluster.
  */
 ovm_result ovm_pool_cluster_status_json(const ovm_manager *mgr, const char *pool, char **out);
+
+/*
+ Reach `pool` at its virtual IP, as Oracle VM's manager does: `{"server": ID, "cluster": ...}`
+ (owned JSON: free with `ovm_string_free`) names the server that answers there — the master of
+ its cluster — and the cluster as it reports it (as `ovm_pool_cluster_status_json`, or `null`).
+ `OVM_RESULT_NOT_FOUND` if the pool does not exist; `OVM_RESULT_INVALID_ARGUMENT` if it has no
+ virtual IP or no servers; `OVM_RESULT_PERMISSION_DENIED` if a server outside the pool answers.
+ */
+ovm_result ovm_pool_reach_json(const ovm_manager *mgr, const char *pool, char **out);
 
 /*
  Add a server to a pool (the first member becomes the master).

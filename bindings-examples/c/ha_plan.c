@@ -135,6 +135,13 @@ int main(void) {
   ovm_string_free(cluster);
   if (!none) return 1;
   if (ovm_pool_cluster_status_json(mgr, nil, &cluster) != OVM_RESULT_NOT_FOUND) return 1;
+  /* The pool reached at its address: its master answers. */
+  CHECK(ovm_pool_reach_json(mgr, cpool, &cluster));
+  printf("reached at its address: %s\n", cluster);
+  int reached = strstr(cluster, s4) && strstr(cluster, "\"master\":\"xen4\"");
+  ovm_string_free(cluster);
+  if (!reached) return 1;
+  if (ovm_pool_reach_json(mgr, pool, &cluster) != OVM_RESULT_INVALID_ARGUMENT) return 1;
 
   /* A clustered pool whose pool file system is a file on an NFS file system, as Oracle VM keeps it. */
   char nfs[OVM_ID_LEN], fs[OVM_ID_LEN], npool[OVM_ID_LEN], s5[OVM_ID_LEN];

@@ -173,7 +173,7 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     for k in 1..=2 {
         let m = on(k, "grep ' ocfs2 ' /proc/mounts || true", 30);
         assert!(m.contains(&format!(" {nfs_mount} ocfs2 ")), "server {k} mounts the pool file system: {m}");
-        let loops = on(k, "losetup -a", 30);
+        let loops = on(k, "cat /sys/block/loop*/loop/backing_file 2>/dev/null || true", 30);
         assert!(loops.contains(".ovspoolfs/"), "server {k} reaches it through a loop device: {loops}");
     }
     wait_for("both heartbeats on the pool file system on NFS", 60, || {
@@ -262,6 +262,10 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
         assert!(!holds_vip(k), "server {k} is not master and does not hold {VIP}");
     }
     wait_for("the virtual IP to answer", 30, vip_answers);
+    // The manager reaches the pool at its address: the master answers there.
+    let (at_vip, st) = mgr.reach_pool(pool).unwrap();
+    assert_eq!(at_vip, servers[master as usize - 1], "the master answers at {VIP}");
+    assert_eq!(st.map(|s| s.epoch), Some(before.epoch));
 
     // HA: two guests on the master, one HA-enabled. The manager's connection to the master stays
     // up until the kill: HA waits for the cluster's verdict, not for the manager's view.
@@ -330,6 +334,8 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
     });
     let after = status(&mgr, pool);
     println!("cluster: {after:?}");
+    let (at_vip, _) = mgr.reach_pool(pool).unwrap();
+    assert_eq!(at_vip, servers[new_master as usize - 1], "the new master answers at {VIP}");
     assert_eq!(number_of(&servers, after.master.as_deref().unwrap()), new_master);
     assert!(after.epoch > before.epoch, "a new epoch: {} then {}", before.epoch, after.epoch);
     let dead = servers[master as usize - 1].0.simple().to_string();

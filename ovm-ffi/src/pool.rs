@@ -96,6 +96,23 @@ pub unsafe extern "C" fn ovm_pool_cluster_status_json(
     with_mgr!(mgr, |m| { put_json(out, &m.api.pool_cluster_status(PoolId(id_arg(pool, "pool")?))?) })
 }
 
+/// Reach `pool` at its virtual IP, as Oracle VM's manager does: `{"server": ID, "cluster": ...}`
+/// (owned JSON: free with `ovm_string_free`) names the server that answers there — the master of
+/// its cluster — and the cluster as it reports it (as `ovm_pool_cluster_status_json`, or `null`).
+/// `OVM_RESULT_NOT_FOUND` if the pool does not exist; `OVM_RESULT_INVALID_ARGUMENT` if it has no
+/// virtual IP or no servers; `OVM_RESULT_PERMISSION_DENIED` if a server outside the pool answers.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_pool_reach_json(
+    mgr: *const ovm_manager,
+    pool: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let (server, cluster) = m.api.reach_pool(PoolId(id_arg(pool, "pool")?))?;
+        put_json(out, &serde_json::json!({ "server": server, "cluster": cluster }))
+    })
+}
+
 /// Add a server to a pool (the first member becomes the master).
 #[no_mangle]
 pub unsafe extern "C" fn ovm_pool_add_server(

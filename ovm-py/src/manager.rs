@@ -1311,6 +1311,14 @@ impl Manager {
         let m = self.m()?;
         Ok(py.detach(|| m.pool_cluster_status(p)).or_raise()?.map(r::ClusterStatus))
     }
+    /// Reach `pool` at its virtual IP, as Oracle VM's manager does: the id of the server that
+    /// answers there (the master of its cluster) and the cluster as it reports it.
+    fn reach_pool(&self, py: Python<'_>, pool: &str) -> PyResult<(String, Option<r::ClusterStatus>)> {
+        let p = m::PoolId(uuid("pool", pool)?);
+        let m = self.m()?;
+        let (server, status) = py.detach(|| m.reach_pool(p)).or_raise()?;
+        Ok((server.0.to_string(), status.map(r::ClusterStatus)))
+    }
     /// Whether `pool` absorbs `failures` of its running, connected servers failing at once: a dry
     /// run of HA over every combination (at most 256; beyond, the most loaded servers and a memory
     /// bound), with the worst case's decisions.

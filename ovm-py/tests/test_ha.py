@@ -121,6 +121,11 @@ def test_a_clustered_pool_on_a_lun_forms_its_cluster(lab: Lab) -> None:
     assert status.cluster == pool and status.members == ["xen3"] and status.master == "xen3"
     assert status.epoch == 1 and status.heartbeats == [("xen3", "alive")]
     assert mgr.pool(pool).master == s3
+    # The pool is reached at its address: its master answers.
+    at, reached = mgr.reach_pool(pool)
+    assert at == s3 and reached is not None and reached.master == "xen3"
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.reach_pool(lab.pool)  # no virtual IP
     # The servers of an unclustered pool are in no cluster.
     assert mgr.pool_cluster_status(lab.pool) is None
 

@@ -342,6 +342,38 @@ impl Driver for AgentDriver {
         false
     }
 
+    /// The agents listen on every address of their server: the pool's address reaches the agent
+    /// of the member holding it, on the members' port. Its certificate must be a member's pinned
+    /// one (nothing but the hello has been sent before it is checked).
+    fn reach_pool(
+        &self,
+        virtual_ip: std::net::IpAddr,
+        members: &[String],
+        manager_id: &str,
+    ) -> Result<(String, Arc<dyn ServerConnection>)> {
+        let port = members
+            .iter()
+            .find_map(|m| parse_address(m).map(|(_, p)| p))
+            .ok_or_else(|| Error::invalid("members", "no agent address among the pool's servers"))?;
+        let address = std::net::SocketAddr::new(virtual_ip, port).to_string();
+        let (conn, ownership) = self.open(&address, manager_id)?;
+        let member = members
+            .iter()
+            .find(|m| self.pinned(m).is_some_and(|p| p == conn.fingerprint))
+            .ok_or_else(|| Error::PermissionDenied {
+                reason: format!(
+                    "the agent at {address} presented certificate {}, which is no pool member's",
+                    conn.fingerprint
+                ),
+            })?;
+        if ownership != Ownership::OwnedByYou {
+            return Err(Error::PermissionDenied {
+                reason: format!("the agent at {address} is not owned by this manager"),
+            });
+        }
+        Ok((member.clone(), conn))
+    }
+
     fn release(&self, address: &str, manager_id: &str) -> Result<()> {
         let (conn, ownership) = self.open(address, manager_id)?;
         if ownership == Ownership::OwnedByYou {

@@ -135,6 +135,22 @@ pub trait Driver: Send + Sync + fmt::Debug + Any {
     }
     /// Reconnect to a server this manager already owns.
     fn reconnect(&self, address: &str, manager_id: &str) -> Result<Arc<dyn ServerConnection>>;
+    /// Reach a clustered pool at its virtual IP, as Oracle VM's manager reaches a pool: a
+    /// connection to whichever server holds `virtual_ip` now (the pool's master), accepted only if
+    /// it is one of `members` (the addresses of the pool's servers, which this manager owns).
+    /// Returns the member's address and the connection. `PermissionDenied` if another server
+    /// answers there; `Unsupported` by default.
+    fn reach_pool(
+        &self,
+        virtual_ip: std::net::IpAddr,
+        members: &[String],
+        manager_id: &str,
+    ) -> Result<(String, Arc<dyn ServerConnection>)> {
+        let _ = (members, manager_id);
+        Err(crate::Error::Unsupported {
+            what: format!("reaching pool address {virtual_ip} with the {} driver", self.name()),
+        })
+    }
     /// Release ownership of a server.
     fn release(&self, address: &str, manager_id: &str) -> Result<()>;
     /// Whether a failed connection to a server means the server itself failed (so its VMs are gone

@@ -452,6 +452,8 @@ remote_api! {
     fn agent_fingerprint(server: ServerId) -> Option<String> = |m| m.agent_fingerprint(server);
     /// A pool's cluster as its servers report it (see [`Manager::pool_cluster_status`]).
     fn pool_cluster_status(pool: PoolId) -> Option<ClusterStatus> = |m| m.pool_cluster_status(pool);
+    /// The server answering at a pool's virtual IP and its cluster (see [`Manager::reach_pool`]).
+    fn reach_pool(pool: PoolId) -> (ServerId, Option<ClusterStatus>) = |m| m.reach_pool(pool);
     /// Where a pool's HA-enabled VMs restart if `failed` fail (see [`Manager::ha_plan_for`]).
     fn ha_plan_for(pool: PoolId, failed: Vec<ServerId>) -> HaPlan = |m| m.ha_plan_for(pool, &failed);
     /// What a pool's DRS/DPM policy would do now, without doing it (see [`Manager::policy_plan`]).

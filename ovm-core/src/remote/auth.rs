@@ -193,6 +193,7 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("certificate_fingerprint", Access::Read),
     ("agent_fingerprint", Access::Read),
     ("pool_cluster_status", Access::Read),
+    ("reach_pool", Access::Read),
     ("ha_plan_for", Access::Read),
     ("policy_plan", Access::Read),
     ("stop_vm_with", Access::Operate),

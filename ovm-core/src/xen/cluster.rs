@@ -332,20 +332,78 @@ fn pool_device(spec: &ClusterSpec, name: &str) -> Result<PathBuf> {
         made.map_err(|e| io(format!("make {f}"), e))?;
     }
     // The loop device already over it (joining again), or a new one.
-    let attached = run("losetup", &["-j", &f], TOOL_TIMEOUT)?;
-    if let Some(dev) =
-        attached.lines().find_map(|l| l.split(':').next().filter(|d| d.starts_with("/dev/loop")))
-    {
-        return Ok(PathBuf::from(dev));
+    match loopdev::attached(&file).into_iter().next() {
+        Some(dev) => Ok(dev),
+        None => loopdev::attach(&file).map_err(|e| io(format!("a loop device over {f}"), e)),
     }
-    // Direct I/O: each member's heartbeat reaches the NFS server at once, and each reads the
-    // others' from it, not from its own page cache.
-    let dev = run("losetup", &["--direct-io=on", "--find", "--show", &f], TOOL_TIMEOUT)?;
-    let dev = dev.trim();
-    if !dev.starts_with("/dev/loop") {
-        return Err(backend(format!("losetup gave {dev:?} for {f}")));
+}
+
+/// Loop devices through their ioctls (`linux/loop.h`).
+mod loopdev {
+    use std::fs::{self, OpenOptions};
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
+
+    const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+    const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+    const LOOP_SET_DIRECT_IO: libc::c_ulong = 0x4C08;
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+
+    /// The loop devices over `file` (from sysfs).
+    pub(super) fn attached(file: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("loop") {
+                continue;
+            }
+            let backing = fs::read_to_string(e.path().join("loop/backing_file")).unwrap_or_default();
+            if Path::new(backing.trim_end()) == file {
+                out.push(Path::new("/dev").join(name));
+            }
+        }
+        out
     }
-    Ok(PathBuf::from(dev))
+
+    fn ioctl(f: &fs::File, req: libc::c_ulong, arg: libc::c_ulong) -> std::io::Result<libc::c_int> {
+        // SAFETY: the loop ioctls used here take an integer argument, not a pointer.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), req as _, arg) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// A free loop device over `file`, with direct I/O (every write reaches the file's storage at
+    /// once, every read comes from it): refused if direct I/O cannot be had.
+    pub(super) fn attach(file: &Path) -> std::io::Result<PathBuf> {
+        let backing = OpenOptions::new().read(true).write(true).open(file)?;
+        let ctl = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
+        for _ in 0..8 {
+            let n = ioctl(&ctl, LOOP_CTL_GET_FREE, 0)?;
+            let dev = PathBuf::from(format!("/dev/loop{n}"));
+            let d = OpenOptions::new().read(true).write(true).open(&dev)?;
+            match ioctl(&d, LOOP_SET_FD, backing.as_raw_fd() as libc::c_ulong) {
+                Ok(_) => {}
+                // Taken meanwhile by someone else: another one.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = ioctl(&d, LOOP_SET_DIRECT_IO, 1) {
+                let _ = ioctl(&d, LOOP_CLR_FD, 0);
+                return Err(std::io::Error::new(e.kind(), format!("direct I/O on {}: {e}", dev.display())));
+            }
+            return Ok(dev);
+        }
+        Err(std::io::Error::other("no free loop device"))
+    }
+
+    /// Detach the loop device `dev`.
+    pub(super) fn detach(dev: &Path) -> std::io::Result<()> {
+        let d = OpenOptions::new().read(true).open(dev)?;
+        ioctl(&d, LOOP_CLR_FD, 0).map(drop)
+    }
 }
 
 /// Let go of the file and the export of a pool file system kept on NFS (nothing if there are
@@ -356,11 +414,8 @@ fn release_pool_file(cluster: &str) -> Result<()> {
         return Ok(());
     }
     let file = mnt.join(pool_file_name(&o2cb_name(cluster)));
-    let f = file.to_string_lossy().into_owned();
-    for l in run("losetup", &["-j", &f], TOOL_TIMEOUT)?.lines() {
-        if let Some(dev) = l.split(':').next().filter(|d| d.starts_with("/dev/loop")) {
-            run("losetup", &["-d", dev], TOOL_TIMEOUT)?;
-        }
+    for dev in loopdev::attached(&file) {
+        loopdev::detach(&dev).map_err(|e| io(format!("detach {}", dev.display()), e))?;
     }
     run("umount", &[&mnt.to_string_lossy()], TOOL_TIMEOUT)?;
     let _ = fs::remove_dir(&mnt);

@@ -178,6 +178,40 @@ impl Driver for SimDriver {
         Ok(Arc::new(SimConnection { host, world: self.world.clone() }))
     }
 
+    /// The simulated LAN: the host holding the address (a claimed one, or else the master of the
+    /// cluster the members are in, as a Xen master holds its pool's address), if it is a member.
+    fn reach_pool(
+        &self,
+        virtual_ip: std::net::IpAddr,
+        members: &[String],
+        manager_id: &str,
+    ) -> Result<(String, Arc<dyn ServerConnection>)> {
+        let names: Vec<(String, String)> = members
+            .iter()
+            .filter_map(|m| self.world.host_for(m).ok().map(|h| (m.clone(), lock(&h.state).name.clone())))
+            .collect();
+        let claimed = match virtual_ip {
+            std::net::IpAddr::V4(v4) => lock(&self.world.inner.virtual_ips).get(&v4).map(|(h, _)| h.clone()),
+            std::net::IpAddr::V6(_) => None,
+        };
+        let holder = claimed.or_else(|| {
+            let clusters = lock(&self.world.inner.clusters);
+            let down = lock(&self.world.inner.cluster_net).down.clone();
+            clusters
+                .values()
+                .find(|c| names.iter().any(|(_, n)| c.members.contains(n)))
+                .and_then(|c| c.lock.master().map(|(m, _)| m.to_owned()))
+                .filter(|m| !down.contains(m))
+        });
+        let holder = holder
+            .ok_or_else(|| Error::backend(virtual_ip.to_string(), "nothing answers at the pool's address"))?;
+        let (address, _) =
+            names.iter().find(|(_, n)| *n == holder).ok_or_else(|| Error::PermissionDenied {
+                reason: format!("{holder} answers at {virtual_ip}, and it is no member of the pool"),
+            })?;
+        Ok((address.clone(), self.reconnect(address, manager_id)?))
+    }
+
     fn release(&self, address: &str, manager_id: &str) -> Result<()> {
         let host = self.world.host_for(address)?;
         let mut st = lock(&host.state);

@@ -60,6 +60,34 @@ impl Manager {
         }))
     }
 
+    /// Reach `pool` at its virtual IP, as Oracle VM's manager reaches a pool: the server that
+    /// answers there — the master of its cluster, which holds the address — and the cluster as
+    /// that server reports it. `NotFound` if the pool does not exist; `InvalidArgument` if it has
+    /// no virtual IP or no servers; `Unsupported` if its servers' driver cannot; a timeout or
+    /// backend error if nothing answers there; `PermissionDenied` if a server that is not a member
+    /// of the pool (or not owned by this manager) answers.
+    pub fn reach_pool(&self, pool: PoolId) -> Result<(ServerId, Option<ClusterStatus>)> {
+        let p = self.pool(pool)?;
+        let vip = p
+            .virtual_ip
+            .ok_or_else(|| Error::invalid("virtual_ip", format!("pool {} has no virtual IP", p.name)))?;
+        let members: Vec<Arc<Server>> = p.servers.iter().filter_map(|s| self.server(*s).ok()).collect();
+        let first = members
+            .first()
+            .ok_or_else(|| Error::invalid("servers", format!("pool {} has no servers", p.name)))?;
+        let driver = self.driver_for(&first.address)?;
+        let addresses: Vec<String> = members.iter().map(|s| s.address.clone()).collect();
+        let (address, conn) = driver.reach_pool(vip, &addresses, self.id())?;
+        let server = members.iter().find(|s| s.address == address).map(|s| s.id).ok_or_else(|| {
+            Error::Internal { message: format!("the driver answered for {address}, no member of the pool") }
+        })?;
+        let status = match conn.cluster() {
+            Some(c) => c.status()?,
+            None => None,
+        };
+        Ok((server, status))
+    }
+
     /// A server stopped answering: mark it and its VMs stopped, warn, fail over the master, and
     /// act on the HA plan ([`crate::policy::ha`]): one event per VM (`ha.restart`,
     /// `ha.not_restarted` or `vm.stopped`), then the HA-enabled VMs restarted in start-priority
