@@ -422,6 +422,7 @@ impl Manager {
     /// the others declare it dead. With `pool_file_system` (an NFS file system of a file server)
     /// instead, the pool file system is a file there, as Oracle VM keeps it.
     #[pyo3(signature = (name, *, description=String::new(), virtual_ip=None, pool_disk=None, cluster_timeout_secs=120, pool_file_system=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn create_pool(
         &self,
         py: Python<'_>,

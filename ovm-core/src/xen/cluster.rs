@@ -467,16 +467,22 @@ fn configure(spec: &ClusterSpec, name: &str) -> Result<()> {
         write_attr(&dir.join("heartbeat/dead_threshold"), &dead.to_string())?;
     }
     let have = configured_nodes(name);
-    // Members that left: out of the configuration, unless their heartbeat still beats.
-    let live = live_nodes().unwrap_or_default();
+    // Members that left: out of the configuration, unless their heartbeat still beats. One that
+    // has just left (unmounted the pool file system) is seen alive here until its silence passes
+    // the dead threshold: waited for, that long.
+    let (dead_threshold, ..) = o2cb_timeouts(spec.timeout_secs);
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(dead_threshold) * 2 + 6);
     for (node, (number, _)) in &have {
         if spec.nodes.iter().any(|n| n.name == *node) {
             continue;
         }
-        if live.contains(number) {
-            return Err(Error::conflict(format!(
-                "member {node} of cluster {name} still heartbeats: it leaves the cluster first"
-            )));
+        while live_nodes().unwrap_or_default().contains(number) {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::conflict(format!(
+                    "member {node} of cluster {name} still heartbeats: it leaves the cluster first"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
         fs::remove_dir(dir.join("node").join(node)).map_err(|e| io(format!("remove member {node}"), e))?;
     }

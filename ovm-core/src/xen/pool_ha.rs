@@ -156,6 +156,7 @@ pub fn with_lock<T>(dlm_domain: &Path, f: impl FnOnce() -> Result<T>) -> Result<
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(dlm_domain.join("ha"))
         .map_err(|e| backend(format!("the pool's HA lock: {e}")))?;
     let r = f();

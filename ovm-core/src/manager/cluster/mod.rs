@@ -92,7 +92,19 @@ impl Manager {
     /// act on the HA plan ([`crate::policy::ha`]): one event per VM (`ha.restart`,
     /// `ha.not_restarted` or `vm.stopped`), then the HA-enabled VMs restarted in start-priority
     /// order on their planned servers.
+    ///
+    /// Through an agent, a lost connection, an agent that refuses this manager or one whose own
+    /// link to its hypervisor ended says nothing of the server's VMs, which may still run: the
+    /// server is only marked unreachable (as [`Manager::server_disconnected`] does), and its VMs
+    /// are restarted elsewhere only once its pool's cluster declares it dead (after it fenced
+    /// itself; [`watch`]). A VM is never restarted while its old copy may run.
     pub(crate) fn server_lost(&self, server: ServerId, why: &str) {
+        let through_agent = self
+            .server(server)
+            .is_ok_and(|s| self.driver_for(&s.address).is_ok_and(|d| !d.connection_loss_is_host_loss()));
+        if through_agent {
+            return self.server_disconnected(server, why);
+        }
         self.lose(server, why, false)
     }
 
