@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ovm
-from conftest import WAIT, Lab, file_system, port_id, result_id
+from conftest import WAIT, Lab, port_id, result_id
 
 # Servers of 16 GiB keep 1 GiB for dom0: 15 GiB for guests.
 GUEST_MIB = 15360
@@ -132,7 +132,9 @@ def test_a_clustered_pool_on_a_lun_forms_its_cluster(lab: Lab) -> None:
 
 def test_a_clustered_pool_on_an_nfs_file_system_forms_its_cluster(lab: Lab) -> None:
     mgr = lab.mgr
-    fs = file_system(mgr, lab.s1, "poolfs")
+    mgr.sim_add_nfs_export("poolnfs.example.com", "/export/poolfs", 1 << 40)
+    fsrv = result_id(mgr.register_file_server("poolnfs", "Nfs", [lab.s1], access_host="poolnfs.example.com"))
+    [fs] = [f.id for f in mgr.file_systems_of(fsrv) if f.path == "/export/poolfs"]
     with pytest.raises(ovm.NotFoundError):
         mgr.create_pool("no-fs", virtual_ip="192.0.2.21", pool_file_system="00000000-0000-0000-0000-000000000000")
     with pytest.raises(ovm.InvalidArgumentError):
