@@ -30,8 +30,11 @@ use ovm_core::{JobHandle, Manager};
 const PASSWORD: &str = "ovm-lab-agent";
 /// The pool's virtual IP, on the management LAN (10.77.0.0/24).
 const VIP: &str = "10.77.0.200";
-/// The cluster timeout: the disk heartbeat declares a silent member dead after about 14 s.
-const TIMEOUT_SECS: u32 = 12;
+/// The cluster timeout: the disk heartbeat declares a silent member dead after about 22 s, and a
+/// member whose own heartbeat write takes 20 s fences itself. Under TCG, with four QEMUs on two
+/// cores, the storage server's iSCSI answers can stall for over 12 s: a shorter timeout fences
+/// healthy members.
+const TIMEOUT_SECS: u32 = 20;
 
 fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> ObjectRef {
     lab::ok_timed(what, job, secs).0
