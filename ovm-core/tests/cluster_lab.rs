@@ -1,4 +1,6 @@
-//! A clustered server pool on three real Xen servers, through their agents: the pool file system
+//! First a clustered pool whose pool file system is a file on the storage server's NFS export:
+//! two servers form its cluster through a loop device, elect a master, and leave. Then a
+//! clustered server pool on three real Xen servers, through their agents: the pool file system
 //! is OCFS2 made on a LUN of the storage server's iSCSI target, O2CB runs on all three, the master
 //! elected through the DLM holds the pool's virtual IP, and when the master's QEMU is killed the
 //! survivors declare it dead and one of them takes the master lock (a higher epoch) and the
@@ -16,10 +18,10 @@ mod lab;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{agent_listens, on, wait_for};
+use lab::{agent_listens, on, run_in, wait_for};
 
 use ovm_core::driver::ClusterStatus;
-use ovm_core::manager::{DatabaseLocation, PoolSpec, StorageArraySpec, VmSpec};
+use ovm_core::manager::{DatabaseLocation, FileServerSpec, PoolSpec, StorageArraySpec, VmSpec};
 use ovm_core::model::*;
 use ovm_core::store::EventFilter;
 use ovm_core::{JobHandle, Manager};
@@ -43,6 +45,11 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is unset: run this test through `make dc-lab-test`"))
 }
 
+/// The virtual IP of the pool whose file system is a file on NFS.
+const NFS_VIP: &str = "10.77.0.201";
+/// The storage server's export for that file.
+const POOL_EXPORT: &str = "/srv/nfs/poolfs";
+
 /// Whether server `k` has the virtual IP on an interface.
 fn holds_vip(k: u32) -> bool {
     holds(k, VIP)
@@ -51,6 +58,10 @@ fn holds_vip(k: u32) -> bool {
 /// Whether server `k` has address `ip` on an interface.
 fn holds(k: u32, ip: &str) -> bool {
     on(k, &format!("ip -o -4 addr show | grep -c ' {ip}/' || true"), 30).trim() != "0"
+}
+
+fn on_storage(cmd: &str, secs: u64) -> String {
+    run_in(&std::path::PathBuf::from(env("OVM_XENLAB_STORAGE_SHARE")), "the storage server", cmd, secs)
 }
 
 /// Whether the pool's agent answers at the virtual IP (the agents listen on every address).
@@ -128,6 +139,66 @@ fn a_clustered_pool_on_an_iscsi_lun_elects_a_master_that_holds_the_virtual_ip_an
             ServerId(ok(&format!("take server {} over", k + 1), mgr.take_over_server(a, PASSWORD), 120).id)
         })
         .collect();
+
+    // A clustered pool whose pool file system is a file on an NFS export, as Oracle VM keeps it:
+    // servers 1 and 2 mount the export, the first makes the file and the OCFS2 file system in it
+    // (through a loop device), both heartbeat on it and elect a master that holds the pool's
+    // address; then both leave the pool, and its cluster is gone from their servers.
+    on_storage(
+        &format!(
+            "mkdir -p {POOL_EXPORT} && \
+             echo '{POOL_EXPORT} 10.77.0.0/24(rw,no_root_squash,no_subtree_check,insecure,fsid=12)' >> /etc/exports && \
+             exportfs -ra"
+        ),
+        30,
+    );
+    let fsrv = FileServerId(
+        ok(
+            "discover the NFS server",
+            mgr.register_file_server(FileServerSpec::nfs("lab-nfs", &storage, vec![servers[0]])),
+            180,
+        )
+        .id,
+    );
+    let fs = mgr.file_systems_of(fsrv).into_iter().find(|f| f.path == POOL_EXPORT).expect("the export").id;
+    let nfs_spec = PoolSpec {
+        clustered: true,
+        virtual_ip: Some(NFS_VIP.parse().unwrap()),
+        pool_file_system: Some(fs),
+        cluster_timeout_secs: TIMEOUT_SECS,
+        ..PoolSpec::new("clustered-on-nfs")
+    };
+    let nfs_pool = PoolId(ok("create the clustered pool on NFS", mgr.create_pool(nfs_spec), 30).id);
+    for s in &servers[..2] {
+        ok("a server joins the pool on NFS", mgr.add_server_to_pool(nfs_pool, *s), 300);
+    }
+    let nfs_mount = format!("/poolfsmnt/{}", nfs_pool.0);
+    for k in 1..=2 {
+        let m = on(k, "grep ' ocfs2 ' /proc/mounts || true", 30);
+        assert!(m.contains(&format!(" {nfs_mount} ocfs2 ")), "server {k} mounts the pool file system: {m}");
+        let loops = on(k, "cat /sys/block/loop*/loop/backing_file 2>/dev/null || true", 30);
+        assert!(loops.contains(".ovspoolfs/"), "server {k} reaches it through a loop device: {loops}");
+    }
+    wait_for("both heartbeats on the pool file system on NFS", 60, || {
+        let s = status(&mgr, nfs_pool);
+        s.heartbeats.len() == 2 && s.heartbeats.iter().all(|h| h.heartbeat == HeartbeatState::Alive)
+    });
+    let st = status(&mgr, nfs_pool);
+    let nfs_master = number_of(&servers, st.master.as_deref().expect("a master"));
+    wait_for("the master of the pool on NFS to hold its address", 60, || holds(nfs_master, NFS_VIP));
+    on(1, &format!("echo on-nfs > {nfs_mount}/from-1 && sync"), 30);
+    wait_for("server 2 to read it", 30, || {
+        on(2, &format!("cat {nfs_mount}/from-1 2>/dev/null || true"), 30).trim() == "on-nfs"
+    });
+    println!("cluster on NFS: {st:?}");
+    for s in servers[..2].iter().rev() {
+        ok("a server leaves the pool on NFS", mgr.remove_server_from_pool(nfs_pool, *s), 300);
+    }
+    for k in 1..=2 {
+        let m = on(k, "grep -E ' (ocfs2|nfs4?) ' /proc/mounts || true", 30);
+        assert!(!m.contains("/poolfs"), "server {k} let go of the pool file system and its export: {m}");
+        assert!(!holds(k, NFS_VIP), "server {k} holds no address of that pool");
+    }
 
     // The pool file system's LUN, seen by all three servers.
     let array = StorageArrayId(

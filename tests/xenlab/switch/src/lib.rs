@@ -23,6 +23,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -380,6 +381,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How many frames wait for a machine that is slow to read before its port drops them.
+const EGRESS_QUEUE: usize = 1024;
+
 /// The socket the switch receives a port's frames on, and the one it sends them to (the machine's).
 pub fn socket_paths(dir: &Path, port: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{port}.switch")), dir.join(format!("{port}.machine")))
@@ -451,12 +455,35 @@ pub fn serve(
     let targets: Arc<Vec<PathBuf>> = Arc::new(names.iter().map(|n| socket_paths(dir, n).1).collect());
     // A frame for a port leaves from that port's own socket, so the machine sees it come from the
     // address it sends to (a machine may accept datagrams from its peer only).
-    let sockets: Arc<Vec<Arc<UnixDatagram>>> = Arc::new(sockets);
+    //
+    // Each port has its own egress queue and thread, as a switch port has its own buffer: a
+    // machine that does not read its socket (a guest whose NIC has no receive buffers while it
+    // boots, a QEMU stopped by a test) fills its own queue and loses frames past it, as on a
+    // congested port; it never holds up the frames of other ports. (A blocking send to it
+    // would stall the thread that routes every frame of the sending port, and with broadcasts
+    // every port in time: the whole lab's network would stop.)
+    let mut egress: Vec<SyncSender<Vec<u8>>> = Vec::new();
+    for (i, sock) in sockets.iter().enumerate() {
+        let (tx, rx) = sync_channel::<Vec<u8>>(EGRESS_QUEUE);
+        let (sock, target) = (sock.clone(), targets[i].clone());
+        std::thread::Builder::new().name(format!("egress-{}", names[i])).spawn(move || {
+            for frame in rx {
+                // A machine that is not running has no socket: the frame is lost, as on a wire.
+                let _ = sock.send_to(&frame, &target);
+            }
+        })?;
+        egress.push(tx);
+    }
+    let egress = Arc::new(egress);
+    let send = move |egress: &[SyncSender<Vec<u8>>], port: usize, frame: Vec<u8>| {
+        // A full queue drops the frame (tail drop).
+        let _ = egress[port].try_send(frame);
+    };
 
-    for i in 0..sockets.len() {
-        let sock = sockets[i].clone();
-        let (running, queue, targets, sender, on_wol) =
-            (running.clone(), queue.clone(), targets.clone(), sockets.clone(), on_wol.clone());
+    for (i, sock) in sockets.iter().enumerate() {
+        let sock = sock.clone();
+        let (running, queue, egress, on_wol) =
+            (running.clone(), queue.clone(), egress.clone(), on_wol.clone());
         std::thread::Builder::new().name(format!("port-{}", names[i])).spawn(move || {
             let mut buf = vec![0u8; 65536];
             loop {
@@ -479,8 +506,7 @@ pub fn serve(
                 }
                 for (port, delay) in deliveries {
                     if delay.is_zero() {
-                        // A machine that is not running has no socket: the frame is lost, as on a wire.
-                        let _ = sender[port].send_to(frame, &targets[port]);
+                        send(&egress, port, frame.to_vec());
                     } else {
                         let (q, cv) = &*queue;
                         lock(q).push(Delayed { due: Instant::now() + delay, port, frame: frame.to_vec() });
@@ -491,7 +517,7 @@ pub fn serve(
         })?;
     }
     {
-        let (queue, targets, sender) = (queue.clone(), targets.clone(), sockets.clone());
+        let (queue, egress) = (queue.clone(), egress.clone());
         std::thread::Builder::new().name("delay".into()).spawn(move || {
             let (q, cv) = &*queue;
             let mut heap = lock(q);
@@ -500,7 +526,7 @@ pub fn serve(
                 match heap.peek().map(|d| d.due) {
                     Some(due) if due <= now => {
                         if let Some(d) = heap.pop() {
-                            let _ = sender[d.port].send_to(&d.frame, &targets[d.port]);
+                            send(&egress, d.port, d.frame);
                         }
                     }
                     Some(due) => {
@@ -732,6 +758,52 @@ mod tests {
         m2.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         assert!(m2.recv(&mut buf).is_err(), "the cut link passes nothing");
         assert_eq!(running.command("ports").unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_machine_that_does_not_read_holds_up_no_other_port() {
+        let dir = std::env::temp_dir().join(format!("ovm-lab-switch-stuck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = [("m1.eth0", "lan"), ("m2.eth0", "lan"), ("stuck.eth0", "lan")];
+        let sw = Switch::new(&ports.map(|(a, b)| (a.to_owned(), b.to_owned())), 1).unwrap();
+        let _running = serve(sw, &dir, None).unwrap();
+        let machine = |name: &str| {
+            let (switch_side, ours) = socket_paths(&dir, name);
+            let s = UnixDatagram::bind(ours).unwrap();
+            s.connect(switch_side).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        // `stuck` is plugged in and never reads: its socket's queue fills with the floods.
+        let (m1, m2, _stuck) = (machine("m1.eth0"), machine("m2.eth0"), machine("stuck.eth0"));
+        let total = 5000;
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut got = 0;
+            while got < total {
+                match m2.recv(&mut buf) {
+                    Ok(_) => got += 1,
+                    Err(_) => break,
+                }
+            }
+            got
+        });
+        for k in 0..total {
+            let f = frame(BCAST, A, 0x0800, format!("frame {k}").as_bytes());
+            // Paced below the reader's speed: the test is about the stuck port, not about m2's.
+            while m1.send(&f).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if k % 64 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let got = reader.join().unwrap();
+        assert!(
+            got >= total * 9 / 10,
+            "m2 received {got} of {total} broadcasts while another port was stuck"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
