@@ -11,7 +11,7 @@
 
 mod lab;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lab::{agent_listens, wait_for};
 
@@ -119,6 +119,7 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     spec.server = Some(server);
     spec.repository = Some(repo);
     let vm = VmId(ok("create the VM", mgr.create_vm(spec), 60).id);
+    let t0 = Instant::now();
     ok("start the VM", mgr.start_vm(vm), 300);
     let v = mgr.vm(vm).unwrap();
     assert_eq!(v.power_state, PowerState::Running);
@@ -126,6 +127,25 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     wait_for("the guest's console marker", 300, || {
         mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
     });
+    let pv_marker = t0.elapsed();
+
+    // Guest messages: left in the guest's xenstore directory, read by the lab guest's reader,
+    // which answers each in the values it reports.
+    let messages = [
+        ("hostname".to_owned(), "agent-lab-vm".to_owned()),
+        ("motd".to_owned(), "hello from ovm".to_owned()),
+    ];
+    let t1 = Instant::now();
+    ok("send messages to the guest", mgr.send_vm_messages(vm, &messages), 60);
+    wait_for("the guest to answer both messages", 60, || {
+        mgr.vm_guest_data(vm).is_ok_and(|d| {
+            d.get("reply-hostname").map(String::as_str) == Some("agent-lab-vm")
+                && d.get("reply-motd").map(String::as_str) == Some("hello from ovm")
+        })
+    });
+    println!("MESSAGE-FIGURES send-to-answer={:.1}s", t1.elapsed().as_secs_f64());
+    let console = mgr.vm_console(vm).unwrap();
+    assert!(console.contains("OVM-DOMU-MSG hostname=agent-lab-vm"), "{console}");
 
     // The agent restarts mid-way: the server goes unreachable, comes back, the VM ran on.
     let sref = mgr.server(server).unwrap().object_ref();
@@ -155,6 +175,70 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     assert_eq!(mgr.server(server).unwrap().power_state, ServerPowerState::Running);
     ok("start the VM again after the manager restarted", mgr.start_vm(vm), 300);
     ok("kill the VM", mgr.kill_vm(vm), 120);
+
+    // An installation CD, imported into the repository from the manager's machine, boots an HVM
+    // guest (SeaBIOS, ISOLINUX from the emulated CD-ROM drive, the device model in dom0); its
+    // serial port is its console.
+    let images = std::env::var("OVM_XENLAB_IMAGES").expect("OVM_XENLAB_IMAGES is unset: run through the lab");
+    let iso = VirtualCdromId(
+        ok(
+            "import the installation CD",
+            mgr.import_iso(repo, "lab-install", &format!("{images}/install.iso")),
+            300,
+        )
+        .id,
+    );
+    let hvm_config = |domain_type| VmConfig {
+        domain_type,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_mib: 256,
+        max_memory_mib: 256,
+        disks: vec![
+            DiskMapping { slot: 0, target: DiskTarget::VirtualDisk(disk) },
+            DiskMapping { slot: 2, target: DiskTarget::Cdrom(iso) },
+        ],
+        boot_order: vec![BootDevice::Cdrom, BootDevice::Disk],
+        ..VmConfig::default()
+    };
+    let mut spec = VmSpec::new("agent-lab-hvm", hvm_config(DomainType::Hvm));
+    spec.server = Some(server);
+    spec.repository = Some(repo);
+    let hvm = VmId(ok("create the HVM VM", mgr.create_vm(spec), 60).id);
+    let t0 = Instant::now();
+    ok("start the HVM VM", mgr.start_vm(hvm), 300);
+    wait_for("the HVM guest's console marker", 900, || {
+        mgr.vm_console(hvm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+    });
+    let hvm_marker = t0.elapsed();
+    let console = mgr.vm_console(hvm).unwrap();
+    assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
+    assert!(!console.contains("OVM-DOMU-DISK xvda"), "no PV disk without the platform device: {console}");
+    ok("kill the HVM VM", mgr.kill_vm(hvm), 120);
+    ok("delete the HVM VM", mgr.delete_vm(hvm), 60);
+
+    // PVHVM: the same CD, the Xen platform device: the guest unplugs the emulated disk and
+    // reaches its disk through the PV driver.
+    let mut spec = VmSpec::new("agent-lab-pvhvm", hvm_config(DomainType::PvHvm));
+    spec.server = Some(server);
+    spec.repository = Some(repo);
+    let pvhvm = VmId(ok("create the PVHVM VM", mgr.create_vm(spec), 60).id);
+    let t0 = Instant::now();
+    ok("start the PVHVM VM", mgr.start_vm(pvhvm), 300);
+    wait_for("the PVHVM guest's disk through the PV driver", 900, || {
+        mgr.vm_console(pvhvm).map(|c| c.contains("OVM-DOMU-DISK xvda")).unwrap_or(false)
+    });
+    let pvhvm_marker = t0.elapsed();
+    let console = mgr.vm_console(pvhvm).unwrap();
+    assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
+    ok("kill the PVHVM VM", mgr.kill_vm(pvhvm), 120);
+    ok("delete the PVHVM VM", mgr.delete_vm(pvhvm), 60);
+    println!(
+        "BOOT-FIGURES start-to-marker pv={:.1}s hvm-from-cd={:.1}s pvhvm-from-cd-to-pv-disk={:.1}s",
+        pv_marker.as_secs_f64(),
+        hvm_marker.as_secs_f64(),
+        pvhvm_marker.as_secs_f64()
+    );
     ok("delete the VM", mgr.delete_vm(vm), 60);
     ok("delete the disk", mgr.delete_virtual_disk(disk), 60);
 

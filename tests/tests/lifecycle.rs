@@ -409,3 +409,44 @@ fn a_kernel_imported_into_a_repository_boots_a_pv_vm() {
     ok(lab.mgr.start_vm(vm));
     assert_eq!(lab.mgr.vm(vm).unwrap().power_state, PowerState::Running);
 }
+
+#[test]
+fn messages_reach_the_guest_all_or_nothing_and_its_answers_are_read_back() {
+    let lab = lab();
+    let vm = lab.running_vm("messages");
+    let msgs =
+        |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    ok(lab.mgr.send_vm_messages(vm, &msgs(&[("hostname", "web-01"), ("role", "frontend")])));
+    // The simulated guest runs the lab guest's reader: it answers each message.
+    let data = lab.mgr.vm_guest_data(vm).unwrap();
+    assert_eq!(data.get("reply-hostname").map(String::as_str), Some("web-01"));
+    assert_eq!(data.get("reply-role").map(String::as_str), Some("frontend"));
+    assert!(lab.mgr.vm_console(vm).unwrap().contains("OVM-DOMU-MSG hostname=web-01"));
+    // The second of two fails: the first is taken back, the replaced one put back as it was.
+    lab.mgr.sim().fail_after(SimOp::GuestMessage, None, 1);
+    let e = lab
+        .mgr
+        .send_vm_messages(vm, &msgs(&[("hostname", "web-02"), ("extra", "x")]))
+        .unwrap()
+        .wait(Some(Duration::from_secs(10)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    let left = lab.mgr.sim().guest_messages(vm);
+    assert_eq!(left.get("hostname").map(String::as_str), Some("web-01"), "{left:?}");
+    assert!(!left.contains_key("extra"), "{left:?}");
+    ok(lab.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)));
+    // Bad input is refused before anything is sent.
+    for bad in [msgs(&[]), msgs(&[("a/b", "x")]), msgs(&[("k", "nul\0")])] {
+        assert_eq!(
+            lab.mgr.send_vm_messages(vm, &bad).unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    ok(lab.mgr.stop_vm(vm));
+    assert_eq!(
+        lab.mgr.send_vm_messages(vm, &msgs(&[("k", "v")])).unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+    assert_eq!(lab.mgr.vm_guest_data(vm).unwrap_err().kind(), ErrorKind::InvalidState);
+}

@@ -627,6 +627,22 @@ impl DomainOps for AgentConnection {
     fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
         Client::domain_nics(self, vm)
     }
+
+    fn send_guest_message(&self, vm: VmId, key: &str, value: &str) -> Result<()> {
+        Client::send_guest_message(self, vm, key.to_owned(), value.to_owned())
+    }
+
+    fn guest_messages(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        Client::guest_messages(self, vm)
+    }
+
+    fn remove_guest_message(&self, vm: VmId, key: &str) -> Result<()> {
+        Client::remove_guest_message(self, vm, key.to_owned())
+    }
+
+    fn guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        Client::guest_data(self, vm)
+    }
 }
 
 /// The server's network configuration through the agent, which protects the link this

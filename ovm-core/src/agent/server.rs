@@ -1074,6 +1074,24 @@ impl Serve for Inner {
         self.hv.domain_nics(vm)
     }
 
+    fn send_guest_message(&self, vm: VmId, key: String, value: String) -> Result<()> {
+        crate::driver::check_guest_message(&key, &value)?;
+        self.hv.send_guest_message(vm, &key, &value)
+    }
+
+    fn guest_messages(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        self.hv.guest_messages(vm)
+    }
+
+    fn remove_guest_message(&self, vm: VmId, key: String) -> Result<()> {
+        crate::driver::check_guest_key(&key)?;
+        self.hv.remove_guest_message(vm, &key)
+    }
+
+    fn guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        self.hv.guest_data(vm)
+    }
+
     fn iscsi_initiator(&self) -> Result<String> {
         capability(self.hv.array_storage(), "storage arrays")?.initiator()
     }

@@ -224,4 +224,66 @@ pub trait DomainOps: Send + Sync {
         let _ = vm;
         Err(crate::Error::Unsupported { what: "listing a domain's NICs with this driver".into() })
     }
+    /// Leave a message for a running guest: `key` = `value` where the guest reads it and only the
+    /// server writes ([`check_guest_message`] first). A message with the same key is replaced.
+    fn send_guest_message(&self, vm: VmId, key: &str, value: &str) -> Result<()> {
+        let _ = (vm, key, value);
+        Err(crate::Error::Unsupported { what: "guest messages with this driver".into() })
+    }
+    /// The messages left for a running guest (written by the server only).
+    fn guest_messages(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        let _ = vm;
+        Err(crate::Error::Unsupported { what: "guest messages with this driver".into() })
+    }
+    /// Take a message back (absent: nothing to do).
+    fn remove_guest_message(&self, vm: VmId, key: &str) -> Result<()> {
+        let _ = (vm, key);
+        Err(crate::Error::Unsupported { what: "guest messages with this driver".into() })
+    }
+    /// The values a running guest reports (at most [`MAX_GUEST_DATA`] of them; longer values and
+    /// keys that are not [`check_guest_key`]'s are left out: the guest writes them).
+    fn guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        let _ = vm;
+        Err(crate::Error::Unsupported { what: "guest data with this driver".into() })
+    }
+}
+
+/// The longest key of a guest message or a guest's value.
+pub const MAX_GUEST_KEY: usize = 64;
+/// The longest value of a guest message or a guest's value, bytes.
+pub const MAX_GUEST_VALUE: usize = 2048;
+/// The most values read from a guest.
+pub const MAX_GUEST_DATA: usize = 64;
+
+/// Whether `key` may name a guest message or value: 1 to [`MAX_GUEST_KEY`] ASCII letters, digits,
+/// `-`, `_` and `.`, not starting with `.` (it is one path element in xenstore).
+pub fn check_guest_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_GUEST_KEY
+        && !key.starts_with('.')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            "key",
+            format!("{key:?}: 1 to {MAX_GUEST_KEY} letters, digits, '-', '_' or '.', not starting with '.'"),
+        ))
+    }
+}
+
+/// Whether `key` = `value` may be sent to a guest: a good key, and a value of at most
+/// [`MAX_GUEST_VALUE`] bytes without NUL or other control characters than tab and newline.
+pub fn check_guest_message(key: &str, value: &str) -> Result<()> {
+    check_guest_key(key)?;
+    if value.len() > MAX_GUEST_VALUE {
+        return Err(crate::Error::invalid(
+            "value",
+            format!("{} bytes; at most {MAX_GUEST_VALUE}", value.len()),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+        return Err(crate::Error::invalid("value", "control characters other than tab and newline"));
+    }
+    Ok(())
 }

@@ -87,6 +87,17 @@ pub enum DomainUndo {
         /// The NIC.
         nic: crate::driver::NicSpec,
     },
+    /// Take back a message a step left for a guest (as it was before: `previous`, or none).
+    RestoreGuestMessage {
+        /// Server.
+        server: uuid::Uuid,
+        /// The VM.
+        vm: uuid::Uuid,
+        /// The message's key.
+        key: String,
+        /// The message the step replaced, if any.
+        previous: Option<String>,
+    },
 }
 
 /// Effects on a server's storage.

@@ -333,6 +333,12 @@ impl XenHost {
             .await
     }
 
+    /// Where guests' console logs are (xenconsoled's `--log-dir`; an HVM guest's serial port is
+    /// written there too).
+    pub fn console_dir(&self) -> &Path {
+        &self.console_dir
+    }
+
     /// The path of a guest's console log written by xenconsoled.
     pub fn console_log_path(&self, name: &str) -> XenResult<PathBuf> {
         if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".." {

@@ -6,7 +6,7 @@
 //! through the agent on each of them (`crate::agent`), which serves this
 //! driver in its dom0.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use super::network::Netlink;
 use super::perms::{Access, Perms};
 use super::privcmd::{DomainInfo, DomainState, ShutdownReason as XenShutdownReason};
 use super::storage::LocalStorage;
-use super::xl::{GuestType, LifecycleAction, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
+use super::xl::{GuestType, LifecycleAction, XlBoot, XlDisk, XlDomainBuilder, XlToolstack, XlVif};
 use crate::driver::network::{Applied, ApplyOptions, NetChange, NetworkConfig, RawNetwork, TxnState};
 use crate::driver::{
     DiscoveredFileSystem, DomainChange, DomainLoad, DomainOps, DomainRunState, DomainSpec, DomainStatus,
@@ -27,7 +27,8 @@ use crate::driver::{
     InterfaceCounters, MountSource, NetworkOps, NetworkTxns, NicSpec, ServerConnection, ShutdownReason,
 };
 use crate::model::{
-    DomainType, EthernetPort, HostCpu, HostHardware, ObjectKind, RestartAction, VirtCapabilities, VmId,
+    BootDevice, DomainType, EthernetPort, HostCpu, HostHardware, ObjectKind, RestartAction, VirtCapabilities,
+    VmId,
 };
 use crate::{Error, Result};
 
@@ -229,13 +230,16 @@ impl XenConnection {
     }
 
     fn builder(&self, spec: &DomainSpec) -> Result<XlDomainBuilder> {
-        build(&self.storage, &self.iscsi, spec)
+        build(&self.storage, &self.iscsi, self.host.console_dir(), spec)
     }
 
     /// How the pool's master builds a domain here for HA ([`super::pool_ha`]): as a start does.
     fn restarter(&self) -> super::cluster::Restarter {
         let (storage, iscsi, xl) = (self.storage.clone(), self.iscsi.clone(), self.xl.clone());
-        Arc::new(move |spec: &DomainSpec| build(&storage, &iscsi, spec)?.create(&xl).map_err(map_err))
+        let console_dir = self.host.console_dir().to_path_buf();
+        Arc::new(move |spec: &DomainSpec| {
+            build(&storage, &iscsi, &console_dir, spec)?.create(&xl).map_err(map_err)
+        })
     }
 
     /// Keep the pool's HA record of an HA-enabled domain just built here (see
@@ -272,27 +276,31 @@ impl XenConnection {
 
 /// The `xl` builder of a domain: disks resolved on this server (a LUN to its device here, a file
 /// checked to lie in a repository), bridges named.
-fn build(storage: &LocalStorage, iscsi: &super::iscsi::Iscsi, spec: &DomainSpec) -> Result<XlDomainBuilder> {
+fn build(
+    storage: &LocalStorage,
+    iscsi: &super::iscsi::Iscsi,
+    console_dir: &Path,
+    spec: &DomainSpec,
+) -> Result<XlDomainBuilder> {
     let guest_type = match spec.domain_type {
         DomainType::Pv => GuestType::Pv,
         DomainType::Pvh => GuestType::Pvh,
-        DomainType::Hvm | DomainType::PvHvm => {
-            return Err(Error::Unsupported { what: "HVM domains on the local Xen driver".into() })
-        }
+        DomainType::Hvm => GuestType::Hvm,
+        DomainType::PvHvm => GuestType::PvHvm,
     };
-    let kernel = spec
-        .kernel
-        .as_ref()
-        .ok_or_else(|| Error::invalid("kernel", "PV and PVH domains are booted from a kernel"))?;
+    let hvm = guest_type.is_hvm();
+    if !hvm && spec.kernel.is_none() {
+        return Err(Error::invalid("kernel", "PV and PVH domains are booted from a kernel"));
+    }
     let action = |a: RestartAction| match a {
         RestartAction::Destroy => LifecycleAction::Destroy,
         RestartAction::Restart => LifecycleAction::Restart,
         RestartAction::Preserve => LifecycleAction::Preserve,
     };
-    let mut b = XlDomainBuilder::new(naming::domain_name(&spec.name, spec.uuid.uuid()))
+    let name = naming::domain_name(&spec.name, spec.uuid.uuid());
+    let mut b = XlDomainBuilder::new(name.clone())
         .guest_type(guest_type)
         .uuid(spec.uuid.uuid())
-        .kernel(kernel)
         .memory_mib(spec.memory_mib)
         .maxmem_mib(spec.max_memory_mib.max(spec.memory_mib))
         .vcpus(spec.vcpus)
@@ -300,6 +308,26 @@ fn build(storage: &LocalStorage, iscsi: &super::iscsi::Iscsi, spec: &DomainSpec)
         .on_poweroff(action(spec.restart_actions.on_poweroff))
         .on_reboot(action(spec.restart_actions.on_reboot))
         .on_crash(action(spec.restart_actions.on_crash));
+    if let Some(k) = &spec.kernel {
+        b = b.kernel(k);
+    }
+    if hvm {
+        // The serial port is the text console, logged where xenconsoled logs a PV guest's; the
+        // screen is a VNC server on dom0's loopback.
+        b = b
+            .boot_order(
+                spec.boot_order
+                    .iter()
+                    .map(|d| match d {
+                        BootDevice::Disk => XlBoot::Disk,
+                        BootDevice::Cdrom => XlBoot::Cdrom,
+                        BootDevice::Network => XlBoot::Network,
+                    })
+                    .collect(),
+            )
+            .serial_log(console_dir.join(format!("guest-{name}.log")))
+            .vnc(true);
+    }
     if let Some(i) = &spec.initrd {
         b = b.ramdisk(i);
     }
@@ -307,6 +335,34 @@ fn build(storage: &LocalStorage, iscsi: &super::iscsi::Iscsi, spec: &DomainSpec)
         b = b.cmdline(c);
     }
     for d in &spec.disks {
+        if d.cdrom && !hvm {
+            return Err(Error::invalid(
+                "disks",
+                "a CD-ROM drive is emulated: PV and PVH guests reach an ISO as a read-only disk",
+            ));
+        }
+        // An HVM guest's emulated IDE controller has four drives, and a CD-ROM drive is one of them.
+        if (spec.domain_type == DomainType::Hvm || d.cdrom) && d.slot >= 4 {
+            return Err(Error::invalid(
+                "disks",
+                format!("slot {}: an HVM guest's emulated drives are slots 0 to 3", d.slot),
+            ));
+        }
+        let vdev = if d.cdrom {
+            naming::disk_device(DomainType::Hvm, d.slot)
+        } else {
+            naming::disk_device(spec.domain_type, d.slot)
+        };
+        if d.cdrom && d.path.is_empty() {
+            b = b.disk(XlDisk {
+                target: PathBuf::new(),
+                vdev,
+                format: "raw".into(),
+                readonly: true,
+                cdrom: true,
+            });
+            continue;
+        }
         // A LUN is named by its SCSI identifier; this server's device for it is found now.
         let target = match crate::driver::lun_of(&d.path) {
             Some(id) => iscsi.device_of(id).ok_or_else(|| {
@@ -322,9 +378,10 @@ fn build(storage: &LocalStorage, iscsi: &super::iscsi::Iscsi, spec: &DomainSpec)
         };
         b = b.disk(XlDisk {
             target,
-            vdev: naming::disk_device(spec.domain_type, d.slot),
+            vdev,
             format: "raw".into(),
             readonly: d.read_only || d.cdrom,
+            cdrom: d.cdrom,
         });
     }
     for n in &spec.nics {
@@ -710,6 +767,96 @@ impl DomainOps for XenConnection {
             Ok(nics)
         })
     }
+
+    fn send_guest_message(&self, vm: VmId, key: &str, value: &str) -> Result<()> {
+        crate::driver::check_guest_message(key, value)?;
+        let domid = self.domid_of(vm)?;
+        let dir = guest_message_dir(domid);
+        self.rt.block_on(async {
+            let xs = self.host.xenstore();
+            // dom0 owns the messages; the guest reads them and cannot write them.
+            let perms = Perms::owned_by(0, Access::None).grant(domid, Access::Read);
+            for d in [format!("/local/domain/{domid}/ovm"), dir.clone()] {
+                if xs.try_read_string(&d).await.map_err(map_err)?.is_none() {
+                    xs.mkdir(&d).await.map_err(map_err)?;
+                }
+                xs.set_perms(&d, &perms).await.map_err(map_err)?;
+            }
+            xs.write(&format!("{dir}/{key}"), value).await.map_err(map_err)
+        })
+    }
+
+    fn guest_messages(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        let domid = self.domid_of(vm)?;
+        let dir = guest_message_dir(domid);
+        self.rt.block_on(async {
+            let xs = self.host.xenstore();
+            let names = match xs.directory(&dir).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(map_err(e)),
+            };
+            let mut out = std::collections::BTreeMap::new();
+            for n in names {
+                if let Some(v) = xs.try_read_string(&format!("{dir}/{n}")).await.map_err(map_err)? {
+                    out.insert(n, v);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove_guest_message(&self, vm: VmId, key: &str) -> Result<()> {
+        crate::driver::check_guest_key(key)?;
+        let domid = self.domid_of(vm)?;
+        self.rt.block_on(async {
+            match self.host.xenstore().rm(&format!("{}/{key}", guest_message_dir(domid))).await {
+                Err(e) if !e.is_not_found() => Err(map_err(e)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        let domid = self.domid_of(vm)?;
+        // libxl makes `data` writable by the guest: what is read here is the guest's word, so
+        // names and sizes are checked and the number of values bounded.
+        let base = format!("/local/domain/{domid}/data");
+        self.rt.block_on(async {
+            let xs = self.host.xenstore();
+            let mut names = match xs.directory(&base).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(map_err(e)),
+            };
+            names.retain(|n| crate::driver::check_guest_key(n).is_ok());
+            names.sort();
+            let mut out = std::collections::BTreeMap::new();
+            for n in names {
+                if out.len() == crate::driver::MAX_GUEST_DATA {
+                    break;
+                }
+                // Gone meanwhile, too long or not text: left out.
+                let bytes = match xs.read(&format!("{base}/{n}")).await {
+                    Ok(b) => b,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(map_err(e)),
+                };
+                if bytes.len() > crate::driver::MAX_GUEST_VALUE {
+                    continue;
+                }
+                if let Ok(v) = String::from_utf8(bytes) {
+                    out.insert(n, v);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Where a guest finds the messages ovm leaves it (dom0 writes, the guest reads).
+fn guest_message_dir(domid: u32) -> String {
+    format!("/local/domain/{domid}/ovm/message")
 }
 
 /// dom0's network configuration through rtnetlink ([`Netlink`]), changes made atomic and, when
@@ -1179,9 +1326,58 @@ mod tests {
             let e = crate::driver::MigrationStreams::check_incoming(&r.conn, &hostile).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{bad}: {e}");
         }
+        // An HVM guest boots from its firmware: its CD-ROM drive first, as asked, its serial port
+        // logged beside the PV guests' consoles, its screen a VNC server on dom0's loopback.
         let mut hvm = spec();
+        hvm.uuid = vm(7);
+        hvm.name = "hvm01".into();
         hvm.domain_type = DomainType::Hvm;
-        assert_eq!(r.conn.create_domain(&hvm).unwrap_err().kind(), crate::ErrorKind::Unsupported);
+        hvm.kernel = None;
+        hvm.initrd = None;
+        hvm.cmdline = None;
+        let iso = r.dir.join("install.iso");
+        hvm.disks = vec![
+            DiskSpec { slot: 0, path: disk.to_str().unwrap().into(), read_only: false, cdrom: false },
+            DiskSpec { slot: 2, path: iso.to_str().unwrap().into(), read_only: true, cdrom: true },
+        ];
+        hvm.boot_order = vec![BootDevice::Cdrom, BootDevice::Disk];
+        r.conn.create_domain(&hvm).unwrap();
+        let cfg = std::fs::read_to_string(r.dir.join("last.cfg")).unwrap();
+        for line in [
+            "type = \"hvm\"",
+            "xen_platform_pci = 0",
+            "boot = \"dc\"",
+            "serial = \"file:/var/log/xen/console/guest-hvm01.log\"",
+            "vnclisten = \"127.0.0.1\"",
+            &format!(
+                "disk = [ 'format=raw,vdev=hda,access=rw,target={}', 'format=raw,vdev=hdc,access=ro,devtype=cdrom,target={}' ]",
+                disk.display(),
+                iso.display()
+            ),
+        ] {
+            assert!(cfg.lines().any(|l| l == line), "missing {line:?} in\n{cfg}");
+        }
+        assert!(!cfg.contains("kernel"), "{cfg}");
+        // PVHVM: the PV disk names, the platform device.
+        let mut pvhvm = hvm.clone();
+        pvhvm.uuid = vm(8);
+        pvhvm.name = "pvhvm01".into();
+        pvhvm.domain_type = DomainType::PvHvm;
+        r.conn.create_domain(&pvhvm).unwrap();
+        let cfg = std::fs::read_to_string(r.dir.join("last.cfg")).unwrap();
+        assert!(
+            cfg.contains("xen_platform_pci = 1") && cfg.contains("vdev=xvda,") && cfg.contains("vdev=hdc,"),
+            "{cfg}"
+        );
+        // A CD-ROM drive on a PV guest, or an emulated drive past the fourth, is refused.
+        let mut pv_cd = spec();
+        pv_cd.uuid = vm(9);
+        pv_cd.disks = hvm.disks.clone();
+        assert_eq!(r.conn.create_domain(&pv_cd).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        let mut fifth = hvm.clone();
+        fifth.uuid = vm(10);
+        fifth.disks[1].slot = 4;
+        assert_eq!(r.conn.create_domain(&fifth).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
         let mut nokernel = spec();
         nokernel.kernel = None;
         assert_eq!(r.conn.create_domain(&nokernel).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
@@ -1212,6 +1408,45 @@ mod tests {
         assert!(r.conn.suspend(vm(5), "/etc/web01.save").is_err(), "outside the storage root");
         assert!(r.conn.migration().is_none() && r.conn.cluster().is_some() && r.conn.network().is_some());
         assert_eq!(r.conn.power_off().unwrap_err().kind(), crate::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn guest_messages_are_left_in_xenstore_for_the_guest_to_read_and_its_values_read_back() {
+        let r = rig(&[0, 5]);
+        r.conn.send_guest_message(vm(5), "hostname", "web-01").unwrap();
+        r.conn.send_guest_message(vm(5), "motd", "line 1\nline 2").unwrap();
+        assert_eq!(r.fake.value("/local/domain/5/ovm/message/hostname").unwrap(), b"web-01");
+        // Owned by dom0, readable by the guest only.
+        assert_eq!(r.fake.perms("/local/domain/5/ovm/message").unwrap(), ["n0", "r5"]);
+        assert_eq!(r.fake.perms("/local/domain/5/ovm").unwrap(), ["n0", "r5"]);
+        assert_eq!(r.conn.guest_messages(vm(5)).unwrap().len(), 2);
+        r.conn.remove_guest_message(vm(5), "motd").unwrap();
+        assert!(r.fake.value("/local/domain/5/ovm/message/motd").is_none());
+        assert_eq!(
+            r.conn.guest_messages(vm(5)).unwrap().into_iter().collect::<Vec<_>>(),
+            [("hostname".to_owned(), "web-01".to_owned())]
+        );
+        r.conn.remove_guest_message(vm(5), "motd").unwrap();
+        for (k, v) in [("a/b", "x"), ("", "x"), (".hidden", "x"), ("k", "nul\0"), ("k", &"x".repeat(4096))] {
+            let e = r.conn.send_guest_message(vm(5), k, v).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{k:?}: {e}");
+        }
+        assert_eq!(
+            r.conn.send_guest_message(vm(9), "k", "v").unwrap_err().kind(),
+            crate::ErrorKind::NotFound
+        );
+        // What the guest reports, its bad names, long values and non-text left out.
+        assert!(r.conn.guest_data(vm(5)).unwrap().is_empty());
+        r.fake.external_write("/local/domain/5/data/ip", b"10.0.0.5");
+        r.fake.external_write("/local/domain/5/data/reply-hostname", b"web-01");
+        r.fake.external_write("/local/domain/5/data/.x", b"hidden");
+        r.fake.external_write("/local/domain/5/data/big", &[b'x'; 3000]);
+        r.fake.external_write("/local/domain/5/data/bin", &[0xff, 0xfe]);
+        let d = r.conn.guest_data(vm(5)).unwrap();
+        assert_eq!(
+            d.into_iter().collect::<Vec<_>>(),
+            [("ip".to_owned(), "10.0.0.5".to_owned()), ("reply-hostname".to_owned(), "web-01".to_owned())]
+        );
     }
 
     #[test]

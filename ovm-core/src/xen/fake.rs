@@ -147,6 +147,11 @@ impl FakeXenstored {
         lock(&self.state).tree.get(path).map(|n| n.value.clone())
     }
 
+    /// Current permissions of a node (`n0`, `r5`, ...).
+    pub(crate) fn perms(&self, path: &str) -> Option<Vec<String>> {
+        lock(&self.state).tree.get(path).map(|n| n.perms.clone())
+    }
+
     /// Writes a node from "another client" (fires watches, bumps the generation).
     pub(crate) fn external_write(&self, path: &str, value: &[u8]) {
         let mut st = lock(&self.state);

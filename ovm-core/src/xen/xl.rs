@@ -1,7 +1,10 @@
 //! Domain creation through the Xen toolstack: [`XlDomainBuilder`] writes an
 //! `xl` configuration file and runs `xl create`. Building a domain directly
 //! with hypercalls (memory population, PV page tables, device setup) is the
-//! job of libxl and is not reimplemented here.
+//! job of libxl and is not reimplemented here. HVM and PVHVM guests get their
+//! device model (`qemu-system-xen`, which libxl starts in dom0), SeaBIOS, a
+//! boot order, their serial port written to the console log and a VNC server
+//! on dom0's loopback (reached only through the agent).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,40 @@ pub enum GuestType {
     Pv,
     /// PVH.
     Pvh,
+    /// Fully virtualised: emulated devices only (no Xen platform device, so the guest's PV
+    /// drivers stay idle).
+    Hvm,
+    /// Fully virtualised with PV drivers: the Xen platform device lets the guest unplug the
+    /// emulated disks and NICs and use PV ones.
+    PvHvm,
+}
+
+impl GuestType {
+    /// Whether the guest is fully virtualised (HVM or PVHVM: firmware and a device model).
+    pub fn is_hvm(self) -> bool {
+        matches!(self, GuestType::Hvm | GuestType::PvHvm)
+    }
+}
+
+/// A boot device of an HVM guest, in the order of [`XlDomainBuilder::boot_order`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XlBoot {
+    /// The first hard disk.
+    Disk,
+    /// The CD-ROM drive.
+    Cdrom,
+    /// The network (PXE, through the NIC's iPXE ROM).
+    Network,
+}
+
+impl XlBoot {
+    fn letter(self) -> char {
+        match self {
+            XlBoot::Disk => 'c',
+            XlBoot::Cdrom => 'd',
+            XlBoot::Network => 'n',
+        }
+    }
 }
 
 /// A disk of a domain (`disk=[...]` entry).
@@ -32,6 +69,8 @@ pub struct XlDisk {
     pub format: String,
     /// Read-only access.
     pub readonly: bool,
+    /// A CD-ROM drive (HVM guests): `target` is its ISO, or empty for an empty drive.
+    pub cdrom: bool,
 }
 
 /// A network interface of a domain (`vif=[...]` entry) on a bridge.
@@ -92,11 +131,14 @@ impl LifecycleAction {
     }
 }
 
-/// Builds a PV/PVH domain through `xl create`.
+/// Builds a PV, PVH, HVM or PVHVM domain through `xl create`.
 #[derive(Debug, Clone)]
 pub struct XlDomainBuilder {
     name: String,
     guest_type: GuestType,
+    boot: Vec<XlBoot>,
+    serial_log: Option<PathBuf>,
+    vnc: bool,
     kernel: Option<PathBuf>,
     ramdisk: Option<PathBuf>,
     cmdline: Option<String>,
@@ -136,6 +178,9 @@ impl XlDomainBuilder {
         XlDomainBuilder {
             name: name.into(),
             guest_type: GuestType::Pv,
+            boot: Vec::new(),
+            serial_log: None,
+            vnc: false,
             kernel: None,
             ramdisk: None,
             cmdline: None,
@@ -152,9 +197,24 @@ impl XlDomainBuilder {
         }
     }
 
-    /// PV or PVH.
+    /// PV, PVH, HVM or PVHVM.
     pub fn guest_type(mut self, t: GuestType) -> Self {
         self.guest_type = t;
+        self
+    }
+    /// The boot order of an HVM guest (empty: the disk, then the CD-ROM drive).
+    pub fn boot_order(mut self, order: Vec<XlBoot>) -> Self {
+        self.boot = order;
+        self
+    }
+    /// Where an HVM guest's first serial port is written (its text console).
+    pub fn serial_log(mut self, p: impl Into<PathBuf>) -> Self {
+        self.serial_log = Some(p.into());
+        self
+    }
+    /// A VNC server for the guest's screen on dom0's loopback, at the first free display.
+    pub fn vnc(mut self, on: bool) -> Self {
+        self.vnc = on;
         self
     }
     /// The guest kernel (a plain ELF `vmlinux` boots fastest).
@@ -243,18 +303,72 @@ impl XlDomainBuilder {
         if self.maxvcpus.is_some_and(|m| m < self.vcpus) {
             return Err(XenError::InvalidArgument("maxvcpus below vcpus".into()));
         }
-        let kernel = self
-            .kernel
-            .as_ref()
-            .ok_or_else(|| XenError::InvalidArgument("a PV/PVH domain needs a kernel".into()))?;
+        let hvm = self.guest_type.is_hvm();
+        if !hvm && self.kernel.is_none() {
+            return Err(XenError::InvalidArgument("a PV/PVH domain needs a kernel".into()));
+        }
+        if self.ramdisk.is_some() && self.kernel.is_none() {
+            return Err(XenError::InvalidArgument("a ramdisk without a kernel".into()));
+        }
+        let mut seen = Vec::new();
+        for b in &self.boot {
+            if seen.contains(b) {
+                return Err(XenError::InvalidArgument(format!("boot device {b:?} listed twice")));
+            }
+            seen.push(*b);
+        }
+        if !hvm && !self.boot.is_empty() {
+            return Err(XenError::InvalidArgument("only HVM guests have a boot order".into()));
+        }
+        if !hvm && self.serial_log.is_some() {
+            return Err(XenError::InvalidArgument("only HVM guests have an emulated serial port".into()));
+        }
         let mut c = String::new();
         let _ = writeln!(c, "# written by ovm");
         let _ = writeln!(c, "name = \"{}\"", self.name);
-        let _ = writeln!(c, "type = \"{}\"", if self.guest_type == GuestType::Pv { "pv" } else { "pvh" });
+        let ty = match self.guest_type {
+            GuestType::Pv => "pv",
+            GuestType::Pvh => "pvh",
+            GuestType::Hvm | GuestType::PvHvm => "hvm",
+        };
+        let _ = writeln!(c, "type = \"{ty}\"");
         if let Some(u) = self.uuid {
             let _ = writeln!(c, "uuid = \"{u}\"");
         }
-        let _ = writeln!(c, "kernel = \"{}\"", check_path("kernel", kernel)?);
+        if hvm {
+            let _ = writeln!(c, "firmware = \"seabios\"");
+            let _ = writeln!(c, "xen_platform_pci = {}", u8::from(self.guest_type == GuestType::PvHvm));
+            let order: String = if self.boot.is_empty() {
+                "cd".into()
+            } else {
+                self.boot.iter().map(|b| b.letter()).collect()
+            };
+            let _ = writeln!(c, "boot = \"{order}\"");
+            match &self.serial_log {
+                Some(p) => {
+                    let _ = writeln!(c, "serial = \"file:{}\"", check_path("serial log", p)?);
+                }
+                None => {
+                    let _ = writeln!(c, "serial = \"pty\"");
+                }
+            }
+            // The screen: VNC on dom0's loopback only (the agent relays it to its manager).
+            if self.vnc {
+                let _ = writeln!(c, "vnc = 1");
+                let _ = writeln!(c, "vnclisten = \"127.0.0.1\"");
+                let _ = writeln!(c, "vncunused = 1");
+            } else {
+                let _ = writeln!(c, "vnc = 0");
+                let _ = writeln!(c, "nographic = 1");
+            }
+        } else if self.vnc {
+            // A PV guest's screen is its virtual framebuffer, served by the xenpv device model.
+            let _ = writeln!(c, "vfb = [ 'vnc=1,vnclisten=127.0.0.1,vncunused=1' ]");
+            let _ = writeln!(c, "vkb = [ '' ]");
+        }
+        if let Some(kernel) = &self.kernel {
+            let _ = writeln!(c, "kernel = \"{}\"", check_path("kernel", kernel)?);
+        }
         if let Some(r) = &self.ramdisk {
             let _ = writeln!(c, "ramdisk = \"{}\"", check_path("ramdisk", r)?);
         }
@@ -277,13 +391,31 @@ impl XlDomainBuilder {
             if d.vdev.contains(',') || d.format.contains(',') || d.vdev.is_empty() {
                 return Err(XenError::InvalidArgument(format!("bad disk {d:?}")));
             }
-            disks.push(format!(
-                "'format={},vdev={},access={},target={}'",
-                d.format,
-                d.vdev,
-                if d.readonly { "ro" } else { "rw" },
-                check_path("disk", &d.target)?
-            ));
+            if d.cdrom && !hvm {
+                return Err(XenError::InvalidArgument(format!(
+                    "{}: a CD-ROM drive is emulated; PV and PVH guests reach an ISO as a read-only disk",
+                    d.vdev
+                )));
+            }
+            let target = check_path("disk", &d.target)?;
+            if d.cdrom {
+                // An empty drive has no target; a drive always reads only.
+                disks.push(format!(
+                    "'format={},vdev={},access=ro,devtype=cdrom,target={}'",
+                    d.format, d.vdev, target
+                ));
+            } else {
+                if target.is_empty() {
+                    return Err(XenError::InvalidArgument(format!("disk {} has no target", d.vdev)));
+                }
+                disks.push(format!(
+                    "'format={},vdev={},access={},target={}'",
+                    d.format,
+                    d.vdev,
+                    if d.readonly { "ro" } else { "rw" },
+                    target
+                ));
+            }
         }
         if !disks.is_empty() {
             let _ = writeln!(c, "disk = [ {} ]", disks.join(", "));
@@ -413,6 +545,7 @@ mod tests {
                 vdev: "xvda".into(),
                 format: "raw".into(),
                 readonly: false,
+                cdrom: false,
             })
             .vif(XlVif { bridge: "xenbr0".into(), mac: Some("00:16:3e:00:00:01".into()) })
             .on_reboot(LifecycleAction::Destroy)
@@ -459,8 +592,85 @@ mod tests {
             vdev: "xvda,script=evil".into(),
             format: "raw".into(),
             readonly: true,
+            cdrom: false,
         };
         assert!(base().disk(d).to_config().is_err());
+    }
+
+    fn disk(target: &str, vdev: &str, cdrom: bool) -> XlDisk {
+        XlDisk { target: target.into(), vdev: vdev.into(), format: "raw".into(), readonly: cdrom, cdrom }
+    }
+
+    #[test]
+    fn renders_an_hvm_config_booting_from_its_cd() {
+        let c = XlDomainBuilder::new("win")
+            .guest_type(GuestType::Hvm)
+            .memory_mib(1024)
+            .disk(disk("/repo/VirtualDisks/a.img", "hda", false))
+            .disk(disk("/repo/ISOs/install.iso", "hdc", true))
+            .vif(XlVif { bridge: "xenbr0".into(), mac: None })
+            .boot_order(vec![XlBoot::Cdrom, XlBoot::Disk, XlBoot::Network])
+            .serial_log("/var/log/xen/console/guest-win.log")
+            .vnc(true)
+            .to_config()
+            .unwrap();
+        for line in [
+            "type = \"hvm\"",
+            "firmware = \"seabios\"",
+            "xen_platform_pci = 0",
+            "boot = \"dcn\"",
+            "serial = \"file:/var/log/xen/console/guest-win.log\"",
+            "vnc = 1",
+            "vnclisten = \"127.0.0.1\"",
+            "vncunused = 1",
+            "disk = [ 'format=raw,vdev=hda,access=rw,target=/repo/VirtualDisks/a.img', \
+             'format=raw,vdev=hdc,access=ro,devtype=cdrom,target=/repo/ISOs/install.iso' ]",
+        ] {
+            assert!(c.lines().any(|l| l == line), "missing {line:?} in\n{c}");
+        }
+        assert!(!c.contains("kernel"), "an HVM guest boots from its firmware: {c}");
+    }
+
+    #[test]
+    fn renders_a_pvhvm_config_with_direct_kernel_boot_and_no_screen() {
+        let c = XlDomainBuilder::new("pvhvm")
+            .guest_type(GuestType::PvHvm)
+            .kernel("/k")
+            .ramdisk("/r")
+            .cmdline("console=ttyS0")
+            .disk(disk("/d.img", "xvda", false))
+            .disk(disk("", "hdc", true))
+            .to_config()
+            .unwrap();
+        for line in [
+            "type = \"hvm\"",
+            "xen_platform_pci = 1",
+            "boot = \"cd\"",
+            "serial = \"pty\"",
+            "vnc = 0",
+            "nographic = 1",
+            "kernel = \"/k\"",
+            "ramdisk = \"/r\"",
+            "disk = [ 'format=raw,vdev=xvda,access=rw,target=/d.img', 'format=raw,vdev=hdc,access=ro,devtype=cdrom,target=' ]",
+        ] {
+            assert!(c.lines().any(|l| l == line), "missing {line:?} in\n{c}");
+        }
+    }
+
+    #[test]
+    fn a_pv_guest_screen_is_its_framebuffer_and_hvm_only_settings_are_refused() {
+        let c = XlDomainBuilder::new("pv").kernel("/k").vnc(true).to_config().unwrap();
+        assert!(c.contains("vfb = [ 'vnc=1,vnclisten=127.0.0.1,vncunused=1' ]"), "{c}");
+        let pv = || XlDomainBuilder::new("pv").kernel("/k");
+        assert!(pv().boot_order(vec![XlBoot::Cdrom]).to_config().is_err());
+        assert!(pv().serial_log("/l").to_config().is_err());
+        assert!(pv().disk(disk("/x.iso", "xvdc", true)).to_config().is_err(), "a CD-ROM on a PV guest");
+        let hvm = || XlDomainBuilder::new("h").guest_type(GuestType::Hvm);
+        assert!(hvm().to_config().is_ok(), "an HVM guest needs no kernel");
+        assert!(hvm().boot_order(vec![XlBoot::Disk, XlBoot::Disk]).to_config().is_err());
+        assert!(hvm().ramdisk("/r").to_config().is_err(), "a ramdisk without a kernel");
+        assert!(hvm().disk(disk("", "hda", false)).to_config().is_err(), "a disk without a target");
+        assert!(hvm().serial_log("/l,x").to_config().is_err());
     }
 
     #[test]

@@ -99,6 +99,68 @@ if [ -e ./lab/with-pvh ]; then
     check "pvh1 powered off cleanly" console_has pvh1 OVM-DOMU-POWEROFF
 fi
 
+# --- optional (OVM_XENLAB_SELFTEST_HVM=1 on the host): an HVM guest, its device model (qemu-system-xen)
+# in dom0, SeaBIOS and direct kernel boot of the guest kernel, serial output to the console log, a VNC
+# server on dom0's loopback; then a PVHVM one (the same with the PV disk and NIC drivers).
+if [ -e ./lab/with-hvm ]; then
+    log "== HVM guest"
+    hvm_cfg() {
+        {
+            echo "name = \"$1\""
+            echo 'type = "hvm"'
+            echo 'kernel = "/var/lib/ovm-lab/images/vmlinuz"'
+            echo 'ramdisk = "/var/lib/ovm-lab/domu-initrd.gz"'
+            echo "extra = \"console=ttyS0 quiet $2\""
+            echo 'memory = 256'
+            echo 'vcpus = 1'
+            echo "serial = \"file:$(console_log "$1")\""
+            echo 'vnc = 1'
+            echo 'vnclisten = "127.0.0.1"'
+            echo 'vncunused = 1'
+            echo "xen_platform_pci = $3"
+            echo 'on_crash = "preserve"'
+            [ -z "${4:-}" ] || echo "disk = [ '$4' ]"
+        } > "/tmp/$1.cfg"
+        echo "/tmp/$1.cfg"
+    }
+    t=$(uptime_s)
+    if xl create "$(hvm_cfg hvm1 "" 0)"; then pass "xl create hvm1 in $(since "$t")s"
+    else fail "xl create hvm1"; tail -n 40 /var/log/xen/qemu-dm-hvm1.log 2>/dev/null; fi
+    if wait_console hvm1 OVM-DOMU-UP 900; then pass "hvm1 console marker OVM-DOMU-UP after $(since "$t")s"
+    else fail "hvm1 console marker"; tail -n 40 "$(console_log hvm1)" /var/log/xen/qemu-dm-hvm1.log 2>/dev/null; fi
+    check "hvm1 is an HVM guest" console_has hvm1 "type=HVM"
+    check "the device model runs" pidof xen-qemu-system-i386
+    check "hvm1's VNC server listens on dom0's loopback" sh -c 'netstat -ltn 2>/dev/null | grep -q "127.0.0.1:59"'
+    check "xl destroy hvm1" xl destroy hvm1
+    dd if=/dev/zero of=/tmp/hvm2-disk.img bs=1M count=8 2>/dev/null
+    printf 'OVM-HVM-DISK' | dd of=/tmp/hvm2-disk.img conv=notrunc 2>/dev/null
+    t=$(uptime_s)
+    check "xl create hvm2 (PVHVM)" xl create "$(hvm_cfg hvm2 "" 1 "format=raw,vdev=xvda,access=rw,target=/tmp/hvm2-disk.img")"
+    if wait_console hvm2 OVM-DOMU-READY 900; then pass "hvm2 console marker OVM-DOMU-READY after $(since "$t")s"
+    else fail "hvm2 console marker"; tail -n 40 "$(console_log hvm2)" 2>/dev/null; fi
+    check "hvm2 read its disk through the PV driver" console_has hvm2 "OVM-DOMU-DISK xvda: OVM-HVM-DISK"
+    check "xl destroy hvm2" xl destroy hvm2
+    # From the installation CD: SeaBIOS boots ISOLINUX from the emulated CD-ROM drive.
+    {
+        echo 'name = "hvm3"'
+        echo 'type = "hvm"'
+        echo 'memory = 256'
+        echo 'boot = "d"'
+        echo "serial = \"file:$(console_log hvm3)\""
+        echo 'vnc = 1'
+        echo 'vnclisten = "127.0.0.1"'
+        echo 'vncunused = 1'
+        echo 'xen_platform_pci = 0'
+        echo "disk = [ 'format=raw,vdev=hdc,access=ro,devtype=cdrom,target=/var/lib/ovm-lab/images/install.iso' ]"
+    } > /tmp/hvm3.cfg
+    t=$(uptime_s)
+    check "xl create hvm3 (CD boot)" xl create /tmp/hvm3.cfg
+    if wait_console hvm3 OVM-DOMU-UP 900; then pass "hvm3 console marker OVM-DOMU-UP after $(since "$t")s"
+    else fail "hvm3 console marker"; tail -n 40 "$(console_log hvm3)" /var/log/xen/qemu-dm-hvm3.log 2>/dev/null; fi
+    check "hvm3 booted from its CD" console_has hvm3 "boot=cdrom"
+    check "xl destroy hvm3" xl destroy hvm3
+fi
+
 # --- optional (OVM_XENLAB_SELFTEST_MIGRATE=1 on the host): live migration on this server
 # (loopback: xl migrate-receive on the same host), the same machinery as between two servers.
 # A Xen build with shadow paging must migrate a PV guest; one without it must refuse with the

@@ -406,6 +406,32 @@ remote_ops! {
         /// The domain.
         vm: VmId,
     } -> Nics(Vec<(String, String, bool)>);
+    /// Leave a message for a running guest ([`crate::driver::DomainOps::send_guest_message`]).
+    send_guest_message => SendGuestMessage {
+        /// The domain.
+        vm: VmId,
+        /// The message's key.
+        key: String,
+        /// Its value.
+        value: String,
+    } -> Done;
+    /// The messages left for a running guest.
+    guest_messages => GuestMessages {
+        /// The domain.
+        vm: VmId,
+    } -> GuestData(std::collections::BTreeMap<String, String>);
+    /// Take a message back.
+    remove_guest_message => RemoveGuestMessage {
+        /// The domain.
+        vm: VmId,
+        /// The message's key.
+        key: String,
+    } -> Done;
+    /// The values a running guest reports.
+    guest_data => GuestData {
+        /// The domain.
+        vm: VmId,
+    } -> GuestData(std::collections::BTreeMap<String, String>);
     /// This server's iSCSI initiator name.
     iscsi_initiator => IscsiInitiator -> Initiator(String);
     /// The targets an iSCSI portal offers this server.
@@ -631,6 +657,8 @@ pub enum Reply {
     Cluster(driver::ClusterStatus),
     /// The cluster a server is in, if any.
     ClusterState(Option<driver::ClusterStatus>),
+    /// The values a guest reports.
+    GuestData(std::collections::BTreeMap<String, String>),
 }
 
 /// Most files one [`Op::StorageListRepository`] answer lists (its frame stays well under
@@ -2059,6 +2087,22 @@ mod tests {
                 req(Op::DomainNics { vm: VmId(uuid::Uuid::nil()) }),
                 r#"{"type":"request","id":7,"op":{"op":"domain_nics","vm":"00000000-0000-0000-0000-000000000000"}}"#.into(),
             ),
+            (
+                req(Op::SendGuestMessage { vm: VmId(uuid::Uuid::nil()), key: "hostname".into(), value: "web-01".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"send_guest_message","vm":"00000000-0000-0000-0000-000000000000","key":"hostname","value":"web-01"}}"#.into(),
+            ),
+            (
+                req(Op::RemoveGuestMessage { vm: VmId(uuid::Uuid::nil()), key: "hostname".into() }),
+                r#"{"type":"request","id":7,"op":{"op":"remove_guest_message","vm":"00000000-0000-0000-0000-000000000000","key":"hostname"}}"#.into(),
+            ),
+            (
+                req(Op::GuestMessages { vm: VmId(uuid::Uuid::nil()) }),
+                r#"{"type":"request","id":7,"op":{"op":"guest_messages","vm":"00000000-0000-0000-0000-000000000000"}}"#.into(),
+            ),
+            (
+                req(Op::GuestData { vm: VmId(uuid::Uuid::nil()) }),
+                r#"{"type":"request","id":7,"op":{"op":"guest_data","vm":"00000000-0000-0000-0000-000000000000"}}"#.into(),
+            ),
         ];
         let info = HostInfo {
             hostname: "xen1".into(),
@@ -2185,6 +2229,10 @@ mod tests {
             (
                 resp(Ok(Reply::Console("boot\n".into()))),
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"console","value":"boot\n"}}}"#.into(),
+            ),
+            (
+                resp(Ok(Reply::GuestData([("ip".to_owned(), "10.0.0.5".to_owned())].into()))),
+                r#"{"type":"response","id":7,"result":{"Ok":{"kind":"guest_data","value":{"ip":"10.0.0.5"}}}}"#.into(),
             ),
             (
                 resp(Ok(Reply::Ticket(IncomingTicket { destination: "10.0.0.2:8899".into(), token: "t1".into() }))),
@@ -2420,11 +2468,15 @@ mod tests {
                 | Op::NetTxnState { .. }
                 | Op::NicAttach { .. }
                 | Op::NicDetach { .. }
-                | Op::DomainNics { .. } => {}
+                | Op::DomainNics { .. }
+                | Op::SendGuestMessage { .. }
+                | Op::GuestMessages { .. }
+                | Op::RemoveGuestMessage { .. }
+                | Op::GuestData { .. } => {}
             }
         }
-        // 68 operations, two of them pinned a second time for a cold move.
-        assert_eq!(ops.len(), 70);
+        // 72 operations, two of them pinned a second time for a cold move.
+        assert_eq!(ops.len(), 74);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! ([`network`]), cluster membership with a master and an epoch ([`cluster`]), and migration by
 //! ticket between two simulated hosts ([`migration`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub enum SimOp {
     NetworkChange,
     /// Cluster membership.
     Cluster,
+    /// Leaving or taking back a message for a guest.
+    GuestMessage,
 }
 
 /// The driver for `sim://` addresses.
@@ -316,6 +319,8 @@ impl SimConnection {
                     "[sim] Xen domain {} (domid {domid}) on {}: {} vCPU, {} MiB\n[sim] ovm-sim guest up\n",
                     spec.name, st.name, spec.vcpus, spec.memory_mib
                 ),
+                messages: BTreeMap::new(),
+                data: BTreeMap::new(),
             },
         );
         self.world.ha_record(&st.name, spec);
@@ -637,6 +642,38 @@ impl DomainOps for SimConnection {
 
     fn console(&self, vm: VmId) -> Result<String> {
         self.op(SimOp::Query, |st| Ok(Self::domain(st, vm)?.console.clone()))
+    }
+
+    fn send_guest_message(&self, vm: VmId, key: &str, value: &str) -> Result<()> {
+        crate::driver::check_guest_message(key, value)?;
+        self.op(SimOp::GuestMessage, |st| {
+            let d = Self::domain(st, vm)?;
+            d.messages.insert(key.to_owned(), value.to_owned());
+            // The guest's reader answers, as the lab guest's does (a reply key too long to be
+            // read back is not read back).
+            let reply = format!("reply-{key}");
+            if crate::driver::check_guest_key(&reply).is_ok() {
+                d.data.insert(reply, value.to_owned());
+            }
+            d.console.push_str(&format!("OVM-DOMU-MSG {key}={value}\n"));
+            Ok(())
+        })
+    }
+
+    fn guest_messages(&self, vm: VmId) -> Result<BTreeMap<String, String>> {
+        self.op(SimOp::Query, |st| Ok(Self::domain(st, vm)?.messages.clone()))
+    }
+
+    fn remove_guest_message(&self, vm: VmId, key: &str) -> Result<()> {
+        crate::driver::check_guest_key(key)?;
+        self.op(SimOp::GuestMessage, |st| {
+            Self::domain(st, vm)?.messages.remove(key);
+            Ok(())
+        })
+    }
+
+    fn guest_data(&self, vm: VmId) -> Result<BTreeMap<String, String>> {
+        self.op(SimOp::Query, |st| Ok(Self::domain(st, vm)?.data.clone()))
     }
 
     fn watch(&self) -> Result<broadcast::Receiver<DomainChange>> {

@@ -27,6 +27,11 @@ pub(super) struct SimDomain {
     pub(super) state: DomainRunState,
     pub(super) cpu_load_percent: f32,
     pub(super) console: String,
+    /// Messages left for the guest.
+    pub(super) messages: BTreeMap<String, String>,
+    /// What the guest reports: the simulated guest runs the lab guest's reader, which answers
+    /// each message `K` = `V` with `reply-K` = `V`.
+    pub(super) data: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -760,6 +765,14 @@ impl SimWorld {
     /// The domid of a VM's domain, wherever it is resident.
     pub fn domain_id(&self, vm: VmId) -> Option<u32> {
         lock(&self.inner.hosts).values().find_map(|h| lock(&h.state).domains.get(&vm).map(|d| d.domid))
+    }
+
+    /// The messages left for a VM's guest, wherever its domain is resident (none if it is not).
+    pub fn guest_messages(&self, vm: VmId) -> BTreeMap<String, String> {
+        lock(&self.inner.hosts)
+            .values()
+            .find_map(|h| lock(&h.state).domains.get(&vm).map(|d| d.messages.clone()))
+            .unwrap_or_default()
     }
 
     /// The run state of a VM's domain, wherever it is resident.

@@ -17,7 +17,7 @@ pub use migrate::MigrateOptions;
 pub use power::StopOptions;
 pub use slots::{DEFAULT_MIGRATION_LIMIT, MAX_MIGRATION_LIMIT};
 
-use crate::job::DomainUndo;
+use crate::job::{DomainUndo, Undo};
 use crate::manager::jobs::{JobSpec, StepCtx};
 use crate::manager::{JobHandle, Manager};
 use crate::model::*;
@@ -68,6 +68,59 @@ impl Manager {
         let server =
             v.server.ok_or_else(|| Error::Internal { message: "resident VM without server".into() })?;
         self.hypervisor(server)?.console(vm)
+    }
+
+    /// Send messages to a running VM's guest, as Oracle VM's "send VM messages" does: each
+    /// `key` = `value` is left where the guest reads it (Xen: the guest's xenstore directory
+    /// `ovm/message`, which only dom0 writes); a message with the same key is replaced. All or
+    /// nothing: if one cannot be left, those already left are taken back. Keys are 1 to 64
+    /// letters, digits, `-`, `_` and `.`; values at most 2048 bytes of text.
+    pub fn send_vm_messages(&self, vm: VmId, messages: &[(String, String)]) -> Result<JobHandle> {
+        if messages.is_empty() {
+            return Err(Error::invalid("messages", "no message to send"));
+        }
+        for (k, v) in messages {
+            crate::driver::check_guest_message(k, v)?;
+        }
+        let v = self.vm(vm)?;
+        if v.power_state != PowerState::Running {
+            return Err(Error::state(v.object_ref(), "Running", v.power_state));
+        }
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "running VM without server".into() })?;
+        let mut job = JobSpec::new(
+            "SendVmMessages",
+            &format!("Send {} message(s) to VM {}", messages.len(), v.name),
+            vec![v.object_ref()],
+        );
+        for (k, val) in messages {
+            let (k, val) = (k.clone(), val.clone());
+            job = job.step("send", move |ctx| {
+                let hv = ctx.hv(server)?;
+                // What the guest had under the key is what an undo puts back.
+                let previous = hv.guest_messages(vm)?.remove(&k);
+                ctx.will_do(Undo::Domain(DomainUndo::RestoreGuestMessage {
+                    server: server.0,
+                    vm: vm.0,
+                    key: k.clone(),
+                    previous,
+                }))?;
+                hv.send_guest_message(vm, &k, &val)
+            });
+        }
+        self.submit(job)
+    }
+
+    /// The values a running VM's guest reports (Xen: what the guest writes under its xenstore
+    /// directory `data`; names that are not valid keys and values over 2048 bytes are left out).
+    pub fn vm_guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
+        let v = self.vm(vm)?;
+        if !v.power_state.is_resident() {
+            return Err(Error::state(v.object_ref(), "Running or Paused", v.power_state));
+        }
+        let server =
+            v.server.ok_or_else(|| Error::Internal { message: "resident VM without server".into() })?;
+        self.hypervisor(server)?.guest_data(vm)
     }
 
     /// Create an anti-affinity group in a pool. The job's result is the group.
@@ -205,6 +258,18 @@ pub(crate) fn undo_domain(mgr: &Manager, u: &DomainUndo) -> Result<()> {
                 hv.attach_nic(vm, nic)?;
             }
             Ok(())
+        }
+        DomainUndo::RestoreGuestMessage { server, vm, key, previous } => {
+            let hv = mgr.hypervisor(ServerId(*server))?;
+            let vm = VmId(*vm);
+            // A domain that is gone took its messages with it.
+            if !hv.list_domains()?.iter().any(|d| d.uuid == Some(vm)) {
+                return Ok(());
+            }
+            match previous {
+                Some(v) => hv.send_guest_message(vm, key, v),
+                None => hv.remove_guest_message(vm, key),
+            }
         }
     }
 }
