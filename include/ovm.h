@@ -2385,6 +2385,27 @@ ovm_result ovm_vm_remove_vnic(const ovm_manager *mgr,
 ovm_result ovm_vm_nics_json(const ovm_manager *mgr, const char *vm, char **out);
 
 /*
+ Send `n` messages to a running VM's guest: `keys[i]` = `values[i]`, left where the guest reads
+ them (Xen: its xenstore directory `ovm/message`); a message with the same key is replaced. All
+ or nothing: if one cannot be left, those already left are taken back. Keys are 1 to 64
+ letters, digits, `-`, `_` and `.`; values at most 2048 bytes of text. `flags` must be 0.
+ Returns a job.
+ */
+ovm_result ovm_vm_send_messages(const ovm_manager *mgr,
+                                const char *vm,
+                                const char *const *keys,
+                                const char *const *values,
+                                size_t n,
+                                uint32_t flags,
+                                ovm_job **out);
+
+/*
+ The values a running VM's guest reports (Xen: what it writes under its xenstore directory
+ `data`), as a JSON object of strings. Free with `ovm_string_free`.
+ */
+ovm_result ovm_vm_guest_data_json(const ovm_manager *mgr, const char *vm, char **out);
+
+/*
  VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
  `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
  */

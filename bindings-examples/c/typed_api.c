@@ -277,6 +277,22 @@ int main(void) {
   if (ovm_vm_resume_on(mgr, vm, s1, 0, &job) != OVM_RESULT_INVALID_STATE) return 1;
   printf("vm: kernel, disk and network set through typed calls, started; resuming a running VM elsewhere refused\n");
 
+  /* Guest messages: the simulated guest answers each message KEY=VALUE with reply-KEY=VALUE. */
+  const char *keys[] = {"hostname", "role"};
+  const char *values[] = {"web-01", "frontend"};
+  CHECK(ovm_vm_send_messages(mgr, vm, keys, values, 2, 0, &job));
+  run_job(job, NULL);
+  char *data = NULL;
+  CHECK(ovm_vm_guest_data_json(mgr, vm, &data));
+  if (!strstr(data, "\"reply-hostname\":\"web-01\"") || !strstr(data, "\"reply-role\":\"frontend\"")) {
+    fprintf(stderr, "guest data without the answers: %s\n", data);
+    return 1;
+  }
+  ovm_string_free(data);
+  const char *bad_keys[] = {"a/b"};
+  if (ovm_vm_send_messages(mgr, vm, bad_keys, values, 1, 0, &job) != OVM_RESULT_INVALID_ARGUMENT) return 1;
+  printf("vm: two messages sent, the guest's answers read back; a key with a slash refused\n");
+
   /* Tags and anti-affinity. */
   CHECK(ovm_tag_create(mgr, "gold", &job));
   run_job(job, tag);

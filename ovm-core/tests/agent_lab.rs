@@ -188,7 +188,7 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
         )
         .id,
     );
-    let hvm_config = |domain_type| VmConfig {
+    let hvm_config = |domain_type, disk| VmConfig {
         domain_type,
         vcpus: 1,
         max_vcpus: 1,
@@ -201,14 +201,18 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
         boot_order: vec![BootDevice::Cdrom, BootDevice::Disk],
         ..VmConfig::default()
     };
-    let mut spec = VmSpec::new("agent-lab-hvm", hvm_config(DomainType::Hvm));
+    let disk_of = |name: &str| {
+        VirtualDiskId(ok("create a disk", mgr.create_virtual_disk(repo, name, 16 << 20, false), 60).id)
+    };
+    let mut spec = VmSpec::new("agent-lab-hvm", hvm_config(DomainType::Hvm, disk_of("hvm-disk")));
     spec.server = Some(server);
     spec.repository = Some(repo);
     let hvm = VmId(ok("create the HVM VM", mgr.create_vm(spec), 60).id);
     let t0 = Instant::now();
     ok("start the HVM VM", mgr.start_vm(hvm), 300);
+    // The whole marker line (the serial port is written as the guest prints).
     wait_for("the HVM guest's console marker", 900, || {
-        mgr.vm_console(hvm).map(|c| c.contains("OVM-DOMU-UP")).unwrap_or(false)
+        mgr.vm_console(hvm).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=cdrom")).unwrap_or(false)
     });
     let hvm_marker = t0.elapsed();
     let console = mgr.vm_console(hvm).unwrap();
@@ -219,7 +223,7 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
 
     // PVHVM: the same CD, the Xen platform device: the guest unplugs the emulated disk and
     // reaches its disk through the PV driver.
-    let mut spec = VmSpec::new("agent-lab-pvhvm", hvm_config(DomainType::PvHvm));
+    let mut spec = VmSpec::new("agent-lab-pvhvm", hvm_config(DomainType::PvHvm, disk_of("pvhvm-disk")));
     spec.server = Some(server);
     spec.repository = Some(repo);
     let pvhvm = VmId(ok("create the PVHVM VM", mgr.create_vm(spec), 60).id);

@@ -214,6 +214,47 @@ pub unsafe extern "C" fn ovm_vm_nics_json(
     })
 }
 
+/// Send `n` messages to a running VM's guest: `keys[i]` = `values[i]`, left where the guest reads
+/// them (Xen: its xenstore directory `ovm/message`); a message with the same key is replaced. All
+/// or nothing: if one cannot be left, those already left are taken back. Keys are 1 to 64
+/// letters, digits, `-`, `_` and `.`; values at most 2048 bytes of text. `flags` must be 0.
+/// Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_send_messages(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    n: usize,
+    flags: u32,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        flags_arg(flags, 0)?;
+        let id = VmId(id_arg(vm, "vm")?);
+        let (ks, vs) = (array_arg(keys, n, "keys")?, array_arg(values, n, "values")?);
+        let mut messages = Vec::with_capacity(n);
+        for (k, v) in ks.iter().zip(vs) {
+            messages.push((string_arg(*k, "keys")?, string_arg(*v, "values")?));
+        }
+        m.send_vm_messages(id, messages)
+    })
+}
+
+/// The values a running VM's guest reports (Xen: what it writes under its xenstore directory
+/// `data`), as a JSON object of strings. Free with `ovm_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_guest_data_json(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    out: *mut *mut c_char,
+) -> ovm_result {
+    with_mgr!(mgr, |m| {
+        let data = m.api.vm_guest_data(VmId(id_arg(vm, "vm")?))?;
+        put_json(out, &data)
+    })
+}
+
 /// VMs as a JSON array in name order: of `pool` (NULL: any), on `server` (NULL: any), in
 /// `power_state` (an `ovm_power_state`, or `OVM_POWER_ANY`). The filter is ovm-core's `VmFilter`.
 #[no_mangle]

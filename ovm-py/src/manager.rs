@@ -1493,6 +1493,30 @@ impl Manager {
         let m = self.m()?;
         py.detach(|| m.vm_console(v)).or_raise()
     }
+    /// Send messages (`{key: value}`, in order) to a running VM's guest; all or nothing.
+    fn send_vm_messages(&self, py: Python<'_>, vm: &str, messages: &Bound<'_, PyMapping>) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let mut msgs = Vec::new();
+        for item in messages.items()?.iter() {
+            let (k, val): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let k: String =
+                k.extract().map_err(|_| to_py(Error::invalid("messages", "keys and values are str")))?;
+            let val: String =
+                val.extract().map_err(|_| to_py(Error::invalid("messages", "keys and values are str")))?;
+            msgs.push((k, val));
+        }
+        self.submit(py, |m| m.send_vm_messages(v, msgs))
+    }
+    /// The values a running VM's guest reports.
+    fn vm_guest_data(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+    ) -> PyResult<std::collections::BTreeMap<String, String>> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let m = self.m()?;
+        py.detach(|| m.vm_guest_data(v)).or_raise()
+    }
     /// Create an anti-affinity group of `vms` in `pool`. The job's result is the group.
     #[pyo3(signature = (pool, name, vms=Vec::new()))]
     fn create_anti_affinity_group(

@@ -492,6 +492,14 @@ def test_typed_storage_network_and_vm_setup(lab: Lab, tmp_path: Path) -> None:
     assert isinstance(aag, ovm.AntiAffinityGroup) and aag.vms == [vm]
     mgr.start_vm(vm).wait(WAIT)
     assert isinstance(mgr.vm_console(vm), str)
+    # Guest messages: the simulated guest answers each KEY=VALUE with reply-KEY=VALUE.
+    mgr.send_vm_messages(vm, {"hostname": "web-01", "role": "frontend"}).wait(WAIT)
+    data = mgr.vm_guest_data(vm)
+    assert data["reply-hostname"] == "web-01" and data["reply-role"] == "frontend"
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.send_vm_messages(vm, {"a/b": "x"})
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.send_vm_messages(vm, {"k": 1})  # type: ignore[dict-item]
 
     assert [name for name, _, _ in mgr.recurring_jobs()] == ["RefreshServers"]
     mgr.set_recurring_job("RefreshServers", 120.0, False)

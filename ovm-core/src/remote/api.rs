@@ -291,6 +291,11 @@ remote_api! {
     fn delete_vm(vm: VmId) -> Job = |m| submitted(m.delete_vm(vm));
     /// A running VM's console output (see [`Manager::vm_console`]).
     fn vm_console(vm: VmId) -> String = |m| m.vm_console(vm);
+    /// Send messages to a running VM's guest (see [`Manager::send_vm_messages`]).
+    fn send_vm_messages(vm: VmId, messages: Vec<(String, String)>) -> Job =
+        |m| submitted(m.send_vm_messages(vm, &messages));
+    /// The values a running VM's guest reports (see [`Manager::vm_guest_data`]).
+    fn vm_guest_data(vm: VmId) -> std::collections::BTreeMap<String, String> = |m| m.vm_guest_data(vm);
     /// Delete any object (see [`Manager::delete_object`]).
     fn delete_object(object: ObjectRef) -> Job = |m| submitted(m.delete_object(object));
 

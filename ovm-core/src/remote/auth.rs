@@ -118,6 +118,9 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("delete_vm", Access::Operate),
     // A console may show what a read-only user should not see (boot prompts, passwords typed).
     ("vm_console", Access::Operate),
+    ("send_vm_messages", Access::Operate),
+    // What a guest reports may be as private as its console.
+    ("vm_guest_data", Access::Operate),
     ("delete_object", Access::Operate),
     ("job", Access::Read),
     ("jobs", Access::Read),

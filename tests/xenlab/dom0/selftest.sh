@@ -128,7 +128,7 @@ if [ -e ./lab/with-hvm ]; then
     else fail "xl create hvm1"; tail -n 40 /var/log/xen/qemu-dm-hvm1.log 2>/dev/null; fi
     if wait_console hvm1 OVM-DOMU-UP 900; then pass "hvm1 console marker OVM-DOMU-UP after $(since "$t")s"
     else fail "hvm1 console marker"; tail -n 40 "$(console_log hvm1)" /var/log/xen/qemu-dm-hvm1.log 2>/dev/null; fi
-    check "hvm1 is an HVM guest" console_has hvm1 "type=HVM"
+    check "hvm1 is an HVM guest" wait_console hvm1 "type=HVM" 30
     check "the device model runs" pidof xen-qemu-system-i386
     check "hvm1's VNC server listens on dom0's loopback" sh -c 'netstat -ltn 2>/dev/null | grep -q "127.0.0.1:59"'
     check "xl destroy hvm1" xl destroy hvm1
@@ -157,7 +157,10 @@ if [ -e ./lab/with-hvm ]; then
     check "xl create hvm3 (CD boot)" xl create /tmp/hvm3.cfg
     if wait_console hvm3 OVM-DOMU-UP 900; then pass "hvm3 console marker OVM-DOMU-UP after $(since "$t")s"
     else fail "hvm3 console marker"; tail -n 40 "$(console_log hvm3)" /var/log/xen/qemu-dm-hvm3.log 2>/dev/null; fi
-    check "hvm3 booted from its CD" console_has hvm3 "boot=cdrom"
+    # The serial port is written as the guest prints: wait for the end of the line too.
+    check "hvm3 booted from its CD" wait_console hvm3 "boot=cdrom" 30
+    grep -a OVM-DOMU-UP "$(console_log hvm3)" | sed 's/^/    hvm3 console: /'
+
     check "xl destroy hvm3" xl destroy hvm3
 fi
 
