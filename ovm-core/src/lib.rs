@@ -60,6 +60,7 @@ pub mod backends;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+pub mod console;
 pub mod driver;
 pub mod error;
 mod exec;

@@ -1236,3 +1236,37 @@ fn a_clustered_pool_restarts_ha_vms_only_of_a_member_its_cluster_declares_dead()
     assert_eq!(st.members.len(), 3, "{st:?}");
     assert_eq!(mgr.pool(pool).unwrap().cluster_nodes[0], (servers[0], 0), "the member it was");
 }
+
+#[test]
+fn an_hvm_guests_console_is_reached_through_the_agent_by_its_owner_only() {
+    let a = TestAgent::start("console");
+    let (mgr, _) = manager("console");
+    let server = ServerId(ok(mgr.discover_server(&a.addr, PASSWORD)).id);
+    let cfg = VmConfig {
+        domain_type: DomainType::Hvm,
+        memory_mib: 512,
+        max_memory_mib: 512,
+        ..VmConfig::default()
+    };
+    let mut spec = ovm_core::manager::VmSpec::new("hvm-screen", cfg);
+    spec.server = Some(server);
+    let vm = VmId(ok(mgr.create_vm(spec)).id);
+    ok(mgr.start_vm(vm));
+    // Through the agent's TLS connection, a console stream of its own.
+    let ep = mgr.open_vm_console(vm).unwrap();
+    let shot =
+        ovm_core::console::screenshot(ep.address, &ep.password, std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!((shot.width, shot.height, shot.name.as_str()), (160, 100, "hvm-screen"));
+    assert!(shot.colours() > 1);
+    assert!(a.audit_has("opened"), "the agent records the console");
+    // Another certificate gets no console, even naming the VM: refused at its first message.
+    let mut raw = Raw::connect(&a.addr, &Identity::generate("peeker").unwrap());
+    raw.send(&ClientMessage::Console { vm });
+    match raw.recv() {
+        Some(AgentMessage::Refused { error }) => {
+            assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(a.audit_has("not the owning manager"));
+}

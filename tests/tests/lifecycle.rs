@@ -450,3 +450,47 @@ fn messages_reach_the_guest_all_or_nothing_and_its_answers_are_read_back() {
     );
     assert_eq!(lab.mgr.vm_guest_data(vm).unwrap_err().kind(), ErrorKind::InvalidState);
 }
+
+#[test]
+fn the_console_of_an_hvm_guest_is_reached_once_with_its_one_time_password() {
+    let lab = lab();
+    let mut spec = ovm_core::manager::VmSpec::new(
+        "screen",
+        VmConfig {
+            domain_type: DomainType::Hvm,
+            memory_mib: 512,
+            max_memory_mib: 512,
+            ..VmConfig::default()
+        },
+    );
+    spec.pool = Some(lab.pool);
+    spec.repository = Some(lab.repo);
+    let vm = VmId(result_id(lab.mgr.create_vm(spec)));
+    assert_eq!(lab.mgr.open_vm_console(vm).unwrap_err().kind(), ErrorKind::InvalidState, "not running");
+    ok(lab.mgr.start_vm(vm));
+    let t = Duration::from_secs(10);
+    // A wrong password is refused; the endpoint stays for the right one.
+    let ep = lab.mgr.open_vm_console(vm).unwrap();
+    assert!(ep.address.ip().is_loopback());
+    assert_eq!(ep.password.len(), 8);
+    let e = ovm_core::console::screenshot(ep.address, "wrong!!!", t).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let shot = ovm_core::console::screenshot(ep.address, &ep.password, t).unwrap();
+    assert_eq!((shot.width, shot.height, shot.name.as_str()), (160, 100, "screen"));
+    assert!(shot.colours() > 1, "not blank");
+    let png = shot.png();
+    assert_eq!(&png[1..4], b"PNG");
+    // Used: the endpoint takes nobody else, with the right password or not.
+    assert!(ovm_core::console::screenshot(ep.address, &ep.password, t).is_err());
+    // Three wrong passwords close an endpoint.
+    let ep2 = lab.mgr.open_vm_console(vm).unwrap();
+    assert_ne!(ep2.password, ep.password);
+    for _ in 0..3 {
+        assert!(ovm_core::console::screenshot(ep2.address, "badpass1", t).is_err());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ovm_core::console::screenshot(ep2.address, &ep2.password, t).is_err(), "closed after three");
+    // A PV guest has no graphical console.
+    let pv = lab.running_vm("text-only");
+    assert_eq!(lab.mgr.open_vm_console(pv).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}

@@ -179,35 +179,7 @@ impl AgentDriver {
         };
         let seen2 = seen.clone();
         let (stream, ownership) = run(async move {
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("connect to the agent at {addr}"),
-                    millis: 10_000,
-                })?
-                .map_err(|e| Error::backend(&addr, format!("connect: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            let connector = tokio_rustls::TlsConnector::from(cfg);
-            let tls_res =
-                tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls::server_name(&host), tcp))
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        what: format!("TLS handshake with {addr}"),
-                        millis: 10_000,
-                    })?;
-            let mut tls = match tls_res {
-                Ok(s) => s,
-                Err(e) => {
-                    return Err(match (&pin, seen2.get()) {
-                        (Some(p), Some(s)) if *p != s => Error::PermissionDenied {
-                            reason: format!(
-                                "the agent at {addr} presented certificate {s}, not the pinned {p}"
-                            ),
-                        },
-                        _ => Error::backend(&addr, format!("TLS handshake: {e}")),
-                    })
-                }
-            };
+            let mut tls = dial(cfg, &host, port, &addr, pin, seen2).await?;
             let frame = proto::encode(&hello)?;
             proto::write_frame(&mut tls, &frame)
                 .await
@@ -224,7 +196,37 @@ impl AgentDriver {
             }
         })?;
         let fingerprint = seen.get().unwrap_or_default();
-        Ok((AgentConnection::start(address, fingerprint, stream), ownership))
+        Ok((AgentConnection::start(address, fingerprint, stream, self.identity()?), ownership))
+    }
+}
+
+/// Connect to the agent at `host`:`port` (`addr` in messages) and shake hands over TLS with
+/// `cfg`; a certificate other than the pinned `pin` is a permission error.
+async fn dial(
+    cfg: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    addr: &str,
+    pin: Option<String>,
+    seen: Arc<SeenCert>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| Error::Timeout { what: format!("connect to the agent at {addr}"), millis: 10_000 })?
+        .map_err(|e| Error::backend(addr, format!("connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let tls_res = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls::server_name(host), tcp))
+        .await
+        .map_err(|_| Error::Timeout { what: format!("TLS handshake with {addr}"), millis: 10_000 })?;
+    match tls_res {
+        Ok(s) => Ok(s),
+        Err(e) => Err(match (&pin, seen.get()) {
+            (Some(p), Some(s)) if *p != s => Error::PermissionDenied {
+                reason: format!("the agent at {addr} presented certificate {s}, not the pinned {p}"),
+            },
+            _ => Error::backend(addr, format!("TLS handshake: {e}")),
+        }),
     }
 }
 
@@ -390,6 +392,8 @@ type Pending = Arc<Mutex<HashMap<u64, std_mpsc::Sender<Result<Reply>>>>>;
 #[derive(Debug)]
 pub struct AgentConnection {
     address: String,
+    /// This manager's identity, for the connections a console opens beside this one.
+    identity: Arc<Identity>,
     /// The agent's address as connected.
     peer_ip: Option<std::net::IpAddr>,
     fingerprint: String,
@@ -414,6 +418,7 @@ impl AgentConnection {
         address: &str,
         fingerprint: String,
         stream: tokio_rustls::client::TlsStream<TcpStream>,
+        identity: Arc<Identity>,
     ) -> Arc<AgentConnection> {
         let peer_ip = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());
         let (mut rd, mut wr) = tokio::io::split(stream);
@@ -449,8 +454,8 @@ impl AgentConnection {
                         log::warn!("the agent at {addr} could not read a request: {message}");
                     }
                     Ok(AgentMessage::Welcome { .. }) => break "a second welcome from the agent".into(),
-                    Ok(AgentMessage::Receiving) => {
-                        break "a migration answer on a manager's connection".into()
+                    Ok(AgentMessage::Receiving) | Ok(AgentMessage::ConsoleOpen) => {
+                        break "a stream's answer on a manager's connection".into()
                     }
                     Err(e) => break format!("malformed message from the agent: {e}"),
                 }
@@ -464,6 +469,7 @@ impl AgentConnection {
         });
         Arc::new(AgentConnection {
             peer_ip,
+            identity,
             address: address.to_owned(),
             fingerprint,
             frames,
@@ -626,6 +632,46 @@ impl DomainOps for AgentConnection {
 
     fn domain_nics(&self, vm: VmId) -> Result<Vec<(String, String, bool)>> {
         Client::domain_nics(self, vm)
+    }
+
+    /// A connection of its own to the agent (the same pinned certificate), whose bytes after the
+    /// agent's answer are the console's RFB protocol.
+    fn open_console(&self, vm: VmId) -> Result<std::os::unix::net::UnixStream> {
+        let (host, port) = parse_address(&self.address).ok_or_else(|| {
+            Error::invalid("address", format!("{:?} is not an agent address", self.address))
+        })?;
+        let pin = Some(self.fingerprint.clone());
+        let seen = Arc::new(SeenCert::default());
+        let cfg = tls::client_config(&self.identity, pin.clone(), seen.clone())?;
+        let addr = self.address.clone();
+        let tls = run(async move {
+            let mut tls = dial(cfg, &host, port, &addr, pin, seen).await?;
+            let frame = proto::encode(&ClientMessage::Console { vm })?;
+            proto::write_frame(&mut tls, &frame)
+                .await
+                .map_err(|e| Error::backend(&addr, format!("send: {e}")))?;
+            let mut buf = Vec::new();
+            tokio::time::timeout(CONNECT_TIMEOUT, proto::read_frame(&mut tls, &mut buf))
+                .await
+                .map_err(|_| Error::Timeout { what: format!("the console of {addr}"), millis: 10_000 })?
+                .map_err(|e| Error::backend(&addr, format!("console: {e}")))?;
+            match proto::decode::<AgentMessage>(&buf).map_err(|e| Error::backend(&addr, e))? {
+                AgentMessage::ConsoleOpen => Ok(tls),
+                AgentMessage::Refused { error } => Err(error),
+                other => {
+                    Err(Error::backend(&addr, format!("unexpected answer to a console request: {other:?}")))
+                }
+            }
+        })?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::Internal { message: format!("socket pair: {e}") })?;
+        let addr = self.address.clone();
+        runtime().spawn(async move {
+            if let Err(e) = super::relay(tls, theirs).await {
+                log::debug!("console of {vm} at {addr} ended: {e}");
+            }
+        });
+        Ok(ours)
     }
 
     fn send_guest_message(&self, vm: VmId, key: &str, value: &str) -> Result<()> {

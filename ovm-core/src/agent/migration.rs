@@ -132,14 +132,13 @@ impl Incoming {
 
 /// Carry bytes between a TLS connection and the backend's end of a socket pair until both
 /// directions are done.
-async fn relay<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S, local: UnixStream) -> Result<()> {
-    local.set_nonblocking(true).map_err(|e| Error::Internal { message: format!("migration socket: {e}") })?;
-    let mut local = tokio::net::UnixStream::from_std(local)
-        .map_err(|e| Error::Internal { message: format!("migration socket: {e}") })?;
-    match tokio::io::copy_bidirectional(&mut tls, &mut local).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(Error::backend("migration", format!("the connection between the agents broke: {e}"))),
-    }
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(tls: S, local: UnixStream) -> Result<()> {
+    super::relay(tls, local).await.map_err(|e| match e {
+        Error::Backend { message, .. } => {
+            Error::backend("migration", format!("between the agents: {message}"))
+        }
+        other => other,
+    })
 }
 
 /// Destination side, on an accepted connection whose first message was a migration ticket:

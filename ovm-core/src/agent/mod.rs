@@ -29,3 +29,18 @@ pub use client::{parse_address, AgentConnection, AgentDriver, DEFAULT_PORT};
 #[cfg(feature = "agent-server")]
 pub use server::{Agent, AgentConfig, AuditRecord, Owner, ServeEnd};
 pub use tls::Identity;
+
+/// Carry the bytes of a stream connection (a migration, a console) between the agents' or the
+/// manager's TLS connection and a local socket, both ways, until both ends close.
+pub(crate) async fn relay<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut tls: S,
+    local: std::os::unix::net::UnixStream,
+) -> crate::Result<()> {
+    let internal = |e: std::io::Error| crate::Error::Internal { message: format!("stream socket: {e}") };
+    local.set_nonblocking(true).map_err(internal)?;
+    let mut local = tokio::net::UnixStream::from_std(local).map_err(internal)?;
+    match tokio::io::copy_bidirectional(&mut tls, &mut local).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(crate::Error::backend("stream", format!("the connection broke: {e}"))),
+    }
+}

@@ -424,6 +424,9 @@ impl Inner {
         if let Ok(ClientMessage::Migration { token, vm, mode }) = hello {
             return self.incoming_migration(tls, peer, &fp, &token, vm, mode.into()).await;
         }
+        if let Ok(ClientMessage::Console { vm }) = hello {
+            return self.console(tls, peer, &fp, vm).await;
+        }
         let (mut rd, mut wr) = tokio::io::split(tls);
         let (manager_id, version, take_over) = match hello {
             Ok(ClientMessage::Hello { min_version, max_version, manager_id, take_over }) => {
@@ -537,9 +540,16 @@ impl Inner {
             }
             let (id, op) = match proto::decode::<ClientMessage>(&buf) {
                 Ok(ClientMessage::Request { id, op }) => (id, op),
-                Ok(ClientMessage::Hello { .. } | ClientMessage::Migration { .. }) => {
+                Ok(
+                    ClientMessage::Hello { .. }
+                    | ClientMessage::Migration { .. }
+                    | ClientMessage::Console { .. },
+                ) => {
                     let f = proto::encode(&AgentMessage::ProtocolError {
-                        message: "a hello or a migration ticket is only a connection's first message".into(),
+                        message:
+                            "a hello, a migration ticket or a console request is only a connection's first \
+                                  message"
+                                .into(),
                     });
                     let _ = tx.send(f.map_err(|e| e.to_string())?).await;
                     continue;
@@ -570,6 +580,39 @@ impl Inner {
         drop(tx);
         let _ = writer.await;
         Ok(())
+    }
+
+    /// The owning manager opens a VM's graphical console: the connection then carries its RFB
+    /// protocol, relayed to the console's server on this host. Anyone else is refused.
+    async fn console(
+        self: Arc<Self>,
+        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+        peer: SocketAddr,
+        fp: &str,
+        vm: VmId,
+    ) -> std::result::Result<(), String> {
+        let owner = lock(&self.state).owner.clone();
+        if !owner.as_ref().is_some_and(|o| o.fingerprint == fp) {
+            self.record(peer, format!("console of VM {vm} refused to {fp}: not the owning manager"));
+            return refuse(
+                &mut tls,
+                Error::PermissionDenied { reason: "only the owning manager opens consoles".into() },
+            )
+            .await;
+        }
+        let hv = self.hv.clone();
+        let opened = tokio::task::spawn_blocking(move || hv.open_console(vm))
+            .await
+            .map_err(|e| Error::Internal { message: format!("console task: {e}") })
+            .and_then(|r| r);
+        let stream = match opened {
+            Ok(s) => s,
+            Err(e) => return refuse(&mut tls, e).await,
+        };
+        let frame = proto::encode(&AgentMessage::ConsoleOpen).map_err(|e| e.to_string())?;
+        proto::write_frame(&mut tls, &frame).await.map_err(|e| format!("answer the console request: {e}"))?;
+        self.record(peer, format!("console of VM {vm} opened"));
+        super::relay(tls, stream).await.map_err(|e| e.to_string())
     }
 
     /// A source agent presents a migration ticket: admit it (or refuse and audit), then receive

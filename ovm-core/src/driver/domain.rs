@@ -240,6 +240,14 @@ pub trait DomainOps: Send + Sync {
         let _ = (vm, key);
         Err(crate::Error::Unsupported { what: "guest messages with this driver".into() })
     }
+    /// A byte stream to a running guest's graphical console: the RFB (VNC) protocol of its
+    /// screen, starting with the server's version ("RFB 003.008\n"), security type None. The
+    /// console's server listens on the server only (Xen: the device model's VNC server on dom0's
+    /// loopback); a manager reaches it through the stream, never over the network directly.
+    fn open_console(&self, vm: VmId) -> Result<std::os::unix::net::UnixStream> {
+        let _ = vm;
+        Err(crate::Error::Unsupported { what: "graphical consoles with this driver".into() })
+    }
     /// The values a running guest reports (at most [`MAX_GUEST_DATA`] of them; longer values and
     /// keys that are not [`check_guest_key`]'s are left out: the guest writes them).
     fn guest_data(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
@@ -285,5 +293,24 @@ pub fn check_guest_message(key: &str, value: &str) -> Result<()> {
     if value.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
         return Err(crate::Error::invalid("value", "control characters other than tab and newline"));
     }
+    Ok(())
+}
+
+/// Carry bytes both ways between `a` and `b` on two threads until either side ends (then both are
+/// shut down). For drivers whose console server is a TCP socket on the host.
+pub fn splice_console(a: std::net::TcpStream, b: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    use std::net::Shutdown;
+    let (mut a_rd, mut b_wr) = (a.try_clone()?, b.try_clone()?);
+    let (mut b_rd, mut a_wr) = (b, a);
+    std::thread::Builder::new().name("console-in".into()).spawn(move || {
+        let _ = std::io::copy(&mut a_rd, &mut b_wr);
+        let _ = b_wr.shutdown(Shutdown::Both);
+        let _ = a_rd.shutdown(Shutdown::Both);
+    })?;
+    std::thread::Builder::new().name("console-out".into()).spawn(move || {
+        let _ = std::io::copy(&mut b_rd, &mut a_wr);
+        let _ = a_wr.shutdown(Shutdown::Both);
+        let _ = b_rd.shutdown(Shutdown::Both);
+    })?;
     Ok(())
 }

@@ -43,9 +43,9 @@ pub mod vip;
 
 pub use cluster::{ClusterNode, ClusterOps, ClusterSpec, ClusterStatus};
 pub use domain::{
-    check_guest_key, check_guest_message, lun_of, lun_path, DiskSpec, DomainChange, DomainOps,
-    DomainRunState, DomainSpec, DomainStatus, NicSpec, ShutdownReason, LUN_PATH_PREFIX, MAX_GUEST_DATA,
-    MAX_GUEST_KEY, MAX_GUEST_VALUE,
+    check_guest_key, check_guest_message, lun_of, lun_path, splice_console, DiskSpec, DomainChange,
+    DomainOps, DomainRunState, DomainSpec, DomainStatus, NicSpec, ShutdownReason, LUN_PATH_PREFIX,
+    MAX_GUEST_DATA, MAX_GUEST_KEY, MAX_GUEST_VALUE,
 };
 pub use host::{magic_packet, DomainLoad, HostInfo, HostLoad, HostOps, InterfaceCounters};
 pub use migration::{MigrationOps, MigrationStreams, MigrationTicket};

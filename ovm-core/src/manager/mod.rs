@@ -45,8 +45,8 @@ pub use storage::{
     LOCAL_FILE_SYSTEM_ROOT,
 };
 pub use vms::{
-    CloneOptions, DiskClone, MigrateOptions, StopOptions, VmSpec, DEFAULT_MIGRATION_LIMIT,
-    MAX_MIGRATION_LIMIT,
+    CloneOptions, ConsoleEndpoint, DiskClone, MigrateOptions, StopOptions, VmSpec, CONSOLE_TTL,
+    DEFAULT_MIGRATION_LIMIT, MAX_MIGRATION_LIMIT,
 };
 
 /// The meta key of the migration limit.

@@ -786,6 +786,30 @@ impl DomainOps for XenConnection {
         })
     }
 
+    fn open_console(&self, vm: VmId) -> Result<std::os::unix::net::UnixStream> {
+        let domid = self.domid_of(vm)?;
+        // libxl writes where the device model's VNC server listens once it is up (HVM: the
+        // guest's screen; PV: its virtual framebuffer, with `vfb`).
+        let port = self.rt.block_on(async {
+            self.host
+                .xenstore()
+                .try_read_string(&format!("/local/domain/{domid}/console/vnc-port"))
+                .await
+                .map_err(map_err)
+        })?;
+        let port: u16 = port.as_deref().map(str::trim).and_then(|p| p.parse().ok()).ok_or_else(|| {
+            Error::invalid("vm", format!("VM {vm} has no graphical console (no VNC server)"))
+        })?;
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| Error::backend(SERVER, format!("connect to the VNC server of VM {vm}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::Internal { message: format!("socket pair: {e}") })?;
+        crate::driver::splice_console(tcp, theirs)
+            .map_err(|e| Error::Internal { message: format!("console relay: {e}") })?;
+        Ok(ours)
+    }
+
     fn guest_messages(&self, vm: VmId) -> Result<std::collections::BTreeMap<String, String>> {
         let domid = self.domid_of(vm)?;
         let dir = guest_message_dir(domid);

@@ -53,6 +53,13 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "MigrationMode::is_live")]
         mode: MigrationMode,
     },
+    /// First (and only) message of a console connection from the owning manager: once the agent
+    /// answers [`AgentMessage::ConsoleOpen`], the connection carries the RFB (VNC) protocol of
+    /// the VM's graphical console ([`crate::driver::DomainOps::open_console`]).
+    Console {
+        /// The VM.
+        vm: VmId,
+    },
 }
 
 /// Declares every remote operation once. From one declaration
@@ -596,6 +603,8 @@ pub enum AgentMessage {
     /// The migration ticket is accepted: from now on the connection carries the domain's
     /// migration stream.
     Receiving,
+    /// The console is open: from now on the connection carries its RFB protocol.
+    ConsoleOpen,
     /// A frame could not be understood; the connection goes on.
     ProtocolError {
         /// What was wrong.
@@ -1793,6 +1802,7 @@ mod tests {
                 ClientMessage::Migration { token: "t1".into(), vm, mode: MigrationMode::Cold },
                 format!(r#"{{"type":"migration","token":"t1","vm":{VM},"mode":"cold"}}"#),
             ),
+            (ClientMessage::Console { vm }, format!(r#"{{"type":"console","vm":{VM}}}"#)),
             (
                 req(Op::SetMemory { vm, memory_mib: 768 }),
                 format!(r#"{{"type":"request","id":7,"op":{{"op":"set_memory","vm":{VM},"memory_mib":768}}}}"#),
@@ -2239,6 +2249,7 @@ mod tests {
                 r#"{"type":"response","id":7,"result":{"Ok":{"kind":"ticket","value":{"destination":"10.0.0.2:8899","token":"t1"}}}}"#.into(),
             ),
             (AgentMessage::Receiving, r#"{"type":"receiving"}"#.into()),
+            (AgentMessage::ConsoleOpen, r#"{"type":"console_open"}"#.into()),
             (
                 resp(Ok(Reply::FileSystems(vec![DiscoveredFileSystem {
                     path: "/e".into(),

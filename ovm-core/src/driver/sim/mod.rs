@@ -36,6 +36,7 @@ use crate::model::{HostHardware, VmId};
 use crate::{Error, Result};
 
 pub mod cluster;
+pub mod console;
 pub mod faults;
 pub mod migration;
 pub mod network;
@@ -658,6 +659,22 @@ impl DomainOps for SimConnection {
             d.console.push_str(&format!("OVM-DOMU-MSG {key}={value}\n"));
             Ok(())
         })
+    }
+
+    fn open_console(&self, vm: VmId) -> Result<std::os::unix::net::UnixStream> {
+        let (name, domid) = self.op(SimOp::Query, |st| {
+            let d = Self::domain(st, vm)?;
+            // As on Xen: an HVM guest's device model serves its screen; a PV guest has none.
+            if !matches!(d.spec.domain_type, crate::model::DomainType::Hvm | crate::model::DomainType::PvHvm)
+            {
+                return Err(Error::invalid(
+                    "vm",
+                    format!("VM {vm} has no graphical console (no VNC server)"),
+                ));
+            }
+            Ok((d.spec.name.clone(), d.domid))
+        })?;
+        console::open(name, domid).map_err(|e| Error::Internal { message: format!("console: {e}") })
     }
 
     fn guest_messages(&self, vm: VmId) -> Result<BTreeMap<String, String>> {

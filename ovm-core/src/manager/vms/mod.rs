@@ -3,6 +3,7 @@
 //! ([`spec`]), deletion, consoles, anti-affinity groups, and the undo of effects on domains.
 
 mod clone;
+mod console;
 mod create;
 mod edit;
 mod migrate;
@@ -12,6 +13,7 @@ pub(crate) mod slots;
 mod spec;
 
 pub use clone::{CloneOptions, DiskClone};
+pub use console::{ConsoleEndpoint, CONSOLE_TTL};
 pub use create::VmSpec;
 pub use migrate::MigrateOptions;
 pub use power::StopOptions;
