@@ -807,6 +807,78 @@ typedef uint32_t ovm_ha_reason_kind;
 #endif // __cplusplus
 
 /*
+ Domain types (`ovm_vm_set_boot`).
+ */
+enum ovm_domain_type
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   Paravirtualised: the VM's kernel booted directly.
+   */
+  OVM_DOMAIN_PV = 0,
+  /*
+   Fully virtualised: firmware, emulated devices (the device model in dom0).
+   */
+  OVM_DOMAIN_HVM = 1,
+  /*
+   HVM with PV drivers (the Xen platform device).
+   */
+  OVM_DOMAIN_PVHVM = 2,
+  /*
+   PVH: a PV kernel in an HVM container, no device model.
+   */
+  OVM_DOMAIN_PVH = 3,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_domain_type;
+#endif // __cplusplus
+
+/*
+ Boot devices of HVM and PVHVM guests (`ovm_vm_set_boot`).
+ */
+enum ovm_boot_device
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /*
+   The first disk.
+   */
+  OVM_BOOT_DISK = 0,
+  /*
+   The CD-ROM drive.
+   */
+  OVM_BOOT_CDROM = 1,
+  /*
+   The network (PXE).
+   */
+  OVM_BOOT_NETWORK = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t ovm_boot_device;
+#endif // __cplusplus
+
+/*
+ A VM's one-time console endpoint (`ovm_vm_console_open`).
+ */
+typedef struct {
+  /*
+   Where a VNC client connects, `127.0.0.1:PORT` (NUL-terminated).
+   */
+  char address[64];
+  /*
+   The one-time password the client gives (VNC authentication; NUL-terminated).
+   */
+  char password[9];
+  /*
+   How long the endpoint waits for its client, seconds.
+   */
+  uint32_t expires_in_secs;
+} ovm_console_endpoint;
+
+/*
  One change delivered to a subscription callback.
  */
 typedef struct {
@@ -1129,6 +1201,27 @@ const char *ovm_version(void);
  Free a string returned by ovm (`char **out` outputs). NULL does nothing.
  */
 void ovm_string_free(char *s);
+
+/*
+ Open a running VM's graphical console (an HVM or PVHVM guest's screen) for one VNC client: the
+ endpoint on this machine's loopback takes the first client that gives the password, refuses
+ wrong passwords (the third closes it), and takes nobody after its client or after
+ `expires_in_secs`. Through a manager service, the endpoint is on the service's machine.
+ */
+ovm_result ovm_vm_console_open(const ovm_manager *mgr, const char *vm, ovm_console_endpoint *out);
+
+/*
+ Connect to a console endpoint at `address` (`HOST:PORT`), authenticate with `password`, take
+ one screenshot of the whole screen and write it to `png_path` as a PNG image. The screen's
+ size and how many distinct colours it has (1: blank) go to the optional outputs.
+ */
+ovm_result ovm_console_screenshot(const char *address,
+                                  const char *password,
+                                  uint32_t timeout_ms,
+                                  const char *png_path,
+                                  uint32_t *out_width,
+                                  uint32_t *out_height,
+                                  uint32_t *out_colours);
 
 /*
  Raise an event about an object (e.g. from a console plugin). Error and Critical events block
@@ -2316,6 +2409,18 @@ ovm_result ovm_vm_create(const ovm_manager *mgr,
                          uint32_t vcpus,
                          uint32_t vnics,
                          ovm_job **out);
+
+/*
+ Set how a stopped VM boots: its domain type (an `ovm_domain_type`) and, for HVM and PVHVM
+ guests, its `n` boot devices in order (`ovm_boot_device`s, each at most once; `n` 0: the disk,
+ then the CD-ROM drive). Returns a job.
+ */
+ovm_result ovm_vm_set_boot(const ovm_manager *mgr,
+                           const char *vm,
+                           uint32_t domain_type,
+                           const uint32_t *boot_order,
+                           size_t n,
+                           ovm_job **out);
 
 /*
  Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel

@@ -16,6 +16,7 @@
 // result → last_error → handles → boundary → job → objects → events, manager, and the typed
 // operations per object (server, pool, storage, repository, network, vm, migration, ha, tag, rebuild).
 mod boundary;
+mod console;
 mod events;
 mod ha;
 mod handles;

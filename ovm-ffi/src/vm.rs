@@ -93,6 +93,69 @@ pub unsafe extern "C" fn ovm_vm_create(
     })
 }
 
+/// Domain types (`ovm_vm_set_boot`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_domain_type {
+    /// Paravirtualised: the VM's kernel booted directly.
+    OVM_DOMAIN_PV = 0,
+    /// Fully virtualised: firmware, emulated devices (the device model in dom0).
+    OVM_DOMAIN_HVM = 1,
+    /// HVM with PV drivers (the Xen platform device).
+    OVM_DOMAIN_PVHVM = 2,
+    /// PVH: a PV kernel in an HVM container, no device model.
+    OVM_DOMAIN_PVH = 3,
+}
+
+/// Boot devices of HVM and PVHVM guests (`ovm_vm_set_boot`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ovm_boot_device {
+    /// The first disk.
+    OVM_BOOT_DISK = 0,
+    /// The CD-ROM drive.
+    OVM_BOOT_CDROM = 1,
+    /// The network (PXE).
+    OVM_BOOT_NETWORK = 2,
+}
+
+/// Set how a stopped VM boots: its domain type (an `ovm_domain_type`) and, for HVM and PVHVM
+/// guests, its `n` boot devices in order (`ovm_boot_device`s, each at most once; `n` 0: the disk,
+/// then the CD-ROM drive). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_boot(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    domain_type: u32,
+    boot_order: *const u32,
+    n: usize,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let ty = match domain_type {
+            0 => DomainType::Pv,
+            1 => DomainType::Hvm,
+            2 => DomainType::PvHvm,
+            3 => DomainType::Pvh,
+            other => return Err(FfiError::invalid(format!("domain_type {other} is not an ovm_domain_type"))),
+        };
+        let order = if n == 0 { &[][..] } else { array_arg(boot_order, n, "boot_order")? };
+        let mut devices = Vec::with_capacity(n);
+        for d in order {
+            devices.push(match d {
+                0 => BootDevice::Disk,
+                1 => BootDevice::Cdrom,
+                2 => BootDevice::Network,
+                other => {
+                    return Err(FfiError::invalid(format!("boot device {other} is not an ovm_boot_device")))
+                }
+            });
+        }
+        m.set_vm_boot(id, ty, devices)
+    })
+}
+
 /// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd`, may be NULL, and the kernel
 /// command line `cmdline`, may be NULL for none), paths as `ovm_repository_import_kernel` stores
 /// them; `kernel` NULL removes direct boot. Returns a job.

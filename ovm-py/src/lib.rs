@@ -49,6 +49,30 @@ fn ha_reason_kinds() -> Vec<(&'static str, u32)> {
 /// one-minute ticks: `servers` servers (1 to 2,000) with twenty VMs each, diurnal load, bursts and
 /// failures drawn from `seed`, under the policy `mode` (`"Off"`, `"Drs"` or `"Dpm"`). The same seed
 /// gives the same day.
+/// Take one screenshot through a console endpoint (`Manager.open_vm_console`): connect to
+/// `host`:`port`, authenticate with `password`, read the whole screen and return it as a PNG
+/// image, with its width, height and how many distinct colours it has (1: blank).
+#[pyfunction]
+#[pyo3(signature = (host, port, password, timeout=10.0))]
+fn console_screenshot(
+    py: Python<'_>,
+    host: &str,
+    port: u16,
+    password: &str,
+    timeout: f64,
+) -> PyResult<(Py<pyo3::types::PyBytes>, u16, u16, usize)> {
+    let ip: std::net::IpAddr =
+        host.parse().map_err(|_| ovm_core::Error::invalid("host", "an IP address")).or_raise()?;
+    if !(timeout > 0.0 && timeout <= 3600.0) {
+        return Err(ovm_core::Error::invalid("timeout", "seconds, more than 0 and at most 3600")).or_raise();
+    }
+    let (password, t) = (password.to_owned(), std::time::Duration::from_secs_f64(timeout));
+    let shot =
+        py.detach(move || ovm_core::console::screenshot((ip, port).into(), &password, t)).or_raise()?;
+    let png = pyo3::types::PyBytes::new(py, &shot.png()).unbind();
+    Ok((png, shot.width, shot.height, shot.colours()))
+}
+
 #[pyfunction]
 #[pyo3(signature = (seed=1, servers=100, mode="Dpm"))]
 fn simulate_policy_day(
@@ -95,6 +119,8 @@ fn _ovm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(migration_blocker_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(ha_reason_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_policy_day, m)?)?;
+    m.add_function(wrap_pyfunction!(console_screenshot, m)?)?;
+    m.add_class::<records::ConsoleEndpoint>()?;
     m.add_class::<manager::Manager>()?;
     m.add_class::<jobs::Job>()?;
     m.add_class::<jobs::Subscription>()?;

@@ -1507,6 +1507,12 @@ impl Manager {
         }
         self.submit(py, |m| m.send_vm_messages(v, msgs))
     }
+    /// Open a running VM's graphical console for one VNC client.
+    fn open_vm_console(&self, py: Python<'_>, vm: &str) -> PyResult<crate::records::ConsoleEndpoint> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let m = self.m()?;
+        py.detach(|| m.open_vm_console(v)).map(Into::into).or_raise()
+    }
     /// The values a running VM's guest reports.
     fn vm_guest_data(
         &self,

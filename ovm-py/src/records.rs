@@ -1045,3 +1045,39 @@ impl LoadSample {
         )
     }
 }
+
+/// A VM's one-time console endpoint (`Manager.open_vm_console`): a VNC client connects to
+/// `host`:`port` and gives `password` (VNC authentication), once, within `expires_in` seconds.
+#[pyclass(module = "ovm", frozen, get_all)]
+#[derive(Debug, Clone)]
+pub struct ConsoleEndpoint {
+    /// The VM.
+    pub vm: String,
+    /// The endpoint's address (the manager's loopback).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The one-time password.
+    pub password: String,
+    /// How long the endpoint waits for its client, seconds.
+    pub expires_in: f64,
+}
+
+#[pymethods]
+impl ConsoleEndpoint {
+    fn __repr__(&self) -> String {
+        format!("ConsoleEndpoint(vm={:?}, host={:?}, port={})", self.vm, self.host, self.port)
+    }
+}
+
+impl From<ovm_core::manager::ConsoleEndpoint> for ConsoleEndpoint {
+    fn from(e: ovm_core::manager::ConsoleEndpoint) -> Self {
+        ConsoleEndpoint {
+            vm: e.vm.0.to_string(),
+            host: e.address.ip().to_string(),
+            port: e.address.port(),
+            password: e.password,
+            expires_in: e.expires_in.as_secs_f64(),
+        }
+    }
+}

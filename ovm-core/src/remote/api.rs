@@ -296,6 +296,9 @@ remote_api! {
         |m| submitted(m.send_vm_messages(vm, &messages));
     /// The values a running VM's guest reports (see [`Manager::vm_guest_data`]).
     fn vm_guest_data(vm: VmId) -> std::collections::BTreeMap<String, String> = |m| m.vm_guest_data(vm);
+    /// Open a running VM's graphical console for one VNC client (see [`Manager::open_vm_console`]);
+    /// through a manager service, the endpoint is on the service's machine's loopback.
+    fn open_vm_console(vm: VmId) -> crate::manager::ConsoleEndpoint = |m| m.open_vm_console(vm);
     /// Delete any object (see [`Manager::delete_object`]).
     fn delete_object(object: ObjectRef) -> Job = |m| submitted(m.delete_object(object));
 
@@ -518,6 +521,9 @@ remote_api! {
     /// Virtual disks matching a filter, in name order (see [`Manager::virtual_disks_where`]).
     fn virtual_disks_where(filter: DiskFilter) -> Vec<VirtualDisk> =
         |m| Ok(m.virtual_disks_where(&filter).iter().map(|d| (**d).clone()).collect());
+    /// Set a stopped VM's domain type and boot order (see [`Manager::set_vm_boot`]).
+    fn set_vm_boot(vm: VmId, domain_type: DomainType, boot_order: Vec<BootDevice>) -> Job =
+        |m| submitted(m.set_vm_boot(vm, domain_type, boot_order));
     /// Boot a stopped VM from a kernel, or not (see [`Manager::set_vm_kernel`]).
     fn set_vm_kernel(vm: VmId, kernel: Option<PvKernel>) -> Job = |m| submitted(m.set_vm_kernel(vm, kernel));
     /// Connect a stopped VM's VNIC to a network (see [`Manager::set_vnic_network`]).

@@ -121,6 +121,8 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("send_vm_messages", Access::Operate),
     // What a guest reports may be as private as its console.
     ("vm_guest_data", Access::Operate),
+    ("open_vm_console", Access::Operate),
+    ("set_vm_boot", Access::Operate),
     ("delete_object", Access::Operate),
     ("job", Access::Read),
     ("jobs", Access::Read),

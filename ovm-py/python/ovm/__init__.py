@@ -79,6 +79,8 @@ from ovm._ovm import (
     ha_reason_kinds,
     object_kinds,
     simulate_policy_day,
+    ConsoleEndpoint,
+    console_screenshot,
 )
 
 __all__ = [
@@ -150,4 +152,6 @@ __all__ = [
     "ha_reason_kinds",
     "simulate_policy_day",
     "object_kinds",
+    "ConsoleEndpoint",
+    "console_screenshot",
 ]

@@ -17,7 +17,7 @@ const MAX_WRONG: u32 = 3;
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Where and how a VNC client reaches a VM's screen: once, within [`CONSOLE_TTL`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConsoleEndpoint {
     /// The VM.
     pub vm: VmId,

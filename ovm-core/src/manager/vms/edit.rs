@@ -24,6 +24,28 @@ impl Manager {
         self.edit_vm(vm, move |v| v.config.pv_kernel = kernel)
     }
 
+    /// Set how a stopped VM boots: its domain type and, for HVM and PVHVM guests, the order of its
+    /// boot devices (each at most once; empty: the disk, then the CD-ROM drive).
+    pub fn set_vm_boot(
+        &self,
+        vm: VmId,
+        domain_type: DomainType,
+        boot_order: Vec<BootDevice>,
+    ) -> Result<JobHandle> {
+        for (i, d) in boot_order.iter().enumerate() {
+            if boot_order[..i].contains(d) {
+                return Err(Error::invalid("boot_order", format!("{d:?} is listed twice")));
+            }
+        }
+        if !boot_order.is_empty() && !matches!(domain_type, DomainType::Hvm | DomainType::PvHvm) {
+            return Err(Error::invalid("boot_order", "only HVM and PVHVM guests have boot devices"));
+        }
+        self.edit_vm(vm, move |v| {
+            v.config.domain_type = domain_type;
+            v.config.boot_order = boot_order;
+        })
+    }
+
     /// Connect VNIC number `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
     pub fn set_vnic_network(&self, vm: VmId, index: u32, network: Option<NetworkId>) -> Result<JobHandle> {
         let n = self.vm(vm)?.config.vnics.len();
