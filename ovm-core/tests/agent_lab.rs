@@ -218,6 +218,31 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     let console = mgr.vm_console(hvm).unwrap();
     assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
     assert!(!console.contains("OVM-DOMU-DISK xvda"), "no PV disk without the platform device: {console}");
+
+    // Its screen through the manager: the device model's VNC server on dom0's loopback, reached
+    // over the agent's TLS, offered once on this machine's loopback with a one-time password.
+    let t = Duration::from_secs(30);
+    let ep = mgr.open_vm_console(hvm).unwrap();
+    let e = ovm_core::console::screenshot(ep.address, "wrong-pw", t).unwrap_err();
+    assert_eq!(e.kind(), ovm_core::ErrorKind::PermissionDenied, "{e}");
+    let t1 = Instant::now();
+    let shot = ovm_core::console::screenshot(ep.address, &ep.password, t).unwrap();
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-lab-hvm-screen.png");
+    std::fs::write(&png, shot.png()).unwrap();
+    println!(
+        "CONSOLE-FIGURES screenshot={:.1}s {}x{} colours={} saved to {}",
+        t1.elapsed().as_secs_f64(),
+        shot.width,
+        shot.height,
+        shot.colours(),
+        png.display()
+    );
+    assert!(shot.width >= 640 && shot.height >= 400, "{}x{}", shot.width, shot.height);
+    assert!(shot.colours() > 1, "the guest's screen is not blank");
+    assert!(
+        ovm_core::console::screenshot(ep.address, &ep.password, t).is_err(),
+        "a used endpoint takes nobody"
+    );
     ok("kill the HVM VM", mgr.kill_vm(hvm), 120);
     ok("delete the HVM VM", mgr.delete_vm(hvm), 60);
 

@@ -1418,6 +1418,24 @@ impl Manager {
         self.submit(py, |m| m.delete_vm(v))
     }
 
+    /// Set how a stopped VM boots: its domain type (`"Pv"`, `"Hvm"`, `"PvHvm"`, `"Pvh"`) and, for
+    /// HVM and PVHVM guests, its boot devices in order (`"Disk"`, `"Cdrom"`, `"Network"`).
+    #[pyo3(signature = (vm, domain_type, boot_order=Vec::new()))]
+    fn set_boot(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        domain_type: &str,
+        boot_order: Vec<String>,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let ty: m::DomainType = crate::convert::parse_enum("domain_type", domain_type)?;
+        let order = boot_order
+            .iter()
+            .map(|d| crate::convert::parse_enum::<m::BootDevice>("boot_order", d))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.submit(py, |m| m.set_vm_boot(v, ty, order))
+    }
     /// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd` and `cmdline`); `kernel=None`
     /// removes direct boot.
     #[pyo3(signature = (vm, kernel, *, initrd=None, cmdline=String::new()))]

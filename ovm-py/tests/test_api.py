@@ -500,6 +500,9 @@ def test_typed_storage_network_and_vm_setup(lab: Lab, tmp_path: Path) -> None:
         mgr.send_vm_messages(vm, {"a/b": "x"})
     with pytest.raises(ovm.InvalidArgumentError):
         mgr.send_vm_messages(vm, {"k": 1})  # type: ignore[dict-item]
+    # A PV guest has no graphical console.
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.open_vm_console(vm)
 
     assert [name for name, _, _ in mgr.recurring_jobs()] == ["RefreshServers"]
     mgr.set_recurring_job("RefreshServers", 120.0, False)
@@ -624,3 +627,20 @@ def test_vendor_array_luns_and_access_groups(lab: Lab) -> None:
     mgr.delete_access_group(group).wait(WAIT)
     assert mgr.physical_disks_of(array) == []
     assert all(a.id != group for a in mgr.records("AccessGroup"))
+
+
+def test_the_console_of_an_hvm_guest_through_its_one_time_endpoint(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = result_id(mgr.create_vm("screen", ovm.VmConfig(memory_mib=512), pool=lab.pool))
+    mgr.set_boot(vm, "Hvm", ["Cdrom", "Disk"]).wait(WAIT)
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_boot(vm, "Pv", ["Disk"])
+    mgr.start_vm(vm).wait(WAIT)
+    ep = mgr.open_vm_console(vm)
+    assert ep.host == "127.0.0.1" and len(ep.password) == 8 and ep.expires_in > 0
+    with pytest.raises(ovm.PermissionDeniedError):
+        ovm.console_screenshot(ep.host, ep.port, "not-it")
+    png, width, height, colours = ovm.console_screenshot(ep.host, ep.port, ep.password)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (160, 100) and colours > 1
+    with pytest.raises(ovm.OvmError):
+        ovm.console_screenshot(ep.host, ep.port, ep.password, timeout=2.0)
