@@ -157,6 +157,194 @@ pub(crate) fn authenticate_client(
     Ok(())
 }
 
+/// The most bytes of an HTTP request head a WebSocket client may send.
+const MAX_HTTP_HEAD: usize = 8192;
+/// The largest WebSocket frame payload taken from a client.
+const MAX_WS_FRAME: u64 = 1 << 20;
+
+/// The `Sec-WebSocket-Accept` answer to a client's `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn websocket_accept(key: &str) -> String {
+    use base64::Engine;
+    let mut input = key.trim().as_bytes().to_vec();
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+}
+
+/// Read an HTTP request head (through the blank line) from `s`.
+fn read_http_head(s: &mut impl Read) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HTTP_HEAD {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "HTTP request head too long"));
+        }
+        s.read_exact(&mut b)?;
+        head.push(b[0]);
+    }
+    String::from_utf8(head)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "HTTP head not UTF-8"))
+}
+
+/// Accept a WebSocket client on `tcp` whose request head is still unread (noVNC and websockify's
+/// clients): answer the upgrade (with the `binary` subprotocol if offered) and return the
+/// stream's reading and writing halves, which carry binary frames.
+pub(crate) fn accept_websocket(mut tcp: TcpStream) -> std::io::Result<(WsReader, WsWriter)> {
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let head = read_http_head(&mut tcp)?;
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or_default();
+    if !request.starts_with("GET ") {
+        return Err(bad("not a GET request"));
+    }
+    let mut key = None;
+    let mut upgrade = false;
+    let mut binary = false;
+    for l in lines {
+        let Some((name, value)) = l.split_once(':') else { continue };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
+            "sec-websocket-key" => key = Some(value.to_owned()),
+            "sec-websocket-protocol" => binary = value.split(',').any(|p| p.trim() == "binary"),
+            _ => {}
+        }
+    }
+    let (Some(key), true) = (key, upgrade) else {
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        return Err(bad("not a WebSocket upgrade"));
+    };
+    let mut answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        websocket_accept(&key)
+    );
+    if binary {
+        answer.push_str("Sec-WebSocket-Protocol: binary\r\n");
+    }
+    answer.push_str("\r\n");
+    tcp.write_all(answer.as_bytes())?;
+    let writer = WsWriter { tcp: std::sync::Arc::new(std::sync::Mutex::new(tcp.try_clone()?)) };
+    Ok((WsReader { tcp, out: writer.clone(), pending: Vec::new(), at: 0, closed: false }, writer))
+}
+
+/// The writing half of a WebSocket: each write is one unmasked binary frame.
+#[derive(Debug, Clone)]
+pub(crate) struct WsWriter {
+    tcp: std::sync::Arc<std::sync::Mutex<TcpStream>>,
+}
+
+impl WsWriter {
+    fn frame(&self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= 0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        self.tcp.lock().unwrap_or_else(|p| p.into_inner()).write_all(&f)
+    }
+
+    /// Close the connection both ways.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tcp.lock().unwrap_or_else(|p| p.into_inner()).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Write for WsWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.frame(0x2, buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading half of a WebSocket: the payloads of the client's binary frames, in order (pings
+/// answered, a close frame ends the stream).
+#[derive(Debug)]
+pub(crate) struct WsReader {
+    tcp: TcpStream,
+    out: WsWriter,
+    pending: Vec<u8>,
+    at: usize,
+    closed: bool,
+}
+
+impl WsReader {
+    fn next_frame(&mut self) -> std::io::Result<()> {
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+        loop {
+            let mut h = [0u8; 2];
+            self.tcp.read_exact(&mut h)?;
+            let opcode = h[0] & 0x0f;
+            if h[1] & 0x80 == 0 {
+                return Err(bad("a client's frame must be masked"));
+            }
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.tcp.read_exact(&mut b)?;
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.tcp.read_exact(&mut b)?;
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            if len > MAX_WS_FRAME {
+                return Err(bad("WebSocket frame too large"));
+            }
+            let mut mask = [0u8; 4];
+            self.tcp.read_exact(&mut mask)?;
+            let mut payload = vec![0u8; len as usize];
+            self.tcp.read_exact(&mut payload)?;
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+            match opcode {
+                0x0 | 0x2 => {
+                    self.pending = payload;
+                    self.at = 0;
+                    return Ok(());
+                }
+                0x8 => {
+                    let _ = self.out.frame(0x8, &[]);
+                    self.closed = true;
+                    return Ok(());
+                }
+                0x9 => self.out.frame(0xA, &payload)?,
+                0xA => {}
+                _ => return Err(bad("text frames are not RFB")),
+            }
+        }
+    }
+}
+
+impl Read for WsReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.pending.len() {
+            if self.closed {
+                return Ok(0);
+            }
+            self.next_frame()?;
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// A screen as 8-bit RGB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Screenshot {
@@ -224,8 +412,13 @@ fn crc32(data: &[u8]) -> u32 {
 /// Connect to a console endpoint at `address`, authenticate with `password`, and take one
 /// screenshot: the whole screen in raw encoding, 32-bit true colour.
 pub fn screenshot(address: SocketAddr, password: &str, timeout: Duration) -> Result<Screenshot> {
-    let mut s = TcpStream::connect_timeout(&address, timeout).map_err(|e| io("connect to the console", e))?;
+    let s = TcpStream::connect_timeout(&address, timeout).map_err(|e| io("connect to the console", e))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| io("console", e))?;
+    screenshot_over(s, password)
+}
+
+/// [`screenshot`] over a stream already connected to an RFB server (inside a WebSocket, say).
+pub fn screenshot_over(mut s: impl Read + Write, password: &str) -> Result<Screenshot> {
     let e = |e: std::io::Error| io("the console", e);
     let mut version = [0u8; 12];
     s.read_exact(&mut version).map_err(e)?;
@@ -332,6 +525,11 @@ mod tests {
         assert_ne!(vnc_auth_response("secret", &c), vnc_auth_response("secreT", &c));
         // Only the first 8 bytes count, as in every VNC server.
         assert_eq!(vnc_auth_response("12345678", &c), vnc_auth_response("123456789", &c));
+    }
+
+    #[test]
+    fn websocket_accept_matches_rfc_6455() {
+        assert_eq!(websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]

@@ -494,3 +494,114 @@ fn the_console_of_an_hvm_guest_is_reached_once_with_its_one_time_password() {
     let pv = lab.running_vm("text-only");
     assert_eq!(lab.mgr.open_vm_console(pv).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+/// A WebSocket client's stream (as noVNC's): masked binary frames out, frames in.
+struct Ws {
+    tcp: std::net::TcpStream,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl Ws {
+    fn connect(addr: std::net::SocketAddr) -> (Ws, String) {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(
+            b"GET /websockify HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Protocol: binary\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        (Ws { tcp, pending: Vec::new(), at: 0 }, String::from_utf8(head).unwrap())
+    }
+}
+
+impl std::io::Read for Ws {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.pending.len() {
+            let mut h = [0u8; 2];
+            self.tcp.read_exact(&mut h)?;
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.tcp.read_exact(&mut b)?;
+                    usize::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.tcp.read_exact(&mut b)?;
+                    u64::from_be_bytes(b) as usize
+                }
+                n => usize::from(n),
+            };
+            let mut p = vec![0u8; len];
+            self.tcp.read_exact(&mut p)?;
+            assert_eq!(h[0], 0x82, "a final binary frame from the server");
+            self.pending = p;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl std::io::Write for Ws {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![0x82];
+        if buf.len() < 126 {
+            f.push(0x80 | buf.len() as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(buf.len() as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&mask);
+        f.extend(buf.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&f)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_websocket_client_reaches_the_console_as_novnc_does() {
+    let lab = lab();
+    let mut spec = ovm_core::manager::VmSpec::new(
+        "web-screen",
+        VmConfig {
+            domain_type: DomainType::PvHvm,
+            memory_mib: 512,
+            max_memory_mib: 512,
+            ..VmConfig::default()
+        },
+    );
+    spec.pool = Some(lab.pool);
+    spec.repository = Some(lab.repo);
+    let vm = VmId(result_id(lab.mgr.create_vm(spec)));
+    ok(lab.mgr.start_vm(vm));
+    let ep = lab.mgr.open_vm_console(vm).unwrap();
+    let (ws, head) = Ws::connect(ep.address);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    assert!(head.contains("Sec-WebSocket-Protocol: binary"), "{head}");
+    // The same one-time password, inside the frames.
+    let shot = ovm_core::console::screenshot_over(ws, &ep.password).unwrap();
+    assert_eq!((shot.width, shot.height, shot.name.as_str()), (160, 100, "web-screen"));
+    assert!(shot.colours() > 1);
+    // A WebSocket client with a wrong password is refused like any other.
+    let ep = lab.mgr.open_vm_console(vm).unwrap();
+    let (ws, _) = Ws::connect(ep.address);
+    let e = ovm_core::console::screenshot_over(ws, "nope").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+}

@@ -1,6 +1,7 @@
 //! One-time console endpoints on the manager's loopback (see [`crate::console`]).
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,62 @@ impl Manager {
     }
 }
 
+/// How long the endpoint waits for a WebSocket client's request before it speaks RFB first (a
+/// VNC client waits for the server's version; a WebSocket client sends its upgrade at once).
+const WEBSOCKET_PEEK: Duration = Duration::from_millis(500);
+
+/// A client connection: RFB straight on TCP, or inside WebSocket frames (noVNC).
+struct Client {
+    rd: Box<dyn Read + Send>,
+    wr: Box<dyn Write + Send>,
+    close: Box<dyn Fn() + Send + Sync>,
+    /// The socket (for its timeouts).
+    sock: TcpStream,
+}
+
+impl Read for Client {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.rd.read(buf)
+    }
+}
+
+impl Write for Client {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.wr.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.wr.flush()
+    }
+}
+
+/// The client on `tcp`, WebSocket or plain.
+fn client(tcp: TcpStream) -> std::io::Result<Client> {
+    tcp.set_read_timeout(Some(WEBSOCKET_PEEK))?;
+    let mut first = [0u8; 4];
+    let websocket = matches!(tcp.peek(&mut first), Ok(4) if &first == b"GET ");
+    tcp.set_read_timeout(Some(HANDSHAKE))?;
+    let sock = tcp.try_clone()?;
+    if websocket {
+        let (rd, wr) = crate::console::accept_websocket(tcp)?;
+        let closer = wr.clone();
+        return Ok(Client {
+            rd: Box::new(rd),
+            wr: Box::new(wr),
+            close: Box::new(move || closer.shutdown()),
+            sock,
+        });
+    }
+    let (rd, wr, closer) = (tcp.try_clone()?, tcp.try_clone()?, tcp);
+    Ok(Client {
+        rd: Box::new(rd),
+        wr: Box::new(wr),
+        close: Box::new(move || {
+            let _ = closer.shutdown(std::net::Shutdown::Both);
+        }),
+        sock,
+    })
+}
+
 /// Wait for the client, authenticate it, then carry the protocol between it and the guest.
 fn serve(listener: TcpListener, mut guest: UnixStream, password: &str, deadline: Instant) {
     if listener.set_nonblocking(true).is_err() {
@@ -81,7 +138,7 @@ fn serve(listener: TcpListener, mut guest: UnixStream, password: &str, deadline:
     }
     let mut wrong = 0;
     while Instant::now() < deadline && wrong < MAX_WRONG {
-        let mut client = match listener.accept() {
+        let tcp = match listener.accept() {
             Ok((c, _)) => c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -89,8 +146,9 @@ fn serve(listener: TcpListener, mut guest: UnixStream, password: &str, deadline:
             }
             Err(_) => return,
         };
-        let _ = client.set_nonblocking(false);
-        let _ = client.set_read_timeout(Some(HANDSHAKE));
+        let _ = tcp.set_nonblocking(false);
+        let _ = tcp.set_nodelay(true);
+        let Ok(mut client) = client(tcp) else { continue };
         let Some(c) = challenge() else { return };
         match authenticate_client(&mut client, password, &c) {
             Ok(()) => {
@@ -98,16 +156,39 @@ fn serve(listener: TcpListener, mut guest: UnixStream, password: &str, deadline:
                 let _ = guest.set_read_timeout(Some(HANDSHAKE));
                 if let Err(e) = open_guest_side(&mut guest) {
                     log::warn!("console: {e}");
+                    (client.close)();
                     return;
                 }
-                let _ = client.set_read_timeout(None);
                 let _ = guest.set_read_timeout(None);
-                let _ = client.set_nodelay(true);
-                let _ = crate::driver::splice_console(client, guest);
+                // A viewer may stay idle for long.
+                let _ = client.sock.set_read_timeout(None);
+                splice(client, guest);
                 return;
             }
             Err(ClientRefused::WrongPassword) => wrong += 1,
             Err(ClientRefused::Other(why)) => log::debug!("console client refused: {why}"),
         }
     }
+}
+
+/// Carry bytes both ways between the client and the guest until either side ends.
+fn splice(client: Client, guest: UnixStream) {
+    let Client { mut rd, mut wr, close, .. } = client;
+    let close = std::sync::Arc::new(close);
+    let Ok(mut guest_rd) = guest.try_clone() else { return };
+    let mut guest_wr = guest;
+    let c2 = close.clone();
+    let g2 = guest_rd.try_clone();
+    let _ = std::thread::Builder::new().name("console-in".into()).spawn(move || {
+        let _ = std::io::copy(&mut rd, &mut guest_wr);
+        let _ = guest_wr.shutdown(std::net::Shutdown::Both);
+        c2();
+    });
+    let _ = std::thread::Builder::new().name("console-out".into()).spawn(move || {
+        let _ = std::io::copy(&mut guest_rd, &mut wr);
+        close();
+        if let Ok(g) = g2 {
+            let _ = g.shutdown(std::net::Shutdown::Both);
+        }
+    });
 }
