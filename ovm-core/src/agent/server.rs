@@ -592,7 +592,7 @@ impl Inner {
         vm: VmId,
     ) -> std::result::Result<(), String> {
         let owner = lock(&self.state).owner.clone();
-        if !owner.as_ref().is_some_and(|o| o.fingerprint == fp) {
+        if owner.as_ref().is_none_or(|o| o.fingerprint != fp) {
             self.record(peer, format!("console of VM {vm} refused to {fp}: not the owning manager"));
             return refuse(
                 &mut tls,
