@@ -13,6 +13,8 @@ __all__ = [
     "migration_blocker_kinds",
     "ha_reason_kinds",
     "simulate_policy_day",
+    "console_screenshot",
+    "ConsoleEndpoint",
     "Manager",
     "Job",
     "Subscription",
