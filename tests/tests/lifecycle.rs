@@ -454,18 +454,7 @@ fn messages_reach_the_guest_all_or_nothing_and_its_answers_are_read_back() {
 #[test]
 fn the_console_of_an_hvm_guest_is_reached_once_with_its_one_time_password() {
     let lab = lab();
-    let mut spec = ovm_core::manager::VmSpec::new(
-        "screen",
-        VmConfig {
-            domain_type: DomainType::Hvm,
-            memory_mib: 512,
-            max_memory_mib: 512,
-            ..VmConfig::default()
-        },
-    );
-    spec.pool = Some(lab.pool);
-    spec.repository = Some(lab.repo);
-    let vm = VmId(result_id(lab.mgr.create_vm(spec)));
+    let vm = fully_virtualised(&lab, "screen", DomainType::Hvm);
     assert_eq!(lab.mgr.open_vm_console(vm).unwrap_err().kind(), ErrorKind::InvalidState, "not running");
     ok(lab.mgr.start_vm(vm));
     let t = Duration::from_secs(10);
@@ -577,18 +566,7 @@ impl std::io::Write for Ws {
 #[test]
 fn a_websocket_client_reaches_the_console_as_novnc_does() {
     let lab = lab();
-    let mut spec = ovm_core::manager::VmSpec::new(
-        "web-screen",
-        VmConfig {
-            domain_type: DomainType::PvHvm,
-            memory_mib: 512,
-            max_memory_mib: 512,
-            ..VmConfig::default()
-        },
-    );
-    spec.pool = Some(lab.pool);
-    spec.repository = Some(lab.repo);
-    let vm = VmId(result_id(lab.mgr.create_vm(spec)));
+    let vm = fully_virtualised(&lab, "web-screen", DomainType::PvHvm);
     ok(lab.mgr.start_vm(vm));
     let ep = lab.mgr.open_vm_console(vm).unwrap();
     let (ws, head) = Ws::connect(ep.address);
@@ -604,4 +582,13 @@ fn a_websocket_client_reaches_the_console_as_novnc_does() {
     let (ws, _) = Ws::connect(ep.address);
     let e = ovm_core::console::screenshot_over(ws, "nope").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+}
+
+/// A stopped HVM or PVHVM VM of 512 MiB in the lab's pool and repository.
+fn fully_virtualised(lab: &Lab, name: &str, domain_type: DomainType) -> VmId {
+    let config = VmConfig { domain_type, memory_mib: 512, max_memory_mib: 512, ..VmConfig::default() };
+    let mut spec = ovm_core::manager::VmSpec::new(name, config);
+    spec.pool = Some(lab.pool);
+    spec.repository = Some(lab.repo);
+    VmId(result_id(lab.mgr.create_vm(spec)))
 }

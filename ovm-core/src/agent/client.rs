@@ -180,16 +180,7 @@ impl AgentDriver {
         let seen2 = seen.clone();
         let (stream, ownership) = run(async move {
             let mut tls = dial(cfg, &host, port, &addr, pin, seen2).await?;
-            let frame = proto::encode(&hello)?;
-            proto::write_frame(&mut tls, &frame)
-                .await
-                .map_err(|e| Error::backend(&addr, format!("send: {e}")))?;
-            let mut buf = Vec::new();
-            tokio::time::timeout(CONNECT_TIMEOUT, proto::read_frame(&mut tls, &mut buf))
-                .await
-                .map_err(|_| Error::Timeout { what: format!("hello from {addr}"), millis: 10_000 })?
-                .map_err(|e| Error::backend(&addr, format!("hello: {e}")))?;
-            match proto::decode::<AgentMessage>(&buf).map_err(|e| Error::backend(&addr, e))? {
+            match first_exchange(&mut tls, &hello, &addr, "hello").await? {
                 AgentMessage::Welcome { ownership, .. } => Ok((tls, ownership)),
                 AgentMessage::Refused { error } => Err(error),
                 other => Err(Error::backend(&addr, format!("unexpected answer to hello: {other:?}"))),
@@ -198,6 +189,24 @@ impl AgentDriver {
         let fingerprint = seen.get().unwrap_or_default();
         Ok((AgentConnection::start(address, fingerprint, stream, self.identity()?), ownership))
     }
+}
+
+/// Send a connection's first message and read the agent's answer to it (`what` names it in
+/// errors).
+async fn first_exchange(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    first: &ClientMessage,
+    addr: &str,
+    what: &str,
+) -> Result<AgentMessage> {
+    let frame = proto::encode(first)?;
+    proto::write_frame(tls, &frame).await.map_err(|e| Error::backend(addr, format!("send: {e}")))?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(CONNECT_TIMEOUT, proto::read_frame(tls, &mut buf))
+        .await
+        .map_err(|_| Error::Timeout { what: format!("the answer of {addr} to the {what}"), millis: 10_000 })?
+        .map_err(|e| Error::backend(addr, format!("{what}: {e}")))?;
+    proto::decode::<AgentMessage>(&buf).map_err(|e| Error::backend(addr, e))
 }
 
 /// Connect to the agent at `host`:`port` (`addr` in messages) and shake hands over TLS with
@@ -646,16 +655,7 @@ impl DomainOps for AgentConnection {
         let addr = self.address.clone();
         let tls = run(async move {
             let mut tls = dial(cfg, &host, port, &addr, pin, seen).await?;
-            let frame = proto::encode(&ClientMessage::Console { vm })?;
-            proto::write_frame(&mut tls, &frame)
-                .await
-                .map_err(|e| Error::backend(&addr, format!("send: {e}")))?;
-            let mut buf = Vec::new();
-            tokio::time::timeout(CONNECT_TIMEOUT, proto::read_frame(&mut tls, &mut buf))
-                .await
-                .map_err(|_| Error::Timeout { what: format!("the console of {addr}"), millis: 10_000 })?
-                .map_err(|e| Error::backend(&addr, format!("console: {e}")))?;
-            match proto::decode::<AgentMessage>(&buf).map_err(|e| Error::backend(&addr, e))? {
+            match first_exchange(&mut tls, &ClientMessage::Console { vm }, &addr, "console request").await? {
                 AgentMessage::ConsoleOpen => Ok(tls),
                 AgentMessage::Refused { error } => Err(error),
                 other => {
