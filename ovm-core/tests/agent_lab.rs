@@ -262,11 +262,68 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
     ok("kill the PVHVM VM", mgr.kill_vm(pvhvm), 120);
     ok("delete the PVHVM VM", mgr.delete_vm(pvhvm), 60);
+
+    // PXE: an HVM guest with a blank disk and a NIC on xenbr0, where the lab's PXE server
+    // (dnsmasq in dom0) answers DHCP: the NIC's iPXE ROM loads PXELINUX over TFTP, which loads
+    // the kernel and initramfs its configuration names.
+    let mut pxe_config = hvm_config(DomainType::Hvm, disk_of("pxe-disk"));
+    pxe_config.disks.truncate(1);
+    pxe_config.boot_order = vec![BootDevice::Network, BootDevice::Disk];
+    let mut spec = VmSpec::new("agent-lab-pxe", pxe_config);
+    spec.server = Some(server);
+    spec.repository = Some(repo);
+    let pxe = VmId(ok("create the PXE VM", mgr.create_vm(spec), 60).id);
+    ok("give the PXE VM a NIC", mgr.add_vnic(pxe, None), 60);
+    let t0 = Instant::now();
+    ok("start the PXE VM", mgr.start_vm(pxe), 300);
+    wait_for("the PXE guest's console marker", 900, || {
+        mgr.vm_console(pxe).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=pxe")).unwrap_or(false)
+    });
+    let pxe_marker = t0.elapsed();
+    let console = mgr.vm_console(pxe).unwrap();
+    assert!(console.contains("type=HVM"), "{console}");
+    ok("kill the PXE VM", mgr.kill_vm(pxe), 120);
+    ok("delete the PXE VM", mgr.delete_vm(pxe), 60);
+
+    // An Oracle VM template of a PV guest whose kernel is on its disk (its vm.cfg names pygrub):
+    // imported, cloned, started on the server; the server's PV boot loader (GRUB for Xen, in the
+    // guest's domain) reads the guest's grub.cfg and boots its kernel.
+    let template = TemplateId(
+        ok(
+            "import the PV template",
+            mgr.import_template(repo, &format!("{images}/pv-template.tgz"), Some("lab-pv-template")),
+            300,
+        )
+        .id,
+    );
+    let t = mgr.get::<Template>(template).unwrap();
+    assert_eq!((t.config.domain_type, t.config.pv_kernel.is_none()), (DomainType::Pv, true), "{t:?}");
+    let own = VmId(
+        ok(
+            "clone the PV template",
+            mgr.clone_template(template, "agent-lab-pv-own-kernel", ovm_core::manager::CloneOptions::default()),
+            300,
+        )
+        .id,
+    );
+    let t0 = Instant::now();
+    ok("start the clone on the server", mgr.start_vm_on(own, server), 300);
+    wait_for("the PV guest booted from its disk", 300, || {
+        mgr.vm_console(own).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=disk")).unwrap_or(false)
+    });
+    let own_marker = t0.elapsed();
+    let console = mgr.vm_console(own).unwrap();
+    assert!(console.contains("type=PV"), "{console}");
+    ok("kill the PV clone", mgr.kill_vm(own), 120);
+    ok("delete the PV clone", mgr.delete_vm(own), 60);
     println!(
-        "BOOT-FIGURES start-to-marker pv={:.1}s hvm-from-cd={:.1}s pvhvm-from-cd-to-pv-disk={:.1}s",
+        "BOOT-FIGURES start-to-marker pv={:.1}s pv-own-kernel-via-boot-loader={:.1}s hvm-from-cd={:.1}s \
+         pvhvm-from-cd-to-pv-disk={:.1}s hvm-pxe={:.1}s",
         pv_marker.as_secs_f64(),
+        own_marker.as_secs_f64(),
         hvm_marker.as_secs_f64(),
-        pvhvm_marker.as_secs_f64()
+        pvhvm_marker.as_secs_f64(),
+        pxe_marker.as_secs_f64()
     );
     ok("delete the VM", mgr.delete_vm(vm), 60);
     ok("delete the disk", mgr.delete_virtual_disk(disk), 60);

@@ -332,6 +332,14 @@ fn a_template_archive_an_ova_and_an_iso_are_imported_and_cloned() {
         ok(dc.mgr.start_vm(vm));
         assert_eq!(dc.mgr.get::<Vm>(vm).unwrap().power_state, PowerState::Running);
     }
+    // A clone assigned to no pool and no server starts on the server it is started on, which it
+    // is then assigned to.
+    let vm = VmId(result_id(dc.mgr.clone_template(t.id, "ol7-free", CloneOptions::default())));
+    let e = dc.mgr.start_vm(vm).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    ok(dc.mgr.start_vm_on(vm, dc.servers[1]));
+    let v = dc.mgr.get::<Vm>(vm).unwrap();
+    assert_eq!((v.power_state, v.server, v.pool), (PowerState::Running, Some(dc.servers[1]), None));
 }
 
 #[test]

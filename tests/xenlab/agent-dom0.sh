@@ -23,6 +23,14 @@ lan=$(ip -4 -o addr show dev xenbr0 | awk '{ split($4, a, "/"); print a[1]; exit
 # server's disk does (a server powered off and woken again is still owned by its manager). The
 # lab's dom0 runs no init system, so the agent powers the machine off directly (busybox syncs first).
 # The agent rewrites its alive file each second, for a watchdog (`ovm-agent watchdog`) that tests start.
+# The lab's network boot server on xenbr0, where a VM's NIC without a network is plugged: DHCP
+# offering PXELINUX, TFTP serving it, its configuration and the guest kernel (the images share).
+net=${lan%.*}
+dnsmasq --port=0 --interface=xenbr0 --bind-interfaces --user=root --group=root \
+    --dhcp-range="$net.100,$net.199,255.255.255.0,1h" --dhcp-boot=pxelinux.0 --log-dhcp \
+    --enable-tftp --tftp-root=/var/lib/ovm-lab/images/pxe --dhcp-leasefile=/tmp/dnsmasq.leases \
+    --pid-file=/run/dnsmasq.pid --log-facility=/mnt/host/results/dnsmasq.log ||
+    { echo "agent-dom0: dnsmasq (the PXE server) did not start" >&2; exit 1; }
 mkdir -p /mnt/host/results/agent-state
 exec /mnt/host/bin/ovm-agent serve --backend xen --listen 0.0.0.0:8899 --migration-address "$lan:8899" \
     --state-dir /mnt/host/results/agent-state --password-file /tmp/ovm-agent-password \

@@ -289,9 +289,29 @@ fn build(
         DomainType::PvHvm => GuestType::PvHvm,
     };
     let hvm = guest_type.is_hvm();
-    if !hvm && spec.kernel.is_none() {
-        return Err(Error::invalid("kernel", "PV and PVH domains are booted from a kernel"));
-    }
+    // A PV or PVH guest without a kernel of its own boots the one on its disk: the server's PV
+    // boot loader (GRUB built for Xen) runs inside the guest's domain and reads the guest's
+    // `/boot/grub/grub.cfg`, so dom0 never parses what the guest's disk holds (as pygrub would).
+    let boot_loader = if !hvm && spec.kernel.is_none() {
+        if spec.initrd.is_some() {
+            return Err(Error::invalid("initrd", "an initial ramdisk needs a kernel"));
+        }
+        Some(naming::pv_boot_loader(spec.domain_type, |p| p.is_file()).ok_or_else(|| Error::Unsupported {
+            what: format!(
+                "booting a {:?} guest from its disk: this server has no PV boot loader ({}); give \
+                 the VM a kernel",
+                spec.domain_type,
+                naming::PV_BOOT_LOADERS
+                    .iter()
+                    .filter(|(t, _)| *t == spec.domain_type)
+                    .map(|(_, p)| *p)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?)
+    } else {
+        None
+    };
     let action = |a: RestartAction| match a {
         RestartAction::Destroy => LifecycleAction::Destroy,
         RestartAction::Restart => LifecycleAction::Restart,
@@ -310,6 +330,9 @@ fn build(
         .on_crash(action(spec.restart_actions.on_crash));
     if let Some(k) = &spec.kernel {
         b = b.kernel(k);
+    }
+    if let Some(l) = boot_loader {
+        b = b.kernel(l);
     }
     if hvm {
         // The serial port is the text console, logged where xenconsoled logs a PV guest's; the
@@ -1402,9 +1425,27 @@ mod tests {
         fifth.uuid = vm(10);
         fifth.disks[1].slot = 4;
         assert_eq!(r.conn.create_domain(&fifth).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        // A PV guest without a kernel boots the one on its disk through the server's PV boot
+        // loader, if the server has one; a ramdisk without a kernel means nothing.
         let mut nokernel = spec();
+        nokernel.uuid = vm(11);
         nokernel.kernel = None;
         assert_eq!(r.conn.create_domain(&nokernel).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        nokernel.initrd = None;
+        nokernel.cmdline = None;
+        match naming::pv_boot_loader(DomainType::Pv, |p| p.is_file()) {
+            Some(loader) => {
+                r.conn.create_domain(&nokernel).unwrap();
+                let cfg = std::fs::read_to_string(r.dir.join("last.cfg")).unwrap();
+                assert!(cfg.contains(&format!("kernel = \"{}\"", loader.display())), "{cfg}");
+                assert!(!cfg.contains("ramdisk") && !cfg.contains("extra"), "{cfg}");
+            }
+            None => {
+                let e = r.conn.create_domain(&nokernel).unwrap_err();
+                assert_eq!(e.kind(), crate::ErrorKind::Unsupported, "{e}");
+                assert!(e.to_string().contains("grub-x86_64-xen.bin"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,27 @@ use crate::model::DomainType;
 /// The bridge a NIC joins when its network names none: `xenbr0`, as Xen's network scripts create it.
 pub const DEFAULT_BRIDGE: &str = "xenbr0";
 
+/// The PV boot loaders a server may have, by the guest type they boot, in the order they are
+/// looked for: GRUB built as a Xen PV (or PVH) kernel, as Debian's `grub-xen-host` installs it,
+/// which finds `/boot/grub/grub.cfg` on the guest's disks and boots the kernel it names, inside
+/// the guest's own domain.
+pub const PV_BOOT_LOADERS: &[(DomainType, &str)] = &[
+    (DomainType::Pv, "/usr/lib/grub-xen/grub-x86_64-xen.bin"),
+    (DomainType::Pvh, "/usr/lib/grub-xen/grub-i386-xen_pvh.bin"),
+];
+
+/// The first of [`PV_BOOT_LOADERS`] for `domain_type` that `exists` says this server has.
+pub fn pv_boot_loader(
+    domain_type: DomainType,
+    exists: impl Fn(&std::path::Path) -> bool,
+) -> Option<std::path::PathBuf> {
+    PV_BOOT_LOADERS
+        .iter()
+        .filter(|(t, _)| *t == domain_type)
+        .map(|(_, p)| std::path::PathBuf::from(p))
+        .find(|p| exists(p))
+}
+
 /// The guest device of disk slot `slot`: `hd*` (emulated IDE) for HVM guests, `xvd*` otherwise.
 pub fn disk_device(domain_type: DomainType, slot: u8) -> String {
     let letter = (b'a' + (slot % 26)) as char;
@@ -65,6 +86,18 @@ mod tests {
         let long = "x".repeat(100);
         assert_eq!(domain_name(&long, u).len(), MAX_DOMAIN_NAME);
         assert_ne!(domain_name("web 01", u), domain_name("web_01", u));
+    }
+
+    #[test]
+    fn the_pv_boot_loader_is_the_one_for_the_guest_type_that_the_server_has() {
+        let pv = "/usr/lib/grub-xen/grub-x86_64-xen.bin";
+        let pvh = "/usr/lib/grub-xen/grub-i386-xen_pvh.bin";
+        let all = |_: &std::path::Path| true;
+        assert_eq!(pv_boot_loader(DomainType::Pv, all).unwrap().to_str(), Some(pv));
+        assert_eq!(pv_boot_loader(DomainType::Pvh, all).unwrap().to_str(), Some(pvh));
+        assert_eq!(pv_boot_loader(DomainType::Hvm, all), None, "HVM guests boot from their firmware");
+        let only_pv = |p: &std::path::Path| p.to_str() == Some(pv);
+        assert_eq!(pv_boot_loader(DomainType::Pvh, only_pv), None);
     }
 
     #[test]

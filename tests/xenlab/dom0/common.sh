@@ -95,7 +95,7 @@ save_diagnostics() {
     local d=/mnt/host/results/diag
     mkdir -p "$d" 2>/dev/null || return 0
     cp /var/log/xen/console/*.log "$d/" 2>/dev/null
-    cp /var/log/xen/xen-hotplug.log "$d/" 2>/dev/null
+    cp /var/log/xen/xen-hotplug.log /var/log/xen/qemu-dm-*.log "$d/" 2>/dev/null
     xl dmesg > "$d/xl-dmesg.txt" 2>&1
     dmesg > "$d/dom0-dmesg.txt" 2>&1
     return 0

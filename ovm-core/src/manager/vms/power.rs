@@ -1,5 +1,6 @@
 //! The power lifecycle: start, stop, kill, restart, pause, suspend and resume.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::set_state;
@@ -32,8 +33,8 @@ impl Manager {
         self.start_on(vm, None)
     }
 
-    /// Start a VM on `server`, a server of its pool (or its own server, for a VM outside any pool),
-    /// with the checks of placement on that one server: running and connected, not in maintenance
+    /// Start a VM on `server`, a server of its pool (or its own server, for a VM outside any pool;
+    /// a VM assigned to neither is assigned to `server` by starting there), with the checks of placement on that one server: running and connected, not in maintenance
     /// mode, the VM's storage there, no VM of its anti-affinity group there, and its memory free
     /// ([`Error::InsufficientResources`] with the reason otherwise). The job's result is the VM.
     pub fn start_vm_on(&self, vm: VmId, server: ServerId) -> Result<JobHandle> {
@@ -42,15 +43,18 @@ impl Manager {
 
     fn start_on(&self, vm: VmId, target: Option<ServerId>) -> Result<JobHandle> {
         let v = self.vm_checked(vm, PowerOperation::Start)?;
-        if v.pool.is_none() && v.server.is_none() {
-            return Err(Error::invalid("vm", "assign the VM to a pool or a server before starting it"));
+        if v.pool.is_none() && v.server.is_none() && target.is_none() {
+            return Err(Error::invalid(
+                "vm",
+                "assign the VM to a pool or a server before starting it, or start it on a server",
+            ));
         }
         let summary = match target {
             Some(t) => {
                 let s = self.server(t)?;
                 let fits = match v.pool {
                     Some(p) => s.pool == Some(p),
-                    None => v.server == Some(t),
+                    None => v.server.is_none_or(|s| s == t),
                 };
                 if !fits {
                     return Err(Error::invalid(
@@ -70,7 +74,10 @@ impl Manager {
         self.submit(
             JobSpec::new("StartVm", &summary, vec![r])
                 .step("place", move |ctx| {
-                    let v = ctx.mgr.vm(vm)?;
+                    let mut v = ctx.mgr.vm(vm)?;
+                    if v.pool.is_none() && v.server.is_none() {
+                        Arc::make_mut(&mut v).server = target;
+                    }
                     let server = ctx.mgr.pick_server(&v, |s| target.is_none_or(|t| s == t))?;
                     ctx.message(format!("placing on {server}"));
                     ctx.tx(|tx| {
