@@ -2435,6 +2435,15 @@ ovm_result ovm_vm_set_kernel(const ovm_manager *mgr,
                              ovm_job **out);
 
 /*
+ Give a stopped PV VM a virtual framebuffer (`enabled` true), served by `ovm_vm_console_open` as
+ an HVM guest's screen is, or take it away (false). Returns a job.
+ */
+ovm_result ovm_vm_set_framebuffer(const ovm_manager *mgr,
+                                  const char *vm,
+                                  bool enabled,
+                                  ovm_job **out);
+
+/*
  Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
  the VM then runs only on servers logged in to the LUN's array. Returns a job.
  */

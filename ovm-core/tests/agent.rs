@@ -729,6 +729,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
         restart_actions: Default::default(),
         boot_order: Vec::new(),
         ha_priority: None,
+        framebuffer: false,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();
@@ -844,6 +845,7 @@ fn a_ticket_prepared_for_one_mode_is_refused_for_the_other() {
         restart_actions: Default::default(),
         boot_order: Vec::new(),
         ha_priority: None,
+        framebuffer: false,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

@@ -176,6 +176,28 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     ok("start the VM again after the manager restarted", mgr.start_vm(vm), 300);
     ok("kill the VM", mgr.kill_vm(vm), 120);
 
+    // A PV guest's virtual framebuffer: served by a device model in dom0 and shown by the guest's
+    // xen-fbfront, reached through the manager as an HVM guest's screen is.
+    ok("give the PV VM a framebuffer", mgr.set_vm_framebuffer(vm, true), 60);
+    ok("start the PV VM with its framebuffer", mgr.start_vm(vm), 300);
+    wait_for("the guest's framebuffer", 300, || {
+        mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-FB fb0")).unwrap_or(false)
+    });
+    let ep = mgr.open_vm_console(vm).unwrap();
+    let shot = ovm_core::console::screenshot(ep.address, &ep.password, Duration::from_secs(30)).unwrap();
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-lab-pv-framebuffer.png");
+    std::fs::write(&png, shot.png()).unwrap();
+    println!(
+        "PV framebuffer: {}x{} colours={} saved to {}",
+        shot.width,
+        shot.height,
+        shot.colours(),
+        png.display()
+    );
+    assert!(shot.colours() > 1, "the PV guest's screen is not blank");
+    ok("kill the VM", mgr.kill_vm(vm), 120);
+    ok("take the framebuffer away", mgr.set_vm_framebuffer(vm, false), 60);
+
     // An installation CD, imported into the repository from the manager's machine, boots an HVM
     // guest (SeaBIOS, ISOLINUX from the emulated CD-ROM drive, the device model in dom0); its
     // serial port is its console.
@@ -301,7 +323,11 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     let own = VmId(
         ok(
             "clone the PV template",
-            mgr.clone_template(template, "agent-lab-pv-own-kernel", ovm_core::manager::CloneOptions::default()),
+            mgr.clone_template(
+                template,
+                "agent-lab-pv-own-kernel",
+                ovm_core::manager::CloneOptions::default(),
+            ),
             300,
         )
         .id,

@@ -97,6 +97,7 @@ fn the_destination_agent_refuses_hostile_configurations_and_forged_or_reused_tic
         restart_actions: Default::default(),
         boot_order: Vec::new(),
         ha_priority: None,
+        framebuffer: false,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

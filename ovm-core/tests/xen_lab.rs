@@ -411,6 +411,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         restart_actions: RestartActions::default(),
         boot_order: Vec::new(),
         ha_priority: None,
+        framebuffer: false,
     };
     let t0 = Instant::now();
     let domid = hv.create_domain(&spec).unwrap();

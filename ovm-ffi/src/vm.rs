@@ -183,6 +183,18 @@ pub unsafe extern "C" fn ovm_vm_set_kernel(
     })
 }
 
+/// Give a stopped PV VM a virtual framebuffer (`enabled` true), served by `ovm_vm_console_open` as
+/// an HVM guest's screen is, or take it away (false). Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_framebuffer(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    enabled: bool,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| m.set_vm_framebuffer(VmId(id_arg(vm, "vm")?), enabled))
+}
+
 /// Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
 /// the VM then runs only on servers logged in to the LUN's array. Returns a job.
 #[no_mangle]

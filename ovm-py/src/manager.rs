@@ -1436,6 +1436,12 @@ impl Manager {
             .collect::<PyResult<Vec<_>>>()?;
         self.submit(py, |m| m.set_vm_boot(v, ty, order))
     }
+    /// Give a stopped PV VM a virtual framebuffer (`enabled=True`), served by `open_vm_console` as
+    /// an HVM guest's screen is, or take it away.
+    fn set_framebuffer(&self, py: Python<'_>, vm: &str, enabled: bool) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        self.submit(py, |m| m.set_vm_framebuffer(v, enabled))
+    }
     /// Boot a stopped PV/PVH VM directly from `kernel` (with `initrd` and `cmdline`); `kernel=None`
     /// removes direct boot.
     #[pyo3(signature = (vm, kernel, *, initrd=None, cmdline=String::new()))]

@@ -207,6 +207,11 @@ impl VmConfig {
     fn start_priority(&self) -> u8 {
         self.0.start_priority
     }
+    /// Whether a PV guest has a virtual framebuffer (its screen, served as its graphical console).
+    #[getter]
+    fn framebuffer(&self) -> bool {
+        self.0.framebuffer
+    }
     /// Every field, as plain Python data.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         dict(py, &self.0)

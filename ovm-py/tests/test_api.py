@@ -629,6 +629,21 @@ def test_vendor_array_luns_and_access_groups(lab: Lab) -> None:
     assert all(a.id != group for a in mgr.records("AccessGroup"))
 
 
+def test_a_pv_guest_with_a_framebuffer_has_a_screen(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = result_id(mgr.create_vm("pv-screen", ovm.VmConfig(memory_mib=512), pool=lab.pool))
+    assert mgr.record("Vm", vm).config.framebuffer is False
+    mgr.set_framebuffer(vm, True).wait(WAIT)
+    assert mgr.record("Vm", vm).config.framebuffer is True
+    mgr.start_vm(vm).wait(WAIT)
+    ep = mgr.open_vm_console(vm)
+    _, width, height, colours = ovm.console_screenshot(ep.host, ep.port, ep.password)
+    assert (width, height) == (160, 100) and colours > 1
+    hvm = result_id(mgr.create_vm("hvm-screen", ovm.VmConfig(memory_mib=512, domain_type="Hvm"), pool=lab.pool))
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_framebuffer(hvm, True)
+
+
 def test_the_console_of_an_hvm_guest_through_its_one_time_endpoint(lab: Lab) -> None:
     mgr = lab.mgr
     vm = result_id(mgr.create_vm("screen", ovm.VmConfig(memory_mib=512), pool=lab.pool))

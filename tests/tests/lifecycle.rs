@@ -484,6 +484,36 @@ fn the_console_of_an_hvm_guest_is_reached_once_with_its_one_time_password() {
     assert_eq!(lab.mgr.open_vm_console(pv).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
+#[test]
+fn a_pv_guest_with_a_framebuffer_has_a_screen_and_a_pvh_guest_cannot() {
+    let lab = lab();
+    let vm = fully_virtualised(&lab, "pv-screen", DomainType::Pv);
+    ok(lab.mgr.set_vm_framebuffer(vm, true));
+    assert!(lab.mgr.vm(vm).unwrap().config.framebuffer);
+    ok(lab.mgr.start_vm(vm));
+    let e = lab.mgr.set_vm_framebuffer(vm, false).and_then(|j| j.wait(WAIT)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidState, "only a stopped VM changes: {e}");
+    let ep = lab.mgr.open_vm_console(vm).unwrap();
+    let shot = ovm_core::console::screenshot(ep.address, &ep.password, Duration::from_secs(10)).unwrap();
+    assert_eq!(shot.name, "pv-screen");
+    assert!(shot.colours() > 1, "not blank");
+    // Taken away again, the next start has no screen.
+    ok(lab.mgr.kill_vm(vm));
+    ok(lab.mgr.set_vm_framebuffer(vm, false));
+    ok(lab.mgr.start_vm(vm));
+    assert_eq!(lab.mgr.open_vm_console(vm).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    // PVH guests have no device model to serve one, HVM guests always have a screen: both refused,
+    // and a PV guest with a framebuffer does not become PVH.
+    ok(lab.mgr.kill_vm(vm));
+    ok(lab.mgr.set_vm_framebuffer(vm, true));
+    let e = lab.mgr.set_vm_boot(vm, DomainType::Pvh, vec![]).and_then(|j| j.wait(WAIT)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(lab.mgr.vm(vm).unwrap().config.domain_type, DomainType::Pv, "unchanged");
+    let hvm = fully_virtualised(&lab, "hvm-screen", DomainType::Hvm);
+    let e = lab.mgr.set_vm_framebuffer(hvm, true).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
+
 /// A WebSocket client's stream (as noVNC's): masked binary frames out, frames in.
 struct Ws {
     tcp: std::net::TcpStream,

@@ -48,6 +48,10 @@ pub struct DomainSpec {
     /// pool file system, so that the pool's master restarts it even while the manager is away.
     #[serde(default)]
     pub ha_priority: Option<u8>,
+    /// A PV guest's virtual framebuffer, served as its graphical console (HVM guests always
+    /// have a screen).
+    #[serde(default)]
+    pub framebuffer: bool,
 }
 
 /// How a [`DiskSpec`] names a LUN (a physical disk): by its SCSI identifier, which each server

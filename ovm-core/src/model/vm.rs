@@ -233,6 +233,11 @@ pub struct VmConfig {
     pub pv_kernel: Option<PvKernel>,
     /// Start priority (1..=100, higher first).
     pub start_priority: u8,
+    /// A PV guest's virtual framebuffer: its screen, served as its graphical console as an HVM
+    /// guest's is (HVM and PVHVM guests always have a screen; PVH guests have no device model to
+    /// serve one).
+    #[serde(default)]
+    pub framebuffer: bool,
 }
 
 impl Default for VmConfig {
@@ -251,6 +256,7 @@ impl Default for VmConfig {
             restart_actions: RestartActions::default(),
             pv_kernel: None,
             start_priority: 50,
+            framebuffer: false,
         }
     }
 }
@@ -298,6 +304,12 @@ impl VmConfig {
         }
         if !(1..=100).contains(&self.start_priority) {
             return Err(Error::invalid("start_priority", "must be 1..=100"));
+        }
+        if self.framebuffer && self.domain_type == DomainType::Pvh {
+            return Err(Error::invalid(
+                "framebuffer",
+                "a PVH guest has no device model to serve a framebuffer",
+            ));
         }
         if matches!(self.domain_type, DomainType::Pv | DomainType::Pvh)
             && self.pv_kernel.as_ref().is_some_and(|k| k.kernel.trim().is_empty())

@@ -524,6 +524,8 @@ remote_api! {
     /// Set a stopped VM's domain type and boot order (see [`Manager::set_vm_boot`]).
     fn set_vm_boot(vm: VmId, domain_type: DomainType, boot_order: Vec<BootDevice>) -> Job =
         |m| submitted(m.set_vm_boot(vm, domain_type, boot_order));
+    /// Give a stopped PV VM a framebuffer, or not (see [`Manager::set_vm_framebuffer`]).
+    fn set_vm_framebuffer(vm: VmId, enabled: bool) -> Job = |m| submitted(m.set_vm_framebuffer(vm, enabled));
     /// Boot a stopped VM from a kernel, or not (see [`Manager::set_vm_kernel`]).
     fn set_vm_kernel(vm: VmId, kernel: Option<PvKernel>) -> Job = |m| submitted(m.set_vm_kernel(vm, kernel));
     /// Connect a stopped VM's VNIC to a network (see [`Manager::set_vnic_network`]).

@@ -123,6 +123,7 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("vm_guest_data", Access::Operate),
     ("open_vm_console", Access::Operate),
     ("set_vm_boot", Access::Operate),
+    ("set_vm_framebuffer", Access::Operate),
     ("delete_object", Access::Operate),
     ("job", Access::Read),
     ("jobs", Access::Read),

@@ -334,6 +334,14 @@ fn build(
     if let Some(l) = boot_loader {
         b = b.kernel(l);
     }
+    if spec.framebuffer && !hvm {
+        // A PV guest's framebuffer is served by a device model of its own in dom0 (libxl starts
+        // it for `vfb`), its VNC server on dom0's loopback as an HVM guest's screen is.
+        if spec.domain_type != DomainType::Pv {
+            return Err(Error::invalid("framebuffer", "only PV guests have a virtual framebuffer"));
+        }
+        b = b.vnc(true);
+    }
     if hvm {
         // The serial port is the text console, logged where xenconsoled logs a PV guest's; the
         // screen is a VNC server on dom0's loopback.
@@ -1289,6 +1297,7 @@ mod tests {
             restart_actions: RestartActions::default(),
             boot_order: Vec::new(),
             ha_priority: None,
+            framebuffer: false,
         }
     }
 

@@ -549,6 +549,7 @@ mod tests {
             restart_actions: Default::default(),
             boot_order: Vec::new(),
             ha_priority: None,
+            framebuffer: false,
         }
     }
 

@@ -298,6 +298,7 @@ mod tests {
                 restart_actions: RestartActions::default(),
                 boot_order: Vec::new(),
                 ha_priority: Some(priority),
+                framebuffer: false,
             },
         }
     }

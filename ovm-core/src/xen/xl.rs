@@ -362,9 +362,9 @@ impl XlDomainBuilder {
                 let _ = writeln!(c, "nographic = 1");
             }
         } else if self.vnc {
-            // A PV guest's screen is its virtual framebuffer, served by the xenpv device model.
+            // A PV guest's screen is its virtual framebuffer, served by the xenpv device model
+            // (xl adds the virtual keyboard that goes with it).
             let _ = writeln!(c, "vfb = [ 'vnc=1,vnclisten=127.0.0.1,vncunused=1' ]");
-            let _ = writeln!(c, "vkb = [ '' ]");
         }
         if let Some(kernel) = &self.kernel {
             let _ = writeln!(c, "kernel = \"{}\"", check_path("kernel", kernel)?);

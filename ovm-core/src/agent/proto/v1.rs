@@ -1050,6 +1050,9 @@ pub struct DomainSpec {
     /// server dies (absent: not HA-enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha_priority: Option<u8>,
+    /// A PV guest's virtual framebuffer, served as its graphical console (absent: none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub framebuffer: bool,
 }
 
 /// A boot device (v1).
@@ -1392,6 +1395,7 @@ impl From<&driver::DomainSpec> for DomainSpec {
             restart_actions: s.restart_actions.into(),
             boot_order: s.boot_order.iter().map(|&b| b.into()).collect(),
             ha_priority: s.ha_priority,
+            framebuffer: s.framebuffer,
         }
     }
 }
@@ -1427,6 +1431,7 @@ impl TryFrom<DomainSpec> for driver::DomainSpec {
             restart_actions: s.restart_actions.into(),
             boot_order: s.boot_order.into_iter().map(Into::into).collect(),
             ha_priority: s.ha_priority,
+            framebuffer: s.framebuffer,
         })
     }
 }
@@ -1688,6 +1693,7 @@ mod tests {
             },
             boot_order: Vec::new(),
             ha_priority: None,
+            framebuffer: false,
         };
         let spec_json = format!(
             concat!(
@@ -2514,6 +2520,7 @@ mod tests {
             restart_actions: Default::default(),
             boot_order: vec![model::BootDevice::Cdrom, model::BootDevice::Disk],
             ha_priority: None,
+            framebuffer: false,
         };
         let wire = DomainSpec::from(&seam);
         assert!(serde_json::to_string(&wire).unwrap().contains(r#""boot_order":["Cdrom","Disk"]"#));

@@ -664,9 +664,14 @@ impl DomainOps for SimConnection {
     fn open_console(&self, vm: VmId) -> Result<std::os::unix::net::UnixStream> {
         let (name, domid) = self.op(SimOp::Query, |st| {
             let d = Self::domain(st, vm)?;
-            // As on Xen: an HVM guest's device model serves its screen; a PV guest has none.
-            if !matches!(d.spec.domain_type, crate::model::DomainType::Hvm | crate::model::DomainType::PvHvm)
-            {
+            // As on Xen: an HVM guest's device model serves its screen, and a PV guest's serves
+            // its framebuffer if it has one.
+            let screen = match d.spec.domain_type {
+                crate::model::DomainType::Hvm | crate::model::DomainType::PvHvm => true,
+                crate::model::DomainType::Pv => d.spec.framebuffer,
+                crate::model::DomainType::Pvh => false,
+            };
+            if !screen {
                 return Err(Error::invalid(
                     "vm",
                     format!("VM {vm} has no graphical console (no VNC server)"),
@@ -779,6 +784,7 @@ pub(crate) mod tests {
             restart_actions: Default::default(),
             boot_order: Vec::new(),
             ha_priority: None,
+            framebuffer: false,
         }
     }
 

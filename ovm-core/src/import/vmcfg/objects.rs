@@ -137,6 +137,9 @@ fn disk_entry(d: &DiskMapping) -> String {
     }
 }
 
+/// The `vfb` entry of a VM with a framebuffer: a VNC server on its server's loopback.
+const FRAMEBUFFER: &str = "type=vnc,vncunused=1,vnclisten=127.0.0.1";
+
 /// The common header of VM and template files: names, then the configuration.
 fn write_config(w: &mut Writer, id: impl ToString, name: &str, description: &str, c: &VmConfig) {
     let id = id.to_string();
@@ -162,6 +165,9 @@ fn write_config(w: &mut Writer, id: impl ToString, name: &str, description: &str
     let vif =
         |v: &Vnic| format!("mac={},bridge={}", v.mac, v.network.map(|n| n.to_string()).unwrap_or_default());
     w.list("vif", c.vnics.iter().map(vif));
+    if c.framebuffer {
+        w.list("vfb", [FRAMEBUFFER.to_string()]);
+    }
     w.str("OVM_os_type", &c.os_type);
     w.put("OVM_high_availability", Value::Bool(c.high_availability));
     w.u64("OVM_start_priority", c.start_priority.into());
@@ -243,6 +249,7 @@ fn read_config(r: &Reader) -> Result<VmConfig> {
         },
         pv_kernel,
         start_priority: r.num("OVM_start_priority")?,
+        framebuffer: !r.strings("vfb")?.is_empty(),
     })
 }
 

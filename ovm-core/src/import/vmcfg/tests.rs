@@ -249,7 +249,7 @@ fn config(rng: &mut Rng) -> VmConfig {
         2 => DiskTarget::EmptyCdrom,
         _ => DiskTarget::PhysicalDisk(PhysicalDiskId::new()),
     };
-    VmConfig {
+    let c = VmConfig {
         domain_type: rng.pick(&[DomainType::Pv, DomainType::Hvm, DomainType::PvHvm, DomainType::Pvh]),
         vcpus,
         max_vcpus: vcpus + rng.below(8) as u32,
@@ -280,7 +280,10 @@ fn config(rng: &mut Rng) -> VmConfig {
             cmdline: r.text(),
         }),
         start_priority: 1 + rng.below(100) as u8,
-    }
+        framebuffer: rng.coin(),
+    };
+    // Only PV guests have a framebuffer.
+    VmConfig { framebuffer: c.framebuffer && c.domain_type == DomainType::Pv, ..c }
 }
 
 #[test]

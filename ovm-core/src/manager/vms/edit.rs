@@ -46,6 +46,24 @@ impl Manager {
         })
     }
 
+    /// Give a stopped PV VM a virtual framebuffer, or take it away: its screen, which
+    /// [`Manager::open_vm_console`] then serves as an HVM guest's (on Xen, a device model in dom0
+    /// serves it; the guest shows it with its `xen-fbfront` driver). HVM and PVHVM guests always
+    /// have a screen; PVH guests cannot have one.
+    pub fn set_vm_framebuffer(&self, vm: VmId, enabled: bool) -> Result<JobHandle> {
+        let v = self.vm(vm)?;
+        if enabled && v.config.domain_type != DomainType::Pv {
+            return Err(Error::invalid(
+                "framebuffer",
+                format!(
+                    "only PV guests have a virtual framebuffer ({} is {:?})",
+                    v.name, v.config.domain_type
+                ),
+            ));
+        }
+        self.edit_vm(vm, move |v| v.config.framebuffer = enabled)
+    }
+
     /// Connect VNIC number `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
     pub fn set_vnic_network(&self, vm: VmId, index: u32, network: Option<NetworkId>) -> Result<JobHandle> {
         let n = self.vm(vm)?.config.vnics.len();

@@ -64,6 +64,7 @@ impl Manager {
             restart_actions: c.restart_actions,
             boot_order: c.boot_order.clone(),
             ha_priority: c.high_availability.then_some(c.start_priority),
+            framebuffer: c.framebuffer,
         })
     }
 }
