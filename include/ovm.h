@@ -2444,6 +2444,18 @@ ovm_result ovm_vm_set_framebuffer(const ovm_manager *mgr,
                                   ovm_job **out);
 
 /*
+ Boot a stopped PV or PVH VM from the install tree at `url` (an `http://` or `https://` URL its
+ server reaches: the installer's kernel and initial ramdisk are read from it at each start) with
+ the kernel command line `cmdline` (may be NULL for none); `url` NULL: no network boot any more.
+ Returns a job.
+ */
+ovm_result ovm_vm_set_network_boot(const ovm_manager *mgr,
+                                   const char *vm,
+                                   const char *url,
+                                   const char *cmdline,
+                                   ovm_job **out);
+
+/*
  Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
  the VM then runs only on servers logged in to the LUN's array. Returns a job.
  */

@@ -73,6 +73,7 @@ pub mod policy;
 pub mod power_plugin;
 pub mod remote;
 mod serde_util;
+pub(crate) mod source;
 pub mod store;
 mod sync;
 pub mod xen;

@@ -730,6 +730,7 @@ fn the_destination_agent_refuses_forged_reused_and_misdirected_tickets() {
         boot_order: Vec::new(),
         ha_priority: None,
         framebuffer: false,
+        network_boot: None,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();
@@ -846,6 +847,7 @@ fn a_ticket_prepared_for_one_mode_is_refused_for_the_other() {
         boot_order: Vec::new(),
         ha_priority: None,
         framebuffer: false,
+        network_boot: None,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

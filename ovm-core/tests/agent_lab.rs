@@ -198,6 +198,28 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     ok("kill the VM", mgr.kill_vm(vm), 120);
     ok("take the framebuffer away", mgr.set_vm_framebuffer(vm, false), 60);
 
+    // Network boot of a PV guest (Oracle VM's network boot path): the agent reads the installer
+    // from the lab's install tree (HTTP in dom0, on xenbr0), the guest boots it and reads the tree
+    // over its NIC.
+    let tree = "http://10.77.0.1";
+    ok("give the PV VM a NIC", mgr.add_vnic(vm, None), 60);
+    let boot = NetworkBoot {
+        url: format!("{tree}/"),
+        cmdline: format!("console=hvc0 ovm.boot=network ovm.ip=10.77.0.60/24 ovm.repo={tree}"),
+    };
+    ok("boot the PV VM from the install tree", mgr.set_vm_network_boot(vm, Some(boot)), 60);
+    let t0 = Instant::now();
+    ok("start the PV VM from the network", mgr.start_vm(vm), 300);
+    wait_for("the installer to read its tree", 300, || {
+        mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-REPO")).unwrap_or(false)
+    });
+    let netboot_marker = t0.elapsed();
+    let console = mgr.vm_console(vm).unwrap();
+    assert!(console.contains("boot=network"), "{console}");
+    assert!(console.contains(&format!("OVM-DOMU-REPO {tree}: ovm lab install tree")), "{console}");
+    ok("kill the VM", mgr.kill_vm(vm), 120);
+    ok("no more network boot", mgr.set_vm_network_boot(vm, None), 60);
+
     // An installation CD, imported into the repository from the manager's machine, boots an HVM
     // guest (SeaBIOS, ISOLINUX from the emulated CD-ROM drive, the device model in dom0); its
     // serial port is its console.
@@ -344,12 +366,13 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     ok("delete the PV clone", mgr.delete_vm(own), 60);
     println!(
         "BOOT-FIGURES start-to-marker pv={:.1}s pv-own-kernel-via-boot-loader={:.1}s hvm-from-cd={:.1}s \
-         pvhvm-from-cd-to-pv-disk={:.1}s hvm-pxe={:.1}s",
+         pvhvm-from-cd-to-pv-disk={:.1}s hvm-pxe={:.1}s pv-network-boot-to-tree-read={:.1}s",
         pv_marker.as_secs_f64(),
         own_marker.as_secs_f64(),
         hvm_marker.as_secs_f64(),
         pvhvm_marker.as_secs_f64(),
-        pxe_marker.as_secs_f64()
+        pxe_marker.as_secs_f64(),
+        netboot_marker.as_secs_f64()
     );
     ok("delete the VM", mgr.delete_vm(vm), 60);
     ok("delete the disk", mgr.delete_virtual_disk(disk), 60);

@@ -98,6 +98,7 @@ fn the_destination_agent_refuses_hostile_configurations_and_forged_or_reused_tic
         boot_order: Vec::new(),
         ha_priority: None,
         framebuffer: false,
+        network_boot: None,
     };
     src.create_domain(&spec).unwrap();
     let src_id = ms.identity().unwrap();

@@ -412,6 +412,7 @@ fn xen_driver_runs_a_vm_for_the_manager() {
         boot_order: Vec::new(),
         ha_priority: None,
         framebuffer: false,
+        network_boot: None,
     };
     let t0 = Instant::now();
     let domid = hv.create_domain(&spec).unwrap();

@@ -195,6 +195,30 @@ pub unsafe extern "C" fn ovm_vm_set_framebuffer(
     job_entry!(mgr, out, |m| m.set_vm_framebuffer(VmId(id_arg(vm, "vm")?), enabled))
 }
 
+/// Boot a stopped PV or PVH VM from the install tree at `url` (an `http://` or `https://` URL its
+/// server reaches: the installer's kernel and initial ramdisk are read from it at each start) with
+/// the kernel command line `cmdline` (may be NULL for none); `url` NULL: no network boot any more.
+/// Returns a job.
+#[no_mangle]
+pub unsafe extern "C" fn ovm_vm_set_network_boot(
+    mgr: *const ovm_manager,
+    vm: *const c_char,
+    url: *const c_char,
+    cmdline: *const c_char,
+    out: *mut *mut ovm_job,
+) -> ovm_result {
+    job_entry!(mgr, out, |m| {
+        let id = VmId(id_arg(vm, "vm")?);
+        let cmdline = opt_string_arg(cmdline, "cmdline")?.unwrap_or_default().to_owned();
+        let boot = match opt_string_arg(url, "url")? {
+            Some(u) => Some(NetworkBoot { url: u.to_owned(), cmdline }),
+            None if !cmdline.is_empty() => return Err(FfiError::invalid("a cmdline needs a url")),
+            None => None,
+        };
+        m.set_vm_network_boot(id, boot)
+    })
+}
+
 /// Map physical disk (LUN) `disk` into slot `slot` of a stopped VM (replacing what the slot held);
 /// the VM then runs only on servers logged in to the LUN's array. Returns a job.
 #[no_mangle]

@@ -1436,6 +1436,26 @@ impl Manager {
             .collect::<PyResult<Vec<_>>>()?;
         self.submit(py, |m| m.set_vm_boot(v, ty, order))
     }
+    /// Boot a stopped PV or PVH VM from the install tree at `url` (`http://` or `https://`, read by
+    /// its server at each start) with the installer's `cmdline`; `url=None`: no network boot.
+    #[pyo3(signature = (vm, url, cmdline=String::new()))]
+    fn set_network_boot(
+        &self,
+        py: Python<'_>,
+        vm: &str,
+        url: Option<String>,
+        cmdline: String,
+    ) -> PyResult<Job> {
+        let v = m::VmId(uuid("vm", vm)?);
+        let boot = match url {
+            Some(url) => Some(m::NetworkBoot { url, cmdline }),
+            None if !cmdline.is_empty() => {
+                return Err(ovm_core::Error::invalid("cmdline", "a cmdline needs a url")).or_raise()
+            }
+            None => None,
+        };
+        self.submit(py, |m| m.set_vm_network_boot(v, boot))
+    }
     /// Give a stopped PV VM a virtual framebuffer (`enabled=True`), served by `open_vm_console` as
     /// an HVM guest's screen is, or take it away.
     fn set_framebuffer(&self, py: Python<'_>, vm: &str, enabled: bool) -> PyResult<Job> {

@@ -212,6 +212,11 @@ impl VmConfig {
     fn framebuffer(&self) -> bool {
         self.0.framebuffer
     }
+    /// A PV guest's network boot: `(url, cmdline)` of its install tree, or `None`.
+    #[getter]
+    fn network_boot(&self) -> Option<(String, String)> {
+        self.0.network_boot.as_ref().map(|n| (n.url.clone(), n.cmdline.clone()))
+    }
     /// Every field, as plain Python data.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         dict(py, &self.0)

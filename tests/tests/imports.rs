@@ -12,7 +12,7 @@ use common::{ok, result_id, WAIT};
 use ovm_core::driver::sim::{SimDriver, SimWorld, DEFAULT_PASSWORD};
 use ovm_core::driver::{Driver, RepositoryFile};
 use ovm_core::manager::{
-    repository_path, CloneOptions, DiskClone, FileServerSpec, PoolSpec, RepositorySpec, ServerLogin,
+    repository_path, CloneOptions, DiskClone, FileServerSpec, PoolSpec, RepositorySpec, ServerLogin, VmSpec,
 };
 use ovm_core::model::*;
 use ovm_core::{ErrorKind, Manager};
@@ -628,4 +628,92 @@ fn a_clone_copies_each_disk_where_it_is_told_or_shares_it() {
         assert!(e.to_string().contains(why), "{why}: {e}");
     }
     assert_eq!(dc.mgr.list::<VirtualDisk>(|_| true).len(), disks_before);
+}
+
+/// Serve `files` (path → body; 404 for any other path) over HTTP until the test ends; returns
+/// the server's base URL and the paths asked for, in order.
+fn http_tree(files: Vec<(&'static str, Vec<u8>)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            log.lock().unwrap().push(path.clone());
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = s.write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    (base, asked)
+}
+
+#[test]
+fn a_pv_guest_boots_the_installer_of_an_install_tree_over_the_network() {
+    let dc = dc("netboot");
+    let mut kernel = vec![0u8; 8192];
+    kernel[0x202..0x206].copy_from_slice(b"HdrS");
+    let (base, asked) = http_tree(vec![
+        ("/ol/images/pxeboot/vmlinuz", kernel),
+        ("/ol/images/pxeboot/initrd.img", b"an initramfs".to_vec()),
+        ("/bad/images/xen/vmlinuz", b"<html>not a kernel</html>".to_vec()),
+        ("/bad/images/xen/initrd.img", b"x".to_vec()),
+    ]);
+    let config = VmConfig { memory_mib: 256, max_memory_mib: 256, ..VmConfig::default() };
+    let mut spec = VmSpec::new("installer", config);
+    spec.pool = Some(dc.pool);
+    spec.repository = Some(dc.repo);
+    let vm = VmId(result_id(dc.mgr.create_vm(spec)));
+    let boot = |url: String| Some(NetworkBoot { url, cmdline: format!("inst.repo={base}/ol") });
+
+    // Refused at once: what is not an HTTP(S) URL.
+    for bad in ["ftp://mirror/ol", "http:///ol", "/srv/ol", "http://host/a b"] {
+        let e = dc.mgr.set_vm_network_boot(vm, boot(bad.into())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}: {e}");
+    }
+    assert_eq!(dc.mgr.vm(vm).unwrap().config.network_boot, None, "nothing stored");
+
+    // The server reads the installer from the first layout the tree has, then boots it.
+    ok(dc.mgr.set_vm_network_boot(vm, boot(format!("{base}/ol/"))));
+    ok(dc.mgr.start_vm(vm));
+    assert_eq!(dc.mgr.vm(vm).unwrap().power_state, PowerState::Running);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["/ol/images/xen/vmlinuz", "/ol/images/pxeboot/vmlinuz", "/ol/images/pxeboot/initrd.img"]
+    );
+    ok(dc.mgr.kill_vm(vm));
+
+    // A tree without an installer, or with a "kernel" that is none: the start fails with the
+    // reason, and the VM stays stopped.
+    for (tree, why) in [("empty", "no installer kernel"), ("bad", "not a Linux kernel")] {
+        ok(dc.mgr.set_vm_network_boot(vm, boot(format!("{base}/{tree}"))));
+        let e = dc.mgr.start_vm(vm).unwrap().wait(WAIT).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+        assert_eq!(dc.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
+        ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)));
+    }
+    // Taken away: the guest boots as before, without the tree.
+    ok(dc.mgr.set_vm_network_boot(vm, None));
+    let n = asked.lock().unwrap().len();
+    ok(dc.mgr.start_vm(vm));
+    assert_eq!(asked.lock().unwrap().len(), n, "the tree is not read");
+    // HVM guests boot over the network with PXE.
+    ok(dc.mgr.kill_vm(vm));
+    ok(dc.mgr.set_vm_network_boot(vm, boot(format!("{base}/ol"))));
+    let e = dc.mgr.set_vm_boot(vm, DomainType::Hvm, vec![BootDevice::Network]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }

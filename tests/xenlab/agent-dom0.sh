@@ -31,6 +31,9 @@ dnsmasq --port=0 --interface=xenbr0 --bind-interfaces --user=root --group=root \
     --enable-tftp --tftp-root=/var/lib/ovm-lab/images/pxe --dhcp-leasefile=/tmp/dnsmasq.leases \
     --pid-file=/run/dnsmasq.pid --log-facility=/mnt/host/results/dnsmasq.log ||
     { echo "agent-dom0: dnsmasq (the PXE server) did not start" >&2; exit 1; }
+# The lab's install tree over HTTP (busybox httpd), for PV guests' network boot.
+httpd -p "$lan:80" -h /var/lib/ovm-lab/images/install-tree ||
+    { echo "agent-dom0: httpd (the install tree) did not start" >&2; exit 1; }
 mkdir -p /mnt/host/results/agent-state
 exec /mnt/host/bin/ovm-agent serve --backend xen --listen 0.0.0.0:8899 --migration-address "$lan:8899" \
     --state-dir /mnt/host/results/agent-state --password-file /tmp/ovm-agent-password \

@@ -52,6 +52,10 @@ pub struct DomainSpec {
     /// have a screen).
     #[serde(default)]
     pub framebuffer: bool,
+    /// A PV or PVH guest's network boot: the server reads the installer's kernel and initial
+    /// ramdisk from this install tree, and boots them with its command line.
+    #[serde(default)]
+    pub network_boot: Option<crate::model::NetworkBoot>,
 }
 
 /// How a [`DiskSpec`] names a LUN (a physical disk): by its SCSI identifier, which each server

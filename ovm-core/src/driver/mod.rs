@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod domain;
 pub mod host;
 pub mod migration;
+pub mod netboot;
 pub mod network;
 pub mod power;
 pub mod sim;

@@ -203,6 +203,45 @@ pub struct PvKernel {
     pub cmdline: String,
 }
 
+/// Network boot of a PV or PVH guest (Oracle VM's "network boot path"): the installer's kernel and
+/// initial ramdisk are read from an install tree served over HTTP (an ISO's content, as its
+/// distribution lays it out), and the installer reaches the rest of the tree over the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
+pub struct NetworkBoot {
+    /// The install tree: an `http://` or `https://` URL.
+    pub url: String,
+    /// The installer's kernel command line (where it finds the tree, e.g. `inst.repo=URL`).
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+/// Longest [`NetworkBoot`] URL or command line, bytes.
+pub const MAX_NETWORK_BOOT_TEXT: usize = 1024;
+
+impl NetworkBoot {
+    /// Check the URL's form (an HTTP(S) URL of printable characters, no spaces) and the command
+    /// line's (printable, bounded).
+    pub fn validate(&self) -> Result<()> {
+        let printable = |s: &str| s.chars().all(|c| !c.is_control());
+        let scheme = self.url.strip_prefix("http://").or_else(|| self.url.strip_prefix("https://"));
+        if !scheme.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+            || self.url.len() > MAX_NETWORK_BOOT_TEXT
+            || !printable(&self.url)
+            || self.url.contains(char::is_whitespace)
+        {
+            return Err(Error::invalid(
+                "network_boot.url",
+                format!("{:?} is not an http:// or https:// URL of an install tree", self.url),
+            ));
+        }
+        if self.cmdline.len() > MAX_NETWORK_BOOT_TEXT || !printable(&self.cmdline) {
+            return Err(Error::invalid("network_boot.cmdline", "must be printable and at most 1024 bytes"));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration of a VM (also the body of a template).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
@@ -238,6 +277,10 @@ pub struct VmConfig {
     /// serve one).
     #[serde(default)]
     pub framebuffer: bool,
+    /// A PV or PVH guest's network boot: when set, the guest boots the installer of this install
+    /// tree (before its `pv_kernel` or the kernel on its disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_boot: Option<NetworkBoot>,
 }
 
 impl Default for VmConfig {
@@ -257,6 +300,7 @@ impl Default for VmConfig {
             pv_kernel: None,
             start_priority: 50,
             framebuffer: false,
+            network_boot: None,
         }
     }
 }
@@ -304,6 +348,15 @@ impl VmConfig {
         }
         if !(1..=100).contains(&self.start_priority) {
             return Err(Error::invalid("start_priority", "must be 1..=100"));
+        }
+        if let Some(nb) = &self.network_boot {
+            if !matches!(self.domain_type, DomainType::Pv | DomainType::Pvh) {
+                return Err(Error::invalid(
+                    "network_boot",
+                    "HVM guests boot over the network with PXE (the boot order's Network)",
+                ));
+            }
+            nb.validate()?;
         }
         if self.framebuffer && self.domain_type == DomainType::Pvh {
             return Err(Error::invalid(

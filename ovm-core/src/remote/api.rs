@@ -524,6 +524,9 @@ remote_api! {
     /// Set a stopped VM's domain type and boot order (see [`Manager::set_vm_boot`]).
     fn set_vm_boot(vm: VmId, domain_type: DomainType, boot_order: Vec<BootDevice>) -> Job =
         |m| submitted(m.set_vm_boot(vm, domain_type, boot_order));
+    /// Boot a stopped PV VM from an install tree, or not (see [`Manager::set_vm_network_boot`]).
+    fn set_vm_network_boot(vm: VmId, boot: Option<NetworkBoot>) -> Job =
+        |m| submitted(m.set_vm_network_boot(vm, boot));
     /// Give a stopped PV VM a framebuffer, or not (see [`Manager::set_vm_framebuffer`]).
     fn set_vm_framebuffer(vm: VmId, enabled: bool) -> Job = |m| submitted(m.set_vm_framebuffer(vm, enabled));
     /// Boot a stopped VM from a kernel, or not (see [`Manager::set_vm_kernel`]).

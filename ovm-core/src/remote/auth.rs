@@ -124,6 +124,7 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("open_vm_console", Access::Operate),
     ("set_vm_boot", Access::Operate),
     ("set_vm_framebuffer", Access::Operate),
+    ("set_vm_network_boot", Access::Operate),
     ("delete_object", Access::Operate),
     ("job", Access::Read),
     ("jobs", Access::Read),

@@ -289,10 +289,23 @@ fn build(
         DomainType::PvHvm => GuestType::PvHvm,
     };
     let hvm = guest_type.is_hvm();
+    if spec.network_boot.is_some() && hvm {
+        return Err(Error::invalid("network_boot", "HVM guests boot over the network with PXE"));
+    }
+    // A network boot: the installer fetched into this server's directory for the VM (by
+    // `fetch_network_boot`, before the domain is created).
+    let fetched = spec.network_boot.as_ref().map(|nb| {
+        let dir = network_boot_dir(spec.uuid);
+        (
+            dir.join(crate::driver::netboot::KERNEL),
+            dir.join(crate::driver::netboot::INITRD),
+            nb.cmdline.clone(),
+        )
+    });
     // A PV or PVH guest without a kernel of its own boots the one on its disk: the server's PV
     // boot loader (GRUB built for Xen) runs inside the guest's domain and reads the guest's
     // `/boot/grub/grub.cfg`, so dom0 never parses what the guest's disk holds (as pygrub would).
-    let boot_loader = if !hvm && spec.kernel.is_none() {
+    let boot_loader = if !hvm && spec.kernel.is_none() && fetched.is_none() {
         if spec.initrd.is_some() {
             return Err(Error::invalid("initrd", "an initial ramdisk needs a kernel"));
         }
@@ -328,7 +341,12 @@ fn build(
         .on_poweroff(action(spec.restart_actions.on_poweroff))
         .on_reboot(action(spec.restart_actions.on_reboot))
         .on_crash(action(spec.restart_actions.on_crash));
-    if let Some(k) = &spec.kernel {
+    if let Some((kernel, initrd, cmdline)) = &fetched {
+        b = b.kernel(kernel).ramdisk(initrd);
+        if !cmdline.is_empty() {
+            b = b.cmdline(cmdline);
+        }
+    } else if let Some(k) = &spec.kernel {
         b = b.kernel(k);
     }
     if let Some(l) = boot_loader {
@@ -359,11 +377,13 @@ fn build(
             .serial_log(console_dir.join(format!("guest-{name}.log")))
             .vnc(true);
     }
-    if let Some(i) = &spec.initrd {
-        b = b.ramdisk(i);
-    }
-    if let Some(c) = &spec.cmdline {
-        b = b.cmdline(c);
+    if fetched.is_none() {
+        if let Some(i) = &spec.initrd {
+            b = b.ramdisk(i);
+        }
+        if let Some(c) = &spec.cmdline {
+            b = b.cmdline(c);
+        }
     }
     for d in &spec.disks {
         if d.cdrom && !hvm {
@@ -421,6 +441,13 @@ fn build(
         b = b.vif(XlVif { bridge, mac });
     }
     Ok(b)
+}
+
+/// Where a server keeps the installers of its network-booted guests, a directory per VM.
+pub const NETWORK_BOOT_DIR: &str = "/var/lib/ovm/netboot";
+
+fn network_boot_dir(vm: VmId) -> PathBuf {
+    Path::new(NETWORK_BOOT_DIR).join(vm.0.simple().to_string())
 }
 
 /// One sample of what the load is computed from.
@@ -647,6 +674,9 @@ impl DomainOps for XenConnection {
     }
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
+        if let Some(nb) = &spec.network_boot {
+            crate::driver::netboot::fetch_installer(nb, &network_boot_dir(spec.uuid))?;
+        }
         let b = self.builder(spec)?;
         let domid = b.create(&self.xl).map_err(map_err)?;
         self.ha_record(spec);
@@ -1298,6 +1328,7 @@ mod tests {
             boot_order: Vec::new(),
             ha_priority: None,
             framebuffer: false,
+            network_boot: None,
         }
     }
 

@@ -550,6 +550,7 @@ mod tests {
             boot_order: Vec::new(),
             ha_priority: None,
             framebuffer: false,
+            network_boot: None,
         }
     }
 

@@ -299,6 +299,7 @@ mod tests {
                 boot_order: Vec::new(),
                 ha_priority: Some(priority),
                 framebuffer: false,
+                network_boot: None,
             },
         }
     }

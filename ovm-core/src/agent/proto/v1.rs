@@ -1053,6 +1053,18 @@ pub struct DomainSpec {
     /// A PV guest's virtual framebuffer, served as its graphical console (absent: none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub framebuffer: bool,
+    /// A PV or PVH guest's network boot (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_boot: Option<NetworkBoot>,
+}
+
+/// Network boot of a PV or PVH guest (v1): the install tree's URL, the installer's command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBoot {
+    /// `http://` or `https://` URL of the install tree.
+    pub url: String,
+    /// The installer's kernel command line.
+    pub cmdline: String,
 }
 
 /// A boot device (v1).
@@ -1396,6 +1408,10 @@ impl From<&driver::DomainSpec> for DomainSpec {
             boot_order: s.boot_order.iter().map(|&b| b.into()).collect(),
             ha_priority: s.ha_priority,
             framebuffer: s.framebuffer,
+            network_boot: s
+                .network_boot
+                .as_ref()
+                .map(|n| NetworkBoot { url: n.url.clone(), cmdline: n.cmdline.clone() }),
         }
     }
 }
@@ -1432,6 +1448,9 @@ impl TryFrom<DomainSpec> for driver::DomainSpec {
             boot_order: s.boot_order.into_iter().map(Into::into).collect(),
             ha_priority: s.ha_priority,
             framebuffer: s.framebuffer,
+            network_boot: s
+                .network_boot
+                .map(|n| crate::model::NetworkBoot { url: n.url, cmdline: n.cmdline }),
         })
     }
 }
@@ -1694,6 +1713,7 @@ mod tests {
             boot_order: Vec::new(),
             ha_priority: None,
             framebuffer: false,
+            network_boot: None,
         };
         let spec_json = format!(
             concat!(
@@ -2521,6 +2541,7 @@ mod tests {
             boot_order: vec![model::BootDevice::Cdrom, model::BootDevice::Disk],
             ha_priority: None,
             framebuffer: false,
+            network_boot: None,
         };
         let wire = DomainSpec::from(&seam);
         assert!(serde_json::to_string(&wire).unwrap().contains(r#""boot_order":["Cdrom","Disk"]"#));

@@ -514,6 +514,18 @@ impl DomainOps for SimConnection {
                 }
             }
         }
+        if let Some(nb) = &spec.network_boot {
+            // A network boot reads the installer from its install tree as a server does (over
+            // HTTP, checked), into a directory that goes when the simulated guest has "booted" it.
+            let dir = std::env::temp_dir().join(format!(
+                "ovm-sim-netboot-{}-{}",
+                std::process::id(),
+                spec.uuid.0.simple()
+            ));
+            let fetched = crate::driver::netboot::fetch_installer(nb, &dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            fetched?;
+        }
         let domid = self.op(SimOp::Create, |st| self.admit(st, spec))?;
         self.emit(DomainChange::Appeared { uuid: Some(spec.uuid), domid });
         Ok(domid)
@@ -785,6 +797,7 @@ pub(crate) mod tests {
             boot_order: Vec::new(),
             ha_priority: None,
             framebuffer: false,
+            network_boot: None,
         }
     }
 

@@ -168,6 +168,10 @@ fn write_config(w: &mut Writer, id: impl ToString, name: &str, description: &str
     if c.framebuffer {
         w.list("vfb", [FRAMEBUFFER.to_string()]);
     }
+    if let Some(nb) = &c.network_boot {
+        w.str("OVM_network_boot_path", &nb.url);
+        w.str("OVM_network_boot_cmdline", &nb.cmdline);
+    }
     w.str("OVM_os_type", &c.os_type);
     w.put("OVM_high_availability", Value::Bool(c.high_availability));
     w.u64("OVM_start_priority", c.start_priority.into());
@@ -250,6 +254,12 @@ fn read_config(r: &Reader) -> Result<VmConfig> {
         pv_kernel,
         start_priority: r.num("OVM_start_priority")?,
         framebuffer: !r.strings("vfb")?.is_empty(),
+        network_boot: match r.opt_str("OVM_network_boot_path")? {
+            Some(url) => {
+                Some(NetworkBoot { url, cmdline: r.opt_str("OVM_network_boot_cmdline")?.unwrap_or_default() })
+            }
+            None => None,
+        },
     })
 }
 

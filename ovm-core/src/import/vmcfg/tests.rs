@@ -281,9 +281,18 @@ fn config(rng: &mut Rng) -> VmConfig {
         }),
         start_priority: 1 + rng.below(100) as u8,
         framebuffer: rng.coin(),
+        network_boot: rng.opt(|r| NetworkBoot {
+            url: format!("http://install.example/{}", r.below(1000)),
+            cmdline: format!("inst.repo={}", r.name()),
+        }),
     };
-    // Only PV guests have a framebuffer.
-    VmConfig { framebuffer: c.framebuffer && c.domain_type == DomainType::Pv, ..c }
+    // Only PV guests have a framebuffer; only PV and PVH guests boot from an install tree.
+    let pv = matches!(c.domain_type, DomainType::Pv | DomainType::Pvh);
+    VmConfig {
+        framebuffer: c.framebuffer && c.domain_type == DomainType::Pv,
+        network_boot: c.network_boot.clone().filter(|_| pv),
+        ..c
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod layout;
 mod luns;
 mod rebuild;
 mod repositories;
-pub(crate) mod source;
+pub(crate) use crate::source;
 
 pub use arrays::{StorageArraySpec, GENERIC_ISCSI_PLUGIN};
 pub use file_servers::FileServerSpec;

@@ -64,6 +64,19 @@ impl Manager {
         self.edit_vm(vm, move |v| v.config.framebuffer = enabled)
     }
 
+    /// Boot a stopped PV or PVH VM from an install tree over the network (`None`: no more), as
+    /// Oracle VM's "network boot path" does: at each start its server reads the installer's kernel
+    /// and initial ramdisk from the tree (`images/xen/`, `images/pxeboot/` or `install.amd/xen/`
+    /// under `url`, an `http://` or `https://` URL that the server reaches) and boots them with
+    /// `cmdline`, which tells the installer where the tree is (e.g. `inst.repo=URL`). Before
+    /// the VM's `pv_kernel` or the kernel on its disk; take it away once the guest is installed.
+    pub fn set_vm_network_boot(&self, vm: VmId, boot: Option<NetworkBoot>) -> Result<JobHandle> {
+        if let Some(b) = &boot {
+            b.validate()?;
+        }
+        self.edit_vm(vm, move |v| v.config.network_boot = boot)
+    }
+
     /// Connect VNIC number `index` (from 0) of a stopped VM to `network` (`None`: disconnect).
     pub fn set_vnic_network(&self, vm: VmId, index: u32, network: Option<NetworkId>) -> Result<JobHandle> {
         let n = self.vm(vm)?.config.vnics.len();

@@ -65,6 +65,7 @@ impl Manager {
             boot_order: c.boot_order.clone(),
             ha_priority: c.high_availability.then_some(c.start_priority),
             framebuffer: c.framebuffer,
+            network_boot: c.network_boot.clone(),
         })
     }
 }

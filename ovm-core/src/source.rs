@@ -1,4 +1,4 @@
-//! Where an import reads from: a file on the manager's machine or an HTTP(S) URL, read as a stream
+//! Where an import (or a PV guest's network boot) reads from: a file or an HTTP(S) URL, read as a stream
 //! (nothing is copied to memory or to a temporary file first).
 //!
 //! The HTTP client is deliberately small: `GET` only, HTTP/1.1 with `Content-Length` or chunked
