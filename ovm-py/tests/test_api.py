@@ -644,6 +644,22 @@ def test_a_pv_guest_with_a_framebuffer_has_a_screen(lab: Lab) -> None:
         mgr.set_framebuffer(hvm, True)
 
 
+def test_a_pv_guest_boots_from_an_install_tree(lab: Lab) -> None:
+    mgr = lab.mgr
+    vm = result_id(mgr.create_vm("installer", ovm.VmConfig(memory_mib=512), pool=lab.pool))
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_network_boot(vm, "ftp://mirror/ol7")
+    with pytest.raises(ovm.InvalidArgumentError):
+        mgr.set_network_boot(vm, None, "inst.repo=x")
+    mgr.set_network_boot(vm, "http://mirror.example/ol7/", "inst.repo=http://mirror.example/ol7").wait(WAIT)
+    assert mgr.record("Vm", vm).config.network_boot == (
+        "http://mirror.example/ol7/",
+        "inst.repo=http://mirror.example/ol7",
+    )
+    mgr.set_network_boot(vm, None).wait(WAIT)
+    assert mgr.record("Vm", vm).config.network_boot is None
+
+
 def test_the_console_of_an_hvm_guest_through_its_one_time_endpoint(lab: Lab) -> None:
     mgr = lab.mgr
     vm = result_id(mgr.create_vm("screen", ovm.VmConfig(memory_mib=512), pool=lab.pool))

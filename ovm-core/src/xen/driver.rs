@@ -674,8 +674,12 @@ impl DomainOps for XenConnection {
     }
 
     fn create_domain(&self, spec: &DomainSpec) -> Result<u32> {
-        if let Some(nb) = &spec.network_boot {
-            crate::driver::netboot::fetch_installer(nb, &network_boot_dir(spec.uuid))?;
+        match &spec.network_boot {
+            Some(nb) => crate::driver::netboot::fetch_installer(nb, &network_boot_dir(spec.uuid))?,
+            // An installer fetched for an earlier start is not kept once the VM boots without it.
+            None => {
+                let _ = std::fs::remove_dir_all(network_boot_dir(spec.uuid));
+            }
         }
         let b = self.builder(spec)?;
         let domid = b.create(&self.xl).map_err(map_err)?;
