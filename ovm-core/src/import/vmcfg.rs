@@ -399,6 +399,8 @@ pub struct TemplateCfg {
     pub extra: Option<String>,
     /// `bootloader`.
     pub bootloader: Option<String>,
+    /// Whether `vfb` lists a framebuffer (a PV guest's screen).
+    pub framebuffer: bool,
     /// `on_poweroff`.
     pub on_poweroff: Option<RestartAction>,
     /// `on_reboot`.
@@ -437,6 +439,7 @@ pub fn template_from_cfg(cfg: &VmCfg) -> Result<TemplateCfg> {
         ramdisk: string("ramdisk")?,
         extra,
         bootloader: string("bootloader")?,
+        framebuffer: !strings(cfg, "vfb")?.is_empty(),
         on_poweroff: restart_action(cfg, "on_poweroff")?,
         on_reboot: restart_action(cfg, "on_reboot")?,
         on_crash: restart_action(cfg, "on_crash")?,

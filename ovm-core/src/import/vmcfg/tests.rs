@@ -12,6 +12,7 @@ OVM_domain_type = 'xen_pvm'
 vcpus = 2
 vif = ['mac=00:21:f6:00:00:01,bridge=0a0a0a00', 'bridge=xenbr0']
 on_crash = 'restart'
+vfb = ['type=vnc,vncunused=1,vnclisten=127.0.0.1,keymap=en-us']
 "#;
 
 fn refused(text: &str, needle: &str) {
@@ -59,6 +60,7 @@ fn oracle_vm_template() {
         ]
     );
     assert_eq!(t.bootloader.as_deref(), Some("/usr/bin/pygrub"));
+    assert!(t.framebuffer, "its vfb");
     assert_eq!((t.on_crash, t.on_reboot, t.on_poweroff), (Some(RestartAction::Restart), None, None));
     assert_eq!((t.kernel, t.ramdisk, t.extra), (None, None, None));
 }

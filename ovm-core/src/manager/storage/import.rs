@@ -547,6 +547,8 @@ fn template_config(
         memory_mib: cfg.memory_mib,
         max_memory_mib: cfg.max_memory_mib,
         os_type: cfg.os_type.clone(),
+        // A PV template's framebuffer (HVM guests always have a screen; PVH ones cannot).
+        framebuffer: cfg.framebuffer && cfg.domain_type == DomainType::Pv,
         ..VmConfig::default()
     };
     let defaults = RestartActions::default();
