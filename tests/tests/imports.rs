@@ -706,6 +706,14 @@ fn a_pv_guest_boots_the_installer_of_an_install_tree_over_the_network() {
         assert_eq!(dc.mgr.vm(vm).unwrap().power_state, PowerState::Stopped);
         ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)));
     }
+    // A server that does not answer is that error, not a tree without an installer.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/ol", closed.local_addr().unwrap());
+    drop(closed);
+    ok(dc.mgr.set_vm_network_boot(vm, boot(gone)));
+    let e = dc.mgr.start_vm(vm).unwrap().wait(WAIT).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    ok(dc.mgr.acknowledge_all(ObjectRef::new(ObjectKind::Vm, vm.0)));
     // Taken away: the guest boots as before, without the tree.
     ok(dc.mgr.set_vm_network_boot(vm, None));
     let n = asked.lock().unwrap().len();

@@ -40,10 +40,13 @@ pub fn fetch_installer(nb: &NetworkBoot, dir: &Path) -> Result<()> {
         let url = format!("{base}/{kernel}");
         let opened = match Source::Url(Url::parse(&url)?).open() {
             Ok(o) => o,
-            Err(e) => {
-                tried.push(format!("{url}: {e}"));
+            // Not this layout: the next one may be the tree's.
+            Err(e) if e.to_string().contains("HTTP 404") => {
+                tried.push(url);
                 continue;
             }
+            // The server unreachable, refusing, failing: that is the error.
+            Err(e) => return Err(e),
         };
         let path = dir.join(KERNEL);
         store_bounded(opened.reader, &path, MAX_NETWORK_BOOT_KERNEL, &url)?;
@@ -66,7 +69,7 @@ pub fn fetch_installer(nb: &NetworkBoot, dir: &Path) -> Result<()> {
     }
     Err(Error::invalid(
         "network_boot",
-        format!("no installer kernel in the install tree {}: tried {}", nb.url, tried.join("; ")),
+        format!("no installer kernel in the install tree {} (not found: {})", nb.url, tried.join(", ")),
     ))
 }
 
