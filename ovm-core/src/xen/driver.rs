@@ -292,39 +292,48 @@ fn build(
     if spec.network_boot.is_some() && hvm {
         return Err(Error::invalid("network_boot", "HVM guests boot over the network with PXE"));
     }
-    // A network boot: the installer fetched into this server's directory for the VM (by
-    // `fetch_network_boot`, before the domain is created).
-    let fetched = spec.network_boot.as_ref().map(|nb| {
-        let dir = network_boot_dir(spec.uuid);
-        (
-            dir.join(crate::driver::netboot::KERNEL),
-            dir.join(crate::driver::netboot::INITRD),
-            nb.cmdline.clone(),
-        )
-    });
-    // A PV or PVH guest without a kernel of its own boots the one on its disk: the server's PV
-    // boot loader (GRUB built for Xen) runs inside the guest's domain and reads the guest's
-    // `/boot/grub/grub.cfg`, so dom0 never parses what the guest's disk holds (as pygrub would).
-    let boot_loader = if !hvm && spec.kernel.is_none() && fetched.is_none() {
-        if spec.initrd.is_some() {
-            return Err(Error::invalid("initrd", "an initial ramdisk needs a kernel"));
-        }
-        Some(naming::pv_boot_loader(spec.domain_type, |p| p.is_file()).ok_or_else(|| Error::Unsupported {
-            what: format!(
-                "booting a {:?} guest from its disk: this server has no PV boot loader ({}); give \
-                 the VM a kernel",
-                spec.domain_type,
-                naming::PV_BOOT_LOADERS
-                    .iter()
-                    .filter(|(t, _)| *t == spec.domain_type)
-                    .map(|(_, p)| *p)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?)
-    } else {
-        None
-    };
+    // What the domain boots: kernel, initial ramdisk, command line.
+    let (kernel, ramdisk, cmdline): (Option<PathBuf>, Option<PathBuf>, Option<String>) =
+        match (&spec.network_boot, &spec.kernel) {
+            // A network boot: the installer that `netboot::fetch_installer` read into this
+            // server's directory for the VM before the domain is created.
+            (Some(nb), _) => {
+                let dir = network_boot_dir(spec.uuid);
+                (
+                    Some(dir.join(crate::driver::netboot::KERNEL)),
+                    Some(dir.join(crate::driver::netboot::INITRD)),
+                    Some(nb.cmdline.clone()).filter(|c| !c.is_empty()),
+                )
+            }
+            (None, Some(k)) => (Some(k.into()), spec.initrd.as_ref().map(Into::into), spec.cmdline.clone()),
+            // HVM guests boot from their firmware.
+            (None, None) if hvm => (None, spec.initrd.as_ref().map(Into::into), spec.cmdline.clone()),
+            // A PV or PVH guest without a kernel of its own boots the one on its disk: the
+            // server's PV boot loader (GRUB built for Xen) runs inside the guest's domain and
+            // reads the guest's `/boot/grub/grub.cfg`, so dom0 never parses what the guest's disk
+            // holds (as pygrub would).
+            (None, None) => {
+                if spec.initrd.is_some() {
+                    return Err(Error::invalid("initrd", "an initial ramdisk needs a kernel"));
+                }
+                let loader = naming::pv_boot_loader(spec.domain_type, |p| p.is_file()).ok_or_else(|| {
+                    Error::Unsupported {
+                        what: format!(
+                            "booting a {:?} guest from its disk: this server has no PV boot loader \
+                             ({}); give the VM a kernel",
+                            spec.domain_type,
+                            naming::PV_BOOT_LOADERS
+                                .iter()
+                                .filter(|(t, _)| *t == spec.domain_type)
+                                .map(|(_, p)| *p)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }
+                })?;
+                (Some(loader), None, None)
+            }
+        };
     let action = |a: RestartAction| match a {
         RestartAction::Destroy => LifecycleAction::Destroy,
         RestartAction::Restart => LifecycleAction::Restart,
@@ -341,16 +350,14 @@ fn build(
         .on_poweroff(action(spec.restart_actions.on_poweroff))
         .on_reboot(action(spec.restart_actions.on_reboot))
         .on_crash(action(spec.restart_actions.on_crash));
-    if let Some((kernel, initrd, cmdline)) = &fetched {
-        b = b.kernel(kernel).ramdisk(initrd);
-        if !cmdline.is_empty() {
-            b = b.cmdline(cmdline);
-        }
-    } else if let Some(k) = &spec.kernel {
+    if let Some(k) = kernel {
         b = b.kernel(k);
     }
-    if let Some(l) = boot_loader {
-        b = b.kernel(l);
+    if let Some(r) = ramdisk {
+        b = b.ramdisk(r);
+    }
+    if let Some(c) = cmdline {
+        b = b.cmdline(c);
     }
     if spec.framebuffer && !hvm {
         // A PV guest's framebuffer is served by a device model of its own in dom0 (libxl starts
@@ -376,14 +383,6 @@ fn build(
             )
             .serial_log(console_dir.join(format!("guest-{name}.log")))
             .vnc(true);
-    }
-    if fetched.is_none() {
-        if let Some(i) = &spec.initrd {
-            b = b.ramdisk(i);
-        }
-        if let Some(c) = &spec.cmdline {
-            b = b.cmdline(c);
-        }
     }
     for d in &spec.disks {
         if d.cdrom && !hvm {
