@@ -27,6 +27,23 @@ fn ok(what: &str, job: ovm_core::Result<JobHandle>, secs: u64) -> ObjectRef {
     lab::ok_timed(what, job, secs).0
 }
 
+/// Start a VM (`start` submits the job, `what` names it), wait up to `secs` for its console to
+/// hold every one of `markers` (`waiting` names that); the time from the start and the console.
+fn boot_to_markers(
+    mgr: &Manager,
+    vm: VmId,
+    what: &str,
+    start: impl FnOnce() -> ovm_core::Result<JobHandle>,
+    waiting: &str,
+    secs: u64,
+    markers: &[&str],
+) -> (Duration, String) {
+    let t0 = Instant::now();
+    ok(what, start(), 300);
+    wait_for(waiting, secs, || mgr.vm_console(vm).is_ok_and(|c| markers.iter().all(|m| c.contains(m))));
+    (t0.elapsed(), mgr.vm_console(vm).unwrap())
+}
+
 fn events(mgr: &Manager, object: ObjectRef) -> Vec<Event> {
     mgr.events(&EventFilter { object: Some(object.id), ..Default::default() }).unwrap()
 }
@@ -208,13 +225,15 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
         cmdline: format!("console=hvc0 ovm.boot=network ovm.ip=10.77.0.60/24 ovm.repo={tree}"),
     };
     ok("boot the PV VM from the install tree", mgr.set_vm_network_boot(vm, Some(boot)), 60);
-    let t0 = Instant::now();
-    ok("start the PV VM from the network", mgr.start_vm(vm), 300);
-    wait_for("the installer to read its tree", 300, || {
-        mgr.vm_console(vm).map(|c| c.contains("OVM-DOMU-REPO")).unwrap_or(false)
-    });
-    let netboot_marker = t0.elapsed();
-    let console = mgr.vm_console(vm).unwrap();
+    let (netboot_marker, console) = boot_to_markers(
+        &mgr,
+        vm,
+        "start the PV VM from the network",
+        || mgr.start_vm(vm),
+        "the installer to read its tree",
+        300,
+        &["OVM-DOMU-REPO"],
+    );
     assert!(console.contains("boot=network"), "{console}");
     assert!(console.contains(&format!("OVM-DOMU-REPO {tree}: ovm lab install tree")), "{console}");
     ok("kill the VM", mgr.kill_vm(vm), 120);
@@ -252,14 +271,16 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     spec.server = Some(server);
     spec.repository = Some(repo);
     let hvm = VmId(ok("create the HVM VM", mgr.create_vm(spec), 60).id);
-    let t0 = Instant::now();
-    ok("start the HVM VM", mgr.start_vm(hvm), 300);
     // The whole marker line (the serial port is written as the guest prints).
-    wait_for("the HVM guest's console marker", 900, || {
-        mgr.vm_console(hvm).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=cdrom")).unwrap_or(false)
-    });
-    let hvm_marker = t0.elapsed();
-    let console = mgr.vm_console(hvm).unwrap();
+    let (hvm_marker, console) = boot_to_markers(
+        &mgr,
+        hvm,
+        "start the HVM VM",
+        || mgr.start_vm(hvm),
+        "the HVM guest's console marker",
+        900,
+        &["OVM-DOMU-UP", "boot=cdrom"],
+    );
     assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
     assert!(!console.contains("OVM-DOMU-DISK xvda"), "no PV disk without the platform device: {console}");
 
@@ -296,13 +317,15 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     spec.server = Some(server);
     spec.repository = Some(repo);
     let pvhvm = VmId(ok("create the PVHVM VM", mgr.create_vm(spec), 60).id);
-    let t0 = Instant::now();
-    ok("start the PVHVM VM", mgr.start_vm(pvhvm), 300);
-    wait_for("the PVHVM guest's disk through the PV driver", 900, || {
-        mgr.vm_console(pvhvm).map(|c| c.contains("OVM-DOMU-DISK xvda")).unwrap_or(false)
-    });
-    let pvhvm_marker = t0.elapsed();
-    let console = mgr.vm_console(pvhvm).unwrap();
+    let (pvhvm_marker, console) = boot_to_markers(
+        &mgr,
+        pvhvm,
+        "start the PVHVM VM",
+        || mgr.start_vm(pvhvm),
+        "the PVHVM guest's disk through the PV driver",
+        900,
+        &["OVM-DOMU-DISK xvda"],
+    );
     assert!(console.contains("type=HVM") && console.contains("boot=cdrom"), "{console}");
     ok("kill the PVHVM VM", mgr.kill_vm(pvhvm), 120);
     ok("delete the PVHVM VM", mgr.delete_vm(pvhvm), 60);
@@ -318,13 +341,15 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
     spec.repository = Some(repo);
     let pxe = VmId(ok("create the PXE VM", mgr.create_vm(spec), 60).id);
     ok("give the PXE VM a NIC", mgr.add_vnic(pxe, None), 60);
-    let t0 = Instant::now();
-    ok("start the PXE VM", mgr.start_vm(pxe), 300);
-    wait_for("the PXE guest's console marker", 900, || {
-        mgr.vm_console(pxe).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=pxe")).unwrap_or(false)
-    });
-    let pxe_marker = t0.elapsed();
-    let console = mgr.vm_console(pxe).unwrap();
+    let (pxe_marker, console) = boot_to_markers(
+        &mgr,
+        pxe,
+        "start the PXE VM",
+        || mgr.start_vm(pxe),
+        "the PXE guest's console marker",
+        900,
+        &["OVM-DOMU-UP", "boot=pxe"],
+    );
     assert!(console.contains("type=HVM"), "{console}");
     ok("kill the PXE VM", mgr.kill_vm(pxe), 120);
     ok("delete the PXE VM", mgr.delete_vm(pxe), 60);
@@ -354,13 +379,15 @@ fn manager_on_the_host_drives_a_lab_server_through_its_agent() {
         )
         .id,
     );
-    let t0 = Instant::now();
-    ok("start the clone on the server", mgr.start_vm_on(own, server), 300);
-    wait_for("the PV guest booted from its disk", 300, || {
-        mgr.vm_console(own).map(|c| c.contains("OVM-DOMU-UP") && c.contains("boot=disk")).unwrap_or(false)
-    });
-    let own_marker = t0.elapsed();
-    let console = mgr.vm_console(own).unwrap();
+    let (own_marker, console) = boot_to_markers(
+        &mgr,
+        own,
+        "start the clone on the server",
+        || mgr.start_vm_on(own, server),
+        "the PV guest booted from its disk",
+        300,
+        &["OVM-DOMU-UP", "boot=disk"],
+    );
     assert!(console.contains("type=PV"), "{console}");
     ok("kill the PV clone", mgr.kill_vm(own), 120);
     ok("delete the PV clone", mgr.delete_vm(own), 60);
